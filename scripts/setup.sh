@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Makes this machine able to build and test all of Peer Pressure. Idempotent: every step first checks
+# whether its piece is already there, so a second run on a ready machine takes seconds.
+#
+# Installs: Debian's chromium + chromium-driver (browser tests), the wasm32 standard library
+# (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22, see
+# scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" = 0 ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- Debian packages: browser, driver, and small tools the tests use --------------------------
+pkgs=()
+command -v chromium >/dev/null || pkgs+=(chromium)
+command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
+command -v ip >/dev/null || pkgs+=(iproute2)
+command -v curl >/dev/null || pkgs+=(curl)
+[ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+
+# --- wasm32 standard library ----------------------------------------------------------------
+wasm_ready() {
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown && return 0
+  [ -d /usr/lib/rustlib/src/rust/library ] && [ -x /usr/bin/rust-lld ] && [ -x /usr/bin/cargo ] && return 0
+  return 1
+}
+if ! wasm_ready; then
+  log "trying: rustup target add wasm32-unknown-unknown (60 s at most)"
+  if ! timeout 60 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+    log "rustup cannot download here: using Debian's rustc-web + rust-web-src to build std for wasm32"
+    apt_install rustc-web cargo-web rust-web-src lld-22
+  fi
+fi
+wasm_ready || { echo "setup: no wasm32 standard library could be installed" >&2; exit 1; }
+
+# --- cargo tools ----------------------------------------------------------------------------
+WB_VERSION=$(sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
+[ -n "$WB_VERSION" ] || { echo "setup: cannot read the wasm-bindgen pin from Cargo.toml" >&2; exit 1; }
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION" ]; then
+  log "cargo install wasm-bindgen-cli $WB_VERSION (a few minutes, once)"
+  # --locked fails against the registry mirror here (a locked dependency version is missing)
+  cargo install -q --force wasm-bindgen-cli --version "=$WB_VERSION"
+fi
+if ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
+  log "cargo install trunk 0.21 (about 8 minutes, once)"
+  cargo install -q --locked trunk --version '~0.21'
+fi
+log "ready"

@@ -1,0 +1,17 @@
+//! `swarm-core`: the pieces every Peer Pressure part shares, written once and free of I/O.
+//!
+//! - [`content`]: content addressing: chunk and file ids (SHA-256), manifests, streaming chunking.
+//! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
+//! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
+//! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
+//!
+//! Nothing here opens a socket or reads a clock: drivers (tokio in the tracker and native peer,
+//! web-sys in the browser) feed inputs in and carry outputs out.
+
+pub mod chunk_proto;
+pub mod content;
+pub mod swarm;
+pub mod wire;
+
+pub use content::{ChunkId, FileId, Manifest, ManifestBuilder, CHUNK_SIZE};
+pub use wire::{ClientMsg, PeerId, PeerKind, ServerMsg, Signal};

@@ -1,0 +1,378 @@
+//! The tracker's swarm index as a plain state struct, apart from any socket (sans-IO, in the
+//! manner of aquatic's swarm maps): which peers are live, which files exist, who holds which
+//! chunk. The tracker's websocket tasks call [`Swarm::join`], [`Swarm::handle`] and
+//! [`Swarm::leave`], and carry the returned [`Output`]s to the peers and to the durable index.
+
+use crate::content::{ChunkId, FileId, Manifest};
+use crate::wire::{validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Longest search result list.
+pub const MAX_SEARCH_RESULTS: u32 = 100;
+/// Longest MIME type string kept.
+pub const MAX_MIME_BYTES: usize = 127;
+
+/// What the driver must do after a call into the swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `msg` to peer `to`.
+    Send { to: PeerId, msg: ServerMsg },
+    /// A new file entered the index: persist it.
+    FileAdded(FileId),
+}
+
+/// One live peer.
+#[derive(Debug, Clone)]
+pub struct PeerState {
+    pub kind: PeerKind,
+    pub joined_at_ms: u64,
+    pub chunks: HashSet<ChunkId>,
+}
+
+/// One file in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub manifest: Manifest,
+    pub meta: FileMeta,
+    pub published_at_ms: u64,
+}
+
+/// Counters the tracker exposes (API, metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwarmStats {
+    pub signals_relayed: u64,
+    pub errors_sent: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Swarm {
+    peers: HashMap<PeerId, PeerState>,
+    files: BTreeMap<FileId, FileRecord>,
+    holders: HashMap<ChunkId, BTreeSet<PeerId>>,
+    pub stats: SwarmStats,
+}
+
+fn send(to: &PeerId, msg: ServerMsg) -> Output {
+    Output::Send { to: to.clone(), msg }
+}
+
+impl Swarm {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A peer said hello. A peer that was already live (a reconnect) starts over with an empty
+    /// inventory: it re-announces what it holds.
+    pub fn join(&mut self, id: PeerId, kind: PeerKind, now_ms: u64) {
+        self.leave(&id);
+        self.peers.insert(id, PeerState { kind, joined_at_ms: now_ms, chunks: HashSet::new() });
+    }
+
+    /// A peer's connection ended: it no longer holds anything as far as the swarm knows.
+    pub fn leave(&mut self, id: &PeerId) {
+        if let Some(p) = self.peers.remove(id) {
+            for c in p.chunks {
+                self.unhold(&c, id);
+            }
+        }
+    }
+
+    fn unhold(&mut self, chunk: &ChunkId, id: &PeerId) {
+        if let Some(set) = self.holders.get_mut(chunk) {
+            set.remove(id);
+            if set.is_empty() {
+                self.holders.remove(chunk);
+            }
+        }
+    }
+
+    /// Adds a file known from the durable index (at start-up).
+    pub fn restore_file(&mut self, record: FileRecord) {
+        self.files.insert(record.manifest.file_id(), record);
+    }
+
+    pub fn file(&self, id: &FileId) -> Option<&FileRecord> {
+        self.files.get(id)
+    }
+    pub fn files(&self) -> impl Iterator<Item = (&FileId, &FileRecord)> {
+        self.files.iter()
+    }
+    pub fn peers(&self) -> impl Iterator<Item = (&PeerId, &PeerState)> {
+        self.peers.iter()
+    }
+    pub fn is_live(&self, id: &PeerId) -> bool {
+        self.peers.contains_key(id)
+    }
+    /// Live holders of a chunk.
+    pub fn holders(&self, chunk: &ChunkId) -> impl Iterator<Item = &PeerId> {
+        self.holders.get(chunk).into_iter().flatten()
+    }
+    pub fn holder_count(&self, chunk: &ChunkId) -> usize {
+        self.holders.get(chunk).map_or(0, BTreeSet::len)
+    }
+
+    /// Handles one message from live peer `from` (never `Hello`: the driver turns that into
+    /// [`Swarm::join`]).
+    pub fn handle(&mut self, from: &PeerId, msg: ClientMsg) -> Vec<Output> {
+        if !self.peers.contains_key(from) {
+            return vec![self.error(from, None, ErrorCode::NotWelcomed, "say hello first")];
+        }
+        match msg {
+            ClientMsg::Hello { .. } => {
+                vec![self.error(from, None, ErrorCode::NotWelcomed, "hello was already said")]
+            }
+            ClientMsg::Heartbeat => vec![],
+            ClientMsg::Have { chunks, full } => {
+                if full {
+                    let old: Vec<ChunkId> =
+                        self.peers.get_mut(from).map(|p| p.chunks.drain().collect()).unwrap_or_default();
+                    for c in old {
+                        self.unhold(&c, from);
+                    }
+                }
+                for c in chunks {
+                    if self.peers.get_mut(from).expect("live").chunks.insert(c) {
+                        self.holders.entry(c).or_default().insert(from.clone());
+                    }
+                }
+                vec![]
+            }
+            ClientMsg::Dropped { chunks } => {
+                for c in chunks {
+                    if self.peers.get_mut(from).expect("live").chunks.remove(&c) {
+                        self.unhold(&c, from);
+                    }
+                }
+                vec![]
+            }
+            ClientMsg::Publish { req, manifest, meta } => self.publish(from, req, manifest, meta),
+            ClientMsg::Locate { req, file } => match self.locate(req, &file) {
+                Some(msg) => vec![send(from, msg)],
+                None => vec![self.error(from, Some(req), ErrorCode::UnknownFile, format!("no file {file}"))],
+            },
+            ClientMsg::Search { req, query, limit } => {
+                let files = self.search(&query, limit.min(MAX_SEARCH_RESULTS));
+                vec![send(from, ServerMsg::SearchResults { req, files })]
+            }
+            ClientMsg::Signal { to, conn, signal } => {
+                if to == *from || !self.peers.contains_key(&to) {
+                    return vec![self.error(from, None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"))];
+                }
+                self.stats.signals_relayed += 1;
+                vec![send(&to, ServerMsg::Signal { from: from.clone(), conn, signal })]
+            }
+        }
+    }
+
+    fn error(&mut self, to: &PeerId, req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Output {
+        self.stats.errors_sent += 1;
+        send(to, ServerMsg::error(req, code, message))
+    }
+
+    fn publish(&mut self, from: &PeerId, req: u32, manifest: Manifest, meta: FileMeta) -> Vec<Output> {
+        if let Err(e) = manifest.validate() {
+            return vec![self.error(from, Some(req), ErrorCode::BadManifest, e.to_string())];
+        }
+        if let Err(e) = validate_name(&meta.name) {
+            return vec![self.error(from, Some(req), ErrorCode::BadName, e)];
+        }
+        if meta.mime.len() > MAX_MIME_BYTES || meta.mime.chars().any(char::is_control) {
+            return vec![self.error(from, Some(req), ErrorCode::BadName, "bad MIME type")];
+        }
+        let id = manifest.file_id();
+        let mut out = vec![send(from, ServerMsg::Published { req, file: id })];
+        if !self.files.contains_key(&id) {
+            let now = self.peers.get(from).map_or(0, |p| p.joined_at_ms);
+            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now });
+            out.push(Output::FileAdded(id));
+        }
+        out
+    }
+
+    /// The manifest of `file` and the live holders of each of its chunks.
+    pub fn locate(&self, req: u32, file: &FileId) -> Option<ServerMsg> {
+        let rec = self.files.get(file)?;
+        let mut peers: Vec<PeerId> = Vec::new();
+        let mut index: HashMap<&PeerId, u32> = HashMap::new();
+        let holders = rec
+            .manifest
+            .chunks
+            .iter()
+            .map(|c| {
+                self.holders(c)
+                    .map(|p| {
+                        *index.entry(p).or_insert_with(|| {
+                            peers.push(p.clone());
+                            peers.len() as u32 - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(ServerMsg::Located {
+            req,
+            file: *file,
+            meta: rec.meta.clone(),
+            manifest: rec.manifest.clone(),
+            peers,
+            holders,
+        })
+    }
+
+    /// Fewest live holders of any chunk of the file (0 for an empty file's none).
+    pub fn min_holders(&self, rec: &FileRecord) -> u32 {
+        rec.manifest.chunks.iter().map(|c| self.holder_count(c) as u32).min().unwrap_or(0)
+    }
+
+    pub fn summary(&self, id: &FileId, rec: &FileRecord) -> FileSummary {
+        FileSummary {
+            id: *id,
+            name: rec.meta.name.clone(),
+            mime: rec.meta.mime.clone(),
+            size: rec.manifest.size,
+            chunks: rec.manifest.chunks.len() as u32,
+            min_holders: self.min_holders(rec),
+        }
+    }
+
+    /// Files whose name matches `query` (case-insensitive), best first: whole name, then
+    /// prefix, then word prefix, then substring; newer first within a rank. An empty query
+    /// lists the newest files.
+    pub fn search(&self, query: &str, limit: u32) -> Vec<FileSummary> {
+        let q = query.trim().to_lowercase();
+        let mut hits: Vec<(u8, std::cmp::Reverse<u64>, &FileId, &FileRecord)> = self
+            .files
+            .iter()
+            .filter_map(|(id, rec)| {
+                let rank = match_rank(&rec.meta.name.to_lowercase(), &q)?;
+                Some((rank, std::cmp::Reverse(rec.published_at_ms), id, rec))
+            })
+            .collect();
+        hits.sort_by(|a, b| (a.0, a.1, &a.3.meta.name).cmp(&(b.0, b.1, &b.3.meta.name)));
+        hits.into_iter().take(limit as usize).map(|(_, _, id, rec)| self.summary(id, rec)).collect()
+    }
+}
+
+/// Lower is better; `None`: no match.
+fn match_rank(name: &str, q: &str) -> Option<u8> {
+    if q.is_empty() {
+        return Some(0);
+    }
+    if name == q {
+        Some(0)
+    } else if name.starts_with(q) {
+        Some(1)
+    } else if name.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with(q)) {
+        Some(2)
+    } else if name.contains(q) {
+        Some(3)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ManifestBuilder;
+    use crate::wire::Signal;
+
+    fn manifest(seed: u8, chunks: usize) -> Manifest {
+        let mut b = ManifestBuilder::new(4);
+        for i in 0..chunks {
+            b.push(&[seed, i as u8, 0, 0]);
+        }
+        b.finish()
+    }
+    fn peer(n: u8) -> PeerId {
+        PeerId::from_secret(&format!("secret-{n}"))
+    }
+    fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, name: &str) -> Vec<Output> {
+        let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
+        s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta })
+    }
+
+    #[test]
+    fn publish_have_locate_and_leave() {
+        let mut s = Swarm::new();
+        let (a, b) = (peer(1), peer(2));
+        s.join(a.clone(), PeerKind::Native, 0);
+        s.join(b.clone(), PeerKind::Browser, 0);
+        let m = manifest(1, 3);
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true });
+        s.handle(&b, ClientMsg::Have { chunks: vec![m.chunks[1]], full: false });
+        let out = publish(&mut s, &a, &m, "notes.txt");
+        assert_eq!(out[1], Output::FileAdded(m.file_id()));
+        let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else { panic!() };
+        assert_eq!(peers.len(), 2);
+        assert_eq!(holders.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2, 1]);
+        s.leave(&a);
+        let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else { panic!() };
+        assert_eq!(peers, vec![b.clone()]);
+        assert_eq!(holders, vec![vec![], vec![0], vec![]]);
+        assert_eq!(s.min_holders(s.file(&m.file_id()).unwrap()), 0);
+    }
+
+    #[test]
+    fn full_inventory_replaces_and_dropped_removes() {
+        let mut s = Swarm::new();
+        let a = peer(1);
+        s.join(a.clone(), PeerKind::Native, 0);
+        let m = manifest(2, 3);
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true });
+        s.handle(&a, ClientMsg::Have { chunks: vec![m.chunks[0]], full: true });
+        assert_eq!(s.holder_count(&m.chunks[1]), 0);
+        s.handle(&a, ClientMsg::Dropped { chunks: vec![m.chunks[0]] });
+        assert_eq!(s.holder_count(&m.chunks[0]), 0);
+    }
+
+    #[test]
+    fn bad_input_gets_errors_and_changes_nothing() {
+        let mut s = Swarm::new();
+        let a = peer(1);
+        let stranger = peer(9);
+        let out = s.handle(&stranger, ClientMsg::Heartbeat);
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::NotWelcomed, .. }, .. }));
+        s.join(a.clone(), PeerKind::Native, 0);
+        let mut m = manifest(3, 2);
+        m.size += 100;
+        let out = publish(&mut s, &a, &m, "x");
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::BadManifest, .. }, .. }));
+        let out = publish(&mut s, &a, &manifest(3, 2), "bad\u{7}name");
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::BadName, .. }, .. }));
+        assert_eq!(s.files().count(), 0);
+        let out = s.handle(&a, ClientMsg::Locate { req: 3, file: FileId([0; 32]) });
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { req: Some(3), code: ErrorCode::UnknownFile, .. }, .. }));
+        let sig = ClientMsg::Signal { to: stranger.clone(), conn: 1, signal: Signal::Close { reason: "x".into() } };
+        let out = s.handle(&a, sig);
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::UnknownPeer, .. }, .. }));
+        assert_eq!(s.stats.signals_relayed, 0);
+    }
+
+    #[test]
+    fn signals_are_relayed_with_the_true_sender() {
+        let mut s = Swarm::new();
+        let (a, b) = (peer(1), peer(2));
+        s.join(a.clone(), PeerKind::Native, 0);
+        s.join(b.clone(), PeerKind::Browser, 0);
+        let out = s.handle(&a, ClientMsg::Signal { to: b.clone(), conn: 4, signal: Signal::Offer { sdp: "v=0".into() } });
+        assert_eq!(
+            out,
+            vec![Output::Send { to: b, msg: ServerMsg::Signal { from: a, conn: 4, signal: Signal::Offer { sdp: "v=0".into() } } }]
+        );
+    }
+
+    #[test]
+    fn search_ranks_by_name_match() {
+        let mut s = Swarm::new();
+        let a = peer(1);
+        s.join(a.clone(), PeerKind::Native, 0);
+        for (i, name) in ["my cat.png", "cat", "catalog.pdf", "bobcat.jpg", "dog.png"].iter().enumerate() {
+            publish(&mut s, &a, &manifest(i as u8, 1), name);
+        }
+        let names: Vec<String> = s.search("CAT", 10).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, vec!["cat", "catalog.pdf", "my cat.png", "bobcat.jpg"]);
+        assert_eq!(s.search("", 2).len(), 2);
+        assert!(s.search("zebra", 10).is_empty());
+    }
+}

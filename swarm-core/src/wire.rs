@@ -1,0 +1,324 @@
+//! The tracker protocol: versioned JSON messages over the tracker's websocket (`/ws`).
+//!
+//! A connection starts with [`ClientMsg::Hello`]; the tracker answers [`ServerMsg::Welcome`]
+//! with the peer's id, which is derived from a secret only that peer knows
+//! (`peer_id = sha256(secret)[..16]`), so a connection can never speak for another peer and a
+//! native peer keeps its id across restarts by keeping its secret. Every request a peer may
+//! correlate carries its own `req` number, echoed in the answer or error.
+
+use crate::content::{ChunkId, FileId, Manifest};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Version of this protocol; a peer with another version is refused with a clear error.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest websocket text frame either side accepts.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest file name the tracker stores (in bytes).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// A peer's public identity: 32 hex digits, derived from its secret.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub String);
+
+impl PeerId {
+    /// The id that belongs to `secret`: the first 16 bytes of its SHA-256, in hex.
+    pub fn from_secret(secret: &str) -> Self {
+        let digest = Sha256::digest(secret.as_bytes());
+        PeerId(hex::encode(&digest[..16]))
+    }
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(8)]
+    }
+}
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({})", self.short())
+    }
+}
+
+/// What kind of program a peer is; shown in the UI, used for placement later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerKind {
+    Native,
+    Browser,
+}
+
+/// WebRTC signalling payloads the tracker relays verbatim between two peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signal {
+    Offer { sdp: String },
+    Answer { sdp: String },
+    Candidate { candidate: String, mid: Option<String> },
+    /// The sender gives up on this connection attempt (e.g. cannot parse the offer).
+    Close { reason: String },
+}
+
+/// Name, type and time of a published file: index metadata, never part of the file id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub name: String,
+    pub mime: String,
+}
+
+/// One file as listed in search results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub id: FileId,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    pub chunks: u32,
+    /// Fewest live holders of any of its chunks (0: some chunk is unavailable right now).
+    pub min_holders: u32,
+}
+
+/// Messages from a peer to the tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// First message of every connection.
+    Hello { version: u32, kind: PeerKind, secret: String },
+    /// Keeps the connection counted as alive.
+    Heartbeat,
+    /// Chunks this peer holds. `full`: this is the whole inventory (replaces what the tracker
+    /// knew); otherwise these are added.
+    Have { chunks: Vec<ChunkId>, full: bool },
+    /// Chunks this peer no longer holds.
+    Dropped { chunks: Vec<ChunkId> },
+    /// Adds a file to the index. The publisher should already `Have` its chunks.
+    Publish { req: u32, manifest: Manifest, meta: FileMeta },
+    /// Asks for a file's manifest and who holds each chunk.
+    Locate { req: u32, file: FileId },
+    /// Searches file names; an empty query lists the newest files.
+    Search { req: u32, query: String, limit: u32 },
+    /// WebRTC signalling for peer `to`; `conn` names the connection attempt (chosen by the offerer).
+    Signal { to: PeerId, conn: u64, signal: Signal },
+}
+
+/// Messages from the tracker to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Welcome { version: u32, peer_id: PeerId },
+    Published { req: u32, file: FileId },
+    Located {
+        req: u32,
+        file: FileId,
+        meta: FileMeta,
+        manifest: Manifest,
+        /// The live peers holding any chunk of this file.
+        peers: Vec<PeerId>,
+        /// Per chunk (in file order): indices into `peers` of its holders.
+        holders: Vec<Vec<u32>>,
+    },
+    SearchResults { req: u32, files: Vec<FileSummary> },
+    Signal { from: PeerId, conn: u64, signal: Signal },
+    Error { req: Option<u32>, code: ErrorCode, message: String },
+}
+
+/// Machine-readable error kinds; the message says the rest in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a message this version knows.
+    BadMessage,
+    /// Frame larger than [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    UnsupportedVersion,
+    /// A message other than `hello` before `hello`, or a second `hello`.
+    NotWelcomed,
+    BadSecret,
+    UnknownFile,
+    UnknownPeer,
+    BadManifest,
+    BadName,
+    RateLimited,
+    LimitReached,
+}
+
+impl ClientMsg {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("messages always serialize")
+    }
+}
+impl ServerMsg {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("messages always serialize")
+    }
+    pub fn error(req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMsg::Error { req, code, message: message.into() }
+    }
+}
+
+/// Checks a file name from a peer: stored as given, but no control characters and no absurd
+/// length. (Clients still escape it when showing it, and sanitise it before using it as a path.)
+pub fn validate_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("name is empty");
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err("name is longer than 255 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name contains control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chunk_id() -> impl Strategy<Value = ChunkId> {
+        any::<[u8; 32]>().prop_map(ChunkId)
+    }
+    fn file_id() -> impl Strategy<Value = FileId> {
+        any::<[u8; 32]>().prop_map(FileId)
+    }
+    fn peer_id() -> impl Strategy<Value = PeerId> {
+        any::<String>().prop_map(|s| PeerId::from_secret(&s))
+    }
+    fn manifest() -> impl Strategy<Value = Manifest> {
+        (any::<u64>(), any::<u32>(), prop::collection::vec(chunk_id(), 0..8))
+            .prop_map(|(size, chunk_size, chunks)| Manifest { size, chunk_size, chunks })
+    }
+    fn meta() -> impl Strategy<Value = FileMeta> {
+        (any::<String>(), any::<String>()).prop_map(|(name, mime)| FileMeta { name, mime })
+    }
+    fn signal() -> impl Strategy<Value = Signal> {
+        prop_oneof![
+            any::<String>().prop_map(|sdp| Signal::Offer { sdp }),
+            any::<String>().prop_map(|sdp| Signal::Answer { sdp }),
+            (any::<String>(), any::<Option<String>>())
+                .prop_map(|(candidate, mid)| Signal::Candidate { candidate, mid }),
+            any::<String>().prop_map(|reason| Signal::Close { reason }),
+        ]
+    }
+    fn kind() -> impl Strategy<Value = PeerKind> {
+        prop_oneof![Just(PeerKind::Native), Just(PeerKind::Browser)]
+    }
+    fn code() -> impl Strategy<Value = ErrorCode> {
+        use ErrorCode::*;
+        prop::sample::select(vec![
+            BadMessage,
+            TooLarge,
+            UnsupportedVersion,
+            NotWelcomed,
+            BadSecret,
+            UnknownFile,
+            UnknownPeer,
+            BadManifest,
+            BadName,
+            RateLimited,
+            LimitReached,
+        ])
+    }
+
+    fn client_msg() -> impl Strategy<Value = ClientMsg> {
+        prop_oneof![
+            (any::<u32>(), kind(), any::<String>())
+                .prop_map(|(version, kind, secret)| ClientMsg::Hello { version, kind, secret }),
+            Just(ClientMsg::Heartbeat),
+            (prop::collection::vec(chunk_id(), 0..5), any::<bool>())
+                .prop_map(|(chunks, full)| ClientMsg::Have { chunks, full }),
+            prop::collection::vec(chunk_id(), 0..5).prop_map(|chunks| ClientMsg::Dropped { chunks }),
+            (any::<u32>(), manifest(), meta())
+                .prop_map(|(req, manifest, meta)| ClientMsg::Publish { req, manifest, meta }),
+            (any::<u32>(), file_id()).prop_map(|(req, file)| ClientMsg::Locate { req, file }),
+            (any::<u32>(), any::<String>(), any::<u32>())
+                .prop_map(|(req, query, limit)| ClientMsg::Search { req, query, limit }),
+            (peer_id(), any::<u64>(), signal())
+                .prop_map(|(to, conn, signal)| ClientMsg::Signal { to, conn, signal }),
+        ]
+    }
+
+    fn summary() -> impl Strategy<Value = FileSummary> {
+        (file_id(), meta(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+            |(id, m, size, chunks, min_holders)| FileSummary {
+                id,
+                name: m.name,
+                mime: m.mime,
+                size,
+                chunks,
+                min_holders,
+            },
+        )
+    }
+
+    fn server_msg() -> impl Strategy<Value = ServerMsg> {
+        prop_oneof![
+            (any::<u32>(), peer_id())
+                .prop_map(|(version, peer_id)| ServerMsg::Welcome { version, peer_id }),
+            (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Published { req, file }),
+            (
+                any::<u32>(),
+                file_id(),
+                meta(),
+                manifest(),
+                prop::collection::vec(peer_id(), 0..4),
+                prop::collection::vec(prop::collection::vec(any::<u32>(), 0..4), 0..4)
+            )
+                .prop_map(|(req, file, meta, manifest, peers, holders)| ServerMsg::Located {
+                    req,
+                    file,
+                    meta,
+                    manifest,
+                    peers,
+                    holders
+                }),
+            (any::<u32>(), prop::collection::vec(summary(), 0..4))
+                .prop_map(|(req, files)| ServerMsg::SearchResults { req, files }),
+            (peer_id(), any::<u64>(), signal())
+                .prop_map(|(from, conn, signal)| ServerMsg::Signal { from, conn, signal }),
+            (any::<Option<u32>>(), code(), any::<String>())
+                .prop_map(|(req, code, message)| ServerMsg::Error { req, code, message }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn client_messages_round_trip(msg in client_msg()) {
+            let json = msg.to_json();
+            prop_assert_eq!(serde_json::from_str::<ClientMsg>(&json).unwrap(), msg);
+        }
+
+        #[test]
+        fn server_messages_round_trip(msg in server_msg()) {
+            let json = msg.to_json();
+            prop_assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), msg);
+        }
+
+        #[test]
+        fn peer_ids_are_stable_per_secret(secret in any::<String>()) {
+            prop_assert_eq!(PeerId::from_secret(&secret), PeerId::from_secret(&secret));
+            prop_assert_eq!(PeerId::from_secret(&secret).0.len(), 32);
+        }
+    }
+
+    #[test]
+    fn wire_format_is_tagged_snake_case() {
+        let json = ClientMsg::Locate { req: 7, file: FileId([0xab; 32]) }.to_json();
+        assert_eq!(json, format!(r#"{{"type":"locate","req":7,"file":"{}"}}"#, "ab".repeat(32)));
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("report (final).pdf").is_ok());
+        assert!(validate_name("<img src=x onerror=alert(1)>").is_ok(), "stored as given");
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name(&"x".repeat(300)).is_err());
+        assert!(validate_name("").is_err());
+    }
+}
