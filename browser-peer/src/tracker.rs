@@ -1,0 +1,203 @@
+//! The websocket link to the tracker: connect, reconnect with backoff, heartbeat, JSON in/out.
+//!
+//! [`TrackerLink`] owns the socket and nothing else; what the messages mean is the driver's
+//! business (`node.rs`), which gets [`TrackerEvent`]s. On every (re)connect the driver first
+//! sends `Hello` and its full inventory; requests sent while the socket is down wait in a
+//! queue and go out right after that (heartbeats, inventory and signalling are not queued:
+//! they are stale by then).
+//!
+//! Events are only ever delivered from socket or timer callbacks, never from [`TrackerLink::send`].
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use gloo::timers::callback::{Interval, Timeout};
+use swarm_core::{ClientMsg, ServerMsg};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{MessageEvent, WebSocket};
+
+/// Interval between heartbeats.
+pub const HEARTBEAT_MS: u32 = 10_000;
+/// First reconnect delay; doubles up to [`MAX_BACKOFF_MS`].
+pub const MIN_BACKOFF_MS: u32 = 500;
+pub const MAX_BACKOFF_MS: u32 = 10_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackerEvent {
+    /// The socket is open: send `Hello` now (queued requests follow it).
+    Open,
+    /// A message from the tracker.
+    Message(ServerMsg),
+    /// The socket closed (or never opened); the next attempt is in `retry_ms`.
+    Closed { retry_ms: u32 },
+}
+
+type Handler = Rc<dyn Fn(TrackerEvent)>;
+
+struct Inner {
+    url: String,
+    handler: Handler,
+    ws: Option<WebSocket>,
+    open: bool,
+    /// Counts sockets, so events of an old one are ignored.
+    generation: u32,
+    backoff_ms: u32,
+    queue: Vec<String>,
+    callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
+    retry: Option<Timeout>,
+    heartbeat: Option<Interval>,
+}
+
+/// A self-healing websocket to the tracker.
+#[derive(Clone)]
+pub struct TrackerLink {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl TrackerLink {
+    /// Starts connecting to `url` (e.g. `ws://host/ws`).
+    pub fn connect(url: String, handler: Handler) -> Self {
+        let inner = Rc::new(RefCell::new(Inner {
+            url,
+            handler,
+            ws: None,
+            open: false,
+            generation: 0,
+            backoff_ms: MIN_BACKOFF_MS,
+            queue: Vec::new(),
+            callbacks: Vec::new(),
+            retry: None,
+            heartbeat: None,
+        }));
+        let weak = Rc::downgrade(&inner);
+        inner.borrow_mut().heartbeat = Some(Interval::new(HEARTBEAT_MS, move || {
+            if let Some(inner) = weak.upgrade() {
+                let inner = inner.borrow();
+                if inner.open {
+                    if let Some(ws) = &inner.ws {
+                        let _ = ws.send_with_str(&ClientMsg::Heartbeat.to_json());
+                    }
+                }
+            }
+        }));
+        open_socket(&inner);
+        Self { inner }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.inner.borrow().open
+    }
+
+    /// Sends a message now, or queues it (requests only) until the socket is back.
+    pub fn send(&self, msg: &ClientMsg) {
+        let mut inner = self.inner.borrow_mut();
+        let json = msg.to_json();
+        if inner.open {
+            if let Some(ws) = &inner.ws {
+                if ws.send_with_str(&json).is_ok() {
+                    return;
+                }
+            }
+        }
+        if matches!(msg, ClientMsg::Publish { .. } | ClientMsg::Locate { .. } | ClientMsg::Search { .. }) {
+            inner.queue.push(json);
+        }
+    }
+
+    /// Sends the queued requests (the driver calls this after `Hello`).
+    pub fn flush(&self) {
+        let mut inner = self.inner.borrow_mut();
+        let queue = std::mem::take(&mut inner.queue);
+        if let Some(ws) = inner.ws.clone().filter(|_| inner.open) {
+            for json in queue {
+                let _ = ws.send_with_str(&json);
+            }
+        } else {
+            inner.queue = queue;
+        }
+    }
+}
+
+fn open_socket(rc: &Rc<RefCell<Inner>>) {
+    let mut inner = rc.borrow_mut();
+    inner.generation += 1;
+    let generation = inner.generation;
+    let ws = match WebSocket::new(&inner.url) {
+        Ok(ws) => ws,
+        Err(_) => {
+            drop(inner);
+            schedule_retry(rc, generation);
+            return;
+        }
+    };
+    let weak = Rc::downgrade(rc);
+    let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        let Some(rc) = current(&weak, generation) else { return };
+        rc.borrow_mut().open = true;
+        let handler = rc.borrow().handler.clone();
+        handler(TrackerEvent::Open);
+    });
+    let weak = Rc::downgrade(rc);
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+        let Some(rc) = current(&weak, generation) else { return };
+        let ev: MessageEvent = ev.unchecked_into();
+        let Some(text) = ev.data().as_string() else { return };
+        match serde_json::from_str::<ServerMsg>(&text) {
+            Ok(msg) => {
+                if matches!(msg, ServerMsg::Welcome { .. }) {
+                    rc.borrow_mut().backoff_ms = MIN_BACKOFF_MS;
+                }
+                let handler = rc.borrow().handler.clone();
+                handler(TrackerEvent::Message(msg));
+            }
+            Err(e) => gloo::console::warn!(format!("tracker sent an unknown message: {e}")),
+        }
+    });
+    let weak = Rc::downgrade(rc);
+    let on_close = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        let Some(rc) = current(&weak, generation) else { return };
+        schedule_retry(&rc, generation);
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    // Old callbacks are dropped here; their socket's handlers were cleared in schedule_retry.
+    inner.callbacks = vec![on_open, on_message, on_close];
+    inner.ws = Some(ws);
+}
+
+/// The link, if `generation` is still its current socket.
+fn current(weak: &Weak<RefCell<Inner>>, generation: u32) -> Option<Rc<RefCell<Inner>>> {
+    let rc = weak.upgrade()?;
+    let ok = rc.borrow().generation == generation;
+    ok.then_some(rc)
+}
+
+fn schedule_retry(rc: &Rc<RefCell<Inner>>, generation: u32) {
+    let retry_ms = {
+        let mut inner = rc.borrow_mut();
+        if inner.generation != generation || inner.retry.is_some() {
+            return;
+        }
+        inner.open = false;
+        if let Some(ws) = inner.ws.take() {
+            ws.set_onopen(None);
+            ws.set_onmessage(None);
+            ws.set_onclose(None);
+            let _ = ws.close();
+        }
+        let retry_ms = inner.backoff_ms;
+        inner.backoff_ms = (inner.backoff_ms * 2).min(MAX_BACKOFF_MS);
+        let weak = Rc::downgrade(rc);
+        inner.retry = Some(Timeout::new(retry_ms, move || {
+            if let Some(rc) = weak.upgrade() {
+                rc.borrow_mut().retry = None;
+                open_socket(&rc);
+            }
+        }));
+        retry_ms
+    };
+    let handler = rc.borrow().handler.clone();
+    handler(TrackerEvent::Closed { retry_ms });
+}

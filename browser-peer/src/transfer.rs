@@ -1,0 +1,415 @@
+//! Moving chunks between peers, sans-IO: the download scheduler and the serving side.
+//!
+//! [`Download`] takes the tracker's `Located` answer and decides which peers to connect to,
+//! which chunk to request from which peer, and what to do with every answer. It never touches a
+//! socket: inputs are "peer ready", "peer gone" and "message from peer", outputs are [`Step`]s
+//! the driver (`node.rs`) carries out. Chunks are spread over the peers that hold them (rarest
+//! first, at most [`PIPELINE`] requests outstanding per peer), reassembled and verified with
+//! [`ChunkAssembler`]; a bad or missing chunk is retried, preferring another holder.
+//!
+//! [`serve_request`] is the other direction: the frames that answer one `Request`.
+
+use crate::store::ChunkStore;
+use std::collections::HashMap;
+use swarm_core::chunk_proto::{frames, ChunkAssembler, PeerMsg, DATA_HEADER};
+use swarm_core::content::ContentError;
+use swarm_core::{ChunkId, FileId, Manifest, PeerId};
+use thiserror::Error;
+
+/// Requests outstanding per peer (pipelining hides the round trip).
+pub const PIPELINE: usize = 8;
+/// Data frame payload: every message is exactly 64 KiB, which every browser and str0m accept.
+pub const FRAME_PAYLOAD: usize = 64 * 1024 - DATA_HEADER;
+/// Peers one download connects to at first.
+pub const MAX_PEERS: usize = 4;
+/// Times one chunk may fail (bad hash, broken frames) before the download gives up.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Why a download cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransferError {
+    #[error("the tracker sent the manifest of another file ({actual}, expected {expected})")]
+    WrongManifest { expected: FileId, actual: FileId },
+    #[error(transparent)]
+    BadManifest(#[from] ContentError),
+    #[error("the holder list has {got} entries for {expected} chunks")]
+    BadHolders { expected: usize, got: usize },
+    #[error("chunk {index} is not held by any reachable peer")]
+    Unavailable { index: usize },
+    #[error("chunk {index} failed verification {attempts} times")]
+    TooManyFailures { index: usize, attempts: u32 },
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Open a connection to peer `slot` (an index into the `Located` peer list).
+    Connect { slot: usize },
+    /// Send this binary message to peer `slot`.
+    Send { slot: usize, bytes: Vec<u8> },
+    /// A verified chunk: store it and announce it.
+    Stored { index: usize, chunk: ChunkId, bytes: Vec<u8> },
+    /// A peer sent something wrong; the chunk will be retried (for logs).
+    Rejected { slot: usize, index: usize, reason: String },
+    /// Every chunk is stored.
+    Complete,
+    /// The download cannot finish.
+    Failed(TransferError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Unused,
+    Connecting,
+    Ready,
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Needed { attempts: u32, avoid: Option<usize> },
+    InFlight,
+    Done,
+}
+
+#[derive(Debug)]
+struct Pending {
+    index: usize,
+    attempts: u32,
+    asm: ChunkAssembler,
+}
+
+/// One file being fetched from the swarm.
+#[derive(Debug)]
+pub struct Download {
+    file: FileId,
+    manifest: Manifest,
+    peers: Vec<PeerId>,
+    slots: Vec<SlotState>,
+    outstanding: Vec<usize>,
+    /// Per chunk: the slots that (still) claim to hold it.
+    holders: Vec<Vec<usize>>,
+    state: Vec<ChunkState>,
+    /// Chunk indices, rarest first.
+    order: Vec<usize>,
+    pending: HashMap<(usize, u32), Pending>,
+    next_req: u32,
+    done: usize,
+    bytes_done: u64,
+    finished: bool,
+}
+
+impl Download {
+    /// Checks the tracker's answer (never trusted) and prepares the download. `have` says which
+    /// chunks this peer already stores; `me` is left out of the peers to connect to.
+    pub fn new(
+        file: FileId,
+        manifest: Manifest,
+        peers: Vec<PeerId>,
+        holders: Vec<Vec<u32>>,
+        me: Option<&PeerId>,
+        have: impl Fn(&ChunkId) -> bool,
+    ) -> Result<Self, TransferError> {
+        let actual = manifest.file_id();
+        if actual != file {
+            return Err(TransferError::WrongManifest { expected: file, actual });
+        }
+        manifest.validate()?;
+        let n = manifest.chunks.len();
+        if holders.len() != n {
+            return Err(TransferError::BadHolders { expected: n, got: holders.len() });
+        }
+        let slots: Vec<SlotState> = peers
+            .iter()
+            .map(|p| if Some(p) == me { SlotState::Gone } else { SlotState::Unused })
+            .collect();
+        let holders: Vec<Vec<usize>> = holders
+            .into_iter()
+            .map(|h| {
+                let mut h: Vec<usize> = h
+                    .into_iter()
+                    .map(|i| i as usize)
+                    .filter(|&i| i < peers.len() && slots[i] != SlotState::Gone)
+                    .collect();
+                h.sort_unstable();
+                h.dedup();
+                h
+            })
+            .collect();
+        let mut done = 0;
+        let mut bytes_done = 0;
+        let state = (0..n)
+            .map(|i| {
+                if have(&manifest.chunks[i]) {
+                    done += 1;
+                    bytes_done += manifest.chunk_len(i) as u64;
+                    ChunkState::Done
+                } else {
+                    ChunkState::Needed { attempts: 0, avoid: None }
+                }
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| holders[i].len());
+        Ok(Self {
+            file,
+            manifest,
+            outstanding: vec![0; peers.len()],
+            peers,
+            slots,
+            holders,
+            state,
+            order,
+            pending: HashMap::new(),
+            next_req: 1,
+            done,
+            bytes_done,
+            finished: false,
+        })
+    }
+
+    pub fn file(&self) -> FileId {
+        self.file
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn peer(&self, slot: usize) -> &PeerId {
+        &self.peers[slot]
+    }
+    /// Chunks stored so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+    /// Bytes of the file stored so far.
+    pub fn bytes_done(&self) -> u64 {
+        self.bytes_done
+    }
+    pub fn total(&self) -> usize {
+        self.manifest.chunks.len()
+    }
+    pub fn is_complete(&self) -> bool {
+        self.done == self.total()
+    }
+    /// Peers connected or being connected.
+    pub fn active_peers(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, SlotState::Connecting | SlotState::Ready))
+            .count()
+    }
+
+    /// First steps: connect to up to [`MAX_PEERS`] holders, chosen so that together they hold
+    /// as many needed chunks as possible, then the ones holding the most.
+    pub fn start(&mut self) -> Vec<Step> {
+        let needed: Vec<usize> = (0..self.total()).filter(|&i| self.is_needed(i)).collect();
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut uncovered = needed.clone();
+        while chosen.len() < MAX_PEERS {
+            let mut count = vec![0usize; self.peers.len()];
+            for &i in &uncovered {
+                for &s in &self.holders[i] {
+                    count[s] += 1;
+                }
+            }
+            let best = (0..self.peers.len())
+                .filter(|s| !chosen.contains(s) && self.slots[*s] == SlotState::Unused)
+                .max_by_key(|&s| (count[s], std::cmp::Reverse(s)));
+            match best {
+                Some(s) if count[s] > 0 => {
+                    chosen.push(s);
+                    uncovered.retain(|i| !self.holders[*i].contains(&s));
+                }
+                _ => {
+                    if uncovered.is_empty() {
+                        // Everything is covered: add more holders for speed.
+                        uncovered = needed.clone();
+                        uncovered.retain(|i| self.holders[*i].iter().any(|s| !chosen.contains(s)));
+                        if uncovered.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        let mut steps: Vec<Step> = chosen
+            .into_iter()
+            .map(|slot| {
+                self.slots[slot] = SlotState::Connecting;
+                Step::Connect { slot }
+            })
+            .collect();
+        steps.extend(self.schedule());
+        steps
+    }
+
+    /// The data channel to `slot` is open.
+    pub fn peer_ready(&mut self, slot: usize) -> Vec<Step> {
+        if slot < self.slots.len() && self.slots[slot] != SlotState::Gone {
+            self.slots[slot] = SlotState::Ready;
+        }
+        self.schedule()
+    }
+
+    /// The connection to `slot` failed or closed: its requests go elsewhere.
+    pub fn peer_gone(&mut self, slot: usize) -> Vec<Step> {
+        if slot >= self.slots.len() {
+            return Vec::new();
+        }
+        self.slots[slot] = SlotState::Gone;
+        let lost: Vec<(usize, u32)> = self.pending.keys().filter(|k| k.0 == slot).copied().collect();
+        for key in lost {
+            let p = self.pending.remove(&key).expect("key listed");
+            self.requeue(p.index, p.attempts, None);
+        }
+        self.outstanding[slot] = 0;
+        self.schedule()
+    }
+
+    /// A binary message from `slot` (a `Data` or `Missing` answer).
+    pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
+        let mut steps = Vec::new();
+        match msg {
+            PeerMsg::Data { req, offset, total, bytes } => {
+                let Some(p) = self.pending.get_mut(&(slot, req)) else {
+                    return steps; // the rest of a refused answer, or a stray frame
+                };
+                match p.asm.push(offset, total, &bytes) {
+                    Ok(None) => return steps,
+                    Ok(Some(chunk_bytes)) => {
+                        let p = self.pending.remove(&(slot, req)).expect("present");
+                        self.outstanding[slot] -= 1;
+                        steps.extend(self.store(p.index, chunk_bytes));
+                    }
+                    Err(e) => {
+                        let p = self.pending.remove(&(slot, req)).expect("present");
+                        self.outstanding[slot] -= 1;
+                        steps.push(Step::Rejected { slot, index: p.index, reason: e.to_string() });
+                        let attempts = p.attempts + 1;
+                        if attempts >= MAX_ATTEMPTS {
+                            steps.push(self.fail(TransferError::TooManyFailures { index: p.index, attempts }));
+                            return steps;
+                        }
+                        self.requeue(p.index, attempts, Some(slot));
+                    }
+                }
+            }
+            PeerMsg::Missing { req } => {
+                if let Some(p) = self.pending.remove(&(slot, req)) {
+                    self.outstanding[slot] -= 1;
+                    self.holders[p.index].retain(|&s| s != slot);
+                    steps.push(Step::Rejected { slot, index: p.index, reason: "missing".into() });
+                    self.requeue(p.index, p.attempts, Some(slot));
+                }
+            }
+            PeerMsg::Request { .. } => {} // served by the driver, not part of a download
+        }
+        steps.extend(self.schedule());
+        steps
+    }
+
+    fn is_needed(&self, index: usize) -> bool {
+        matches!(self.state[index], ChunkState::Needed { .. })
+    }
+
+    fn requeue(&mut self, index: usize, attempts: u32, avoid: Option<usize>) {
+        if self.state[index] != ChunkState::Done {
+            self.state[index] = ChunkState::Needed { attempts, avoid };
+        }
+    }
+
+    fn fail(&mut self, e: TransferError) -> Step {
+        self.finished = true;
+        Step::Failed(e)
+    }
+
+    /// Marks every chunk with this id done (a file may repeat a chunk).
+    fn store(&mut self, index: usize, bytes: Vec<u8>) -> Vec<Step> {
+        let id = self.manifest.chunks[index];
+        let mut steps = Vec::new();
+        for i in 0..self.total() {
+            if self.manifest.chunks[i] == id && self.state[i] != ChunkState::Done {
+                self.state[i] = ChunkState::Done;
+                self.done += 1;
+                self.bytes_done += self.manifest.chunk_len(i) as u64;
+            }
+        }
+        steps.push(Step::Stored { index, chunk: id, bytes });
+        if self.is_complete() && !self.finished {
+            self.finished = true;
+            steps.push(Step::Complete);
+        }
+        steps
+    }
+
+    /// Sends requests wherever a ready holder has room; asks for new connections when a
+    /// needed chunk has no live holder left.
+    fn schedule(&mut self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if self.finished {
+            return steps;
+        }
+        if self.is_complete() {
+            self.finished = true;
+            steps.push(Step::Complete);
+            return steps;
+        }
+        let mut in_flight_ids: Vec<ChunkId> =
+            self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
+        for k in 0..self.order.len() {
+            let index = self.order[k];
+            let ChunkState::Needed { attempts, avoid } = self.state[index] else { continue };
+            let id = self.manifest.chunks[index];
+            if in_flight_ids.contains(&id) {
+                continue; // the same bytes are already on their way for another index
+            }
+            let live: Vec<usize> = self.holders[index]
+                .iter()
+                .copied()
+                .filter(|&s| self.slots[s] != SlotState::Gone)
+                .collect();
+            if live.is_empty() {
+                steps.push(self.fail(TransferError::Unavailable { index }));
+                return steps;
+            }
+            let ready = live
+                .iter()
+                .copied()
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE);
+            let pick = ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
+            match pick {
+                Some(slot) => {
+                    let req = self.next_req;
+                    self.next_req = self.next_req.wrapping_add(1).max(1);
+                    let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
+                    self.pending.insert((slot, req), Pending { index, attempts, asm });
+                    self.outstanding[slot] += 1;
+                    self.state[index] = ChunkState::InFlight;
+                    in_flight_ids.push(id);
+                    steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
+                }
+                None => {
+                    let waiting = live
+                        .iter()
+                        .any(|&s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
+                    if !waiting {
+                        let slot = live[0];
+                        self.slots[slot] = SlotState::Connecting;
+                        steps.push(Step::Connect { slot });
+                    }
+                }
+            }
+        }
+        steps
+    }
+}
+
+/// The frames that answer one request: the chunk cut into 64 KiB messages, or `Missing`.
+pub fn serve_request(store: &dyn ChunkStore, req: u32, chunk: &ChunkId) -> Vec<Vec<u8>> {
+    match store.get(chunk) {
+        Some(bytes) => frames(req, &bytes, FRAME_PAYLOAD).collect(),
+        None => vec![PeerMsg::Missing { req }.encode()],
+    }
+}
