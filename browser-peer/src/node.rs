@@ -16,7 +16,9 @@ use gloo::timers::callback::Interval;
 use js_sys::{Array, Uint8Array};
 use swarm_core::chunk_proto::PeerMsg;
 use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
-use swarm_core::{ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE};
+use swarm_core::{
+    ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE,
+};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Blob, BlobPropertyBag, File, Url};
 use yew::prelude::*;
@@ -133,18 +135,22 @@ impl Node {
         );
         node.state.borrow_mut().link = Some(link);
         let weak = Rc::downgrade(&node);
-        node._timers.borrow_mut().push(Interval::new(STATS_MS, move || {
-            if let Some(node) = weak.upgrade() {
-                node.push_stats();
-            }
-        }));
+        node._timers
+            .borrow_mut()
+            .push(Interval::new(STATS_MS, move || {
+                if let Some(node) = weak.upgrade() {
+                    node.push_stats();
+                }
+            }));
         let weak = Rc::downgrade(&node);
         let window = gloo::utils::window();
-        node._listeners.borrow_mut().push(EventListener::new(&window, "hashchange", move |_| {
-            if let Some(node) = weak.upgrade() {
-                node.follow_hash();
-            }
-        }));
+        node._listeners
+            .borrow_mut()
+            .push(EventListener::new(&window, "hashchange", move |_| {
+                if let Some(node) = weak.upgrade() {
+                    node.follow_hash();
+                }
+            }));
         node.follow_hash();
         node
     }
@@ -202,11 +208,16 @@ impl Node {
                     kind: PeerKind::Browser,
                     secret: st.secret.clone(),
                 });
-                link.send(&ClientMsg::Have { chunks: st.store.ids(), full: true });
+                link.send(&ClientMsg::Have {
+                    chunks: st.store.ids(),
+                    full: true,
+                });
                 drop(st);
                 link.flush();
             }
-            TrackerEvent::Closed { retry_ms } => self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms })),
+            TrackerEvent::Closed { retry_ms } => {
+                self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms }))
+            }
             TrackerEvent::Message(msg) => self.on_server_msg(msg),
         }
     }
@@ -218,15 +229,27 @@ impl Node {
                 self.dispatch(Action::Welcomed(peer_id));
             }
             ServerMsg::Published { req, file } => {
-                if let Some(Pending::Publish { upload }) = self.state.borrow_mut().pending.remove(&req) {
+                if let Some(Pending::Publish { upload }) =
+                    self.state.borrow_mut().pending.remove(&req)
+                {
                     self.dispatch(Action::UploadPublished { id: upload, file });
                 }
             }
-            ServerMsg::Located { req, file, meta, manifest, peers, holders } => {
+            ServerMsg::Located {
+                req,
+                file,
+                meta,
+                manifest,
+                peers,
+                holders,
+            } => {
                 let pending = self.state.borrow_mut().pending.remove(&req);
                 if let Some(Pending::Locate { file: wanted }) = pending {
                     if wanted != file {
-                        self.fail_download(wanted, "the tracker answered about another file".into());
+                        self.fail_download(
+                            wanted,
+                            "the tracker answered about another file".into(),
+                        );
                         return;
                     }
                     self.start_run(file, meta, manifest, peers, holders);
@@ -237,9 +260,10 @@ impl Node {
             ServerMsg::Error { req, code, message } => {
                 let pending = req.and_then(|r| self.state.borrow_mut().pending.remove(&r));
                 match pending {
-                    Some(Pending::Publish { upload }) => {
-                        self.dispatch(Action::UploadFailed { id: upload, error: message })
-                    }
+                    Some(Pending::Publish { upload }) => self.dispatch(Action::UploadFailed {
+                        id: upload,
+                        error: message,
+                    }),
                     Some(Pending::Locate { file }) => {
                         let text = if code == ErrorCode::UnknownFile {
                             format!("unknown file: {message}")
@@ -258,18 +282,27 @@ impl Node {
 
     /// Chunks, hashes, stores and publishes a file, reading it one chunk at a time.
     pub fn upload(&self, file: File) {
-        let Some(node) = self.weak.upgrade() else { return };
+        let Some(node) = self.weak.upgrade() else {
+            return;
+        };
         spawn_local(async move {
             let size = file.size() as u64;
             let name = file.name();
-            let mime = Some(file.type_()).filter(|t| !t.is_empty()).unwrap_or_else(|| "application/octet-stream".into());
+            let mime = Some(file.type_())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "application/octet-stream".into());
             let total = size.div_ceil(CHUNK_SIZE as u64) as usize;
             let id = {
                 let mut st = node.state.borrow_mut();
                 st.next_upload += 1;
                 st.next_upload - 1
             };
-            node.dispatch(Action::UploadStarted { id, name: name.clone(), size, chunks_total: total });
+            node.dispatch(Action::UploadStarted {
+                id,
+                name: name.clone(),
+                size,
+                chunks_total: total,
+            });
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
             let mut ids: Vec<ChunkId> = Vec::with_capacity(total);
             for i in 0..total {
@@ -278,23 +311,42 @@ impl Node {
                 let bytes = match read_slice(&file, start, end).await {
                     Ok(b) => b,
                     Err(e) => {
-                        node.dispatch(Action::UploadFailed { id, error: format!("cannot read the file: {e}") });
+                        node.dispatch(Action::UploadFailed {
+                            id,
+                            error: format!("cannot read the file: {e}"),
+                        });
                         return;
                     }
                 };
                 let chunk = builder.push(&bytes);
                 node.state.borrow_mut().store.put(chunk, Rc::new(bytes));
                 ids.push(chunk);
-                node.dispatch(Action::UploadProgress { id, chunks_done: i + 1 });
+                node.dispatch(Action::UploadProgress {
+                    id,
+                    chunks_done: i + 1,
+                });
             }
             let manifest = builder.finish();
             ids.sort();
             ids.dedup();
             let mut st = node.state.borrow_mut();
-            node.send(&st, &ClientMsg::Have { chunks: ids, full: false });
+            node.send(
+                &st,
+                &ClientMsg::Have {
+                    chunks: ids,
+                    full: false,
+                },
+            );
             let req = Node::next_req(&mut st);
             st.pending.insert(req, Pending::Publish { upload: id });
-            node.send(&st, &ClientMsg::Publish { req, manifest, meta: FileMeta { name, mime } });
+            node.send(
+                &st,
+                &ClientMsg::Publish {
+                    req,
+                    manifest,
+                    meta: FileMeta { name, mime },
+                },
+            );
             drop(st);
             node.push_stats();
         });
@@ -307,7 +359,10 @@ impl Node {
         let file: FileId = match id.trim().parse() {
             Ok(f) => f,
             Err(_) => {
-                self.dispatch(Action::DownloadFailed { file: None, error: "not a file id (64 hex digits)".into() });
+                self.dispatch(Action::DownloadFailed {
+                    file: None,
+                    error: "not a file id (64 hex digits)".into(),
+                });
                 return;
             }
         };
@@ -322,7 +377,10 @@ impl Node {
         st.pending.insert(req, Pending::Locate { file });
         self.send(&st, &ClientMsg::Locate { req, file });
         drop(st);
-        self.dispatch(Action::DownloadStarted { file, now: js_sys::Date::now() });
+        self.dispatch(Action::DownloadStarted {
+            file,
+            now: js_sys::Date::now(),
+        });
     }
 
     fn start_run(
@@ -336,7 +394,9 @@ impl Node {
         let mut st = self.state.borrow_mut();
         let dl = {
             let store = &st.store;
-            Download::new(file, manifest, peers, holders, st.me.as_ref(), |c| store.has(c))
+            Download::new(file, manifest, peers, holders, st.me.as_ref(), |c| {
+                store.has(c)
+            })
         };
         let mut dl = match dl {
             Ok(dl) => dl,
@@ -353,7 +413,15 @@ impl Node {
             chunks_total: dl.total(),
         });
         let steps = dl.start();
-        st.runs.insert(file, Run { dl, meta, conns: HashMap::new(), last_progress: 0.0 });
+        st.runs.insert(
+            file,
+            Run {
+                dl,
+                meta,
+                conns: HashMap::new(),
+                last_progress: 0.0,
+            },
+        );
         self.apply_steps(&mut st, file, steps);
     }
 
@@ -372,12 +440,24 @@ impl Node {
                 Step::Stored { chunk, bytes, .. } => {
                     // The assembler verified the SHA-256 before handing the bytes out.
                     if st.store.put(chunk, Rc::new(bytes)) {
-                        self.send(st, &ClientMsg::Have { chunks: vec![chunk], full: false });
+                        self.send(
+                            st,
+                            &ClientMsg::Have {
+                                chunks: vec![chunk],
+                                full: false,
+                            },
+                        );
                     }
                     stored_any = true;
                 }
-                Step::Rejected { slot, index, reason } => {
-                    gloo::console::warn!(format!("chunk {index} from peer slot {slot} refused: {reason}"));
+                Step::Rejected {
+                    slot,
+                    index,
+                    reason,
+                } => {
+                    gloo::console::warn!(format!(
+                        "chunk {index} from peer slot {slot} refused: {reason}"
+                    ));
                 }
                 Step::Complete => {
                     self.finish_run(st, file);
@@ -385,7 +465,10 @@ impl Node {
                 }
                 Step::Failed(e) => {
                     self.end_run(st, file);
-                    self.dispatch(Action::DownloadFailed { file: Some(file), error: e.to_string() });
+                    self.dispatch(Action::DownloadFailed {
+                        file: Some(file),
+                        error: e.to_string(),
+                    });
                     return;
                 }
             }
@@ -409,13 +492,21 @@ impl Node {
 
     /// Opens a connection to a holder as the offerer.
     fn connect(&self, st: &mut State, file: FileId, slot: usize) {
-        let Some(run) = st.runs.get_mut(&file) else { return };
+        let Some(run) = st.runs.get_mut(&file) else {
+            return;
+        };
         let peer = run.dl.peer(slot).clone();
         let key: ConnKey = (peer, random_u64());
         let steps = match RtcConn::offer(self.counters.clone(), self.conn_handler(key.clone())) {
             Ok(rtc) => {
                 run.conns.insert(slot, key.clone());
-                st.conns.insert(key, Conn { rtc, download: Some((file, slot)) });
+                st.conns.insert(
+                    key,
+                    Conn {
+                        rtc,
+                        download: Some((file, slot)),
+                    },
+                );
                 return;
             }
             Err(e) => {
@@ -427,7 +518,9 @@ impl Node {
     }
 
     fn finish_run(&self, st: &mut State, file: FileId) {
-        let Some(run) = st.runs.get(&file) else { return };
+        let Some(run) = st.runs.get(&file) else {
+            return;
+        };
         let name = run.meta.name.clone();
         let parts = Array::new();
         for c in &run.dl.manifest().chunks {
@@ -437,7 +530,10 @@ impl Node {
                 }
                 None => {
                     self.end_run(st, file);
-                    self.dispatch(Action::DownloadFailed { file: Some(file), error: "a chunk vanished from the store".into() });
+                    self.dispatch(Action::DownloadFailed {
+                        file: Some(file),
+                        error: "a chunk vanished from the store".into(),
+                    });
                     return;
                 }
             }
@@ -453,9 +549,16 @@ impl Node {
             Ok(url) => {
                 st.object_url = Some(url.clone());
                 gloo::console::log!(format!("download of {name} done"));
-                self.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
+                self.dispatch(Action::DownloadDone {
+                    file,
+                    url,
+                    now: js_sys::Date::now(),
+                });
             }
-            Err(e) => self.dispatch(Action::DownloadFailed { file: Some(file), error: js_error(&e) }),
+            Err(e) => self.dispatch(Action::DownloadFailed {
+                file: Some(file),
+                error: js_error(&e),
+            }),
         }
     }
 
@@ -465,7 +568,16 @@ impl Node {
             for key in run.conns.values() {
                 if let Some(conn) = st.conns.remove(key) {
                     conn.rtc.close();
-                    self.send(st, &ClientMsg::Signal { to: key.0.clone(), conn: key.1, signal: Signal::Close { reason: "done".into() } });
+                    self.send(
+                        st,
+                        &ClientMsg::Signal {
+                            to: key.0.clone(),
+                            conn: key.1,
+                            signal: Signal::Close {
+                                reason: "done".into(),
+                            },
+                        },
+                    );
                 }
             }
         }
@@ -475,7 +587,10 @@ impl Node {
         let mut st = self.state.borrow_mut();
         self.end_run(&mut st, file);
         drop(st);
-        self.dispatch(Action::DownloadFailed { file: Some(file), error });
+        self.dispatch(Action::DownloadFailed {
+            file: Some(file),
+            error,
+        });
     }
 
     // ----- connections -----
@@ -496,30 +611,61 @@ impl Node {
             c.rtc.on_signal(signal);
             return;
         }
-        let Signal::Offer { sdp } = signal else { return }; // late signal of a finished attempt
+        let Signal::Offer { sdp } = signal else {
+            return;
+        }; // late signal of a finished attempt
         let inbound = st.conns.values().filter(|c| c.download.is_none()).count();
         if inbound >= MAX_INBOUND {
             let reason = "too many connections".to_string();
-            self.send(&st, &ClientMsg::Signal { to: key.0, conn, signal: Signal::Close { reason } });
+            self.send(
+                &st,
+                &ClientMsg::Signal {
+                    to: key.0,
+                    conn,
+                    signal: Signal::Close { reason },
+                },
+            );
             return;
         }
         match RtcConn::answer(sdp, self.counters.clone(), self.conn_handler(key.clone())) {
             Ok(rtc) => {
-                st.conns.insert(key, Conn { rtc, download: None });
+                st.conns.insert(
+                    key,
+                    Conn {
+                        rtc,
+                        download: None,
+                    },
+                );
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.send(&st, &ClientMsg::Signal { to: key.0, conn, signal: Signal::Close { reason } });
+                self.send(
+                    &st,
+                    &ClientMsg::Signal {
+                        to: key.0,
+                        conn,
+                        signal: Signal::Close { reason },
+                    },
+                );
             }
         }
     }
 
     fn on_conn_event(&self, key: &ConnKey, ev: RtcEvent) {
         let mut st = self.state.borrow_mut();
-        let Some(download) = st.conns.get(key).map(|c| c.download) else { return };
+        let Some(download) = st.conns.get(key).map(|c| c.download) else {
+            return;
+        };
         match ev {
             RtcEvent::Signal(signal) => {
-                self.send(&st, &ClientMsg::Signal { to: key.0.clone(), conn: key.1, signal });
+                self.send(
+                    &st,
+                    &ClientMsg::Signal {
+                        to: key.0.clone(),
+                        conn: key.1,
+                        signal,
+                    },
+                );
             }
             RtcEvent::Open => {
                 if let Some((file, slot)) = download {
@@ -554,7 +700,10 @@ impl Node {
                     spawn_local(async move { drop(conn) });
                 }
                 if let Some((file, slot)) = download {
-                    gloo::console::log!(format!("connection to {} closed: {reason}", key.0.short()));
+                    gloo::console::log!(format!(
+                        "connection to {} closed: {reason}",
+                        key.0.short()
+                    ));
                     if let Some(run) = st.runs.get_mut(&file) {
                         run.conns.remove(&slot);
                         let steps = run.dl.peer_gone(slot);
@@ -569,7 +718,11 @@ impl Node {
 /// `ws(s)://<this page's host>/ws`: the tracker serves the page and the socket.
 fn tracker_url() -> String {
     let loc = gloo::utils::window().location();
-    let scheme = if loc.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
+    let scheme = if loc.protocol().unwrap_or_default() == "https:" {
+        "wss"
+    } else {
+        "ws"
+    };
     format!("{scheme}://{}/ws", loc.host().unwrap_or_default())
 }
 
@@ -588,8 +741,12 @@ fn load_secret() -> String {
 }
 
 fn random_bytes(buf: &mut [u8]) {
-    let crypto = gloo::utils::window().crypto().expect("crypto.getRandomValues is available");
-    crypto.get_random_values_with_u8_array(buf).expect("getRandomValues works");
+    let crypto = gloo::utils::window()
+        .crypto()
+        .expect("crypto.getRandomValues is available");
+    crypto
+        .get_random_values_with_u8_array(buf)
+        .expect("getRandomValues works");
 }
 
 fn random_u64() -> u64 {
@@ -601,7 +758,11 @@ fn random_u64() -> u64 {
 
 /// Reads bytes `start..end` of a file (`Blob.slice().arrayBuffer()`).
 async fn read_slice(file: &File, start: u64, end: u64) -> Result<Vec<u8>, String> {
-    let blob = file.slice_with_f64_and_f64(start as f64, end as f64).map_err(|e| js_error(&e))?;
-    let buf = JsFuture::from(blob.array_buffer()).await.map_err(|e| js_error(&e))?;
+    let blob = file
+        .slice_with_f64_and_f64(start as f64, end as f64)
+        .map_err(|e| js_error(&e))?;
+    let buf = JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|e| js_error(&e))?;
     Ok(Uint8Array::new(&buf).to_vec())
 }

@@ -102,7 +102,10 @@ impl RtcConn {
         let conn = Self::new(Role::Offerer, counters, handler)?;
         let init = RtcDataChannelInit::new();
         init.set_ordered(true);
-        let dc = conn.inner.pc.create_data_channel_with_data_channel_dict(LABEL, &init);
+        let dc = conn
+            .inner
+            .pc
+            .create_data_channel_with_data_channel_dict(LABEL, &init);
         wire_channel(&conn.inner, dc);
         let weak = Rc::downgrade(&conn.inner);
         spawn_local(async move {
@@ -116,7 +119,11 @@ impl RtcConn {
     }
 
     /// Answers a remote offer; the channel arrives through `ondatachannel`.
-    pub fn answer(sdp: String, counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
+    pub fn answer(
+        sdp: String,
+        counters: Rc<ByteCounters>,
+        handler: Handler,
+    ) -> Result<Self, RtcError> {
         let conn = Self::new(Role::Answerer, counters, handler)?;
         let weak = Rc::downgrade(&conn.inner);
         let on_channel = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
@@ -127,7 +134,9 @@ impl RtcConn {
                 wire_channel(&inner, dc);
             }
         });
-        conn.inner.pc.set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
+        conn.inner
+            .pc
+            .set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
         conn.inner.callbacks.borrow_mut().push(on_channel);
         let weak = Rc::downgrade(&conn.inner);
         spawn_local(async move {
@@ -135,7 +144,9 @@ impl RtcConn {
             match make_answer(&inner, sdp).await {
                 Ok(sdp) => inner.emit(RtcEvent::Signal(Signal::Answer { sdp })),
                 Err(e) => {
-                    inner.emit(RtcEvent::Signal(Signal::Close { reason: format!("cannot answer: {e}") }));
+                    inner.emit(RtcEvent::Signal(Signal::Close {
+                        reason: format!("cannot answer: {e}"),
+                    }));
                     inner.fail(format!("answer failed: {e}"));
                 }
             }
@@ -168,11 +179,16 @@ impl RtcConn {
             if let Some(c) = ev.candidate() {
                 let candidate = c.candidate();
                 if !candidate.is_empty() {
-                    inner.emit(RtcEvent::Signal(Signal::Candidate { candidate, mid: c.sdp_mid() }));
+                    inner.emit(RtcEvent::Signal(Signal::Candidate {
+                        candidate,
+                        mid: c.sdp_mid(),
+                    }));
                 }
             }
         });
-        inner.pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
+        inner
+            .pc
+            .set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
         let weak = Rc::downgrade(&inner);
         let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             let Some(inner) = weak.upgrade() else { return };
@@ -182,7 +198,9 @@ impl RtcConn {
                 _ => {}
             }
         });
-        inner.pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        inner
+            .pc
+            .set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         inner.callbacks.borrow_mut().extend([on_ice, on_state]);
         let weak = Rc::downgrade(&inner);
         *inner.timeout.borrow_mut() = Some(Timeout::new(OPEN_TIMEOUT_MS, move || {
@@ -334,7 +352,10 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
     dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
     dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
-    inner.callbacks.borrow_mut().extend([on_open, on_message, on_close, on_low]);
+    inner
+        .callbacks
+        .borrow_mut()
+        .extend([on_open, on_message, on_close, on_low]);
     if dc.ready_state() == RtcDataChannelState::Open {
         // Already open (can happen for an answerer's channel): report it from a task.
         let weak = Rc::downgrade(inner);
@@ -377,24 +398,34 @@ fn pump(inner: &Rc<Inner>) {
 }
 
 async fn make_offer(pc: &RtcPeerConnection) -> Result<String, String> {
-    let offer = JsFuture::from(pc.create_offer()).await.map_err(|e| js_error(&e))?;
+    let offer = JsFuture::from(pc.create_offer())
+        .await
+        .map_err(|e| js_error(&e))?;
     let sdp = sdp_of(&offer)?;
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(&sdp);
-    JsFuture::from(pc.set_local_description(&desc)).await.map_err(|e| js_error(&e))?;
+    JsFuture::from(pc.set_local_description(&desc))
+        .await
+        .map_err(|e| js_error(&e))?;
     Ok(sdp)
 }
 
 async fn make_answer(inner: &Rc<Inner>, offer: String) -> Result<String, String> {
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(&offer);
-    JsFuture::from(inner.pc.set_remote_description(&desc)).await.map_err(|e| js_error(&e))?;
+    JsFuture::from(inner.pc.set_remote_description(&desc))
+        .await
+        .map_err(|e| js_error(&e))?;
     apply_early_candidates(inner);
-    let answer = JsFuture::from(inner.pc.create_answer()).await.map_err(|e| js_error(&e))?;
+    let answer = JsFuture::from(inner.pc.create_answer())
+        .await
+        .map_err(|e| js_error(&e))?;
     let sdp = sdp_of(&answer)?;
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
     desc.set_sdp(&sdp);
-    JsFuture::from(inner.pc.set_local_description(&desc)).await.map_err(|e| js_error(&e))?;
+    JsFuture::from(inner.pc.set_local_description(&desc))
+        .await
+        .map_err(|e| js_error(&e))?;
     Ok(sdp)
 }
 
@@ -420,7 +451,9 @@ fn add_candidate(inner: &Rc<Inner>, candidate: String, mid: Option<String>) {
     if mid.is_none() {
         init.set_sdp_m_line_index(Some(0));
     }
-    let promise = inner.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+    let promise = inner
+        .pc
+        .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
     spawn_local(async move {
         let _ = JsFuture::from(promise).await;
     });

@@ -99,16 +99,51 @@ pub struct AppState {
 pub enum Action {
     Conn(ConnStatus),
     Welcomed(PeerId),
-    UploadStarted { id: u32, name: String, size: u64, chunks_total: usize },
-    UploadProgress { id: u32, chunks_done: usize },
-    UploadPublished { id: u32, file: FileId },
-    UploadFailed { id: u32, error: String },
-    DownloadStarted { file: FileId, now: f64 },
-    DownloadLocated { file: FileId, name: String, size: u64, chunks_total: usize },
-    DownloadProgress { file: FileId, chunks_done: usize, bytes_done: u64, peers: usize, now: f64 },
-    DownloadDone { file: FileId, url: String, now: f64 },
+    UploadStarted {
+        id: u32,
+        name: String,
+        size: u64,
+        chunks_total: usize,
+    },
+    UploadProgress {
+        id: u32,
+        chunks_done: usize,
+    },
+    UploadPublished {
+        id: u32,
+        file: FileId,
+    },
+    UploadFailed {
+        id: u32,
+        error: String,
+    },
+    DownloadStarted {
+        file: FileId,
+        now: f64,
+    },
+    DownloadLocated {
+        file: FileId,
+        name: String,
+        size: u64,
+        chunks_total: usize,
+    },
+    DownloadProgress {
+        file: FileId,
+        chunks_done: usize,
+        bytes_done: u64,
+        peers: usize,
+        now: f64,
+    },
+    DownloadDone {
+        file: FileId,
+        url: String,
+        now: f64,
+    },
     /// `file` is `None` when the input was not a file id at all.
-    DownloadFailed { file: Option<FileId>, error: String },
+    DownloadFailed {
+        file: Option<FileId>,
+        error: String,
+    },
     Stats(Stats),
 }
 
@@ -123,7 +158,12 @@ impl Reducible for AppState {
                 s.peer_id = Some(id);
                 s.conn = ConnStatus::Connected;
             }
-            Action::UploadStarted { id, name, size, chunks_total } => s.uploads.push(UploadView {
+            Action::UploadStarted {
+                id,
+                name,
+                size,
+                chunks_total,
+            } => s.uploads.push(UploadView {
                 id,
                 name,
                 size,
@@ -162,7 +202,12 @@ impl Reducible for AppState {
                     phase: DownloadPhase::Locating,
                 })
             }
-            Action::DownloadLocated { file, name, size, chunks_total } => {
+            Action::DownloadLocated {
+                file,
+                name,
+                size,
+                chunks_total,
+            } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     d.name = Some(name);
                     d.size = size;
@@ -170,7 +215,13 @@ impl Reducible for AppState {
                     d.phase = DownloadPhase::Transferring;
                 }
             }
-            Action::DownloadProgress { file, chunks_done, bytes_done, peers, now } => {
+            Action::DownloadProgress {
+                file,
+                chunks_done,
+                bytes_done,
+                peers,
+                now,
+            } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     d.chunks_done = chunks_done;
                     d.bytes_done = bytes_done;

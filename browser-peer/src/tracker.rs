@@ -100,7 +100,10 @@ impl TrackerLink {
                 }
             }
         }
-        if matches!(msg, ClientMsg::Publish { .. } | ClientMsg::Locate { .. } | ClientMsg::Search { .. }) {
+        if matches!(
+            msg,
+            ClientMsg::Publish { .. } | ClientMsg::Locate { .. } | ClientMsg::Search { .. }
+        ) {
             inner.queue.push(json);
         }
     }
@@ -133,16 +136,22 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
     };
     let weak = Rc::downgrade(rc);
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-        let Some(rc) = current(&weak, generation) else { return };
+        let Some(rc) = current(&weak, generation) else {
+            return;
+        };
         rc.borrow_mut().open = true;
         let handler = rc.borrow().handler.clone();
         handler(TrackerEvent::Open);
     });
     let weak = Rc::downgrade(rc);
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
-        let Some(rc) = current(&weak, generation) else { return };
+        let Some(rc) = current(&weak, generation) else {
+            return;
+        };
         let ev: MessageEvent = ev.unchecked_into();
-        let Some(text) = ev.data().as_string() else { return };
+        let Some(text) = ev.data().as_string() else {
+            return;
+        };
         match serde_json::from_str::<ServerMsg>(&text) {
             Ok(msg) => {
                 if matches!(msg, ServerMsg::Welcome { .. }) {
@@ -156,7 +165,9 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
     });
     let weak = Rc::downgrade(rc);
     let on_close = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-        let Some(rc) = current(&weak, generation) else { return };
+        let Some(rc) = current(&weak, generation) else {
+            return;
+        };
         schedule_retry(&rc, generation);
     });
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));

@@ -48,9 +48,17 @@ pub enum Step {
     /// Send this binary message to peer `slot`.
     Send { slot: usize, bytes: Vec<u8> },
     /// A verified chunk: store it and announce it.
-    Stored { index: usize, chunk: ChunkId, bytes: Vec<u8> },
+    Stored {
+        index: usize,
+        chunk: ChunkId,
+        bytes: Vec<u8>,
+    },
     /// A peer sent something wrong; the chunk will be retried (for logs).
-    Rejected { slot: usize, index: usize, reason: String },
+    Rejected {
+        slot: usize,
+        index: usize,
+        reason: String,
+    },
     /// Every chunk is stored.
     Complete,
     /// The download cannot finish.
@@ -112,16 +120,28 @@ impl Download {
     ) -> Result<Self, TransferError> {
         let actual = manifest.file_id();
         if actual != file {
-            return Err(TransferError::WrongManifest { expected: file, actual });
+            return Err(TransferError::WrongManifest {
+                expected: file,
+                actual,
+            });
         }
         manifest.validate()?;
         let n = manifest.chunks.len();
         if holders.len() != n {
-            return Err(TransferError::BadHolders { expected: n, got: holders.len() });
+            return Err(TransferError::BadHolders {
+                expected: n,
+                got: holders.len(),
+            });
         }
         let slots: Vec<SlotState> = peers
             .iter()
-            .map(|p| if Some(p) == me { SlotState::Gone } else { SlotState::Unused })
+            .map(|p| {
+                if Some(p) == me {
+                    SlotState::Gone
+                } else {
+                    SlotState::Unused
+                }
+            })
             .collect();
         let holders: Vec<Vec<usize>> = holders
             .into_iter()
@@ -145,7 +165,10 @@ impl Download {
                     bytes_done += manifest.chunk_len(i) as u64;
                     ChunkState::Done
                 } else {
-                    ChunkState::Needed { attempts: 0, avoid: None }
+                    ChunkState::Needed {
+                        attempts: 0,
+                        avoid: None,
+                    }
                 }
             })
             .collect();
@@ -259,7 +282,12 @@ impl Download {
             return Vec::new();
         }
         self.slots[slot] = SlotState::Gone;
-        let lost: Vec<(usize, u32)> = self.pending.keys().filter(|k| k.0 == slot).copied().collect();
+        let lost: Vec<(usize, u32)> = self
+            .pending
+            .keys()
+            .filter(|k| k.0 == slot)
+            .copied()
+            .collect();
         for key in lost {
             let p = self.pending.remove(&key).expect("key listed");
             self.requeue(p.index, p.attempts, None);
@@ -272,7 +300,12 @@ impl Download {
     pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
         let mut steps = Vec::new();
         match msg {
-            PeerMsg::Data { req, offset, total, bytes } => {
+            PeerMsg::Data {
+                req,
+                offset,
+                total,
+                bytes,
+            } => {
                 let Some(p) = self.pending.get_mut(&(slot, req)) else {
                     return steps; // the rest of a refused answer, or a stray frame
                 };
@@ -286,10 +319,17 @@ impl Download {
                     Err(e) => {
                         let p = self.pending.remove(&(slot, req)).expect("present");
                         self.outstanding[slot] -= 1;
-                        steps.push(Step::Rejected { slot, index: p.index, reason: e.to_string() });
+                        steps.push(Step::Rejected {
+                            slot,
+                            index: p.index,
+                            reason: e.to_string(),
+                        });
                         let attempts = p.attempts + 1;
                         if attempts >= MAX_ATTEMPTS {
-                            steps.push(self.fail(TransferError::TooManyFailures { index: p.index, attempts }));
+                            steps.push(self.fail(TransferError::TooManyFailures {
+                                index: p.index,
+                                attempts,
+                            }));
                             return steps;
                         }
                         self.requeue(p.index, attempts, Some(slot));
@@ -300,7 +340,11 @@ impl Download {
                 if let Some(p) = self.pending.remove(&(slot, req)) {
                     self.outstanding[slot] -= 1;
                     self.holders[p.index].retain(|&s| s != slot);
-                    steps.push(Step::Rejected { slot, index: p.index, reason: "missing".into() });
+                    steps.push(Step::Rejected {
+                        slot,
+                        index: p.index,
+                        reason: "missing".into(),
+                    });
                     self.requeue(p.index, p.attempts, Some(slot));
                 }
             }
@@ -336,7 +380,11 @@ impl Download {
                 self.bytes_done += self.manifest.chunk_len(i) as u64;
             }
         }
-        steps.push(Step::Stored { index, chunk: id, bytes });
+        steps.push(Step::Stored {
+            index,
+            chunk: id,
+            bytes,
+        });
         if self.is_complete() && !self.finished {
             self.finished = true;
             steps.push(Step::Complete);
@@ -356,11 +404,16 @@ impl Download {
             steps.push(Step::Complete);
             return steps;
         }
-        let mut in_flight_ids: Vec<ChunkId> =
-            self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
+        let mut in_flight_ids: Vec<ChunkId> = self
+            .pending
+            .values()
+            .map(|p| self.manifest.chunks[p.index])
+            .collect();
         for k in 0..self.order.len() {
             let index = self.order[k];
-            let ChunkState::Needed { attempts, avoid } = self.state[index] else { continue };
+            let ChunkState::Needed { attempts, avoid } = self.state[index] else {
+                continue;
+            };
             let id = self.manifest.chunks[index];
             if in_flight_ids.contains(&id) {
                 continue; // the same bytes are already on their way for another index
@@ -378,22 +431,33 @@ impl Download {
                 .iter()
                 .copied()
                 .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE);
-            let pick = ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
+            let pick =
+                ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
             match pick {
                 Some(slot) => {
                     let req = self.next_req;
                     self.next_req = self.next_req.wrapping_add(1).max(1);
                     let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
-                    self.pending.insert((slot, req), Pending { index, attempts, asm });
+                    self.pending.insert(
+                        (slot, req),
+                        Pending {
+                            index,
+                            attempts,
+                            asm,
+                        },
+                    );
                     self.outstanding[slot] += 1;
                     self.state[index] = ChunkState::InFlight;
                     in_flight_ids.push(id);
-                    steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
+                    steps.push(Step::Send {
+                        slot,
+                        bytes: PeerMsg::Request { req, chunk: id }.encode(),
+                    });
                 }
                 None => {
-                    let waiting = live
-                        .iter()
-                        .any(|&s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
+                    let waiting = live.iter().any(|&s| {
+                        matches!(self.slots[s], SlotState::Connecting | SlotState::Ready)
+                    });
                     if !waiting {
                         let slot = live[0];
                         self.slots[slot] = SlotState::Connecting;
