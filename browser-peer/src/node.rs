@@ -67,7 +67,8 @@ struct State {
     store: Box<dyn ChunkStore>,
     next_req: u32,
     next_upload: u32,
-    pending: HashMap<u32, Pending>,
+    /// Requests awaiting an answer, with the message (sent again after a reconnect).
+    pending: HashMap<u32, (Pending, ClientMsg)>,
     conns: HashMap<ConnKey, Conn>,
     runs: HashMap<FileId, Run>,
     /// The object URL of the finished download shown on the page.
@@ -173,10 +174,13 @@ impl Node {
         }
     }
 
-    fn next_req(st: &mut State) -> u32 {
-        let r = st.next_req;
+    /// Sends a request and remembers it until its answer (or error) arrives.
+    fn request(&self, st: &mut State, kind: Pending, make: impl FnOnce(u32) -> ClientMsg) {
+        let req = st.next_req;
         st.next_req = st.next_req.wrapping_add(1).max(1);
-        r
+        let msg = make(req);
+        self.send(st, &msg);
+        st.pending.insert(req, (kind, msg));
     }
 
     /// Pushes the byte counters and store size to the page if they changed.
@@ -212,8 +216,13 @@ impl Node {
                     chunks: st.store.ids(),
                     full: true,
                 });
-                drop(st);
-                link.flush();
+                // Requests whose answers the old socket may have lost go out again.
+                let mut pending: Vec<(&u32, &ClientMsg)> =
+                    st.pending.iter().map(|(r, (_, m))| (r, m)).collect();
+                pending.sort_by_key(|(r, _)| **r);
+                for (_, msg) in pending {
+                    link.send(msg);
+                }
             }
             TrackerEvent::Closed { retry_ms } => {
                 self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms }))
@@ -229,7 +238,7 @@ impl Node {
                 self.dispatch(Action::Welcomed(peer_id));
             }
             ServerMsg::Published { req, file } => {
-                if let Some(Pending::Publish { upload }) =
+                if let Some((Pending::Publish { upload }, _)) =
                     self.state.borrow_mut().pending.remove(&req)
                 {
                     self.dispatch(Action::UploadPublished { id: upload, file });
@@ -244,7 +253,7 @@ impl Node {
                 holders,
             } => {
                 let pending = self.state.borrow_mut().pending.remove(&req);
-                if let Some(Pending::Locate { file: wanted }) = pending {
+                if let Some((Pending::Locate { file: wanted }, _)) = pending {
                     if wanted != file {
                         self.fail_download(
                             wanted,
@@ -260,11 +269,11 @@ impl Node {
             ServerMsg::Error { req, code, message } => {
                 let pending = req.and_then(|r| self.state.borrow_mut().pending.remove(&r));
                 match pending {
-                    Some(Pending::Publish { upload }) => self.dispatch(Action::UploadFailed {
+                    Some((Pending::Publish { upload }, _)) => self.dispatch(Action::UploadFailed {
                         id: upload,
                         error: message,
                     }),
-                    Some(Pending::Locate { file }) => {
+                    Some((Pending::Locate { file }, _)) => {
                         let text = if code == ErrorCode::UnknownFile {
                             format!("unknown file: {message}")
                         } else {
@@ -337,16 +346,14 @@ impl Node {
                     full: false,
                 },
             );
-            let req = Node::next_req(&mut st);
-            st.pending.insert(req, Pending::Publish { upload: id });
-            node.send(
-                &st,
-                &ClientMsg::Publish {
+            let meta = FileMeta { name, mime };
+            node.request(&mut st, Pending::Publish { upload: id }, |req| {
+                ClientMsg::Publish {
                     req,
                     manifest,
-                    meta: FileMeta { name, mime },
-                },
-            );
+                    meta,
+                }
+            });
             drop(st);
             node.push_stats();
         });
@@ -373,9 +380,10 @@ impl Node {
         if let Some(url) = st.object_url.take() {
             let _ = Url::revoke_object_url(&url);
         }
-        let req = Node::next_req(&mut st);
-        st.pending.insert(req, Pending::Locate { file });
-        self.send(&st, &ClientMsg::Locate { req, file });
+        self.request(&mut st, Pending::Locate { file }, |req| ClientMsg::Locate {
+            req,
+            file,
+        });
         drop(st);
         self.dispatch(Action::DownloadStarted {
             file,

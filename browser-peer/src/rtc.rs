@@ -73,6 +73,8 @@ pub struct ByteCounters {
 }
 
 type Handler = Rc<dyn Fn(RtcEvent)>;
+/// A JS event callback kept alive as long as the connection.
+type JsCallback = Closure<dyn FnMut(JsValue)>;
 
 struct Inner {
     role: Role,
@@ -86,7 +88,7 @@ struct Inner {
     closed: Cell<bool>,
     handler: Handler,
     counters: Rc<ByteCounters>,
-    callbacks: RefCell<Vec<Closure<dyn FnMut(JsValue)>>>,
+    callbacks: RefCell<Vec<JsCallback>>,
     timeout: RefCell<Option<Timeout>>,
 }
 

@@ -2,9 +2,8 @@
 //!
 //! [`TrackerLink`] owns the socket and nothing else; what the messages mean is the driver's
 //! business (`node.rs`), which gets [`TrackerEvent`]s. On every (re)connect the driver first
-//! sends `Hello` and its full inventory; requests sent while the socket is down wait in a
-//! queue and go out right after that (heartbeats, inventory and signalling are not queued:
-//! they are stale by then).
+//! sends `Hello` and its full inventory, then re-sends its unanswered requests; messages sent
+//! while the socket is down are dropped (the driver keeps what matters).
 //!
 //! Events are only ever delivered from socket or timer callbacks, never from [`TrackerLink::send`].
 
@@ -25,7 +24,7 @@ pub const MAX_BACKOFF_MS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrackerEvent {
-    /// The socket is open: send `Hello` now (queued requests follow it).
+    /// The socket is open: send `Hello` now.
     Open,
     /// A message from the tracker.
     Message(ServerMsg),
@@ -43,7 +42,6 @@ struct Inner {
     /// Counts sockets, so events of an old one are ignored.
     generation: u32,
     backoff_ms: u32,
-    queue: Vec<String>,
     callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     retry: Option<Timeout>,
     heartbeat: Option<Interval>,
@@ -65,7 +63,6 @@ impl TrackerLink {
             open: false,
             generation: 0,
             backoff_ms: MIN_BACKOFF_MS,
-            queue: Vec::new(),
             callbacks: Vec::new(),
             retry: None,
             heartbeat: None,
@@ -89,35 +86,12 @@ impl TrackerLink {
         self.inner.borrow().open
     }
 
-    /// Sends a message now, or queues it (requests only) until the socket is back.
-    pub fn send(&self, msg: &ClientMsg) {
-        let mut inner = self.inner.borrow_mut();
-        let json = msg.to_json();
-        if inner.open {
-            if let Some(ws) = &inner.ws {
-                if ws.send_with_str(&json).is_ok() {
-                    return;
-                }
-            }
-        }
-        if matches!(
-            msg,
-            ClientMsg::Publish { .. } | ClientMsg::Locate { .. } | ClientMsg::Search { .. }
-        ) {
-            inner.queue.push(json);
-        }
-    }
-
-    /// Sends the queued requests (the driver calls this after `Hello`).
-    pub fn flush(&self) {
-        let mut inner = self.inner.borrow_mut();
-        let queue = std::mem::take(&mut inner.queue);
-        if let Some(ws) = inner.ws.clone().filter(|_| inner.open) {
-            for json in queue {
-                let _ = ws.send_with_str(&json);
-            }
-        } else {
-            inner.queue = queue;
+    /// Sends a message if the socket is open; returns whether it went out.
+    pub fn send(&self, msg: &ClientMsg) -> bool {
+        let inner = self.inner.borrow();
+        match &inner.ws {
+            Some(ws) if inner.open => ws.send_with_str(&msg.to_json()).is_ok(),
+            _ => false,
         }
     }
 }
