@@ -77,8 +77,14 @@ macro_rules! sha_id {
     };
 }
 
-sha_id!(ChunkId, "SHA-256 of a chunk's bytes: the chunk's name everywhere in the swarm.");
-sha_id!(FileId, "SHA-256 over a file's size, chunk size and ordered chunk ids.");
+sha_id!(
+    ChunkId,
+    "SHA-256 of a chunk's bytes: the chunk's name everywhere in the swarm."
+);
+sha_id!(
+    FileId,
+    "SHA-256 over a file's size, chunk size and ordered chunk ids."
+);
 
 impl ChunkId {
     /// Hashes `bytes` into their chunk id.
@@ -93,7 +99,10 @@ impl ChunkId {
         if actual == *self {
             Ok(())
         } else {
-            Err(ContentError::HashMismatch { expected: *self, actual })
+            Err(ContentError::HashMismatch {
+                expected: *self,
+                actual,
+            })
         }
     }
 }
@@ -165,13 +174,21 @@ pub struct ManifestBuilder {
 
 impl ManifestBuilder {
     pub fn new(chunk_size: u32) -> Self {
-        Self { chunk_size, size: 0, chunks: Vec::new(), ended: false }
+        Self {
+            chunk_size,
+            size: 0,
+            chunks: Vec::new(),
+            ended: false,
+        }
     }
 
     /// Adds the next chunk and returns its id. A chunk shorter than `chunk_size` must be the last.
     pub fn push(&mut self, bytes: &[u8]) -> ChunkId {
         assert!(!self.ended, "a short chunk must be the last one");
-        assert!(bytes.len() <= self.chunk_size as usize, "chunk longer than chunk size");
+        assert!(
+            bytes.len() <= self.chunk_size as usize,
+            "chunk longer than chunk size"
+        );
         if bytes.len() < self.chunk_size as usize {
             self.ended = true;
         }
@@ -182,7 +199,11 @@ impl ManifestBuilder {
     }
 
     pub fn finish(self) -> Manifest {
-        Manifest { size: self.size, chunk_size: self.chunk_size, chunks: self.chunks }
+        Manifest {
+            size: self.size,
+            chunk_size: self.chunk_size,
+            chunks: self.chunks,
+        }
     }
 }
 
@@ -216,7 +237,10 @@ mod tests {
     fn verify_refuses_wrong_bytes() {
         let id = ChunkId::of(b"hello");
         id.verify(b"hello").unwrap();
-        assert!(matches!(id.verify(b"hellO"), Err(ContentError::HashMismatch { .. })));
+        assert!(matches!(
+            id.verify(b"hellO"),
+            Err(ContentError::HashMismatch { .. })
+        ));
     }
 
     #[test]

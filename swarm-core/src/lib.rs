@@ -3,6 +3,7 @@
 //! - [`content`]: content addressing: chunk and file ids (SHA-256), manifests, streaming chunking.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
+//! - [`schedule`]: the download scheduler (rarest first, endgame, retry elsewhere).
 //! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
 //!
 //! Nothing here opens a socket or reads a clock: drivers (tokio in the tracker and native peer,
@@ -10,6 +11,7 @@
 
 pub mod chunk_proto;
 pub mod content;
+pub mod schedule;
 pub mod swarm;
 pub mod wire;
 

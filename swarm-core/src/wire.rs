@@ -56,11 +56,20 @@ pub enum PeerKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Signal {
-    Offer { sdp: String },
-    Answer { sdp: String },
-    Candidate { candidate: String, mid: Option<String> },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+        mid: Option<String>,
+    },
     /// The sender gives up on this connection attempt (e.g. cannot parse the offer).
-    Close { reason: String },
+    Close {
+        reason: String,
+    },
 }
 
 /// Name, type and time of a published file: index metadata, never part of the file id.
@@ -87,7 +96,11 @@ pub struct FileSummary {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// First message of every connection.
-    Hello { version: u32, kind: PeerKind, secret: String },
+    Hello {
+        version: u32,
+        kind: PeerKind,
+        secret: String,
+    },
     /// Keeps the connection counted as alive.
     Heartbeat,
     /// Chunks this peer holds. `full`: this is the whole inventory (replaces what the tracker
@@ -96,21 +109,35 @@ pub enum ClientMsg {
     /// Chunks this peer no longer holds.
     Dropped { chunks: Vec<ChunkId> },
     /// Adds a file to the index. The publisher should already `Have` its chunks.
-    Publish { req: u32, manifest: Manifest, meta: FileMeta },
+    Publish {
+        req: u32,
+        manifest: Manifest,
+        meta: FileMeta,
+    },
     /// Asks for a file's manifest and who holds each chunk.
     Locate { req: u32, file: FileId },
     /// Searches file names; an empty query lists the newest files.
     Search { req: u32, query: String, limit: u32 },
     /// WebRTC signalling for peer `to`; `conn` names the connection attempt (chosen by the offerer).
-    Signal { to: PeerId, conn: u64, signal: Signal },
+    Signal {
+        to: PeerId,
+        conn: u64,
+        signal: Signal,
+    },
 }
 
 /// Messages from the tracker to a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
-    Welcome { version: u32, peer_id: PeerId },
-    Published { req: u32, file: FileId },
+    Welcome {
+        version: u32,
+        peer_id: PeerId,
+    },
+    Published {
+        req: u32,
+        file: FileId,
+    },
     Located {
         req: u32,
         file: FileId,
@@ -121,9 +148,20 @@ pub enum ServerMsg {
         /// Per chunk (in file order): indices into `peers` of its holders.
         holders: Vec<Vec<u32>>,
     },
-    SearchResults { req: u32, files: Vec<FileSummary> },
-    Signal { from: PeerId, conn: u64, signal: Signal },
-    Error { req: Option<u32>, code: ErrorCode, message: String },
+    SearchResults {
+        req: u32,
+        files: Vec<FileSummary>,
+    },
+    Signal {
+        from: PeerId,
+        conn: u64,
+        signal: Signal,
+    },
+    Error {
+        req: Option<u32>,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Machine-readable error kinds; the message says the rest in words.
@@ -156,7 +194,11 @@ impl ServerMsg {
         serde_json::to_string(self).expect("messages always serialize")
     }
     pub fn error(req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerMsg::Error { req, code, message: message.into() }
+        ServerMsg::Error {
+            req,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -190,8 +232,16 @@ mod tests {
         any::<String>().prop_map(|s| PeerId::from_secret(&s))
     }
     fn manifest() -> impl Strategy<Value = Manifest> {
-        (any::<u64>(), any::<u32>(), prop::collection::vec(chunk_id(), 0..8))
-            .prop_map(|(size, chunk_size, chunks)| Manifest { size, chunk_size, chunks })
+        (
+            any::<u64>(),
+            any::<u32>(),
+            prop::collection::vec(chunk_id(), 0..8),
+        )
+            .prop_map(|(size, chunk_size, chunks)| Manifest {
+                size,
+                chunk_size,
+                chunks,
+            })
     }
     fn meta() -> impl Strategy<Value = FileMeta> {
         (any::<String>(), any::<String>()).prop_map(|(name, mime)| FileMeta { name, mime })
@@ -227,19 +277,33 @@ mod tests {
 
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop_oneof![
-            (any::<u32>(), kind(), any::<String>())
-                .prop_map(|(version, kind, secret)| ClientMsg::Hello { version, kind, secret }),
+            (any::<u32>(), kind(), any::<String>()).prop_map(|(version, kind, secret)| {
+                ClientMsg::Hello {
+                    version,
+                    kind,
+                    secret,
+                }
+            }),
             Just(ClientMsg::Heartbeat),
             (prop::collection::vec(chunk_id(), 0..5), any::<bool>())
                 .prop_map(|(chunks, full)| ClientMsg::Have { chunks, full }),
-            prop::collection::vec(chunk_id(), 0..5).prop_map(|chunks| ClientMsg::Dropped { chunks }),
-            (any::<u32>(), manifest(), meta())
-                .prop_map(|(req, manifest, meta)| ClientMsg::Publish { req, manifest, meta }),
+            prop::collection::vec(chunk_id(), 0..5)
+                .prop_map(|chunks| ClientMsg::Dropped { chunks }),
+            (any::<u32>(), manifest(), meta()).prop_map(|(req, manifest, meta)| {
+                ClientMsg::Publish {
+                    req,
+                    manifest,
+                    meta,
+                }
+            }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ClientMsg::Locate { req, file }),
             (any::<u32>(), any::<String>(), any::<u32>())
                 .prop_map(|(req, query, limit)| ClientMsg::Search { req, query, limit }),
-            (peer_id(), any::<u64>(), signal())
-                .prop_map(|(to, conn, signal)| ClientMsg::Signal { to, conn, signal }),
+            (peer_id(), any::<u64>(), signal()).prop_map(|(to, conn, signal)| ClientMsg::Signal {
+                to,
+                conn,
+                signal
+            }),
         ]
     }
 
@@ -269,13 +333,15 @@ mod tests {
                 prop::collection::vec(peer_id(), 0..4),
                 prop::collection::vec(prop::collection::vec(any::<u32>(), 0..4), 0..4)
             )
-                .prop_map(|(req, file, meta, manifest, peers, holders)| ServerMsg::Located {
-                    req,
-                    file,
-                    meta,
-                    manifest,
-                    peers,
-                    holders
+                .prop_map(|(req, file, meta, manifest, peers, holders)| {
+                    ServerMsg::Located {
+                        req,
+                        file,
+                        meta,
+                        manifest,
+                        peers,
+                        holders,
+                    }
                 }),
             (any::<u32>(), prop::collection::vec(summary(), 0..4))
                 .prop_map(|(req, files)| ServerMsg::SearchResults { req, files }),
@@ -308,15 +374,28 @@ mod tests {
 
     #[test]
     fn wire_format_is_tagged_snake_case() {
-        let json = ClientMsg::Locate { req: 7, file: FileId([0xab; 32]) }.to_json();
-        assert_eq!(json, format!(r#"{{"type":"locate","req":7,"file":"{}"}}"#, "ab".repeat(32)));
+        let json = ClientMsg::Locate {
+            req: 7,
+            file: FileId([0xab; 32]),
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"type":"locate","req":7,"file":"{}"}}"#,
+                "ab".repeat(32)
+            )
+        );
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
     }
 
     #[test]
     fn names_are_checked() {
         assert!(validate_name("report (final).pdf").is_ok());
-        assert!(validate_name("<img src=x onerror=alert(1)>").is_ok(), "stored as given");
+        assert!(
+            validate_name("<img src=x onerror=alert(1)>").is_ok(),
+            "stored as given"
+        );
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name(&"x".repeat(300)).is_err());
         assert!(validate_name("").is_err());

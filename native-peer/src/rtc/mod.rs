@@ -1,0 +1,18 @@
+//! WebRTC data-channel links to other peers, driven by str0m (sans-IO) on a tokio UDP socket.
+//!
+//! A [`Link`] is one peer connection with one data channel ("chunks"). The side that wants
+//! chunks offers ([`Link::offer`]); the holder answers ([`Link::answer`]). Signalling goes
+//! through the tracker: the caller carries [`LinkEvent::Signal`] out and feeds incoming
+//! signals in with [`Link::signal`].
+//!
+//! Tuning from shared/WEBRTC.md: str0m's SCTP send buffer at 32 KiB and frames of at most
+//! 16 KiB were fastest both toward browsers and between str0m peers.
+
+mod driver;
+
+pub use driver::{Link, LinkEvent, SignalHandle};
+
+/// str0m's SCTP send buffer (see the module docs).
+pub const SCTP_BUFFER: usize = 32 * 1024;
+/// Data-channel label every Peer Pressure link uses.
+pub const CHANNEL_LABEL: &str = "chunks";

@@ -1,0 +1,68 @@
+//! The Peer Pressure tracker: one process that keeps the swarm index, relays WebRTC signalling
+//! between peers over its websocket (`/ws`), answers the REST API (`/api/...`) and serves the
+//! built web app at `/`.
+//!
+//! [`serve`] takes an already bound listener and a shutdown future (as mini-redis does), so
+//! tests start the real server on port 0. The swarm bookkeeping itself is
+//! [`swarm_core::swarm::Swarm`], a plain struct; this crate only drives it.
+
+mod api;
+mod state;
+mod ws;
+
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
+
+pub use state::{AppState, Counters};
+
+/// Tracker settings (the binary fills them from flags and environment).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding the built web app (`index.html`, wasm, js); `None` serves no page.
+    pub web_dir: Option<PathBuf>,
+    /// A peer that sends nothing for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Time a new connection has to say hello.
+    pub hello_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            web_dir: None,
+            idle_timeout: Duration::from_secs(45),
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds the HTTP router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut app = Router::new()
+        .route("/ws", get(ws::upgrade))
+        .merge(api::routes())
+        .with_state(state.clone());
+    if let Some(dir) = &state.config.web_dir {
+        let index = dir.join("index.html");
+        app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
+    }
+    app
+}
+
+/// Runs the tracker on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = Arc::new(AppState::new(config));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,55 @@
+//! `tracker` binary: flags and environment in, the server from the library out.
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Peer Pressure tracker: swarm index, WebRTC signalling hub, REST API and web app server.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "PP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the built web app to serve at `/` (trunk's dist/).
+    #[arg(long, env = "PP_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+    /// Seconds of silence after which a peer counts as gone.
+    #[arg(long, env = "PP_IDLE_TIMEOUT", default_value_t = 45)]
+    idle_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(dir) = &args.web_dir {
+        anyhow::ensure!(
+            dir.join("index.html").is_file(),
+            "no index.html in web dir {}",
+            dir.display()
+        );
+    }
+    let config = tracker::Config {
+        web_dir: args.web_dir,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        ..Default::default()
+    };
+    println!("tracker listening on http://{addr}");
+    tracing::info!(%addr, "tracker listening");
+    tracker::serve(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await
+    .context("server failed")
+}
