@@ -186,6 +186,10 @@ impl Node {
     /// Pushes the byte counters and store size to the page if they changed.
     pub fn push_stats(&self) {
         let st = self.state.borrow();
+        self.push_stats_of(&st);
+    }
+
+    fn push_stats_of(&self, st: &State) {
         let stats = Stats {
             received: self.counters.received.get(),
             sent: self.counters.sent.get(),
@@ -193,7 +197,6 @@ impl Node {
             store_bytes: st.store.bytes(),
             connections: st.conns.values().filter(|c| c.rtc.is_open()).count(),
         };
-        drop(st);
         if stats != self.last_stats.get() {
             self.last_stats.set(stats);
             self.dispatch(Action::Stats(stats));
@@ -557,6 +560,7 @@ impl Node {
             Ok(url) => {
                 st.object_url = Some(url.clone());
                 gloo::console::log!(format!("download of {name} done"));
+                self.push_stats_of(st);
                 self.dispatch(Action::DownloadDone {
                     file,
                     url,
