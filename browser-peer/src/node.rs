@@ -35,6 +35,8 @@ pub const SECRET_KEY: &str = "pp-secret";
 pub const MAX_INBOUND: usize = 32;
 /// How often the byte counters are pushed to the page.
 pub const STATS_MS: u32 = 250;
+/// How often downloads get the time (to notice stalled peers).
+pub const TICK_MS: u32 = 1_000;
 /// Least time between two progress updates of a download.
 pub const PROGRESS_MS: f64 = 100.0;
 
@@ -144,6 +146,14 @@ impl Node {
                 }
             }));
         let weak = Rc::downgrade(&node);
+        node._timers
+            .borrow_mut()
+            .push(Interval::new(TICK_MS, move || {
+                if let Some(node) = weak.upgrade() {
+                    node.tick();
+                }
+            }));
+        let weak = Rc::downgrade(&node);
         let window = gloo::utils::window();
         node._listeners
             .borrow_mut()
@@ -200,6 +210,19 @@ impl Node {
         if stats != self.last_stats.get() {
             self.last_stats.set(stats);
             self.dispatch(Action::Stats(stats));
+        }
+    }
+
+    /// Gives every running download the time.
+    fn tick(&self) {
+        let now = js_sys::Date::now();
+        let mut st = self.state.borrow_mut();
+        let files: Vec<FileId> = st.runs.keys().copied().collect();
+        for file in files {
+            if let Some(run) = st.runs.get_mut(&file) {
+                let steps = run.dl.tick(now);
+                self.apply_steps(&mut st, file, steps);
+            }
         }
     }
 
@@ -423,7 +446,8 @@ impl Node {
             size: dl.manifest().size,
             chunks_total: dl.total(),
         });
-        let steps = dl.start();
+        let mut steps = dl.tick(js_sys::Date::now());
+        steps.extend(dl.start());
         st.runs.insert(
             file,
             Run {
@@ -442,6 +466,13 @@ impl Node {
         for step in steps {
             match step {
                 Step::Connect { slot } => self.connect(st, file, slot),
+                Step::Disconnect { slot } => {
+                    let key = st.runs.get_mut(&file).and_then(|r| r.conns.remove(&slot));
+                    if let Some(conn) = key.and_then(|k| st.conns.remove(&k)) {
+                        gloo::console::warn!(format!("peer slot {slot} stalled; dropping it"));
+                        conn.rtc.close();
+                    }
+                }
                 Step::Send { slot, bytes } => {
                     let key = st.runs.get(&file).and_then(|r| r.conns.get(&slot)).cloned();
                     if let Some(conn) = key.and_then(|k| st.conns.get(&k)) {

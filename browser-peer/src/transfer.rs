@@ -5,7 +5,8 @@
 //! socket: inputs are "peer ready", "peer gone" and "message from peer", outputs are [`Step`]s
 //! the driver (`node.rs`) carries out. Chunks are spread over the peers that hold them (rarest
 //! first, at most [`PIPELINE`] requests outstanding per peer), reassembled and verified with
-//! [`ChunkAssembler`]; a bad or missing chunk is retried, preferring another holder.
+//! [`ChunkAssembler`]; a bad or missing chunk is retried, preferring another holder, and a
+//! peer that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
 //!
 //! [`serve_request`] is the other direction: the frames that answer one `Request`.
 
@@ -24,6 +25,8 @@ pub const FRAME_PAYLOAD: usize = 64 * 1024 - DATA_HEADER;
 pub const MAX_PEERS: usize = 4;
 /// Times one chunk may fail (bad hash, broken frames) before the download gives up.
 pub const MAX_ATTEMPTS: u32 = 8;
+/// A peer with requests outstanding that sends nothing for this long is dropped.
+pub const STALL_MS: f64 = 15_000.0;
 
 /// Why a download cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -45,6 +48,8 @@ pub enum TransferError {
 pub enum Step {
     /// Open a connection to peer `slot` (an index into the `Located` peer list).
     Connect { slot: usize },
+    /// Close the connection to `slot`: it stalled (its requests went elsewhere).
+    Disconnect { slot: usize },
     /// Send this binary message to peer `slot`.
     Send { slot: usize, bytes: Vec<u8> },
     /// A verified chunk: store it and announce it.
@@ -105,6 +110,10 @@ pub struct Download {
     done: usize,
     bytes_done: u64,
     finished: bool,
+    /// The time of the last [`Download::tick`] (ms); stamps below use it.
+    clock: f64,
+    /// Per slot: when it last sent something or got its first outstanding request.
+    last_heard: Vec<f64>,
 }
 
 impl Download {
@@ -178,6 +187,8 @@ impl Download {
             file,
             manifest,
             outstanding: vec![0; peers.len()],
+            last_heard: vec![0.0; peers.len()],
+            clock: 0.0,
             peers,
             slots,
             holders,
@@ -296,9 +307,28 @@ impl Download {
         self.schedule()
     }
 
+    /// The driver's clock (ms), called about once a second: drops peers that stalled.
+    pub fn tick(&mut self, now: f64) -> Vec<Step> {
+        self.clock = now;
+        let mut steps = Vec::new();
+        for slot in 0..self.slots.len() {
+            let stalled = self.slots[slot] == SlotState::Ready
+                && self.outstanding[slot] > 0
+                && now - self.last_heard[slot] > STALL_MS;
+            if stalled && !self.finished {
+                steps.push(Step::Disconnect { slot });
+                steps.extend(self.peer_gone(slot));
+            }
+        }
+        steps
+    }
+
     /// A binary message from `slot` (a `Data` or `Missing` answer).
     pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
         let mut steps = Vec::new();
+        if slot < self.last_heard.len() {
+            self.last_heard[slot] = self.clock;
+        }
         match msg {
             PeerMsg::Data {
                 req,
@@ -446,6 +476,9 @@ impl Download {
                             asm,
                         },
                     );
+                    if self.outstanding[slot] == 0 {
+                        self.last_heard[slot] = self.clock;
+                    }
                     self.outstanding[slot] += 1;
                     self.state[index] = ChunkState::InFlight;
                     in_flight_ids.push(id);

@@ -93,7 +93,7 @@ fn run(
                 local.put(*chunk, Rc::new(bytes.clone()));
             }
             Step::Complete => complete = true,
-            Step::Rejected { .. } | Step::Failed(_) => {}
+            Step::Rejected { .. } | Step::Failed(_) | Step::Disconnect { .. } => {}
         }
         log.push(step);
     }
@@ -102,6 +102,8 @@ fn run(
 
 #[wasm_bindgen_test]
 fn download_survives_a_liar_and_a_missing_chunk() {
+    // 1024-byte chunks of a 256-periodic pattern: every chunk but the last has the same id,
+    // which the scheduler fetches once.
     let file = data(10_000, 7);
     let (manifest, chunks) = manifest_and_chunks(&file, 1024);
     let id = manifest.file_id();
@@ -180,4 +182,61 @@ fn a_manifest_for_another_file_is_refused() {
         .start()
         .iter()
         .any(|s| matches!(s, Step::Failed(TransferError::Unavailable { .. }))));
+}
+
+#[wasm_bindgen_test]
+fn a_silent_peer_is_dropped_and_its_chunks_go_elsewhere() {
+    let file = data(3000, 3);
+    // 1000-byte chunks: the pattern repeats every 256 bytes, so all three chunks differ.
+    let (manifest, chunks) = manifest_and_chunks(&file, 1000);
+    let peers: Vec<PeerId> = ["silent", "good"]
+        .iter()
+        .map(|s| PeerId::from_secret(s))
+        .collect();
+    let mut good = MemoryStore::new();
+    for c in &chunks {
+        good.put(ChunkId::of(c), Rc::new(c.clone()));
+    }
+    let mut dl = Download::new(
+        manifest.file_id(),
+        manifest,
+        peers,
+        vec![vec![0, 1]; 3],
+        None,
+        |_| false,
+    )
+    .unwrap();
+    let _ = dl.tick(1_000.0);
+    assert_eq!(
+        dl.start(),
+        vec![Step::Connect { slot: 0 }, Step::Connect { slot: 1 }]
+    );
+    assert_eq!(
+        dl.peer_ready(0).len(),
+        3,
+        "all three requests go to the first ready peer"
+    );
+    assert!(
+        dl.peer_ready(1).is_empty(),
+        "nothing left to ask the second one"
+    );
+    assert!(dl.tick(10_000.0).is_empty(), "not stalled yet");
+    let steps = dl.tick(17_000.0);
+    assert_eq!(steps.first(), Some(&Step::Disconnect { slot: 0 }));
+    let mut complete = false;
+    for step in steps {
+        if let Step::Send { slot, bytes } = step {
+            assert_eq!(slot, 1, "retried at the other holder");
+            let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else {
+                panic!()
+            };
+            for f in serve_request(&good, req, &chunk) {
+                let out = dl.on_message(1, PeerMsg::decode(&f).unwrap());
+                complete |= out.contains(&Step::Complete);
+            }
+        }
+    }
+    assert!(complete);
+    // A late answer from the dropped peer is ignored.
+    assert!(dl.on_message(0, PeerMsg::Missing { req: 1 }).is_empty());
 }
