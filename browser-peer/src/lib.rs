@@ -9,6 +9,19 @@
 //! - [`store`]: the `ChunkStore` seam and its in-memory implementation.
 //!
 //! Protocol, hashing and framing come from `swarm-core`; nothing here re-implements them.
+//!
+//! The page (`static/index.html`, ids the end-to-end tests rely on): `#upload-input`,
+//! `#upload-result[data-file-id]` (newest published upload), `#upload-progress`,
+//! `#download-id`, `#download-button`, `#download-status` (`idle`, `locating…`,
+//! `downloading …`, `done` or `error: …`), `#download-link` (blob URL, `download=<name>`),
+//! `#conn-status[data-state=connecting|connected|disconnected]`, `#peer-id[data-peer-id]`,
+//! `#dc-stats[data-received][data-sent]` (data-channel bytes, refreshed every 250 ms).
+//! `#/file/<id>` in the URL starts a download.
+//!
+//! Build: `source scripts/wasm-env.sh && trunk build` (writes `dist/`). Test in headless
+//! Chromium: `CHROMEDRIVER=/usr/bin/chromedriver
+//! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+//! cargo test -p browser-peer --target wasm32-unknown-unknown` (uses `webdriver.json`).
 
 pub mod app;
 pub mod node;
