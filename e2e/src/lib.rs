@@ -1,1 +1,298 @@
-//! Shared helpers of the end-to-end tests (process spawning, ports, paths).
+//! Helpers for the end-to-end tests: start the real binaries (tracker, native peers) and a
+//! real headless Chromium through chromedriver, and clean them up when a test ends.
+//!
+//! Binaries come from `PP_BIN_DIR` (default `target/debug`), the built web app from
+//! `PP_WEB_DIR` (default `dist/`); `scripts/test.sh` builds both before the tests run.
+
+use anyhow::{anyhow, bail, Context};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PP_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/debug"));
+    dir.join(name)
+}
+
+pub fn web_dir() -> PathBuf {
+    std::env::var_os("PP_WEB_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("dist"))
+}
+
+/// Where tests leave screenshots and logs for people to look at.
+pub fn artifacts_dir() -> PathBuf {
+    let d = workspace_root().join("target/e2e-artifacts");
+    std::fs::create_dir_all(&d).expect("artifacts dir");
+    d
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns `cmd`, waits for a stdout line containing `ready`, returns the process and that
+/// line. The rest of its output goes to a log file under the artifacts dir.
+fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Proc, String)> {
+    let log = std::fs::File::create(artifacts_dir().join(format!("{name}.log")))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && line.contains(&ready) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    let proc = Proc { child, name: name.into() };
+    let line = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("{name} did not become ready"))?;
+    Ok((proc, line))
+}
+
+/// A running tracker on a free port.
+pub struct Tracker {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Tracker {
+    pub fn start(name: &str, web: Option<&Path>) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin("tracker"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if let Some(w) = web {
+            cmd.arg("--web-dir").arg(w);
+        }
+        let (proc, line) = spawn_until(cmd, name, "listening on")?;
+        let port = line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| anyhow!("no port in {line:?}"))?;
+        Ok(Self { proc, port })
+    }
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    /// GET a JSON document from the tracker's API.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        http_get_json(self.port, path)
+    }
+}
+
+/// Minimal HTTP/1.0 GET on loopback returning the JSON body.
+pub fn http_get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).ok_or_else(|| anyhow!("no HTTP body"))?;
+    Ok(serde_json::from_str(json)?)
+}
+
+/// A native peer (`pp-peer run`) with its own data dir.
+pub struct NativePeer {
+    pub proc: Proc,
+    pub data_dir: PathBuf,
+    pub tracker: String,
+    pub peer_id: String,
+}
+
+impl NativePeer {
+    pub fn start(name: &str, tracker: &Tracker, data_dir: &Path) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin("pp-peer"));
+        cmd.arg("--tracker").arg(tracker.ws_url()).arg("--data-dir").arg(data_dir).arg("run");
+        cmd.env("RUST_LOG", std::env::var("PP_PEER_LOG").unwrap_or_else(|_| "debug,str0m=info".into()));
+        let (proc, line) = spawn_until(cmd, name, "running")?;
+        let peer_id = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        Ok(Self { proc, data_dir: data_dir.into(), tracker: tracker.ws_url(), peer_id })
+    }
+
+    /// Runs `pp-peer --json <args>` against this peer's data dir; returns (exit code, stdout JSON or text).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+        let out = Command::new(bin("pp-peer"))
+            .arg("--tracker")
+            .arg(&self.tracker)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--json")
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Runs a CLI command that must succeed and print JSON.
+    pub fn cli_json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let (code, out, err) = self.cli(args)?;
+        if code != 0 {
+            bail!("pp-peer {args:?} exited {code}: {err}");
+        }
+        serde_json::from_str(&out).with_context(|| format!("pp-peer {args:?} printed {out:?}"))
+    }
+}
+
+/// Random bytes of a given length (not a multiple of the chunk size, to test the short tail).
+pub fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, &data)?;
+    Ok((path, data))
+}
+
+/// Headless Chromium driven through chromedriver (WebDriver).
+pub struct Browser {
+    pub client: fantoccini::Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn start(name: &str) -> anyhow::Result<Self> {
+        let port = free_port();
+        let log = std::fs::File::create(artifacts_dir().join(format!("{name}-chromedriver.log")))?;
+        let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={port}"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start chromedriver (run scripts/setup.sh)")?;
+        let driver = Proc { child: driver, name: "chromedriver".into() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("chromedriver did not start listening");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir()?;
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let caps = caps.as_object().expect("object").clone().into_iter().collect();
+        let client = fantoccini::ClientBuilder::rustls()?
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("cannot open a Chromium session")?;
+        Ok(Self { client, _driver: driver, _profile: profile })
+    }
+
+    /// Saves a screenshot under the artifacts dir.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let path = artifacts_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// Waits until `css` matches an element whose attribute `attr` is non-empty; returns it.
+    pub async fn wait_attr(&self, css: &str, attr: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(fantoccini::Locator::Css(css)).await {
+                if let Ok(Some(v)) = el.attr(attr).await {
+                    if !v.is_empty() {
+                        return Ok(v);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {css}[{attr}]");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the text of `css` satisfies `pred`; returns the text.
+    pub async fn wait_text(&self, css: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            if let Ok(el) = self.client.find(fantoccini::Locator::Css(css)).await {
+                if let Ok(t) = el.text().await {
+                    if pred(&t) {
+                        return Ok(t);
+                    }
+                    last = t;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting on {css}; its text was {last:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads the bytes behind a `blob:` (or same-origin) URL from inside the page.
+    pub async fn fetch_bytes(&self, url: &str) -> anyhow::Result<Vec<u8>> {
+        use base64::Engine;
+        let script = r#"
+            const [url, done] = arguments;
+            fetch(url).then(r => r.arrayBuffer()).then(buf => {
+                const bytes = new Uint8Array(buf);
+                let s = '';
+                for (let i = 0; i < bytes.length; i += 0x8000) {
+                    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+                }
+                done(btoa(s));
+            }).catch(e => done('ERROR:' + e));
+        "#;
+        let v = self.client.execute_async(script, vec![serde_json::json!(url)]).await?;
+        let s = v.as_str().ok_or_else(|| anyhow!("fetch returned {v}"))?;
+        if let Some(e) = s.strip_prefix("ERROR:") {
+            bail!("page could not read {url}: {e}");
+        }
+        Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing, builds everything (the web app too) and runs every test:
+# unit and property tests, integration tests against real trackers and peers, wasm tests in
+# headless Chromium, and the browser end-to-end tests. Screenshots and logs of the end-to-end
+# tests land in target/e2e-artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n\033[1;32m== %s\033[0m\n' "$*"; }
+
+step "setup"
+scripts/setup.sh
+
+step "build: web app (dist/)"
+scripts/build-web.sh
+
+step "build: native binaries"
+cargo build --bins
+
+step "native tests: unit, property, integration, end-to-end"
+cargo test -- --test-threads=2
+
+step "wasm tests in headless Chromium"
+(
+  source scripts/wasm-env.sh
+  export CHROMEDRIVER=/usr/bin/chromedriver
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+  export WASM_BINDGEN_TEST_TIMEOUT=120
+  cd browser-peer && cargo test --target wasm32-unknown-unknown
+)
+step "all tests passed"

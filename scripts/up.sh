@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing, builds everything (the web app too) and starts a local swarm:
+# the tracker serving the web app on http://127.0.0.1:${PP_PORT:-8080} and two native peers
+# joined to it. Data lives under ${PP_DATA:-.pp-data}/. Runs until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT="${PP_PORT:-8080}"
+DATA="${PP_DATA:-.pp-data}"
+
+scripts/setup.sh
+scripts/build-web.sh
+cargo build --release --bins
+mkdir -p "$DATA"
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+target/release/tracker --listen "127.0.0.1:$PORT" --web-dir dist --data-dir "$DATA/tracker" >"$DATA/tracker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$PORT/api/stats" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "http://127.0.0.1:$PORT/api/stats" >/dev/null || { echo "tracker did not start; see $DATA/tracker.log" >&2; exit 1; }
+for n in 1 2; do
+  target/release/pp-peer --tracker "ws://127.0.0.1:$PORT/ws" --data-dir "$DATA/peer$n" run >"$DATA/peer$n.log" 2>&1 &
+  pids+=($!)
+done
+sleep 1
+echo
+echo "Peer Pressure is up: open http://127.0.0.1:$PORT"
+echo "  tracker log: $DATA/tracker.log   native peers: $DATA/peer1, $DATA/peer2"
+echo "  try: target/release/pp-peer --data-dir $DATA/peer1 put FILE"
+echo "Ctrl-C stops everything."
+wait

@@ -1,0 +1,149 @@
+//! The real tracker on port 0, spoken to by real websocket clients.
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
+use swarm_core::{ClientMsg, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn start() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tracker::serve(listener, tracker::Config::default(), std::future::pending()));
+    format!("ws://{addr}/ws")
+}
+
+async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn send_raw(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.into())).await.unwrap();
+}
+
+async fn send(ws: &mut Ws, msg: &ClientMsg) {
+    send_raw(ws, &msg.to_json()).await;
+}
+
+async fn recv(ws: &mut Ws) -> ServerMsg {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("answer in time").unwrap().unwrap();
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn hello(ws: &mut Ws, secret: &str) -> PeerId {
+    send(ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() }).await;
+    match recv(ws).await {
+        ServerMsg::Welcome { peer_id, .. } => peer_id,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+fn error_code(m: &ServerMsg) -> ErrorCode {
+    match m {
+        ServerMsg::Error { code, .. } => *code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+const SECRET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const SECRET_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+#[tokio::test]
+async fn bad_input_gets_an_error_and_the_connection_lives_on() {
+    let url = start().await;
+    let mut ws = connect(&url).await;
+    send_raw(&mut ws, "{not json").await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
+    send_raw(&mut ws, r#"{"type":"launch_missiles"}"#).await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
+    send(&mut ws, &ClientMsg::Heartbeat).await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::NotWelcomed);
+    send(&mut ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: "short".into() }).await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadSecret);
+    let id = hello(&mut ws, SECRET_A).await;
+    assert_eq!(id, PeerId::from_secret(SECRET_A), "the id is derived from the secret");
+    send_raw(&mut ws, "[]").await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
+    send(&mut ws, &ClientMsg::Locate { req: 9, file: swarm_core::FileId([1; 32]) }).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(error_code(&m), ErrorCode::UnknownFile);
+    assert!(matches!(m, ServerMsg::Error { req: Some(9), .. }));
+    let to = PeerId::from_secret("nobody");
+    send(&mut ws, &ClientMsg::Signal { to, conn: 1, signal: Signal::Close { reason: "x".into() } }).await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::UnknownPeer);
+    // Still alive: a valid request gets a valid answer.
+    send(&mut ws, &ClientMsg::Search { req: 2, query: String::new(), limit: 10 }).await;
+    assert!(matches!(recv(&mut ws).await, ServerMsg::SearchResults { req: 2, .. }));
+}
+
+#[tokio::test]
+async fn wrong_version_is_refused_clearly() {
+    let url = start().await;
+    let mut ws = connect(&url).await;
+    send(&mut ws, &ClientMsg::Hello { version: 999, kind: PeerKind::Browser, secret: SECRET_A.into() }).await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::UnsupportedVersion);
+}
+
+#[tokio::test]
+async fn publish_locate_search_and_signal_relay() {
+    let url = start().await;
+    let (mut a, mut b) = (connect(&url).await, connect(&url).await);
+    let id_a = hello(&mut a, SECRET_A).await;
+    let id_b = hello(&mut b, SECRET_B).await;
+    let mut mb = ManifestBuilder::new(4);
+    mb.push(b"abcd");
+    mb.push(b"ef");
+    let manifest = mb.finish();
+    send(&mut a, &ClientMsg::Have { chunks: manifest.chunks.clone(), full: true }).await;
+    let meta = FileMeta { name: "holiday photos.zip".into(), mime: "application/zip".into() };
+    send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest.clone(), meta }).await;
+    let ServerMsg::Published { req: 1, file } = recv(&mut a).await else { panic!("not published") };
+    assert_eq!(file, manifest.file_id());
+
+    send(&mut b, &ClientMsg::Search { req: 5, query: "photo".into(), limit: 10 }).await;
+    let ServerMsg::SearchResults { files, .. } = recv(&mut b).await else { panic!() };
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].min_holders, 1);
+
+    send(&mut b, &ClientMsg::Locate { req: 6, file }).await;
+    let ServerMsg::Located { peers, holders, manifest: m, .. } = recv(&mut b).await else { panic!() };
+    assert_eq!(m, manifest);
+    assert_eq!(peers, vec![id_a.clone()]);
+    assert_eq!(holders, vec![vec![0], vec![0]]);
+
+    send(&mut b, &ClientMsg::Signal { to: id_a.clone(), conn: 77, signal: Signal::Offer { sdp: "v=0".into() } }).await;
+    match recv(&mut a).await {
+        ServerMsg::Signal { from, conn, signal } => {
+            assert_eq!(from, id_b, "the relay names the true sender");
+            assert_eq!(conn, 77);
+            assert_eq!(signal, Signal::Offer { sdp: "v=0".into() });
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A leaves: its chunks have no holder any more.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&mut b, &ClientMsg::Locate { req: 7, file }).await;
+    let ServerMsg::Located { peers, .. } = recv(&mut b).await else { panic!() };
+    assert!(peers.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_frames_are_refused_and_the_tracker_lives_on() {
+    let url = start().await;
+    let mut ws = connect(&url).await;
+    let huge = "x".repeat(swarm_core::wire::MAX_MESSAGE_BYTES + 10);
+    let _ = ws.send(Message::Text(huge.into())).await;
+    // The connection is closed by the server; a new one works.
+    let mut ws2 = connect(&url).await;
+    hello(&mut ws2, SECRET_B).await;
+}
