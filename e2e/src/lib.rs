@@ -16,7 +16,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("PP_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/debug"));
+    let dir =
+        std::env::var_os("PP_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/debug"));
     dir.join(name)
 }
 
@@ -95,7 +96,11 @@ impl Tracker {
             cmd.arg("--web-dir").arg(w);
         }
         let (proc, line) = spawn_until(cmd, name, "listening on")?;
-        let port = line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| anyhow!("no port in {line:?}"))?;
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no port in {line:?}"))?;
         Ok(Self { proc, port })
     }
     pub fn ws_url(&self) -> String {

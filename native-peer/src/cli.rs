@@ -35,16 +35,8 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 /// Turns a name from the swarm into a safe file name in the current directory: no path
 /// separators, no parent references, no control characters, no leading dots.
 pub fn safe_file_name(name: &str, fallback: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() || c == ':' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let cleaned: String =
+        name.chars().map(|c| if c == '/' || c == '\\' || c.is_control() || c == ':' { '_' } else { c }).collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_string();
     let cleaned: String = cleaned.chars().take(200).collect();
     if cleaned.is_empty() {

@@ -15,14 +15,8 @@ use tokio::net::{UnixListener, UnixStream};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Put {
-        paths: Vec<PathBuf>,
-    },
-    Get {
-        file: String,
-        output: Option<PathBuf>,
-        force: bool,
-    },
+    Put { paths: Vec<PathBuf> },
+    Get { file: String, output: Option<PathBuf>, force: bool },
     Status,
 }
 
@@ -48,8 +42,7 @@ pub async fn listen(node: Arc<Node>, data_dir: &Path) -> anyhow::Result<()> {
         anyhow::bail!("another peer is already running on {}", data_dir.display());
     }
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {}", path.display()))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(handle(node.clone(), stream));
@@ -66,12 +59,7 @@ async fn handle(node: Arc<Node>, stream: UnixStream) {
     }
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(req) => match execute(&node, req).await {
-            Ok(result) => Response {
-                ok: true,
-                result,
-                error: String::new(),
-                exit_code: 0,
-            },
+            Ok(result) => Response { ok: true, result, error: String::new(), exit_code: 0 },
             Err(e) => Response {
                 ok: false,
                 result: Value::Null,
@@ -79,12 +67,7 @@ async fn handle(node: Arc<Node>, stream: UnixStream) {
                 exit_code: crate::cli::exit_code(&e),
             },
         },
-        Err(e) => Response {
-            ok: false,
-            result: Value::Null,
-            error: format!("bad control request: {e}"),
-            exit_code: 2,
-        },
+        Err(e) => Response { ok: false, result: Value::Null, error: format!("bad control request: {e}"), exit_code: 2 },
     };
     let mut out = serde_json::to_vec(&response).expect("serializable");
     out.push(b'\n');
@@ -97,10 +80,7 @@ pub async fn execute(node: &Arc<Node>, req: Request) -> anyhow::Result<Value> {
         Request::Put { paths } => {
             let mut files = Vec::new();
             for p in paths {
-                let f = node
-                    .put(&p)
-                    .await
-                    .with_context(|| format!("put {}", p.display()))?;
+                let f = node.put(&p).await.with_context(|| format!("put {}", p.display()))?;
                 files.push(json!({
                     "id": f.manifest.file_id(),
                     "name": f.meta.name,
@@ -110,20 +90,15 @@ pub async fn execute(node: &Arc<Node>, req: Request) -> anyhow::Result<Value> {
             }
             Ok(json!({ "files": files }))
         }
-        Request::Get {
-            file,
-            output,
-            force,
-        } => {
+        Request::Get { file, output, force } => {
             let id = node.resolve(&file).await?;
             let progress: crate::download::Progress = Arc::new(|done, total, _| {
                 tracing::debug!(done, total, "download progress");
             });
             let started = std::time::Instant::now();
             let stored = crate::download::fetch(node, id, progress).await?;
-            let out = output.unwrap_or_else(|| {
-                PathBuf::from(crate::cli::safe_file_name(&stored.meta.name, &id.to_hex()))
-            });
+            let out =
+                output.unwrap_or_else(|| PathBuf::from(crate::cli::safe_file_name(&stored.meta.name, &id.to_hex())));
             let n2 = node.clone();
             let written = tokio::task::spawn_blocking(move || {
                 crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
@@ -159,7 +134,5 @@ pub async fn try_remote(data_dir: &Path, req: &Request) -> anyhow::Result<Option
     w.write_all(&line).await?;
     let mut answer = String::new();
     BufReader::new(r).read_line(&mut answer).await?;
-    Ok(Some(
-        serde_json::from_str(&answer).context("unreadable answer from the running peer")?,
-    ))
+    Ok(Some(serde_json::from_str(&answer).context("unreadable answer from the running peer")?))
 }

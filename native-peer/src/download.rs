@@ -37,45 +37,19 @@ struct Shared {
 }
 
 /// Fetches every chunk of `file` into the store; returns its record.
-pub async fn fetch(
-    node: &Arc<Node>,
-    file: FileId,
-    progress: Progress,
-) -> anyhow::Result<StoredFile> {
-    let located = node
-        .tracker
-        .request(|req| ClientMsg::Locate { req, file })
-        .await?;
-    let ServerMsg::Located {
-        manifest,
-        meta,
-        peers,
-        holders,
-        ..
-    } = located
-    else {
+pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow::Result<StoredFile> {
+    let located = node.tracker.request(|req| ClientMsg::Locate { req, file }).await?;
+    let ServerMsg::Located { manifest, meta, peers, holders, .. } = located else {
         bail!("unexpected answer to locate")
     };
-    manifest
-        .validate()
-        .context("the tracker sent a bad manifest")?;
-    anyhow::ensure!(
-        manifest.file_id() == file,
-        "the tracker sent a manifest for another file"
-    );
-    anyhow::ensure!(
-        holders.len() == manifest.chunks.len(),
-        "the tracker sent holders for another manifest"
-    );
+    manifest.validate().context("the tracker sent a bad manifest")?;
+    anyhow::ensure!(manifest.file_id() == file, "the tracker sent a manifest for another file");
+    anyhow::ensure!(holders.len() == manifest.chunks.len(), "the tracker sent holders for another manifest");
     let have: Vec<bool> = manifest.chunks.iter().map(|c| node.store.has(c)).collect();
     let me = node.peer_id().clone();
     let holders: Vec<Vec<PeerIx>> = holders
         .into_iter()
-        .map(|hs| {
-            hs.into_iter()
-                .filter(|&i| peers.get(i as usize).is_some_and(|p| *p != me))
-                .collect()
-        })
+        .map(|hs| hs.into_iter().filter(|&i| peers.get(i as usize).is_some_and(|p| *p != me)).collect())
         .collect();
     let sched = Scheduler::new(holders, &have);
     let total = manifest.chunks.len();
@@ -89,12 +63,7 @@ pub async fn fetch(
     (shared.progress)(already, total, 0);
     if !shared.sched.lock().unwrap().is_complete() {
         let mut workers = Vec::new();
-        for (ix, peer) in peers
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| **p != me)
-            .take(MAX_SOURCES)
-        {
+        for (ix, peer) in peers.iter().enumerate().filter(|(_, p)| **p != me).take(MAX_SOURCES) {
             let (node, shared, peer) = (node.clone(), shared.clone(), peer.clone());
             workers.push(tokio::spawn(async move {
                 if let Err(e) = fetch_from(&node, &shared, ix as PeerIx, &peer).await {
@@ -110,11 +79,7 @@ pub async fn fetch(
     let sched = shared.sched.lock().unwrap();
     if !sched.is_complete() {
         let missing = sched.unavailable();
-        bail!(
-            "{} of {total} chunks could not be fetched ({} have no live holder)",
-            sched.remaining(),
-            missing.len()
-        );
+        bail!("{} of {total} chunks could not be fetched ({} have no live holder)", sched.remaining(), missing.len());
     }
     let stored = StoredFile { manifest, meta };
     node.store.put_file(&stored)?;
@@ -128,12 +93,7 @@ struct Wanted {
 }
 
 /// Fetches chunks from one peer over one link until the scheduler has nothing for it.
-async fn fetch_from(
-    node: &Arc<Node>,
-    shared: &Shared,
-    ix: PeerIx,
-    peer: &PeerId,
-) -> anyhow::Result<()> {
+async fn fetch_from(node: &Arc<Node>, shared: &Shared, ix: PeerIx, peer: &PeerId) -> anyhow::Result<()> {
     let (mut link, conn) = node.open_link(peer).await?;
     let result = async {
         let opened = tokio::time::timeout(CONNECT, async {
@@ -160,18 +120,9 @@ async fn fetch_from(
                 let chunk = shared.manifest.chunks[index];
                 let req = next_req;
                 next_req += 1;
-                link.sender
-                    .send(PeerMsg::Request { req, chunk }.encode())
-                    .await?;
+                link.sender.send(PeerMsg::Request { req, chunk }.encode()).await?;
                 let asm = ChunkAssembler::new(chunk, shared.manifest.chunk_len(index));
-                wanted.insert(
-                    req,
-                    Wanted {
-                        index,
-                        asm,
-                        started: Instant::now(),
-                    },
-                );
+                wanted.insert(req, Wanted { index, asm, started: Instant::now() });
             }
             if wanted.is_empty() {
                 if shared.sched.lock().unwrap().is_complete() {
@@ -193,9 +144,7 @@ async fn fetch_from(
                 LinkEvent::Open => {}
                 LinkEvent::Closed(r) => bail!("link closed: {r}"),
                 LinkEvent::Message(bytes) => {
-                    node.stats
-                        .received
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    node.stats.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     on_message(node, shared, ix, peer, &mut wanted, &bytes).await?;
                 }
             }
@@ -216,15 +165,8 @@ async fn on_message(
     bytes: &[u8],
 ) -> anyhow::Result<()> {
     match PeerMsg::decode(bytes)? {
-        PeerMsg::Data {
-            req,
-            offset,
-            total,
-            bytes,
-        } => {
-            let w = wanted
-                .get_mut(&req)
-                .ok_or_else(|| anyhow!("data for request {req} we did not make"))?;
+        PeerMsg::Data { req, offset, total, bytes } => {
+            let w = wanted.get_mut(&req).ok_or_else(|| anyhow!("data for request {req} we did not make"))?;
             let chunk = match w.asm.push(offset, total, &bytes) {
                 Ok(None) => return Ok(()),
                 Ok(Some(chunk)) => chunk,
@@ -241,10 +183,7 @@ async fn on_message(
             let len = chunk.len();
             let store = node.store.clone();
             tokio::task::spawn_blocking(move || store.put(&id, &chunk)).await??;
-            node.tracker.send(ClientMsg::Have {
-                chunks: vec![id],
-                full: false,
-            });
+            node.tracker.send(ClientMsg::Have { chunks: vec![id], full: false });
             let secs = w.started.elapsed().as_secs_f64().max(1e-6);
             tracing::debug!(
                 chunk = w.index,
@@ -256,8 +195,7 @@ async fn on_message(
             );
             let mut sched = shared.sched.lock().unwrap();
             if sched.done(w.index, ix) {
-                let done_bytes =
-                    shared.done_bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+                let done_bytes = shared.done_bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
                 let total = shared.manifest.chunks.len();
                 (shared.progress)(total - sched.remaining(), total, done_bytes);
             }
@@ -273,31 +211,19 @@ async fn on_message(
 }
 
 /// Writes the file's bytes from the store to `out` (through a temporary file, then rename).
-pub fn assemble(
-    node: &Node,
-    file: &StoredFile,
-    out: &Path,
-    force: bool,
-) -> anyhow::Result<PathBuf> {
+pub fn assemble(node: &Node, file: &StoredFile, out: &Path, force: bool) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     if out.exists() && !force {
         bail!(crate::cli::OutputExists(out.to_owned()));
     }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));
     let result = (|| -> anyhow::Result<()> {
         let mut f = std::io::BufWriter::new(
-            std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?,
+            std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?,
         );
         for (i, c) in file.manifest.chunks.iter().enumerate() {
-            let bytes = node
-                .store
-                .get(c)?
-                .ok_or_else(|| anyhow!("chunk {i} vanished from the store"))?;
+            let bytes = node.store.get(c)?.ok_or_else(|| anyhow!("chunk {i} vanished from the store"))?;
             f.write_all(&bytes)?;
         }
         f.into_inner().map_err(|e| e.into_error())?.sync_all()?;

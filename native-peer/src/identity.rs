@@ -13,8 +13,7 @@ pub fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<String> {
         }
         anyhow::bail!("{} is damaged: expected 64 hex digits", path.display());
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let tmp = data_dir.join("identity.tmp");
     std::fs::write(&tmp, &secret)?;

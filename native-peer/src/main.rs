@@ -22,20 +22,10 @@ use std::path::PathBuf;
 #[command(version, about)]
 struct Args {
     /// Tracker websocket URL.
-    #[arg(
-        long,
-        global = true,
-        env = "PP_TRACKER",
-        default_value = "ws://127.0.0.1:8080/ws"
-    )]
+    #[arg(long, global = true, env = "PP_TRACKER", default_value = "ws://127.0.0.1:8080/ws")]
     tracker: String,
     /// Where this peer keeps its identity and chunks.
-    #[arg(
-        long,
-        global = true,
-        env = "PP_DATA_DIR",
-        default_value = ".pp-data/peer"
-    )]
+    #[arg(long, global = true, env = "PP_DATA_DIR", default_value = ".pp-data/peer")]
     data_dir: PathBuf,
     /// Local address for WebRTC (UDP) host candidates.
     #[arg(long, global = true, env = "PP_RTC_IP", default_value = "127.0.0.1")]
@@ -75,8 +65,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,str0m=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,str0m=warn".into()),
         )
         .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -92,11 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Run => {
             let node = node::Node::start(&args.tracker, &args.data_dir, args.rtc_ip).await?;
             control::listen(node.clone(), &args.data_dir).await?;
-            println!(
-                "peer {} running (data dir {})",
-                node.peer_id(),
-                args.data_dir.display()
-            );
+            println!("peer {} running (data dir {})", node.peer_id(), args.data_dir.display());
             tokio::signal::ctrl_c().await?;
             let _ = std::fs::remove_file(control::socket_path(&args.data_dir));
             return Ok(());
@@ -104,20 +89,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Put { files } => Request::Put {
             paths: files
                 .iter()
-                .map(|f| {
-                    std::path::absolute(f).with_context(|| format!("bad path {}", f.display()))
-                })
+                .map(|f| std::path::absolute(f).with_context(|| format!("bad path {}", f.display())))
                 .collect::<anyhow::Result<_>>()?,
         },
-        Cmd::Get {
-            file,
-            output,
-            force,
-        } => Request::Get {
-            file,
-            output: output.map(std::path::absolute).transpose()?,
-            force,
-        },
+        Cmd::Get { file, output, force } => {
+            Request::Get { file, output: output.map(std::path::absolute).transpose()?, force }
+        }
         Cmd::Status => Request::Status,
     };
     let result = match control::try_remote(&args.data_dir, &request).await? {

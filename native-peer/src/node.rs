@@ -34,27 +34,14 @@ pub struct Node {
 
 impl Node {
     /// Connects to the tracker, announces the whole inventory and starts answering offers.
-    pub async fn start(
-        tracker_url: &str,
-        data_dir: &Path,
-        rtc_ip: IpAddr,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(tracker_url: &str, data_dir: &Path, rtc_ip: IpAddr) -> anyhow::Result<Arc<Self>> {
         let store = ChunkStore::open(data_dir)?;
         let secret = crate::identity::load_or_create_secret(data_dir)?;
         let (tracker, signals) = TrackerClient::connect(tracker_url, &secret).await?;
         let inventory = store.list();
         tracing::info!(peer = %tracker.peer_id, chunks = inventory.len(), "joined the swarm");
-        tracker.send(ClientMsg::Have {
-            chunks: inventory,
-            full: true,
-        });
-        let node = Arc::new(Self {
-            tracker,
-            store,
-            rtc_ip,
-            routes: Mutex::default(),
-            stats: DataStats::default(),
-        });
+        tracker.send(ClientMsg::Have { chunks: inventory, full: true });
+        let node = Arc::new(Self { tracker, store, rtc_ip, routes: Mutex::default(), stats: DataStats::default() });
         tokio::spawn(node.clone().route_signals(signals));
         Ok(node)
     }
@@ -68,32 +55,18 @@ impl Node {
             if let Signal::Offer { sdp } = &signal {
                 match Link::answer(self.rtc_ip, sdp).await {
                     Ok(link) => {
-                        self.routes
-                            .lock()
-                            .unwrap()
-                            .insert((from.clone(), conn), link.signal_handle());
+                        self.routes.lock().unwrap().insert((from.clone(), conn), link.signal_handle());
                         tokio::spawn(self.clone().serve_link(from, conn, link));
                     }
                     Err(e) => {
                         tracing::warn!(peer = %from, "cannot answer offer: {e:#}");
-                        let close = Signal::Close {
-                            reason: format!("{e:#}"),
-                        };
-                        self.tracker.send(ClientMsg::Signal {
-                            to: from,
-                            conn,
-                            signal: close,
-                        });
+                        let close = Signal::Close { reason: format!("{e:#}") };
+                        self.tracker.send(ClientMsg::Signal { to: from, conn, signal: close });
                     }
                 }
                 continue;
             }
-            let route = self
-                .routes
-                .lock()
-                .unwrap()
-                .get(&(from.clone(), conn))
-                .cloned();
+            let route = self.routes.lock().unwrap().get(&(from.clone(), conn)).cloned();
             match route {
                 Some(r) => r.deliver(signal),
                 None => tracing::debug!(peer = %from, conn, "signal for an unknown link"),
@@ -103,21 +76,14 @@ impl Node {
 
     /// Carries a link's own signalling to the remote peer.
     pub fn forward_signal(&self, to: &PeerId, conn: u64, s: Signal) {
-        self.tracker.send(ClientMsg::Signal {
-            to: to.clone(),
-            conn,
-            signal: s,
-        });
+        self.tracker.send(ClientMsg::Signal { to: to.clone(), conn, signal: s });
     }
 
     /// Opens a link to `to` as the offerer; returns it with its connection number.
     pub async fn open_link(&self, to: &PeerId) -> anyhow::Result<(Link, u64)> {
         let link = Link::offer(self.rtc_ip).await?;
         let conn = rand::random::<u64>() >> 12; // stays exact in JavaScript numbers
-        self.routes
-            .lock()
-            .unwrap()
-            .insert((to.clone(), conn), link.signal_handle());
+        self.routes.lock().unwrap().insert((to.clone(), conn), link.signal_handle());
         Ok((link, conn))
     }
 
@@ -132,9 +98,7 @@ impl Node {
                 LinkEvent::Signal(s) => self.forward_signal(&from, conn, s),
                 LinkEvent::Open => tracing::debug!(peer = %from.short(), "serving link open"),
                 LinkEvent::Message(bytes) => {
-                    self.stats
-                        .received
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    self.stats.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     match PeerMsg::decode(&bytes) {
                         Ok(PeerMsg::Request { req, chunk }) => {
                             let store = self.store.clone();
@@ -170,8 +134,7 @@ impl Node {
         let store = self.store.clone();
         let p = path.to_owned();
         let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut f =
-                std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+            let mut f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
             if !f.metadata()?.is_file() {
                 bail!("{} is not a regular file", p.display());
             }
@@ -191,33 +154,16 @@ impl Node {
             Ok(builder.finish())
         })
         .await??;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "file".into());
-        let mime = mime_guess::from_path(&name)
-            .first_or_octet_stream()
-            .to_string();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let mime = mime_guess::from_path(&name).first_or_octet_stream().to_string();
         let meta = FileMeta { name, mime };
-        self.tracker.send(ClientMsg::Have {
-            chunks: manifest.chunks.clone(),
-            full: false,
-        });
+        self.tracker.send(ClientMsg::Have { chunks: manifest.chunks.clone(), full: false });
         let answer = self
             .tracker
-            .request(|req| ClientMsg::Publish {
-                req,
-                manifest: manifest.clone(),
-                meta: meta.clone(),
-            })
+            .request(|req| ClientMsg::Publish { req, manifest: manifest.clone(), meta: meta.clone() })
             .await?;
-        let ServerMsg::Published { file, .. } = answer else {
-            bail!("unexpected answer to publish: {answer:?}")
-        };
-        anyhow::ensure!(
-            file == manifest.file_id(),
-            "tracker computed another file id"
-        );
+        let ServerMsg::Published { file, .. } = answer else { bail!("unexpected answer to publish: {answer:?}") };
+        anyhow::ensure!(file == manifest.file_id(), "tracker computed another file id");
         let stored = StoredFile { manifest, meta };
         self.store.put_file(&stored)?;
         Ok(stored)
@@ -228,30 +174,17 @@ impl Node {
         if let Ok(id) = id_or_name.parse::<FileId>() {
             return Ok(id);
         }
-        let answer = self
-            .tracker
-            .request(|req| ClientMsg::Search {
-                req,
-                query: id_or_name.into(),
-                limit: 100,
-            })
-            .await?;
-        let ServerMsg::SearchResults { files, .. } = answer else {
-            bail!("unexpected answer to search")
-        };
+        let answer =
+            self.tracker.request(|req| ClientMsg::Search { req, query: id_or_name.into(), limit: 100 }).await?;
+        let ServerMsg::SearchResults { files, .. } = answer else { bail!("unexpected answer to search") };
         let exact: Vec<_> = files.iter().filter(|f| f.name == id_or_name).collect();
         match exact.as_slice() {
             [one] => Ok(one.id),
-            [] => bail!(crate::cli::NotFound(format!(
-                "no file named {id_or_name:?} in the swarm"
-            ))),
+            [] => bail!(crate::cli::NotFound(format!("no file named {id_or_name:?} in the swarm"))),
             many => bail!(
                 "{} files are named {id_or_name:?}; pick one by id: {}",
                 many.len(),
-                many.iter()
-                    .map(|f| f.id.to_hex())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                many.iter().map(|f| f.id.to_hex()).collect::<Vec<_>>().join(", ")
             ),
         }
     }

@@ -13,17 +13,11 @@ pub enum StoreError {
     #[error(transparent)]
     Content(#[from] swarm_core::content::ContentError),
     #[error("chunk store I/O at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
 #[derive(Debug, Clone)]
@@ -76,10 +70,7 @@ impl ChunkStore {
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let dir = path.parent().expect("store paths have a parent");
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp =
-            self.root
-                .join("tmp")
-                .join(format!("{}.{}", std::process::id(), rand::random::<u64>()));
+        let tmp = self.root.join("tmp").join(format!("{}.{}", std::process::id(), rand::random::<u64>()));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(bytes)?;
@@ -119,20 +110,13 @@ impl ChunkStore {
             let Ok(files) = std::fs::read_dir(d.path()) else {
                 continue;
             };
-            out.extend(
-                files
-                    .flatten()
-                    .filter_map(|f| f.file_name().to_str()?.parse::<ChunkId>().ok()),
-            );
+            out.extend(files.flatten().filter_map(|f| f.file_name().to_str()?.parse::<ChunkId>().ok()));
         }
         out
     }
 
     pub fn put_file(&self, file: &StoredFile) -> Result<(), StoreError> {
-        let path = self
-            .root
-            .join("files")
-            .join(format!("{}.json", file.manifest.file_id()));
+        let path = self.root.join("files").join(format!("{}.json", file.manifest.file_id()));
         let json = serde_json::to_vec(file).expect("serializable");
         self.write_atomic(&path, &json)
     }
@@ -148,13 +132,7 @@ impl ChunkStore {
             return vec![];
         };
         rd.flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".json")?
-                    .parse::<FileId>()
-                    .ok()
-            })
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse::<FileId>().ok())
             .filter_map(|id| self.file(&id))
             .collect()
     }
@@ -169,14 +147,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
         let id = ChunkId::of(b"chunk");
-        assert!(matches!(
-            store.put(&id, b"other"),
-            Err(StoreError::Content(_))
-        ));
-        assert!(
-            !store.has(&id),
-            "a chunk with the wrong hash is never written"
-        );
+        assert!(matches!(store.put(&id, b"other"), Err(StoreError::Content(_))));
+        assert!(!store.has(&id), "a chunk with the wrong hash is never written");
         store.put(&id, b"chunk").unwrap();
         assert_eq!(store.get(&id).unwrap().unwrap(), b"chunk");
         assert_eq!(store.list(), vec![id]);

@@ -43,11 +43,7 @@ impl TrackerClient {
             .await
             .with_context(|| format!("cannot reach the tracker at {url}"))?;
         let (mut sink, mut stream) = ws.split();
-        let hello = ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            kind: PeerKind::Native,
-            secret: secret.into(),
-        };
+        let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
         sink.send(Message::Text(hello.to_json().into())).await?;
         let peer_id = loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -64,12 +60,8 @@ impl TrackerClient {
         };
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMsg>();
         let (sig_tx, sig_rx) = mpsc::unbounded_channel();
-        let client = Arc::new(Self {
-            out: out_tx,
-            pending: Mutex::new(HashMap::new()),
-            next_req: AtomicU32::new(1),
-            peer_id,
-        });
+        let client =
+            Arc::new(Self { out: out_tx, pending: Mutex::new(HashMap::new()), next_req: AtomicU32::new(1), peer_id });
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(HEARTBEAT);
             loop {
@@ -77,11 +69,7 @@ impl TrackerClient {
                     m = out_rx.recv() => match m { Some(m) => m, None => break },
                     _ = beat.tick() => ClientMsg::Heartbeat,
                 };
-                if sink
-                    .send(Message::Text(msg.to_json().into()))
-                    .await
-                    .is_err()
-                {
+                if sink.send(Message::Text(msg.to_json().into())).await.is_err() {
                     break;
                 }
             }

@@ -22,19 +22,9 @@ pub const DEFAULT_FRAME_PAYLOAD: usize = 16 * 1024 - DATA_HEADER;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMsg {
-    Request {
-        req: u32,
-        chunk: ChunkId,
-    },
-    Data {
-        req: u32,
-        offset: u32,
-        total: u32,
-        bytes: Vec<u8>,
-    },
-    Missing {
-        req: u32,
-    },
+    Request { req: u32, chunk: ChunkId },
+    Data { req: u32, offset: u32, total: u32, bytes: Vec<u8> },
+    Missing { req: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -62,9 +52,7 @@ pub enum ProtoError {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, ProtoError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_be_bytes(s.try_into().expect("4 bytes")))
-        .ok_or(ProtoError::Truncated)
+    b.get(at..at + 4).map(|s| u32::from_be_bytes(s.try_into().expect("4 bytes"))).ok_or(ProtoError::Truncated)
 }
 
 impl PeerMsg {
@@ -77,12 +65,7 @@ impl PeerMsg {
                 v.extend_from_slice(&chunk.0);
                 v
             }
-            PeerMsg::Data {
-                req,
-                offset,
-                total,
-                bytes,
-            } => encode_data(*req, *offset, *total, bytes),
+            PeerMsg::Data { req, offset, total, bytes } => encode_data(*req, *offset, *total, bytes),
             PeerMsg::Missing { req } => {
                 let mut v = vec![3];
                 v.extend_from_slice(&req.to_be_bytes());
@@ -96,18 +79,11 @@ impl PeerMsg {
         let req = u32_at(b, 1)?;
         match ty {
             1 => {
-                let id: [u8; 32] = b
-                    .get(5..37)
-                    .ok_or(ProtoError::Truncated)?
-                    .try_into()
-                    .unwrap();
+                let id: [u8; 32] = b.get(5..37).ok_or(ProtoError::Truncated)?.try_into().unwrap();
                 if b.len() > 37 {
                     return Err(ProtoError::Trailing);
                 }
-                Ok(PeerMsg::Request {
-                    req,
-                    chunk: ChunkId(id),
-                })
+                Ok(PeerMsg::Request { req, chunk: ChunkId(id) })
             }
             2 => {
                 let offset = u32_at(b, 5)?;
@@ -115,12 +91,7 @@ impl PeerMsg {
                 if total > MAX_CHUNK_SIZE {
                     return Err(ProtoError::TooLarge(total));
                 }
-                Ok(PeerMsg::Data {
-                    req,
-                    offset,
-                    total,
-                    bytes: b[DATA_HEADER..].to_vec(),
-                })
+                Ok(PeerMsg::Data { req, offset, total, bytes: b[DATA_HEADER..].to_vec() })
             }
             3 => {
                 if b.len() > 5 {
@@ -167,12 +138,7 @@ pub struct ChunkAssembler {
 impl ChunkAssembler {
     /// `expected_len` comes from the manifest: a peer cannot make us buffer more.
     pub fn new(chunk: ChunkId, expected_len: u32) -> Self {
-        Self {
-            chunk,
-            expected_len,
-            buf: Vec::new(),
-            total: None,
-        }
+        Self { chunk, expected_len, buf: Vec::new(), total: None }
     }
 
     /// Bytes received so far.
@@ -181,12 +147,7 @@ impl ChunkAssembler {
     }
 
     /// Takes one frame; returns the verified chunk when it is complete.
-    pub fn push(
-        &mut self,
-        offset: u32,
-        total: u32,
-        bytes: &[u8],
-    ) -> Result<Option<Vec<u8>>, ProtoError> {
+    pub fn push(&mut self, offset: u32, total: u32, bytes: &[u8]) -> Result<Option<Vec<u8>>, ProtoError> {
         match self.total {
             None => {
                 if total != self.expected_len {
@@ -199,10 +160,7 @@ impl ChunkAssembler {
             Some(_) => {}
         }
         if offset as usize != self.buf.len() {
-            return Err(ProtoError::OutOfOrder {
-                expected: self.buf.len() as u32,
-                got: offset,
-            });
+            return Err(ProtoError::OutOfOrder { expected: self.buf.len() as u32, got: offset });
         }
         if self.buf.len() + bytes.len() > total as usize {
             return Err(ProtoError::Overrun);
@@ -224,22 +182,9 @@ mod tests {
 
     fn msg() -> impl Strategy<Value = PeerMsg> {
         prop_oneof![
-            (any::<u32>(), any::<[u8; 32]>()).prop_map(|(req, c)| PeerMsg::Request {
-                req,
-                chunk: ChunkId(c)
-            }),
-            (
-                any::<u32>(),
-                any::<u32>(),
-                0..=MAX_CHUNK_SIZE,
-                prop::collection::vec(any::<u8>(), 0..300)
-            )
-                .prop_map(|(req, offset, total, bytes)| PeerMsg::Data {
-                    req,
-                    offset,
-                    total,
-                    bytes
-                }),
+            (any::<u32>(), any::<[u8; 32]>()).prop_map(|(req, c)| PeerMsg::Request { req, chunk: ChunkId(c) }),
+            (any::<u32>(), any::<u32>(), 0..=MAX_CHUNK_SIZE, prop::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(req, offset, total, bytes)| PeerMsg::Data { req, offset, total, bytes }),
             any::<u32>().prop_map(|req| PeerMsg::Missing { req }),
         ]
     }
@@ -275,29 +220,17 @@ mod tests {
         let good = vec![7u8; 1000];
         let id = ChunkId::of(&good);
         let mut asm = ChunkAssembler::new(id, 1000);
-        assert!(matches!(
-            asm.push(0, 1000, &[8u8; 1000]),
-            Err(ProtoError::BadChunk(_))
-        ));
+        assert!(matches!(asm.push(0, 1000, &[8u8; 1000]), Err(ProtoError::BadChunk(_))));
         let mut asm = ChunkAssembler::new(id, 1000);
         assert_eq!(asm.push(0, 2000, &[7u8; 10]), Err(ProtoError::SizeChanged));
         let mut asm = ChunkAssembler::new(id, 1000);
         asm.push(0, 1000, &[7u8; 10]).unwrap();
-        assert!(matches!(
-            asm.push(20, 1000, &[7u8; 10]),
-            Err(ProtoError::OutOfOrder { .. })
-        ));
+        assert!(matches!(asm.push(20, 1000, &[7u8; 10]), Err(ProtoError::OutOfOrder { .. })));
         assert_eq!(asm.push(10, 1000, &[7u8; 991]), Err(ProtoError::Overrun));
-        assert_eq!(
-            PeerMsg::decode(&[9, 0, 0, 0, 0]),
-            Err(ProtoError::UnknownType(9))
-        );
+        assert_eq!(PeerMsg::decode(&[9, 0, 0, 0, 0]), Err(ProtoError::UnknownType(9)));
         assert_eq!(PeerMsg::decode(&[]), Err(ProtoError::Empty));
         let mut big = encode_data(1, 0, MAX_CHUNK_SIZE + 1, &[]);
-        assert!(matches!(
-            PeerMsg::decode(&big),
-            Err(ProtoError::TooLarge(_))
-        ));
+        assert!(matches!(PeerMsg::decode(&big), Err(ProtoError::TooLarge(_))));
         big.truncate(3);
         assert_eq!(PeerMsg::decode(&big), Err(ProtoError::Truncated));
     }

@@ -58,8 +58,7 @@ macro_rules! sha_id {
                 if s.len() != 64 {
                     return Err(ContentError::BadHex(s.chars().take(80).collect()));
                 }
-                hex::decode_to_slice(s, &mut out)
-                    .map_err(|_| ContentError::BadHex(s.chars().take(80).collect()))?;
+                hex::decode_to_slice(s, &mut out).map_err(|_| ContentError::BadHex(s.chars().take(80).collect()))?;
                 Ok(Self(out))
             }
         }
@@ -77,14 +76,8 @@ macro_rules! sha_id {
     };
 }
 
-sha_id!(
-    ChunkId,
-    "SHA-256 of a chunk's bytes: the chunk's name everywhere in the swarm."
-);
-sha_id!(
-    FileId,
-    "SHA-256 over a file's size, chunk size and ordered chunk ids."
-);
+sha_id!(ChunkId, "SHA-256 of a chunk's bytes: the chunk's name everywhere in the swarm.");
+sha_id!(FileId, "SHA-256 over a file's size, chunk size and ordered chunk ids.");
 
 impl ChunkId {
     /// Hashes `bytes` into their chunk id.
@@ -99,10 +92,7 @@ impl ChunkId {
         if actual == *self {
             Ok(())
         } else {
-            Err(ContentError::HashMismatch {
-                expected: *self,
-                actual,
-            })
+            Err(ContentError::HashMismatch { expected: *self, actual })
         }
     }
 }
@@ -174,21 +164,13 @@ pub struct ManifestBuilder {
 
 impl ManifestBuilder {
     pub fn new(chunk_size: u32) -> Self {
-        Self {
-            chunk_size,
-            size: 0,
-            chunks: Vec::new(),
-            ended: false,
-        }
+        Self { chunk_size, size: 0, chunks: Vec::new(), ended: false }
     }
 
     /// Adds the next chunk and returns its id. A chunk shorter than `chunk_size` must be the last.
     pub fn push(&mut self, bytes: &[u8]) -> ChunkId {
         assert!(!self.ended, "a short chunk must be the last one");
-        assert!(
-            bytes.len() <= self.chunk_size as usize,
-            "chunk longer than chunk size"
-        );
+        assert!(bytes.len() <= self.chunk_size as usize, "chunk longer than chunk size");
         if bytes.len() < self.chunk_size as usize {
             self.ended = true;
         }
@@ -199,11 +181,7 @@ impl ManifestBuilder {
     }
 
     pub fn finish(self) -> Manifest {
-        Manifest {
-            size: self.size,
-            chunk_size: self.chunk_size,
-            chunks: self.chunks,
-        }
+        Manifest { size: self.size, chunk_size: self.chunk_size, chunks: self.chunks }
     }
 }
 
@@ -237,10 +215,7 @@ mod tests {
     fn verify_refuses_wrong_bytes() {
         let id = ChunkId::of(b"hello");
         id.verify(b"hello").unwrap();
-        assert!(matches!(
-            id.verify(b"hellO"),
-            Err(ContentError::HashMismatch { .. })
-        ));
+        assert!(matches!(id.verify(b"hellO"), Err(ContentError::HashMismatch { .. })));
     }
 
     #[test]

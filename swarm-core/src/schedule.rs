@@ -27,23 +27,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// `holders[i]`: the peers holding chunk `i`; `have[i]`: already stored locally.
     pub fn new(holders: Vec<Vec<PeerIx>>, have: &[bool]) -> Self {
-        let state: Vec<State> = (0..holders.len())
-            .map(|i| {
-                if have.get(i) == Some(&true) {
-                    State::Done
-                } else {
-                    State::Needed
-                }
-            })
-            .collect();
+        let state: Vec<State> =
+            (0..holders.len()).map(|i| if have.get(i) == Some(&true) { State::Done } else { State::Needed }).collect();
         let remaining = state.iter().filter(|s| **s != State::Done).count();
         let asked = vec![Vec::new(); holders.len()];
-        Self {
-            state,
-            holders,
-            asked,
-            remaining,
-        }
+        Self { state, holders, asked, remaining }
     }
 
     /// Chunks not yet done.
@@ -109,8 +97,7 @@ impl Scheduler {
     /// Whether `peer` holds any chunk not yet done (it may still be needed, e.g. if another
     /// source fails).
     pub fn has_work_for(&self, peer: PeerIx) -> bool {
-        (0..self.state.len())
-            .any(|i| self.state[i] != State::Done && self.holders[i].contains(&peer))
+        (0..self.state.len()).any(|i| self.state[i] != State::Done && self.holders[i].contains(&peer))
     }
 
     /// A peer newly known to hold chunk `i`.
@@ -122,9 +109,7 @@ impl Scheduler {
 
     /// Chunks still needed that no known peer holds.
     pub fn unavailable(&self) -> Vec<usize> {
-        (0..self.state.len())
-            .filter(|&i| self.state[i] != State::Done && self.holders[i].is_empty())
-            .collect()
+        (0..self.state.len()).filter(|&i| self.state[i] != State::Done && self.holders[i].is_empty()).collect()
     }
 }
 
@@ -155,11 +140,7 @@ mod tests {
         assert_eq!(s.next_for(0), Some(1));
         assert_eq!(s.next_for(0), Some(0));
         s.peer_gone(0);
-        assert_eq!(
-            s.next_for(1),
-            Some(0),
-            "chunk 0 retried on its other holder"
-        );
+        assert_eq!(s.next_for(1), Some(0), "chunk 0 retried on its other holder");
         assert_eq!(s.unavailable(), vec![1]);
         assert_eq!(s.next_for(0), None);
     }

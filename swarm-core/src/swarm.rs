@@ -4,9 +4,7 @@
 //! [`Swarm::leave`], and carry the returned [`Output`]s to the peers and to the durable index.
 
 use crate::content::{ChunkId, FileId, Manifest};
-use crate::wire::{
-    validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg,
-};
+use crate::wire::{validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Longest search result list.
@@ -55,10 +53,7 @@ pub struct Swarm {
 }
 
 fn send(to: &PeerId, msg: ServerMsg) -> Output {
-    Output::Send {
-        to: to.clone(),
-        msg,
-    }
+    Output::Send { to: to.clone(), msg }
 }
 
 impl Swarm {
@@ -70,14 +65,7 @@ impl Swarm {
     /// inventory: it re-announces what it holds.
     pub fn join(&mut self, id: PeerId, kind: PeerKind, now_ms: u64) {
         self.leave(&id);
-        self.peers.insert(
-            id,
-            PeerState {
-                kind,
-                joined_at_ms: now_ms,
-                chunks: HashSet::new(),
-            },
-        );
+        self.peers.insert(id, PeerState { kind, joined_at_ms: now_ms, chunks: HashSet::new() });
     }
 
     /// A peer's connection ended: it no longer holds anything as far as the swarm knows.
@@ -136,11 +124,8 @@ impl Swarm {
             ClientMsg::Heartbeat => vec![],
             ClientMsg::Have { chunks, full } => {
                 if full {
-                    let old: Vec<ChunkId> = self
-                        .peers
-                        .get_mut(from)
-                        .map(|p| p.chunks.drain().collect())
-                        .unwrap_or_default();
+                    let old: Vec<ChunkId> =
+                        self.peers.get_mut(from).map(|p| p.chunks.drain().collect()).unwrap_or_default();
                     for c in old {
                         self.unhold(&c, from);
                     }
@@ -160,19 +145,10 @@ impl Swarm {
                 }
                 vec![]
             }
-            ClientMsg::Publish {
-                req,
-                manifest,
-                meta,
-            } => self.publish(from, req, manifest, meta),
+            ClientMsg::Publish { req, manifest, meta } => self.publish(from, req, manifest, meta),
             ClientMsg::Locate { req, file } => match self.locate(req, &file) {
                 Some(msg) => vec![send(from, msg)],
-                None => vec![self.error(
-                    from,
-                    Some(req),
-                    ErrorCode::UnknownFile,
-                    format!("no file {file}"),
-                )],
+                None => vec![self.error(from, Some(req), ErrorCode::UnknownFile, format!("no file {file}"))],
             },
             ClientMsg::Search { req, query, limit } => {
                 let files = self.search(&query, limit.min(MAX_SEARCH_RESULTS));
@@ -180,44 +156,20 @@ impl Swarm {
             }
             ClientMsg::Signal { to, conn, signal } => {
                 if to == *from || !self.peers.contains_key(&to) {
-                    return vec![self.error(
-                        from,
-                        None,
-                        ErrorCode::UnknownPeer,
-                        format!("peer {to} is not connected"),
-                    )];
+                    return vec![self.error(from, None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"))];
                 }
                 self.stats.signals_relayed += 1;
-                vec![send(
-                    &to,
-                    ServerMsg::Signal {
-                        from: from.clone(),
-                        conn,
-                        signal,
-                    },
-                )]
+                vec![send(&to, ServerMsg::Signal { from: from.clone(), conn, signal })]
             }
         }
     }
 
-    fn error(
-        &mut self,
-        to: &PeerId,
-        req: Option<u32>,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> Output {
+    fn error(&mut self, to: &PeerId, req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Output {
         self.stats.errors_sent += 1;
         send(to, ServerMsg::error(req, code, message))
     }
 
-    fn publish(
-        &mut self,
-        from: &PeerId,
-        req: u32,
-        manifest: Manifest,
-        meta: FileMeta,
-    ) -> Vec<Output> {
+    fn publish(&mut self, from: &PeerId, req: u32, manifest: Manifest, meta: FileMeta) -> Vec<Output> {
         if let Err(e) = manifest.validate() {
             return vec![self.error(from, Some(req), ErrorCode::BadManifest, e.to_string())];
         }
@@ -231,14 +183,7 @@ impl Swarm {
         let mut out = vec![send(from, ServerMsg::Published { req, file: id })];
         if !self.files.contains_key(&id) {
             let now = self.peers.get(from).map_or(0, |p| p.joined_at_ms);
-            self.files.insert(
-                id,
-                FileRecord {
-                    manifest,
-                    meta,
-                    published_at_ms: now,
-                },
-            );
+            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now });
             out.push(Output::FileAdded(id));
         }
         out
@@ -276,12 +221,7 @@ impl Swarm {
 
     /// Fewest live holders of any chunk of the file (0 for an empty file's none).
     pub fn min_holders(&self, rec: &FileRecord) -> u32 {
-        rec.manifest
-            .chunks
-            .iter()
-            .map(|c| self.holder_count(c) as u32)
-            .min()
-            .unwrap_or(0)
+        rec.manifest.chunks.iter().map(|c| self.holder_count(c) as u32).min().unwrap_or(0)
     }
 
     pub fn summary(&self, id: &FileId, rec: &FileRecord) -> FileSummary {
@@ -309,10 +249,7 @@ impl Swarm {
             })
             .collect();
         hits.sort_by(|a, b| (a.0, a.1, &a.3.meta.name).cmp(&(b.0, b.1, &b.3.meta.name)));
-        hits.into_iter()
-            .take(limit as usize)
-            .map(|(_, _, id, rec)| self.summary(id, rec))
-            .collect()
+        hits.into_iter().take(limit as usize).map(|(_, _, id, rec)| self.summary(id, rec)).collect()
     }
 }
 
@@ -325,10 +262,7 @@ fn match_rank(name: &str, q: &str) -> Option<u8> {
         Some(0)
     } else if name.starts_with(q) {
         Some(1)
-    } else if name
-        .split(|c: char| !c.is_alphanumeric())
-        .any(|w| w.starts_with(q))
-    {
+    } else if name.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with(q)) {
         Some(2)
     } else if name.contains(q) {
         Some(3)
@@ -354,18 +288,8 @@ mod tests {
         PeerId::from_secret(&format!("secret-{n}"))
     }
     fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, name: &str) -> Vec<Output> {
-        let meta = FileMeta {
-            name: name.into(),
-            mime: "text/plain".into(),
-        };
-        s.handle(
-            p,
-            ClientMsg::Publish {
-                req: 1,
-                manifest: m.clone(),
-                meta,
-            },
-        )
+        let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
+        s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta })
     }
 
     #[test]
@@ -375,34 +299,15 @@ mod tests {
         s.join(a.clone(), PeerKind::Native, 0);
         s.join(b.clone(), PeerKind::Browser, 0);
         let m = manifest(1, 3);
-        s.handle(
-            &a,
-            ClientMsg::Have {
-                chunks: m.chunks.clone(),
-                full: true,
-            },
-        );
-        s.handle(
-            &b,
-            ClientMsg::Have {
-                chunks: vec![m.chunks[1]],
-                full: false,
-            },
-        );
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true });
+        s.handle(&b, ClientMsg::Have { chunks: vec![m.chunks[1]], full: false });
         let out = publish(&mut s, &a, &m, "notes.txt");
         assert_eq!(out[1], Output::FileAdded(m.file_id()));
-        let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else {
-            panic!()
-        };
+        let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else { panic!() };
         assert_eq!(peers.len(), 2);
-        assert_eq!(
-            holders.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![1, 2, 1]
-        );
+        assert_eq!(holders.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2, 1]);
         s.leave(&a);
-        let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else {
-            panic!()
-        };
+        let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else { panic!() };
         assert_eq!(peers, vec![b.clone()]);
         assert_eq!(holders, vec![vec![], vec![0], vec![]]);
         assert_eq!(s.min_holders(s.file(&m.file_id()).unwrap()), 0);
@@ -414,27 +319,10 @@ mod tests {
         let a = peer(1);
         s.join(a.clone(), PeerKind::Native, 0);
         let m = manifest(2, 3);
-        s.handle(
-            &a,
-            ClientMsg::Have {
-                chunks: m.chunks.clone(),
-                full: true,
-            },
-        );
-        s.handle(
-            &a,
-            ClientMsg::Have {
-                chunks: vec![m.chunks[0]],
-                full: true,
-            },
-        );
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true });
+        s.handle(&a, ClientMsg::Have { chunks: vec![m.chunks[0]], full: true });
         assert_eq!(s.holder_count(&m.chunks[1]), 0);
-        s.handle(
-            &a,
-            ClientMsg::Dropped {
-                chunks: vec![m.chunks[0]],
-            },
-        );
+        s.handle(&a, ClientMsg::Dropped { chunks: vec![m.chunks[0]] });
         assert_eq!(s.holder_count(&m.chunks[0]), 0);
     }
 
@@ -444,76 +332,23 @@ mod tests {
         let a = peer(1);
         let stranger = peer(9);
         let out = s.handle(&stranger, ClientMsg::Heartbeat);
-        assert!(matches!(
-            &out[0],
-            Output::Send {
-                msg: ServerMsg::Error {
-                    code: ErrorCode::NotWelcomed,
-                    ..
-                },
-                ..
-            }
-        ));
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::NotWelcomed, .. }, .. }));
         s.join(a.clone(), PeerKind::Native, 0);
         let mut m = manifest(3, 2);
         m.size += 100;
         let out = publish(&mut s, &a, &m, "x");
-        assert!(matches!(
-            &out[0],
-            Output::Send {
-                msg: ServerMsg::Error {
-                    code: ErrorCode::BadManifest,
-                    ..
-                },
-                ..
-            }
-        ));
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::BadManifest, .. }, .. }));
         let out = publish(&mut s, &a, &manifest(3, 2), "bad\u{7}name");
-        assert!(matches!(
-            &out[0],
-            Output::Send {
-                msg: ServerMsg::Error {
-                    code: ErrorCode::BadName,
-                    ..
-                },
-                ..
-            }
-        ));
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::BadName, .. }, .. }));
         assert_eq!(s.files().count(), 0);
-        let out = s.handle(
-            &a,
-            ClientMsg::Locate {
-                req: 3,
-                file: FileId([0; 32]),
-            },
-        );
+        let out = s.handle(&a, ClientMsg::Locate { req: 3, file: FileId([0; 32]) });
         assert!(matches!(
             &out[0],
-            Output::Send {
-                msg: ServerMsg::Error {
-                    req: Some(3),
-                    code: ErrorCode::UnknownFile,
-                    ..
-                },
-                ..
-            }
+            Output::Send { msg: ServerMsg::Error { req: Some(3), code: ErrorCode::UnknownFile, .. }, .. }
         ));
-        let sig = ClientMsg::Signal {
-            to: stranger.clone(),
-            conn: 1,
-            signal: Signal::Close { reason: "x".into() },
-        };
+        let sig = ClientMsg::Signal { to: stranger.clone(), conn: 1, signal: Signal::Close { reason: "x".into() } };
         let out = s.handle(&a, sig);
-        assert!(matches!(
-            &out[0],
-            Output::Send {
-                msg: ServerMsg::Error {
-                    code: ErrorCode::UnknownPeer,
-                    ..
-                },
-                ..
-            }
-        ));
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::UnknownPeer, .. }, .. }));
         assert_eq!(s.stats.signals_relayed, 0);
     }
 
@@ -523,23 +358,13 @@ mod tests {
         let (a, b) = (peer(1), peer(2));
         s.join(a.clone(), PeerKind::Native, 0);
         s.join(b.clone(), PeerKind::Browser, 0);
-        let out = s.handle(
-            &a,
-            ClientMsg::Signal {
-                to: b.clone(),
-                conn: 4,
-                signal: Signal::Offer { sdp: "v=0".into() },
-            },
-        );
+        let out =
+            s.handle(&a, ClientMsg::Signal { to: b.clone(), conn: 4, signal: Signal::Offer { sdp: "v=0".into() } });
         assert_eq!(
             out,
             vec![Output::Send {
                 to: b,
-                msg: ServerMsg::Signal {
-                    from: a,
-                    conn: 4,
-                    signal: Signal::Offer { sdp: "v=0".into() }
-                }
+                msg: ServerMsg::Signal { from: a, conn: 4, signal: Signal::Offer { sdp: "v=0".into() } }
             }]
         );
     }
@@ -549,17 +374,11 @@ mod tests {
         let mut s = Swarm::new();
         let a = peer(1);
         s.join(a.clone(), PeerKind::Native, 0);
-        for (i, name) in ["my cat.png", "cat", "catalog.pdf", "bobcat.jpg", "dog.png"]
-            .iter()
-            .enumerate()
-        {
+        for (i, name) in ["my cat.png", "cat", "catalog.pdf", "bobcat.jpg", "dog.png"].iter().enumerate() {
             publish(&mut s, &a, &manifest(i as u8, 1), name);
         }
         let names: Vec<String> = s.search("CAT", 10).into_iter().map(|f| f.name).collect();
-        assert_eq!(
-            names,
-            vec!["cat", "catalog.pdf", "my cat.png", "bobcat.jpg"]
-        );
+        assert_eq!(names, vec!["cat", "catalog.pdf", "my cat.png", "bobcat.jpg"]);
         assert_eq!(s.search("", 2).len(), 2);
         assert!(s.search("zebra", 10).is_empty());
     }

@@ -96,11 +96,7 @@ pub struct FileSummary {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// First message of every connection.
-    Hello {
-        version: u32,
-        kind: PeerKind,
-        secret: String,
-    },
+    Hello { version: u32, kind: PeerKind, secret: String },
     /// Keeps the connection counted as alive.
     Heartbeat,
     /// Chunks this peer holds. `full`: this is the whole inventory (replaces what the tracker
@@ -109,21 +105,13 @@ pub enum ClientMsg {
     /// Chunks this peer no longer holds.
     Dropped { chunks: Vec<ChunkId> },
     /// Adds a file to the index. The publisher should already `Have` its chunks.
-    Publish {
-        req: u32,
-        manifest: Manifest,
-        meta: FileMeta,
-    },
+    Publish { req: u32, manifest: Manifest, meta: FileMeta },
     /// Asks for a file's manifest and who holds each chunk.
     Locate { req: u32, file: FileId },
     /// Searches file names; an empty query lists the newest files.
     Search { req: u32, query: String, limit: u32 },
     /// WebRTC signalling for peer `to`; `conn` names the connection attempt (chosen by the offerer).
-    Signal {
-        to: PeerId,
-        conn: u64,
-        signal: Signal,
-    },
+    Signal { to: PeerId, conn: u64, signal: Signal },
 }
 
 /// Messages from the tracker to a peer.
@@ -194,11 +182,7 @@ impl ServerMsg {
         serde_json::to_string(self).expect("messages always serialize")
     }
     pub fn error(req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerMsg::Error {
-            req,
-            code,
-            message: message.into(),
-        }
+        ServerMsg::Error { req, code, message: message.into() }
     }
 }
 
@@ -232,16 +216,8 @@ mod tests {
         any::<String>().prop_map(|s| PeerId::from_secret(&s))
     }
     fn manifest() -> impl Strategy<Value = Manifest> {
-        (
-            any::<u64>(),
-            any::<u32>(),
-            prop::collection::vec(chunk_id(), 0..8),
-        )
-            .prop_map(|(size, chunk_size, chunks)| Manifest {
-                size,
-                chunk_size,
-                chunks,
-            })
+        (any::<u64>(), any::<u32>(), prop::collection::vec(chunk_id(), 0..8))
+            .prop_map(|(size, chunk_size, chunks)| Manifest { size, chunk_size, chunks })
     }
     fn meta() -> impl Strategy<Value = FileMeta> {
         (any::<String>(), any::<String>()).prop_map(|(name, mime)| FileMeta { name, mime })
@@ -277,53 +253,33 @@ mod tests {
 
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop_oneof![
-            (any::<u32>(), kind(), any::<String>()).prop_map(|(version, kind, secret)| {
-                ClientMsg::Hello {
-                    version,
-                    kind,
-                    secret,
-                }
-            }),
+            (any::<u32>(), kind(), any::<String>())
+                .prop_map(|(version, kind, secret)| { ClientMsg::Hello { version, kind, secret } }),
             Just(ClientMsg::Heartbeat),
             (prop::collection::vec(chunk_id(), 0..5), any::<bool>())
                 .prop_map(|(chunks, full)| ClientMsg::Have { chunks, full }),
-            prop::collection::vec(chunk_id(), 0..5)
-                .prop_map(|chunks| ClientMsg::Dropped { chunks }),
-            (any::<u32>(), manifest(), meta()).prop_map(|(req, manifest, meta)| {
-                ClientMsg::Publish {
-                    req,
-                    manifest,
-                    meta,
-                }
-            }),
+            prop::collection::vec(chunk_id(), 0..5).prop_map(|chunks| ClientMsg::Dropped { chunks }),
+            (any::<u32>(), manifest(), meta())
+                .prop_map(|(req, manifest, meta)| { ClientMsg::Publish { req, manifest, meta } }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ClientMsg::Locate { req, file }),
-            (any::<u32>(), any::<String>(), any::<u32>())
-                .prop_map(|(req, query, limit)| ClientMsg::Search { req, query, limit }),
-            (peer_id(), any::<u64>(), signal()).prop_map(|(to, conn, signal)| ClientMsg::Signal {
-                to,
-                conn,
-                signal
+            (any::<u32>(), any::<String>(), any::<u32>()).prop_map(|(req, query, limit)| ClientMsg::Search {
+                req,
+                query,
+                limit
             }),
+            (peer_id(), any::<u64>(), signal()).prop_map(|(to, conn, signal)| ClientMsg::Signal { to, conn, signal }),
         ]
     }
 
     fn summary() -> impl Strategy<Value = FileSummary> {
-        (file_id(), meta(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
-            |(id, m, size, chunks, min_holders)| FileSummary {
-                id,
-                name: m.name,
-                mime: m.mime,
-                size,
-                chunks,
-                min_holders,
-            },
-        )
+        (file_id(), meta(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(id, m, size, chunks, min_holders)| {
+            FileSummary { id, name: m.name, mime: m.mime, size, chunks, min_holders }
+        })
     }
 
     fn server_msg() -> impl Strategy<Value = ServerMsg> {
         prop_oneof![
-            (any::<u32>(), peer_id())
-                .prop_map(|(version, peer_id)| ServerMsg::Welcome { version, peer_id }),
+            (any::<u32>(), peer_id()).prop_map(|(version, peer_id)| ServerMsg::Welcome { version, peer_id }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Published { req, file }),
             (
                 any::<u32>(),
@@ -334,21 +290,20 @@ mod tests {
                 prop::collection::vec(prop::collection::vec(any::<u32>(), 0..4), 0..4)
             )
                 .prop_map(|(req, file, meta, manifest, peers, holders)| {
-                    ServerMsg::Located {
-                        req,
-                        file,
-                        meta,
-                        manifest,
-                        peers,
-                        holders,
-                    }
+                    ServerMsg::Located { req, file, meta, manifest, peers, holders }
                 }),
             (any::<u32>(), prop::collection::vec(summary(), 0..4))
                 .prop_map(|(req, files)| ServerMsg::SearchResults { req, files }),
-            (peer_id(), any::<u64>(), signal())
-                .prop_map(|(from, conn, signal)| ServerMsg::Signal { from, conn, signal }),
-            (any::<Option<u32>>(), code(), any::<String>())
-                .prop_map(|(req, code, message)| ServerMsg::Error { req, code, message }),
+            (peer_id(), any::<u64>(), signal()).prop_map(|(from, conn, signal)| ServerMsg::Signal {
+                from,
+                conn,
+                signal
+            }),
+            (any::<Option<u32>>(), code(), any::<String>()).prop_map(|(req, code, message)| ServerMsg::Error {
+                req,
+                code,
+                message
+            }),
         ]
     }
 
@@ -374,28 +329,15 @@ mod tests {
 
     #[test]
     fn wire_format_is_tagged_snake_case() {
-        let json = ClientMsg::Locate {
-            req: 7,
-            file: FileId([0xab; 32]),
-        }
-        .to_json();
-        assert_eq!(
-            json,
-            format!(
-                r#"{{"type":"locate","req":7,"file":"{}"}}"#,
-                "ab".repeat(32)
-            )
-        );
+        let json = ClientMsg::Locate { req: 7, file: FileId([0xab; 32]) }.to_json();
+        assert_eq!(json, format!(r#"{{"type":"locate","req":7,"file":"{}"}}"#, "ab".repeat(32)));
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
     }
 
     #[test]
     fn names_are_checked() {
         assert!(validate_name("report (final).pdf").is_ok());
-        assert!(
-            validate_name("<img src=x onerror=alert(1)>").is_ok(),
-            "stored as given"
-        );
+        assert!(validate_name("<img src=x onerror=alert(1)>").is_ok(), "stored as given");
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name(&"x".repeat(300)).is_err());
         assert!(validate_name("").is_err());

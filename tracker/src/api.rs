@@ -44,45 +44,25 @@ struct SearchQuery {
     limit: Option<u32>,
 }
 
-async fn search(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<SearchQuery>,
-) -> Json<serde_json::Value> {
+async fn search(State(state): State<Arc<AppState>>, Query(q): Query<SearchQuery>) -> Json<serde_json::Value> {
     let inner = state.lock();
-    let limit = q
-        .limit
-        .unwrap_or(50)
-        .min(swarm_core::swarm::MAX_SEARCH_RESULTS);
+    let limit = q.limit.unwrap_or(50).min(swarm_core::swarm::MAX_SEARCH_RESULTS);
     Json(json!({ "files": inner.swarm.search(&q.q, limit) }))
 }
 
 async fn files(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let inner = state.lock();
-    let files: Vec<_> = inner
-        .swarm
-        .files()
-        .map(|(id, rec)| inner.swarm.summary(id, rec))
-        .collect();
+    let files: Vec<_> = inner.swarm.files().map(|(id, rec)| inner.swarm.summary(id, rec)).collect();
     Json(json!({ "files": files }))
 }
 
 async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<FileId>() else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "file id must be 64 hex digits"})),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "file id must be 64 hex digits"}))).into_response();
     };
     let inner = state.lock();
     match inner.swarm.locate(0, &id) {
-        Some(swarm_core::ServerMsg::Located {
-            meta,
-            manifest,
-            peers,
-            holders,
-            ..
-        }) => Json(json!({
+        Some(swarm_core::ServerMsg::Located { meta, manifest, peers, holders, .. }) => Json(json!({
             "id": id,
             "name": meta.name,
             "mime": meta.mime,
@@ -91,11 +71,7 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             "holders": holders,
         }))
         .into_response(),
-        _ => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no file {id}")})),
-        )
-            .into_response(),
+        _ => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no file {id}")}))).into_response(),
     }
 }
 

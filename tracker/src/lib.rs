@@ -7,6 +7,7 @@
 //! [`swarm_core::swarm::Swarm`], a plain struct; this crate only drives it.
 
 mod api;
+pub mod index;
 mod state;
 mod ws;
 
@@ -24,6 +25,8 @@ pub use state::{AppState, Counters};
 /// Tracker settings (the binary fills them from flags and environment).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where the durable file index lives; `None` keeps the index in memory only.
+    pub data_dir: Option<PathBuf>,
     /// Directory holding the built web app (`index.html`, wasm, js); `None` serves no page.
     pub web_dir: Option<PathBuf>,
     /// A peer that sends nothing for this long is dropped.
@@ -35,6 +38,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            data_dir: None,
             web_dir: None,
             idle_timeout: Duration::from_secs(45),
             hello_timeout: Duration::from_secs(10),
@@ -44,10 +48,7 @@ impl Default for Config {
 
 /// Builds the HTTP router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut app = Router::new()
-        .route("/ws", get(ws::upgrade))
-        .merge(api::routes())
-        .with_state(state.clone());
+    let mut app = Router::new().route("/ws", get(ws::upgrade)).merge(api::routes()).with_state(state.clone());
     if let Some(dir) = &state.config.web_dir {
         let index = dir.join("index.html");
         app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
@@ -61,8 +62,20 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = Arc::new(AppState::new(config));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let state = Arc::new(AppState::new(config).map_err(std::io::Error::other)?);
+    let stopping = state.clone();
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.shutdown.send_replace(true);
+        })
+        .await;
+    // Let the peer connections see the shutdown and let go of the state (and the index).
+    for _ in 0..500 {
+        if Arc::strong_count(&state) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    result
 }

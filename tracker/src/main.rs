@@ -12,6 +12,9 @@ struct Args {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "PP_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Where the tracker keeps its durable file index.
+    #[arg(long, env = "PP_TRACKER_DATA_DIR", default_value = ".pp-data/tracker")]
+    data_dir: PathBuf,
     /// Directory of the built web app to serve at `/` (trunk's dist/).
     #[arg(long, env = "PP_WEB_DIR")]
     web_dir: Option<PathBuf>,
@@ -23,9 +26,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -33,13 +34,10 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     if let Some(dir) = &args.web_dir {
-        anyhow::ensure!(
-            dir.join("index.html").is_file(),
-            "no index.html in web dir {}",
-            dir.display()
-        );
+        anyhow::ensure!(dir.join("index.html").is_file(), "no index.html in web dir {}", dir.display());
     }
     let config = tracker::Config {
+        data_dir: Some(args.data_dir),
         web_dir: args.web_dir,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         ..Default::default()

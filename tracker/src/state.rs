@@ -1,6 +1,7 @@
 //! Shared state of the running tracker: the swarm index behind one lock, the outbound queue
 //! of every connected peer, and traffic counters.
 
+use crate::index::{FileIndex, IndexError};
 use crate::Config;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,29 +48,42 @@ pub struct Inner {
 
 pub struct AppState {
     pub config: Config,
+    pub index: Option<FileIndex>,
+    /// Flips to true when the server shuts down; connection tasks watch it.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     pub inner: Mutex<Inner>,
     pub counters: Counters,
     pub started_ms: u64,
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Self {
-        Self {
+    /// Opens the durable index (if configured) and restores every file from it.
+    pub fn new(config: Config) -> Result<Self, IndexError> {
+        let mut swarm = Swarm::new();
+        let index = match &config.data_dir {
+            Some(dir) => {
+                let index = FileIndex::open(dir)?;
+                let files = index.load()?;
+                tracing::info!(files = files.len(), dir = %dir.display(), "file index loaded");
+                for f in files {
+                    swarm.restore_file(f);
+                }
+                Some(index)
+            }
+            None => None,
+        };
+        Ok(Self {
             config,
-            inner: Mutex::new(Inner {
-                swarm: Swarm::new(),
-                connected: HashMap::new(),
-                next_serial: 1,
-            }),
+            index,
+            shutdown: tokio::sync::watch::Sender::new(false),
+            inner: Mutex::new(Inner { swarm, connected: HashMap::new(), next_serial: 1 }),
             counters: Counters::default(),
             started_ms: now_ms(),
-        }
+        })
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -83,23 +97,13 @@ impl Inner {
     pub fn connect(&mut self, id: PeerId, outbox: Outbox) -> u64 {
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.connected.insert(
-            id,
-            Connected {
-                conn_serial: serial,
-                outbox,
-            },
-        );
+        self.connected.insert(id, Connected { conn_serial: serial, outbox });
         serial
     }
 
     /// Forgets a connection, unless a newer one of the same peer replaced it.
     pub fn disconnect(&mut self, id: &PeerId, serial: u64) {
-        if self
-            .connected
-            .get(id)
-            .is_some_and(|c| c.conn_serial == serial)
-        {
+        if self.connected.get(id).is_some_and(|c| c.conn_serial == serial) {
             self.connected.remove(id);
             self.swarm.leave(id);
         }

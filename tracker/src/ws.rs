@@ -8,6 +8,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
+use swarm_core::swarm::{FileRecord, Output};
 use swarm_core::wire::{ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
 use tokio::sync::mpsc;
@@ -29,10 +30,7 @@ enum Incoming {
     Closed,
 }
 
-async fn read(
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    state: &AppState,
-) -> Incoming {
+async fn read(stream: &mut futures_util::stream::SplitStream<WebSocket>, state: &AppState) -> Incoming {
     match stream.next().await {
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Incoming::Closed,
         Some(Ok(Message::Text(text))) => {
@@ -85,42 +83,24 @@ async fn welcome(
     tx: &mpsc::Sender<ServerMsg>,
 ) -> Option<(PeerId, u64)> {
     loop {
-        let incoming = timeout(state.config.hello_timeout, read(stream, state))
-            .await
-            .ok()?;
+        let incoming = timeout(state.config.hello_timeout, read(stream, state)).await.ok()?;
         let err = match incoming {
             Incoming::Closed => return None,
             Incoming::Skip => continue,
             Incoming::Bad(e) => ServerMsg::error(None, ErrorCode::BadMessage, e),
-            Incoming::Msg(ClientMsg::Hello {
-                version,
-                kind,
-                secret,
-            }) => {
+            Incoming::Msg(ClientMsg::Hello { version, kind, secret }) => {
                 if version != PROTOCOL_VERSION {
-                    let msg = format!("protocol version {version} is not supported; this tracker speaks {PROTOCOL_VERSION}");
-                    let _ = tx
-                        .send(ServerMsg::error(None, ErrorCode::UnsupportedVersion, msg))
-                        .await;
+                    let msg =
+                        format!("protocol version {version} is not supported; this tracker speaks {PROTOCOL_VERSION}");
+                    let _ = tx.send(ServerMsg::error(None, ErrorCode::UnsupportedVersion, msg)).await;
                     return None;
                 }
-                if !(32..=128).contains(&secret.len())
-                    || !secret.bytes().all(|b| b.is_ascii_hexdigit())
-                {
-                    ServerMsg::error(
-                        None,
-                        ErrorCode::BadSecret,
-                        "secret must be 32 to 128 hex digits",
-                    )
+                if !(32..=128).contains(&secret.len()) || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    ServerMsg::error(None, ErrorCode::BadSecret, "secret must be 32 to 128 hex digits")
                 } else {
                     let id = PeerId::from_secret(&secret);
                     let serial = join(state, &id, kind, tx.clone());
-                    let _ = tx
-                        .send(ServerMsg::Welcome {
-                            version: PROTOCOL_VERSION,
-                            peer_id: id.clone(),
-                        })
-                        .await;
+                    let _ = tx.send(ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone() }).await;
                     return Some((id, serial));
                 }
             }
@@ -144,8 +124,13 @@ async fn serve_peer(
     tx: &mpsc::Sender<ServerMsg>,
     id: &PeerId,
 ) {
+    let mut shutdown = state.shutdown.subscribe();
     loop {
-        let Ok(incoming) = timeout(state.config.idle_timeout, read(stream, state)).await else {
+        let incoming = tokio::select! {
+            r = timeout(state.config.idle_timeout, read(stream, state)) => r,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let Ok(incoming) = incoming else {
             tracing::info!(peer = %id, "no heartbeat: dropping peer");
             return;
         };
@@ -153,29 +138,47 @@ async fn serve_peer(
             Incoming::Closed => return,
             Incoming::Skip => {}
             Incoming::Bad(e) => {
-                if tx
-                    .try_send(ServerMsg::error(None, ErrorCode::BadMessage, e))
-                    .is_err()
-                {
+                if tx.try_send(ServerMsg::error(None, ErrorCode::BadMessage, e)).is_err() {
                     return;
                 }
             }
             Incoming::Msg(msg) => {
-                let mut inner = state.lock();
-                if !inner
-                    .connected
-                    .get(id)
-                    .is_some_and(|c| c.outbox.same_channel(tx))
-                {
-                    return; // replaced by a newer connection of the same peer
+                let (out, added) = {
+                    let mut inner = state.lock();
+                    if !inner.connected.get(id).is_some_and(|c| c.outbox.same_channel(tx)) {
+                        return; // replaced by a newer connection of the same peer
+                    }
+                    let out = inner.swarm.handle(id, msg);
+                    let added: Vec<FileRecord> = out
+                        .iter()
+                        .filter_map(|o| match o {
+                            Output::FileAdded(f) => inner.swarm.file(f).cloned(),
+                            _ => None,
+                        })
+                        .collect();
+                    (out, added)
+                };
+                // A file is durable before its publisher hears it was published.
+                if let (Some(index), false) = (&state.index, added.is_empty()) {
+                    if let Err(e) = blocking(|| index.insert(&added)) {
+                        tracing::error!("cannot store published file: {e}");
+                    }
                 }
-                let out = inner.swarm.handle(id, msg);
-                inner.dispatch(out);
+                state.lock().dispatch(out);
             }
         }
         if tx.capacity() == 0 {
             tracing::warn!(peer = %id, "peer does not read its messages: dropping it");
             return;
         }
+    }
+}
+
+/// Runs short blocking work (a database commit) without stalling other tasks on this worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

@@ -11,10 +11,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn start() -> String {
+    start_with(tracker::Config::default(), std::future::pending()).await.0
+}
+
+async fn start_with(
+    config: tracker::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tracker::serve(listener, tracker::Config::default(), std::future::pending()));
-    format!("ws://{addr}/ws")
+    let server = tokio::spawn(tracker::serve(listener, config, shutdown));
+    (format!("ws://{addr}/ws"), server)
 }
 
 async fn connect(url: &str) -> Ws {
@@ -31,7 +38,8 @@ async fn send(ws: &mut Ws, msg: &ClientMsg) {
 
 async fn recv(ws: &mut Ws) -> ServerMsg {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("answer in time").unwrap().unwrap();
+        let msg =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("answer in time").unwrap().unwrap();
         if let Message::Text(t) = msg {
             return serde_json::from_str(t.as_str()).unwrap();
         }
@@ -66,7 +74,8 @@ async fn bad_input_gets_an_error_and_the_connection_lives_on() {
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
     send(&mut ws, &ClientMsg::Heartbeat).await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::NotWelcomed);
-    send(&mut ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: "short".into() }).await;
+    send(&mut ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: "short".into() })
+        .await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadSecret);
     let id = hello(&mut ws, SECRET_A).await;
     assert_eq!(id, PeerId::from_secret(SECRET_A), "the id is derived from the secret");
@@ -146,4 +155,35 @@ async fn oversized_frames_are_refused_and_the_tracker_lives_on() {
     // The connection is closed by the server; a new one works.
     let mut ws2 = connect(&url).await;
     hello(&mut ws2, SECRET_B).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_same_data_dir_loses_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tracker::Config { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (url, server) = start_with(config.clone(), async move {
+        let _ = stop_rx.await;
+    })
+    .await;
+    let mut a = connect(&url).await;
+    hello(&mut a, SECRET_A).await;
+    let mut mb = ManifestBuilder::new(4);
+    mb.push(b"wxyz");
+    let manifest = mb.finish();
+    let meta = FileMeta { name: "kept.txt".into(), mime: "text/plain".into() };
+    send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest.clone(), meta }).await;
+    assert!(matches!(recv(&mut a).await, ServerMsg::Published { .. }));
+    drop(a);
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let (url, _server) = start_with(config, std::future::pending()).await;
+    let mut b = connect(&url).await;
+    hello(&mut b, SECRET_B).await;
+    send(&mut b, &ClientMsg::Search { req: 3, query: "kept".into(), limit: 5 }).await;
+    let ServerMsg::SearchResults { files, .. } = recv(&mut b).await else { panic!() };
+    assert_eq!(files.len(), 1, "the file survived the restart");
+    assert_eq!(files[0].id, manifest.file_id());
+    assert_eq!(files[0].min_holders, 0, "locations are soft state, re-announced by peers");
 }

@@ -41,10 +41,7 @@ pub struct LinkSender {
 
 impl LinkSender {
     pub async fn send(&self, msg: Vec<u8>) -> anyhow::Result<()> {
-        self.data
-            .send(msg)
-            .await
-            .map_err(|_| anyhow!("link closed"))
+        self.data.send(msg).await.map_err(|_| anyhow!("link closed"))
     }
 }
 
@@ -66,15 +63,11 @@ pub struct Link {
 }
 
 fn new_rtc() -> Rtc {
-    RtcConfig::new()
-        .set_sctp_max_buffered_amount(SCTP_BUFFER)
-        .build(Instant::now())
+    RtcConfig::new().set_sctp_max_buffered_amount(SCTP_BUFFER).build(Instant::now())
 }
 
 async fn bind(ip: IpAddr) -> anyhow::Result<(UdpSocket, Candidate)> {
-    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
-        .await
-        .context("binding a UDP socket")?;
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await.context("binding a UDP socket")?;
     let addr = socket.local_addr()?;
     let cand = Candidate::host(addr, "udp").map_err(|e| anyhow!("host candidate {addr}: {e}"))?;
     Ok((socket, cand))
@@ -89,9 +82,7 @@ impl Link {
         let mut api = rtc.sdp_api();
         api.add_channel(CHANNEL_LABEL.into());
         let (offer, pending) = api.apply().ok_or_else(|| anyhow!("no offer to make"))?;
-        let first = Signal::Offer {
-            sdp: offer.to_sdp_string(),
-        };
+        let first = Signal::Offer { sdp: offer.to_sdp_string() };
         Ok(Self::spawn(rtc, socket, Some(pending), first))
     }
 
@@ -101,13 +92,8 @@ impl Link {
         let (socket, cand) = bind(ip).await?;
         let mut rtc = new_rtc();
         rtc.add_local_candidate(cand);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| anyhow!("cannot accept offer: {e}"))?;
-        let first = Signal::Answer {
-            sdp: answer.to_sdp_string(),
-        };
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| anyhow!("cannot accept offer: {e}"))?;
+        let first = Signal::Answer { sdp: answer.to_sdp_string() };
         Ok(Self::spawn(rtc, socket, None, first))
     }
 
@@ -126,11 +112,7 @@ impl Link {
             events: ev_tx,
         };
         tokio::spawn(driver.run(cmd_rx, data_rx));
-        Link {
-            commands: cmd_tx,
-            sender: LinkSender { data: data_tx },
-            events: ev_rx,
-        }
+        Link { commands: cmd_tx, sender: LinkSender { data: data_tx }, events: ev_rx }
     }
 
     /// A cloneable handle that feeds signals to this link (for the node's signal router).
@@ -158,11 +140,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut data: mpsc::Receiver<Vec<u8>>,
-    ) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut data: mpsc::Receiver<Vec<u8>>) {
         let reason = match self.run_inner(&mut commands, &mut data).await {
             Ok(reason) => reason,
             Err(e) => format!("{e:#}"),
@@ -220,21 +198,12 @@ impl Driver {
     fn on_signal(&mut self, s: Signal) -> anyhow::Result<()> {
         match s {
             Signal::Answer { sdp } => {
-                let pending = self
-                    .pending
-                    .take()
-                    .ok_or_else(|| anyhow!("answer without an offer"))?;
-                let answer =
-                    SdpAnswer::from_sdp_string(&sdp).map_err(|e| anyhow!("bad answer: {e}"))?;
-                self.rtc
-                    .sdp_api()
-                    .accept_answer(pending, answer)
-                    .map_err(|e| anyhow!("answer refused: {e}"))?;
+                let pending = self.pending.take().ok_or_else(|| anyhow!("answer without an offer"))?;
+                let answer = SdpAnswer::from_sdp_string(&sdp).map_err(|e| anyhow!("bad answer: {e}"))?;
+                self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| anyhow!("answer refused: {e}"))?;
             }
             Signal::Candidate { candidate, .. } => {
-                let c = candidate
-                    .trim_start_matches("a=")
-                    .trim_start_matches("candidate:");
+                let c = candidate.trim_start_matches("a=").trim_start_matches("candidate:");
                 // Browsers hide host addresses behind mDNS names str0m cannot use; the remote
                 // address is learnt from its connectivity checks instead (peer-reflexive).
                 if let Ok(c) = Candidate::from_sdp_string(&format!("candidate:{c}")) {
@@ -287,9 +256,7 @@ impl Driver {
                     }
                     Event::ChannelBufferedAmountLow(_) => self.flush()?,
                     Event::ChannelClose(_) => return Ok(None),
-                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        return Ok(None)
-                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => return Ok(None),
                     _ => {}
                 },
             }

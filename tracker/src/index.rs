@@ -1,0 +1,92 @@
+//! The durable file index: every published file's manifest and metadata in an embedded redb
+//! database under the tracker's data dir. redb's transactions are ACID and crash-safe, so a
+//! restart (or a kill -9 mid-write) loses no committed file. Chunk locations are not stored:
+//! they are soft state that peers re-announce when they reconnect.
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use swarm_core::swarm::FileRecord;
+use swarm_core::wire::FileMeta;
+use swarm_core::Manifest;
+
+const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("index record is damaged: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    manifest: Manifest,
+    meta: FileMeta,
+    published_at_ms: u64,
+}
+
+pub struct FileIndex {
+    db: Database,
+}
+
+impl FileIndex {
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let open = || -> Result<Database, redb::Error> {
+            std::fs::create_dir_all(dir)?;
+            let db = Database::create(dir.join("index.redb"))?;
+            let tx = db.begin_write()?;
+            tx.open_table(FILES)?;
+            tx.commit()?;
+            Ok(db)
+        };
+        Ok(Self { db: open()? })
+    }
+
+    /// Every file in the index (damaged records are skipped with a warning).
+    pub fn load(&self) -> Result<Vec<FileRecord>, IndexError> {
+        Ok(self.load_rows()?)
+    }
+
+    fn load_rows(&self) -> Result<Vec<FileRecord>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(FILES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            match serde_json::from_slice::<Stored>(v.value()) {
+                Ok(s) if s.manifest.file_id().0.as_slice() == k.value() => {
+                    out.push(FileRecord { manifest: s.manifest, meta: s.meta, published_at_ms: s.published_at_ms })
+                }
+                _ => tracing::warn!("skipping a damaged index record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores files durably (one transaction).
+    pub fn insert(&self, records: &[FileRecord]) -> Result<(), IndexError> {
+        let rows = records
+            .iter()
+            .map(|r| {
+                let stored =
+                    Stored { manifest: r.manifest.clone(), meta: r.meta.clone(), published_at_ms: r.published_at_ms };
+                Ok((r.manifest.file_id().0, serde_json::to_vec(&stored)?))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        Ok(self.insert_rows(&rows)?)
+    }
+
+    fn insert_rows(&self, rows: &[([u8; 32], Vec<u8>)]) -> Result<(), redb::Error> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(FILES)?;
+            for (key, value) in rows {
+                table.insert(key.as_slice(), value.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
