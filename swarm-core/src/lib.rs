@@ -3,6 +3,7 @@
 //! - [`content`]: content addressing: chunk and file ids (SHA-256), manifests, streaming chunking.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
+//! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
 //! - [`schedule`]: the download scheduler (rarest first, endgame, retry elsewhere).
 //! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
 //!
@@ -11,6 +12,7 @@
 
 pub mod chunk_proto;
 pub mod content;
+pub mod relay;
 pub mod schedule;
 pub mod swarm;
 pub mod wire;

@@ -112,6 +112,16 @@ pub enum ClientMsg {
     Search { req: u32, query: String, limit: u32 },
     /// WebRTC signalling for peer `to`; `conn` names the connection attempt (chosen by the offerer).
     Signal { to: PeerId, conn: u64, signal: Signal },
+    /// Storage this peer offers the swarm, in bytes (sent after hello and when it changes).
+    Storage { used: u64, capacity: u64 },
+    /// A replication order was carried out (the chunk is also announced with `have`).
+    OrderDone { order: u64 },
+    /// A replication order could not be carried out (no room, no source answered, ...).
+    OrderFailed { order: u64, reason: String },
+    /// This peer wants to leave: the tracker hands its chunks to others, then says `leave_ready`.
+    Leave,
+    /// `peer` sent bytes that did not hash to `chunk`.
+    BadSource { peer: PeerId, chunk: ChunkId },
 }
 
 /// Messages from the tracker to a peer.
@@ -149,6 +159,23 @@ pub enum ServerMsg {
         req: Option<u32>,
         code: ErrorCode,
         message: String,
+    },
+    /// Fetch `chunk` (`size` bytes) from one of `sources`, verify and store it, announce it
+    /// with `have`, then report `order_done` (or `order_failed`).
+    Replicate {
+        order: u64,
+        chunk: ChunkId,
+        size: u32,
+        sources: Vec<PeerId>,
+    },
+    /// Drop these chunks: the swarm holds enough copies elsewhere.
+    Trim {
+        chunks: Vec<ChunkId>,
+    },
+    /// Answer to `leave`: every chunk this peer held has enough live copies elsewhere
+    /// (`stranded` counts chunks that no staying peer holds, e.g. for lack of room).
+    LeaveReady {
+        stranded: u32,
     },
 }
 
@@ -268,6 +295,11 @@ mod tests {
                 limit
             }),
             (peer_id(), any::<u64>(), signal()).prop_map(|(to, conn, signal)| ClientMsg::Signal { to, conn, signal }),
+            (any::<u64>(), any::<u64>()).prop_map(|(used, capacity)| ClientMsg::Storage { used, capacity }),
+            any::<u64>().prop_map(|order| ClientMsg::OrderDone { order }),
+            (any::<u64>(), any::<String>()).prop_map(|(order, reason)| ClientMsg::OrderFailed { order, reason }),
+            Just(ClientMsg::Leave),
+            (peer_id(), chunk_id()).prop_map(|(peer, chunk)| ClientMsg::BadSource { peer, chunk }),
         ]
     }
 
@@ -304,6 +336,10 @@ mod tests {
                 code,
                 message
             }),
+            (any::<u64>(), chunk_id(), any::<u32>(), prop::collection::vec(peer_id(), 0..4))
+                .prop_map(|(order, chunk, size, sources)| ServerMsg::Replicate { order, chunk, size, sources }),
+            prop::collection::vec(chunk_id(), 0..4).prop_map(|chunks| ServerMsg::Trim { chunks }),
+            any::<u32>().prop_map(|stranded| ServerMsg::LeaveReady { stranded }),
         ]
     }
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Time a new connection has to say hello.
     pub hello_timeout: Duration,
+    /// Replication factor, grace period and repair limits.
+    pub repair: swarm_core::swarm::repair::RepairConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             web_dir: None,
             idle_timeout: Duration::from_secs(45),
             hello_timeout: Duration::from_secs(10),
+            repair: Default::default(),
         }
     }
 }
@@ -64,12 +67,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState::new(config).map_err(std::io::Error::other)?);
     let stopping = state.clone();
+    let repair = tokio::spawn(repair_loop(state.clone()));
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move {
             shutdown.await;
             stopping.shutdown.send_replace(true);
         })
         .await;
+    repair.abort();
+    let _ = repair.await;
     // Let the peer connections see the shutdown and let go of the state (and the index).
     for _ in 0..500 {
         if Arc::strong_count(&state) == 1 {
@@ -78,4 +84,19 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     result
+}
+
+/// Drives the swarm's timers: grace periods, repair checks, order timeouts, leave answers.
+async fn repair_loop(state: Arc<AppState>) {
+    loop {
+        let next = {
+            let mut inner = state.lock();
+            let now = state::now_ms();
+            let out = inner.swarm.tick(now);
+            inner.dispatch(out);
+            inner.swarm.next_deadline().map(|d| d.saturating_sub(now))
+        };
+        let wait = next.unwrap_or(250).clamp(10, 250);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
 }

@@ -18,6 +18,12 @@ struct Args {
     /// Directory of the built web app to serve at `/` (trunk's dist/).
     #[arg(long, env = "PP_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Copies every chunk is kept on (at least 2).
+    #[arg(long, env = "PP_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..))]
+    replication: u32,
+    /// Seconds a departed peer's chunks wait before they are re-replicated.
+    #[arg(long, env = "PP_GRACE_SECS", default_value_t = 3.0)]
+    grace_secs: f64,
     /// Seconds of silence after which a peer counts as gone.
     #[arg(long, env = "PP_IDLE_TIMEOUT", default_value_t = 45)]
     idle_timeout: u64,
@@ -40,6 +46,11 @@ async fn main() -> anyhow::Result<()> {
         data_dir: Some(args.data_dir),
         web_dir: args.web_dir,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        repair: swarm_core::swarm::repair::RepairConfig {
+            replication: args.replication as usize,
+            grace_ms: (args.grace_secs * 1000.0) as u64,
+            ..Default::default()
+        },
         ..Default::default()
     };
     println!("tracker listening on http://{addr}");

@@ -63,7 +63,7 @@ pub fn now_ms() -> u64 {
 impl AppState {
     /// Opens the durable index (if configured) and restores every file from it.
     pub fn new(config: Config) -> Result<Self, IndexError> {
-        let mut swarm = Swarm::new();
+        let mut swarm = Swarm::with_config(config.repair.clone());
         let index = match &config.data_dir {
             Some(dir) => {
                 let index = FileIndex::open(dir)?;
@@ -105,7 +105,7 @@ impl Inner {
     pub fn disconnect(&mut self, id: &PeerId, serial: u64) {
         if self.connected.get(id).is_some_and(|c| c.conn_serial == serial) {
             self.connected.remove(id);
-            self.swarm.leave(id);
+            self.swarm.leave(id, now_ms());
         }
     }
 

@@ -148,7 +148,7 @@ async fn serve_peer(
                     if !inner.connected.get(id).is_some_and(|c| c.outbox.same_channel(tx)) {
                         return; // replaced by a newer connection of the same peer
                     }
-                    let out = inner.swarm.handle(id, msg);
+                    let out = inner.swarm.handle(id, msg, now_ms());
                     let added: Vec<FileRecord> = out
                         .iter()
                         .filter_map(|o| match o {

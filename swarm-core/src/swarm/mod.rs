@@ -1,10 +1,15 @@
 //! The tracker's swarm index as a plain state struct, apart from any socket (sans-IO, in the
 //! manner of aquatic's swarm maps): which peers are live, which files exist, who holds which
-//! chunk. The tracker's websocket tasks call [`Swarm::join`], [`Swarm::handle`] and
-//! [`Swarm::leave`], and carry the returned [`Output`]s to the peers and to the durable index.
+//! chunk, and the replication orders that keep every chunk on `R` peers ([`repair`]).
+//! The tracker's websocket tasks call [`Swarm::join`], [`Swarm::handle`] and [`Swarm::leave`],
+//! a timer calls [`Swarm::tick`], and the driver carries the returned [`Output`]s to the peers
+//! and to the durable index. Time comes in as milliseconds; nothing here reads a clock.
+
+pub mod repair;
 
 use crate::content::{ChunkId, FileId, Manifest};
 use crate::wire::{validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg};
+use repair::{Order, RepairConfig, RepairStats};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Longest search result list.
@@ -27,6 +32,38 @@ pub struct PeerState {
     pub kind: PeerKind,
     pub joined_at_ms: u64,
     pub chunks: HashSet<ChunkId>,
+    /// Bytes stored, as last reported (plus chunks gained since).
+    pub used: u64,
+    /// Bytes it offers the swarm (`None`: not reported).
+    pub capacity: Option<u64>,
+    /// Bytes promised to orders in flight.
+    pub reserved: u64,
+    /// Replication orders in flight to this peer.
+    pub orders: usize,
+    /// Asked to leave: its chunks are being handed to others.
+    pub leaving: bool,
+    leave_answered: bool,
+}
+
+impl PeerState {
+    fn new(kind: PeerKind, now_ms: u64) -> Self {
+        Self {
+            kind,
+            joined_at_ms: now_ms,
+            chunks: HashSet::new(),
+            used: 0,
+            capacity: None,
+            reserved: 0,
+            orders: 0,
+            leaving: false,
+            leave_answered: false,
+        }
+    }
+
+    /// Bytes this peer can still take.
+    pub fn free(&self, default_capacity: u64) -> u64 {
+        self.capacity.unwrap_or(default_capacity).saturating_sub(self.used + self.reserved)
+    }
 }
 
 /// One file in the index.
@@ -42,17 +79,34 @@ pub struct FileRecord {
 pub struct SwarmStats {
     pub signals_relayed: u64,
     pub errors_sent: u64,
+    pub bad_sources_reported: u64,
 }
 
 #[derive(Debug, Default)]
 pub struct Swarm {
+    pub config: RepairConfig,
     peers: HashMap<PeerId, PeerState>,
     files: BTreeMap<FileId, FileRecord>,
     holders: HashMap<ChunkId, BTreeSet<PeerId>>,
+    /// Size of every chunk of every known file (the chunks worth replicating).
+    chunk_sizes: HashMap<ChunkId, u32>,
+    orders: HashMap<u64, Order>,
+    /// Orders in flight per chunk.
+    pending: HashMap<ChunkId, Vec<u64>>,
+    next_order: u64,
+    /// Chunks to check, by the time they are due.
+    due: BTreeMap<u64, BTreeSet<ChunkId>>,
+    /// Chunks that could not be placed; retried at `next_retry_ms`.
+    deferred: BTreeSet<ChunkId>,
+    next_retry_ms: u64,
+    /// (chunk, peer) pairs that failed an order: not chosen again while the chunk is short.
+    failed_targets: HashSet<(ChunkId, PeerId)>,
+    now_ms: u64,
     pub stats: SwarmStats,
+    pub repair_stats: RepairStats,
 }
 
-fn send(to: &PeerId, msg: ServerMsg) -> Output {
+pub(crate) fn send(to: &PeerId, msg: ServerMsg) -> Output {
     Output::Send { to: to.clone(), msg }
 }
 
@@ -61,20 +115,39 @@ impl Swarm {
         Self::default()
     }
 
+    pub fn with_config(config: RepairConfig) -> Self {
+        assert!(config.replication >= 2, "replication factor below 2");
+        Self { config, ..Self::default() }
+    }
+
     /// A peer said hello. A peer that was already live (a reconnect) starts over with an empty
     /// inventory: it re-announces what it holds.
     pub fn join(&mut self, id: PeerId, kind: PeerKind, now_ms: u64) {
-        self.leave(&id);
-        self.peers.insert(id, PeerState { kind, joined_at_ms: now_ms, chunks: HashSet::new() });
+        self.now_ms = self.now_ms.max(now_ms);
+        self.leave(&id, now_ms);
+        self.peers.insert(id, PeerState::new(kind, now_ms));
     }
 
-    /// A peer's connection ended: it no longer holds anything as far as the swarm knows.
-    pub fn leave(&mut self, id: &PeerId) {
-        if let Some(p) = self.peers.remove(id) {
-            for c in p.chunks {
-                self.unhold(&c, id);
+    /// A peer's connection ended: it no longer holds anything as far as the swarm knows. Its
+    /// chunks are checked after the grace period; its orders are planned elsewhere at once.
+    pub fn leave(&mut self, id: &PeerId, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let Some(p) = self.peers.get(id) else { return };
+        let grace = if p.leaving { 0 } else { self.config.grace_ms };
+        let mine: Vec<u64> = self.orders.iter().filter(|(_, o)| o.target == *id).map(|(k, _)| *k).collect();
+        for order in mine {
+            if let Some(o) = self.finish_order(order) {
+                self.check_at(o.chunk, now_ms);
             }
         }
+        let p = self.peers.remove(id).expect("present");
+        for c in p.chunks {
+            self.unhold(&c, id);
+            if self.chunk_sizes.contains_key(&c) {
+                self.check_at(c, now_ms + grace);
+            }
+        }
+        self.failed_targets.retain(|(_, p)| p != id);
     }
 
     fn unhold(&mut self, chunk: &ChunkId, id: &PeerId) {
@@ -88,7 +161,14 @@ impl Swarm {
 
     /// Adds a file known from the durable index (at start-up).
     pub fn restore_file(&mut self, record: FileRecord) {
+        self.note_chunks(&record.manifest);
         self.files.insert(record.manifest.file_id(), record);
+    }
+
+    fn note_chunks(&mut self, m: &Manifest) {
+        for (i, c) in m.chunks.iter().enumerate() {
+            self.chunk_sizes.insert(*c, m.chunk_len(i));
+        }
     }
 
     pub fn file(&self, id: &FileId) -> Option<&FileRecord> {
@@ -113,7 +193,8 @@ impl Swarm {
 
     /// Handles one message from live peer `from` (never `Hello`: the driver turns that into
     /// [`Swarm::join`]).
-    pub fn handle(&mut self, from: &PeerId, msg: ClientMsg) -> Vec<Output> {
+    pub fn handle(&mut self, from: &PeerId, msg: ClientMsg, now_ms: u64) -> Vec<Output> {
+        self.now_ms = self.now_ms.max(now_ms);
         if !self.peers.contains_key(from) {
             return vec![self.error(from, None, ErrorCode::NotWelcomed, "say hello first")];
         }
@@ -123,29 +204,76 @@ impl Swarm {
             }
             ClientMsg::Heartbeat => vec![],
             ClientMsg::Have { chunks, full } => {
+                let mut out = Vec::new();
                 if full {
                     let old: Vec<ChunkId> =
                         self.peers.get_mut(from).map(|p| p.chunks.drain().collect()).unwrap_or_default();
                     for c in old {
                         self.unhold(&c, from);
+                        if self.chunk_sizes.contains_key(&c) {
+                            self.check_at(c, now_ms + self.config.grace_ms);
+                        }
                     }
                 }
                 for c in chunks {
                     if self.peers.get_mut(from).expect("live").chunks.insert(c) {
                         self.holders.entry(c).or_default().insert(from.clone());
+                        if let Some(size) = self.chunk_sizes.get(&c) {
+                            self.peers.get_mut(from).expect("live").used += *size as u64;
+                        }
+                        self.order_fulfilled(from, &c);
                     }
                 }
-                vec![]
+                if full {
+                    self.trim_surplus(from, &mut out);
+                }
+                out
             }
             ClientMsg::Dropped { chunks } => {
                 for c in chunks {
                     if self.peers.get_mut(from).expect("live").chunks.remove(&c) {
                         self.unhold(&c, from);
+                        if let Some(size) = self.chunk_sizes.get(&c) {
+                            let p = self.peers.get_mut(from).expect("live");
+                            p.used = p.used.saturating_sub(*size as u64);
+                            self.check_at(c, now_ms);
+                        }
                     }
                 }
                 vec![]
             }
-            ClientMsg::Publish { req, manifest, meta } => self.publish(from, req, manifest, meta),
+            ClientMsg::Storage { used, capacity } => {
+                let p = self.peers.get_mut(from).expect("live");
+                p.used = used;
+                p.capacity = Some(capacity);
+                vec![]
+            }
+            ClientMsg::OrderDone { order } => {
+                // The `have` that came with it completed the order; an order still open here
+                // was not really carried out.
+                if self.orders.get(&order).is_some_and(|o| o.target == *from) {
+                    self.order_failed(from, order, "reported done without the chunk", now_ms);
+                }
+                vec![]
+            }
+            ClientMsg::OrderFailed { order, reason } => {
+                self.order_failed(from, order, &reason, now_ms);
+                vec![]
+            }
+            ClientMsg::Leave => {
+                self.start_leave(from, now_ms);
+                vec![]
+            }
+            ClientMsg::BadSource { peer, chunk } => {
+                self.stats.bad_sources_reported += 1;
+                // The lying peer's claim to the chunk is withdrawn; it is re-checked.
+                if self.peers.get_mut(&peer).is_some_and(|p| p.chunks.remove(&chunk)) {
+                    self.unhold(&chunk, &peer);
+                    self.check_at(chunk, now_ms);
+                }
+                vec![]
+            }
+            ClientMsg::Publish { req, manifest, meta } => self.publish(from, req, manifest, meta, now_ms),
             ClientMsg::Locate { req, file } => match self.locate(req, &file) {
                 Some(msg) => vec![send(from, msg)],
                 None => vec![self.error(from, Some(req), ErrorCode::UnknownFile, format!("no file {file}"))],
@@ -169,7 +297,7 @@ impl Swarm {
         send(to, ServerMsg::error(req, code, message))
     }
 
-    fn publish(&mut self, from: &PeerId, req: u32, manifest: Manifest, meta: FileMeta) -> Vec<Output> {
+    fn publish(&mut self, from: &PeerId, req: u32, manifest: Manifest, meta: FileMeta, now_ms: u64) -> Vec<Output> {
         if let Err(e) = manifest.validate() {
             return vec![self.error(from, Some(req), ErrorCode::BadManifest, e.to_string())];
         }
@@ -182,8 +310,12 @@ impl Swarm {
         let id = manifest.file_id();
         let mut out = vec![send(from, ServerMsg::Published { req, file: id })];
         if !self.files.contains_key(&id) {
-            let now = self.peers.get(from).map_or(0, |p| p.joined_at_ms);
-            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now });
+            self.note_chunks(&manifest);
+            // Placement is repair of chunks that have one copy: check them all now.
+            for c in &manifest.chunks {
+                self.check_at(*c, now_ms);
+            }
+            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now_ms });
             out.push(Output::FileAdded(id));
         }
         out
@@ -289,7 +421,7 @@ mod tests {
     }
     fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, name: &str) -> Vec<Output> {
         let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
-        s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta })
+        s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, 0)
     }
 
     #[test]
@@ -299,14 +431,14 @@ mod tests {
         s.join(a.clone(), PeerKind::Native, 0);
         s.join(b.clone(), PeerKind::Browser, 0);
         let m = manifest(1, 3);
-        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true });
-        s.handle(&b, ClientMsg::Have { chunks: vec![m.chunks[1]], full: false });
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true }, 0);
+        s.handle(&b, ClientMsg::Have { chunks: vec![m.chunks[1]], full: false }, 0);
         let out = publish(&mut s, &a, &m, "notes.txt");
         assert_eq!(out[1], Output::FileAdded(m.file_id()));
         let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else { panic!() };
         assert_eq!(peers.len(), 2);
         assert_eq!(holders.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2, 1]);
-        s.leave(&a);
+        s.leave(&a, 0);
         let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(5, &m.file_id()) else { panic!() };
         assert_eq!(peers, vec![b.clone()]);
         assert_eq!(holders, vec![vec![], vec![0], vec![]]);
@@ -319,10 +451,10 @@ mod tests {
         let a = peer(1);
         s.join(a.clone(), PeerKind::Native, 0);
         let m = manifest(2, 3);
-        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true });
-        s.handle(&a, ClientMsg::Have { chunks: vec![m.chunks[0]], full: true });
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: true }, 0);
+        s.handle(&a, ClientMsg::Have { chunks: vec![m.chunks[0]], full: true }, 0);
         assert_eq!(s.holder_count(&m.chunks[1]), 0);
-        s.handle(&a, ClientMsg::Dropped { chunks: vec![m.chunks[0]] });
+        s.handle(&a, ClientMsg::Dropped { chunks: vec![m.chunks[0]] }, 0);
         assert_eq!(s.holder_count(&m.chunks[0]), 0);
     }
 
@@ -331,7 +463,7 @@ mod tests {
         let mut s = Swarm::new();
         let a = peer(1);
         let stranger = peer(9);
-        let out = s.handle(&stranger, ClientMsg::Heartbeat);
+        let out = s.handle(&stranger, ClientMsg::Heartbeat, 0);
         assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::NotWelcomed, .. }, .. }));
         s.join(a.clone(), PeerKind::Native, 0);
         let mut m = manifest(3, 2);
@@ -341,13 +473,13 @@ mod tests {
         let out = publish(&mut s, &a, &manifest(3, 2), "bad\u{7}name");
         assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::BadName, .. }, .. }));
         assert_eq!(s.files().count(), 0);
-        let out = s.handle(&a, ClientMsg::Locate { req: 3, file: FileId([0; 32]) });
+        let out = s.handle(&a, ClientMsg::Locate { req: 3, file: FileId([0; 32]) }, 0);
         assert!(matches!(
             &out[0],
             Output::Send { msg: ServerMsg::Error { req: Some(3), code: ErrorCode::UnknownFile, .. }, .. }
         ));
         let sig = ClientMsg::Signal { to: stranger.clone(), conn: 1, signal: Signal::Close { reason: "x".into() } };
-        let out = s.handle(&a, sig);
+        let out = s.handle(&a, sig, 0);
         assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::UnknownPeer, .. }, .. }));
         assert_eq!(s.stats.signals_relayed, 0);
     }
@@ -359,7 +491,7 @@ mod tests {
         s.join(a.clone(), PeerKind::Native, 0);
         s.join(b.clone(), PeerKind::Browser, 0);
         let out =
-            s.handle(&a, ClientMsg::Signal { to: b.clone(), conn: 4, signal: Signal::Offer { sdp: "v=0".into() } });
+            s.handle(&a, ClientMsg::Signal { to: b.clone(), conn: 4, signal: Signal::Offer { sdp: "v=0".into() } }, 0);
         assert_eq!(
             out,
             vec![Output::Send {

@@ -1,0 +1,326 @@
+//! Replication: keeps every chunk of every known file on `R` live peers.
+//!
+//! A chunk is *checked* when something may have lowered its copy count: a file was published
+//! (placement is repair of chunks that have one copy), a holder left (after a grace period, so
+//! a peer that merely reconnects causes no work), an order failed or timed out, a peer asked
+//! to leave. A check orders peers with room to fetch the chunk from a surviving holder.
+//!
+//! Placement picks, among live peers without the chunk, the one whose storage would be least
+//! full afterwards (weighted by free space, which also spreads chunks evenly over equal
+//! peers), then the one holding fewest chunks, then the longest-lived. Orders in flight are
+//! bounded per peer and in total, so repair never floods the swarm; chunks that cannot be
+//! placed now are retried. A returning peer's surplus copies are trimmed.
+
+use super::{send, Output, Swarm};
+use crate::content::ChunkId;
+use crate::wire::{PeerId, ServerMsg};
+use std::collections::BTreeSet;
+
+/// Replication settings.
+#[derive(Debug, Clone)]
+pub struct RepairConfig {
+    /// Copies every chunk should have (at least 2).
+    pub replication: usize,
+    /// How long a departed peer's chunks wait before repair (it may come back).
+    pub grace_ms: u64,
+    /// An order not carried out within this time is re-planned elsewhere.
+    pub order_timeout_ms: u64,
+    /// Orders in flight per target peer.
+    pub max_orders_per_peer: usize,
+    /// Orders in flight in the whole swarm.
+    pub max_orders_total: usize,
+    /// How often chunks that could not be placed are tried again.
+    pub retry_ms: u64,
+    /// Capacity assumed for a peer that has not reported its storage.
+    pub default_capacity: u64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            replication: 3,
+            grace_ms: 3_000,
+            order_timeout_ms: 20_000,
+            max_orders_per_peer: 16,
+            max_orders_total: 1024,
+            retry_ms: 1_000,
+            default_capacity: 8 << 30,
+        }
+    }
+}
+
+/// One replication order in flight.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub chunk: ChunkId,
+    pub target: PeerId,
+    pub size: u32,
+    pub deadline_ms: u64,
+}
+
+/// Counters of the repair machinery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairStats {
+    pub orders_issued: u64,
+    pub orders_done: u64,
+    pub orders_failed: u64,
+    pub orders_expired: u64,
+    pub chunks_trimmed: u64,
+}
+
+impl Swarm {
+    /// Live copies of a chunk that will stay (holders that are not leaving).
+    pub fn staying_copies(&self, chunk: &ChunkId) -> usize {
+        self.holders(chunk).filter(|p| self.peers.get(*p).is_some_and(|s| !s.leaving)).count()
+    }
+
+    /// Checks `chunk` at `at_ms` (or at the next tick if that is earlier).
+    pub(super) fn check_at(&mut self, chunk: ChunkId, at_ms: u64) {
+        self.due.entry(at_ms).or_default().insert(chunk);
+    }
+
+    /// Orders in flight.
+    pub fn orders(&self) -> impl Iterator<Item = (&u64, &Order)> {
+        self.orders.iter()
+    }
+
+    /// Chunks of known files below `R` staying copies (including lost ones).
+    pub fn under_replicated(&self) -> usize {
+        let r = self.config.replication;
+        self.chunk_sizes.keys().filter(|c| self.staying_copies(c) < r).count()
+    }
+
+    /// Chunks of known files with no live copy at all.
+    pub fn lost_chunks(&self) -> usize {
+        self.chunk_sizes.keys().filter(|c| self.holder_count(c) == 0).count()
+    }
+
+    /// Runs every check that is due, expires late orders, retries deferred chunks and
+    /// answers peers waiting to leave.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut out = Vec::new();
+        let expired: Vec<u64> =
+            self.orders.iter().filter(|(_, o)| o.deadline_ms <= now_ms).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(o) = self.finish_order(id) {
+                self.repair_stats.orders_expired += 1;
+                self.failed_targets.insert((o.chunk, o.target.clone()));
+                self.check_at(o.chunk, now_ms);
+            }
+        }
+        if self.next_retry_ms <= now_ms && !self.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.deferred);
+            for c in deferred {
+                self.check_at(c, now_ms);
+            }
+        }
+        while let Some(entry) = self.due.first_entry() {
+            if *entry.key() > now_ms {
+                break;
+            }
+            for c in entry.remove() {
+                self.plan(c, now_ms, &mut out);
+            }
+        }
+        if !self.deferred.is_empty() && self.next_retry_ms <= now_ms {
+            self.next_retry_ms = now_ms + self.config.retry_ms;
+        }
+        self.answer_leavers(&mut out);
+        out
+    }
+
+    /// When the driver should call [`Swarm::tick`] next.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let due = self.due.keys().next().copied();
+        let order = self.orders.values().map(|o| o.deadline_ms).min();
+        let retry = (!self.deferred.is_empty()).then_some(self.next_retry_ms);
+        [due, order, retry].into_iter().flatten().min()
+    }
+
+    /// Orders enough fetches of `chunk` to bring it back to `R` staying copies.
+    fn plan(&mut self, chunk: ChunkId, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(&size) = self.chunk_sizes.get(&chunk) else { return };
+        let mut sources: Vec<PeerId> = self.holders(&chunk).cloned().collect();
+        if sources.is_empty() {
+            return; // lost until a holder comes back; reported by `lost_chunks`
+        }
+        let staying = self.staying_copies(&chunk);
+        let pending = self.pending.get(&chunk).map_or(0, Vec::len);
+        let need = self.config.replication.saturating_sub(staying + pending);
+        if need == 0 {
+            if pending == 0 {
+                self.failed_targets.retain(|(c, _)| *c != chunk);
+            }
+            return;
+        }
+        // Sources that stay first, least busy first.
+        sources.sort_by_key(|p| {
+            let s = &self.peers[p];
+            (s.leaving, s.orders, std::cmp::Reverse(self.now_ms.saturating_sub(s.joined_at_ms)))
+        });
+        sources.truncate(4);
+        for _ in 0..need {
+            if self.orders.len() >= self.config.max_orders_total {
+                self.defer(chunk, now_ms);
+                return;
+            }
+            let Some(target) = self.choose_target(&chunk, size) else {
+                self.defer(chunk, now_ms);
+                return;
+            };
+            let order = self.next_order;
+            self.next_order += 1;
+            let t = self.peers.get_mut(&target).expect("chosen among live peers");
+            t.orders += 1;
+            t.reserved += size as u64;
+            self.orders.insert(
+                order,
+                Order { chunk, target: target.clone(), size, deadline_ms: now_ms + self.config.order_timeout_ms },
+            );
+            self.pending.entry(chunk).or_default().push(order);
+            self.repair_stats.orders_issued += 1;
+            out.push(send(&target, ServerMsg::Replicate { order, chunk, size, sources: sources.clone() }));
+        }
+    }
+
+    fn defer(&mut self, chunk: ChunkId, now_ms: u64) {
+        if self.deferred.is_empty() {
+            self.next_retry_ms = now_ms + self.config.retry_ms;
+        }
+        self.deferred.insert(chunk);
+    }
+
+    /// The best peer to take a new copy of `chunk`, if any has room.
+    fn choose_target(&self, chunk: &ChunkId, size: u32) -> Option<PeerId> {
+        let pending: BTreeSet<&PeerId> =
+            self.pending.get(chunk).into_iter().flatten().map(|o| &self.orders[o].target).collect();
+        self.peers
+            .iter()
+            .filter(|(id, p)| {
+                !p.leaving
+                    && p.orders < self.config.max_orders_per_peer
+                    && !p.chunks.contains(chunk)
+                    && !pending.contains(id)
+                    && !self.failed_targets.contains(&(*chunk, (*id).clone()))
+                    && p.free(self.config.default_capacity) >= size as u64
+            })
+            .min_by(|(a_id, a), (b_id, b)| {
+                let fill = |p: &super::PeerState| {
+                    let cap = p.capacity.unwrap_or(self.config.default_capacity).max(1) as f64;
+                    (p.used + p.reserved + size as u64) as f64 / cap
+                };
+                fill(a)
+                    .total_cmp(&fill(b))
+                    .then(a.chunks.len().cmp(&b.chunks.len()))
+                    .then(a.joined_at_ms.cmp(&b.joined_at_ms))
+                    .then(a_id.cmp(b_id))
+            })
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Removes an order and releases its reservation.
+    pub(super) fn finish_order(&mut self, order: u64) -> Option<Order> {
+        let o = self.orders.remove(&order)?;
+        if let Some(list) = self.pending.get_mut(&o.chunk) {
+            list.retain(|x| *x != order);
+            if list.is_empty() {
+                self.pending.remove(&o.chunk);
+            }
+        }
+        if let Some(t) = self.peers.get_mut(&o.target) {
+            t.orders -= 1;
+            t.reserved -= o.size as u64;
+        }
+        Some(o)
+    }
+
+    /// `peer` now holds `chunk`: an order for it is complete.
+    pub(super) fn order_fulfilled(&mut self, peer: &PeerId, chunk: &ChunkId) {
+        let done: Vec<u64> = self
+            .pending
+            .get(chunk)
+            .into_iter()
+            .flatten()
+            .filter(|o| self.orders[*o].target == *peer)
+            .copied()
+            .collect();
+        for o in done {
+            self.finish_order(o);
+            self.repair_stats.orders_done += 1;
+        }
+    }
+
+    /// Handles `order_failed` from `peer`.
+    pub(super) fn order_failed(&mut self, peer: &PeerId, order: u64, reason: &str, now_ms: u64) {
+        let Some(o) = self.orders.get(&order) else { return };
+        if o.target != *peer {
+            return; // not this peer's order: ignore (peers cannot speak for others)
+        }
+        let o = self.finish_order(order).expect("present");
+        self.repair_stats.orders_failed += 1;
+        if reason.starts_with("no room") {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.capacity = Some(p.used);
+            }
+        }
+        self.failed_targets.insert((o.chunk, peer.clone()));
+        self.check_at(o.chunk, now_ms);
+    }
+
+    /// After a full inventory from a returning peer: drop its copies of chunks that have more
+    /// than `R` staying copies and no order in flight.
+    pub(super) fn trim_surplus(&mut self, peer: &PeerId, out: &mut Vec<Output>) {
+        let Some(p) = self.peers.get(peer) else { return };
+        let r = self.config.replication;
+        let surplus: Vec<ChunkId> =
+            p.chunks.iter().filter(|c| !self.pending.contains_key(c) && self.staying_copies(c) > r).copied().collect();
+        if surplus.is_empty() {
+            return;
+        }
+        for c in &surplus {
+            self.peers.get_mut(peer).expect("live").chunks.remove(c);
+            self.unhold(c, peer);
+        }
+        self.repair_stats.chunks_trimmed += surplus.len() as u64;
+        out.push(send(peer, ServerMsg::Trim { chunks: surplus }));
+    }
+
+    /// A peer asked to leave: hand each of its chunks to others.
+    pub(super) fn start_leave(&mut self, peer: &PeerId, now_ms: u64) {
+        let Some(p) = self.peers.get_mut(peer) else { return };
+        p.leaving = true;
+        let chunks: Vec<ChunkId> = p.chunks.iter().copied().collect();
+        for c in chunks {
+            self.check_at(c, now_ms);
+        }
+        // Its own orders go elsewhere.
+        let mine: Vec<u64> = self.orders.iter().filter(|(_, o)| o.target == *peer).map(|(id, _)| *id).collect();
+        for id in mine {
+            if let Some(o) = self.finish_order(id) {
+                self.check_at(o.chunk, now_ms);
+            }
+        }
+    }
+
+    /// Tells leaving peers whose chunks are all handed off (or cannot be) that they may go.
+    fn answer_leavers(&mut self, out: &mut Vec<Output>) {
+        let r = self.config.replication;
+        let leavers: Vec<PeerId> =
+            self.peers.iter().filter(|(_, p)| p.leaving && !p.leave_answered).map(|(id, _)| id.clone()).collect();
+        for id in leavers {
+            let chunks = &self.peers[&id].chunks;
+            let busy = chunks.iter().any(|c| {
+                self.pending.contains_key(c)
+                    || self.due.values().any(|set| set.contains(c))
+                    || (self.staying_copies(c) < r && !self.deferred.contains(c) && self.chunk_sizes.contains_key(c))
+            });
+            if busy {
+                continue;
+            }
+            let stranded = chunks.iter().filter(|c| self.staying_copies(c) == 0).count() as u32;
+            self.peers.get_mut(&id).expect("live").leave_answered = true;
+            out.push(send(&id, ServerMsg::LeaveReady { stranded }));
+        }
+    }
+}
