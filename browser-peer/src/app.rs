@@ -56,10 +56,7 @@ pub fn status_bar(props: &StatusBarProps) -> Html {
         ConnStatus::Connecting => "connecting…".to_string(),
         ConnStatus::Connected => "connected".to_string(),
         ConnStatus::Disconnected { retry_ms } => {
-            format!(
-                "disconnected, reconnecting in {:.1} s",
-                retry_ms as f64 / 1000.0
-            )
+            format!("disconnected, reconnecting in {:.1} s", retry_ms as f64 / 1000.0)
         }
     };
     let key = props.conn.key();
@@ -199,13 +196,9 @@ fn download_view(d: Option<&DownloadView>) -> Html {
     };
     let (status, class) = match &d.phase {
         DownloadPhase::Locating => ("locating…".to_string(), "working"),
-        DownloadPhase::Transferring => (
-            format!(
-                "downloading {}/{} chunks from {} peer(s)",
-                d.chunks_done, d.chunks_total, d.peers
-            ),
-            "working",
-        ),
+        DownloadPhase::Transferring => {
+            (format!("downloading {}/{} chunks from {} peer(s)", d.chunks_done, d.chunks_total, d.peers), "working")
+        }
         DownloadPhase::Done { .. } => ("done".to_string(), "done"),
         DownloadPhase::Failed(e) => (format!("error: {e}"), "failed"),
     };

@@ -16,9 +16,7 @@ use gloo::timers::callback::Interval;
 use js_sys::{Array, Uint8Array};
 use swarm_core::chunk_proto::PeerMsg;
 use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
-use swarm_core::{
-    ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE,
-};
+use swarm_core::{ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Blob, BlobPropertyBag, File, Url};
 use yew::prelude::*;
@@ -138,30 +136,24 @@ impl Node {
         );
         node.state.borrow_mut().link = Some(link);
         let weak = Rc::downgrade(&node);
-        node._timers
-            .borrow_mut()
-            .push(Interval::new(STATS_MS, move || {
-                if let Some(node) = weak.upgrade() {
-                    node.push_stats();
-                }
-            }));
+        node._timers.borrow_mut().push(Interval::new(STATS_MS, move || {
+            if let Some(node) = weak.upgrade() {
+                node.push_stats();
+            }
+        }));
         let weak = Rc::downgrade(&node);
-        node._timers
-            .borrow_mut()
-            .push(Interval::new(TICK_MS, move || {
-                if let Some(node) = weak.upgrade() {
-                    node.tick();
-                }
-            }));
+        node._timers.borrow_mut().push(Interval::new(TICK_MS, move || {
+            if let Some(node) = weak.upgrade() {
+                node.tick();
+            }
+        }));
         let weak = Rc::downgrade(&node);
         let window = gloo::utils::window();
-        node._listeners
-            .borrow_mut()
-            .push(EventListener::new(&window, "hashchange", move |_| {
-                if let Some(node) = weak.upgrade() {
-                    node.follow_hash();
-                }
-            }));
+        node._listeners.borrow_mut().push(EventListener::new(&window, "hashchange", move |_| {
+            if let Some(node) = weak.upgrade() {
+                node.follow_hash();
+            }
+        }));
         node.follow_hash();
         node
     }
@@ -238,21 +230,15 @@ impl Node {
                     kind: PeerKind::Browser,
                     secret: st.secret.clone(),
                 });
-                link.send(&ClientMsg::Have {
-                    chunks: st.store.ids(),
-                    full: true,
-                });
+                link.send(&ClientMsg::Have { chunks: st.store.ids(), full: true });
                 // Requests whose answers the old socket may have lost go out again.
-                let mut pending: Vec<(&u32, &ClientMsg)> =
-                    st.pending.iter().map(|(r, (_, m))| (r, m)).collect();
+                let mut pending: Vec<(&u32, &ClientMsg)> = st.pending.iter().map(|(r, (_, m))| (r, m)).collect();
                 pending.sort_by_key(|(r, _)| **r);
                 for (_, msg) in pending {
                     link.send(msg);
                 }
             }
-            TrackerEvent::Closed { retry_ms } => {
-                self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms }))
-            }
+            TrackerEvent::Closed { retry_ms } => self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms })),
             TrackerEvent::Message(msg) => self.on_server_msg(msg),
         }
     }
@@ -264,47 +250,33 @@ impl Node {
                 self.dispatch(Action::Welcomed(peer_id));
             }
             ServerMsg::Published { req, file } => {
-                if let Some((Pending::Publish { upload }, _)) =
-                    self.state.borrow_mut().pending.remove(&req)
-                {
+                if let Some((Pending::Publish { upload }, _)) = self.state.borrow_mut().pending.remove(&req) {
                     self.dispatch(Action::UploadPublished { id: upload, file });
                 }
             }
-            ServerMsg::Located {
-                req,
-                file,
-                meta,
-                manifest,
-                peers,
-                holders,
-            } => {
+            ServerMsg::Located { req, file, meta, manifest, peers, holders } => {
                 let pending = self.state.borrow_mut().pending.remove(&req);
                 if let Some((Pending::Locate { file: wanted }, _)) = pending {
                     if wanted != file {
-                        self.fail_download(
-                            wanted,
-                            "the tracker answered about another file".into(),
-                        );
+                        self.fail_download(wanted, "the tracker answered about another file".into());
                         return;
                     }
                     self.start_run(file, meta, manifest, peers, holders);
                 }
             }
             ServerMsg::SearchResults { .. } => {}
+            // Replication orders: taken by browser peers in the self-healing work (issue 6).
+            ServerMsg::Replicate { .. } | ServerMsg::Trim { .. } | ServerMsg::LeaveReady { .. } => {}
             ServerMsg::Signal { from, conn, signal } => self.on_signal(from, conn, signal),
             ServerMsg::Error { req, code, message } => {
                 let pending = req.and_then(|r| self.state.borrow_mut().pending.remove(&r));
                 match pending {
-                    Some((Pending::Publish { upload }, _)) => self.dispatch(Action::UploadFailed {
-                        id: upload,
-                        error: message,
-                    }),
+                    Some((Pending::Publish { upload }, _)) => {
+                        self.dispatch(Action::UploadFailed { id: upload, error: message })
+                    }
                     Some((Pending::Locate { file }, _)) => {
-                        let text = if code == ErrorCode::UnknownFile {
-                            format!("unknown file: {message}")
-                        } else {
-                            message
-                        };
+                        let text =
+                            if code == ErrorCode::UnknownFile { format!("unknown file: {message}") } else { message };
                         self.fail_download(file, text);
                     }
                     None => gloo::console::warn!(format!("tracker error {code:?}: {message}")),
@@ -323,21 +295,15 @@ impl Node {
         spawn_local(async move {
             let size = file.size() as u64;
             let name = file.name();
-            let mime = Some(file.type_())
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| "application/octet-stream".into());
+            let mime =
+                Some(file.type_()).filter(|t| !t.is_empty()).unwrap_or_else(|| "application/octet-stream".into());
             let total = size.div_ceil(CHUNK_SIZE as u64) as usize;
             let id = {
                 let mut st = node.state.borrow_mut();
                 st.next_upload += 1;
                 st.next_upload - 1
             };
-            node.dispatch(Action::UploadStarted {
-                id,
-                name: name.clone(),
-                size,
-                chunks_total: total,
-            });
+            node.dispatch(Action::UploadStarted { id, name: name.clone(), size, chunks_total: total });
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
             let mut ids: Vec<ChunkId> = Vec::with_capacity(total);
             for i in 0..total {
@@ -346,40 +312,22 @@ impl Node {
                 let bytes = match read_slice(&file, start, end).await {
                     Ok(b) => b,
                     Err(e) => {
-                        node.dispatch(Action::UploadFailed {
-                            id,
-                            error: format!("cannot read the file: {e}"),
-                        });
+                        node.dispatch(Action::UploadFailed { id, error: format!("cannot read the file: {e}") });
                         return;
                     }
                 };
                 let chunk = builder.push(&bytes);
                 node.state.borrow_mut().store.put(chunk, Rc::new(bytes));
                 ids.push(chunk);
-                node.dispatch(Action::UploadProgress {
-                    id,
-                    chunks_done: i + 1,
-                });
+                node.dispatch(Action::UploadProgress { id, chunks_done: i + 1 });
             }
             let manifest = builder.finish();
             ids.sort();
             ids.dedup();
             let mut st = node.state.borrow_mut();
-            node.send(
-                &st,
-                &ClientMsg::Have {
-                    chunks: ids,
-                    full: false,
-                },
-            );
+            node.send(&st, &ClientMsg::Have { chunks: ids, full: false });
             let meta = FileMeta { name, mime };
-            node.request(&mut st, Pending::Publish { upload: id }, |req| {
-                ClientMsg::Publish {
-                    req,
-                    manifest,
-                    meta,
-                }
-            });
+            node.request(&mut st, Pending::Publish { upload: id }, |req| ClientMsg::Publish { req, manifest, meta });
             drop(st);
             node.push_stats();
         });
@@ -392,10 +340,7 @@ impl Node {
         let file: FileId = match id.trim().parse() {
             Ok(f) => f,
             Err(_) => {
-                self.dispatch(Action::DownloadFailed {
-                    file: None,
-                    error: "not a file id (64 hex digits)".into(),
-                });
+                self.dispatch(Action::DownloadFailed { file: None, error: "not a file id (64 hex digits)".into() });
                 return;
             }
         };
@@ -406,15 +351,9 @@ impl Node {
         if let Some(url) = st.object_url.take() {
             let _ = Url::revoke_object_url(&url);
         }
-        self.request(&mut st, Pending::Locate { file }, |req| ClientMsg::Locate {
-            req,
-            file,
-        });
+        self.request(&mut st, Pending::Locate { file }, |req| ClientMsg::Locate { req, file });
         drop(st);
-        self.dispatch(Action::DownloadStarted {
-            file,
-            now: js_sys::Date::now(),
-        });
+        self.dispatch(Action::DownloadStarted { file, now: js_sys::Date::now() });
     }
 
     fn start_run(
@@ -428,9 +367,7 @@ impl Node {
         let mut st = self.state.borrow_mut();
         let dl = {
             let store = &st.store;
-            Download::new(file, manifest, peers, holders, st.me.as_ref(), |c| {
-                store.has(c)
-            })
+            Download::new(file, manifest, peers, holders, st.me.as_ref(), |c| store.has(c))
         };
         let mut dl = match dl {
             Ok(dl) => dl,
@@ -448,15 +385,7 @@ impl Node {
         });
         let mut steps = dl.tick(js_sys::Date::now());
         steps.extend(dl.start());
-        st.runs.insert(
-            file,
-            Run {
-                dl,
-                meta,
-                conns: HashMap::new(),
-                last_progress: 0.0,
-            },
-        );
+        st.runs.insert(file, Run { dl, meta, conns: HashMap::new(), last_progress: 0.0 });
         self.apply_steps(&mut st, file, steps);
     }
 
@@ -482,24 +411,17 @@ impl Node {
                 Step::Stored { chunk, bytes, .. } => {
                     // The assembler verified the SHA-256 before handing the bytes out.
                     if st.store.put(chunk, Rc::new(bytes)) {
-                        self.send(
-                            st,
-                            &ClientMsg::Have {
-                                chunks: vec![chunk],
-                                full: false,
-                            },
-                        );
+                        self.send(st, &ClientMsg::Have { chunks: vec![chunk], full: false });
                     }
                     stored_any = true;
                 }
-                Step::Rejected {
-                    slot,
-                    index,
-                    reason,
-                } => {
-                    gloo::console::warn!(format!(
-                        "chunk {index} from peer slot {slot} refused: {reason}"
-                    ));
+                Step::Rejected { slot, index, reason } => {
+                    gloo::console::warn!(format!("chunk {index} from peer slot {slot} refused: {reason}"));
+                }
+                Step::BadSource { slot, chunk } => {
+                    if let Some(peer) = st.runs.get(&file).map(|r| r.dl.peer(slot).clone()) {
+                        self.send(st, &ClientMsg::BadSource { peer, chunk });
+                    }
                 }
                 Step::Complete => {
                     self.finish_run(st, file);
@@ -507,10 +429,7 @@ impl Node {
                 }
                 Step::Failed(e) => {
                     self.end_run(st, file);
-                    self.dispatch(Action::DownloadFailed {
-                        file: Some(file),
-                        error: e.to_string(),
-                    });
+                    self.dispatch(Action::DownloadFailed { file: Some(file), error: e.to_string() });
                     return;
                 }
             }
@@ -542,13 +461,7 @@ impl Node {
         let steps = match RtcConn::offer(self.counters.clone(), self.conn_handler(key.clone())) {
             Ok(rtc) => {
                 run.conns.insert(slot, key.clone());
-                st.conns.insert(
-                    key,
-                    Conn {
-                        rtc,
-                        download: Some((file, slot)),
-                    },
-                );
+                st.conns.insert(key, Conn { rtc, download: Some((file, slot)) });
                 return;
             }
             Err(e) => {
@@ -592,16 +505,9 @@ impl Node {
                 st.object_url = Some(url.clone());
                 gloo::console::log!(format!("download of {name} done"));
                 self.push_stats_of(st);
-                self.dispatch(Action::DownloadDone {
-                    file,
-                    url,
-                    now: js_sys::Date::now(),
-                });
+                self.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
             }
-            Err(e) => self.dispatch(Action::DownloadFailed {
-                file: Some(file),
-                error: js_error(&e),
-            }),
+            Err(e) => self.dispatch(Action::DownloadFailed { file: Some(file), error: js_error(&e) }),
         }
     }
 
@@ -616,9 +522,7 @@ impl Node {
                         &ClientMsg::Signal {
                             to: key.0.clone(),
                             conn: key.1,
-                            signal: Signal::Close {
-                                reason: "done".into(),
-                            },
+                            signal: Signal::Close { reason: "done".into() },
                         },
                     );
                 }
@@ -630,10 +534,7 @@ impl Node {
         let mut st = self.state.borrow_mut();
         self.end_run(&mut st, file);
         drop(st);
-        self.dispatch(Action::DownloadFailed {
-            file: Some(file),
-            error,
-        });
+        self.dispatch(Action::DownloadFailed { file: Some(file), error });
     }
 
     // ----- connections -----
@@ -660,36 +561,16 @@ impl Node {
         let inbound = st.conns.values().filter(|c| c.download.is_none()).count();
         if inbound >= MAX_INBOUND {
             let reason = "too many connections".to_string();
-            self.send(
-                &st,
-                &ClientMsg::Signal {
-                    to: key.0,
-                    conn,
-                    signal: Signal::Close { reason },
-                },
-            );
+            self.send(&st, &ClientMsg::Signal { to: key.0, conn, signal: Signal::Close { reason } });
             return;
         }
         match RtcConn::answer(sdp, self.counters.clone(), self.conn_handler(key.clone())) {
             Ok(rtc) => {
-                st.conns.insert(
-                    key,
-                    Conn {
-                        rtc,
-                        download: None,
-                    },
-                );
+                st.conns.insert(key, Conn { rtc, download: None });
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.send(
-                    &st,
-                    &ClientMsg::Signal {
-                        to: key.0,
-                        conn,
-                        signal: Signal::Close { reason },
-                    },
-                );
+                self.send(&st, &ClientMsg::Signal { to: key.0, conn, signal: Signal::Close { reason } });
             }
         }
     }
@@ -701,14 +582,7 @@ impl Node {
         };
         match ev {
             RtcEvent::Signal(signal) => {
-                self.send(
-                    &st,
-                    &ClientMsg::Signal {
-                        to: key.0.clone(),
-                        conn: key.1,
-                        signal,
-                    },
-                );
+                self.send(&st, &ClientMsg::Signal { to: key.0.clone(), conn: key.1, signal });
             }
             RtcEvent::Open => {
                 if let Some((file, slot)) = download {
@@ -743,10 +617,7 @@ impl Node {
                     spawn_local(async move { drop(conn) });
                 }
                 if let Some((file, slot)) = download {
-                    gloo::console::log!(format!(
-                        "connection to {} closed: {reason}",
-                        key.0.short()
-                    ));
+                    gloo::console::log!(format!("connection to {} closed: {reason}", key.0.short()));
                     if let Some(run) = st.runs.get_mut(&file) {
                         run.conns.remove(&slot);
                         let steps = run.dl.peer_gone(slot);
@@ -761,11 +632,7 @@ impl Node {
 /// `ws(s)://<this page's host>/ws`: the tracker serves the page and the socket.
 fn tracker_url() -> String {
     let loc = gloo::utils::window().location();
-    let scheme = if loc.protocol().unwrap_or_default() == "https:" {
-        "wss"
-    } else {
-        "ws"
-    };
+    let scheme = if loc.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
     format!("{scheme}://{}/ws", loc.host().unwrap_or_default())
 }
 
@@ -784,12 +651,8 @@ fn load_secret() -> String {
 }
 
 fn random_bytes(buf: &mut [u8]) {
-    let crypto = gloo::utils::window()
-        .crypto()
-        .expect("crypto.getRandomValues is available");
-    crypto
-        .get_random_values_with_u8_array(buf)
-        .expect("getRandomValues works");
+    let crypto = gloo::utils::window().crypto().expect("crypto.getRandomValues is available");
+    crypto.get_random_values_with_u8_array(buf).expect("getRandomValues works");
 }
 
 fn random_u64() -> u64 {
@@ -801,11 +664,7 @@ fn random_u64() -> u64 {
 
 /// Reads bytes `start..end` of a file (`Blob.slice().arrayBuffer()`).
 async fn read_slice(file: &File, start: u64, end: u64) -> Result<Vec<u8>, String> {
-    let blob = file
-        .slice_with_f64_and_f64(start as f64, end as f64)
-        .map_err(|e| js_error(&e))?;
-    let buf = JsFuture::from(blob.array_buffer())
-        .await
-        .map_err(|e| js_error(&e))?;
+    let blob = file.slice_with_f64_and_f64(start as f64, end as f64).map_err(|e| js_error(&e))?;
+    let buf = JsFuture::from(blob.array_buffer()).await.map_err(|e| js_error(&e))?;
     Ok(Uint8Array::new(&buf).to_vec())
 }

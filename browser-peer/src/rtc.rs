@@ -25,9 +25,9 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
-    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcPeerConnection,
-    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
+    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcDataChannelState,
+    RtcDataChannelType, RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState,
+    RtcSdpType, RtcSessionDescriptionInit,
 };
 
 /// Stop sending above this many buffered bytes.
@@ -104,10 +104,7 @@ impl RtcConn {
         let conn = Self::new(Role::Offerer, counters, handler)?;
         let init = RtcDataChannelInit::new();
         init.set_ordered(true);
-        let dc = conn
-            .inner
-            .pc
-            .create_data_channel_with_data_channel_dict(LABEL, &init);
+        let dc = conn.inner.pc.create_data_channel_with_data_channel_dict(LABEL, &init);
         wire_channel(&conn.inner, dc);
         let weak = Rc::downgrade(&conn.inner);
         spawn_local(async move {
@@ -121,11 +118,7 @@ impl RtcConn {
     }
 
     /// Answers a remote offer; the channel arrives through `ondatachannel`.
-    pub fn answer(
-        sdp: String,
-        counters: Rc<ByteCounters>,
-        handler: Handler,
-    ) -> Result<Self, RtcError> {
+    pub fn answer(sdp: String, counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
         let conn = Self::new(Role::Answerer, counters, handler)?;
         let weak = Rc::downgrade(&conn.inner);
         let on_channel = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
@@ -136,9 +129,7 @@ impl RtcConn {
                 wire_channel(&inner, dc);
             }
         });
-        conn.inner
-            .pc
-            .set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
+        conn.inner.pc.set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
         conn.inner.callbacks.borrow_mut().push(on_channel);
         let weak = Rc::downgrade(&conn.inner);
         spawn_local(async move {
@@ -146,9 +137,7 @@ impl RtcConn {
             match make_answer(&inner, sdp).await {
                 Ok(sdp) => inner.emit(RtcEvent::Signal(Signal::Answer { sdp })),
                 Err(e) => {
-                    inner.emit(RtcEvent::Signal(Signal::Close {
-                        reason: format!("cannot answer: {e}"),
-                    }));
+                    inner.emit(RtcEvent::Signal(Signal::Close { reason: format!("cannot answer: {e}") }));
                     inner.fail(format!("answer failed: {e}"));
                 }
             }
@@ -158,8 +147,7 @@ impl RtcConn {
 
     fn new(role: Role, counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
         let cfg = RtcConfiguration::new();
-        let pc = RtcPeerConnection::new_with_configuration(&cfg)
-            .map_err(|e| RtcError::Create(js_error(&e)))?;
+        let pc = RtcPeerConnection::new_with_configuration(&cfg).map_err(|e| RtcError::Create(js_error(&e)))?;
         let inner = Rc::new(Inner {
             role,
             pc,
@@ -181,16 +169,11 @@ impl RtcConn {
             if let Some(c) = ev.candidate() {
                 let candidate = c.candidate();
                 if !candidate.is_empty() {
-                    inner.emit(RtcEvent::Signal(Signal::Candidate {
-                        candidate,
-                        mid: c.sdp_mid(),
-                    }));
+                    inner.emit(RtcEvent::Signal(Signal::Candidate { candidate, mid: c.sdp_mid() }));
                 }
             }
         });
-        inner
-            .pc
-            .set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
+        inner.pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
         let weak = Rc::downgrade(&inner);
         let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             let Some(inner) = weak.upgrade() else { return };
@@ -200,9 +183,7 @@ impl RtcConn {
                 _ => {}
             }
         });
-        inner
-            .pc
-            .set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        inner.pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         inner.callbacks.borrow_mut().extend([on_ice, on_state]);
         let weak = Rc::downgrade(&inner);
         *inner.timeout.borrow_mut() = Some(Timeout::new(OPEN_TIMEOUT_MS, move || {
@@ -354,10 +335,7 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
     dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
     dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
-    inner
-        .callbacks
-        .borrow_mut()
-        .extend([on_open, on_message, on_close, on_low]);
+    inner.callbacks.borrow_mut().extend([on_open, on_message, on_close, on_low]);
     if dc.ready_state() == RtcDataChannelState::Open {
         // Already open (can happen for an answerer's channel): report it from a task.
         let weak = Rc::downgrade(inner);
@@ -400,34 +378,24 @@ fn pump(inner: &Rc<Inner>) {
 }
 
 async fn make_offer(pc: &RtcPeerConnection) -> Result<String, String> {
-    let offer = JsFuture::from(pc.create_offer())
-        .await
-        .map_err(|e| js_error(&e))?;
+    let offer = JsFuture::from(pc.create_offer()).await.map_err(|e| js_error(&e))?;
     let sdp = sdp_of(&offer)?;
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(&sdp);
-    JsFuture::from(pc.set_local_description(&desc))
-        .await
-        .map_err(|e| js_error(&e))?;
+    JsFuture::from(pc.set_local_description(&desc)).await.map_err(|e| js_error(&e))?;
     Ok(sdp)
 }
 
 async fn make_answer(inner: &Rc<Inner>, offer: String) -> Result<String, String> {
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(&offer);
-    JsFuture::from(inner.pc.set_remote_description(&desc))
-        .await
-        .map_err(|e| js_error(&e))?;
+    JsFuture::from(inner.pc.set_remote_description(&desc)).await.map_err(|e| js_error(&e))?;
     apply_early_candidates(inner);
-    let answer = JsFuture::from(inner.pc.create_answer())
-        .await
-        .map_err(|e| js_error(&e))?;
+    let answer = JsFuture::from(inner.pc.create_answer()).await.map_err(|e| js_error(&e))?;
     let sdp = sdp_of(&answer)?;
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
     desc.set_sdp(&sdp);
-    JsFuture::from(inner.pc.set_local_description(&desc))
-        .await
-        .map_err(|e| js_error(&e))?;
+    JsFuture::from(inner.pc.set_local_description(&desc)).await.map_err(|e| js_error(&e))?;
     Ok(sdp)
 }
 
@@ -453,9 +421,7 @@ fn add_candidate(inner: &Rc<Inner>, candidate: String, mid: Option<String>) {
     if mid.is_none() {
         init.set_sdp_m_line_index(Some(0));
     }
-    let promise = inner
-        .pc
-        .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+    let promise = inner.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
     spawn_local(async move {
         let _ = JsFuture::from(promise).await;
     });
@@ -466,8 +432,5 @@ pub fn js_error(e: &JsValue) -> String {
     if let Some(s) = e.as_string() {
         return s;
     }
-    Reflect::get(e, &JsValue::from_str("message"))
-        .ok()
-        .and_then(|m| m.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
+    Reflect::get(e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string()).unwrap_or_else(|| format!("{e:?}"))
 }

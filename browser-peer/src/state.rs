@@ -158,20 +158,9 @@ impl Reducible for AppState {
                 s.peer_id = Some(id);
                 s.conn = ConnStatus::Connected;
             }
-            Action::UploadStarted {
-                id,
-                name,
-                size,
-                chunks_total,
-            } => s.uploads.push(UploadView {
-                id,
-                name,
-                size,
-                chunks_done: 0,
-                chunks_total,
-                file: None,
-                error: None,
-            }),
+            Action::UploadStarted { id, name, size, chunks_total } => {
+                s.uploads.push(UploadView { id, name, size, chunks_done: 0, chunks_total, file: None, error: None })
+            }
             Action::UploadProgress { id, chunks_done } => {
                 if let Some(u) = s.uploads.iter_mut().find(|u| u.id == id) {
                     u.chunks_done = chunks_done;
@@ -202,12 +191,7 @@ impl Reducible for AppState {
                     phase: DownloadPhase::Locating,
                 })
             }
-            Action::DownloadLocated {
-                file,
-                name,
-                size,
-                chunks_total,
-            } => {
+            Action::DownloadLocated { file, name, size, chunks_total } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     d.name = Some(name);
                     d.size = size;
@@ -215,13 +199,7 @@ impl Reducible for AppState {
                     d.phase = DownloadPhase::Transferring;
                 }
             }
-            Action::DownloadProgress {
-                file,
-                chunks_done,
-                bytes_done,
-                peers,
-                now,
-            } => {
+            Action::DownloadProgress { file, chunks_done, bytes_done, peers, now } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     d.chunks_done = chunks_done;
                     d.bytes_done = bytes_done;

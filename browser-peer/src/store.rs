@@ -20,6 +20,8 @@ pub trait ChunkStore {
     fn get(&self, id: &ChunkId) -> Option<ChunkBytes>;
     /// Stores a verified chunk; returns `true` if it was new.
     fn put(&mut self, id: ChunkId, bytes: ChunkBytes) -> bool;
+    /// Forgets a chunk; returns `true` if it was stored.
+    fn remove(&mut self, id: &ChunkId) -> bool;
     /// Every stored chunk id (the inventory announced to the tracker).
     fn ids(&self) -> Vec<ChunkId>;
     /// Number of stored chunks.
@@ -60,6 +62,16 @@ impl ChunkStore for MemoryStore {
         self.bytes += bytes.len() as u64;
         self.chunks.insert(id, bytes);
         true
+    }
+
+    fn remove(&mut self, id: &ChunkId) -> bool {
+        match self.chunks.remove(id) {
+            Some(b) => {
+                self.bytes -= b.len() as u64;
+                true
+            }
+            None => false,
+        }
     }
 
     fn ids(&self) -> Vec<ChunkId> {

@@ -12,7 +12,7 @@
 
 use crate::store::ChunkStore;
 use std::collections::HashMap;
-use swarm_core::chunk_proto::{frames, ChunkAssembler, PeerMsg, DATA_HEADER};
+use swarm_core::chunk_proto::{frames, ChunkAssembler, PeerMsg, ProtoError, DATA_HEADER};
 use swarm_core::content::ContentError;
 use swarm_core::{ChunkId, FileId, Manifest, PeerId};
 use thiserror::Error;
@@ -53,17 +53,11 @@ pub enum Step {
     /// Send this binary message to peer `slot`.
     Send { slot: usize, bytes: Vec<u8> },
     /// A verified chunk: store it and announce it.
-    Stored {
-        index: usize,
-        chunk: ChunkId,
-        bytes: Vec<u8>,
-    },
+    Stored { index: usize, chunk: ChunkId, bytes: Vec<u8> },
     /// A peer sent something wrong; the chunk will be retried (for logs).
-    Rejected {
-        slot: usize,
-        index: usize,
-        reason: String,
-    },
+    Rejected { slot: usize, index: usize, reason: String },
+    /// The bytes `slot` sent did not hash to `chunk`: tell the tracker (`bad_source`).
+    BadSource { slot: usize, chunk: ChunkId },
     /// Every chunk is stored.
     Complete,
     /// The download cannot finish.
@@ -129,29 +123,15 @@ impl Download {
     ) -> Result<Self, TransferError> {
         let actual = manifest.file_id();
         if actual != file {
-            return Err(TransferError::WrongManifest {
-                expected: file,
-                actual,
-            });
+            return Err(TransferError::WrongManifest { expected: file, actual });
         }
         manifest.validate()?;
         let n = manifest.chunks.len();
         if holders.len() != n {
-            return Err(TransferError::BadHolders {
-                expected: n,
-                got: holders.len(),
-            });
+            return Err(TransferError::BadHolders { expected: n, got: holders.len() });
         }
-        let slots: Vec<SlotState> = peers
-            .iter()
-            .map(|p| {
-                if Some(p) == me {
-                    SlotState::Gone
-                } else {
-                    SlotState::Unused
-                }
-            })
-            .collect();
+        let slots: Vec<SlotState> =
+            peers.iter().map(|p| if Some(p) == me { SlotState::Gone } else { SlotState::Unused }).collect();
         let holders: Vec<Vec<usize>> = holders
             .into_iter()
             .map(|h| {
@@ -174,10 +154,7 @@ impl Download {
                     bytes_done += manifest.chunk_len(i) as u64;
                     ChunkState::Done
                 } else {
-                    ChunkState::Needed {
-                        attempts: 0,
-                        avoid: None,
-                    }
+                    ChunkState::Needed { attempts: 0, avoid: None }
                 }
             })
             .collect();
@@ -227,10 +204,7 @@ impl Download {
     }
     /// Peers connected or being connected.
     pub fn active_peers(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s, SlotState::Connecting | SlotState::Ready))
-            .count()
+        self.slots.iter().filter(|s| matches!(s, SlotState::Connecting | SlotState::Ready)).count()
     }
 
     /// First steps: connect to up to [`MAX_PEERS`] holders, chosen so that together they hold
@@ -293,12 +267,7 @@ impl Download {
             return Vec::new();
         }
         self.slots[slot] = SlotState::Gone;
-        let lost: Vec<(usize, u32)> = self
-            .pending
-            .keys()
-            .filter(|k| k.0 == slot)
-            .copied()
-            .collect();
+        let lost: Vec<(usize, u32)> = self.pending.keys().filter(|k| k.0 == slot).copied().collect();
         for key in lost {
             let p = self.pending.remove(&key).expect("key listed");
             self.requeue(p.index, p.attempts, None);
@@ -330,12 +299,7 @@ impl Download {
             self.last_heard[slot] = self.clock;
         }
         match msg {
-            PeerMsg::Data {
-                req,
-                offset,
-                total,
-                bytes,
-            } => {
+            PeerMsg::Data { req, offset, total, bytes } => {
                 let Some(p) = self.pending.get_mut(&(slot, req)) else {
                     return steps; // the rest of a refused answer, or a stray frame
                 };
@@ -349,17 +313,14 @@ impl Download {
                     Err(e) => {
                         let p = self.pending.remove(&(slot, req)).expect("present");
                         self.outstanding[slot] -= 1;
-                        steps.push(Step::Rejected {
-                            slot,
-                            index: p.index,
-                            reason: e.to_string(),
-                        });
+                        if matches!(e, ProtoError::BadChunk(_)) {
+                            let chunk = self.manifest.chunks[p.index];
+                            steps.push(Step::BadSource { slot, chunk });
+                        }
+                        steps.push(Step::Rejected { slot, index: p.index, reason: e.to_string() });
                         let attempts = p.attempts + 1;
                         if attempts >= MAX_ATTEMPTS {
-                            steps.push(self.fail(TransferError::TooManyFailures {
-                                index: p.index,
-                                attempts,
-                            }));
+                            steps.push(self.fail(TransferError::TooManyFailures { index: p.index, attempts }));
                             return steps;
                         }
                         self.requeue(p.index, attempts, Some(slot));
@@ -370,11 +331,7 @@ impl Download {
                 if let Some(p) = self.pending.remove(&(slot, req)) {
                     self.outstanding[slot] -= 1;
                     self.holders[p.index].retain(|&s| s != slot);
-                    steps.push(Step::Rejected {
-                        slot,
-                        index: p.index,
-                        reason: "missing".into(),
-                    });
+                    steps.push(Step::Rejected { slot, index: p.index, reason: "missing".into() });
                     self.requeue(p.index, p.attempts, Some(slot));
                 }
             }
@@ -410,11 +367,7 @@ impl Download {
                 self.bytes_done += self.manifest.chunk_len(i) as u64;
             }
         }
-        steps.push(Step::Stored {
-            index,
-            chunk: id,
-            bytes,
-        });
+        steps.push(Step::Stored { index, chunk: id, bytes });
         if self.is_complete() && !self.finished {
             self.finished = true;
             steps.push(Step::Complete);
@@ -434,11 +387,7 @@ impl Download {
             steps.push(Step::Complete);
             return steps;
         }
-        let mut in_flight_ids: Vec<ChunkId> = self
-            .pending
-            .values()
-            .map(|p| self.manifest.chunks[p.index])
-            .collect();
+        let mut in_flight_ids: Vec<ChunkId> = self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
         for k in 0..self.order.len() {
             let index = self.order[k];
             let ChunkState::Needed { attempts, avoid } = self.state[index] else {
@@ -448,49 +397,32 @@ impl Download {
             if in_flight_ids.contains(&id) {
                 continue; // the same bytes are already on their way for another index
             }
-            let live: Vec<usize> = self.holders[index]
-                .iter()
-                .copied()
-                .filter(|&s| self.slots[s] != SlotState::Gone)
-                .collect();
+            let live: Vec<usize> =
+                self.holders[index].iter().copied().filter(|&s| self.slots[s] != SlotState::Gone).collect();
             if live.is_empty() {
                 steps.push(self.fail(TransferError::Unavailable { index }));
                 return steps;
             }
-            let ready = live
-                .iter()
-                .copied()
-                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE);
-            let pick =
-                ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
+            let ready =
+                live.iter().copied().filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE);
+            let pick = ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
             match pick {
                 Some(slot) => {
                     let req = self.next_req;
                     self.next_req = self.next_req.wrapping_add(1).max(1);
                     let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
-                    self.pending.insert(
-                        (slot, req),
-                        Pending {
-                            index,
-                            attempts,
-                            asm,
-                        },
-                    );
+                    self.pending.insert((slot, req), Pending { index, attempts, asm });
                     if self.outstanding[slot] == 0 {
                         self.last_heard[slot] = self.clock;
                     }
                     self.outstanding[slot] += 1;
                     self.state[index] = ChunkState::InFlight;
                     in_flight_ids.push(id);
-                    steps.push(Step::Send {
-                        slot,
-                        bytes: PeerMsg::Request { req, chunk: id }.encode(),
-                    });
+                    steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
                 }
                 None => {
-                    let waiting = live.iter().any(|&s| {
-                        matches!(self.slots[s], SlotState::Connecting | SlotState::Ready)
-                    });
+                    let waiting =
+                        live.iter().any(|&s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
                     if !waiting {
                         let slot = live[0];
                         self.slots[slot] = SlotState::Connecting;

@@ -17,10 +17,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 async fn sleep(ms: i32) {
     let p = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
-            .unwrap();
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
     });
     JsFuture::from(p).await.unwrap();
 }
@@ -63,15 +60,8 @@ async fn chunks_flow_over_a_real_data_channel() {
     let manifest = b.finish();
     let holder = PeerId::from_secret("holder");
     let n = manifest.chunks.len();
-    let mut dl = Download::new(
-        manifest.file_id(),
-        manifest.clone(),
-        vec![holder],
-        vec![vec![0]; n],
-        None,
-        |_| false,
-    )
-    .unwrap();
+    let mut dl =
+        Download::new(manifest.file_id(), manifest.clone(), vec![holder], vec![vec![0]; n], None, |_| false).unwrap();
     assert_eq!(dl.start(), vec![Step::Connect { slot: 0 }]);
     w.borrow_mut().download = Some(dl);
 
@@ -90,8 +80,7 @@ async fn chunks_flow_over_a_real_data_channel() {
                     Rc::new(move |ev| match ev {
                         RtcEvent::Signal(s) => w3.borrow().offerer.as_ref().unwrap().on_signal(s),
                         RtcEvent::Message(bytes) => {
-                            let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes)
-                            else {
+                            let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else {
                                 return;
                             };
                             let frames = serve_request(&w3.borrow().store, req, &chunk);
@@ -123,18 +112,10 @@ async fn chunks_flow_over_a_real_data_channel() {
             }
             RtcEvent::Message(bytes) => {
                 let msg = PeerMsg::decode(&bytes).unwrap();
-                let steps = w2
-                    .borrow_mut()
-                    .download
-                    .as_mut()
-                    .unwrap()
-                    .on_message(0, msg);
+                let steps = w2.borrow_mut().download.as_mut().unwrap().on_message(0, msg);
                 apply(&w2, steps);
             }
-            RtcEvent::Closed(reason) => w2
-                .borrow_mut()
-                .log
-                .push(format!("offerer closed: {reason}")),
+            RtcEvent::Closed(reason) => w2.borrow_mut().log.push(format!("offerer closed: {reason}")),
         }),
     )
     .unwrap();
@@ -147,20 +128,12 @@ async fn chunks_flow_over_a_real_data_channel() {
         sleep(50).await;
     }
     let world = w.borrow();
-    assert!(
-        world.complete,
-        "download over the data channel completed; log: {:?}",
-        world.log
-    );
+    assert!(world.complete, "download over the data channel completed; log: {:?}", world.log);
     let rebuilt: Vec<u8> = world.stored.concat();
     assert_eq!(rebuilt.len(), file.len());
     assert_eq!(
         manifest.chunks,
-        world
-            .stored
-            .iter()
-            .map(|c| ChunkId::of(c))
-            .collect::<Vec<_>>(),
+        world.stored.iter().map(|c| ChunkId::of(c)).collect::<Vec<_>>(),
         "chunks arrive verified (in order here: one peer, ordered channel)"
     );
     // Every byte was counted on both sides (3 requests of 37 bytes; 600 KiB + headers back).
