@@ -18,6 +18,7 @@ pub enum Request {
     Put { paths: Vec<PathBuf> },
     Get { file: String, output: Option<PathBuf>, force: bool },
     Status,
+    Leave,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,30 +36,37 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")
 }
 
-/// Serves control requests for `node` until the process ends.
-pub async fn listen(node: Arc<Node>, data_dir: &Path) -> anyhow::Result<()> {
+/// Serves control requests for `node` until the process ends. The returned `Notify` fires
+/// when a `leave` has completed and the peer should stop.
+pub async fn listen(node: Arc<Node>, data_dir: &Path) -> anyhow::Result<Arc<tokio::sync::Notify>> {
     let path = socket_path(data_dir);
     if UnixStream::connect(&path).await.is_ok() {
         anyhow::bail!("another peer is already running on {}", data_dir.display());
     }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stop2 = stop.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(handle(node.clone(), stream));
+            tokio::spawn(handle(node.clone(), stream, stop2.clone()));
         }
     });
-    Ok(())
+    Ok(stop)
 }
 
-async fn handle(node: Arc<Node>, stream: UnixStream) {
+async fn handle(node: Arc<Node>, stream: UnixStream, stop: Arc<tokio::sync::Notify>) {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(r).read_line(&mut line).await.is_err() {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => match execute(&node, req).await {
+        Ok(req) => match execute(&node, req).await.inspect(|v| {
+            if v.get("left").is_some() {
+                stop.notify_one();
+            }
+        }) {
             Ok(result) => Response { ok: true, result, error: String::new(), exit_code: 0 },
             Err(e) => Response {
                 ok: false,
@@ -113,12 +121,20 @@ pub async fn execute(node: &Arc<Node>, req: Request) -> anyhow::Result<Value> {
                 "seconds": secs,
             }))
         }
+        Request::Leave => {
+            let stranded = node.leave(std::time::Duration::from_secs(300)).await?;
+            Ok(json!({ "left": true, "stranded_chunks": stranded }))
+        }
         Request::Status => Ok(json!({
             "peer_id": node.peer_id(),
             "chunks": node.store.list().len(),
             "files": node.store.files().len(),
             "data_channel_bytes_received": node.stats.received.load(Ordering::Relaxed),
             "data_channel_bytes_sent": node.stats.sent.load(Ordering::Relaxed),
+            "relay_bytes_received": node.stats.relay_received.load(Ordering::Relaxed),
+            "relay_bytes_sent": node.stats.relay_sent.load(Ordering::Relaxed),
+            "storage_used": node.store.used(),
+            "storage_capacity": node.store.capacity,
         })),
     }
 }

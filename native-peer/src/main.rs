@@ -1,14 +1,7 @@
 //! `pp-peer`: the Peer Pressure native peer. `run` joins the swarm and serves; `put`, `get`
 //! and `status` act through the running peer of the same data dir, or as a short-lived peer.
 
-mod cli;
-mod control;
-mod download;
-mod identity;
-mod node;
-mod rtc;
-mod store;
-mod tracker_client;
+use native_peer::{cli, control, node};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +23,15 @@ struct Args {
     /// Local address for WebRTC (UDP) host candidates.
     #[arg(long, global = true, env = "PP_RTC_IP", default_value = "127.0.0.1")]
     rtc_ip: IpAddr,
+    /// Most bytes of chunks this peer keeps (e.g. 500M, 20G).
+    #[arg(long, global = true, env = "PP_MAX_STORAGE", default_value = "10G", value_parser = parse_size)]
+    max_storage: u64,
+    /// Seconds a WebRTC data channel has to open before the tracker relay is used.
+    #[arg(long, global = true, env = "PP_RTC_TIMEOUT", default_value_t = 8.0)]
+    rtc_timeout: f64,
+    /// Never use WebRTC: exchange chunks through the tracker relay only.
+    #[arg(long, global = true, env = "PP_RELAY_ONLY")]
+    relay_only: bool,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -58,6 +60,31 @@ enum Cmd {
     },
     /// Show this peer's id and counters.
     Status,
+    /// Hand this peer's chunks to others, then stop the running peer.
+    Leave,
+}
+
+/// Parses sizes like `1048576`, `512K`, `500M`, `20G`, `1T` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix {c:?} (use K, M, G or T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
+    if !(n >= 0.0) {
+        return Err(format!("not a size: {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
 }
 
 fn main() {
@@ -77,15 +104,27 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     str0m::crypto::from_feature_flags().install_process_default();
+    let config = node::NodeConfig {
+        tracker_url: args.tracker.clone(),
+        rtc_ip: args.rtc_ip,
+        max_storage: args.max_storage,
+        rtc_timeout: std::time::Duration::from_secs_f64(args.rtc_timeout),
+        relay_only: args.relay_only,
+        connect_attempts: if matches!(args.cmd, Cmd::Run) { u32::MAX } else { 5 },
+    };
     let request = match args.cmd {
         Cmd::Run => {
-            let node = node::Node::start(&args.tracker, &args.data_dir, args.rtc_ip).await?;
-            control::listen(node.clone(), &args.data_dir).await?;
+            let node = node::Node::start(config, &args.data_dir).await?;
+            let stop = control::listen(node.clone(), &args.data_dir).await?;
             println!("peer {} running (data dir {})", node.peer_id(), args.data_dir.display());
-            tokio::signal::ctrl_c().await?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = stop.notified() => tracing::info!("left the swarm"),
+            }
             let _ = std::fs::remove_file(control::socket_path(&args.data_dir));
             return Ok(());
         }
+        Cmd::Leave => Request::Leave,
         Cmd::Put { files } => Request::Put {
             paths: files
                 .iter()
@@ -104,7 +143,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(resp.exit_code.max(1));
         }
         None => {
-            let node = node::Node::start(&args.tracker, &args.data_dir, args.rtc_ip).await?;
+            let node = node::Node::start(config, &args.data_dir).await?;
             control::execute(&node, request).await?
         }
     };

@@ -1,48 +1,91 @@
-//! A running native peer: its tracker connection, its chunk store, and its WebRTC links.
-//! Incoming offers become serving links; downloads open links of their own (see
-//! [`crate::download`]). Signalling for every link is routed by (peer, conn).
+//! A running native peer: its tracker connection, its chunk store, its connections to other
+//! peers, and its duties to the swarm: answering offers and relayed requests (serving),
+//! carrying out replication orders, dropping trimmed chunks, handing chunks off on `leave`.
 
+use crate::conn::{FetchError, Outbound, PeerConn};
+use crate::relay::RelaySender;
 use crate::rtc::{Link, LinkEvent, SignalHandle};
 use crate::store::{ChunkStore, StoredFile};
-use crate::tracker_client::{IncomingSignal, TrackerClient};
-use anyhow::{bail, Context};
+use crate::tracker_client::{Incoming, TrackerClient};
+use anyhow::{anyhow, bail, Context};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use swarm_core::chunk_proto::{frames, PeerMsg, DEFAULT_FRAME_PAYLOAD};
+use swarm_core::relay::RelayFrame;
 use swarm_core::wire::FileMeta;
-use swarm_core::{ClientMsg, FileId, ManifestBuilder, PeerId, ServerMsg, Signal, CHUNK_SIZE};
-use tokio::sync::mpsc;
+use swarm_core::{ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, ServerMsg, Signal, CHUNK_SIZE};
+use tokio::sync::{mpsc, watch, OnceCell, Semaphore};
 
-/// Bytes this peer moved over data channels (tests read these to prove the path).
+/// Bytes this peer moved (tests read these to prove the path the bytes took).
 #[derive(Debug, Default)]
 pub struct DataStats {
     pub received: AtomicU64,
     pub sent: AtomicU64,
+    pub relay_received: AtomicU64,
+    pub relay_sent: AtomicU64,
 }
+
+/// How a node is started.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub tracker_url: String,
+    pub rtc_ip: IpAddr,
+    /// Most bytes of chunks to keep.
+    pub max_storage: u64,
+    /// Time a data channel has to open before the relay is used.
+    pub rtc_timeout: Duration,
+    /// Never try WebRTC (for tests and hostile networks).
+    pub relay_only: bool,
+    /// Connection attempts before giving up at start.
+    pub connect_attempts: u32,
+}
+
+/// Replication orders carried out at once.
+const ORDER_CONCURRENCY: usize = 8;
+
+type ConnCell = Arc<OnceCell<Arc<PeerConn>>>;
 
 pub struct Node {
     pub tracker: Arc<TrackerClient>,
     pub store: ChunkStore,
-    pub rtc_ip: IpAddr,
+    pub config: NodeConfig,
+    /// Signalling routes of WebRTC links, by (peer, conn).
     routes: Mutex<HashMap<(PeerId, u64), SignalHandle>>,
+    /// Relay connections this node fetches through, by (peer, conn).
+    relay_routes: Mutex<HashMap<(PeerId, u64), mpsc::UnboundedSender<LinkEvent>>>,
+    /// Fetching connections, one per remote peer, shared.
+    conns: Mutex<HashMap<PeerId, ConnCell>>,
+    orders: Semaphore,
+    /// `LeaveReady` from the tracker: the number of stranded chunks.
+    leave_ready: watch::Sender<Option<u32>>,
     pub stats: DataStats,
 }
 
 impl Node {
-    /// Connects to the tracker, announces the whole inventory and starts answering offers.
-    pub async fn start(tracker_url: &str, data_dir: &Path, rtc_ip: IpAddr) -> anyhow::Result<Arc<Self>> {
-        let store = ChunkStore::open(data_dir)?;
+    /// Connects to the tracker, announces the whole inventory and starts its duties.
+    pub async fn start(config: NodeConfig, data_dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let store = ChunkStore::open_with_capacity(data_dir, config.max_storage)?;
         let secret = crate::identity::load_or_create_secret(data_dir)?;
-        let (tracker, signals) = TrackerClient::connect(tracker_url, &secret).await?;
-        let inventory = store.list();
-        tracing::info!(peer = %tracker.peer_id, chunks = inventory.len(), "joined the swarm");
-        tracker.send(ClientMsg::Have { chunks: inventory, full: true });
-        let node = Arc::new(Self { tracker, store, rtc_ip, routes: Mutex::default(), stats: DataStats::default() });
-        tokio::spawn(node.clone().route_signals(signals));
+        let (tracker, incoming) = TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts).await?;
+        let node = Arc::new(Self {
+            tracker,
+            store,
+            config,
+            routes: Mutex::default(),
+            relay_routes: Mutex::default(),
+            conns: Mutex::default(),
+            orders: Semaphore::new(ORDER_CONCURRENCY),
+            leave_ready: watch::Sender::new(None),
+            stats: DataStats::default(),
+        });
+        node.announce();
+        tracing::info!(peer = %node.peer_id(), chunks = node.store.list().len(), "joined the swarm");
+        tokio::spawn(node.clone().dispatch(incoming));
         Ok(node)
     }
 
@@ -50,45 +93,99 @@ impl Node {
         &self.tracker.peer_id
     }
 
-    async fn route_signals(self: Arc<Self>, mut signals: mpsc::UnboundedReceiver<IncomingSignal>) {
-        while let Some((from, conn, signal)) = signals.recv().await {
-            if let Signal::Offer { sdp } = &signal {
-                match Link::answer(self.rtc_ip, sdp).await {
-                    Ok(link) => {
-                        self.routes.lock().unwrap().insert((from.clone(), conn), link.signal_handle());
-                        tokio::spawn(self.clone().serve_link(from, conn, link));
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %from, "cannot answer offer: {e:#}");
-                        let close = Signal::Close { reason: format!("{e:#}") };
-                        self.tracker.send(ClientMsg::Signal { to: from, conn, signal: close });
-                    }
+    /// Tells the tracker everything this peer holds and the room it offers.
+    fn announce(&self) {
+        self.tracker.send(ClientMsg::Have { chunks: self.store.list(), full: true });
+        self.report_storage();
+    }
+
+    fn report_storage(&self) {
+        self.tracker.send(ClientMsg::Storage { used: self.store.used(), capacity: self.store.capacity });
+    }
+
+    async fn dispatch(self: Arc<Self>, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
+        while let Some(inc) = incoming.recv().await {
+            match inc {
+                Incoming::Reconnected => self.announce(),
+                Incoming::Relay(frame) => self.on_relay(frame),
+                Incoming::Msg(ServerMsg::Signal { from, conn, signal }) => self.on_signal(from, conn, signal).await,
+                Incoming::Msg(ServerMsg::Replicate { order, chunk, size, sources }) => {
+                    tokio::spawn(self.clone().replicate(order, chunk, size, sources));
                 }
-                continue;
-            }
-            let route = self.routes.lock().unwrap().get(&(from.clone(), conn)).cloned();
-            match route {
-                Some(r) => r.deliver(signal),
-                None => tracing::debug!(peer = %from, conn, "signal for an unknown link"),
+                Incoming::Msg(ServerMsg::Trim { chunks }) => {
+                    let dropped: Vec<ChunkId> = chunks.into_iter().filter(|c| self.store.remove(c)).collect();
+                    tracing::info!(chunks = dropped.len(), "trimmed surplus copies");
+                    self.tracker.send(ClientMsg::Dropped { chunks: dropped });
+                    self.report_storage();
+                }
+                Incoming::Msg(ServerMsg::LeaveReady { stranded }) => {
+                    self.leave_ready.send_replace(Some(stranded));
+                }
+                Incoming::Msg(other) => tracing::debug!(?other, "unexpected message from the tracker"),
             }
         }
     }
 
-    /// Carries a link's own signalling to the remote peer.
-    pub fn forward_signal(&self, to: &PeerId, conn: u64, s: Signal) {
-        self.tracker.send(ClientMsg::Signal { to: to.clone(), conn, signal: s });
+    async fn on_signal(self: &Arc<Self>, from: PeerId, conn: u64, signal: Signal) {
+        if let Signal::Offer { sdp } = &signal {
+            if self.config.relay_only {
+                let close = Signal::Close { reason: "this peer uses the relay only".into() };
+                self.tracker.send(ClientMsg::Signal { to: from, conn, signal: close });
+                return;
+            }
+            match Link::answer(self.config.rtc_ip, sdp).await {
+                Ok(link) => {
+                    self.routes.lock().unwrap().insert((from.clone(), conn), link.signal_handle());
+                    tokio::spawn(self.clone().serve_link(from, conn, link));
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %from, "cannot answer offer: {e:#}");
+                    let close = Signal::Close { reason: format!("{e:#}") };
+                    self.tracker.send(ClientMsg::Signal { to: from, conn, signal: close });
+                }
+            }
+            return;
+        }
+        let route = self.routes.lock().unwrap().get(&(from.clone(), conn)).cloned();
+        match route {
+            Some(r) => r.deliver(signal),
+            None => tracing::debug!(peer = %from, conn, "signal for an unknown link"),
+        }
     }
 
-    /// Opens a link to `to` as the offerer; returns it with its connection number.
-    pub async fn open_link(&self, to: &PeerId) -> anyhow::Result<(Link, u64)> {
-        let link = Link::offer(self.rtc_ip).await?;
-        let conn = rand::random::<u64>() >> 12; // stays exact in JavaScript numbers
-        self.routes.lock().unwrap().insert((to.clone(), conn), link.signal_handle());
-        Ok((link, conn))
+    /// A relay frame: an answer for one of our relay connections, or a request to serve.
+    fn on_relay(self: &Arc<Self>, frame: RelayFrame) {
+        self.stats.relay_received.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        let key = (frame.peer.clone(), frame.conn);
+        if let Some(tx) = self.relay_routes.lock().unwrap().get(&key) {
+            let _ = tx.send(LinkEvent::Message(frame.payload));
+            return;
+        }
+        match PeerMsg::decode(&frame.payload) {
+            Ok(PeerMsg::Request { req, chunk }) => {
+                let sender = RelaySender { tracker: self.tracker.clone(), peer: frame.peer, conn: frame.conn };
+                let node = self.clone();
+                tokio::spawn(async move {
+                    for m in node.answer(req, chunk).await {
+                        node.stats.relay_sent.fetch_add(m.len() as u64, Ordering::Relaxed);
+                        if sender.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Ok(_) => tracing::debug!(peer = %frame.peer.short(), "relay answer for no open request"),
+            Err(e) => tracing::warn!(peer = %frame.peer.short(), "bad relayed message: {e}"),
+        }
     }
 
-    pub fn close_route(&self, to: &PeerId, conn: u64) {
-        self.routes.lock().unwrap().remove(&(to.clone(), conn));
+    /// The frames answering a request: the chunk, verified from disk, or `missing`.
+    async fn answer(&self, req: u32, chunk: ChunkId) -> Vec<Vec<u8>> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.get(&chunk)).await {
+            Ok(Ok(Some(b))) => frames(req, &b, DEFAULT_FRAME_PAYLOAD).collect(),
+            _ => vec![PeerMsg::Missing { req }.encode()],
+        }
     }
 
     /// Serves chunk requests arriving on an answered link until it closes.
@@ -101,13 +198,7 @@ impl Node {
                     self.stats.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     match PeerMsg::decode(&bytes) {
                         Ok(PeerMsg::Request { req, chunk }) => {
-                            let store = self.store.clone();
-                            let data = tokio::task::spawn_blocking(move || store.get(&chunk)).await;
-                            let msgs: Vec<Vec<u8>> = match data {
-                                Ok(Ok(Some(b))) => frames(req, &b, DEFAULT_FRAME_PAYLOAD).collect(),
-                                _ => vec![PeerMsg::Missing { req }.encode()],
-                            };
-                            for m in msgs {
+                            for m in self.answer(req, chunk).await {
                                 self.stats.sent.fetch_add(m.len() as u64, Ordering::Relaxed);
                                 if link.sender.send(m).await.is_err() {
                                     break;
@@ -126,7 +217,203 @@ impl Node {
                 }
             }
         }
-        self.close_route(&from, conn);
+        self.routes.lock().unwrap().remove(&(from, conn));
+    }
+
+    fn forward_signal(&self, to: &PeerId, conn: u64, s: Signal) {
+        self.tracker.send(ClientMsg::Signal { to: to.clone(), conn, signal: s });
+    }
+
+    /// The shared fetching connection to `peer`, opened on first use: a WebRTC data channel,
+    /// or the tracker relay if none opens in time.
+    pub async fn conn(self: &Arc<Self>, peer: &PeerId) -> anyhow::Result<Arc<PeerConn>> {
+        for _ in 0..2 {
+            let cell = self.conns.lock().unwrap().entry(peer.clone()).or_default().clone();
+            match cell.get_or_try_init(|| self.open_conn(peer)).await {
+                Ok(c) if !c.is_closed() => return Ok(c.clone()),
+                Ok(_) => {}
+                Err(e) => {
+                    self.forget_conn(peer, &cell);
+                    return Err(e);
+                }
+            }
+            self.forget_conn(peer, &cell);
+        }
+        bail!("connection to {} keeps closing", peer.short())
+    }
+
+    fn forget_conn(&self, peer: &PeerId, cell: &ConnCell) {
+        let mut conns = self.conns.lock().unwrap();
+        if conns.get(peer).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            conns.remove(peer);
+        }
+    }
+
+    async fn open_conn(self: &Arc<Self>, peer: &PeerId) -> anyhow::Result<Arc<PeerConn>> {
+        if !self.config.relay_only {
+            match self.open_rtc(peer).await {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(peer = %peer.short(), "no data channel ({e:#}): using the tracker relay"),
+            }
+        }
+        let conn_id = rand::random::<u64>() >> 12;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.relay_routes.lock().unwrap().insert((peer.clone(), conn_id), tx);
+        let sender = RelaySender { tracker: self.tracker.clone(), peer: peer.clone(), conn: conn_id };
+        let (node, key) = (Arc::downgrade(self), (peer.clone(), conn_id));
+        Ok(PeerConn::start(
+            peer.clone(),
+            "relay",
+            Outbound::Relay(sender),
+            rx,
+            |_| {},
+            move || {
+                if let Some(n) = node.upgrade() {
+                    n.relay_routes.lock().unwrap().remove(&key);
+                }
+            },
+        ))
+    }
+
+    async fn open_rtc(self: &Arc<Self>, peer: &PeerId) -> anyhow::Result<Arc<PeerConn>> {
+        let mut link = Link::offer(self.config.rtc_ip).await?;
+        let conn_id = rand::random::<u64>() >> 12; // stays exact in JavaScript numbers
+        self.routes.lock().unwrap().insert((peer.clone(), conn_id), link.signal_handle());
+        let opened = tokio::time::timeout(self.config.rtc_timeout, async {
+            while let Some(ev) = link.events.recv().await {
+                match ev {
+                    LinkEvent::Signal(s) => self.forward_signal(peer, conn_id, s),
+                    LinkEvent::Open => return Ok(()),
+                    LinkEvent::Closed(r) => return Err(anyhow!("link closed before opening: {r}")),
+                    LinkEvent::Message(_) => {}
+                }
+            }
+            Err(anyhow!("link ended"))
+        })
+        .await;
+        let opened =
+            opened.map_err(|_| anyhow!("no data channel within {:?}", self.config.rtc_timeout)).and_then(|r| r);
+        if let Err(e) = opened {
+            self.routes.lock().unwrap().remove(&(peer.clone(), conn_id));
+            return Err(e);
+        }
+        tracing::debug!(peer = %peer.short(), "data channel open");
+        // Pump: signalling to the tracker, everything else to the connection.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sender = link.sender.clone();
+        let (node, to) = (Arc::downgrade(self), peer.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = link.events.recv().await {
+                match ev {
+                    LinkEvent::Signal(s) => match node.upgrade() {
+                        Some(n) => n.forward_signal(&to, conn_id, s),
+                        None => break,
+                    },
+                    other => {
+                        let closed = matches!(other, LinkEvent::Closed(_));
+                        if tx.send(other).is_err() || closed {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(n) = node.upgrade() {
+                n.routes.lock().unwrap().remove(&(to, conn_id));
+            }
+            drop(link);
+        });
+        let stats_node = Arc::downgrade(self);
+        Ok(PeerConn::start(
+            peer.clone(),
+            "webrtc",
+            Outbound::Link(sender),
+            rx,
+            move |n| {
+                if let Some(node) = stats_node.upgrade() {
+                    node.stats.received.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            },
+            || {},
+        ))
+    }
+
+    /// Fetches one chunk from `peer`, verifies and stores it, and announces it. A bad chunk
+    /// is reported to the tracker and never stored.
+    pub async fn fetch_chunk(self: &Arc<Self>, peer: &PeerId, chunk: ChunkId, len: u32) -> Result<(), FetchError> {
+        let conn = self.conn(peer).await.map_err(|e| FetchError::Closed(format!("{e:#}")))?;
+        let started = std::time::Instant::now();
+        let bytes = match conn.fetch(chunk, len).await {
+            Ok(b) => b,
+            Err(FetchError::Bad(e)) => {
+                tracing::warn!(peer = %peer.short(), chunk = %chunk.short(), "refused a bad chunk: {e}");
+                self.tracker.send(ClientMsg::BadSource { peer: peer.clone(), chunk });
+                return Err(FetchError::Bad(e));
+            }
+            Err(e) => return Err(e),
+        };
+        let secs = started.elapsed().as_secs_f64().max(1e-6);
+        tracing::debug!(
+            chunk = %chunk.short(),
+            peer = %peer.short(),
+            via = conn.via,
+            ms = (secs * 1000.0) as u64,
+            mb_s = format!("{:.1}", bytes.len() as f64 / secs / 1e6),
+            "chunk received"
+        );
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+            .await
+            .map_err(|e| FetchError::Closed(e.to_string()))?
+            .map_err(|e| FetchError::Store(e.to_string()))?;
+        self.tracker.send(ClientMsg::Have { chunks: vec![chunk], full: false });
+        Ok(())
+    }
+
+    /// Carries out a replication order.
+    async fn replicate(self: Arc<Self>, order: u64, chunk: ChunkId, size: u32, sources: Vec<PeerId>) {
+        let Ok(_permit) = self.orders.acquire().await else { return };
+        let result = async {
+            if self.store.has(&chunk) {
+                self.tracker.send(ClientMsg::Have { chunks: vec![chunk], full: false });
+                return Ok(());
+            }
+            if !self.store.has_room(size as u64) {
+                return Err(format!("no room: {} of {} bytes used", self.store.used(), self.store.capacity));
+            }
+            let mut last = String::from("no sources");
+            for src in sources.iter().filter(|s| *s != self.peer_id()) {
+                match self.fetch_chunk(src, chunk, size).await {
+                    Ok(()) => return Ok(()),
+                    Err(FetchError::Store(e)) => return Err(e),
+                    Err(e) => last = format!("{}: {e}", src.short()),
+                }
+            }
+            Err(format!("no source delivered: {last}"))
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::debug!(order, chunk = %chunk.short(), "replication order done");
+                self.tracker.send(ClientMsg::OrderDone { order });
+            }
+            Err(reason) => {
+                tracing::warn!(order, chunk = %chunk.short(), "replication order failed: {reason}");
+                self.tracker.send(ClientMsg::OrderFailed { order, reason });
+            }
+        }
+        self.report_storage();
+    }
+
+    /// Asks the tracker to hand this peer's chunks to others and waits until it has.
+    /// Returns the number of chunks no staying peer holds.
+    pub async fn leave(&self, timeout: Duration) -> anyhow::Result<u32> {
+        let mut rx = self.leave_ready.subscribe();
+        rx.borrow_and_update();
+        self.tracker.send(ClientMsg::Leave);
+        let ready = tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
+            .await
+            .context("the swarm did not take over this peer's chunks in time")??;
+        Ok(ready.unwrap_or(0))
     }
 
     /// Chunks, hashes and stores a file (streaming), then announces and publishes it.
@@ -158,6 +445,7 @@ impl Node {
         let mime = mime_guess::from_path(&name).first_or_octet_stream().to_string();
         let meta = FileMeta { name, mime };
         self.tracker.send(ClientMsg::Have { chunks: manifest.chunks.clone(), full: false });
+        self.report_storage();
         let answer = self
             .tracker
             .request(|req| ClientMsg::Publish { req, manifest: manifest.clone(), meta: meta.clone() })

@@ -5,6 +5,8 @@
 use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, FileId, Manifest};
 
@@ -14,6 +16,8 @@ pub enum StoreError {
     Content(#[from] swarm_core::content::ContentError),
     #[error("chunk store I/O at {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("no room: storing {need} more bytes would exceed the {capacity}-byte limit ({used} used)")]
+    NoRoom { need: u64, used: u64, capacity: u64 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -23,6 +27,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
     root: PathBuf,
+    /// Most bytes of chunks this store keeps (`--max-storage`).
+    pub capacity: u64,
+    used: Arc<AtomicU64>,
 }
 
 /// A file record kept beside the chunks.
@@ -34,6 +41,10 @@ pub struct StoredFile {
 
 impl ChunkStore {
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with_capacity(data_dir, u64::MAX)
+    }
+
+    pub fn open_with_capacity(data_dir: &Path, capacity: u64) -> anyhow::Result<Self> {
         let root = data_dir.to_path_buf();
         for sub in ["chunks", "files", "tmp"] {
             std::fs::create_dir_all(root.join(sub))
@@ -45,7 +56,33 @@ impl ChunkStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(Self { root })
+        let mut store = Self { root, capacity, used: Arc::default() };
+        let used: u64 =
+            store.list().iter().filter_map(|c| std::fs::metadata(store.chunk_path(c)).ok()).map(|m| m.len()).sum();
+        store.used = Arc::new(AtomicU64::new(used));
+        Ok(store)
+    }
+
+    /// Bytes of chunks stored.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether `bytes` more fit under the capacity.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.used().saturating_add(bytes) <= self.capacity
+    }
+
+    /// Deletes a chunk (e.g. trimmed by the tracker). Returns whether it was there.
+    pub fn remove(&self, id: &ChunkId) -> bool {
+        let path = self.chunk_path(id);
+        match std::fs::metadata(&path) {
+            Ok(m) if std::fs::remove_file(&path).is_ok() => {
+                self.used.fetch_sub(m.len().min(self.used()), Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn chunk_path(&self, id: &ChunkId) -> PathBuf {
@@ -64,7 +101,13 @@ impl ChunkStore {
         if path.is_file() {
             return Ok(());
         }
-        self.write_atomic(&path, bytes)
+        let need = bytes.len() as u64;
+        if !self.has_room(need) {
+            return Err(StoreError::NoRoom { need, used: self.used(), capacity: self.capacity });
+        }
+        self.write_atomic(&path, bytes)?;
+        self.used.fetch_add(need, Ordering::Relaxed);
+        Ok(())
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -94,7 +137,7 @@ impl ChunkStore {
         };
         if id.verify(&bytes).is_err() {
             tracing::warn!(chunk = %id.short(), "corrupt chunk on disk: dropping it");
-            let _ = std::fs::remove_file(&path);
+            self.remove(id);
             return Ok(None);
         }
         Ok(Some(bytes))
@@ -152,6 +195,22 @@ mod tests {
         store.put(&id, b"chunk").unwrap();
         assert_eq!(store.get(&id).unwrap().unwrap(), b"chunk");
         assert_eq!(store.list(), vec![id]);
+    }
+
+    #[test]
+    fn capacity_is_honoured_and_nothing_half_written_remains() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open_with_capacity(dir.path(), 10).unwrap();
+        store.put(&ChunkId::of(b"123456"), b"123456").unwrap();
+        let id = ChunkId::of(b"abcdef");
+        assert!(matches!(store.put(&id, b"abcdef"), Err(StoreError::NoRoom { .. })));
+        assert!(!store.has(&id));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(store.remove(&ChunkId::of(b"123456")));
+        store.put(&id, b"abcdef").unwrap();
+        assert_eq!(store.used(), 6);
+        let reopened = ChunkStore::open_with_capacity(dir.path(), 10).unwrap();
+        assert_eq!(reopened.used(), 6, "usage is recounted from disk");
     }
 
     #[test]

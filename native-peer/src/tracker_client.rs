@@ -1,6 +1,7 @@
 //! The native peer's connection to the tracker: says hello with this peer's secret, sends
-//! heartbeats, matches answers to requests by `req`, and hands incoming WebRTC signalling to
-//! the node.
+//! heartbeats, matches answers to requests by `req`, and hands everything else (signalling,
+//! relay frames, replication orders) to the node. When the tracker goes away it reconnects
+//! with backoff, says so in the log, and re-announces the whole inventory.
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -8,10 +9,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swarm_core::relay::RelayFrame;
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
-use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg, Signal};
+use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An error the tracker answered with.
 #[derive(Debug, thiserror::Error)]
@@ -21,98 +27,200 @@ pub struct TrackerError {
     pub message: String,
 }
 
-/// Signalling from another peer: (from, conn, signal).
-pub type IncomingSignal = (PeerId, u64, Signal);
+/// What the tracker sends that is not an answer to a request.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Signalling, replication orders, trims, leave answers.
+    Msg(ServerMsg),
+    /// A relayed chunk-protocol message from another peer.
+    Relay(RelayFrame),
+    /// A new session with the tracker began (after a reconnect): re-announce.
+    Reconnected,
+}
+
+enum Outgoing {
+    Json(ClientMsg),
+}
 
 pub struct TrackerClient {
-    out: mpsc::UnboundedSender<ClientMsg>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    relay_out: mpsc::Sender<Vec<u8>>,
     pending: Mutex<HashMap<u32, oneshot::Sender<ServerMsg>>>,
     next_req: AtomicU32,
     pub peer_id: PeerId,
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+async fn open_session(url: &str, secret: &str) -> anyhow::Result<(Ws, PeerId)> {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(url).await.with_context(|| format!("cannot reach the tracker at {url}"))?;
+    let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
+    ws.send(Message::Text(hello.to_json().into())).await?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .context("tracker did not answer hello")?
+            .ok_or_else(|| anyhow!("tracker closed the connection"))??;
+        if let Message::Text(t) = msg {
+            match serde_json::from_str::<ServerMsg>(t.as_str())? {
+                ServerMsg::Welcome { peer_id, .. } => return Ok((ws, peer_id)),
+                ServerMsg::Error { message, code, .. } => bail!(TrackerError { code, message }),
+                _ => {}
+            }
+        }
+    }
+}
 
 impl TrackerClient {
-    /// Connects, says hello and waits for the welcome.
+    /// Connects (retrying with backoff up to `first_attempts` times), says hello and waits
+    /// for the welcome; afterwards the connection is kept up for the life of the process.
     pub async fn connect(
         url: &str,
         secret: &str,
-    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<IncomingSignal>)> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .with_context(|| format!("cannot reach the tracker at {url}"))?;
-        let (mut sink, mut stream) = ws.split();
-        let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
-        sink.send(Message::Text(hello.to_json().into())).await?;
-        let peer_id = loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
-                .await
-                .context("tracker did not answer hello")?
-                .ok_or_else(|| anyhow!("tracker closed the connection"))??;
-            if let Message::Text(t) = msg {
-                match serde_json::from_str::<ServerMsg>(t.as_str())? {
-                    ServerMsg::Welcome { peer_id, .. } => break peer_id,
-                    ServerMsg::Error { message, code, .. } => bail!(TrackerError { code, message }),
-                    _ => {}
+        first_attempts: u32,
+    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>)> {
+        let mut backoff = Duration::from_millis(250);
+        let mut attempt = 0;
+        let (ws, peer_id) = loop {
+            attempt += 1;
+            match open_session(url, secret).await {
+                Ok(s) => break s,
+                Err(e) if attempt < first_attempts && e.downcast_ref::<TrackerError>().is_none() => {
+                    tracing::warn!("{e:#}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+                Err(e) => return Err(e),
             }
         };
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMsg>();
-        let (sig_tx, sig_rx) = mpsc::unbounded_channel();
-        let client =
-            Arc::new(Self { out: out_tx, pending: Mutex::new(HashMap::new()), next_req: AtomicU32::new(1), peer_id });
-        tokio::spawn(async move {
-            let mut beat = tokio::time::interval(HEARTBEAT);
-            loop {
-                let msg = tokio::select! {
-                    m = out_rx.recv() => match m { Some(m) => m, None => break },
-                    _ = beat.tick() => ClientMsg::Heartbeat,
-                };
-                if sink.send(Message::Text(msg.to_json().into())).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (relay_tx, relay_rx) = mpsc::channel(64);
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let client = Arc::new(Self {
+            out: out_tx,
+            relay_out: relay_tx,
+            pending: Mutex::new(HashMap::new()),
+            next_req: AtomicU32::new(1),
+            peer_id,
         });
-        let reader = client.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(t) = msg else { continue };
-                match serde_json::from_str::<ServerMsg>(t.as_str()) {
-                    Ok(m) => reader.dispatch(m, &sig_tx),
-                    Err(e) => tracing::warn!("unreadable message from tracker: {e}"),
-                }
-            }
-            tracing::warn!("tracker connection closed");
-            reader.pending.lock().unwrap().clear();
-        });
-        Ok((client, sig_rx))
+        tokio::spawn(client.clone().supervise(ws, url.to_string(), secret.to_string(), out_rx, relay_rx, in_tx));
+        Ok((client, in_rx))
     }
 
-    fn dispatch(&self, msg: ServerMsg, signals: &mpsc::UnboundedSender<IncomingSignal>) {
-        let req = match &msg {
-            ServerMsg::Signal { from, conn, signal } => {
-                let _ = signals.send((from.clone(), *conn, signal.clone()));
+    async fn supervise(
+        self: Arc<Self>,
+        mut ws: Ws,
+        url: String,
+        secret: String,
+        mut out: mpsc::UnboundedReceiver<Outgoing>,
+        mut relay: mpsc::Receiver<Vec<u8>>,
+        incoming: mpsc::UnboundedSender<Incoming>,
+    ) {
+        loop {
+            let reason = self.session(ws, &mut out, &mut relay, &incoming).await;
+            for (_, waiter) in self.pending.lock().unwrap().drain() {
+                drop(waiter); // the waiting request fails with "tracker connection lost"
+            }
+            if incoming.is_closed() {
                 return;
             }
-            ServerMsg::Published { req, .. }
-            | ServerMsg::Located { req, .. }
-            | ServerMsg::SearchResults { req, .. } => Some(*req),
-            ServerMsg::Error { req, .. } => *req,
-            ServerMsg::Welcome { .. } => None,
-        };
-        match req.and_then(|r| self.pending.lock().unwrap().remove(&r)) {
-            Some(waiter) => {
-                let _ = waiter.send(msg);
-            }
-            None => tracing::warn!(?msg, "tracker message nobody waits for"),
+            tracing::warn!("lost the tracker connection ({reason}); reconnecting");
+            let mut backoff = Duration::from_millis(250);
+            ws = loop {
+                match open_session(&url, &secret).await {
+                    Ok((ws, _)) => break ws,
+                    Err(e) => {
+                        tracing::warn!("tracker unreachable: {e:#}; retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            };
+            tracing::info!("reconnected to the tracker");
+            let _ = incoming.send(Incoming::Reconnected);
         }
     }
 
-    /// Sends a message that expects no answer.
+    /// Runs one websocket session until it ends; returns why.
+    async fn session(
+        &self,
+        ws: Ws,
+        out: &mut mpsc::UnboundedReceiver<Outgoing>,
+        relay: &mut mpsc::Receiver<Vec<u8>>,
+        incoming: &mpsc::UnboundedSender<Incoming>,
+    ) -> String {
+        let (mut sink, mut stream) = ws.split();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        loop {
+            let to_send = tokio::select! {
+                m = out.recv() => match m {
+                    Some(Outgoing::Json(m)) => Message::Text(m.to_json().into()),
+                    None => return "node stopped".into(),
+                },
+                b = relay.recv() => match b {
+                    Some(b) => Message::Binary(b.into()),
+                    None => return "node stopped".into(),
+                },
+                _ = beat.tick() => Message::Text(ClientMsg::Heartbeat.to_json().into()),
+                m = stream.next() => {
+                    match m {
+                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMsg>(t.as_str()) {
+                            Ok(m) => self.dispatch(m, incoming),
+                            Err(e) => tracing::warn!("unreadable message from the tracker: {e}"),
+                        },
+                        Some(Ok(Message::Binary(b))) => match RelayFrame::decode(&b) {
+                            Ok(f) => { let _ = incoming.send(Incoming::Relay(f)); }
+                            Err(e) => tracing::warn!("bad relay frame from the tracker: {e}"),
+                        },
+                        Some(Ok(Message::Close(_))) | None => return "closed by the tracker".into(),
+                        Some(Err(e)) => return e.to_string(),
+                        Some(Ok(_)) => {}
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = sink.send(to_send).await {
+                return e.to_string();
+            }
+        }
+    }
+
+    fn dispatch(&self, msg: ServerMsg, incoming: &mpsc::UnboundedSender<Incoming>) {
+        let req = match &msg {
+            ServerMsg::Published { req, .. }
+            | ServerMsg::Located { req, .. }
+            | ServerMsg::SearchResults { req, .. } => Some(*req),
+            ServerMsg::Error { req: Some(req), .. } => Some(*req),
+            ServerMsg::Error { req: None, code, message } => {
+                tracing::warn!(?code, "tracker: {message}");
+                None
+            }
+            _ => None,
+        };
+        match req {
+            Some(r) => match self.pending.lock().unwrap().remove(&r) {
+                Some(waiter) => {
+                    let _ = waiter.send(msg);
+                }
+                None => tracing::debug!(req = r, "answer nobody waits for"),
+            },
+            None => {
+                let _ = incoming.send(Incoming::Msg(msg));
+            }
+        }
+    }
+
+    /// Sends a message that expects no answer (queued while the tracker is unreachable).
     pub fn send(&self, msg: ClientMsg) {
-        let _ = self.out.send(msg);
+        let _ = self.out.send(Outgoing::Json(msg));
+    }
+
+    /// Sends a relay frame, waiting while the relay queue is full.
+    pub async fn send_relay(&self, frame: &RelayFrame) -> anyhow::Result<()> {
+        let bytes = frame.encode()?;
+        self.relay_out.send(bytes).await.map_err(|_| anyhow!("tracker connection closed"))
     }
 
     /// Sends a request built with a fresh `req` and waits for its answer; a tracker error

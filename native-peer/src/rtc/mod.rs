@@ -10,7 +10,7 @@
 
 mod driver;
 
-pub use driver::{Link, LinkEvent, SignalHandle};
+pub use driver::{Link, LinkEvent, LinkSender, SignalHandle};
 
 /// str0m's SCTP send buffer (see the module docs).
 pub const SCTP_BUFFER: usize = 32 * 1024;

@@ -1,0 +1,157 @@
+//! A connection to one remote peer for fetching chunks, shared by every download and
+//! replication order that needs that peer. Requests are multiplexed by `req`; the answers'
+//! frames are reassembled and verified ([`ChunkAssembler`]) before a caller sees a byte.
+//!
+//! The transport is a WebRTC data channel, or the tracker relay when no channel opens; both
+//! deliver the same [`LinkEvent`]s, so everything above is written once.
+
+use crate::rtc::{LinkEvent, LinkSender};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use swarm_core::chunk_proto::{ChunkAssembler, PeerMsg, ProtoError};
+use swarm_core::{ChunkId, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a chunk could not be fetched from a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("peer does not have the chunk")]
+    Missing,
+    #[error("peer sent a bad chunk: {0}")]
+    Bad(ProtoError),
+    #[error("connection closed: {0}")]
+    Closed(String),
+    #[error("cannot store the chunk: {0}")]
+    Store(String),
+}
+
+struct Waiter {
+    asm: ChunkAssembler,
+    done: oneshot::Sender<Result<Vec<u8>, FetchError>>,
+}
+
+/// Sends messages over a data channel or through the relay.
+#[derive(Clone)]
+pub enum Outbound {
+    Link(LinkSender),
+    Relay(crate::relay::RelaySender),
+}
+
+impl Outbound {
+    async fn send(&self, msg: Vec<u8>) -> Result<(), FetchError> {
+        match self {
+            Outbound::Link(l) => l.send(msg).await.map_err(|e| FetchError::Closed(e.to_string())),
+            Outbound::Relay(r) => r.send(msg).await.map_err(|e| FetchError::Closed(e.to_string())),
+        }
+    }
+}
+
+pub struct PeerConn {
+    pub peer: PeerId,
+    /// "webrtc" or "relay".
+    pub via: &'static str,
+    out: Outbound,
+    waiters: Mutex<HashMap<u32, Waiter>>,
+    next_req: AtomicU32,
+    closed: AtomicBool,
+    pub bytes_received: AtomicU64,
+}
+
+impl PeerConn {
+    /// Wraps an open transport; `events` are the transport's incoming events.
+    pub fn start(
+        peer: PeerId,
+        via: &'static str,
+        out: Outbound,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+        on_bytes: impl Fn(usize) + Send + 'static,
+        on_close: impl FnOnce() + Send + 'static,
+    ) -> std::sync::Arc<Self> {
+        let conn = std::sync::Arc::new(Self {
+            peer,
+            via,
+            out,
+            waiters: Mutex::new(HashMap::new()),
+            next_req: AtomicU32::new(1),
+            closed: AtomicBool::new(false),
+            bytes_received: AtomicU64::new(0),
+        });
+        tokio::spawn(conn.clone().read(events, on_bytes, on_close));
+        conn
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Asks the peer for `chunk` (`len` bytes, from the manifest) and waits for it, verified.
+    pub async fn fetch(&self, chunk: ChunkId, len: u32) -> Result<Vec<u8>, FetchError> {
+        if self.is_closed() {
+            return Err(FetchError::Closed("connection closed".into()));
+        }
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap().insert(req, Waiter { asm: ChunkAssembler::new(chunk, len), done: tx });
+        if let Err(e) = self.out.send(PeerMsg::Request { req, chunk }.encode()).await {
+            self.waiters.lock().unwrap().remove(&req);
+            return Err(e);
+        }
+        rx.await.unwrap_or_else(|_| Err(FetchError::Closed("connection closed".into())))
+    }
+
+    async fn read(
+        self: std::sync::Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        on_bytes: impl Fn(usize),
+        on_close: impl FnOnce(),
+    ) {
+        let reason = loop {
+            let Some(ev) = events.recv().await else { break "transport ended".to_string() };
+            match ev {
+                LinkEvent::Message(bytes) => {
+                    on_bytes(bytes.len());
+                    self.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    if let Err(e) = self.on_message(&bytes) {
+                        break format!("protocol error: {e}");
+                    }
+                }
+                LinkEvent::Closed(r) => break r,
+                LinkEvent::Open | LinkEvent::Signal(_) => {}
+            }
+        };
+        self.closed.store(true, Ordering::Relaxed);
+        for (_, w) in self.waiters.lock().unwrap().drain() {
+            let _ = w.done.send(Err(FetchError::Closed(reason.clone())));
+        }
+        on_close();
+    }
+
+    fn on_message(&self, bytes: &[u8]) -> Result<(), ProtoError> {
+        match PeerMsg::decode(bytes)? {
+            PeerMsg::Data { req, offset, total, bytes } => {
+                let mut waiters = self.waiters.lock().unwrap();
+                // An answer to a request already given up on (or never made) is dropped.
+                let Some(w) = waiters.get_mut(&req) else { return Ok(()) };
+                match w.asm.push(offset, total, &bytes) {
+                    Ok(None) => {}
+                    Ok(Some(chunk)) => {
+                        let w = waiters.remove(&req).expect("present");
+                        let _ = w.done.send(Ok(chunk));
+                    }
+                    Err(e) => {
+                        let w = waiters.remove(&req).expect("present");
+                        let _ = w.done.send(Err(FetchError::Bad(e)));
+                    }
+                }
+            }
+            PeerMsg::Missing { req } => {
+                if let Some(w) = self.waiters.lock().unwrap().remove(&req) {
+                    let _ = w.done.send(Err(FetchError::Missing));
+                }
+            }
+            PeerMsg::Request { .. } => {} // this side only fetches
+        }
+        Ok(())
+    }
+}
