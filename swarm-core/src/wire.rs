@@ -195,8 +195,12 @@ pub enum ErrorCode {
     UnknownPeer,
     BadManifest,
     BadName,
+    /// Too many messages or relay bytes per second from this connection.
     RateLimited,
+    /// A configured limit (peers, connections per address, files per peer) is reached.
     LimitReached,
+    /// The recipient of a relayed frame cannot keep up: the frame was dropped.
+    PeerBusy,
 }
 
 impl ClientMsg {
@@ -275,6 +279,7 @@ mod tests {
             BadName,
             RateLimited,
             LimitReached,
+            PeerBusy,
         ])
     }
 

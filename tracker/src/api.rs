@@ -1,6 +1,10 @@
-//! The REST API (JSON) over the swarm index, and the stats tests and operators read.
+//! The REST API (JSON) over the swarm index: files (paginated), one file with its holders and
+//! replication health, search, peers, and swarm-wide stats. Bad ids get 400, unknown ones
+//! 404, always with a JSON `{"error": ...}` body.
 
-use crate::state::{AppState, Counters};
+use crate::metrics::Snapshot;
+use crate::state::{now_ms, AppState};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +13,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use swarm_core::FileId;
+use swarm_core::swarm::MAX_SEARCH_RESULTS;
+use swarm_core::{FileId, ServerMsg};
+
+/// Longest page of `/api/files`.
+pub const MAX_PAGE: usize = 500;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -20,21 +28,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/peers", get(peers))
 }
 
-async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let c = &state.counters;
-    let inner = state.lock();
-    Json(json!({
-        "peers": inner.connected.len(),
-        "files": inner.swarm.files().count(),
-        "signals_relayed": inner.swarm.stats.signals_relayed,
-        "errors_sent": inner.swarm.stats.errors_sent,
-        "ws_connections_total": Counters::get(&c.ws_connections),
-        "ws_messages_in": Counters::get(&c.ws_messages_in),
-        "ws_messages_out": Counters::get(&c.ws_messages_out),
-        "ws_bytes_in": Counters::get(&c.ws_bytes_in),
-        "ws_bytes_out": Counters::get(&c.ws_bytes_out),
-        "relay_bytes": 0,
-    }))
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Json<Snapshot> {
+    Json(Snapshot::take(&state))
 }
 
 #[derive(Deserialize)]
@@ -44,43 +43,82 @@ struct SearchQuery {
     limit: Option<u32>,
 }
 
-async fn search(State(state): State<Arc<AppState>>, Query(q): Query<SearchQuery>) -> Json<serde_json::Value> {
+async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>, QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else { return error(StatusCode::BAD_REQUEST, "expected ?q=text&limit=n") };
     let inner = state.lock();
-    let limit = q.limit.unwrap_or(50).min(swarm_core::swarm::MAX_SEARCH_RESULTS);
-    Json(json!({ "files": inner.swarm.search(&q.q, limit) }))
+    let limit = q.limit.unwrap_or(50).min(MAX_SEARCH_RESULTS);
+    Json(json!({ "query": q.q, "files": inner.swarm.search(&q.q, limit) })).into_response()
 }
 
-async fn files(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, QueryRejection>) -> Response {
+    let Ok(Query(page)) = page else { return error(StatusCode::BAD_REQUEST, "expected ?offset=n&limit=n") };
+    let limit = page.limit.unwrap_or(50).min(MAX_PAGE);
     let inner = state.lock();
-    let files: Vec<_> = inner.swarm.files().map(|(id, rec)| inner.swarm.summary(id, rec)).collect();
-    Json(json!({ "files": files }))
+    let s = &inner.swarm;
+    let files: Vec<_> = s.files().skip(page.offset).take(limit).map(|(id, rec)| s.summary(id, rec)).collect();
+    Json(json!({ "total": s.files().count(), "offset": page.offset, "limit": limit, "files": files })).into_response()
 }
 
 async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<FileId>() else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "file id must be 64 hex digits"}))).into_response();
+        return error(StatusCode::BAD_REQUEST, "file id must be 64 hex digits");
     };
     let inner = state.lock();
-    match inner.swarm.locate(0, &id) {
-        Some(swarm_core::ServerMsg::Located { meta, manifest, peers, holders, .. }) => Json(json!({
-            "id": id,
-            "name": meta.name,
-            "mime": meta.mime,
-            "manifest": manifest,
-            "peers": peers,
-            "holders": holders,
-        }))
-        .into_response(),
-        _ => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no file {id}")}))).into_response(),
-    }
+    let s = &inner.swarm;
+    let (Some(rec), Some(ServerMsg::Located { meta, manifest, peers, holders, .. })) = (s.file(&id), s.locate(0, &id))
+    else {
+        return error(StatusCode::NOT_FOUND, format!("no file {id}"));
+    };
+    let r = s.config.replication;
+    let copies: Vec<usize> = manifest.chunks.iter().map(|c| s.holder_count(c)).collect();
+    let staying: Vec<usize> = manifest.chunks.iter().map(|c| s.staying_copies(c)).collect();
+    Json(json!({
+        "id": id,
+        "name": meta.name,
+        "mime": meta.mime,
+        "published_at_ms": rec.published_at_ms,
+        "manifest": manifest,
+        "peers": peers,
+        "holders": holders,
+        "health": {
+            "replication": r,
+            "min_copies": copies.iter().min().copied().unwrap_or(0),
+            "max_copies": copies.iter().max().copied().unwrap_or(0),
+            "under_replicated": staying.iter().filter(|n| **n < r).count(),
+            "lost": copies.iter().filter(|n| **n == 0).count(),
+        },
+    }))
+    .into_response()
 }
 
 async fn peers(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let inner = state.lock();
+    let now = now_ms();
+    let default_capacity = inner.swarm.config.default_capacity;
     let list: Vec<_> = inner
         .swarm
         .peers()
-        .map(|(id, p)| json!({"id": id, "kind": p.kind, "joined_at_ms": p.joined_at_ms, "chunks": p.chunks.len()}))
+        .map(|(id, p)| {
+            json!({
+                "id": id,
+                "kind": p.kind,
+                "joined_at_ms": p.joined_at_ms,
+                "uptime_secs": now.saturating_sub(p.joined_at_ms) / 1000,
+                "chunks": p.chunks.len(),
+                "storage_used": p.used,
+                "storage_capacity": p.capacity,
+                "storage_free": p.free(default_capacity),
+                "orders_in_flight": p.orders,
+                "leaving": p.leaving,
+            })
+        })
         .collect();
-    Json(json!({ "peers": list }))
+    Json(json!({ "total": list.len(), "peers": list }))
 }

@@ -8,6 +8,11 @@
 
 mod api;
 pub mod index;
+pub mod limits;
+mod metrics;
+pub mod outbox;
+pub mod relay;
+pub mod settings;
 mod state;
 mod ws;
 
@@ -33,8 +38,59 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Time a new connection has to say hello.
     pub hello_timeout: Duration,
+    /// A peer whose socket does not take a batch of frames within this time is dropped.
+    pub send_timeout: Duration,
     /// Replication factor, grace period and repair limits.
     pub repair: swarm_core::swarm::repair::RepairConfig,
+    /// What one peer or connection may do.
+    pub limits: Limits,
+}
+
+/// Limits that keep one peer (or many) from taking the tracker down. Each refusal comes with
+/// an error message that says which limit was hit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Live peers at once; a hello beyond it is refused with `limit_reached`.
+    pub max_peers: usize,
+    /// Open websocket connections per client address (0: no limit).
+    pub max_conns_per_ip: usize,
+    /// Files one peer may add to the index (counted since the tracker started).
+    pub max_files_per_peer: u32,
+    /// Chunks in one manifest (at most [`swarm_core::content::MAX_CHUNKS`]).
+    pub max_manifest_chunks: usize,
+    /// Messages per second per connection (token bucket; 0: no limit) ...
+    pub msgs_per_sec: u32,
+    /// ... and how many may come at once.
+    pub msg_burst: u32,
+    /// Relay bytes per second per connection (token bucket; 0: no limit) ...
+    pub relay_bytes_per_sec: u64,
+    /// ... and how many may come at once (at least one full relay frame).
+    pub relay_burst_bytes: u64,
+    /// Refused messages in one episode (no quiet second between) before the connection is
+    /// closed.
+    pub abuse_limit: u32,
+    /// Frames queued for one peer before it counts as too slow.
+    pub outbox_frames: usize,
+    /// Bytes queued for one peer before relay frames to it are dropped.
+    pub outbox_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_peers: 20_000,
+            max_conns_per_ip: 1_000,
+            max_files_per_peer: 10_000,
+            max_manifest_chunks: swarm_core::content::MAX_CHUNKS,
+            msgs_per_sec: 200,
+            msg_burst: 400,
+            relay_bytes_per_sec: 8 << 20,
+            relay_burst_bytes: 1 << 20,
+            abuse_limit: 1_000,
+            outbox_frames: 1_024,
+            outbox_bytes: 2 << 20,
+        }
+    }
 }
 
 impl Default for Config {
@@ -44,14 +100,20 @@ impl Default for Config {
             web_dir: None,
             idle_timeout: Duration::from_secs(45),
             hello_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
             repair: Default::default(),
+            limits: Limits::default(),
         }
     }
 }
 
 /// Builds the HTTP router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut app = Router::new().route("/ws", get(ws::upgrade)).merge(api::routes()).with_state(state.clone());
+    let mut app = Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/metrics", get(metrics::metrics))
+        .merge(api::routes())
+        .with_state(state.clone());
     if let Some(dir) = &state.config.web_dir {
         let index = dir.join("index.html");
         app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
@@ -68,7 +130,8 @@ pub async fn serve(
     let state = Arc::new(AppState::new(config).map_err(std::io::Error::other)?);
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
-    let result = axum::serve(listener, router(state.clone()))
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             stopping.shutdown.send_replace(true);
@@ -93,7 +156,8 @@ async fn repair_loop(state: Arc<AppState>) {
             let mut inner = state.lock();
             let now = state::now_ms();
             let out = inner.swarm.tick(now);
-            inner.dispatch(out);
+            let slow = inner.dispatch(out);
+            Counters::add(&state.counters.closed_slow, slow);
             inner.swarm.next_deadline().map(|d| d.saturating_sub(now))
         };
         let wait = next.unwrap_or(250).clamp(10, 250);

@@ -1,18 +1,16 @@
 //! Shared state of the running tracker: the swarm index behind one lock, the outbound queue
-//! of every connected peer, and traffic counters.
+//! of every connected peer, connections per address, and traffic counters.
 
 use crate::index::{FileIndex, IndexError};
+use crate::outbox::{Frame, Outbox};
 use crate::Config;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use swarm_core::swarm::{Output, Swarm};
-use swarm_core::{PeerId, ServerMsg};
-use tokio::sync::mpsc;
-
-/// Outbound messages a connection task writes to its socket.
-pub type Outbox = mpsc::Sender<ServerMsg>;
+use swarm_core::PeerId;
 
 /// Traffic counters, exposed by `/api/stats` (tests use them to prove file bytes did not
 /// pass through the tracker).
@@ -23,6 +21,20 @@ pub struct Counters {
     pub ws_messages_out: AtomicU64,
     pub ws_bytes_in: AtomicU64,
     pub ws_bytes_out: AtomicU64,
+    /// Relay frames forwarded, and their bytes.
+    pub relay_frames: AtomicU64,
+    pub relay_bytes: AtomicU64,
+    /// Relay frames dropped because the recipient's queue was full.
+    pub relay_dropped: AtomicU64,
+    /// Relay frames refused (unknown recipient, malformed, too large).
+    pub relay_refused: AtomicU64,
+    /// Messages and relay frames refused by the rate limits.
+    pub rate_limited: AtomicU64,
+    /// Connections closed for persistent abuse or a slow reader.
+    pub closed_abuse: AtomicU64,
+    pub closed_slow: AtomicU64,
+    /// Hellos and connections refused by a limit (peers, per address).
+    pub limit_refusals: AtomicU64,
 }
 
 impl Counters {
@@ -44,6 +56,8 @@ pub struct Inner {
     pub swarm: Swarm,
     pub connected: HashMap<PeerId, Connected>,
     next_serial: u64,
+    /// Files each peer added to the index since the tracker started (for `max_files_per_peer`).
+    pub published_by: HashMap<PeerId, u32>,
 }
 
 pub struct AppState {
@@ -54,6 +68,9 @@ pub struct AppState {
     pub inner: Mutex<Inner>,
     pub counters: Counters,
     pub started_ms: u64,
+    started: std::time::Instant,
+    /// Open websocket connections per client address.
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -80,14 +97,50 @@ impl AppState {
             config,
             index,
             shutdown: tokio::sync::watch::Sender::new(false),
-            inner: Mutex::new(Inner { swarm, connected: HashMap::new(), next_serial: 1 }),
+            inner: Mutex::new(Inner { swarm, connected: HashMap::new(), next_serial: 1, published_by: HashMap::new() }),
             counters: Counters::default(),
             started_ms: now_ms(),
+            started: std::time::Instant::now(),
+            per_ip: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Milliseconds since start on a monotonic clock (for rate limits).
+    pub fn mono_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Takes one connection slot of `ip`, unless it has `max` already (0: no limit).
+    pub fn ip_slot(self: &std::sync::Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if max > 0 && *n as usize >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { state: self.clone(), ip })
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One open connection of an address; released on drop.
+pub struct IpSlot {
+    state: std::sync::Arc<AppState>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -97,8 +150,15 @@ impl Inner {
     pub fn connect(&mut self, id: PeerId, outbox: Outbox) -> u64 {
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.connected.insert(id, Connected { conn_serial: serial, outbox });
+        if let Some(old) = self.connected.insert(id, Connected { conn_serial: serial, outbox }) {
+            old.outbox.close();
+        }
         serial
+    }
+
+    /// Whether `serial` is still the live connection of `id`.
+    pub fn is_current(&self, id: &PeerId, serial: u64) -> bool {
+        self.connected.get(id).is_some_and(|c| c.conn_serial == serial)
     }
 
     /// Forgets a connection, unless a newer one of the same peer replaced it.
@@ -110,17 +170,24 @@ impl Inner {
     }
 
     /// Carries the swarm's outputs to the peers' outboxes. A peer whose outbox is full is too
-    /// slow to keep up: its message is dropped (its connection task notices and closes).
-    pub fn dispatch(&mut self, outputs: Vec<Output>) {
+    /// slow to keep up: its outbox is closed, which ends its connection (it may reconnect).
+    /// Returns how many peers were closed that way.
+    pub fn dispatch(&mut self, outputs: Vec<Output>) -> u64 {
+        let mut closed = 0;
         for out in outputs {
             match out {
                 Output::Send { to, msg } => {
                     if let Some(c) = self.connected.get(&to) {
-                        let _ = c.outbox.try_send(msg);
+                        if c.outbox.push(Frame::Json(msg)) == Err(crate::outbox::PushError::Full) {
+                            tracing::warn!(peer = %to, "peer does not read its messages: dropping it");
+                            c.outbox.close();
+                            closed += 1;
+                        }
                     }
                 }
                 Output::FileAdded(_) => {}
             }
         }
+        closed
     }
 }

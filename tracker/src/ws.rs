@@ -1,175 +1,435 @@
 //! One task per websocket peer: waits for `hello`, registers the peer, then feeds every
-//! message into the swarm and writes the swarm's answers back. Bad input gets an error
-//! message; the connection and the tracker live on.
+//! message into the swarm, forwards relay frames, and writes the peer's [`Outbox`] to its
+//! socket. Bad input gets an error message; the connection and the tracker live on.
+//!
+//! One task (not a reader and a writer) and a small read buffer per connection keep an idle
+//! peer cheap: the tracker is meant to hold tens of thousands of them.
 
+use crate::limits::{Strikes, TokenBucket, Verdict};
+use crate::outbox::{Frame, Outbox, PushError};
+use crate::relay::{raw_id, readdress, MAX_RELAY_FRAME};
 use crate::state::{now_ms, AppState, Counters};
-use axum::extract::ws::{Message, WebSocket};
+use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use swarm_core::relay::RelayError;
 use swarm_core::swarm::{FileRecord, Output};
 use swarm_core::wire::{ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
-use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{sleep_until, timeout, Instant};
 
-/// Outbound queue per connection; a peer that lets this fill up is disconnected.
-const OUTBOX_CAPACITY: usize = 1024;
+/// Read buffer per connection. tungstenite zero-fills its whole read buffer before each
+/// read, so its size is resident memory of every idle peer; larger frames grow it on demand.
+const READ_BUFFER: usize = 1024;
+/// Frames written to the socket before one flush.
+const WRITE_BATCH: usize = 64;
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(socket, state))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| connection(socket, state, addr))
 }
 
+/// What arrived on the socket.
 enum Incoming {
     Msg(ClientMsg),
-    Bad(String),
+    Relay(Bytes),
+    Bad(ErrorCode, String),
     Skip,
     Closed,
 }
 
-async fn read(stream: &mut futures_util::stream::SplitStream<WebSocket>, state: &AppState) -> Incoming {
-    match stream.next().await {
+fn classify(msg: Option<Result<Message, axum::Error>>, state: &AppState) -> Incoming {
+    match msg {
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Incoming::Closed,
         Some(Ok(Message::Text(text))) => {
             Counters::add(&state.counters.ws_messages_in, 1);
             Counters::add(&state.counters.ws_bytes_in, text.len() as u64);
             match serde_json::from_str::<ClientMsg>(text.as_str()) {
                 Ok(m) => Incoming::Msg(m),
-                Err(e) => Incoming::Bad(format!("not a valid message: {e}")),
+                Err(e) => Incoming::Bad(ErrorCode::BadMessage, format!("not a valid message: {e}")),
             }
         }
         Some(Ok(Message::Binary(b))) => {
+            Counters::add(&state.counters.ws_messages_in, 1);
             Counters::add(&state.counters.ws_bytes_in, b.len() as u64);
-            Incoming::Bad("binary frames are not part of the tracker protocol".into())
+            Incoming::Relay(b)
         }
         Some(Ok(_)) => Incoming::Skip,
     }
 }
 
-async fn connection(socket: WebSocket, state: Arc<AppState>) {
-    Counters::add(&state.counters.ws_connections, 1);
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<ServerMsg>(OUTBOX_CAPACITY);
-    let writer_state = state.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let json = msg.to_json();
-            Counters::add(&writer_state.counters.ws_messages_out, 1);
-            Counters::add(&writer_state.counters.ws_bytes_out, json.len() as u64);
-            if sink.send(Message::Text(json.into())).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+async fn send_now(socket: &mut WebSocket, state: &AppState, msg: ServerMsg) -> bool {
+    let json = msg.to_json();
+    Counters::add(&state.counters.ws_messages_out, 1);
+    Counters::add(&state.counters.ws_bytes_out, json.len() as u64);
+    matches!(timeout(state.config.send_timeout, socket.send(Message::Text(json.into()))).await, Ok(Ok(())))
+}
 
-    if let Some((id, serial)) = welcome(&mut stream, &state, &tx).await {
-        tracing::info!(peer = %id, "peer joined");
-        serve_peer(&mut stream, &state, &tx, &id).await;
-        state.lock().disconnect(&id, serial);
-        tracing::info!(peer = %id, "peer left");
+/// Sends a last error and closes the socket.
+async fn refuse(mut socket: WebSocket, state: &AppState, code: ErrorCode, message: String) {
+    Counters::add(&state.counters.limit_refusals, 1);
+    if send_now(&mut socket, state, ServerMsg::error(None, code, message.clone())).await {
+        let close = CloseFrame { code: 1008, reason: message.chars().take(100).collect::<String>().into() };
+        let _ = timeout(state.config.send_timeout, socket.send(Message::Close(Some(close)))).await;
     }
-    drop(tx);
-    let _ = writer.await;
+}
+
+async fn connection(socket: WebSocket, state: Arc<AppState>, addr: SocketAddr) {
+    Counters::add(&state.counters.ws_connections, 1);
+    let limits = &state.config.limits;
+    let Some(_slot) = state.ip_slot(addr.ip(), limits.max_conns_per_ip) else {
+        let msg = format!("too many connections from {} (at most {})", addr.ip(), limits.max_conns_per_ip);
+        return refuse(socket, &state, ErrorCode::LimitReached, msg).await;
+    };
+    let mut socket = socket;
+    let Some((id, serial, outbox)) = welcome(&mut socket, &state).await else { return };
+    tracing::debug!(peer = %id, %addr, "peer joined");
+    Peer::new(&state, id.clone(), serial, outbox).run(&mut socket).await;
+    state.lock().disconnect(&id, serial);
+    let _ = socket.close().await;
+    tracing::debug!(peer = %id, "peer left");
 }
 
 /// Waits for a valid hello; registers the peer and answers `welcome`.
-async fn welcome(
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    state: &AppState,
-    tx: &mpsc::Sender<ServerMsg>,
-) -> Option<(PeerId, u64)> {
+async fn welcome(socket: &mut WebSocket, state: &AppState) -> Option<(PeerId, u64, Outbox)> {
+    let deadline = Instant::now() + state.config.hello_timeout;
+    let mut strikes = 0u32;
     loop {
-        let incoming = timeout(state.config.hello_timeout, read(stream, state)).await.ok()?;
+        let incoming = classify(timeout(deadline - Instant::now(), socket.recv()).await.ok()?, state);
         let err = match incoming {
             Incoming::Closed => return None,
             Incoming::Skip => continue,
-            Incoming::Bad(e) => ServerMsg::error(None, ErrorCode::BadMessage, e),
+            Incoming::Bad(code, e) => ServerMsg::error(None, code, e),
+            Incoming::Relay(_) => ServerMsg::error(None, ErrorCode::NotWelcomed, "say hello before relaying"),
             Incoming::Msg(ClientMsg::Hello { version, kind, secret }) => {
                 if version != PROTOCOL_VERSION {
                     let msg =
                         format!("protocol version {version} is not supported; this tracker speaks {PROTOCOL_VERSION}");
-                    let _ = tx.send(ServerMsg::error(None, ErrorCode::UnsupportedVersion, msg)).await;
+                    send_now(socket, state, ServerMsg::error(None, ErrorCode::UnsupportedVersion, msg)).await;
                     return None;
                 }
                 if !(32..=128).contains(&secret.len()) || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
                     ServerMsg::error(None, ErrorCode::BadSecret, "secret must be 32 to 128 hex digits")
                 } else {
                     let id = PeerId::from_secret(&secret);
-                    let serial = join(state, &id, kind, tx.clone());
-                    let _ = tx.send(ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone() }).await;
-                    return Some((id, serial));
+                    let Some((serial, outbox)) = join(state, &id, kind) else {
+                        let max = state.config.limits.max_peers;
+                        let msg = format!("the tracker is full ({max} peers); try again later");
+                        Counters::add(&state.counters.limit_refusals, 1);
+                        send_now(socket, state, ServerMsg::error(None, ErrorCode::LimitReached, msg)).await;
+                        return None;
+                    };
+                    let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone() };
+                    if outbox.push(Frame::Json(welcome)).is_err() {
+                        return None;
+                    }
+                    return Some((id, serial, outbox));
                 }
             }
             Incoming::Msg(_) => ServerMsg::error(None, ErrorCode::NotWelcomed, "say hello first"),
         };
-        if tx.send(err).await.is_err() {
+        strikes += 1;
+        if strikes > 16 || !send_now(socket, state, err).await {
             return None;
         }
     }
 }
 
-fn join(state: &AppState, id: &PeerId, kind: PeerKind, tx: mpsc::Sender<ServerMsg>) -> u64 {
+/// Registers the peer unless the tracker is full (a reconnecting peer always gets in).
+fn join(state: &AppState, id: &PeerId, kind: PeerKind) -> Option<(u64, Outbox)> {
+    let limits = &state.config.limits;
     let mut inner = state.lock();
+    if inner.connected.len() >= limits.max_peers && !inner.connected.contains_key(id) {
+        return None;
+    }
+    let outbox = Outbox::new(limits.outbox_frames, limits.outbox_bytes);
     inner.swarm.join(id.clone(), kind, now_ms());
-    inner.connect(id.clone(), tx)
+    let serial = inner.connect(id.clone(), outbox.clone());
+    Some((serial, outbox))
 }
 
-async fn serve_peer(
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    state: &AppState,
-    tx: &mpsc::Sender<ServerMsg>,
-    id: &PeerId,
-) {
-    let mut shutdown = state.shutdown.subscribe();
-    loop {
-        let incoming = tokio::select! {
-            r = timeout(state.config.idle_timeout, read(stream, state)) => r,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let Ok(incoming) = incoming else {
-            tracing::info!(peer = %id, "no heartbeat: dropping peer");
-            return;
-        };
-        match incoming {
-            Incoming::Closed => return,
-            Incoming::Skip => {}
-            Incoming::Bad(e) => {
-                if tx.try_send(ServerMsg::error(None, ErrorCode::BadMessage, e)).is_err() {
+/// A welcomed peer's connection.
+struct Peer<'a> {
+    state: &'a AppState,
+    id: PeerId,
+    raw: [u8; 16],
+    serial: u64,
+    outbox: Outbox,
+    msgs: TokenBucket,
+    relay: TokenBucket,
+    strikes: Strikes,
+}
+
+/// Whether the connection goes on.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+impl<'a> Peer<'a> {
+    fn new(state: &'a AppState, id: PeerId, serial: u64, outbox: Outbox) -> Self {
+        let l = &state.config.limits;
+        let now = state.mono_ms();
+        let raw = raw_id(&id).expect("ids are 32 hex digits");
+        Self {
+            state,
+            id,
+            raw,
+            serial,
+            outbox,
+            msgs: TokenBucket::new(l.msgs_per_sec as f64, l.msg_burst.max(1) as f64, now),
+            relay: TokenBucket::new(
+                l.relay_bytes_per_sec as f64,
+                l.relay_burst_bytes.max(MAX_RELAY_FRAME as u64) as f64,
+                now,
+            ),
+            strikes: Strikes::default(),
+        }
+    }
+
+    async fn run(&mut self, socket: &mut WebSocket) {
+        let mut shutdown = self.state.shutdown.subscribe();
+        let mut batch = Vec::new();
+        let mut idle_deadline = Instant::now() + self.state.config.idle_timeout;
+        loop {
+            tokio::select! {
+                _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return,
+                open = self.outbox.pop_batch(&mut batch, WRITE_BATCH) => {
+                    if !open || !self.write(socket, &mut batch).await {
+                        return;
+                    }
+                }
+                msg = socket.recv() => {
+                    idle_deadline = Instant::now() + self.state.config.idle_timeout;
+                    if self.on_incoming(classify(msg, self.state)) == Flow::Stop {
+                        // Deliver what is queued (e.g. the error that says why), then go.
+                        if self.outbox.try_pop(&mut batch, WRITE_BATCH) == Some(true) {
+                            self.write(socket, &mut batch).await;
+                        }
+                        return;
+                    }
+                }
+                _ = sleep_until(idle_deadline) => {
+                    tracing::info!(peer = %self.id, "no heartbeat: dropping peer");
                     return;
                 }
             }
-            Incoming::Msg(msg) => {
-                let (out, added) = {
-                    let mut inner = state.lock();
-                    if !inner.connected.get(id).is_some_and(|c| c.outbox.same_channel(tx)) {
-                        return; // replaced by a newer connection of the same peer
+        }
+    }
+
+    /// Writes a batch of frames with one flush; `false` if the peer is gone or too slow.
+    async fn write(&self, socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
+        let c = &self.state.counters;
+        let send_all = async {
+            for frame in batch.drain(..) {
+                let (msg, len) = match frame {
+                    Frame::Json(m) => {
+                        let json = m.to_json();
+                        let len = json.len();
+                        (Message::Text(json.into()), len)
                     }
-                    let out = inner.swarm.handle(id, msg, now_ms());
-                    let added: Vec<FileRecord> = out
-                        .iter()
-                        .filter_map(|o| match o {
-                            Output::FileAdded(f) => inner.swarm.file(f).cloned(),
-                            _ => None,
-                        })
-                        .collect();
-                    (out, added)
+                    Frame::Binary(b) => {
+                        let len = b.len();
+                        (Message::Binary(b), len)
+                    }
                 };
-                // A file is durable before its publisher hears it was published.
-                if let (Some(index), false) = (&state.index, added.is_empty()) {
-                    if let Err(e) = blocking(|| index.insert(&added)) {
-                        tracing::error!("cannot store published file: {e}");
-                    }
-                }
-                state.lock().dispatch(out);
+                Counters::add(&c.ws_messages_out, 1);
+                Counters::add(&c.ws_bytes_out, len as u64);
+                socket.feed(msg).await?;
+            }
+            socket.flush().await
+        };
+        match timeout(self.state.config.send_timeout, send_all).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(peer = %self.id, "peer does not take its messages: dropping it");
+                Counters::add(&c.closed_slow, 1);
+                false
             }
         }
-        if tx.capacity() == 0 {
-            tracing::warn!(peer = %id, "peer does not read its messages: dropping it");
-            return;
+    }
+
+    /// Queues a message for this peer itself.
+    fn reply(&self, msg: ServerMsg) -> Flow {
+        if matches!(msg, ServerMsg::Error { .. }) {
+            self.state.lock().swarm.stats.errors_sent += 1;
+        }
+        match self.outbox.push(Frame::Json(msg)) {
+            Ok(()) => Flow::Go,
+            Err(PushError::Full) => {
+                Counters::add(&self.state.counters.closed_slow, 1);
+                Flow::Stop
+            }
+            Err(PushError::Closed) => Flow::Stop,
+        }
+    }
+
+    /// A message or frame was over a rate limit.
+    fn rate_limited(&mut self, what: &str) -> Flow {
+        Counters::add(&self.state.counters.rate_limited, 1);
+        let l = &self.state.config.limits;
+        match self.strikes.refuse(l.abuse_limit, self.state.mono_ms()) {
+            Verdict::Accept | Verdict::Refuse => Flow::Go,
+            Verdict::RefuseAndTell => self.reply(ServerMsg::error(
+                None,
+                ErrorCode::RateLimited,
+                format!(
+                    "{what} over the rate limit ({} messages/s, {} relay bytes/s): dropped; slow down or be disconnected",
+                    l.msgs_per_sec, l.relay_bytes_per_sec
+                ),
+            )),
+            Verdict::Close => {
+                tracing::warn!(peer = %self.id, "persistent rate-limit abuse: closing");
+                Counters::add(&self.state.counters.closed_abuse, 1);
+                let _ = self.reply(ServerMsg::error(
+                    None,
+                    ErrorCode::RateLimited,
+                    "rate limit exceeded persistently: closing the connection",
+                ));
+                Flow::Stop
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming) -> Flow {
+        let now = self.state.mono_ms();
+        match incoming {
+            Incoming::Closed => Flow::Stop,
+            Incoming::Skip => Flow::Go,
+            Incoming::Bad(code, e) => {
+                if !self.msgs.take(1.0, now) {
+                    return self.rate_limited("message");
+                }
+                self.reply(ServerMsg::error(None, code, e))
+            }
+            Incoming::Relay(frame) => {
+                if !self.relay.take(frame.len() as f64, now) || !self.msgs.take(1.0, now) {
+                    return self.rate_limited("relay frame");
+                }
+                self.on_relay(frame)
+            }
+            Incoming::Msg(msg) => {
+                if !self.msgs.take(1.0, now) {
+                    return self.rate_limited("message");
+                }
+                self.on_message(msg)
+            }
+        }
+    }
+
+    fn on_relay(&mut self, frame: Bytes) -> Flow {
+        let c = &self.state.counters;
+        let len = frame.len() as u64;
+        let (to, out) = match readdress(frame, &self.raw) {
+            Ok(x) => x,
+            Err(e) => {
+                Counters::add(&c.relay_refused, 1);
+                let code = match e {
+                    RelayError::TooLarge(_) => ErrorCode::TooLarge,
+                    _ => ErrorCode::BadMessage,
+                };
+                return self.reply(ServerMsg::error(None, code, format!("relay frame refused: {e}")));
+            }
+        };
+        let pushed = {
+            let inner = self.state.lock();
+            match inner.connected.get(&to) {
+                Some(c) if to != self.id => Some(c.outbox.push(Frame::Binary(out))),
+                _ => None,
+            }
+        };
+        match pushed {
+            Some(Ok(())) => {
+                Counters::add(&c.relay_frames, 1);
+                Counters::add(&c.relay_bytes, len);
+                Flow::Go
+            }
+            Some(Err(_)) => {
+                Counters::add(&c.relay_dropped, 1);
+                self.reply(ServerMsg::error(
+                    None,
+                    ErrorCode::PeerBusy,
+                    format!("peer {to} is not keeping up with relayed data: frame dropped"),
+                ))
+            }
+            None => {
+                Counters::add(&c.relay_refused, 1);
+                self.reply(ServerMsg::error(None, ErrorCode::UnknownPeer, format!("peer {to} is not connected")))
+            }
+        }
+    }
+
+    /// Limits the swarm does not know about, checked before it sees the message.
+    fn check_publish(&self, inner: &crate::state::Inner, msg: &ClientMsg) -> Option<ServerMsg> {
+        let ClientMsg::Publish { req, manifest, .. } = msg else { return None };
+        let l = &self.state.config.limits;
+        if manifest.chunks.len() > l.max_manifest_chunks {
+            let m = format!(
+                "manifest has {} chunks; this tracker takes at most {}",
+                manifest.chunks.len(),
+                l.max_manifest_chunks
+            );
+            return Some(ServerMsg::error(Some(*req), ErrorCode::BadManifest, m));
+        }
+        let mine = inner.published_by.get(&self.id).copied().unwrap_or(0);
+        if mine >= l.max_files_per_peer && inner.swarm.file(&manifest.file_id()).is_none() {
+            let m = format!("this peer has published {mine} files, the most this tracker takes from one peer");
+            return Some(ServerMsg::error(Some(*req), ErrorCode::LimitReached, m));
+        }
+        None
+    }
+
+    fn on_message(&mut self, msg: ClientMsg) -> Flow {
+        let state = self.state;
+        let (out, added) = {
+            let mut inner = state.lock();
+            if !inner.is_current(&self.id, self.serial) {
+                return Flow::Stop; // replaced by a newer connection of the same peer
+            }
+            if let Some(err) = self.check_publish(&inner, &msg) {
+                drop(inner);
+                Counters::add(&state.counters.limit_refusals, 1);
+                return self.reply(err);
+            }
+            let out = inner.swarm.handle(&self.id, msg, now_ms());
+            let added: Vec<FileRecord> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::FileAdded(f) => inner.swarm.file(f).cloned(),
+                    _ => None,
+                })
+                .collect();
+            if !added.is_empty() {
+                *inner.published_by.entry(self.id.clone()).or_insert(0) += added.len() as u32;
+            }
+            (out, added)
+        };
+        // A file is durable before its publisher hears it was published.
+        if let (Some(index), false) = (&state.index, added.is_empty()) {
+            if let Err(e) = blocking(|| index.insert(&added)) {
+                tracing::error!("cannot store published file: {e}");
+            }
+        }
+        let slow = state.lock().dispatch(out);
+        Counters::add(&state.counters.closed_slow, slow);
+        if self.outbox.is_closed() {
+            Flow::Stop
+        } else {
+            Flow::Go
         }
     }
 }

@@ -187,6 +187,10 @@ impl Swarm {
     pub fn holders(&self, chunk: &ChunkId) -> impl Iterator<Item = &PeerId> {
         self.holders.get(chunk).into_iter().flatten()
     }
+    /// Distinct chunks of known files (read-only, for stats).
+    pub fn chunk_count(&self) -> usize {
+        self.chunk_sizes.len()
+    }
     pub fn holder_count(&self, chunk: &ChunkId) -> usize {
         self.holders.get(chunk).map_or(0, BTreeSet::len)
     }

@@ -1,0 +1,102 @@
+//! Per-connection rate limits: token buckets for messages and relay bytes, and the strike
+//! count that turns persistent abuse into a closed connection. Plain structs, time passed in.
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate_per_ms: f64,
+    burst: f64,
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket. A rate of 0 means unlimited.
+    pub fn new(rate_per_sec: f64, burst: f64, now_ms: u64) -> Self {
+        Self { rate_per_ms: rate_per_sec / 1000.0, burst, tokens: burst, last_ms: now_ms }
+    }
+
+    /// Takes `n` tokens if there are enough; otherwise takes none.
+    pub fn take(&mut self, n: f64, now_ms: u64) -> bool {
+        if self.rate_per_ms <= 0.0 {
+            return true;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = (self.tokens + elapsed * self.rate_per_ms).min(self.burst);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What to do with a message that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// Dropped; tell the sender (first refusal of an episode only, so errors never amplify).
+    RefuseAndTell,
+    /// Dropped silently (the sender was already told).
+    Refuse,
+    /// The sender keeps going after being told: close the connection.
+    Close,
+}
+
+/// Counts refusals in an episode of abuse: an episode ends after a quiet second.
+#[derive(Debug, Clone, Default)]
+pub struct Strikes {
+    count: u32,
+    last_ms: u64,
+}
+
+impl Strikes {
+    /// Records one refused message; `limit` refusals in one episode close the connection.
+    pub fn refuse(&mut self, limit: u32, now_ms: u64) -> Verdict {
+        if now_ms.saturating_sub(self.last_ms) > 1000 {
+            self.count = 0;
+        }
+        self.last_ms = now_ms;
+        self.count += 1;
+        if self.count > limit {
+            Verdict::Close
+        } else if self.count == 1 {
+            Verdict::RefuseAndTell
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::new(10.0, 5.0, 0);
+        assert!((0..5).all(|_| b.take(1.0, 0)));
+        assert!(!b.take(1.0, 0));
+        assert!(b.take(1.0, 100), "one token per 100 ms");
+        assert!(!b.take(1.0, 150));
+        assert!(b.take(5.0, 10_000), "refills up to the burst");
+        assert!(!b.take(1.0, 10_000));
+        let mut unlimited = TokenBucket::new(0.0, 0.0, 0);
+        assert!(unlimited.take(1e9, 0));
+    }
+
+    #[test]
+    fn strikes_tell_once_then_close() {
+        let mut s = Strikes::default();
+        assert_eq!(s.refuse(3, 10_000), Verdict::RefuseAndTell);
+        assert_eq!(s.refuse(3, 10_001), Verdict::Refuse);
+        assert_eq!(s.refuse(3, 10_002), Verdict::Refuse);
+        assert_eq!(s.refuse(3, 10_003), Verdict::Close);
+        let mut s = Strikes::default();
+        s.refuse(3, 0);
+        s.refuse(3, 1);
+        assert_eq!(s.refuse(3, 5_000), Verdict::RefuseAndTell, "a quiet second forgives");
+    }
+}

@@ -1,0 +1,256 @@
+//! Tracker settings from flags, environment variables and an optional TOML file.
+//!
+//! Precedence: a flag beats its environment variable (clap reads both), which beats the
+//! `--config` file, which beats the built-in default. Every setting is optional in each
+//! source, so [`Settings::merge`] can layer them; the TOML file uses the flag names
+//! (`max-peers = 5000`) and unknown keys are an error, so a typo never goes unnoticed.
+
+use crate::{Config, Limits};
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use swarm_core::swarm::repair::RepairConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Peer Pressure tracker: swarm index, WebRTC signalling hub, data relay, REST API, metrics
+/// and web app server.
+///
+/// Every option can also be set by its environment variable or in the TOML file given by
+/// `--config` (keys are the long option names, e.g. `max-peers = 5000`). Flags override the
+/// environment, which overrides the file, which overrides the defaults shown.
+#[derive(Parser, Deserialize, Debug, Default, Clone, PartialEq)]
+#[command(name = "tracker", version, about, long_about)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// TOML file with settings.
+    #[arg(long, env = "PP_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed)
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "PP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the tracker keeps its durable file index [default: .pp-data/tracker]
+    #[arg(long, env = "PP_TRACKER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the built web app to serve at `/` (trunk's dist/) [default: none]
+    #[arg(long, env = "PP_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Log format: `text` or `json` [default: text]; the level comes from RUST_LOG (default info)
+    #[arg(long, env = "PP_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Copies every chunk is kept on, at least 2 [default: 3]
+    #[arg(long, env = "PP_REPLICATION")]
+    pub replication: Option<u32>,
+    /// Seconds a departed peer's chunks wait before they are re-replicated [default: 3]
+    #[arg(long, env = "PP_GRACE_SECS")]
+    pub grace_secs: Option<f64>,
+    /// Seconds of silence after which a peer counts as gone [default: 45]
+    #[arg(long, env = "PP_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds a new connection has to say hello [default: 10]
+    #[arg(long, env = "PP_HELLO_TIMEOUT")]
+    pub hello_timeout: Option<u64>,
+    /// Seconds a peer may take to accept queued frames before it is dropped [default: 10]
+    #[arg(long, env = "PP_SEND_TIMEOUT")]
+    pub send_timeout: Option<u64>,
+    /// Live peers at once; more are refused with `limit_reached` [default: 20000]
+    #[arg(long, env = "PP_MAX_PEERS")]
+    pub max_peers: Option<usize>,
+    /// Open connections per client address, 0 for no limit [default: 1000]
+    #[arg(long, env = "PP_MAX_CONNS_PER_IP")]
+    pub max_conns_per_ip: Option<usize>,
+    /// Files one peer may publish (counted since start) [default: 10000]
+    #[arg(long, env = "PP_MAX_FILES_PER_PEER")]
+    pub max_files_per_peer: Option<u32>,
+    /// Chunks in one manifest [default: 262144]
+    #[arg(long, env = "PP_MAX_MANIFEST_CHUNKS")]
+    pub max_manifest_chunks: Option<usize>,
+    /// Messages per second per connection, 0 for no limit [default: 200]
+    #[arg(long, env = "PP_MSGS_PER_SEC")]
+    pub msgs_per_sec: Option<u32>,
+    /// Messages a connection may send in one burst [default: 400]
+    #[arg(long, env = "PP_MSG_BURST")]
+    pub msg_burst: Option<u32>,
+    /// Relay bytes per second per connection, 0 for no limit [default: 8388608]
+    #[arg(long, env = "PP_RELAY_BYTES_PER_SEC")]
+    pub relay_bytes_per_sec: Option<u64>,
+    /// Relay bytes a connection may send in one burst [default: 1048576]
+    #[arg(long, env = "PP_RELAY_BURST_BYTES")]
+    pub relay_burst_bytes: Option<u64>,
+    /// Refused messages in a row (no quiet second) before a connection is closed [default: 1000]
+    #[arg(long, env = "PP_ABUSE_LIMIT")]
+    pub abuse_limit: Option<u32>,
+    /// Frames queued for one peer before it counts as too slow [default: 1024]
+    #[arg(long, env = "PP_OUTBOX_FRAMES")]
+    pub outbox_frames: Option<usize>,
+    /// Bytes queued for one peer before relay frames to it are dropped [default: 2097152]
+    #[arg(long, env = "PP_OUTBOX_BYTES")]
+    pub outbox_bytes: Option<usize>,
+}
+
+#[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+macro_rules! layer {
+    ($hi:ident, $lo:ident, $($f:ident),*) => {
+        Settings { config: $hi.config.or($lo.config), $($f: $hi.$f.or($lo.$f)),* }
+    };
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|source| SettingsError::Parse { path: path.into(), source: Box::new(source) })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// `self` where set, else `lower`.
+    pub fn merge(self, lower: Settings) -> Settings {
+        let hi = self;
+        let lo = lower;
+        layer!(
+            hi,
+            lo,
+            listen,
+            data_dir,
+            web_dir,
+            log_format,
+            replication,
+            grace_secs,
+            idle_timeout,
+            hello_timeout,
+            send_timeout,
+            max_peers,
+            max_conns_per_ip,
+            max_files_per_peer,
+            max_manifest_chunks,
+            msgs_per_sec,
+            msg_burst,
+            relay_bytes_per_sec,
+            relay_burst_bytes,
+            abuse_limit,
+            outbox_frames,
+            outbox_bytes
+        )
+    }
+
+    /// Flags and environment, layered over the `--config` file if one is named.
+    pub fn load() -> Result<Self, SettingsError> {
+        let cli = Settings::parse();
+        match &cli.config {
+            Some(path) => Ok(cli.clone().merge(Settings::from_file(path)?)),
+            None => Ok(cli),
+        }
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The library's [`Config`], defaults filled in and values checked.
+    pub fn to_config(&self) -> Result<Config, SettingsError> {
+        let d = Config::default();
+        let dl = Limits::default();
+        let replication = self.replication.unwrap_or(3);
+        if replication < 2 {
+            return Err(SettingsError::Invalid(format!("replication must be at least 2, not {replication}")));
+        }
+        let grace = self.grace_secs.unwrap_or(3.0);
+        if !(grace.is_finite() && grace >= 0.0) {
+            return Err(SettingsError::Invalid(format!("grace-secs must be a non-negative number, not {grace}")));
+        }
+        let max_chunks = self.max_manifest_chunks.unwrap_or(dl.max_manifest_chunks);
+        if max_chunks > swarm_core::content::MAX_CHUNKS {
+            return Err(SettingsError::Invalid(format!(
+                "max-manifest-chunks can be at most {}",
+                swarm_core::content::MAX_CHUNKS
+            )));
+        }
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        Ok(Config {
+            data_dir: Some(self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".pp-data/tracker"))),
+            web_dir: self.web_dir.clone(),
+            idle_timeout: secs(self.idle_timeout, d.idle_timeout),
+            hello_timeout: secs(self.hello_timeout, d.hello_timeout),
+            send_timeout: secs(self.send_timeout, d.send_timeout),
+            repair: RepairConfig {
+                replication: replication as usize,
+                grace_ms: (grace * 1000.0) as u64,
+                ..Default::default()
+            },
+            limits: Limits {
+                max_peers: self.max_peers.unwrap_or(dl.max_peers),
+                max_conns_per_ip: self.max_conns_per_ip.unwrap_or(dl.max_conns_per_ip),
+                max_files_per_peer: self.max_files_per_peer.unwrap_or(dl.max_files_per_peer),
+                max_manifest_chunks: max_chunks,
+                msgs_per_sec: self.msgs_per_sec.unwrap_or(dl.msgs_per_sec),
+                msg_burst: self.msg_burst.unwrap_or(dl.msg_burst),
+                relay_bytes_per_sec: self.relay_bytes_per_sec.unwrap_or(dl.relay_bytes_per_sec),
+                relay_burst_bytes: self.relay_burst_bytes.unwrap_or(dl.relay_burst_bytes),
+                abuse_limit: self.abuse_limit.unwrap_or(dl.abuse_limit),
+                outbox_frames: self.outbox_frames.unwrap_or(dl.outbox_frames).max(1),
+                outbox_bytes: self.outbox_bytes.unwrap_or(dl.outbox_bytes).max(1),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let file = Settings::from_toml("max-peers = 50\nreplication = 4\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+        let cli = Settings::try_parse_from(["tracker", "--max-peers", "7"]).unwrap();
+        let merged = cli.merge(file);
+        assert_eq!(merged.max_peers, Some(7), "flag wins");
+        assert_eq!(merged.replication, Some(4), "file fills in");
+        let c = merged.to_config().unwrap();
+        assert_eq!(c.limits.max_peers, 7);
+        assert_eq!(c.repair.replication, 4);
+        assert_eq!(c.limits.msgs_per_sec, Limits::default().msgs_per_sec, "default when unset");
+        assert_eq!(merged.listen().port(), 9000);
+    }
+
+    #[test]
+    fn bad_files_and_values_are_refused() {
+        assert!(Settings::from_toml("max-peer = 5").is_err(), "typo in a key");
+        assert!(Settings::from_toml("max-peers = \"many\"").is_err());
+        let s = Settings { replication: Some(1), ..Default::default() };
+        assert!(s.to_config().is_err());
+        let s = Settings { max_manifest_chunks: Some(usize::MAX), ..Default::default() };
+        assert!(s.to_config().is_err());
+    }
+
+    #[test]
+    fn help_documents_every_option() {
+        use clap::CommandFactory;
+        let help = Settings::command().render_long_help().to_string();
+        for flag in ["--config", "--max-peers", "--msgs-per-sec", "--relay-bytes-per-sec", "--max-files-per-peer"] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+        assert!(help.contains("PP_MAX_PEERS"), "environment variables are shown");
+    }
+}
