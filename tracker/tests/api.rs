@@ -1,0 +1,150 @@
+//! The REST API and `/metrics` against a real tracker with real peers.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+use swarm_core::wire::FileMeta;
+use swarm_core::{ClientMsg, ManifestBuilder, ServerMsg};
+
+async fn publish(ws: &mut common::Ws, req: u32, name: &str, seed: u8, chunks: usize) -> swarm_core::FileId {
+    let mut mb = ManifestBuilder::new(4);
+    for i in 0..chunks {
+        mb.push(&[seed, i as u8, 1, 2]);
+    }
+    let manifest = mb.finish();
+    send(ws, &ClientMsg::Have { chunks: manifest.chunks.clone(), full: false }).await;
+    let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
+    send(ws, &ClientMsg::Publish { req, manifest, meta }).await;
+    loop {
+        match recv(ws).await {
+            ServerMsg::Published { req: r, file } if r == req => return file,
+            ServerMsg::Replicate { .. } | ServerMsg::Trim { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn rest_endpoints_describe_the_swarm() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let mut a = connect(&url).await;
+    let id_a = hello(&mut a, &secret(1)).await;
+    send(&mut a, &ClientMsg::Storage { used: 100, capacity: 1000 }).await;
+    let mut ids = Vec::new();
+    for (i, name) in ["my cat.png", "dog.txt", "cat", "bobcat.jpg", "zebra"].iter().enumerate() {
+        ids.push(publish(&mut a, i as u32, name, i as u8, 2).await);
+    }
+
+    let (status, page) = get_json(&host, "/api/files?offset=1&limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 5);
+    assert_eq!(page["files"].as_array().unwrap().len(), 2);
+    let (_, all) = get_json(&host, "/api/files").await;
+    let mut listed: Vec<String> =
+        all["files"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect();
+    let mut expected: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let (_, beyond) = get_json(&host, "/api/files?offset=10").await;
+    assert_eq!(beyond["files"].as_array().unwrap().len(), 0);
+    assert_eq!(get_json(&host, "/api/files?offset=-1").await.0, 400);
+
+    let (status, f) = get_json(&host, &format!("/api/files/{}", ids[0])).await;
+    assert_eq!(status, 200);
+    assert_eq!(f["name"], "my cat.png");
+    assert_eq!(f["holders"], serde_json::json!([[0], [0]]));
+    assert_eq!(f["peers"][0], id_a.to_string());
+    assert_eq!(f["health"]["replication"], 3);
+    assert_eq!(f["health"]["min_copies"], 1);
+    assert_eq!(f["health"]["max_copies"], 1);
+    assert_eq!(f["health"]["under_replicated"], 2);
+    assert_eq!(f["health"]["lost"], 0);
+    let (status, e) = get_json(&host, "/api/files/nothex").await;
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().contains("64 hex"));
+    let (status, e) = get_json(&host, &format!("/api/files/{}", "0".repeat(64))).await;
+    assert_eq!(status, 404);
+    assert!(e["error"].is_string());
+
+    let (_, s) = get_json(&host, "/api/search?q=CAT").await;
+    let names: Vec<&str> = s["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["cat", "my cat.png", "bobcat.jpg"], "ranked by name match");
+
+    let (_, p) = get_json(&host, "/api/peers").await;
+    let peer = &p["peers"][0];
+    assert_eq!(peer["id"], id_a.to_string());
+    assert_eq!(peer["kind"], "native");
+    assert_eq!(peer["chunks"], 10);
+    assert_eq!(peer["storage_capacity"], 1000);
+    assert!(peer["uptime_secs"].is_u64());
+
+    let (_, st) = get_json(&host, "/api/stats").await;
+    assert_eq!(st["peers"], 1);
+    assert_eq!(st["files"], 5);
+    assert_eq!(st["chunks"], 10);
+    assert_eq!(st["under_replicated"], 10);
+    assert_eq!(st["lost"], 0);
+    for key in ["orders_in_flight", "orders_issued", "ws_messages_in", "relay_bytes", "relay_frames", "rate_limited"] {
+        assert!(st[key].is_u64(), "{key} in stats");
+    }
+}
+
+/// Parses the Prometheus text format strictly enough to catch mistakes: every sample belongs
+/// to a declared metric family, names and labels are well formed, values are numbers.
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "family declared twice: {name}");
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "{line}");
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        assert!(types.contains_key(name), "sample without TYPE: {line}");
+        if types[name] == "counter" {
+            assert!(name.ends_with("_total"), "counter names end in _total: {name}");
+        }
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = pair.split_once('=').unwrap();
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+            }
+        }
+        assert!(samples.insert(series.to_string(), value).is_none(), "duplicate series: {series}");
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let (mut a, mut b) = (connect(&url).await, connect(&url).await);
+    hello(&mut a, &secret(1)).await;
+    let id_b = hello(&mut b, &secret(2)).await;
+    publish(&mut a, 1, "x.txt", 1, 3).await;
+    let sig = swarm_core::Signal::Offer { sdp: "v=0".into() };
+    send(&mut a, &ClientMsg::Signal { to: id_b, conn: 1, signal: sig }).await;
+    recv(&mut b).await;
+    let (status, text) = http_get(&host, "/metrics").await;
+    assert_eq!(status, 200);
+    let m = parse_prometheus(&text);
+    assert_eq!(m["pp_peers{kind=\"native\"}"], 2.0);
+    assert_eq!(m["pp_files"], 1.0);
+    assert_eq!(m["pp_chunks"], 3.0);
+    assert_eq!(m["pp_signals_relayed_total"], 1.0);
+    assert_eq!(m["pp_relay_bytes_total"], 0.0);
+    assert!(m["pp_ws_messages_total{dir=\"in\"}"] >= 5.0);
+    assert!(m.contains_key("pp_repair_orders_total{outcome=\"issued\"}"));
+}

@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests: a real tracker on port 0, real websocket clients,
+//! and a tiny HTTP/1.1 GET client.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
+use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Starts the tracker; returns its `ws://` url, its `host:port` and the server task.
+pub async fn start_with(
+    config: tracker::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (String, String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(tracker::serve(listener, config, shutdown));
+    (format!("ws://{addr}/ws"), addr.to_string(), server)
+}
+
+pub async fn start(config: tracker::Config) -> (String, String) {
+    let (url, host, _) = start_with(config, std::future::pending()).await;
+    (url, host)
+}
+
+pub async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+pub async fn send(ws: &mut Ws, msg: &ClientMsg) {
+    ws.send(Message::Text(msg.to_json().into())).await.unwrap();
+}
+
+/// The next frame (text or binary), or `None` if the connection closed.
+pub async fn next_frame(ws: &mut Ws) -> Option<Message> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("answer in time") {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Some(m),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+pub async fn recv(ws: &mut Ws) -> ServerMsg {
+    match next_frame(ws).await.expect("connection open") {
+        Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+pub async fn hello(ws: &mut Ws, secret: &str) -> PeerId {
+    send(ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() }).await;
+    match recv(ws).await {
+        ServerMsg::Welcome { peer_id, .. } => peer_id,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+pub fn error_code(m: &ServerMsg) -> ErrorCode {
+    match m {
+        ServerMsg::Error { code, .. } => *code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+pub fn secret(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+/// `GET path` over HTTP/1.1; returns the status code and the body.
+pub async fn http_get(host: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(host).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+pub async fn get_json(host: &str, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(host, path).await;
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")))
+}

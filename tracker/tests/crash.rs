@@ -1,0 +1,75 @@
+//! kill -9 of the real tracker binary in the middle of a stream of publishes: after a
+//! restart on the same data dir, every file that got a `published` answer is still there.
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use swarm_core::wire::FileMeta;
+use swarm_core::{ClientMsg, FileId, ManifestBuilder, ServerMsg};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Starts `target/debug/tracker` and returns it with its `host:port`.
+fn spawn_tracker(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
+        .args(["--listen", "127.0.0.1:0", "--msgs-per-sec", "0", "--max-files-per-peer", "1000000", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tracker binary runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let host = line.trim().rsplit("http://").next().unwrap().to_string();
+    (child, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_publish_loses_no_acknowledged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, host) = spawn_tracker(dir.path());
+    let mut ws = connect(&format!("ws://{host}/ws")).await;
+    hello(&mut ws, &secret(1)).await;
+    let (mut tx, mut rx) = ws.split();
+    // Publish as fast as possible, without waiting for answers.
+    let writer = tokio::spawn(async move {
+        for i in 0u32..100_000 {
+            let mut mb = ManifestBuilder::new(4);
+            mb.push(&i.to_be_bytes());
+            let meta = FileMeta { name: format!("file {i}"), mime: "text/plain".into() };
+            let msg = ClientMsg::Publish { req: i, manifest: mb.finish(), meta };
+            if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
+                break;
+            }
+            if i % 64 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut acked: Vec<FileId> = Vec::new();
+    while let Some(Ok(m)) = rx.next().await {
+        if let Message::Text(t) = m {
+            if let ServerMsg::Published { file, .. } = serde_json::from_str(t.as_str()).unwrap() {
+                acked.push(file);
+                if acked.len() == 300 {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                }
+            }
+        }
+    }
+    writer.abort();
+    assert!(acked.len() >= 300, "got {} answers", acked.len());
+
+    let (mut child, host) = spawn_tracker(dir.path());
+    let (status, page) = get_json(&host, "/api/files?limit=1").await;
+    assert_eq!(status, 200, "the database opens");
+    assert!(page["total"].as_u64().unwrap() >= acked.len() as u64);
+    for id in &acked {
+        let (status, _) = get_json(&host, &format!("/api/files/{id}")).await;
+        assert_eq!(status, 200, "acknowledged file {id} survived the kill");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,147 @@
+//! Limits against a real tracker: each refusal comes with a clear error, abuse closes the
+//! connection, and nothing else is harmed.
+
+mod common;
+use common::*;
+use swarm_core::wire::{ErrorCode, FileMeta};
+use swarm_core::{ClientMsg, ManifestBuilder, ServerMsg, Signal};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn message_rate_limit_then_close_on_abuse() {
+    let mut config = tracker::Config::default();
+    config.limits.msgs_per_sec = 10;
+    config.limits.msg_burst = 10;
+    config.limits.abuse_limit = 50;
+    let (url, host) = start(config).await;
+    let mut a = connect(&url).await;
+    hello(&mut a, &secret(1)).await;
+    for req in 0..10 {
+        send(&mut a, &ClientMsg::Search { req, query: String::new(), limit: 1 }).await;
+    }
+    for req in 0..10 {
+        assert!(matches!(recv(&mut a).await, ServerMsg::SearchResults { req: r, .. } if r == req));
+    }
+    send(&mut a, &ClientMsg::Search { req: 99, query: String::new(), limit: 1 }).await;
+    let m = recv(&mut a).await;
+    assert_eq!(error_code(&m), ErrorCode::RateLimited);
+    let ServerMsg::Error { message, .. } = m else { unreachable!() };
+    assert!(message.contains("rate limit"), "{message}");
+    // Keep hammering: the tracker closes the connection (after saying why).
+    for _ in 0..200 {
+        if futures_util::SinkExt::send(&mut a, Message::Text(ClientMsg::Heartbeat.to_json().into())).await.is_err() {
+            break;
+        }
+    }
+    let mut told = false;
+    // Reads until the tracker closes the connection (next_frame panics after 5 s of silence).
+    while let Some(frame) = next_frame(&mut a).await {
+        if let Message::Text(t) = frame {
+            told |= t.as_str().contains("persistently");
+        }
+    }
+    assert!(told, "closed with a reason");
+    let (_, st) = get_json(&host, "/api/stats").await;
+    assert!(st["rate_limited"].as_u64().unwrap() > 50);
+    assert_eq!(st["closed_abuse"], 1);
+    // Others are unaffected.
+    let mut b = connect(&url).await;
+    hello(&mut b, &secret(2)).await;
+}
+
+#[tokio::test]
+async fn peer_limit_refuses_hello() {
+    let mut config = tracker::Config::default();
+    config.limits.max_peers = 2;
+    let (url, _) = start(config).await;
+    let (mut a, mut b, mut c) = (connect(&url).await, connect(&url).await, connect(&url).await);
+    hello(&mut a, &secret(1)).await;
+    hello(&mut b, &secret(2)).await;
+    send(&mut c, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Browser, secret: secret(3) }).await;
+    let m = recv(&mut c).await;
+    assert_eq!(error_code(&m), ErrorCode::LimitReached);
+    assert!(next_frame(&mut c).await.is_none(), "then closed");
+    // A known peer reconnecting still gets in (it replaces its old connection).
+    let mut a2 = connect(&url).await;
+    hello(&mut a2, &secret(1)).await;
+    assert!(next_frame(&mut a).await.is_none(), "the old connection is closed");
+    // When one leaves, a newcomer fits.
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut d = connect(&url).await;
+    hello(&mut d, &secret(4)).await;
+}
+
+#[tokio::test]
+async fn connections_per_address_are_limited() {
+    let mut config = tracker::Config::default();
+    config.limits.max_conns_per_ip = 2;
+    let (url, _) = start(config).await;
+    let (_a, mut b) = (connect(&url).await, connect(&url).await);
+    let mut c = connect(&url).await;
+    let m = recv(&mut c).await;
+    assert_eq!(error_code(&m), ErrorCode::LimitReached);
+    hello(&mut b, &secret(2)).await;
+}
+
+#[tokio::test]
+async fn files_per_peer_and_manifest_size_are_limited() {
+    let mut config = tracker::Config::default();
+    config.limits.max_files_per_peer = 2;
+    config.limits.max_manifest_chunks = 3;
+    let (url, host) = start(config).await;
+    let mut a = connect(&url).await;
+    hello(&mut a, &secret(1)).await;
+    let manifest = |seed: u8, chunks: usize| {
+        let mut mb = ManifestBuilder::new(4);
+        for i in 0..chunks {
+            mb.push(&[seed, i as u8, 0, 0]);
+        }
+        mb.finish()
+    };
+    let meta = || FileMeta { name: "f".into(), mime: "text/plain".into() };
+    send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest(1, 4), meta: meta() }).await;
+    let m = recv(&mut a).await;
+    assert_eq!(error_code(&m), ErrorCode::BadManifest);
+    assert!(matches!(m, ServerMsg::Error { req: Some(1), .. }));
+    let mut published = Vec::new();
+    for seed in 2..4 {
+        send(&mut a, &ClientMsg::Publish { req: seed as u32, manifest: manifest(seed, 1), meta: meta() }).await;
+        let ServerMsg::Published { file, .. } = recv(&mut a).await else { panic!() };
+        published.push(file);
+    }
+    send(&mut a, &ClientMsg::Publish { req: 9, manifest: manifest(9, 1), meta: meta() }).await;
+    let m = recv(&mut a).await;
+    assert_eq!(error_code(&m), ErrorCode::LimitReached);
+    assert!(matches!(&m, ServerMsg::Error { req: Some(9), message, .. } if message.contains("published 2 files")));
+    // Re-publishing a known file is not a new file.
+    send(&mut a, &ClientMsg::Publish { req: 10, manifest: manifest(2, 1), meta: meta() }).await;
+    assert!(matches!(recv(&mut a).await, ServerMsg::Published { req: 10, .. }));
+    let (_, st) = get_json(&host, "/api/stats").await;
+    assert_eq!(st["files"], 2);
+}
+
+#[tokio::test]
+async fn bad_input_and_departed_peers_damage_nothing() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let (mut a, mut b) = (connect(&url).await, connect(&url).await);
+    hello(&mut a, &secret(1)).await;
+    let id_b = hello(&mut b, &secret(2)).await;
+    for junk in ["", "null", "{\"type\":\"publish\"}", "{\"type\":\"have\",\"chunks\":[\"zz\"],\"full\":true}"] {
+        futures_util::SinkExt::send(&mut a, Message::Text(junk.into())).await.unwrap();
+        assert_eq!(error_code(&recv(&mut a).await), ErrorCode::BadMessage, "{junk:?}");
+    }
+    send(&mut a, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Native, secret: secret(1) }).await;
+    assert_eq!(error_code(&recv(&mut a).await), ErrorCode::NotWelcomed, "second hello");
+    // Signalling to a peer that left.
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    send(&mut a, &ClientMsg::Signal { to: id_b, conn: 3, signal: Signal::Close { reason: "bye".into() } }).await;
+    assert_eq!(error_code(&recv(&mut a).await), ErrorCode::UnknownPeer);
+    send(&mut a, &ClientMsg::Locate { req: 4, file: swarm_core::FileId([9; 32]) }).await;
+    assert_eq!(error_code(&recv(&mut a).await), ErrorCode::UnknownFile);
+    let (status, st) = get_json(&host, "/api/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(st["peers"], 1);
+    assert_eq!(st["files"], 0);
+}
