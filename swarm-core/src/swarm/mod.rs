@@ -219,11 +219,18 @@ impl Swarm {
                         }
                     }
                 }
+                let settle = if full { self.config.grace_ms } else { 0 };
                 for c in chunks {
                     if self.peers.get_mut(from).expect("live").chunks.insert(c) {
                         self.holders.entry(c).or_default().insert(from.clone());
                         if let Some(size) = self.chunk_sizes.get(&c) {
                             self.peers.get_mut(from).expect("live").used += *size as u64;
+                            // A chunk that comes back short of R (e.g. it had no live copy
+                            // while this peer was away) is repaired; after a reconnect other
+                            // holders get the grace period to re-announce first.
+                            if self.staying_copies(&c) < self.config.replication && !self.pending.contains_key(&c) {
+                                self.check_at(c, now_ms + settle);
+                            }
                         }
                         self.order_fulfilled(from, &c);
                     }

@@ -310,10 +310,14 @@ impl Swarm {
             self.peers.iter().filter(|(_, p)| p.leaving && !p.leave_answered).map(|(id, _)| id.clone()).collect();
         for id in leavers {
             let chunks = &self.peers[&id].chunks;
+            // Still working: a chunk short of R copies that has an order in flight, a check
+            // due, or a peer that could take it. Otherwise it cannot be placed: stranded.
             let busy = chunks.iter().any(|c| {
-                self.pending.contains_key(c)
-                    || self.due.values().any(|set| set.contains(c))
-                    || (self.staying_copies(c) < r && !self.deferred.contains(c) && self.chunk_sizes.contains_key(c))
+                let Some(&size) = self.chunk_sizes.get(c) else { return false };
+                self.staying_copies(c) < r
+                    && (self.pending.contains_key(c)
+                        || self.due.values().any(|set| set.contains(c))
+                        || self.choose_target(c, size).is_some())
             });
             if busy {
                 continue;
@@ -322,5 +326,132 @@ impl Swarm {
             self.peers.get_mut(&id).expect("live").leave_answered = true;
             out.push(send(&id, ServerMsg::LeaveReady { stranded }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ManifestBuilder;
+    use crate::wire::{ClientMsg, FileMeta, PeerKind};
+
+    fn peer(n: u8) -> PeerId {
+        PeerId::from_secret(&format!("p{n}"))
+    }
+
+    fn orders_in(out: &[Output]) -> Vec<(PeerId, ChunkId, Vec<PeerId>)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to, msg: ServerMsg::Replicate { chunk, sources, .. } } => {
+                    Some((to.clone(), *chunk, sources.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Five peers; peer 0 publishes a one-chunk file.
+    fn swarm_with_file() -> (Swarm, ChunkId) {
+        let mut s = Swarm::with_config(RepairConfig { replication: 3, grace_ms: 3000, ..Default::default() });
+        for n in 0..5 {
+            s.join(peer(n), PeerKind::Native, 0);
+        }
+        let mut b = ManifestBuilder::new(4);
+        b.push(b"abcd");
+        let m = b.finish();
+        let c = m.chunks[0];
+        s.handle(&peer(0), ClientMsg::Have { chunks: vec![c], full: false }, 0);
+        let meta = FileMeta { name: "f".into(), mime: "x".into() };
+        s.handle(&peer(0), ClientMsg::Publish { req: 1, manifest: m, meta }, 0);
+        (s, c)
+    }
+
+    fn carry_out(s: &mut Swarm, orders: &[(PeerId, ChunkId, Vec<PeerId>)], now: u64) {
+        for (to, c, _) in orders {
+            s.handle(to, ClientMsg::Have { chunks: vec![*c], full: false }, now);
+        }
+    }
+
+    #[test]
+    fn publish_places_r_minus_one_copies_from_the_uploader() {
+        let (mut s, c) = swarm_with_file();
+        let orders = orders_in(&s.tick(0));
+        assert_eq!(orders.len(), 2, "two more copies make three");
+        assert!(orders.iter().all(|(to, _, src)| *to != peer(0) && src == &vec![peer(0)]));
+        assert_ne!(orders[0].0, orders[1].0, "distinct peers");
+        carry_out(&mut s, &orders, 10);
+        assert_eq!(s.holder_count(&c), 3);
+        assert_eq!(s.orders().count(), 0, "a have completes the order");
+        assert!(orders_in(&s.tick(20)).is_empty());
+    }
+
+    #[test]
+    fn a_lost_holder_is_replaced_after_the_grace_period_only() {
+        let (mut s, c) = swarm_with_file();
+        let orders = orders_in(&s.tick(0));
+        carry_out(&mut s, &orders, 10);
+        s.leave(&peer(0), 1000);
+        assert!(orders_in(&s.tick(3999)).is_empty(), "nothing during the grace period");
+        let again = orders_in(&s.tick(4000));
+        assert_eq!(again.len(), 1);
+        assert!(!again[0].2.contains(&peer(0)), "sources are live holders");
+        carry_out(&mut s, &again, 4100);
+        assert_eq!(s.holder_count(&c), 3);
+    }
+
+    #[test]
+    fn a_peer_back_within_grace_causes_no_work_and_extra_copies_are_trimmed() {
+        let (mut s, c) = swarm_with_file();
+        let orders = orders_in(&s.tick(0));
+        carry_out(&mut s, &orders, 10);
+        s.leave(&peer(0), 1000);
+        s.join(peer(0), PeerKind::Native, 2000);
+        s.handle(&peer(0), ClientMsg::Have { chunks: vec![c], full: true }, 2000);
+        assert!(orders_in(&s.tick(5000)).is_empty());
+        // A fourth copy arrives with a returning peer: it is trimmed.
+        let extra = (1..5).map(peer).find(|p| !s.holders(&c).any(|h| h == p)).unwrap();
+        let out = s.handle(&extra, ClientMsg::Have { chunks: vec![c], full: true }, 6000);
+        assert!(matches!(&out[..], [Output::Send { msg: ServerMsg::Trim { .. }, .. }]));
+        assert_eq!(s.holder_count(&c), 3);
+    }
+
+    #[test]
+    fn leaving_hands_chunks_off_before_leave_ready() {
+        let (mut s, c) = swarm_with_file();
+        s.tick(0); // placement orders, never carried out: only peer 0 holds the chunk
+        s.handle(&peer(0), ClientMsg::Leave, 1);
+        let out = s.tick(2);
+        assert!(!out.iter().any(|o| matches!(o, Output::Send { msg: ServerMsg::LeaveReady { .. }, .. })));
+        let pending: Vec<(PeerId, ChunkId, Vec<PeerId>)> =
+            s.orders().map(|(_, o)| (o.target.clone(), o.chunk, vec![])).collect();
+        assert!(!pending.is_empty());
+        carry_out(&mut s, &pending, 3);
+        let missing = 3 - s.staying_copies(&c);
+        let mut out = s.tick(4);
+        let more = orders_in(&out);
+        assert_eq!(more.len(), missing);
+        carry_out(&mut s, &more, 5);
+        out.extend(s.tick(6));
+        assert_eq!(s.staying_copies(&c), 3, "three copies stay without the leaver");
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Send { to, msg: ServerMsg::LeaveReady { stranded: 0 } } if *to == peer(0))));
+    }
+
+    #[test]
+    fn failed_orders_go_elsewhere_and_full_peers_get_none() {
+        let (mut s, _c) = swarm_with_file();
+        let orders = orders_in(&s.tick(0));
+        let (first, order_id) = s.orders().map(|(id, o)| (o.target.clone(), *id)).next().unwrap();
+        s.handle(&first, ClientMsg::OrderFailed { order: order_id, reason: "no room: full".into() }, 1);
+        let again = orders_in(&s.tick(1));
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].0, first, "not the peer that refused");
+        assert!(orders.len() == 2);
+        // A peer cannot fail another peer's order.
+        let (victim, other_order) = s.orders().map(|(id, o)| (o.target.clone(), *id)).next().unwrap();
+        let stranger = (0..5).map(peer).find(|p| *p != victim).unwrap();
+        s.handle(&stranger, ClientMsg::OrderFailed { order: other_order, reason: "x".into() }, 2);
+        assert!(s.orders().any(|(id, _)| *id == other_order));
     }
 }
