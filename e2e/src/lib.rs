@@ -82,16 +82,32 @@ fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Pro
     Ok((proc, line))
 }
 
-/// A running tracker on a free port.
+/// A running tracker on a free port, with its data in a temporary directory.
 pub struct Tracker {
     pub proc: Proc,
     pub port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Tracker {
     pub fn start(name: &str, web: Option<&Path>) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut t = Self::start_with(name, web, tmp.path(), 0, &[])?;
+        t._tmp = Some(tmp);
+        Ok(t)
+    }
+
+    /// Starts a tracker with a given data dir, port (0: any) and extra flags.
+    pub fn start_with(
+        name: &str,
+        web: Option<&Path>,
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("tracker"));
-        cmd.args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--data-dir").arg(data_dir).args(extra);
         if let Some(w) = web {
             cmd.arg("--web-dir").arg(w);
         }
@@ -101,7 +117,7 @@ impl Tracker {
             .next()
             .and_then(|p| p.trim().parse().ok())
             .ok_or_else(|| anyhow!("no port in {line:?}"))?;
-        Ok(Self { proc, port })
+        Ok(Self { proc, port, data_dir: data_dir.to_path_buf(), _tmp: None })
     }
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
@@ -136,9 +152,46 @@ pub struct NativePeer {
 
 impl NativePeer {
     pub fn start(name: &str, tracker: &Tracker, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(name, &tracker.ws_url(), data_dir, &[], &[])
+    }
+
+    /// Starts `[prefix…] pp-peer --tracker URL --data-dir DIR [global…] run`; the prefix can
+    /// run it inside a network namespace (`ip netns exec NS`).
+    pub fn start_with(
+        name: &str,
+        tracker_url: &str,
+        data_dir: &Path,
+        global: &[&str],
+        prefix: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = match prefix {
+            [] => Command::new(bin("pp-peer")),
+            [first, rest @ ..] => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("pp-peer"));
+                c
+            }
+        };
+        cmd.arg("--tracker").arg(tracker_url).arg("--data-dir").arg(data_dir).args(global).arg("run");
+        cmd.env("RUST_LOG", std::env::var("PP_PEER_LOG").unwrap_or_else(|_| "debug,str0m=info".into()));
+        let (proc, line) = spawn_until(cmd, name, "running")?;
+        let peer_id = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        Ok(Self { proc, data_dir: data_dir.into(), tracker: tracker_url.to_string(), peer_id })
+    }
+
+    /// Like [`NativePeer::start`], with extra environment (e.g. `PP_RELAY_ONLY=1`).
+    pub fn start_with_env(
+        name: &str,
+        tracker: &Tracker,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("pp-peer"));
         cmd.arg("--tracker").arg(tracker.ws_url()).arg("--data-dir").arg(data_dir).arg("run");
         cmd.env("RUST_LOG", std::env::var("PP_PEER_LOG").unwrap_or_else(|_| "debug,str0m=info".into()));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let (proc, line) = spawn_until(cmd, name, "running")?;
         let peer_id = line.split_whitespace().nth(1).unwrap_or_default().to_string();
         Ok(Self { proc, data_dir: data_dir.into(), tracker: tracker.ws_url(), peer_id })
@@ -233,6 +286,11 @@ impl Browser {
         Ok(Self { client, _driver: driver, _profile: profile })
     }
 
+    /// Kills every Chromium process of this browser with SIGKILL, as a crash would.
+    pub fn kill(&self) {
+        kill_processes_with_arg(&format!("--user-data-dir={}", self._profile.path().display()));
+    }
+
     /// Saves a screenshot under the artifacts dir.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self.client.screenshot().await?;
@@ -279,6 +337,20 @@ impl Browser {
         }
     }
 
+    /// Waits until `css` matches at least one element.
+    pub async fn wait_for(&self, css: &str, timeout: Duration) -> anyhow::Result<fantoccini::elements::Element> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(fantoccini::Locator::Css(css)).await {
+                return Ok(el);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {css}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Reads the bytes behind a `blob:` (or same-origin) URL from inside the page.
     pub async fn fetch_bytes(&self, url: &str) -> anyhow::Result<Vec<u8>> {
         use base64::Engine;
@@ -299,5 +371,24 @@ impl Browser {
             bail!("page could not read {url}: {e}");
         }
         Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // chromedriver dies with its `Proc`; make sure its Chromium does not linger.
+        self.kill();
+    }
+}
+
+/// SIGKILLs every process whose command line contains `arg` (found through /proc).
+pub fn kill_processes_with_arg(arg: &str) {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
     }
 }

@@ -1,0 +1,190 @@
+//! The self-healing promise with real processes: a real tracker, several real native peers
+//! (and a real headless Chromium tab), killed with SIGKILL as a crash would, while the
+//! tracker's REST API is watched until every chunk is back at R copies.
+
+use anyhow::bail;
+use e2e::{random_file, Browser, NativePeer, Tracker};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const R: u64 = 3;
+
+fn health(tracker: &Tracker, id: &str) -> anyhow::Result<Value> {
+    Ok(tracker.get_json(&format!("/api/files/{id}"))?["health"].clone())
+}
+
+/// Waits until every chunk of `id` has at least R live copies; returns how long it took.
+fn wait_replicated(tracker: &Tracker, id: &str, timeout: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let h = health(tracker, id);
+        if let Ok(h) = &h {
+            if h["min_copies"].as_u64().unwrap_or(0) >= R && h["under_replicated"] == 0 {
+                return Ok(start.elapsed());
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!("file {id} not back at {R} copies after {timeout:?}: {h:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The live peers holding chunks of `id`, per the tracker.
+fn holders(tracker: &Tracker, id: &str) -> anyhow::Result<Vec<String>> {
+    let f = tracker.get_json(&format!("/api/files/{id}"))?;
+    Ok(f["peers"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(String::from)).collect())
+}
+
+fn start_peers(tracker: &Tracker, dir: &Path, n: usize, tag: &str) -> anyhow::Result<Vec<NativePeer>> {
+    (0..n).map(|i| NativePeer::start(&format!("{tag}-peer{i}"), tracker, &dir.join(format!("peer{i}")))).collect()
+}
+
+#[test]
+fn a_killed_peer_s_chunks_are_re_replicated_and_downloads_keep_working() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("heal-kill-tracker", None)?;
+    let mut peers = start_peers(&tracker, tmp.path(), 5, "heal-kill")?;
+    let (path, bytes) = random_file(tmp.path(), "precious.bin", 3 * 1024 * 1024 + 99, 7)?;
+    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    wait_replicated(&tracker, &id, Duration::from_secs(60))?;
+
+    // Kill -9 a peer (not the uploader) that holds chunks.
+    let held = holders(&tracker, &id)?;
+    let victim = (1..peers.len()).find(|i| held.contains(&peers[*i].peer_id)).expect("a holder besides the uploader");
+    let victim_id = peers[victim].peer_id.clone();
+    peers[victim].proc.kill();
+    let took = wait_replicated(&tracker, &id, Duration::from_secs(60))?;
+    assert!(!holders(&tracker, &id)?.contains(&victim_id), "the dead peer is no longer counted");
+    println!("back at {R} copies {took:?} after the kill");
+
+    // A newcomer downloads the whole file from the survivors.
+    let newcomer = NativePeer::start("heal-kill-newcomer", &tracker, &tmp.path().join("newcomer"))?;
+    let out = tmp.path().join("got.bin");
+    newcomer.cli_json(&["get", &id, "-o", &out.to_string_lossy()])?;
+    assert!(std::fs::read(&out)? == bytes, "identical bytes after the kill");
+    Ok(())
+}
+
+#[test]
+fn a_downloader_that_loses_its_sources_mid_file_still_finishes() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("heal-sources-tracker", None)?;
+    let mut peers = start_peers(&tracker, tmp.path(), 5, "heal-sources")?;
+    let (path, bytes) = random_file(tmp.path(), "big.bin", 24 * 1024 * 1024 + 5, 8)?;
+    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    wait_replicated(&tracker, &id, Duration::from_secs(120))?;
+
+    let downloader = NativePeer::start("heal-sources-downloader", &tracker, &tmp.path().join("dl"))?;
+    let out = tmp.path().join("got.bin");
+    let mut get = std::process::Command::new(e2e::bin("pp-peer"))
+        .arg("--data-dir")
+        .arg(&downloader.data_dir)
+        .args(["--json", "get", &id, "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    // Once the download is under way, kill two of the holders (one copy of each chunk survives).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = downloader.cli_json(&["status"])?;
+        if status["chunks"].as_u64().unwrap_or(0) >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the download never started: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peers[1].proc.kill();
+    peers[2].proc.kill();
+    let result = get.wait_with_output()?;
+    assert!(result.status.success(), "get failed: {}", String::from_utf8_lossy(&result.stdout));
+    assert!(std::fs::read(&out)? == bytes, "identical bytes although sources died mid-file");
+    wait_replicated(&tracker, &id, Duration::from_secs(120))?;
+    Ok(())
+}
+
+#[test]
+fn a_tracker_killed_and_restarted_mid_transfer_loses_nothing() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("tracker");
+    let port = e2e::free_port();
+    let mut tracker = Tracker::start_with("heal-restart-tracker", None, &data, port, &[])?;
+    let peers = start_peers(&tracker, tmp.path(), 4, "heal-restart")?;
+    let (path, bytes) = random_file(tmp.path(), "survivor.bin", 16 * 1024 * 1024 + 3, 9)?;
+    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    wait_replicated(&tracker, &id, Duration::from_secs(120))?;
+
+    let downloader = NativePeer::start("heal-restart-downloader", &tracker, &tmp.path().join("dl"))?;
+    let out = tmp.path().join("got.bin");
+    let get = std::process::Command::new(e2e::bin("pp-peer"))
+        .arg("--data-dir")
+        .arg(&downloader.data_dir)
+        .args(["--json", "get", &id, "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    tracker.proc.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    tracker = Tracker::start_with("heal-restart-tracker2", None, &data, port, &[])?;
+    let result = get.wait_with_output()?;
+    assert!(result.status.success(), "get failed: {}", String::from_utf8_lossy(&result.stdout));
+    assert!(std::fs::read(&out)? == bytes, "identical bytes across a tracker restart");
+    // The index survived and the peers re-announced: the file is whole and replicated again.
+    wait_replicated(&tracker, &id, Duration::from_secs(60))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tab_s_chunks_are_re_replicated() -> anyhow::Result<()> {
+    let web = e2e::web_dir();
+    assert!(web.join("index.html").is_file(), "build the web app first: {}", web.display());
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("heal-tab-tracker", Some(&web))?;
+    let _peers = start_peers(&tracker, tmp.path(), 4, "heal-tab")?;
+    let browser = Browser::start("heal-tab").await?;
+    browser.client.goto(&tracker.http_url()).await?;
+    let tab_id = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    let (path, _) = random_file(tmp.path(), "from-tab.bin", 2 * 1024 * 1024 + 1, 10)?;
+    browser.client.find(fantoccini::Locator::Css("#upload-input")).await?.send_keys(&path.to_string_lossy()).await?;
+    let id = browser.wait_attr("#upload-result", "data-file-id", Duration::from_secs(60)).await?;
+    let waited = tokio::task::spawn_blocking({
+        let (port, id) = (tracker.port, id.clone());
+        move || wait_until(port, &id, |h, _| h["min_copies"].as_u64().unwrap_or(0) >= R)
+    });
+    waited.await??;
+    assert!(holders(&tracker, &id)?.contains(&tab_id), "the tab holds its upload");
+    browser.screenshot("heal-tab-uploaded").await?;
+    // Kill the tab: SIGKILL its Chromium processes.
+    browser.kill();
+    let port = tracker.port;
+    let id2 = id.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(port, &id2, |h, f| {
+            h["min_copies"].as_u64().unwrap_or(0) >= R
+                && !f["peers"].as_array().into_iter().flatten().any(|p| p.as_str() == Some(tab_id.as_str()))
+        })
+    })
+    .await??;
+    Ok(())
+}
+
+/// Polls `/api/files/{id}` until `ok(health, file)` holds (60 s at most).
+fn wait_until(port: u16, id: &str, ok: impl Fn(&Value, &Value) -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Ok(f) = e2e::http_get_json(port, &format!("/api/files/{id}")) {
+            if ok(&f["health"], &f) {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("condition on file {id} not met in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
