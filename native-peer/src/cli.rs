@@ -12,9 +12,23 @@ pub struct NotFound(pub String);
 #[error("{} already exists (use --force to overwrite)", .0.display())]
 pub struct OutputExists(pub PathBuf);
 
+/// The tracker could not be reached, even after retrying with backoff (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the tracker at {url} after {attempts} attempts: {last}")]
+pub struct TrackerUnreachable {
+    pub url: String,
+    pub attempts: u32,
+    pub last: String,
+}
+
+/// Exit codes of `pp-peer` (documented in `pp-peer --help`).
 pub const EXIT_FAILURE: i32 = 1;
+/// Bad command line (clap's own code).
+pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NOT_FOUND: i32 = 3;
 pub const EXIT_OUTPUT_EXISTS: i32 = 4;
+pub const EXIT_TRACKER_UNREACHABLE: i32 = 5;
+pub const EXIT_NO_ROOM: i32 = 6;
 
 /// The exit code for an error.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
@@ -28,6 +42,14 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
     }
     if e.downcast_ref::<OutputExists>().is_some() {
         return EXIT_OUTPUT_EXISTS;
+    }
+    if e.downcast_ref::<TrackerUnreachable>().is_some() {
+        return EXIT_TRACKER_UNREACHABLE;
+    }
+    if let Some(s) = e.downcast_ref::<crate::store::StoreError>() {
+        if matches!(s, crate::store::StoreError::NoRoom { .. } | crate::store::StoreError::DiskFull { .. }) {
+            return EXIT_NO_ROOM;
+        }
     }
     EXIT_FAILURE
 }

@@ -1,6 +1,8 @@
-//! The local control endpoint of a running peer: a Unix socket in its data directory. `put`
-//! and `get` from a second terminal act through the running peer of that data dir when there
-//! is one (one JSON request line, one JSON answer line).
+//! The local control endpoint of a running peer: a Unix socket in its data directory. Commands
+//! from a second terminal act through the running peer of that data dir when there is one.
+//!
+//! Protocol: one JSON request line; the peer answers with any number of progress lines
+//! (`{"progress":{"label":…,"done":…,"total":…}}`) and then one [`Response`] line.
 
 use crate::node::Node;
 use anyhow::Context;
@@ -9,15 +11,32 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use swarm_core::{ClientMsg, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Put { paths: Vec<PathBuf> },
-    Get { file: String, output: Option<PathBuf>, force: bool },
+    Put {
+        paths: Vec<PathBuf>,
+    },
+    /// `dir`: where the output goes when `output` is not given (the client's working
+    /// directory, not the running peer's).
+    Get {
+        file: String,
+        output: Option<PathBuf>,
+        force: bool,
+        dir: Option<PathBuf>,
+    },
+    Search {
+        query: String,
+        limit: u32,
+    },
+    Ls,
     Status,
+    Scrub,
     Leave,
 }
 
@@ -30,6 +49,22 @@ pub struct Response {
     pub error: String,
     #[serde(default)]
     pub exit_code: i32,
+}
+
+/// One progress report: `done` of `total` bytes of the transfer named `label`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressLine {
+    pub label: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Where progress reports go: bars in this terminal, or lines over the control socket.
+pub type ProgressSink = Arc<dyn Fn(ProgressLine) + Send + Sync>;
+
+/// A sink that drops every report.
+pub fn no_progress() -> ProgressSink {
+    Arc::new(|_| {})
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -61,34 +96,92 @@ async fn handle(node: Arc<Node>, stream: UnixStream, stop: Arc<tokio::sync::Noti
     if BufReader::new(r).read_line(&mut line).await.is_err() {
         return;
     }
-    let response = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => match execute(&node, req).await.inspect(|v| {
-            if v.get("left").is_some() {
-                stop.notify_one();
-            }
-        }) {
-            Ok(result) => Response { ok: true, result, error: String::new(), exit_code: 0 },
+    // Progress lines go out as they come, throttled so a fast transfer does not flood the socket.
+    let (ptx, mut prx) = mpsc::unbounded_channel::<ProgressLine>();
+    let last = std::sync::Mutex::new(std::time::Instant::now() - std::time::Duration::from_secs(1));
+    let sink: ProgressSink = Arc::new(move |p: ProgressLine| {
+        let mut last = last.lock().unwrap();
+        if p.done >= p.total || last.elapsed() >= std::time::Duration::from_millis(100) {
+            *last = std::time::Instant::now();
+            let _ = ptx.send(p);
+        }
+    });
+    let work = async {
+        match serde_json::from_str::<Request>(&line) {
+            Ok(req) => match execute(&node, req, sink).await {
+                Ok(result) => {
+                    if result.get("left").is_some() {
+                        stop.notify_one();
+                    }
+                    Response { ok: true, result, error: String::new(), exit_code: 0 }
+                }
+                Err(e) => Response {
+                    ok: false,
+                    result: Value::Null,
+                    error: format!("{e:#}"),
+                    exit_code: crate::cli::exit_code(&e),
+                },
+            },
             Err(e) => Response {
                 ok: false,
                 result: Value::Null,
-                error: format!("{e:#}"),
-                exit_code: crate::cli::exit_code(&e),
+                error: format!("bad control request: {e}"),
+                exit_code: crate::cli::EXIT_USAGE,
             },
-        },
-        Err(e) => Response { ok: false, result: Value::Null, error: format!("bad control request: {e}"), exit_code: 2 },
+        }
     };
+    tokio::pin!(work);
+    let response = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            Some(p) = prx.recv() => {
+                let mut out = serde_json::to_vec(&json!({ "progress": p })).expect("serializable");
+                out.push(b'\n');
+                // A client that went away does not stop the work (e.g. a download in progress).
+                let _ = w.write_all(&out).await;
+            }
+        }
+    };
+    while let Ok(p) = prx.try_recv() {
+        let mut out = serde_json::to_vec(&json!({ "progress": p })).expect("serializable");
+        out.push(b'\n');
+        let _ = w.write_all(&out).await;
+    }
     let mut out = serde_json::to_vec(&response).expect("serializable");
     out.push(b'\n');
     let _ = w.write_all(&out).await;
 }
 
+fn summaries(files: &[swarm_core::wire::FileSummary]) -> Vec<Value> {
+    files
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id, "name": f.name, "mime": f.mime, "size": f.size,
+                "chunks": f.chunks, "min_holders": f.min_holders,
+            })
+        })
+        .collect()
+}
+
+async fn search(node: &Node, query: String, limit: u32) -> anyhow::Result<Vec<swarm_core::wire::FileSummary>> {
+    let answer = node.tracker.request(|req| ClientMsg::Search { req, query, limit }).await?;
+    let ServerMsg::SearchResults { files, .. } = answer else { anyhow::bail!("unexpected answer to search") };
+    Ok(files)
+}
+
 /// Runs one request on a node (the running peer's or a short-lived one).
-pub async fn execute(node: &Arc<Node>, req: Request) -> anyhow::Result<Value> {
+pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> anyhow::Result<Value> {
     match req {
         Request::Put { paths } => {
             let mut files = Vec::new();
             for p in paths {
-                let f = node.put(&p).await.with_context(|| format!("put {}", p.display()))?;
+                let label = format!("put {}", p.file_name().unwrap_or_default().to_string_lossy());
+                let sink = progress.clone();
+                let f = node
+                    .put_with_progress(&p, move |done, total| sink(ProgressLine { label: label.clone(), done, total }))
+                    .await
+                    .with_context(|| format!("put {}", p.display()))?;
                 files.push(json!({
                     "id": f.manifest.file_id(),
                     "name": f.meta.name,
@@ -98,15 +191,39 @@ pub async fn execute(node: &Arc<Node>, req: Request) -> anyhow::Result<Value> {
             }
             Ok(json!({ "files": files }))
         }
-        Request::Get { file, output, force } => {
+        Request::Get { file, output, force, dir } => {
+            if let Some(out) = &output {
+                if out.exists() && !force {
+                    anyhow::bail!(crate::cli::OutputExists(out.clone()));
+                }
+            }
             let id = node.resolve(&file).await?;
-            let progress: crate::download::Progress = Arc::new(|done, total, _| {
-                tracing::debug!(done, total, "download progress");
+            let label = format!("get {}", if file.len() == 64 { &file[..12] } else { &file });
+            let sink = progress.clone();
+            let before: std::collections::HashMap<_, _> = node.stats.chunks_from.lock().unwrap().clone();
+            let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let fetched2 = fetched.clone();
+            let on_progress: crate::download::Progress = Arc::new(move |done, total, bytes| {
+                fetched2.store(bytes, Ordering::Relaxed);
+                sink(ProgressLine { label: label.clone(), done, total });
             });
             let started = std::time::Instant::now();
-            let stored = crate::download::fetch(node, id, progress).await?;
-            let out =
-                output.unwrap_or_else(|| PathBuf::from(crate::cli::safe_file_name(&stored.meta.name, &id.to_hex())));
+            let stored = crate::download::fetch(node, id, on_progress).await?;
+            let sources: serde_json::Map<String, Value> = node
+                .stats
+                .chunks_from
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|(p, n)| {
+                    let d = n - before.get(p).copied().unwrap_or(0);
+                    (d > 0).then(|| (p.to_string(), json!(d)))
+                })
+                .collect();
+            let out = output.unwrap_or_else(|| {
+                let name = crate::cli::safe_file_name(&stored.meta.name, &id.to_hex());
+                dir.unwrap_or_default().join(name)
+            });
             let n2 = node.clone();
             let written = tokio::task::spawn_blocking(move || {
                 crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
@@ -119,28 +236,59 @@ pub async fn execute(node: &Arc<Node>, req: Request) -> anyhow::Result<Value> {
                 "size": written.1.manifest.size,
                 "output": written.0,
                 "seconds": secs,
+                "fetched_bytes": fetched.load(Ordering::Relaxed),
+                "chunks_from": sources,
             }))
+        }
+        Request::Search { query, limit } => Ok(json!({ "files": summaries(&search(node, query, limit).await?) })),
+        Request::Ls => {
+            let swarm = search(node, String::new(), 1000).await?;
+            let held: std::collections::HashSet<_> = node.store.list().into_iter().collect();
+            let local: Vec<Value> = node
+                .store
+                .files()
+                .iter()
+                .map(|f| {
+                    let have = f.manifest.chunks.iter().filter(|c| held.contains(c)).count();
+                    json!({
+                        "id": f.manifest.file_id(), "name": f.meta.name, "size": f.manifest.size,
+                        "chunks": f.manifest.chunks.len(), "chunks_held": have,
+                    })
+                })
+                .collect();
+            Ok(json!({ "swarm": summaries(&swarm), "local": local, "chunks_held": held.len() }))
+        }
+        Request::Scrub => {
+            let r = node.scrub().await?;
+            Ok(json!({ "checked": r.checked, "dropped": r.dropped, "tmp_removed": r.tmp_removed }))
         }
         Request::Leave => {
             let stranded = node.leave(std::time::Duration::from_secs(300)).await?;
             Ok(json!({ "left": true, "stranded_chunks": stranded }))
         }
-        Request::Status => Ok(json!({
-            "peer_id": node.peer_id(),
-            "chunks": node.store.list().len(),
-            "files": node.store.files().len(),
-            "data_channel_bytes_received": node.stats.received.load(Ordering::Relaxed),
-            "data_channel_bytes_sent": node.stats.sent.load(Ordering::Relaxed),
-            "relay_bytes_received": node.stats.relay_received.load(Ordering::Relaxed),
-            "relay_bytes_sent": node.stats.relay_sent.load(Ordering::Relaxed),
-            "storage_used": node.store.used(),
-            "storage_capacity": node.store.capacity,
-        })),
+        Request::Status => {
+            let from: serde_json::Map<String, Value> =
+                node.stats.chunks_from.lock().unwrap().iter().map(|(p, n)| (p.to_string(), json!(n))).collect();
+            Ok(json!({
+                "peer_id": node.peer_id(),
+                "chunks": node.store.list().len(),
+                "files": node.store.files().len(),
+                "data_channel_bytes_received": node.stats.received.load(Ordering::Relaxed),
+                "data_channel_bytes_sent": node.stats.sent.load(Ordering::Relaxed),
+                "relay_bytes_received": node.stats.relay_received.load(Ordering::Relaxed),
+                "relay_bytes_sent": node.stats.relay_sent.load(Ordering::Relaxed),
+                "bad_chunks_refused": node.stats.bad_chunks.load(Ordering::Relaxed),
+                "chunks_from": from,
+                "storage_used": node.store.used(),
+                "storage_capacity": node.store.capacity,
+            }))
+        }
     }
 }
 
-/// Sends a request to the running peer of `data_dir`, if one is there.
-pub async fn try_remote(data_dir: &Path, req: &Request) -> anyhow::Result<Option<Response>> {
+/// Sends a request to the running peer of `data_dir`, if one is there; progress lines go to
+/// `progress` as they arrive.
+pub async fn try_remote(data_dir: &Path, req: &Request, progress: ProgressSink) -> anyhow::Result<Option<Response>> {
     let Ok(stream) = UnixStream::connect(socket_path(data_dir)).await else {
         return Ok(None);
     };
@@ -148,7 +296,16 @@ pub async fn try_remote(data_dir: &Path, req: &Request) -> anyhow::Result<Option
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
     w.write_all(&line).await?;
-    let mut answer = String::new();
-    BufReader::new(r).read_line(&mut answer).await?;
-    Ok(Some(serde_json::from_str(&answer).context("unreadable answer from the running peer")?))
+    let mut lines = BufReader::new(r).lines();
+    while let Some(l) = lines.next_line().await? {
+        let v: Value = serde_json::from_str(&l).context("unreadable answer from the running peer")?;
+        if let Some(p) = v.get("progress") {
+            if let Ok(p) = serde_json::from_value::<ProgressLine>(p.clone()) {
+                progress(p);
+            }
+            continue;
+        }
+        return Ok(Some(serde_json::from_value(v).context("unreadable answer from the running peer")?));
+    }
+    anyhow::bail!("the running peer closed the control connection without an answer")
 }

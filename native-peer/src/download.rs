@@ -23,14 +23,18 @@ const MAX_SOURCES: usize = 8;
 /// How long a download keeps looking for holders of missing chunks.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(90);
 
-/// Progress callback: (chunks done, chunks total, bytes fetched so far).
-pub type Progress = Arc<dyn Fn(usize, usize, u64) + Send + Sync>;
+/// Progress callback: (bytes of the file stored, file size, bytes fetched by this download).
+pub type Progress = Arc<dyn Fn(u64, u64, u64) + Send + Sync>;
 
 struct Round {
     manifest: Manifest,
     sched: Mutex<Scheduler>,
     progress: Progress,
     fetched: Arc<AtomicU64>,
+    /// Bytes of the file stored locally.
+    stored: AtomicU64,
+    /// Set when the download cannot go on at all (e.g. no room to store chunks).
+    fatal: Mutex<Option<String>>,
 }
 
 /// Fetches every chunk of `file` into the store; returns its record.
@@ -40,14 +44,38 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let located = node.tracker.request(|req| ClientMsg::Locate { req, file }).await?;
+        let located = match node.tracker.request(|req| ClientMsg::Locate { req, file }).await {
+            Ok(l) => l,
+            // The tracker itself is away (e.g. restarting): wait for it while time allows.
+            Err(e)
+                if e.downcast_ref::<crate::tracker_client::TrackerError>().is_none()
+                    && started.elapsed() < GIVE_UP_AFTER =>
+            {
+                tracing::warn!("cannot locate the file ({e:#}); retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let ServerMsg::Located { manifest, meta, peers, holders, .. } = located else {
             bail!("unexpected answer to locate")
         };
         manifest.validate().context("the tracker sent a bad manifest")?;
         anyhow::ensure!(manifest.file_id() == file, "the tracker sent a manifest for another file");
         anyhow::ensure!(holders.len() == manifest.chunks.len(), "the tracker sent holders for another manifest");
-        let missing = fetch_round(node, &manifest, &peers, holders, &progress, &fetched).await;
+        let need: u64 = (0..manifest.chunks.len())
+            .filter(|&i| !node.store.has(&manifest.chunks[i]))
+            .map(|i| manifest.chunk_len(i) as u64)
+            .sum();
+        if !node.store.has_room(need) {
+            bail!(crate::store::StoreError::NoRoom { need, used: node.store.used(), capacity: node.store.capacity });
+        }
+        // Recorded before the first chunk arrives: the chunks of a file this peer wants are
+        // not trimmed away, so a download interrupted by a crash resumes from them.
+        if rounds == 1 {
+            node.store.put_file(&StoredFile { manifest: manifest.clone(), meta: meta.clone() })?;
+        }
+        let missing = fetch_round(node, &manifest, &peers, holders, &progress, &fetched).await?;
         if missing == 0 {
             let stored = StoredFile { manifest, meta };
             node.store.put_file(&stored)?;
@@ -73,7 +101,7 @@ async fn fetch_round(
     holders: Vec<Vec<u32>>,
     progress: &Progress,
     fetched: &Arc<AtomicU64>,
-) -> usize {
+) -> anyhow::Result<usize> {
     let me = node.peer_id().clone();
     let have: Vec<bool> = manifest.chunks.iter().map(|c| node.store.has(c)).collect();
     let holders: Vec<Vec<PeerIx>> = holders
@@ -81,16 +109,18 @@ async fn fetch_round(
         .map(|hs| hs.into_iter().filter(|&i| peers.get(i as usize).is_some_and(|p| *p != me)).collect())
         .collect();
     let sched = Scheduler::new(holders, &have);
-    let total = manifest.chunks.len();
-    progress(total - sched.remaining(), total, fetched.load(Ordering::Relaxed));
+    let stored: u64 = (0..have.len()).filter(|&i| have[i]).map(|i| manifest.chunk_len(i) as u64).sum();
+    progress(stored, manifest.size, fetched.load(Ordering::Relaxed));
     if sched.is_complete() {
-        return 0;
+        return Ok(0);
     }
     let round = Arc::new(Round {
         manifest: manifest.clone(),
         sched: Mutex::new(sched),
         progress: progress.clone(),
         fetched: fetched.clone(),
+        stored: AtomicU64::new(stored),
+        fatal: Mutex::new(None),
     });
     let mut lanes = Vec::new();
     for (ix, peer) in peers.iter().enumerate().filter(|(_, p)| **p != me).take(MAX_SOURCES) {
@@ -102,13 +132,19 @@ async fn fetch_round(
     for l in lanes {
         let _ = l.await;
     }
+    if let Some(e) = round.fatal.lock().unwrap().take() {
+        bail!("cannot store the file's chunks: {e}");
+    }
     let remaining = round.sched.lock().unwrap().remaining();
-    remaining
+    Ok(remaining)
 }
 
 /// One request at a time from one source, until the scheduler has nothing for it.
 async fn lane(node: &Arc<Node>, round: &Round, ix: PeerIx, peer: &PeerId) {
     loop {
+        if round.fatal.lock().unwrap().is_some() {
+            return;
+        }
         let next = round.sched.lock().unwrap().next_for(ix);
         let Some(index) = next else {
             let finished = {
@@ -129,14 +165,15 @@ async fn lane(node: &Arc<Node>, round: &Round, ix: PeerIx, peer: &PeerId) {
                 if sched.done(index, ix) {
                     let len = round.manifest.chunk_len(index) as u64;
                     let bytes = round.fetched.fetch_add(len, Ordering::Relaxed) + len;
-                    let total = round.manifest.chunks.len();
-                    (round.progress)(total - sched.remaining(), total, bytes);
+                    let stored = round.stored.fetch_add(len, Ordering::Relaxed) + len;
+                    (round.progress)(stored, round.manifest.size, bytes);
                 }
             }
             Err(FetchError::Missing) | Err(FetchError::Bad(_)) => round.sched.lock().unwrap().failed(index, ix),
             Err(FetchError::Store(e)) => {
                 tracing::error!("cannot store chunk {index}: {e}");
                 round.sched.lock().unwrap().failed(index, ix);
+                round.fatal.lock().unwrap().get_or_insert(e);
                 return;
             }
             Err(FetchError::Closed(e)) => {

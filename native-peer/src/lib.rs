@@ -6,6 +6,7 @@
 //! - [`rtc`]: WebRTC data-channel links driven by str0m.
 //! - [`relay`]: the peer side of the tracker relay.
 //! - [`download`]: multi-source downloads and file assembly.
+//! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range).
 //! - [`store`]: the content-addressed chunk store on disk.
 //! - [`control`]: the local control socket of a running peer.
 //! - [`tracker_client`], [`identity`], [`cli`]: tracker session, stable identity, exit codes.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod conn;
 pub mod control;
 pub mod download;
+pub mod gateway;
 pub mod identity;
 pub mod node;
 pub mod relay;

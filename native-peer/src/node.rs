@@ -28,6 +28,10 @@ pub struct DataStats {
     pub sent: AtomicU64,
     pub relay_received: AtomicU64,
     pub relay_sent: AtomicU64,
+    /// Chunks received per source peer (verified and stored), for `status`.
+    pub chunks_from: Mutex<HashMap<PeerId, u64>>,
+    /// Chunks refused because they did not hash to their id.
+    pub bad_chunks: AtomicU64,
 }
 
 /// How a node is started.
@@ -43,6 +47,8 @@ pub struct NodeConfig {
     pub relay_only: bool,
     /// Connection attempts before giving up at start.
     pub connect_attempts: u32,
+    /// Test only: flip a byte of every chunk served, to play a lying peer.
+    pub corrupt_serve: bool,
 }
 
 /// Replication orders carried out at once.
@@ -64,7 +70,14 @@ pub struct Node {
     /// `LeaveReady` from the tracker: the number of stranded chunks.
     leave_ready: watch::Sender<Option<u32>>,
     pub stats: DataStats,
+    /// Chunks newly stored and not yet announced (sent in batches: see [`Node::announce_have`]).
+    have_batch: Mutex<Vec<ChunkId>>,
+    have_wake: tokio::sync::Notify,
 }
+
+/// How long newly stored chunks wait to be announced together: the tracker limits messages
+/// per second, and a fast download stores hundreds of chunks a second.
+const HAVE_BATCH_DELAY: Duration = Duration::from_millis(50);
 
 impl Node {
     /// Connects to the tracker, announces the whole inventory and starts its duties.
@@ -82,7 +95,20 @@ impl Node {
             orders: Semaphore::new(ORDER_CONCURRENCY),
             leave_ready: watch::Sender::new(None),
             stats: DataStats::default(),
+            have_batch: Mutex::default(),
+            have_wake: tokio::sync::Notify::new(),
         });
+        let (corrupt_tx, mut corrupt_rx) = mpsc::unbounded_channel();
+        node.store.notify_corrupt(corrupt_tx);
+        let weak = Arc::downgrade(&node);
+        tokio::spawn(async move {
+            while let Some(c) = corrupt_rx.recv().await {
+                let Some(n) = weak.upgrade() else { break };
+                n.tracker.send(ClientMsg::Dropped { chunks: vec![c] });
+                n.report_storage();
+            }
+        });
+        tokio::spawn(Self::flush_haves(Arc::downgrade(&node)));
         node.announce();
         tracing::info!(peer = %node.peer_id(), chunks = node.store.list().len(), "joined the swarm");
         tokio::spawn(node.clone().dispatch(incoming));
@@ -99,6 +125,62 @@ impl Node {
         self.report_storage();
     }
 
+    /// Announces a newly stored chunk: batched with others stored within
+    /// [`HAVE_BATCH_DELAY`], so a fast download stays under the tracker's message rate limit.
+    pub fn announce_have(&self, chunk: ChunkId) {
+        let first = {
+            let mut b = self.have_batch.lock().unwrap();
+            b.push(chunk);
+            b.len() == 1
+        };
+        if first {
+            self.have_wake.notify_one();
+        }
+    }
+
+    async fn flush_haves(node: std::sync::Weak<Self>) {
+        loop {
+            let Some(n) = node.upgrade() else { return };
+            if n.have_batch.lock().unwrap().is_empty() {
+                // Wake up now and then to notice the node is gone.
+                let _ = tokio::time::timeout(Duration::from_secs(5), n.have_wake.notified()).await;
+                continue;
+            }
+            tokio::time::sleep(HAVE_BATCH_DELAY).await;
+            let chunks = std::mem::take(&mut *n.have_batch.lock().unwrap());
+            if !chunks.is_empty() {
+                n.tracker.send(ClientMsg::Have { chunks, full: false });
+                n.report_storage();
+            }
+        }
+    }
+
+    /// Sends the announcements still batched and waits until the tracker has taken every
+    /// message queued so far (a short-lived peer calls this before it exits).
+    pub async fn flush(&self) {
+        let chunks = std::mem::take(&mut *self.have_batch.lock().unwrap());
+        if !chunks.is_empty() {
+            self.tracker.send(ClientMsg::Have { chunks, full: false });
+            self.report_storage();
+        }
+        // Answers come in order on the one websocket: once this one is back, all before it
+        // were handled.
+        let ping = self.tracker.request(|req| ClientMsg::Search { req, query: String::new(), limit: 1 });
+        let _ = tokio::time::timeout(Duration::from_secs(5), ping).await;
+    }
+
+    /// Reads every stored chunk, drops the corrupt ones and tells the tracker.
+    pub async fn scrub(&self) -> anyhow::Result<crate::store::ScrubReport> {
+        let store = self.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.scrub()).await?;
+        if report.dropped.is_empty() {
+            tracing::debug!(checked = report.checked, "scrub: every chunk is sound");
+        } else {
+            tracing::warn!(checked = report.checked, dropped = report.dropped.len(), "scrub dropped corrupt chunks");
+        }
+        Ok(report)
+    }
+
     fn report_storage(&self) {
         self.tracker.send(ClientMsg::Storage { used: self.store.used(), capacity: self.store.capacity });
     }
@@ -113,7 +195,12 @@ impl Node {
                     tokio::spawn(self.clone().replicate(order, chunk, size, sources));
                 }
                 Incoming::Msg(ServerMsg::Trim { chunks }) => {
-                    let dropped: Vec<ChunkId> = chunks.into_iter().filter(|c| self.store.remove(c)).collect();
+                    // Chunks of files this peer's user put or fetched (even partly: a download
+                    // resumes from them) are kept; only surplus replica copies go.
+                    let pinned: std::collections::HashSet<ChunkId> =
+                        self.store.files().into_iter().flat_map(|f| f.manifest.chunks).collect();
+                    let dropped: Vec<ChunkId> =
+                        chunks.into_iter().filter(|c| !pinned.contains(c) && self.store.remove(c)).collect();
                     tracing::info!(chunks = dropped.len(), "trimmed surplus copies");
                     self.tracker.send(ClientMsg::Dropped { chunks: dropped });
                     self.report_storage();
@@ -183,7 +270,14 @@ impl Node {
     async fn answer(&self, req: u32, chunk: ChunkId) -> Vec<Vec<u8>> {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.get(&chunk)).await {
-            Ok(Ok(Some(b))) => frames(req, &b, DEFAULT_FRAME_PAYLOAD).collect(),
+            Ok(Ok(Some(mut b))) => {
+                if self.config.corrupt_serve {
+                    if let Some(x) = b.first_mut() {
+                        *x ^= 0x55;
+                    }
+                }
+                frames(req, &b, DEFAULT_FRAME_PAYLOAD).collect()
+            }
             _ => vec![PeerMsg::Missing { req }.encode()],
         }
     }
@@ -340,11 +434,33 @@ impl Node {
     /// Fetches one chunk from `peer`, verifies and stores it, and announces it. A bad chunk
     /// is reported to the tracker and never stored.
     pub async fn fetch_chunk(self: &Arc<Self>, peer: &PeerId, chunk: ChunkId, len: u32) -> Result<(), FetchError> {
+        self.fetch_chunk_inner(peer, chunk, len, true).await.map(drop)
+    }
+
+    /// Fetches one chunk from `peer` and returns its verified bytes; stores and announces it
+    /// if there is room (the HTTP gateway serves a file even when this peer cannot keep it).
+    pub async fn fetch_chunk_bytes(
+        self: &Arc<Self>,
+        peer: &PeerId,
+        chunk: ChunkId,
+        len: u32,
+    ) -> Result<Vec<u8>, FetchError> {
+        self.fetch_chunk_inner(peer, chunk, len, false).await
+    }
+
+    async fn fetch_chunk_inner(
+        self: &Arc<Self>,
+        peer: &PeerId,
+        chunk: ChunkId,
+        len: u32,
+        must_store: bool,
+    ) -> Result<Vec<u8>, FetchError> {
         let conn = self.conn(peer).await.map_err(|e| FetchError::Closed(format!("{e:#}")))?;
         let started = std::time::Instant::now();
         let bytes = match conn.fetch(chunk, len).await {
             Ok(b) => b,
             Err(FetchError::Bad(e)) => {
+                self.stats.bad_chunks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer.short(), chunk = %chunk.short(), "refused a bad chunk: {e}");
                 self.tracker.send(ClientMsg::BadSource { peer: peer.clone(), chunk });
                 return Err(FetchError::Bad(e));
@@ -360,13 +476,17 @@ impl Node {
             mb_s = format!("{:.1}", bytes.len() as f64 / secs / 1e6),
             "chunk received"
         );
+        *self.stats.chunks_from.lock().unwrap().entry(peer.clone()).or_default() += 1;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+        let (stored, bytes) = tokio::task::spawn_blocking(move || (store.put(&chunk, &bytes), bytes))
             .await
-            .map_err(|e| FetchError::Closed(e.to_string()))?
-            .map_err(|e| FetchError::Store(e.to_string()))?;
-        self.tracker.send(ClientMsg::Have { chunks: vec![chunk], full: false });
-        Ok(())
+            .map_err(|e| FetchError::Closed(e.to_string()))?;
+        match stored {
+            Ok(()) => self.announce_have(chunk),
+            Err(e) if must_store => return Err(FetchError::Store(e.to_string())),
+            Err(e) => tracing::debug!(chunk = %chunk.short(), "not keeping the chunk: {e}"),
+        }
+        Ok(bytes)
     }
 
     /// Carries out a replication order.
@@ -418,13 +538,30 @@ impl Node {
 
     /// Chunks, hashes and stores a file (streaming), then announces and publishes it.
     pub async fn put(&self, path: &Path) -> anyhow::Result<StoredFile> {
+        self.put_with_progress(path, |_, _| {}).await
+    }
+
+    /// [`Node::put`], calling `progress(bytes stored, file size)` as it goes.
+    pub async fn put_with_progress(
+        &self,
+        path: &Path,
+        progress: impl Fn(u64, u64) + Send + 'static,
+    ) -> anyhow::Result<StoredFile> {
         let store = self.store.clone();
         let p = path.to_owned();
         let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-            if !f.metadata()?.is_file() {
+            let meta = f.metadata()?;
+            if !meta.is_file() {
                 bail!("{} is not a regular file", p.display());
             }
+            let size = meta.len();
+            // Refuse at once what cannot fit, rather than filling the store and failing late.
+            if !store.has_room(size) {
+                bail!(crate::store::StoreError::NoRoom { need: size, used: store.used(), capacity: store.capacity });
+            }
+            let mut done = 0u64;
+            progress(0, size);
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
             let mut buf = vec![0u8; CHUNK_SIZE as usize];
             loop {
@@ -434,6 +571,8 @@ impl Node {
                 }
                 let id = builder.push(&buf[..n]);
                 store.put(&id, &buf[..n])?;
+                done += n as u64;
+                progress(done, size);
                 if n < buf.len() {
                     break;
                 }
@@ -444,7 +583,9 @@ impl Node {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let mime = mime_guess::from_path(&name).first_or_octet_stream().to_string();
         let meta = FileMeta { name, mime };
-        self.tracker.send(ClientMsg::Have { chunks: manifest.chunks.clone(), full: false });
+        for batch in manifest.chunks.chunks(10_000) {
+            self.tracker.send(ClientMsg::Have { chunks: batch.to_vec(), full: false });
+        }
         self.report_storage();
         let answer = self
             .tracker

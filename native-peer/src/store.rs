@@ -6,9 +6,10 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, FileId, Manifest};
+use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,6 +19,8 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("no room: storing {need} more bytes would exceed the {capacity}-byte limit ({used} used)")]
     NoRoom { need: u64, used: u64, capacity: u64 },
+    #[error("no room on the disk holding {path}")]
+    DiskFull { path: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -30,6 +33,19 @@ pub struct ChunkStore {
     /// Most bytes of chunks this store keeps (`--max-storage`).
     pub capacity: u64,
     used: Arc<AtomicU64>,
+    /// Told about every chunk found corrupt and dropped, so the tracker can be told too.
+    on_corrupt: Arc<Mutex<Option<UnboundedSender<ChunkId>>>>,
+}
+
+/// What a scrub found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ScrubReport {
+    /// Chunks read and hashed.
+    pub checked: usize,
+    /// Chunks whose bytes did not hash to their name: deleted.
+    pub dropped: Vec<ChunkId>,
+    /// Leftover temporary files removed.
+    pub tmp_removed: usize,
 }
 
 /// A file record kept beside the chunks.
@@ -56,11 +72,54 @@ impl ChunkStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let mut store = Self { root, capacity, used: Arc::default() };
+        let mut store = Self { root, capacity, used: Arc::default(), on_corrupt: Arc::default() };
         let used: u64 =
             store.list().iter().filter_map(|c| std::fs::metadata(store.chunk_path(c)).ok()).map(|m| m.len()).sum();
         store.used = Arc::new(AtomicU64::new(used));
         Ok(store)
+    }
+
+    /// Sends every chunk later found corrupt (and deleted) to `tx`.
+    pub fn notify_corrupt(&self, tx: UnboundedSender<ChunkId>) {
+        *self.on_corrupt.lock().unwrap() = Some(tx);
+    }
+
+    fn corrupt(&self, id: &ChunkId) {
+        tracing::warn!(chunk = %id.short(), "corrupt chunk on disk: dropping it");
+        if self.remove(id) {
+            if let Some(tx) = self.on_corrupt.lock().unwrap().as_ref() {
+                let _ = tx.send(*id);
+            }
+        }
+    }
+
+    /// Reads and hashes every stored chunk, deleting those that are corrupt, and removes
+    /// leftover temporary files of other processes' interrupted writes (not our own: a
+    /// write may be in progress).
+    pub fn scrub(&self) -> ScrubReport {
+        let mut report = ScrubReport::default();
+        for id in self.list() {
+            match std::fs::read(self.chunk_path(&id)) {
+                Ok(bytes) => {
+                    report.checked += 1;
+                    if id.verify(&bytes).is_err() {
+                        self.corrupt(&id);
+                        report.dropped.push(id);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(chunk = %id.short(), "cannot read chunk: {e}"),
+            }
+        }
+        let mine = format!("{}.", std::process::id());
+        if let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) {
+            for e in rd.flatten() {
+                if !e.file_name().to_string_lossy().starts_with(&mine) && std::fs::remove_file(e.path()).is_ok() {
+                    report.tmp_removed += 1;
+                }
+            }
+        }
+        report
     }
 
     /// Bytes of chunks stored.
@@ -85,7 +144,8 @@ impl ChunkStore {
         }
     }
 
-    fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+    /// Where chunk `id` lives on disk (tests corrupt chunks through it).
+    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
         let hex = id.to_hex();
         self.root.join("chunks").join(&hex[..2]).join(hex)
     }
@@ -102,11 +162,17 @@ impl ChunkStore {
             return Ok(());
         }
         let need = bytes.len() as u64;
-        if !self.has_room(need) {
+        // Reserve the room first, so concurrent writers cannot together overshoot the capacity.
+        let reserved = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(need).filter(|n| *n <= self.capacity));
+        if reserved.is_err() {
             return Err(StoreError::NoRoom { need, used: self.used(), capacity: self.capacity });
         }
-        self.write_atomic(&path, bytes)?;
-        self.used.fetch_add(need, Ordering::Relaxed);
+        if let Err(e) = self.write_atomic(&path, bytes) {
+            self.used.fetch_sub(need, Ordering::AcqRel);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -122,6 +188,9 @@ impl ChunkStore {
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
+            if e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded {
+                return Err(StoreError::DiskFull { path: path.to_owned() });
+            }
             return Err(io(path)(e));
         }
         Ok(())
@@ -136,8 +205,7 @@ impl ChunkStore {
             Err(e) => return Err(io(&path)(e)),
         };
         if id.verify(&bytes).is_err() {
-            tracing::warn!(chunk = %id.short(), "corrupt chunk on disk: dropping it");
-            self.remove(id);
+            self.corrupt(id);
             return Ok(None);
         }
         Ok(Some(bytes))
@@ -222,5 +290,26 @@ mod tests {
         std::fs::write(store.chunk_path(&id), b"chunK").unwrap();
         assert_eq!(store.get(&id).unwrap(), None);
         assert!(!store.has(&id));
+    }
+
+    #[test]
+    fn scrub_drops_corrupt_chunks_and_reports_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        store.notify_corrupt(tx);
+        let good = ChunkId::of(b"good");
+        let bad = ChunkId::of(b"bad");
+        store.put(&good, b"good").unwrap();
+        store.put(&bad, b"bad").unwrap();
+        std::fs::write(store.chunk_path(&bad), b"BAD").unwrap();
+        std::fs::write(dir.path().join("tmp").join("1.2"), b"half").unwrap();
+        let report = store.scrub();
+        assert_eq!(report.checked, 2);
+        assert_eq!(report.dropped, vec![bad]);
+        assert_eq!(report.tmp_removed, 1);
+        assert_eq!(store.list(), vec![good]);
+        assert_eq!(store.used(), 4);
+        assert_eq!(rx.try_recv().unwrap(), bad);
     }
 }

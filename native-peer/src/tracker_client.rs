@@ -88,11 +88,24 @@ impl TrackerClient {
             match open_session(url, secret).await {
                 Ok(s) => break s,
                 Err(e) if attempt < first_attempts && e.downcast_ref::<TrackerError>().is_none() => {
-                    tracing::warn!("{e:#}; retrying in {backoff:?}");
+                    let of = if first_attempts == u32::MAX {
+                        String::new()
+                    } else {
+                        format!(" (attempt {attempt} of {first_attempts})")
+                    };
+                    tracing::warn!("{e:#}; retrying in {backoff:?}{of}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(e) => return Err(e),
+                Err(e) if e.downcast_ref::<TrackerError>().is_some() => return Err(e),
+                Err(e) => {
+                    return Err(crate::cli::TrackerUnreachable {
+                        url: url.to_string(),
+                        attempts: attempt,
+                        last: format!("{e:#}"),
+                    }
+                    .into())
+                }
             }
         };
         let (out_tx, out_rx) = mpsc::unbounded_channel();
