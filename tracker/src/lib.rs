@@ -135,6 +135,7 @@ pub async fn serve(
         .with_graceful_shutdown(async move {
             shutdown.await;
             stopping.shutdown.send_replace(true);
+            stopping.lock().close_all();
         })
         .await;
     repair.abort();

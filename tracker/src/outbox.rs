@@ -15,8 +15,15 @@ use tokio::sync::Notify;
 /// swarm lock) or a binary relay frame.
 #[derive(Debug, Clone)]
 pub enum Frame {
-    Json(ServerMsg),
+    /// Boxed: a queue of small frames costs little while it waits.
+    Json(Box<ServerMsg>),
     Binary(Bytes),
+}
+
+impl Frame {
+    pub fn json(msg: ServerMsg) -> Self {
+        Frame::Json(Box::new(msg))
+    }
 }
 
 /// Bytes a JSON frame is assumed to take in the byte budget (it is serialized late).
@@ -134,8 +141,8 @@ impl Outbox {
             q.bytes -= f.cost();
             batch.push(f);
         }
-        if q.frames.is_empty() && q.frames.capacity() > 64 {
-            q.frames = VecDeque::new(); // give back a burst's memory
+        if q.frames.is_empty() {
+            q.frames = VecDeque::new(); // an idle peer's queue holds no memory
         }
         Some(true)
     }

@@ -156,6 +156,13 @@ impl Inner {
         serial
     }
 
+    /// Closes every peer's outbox: their connection tasks end (server shutdown).
+    pub fn close_all(&mut self) {
+        for c in self.connected.values() {
+            c.outbox.close();
+        }
+    }
+
     /// Whether `serial` is still the live connection of `id`.
     pub fn is_current(&self, id: &PeerId, serial: u64) -> bool {
         self.connected.get(id).is_some_and(|c| c.conn_serial == serial)
@@ -178,7 +185,7 @@ impl Inner {
             match out {
                 Output::Send { to, msg } => {
                     if let Some(c) = self.connected.get(&to) {
-                        if c.outbox.push(Frame::Json(msg)) == Err(crate::outbox::PushError::Full) {
+                        if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
                             tracing::warn!(peer = %to, "peer does not read its messages: dropping it");
                             c.outbox.close();
                             closed += 1;

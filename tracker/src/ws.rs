@@ -24,8 +24,11 @@ use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
 use tokio::time::{sleep_until, timeout, Instant};
 
 /// Read buffer per connection. tungstenite zero-fills its whole read buffer before each
-/// read, so its size is resident memory of every idle peer; larger frames grow it on demand.
-const READ_BUFFER: usize = 1024;
+/// read, so its size is resident memory of every idle peer (the default 128 KiB would be
+/// 1.3 GB for 10,000 peers); larger frames grow it on demand. It also caps one read call, so
+/// a 64 KiB relay frame takes 128 reads: measured trade-off between idle memory (the common
+/// case: thousands of mostly silent peers) and relay throughput (a fallback path).
+const READ_BUFFER: usize = 512;
 /// Frames written to the socket before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -91,14 +94,16 @@ async fn connection(socket: WebSocket, state: Arc<AppState>, addr: SocketAddr) {
     let limits = &state.config.limits;
     let Some(_slot) = state.ip_slot(addr.ip(), limits.max_conns_per_ip) else {
         let msg = format!("too many connections from {} (at most {})", addr.ip(), limits.max_conns_per_ip);
-        return refuse(socket, &state, ErrorCode::LimitReached, msg).await;
+        return Box::pin(refuse(socket, &state, ErrorCode::LimitReached, msg)).await;
     };
+    // The phases are boxed so that the task itself stays small: a future is as large as its
+    // largest state, and an idle peer should not carry the hello phase's state around.
     let mut socket = socket;
-    let Some((id, serial, outbox)) = welcome(&mut socket, &state).await else { return };
+    let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state)).await else { return };
     tracing::debug!(peer = %id, %addr, "peer joined");
-    Peer::new(&state, id.clone(), serial, outbox).run(&mut socket).await;
+    Box::pin(Peer::new(&state, id.clone(), serial, outbox).run(&mut socket)).await;
     state.lock().disconnect(&id, serial);
-    let _ = socket.close().await;
+    let _ = Box::pin(socket.close()).await;
     tracing::debug!(peer = %id, "peer left");
 }
 
@@ -132,7 +137,7 @@ async fn welcome(socket: &mut WebSocket, state: &AppState) -> Option<(PeerId, u6
                         return None;
                     };
                     let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone() };
-                    if outbox.push(Frame::Json(welcome)).is_err() {
+                    if outbox.push(Frame::json(welcome)).is_err() {
                         return None;
                     }
                     return Some((id, serial, outbox));
@@ -151,6 +156,9 @@ async fn welcome(socket: &mut WebSocket, state: &AppState) -> Option<(PeerId, u6
 fn join(state: &AppState, id: &PeerId, kind: PeerKind) -> Option<(u64, Outbox)> {
     let limits = &state.config.limits;
     let mut inner = state.lock();
+    if *state.shutdown.borrow() {
+        return None; // shutting down: every outbox was closed under this lock
+    }
     if inner.connected.len() >= limits.max_peers && !inner.connected.contains_key(id) {
         return None;
     }
@@ -200,17 +208,18 @@ impl<'a> Peer<'a> {
         }
     }
 
-    async fn run(&mut self, socket: &mut WebSocket) {
-        let mut shutdown = self.state.shutdown.subscribe();
+    /// Serves the peer until it leaves, misbehaves, or its outbox is closed (by a newer
+    /// connection of the same peer, by a full queue, or by the tracker shutting down).
+    async fn run(mut self, socket: &mut WebSocket) {
         let mut batch = Vec::new();
         let mut idle_deadline = Instant::now() + self.state.config.idle_timeout;
         loop {
             tokio::select! {
-                _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return,
                 open = self.outbox.pop_batch(&mut batch, WRITE_BATCH) => {
                     if !open || !self.write(socket, &mut batch).await {
                         return;
                     }
+                    batch = Vec::new(); // an idle peer keeps no batch buffer
                 }
                 msg = socket.recv() => {
                     idle_deadline = Instant::now() + self.state.config.idle_timeout;
@@ -252,7 +261,7 @@ impl<'a> Peer<'a> {
             }
             socket.flush().await
         };
-        match timeout(self.state.config.send_timeout, send_all).await {
+        match Box::pin(timeout(self.state.config.send_timeout, send_all)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -268,7 +277,7 @@ impl<'a> Peer<'a> {
         if matches!(msg, ServerMsg::Error { .. }) {
             self.state.lock().swarm.stats.errors_sent += 1;
         }
-        match self.outbox.push(Frame::Json(msg)) {
+        match self.outbox.push(Frame::json(msg)) {
             Ok(()) => Flow::Go,
             Err(PushError::Full) => {
                 Counters::add(&self.state.counters.closed_slow, 1);
