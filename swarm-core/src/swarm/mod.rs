@@ -221,19 +221,7 @@ impl Swarm {
                 }
                 let settle = if full { self.config.grace_ms } else { 0 };
                 for c in chunks {
-                    if self.peers.get_mut(from).expect("live").chunks.insert(c) {
-                        self.holders.entry(c).or_default().insert(from.clone());
-                        if let Some(size) = self.chunk_sizes.get(&c) {
-                            self.peers.get_mut(from).expect("live").used += *size as u64;
-                            // A chunk that comes back short of R (e.g. it had no live copy
-                            // while this peer was away) is repaired; after a reconnect other
-                            // holders get the grace period to re-announce first.
-                            if self.staying_copies(&c) < self.config.replication && !self.pending.contains_key(&c) {
-                                self.check_at(c, now_ms + settle);
-                            }
-                        }
-                        self.order_fulfilled(from, &c);
-                    }
+                    self.add_holding(from, c, now_ms + settle);
                 }
                 if full {
                     self.trim_surplus(from, &mut out);
@@ -260,10 +248,10 @@ impl Swarm {
                 vec![]
             }
             ClientMsg::OrderDone { order } => {
-                // The `have` that came with it completed the order; an order still open here
-                // was not really carried out.
-                if self.orders.get(&order).is_some_and(|o| o.target == *from) {
-                    self.order_failed(from, order, "reported done without the chunk", now_ms);
+                // Usually the peer's `have` already completed the order; if the `have` is
+                // still on its way, the order itself says which chunk the peer now holds.
+                if let Some(chunk) = self.orders.get(&order).filter(|o| o.target == *from).map(|o| o.chunk) {
+                    self.add_holding(from, chunk, now_ms);
                 }
                 vec![]
             }
@@ -301,6 +289,23 @@ impl Swarm {
                 vec![send(&to, ServerMsg::Signal { from: from.clone(), conn, signal })]
             }
         }
+    }
+
+    /// `from` now holds `chunk`: count the copy, complete its order, and check the chunk at
+    /// `check_ms` if it is still short of R (e.g. it had no live copy while this peer was
+    /// away; after a reconnect other holders get the grace period to re-announce first).
+    fn add_holding(&mut self, from: &PeerId, chunk: ChunkId, check_ms: u64) {
+        if !self.peers.get_mut(from).expect("live").chunks.insert(chunk) {
+            return;
+        }
+        self.holders.entry(chunk).or_default().insert(from.clone());
+        if let Some(size) = self.chunk_sizes.get(&chunk) {
+            self.peers.get_mut(from).expect("live").used += *size as u64;
+            if self.staying_copies(&chunk) < self.config.replication && !self.pending.contains_key(&chunk) {
+                self.check_at(chunk, check_ms);
+            }
+        }
+        self.order_fulfilled(from, &chunk);
     }
 
     fn error(&mut self, to: &PeerId, req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Output {

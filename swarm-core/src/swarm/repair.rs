@@ -386,6 +386,24 @@ mod tests {
     }
 
     #[test]
+    fn order_done_before_have_still_counts_the_copy() {
+        let (mut s, c) = swarm_with_file();
+        s.tick(0);
+        let (target, order) = s.orders().map(|(id, o)| (o.target.clone(), *id)).next().unwrap();
+        s.handle(&target, ClientMsg::OrderDone { order }, 5);
+        assert_eq!(s.holder_count(&c), 2);
+        assert_eq!(s.repair_stats.orders_done, 1);
+        assert_eq!(s.repair_stats.orders_failed, 0);
+        s.handle(&target, ClientMsg::Have { chunks: vec![c], full: false }, 6);
+        assert_eq!(s.holder_count(&c), 2, "the late have changes nothing");
+        // Someone else's order cannot be claimed.
+        let (other, order2) = s.orders().map(|(id, o)| (o.target.clone(), *id)).next().unwrap();
+        let stranger = (0..5).map(peer).find(|p| *p != other && *p != target && *p != peer(0)).unwrap();
+        s.handle(&stranger, ClientMsg::OrderDone { order: order2 }, 7);
+        assert!(!s.holders(&c).any(|h| *h == stranger));
+    }
+
+    #[test]
     fn a_lost_holder_is_replaced_after_the_grace_period_only() {
         let (mut s, c) = swarm_with_file();
         let orders = orders_in(&s.tick(0));
