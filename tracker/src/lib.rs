@@ -161,7 +161,7 @@ async fn repair_loop(state: Arc<AppState>) {
             Counters::add(&state.counters.closed_slow, slow);
             inner.swarm.next_deadline().map(|d| d.saturating_sub(now))
         };
-        let wait = next.unwrap_or(250).clamp(10, 250);
+        let wait = next.unwrap_or(50).clamp(10, 50);
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }

@@ -110,8 +110,17 @@ impl Swarm {
             }
         }
         if self.next_retry_ms <= now_ms && !self.deferred.is_empty() {
-            let deferred = std::mem::take(&mut self.deferred);
-            for c in deferred {
+            // Retry as many deferred chunks as there are free order slots; the rest wait.
+            let slots: usize = self
+                .peers
+                .values()
+                .filter(|p| !p.leaving)
+                .map(|p| self.config.max_orders_per_peer.saturating_sub(p.orders))
+                .sum::<usize>()
+                .min(self.config.max_orders_total.saturating_sub(self.orders.len()));
+            let retry: Vec<ChunkId> = self.deferred.iter().take(slots.max(1)).copied().collect();
+            for c in retry {
+                self.deferred.remove(&c);
                 self.check_at(c, now_ms);
             }
         }
@@ -231,6 +240,10 @@ impl Swarm {
         if let Some(t) = self.peers.get_mut(&o.target) {
             t.orders -= 1;
             t.reserved -= o.size as u64;
+        }
+        // A slot is free: chunks waiting for one are tried at the next tick.
+        if !self.deferred.is_empty() {
+            self.next_retry_ms = self.next_retry_ms.min(self.now_ms);
         }
         Some(o)
     }
