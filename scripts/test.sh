@@ -16,8 +16,12 @@ scripts/build-web.sh
 step "build: native binaries"
 cargo build --bins
 
-step "native tests: unit, property, integration, end-to-end"
-cargo test -- --test-threads=2
+step "native tests: unit, property, simulation, integration"
+cargo test --workspace --exclude e2e --exclude browser-peer -- --test-threads=2
+
+step "end-to-end tests: real tracker, native peers, headless Chromium, network namespaces"
+# One at a time: each starts several processes (and browsers) on a 2-core machine.
+cargo test -p e2e -- --test-threads=1
 
 step "wasm tests in headless Chromium"
 (
