@@ -1,15 +1,28 @@
 //! The page: function components reading [`AppState`] and calling the node through
-//! [`use_node`]. Every string that came from the swarm (file names) is rendered as a text node
-//! or an attribute value, never as HTML.
+//! [`use_node`]; REST data comes through the hooks in [`crate::hooks`]. Every string that came
+//! from the swarm (file names) is rendered as a text node or an attribute value, never as HTML.
 
 use std::rc::Rc;
 
-use swarm_core::{FileId, PeerId};
-use web_sys::HtmlInputElement;
+use swarm_core::wire::FileSummary;
+use swarm_core::{FileId, PeerId, PeerKind};
+use web_sys::{DragEvent, HtmlInputElement};
 use yew::prelude::*;
 
+use crate::hooks::{use_file_detail, use_peers, use_search};
 use crate::node::{use_node, Node, NodeHandle};
-use crate::state::{AppState, ConnStatus, DownloadPhase, DownloadView, Stats, UploadView};
+use crate::state::{AppState, ConnStatus, DownloadPhase, DownloadView, SourceView, Stats, StorageInfo, UploadView};
+use crate::transfer::CellState;
+
+/// Copies the tracker aims for (shown against each file's fewest holders).
+pub const REPLICATION: u32 = 3;
+
+/// Colours of source peers in the chunk map and its legend.
+const PALETTE: [&str; 8] = ["#6d5dfc", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9", "#84cc16", "#f97316", "#a855f7"];
+
+fn colour(slot: usize) -> &'static str {
+    PALETTE[slot % PALETTE.len()]
+}
 
 /// The root: owns the state reducer and the node, provides the node as context.
 #[function_component(App)]
@@ -26,16 +39,23 @@ pub fn app() -> Html {
                     <div class="brand">
                         <span class="logo" aria-hidden="true">{"◆"}</span>
                         <span class="title">{"Peer Pressure"}</span>
+                        <span class="tagline">{"a self-healing file swarm, in your tab"}</span>
                     </div>
                     <StatusBar conn={state.conn} peer_id={state.peer_id.clone()} stats={state.stats} />
                 </header>
+                if let Some(err) = &state.store_error {
+                    <div id="store-error" class="banner error" role="alert">{err.clone()}</div>
+                }
                 <main class="panels">
-                    <UploadPanel uploads={Rc::new(state.uploads.clone())} />
+                    <UploadPanel uploads={Rc::new(state.uploads.clone())} me={state.peer_id.clone()} />
                     <DownloadPanel download={state.download.clone()} />
+                    <FilesPanel />
+                    <SwarmPanel me={state.peer_id.clone()} stats={state.stats} storage={state.storage} />
                 </main>
                 <footer class="footer">
-                    <span>{format!("Holding {} chunks ({})", state.stats.store_chunks, fmt_bytes(state.stats.store_bytes))}</span>
-                    <span>{format!("{} open data channel(s)", state.stats.connections)}</span>
+                    <span>{format!("Holding {} chunks ({}) in IndexedDB", state.stats.store_chunks, fmt_bytes(state.stats.store_bytes))}</span>
+                    <span>{format!("{} open link(s) · relay ↓ {} ↑ {}", state.stats.connections,
+                        fmt_bytes(state.stats.relay_received), fmt_bytes(state.stats.relay_sent))}</span>
                 </footer>
             </div>
         </ContextProvider<NodeHandle>>
@@ -80,48 +100,83 @@ pub fn status_bar(props: &StatusBarProps) -> Html {
     }
 }
 
+// ----- upload -----
+
 #[derive(Properties, PartialEq)]
 pub struct UploadPanelProps {
     pub uploads: Rc<Vec<UploadView>>,
+    pub me: Option<PeerId>,
 }
 
-/// Picks files, shows hashing progress and the published file ids.
+/// Picks or takes dropped files, shows hashing progress, the published ids and where the
+/// swarm placed the chunks.
 #[function_component(UploadPanel)]
 pub fn upload_panel(props: &UploadPanelProps) -> Html {
     let node = use_node();
-    let onchange = Callback::from(move |e: Event| {
-        let input: HtmlInputElement = e.target_unchecked_into();
-        if let Some(files) = input.files() {
-            for i in 0..files.length() {
-                if let Some(f) = files.get(i) {
-                    node.0.upload(f);
+    let hover = use_state(|| false);
+    let onchange = {
+        let node = node.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            if let Some(files) = input.files() {
+                for i in 0..files.length() {
+                    if let Some(f) = files.get(i) {
+                        node.0.upload(f);
+                    }
                 }
             }
-        }
-        input.set_value("");
-    });
+            input.set_value("");
+        })
+    };
+    let ondragover = {
+        let hover = hover.clone();
+        Callback::from(move |e: DragEvent| {
+            e.prevent_default();
+            hover.set(true);
+        })
+    };
+    let ondragleave = {
+        let hover = hover.clone();
+        Callback::from(move |_: DragEvent| hover.set(false))
+    };
+    let ondrop = {
+        let hover = hover.clone();
+        Callback::from(move |e: DragEvent| {
+            e.prevent_default();
+            hover.set(false);
+            if let Some(files) = e.data_transfer().and_then(|d| d.files()) {
+                for i in 0..files.length() {
+                    if let Some(f) = files.get(i) {
+                        node.0.upload(f);
+                    }
+                }
+            }
+        })
+    };
     let newest = props.uploads.len().checked_sub(1);
     html! {
         <section class="panel upload">
             <h2>{"Share a file"}</h2>
-            <label class="picker">
+            <label id="drop-zone" class={classes!("dropzone", (*hover).then_some("hover"))}
+                {ondragover} {ondragleave} {ondrop}>
                 <input type="file" id="upload-input" multiple=true {onchange} />
-                <span class="picker-label">{"Choose a file…"}</span>
+                <span class="drop-icon" aria-hidden="true">{"⇪"}</span>
+                <span class="drop-main">{"Drop files here or "}<span class="link">{"choose…"}</span></span>
+                <span class="hint">{"Cut into 256 KiB chunks and hashed here, in the tab; the swarm keeps 3 copies of each."}</span>
             </label>
-            <p class="hint">{"The file is cut into chunks and hashed here, in the tab; the swarm only ever sees chunks."}</p>
             <ul class="uploads">
-                { for props.uploads.iter().enumerate().rev().map(|(i, u)| upload_item(u, Some(i) == newest)) }
+                { for props.uploads.iter().enumerate().rev().map(|(i, u)| upload_item(u, Some(i) == newest, props.me.as_ref())) }
             </ul>
         </section>
     }
 }
 
-fn upload_item(u: &UploadView, newest: bool) -> Html {
+fn upload_item(u: &UploadView, newest: bool, me: Option<&PeerId>) -> Html {
     let pct = percent(u.chunks_done, u.chunks_total, u.file.is_some());
     match (&u.file, &u.error) {
         (_, Some(err)) => html! {
             <li class="upload-item failed" key={u.id}>
-                <div class="name">{u.name.clone()}</div>
+                <div class="row"><span class="name">{u.name.clone()}</span><span class="size">{fmt_bytes(u.size)}</span></div>
                 <div class="error">{format!("error: {err}")}</div>
             </li>
         },
@@ -134,8 +189,10 @@ fn upload_item(u: &UploadView, newest: bool) -> Html {
                         <span class="name">{u.name.clone()}</span>
                         <span class="size">{fmt_bytes(u.size)}</span>
                     </div>
+                    <div class="muted">{format!("{} chunks hashed and stored at {}/s", u.chunks_total, fmt_bytes(u.rate() as u64))}</div>
                     <div class="file-id"><span class="label">{"file id "}</span><code>{hex.clone()}</code></div>
-                    <a class="share" href={format!("#/file/{hex}")}>{"link to this file"}</a>
+                    <a class="share" href={format!("#/file/{hex}")}>{"share link"}</a>
+                    <Placement file={*file} me={me.cloned()} />
                 </li>
             }
         }
@@ -148,7 +205,7 @@ fn upload_item(u: &UploadView, newest: bool) -> Html {
                 <Bar pct={pct} />
                 <div class="muted">{
                     if u.chunks_done < u.chunks_total {
-                        format!("hashing {}/{} chunks", u.chunks_done, u.chunks_total)
+                        format!("hashing and storing {}/{} chunks · {}/s", u.chunks_done, u.chunks_total, fmt_bytes(u.rate() as u64))
                     } else {
                         "publishing…".to_string()
                     }
@@ -159,11 +216,73 @@ fn upload_item(u: &UploadView, newest: bool) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
+pub struct PlacementProps {
+    pub file: FileId,
+    pub me: Option<PeerId>,
+}
+
+/// Where the swarm placed a file's chunks: copies per chunk and the holding peers.
+#[function_component(Placement)]
+pub fn placement(props: &PlacementProps) -> Html {
+    let detail = use_file_detail(Some(props.file));
+    let Some(detail) = detail else {
+        return html! { <div class="placement muted">{"asking the tracker where the chunks went…"}</div> };
+    };
+    let d = match detail.as_ref() {
+        Ok(d) => d,
+        Err(e) => return html! { <div class="placement muted">{format!("placement unknown: {e}")}</div> },
+    };
+    let r = d.health.replication.max(1);
+    let mut per_peer = vec![0usize; d.peers.len()];
+    for h in &d.holders {
+        for &p in h {
+            if let Some(c) = per_peer.get_mut(p as usize) {
+                *c += 1;
+            }
+        }
+    }
+    let status = if d.health.min_copies >= r {
+        "ok"
+    } else if d.health.min_copies > 0 {
+        "warn"
+    } else {
+        "bad"
+    };
+    html! {
+        <div class="placement" data-min-copies={d.health.min_copies.to_string()} data-peers={d.peers.len().to_string()}>
+            <div class="placement-head">
+                <span class={classes!("pill", status)}>{format!("{} / {} copies", d.health.min_copies, r)}</span>
+                <span class="muted">{format!("placed on {} peer(s)", d.peers.len())}</span>
+            </div>
+            <div class="copies-map" title="one cell per chunk: copies in the swarm">
+                { for d.holders.iter().enumerate().map(|(i, h)| {
+                    let n = h.len() as u32;
+                    let class = if n >= r { "c3" } else if n == 2 { "c2" } else if n == 1 { "c1" } else { "c0" };
+                    let who: Vec<String> = h.iter().filter_map(|&p| d.peers.get(p as usize)).map(|p| p.short().to_string()).collect();
+                    html! { <span class={classes!("cell", class)} title={format!("chunk {i}: {n} copies ({})", who.join(", "))}></span> }
+                }) }
+            </div>
+            <ul class="holders">
+                { for d.peers.iter().zip(per_peer).map(|(p, n)| html! {
+                    <li>
+                        <code>{p.short().to_string()}</code>
+                        if Some(p) == props.me.as_ref() { <span class="you">{" (this tab)"}</span> }
+                        <span class="muted">{format!(" {n} chunk(s)")}</span>
+                    </li>
+                }) }
+            </ul>
+        </div>
+    }
+}
+
+// ----- download -----
+
+#[derive(Properties, PartialEq)]
 pub struct DownloadPanelProps {
     pub download: Option<DownloadView>,
 }
 
-/// Asks for a file id and shows the download's progress and result.
+/// Asks for a file id and shows the download's progress, chunk map and result.
 #[function_component(DownloadPanel)]
 pub fn download_panel(props: &DownloadPanelProps) -> Html {
     let node = use_node();
@@ -192,7 +311,12 @@ pub fn download_panel(props: &DownloadPanelProps) -> Html {
 
 fn download_view(d: Option<&DownloadView>) -> Html {
     let Some(d) = d else {
-        return html! { <p id="download-status" class="status idle">{"idle"}</p> };
+        return html! {
+            <>
+                <p id="download-status" class="status idle">{"idle"}</p>
+                <p class="hint">{"Paste a file id, open a share link, or pick a file from the swarm below."}</p>
+            </>
+        };
     };
     let (status, class) = match &d.phase {
         DownloadPhase::Locating => ("locating…".to_string(), "working"),
@@ -204,6 +328,10 @@ fn download_view(d: Option<&DownloadView>) -> Html {
     };
     let done = matches!(d.phase, DownloadPhase::Done { .. });
     let show_file = d.file != FileId([0; 32]);
+    let eta = match (&d.phase, d.eta_secs()) {
+        (DownloadPhase::Transferring, Some(s)) => format!(" · ETA {}", fmt_duration(s.ceil() as u64)),
+        _ => String::new(),
+    };
     html! {
         <div class="download-view">
             if show_file {
@@ -214,8 +342,11 @@ fn download_view(d: Option<&DownloadView>) -> Html {
             }
             if !matches!(d.phase, DownloadPhase::Failed(_)) {
                 <Bar pct={percent(d.chunks_done, d.chunks_total, done)} />
-                <div class="muted">{format!("{} / {} chunks · {}/s",
-                    d.chunks_done, d.chunks_total, fmt_bytes(d.rate() as u64))}</div>
+                <div id="download-rate" class="muted" data-rate={format!("{:.0}", d.rate())}>
+                    {format!("{} / {} chunks · {} of {} · {}/s{eta}",
+                        d.chunks_done, d.chunks_total, fmt_bytes(d.bytes_done), fmt_bytes(d.size),
+                        fmt_bytes(d.rate() as u64))}
+                </div>
             }
             <p id="download-status" class={classes!("status", class)}>{status}</p>
             if let DownloadPhase::Done { url } = &d.phase {
@@ -224,7 +355,199 @@ fn download_view(d: Option<&DownloadView>) -> Html {
                     {format!("Save {}", d.name.clone().unwrap_or_default())}
                 </a>
             }
+            if !d.cells.is_empty() {
+                <ChunkMap cells={d.cells.clone()} sources={Rc::new(d.sources.clone())} />
+            }
         </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct ChunkMapProps {
+    pub cells: Rc<Vec<CellState>>,
+    pub sources: Rc<Vec<SourceView>>,
+}
+
+/// One cell per chunk, coloured by its source peer; pale while in flight, grey while needed.
+#[function_component(ChunkMap)]
+pub fn chunk_map(props: &ChunkMapProps) -> Html {
+    let cell = |c: &CellState| match c {
+        CellState::Needed => html! { <span class="cell needed"></span> },
+        CellState::InFlight(s) => {
+            html! { <span class="cell inflight" style={format!("background:{}", colour(*s))}></span> }
+        }
+        CellState::Done(Some(s)) => {
+            html! { <span class="cell done" style={format!("background:{}", colour(*s))}></span> }
+        }
+        CellState::Done(None) => html! { <span class="cell local"></span> },
+    };
+    let had = props.cells.contains(&CellState::Done(None));
+    html! {
+        <div class="chunk-map-box">
+            <div id="chunk-map" class="chunk-map" data-cells={props.cells.len().to_string()}>
+                { for props.cells.iter().map(cell) }
+            </div>
+            <ul class="legend">
+                { for props.sources.iter().enumerate().filter(|(_, s)| s.bytes > 0 || !s.via.is_empty()).map(|(i, s)| html! {
+                    <li>
+                        <span class="swatch" style={format!("background:{}", colour(i))}></span>
+                        <code>{s.peer.short().to_string()}</code>
+                        <span class="muted">{format!(" {} {}", fmt_bytes(s.bytes), s.via)}</span>
+                    </li>
+                }) }
+                if had { <li><span class="swatch local"></span><span class="muted">{"already here"}</span></li> }
+                <li><span class="swatch needed"></span><span class="muted">{"to fetch"}</span></li>
+            </ul>
+        </div>
+    }
+}
+
+// ----- files in the swarm -----
+
+/// Search as you type over the swarm's files.
+#[function_component(FilesPanel)]
+pub fn files_panel() -> Html {
+    let query = use_state(String::new);
+    let results = use_search((*query).clone());
+    let oninput = {
+        let query = query.clone();
+        Callback::from(move |e: InputEvent| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            query.set(input.value());
+        })
+    };
+    let body = match results.as_deref() {
+        None => html! { <p class="muted">{"searching…"}</p> },
+        Some(Err(e)) => html! { <p class="error">{format!("search failed: {e}")}</p> },
+        Some(Ok(a)) if a.files.is_empty() => html! {
+            <p class="muted" id="search-empty">{ if query.trim().is_empty() { "No files in the swarm yet.".to_string() } else { format!("Nothing matches “{}”.", query.trim()) } }</p>
+        },
+        Some(Ok(a)) => html! {
+            <ul id="search-results" class="file-list">
+                { for a.files.iter().map(|f| html! { <FileRow file={f.clone()} /> }) }
+            </ul>
+        },
+    };
+    html! {
+        <section class="panel files">
+            <h2>{"Files in the swarm"}</h2>
+            <input id="search-input" class="search" type="search" placeholder="search by name…"
+                value={(*query).clone()} {oninput} spellcheck="false" autocomplete="off" />
+            { body }
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct FileRowProps {
+    pub file: FileSummary,
+}
+
+#[function_component(FileRow)]
+pub fn file_row(props: &FileRowProps) -> Html {
+    let node = use_node();
+    let f = &props.file;
+    let hex = f.id.to_hex();
+    let onclick = {
+        let hex = hex.clone();
+        Callback::from(move |_: MouseEvent| {
+            let _ = gloo::utils::window().location().set_hash(&format!("/file/{hex}"));
+            node.0.download(&hex);
+        })
+    };
+    let copies = f.min_holders.min(REPLICATION);
+    let status = if f.min_holders >= REPLICATION {
+        "ok"
+    } else if f.min_holders > 0 {
+        "warn"
+    } else {
+        "bad"
+    };
+    html! {
+        <li class="file-row" data-file-id={hex.clone()}>
+            <div class="file-main">
+                <span class="name" title={f.name.clone()}>{f.name.clone()}</span>
+                <span class="muted">{format!("{} · {} chunk(s)", fmt_bytes(f.size), f.chunks)}</span>
+            </div>
+            <div class="health" title={format!("fewest copies of any chunk: {} (target {REPLICATION})", f.min_holders)}>
+                <div class={classes!("health-bar", status)}>
+                    <div class="fill" style={format!("width:{:.0}%", copies as f64 * 100.0 / REPLICATION as f64)}></div>
+                </div>
+                <span class="muted">{format!("{}/{REPLICATION}", f.min_holders)}</span>
+            </div>
+            <a class="share small" href={format!("#/file/{hex}")} title="share link">{"link"}</a>
+            <button class="get" {onclick}>{"Get"}</button>
+        </li>
+    }
+}
+
+// ----- the swarm -----
+
+#[derive(Properties, PartialEq)]
+pub struct SwarmPanelProps {
+    pub me: Option<PeerId>,
+    pub stats: Stats,
+    pub storage: StorageInfo,
+}
+
+/// The swarm's peers and this tab's storage.
+#[function_component(SwarmPanel)]
+pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
+    let peers = use_peers();
+    let list = match peers.as_deref() {
+        None => html! { <p class="muted">{"loading…"}</p> },
+        Some(Err(e)) => html! { <p class="error">{format!("cannot list peers: {e}")}</p> },
+        Some(Ok(a)) => html! {
+            <div class="peers-box"><table id="swarm-peers" class="peers">
+                <thead><tr><th>{"peer"}</th><th>{"kind"}</th><th>{"up"}</th><th>{"chunks"}</th><th>{"storage"}</th></tr></thead>
+                <tbody>
+                { for a.peers.iter().map(|p| {
+                    let me = Some(&p.id) == props.me.as_ref();
+                    let kind = match p.kind { PeerKind::Browser => "browser", PeerKind::Native => "native" };
+                    html! {
+                        <tr class={classes!(me.then_some("me"))} data-peer-id={p.id.0.clone()}>
+                            <td><code>{p.id.short().to_string()}</code>{ if me { " (this tab)" } else if p.leaving { " (leaving)" } else { "" } }</td>
+                            <td><span class={classes!("kind", kind)}>{kind}</span></td>
+                            <td>{fmt_duration(p.uptime_secs)}</td>
+                            <td>{p.chunks}</td>
+                            <td>{match (p.storage_used, p.storage_capacity) {
+                                (Some(u), Some(c)) if c > 0 => format!("{} of {}", fmt_bytes(u), fmt_bytes(c)),
+                                (Some(u), _) => fmt_bytes(u),
+                                _ => "–".to_string(),
+                            }}</td>
+                        </tr>
+                    }
+                }) }
+                </tbody>
+            </table></div>
+        },
+    };
+    let s = props.storage;
+    let persisted = match s.persisted {
+        Some(true) => "granted",
+        Some(false) => "not granted (the browser may evict these chunks under pressure)",
+        None => "unknown",
+    };
+    html! {
+        <section class="panel swarm">
+            <h2>{"Swarm"}</h2>
+            { list }
+            <div id="tab-storage" class="tab-storage" data-persisted={s.persisted.map(|p| p.to_string()).unwrap_or_default()}
+                data-store-bytes={props.stats.store_bytes.to_string()}>
+                <h3>{"This tab"}</h3>
+                <dl>
+                    <dt>{"chunks held"}</dt><dd>{format!("{} ({})", props.stats.store_chunks, fmt_bytes(props.stats.store_bytes))}</dd>
+                    <dt>{"origin storage"}</dt><dd>{match (s.usage, s.quota) {
+                        (Some(u), Some(q)) => format!("{} used of a {} quota", fmt_bytes(u), fmt_bytes(q)),
+                        _ => "unknown".to_string(),
+                    }}</dd>
+                    <dt>{"persistent storage"}</dt><dd>{persisted}</dd>
+                </dl>
+                if let (Some(u), Some(q)) = (s.usage, s.quota) {
+                    <Bar pct={if q > 0 { u as f64 * 100.0 / q as f64 } else { 0.0 }} />
+                }
+            </div>
+        </section>
     }
 }
 
@@ -267,5 +590,14 @@ pub fn fmt_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A duration like `45 s`, `3 min`, `2 h 5 min`.
+pub fn fmt_duration(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }

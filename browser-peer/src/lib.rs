@@ -24,6 +24,8 @@
 //! cargo test -p browser-peer --target wasm32-unknown-unknown` (uses `webdriver.json`).
 
 pub mod app;
+pub mod hooks;
+pub mod idb;
 pub mod node;
 pub mod rtc;
 pub mod state;

@@ -1,7 +1,19 @@
-//! The peer itself: glue between the tracker link, the WebRTC connections, the chunk store,
-//! the download scheduler and the page state. Components reach it through a context
+//! The peer itself: glue between the tracker link, the connections to other peers, the chunk
+//! store, the download scheduler and the page state. Components reach it through a context
 //! ([`NodeHandle`], [`use_node`]) and only call its few entry points (`upload`, `download`);
 //! everything it learns goes back to the page as [`Action`]s.
+//!
+//! Duties, as the native peer's (native-peer/src/node.rs):
+//! - chunks and manifests live in IndexedDB ([`IdbStore`]); after a reload the whole
+//!   inventory is announced again (`have`, `full: true`) with the room offered (`storage`);
+//! - it serves chunks to whoever asks, over data channels or through the tracker relay;
+//! - it carries out replication orders (`replicate` → fetch from a source, verify, store,
+//!   `have`, `order_done` / `order_failed`) and trims (`trim` → delete, `dropped`).
+//!
+//! Fetching connections ("links") are shared: one per remote peer, used by every download and
+//! order that needs that peer; requests are renumbered on the way out so answers find their
+//! run. A link is a WebRTC data channel, or the tracker relay when no channel opens within
+//! [`RELAY_AFTER_MS`] (or the remote refuses WebRTC, or the page runs with `?relay=1`).
 //!
 //! All mutable state sits in one `RefCell`; the link and connections never call back
 //! synchronously (see their docs), so handlers may hold the borrow while they send.
@@ -13,66 +25,121 @@ use std::rc::{Rc, Weak};
 use gloo::events::EventListener;
 use gloo::storage::{SessionStorage, Storage};
 use gloo::timers::callback::Interval;
-use js_sys::{Array, Uint8Array};
+use js_sys::{Array, Reflect, Uint8Array};
 use swarm_core::chunk_proto::PeerMsg;
+use swarm_core::relay::RelayFrame;
 use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
-use swarm_core::{ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE};
+use swarm_core::{
+    ChunkId, ClientMsg, FileId, Manifest, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE,
+};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{Blob, BlobPropertyBag, File, Url};
+use web_sys::{BlobPropertyBag, File, Url};
 use yew::prelude::*;
 
 use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
-use crate::state::{Action, ConnStatus, Stats};
-use crate::store::{ChunkStore, MemoryStore};
+use crate::state::{Action, ConnStatus, SourceView, Stats, StorageInfo};
+use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};
 use crate::tracker::{TrackerEvent, TrackerLink};
 use crate::transfer::{serve_request, Download, Step};
 
 /// sessionStorage key of this tab's secret (a reload keeps the peer id).
 pub const SECRET_KEY: &str = "pp-secret";
+/// The IndexedDB database of this peer.
+pub const DB_NAME: &str = "peer-pressure";
 /// Most connections other peers may open to this tab at once.
 pub const MAX_INBOUND: usize = 32;
 /// How often the byte counters are pushed to the page.
 pub const STATS_MS: u32 = 250;
-/// How often downloads get the time (to notice stalled peers).
+/// How often downloads get the time (to notice stalled peers) and links are checked.
 pub const TICK_MS: u32 = 1_000;
 /// Least time between two progress updates of a download.
-pub const PROGRESS_MS: f64 = 100.0;
+pub const PROGRESS_MS: f64 = 200.0;
+/// A data channel not open by then gives way to the tracker relay.
+pub const RELAY_AFTER_MS: f64 = 8_000.0;
+/// A link no run uses is closed after this long.
+pub const LINK_IDLE_MS: f64 = 30_000.0;
+/// How often the storage estimate is refreshed.
+pub const ESTIMATE_MS: u32 = 15_000;
+/// Upload pauses while this many bytes wait to be committed to IndexedDB.
+pub const UPLOAD_PENDING_LIMIT: u64 = 32 * 1024 * 1024;
+/// Room offered when the browser gives no estimate.
+pub const DEFAULT_CAPACITY: u64 = 1 << 30;
 
 /// One connection attempt: the remote peer and the offerer's connection number.
 type ConnKey = (PeerId, u64);
 
-struct Conn {
-    rtc: RtcConn,
-    /// For connections this tab opened to download: the file and the peer's slot.
-    download: Option<(FileId, usize)>,
+enum Transport {
+    Rtc(RtcConn),
+    Relay,
+}
+
+/// A fetching connection to one peer, shared by runs.
+struct OutLink {
+    conn: u64,
+    transport: Transport,
+    open: bool,
+    started: f64,
+    /// (run, slot) pairs using this link.
+    users: Vec<(u64, usize)>,
+    idle_since: f64,
+}
+
+/// Where an outgoing request's answer goes.
+#[derive(Clone, Copy)]
+struct WireReq {
+    run: u64,
+    slot: usize,
+    req: u32,
+}
+
+enum RunKind {
+    File { file: FileId, meta: FileMeta },
+    Order { order: u64 },
 }
 
 struct Run {
     dl: Download,
-    meta: FileMeta,
-    /// Slot -> connection.
-    conns: HashMap<usize, ConnKey>,
+    kind: RunKind,
     last_progress: f64,
 }
 
 enum Pending {
-    Publish { upload: u32 },
+    Publish { upload: u32, manifest: Manifest, meta: FileMeta },
     Locate { file: FileId },
+}
+
+/// Who a served answer goes to.
+#[derive(Clone)]
+enum Target {
+    Rtc(ConnKey),
+    Relay(PeerId, u64),
 }
 
 struct State {
     link: Option<TrackerLink>,
     secret: String,
     me: Option<PeerId>,
-    store: Box<dyn ChunkStore>,
+    store: Rc<dyn ChunkStore>,
     next_req: u32,
     next_upload: u32,
     /// Requests awaiting an answer, with the message (sent again after a reconnect).
     pending: HashMap<u32, (Pending, ClientMsg)>,
-    conns: HashMap<ConnKey, Conn>,
-    runs: HashMap<FileId, Run>,
+    /// Connections other peers opened to fetch from this tab.
+    inbound: HashMap<ConnKey, RtcConn>,
+    /// This tab's fetching links, one per peer.
+    out: HashMap<PeerId, OutLink>,
+    wire: HashMap<u32, WireReq>,
+    next_wire: u32,
+    runs: HashMap<u64, Run>,
+    next_run: u64,
+    file_runs: HashMap<FileId, u64>,
     /// The object URL of the finished download shown on the page.
     object_url: Option<String>,
+    capacity: u64,
+    reported_storage: Option<(u64, u64)>,
+    force_relay: bool,
+    /// Newly stored chunks not yet announced (sent in batches: the tracker limits messages).
+    have_batch: Vec<ChunkId>,
 }
 
 /// The running peer.
@@ -80,6 +147,7 @@ pub struct Node {
     weak: Weak<Node>,
     state: RefCell<State>,
     counters: Rc<ByteCounters>,
+    relay_counters: ByteCounters,
     dispatch: Callback<Action>,
     last_stats: Cell<Stats>,
     _timers: RefCell<Vec<Interval>>,
@@ -103,38 +171,62 @@ pub fn use_node() -> NodeHandle {
 }
 
 impl Node {
-    /// Starts the peer: connects to the tracker of this page's origin and follows `#/file/<id>`.
+    /// Starts the peer: opens its store, connects to the tracker of this page's origin and
+    /// follows `#/file/<id>`.
     pub fn start(dispatch: Callback<Action>) -> Rc<Node> {
+        let search = gloo::utils::window().location().search().unwrap_or_default();
         let node = Rc::new_cyclic(|weak| Node {
             weak: weak.clone(),
             state: RefCell::new(State {
                 link: None,
                 secret: load_secret(),
                 me: None,
-                store: Box::new(MemoryStore::new()),
+                store: Rc::new(MemoryStore::new()),
                 next_req: 1,
                 next_upload: 1,
                 pending: HashMap::new(),
-                conns: HashMap::new(),
+                inbound: HashMap::new(),
+                out: HashMap::new(),
+                wire: HashMap::new(),
+                next_wire: 1,
                 runs: HashMap::new(),
+                next_run: 1,
+                file_runs: HashMap::new(),
                 object_url: None,
+                capacity: DEFAULT_CAPACITY,
+                reported_storage: None,
+                force_relay: search.contains("relay=1"),
+                have_batch: Vec::new(),
             }),
             counters: Rc::new(ByteCounters::default()),
+            relay_counters: ByteCounters::default(),
             dispatch,
             last_stats: Cell::new(Stats::default()),
             _timers: RefCell::new(Vec::new()),
             _listeners: RefCell::new(Vec::new()),
         });
         let weak = Rc::downgrade(&node);
-        let link = TrackerLink::connect(
-            tracker_url(),
-            Rc::new(move |ev| {
-                if let Some(node) = weak.upgrade() {
-                    node.on_tracker(ev);
+        spawn_local(async move {
+            let Some(node) = weak.upgrade() else { return };
+            node.refresh_estimate(true).await;
+            match IdbStore::open(DB_NAME).await {
+                Ok(store) => {
+                    let weak = node.weak.clone();
+                    store.set_error_handler(Rc::new(move |f| {
+                        if let Some(node) = weak.upgrade() {
+                            node.on_store_failure(f);
+                        }
+                    }));
+                    node.state.borrow_mut().store = Rc::new(store);
                 }
-            }),
-        );
-        node.state.borrow_mut().link = Some(link);
+                Err(e) => node.dispatch(Action::StoreError(Some(format!(
+                    "IndexedDB is unavailable ({e}): chunks are kept in memory and lost on reload"
+                )))),
+            }
+            node.connect_tracker();
+            node.push_stats();
+            node.follow_hash();
+        });
         let weak = Rc::downgrade(&node);
         node._timers.borrow_mut().push(Interval::new(STATS_MS, move || {
             if let Some(node) = weak.upgrade() {
@@ -148,14 +240,32 @@ impl Node {
             }
         }));
         let weak = Rc::downgrade(&node);
+        node._timers.borrow_mut().push(Interval::new(ESTIMATE_MS, move || {
+            if let Some(node) = weak.upgrade() {
+                spawn_local(async move { node.refresh_estimate(false).await });
+            }
+        }));
+        let weak = Rc::downgrade(&node);
         let window = gloo::utils::window();
         node._listeners.borrow_mut().push(EventListener::new(&window, "hashchange", move |_| {
             if let Some(node) = weak.upgrade() {
                 node.follow_hash();
             }
         }));
-        node.follow_hash();
         node
+    }
+
+    fn connect_tracker(&self) {
+        let weak = self.weak.clone();
+        let link = TrackerLink::connect(
+            tracker_url(),
+            Rc::new(move |ev| {
+                if let Some(node) = weak.upgrade() {
+                    node.on_tracker(ev);
+                }
+            }),
+        );
+        self.state.borrow_mut().link = Some(link);
     }
 
     /// Starts the download named in the URL hash (`#/file/<id>`), if any.
@@ -187,17 +297,29 @@ impl Node {
 
     /// Pushes the byte counters and store size to the page if they changed.
     pub fn push_stats(&self) {
-        let st = self.state.borrow();
+        let mut st = self.state.borrow_mut();
+        self.flush_have(&mut st);
         self.push_stats_of(&st);
+    }
+
+    /// Announces the chunks stored since the last batch.
+    fn flush_have(&self, st: &mut State) {
+        if !st.have_batch.is_empty() {
+            let chunks = std::mem::take(&mut st.have_batch);
+            self.send(st, &ClientMsg::Have { chunks, full: false });
+        }
     }
 
     fn push_stats_of(&self, st: &State) {
         let stats = Stats {
             received: self.counters.received.get(),
             sent: self.counters.sent.get(),
+            relay_received: self.relay_counters.received.get(),
+            relay_sent: self.relay_counters.sent.get(),
             store_chunks: st.store.len(),
             store_bytes: st.store.bytes(),
-            connections: st.conns.values().filter(|c| c.rtc.is_open()).count(),
+            connections: st.out.values().filter(|l| l.open).count()
+                + st.inbound.values().filter(|c| c.is_open()).count(),
         };
         if stats != self.last_stats.get() {
             self.last_stats.set(stats);
@@ -205,17 +327,101 @@ impl Node {
         }
     }
 
-    /// Gives every running download the time.
+    /// Asks for persistent storage (once) and reads the origin's usage and quota.
+    async fn refresh_estimate(&self, first: bool) {
+        let storage = gloo::utils::window().navigator().storage();
+        let persisted = if first {
+            match storage.persist() {
+                Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_bool()),
+                Err(_) => None,
+            }
+        } else {
+            match storage.persisted() {
+                Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_bool()),
+                Err(_) => None,
+            }
+        };
+        let estimate = match storage.estimate() {
+            Ok(p) => JsFuture::from(p).await.ok(),
+            Err(_) => None,
+        };
+        let num = |k: &str| {
+            estimate.as_ref().and_then(|e| Reflect::get(e, &k.into()).ok()).and_then(|v| v.as_f64()).map(|v| v as u64)
+        };
+        let (usage, quota) = (num("usage"), num("quota"));
+        if let Some(q) = quota {
+            self.state.borrow_mut().capacity = q;
+        }
+        self.dispatch(Action::StorageInfo(StorageInfo { usage, quota, persisted }));
+        self.report_storage();
+    }
+
+    /// Tells the tracker the room this tab offers, if it changed.
+    fn report_storage(&self) {
+        let mut st = self.state.borrow_mut();
+        let now = (st.store.bytes(), st.capacity);
+        if st.reported_storage != Some(now) && st.link.as_ref().is_some_and(|l| l.is_open()) {
+            st.reported_storage = Some(now);
+            self.send(&st, &ClientMsg::Storage { used: now.0, capacity: now.1 });
+        }
+    }
+
+    fn on_store_failure(&self, f: WriteFailure) {
+        let msg = if f.error.is_quota() {
+            format!(
+                "Storage is full: the browser refused to keep {} chunk(s) (quota exceeded). Free some space or \
+                 allow this site more storage.",
+                f.chunks.len()
+            )
+        } else {
+            format!("Could not save {} chunk(s) in IndexedDB: {}", f.chunks.len(), f.error)
+        };
+        let st = self.state.borrow();
+        if !f.chunks.is_empty() {
+            self.send(&st, &ClientMsg::Dropped { chunks: f.chunks });
+        }
+        drop(st);
+        self.dispatch(Action::StoreError(Some(msg)));
+    }
+
+    /// Gives every running download the time, falls back to the relay where no data channel
+    /// opened, closes idle links, reports storage changes.
     fn tick(&self) {
         let now = js_sys::Date::now();
-        let mut st = self.state.borrow_mut();
-        let files: Vec<FileId> = st.runs.keys().copied().collect();
-        for file in files {
-            if let Some(run) = st.runs.get_mut(&file) {
-                let steps = run.dl.tick(now);
-                self.apply_steps(&mut st, file, steps);
+        {
+            let mut st = self.state.borrow_mut();
+            let slow: Vec<PeerId> = st
+                .out
+                .iter()
+                .filter(|(_, l)| !l.open && now - l.started > RELAY_AFTER_MS)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for peer in slow {
+                gloo::console::warn!(format!(
+                    "no data channel to {} within {} s: using the tracker relay",
+                    peer.short(),
+                    RELAY_AFTER_MS / 1000.0
+                ));
+                self.switch_to_relay(&mut st, &peer);
+            }
+            let idle: Vec<PeerId> = st
+                .out
+                .iter()
+                .filter(|(_, l)| l.users.is_empty() && now - l.idle_since > LINK_IDLE_MS)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for peer in idle {
+                self.close_link(&mut st, &peer);
+            }
+            let runs: Vec<u64> = st.runs.keys().copied().collect();
+            for run in runs {
+                if let Some(r) = st.runs.get_mut(&run) {
+                    let steps = r.dl.tick(now);
+                    self.apply_steps(&mut st, run, steps);
+                }
             }
         }
+        self.report_storage();
     }
 
     // ----- tracker -----
@@ -223,7 +429,7 @@ impl Node {
     fn on_tracker(&self, ev: TrackerEvent) {
         match ev {
             TrackerEvent::Open => {
-                let st = self.state.borrow();
+                let mut st = self.state.borrow_mut();
                 let Some(link) = st.link.clone() else { return };
                 link.send(&ClientMsg::Hello {
                     version: PROTOCOL_VERSION,
@@ -231,6 +437,9 @@ impl Node {
                     secret: st.secret.clone(),
                 });
                 link.send(&ClientMsg::Have { chunks: st.store.ids(), full: true });
+                let storage = (st.store.bytes(), st.capacity);
+                link.send(&ClientMsg::Storage { used: storage.0, capacity: storage.1 });
+                st.reported_storage = Some(storage);
                 // Requests whose answers the old socket may have lost go out again.
                 let mut pending: Vec<(&u32, &ClientMsg)> = st.pending.iter().map(|(r, (_, m))| (r, m)).collect();
                 pending.sort_by_key(|(r, _)| **r);
@@ -240,6 +449,7 @@ impl Node {
             }
             TrackerEvent::Closed { retry_ms } => self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms })),
             TrackerEvent::Message(msg) => self.on_server_msg(msg),
+            TrackerEvent::Relay(frame) => self.on_relay(frame),
         }
     }
 
@@ -250,7 +460,9 @@ impl Node {
                 self.dispatch(Action::Welcomed(peer_id));
             }
             ServerMsg::Published { req, file } => {
-                if let Some((Pending::Publish { upload }, _)) = self.state.borrow_mut().pending.remove(&req) {
+                let pending = self.state.borrow_mut().pending.remove(&req);
+                if let Some((Pending::Publish { upload, manifest, meta }, _)) = pending {
+                    self.keep_file(file, &manifest, &meta);
                     self.dispatch(Action::UploadPublished { id: upload, file });
                 }
             }
@@ -261,17 +473,25 @@ impl Node {
                         self.fail_download(wanted, "the tracker answered about another file".into());
                         return;
                     }
-                    self.start_run(file, meta, manifest, peers, holders);
+                    self.start_file_run(file, meta, manifest, peers, holders);
                 }
             }
-            ServerMsg::SearchResults { .. } => {}
-            // Replication orders: taken by browser peers in the self-healing work (issue 6).
-            ServerMsg::Replicate { .. } | ServerMsg::Trim { .. } | ServerMsg::LeaveReady { .. } => {}
+            ServerMsg::SearchResults { .. } | ServerMsg::LeaveReady { .. } => {}
+            ServerMsg::Replicate { order, chunk, size, sources } => self.start_order(order, chunk, size, sources),
+            ServerMsg::Trim { chunks } => {
+                let st = self.state.borrow();
+                let dropped: Vec<ChunkId> = chunks.into_iter().filter(|c| st.store.remove(c)).collect();
+                gloo::console::log!(format!("trimmed {} surplus chunk(s)", dropped.len()));
+                self.send(&st, &ClientMsg::Dropped { chunks: dropped });
+                drop(st);
+                self.report_storage();
+                self.push_stats();
+            }
             ServerMsg::Signal { from, conn, signal } => self.on_signal(from, conn, signal),
             ServerMsg::Error { req, code, message } => {
                 let pending = req.and_then(|r| self.state.borrow_mut().pending.remove(&r));
                 match pending {
-                    Some((Pending::Publish { upload }, _)) => {
+                    Some((Pending::Publish { upload, .. }, _)) => {
                         self.dispatch(Action::UploadFailed { id: upload, error: message })
                     }
                     Some((Pending::Locate { file }, _)) => {
@@ -285,9 +505,72 @@ impl Node {
         }
     }
 
+    /// Keeps a file's manifest and name in the store (IndexedDB).
+    fn keep_file(&self, file: FileId, manifest: &Manifest, meta: &FileMeta) {
+        let json = serde_json::json!({ "manifest": manifest, "meta": meta }).to_string();
+        self.state.borrow().store.put_file(file, json);
+    }
+
+    // ----- relay -----
+
+    fn on_relay(&self, frame: RelayFrame) {
+        let c = &self.relay_counters.received;
+        c.set(c.get() + frame.payload.len() as u64);
+        let mut st = self.state.borrow_mut();
+        let ours =
+            st.out.get(&frame.peer).is_some_and(|l| l.conn == frame.conn && matches!(l.transport, Transport::Relay));
+        if ours {
+            self.on_out_message(&mut st, &frame.peer, &frame.payload);
+            return;
+        }
+        drop(st);
+        match PeerMsg::decode(&frame.payload) {
+            Ok(PeerMsg::Request { req, chunk }) => self.serve(Target::Relay(frame.peer, frame.conn), req, chunk),
+            Ok(_) => {} // an answer for a link that is gone
+            Err(e) => gloo::console::warn!(format!("bad relayed message from {}: {e}", frame.peer.short())),
+        }
+    }
+
+    fn send_relay(&self, st: &State, peer: &PeerId, conn: u64, payload: Vec<u8>) {
+        let len = payload.len() as u64;
+        if let Some(link) = &st.link {
+            if link.send_relay(&RelayFrame { peer: peer.clone(), conn, payload }) {
+                let c = &self.relay_counters.sent;
+                c.set(c.get() + len);
+            }
+        }
+    }
+
+    // ----- serving -----
+
+    /// Answers a chunk request from the store (asynchronously: IndexedDB reads are).
+    fn serve(&self, target: Target, req: u32, chunk: ChunkId) {
+        let Some(node) = self.weak.upgrade() else { return };
+        let store = self.state.borrow().store.clone();
+        spawn_local(async move {
+            let frames = serve_request(store.as_ref(), req, &chunk).await;
+            let st = node.state.borrow();
+            match &target {
+                Target::Rtc(key) => {
+                    if let Some(rtc) = st.inbound.get(key) {
+                        for f in frames {
+                            rtc.send(f);
+                        }
+                    }
+                }
+                Target::Relay(peer, conn) => {
+                    for f in frames {
+                        node.send_relay(&st, peer, *conn, f);
+                    }
+                }
+            }
+        });
+    }
+
     // ----- upload -----
 
-    /// Chunks, hashes, stores and publishes a file, reading it one chunk at a time.
+    /// Chunks, hashes, stores and publishes a file, reading it one chunk at a time
+    /// (`Blob.slice`), so a large file never sits whole in memory.
     pub fn upload(&self, file: File) {
         let Some(node) = self.weak.upgrade() else {
             return;
@@ -303,9 +586,11 @@ impl Node {
                 st.next_upload += 1;
                 st.next_upload - 1
             };
-            node.dispatch(Action::UploadStarted { id, name: name.clone(), size, chunks_total: total });
+            let started = js_sys::Date::now();
+            node.dispatch(Action::UploadStarted { id, name: name.clone(), size, chunks_total: total, now: started });
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
-            let mut ids: Vec<ChunkId> = Vec::with_capacity(total);
+            let mut last_progress = 0.0;
+            let store = node.state.borrow().store.clone();
             for i in 0..total {
                 let start = i as u64 * CHUNK_SIZE as u64;
                 let end = (start + CHUNK_SIZE as u64).min(size);
@@ -317,19 +602,47 @@ impl Node {
                     }
                 };
                 let chunk = builder.push(&bytes);
-                node.state.borrow_mut().store.put(chunk, Rc::new(bytes));
-                ids.push(chunk);
-                node.dispatch(Action::UploadProgress { id, chunks_done: i + 1 });
+                store.put(chunk, &bytes);
+                drop(bytes);
+                if store.pending_bytes() > UPLOAD_PENDING_LIMIT {
+                    store.flushed().await;
+                }
+                let now = js_sys::Date::now();
+                if now - last_progress > PROGRESS_MS || i + 1 == total {
+                    last_progress = now;
+                    node.dispatch(Action::UploadProgress { id, chunks_done: i + 1, bytes_done: end, now });
+                }
             }
+            store.flushed().await;
             let manifest = builder.finish();
+            // Every chunk must really be stored before the swarm is told.
+            let missing = manifest.chunks.iter().filter(|c| !store.has(c)).count();
+            if missing > 0 {
+                node.dispatch(Action::UploadFailed {
+                    id,
+                    error: format!("{missing} chunk(s) could not be stored (see the storage warning)"),
+                });
+                return;
+            }
+            let now = js_sys::Date::now();
+            node.dispatch(Action::UploadProgress { id, chunks_done: total, bytes_done: size, now });
+            let mut ids = manifest.chunks.clone();
             ids.sort();
             ids.dedup();
-            let mut st = node.state.borrow_mut();
-            node.send(&st, &ClientMsg::Have { chunks: ids, full: false });
-            let meta = FileMeta { name, mime };
-            node.request(&mut st, Pending::Publish { upload: id }, |req| ClientMsg::Publish { req, manifest, meta });
-            drop(st);
+            {
+                let mut st = node.state.borrow_mut();
+                node.send(&st, &ClientMsg::Have { chunks: ids, full: false });
+                let meta = FileMeta { name, mime };
+                let (m, me) = (manifest.clone(), meta.clone());
+                node.request(&mut st, Pending::Publish { upload: id, manifest, meta }, |req| ClientMsg::Publish {
+                    req,
+                    manifest: m,
+                    meta: me,
+                });
+            }
+            node.report_storage();
             node.push_stats();
+            node.refresh_estimate(false).await;
         });
     }
 
@@ -345,7 +658,9 @@ impl Node {
             }
         };
         let mut st = self.state.borrow_mut();
-        if st.runs.contains_key(&file) {
+        if st.file_runs.contains_key(&file)
+            || st.pending.values().any(|(p, _)| matches!(p, Pending::Locate { file: f } if *f == file))
+        {
             return; // already running
         }
         if let Some(url) = st.object_url.take() {
@@ -356,17 +671,17 @@ impl Node {
         self.dispatch(Action::DownloadStarted { file, now: js_sys::Date::now() });
     }
 
-    fn start_run(
+    fn start_file_run(
         &self,
         file: FileId,
         meta: FileMeta,
-        manifest: swarm_core::Manifest,
+        manifest: Manifest,
         peers: Vec<PeerId>,
         holders: Vec<Vec<u32>>,
     ) {
         let mut st = self.state.borrow_mut();
         let dl = {
-            let store = &st.store;
+            let store = st.store.clone();
             Download::new(file, manifest, peers, holders, st.me.as_ref(), |c| store.has(c))
         };
         let mut dl = match dl {
@@ -382,36 +697,84 @@ impl Node {
             name: meta.name.clone(),
             size: dl.manifest().size,
             chunks_total: dl.total(),
+            cells: Rc::new(dl.cells()),
         });
+        let run = st.next_run;
+        st.next_run += 1;
         let mut steps = dl.tick(js_sys::Date::now());
         steps.extend(dl.start());
-        st.runs.insert(file, Run { dl, meta, conns: HashMap::new(), last_progress: 0.0 });
-        self.apply_steps(&mut st, file, steps);
+        st.runs.insert(run, Run { dl, kind: RunKind::File { file, meta }, last_progress: 0.0 });
+        st.file_runs.insert(file, run);
+        self.apply_steps(&mut st, run, steps);
     }
 
-    /// Carries out what the scheduler decided.
-    fn apply_steps(&self, st: &mut State, file: FileId, steps: Vec<Step>) {
+    /// Takes a replication order: fetch one chunk from a source, verify, store, announce.
+    fn start_order(&self, order: u64, chunk: ChunkId, size: u32, sources: Vec<PeerId>) {
+        let mut st = self.state.borrow_mut();
+        if st.store.has(&chunk) {
+            self.send(&st, &ClientMsg::Have { chunks: vec![chunk], full: false });
+            self.send(&st, &ClientMsg::OrderDone { order });
+            return;
+        }
+        if st.store.bytes() + size as u64 > st.capacity {
+            let reason = format!("no room: {} of {} bytes used", st.store.bytes(), st.capacity);
+            self.send(&st, &ClientMsg::OrderFailed { order, reason });
+            return;
+        }
+        let manifest = Manifest { size: size as u64, chunk_size: size.max(1), chunks: vec![chunk] };
+        let holders = vec![(0..sources.len() as u32).collect()];
+        let dl = Download::new(manifest.file_id(), manifest, sources, holders, st.me.as_ref(), |_| false);
+        let mut dl = match dl {
+            Ok(dl) => dl,
+            Err(e) => {
+                self.send(&st, &ClientMsg::OrderFailed { order, reason: e.to_string() });
+                return;
+            }
+        };
+        dl.set_max_peers(1);
+        dl.set_endgame(false);
+        let run = st.next_run;
+        st.next_run += 1;
+        let mut steps = dl.tick(js_sys::Date::now());
+        steps.extend(dl.start());
+        st.runs.insert(run, Run { dl, kind: RunKind::Order { order }, last_progress: 0.0 });
+        self.apply_steps(&mut st, run, steps);
+    }
+
+    /// Carries out what a run's scheduler decided.
+    fn apply_steps(&self, st: &mut State, run: u64, steps: Vec<Step>) {
         let mut stored_any = false;
         for step in steps {
             match step {
-                Step::Connect { slot } => self.connect(st, file, slot),
+                Step::Connect { slot } => self.connect(st, run, slot),
                 Step::Disconnect { slot } => {
-                    let key = st.runs.get_mut(&file).and_then(|r| r.conns.remove(&slot));
-                    if let Some(conn) = key.and_then(|k| st.conns.remove(&k)) {
-                        gloo::console::warn!(format!("peer slot {slot} stalled; dropping it"));
-                        conn.rtc.close();
+                    let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) else { continue };
+                    gloo::console::warn!(format!("peer {} stalled; dropping its link", peer.short()));
+                    let others: Vec<(u64, usize)> = st
+                        .out
+                        .get(&peer)
+                        .map(|l| l.users.iter().copied().filter(|u| u.0 != run).collect())
+                        .unwrap_or_default();
+                    self.close_link(st, &peer);
+                    for (r, s) in others {
+                        if let Some(x) = st.runs.get_mut(&r) {
+                            let steps = x.dl.peer_gone(s);
+                            self.apply_steps(st, r, steps);
+                        }
                     }
                 }
                 Step::Send { slot, bytes } => {
-                    let key = st.runs.get(&file).and_then(|r| r.conns.get(&slot)).cloned();
-                    if let Some(conn) = key.and_then(|k| st.conns.get(&k)) {
-                        conn.rtc.send(bytes);
-                    }
+                    let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else { continue };
+                    let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) else { continue };
+                    let w = st.next_wire;
+                    st.next_wire = st.next_wire.wrapping_add(1).max(1);
+                    st.wire.insert(w, WireReq { run, slot, req });
+                    self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
                 }
                 Step::Stored { chunk, bytes, .. } => {
                     // The assembler verified the SHA-256 before handing the bytes out.
-                    if st.store.put(chunk, Rc::new(bytes)) {
-                        self.send(st, &ClientMsg::Have { chunks: vec![chunk], full: false });
+                    if st.store.put(chunk, &bytes) {
+                        st.have_batch.push(chunk);
                     }
                     stored_any = true;
                 }
@@ -419,154 +782,345 @@ impl Node {
                     gloo::console::warn!(format!("chunk {index} from peer slot {slot} refused: {reason}"));
                 }
                 Step::BadSource { slot, chunk } => {
-                    if let Some(peer) = st.runs.get(&file).map(|r| r.dl.peer(slot).clone()) {
+                    if let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) {
                         self.send(st, &ClientMsg::BadSource { peer, chunk });
                     }
                 }
                 Step::Complete => {
-                    self.finish_run(st, file);
+                    self.progress(st, run, true);
+                    self.finish_run(st, run);
                     return;
                 }
                 Step::Failed(e) => {
-                    self.end_run(st, file);
-                    self.dispatch(Action::DownloadFailed { file: Some(file), error: e.to_string() });
+                    let kind = self.end_run(st, run);
+                    match kind {
+                        Some(RunKind::File { file, .. }) => {
+                            self.dispatch(Action::DownloadFailed { file: Some(file), error: e.to_string() })
+                        }
+                        Some(RunKind::Order { order }) => {
+                            self.send(st, &ClientMsg::OrderFailed { order, reason: e.to_string() })
+                        }
+                        None => {}
+                    }
                     return;
                 }
             }
         }
-        if stored_any {
-            let now = js_sys::Date::now();
-            if let Some(run) = st.runs.get_mut(&file) {
-                if now - run.last_progress >= PROGRESS_MS {
-                    run.last_progress = now;
-                    self.dispatch(Action::DownloadProgress {
-                        file,
-                        chunks_done: run.dl.done(),
-                        bytes_done: run.dl.bytes_done(),
-                        peers: run.dl.active_peers(),
-                        now,
-                    });
+        let _ = stored_any;
+        self.progress(st, run, false);
+    }
+
+    /// Shows a file run's progress (at most every [`PROGRESS_MS`] unless `force`).
+    fn progress(&self, st: &mut State, run: u64, force: bool) {
+        let now = js_sys::Date::now();
+        let Some(r) = st.runs.get_mut(&run) else { return };
+        let RunKind::File { file, .. } = &r.kind else { return };
+        if !force && now - r.last_progress < PROGRESS_MS {
+            return;
+        }
+        r.last_progress = now;
+        let sources: Vec<SourceView> =
+            r.dl.peers()
+                .iter()
+                .zip(r.dl.delivered())
+                .map(|(p, b)| SourceView {
+                    peer: p.clone(),
+                    bytes: *b,
+                    via: match st.out.get(p).map(|l| (&l.transport, l.open)) {
+                        Some((Transport::Rtc(_), true)) => "webrtc",
+                        Some((Transport::Rtc(_), false)) => "connecting",
+                        Some((Transport::Relay, _)) => "relay",
+                        None => "",
+                    },
+                })
+                .collect();
+        self.dispatch(Action::DownloadProgress {
+            file: *file,
+            chunks_done: r.dl.done(),
+            bytes_done: r.dl.bytes_done(),
+            peers: r.dl.active_peers(),
+            now,
+            cells: Rc::new(r.dl.cells()),
+            sources,
+        });
+    }
+
+    // ----- links -----
+
+    /// Makes sure a link to the slot's peer exists and tells the run when it is ready.
+    fn connect(&self, st: &mut State, run: u64, slot: usize) {
+        let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) else { return };
+        let now = js_sys::Date::now();
+        let ready = match st.out.get_mut(&peer) {
+            Some(l) => {
+                if !l.users.contains(&(run, slot)) {
+                    l.users.push((run, slot));
+                }
+                l.open
+            }
+            None => {
+                let conn = random_u64();
+                let transport = if st.force_relay {
+                    Transport::Relay
+                } else {
+                    match RtcConn::offer(self.counters.clone(), self.out_handler((peer.clone(), conn))) {
+                        Ok(rtc) => Transport::Rtc(rtc),
+                        Err(e) => {
+                            gloo::console::warn!(format!("{e}: using the tracker relay"));
+                            Transport::Relay
+                        }
+                    }
+                };
+                let open = matches!(transport, Transport::Relay);
+                st.out.insert(
+                    peer.clone(),
+                    OutLink { conn, transport, open, started: now, users: vec![(run, slot)], idle_since: now },
+                );
+                open
+            }
+        };
+        if ready {
+            if let Some(r) = st.runs.get_mut(&run) {
+                let steps = r.dl.peer_ready(slot);
+                self.apply_steps(st, run, steps);
+            }
+        }
+    }
+
+    fn send_on_link(&self, st: &State, peer: &PeerId, bytes: Vec<u8>) {
+        let Some(l) = st.out.get(peer) else { return };
+        match &l.transport {
+            Transport::Rtc(rtc) => rtc.send(bytes),
+            Transport::Relay => self.send_relay(st, peer, l.conn, bytes),
+        }
+    }
+
+    /// The data channel did not open: the link goes through the tracker relay instead.
+    fn switch_to_relay(&self, st: &mut State, peer: &PeerId) {
+        let Some(l) = st.out.get_mut(peer) else { return };
+        if let Transport::Rtc(rtc) = std::mem::replace(&mut l.transport, Transport::Relay) {
+            rtc.close();
+            let to = peer.clone();
+            let conn = l.conn;
+            spawn_local(async move { drop(rtc) });
+            if let Some(link) = &st.link {
+                link.send(&ClientMsg::Signal { to, conn, signal: Signal::Close { reason: "using the relay".into() } });
+            }
+        }
+        let l = st.out.get_mut(peer).expect("present");
+        l.conn = random_u64();
+        l.open = true;
+        let users = l.users.clone();
+        for (run, slot) in users {
+            if let Some(r) = st.runs.get_mut(&run) {
+                let steps = r.dl.peer_ready(slot);
+                self.apply_steps(st, run, steps);
+            }
+        }
+    }
+
+    /// Closes a link (its users must be told by the caller).
+    fn close_link(&self, st: &mut State, peer: &PeerId) {
+        if let Some(l) = st.out.remove(peer) {
+            if let Transport::Rtc(rtc) = l.transport {
+                rtc.close();
+                self.send(
+                    st,
+                    &ClientMsg::Signal {
+                        to: peer.clone(),
+                        conn: l.conn,
+                        signal: Signal::Close { reason: "done".into() },
+                    },
+                );
+                spawn_local(async move { drop(rtc) });
+            }
+        }
+    }
+
+    fn out_handler(&self, key: ConnKey) -> Rc<dyn Fn(RtcEvent)> {
+        let weak = self.weak.clone();
+        Rc::new(move |ev| {
+            if let Some(node) = weak.upgrade() {
+                node.on_out_event(&key, ev);
+            }
+        })
+    }
+
+    fn on_out_event(&self, key: &ConnKey, ev: RtcEvent) {
+        let mut st = self.state.borrow_mut();
+        let (peer, conn) = key;
+        let current = st.out.get(peer).is_some_and(|l| l.conn == *conn && matches!(l.transport, Transport::Rtc(_)));
+        if !current {
+            return;
+        }
+        match ev {
+            RtcEvent::Signal(signal) => {
+                self.send(&st, &ClientMsg::Signal { to: peer.clone(), conn: *conn, signal });
+            }
+            RtcEvent::Open => {
+                let l = st.out.get_mut(peer).expect("current");
+                l.open = true;
+                let users = l.users.clone();
+                for (run, slot) in users {
+                    if let Some(r) = st.runs.get_mut(&run) {
+                        let steps = r.dl.peer_ready(slot);
+                        self.apply_steps(&mut st, run, steps);
+                    }
+                }
+            }
+            RtcEvent::Message(bytes) => self.on_out_message(&mut st, peer, &bytes),
+            RtcEvent::Closed(reason) => {
+                let was_open = st.out.get(peer).is_some_and(|l| l.open);
+                if !was_open {
+                    gloo::console::warn!(format!(
+                        "no data channel to {} ({reason}): using the tracker relay",
+                        peer.short()
+                    ));
+                    self.switch_to_relay(&mut st, peer);
+                    return;
+                }
+                gloo::console::log!(format!("link to {} closed: {reason}", peer.short()));
+                let users = st.out.get(peer).map(|l| l.users.clone()).unwrap_or_default();
+                if let Some(l) = st.out.remove(peer) {
+                    spawn_local(async move { drop(l) });
+                }
+                for (run, slot) in users {
+                    if let Some(r) = st.runs.get_mut(&run) {
+                        let steps = r.dl.peer_gone(slot);
+                        self.apply_steps(&mut st, run, steps);
+                    }
                 }
             }
         }
     }
 
-    /// Opens a connection to a holder as the offerer.
-    fn connect(&self, st: &mut State, file: FileId, slot: usize) {
-        let Some(run) = st.runs.get_mut(&file) else {
-            return;
-        };
-        let peer = run.dl.peer(slot).clone();
-        let key: ConnKey = (peer, random_u64());
-        let steps = match RtcConn::offer(self.counters.clone(), self.conn_handler(key.clone())) {
-            Ok(rtc) => {
-                run.conns.insert(slot, key.clone());
-                st.conns.insert(key, Conn { rtc, download: Some((file, slot)) });
+    /// An answer on one of this tab's links: back to the run that asked.
+    fn on_out_message(&self, st: &mut State, peer: &PeerId, bytes: &[u8]) {
+        let msg = match PeerMsg::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                gloo::console::warn!(format!("bad message from {}: {e}", peer.short()));
                 return;
             }
-            Err(e) => {
-                gloo::console::error!(e.to_string());
-                run.dl.peer_gone(slot)
-            }
         };
-        self.apply_steps(st, file, steps);
-    }
-
-    fn finish_run(&self, st: &mut State, file: FileId) {
-        let Some(run) = st.runs.get(&file) else {
+        let (w, last) = match &msg {
+            PeerMsg::Data { req, offset, total, bytes } => (*req, *offset as usize + bytes.len() >= *total as usize),
+            PeerMsg::Missing { req } => (*req, true),
+            PeerMsg::Request { .. } => return, // links only fetch
+        };
+        let Some(wr) = (if last { st.wire.remove(&w) } else { st.wire.get(&w).copied() }) else {
             return;
         };
-        let name = run.meta.name.clone();
-        let parts = Array::new();
-        for c in &run.dl.manifest().chunks {
-            match st.store.get(c) {
-                Some(bytes) => {
-                    parts.push(&Uint8Array::from(&bytes[..]));
-                }
-                None => {
-                    self.end_run(st, file);
-                    self.dispatch(Action::DownloadFailed {
-                        file: Some(file),
-                        error: "a chunk vanished from the store".into(),
-                    });
-                    return;
-                }
-            }
-        }
-        self.end_run(st, file);
-        // The type is never the swarm's: a blob URL shares this page's origin, and a
-        // peer-chosen `text/html` opened from it could run script here.
-        let bag = BlobPropertyBag::new();
-        bag.set_type("application/octet-stream");
-        let url = Blob::new_with_u8_array_sequence_and_options(&parts, &bag)
-            .and_then(|b| Url::create_object_url_with_blob(&b));
-        match url {
-            Ok(url) => {
-                st.object_url = Some(url.clone());
-                gloo::console::log!(format!("download of {name} done"));
-                self.push_stats_of(st);
-                self.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
-            }
-            Err(e) => self.dispatch(Action::DownloadFailed { file: Some(file), error: js_error(&e) }),
+        let msg = match msg {
+            PeerMsg::Data { offset, total, bytes, .. } => PeerMsg::Data { req: wr.req, offset, total, bytes },
+            PeerMsg::Missing { .. } => PeerMsg::Missing { req: wr.req },
+            m => m,
+        };
+        if let Some(r) = st.runs.get_mut(&wr.run) {
+            let steps = r.dl.on_message(wr.slot, msg);
+            self.apply_steps(st, wr.run, steps);
         }
     }
 
-    /// Forgets a download and closes the connections it opened.
-    fn end_run(&self, st: &mut State, file: FileId) {
-        if let Some(run) = st.runs.remove(&file) {
-            for key in run.conns.values() {
-                if let Some(conn) = st.conns.remove(key) {
-                    conn.rtc.close();
-                    self.send(
-                        st,
-                        &ClientMsg::Signal {
-                            to: key.0.clone(),
-                            conn: key.1,
-                            signal: Signal::Close { reason: "done".into() },
-                        },
-                    );
-                }
+    fn finish_run(&self, st: &mut State, run: u64) {
+        let manifest = st.runs.get(&run).map(|r| r.dl.manifest().clone());
+        let kind = self.end_run(st, run);
+        let Some(manifest) = manifest else { return };
+        self.flush_have(st);
+        match kind {
+            Some(RunKind::Order { order }) => {
+                self.send(st, &ClientMsg::OrderDone { order });
+            }
+            Some(RunKind::File { file, meta }) => {
+                let json = serde_json::json!({ "manifest": &manifest, "meta": &meta }).to_string();
+                st.store.put_file(file, json);
+                self.push_stats_of(st);
+                let Some(node) = self.weak.upgrade() else { return };
+                let store = st.store.clone();
+                spawn_local(async move {
+                    match assemble(store.as_ref(), &manifest).await {
+                        Ok(url) => {
+                            node.state.borrow_mut().object_url = Some(url.clone());
+                            gloo::console::log!(format!("download of {} done", meta.name));
+                            node.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
+                            node.refresh_estimate(false).await;
+                        }
+                        Err(e) => node.dispatch(Action::DownloadFailed { file: Some(file), error: e }),
+                    }
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Forgets a run, detaches it from its links and returns what it was.
+    fn end_run(&self, st: &mut State, run: u64) -> Option<RunKind> {
+        let r = st.runs.remove(&run)?;
+        let now = js_sys::Date::now();
+        for l in st.out.values_mut() {
+            let before = l.users.len();
+            l.users.retain(|u| u.0 != run);
+            if l.users.is_empty() && before > 0 {
+                l.idle_since = now;
             }
         }
+        st.wire.retain(|_, w| w.run != run);
+        if let RunKind::File { file, .. } = &r.kind {
+            st.file_runs.remove(file);
+        }
+        Some(r.kind)
     }
 
     fn fail_download(&self, file: FileId, error: String) {
         let mut st = self.state.borrow_mut();
-        self.end_run(&mut st, file);
+        if let Some(run) = st.file_runs.get(&file).copied() {
+            self.end_run(&mut st, run);
+        }
         drop(st);
         self.dispatch(Action::DownloadFailed { file: Some(file), error });
     }
 
-    // ----- connections -----
+    // ----- connections other peers open -----
 
-    fn conn_handler(&self, key: ConnKey) -> Rc<dyn Fn(RtcEvent)> {
+    fn in_handler(&self, key: ConnKey) -> Rc<dyn Fn(RtcEvent)> {
         let weak = self.weak.clone();
         Rc::new(move |ev| {
             if let Some(node) = weak.upgrade() {
-                node.on_conn_event(&key, ev);
+                node.on_in_event(&key, ev);
             }
         })
     }
 
     fn on_signal(&self, from: PeerId, conn: u64, signal: Signal) {
-        let key = (from, conn);
         let mut st = self.state.borrow_mut();
-        if let Some(c) = st.conns.get(&key) {
-            c.rtc.on_signal(signal);
+        if let Some(l) = st.out.get(&from).filter(|l| l.conn == conn) {
+            if let Transport::Rtc(rtc) = &l.transport {
+                rtc.on_signal(signal);
+            }
+            return;
+        }
+        let key = (from, conn);
+        if let Some(c) = st.inbound.get(&key) {
+            c.on_signal(signal);
             return;
         }
         let Signal::Offer { sdp } = signal else {
-            return;
-        }; // late signal of a finished attempt
-        let inbound = st.conns.values().filter(|c| c.download.is_none()).count();
-        if inbound >= MAX_INBOUND {
-            let reason = "too many connections".to_string();
+            return; // late signal of a finished attempt
+        };
+        let refuse = if st.force_relay {
+            Some("this peer uses the relay only".to_string())
+        } else if st.inbound.len() >= MAX_INBOUND {
+            Some("too many connections".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
             self.send(&st, &ClientMsg::Signal { to: key.0, conn, signal: Signal::Close { reason } });
             return;
         }
-        match RtcConn::answer(sdp, self.counters.clone(), self.conn_handler(key.clone())) {
+        match RtcConn::answer(sdp, self.counters.clone(), self.in_handler(key.clone())) {
             Ok(rtc) => {
-                st.conns.insert(key, Conn { rtc, download: None });
+                st.inbound.insert(key, rtc);
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -575,58 +1129,52 @@ impl Node {
         }
     }
 
-    fn on_conn_event(&self, key: &ConnKey, ev: RtcEvent) {
+    fn on_in_event(&self, key: &ConnKey, ev: RtcEvent) {
         let mut st = self.state.borrow_mut();
-        let Some(download) = st.conns.get(key).map(|c| c.download) else {
+        if !st.inbound.contains_key(key) {
             return;
-        };
+        }
         match ev {
             RtcEvent::Signal(signal) => {
                 self.send(&st, &ClientMsg::Signal { to: key.0.clone(), conn: key.1, signal });
             }
-            RtcEvent::Open => {
-                if let Some((file, slot)) = download {
-                    if let Some(run) = st.runs.get_mut(&file) {
-                        let steps = run.dl.peer_ready(slot);
-                        self.apply_steps(&mut st, file, steps);
-                    }
-                }
-            }
+            RtcEvent::Open => {}
             RtcEvent::Message(bytes) => match PeerMsg::decode(&bytes) {
                 Ok(PeerMsg::Request { req, chunk }) => {
-                    let frames = serve_request(st.store.as_ref(), req, &chunk);
-                    if let Some(conn) = st.conns.get(key) {
-                        for f in frames {
-                            conn.rtc.send(f);
-                        }
-                    }
+                    drop(st);
+                    self.serve(Target::Rtc(key.clone()), req, chunk);
                 }
-                Ok(msg) => {
-                    if let Some((file, slot)) = download {
-                        if let Some(run) = st.runs.get_mut(&file) {
-                            let steps = run.dl.on_message(slot, msg);
-                            self.apply_steps(&mut st, file, steps);
-                        }
-                    }
-                }
+                Ok(_) => {}
                 Err(e) => gloo::console::warn!(format!("bad message from {}: {e}", key.0.short())),
             },
-            RtcEvent::Closed(reason) => {
-                if let Some(conn) = st.conns.remove(key) {
+            RtcEvent::Closed(_) => {
+                if let Some(conn) = st.inbound.remove(key) {
                     // Dropped from a task, not inside the callback that reported the close.
                     spawn_local(async move { drop(conn) });
-                }
-                if let Some((file, slot)) = download {
-                    gloo::console::log!(format!("connection to {} closed: {reason}", key.0.short()));
-                    if let Some(run) = st.runs.get_mut(&file) {
-                        run.conns.remove(&slot);
-                        let steps = run.dl.peer_gone(slot);
-                        self.apply_steps(&mut st, file, steps);
-                    }
                 }
             }
         }
     }
+}
+
+/// The whole file as a `Blob` built from the stored chunk blobs (no copy in the JS heap),
+/// behind an object URL. The type is never the swarm's: a blob URL shares this page's origin,
+/// and a peer-chosen `text/html` opened from it could run script here.
+async fn assemble(store: &dyn ChunkStore, manifest: &Manifest) -> Result<String, String> {
+    let blobs = store.get_blobs(&manifest.chunks).await.map_err(|e| e.to_string())?;
+    let parts = Array::new();
+    for b in blobs {
+        match b {
+            Some(b) => {
+                parts.push(&b);
+            }
+            None => return Err("a chunk vanished from the store".into()),
+        }
+    }
+    let bag = BlobPropertyBag::new();
+    bag.set_type("application/octet-stream");
+    let blob = web_sys::Blob::new_with_blob_sequence_and_options(&parts, &bag).map_err(|e| js_error(&e))?;
+    Url::create_object_url_with_blob(&blob).map_err(|e| js_error(&e))
 }
 
 /// `ws(s)://<this page's host>/ws`: the tracker serves the page and the socket.

@@ -3,6 +3,7 @@
 //! The networking side (`node.rs`) dispatches actions; components only read this state.
 //! Names that come from the swarm are kept as plain strings and rendered as text nodes.
 
+use crate::transfer::CellState;
 use std::rc::Rc;
 use swarm_core::{FileId, PeerId};
 use yew::Reducible;
@@ -30,15 +31,49 @@ impl ConnStatus {
 }
 
 /// One file this tab published (or is publishing).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadView {
     pub id: u32,
     pub name: String,
     pub size: u64,
     pub chunks_done: usize,
     pub chunks_total: usize,
+    pub bytes_done: u64,
+    pub started_ms: f64,
+    pub updated_ms: f64,
     pub file: Option<FileId>,
     pub error: Option<String>,
+}
+
+impl UploadView {
+    /// Chunk + hash + store rate so far, bytes per second.
+    pub fn rate(&self) -> f64 {
+        let secs = (self.updated_ms - self.started_ms) / 1000.0;
+        if secs > 0.0 {
+            self.bytes_done as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One peer a download fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceView {
+    pub peer: PeerId,
+    /// Verified bytes it delivered.
+    pub bytes: u64,
+    /// `webrtc`, `relay`, `connecting` or empty (not connected).
+    pub via: &'static str,
+}
+
+/// This tab's storage as the browser reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StorageInfo {
+    pub usage: Option<u64>,
+    pub quota: Option<u64>,
+    /// Whether persistent storage was granted (`navigator.storage.persist()`).
+    pub persisted: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,16 +97,49 @@ pub struct DownloadView {
     pub started_ms: f64,
     pub updated_ms: f64,
     pub phase: DownloadPhase,
+    /// Per chunk: its state and source (the chunk map).
+    pub cells: Rc<Vec<CellState>>,
+    /// By slot: the peers of this download and what each delivered.
+    pub sources: Vec<SourceView>,
+    /// Bytes already stored when the transfer began (not counted in the rate).
+    pub bytes_at_start: u64,
+    /// When the transfer (not the lookup) began.
+    pub transfer_ms: f64,
 }
 
 impl DownloadView {
-    /// Average rate so far in bytes per second.
+    /// Average transfer rate so far in bytes per second.
     pub fn rate(&self) -> f64 {
-        let secs = (self.updated_ms - self.started_ms) / 1000.0;
+        let secs = (self.updated_ms - self.transfer_ms) / 1000.0;
         if secs > 0.0 {
-            self.bytes_done as f64 / secs
+            self.bytes_done.saturating_sub(self.bytes_at_start) as f64 / secs
         } else {
             0.0
+        }
+    }
+
+    /// Seconds left at the current rate.
+    pub fn eta_secs(&self) -> Option<f64> {
+        let rate = self.rate();
+        (rate > 0.0 && self.size >= self.bytes_done).then(|| (self.size - self.bytes_done) as f64 / rate)
+    }
+
+    fn empty(file: FileId, now: f64, phase: DownloadPhase) -> Self {
+        DownloadView {
+            file,
+            name: None,
+            size: 0,
+            chunks_total: 0,
+            chunks_done: 0,
+            bytes_done: 0,
+            peers: 0,
+            started_ms: now,
+            updated_ms: now,
+            phase,
+            cells: Rc::new(Vec::new()),
+            sources: Vec::new(),
+            bytes_at_start: 0,
+            transfer_ms: now,
         }
     }
 }
@@ -81,6 +149,9 @@ impl DownloadView {
 pub struct Stats {
     pub received: u64,
     pub sent: u64,
+    /// Bytes through the tracker relay.
+    pub relay_received: u64,
+    pub relay_sent: u64,
     pub store_chunks: usize,
     pub store_bytes: u64,
     pub connections: usize,
@@ -93,6 +164,9 @@ pub struct AppState {
     pub uploads: Vec<UploadView>,
     pub download: Option<DownloadView>,
     pub stats: Stats,
+    pub storage: StorageInfo,
+    /// A storage problem to show (quota exceeded, no IndexedDB).
+    pub store_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,10 +178,13 @@ pub enum Action {
         name: String,
         size: u64,
         chunks_total: usize,
+        now: f64,
     },
     UploadProgress {
         id: u32,
         chunks_done: usize,
+        bytes_done: u64,
+        now: f64,
     },
     UploadPublished {
         id: u32,
@@ -126,6 +203,7 @@ pub enum Action {
         name: String,
         size: u64,
         chunks_total: usize,
+        cells: Rc<Vec<CellState>>,
     },
     DownloadProgress {
         file: FileId,
@@ -133,6 +211,8 @@ pub enum Action {
         bytes_done: u64,
         peers: usize,
         now: f64,
+        cells: Rc<Vec<CellState>>,
+        sources: Vec<SourceView>,
     },
     DownloadDone {
         file: FileId,
@@ -145,6 +225,8 @@ pub enum Action {
         error: String,
     },
     Stats(Stats),
+    StorageInfo(StorageInfo),
+    StoreError(Option<String>),
 }
 
 impl Reducible for AppState {
@@ -158,12 +240,23 @@ impl Reducible for AppState {
                 s.peer_id = Some(id);
                 s.conn = ConnStatus::Connected;
             }
-            Action::UploadStarted { id, name, size, chunks_total } => {
-                s.uploads.push(UploadView { id, name, size, chunks_done: 0, chunks_total, file: None, error: None })
-            }
-            Action::UploadProgress { id, chunks_done } => {
+            Action::UploadStarted { id, name, size, chunks_total, now } => s.uploads.push(UploadView {
+                id,
+                name,
+                size,
+                chunks_done: 0,
+                chunks_total,
+                bytes_done: 0,
+                started_ms: now,
+                updated_ms: now,
+                file: None,
+                error: None,
+            }),
+            Action::UploadProgress { id, chunks_done, bytes_done, now } => {
                 if let Some(u) = s.uploads.iter_mut().find(|u| u.id == id) {
                     u.chunks_done = chunks_done;
+                    u.bytes_done = bytes_done;
+                    u.updated_ms = now;
                 }
             }
             Action::UploadPublished { id, file } => {
@@ -178,40 +271,38 @@ impl Reducible for AppState {
                 }
             }
             Action::DownloadStarted { file, now } => {
-                s.download = Some(DownloadView {
-                    file,
-                    name: None,
-                    size: 0,
-                    chunks_total: 0,
-                    chunks_done: 0,
-                    bytes_done: 0,
-                    peers: 0,
-                    started_ms: now,
-                    updated_ms: now,
-                    phase: DownloadPhase::Locating,
-                })
+                s.download = Some(DownloadView::empty(file, now, DownloadPhase::Locating))
             }
-            Action::DownloadLocated { file, name, size, chunks_total } => {
+            Action::DownloadLocated { file, name, size, chunks_total, cells } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     d.name = Some(name);
                     d.size = size;
                     d.chunks_total = chunks_total;
+                    d.chunks_done = cells.iter().filter(|c| matches!(c, CellState::Done(_))).count();
+                    d.cells = cells;
                     d.phase = DownloadPhase::Transferring;
                 }
             }
-            Action::DownloadProgress { file, chunks_done, bytes_done, peers, now } => {
+            Action::DownloadProgress { file, chunks_done, bytes_done, peers, now, cells, sources } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
+                    if d.transfer_ms == d.started_ms {
+                        // First progress: the rate counts from here, without what was stored.
+                        d.transfer_ms = now;
+                        d.bytes_at_start = bytes_done;
+                    }
                     d.chunks_done = chunks_done;
                     d.bytes_done = bytes_done;
                     d.peers = peers;
                     d.updated_ms = now;
+                    d.cells = cells;
+                    d.sources = sources;
                 }
             }
             Action::DownloadDone { file, url, now } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     d.chunks_done = d.chunks_total;
                     d.bytes_done = d.size;
-                    d.updated_ms = now;
+                    d.updated_ms = d.updated_ms.max(d.transfer_ms).min(now);
                     d.phase = DownloadPhase::Done { url };
                 }
             }
@@ -220,20 +311,11 @@ impl Reducible for AppState {
                 (Some(_), _) => {} // an old download
                 (None, _) => {
                     // Not a file id: show the error in place of any download.
-                    s.download = Some(DownloadView {
-                        file: FileId([0; 32]),
-                        name: None,
-                        size: 0,
-                        chunks_total: 0,
-                        chunks_done: 0,
-                        bytes_done: 0,
-                        peers: 0,
-                        started_ms: 0.0,
-                        updated_ms: 0.0,
-                        phase: DownloadPhase::Failed(error),
-                    })
+                    s.download = Some(DownloadView::empty(FileId([0; 32]), 0.0, DownloadPhase::Failed(error)))
                 }
             },
+            Action::StorageInfo(info) => s.storage = info,
+            Action::StoreError(e) => s.store_error = e,
             Action::Stats(st) => {
                 if s.stats == st {
                     return self;

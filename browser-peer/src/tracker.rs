@@ -11,10 +11,12 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use gloo::timers::callback::{Interval, Timeout};
+use js_sys::{ArrayBuffer, Uint8Array};
+use swarm_core::relay::RelayFrame;
 use swarm_core::{ClientMsg, ServerMsg};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{MessageEvent, WebSocket};
+use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 /// Interval between heartbeats.
 pub const HEARTBEAT_MS: u32 = 10_000;
@@ -28,6 +30,8 @@ pub enum TrackerEvent {
     Open,
     /// A message from the tracker.
     Message(ServerMsg),
+    /// A relayed chunk-protocol message from another peer (binary frame).
+    Relay(RelayFrame),
     /// The socket closed (or never opened); the next attempt is in `retry_ms`.
     Closed { retry_ms: u32 },
 }
@@ -94,6 +98,21 @@ impl TrackerLink {
             _ => false,
         }
     }
+
+    /// Sends a relay frame (binary) if the socket is open; returns whether it went out.
+    pub fn send_relay(&self, frame: &RelayFrame) -> bool {
+        let Ok(bytes) = frame.encode() else { return false };
+        let inner = self.inner.borrow();
+        match &inner.ws {
+            Some(ws) if inner.open => ws.send_with_u8_array(&bytes).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Bytes queued in the socket, not yet sent.
+    pub fn buffered(&self) -> u32 {
+        self.inner.borrow().ws.as_ref().map(|ws| ws.buffered_amount()).unwrap_or(0)
+    }
 }
 
 fn open_socket(rc: &Rc<RefCell<Inner>>) {
@@ -123,7 +142,18 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
             return;
         };
         let ev: MessageEvent = ev.unchecked_into();
-        let Some(text) = ev.data().as_string() else {
+        let data = ev.data();
+        if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {
+            match RelayFrame::decode(&Uint8Array::new(buf).to_vec()) {
+                Ok(frame) => {
+                    let handler = rc.borrow().handler.clone();
+                    handler(TrackerEvent::Relay(frame));
+                }
+                Err(e) => gloo::console::warn!(format!("bad relay frame: {e}")),
+            }
+            return;
+        }
+        let Some(text) = data.as_string() else {
             return;
         };
         match serde_json::from_str::<ServerMsg>(&text) {
@@ -144,6 +174,7 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
         };
         schedule_retry(&rc, generation);
     });
+    ws.set_binary_type(BinaryType::Arraybuffer);
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));

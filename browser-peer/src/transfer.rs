@@ -8,7 +8,13 @@
 //! [`ChunkAssembler`]; a bad or missing chunk is retried, preferring another holder, and a
 //! peer that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
 //!
-//! [`serve_request`] is the other direction: the frames that answer one `Request`.
+//! Endgame: once every missing chunk is requested, a ready peer with room in its pipeline asks
+//! for a chunk already in flight at another peer (at most [`ENDGAME_COPIES`] askers per chunk);
+//! the first verified answer wins, the later one is dropped. (This scheduler predates
+//! `swarm_core::schedule::Scheduler`; it keeps what that one lacks: one fetch for a chunk id
+//! repeated in a file, per-peer pipelines, stall detection and retry limits.)
+//!
+//! [`serve_frames`] is the other direction: the frames that answer one `Request`.
 
 use crate::store::ChunkStore;
 use std::collections::HashMap;
@@ -27,6 +33,19 @@ pub const MAX_PEERS: usize = 4;
 pub const MAX_ATTEMPTS: u32 = 8;
 /// A peer with requests outstanding that sends nothing for this long is dropped.
 pub const STALL_MS: f64 = 15_000.0;
+/// Most peers asked for one chunk at once during the endgame.
+pub const ENDGAME_COPIES: usize = 2;
+
+/// A chunk as the page's chunk map shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellState {
+    /// Not requested yet.
+    Needed,
+    /// Requested from this slot.
+    InFlight(usize),
+    /// Stored; `Some(slot)` delivered it, `None`: it was stored here already.
+    Done(Option<usize>),
+}
 
 /// Why a download cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -108,6 +127,12 @@ pub struct Download {
     clock: f64,
     /// Per slot: when it last sent something or got its first outstanding request.
     last_heard: Vec<f64>,
+    /// Per chunk: the slot that delivered it.
+    source: Vec<Option<usize>>,
+    /// Per slot: bytes of verified chunks it delivered.
+    delivered: Vec<u64>,
+    max_peers: usize,
+    endgame: bool,
 }
 
 impl Download {
@@ -176,7 +201,53 @@ impl Download {
             done,
             bytes_done,
             finished: false,
-        })
+            source: vec![None; n],
+            delivered: Vec::new(),
+            max_peers: MAX_PEERS,
+            endgame: true,
+        }
+        .with_delivered())
+    }
+
+    fn with_delivered(mut self) -> Self {
+        self.delivered = vec![0; self.peers.len()];
+        self
+    }
+
+    /// Connect to at most `n` peers at first (a replication order needs one source).
+    pub fn set_max_peers(&mut self, n: usize) {
+        self.max_peers = n.max(1);
+    }
+
+    /// Turns the endgame off (a single-chunk order must not fetch its chunk twice).
+    pub fn set_endgame(&mut self, on: bool) {
+        self.endgame = on;
+    }
+
+    /// Every chunk's state, for the page's chunk map.
+    pub fn cells(&self) -> Vec<CellState> {
+        let mut cells: Vec<CellState> = (0..self.total())
+            .map(|i| match self.state[i] {
+                ChunkState::Done => CellState::Done(self.source[i]),
+                _ => CellState::Needed,
+            })
+            .collect();
+        for ((slot, _), p) in &self.pending {
+            if cells[p.index] == CellState::Needed {
+                cells[p.index] = CellState::InFlight(*slot);
+            }
+        }
+        cells
+    }
+
+    /// Bytes each slot delivered (verified).
+    pub fn delivered(&self) -> &[u64] {
+        &self.delivered
+    }
+
+    /// The peers of this download, by slot.
+    pub fn peers(&self) -> &[PeerId] {
+        &self.peers
     }
 
     pub fn file(&self) -> FileId {
@@ -213,7 +284,7 @@ impl Download {
         let needed: Vec<usize> = (0..self.total()).filter(|&i| self.is_needed(i)).collect();
         let mut chosen: Vec<usize> = Vec::new();
         let mut uncovered = needed.clone();
-        while chosen.len() < MAX_PEERS {
+        while chosen.len() < self.max_peers {
             let mut count = vec![0usize; self.peers.len()];
             for &i in &uncovered {
                 for &s in &self.holders[i] {
@@ -295,6 +366,9 @@ impl Download {
     /// A binary message from `slot` (a `Data` or `Missing` answer).
     pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
         let mut steps = Vec::new();
+        if self.finished {
+            return steps; // late answers (e.g. the slower copy of an endgame request)
+        }
         if slot < self.last_heard.len() {
             self.last_heard[slot] = self.clock;
         }
@@ -308,7 +382,11 @@ impl Download {
                     Ok(Some(chunk_bytes)) => {
                         let p = self.pending.remove(&(slot, req)).expect("present");
                         self.outstanding[slot] -= 1;
-                        steps.extend(self.store(p.index, chunk_bytes));
+                        if self.state[p.index] != ChunkState::Done {
+                            self.delivered[slot] += chunk_bytes.len() as u64;
+                            self.source[p.index] = Some(slot);
+                            steps.extend(self.store(p.index, chunk_bytes));
+                        } // else: the slower copy of an endgame duplicate
                     }
                     Err(e) => {
                         let p = self.pending.remove(&(slot, req)).expect("present");
@@ -346,7 +424,8 @@ impl Download {
     }
 
     fn requeue(&mut self, index: usize, attempts: u32, avoid: Option<usize>) {
-        if self.state[index] != ChunkState::Done {
+        let still_asked = self.pending.values().any(|p| p.index == index);
+        if self.state[index] != ChunkState::Done && !still_asked {
             self.state[index] = ChunkState::Needed { attempts, avoid };
         }
     }
@@ -363,6 +442,7 @@ impl Download {
         for i in 0..self.total() {
             if self.manifest.chunks[i] == id && self.state[i] != ChunkState::Done {
                 self.state[i] = ChunkState::Done;
+                self.source[i] = self.source[index];
                 self.done += 1;
                 self.bytes_done += self.manifest.chunk_len(i) as u64;
             }
@@ -431,14 +511,62 @@ impl Download {
                 }
             }
         }
+        if self.endgame && !self.state.iter().any(|s| matches!(s, ChunkState::Needed { .. })) {
+            self.endgame_requests(&mut steps);
+        }
         steps
+    }
+
+    /// Nothing is left unrequested: idle room in ready holders' pipelines duplicates requests
+    /// still in flight elsewhere, oldest first, so one slow peer cannot hold back the end.
+    fn endgame_requests(&mut self, steps: &mut Vec<Step>) {
+        let mut inflight: Vec<(u32, usize)> = self.pending.iter().map(|((_, req), p)| (*req, p.index)).collect();
+        inflight.sort_unstable();
+        for (_, index) in inflight {
+            if self.state[index] == ChunkState::Done {
+                continue;
+            }
+            let asked: Vec<usize> =
+                self.pending.iter().filter(|(_, p)| p.index == index).map(|((slot, _), _)| *slot).collect();
+            if asked.len() >= ENDGAME_COPIES {
+                continue;
+            }
+            let pick = self.holders[index]
+                .iter()
+                .copied()
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE && !asked.contains(&s))
+                .min_by_key(|&s| self.outstanding[s]);
+            let Some(slot) = pick else { continue };
+            let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
+            let id = self.manifest.chunks[index];
+            let req = self.next_req;
+            self.next_req = self.next_req.wrapping_add(1).max(1);
+            let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
+            self.pending.insert((slot, req), Pending { index, attempts, asm });
+            if self.outstanding[slot] == 0 {
+                self.last_heard[slot] = self.clock;
+            }
+            self.outstanding[slot] += 1;
+            steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
+        }
     }
 }
 
 /// The frames that answer one request: the chunk cut into 64 KiB messages, or `Missing`.
-pub fn serve_request(store: &dyn ChunkStore, req: u32, chunk: &ChunkId) -> Vec<Vec<u8>> {
-    match store.get(chunk) {
-        Some(bytes) => frames(req, &bytes, FRAME_PAYLOAD).collect(),
+pub fn serve_frames(req: u32, chunk: Option<&[u8]>) -> Vec<Vec<u8>> {
+    match chunk {
+        Some(bytes) => frames(req, bytes, FRAME_PAYLOAD).collect(),
         None => vec![PeerMsg::Missing { req }.encode()],
+    }
+}
+
+/// Answers one request from a store (reading the chunk back from it).
+pub async fn serve_request(store: &dyn ChunkStore, req: u32, chunk: &ChunkId) -> Vec<Vec<u8>> {
+    match store.get(chunk).await {
+        Ok(bytes) => serve_frames(req, bytes.as_deref()),
+        Err(e) => {
+            gloo::console::warn!(format!("cannot read chunk {}: {e}", chunk.short()));
+            serve_frames(req, None)
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use browser_peer::rtc::{ByteCounters, RtcConn, RtcEvent};
 use browser_peer::store::{ChunkStore, MemoryStore};
-use browser_peer::transfer::{serve_request, Download, Step};
+use browser_peer::transfer::{serve_frames, Download, Step};
 use swarm_core::chunk_proto::PeerMsg;
 use swarm_core::{ChunkId, ManifestBuilder, PeerId, Signal};
 use wasm_bindgen_futures::JsFuture;
@@ -28,6 +28,7 @@ struct World {
     answerer: Option<RtcConn>,
     early: Vec<Signal>,
     store: MemoryStore,
+    chunks: Vec<Vec<u8>>,
     download: Option<Download>,
     stored: Vec<Vec<u8>>,
     complete: bool,
@@ -55,7 +56,8 @@ async fn chunks_flow_over_a_real_data_channel() {
     let w: W = Rc::new(RefCell::new(World::default()));
     for c in file.chunks(swarm_core::CHUNK_SIZE as usize) {
         let id = b.push(c);
-        w.borrow_mut().store.put(id, Rc::new(c.to_vec()));
+        w.borrow_mut().store.put(id, c);
+        w.borrow_mut().chunks.push(c.to_vec());
     }
     let manifest = b.finish();
     let holder = PeerId::from_secret("holder");
@@ -83,7 +85,10 @@ async fn chunks_flow_over_a_real_data_channel() {
                             let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else {
                                 return;
                             };
-                            let frames = serve_request(&w3.borrow().store, req, &chunk);
+                            // The same answer the node sends (read synchronously here: the
+                            // store is in memory and the test's handler is not async).
+                            let bytes = w3.borrow().chunks.iter().find(|c| ChunkId::of(c) == chunk).cloned();
+                            let frames = serve_frames(req, bytes.as_deref());
                             let world = w3.borrow();
                             for f in frames {
                                 world.answerer.as_ref().unwrap().send(f);

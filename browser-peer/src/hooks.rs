@@ -1,0 +1,140 @@
+//! Networking for components, behind hooks: JSON from the tracker's REST API, fetched (and
+//! refreshed) while a component shows it. Components never call `fetch` themselves.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use gloo::timers::callback::{Interval, Timeout};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use swarm_core::wire::FileSummary;
+use swarm_core::{FileId, Manifest, PeerId};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::Response;
+use yew::prelude::*;
+
+use crate::rtc::js_error;
+
+/// GETs `url` (same origin) and parses the JSON body.
+pub async fn fetch_json<T: DeserializeOwned>(url: &str) -> Result<T, String> {
+    let resp = JsFuture::from(gloo::utils::window().fetch_with_str(url)).await.map_err(|e| js_error(&e))?;
+    let resp: Response = resp.dyn_into().map_err(|_| "not a response".to_string())?;
+    let text = JsFuture::from(resp.text().map_err(|e| js_error(&e))?).await.map_err(|e| js_error(&e))?;
+    let text = text.as_string().unwrap_or_default();
+    if !resp.ok() {
+        return Err(format!("HTTP {}: {}", resp.status(), text.chars().take(200).collect::<String>()));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
+}
+
+/// The latest answer for `url` (`None` until the first arrives), fetched after `delay_ms`
+/// and then every `period_ms` (0: once). A new `url` starts over; stale answers are dropped.
+#[hook]
+pub fn use_json<T>(url: Option<String>, delay_ms: u32, period_ms: u32) -> Option<Rc<Result<T, String>>>
+where
+    T: DeserializeOwned + 'static,
+{
+    let data = use_state(|| None::<Rc<Result<T, String>>>);
+    {
+        let data = data.clone();
+        use_effect_with(url, move |url| {
+            let alive = Rc::new(Cell::new(true));
+            let mut timers: (Option<Timeout>, Option<Interval>) = (None, None);
+            if let Some(url) = url.clone() {
+                let fetch = {
+                    let (alive, data, url) = (alive.clone(), data.clone(), url.clone());
+                    Rc::new(move || {
+                        let (alive, data, url) = (alive.clone(), data.clone(), url.clone());
+                        spawn_local(async move {
+                            let r = fetch_json::<T>(&url).await;
+                            if alive.get() {
+                                data.set(Some(Rc::new(r)));
+                            }
+                        });
+                    })
+                };
+                let first = fetch.clone();
+                timers.0 = Some(Timeout::new(delay_ms, move || first()));
+                if period_ms > 0 {
+                    timers.1 = Some(Interval::new(period_ms, move || fetch()));
+                }
+            } else {
+                data.set(None);
+            }
+            move || {
+                alive.set(false);
+                drop(timers);
+            }
+        });
+    }
+    (*data).clone()
+}
+
+/// `/api/files/{id}`: a file with the holders of each chunk and its replication health.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FileDetail {
+    pub id: FileId,
+    pub name: String,
+    pub manifest: Manifest,
+    pub peers: Vec<PeerId>,
+    pub holders: Vec<Vec<u32>>,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Health {
+    pub replication: u32,
+    pub min_copies: u32,
+    #[serde(default)]
+    pub under_replicated: u32,
+    #[serde(default)]
+    pub lost: u32,
+}
+
+/// `/api/search`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SearchAnswer {
+    pub files: Vec<FileSummary>,
+}
+
+/// One entry of `/api/peers`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub kind: swarm_core::PeerKind,
+    #[serde(default)]
+    pub uptime_secs: u64,
+    #[serde(default)]
+    pub chunks: u64,
+    #[serde(default)]
+    pub storage_used: Option<u64>,
+    #[serde(default)]
+    pub storage_capacity: Option<u64>,
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PeersAnswer {
+    pub peers: Vec<PeerInfo>,
+}
+
+/// Search as you type: the files whose names match `query` (debounced).
+#[hook]
+pub fn use_search(query: String) -> Option<Rc<Result<SearchAnswer, String>>> {
+    let url = format!("/api/search?q={}&limit=50", String::from(js_sys::encode_uri_component(query.trim())));
+    use_json::<SearchAnswer>(Some(url), 150, 5_000)
+}
+
+/// Where a file's chunks are, refreshed every 2 s.
+#[hook]
+pub fn use_file_detail(file: Option<FileId>) -> Option<Rc<Result<FileDetail, String>>> {
+    use_json::<FileDetail>(file.map(|f| format!("/api/files/{}", f.to_hex())), 300, 2_000)
+}
+
+/// The swarm's peers, refreshed every 3 s.
+#[hook]
+pub fn use_peers() -> Option<Rc<Result<PeersAnswer, String>>> {
+    use_json::<PeersAnswer>(Some("/api/peers".into()), 0, 3_000)
+}
