@@ -32,16 +32,27 @@ command -v curl >/dev/null || pkgs+=(curl)
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 
 # --- wasm32 standard library ----------------------------------------------------------------
-wasm_ready() {
-  rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown && return 0
-  [ -d /usr/lib/rustlib/src/rust/library ] && [ -x /usr/bin/rust-lld ] && [ -x /usr/bin/cargo ] && return 0
-  return 1
+debian_wasm_ready() {
+  [ -d /usr/lib/rustlib/src/rust/library ] && [ -x /usr/bin/rust-lld ] && [ -x /usr/bin/cargo ]
 }
-if ! wasm_ready; then
+wasm_ready() {
+  if [ "${PP_WASM_ROUTE:-}" = debian ]; then debian_wasm_ready; return; fi
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown && return 0
+  debian_wasm_ready
+}
+install_debian_wasm() {
+  [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] && [ -x /usr/bin/lld-22 ] \
+    || apt_install rustc-web cargo-web rust-web-src lld-22
+  # rustc links wasm with `rust-lld`; some lld-22 builds do not ship that name.
+  [ -x /usr/bin/rust-lld ] || $SUDO ln -sf /usr/lib/llvm-22/bin/lld /usr/bin/rust-lld
+}
+if [ "${PP_WASM_ROUTE:-}" = debian ] && ! debian_wasm_ready; then
+  install_debian_wasm
+elif ! wasm_ready; then
   log "trying: rustup target add wasm32-unknown-unknown (60 s at most)"
   if ! timeout 60 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
     log "rustup cannot download here: using Debian's rustc-web + rust-web-src to build std for wasm32"
-    apt_install rustc-web cargo-web rust-web-src lld-22
+    install_debian_wasm
   fi
 fi
 wasm_ready || { echo "setup: no wasm32 standard library could be installed" >&2; exit 1; }
