@@ -17,18 +17,11 @@ fn health(tracker: &Tracker, id: &str) -> anyhow::Result<Value> {
 /// Waits until every chunk of `id` has at least R live copies; returns how long it took.
 fn wait_replicated(tracker: &Tracker, id: &str, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    loop {
-        let h = health(tracker, id);
-        if let Ok(h) = &h {
-            if h["min_copies"].as_u64().unwrap_or(0) >= R && h["under_replicated"] == 0 {
-                return Ok(start.elapsed());
-            }
-        }
-        if start.elapsed() > timeout {
-            bail!("file {id} not back at {R} copies after {timeout:?}: {h:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(tracker.port, id, timeout, |h, _| {
+        h["min_copies"].as_u64().unwrap_or(0) >= R && h["under_replicated"] == 0
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}", health(tracker, id)))?;
+    Ok(start.elapsed())
 }
 
 /// The live peers holding chunks of `id`, per the tracker.
@@ -41,15 +34,39 @@ fn start_peers(tracker: &Tracker, dir: &Path, n: usize, tag: &str) -> anyhow::Re
     (0..n).map(|i| NativePeer::start(&format!("{tag}-peer{i}"), tracker, &dir.join(format!("peer{i}")))).collect()
 }
 
+/// Peer 0 puts a random file of `len` bytes; waits until it is at R copies. Returns its id
+/// and bytes.
+fn put_replicated(
+    tracker: &Tracker,
+    peers: &[NativePeer],
+    dir: &Path,
+    len: usize,
+    seed: u64,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let (path, bytes) = random_file(dir, &format!("file-{seed}.bin"), len, seed)?;
+    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().expect("a file id").to_string();
+    wait_replicated(tracker, &id, Duration::from_secs(120))?;
+    Ok((id, bytes))
+}
+
+/// Starts `pp-peer get ID -o OUT` through `peer` in the background.
+fn spawn_get(peer: &NativePeer, id: &str, out: &Path) -> anyhow::Result<std::process::Child> {
+    Ok(std::process::Command::new(e2e::bin("pp-peer"))
+        .arg("--data-dir")
+        .arg(&peer.data_dir)
+        .args(["--json", "get", id, "-o"])
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?)
+}
+
 #[test]
 fn a_killed_peer_s_chunks_are_re_replicated_and_downloads_keep_working() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let tracker = Tracker::start("heal-kill-tracker", None)?;
     let mut peers = start_peers(&tracker, tmp.path(), 5, "heal-kill")?;
-    let (path, bytes) = random_file(tmp.path(), "precious.bin", 3 * 1024 * 1024 + 99, 7)?;
-    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().unwrap().to_string();
-    wait_replicated(&tracker, &id, Duration::from_secs(60))?;
+    let (id, bytes) = put_replicated(&tracker, &peers, tmp.path(), 3 * 1024 * 1024 + 99, 7)?;
 
     // Kill -9 a peer (not the uploader) that holds chunks.
     let held = holders(&tracker, &id)?;
@@ -73,20 +90,11 @@ fn a_downloader_that_loses_its_sources_mid_file_still_finishes() -> anyhow::Resu
     let tmp = tempfile::tempdir()?;
     let tracker = Tracker::start("heal-sources-tracker", None)?;
     let mut peers = start_peers(&tracker, tmp.path(), 5, "heal-sources")?;
-    let (path, bytes) = random_file(tmp.path(), "big.bin", 24 * 1024 * 1024 + 5, 8)?;
-    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().unwrap().to_string();
-    wait_replicated(&tracker, &id, Duration::from_secs(120))?;
+    let (id, bytes) = put_replicated(&tracker, &peers, tmp.path(), 24 * 1024 * 1024 + 5, 8)?;
 
     let downloader = NativePeer::start("heal-sources-downloader", &tracker, &tmp.path().join("dl"))?;
     let out = tmp.path().join("got.bin");
-    let mut get = std::process::Command::new(e2e::bin("pp-peer"))
-        .arg("--data-dir")
-        .arg(&downloader.data_dir)
-        .args(["--json", "get", &id, "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+    let get = spawn_get(&downloader, &id, &out)?;
     // Once the download is under way, kill two of the holders (one copy of each chunk survives).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -113,20 +121,11 @@ fn a_tracker_killed_and_restarted_mid_transfer_loses_nothing() -> anyhow::Result
     let port = e2e::free_port();
     let mut tracker = Tracker::start_with("heal-restart-tracker", None, &data, port, &[])?;
     let peers = start_peers(&tracker, tmp.path(), 4, "heal-restart")?;
-    let (path, bytes) = random_file(tmp.path(), "survivor.bin", 16 * 1024 * 1024 + 3, 9)?;
-    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().unwrap().to_string();
-    wait_replicated(&tracker, &id, Duration::from_secs(120))?;
+    let (id, bytes) = put_replicated(&tracker, &peers, tmp.path(), 16 * 1024 * 1024 + 3, 9)?;
 
     let downloader = NativePeer::start("heal-restart-downloader", &tracker, &tmp.path().join("dl"))?;
     let out = tmp.path().join("got.bin");
-    let get = std::process::Command::new(e2e::bin("pp-peer"))
-        .arg("--data-dir")
-        .arg(&downloader.data_dir)
-        .args(["--json", "get", &id, "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+    let get = spawn_get(&downloader, &id, &out)?;
     std::thread::sleep(Duration::from_millis(300));
     tracker.proc.kill();
     std::thread::sleep(Duration::from_millis(500));
@@ -154,7 +153,7 @@ async fn a_killed_tab_s_chunks_are_re_replicated() -> anyhow::Result<()> {
     let id = browser.wait_attr("#upload-result", "data-file-id", Duration::from_secs(60)).await?;
     let waited = tokio::task::spawn_blocking({
         let (port, id) = (tracker.port, id.clone());
-        move || wait_until(port, &id, |h, _| h["min_copies"].as_u64().unwrap_or(0) >= R)
+        move || wait_until(port, &id, Duration::from_secs(60), |h, _| h["min_copies"].as_u64().unwrap_or(0) >= R)
     });
     waited.await??;
     assert!(holders(&tracker, &id)?.contains(&tab_id), "the tab holds its upload");
@@ -164,7 +163,7 @@ async fn a_killed_tab_s_chunks_are_re_replicated() -> anyhow::Result<()> {
     let port = tracker.port;
     let id2 = id.clone();
     tokio::task::spawn_blocking(move || {
-        wait_until(port, &id2, |h, f| {
+        wait_until(port, &id2, Duration::from_secs(60), |h, f| {
             h["min_copies"].as_u64().unwrap_or(0) >= R
                 && !f["peers"].as_array().into_iter().flatten().any(|p| p.as_str() == Some(tab_id.as_str()))
         })
@@ -173,8 +172,8 @@ async fn a_killed_tab_s_chunks_are_re_replicated() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls `/api/files/{id}` until `ok(health, file)` holds (60 s at most).
-fn wait_until(port: u16, id: &str, ok: impl Fn(&Value, &Value) -> bool) -> anyhow::Result<()> {
+/// Polls `/api/files/{id}` until `ok(health, file)` holds.
+fn wait_until(port: u16, id: &str, timeout: Duration, ok: impl Fn(&Value, &Value) -> bool) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(f) = e2e::http_get_json(port, &format!("/api/files/{id}")) {
@@ -182,8 +181,8 @@ fn wait_until(port: u16, id: &str, ok: impl Fn(&Value, &Value) -> bool) -> anyho
                 return Ok(());
             }
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("condition on file {id} not met in 60 s");
+        if start.elapsed() > timeout {
+            bail!("condition on file {id} not met in {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
