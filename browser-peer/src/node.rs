@@ -140,6 +140,9 @@ struct State {
     force_relay: bool,
     /// Newly stored chunks not yet announced (sent in batches: the tracker limits messages).
     have_batch: Vec<ChunkId>,
+    /// Replication orders for chunks a running download is fetching anyway: done when it
+    /// stores them, failed if it ends without them.
+    waiting_orders: HashMap<ChunkId, Vec<u64>>,
 }
 
 /// The running peer.
@@ -197,6 +200,7 @@ impl Node {
                 reported_storage: None,
                 force_relay: search.contains("relay=1"),
                 have_batch: Vec::new(),
+                waiting_orders: HashMap::new(),
             }),
             counters: Rc::new(ByteCounters::default()),
             relay_counters: ByteCounters::default(),
@@ -721,6 +725,12 @@ impl Node {
             self.send(&st, &ClientMsg::OrderFailed { order, reason });
             return;
         }
+        let downloading =
+            st.runs.values().any(|r| matches!(r.kind, RunKind::File { .. }) && r.dl.manifest().chunks.contains(&chunk));
+        if downloading {
+            st.waiting_orders.entry(chunk).or_default().push(order);
+            return;
+        }
         let manifest = Manifest { size: size as u64, chunk_size: size.max(1), chunks: vec![chunk] };
         let holders = vec![(0..sources.len() as u32).collect()];
         let dl = Download::new(manifest.file_id(), manifest, sources, holders, st.me.as_ref(), |_| false);
@@ -775,6 +785,12 @@ impl Node {
                     // The assembler verified the SHA-256 before handing the bytes out.
                     if st.store.put(chunk, &bytes) {
                         st.have_batch.push(chunk);
+                    }
+                    if let Some(orders) = st.waiting_orders.remove(&chunk) {
+                        self.flush_have(st);
+                        for order in orders {
+                            self.send(st, &ClientMsg::OrderDone { order });
+                        }
                     }
                     stored_any = true;
                 }
@@ -1067,6 +1083,14 @@ impl Node {
         st.wire.retain(|_, w| w.run != run);
         if let RunKind::File { file, .. } = &r.kind {
             st.file_runs.remove(file);
+            for c in &r.dl.manifest().chunks {
+                if let Some(orders) = st.waiting_orders.remove(c) {
+                    for order in orders {
+                        let reason = "the download that was fetching it stopped".to_string();
+                        self.send(st, &ClientMsg::OrderFailed { order, reason });
+                    }
+                }
+            }
         }
         Some(r.kind)
     }

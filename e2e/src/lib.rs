@@ -243,6 +243,8 @@ pub fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> anyhow::Res
 /// Headless Chromium driven through chromedriver (WebDriver).
 pub struct Browser {
     pub client: fantoccini::Client,
+    /// chromedriver's port (for [`cdp`] calls).
+    pub driver_port: u16,
     _driver: Proc,
     _profile: tempfile::TempDir,
 }
@@ -283,7 +285,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .context("cannot open a Chromium session")?;
-        Ok(Self { client, _driver: driver, _profile: profile })
+        Ok(Self { client, driver_port: port, _driver: driver, _profile: profile })
     }
 
     /// Kills every Chromium process of this browser with SIGKILL, as a crash would.
@@ -391,4 +393,18 @@ pub fn kill_processes_with_arg(arg: &str) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
+}
+
+/// Runs a Chrome DevTools Protocol command in a chromedriver session
+/// (`POST /session/{id}/goog/cdp/execute` through `curl`), e.g. `Runtime.getHeapUsage`.
+pub fn cdp(driver_port: u16, session: &str, cmd: &str, params: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let body = serde_json::json!({ "cmd": cmd, "params": params }).to_string();
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-H", "Content-Type: application/json", "-d", &body])
+        .arg(format!("http://localhost:{driver_port}/session/{session}/goog/cdp/execute"))
+        .output()
+        .context("cannot run curl")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("chromedriver answered {:?}", String::from_utf8_lossy(&out.stdout)))?;
+    Ok(v["value"].clone())
 }

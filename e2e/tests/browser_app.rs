@@ -228,3 +228,224 @@ async fn relay_carries_chunks_when_webrtc_is_refused() -> anyhow::Result<()> {
     browser.screenshot("app-7-relayed").await?;
     Ok(())
 }
+
+/// A bare data channel, native → browser, in plain JavaScript: the page signals through the
+/// tracker like any peer, asks a native peer for chunks (8 requests in flight, as the app) and
+/// only counts the bytes. The baseline the app's own download rate is measured against.
+const RAW_CHANNEL_JS: &str = r#"
+const [wsUrl, target, chunks, lens, done] = arguments;
+const hex = () => Array.from(crypto.getRandomValues(new Uint8Array(32)), b => b.toString(16).padStart(2, '0')).join('');
+const ws = new WebSocket(wsUrl);
+const conn = Math.floor(Math.random() * 2 ** 40);
+let pc;
+const sig = signal => ws.send(JSON.stringify({ type: 'signal', to: target, conn, signal }));
+ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', version: 1, kind: 'browser', secret: hex() }));
+ws.onmessage = async ev => {
+  if (typeof ev.data !== 'string') return;
+  const m = JSON.parse(ev.data);
+  if (m.type === 'welcome') start();
+  else if (m.type === 'signal' && m.conn === conn) {
+    const s = m.signal;
+    if (s.kind === 'answer') await pc.setRemoteDescription({ type: 'answer', sdp: s.sdp });
+    else if (s.kind === 'candidate') { try { await pc.addIceCandidate({ candidate: s.candidate, sdpMid: s.mid ?? '0' }); } catch (e) {} }
+    else if (s.kind === 'close') done('ERROR: closed: ' + s.reason);
+  }
+};
+async function start() {
+  pc = new RTCPeerConnection();
+  pc.onicecandidate = e => { if (e.candidate && e.candidate.candidate) sig({ kind: 'candidate', candidate: e.candidate.candidate, mid: e.candidate.sdpMid }); };
+  const dc = pc.createDataChannel('chunks', { ordered: true });
+  dc.binaryType = 'arraybuffer';
+  dc.onopen = () => run(dc);
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  sig({ kind: 'offer', sdp: offer.sdp });
+}
+function run(dc) {
+  let next = 0, inflight = 0, req = 1, got = 0, bytes = 0;
+  const left = new Map();
+  const t0 = performance.now();
+  const ask = () => {
+    while (inflight < 8 && next < chunks.length) {
+      const b = new Uint8Array(37);
+      b[0] = 1;
+      new DataView(b.buffer).setUint32(1, req);
+      for (let i = 0; i < 32; i++) b[5 + i] = parseInt(chunks[next].substr(i * 2, 2), 16);
+      left.set(req, lens[next]);
+      dc.send(b);
+      req++; next++; inflight++;
+    }
+  };
+  dc.onmessage = e => {
+    const v = new DataView(e.data);
+    if (v.getUint8(0) !== 2) { done('ERROR: missing chunk'); return; }
+    const r = v.getUint32(1), n = e.data.byteLength - 13;
+    bytes += n;
+    const l = left.get(r) - n;
+    if (l > 0) { left.set(r, l); return; }
+    left.delete(r); inflight--; got++;
+    if (got === chunks.length) { done(JSON.stringify({ bytes, secs: (performance.now() - t0) / 1000 })); pc.close(); ws.close(); return; }
+    ask();
+  };
+  ask();
+}
+"#;
+
+/// Samples the page's JS heap (CDP `Runtime.getHeapUsage`) every 100 ms until stopped.
+fn heap_sampler(
+    browser: &Browser,
+    session: String,
+) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (port, flag) = (browser.driver_port, stop.clone());
+    let h = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match e2e::cdp(port, &session, "Runtime.getHeapUsage", serde_json::json!({})) {
+                Ok(v) => peak = peak.max(v["usedSize"].as_f64().unwrap_or(0.0) as u64),
+                Err(e) => eprintln!("heap sample failed: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        peak
+    });
+    (stop, h)
+}
+
+fn mb_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e6
+}
+
+/// The browser peer's figures in one run:
+/// `cargo test --release -p e2e --test browser_app -- --ignored --nocapture bench_browser_peer`
+/// (the binaries under test are `target/debug` unless `PP_BIN_DIR` says otherwise; the page is
+/// `dist/`, a release build). `PP_BENCH_MIB` (256) and `PP_BENCH_BIG_MIB` (1024) set the sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run on purpose, prints figures"]
+async fn bench_browser_peer() -> anyhow::Result<()> {
+    let env_mib = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (size, big) = (env_mib("PP_BENCH_MIB", 256) * MIB, env_mib("PP_BENCH_BIG_MIB", 1024) * MIB);
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("bench-tracker", Some(&e2e::web_dir()))?;
+    let natives: Vec<NativePeer> = (0..3)
+        .map(|i| NativePeer::start(&format!("bench-n{i}"), &tracker, &tmp.path().join(format!("n{i}"))))
+        .collect::<anyhow::Result<_>>()?;
+    // Both files on three native peers (the replication factor) before any tab joins, so the
+    // tracker sends the tab no replication orders during the measurements.
+    let mut ids = Vec::new();
+    for (name, len, seed) in [("bench.bin", size, 21), ("big.bin", big, 22)] {
+        let (path, _) = random_file(tmp.path(), name, len, seed)?;
+        let put = natives[0].cli_json(&["put", &path.to_string_lossy()])?;
+        let id = put["files"][0]["id"].as_str().unwrap().to_string();
+        wait_file(&tracker, &id, Duration::from_secs(300), |v| v["health"]["min_copies"].as_u64() >= Some(3)).await?;
+        ids.push(id);
+        std::fs::remove_file(&path)?;
+    }
+    let detail = tracker.get_json(&format!("/api/files/{}", ids[0]))?;
+    let chunks: Vec<String> =
+        detail["manifest"]["chunks"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let lens: Vec<usize> = (0..chunks.len()).map(|i| (size - i * 256 * 1024).min(256 * 1024)).collect();
+
+    // 1. Raw channel native → browser.
+    let raw_browser = Browser::start("bench-raw").await?;
+    let tm = fantoccini::wd::TimeoutConfiguration::new(Some(Duration::from_secs(600)), None, None);
+    raw_browser.client.update_timeouts(tm.clone()).await?;
+    raw_browser.client.goto(&format!("{}/api/stats", tracker.http_url())).await?;
+    let mut raw = Vec::new();
+    for n in &natives[..2] {
+        let v = raw_browser
+            .client
+            .execute_async(
+                RAW_CHANNEL_JS,
+                vec![
+                    tracker.ws_url().into(),
+                    n.peer_id.clone().into(),
+                    serde_json::json!(chunks),
+                    serde_json::json!(lens),
+                ],
+            )
+            .await?;
+        let s = v.as_str().unwrap_or_default().to_string();
+        anyhow::ensure!(!s.starts_with("ERROR"), "raw channel: {s}");
+        let r: serde_json::Value = serde_json::from_str(&s)?;
+        raw.push(mb_s(r["bytes"].as_u64().unwrap(), r["secs"].as_f64().unwrap()));
+    }
+    drop(raw_browser);
+    let raw_rate = raw.iter().sum::<f64>() / raw.len() as f64;
+
+    // 2. The app downloads the file from the native peers into IndexedDB.
+    let (app, _) = open_app(&tracker, "bench-app", "/").await?;
+    app.client.update_timeouts(tm).await?;
+    let session = app.client.session_id().await?.unwrap_or_default();
+    let (stop, sampler) = heap_sampler(&app, session.clone());
+    let c = &app.client;
+    c.find(Locator::Css("#download-id")).await?.send_keys(&ids[0]).await?;
+    let t0 = Instant::now();
+    c.find(Locator::Css("#download-button")).await?.click().await?;
+    app.wait_text("#download-status", Duration::from_secs(600), |t| t.contains("done")).await?;
+    let app_secs = t0.elapsed().as_secs_f64();
+    let app_rate = mb_s(size as u64, app_secs);
+    let app_transfer_rate: f64 =
+        app.wait_attr("#download-rate", "data-rate", Duration::from_secs(5)).await?.parse::<f64>()? / 1e6;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let heap_256 = sampler.join().unwrap();
+    app.screenshot("bench-1-downloaded").await?;
+
+    // 3. Upload ingest: chunk + hash + store in IndexedDB (then publish).
+    let (up_path, _) = random_file(tmp.path(), "upload.bin", size, 23)?;
+    let t0 = Instant::now();
+    let up_id = upload(&app, &up_path).await?;
+    let ingest_secs = t0.elapsed().as_secs_f64();
+    let ingest_rate = mb_s(size as u64, ingest_secs);
+    std::fs::remove_file(&up_path)?;
+    let _ = up_id;
+
+    // 4. JS heap while the tab moves a large file in: a fresh tab downloads it.
+    let (big_tab, _) = open_app(&tracker, "bench-big", "/").await?;
+    let session = big_tab.client.session_id().await?.unwrap_or_default();
+    let (stop, sampler) = heap_sampler(&big_tab, session);
+    big_tab.client.find(Locator::Css("#download-id")).await?.send_keys(&ids[1]).await?;
+    let t0 = Instant::now();
+    big_tab.client.find(Locator::Css("#download-button")).await?.click().await?;
+    big_tab.wait_text("#download-status", Duration::from_secs(900), |t| t.contains("done")).await?;
+    let big_secs = t0.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let heap_big = sampler.join().unwrap();
+    big_tab.screenshot("bench-2-big-downloaded").await?;
+
+    // 5. Bundle size.
+    let wasm = std::fs::read_dir(e2e::web_dir())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .ok_or_else(|| anyhow::anyhow!("no wasm in dist/"))?;
+    let gz =
+        std::process::Command::new("sh").arg("-c").arg(format!("gzip -9 -c '{}' | wc -c", wasm.display())).output()?;
+    let gz: u64 = String::from_utf8_lossy(&gz.stdout).trim().parse()?;
+    let raw_wasm = std::fs::metadata(&wasm)?.len();
+
+    println!("\n=== browser peer benchmark (MB = 10^6 bytes) ===");
+    println!(
+        "raw data channel native→browser (JS only, {} MiB): {:.1} MB/s  (per native: {:?})",
+        size / MIB,
+        raw_rate,
+        raw.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>()
+    );
+    println!("app download from 3 natives into IndexedDB ({} MiB): {:.1} MB/s click→done ({:.1} s), {:.1} MB/s transfer only; {:.0}% of raw", size / MIB, app_rate, app_secs, app_transfer_rate, app_rate / raw_rate * 100.0);
+    println!(
+        "upload ingest (chunk + SHA-256 + IndexedDB + publish, {} MiB): {:.1} MB/s ({:.1} s)",
+        size / MIB,
+        ingest_rate,
+        ingest_secs
+    );
+    println!(
+        "JS heap peak: {:.1} MiB during the {} MiB download; {:.1} MiB during the {} MiB download ({:.1} MB/s)",
+        heap_256 as f64 / MIB as f64,
+        size / MIB,
+        heap_big as f64 / MIB as f64,
+        big / MIB,
+        mb_s(big as u64, big_secs)
+    );
+    println!("wasm bundle: {} bytes, {} bytes gzipped (-9)", raw_wasm, gz);
+    Ok(())
+}
