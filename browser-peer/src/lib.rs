@@ -6,7 +6,9 @@
 //! - [`tracker`]: the self-healing websocket to the tracker.
 //! - [`rtc`]: one `RTCPeerConnection` + data channel, offerer or answerer, flow-controlled.
 //! - [`transfer`]: the sans-IO download scheduler and the serving side of the chunk protocol.
-//! - [`store`]: the `ChunkStore` seam and its in-memory implementation.
+//! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
+//! - [`idb`]: a thin async layer over IndexedDB (web-sys).
+//! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
 //!
 //! Protocol, hashing and framing come from `swarm-core`; nothing here re-implements them.
 //!
@@ -15,8 +17,12 @@
 //! `#download-id`, `#download-button`, `#download-status` (`idle`, `locating…`,
 //! `downloading …`, `done` or `error: …`), `#download-link` (blob URL, `download=<name>`),
 //! `#conn-status[data-state=connecting|connected|disconnected]`, `#peer-id[data-peer-id]`,
-//! `#dc-stats[data-received][data-sent]` (data-channel bytes, refreshed every 250 ms).
-//! `#/file/<id>` in the URL starts a download.
+//! `#dc-stats[data-received][data-sent]` (data-channel bytes, refreshed every 250 ms),
+//! `#drop-zone`, `.placement[data-min-copies][data-peers]` (where an upload's chunks went),
+//! `#search-input`, `#search-results li[data-file-id]`, `#search-empty`,
+//! `#download-rate[data-rate]` (bytes/s), `#chunk-map[data-cells]`, `#swarm-peers`,
+//! `#tab-storage[data-persisted][data-store-bytes]`, `#store-error` (quota and IndexedDB problems).
+//! `#/file/<id>` in the URL starts a download; `?relay=1` makes the tab use the tracker relay only.
 //!
 //! Build: `source scripts/wasm-env.sh && trunk build` (writes `dist/`). Test in headless
 //! Chromium: `CHROMEDRIVER=/usr/bin/chromedriver
