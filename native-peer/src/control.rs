@@ -209,6 +209,7 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             });
             let started = std::time::Instant::now();
             let stored = crate::download::fetch(node, id, on_progress).await?;
+            let fetch_secs = started.elapsed().as_secs_f64();
             let sources: serde_json::Map<String, Value> = node
                 .stats
                 .chunks_from
@@ -236,6 +237,7 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 "size": written.1.manifest.size,
                 "output": written.0,
                 "seconds": secs,
+                "fetch_seconds": fetch_secs,
                 "fetched_bytes": fetched.load(Ordering::Relaxed),
                 "chunks_from": sources,
             }))

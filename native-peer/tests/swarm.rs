@@ -299,3 +299,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// When no data channel can be opened, chunks travel through the tracker relay.
+#[test]
+fn relay_only_peers_still_exchange_chunks() {
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start(2);
+    let a = Peer::start("a", &tracker, root.path(), &["--relay-only"], &[]);
+    let b = Peer::start("b", &tracker, root.path(), &["--relay-only"], &[]);
+    let bytes = data(1024 * 1024 + 5, 6);
+    let src = root.path().join("relayed.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let id = put(&a, &src);
+    wait_replicated(&a, "relayed.bin", 2);
+    let d = Peer::start("d", &tracker, root.path(), &["--relay-only"], &[]);
+    let out = root.path().join("relayed.out");
+    let v = d.cli_json(&["get", &id, "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    assert!(!v["chunks_from"].as_object().unwrap().is_empty());
+    let st = d.status();
+    assert!(st["relay_bytes_received"].as_u64().unwrap() >= bytes.len() as u64, "{st}");
+    assert_eq!(st["data_channel_bytes_received"].as_u64(), Some(0), "{st}");
+    let _ = b;
+}
