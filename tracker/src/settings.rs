@@ -77,10 +77,10 @@ pub struct Settings {
     /// Chunks in one manifest [default: 262144]
     #[arg(long, env = "PP_MAX_MANIFEST_CHUNKS")]
     pub max_manifest_chunks: Option<usize>,
-    /// Messages per second per connection, 0 for no limit [default: 200]
+    /// Messages per second per connection, 0 for no limit [default: 1000]
     #[arg(long, env = "PP_MSGS_PER_SEC")]
     pub msgs_per_sec: Option<u32>,
-    /// Messages a connection may send in one burst [default: 400]
+    /// Messages a connection may send in one burst [default: 2000]
     #[arg(long, env = "PP_MSG_BURST")]
     pub msg_burst: Option<u32>,
     /// Relay bytes per second per connection, 0 for no limit [default: 8388608]
