@@ -319,6 +319,19 @@ impl Browser {
         }
     }
 
+    /// Polls a numeric attribute (pages refresh their counters periodically) until it reaches
+    /// `at_least` or 15 s pass; returns the last value seen.
+    pub async fn num_attr_at_least(&self, css: &str, attr: &str, at_least: u64) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v: u64 = self.wait_attr(css, attr, Duration::from_secs(5)).await?.parse()?;
+            if v >= at_least || Instant::now() > deadline {
+                return Ok(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until the text of `css` satisfies `pred`; returns the text.
     pub async fn wait_text(&self, css: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;

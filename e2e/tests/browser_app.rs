@@ -137,7 +137,7 @@ async fn share_link_downloads_from_native_peers_with_a_chunk_map() -> anyhow::Re
     assert!(got == bytes, "the share link downloaded the bytes");
     let cells = num_attr(&browser, "#chunk-map", "data-cells").await?;
     assert_eq!(cells as usize, (6 * MIB + 99).div_ceil(256 * 1024));
-    let received = num_attr(&browser, "#dc-stats", "data-received").await?;
+    let received = browser.num_attr_at_least("#dc-stats", "data-received", bytes.len() as u64).await?;
     assert!(received >= bytes.len() as u64, "over data channels: {received}");
     browser.screenshot("app-3-downloaded-from-natives").await?;
     Ok(())
@@ -156,7 +156,7 @@ async fn reload_reannounces_the_indexeddb_inventory() -> anyhow::Result<()> {
     browser.client.refresh().await?;
     let again = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
     assert_eq!(again, me, "the tab keeps its peer id across a reload");
-    let stored = num_attr(&browser, "#tab-storage", "data-store-bytes").await?;
+    let stored = browser.num_attr_at_least("#tab-storage", "data-store-bytes", bytes.len() as u64).await?;
     assert!(stored >= bytes.len() as u64, "IndexedDB still holds the chunks: {stored}");
     wait_file(&tracker, &id, Duration::from_secs(10), |v| chunks_held_by(v, &me) == n).await?;
 
@@ -180,7 +180,7 @@ async fn two_tabs_exchange_a_file() -> anyhow::Result<()> {
     let id = upload(&a, &path).await?;
     let got = download_by_id(&b, &id).await?;
     assert!(got == bytes, "tab B got tab A's bytes");
-    let sent = num_attr(&a, "#dc-stats", "data-sent").await?;
+    let sent = a.num_attr_at_least("#dc-stats", "data-sent", bytes.len() as u64).await?;
     assert!(sent >= bytes.len() as u64, "tab A served over data channels: {sent}");
     b.screenshot("app-5-tab-b-downloaded").await?;
     // Tab B is a source now.
@@ -199,7 +199,7 @@ async fn tab_takes_replication_orders_and_trades_with_natives() -> anyhow::Resul
     let put = n1.cli_json(&["put", &path.to_string_lossy()])?;
     let id = put["files"][0]["id"].as_str().unwrap().to_string();
     wait_file(&tracker, &id, Duration::from_secs(30), |v| chunks_held_by(v, &me) == chunk_count(v)).await?;
-    let stored = num_attr(&browser, "#tab-storage", "data-store-bytes").await?;
+    let stored = browser.num_attr_at_least("#tab-storage", "data-store-bytes", bytes.len() as u64).await?;
     assert!(stored >= bytes.len() as u64, "the tab stored the replicas: {stored}");
     // Those replicas serve a second native peer once the first is gone.
     drop(n1);

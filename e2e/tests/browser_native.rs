@@ -52,8 +52,8 @@ async fn file_crosses_browser_and_native_over_webrtc() -> anyhow::Result<()> {
     assert!(page_bytes == down_bytes, "the page assembled the bytes the native peer put");
 
     // Proof of path: the page's data channels carried the file, the tracker did not.
-    let received: u64 = browser.wait_attr("#dc-stats", "data-received", Duration::from_secs(5)).await?.parse()?;
-    let sent: u64 = browser.wait_attr("#dc-stats", "data-sent", Duration::from_secs(5)).await?.parse()?;
+    let received = browser.num_attr_at_least("#dc-stats", "data-received", SIZE_DOWN as u64).await?;
+    let sent = browser.num_attr_at_least("#dc-stats", "data-sent", SIZE_UP as u64).await?;
     assert!(received >= SIZE_DOWN as u64, "page received {received} bytes over data channels");
     assert!(sent >= SIZE_UP as u64, "page sent {sent} bytes over data channels");
     let stats = tracker.get_json("/api/stats")?;
