@@ -15,7 +15,8 @@ async fn file_crosses_browser_and_native_over_webrtc() -> anyhow::Result<()> {
     let web = e2e::web_dir();
     assert!(web.join("index.html").is_file(), "build the web app first (scripts/test.sh does): {}", web.display());
     let tmp = tempfile::tempdir()?;
-    let tracker = Tracker::start("skeleton-tracker", Some(&web))?;
+    // No --web-dir: the tracker serves the web app embedded in its binary.
+    let tracker = Tracker::start("skeleton-tracker", None)?;
     let native = NativePeer::start("skeleton-native", &tracker, &tmp.path().join("native"))?;
     let browser = Browser::start("skeleton").await?;
     let c = &browser.client;

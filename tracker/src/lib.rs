@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod relay;
 pub mod settings;
 mod state;
+pub mod web;
 mod ws;
 
 use axum::routing::get;
@@ -117,6 +118,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     if let Some(dir) = &state.config.web_dir {
         let index = dir.join("index.html");
         app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
+    } else if web::embedded() {
+        app = app.fallback(web::serve_embedded);
     }
     app
 }

@@ -21,8 +21,12 @@ async fn main() -> anyhow::Result<()> {
     let listen = settings.listen();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    if let Some(dir) = &config.web_dir {
-        anyhow::ensure!(dir.join("index.html").is_file(), "no index.html in web dir {}", dir.display());
+    match &config.web_dir {
+        Some(dir) => anyhow::ensure!(dir.join("index.html").is_file(), "no index.html in web dir {}", dir.display()),
+        None if !tracker::web::embedded() => {
+            tracing::warn!("this build has no embedded web app (build it with scripts/build-web.sh, or pass --web-dir)")
+        }
+        None => {}
     }
     println!("tracker listening on http://{addr}");
     tracing::info!(%addr, data_dir = ?config.data_dir, max_peers = config.limits.max_peers, "tracker listening");

@@ -44,7 +44,7 @@ pub struct Settings {
     /// Where the tracker keeps its durable file index [default: .pp-data/tracker]
     #[arg(long, env = "PP_TRACKER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Directory of the built web app to serve at `/` (trunk's dist/) [default: none]
+    /// Directory of a built web app to serve at `/` instead of the one embedded in this binary (for page development) [default: the embedded app]
     #[arg(long, env = "PP_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
     /// Log format: `text` or `json` [default: text]; the level comes from RUST_LOG (default info)
