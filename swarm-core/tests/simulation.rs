@@ -247,7 +247,8 @@ fn run(seed: u64, churn: Churn) {
     let grace = config.grace_ms;
     let mut sim = Sim::new(seed, config);
     sim.ample_capacity = churn.small_capacity_chunks >= 400;
-    let capacity_of = |n: u64| 4 * if n.is_multiple_of(2) { churn.small_capacity_chunks } else { churn.capacity_chunks };
+    let capacity_of =
+        |n: u64| 4 * if n.is_multiple_of(2) { churn.small_capacity_chunks } else { churn.capacity_chunks };
     let mut next_peer = 0;
     for _ in 0..500 {
         sim.join(peer(next_peer), capacity_of(next_peer));
