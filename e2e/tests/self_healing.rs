@@ -187,3 +187,26 @@ fn wait_until(port: u16, id: &str, timeout: Duration, ok: impl Fn(&Value, &Value
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_chunk_with_no_live_holder_is_reported_clearly() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("heal-lost-tracker", None)?;
+    // Alone in the swarm: nobody else can take copies of what it puts.
+    let mut only = NativePeer::start("heal-lost-only", &tracker, &tmp.path().join("only"))?;
+    let (path, _) = random_file(tmp.path(), "lonely.bin", 1024 * 1024, 12)?;
+    let put = only.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().expect("a file id").to_string();
+    only.proc.kill();
+    // The API says so.
+    wait_until(tracker.port, &id, Duration::from_secs(30), |h, _| h["lost"] == 4 && h["min_copies"] == 0)?;
+    // So does the CLI, promptly, with a clear message and a failing exit code.
+    let other = NativePeer::start("heal-lost-other", &tracker, &tmp.path().join("other"))?;
+    let started = Instant::now();
+    let (code, _, err) = other.cli(&["get", &id, "-o", &tmp.path().join("out.bin").to_string_lossy()])?;
+    assert_ne!(code, 0);
+    assert!(err.contains("4 of 4 chunks have no live holder"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "reported within seconds, not after a long stall");
+    assert!(!tmp.path().join("out.bin").exists(), "no partial output");
+    Ok(())
+}

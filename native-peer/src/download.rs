@@ -22,6 +22,8 @@ const PIPELINE: usize = 4;
 const MAX_SOURCES: usize = 8;
 /// How long a download keeps looking for holders of missing chunks.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(90);
+/// How long a download waits for a chunk that no live peer holds to get a holder.
+const NO_HOLDER_WAIT: Duration = Duration::from_secs(10);
 
 /// Progress callback: (bytes of the file stored, file size, bytes fetched by this download).
 pub type Progress = Arc<dyn Fn(u64, u64, u64) + Send + Sync>;
@@ -42,6 +44,7 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
     let started = Instant::now();
     let fetched = Arc::new(AtomicU64::new(0));
     let mut rounds = 0;
+    let mut unheld_since: Option<Instant> = None;
     loop {
         rounds += 1;
         let located = match node.tracker.request(|req| ClientMsg::Locate { req, file }).await {
@@ -74,6 +77,33 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
         // not trimmed away, so a download interrupted by a crash resumes from them.
         if rounds == 1 {
             node.store.put_file(&StoredFile { manifest: manifest.clone(), meta: meta.clone() })?;
+        }
+        // Chunks this peer lacks that no live peer holds: say so at once, and give up clearly
+        // if no holder appears (a returning peer, a repair) within a short wait.
+        let me = node.peer_id();
+        let unheld: Vec<usize> = (0..manifest.chunks.len())
+            .filter(|&i| {
+                !node.store.has(&manifest.chunks[i])
+                    && holders[i].iter().all(|&p| peers.get(p as usize).is_none_or(|p| p == me))
+            })
+            .collect();
+        if unheld.is_empty() {
+            unheld_since = None;
+        } else {
+            let since = *unheld_since.get_or_insert_with(Instant::now);
+            let first = unheld[0];
+            let what = format!(
+                "{} of {} chunks have no live holder in the swarm (first: chunk {first}, {})",
+                unheld.len(),
+                manifest.chunks.len(),
+                manifest.chunks[first].short()
+            );
+            if since.elapsed() >= NO_HOLDER_WAIT {
+                bail!("{what}: the file cannot be completed until a peer holding them comes back");
+            }
+            if rounds == 1 || since.elapsed() < Duration::from_secs(1) {
+                tracing::warn!("{what}; waiting up to {NO_HOLDER_WAIT:?} for one to appear");
+            }
         }
         let missing = fetch_round(node, &manifest, &peers, holders, &progress, &fetched).await?;
         if missing == 0 {
