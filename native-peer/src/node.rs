@@ -51,6 +51,9 @@ pub struct NodeConfig {
     pub corrupt_serve: bool,
 }
 
+/// Chunk ids per inventory message (about 660 KiB of JSON, well under the tracker's limit).
+const INVENTORY_BATCH: usize = 10_000;
+
 /// Replication orders carried out at once.
 const ORDER_CONCURRENCY: usize = 8;
 
@@ -121,7 +124,14 @@ impl Node {
 
     /// Tells the tracker everything this peer holds and the room it offers.
     fn announce(&self) {
-        self.tracker.send(ClientMsg::Have { chunks: self.store.list(), full: true });
+        // In batches, so a large store stays under the tracker's message size limit: the
+        // first replaces what the tracker knew, the rest add to it.
+        let chunks = self.store.list();
+        let mut batches = chunks.chunks(INVENTORY_BATCH);
+        self.tracker.send(ClientMsg::Have { chunks: batches.next().unwrap_or_default().to_vec(), full: true });
+        for batch in batches {
+            self.tracker.send(ClientMsg::Have { chunks: batch.to_vec(), full: false });
+        }
         self.report_storage();
     }
 
@@ -583,7 +593,7 @@ impl Node {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let mime = mime_guess::from_path(&name).first_or_octet_stream().to_string();
         let meta = FileMeta { name, mime };
-        for batch in manifest.chunks.chunks(10_000) {
+        for batch in manifest.chunks.chunks(INVENTORY_BATCH) {
             self.tracker.send(ClientMsg::Have { chunks: batch.to_vec(), full: false });
         }
         self.report_storage();
