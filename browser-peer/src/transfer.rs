@@ -488,17 +488,9 @@ impl Download {
             let pick = ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
             match pick {
                 Some(slot) => {
-                    let req = self.next_req;
-                    self.next_req = self.next_req.wrapping_add(1).max(1);
-                    let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
-                    self.pending.insert((slot, req), Pending { index, attempts, asm });
-                    if self.outstanding[slot] == 0 {
-                        self.last_heard[slot] = self.clock;
-                    }
-                    self.outstanding[slot] += 1;
                     self.state[index] = ChunkState::InFlight;
                     in_flight_ids.push(id);
-                    steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
+                    self.request(slot, index, attempts, &mut steps);
                 }
                 None => {
                     let waiting =
@@ -515,6 +507,20 @@ impl Download {
             self.endgame_requests(&mut steps);
         }
         steps
+    }
+
+    /// Asks `slot` for chunk `index` (a new request number, a fresh assembler).
+    fn request(&mut self, slot: usize, index: usize, attempts: u32, steps: &mut Vec<Step>) {
+        let id = self.manifest.chunks[index];
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
+        self.pending.insert((slot, req), Pending { index, attempts, asm });
+        if self.outstanding[slot] == 0 {
+            self.last_heard[slot] = self.clock;
+        }
+        self.outstanding[slot] += 1;
+        steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
     }
 
     /// Nothing is left unrequested: idle room in ready holders' pipelines duplicates requests
@@ -538,16 +544,7 @@ impl Download {
                 .min_by_key(|&s| self.outstanding[s]);
             let Some(slot) = pick else { continue };
             let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
-            let id = self.manifest.chunks[index];
-            let req = self.next_req;
-            self.next_req = self.next_req.wrapping_add(1).max(1);
-            let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
-            self.pending.insert((slot, req), Pending { index, attempts, asm });
-            if self.outstanding[slot] == 0 {
-                self.last_heard[slot] = self.clock;
-            }
-            self.outstanding[slot] += 1;
-            steps.push(Step::Send { slot, bytes: PeerMsg::Request { req, chunk: id }.encode() });
+            self.request(slot, index, attempts, steps);
         }
     }
 }
