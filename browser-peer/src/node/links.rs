@@ -1,0 +1,249 @@
+//! Links: the shared fetching connections to other peers (a WebRTC data channel, or the
+//! tracker relay when none opens), and the events they bring.
+
+use super::*;
+
+impl Node {
+    // ----- links -----
+
+    /// Makes sure a link to the slot's peer exists and tells the run when it is ready.
+    pub(super) fn connect(&self, st: &mut State, run: u64, slot: usize) {
+        let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) else { return };
+        let now = js_sys::Date::now();
+        let ready = match st.out.get_mut(&peer) {
+            Some(l) => {
+                if !l.users.contains(&(run, slot)) {
+                    l.users.push((run, slot));
+                }
+                l.open
+            }
+            None => {
+                let conn = random_u64();
+                let transport = if st.force_relay {
+                    Transport::Relay
+                } else {
+                    match RtcConn::offer(self.counters.clone(), self.out_handler((peer.clone(), conn))) {
+                        Ok(rtc) => Transport::Rtc(rtc),
+                        Err(e) => {
+                            gloo::console::warn!(format!("{e}: using the tracker relay"));
+                            Transport::Relay
+                        }
+                    }
+                };
+                let open = matches!(transport, Transport::Relay);
+                st.out.insert(
+                    peer.clone(),
+                    OutLink { conn, transport, open, started: now, users: vec![(run, slot)], idle_since: now },
+                );
+                open
+            }
+        };
+        if ready {
+            if let Some(r) = st.runs.get_mut(&run) {
+                let steps = r.dl.peer_ready(slot);
+                self.apply_steps(st, run, steps);
+            }
+        }
+    }
+
+    pub(super) fn send_on_link(&self, st: &State, peer: &PeerId, bytes: Vec<u8>) {
+        let Some(l) = st.out.get(peer) else { return };
+        match &l.transport {
+            Transport::Rtc(rtc) => rtc.send(bytes),
+            Transport::Relay => self.send_relay(st, peer, l.conn, bytes),
+        }
+    }
+
+    /// The data channel did not open: the link goes through the tracker relay instead.
+    pub(super) fn switch_to_relay(&self, st: &mut State, peer: &PeerId) {
+        let Some(l) = st.out.get_mut(peer) else { return };
+        if let Transport::Rtc(rtc) = std::mem::replace(&mut l.transport, Transport::Relay) {
+            rtc.close();
+            let to = peer.clone();
+            let conn = l.conn;
+            spawn_local(async move { drop(rtc) });
+            if let Some(link) = &st.link {
+                link.send(&ClientMsg::Signal { to, conn, signal: Signal::Close { reason: "using the relay".into() } });
+            }
+        }
+        let l = st.out.get_mut(peer).expect("present");
+        l.conn = random_u64();
+        l.open = true;
+        let users = l.users.clone();
+        for (run, slot) in users {
+            if let Some(r) = st.runs.get_mut(&run) {
+                let steps = r.dl.peer_ready(slot);
+                self.apply_steps(st, run, steps);
+            }
+        }
+    }
+
+    /// Closes a link (its users must be told by the caller).
+    pub(super) fn close_link(&self, st: &mut State, peer: &PeerId) {
+        if let Some(l) = st.out.remove(peer) {
+            if let Transport::Rtc(rtc) = l.transport {
+                rtc.close();
+                self.send(
+                    st,
+                    &ClientMsg::Signal {
+                        to: peer.clone(),
+                        conn: l.conn,
+                        signal: Signal::Close { reason: "done".into() },
+                    },
+                );
+                spawn_local(async move { drop(rtc) });
+            }
+        }
+    }
+
+    pub(super) fn out_handler(&self, key: ConnKey) -> Rc<dyn Fn(RtcEvent)> {
+        let weak = self.weak.clone();
+        Rc::new(move |ev| {
+            if let Some(node) = weak.upgrade() {
+                node.on_out_event(&key, ev);
+            }
+        })
+    }
+
+    pub(super) fn on_out_event(&self, key: &ConnKey, ev: RtcEvent) {
+        let mut st = self.state.borrow_mut();
+        let (peer, conn) = key;
+        let current = st.out.get(peer).is_some_and(|l| l.conn == *conn && matches!(l.transport, Transport::Rtc(_)));
+        if !current {
+            return;
+        }
+        match ev {
+            RtcEvent::Signal(signal) => {
+                self.send(&st, &ClientMsg::Signal { to: peer.clone(), conn: *conn, signal });
+            }
+            RtcEvent::Open => {
+                let l = st.out.get_mut(peer).expect("current");
+                l.open = true;
+                let users = l.users.clone();
+                for (run, slot) in users {
+                    if let Some(r) = st.runs.get_mut(&run) {
+                        let steps = r.dl.peer_ready(slot);
+                        self.apply_steps(&mut st, run, steps);
+                    }
+                }
+            }
+            RtcEvent::Message(bytes) => self.on_out_message(&mut st, peer, &bytes),
+            RtcEvent::Closed(reason) => {
+                let was_open = st.out.get(peer).is_some_and(|l| l.open);
+                if !was_open {
+                    gloo::console::warn!(format!(
+                        "no data channel to {} ({reason}): using the tracker relay",
+                        peer.short()
+                    ));
+                    self.switch_to_relay(&mut st, peer);
+                    return;
+                }
+                gloo::console::log!(format!("link to {} closed: {reason}", peer.short()));
+                let users = st.out.get(peer).map(|l| l.users.clone()).unwrap_or_default();
+                if let Some(l) = st.out.remove(peer) {
+                    spawn_local(async move { drop(l) });
+                }
+                for (run, slot) in users {
+                    if let Some(r) = st.runs.get_mut(&run) {
+                        let steps = r.dl.peer_gone(slot);
+                        self.apply_steps(&mut st, run, steps);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An answer on one of this tab's links: back to the run that asked.
+    pub(super) fn on_out_message(&self, st: &mut State, peer: &PeerId, bytes: &[u8]) {
+        let msg = match PeerMsg::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                gloo::console::warn!(format!("bad message from {}: {e}", peer.short()));
+                return;
+            }
+        };
+        let (w, last) = match &msg {
+            PeerMsg::Data { req, offset, total, bytes } => (*req, *offset as usize + bytes.len() >= *total as usize),
+            PeerMsg::Missing { req } => (*req, true),
+            PeerMsg::Request { .. } => return, // links only fetch
+        };
+        let Some(wr) = (if last { st.wire.remove(&w) } else { st.wire.get(&w).copied() }) else {
+            return;
+        };
+        let msg = match msg {
+            PeerMsg::Data { offset, total, bytes, .. } => PeerMsg::Data { req: wr.req, offset, total, bytes },
+            PeerMsg::Missing { .. } => PeerMsg::Missing { req: wr.req },
+            m => m,
+        };
+        if let Some(r) = st.runs.get_mut(&wr.run) {
+            let steps = r.dl.on_message(wr.slot, msg);
+            self.apply_steps(st, wr.run, steps);
+        }
+    }
+
+    pub(super) fn finish_run(&self, st: &mut State, run: u64) {
+        let manifest = st.runs.get(&run).map(|r| r.dl.manifest().clone());
+        let kind = self.end_run(st, run);
+        let Some(manifest) = manifest else { return };
+        self.flush_have(st);
+        match kind {
+            Some(RunKind::Order { order }) => {
+                self.send(st, &ClientMsg::OrderDone { order });
+            }
+            Some(RunKind::File { file, meta }) => {
+                let json = serde_json::json!({ "manifest": &manifest, "meta": &meta }).to_string();
+                st.store.put_file(file, json);
+                self.push_stats_of(st);
+                let Some(node) = self.weak.upgrade() else { return };
+                let store = st.store.clone();
+                spawn_local(async move {
+                    match assemble(store.as_ref(), &manifest).await {
+                        Ok(url) => {
+                            node.state.borrow_mut().object_url = Some(url.clone());
+                            gloo::console::log!(format!("download of {} done", meta.name));
+                            node.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
+                            node.refresh_estimate(false).await;
+                        }
+                        Err(e) => node.dispatch(Action::DownloadFailed { file: Some(file), error: e }),
+                    }
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Forgets a run, detaches it from its links and returns what it was.
+    pub(super) fn end_run(&self, st: &mut State, run: u64) -> Option<RunKind> {
+        let r = st.runs.remove(&run)?;
+        let now = js_sys::Date::now();
+        for l in st.out.values_mut() {
+            let before = l.users.len();
+            l.users.retain(|u| u.0 != run);
+            if l.users.is_empty() && before > 0 {
+                l.idle_since = now;
+            }
+        }
+        st.wire.retain(|_, w| w.run != run);
+        if let RunKind::File { file, .. } = &r.kind {
+            st.file_runs.remove(file);
+            for c in &r.dl.manifest().chunks {
+                if let Some(orders) = st.waiting_orders.remove(c) {
+                    for order in orders {
+                        let reason = "the download that was fetching it stopped".to_string();
+                        self.send(st, &ClientMsg::OrderFailed { order, reason });
+                    }
+                }
+            }
+        }
+        Some(r.kind)
+    }
+
+    pub(super) fn fail_download(&self, file: FileId, error: String) {
+        let mut st = self.state.borrow_mut();
+        if let Some(run) = st.file_runs.get(&file).copied() {
+            self.end_run(&mut st, run);
+        }
+        drop(st);
+        self.dispatch(Action::DownloadFailed { file: Some(file), error });
+    }
+}
