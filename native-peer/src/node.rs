@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use swarm_core::chunk_proto::{frames, PeerMsg, DEFAULT_FRAME_PAYLOAD};
+use swarm_core::chunk_proto::{frames, PeerMsg, ProtoError, DEFAULT_FRAME_PAYLOAD};
 use swarm_core::relay::RelayFrame;
 use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, ServerMsg, Signal, CHUNK_SIZE};
@@ -469,6 +469,11 @@ impl Node {
         let started = std::time::Instant::now();
         let bytes = match conn.fetch(chunk, len).await {
             Ok(b) => b,
+            Err(FetchError::Bad(ProtoError::OutOfOrder { expected, got })) => {
+                // A gap, not a lie: a relayed frame was lost on the way. Try again elsewhere.
+                tracing::debug!(peer = %peer.short(), chunk = %chunk.short(), expected, got, "a frame went missing");
+                return Err(FetchError::Bad(ProtoError::OutOfOrder { expected, got }));
+            }
             Err(FetchError::Bad(e)) => {
                 self.stats.bad_chunks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer.short(), chunk = %chunk.short(), "refused a bad chunk: {e}");

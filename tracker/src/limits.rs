@@ -16,14 +16,30 @@ impl TokenBucket {
         Self { rate_per_ms: rate_per_sec / 1000.0, burst, tokens: burst, last_ms: now_ms }
     }
 
+    fn refill(&mut self, now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = (self.tokens + elapsed * self.rate_per_ms).min(self.burst);
+    }
+
+    /// Milliseconds until `n` tokens are there (0: now; `None`: never, `n` exceeds the burst).
+    pub fn wait_ms(&mut self, n: f64, now_ms: u64) -> Option<u64> {
+        if self.rate_per_ms <= 0.0 {
+            return Some(0);
+        }
+        if n > self.burst {
+            return None;
+        }
+        self.refill(now_ms);
+        Some(((n - self.tokens).max(0.0) / self.rate_per_ms).ceil() as u64)
+    }
+
     /// Takes `n` tokens if there are enough; otherwise takes none.
     pub fn take(&mut self, n: f64, now_ms: u64) -> bool {
         if self.rate_per_ms <= 0.0 {
             return true;
         }
-        let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
-        self.last_ms = self.last_ms.max(now_ms);
-        self.tokens = (self.tokens + elapsed * self.rate_per_ms).min(self.burst);
+        self.refill(now_ms);
         if self.tokens >= n {
             self.tokens -= n;
             true
@@ -73,6 +89,18 @@ impl Strikes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_says_when_the_tokens_are_there() {
+        let mut b = TokenBucket::new(1000.0, 100.0, 0);
+        assert_eq!(b.wait_ms(100.0, 0), Some(0));
+        assert!(b.take(100.0, 0));
+        assert_eq!(b.wait_ms(50.0, 0), Some(50));
+        assert_eq!(b.wait_ms(50.0, 50), Some(0));
+        assert!(b.take(50.0, 50));
+        assert_eq!(b.wait_ms(101.0, 50), None, "more than the burst never fits");
+        assert_eq!(TokenBucket::new(0.0, 0.0, 0).wait_ms(1e9, 0), Some(0), "unlimited");
+    }
 
     #[test]
     fn bucket_allows_burst_then_rate() {

@@ -28,6 +28,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 /// 1.3 GB for 10,000 peers); larger frames grow it on demand. It also caps one read call, so
 /// a 64 KiB relay frame takes 128 reads: measured trade-off between idle memory (the common
 /// case: thousands of mostly silent peers) and relay throughput (a fallback path).
+/// Longest a relay frame waits for its sender's byte budget (see `run`).
+const MAX_RELAY_WAIT_MS: u64 = 2_000;
 const READ_BUFFER: usize = 512;
 /// Frames written to the socket before one flush.
 const WRITE_BATCH: usize = 64;
@@ -223,7 +225,16 @@ impl<'a> Peer<'a> {
                 }
                 msg = socket.recv() => {
                     idle_deadline = Instant::now() + self.state.config.idle_timeout;
-                    if self.on_incoming(classify(msg, self.state)) == Flow::Stop {
+                    let incoming = classify(msg, self.state);
+                    if let Incoming::Relay(frame) = &incoming {
+                        // Backpressure, not loss: a relay frame over the byte rate waits for
+                        // its budget (the sender's socket is not read meanwhile).
+                        let now = self.state.mono_ms();
+                        if let Some(wait) = self.relay.wait_ms(frame.len() as f64, now).filter(|w| *w > 0) {
+                            tokio::time::sleep(std::time::Duration::from_millis(wait.min(MAX_RELAY_WAIT_MS))).await;
+                        }
+                    }
+                    if self.on_incoming(incoming) == Flow::Stop {
                         // Deliver what is queued (e.g. the error that says why), then go.
                         if self.outbox.try_pop(&mut batch, WRITE_BATCH) == Some(true) {
                             self.write(socket, &mut batch).await;

@@ -43,6 +43,8 @@ pub struct PeerState {
     /// Asked to leave: its chunks are being handed to others.
     pub leaving: bool,
     leave_answered: bool,
+    /// Peers that reported a bad copy of a chunk from this peer.
+    bad_reports: HashMap<ChunkId, BTreeSet<PeerId>>,
 }
 
 impl PeerState {
@@ -57,6 +59,7 @@ impl PeerState {
             orders: 0,
             leaving: false,
             leave_answered: false,
+            bad_reports: HashMap::new(),
         }
     }
 
@@ -265,8 +268,17 @@ impl Swarm {
             }
             ClientMsg::BadSource { peer, chunk } => {
                 self.stats.bad_sources_reported += 1;
-                // The lying peer's claim to the chunk is withdrawn; it is re-checked.
-                if self.peers.get_mut(&peer).is_some_and(|p| p.chunks.remove(&chunk)) {
+                // One peer cannot erase another's claim: the claim to the chunk is withdrawn
+                // (and the chunk re-checked) once two different peers have reported it.
+                let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
+                if *from == peer || !p.chunks.contains(&chunk) {
+                    return vec![];
+                }
+                let reporters = p.bad_reports.entry(chunk).or_default();
+                reporters.insert(from.clone());
+                if reporters.len() >= 2 {
+                    p.bad_reports.remove(&chunk);
+                    p.chunks.remove(&chunk);
                     self.unhold(&chunk, &peer);
                     self.check_at(chunk, now_ms);
                 }
@@ -498,6 +510,23 @@ mod tests {
         let out = s.handle(&a, sig, 0);
         assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::UnknownPeer, .. }, .. }));
         assert_eq!(s.stats.signals_relayed, 0);
+    }
+
+    #[test]
+    fn a_bad_source_needs_two_reporters_to_lose_its_claim() {
+        let mut s = Swarm::new();
+        let (liar, a, b) = (peer(1), peer(2), peer(3));
+        for p in [&liar, &a, &b] {
+            s.join(p.clone(), PeerKind::Native, 0);
+        }
+        let m = manifest(7, 1);
+        s.handle(&liar, ClientMsg::Have { chunks: m.chunks.clone(), full: true }, 0);
+        let report = ClientMsg::BadSource { peer: liar.clone(), chunk: m.chunks[0] };
+        s.handle(&a, report.clone(), 0);
+        s.handle(&a, report.clone(), 0);
+        assert_eq!(s.holder_count(&m.chunks[0]), 1, "one reporter, however often, is not enough");
+        s.handle(&b, report, 0);
+        assert_eq!(s.holder_count(&m.chunks[0]), 0, "two reporters withdraw the claim");
     }
 
     #[test]
