@@ -50,6 +50,20 @@ fn put_replicated(
     Ok((id, bytes))
 }
 
+/// Waits for a background command; one still running after `timeout` is killed and fails
+/// the test (a hang must never block the suite).
+fn finish(mut child: std::process::Child, timeout: Duration) -> anyhow::Result<std::process::Output> {
+    let start = Instant::now();
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            bail!("command still running after {timeout:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child.wait_with_output()?)
+}
+
 /// Starts `pp-peer get ID -o OUT` through `peer` in the background.
 fn spawn_get(peer: &NativePeer, id: &str, out: &Path) -> anyhow::Result<std::process::Child> {
     Ok(std::process::Command::new(e2e::bin("pp-peer"))
@@ -107,7 +121,7 @@ fn a_downloader_that_loses_its_sources_mid_file_still_finishes() -> anyhow::Resu
     }
     peers[1].proc.kill();
     peers[2].proc.kill();
-    let result = get.wait_with_output()?;
+    let result = finish(get, Duration::from_secs(150))?;
     assert!(result.status.success(), "get failed: {}", String::from_utf8_lossy(&result.stdout));
     assert!(std::fs::read(&out)? == bytes, "identical bytes although sources died mid-file");
     wait_replicated(&tracker, &id, Duration::from_secs(120))?;
@@ -130,7 +144,7 @@ fn a_tracker_killed_and_restarted_mid_transfer_loses_nothing() -> anyhow::Result
     tracker.proc.kill();
     std::thread::sleep(Duration::from_millis(500));
     tracker = Tracker::start_with("heal-restart-tracker2", None, &data, port, &[])?;
-    let result = get.wait_with_output()?;
+    let result = finish(get, Duration::from_secs(150))?;
     assert!(result.status.success(), "get failed: {}", String::from_utf8_lossy(&result.stdout));
     assert!(std::fs::read(&out)? == bytes, "identical bytes across a tracker restart");
     // The index survived and the peers re-announced: the file is whole and replicated again.

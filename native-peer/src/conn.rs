@@ -9,6 +9,7 @@ use crate::rtc::{LinkEvent, LinkSender};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use swarm_core::chunk_proto::{ChunkAssembler, PeerMsg, ProtoError};
 use swarm_core::{ChunkId, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +26,10 @@ pub enum FetchError {
     #[error("cannot store the chunk: {0}")]
     Store(String),
 }
+
+/// Silence after which a connection with requests outstanding counts as dead (a working
+/// path, the relay included, delivers a frame every few milliseconds).
+const STALL: Duration = Duration::from_secs(4);
 
 struct Waiter {
     asm: ChunkAssembler,
@@ -55,6 +60,8 @@ pub struct PeerConn {
     waiters: Mutex<HashMap<u32, Waiter>>,
     next_req: AtomicU32,
     closed: AtomicBool,
+    /// When the remote peer last sent anything.
+    last_heard: Mutex<Instant>,
     pub bytes_received: AtomicU64,
 }
 
@@ -75,6 +82,7 @@ impl PeerConn {
             waiters: Mutex::new(HashMap::new()),
             next_req: AtomicU32::new(1),
             closed: AtomicBool::new(false),
+            last_heard: Mutex::new(Instant::now()),
             bytes_received: AtomicU64::new(0),
         });
         tokio::spawn(conn.clone().read(events, on_bytes, on_close));
@@ -97,7 +105,24 @@ impl PeerConn {
             self.waiters.lock().unwrap().remove(&req);
             return Err(e);
         }
-        rx.await.unwrap_or_else(|_| Err(FetchError::Closed("connection closed".into())))
+        let asked = Instant::now();
+        let mut rx = rx;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), &mut rx).await {
+                Ok(answer) => {
+                    return answer.unwrap_or_else(|_| Err(FetchError::Closed("connection closed".into())));
+                }
+                // A peer that has sent nothing at all for a while is given up on (killed
+                // peers are noticed this way long before ICE says so): the connection is
+                // done, callers go elsewhere.
+                Err(_) if asked.elapsed() > STALL && self.last_heard.lock().unwrap().elapsed() > STALL => {
+                    self.waiters.lock().unwrap().remove(&req);
+                    self.closed.store(true, Ordering::Relaxed);
+                    return Err(FetchError::Closed(format!("nothing heard for {STALL:?}")));
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     async fn read(
@@ -110,6 +135,7 @@ impl PeerConn {
             let Some(ev) = events.recv().await else { break "transport ended".to_string() };
             match ev {
                 LinkEvent::Message(bytes) => {
+                    *self.last_heard.lock().unwrap() = Instant::now();
                     on_bytes(bytes.len());
                     self.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     if let Err(e) = self.on_message(&bytes) {

@@ -54,6 +54,9 @@ pub struct NodeConfig {
 /// Chunk ids per inventory message (about 660 KiB of JSON, well under the tracker's limit).
 const INVENTORY_BATCH: usize = 10_000;
 
+/// How long a peer whose connection failed is left alone.
+const LOST_COOLDOWN: Duration = Duration::from_secs(5);
+
 /// Replication orders carried out at once.
 const ORDER_CONCURRENCY: usize = 8;
 
@@ -69,6 +72,8 @@ pub struct Node {
     relay_routes: Mutex<HashMap<(PeerId, u64), mpsc::UnboundedSender<LinkEvent>>>,
     /// Fetching connections, one per remote peer, shared.
     conns: Mutex<HashMap<PeerId, ConnCell>>,
+    /// When a connection to a peer last failed or closed.
+    lost: Mutex<HashMap<PeerId, std::time::Instant>>,
     orders: Semaphore,
     /// `LeaveReady` from the tracker: the number of stranded chunks.
     leave_ready: watch::Sender<Option<u32>>,
@@ -95,6 +100,7 @@ impl Node {
             routes: Mutex::default(),
             relay_routes: Mutex::default(),
             conns: Mutex::default(),
+            lost: Mutex::default(),
             orders: Semaphore::new(ORDER_CONCURRENCY),
             leave_ready: watch::Sender::new(None),
             stats: DataStats::default(),
@@ -330,20 +336,24 @@ impl Node {
 
     /// The shared fetching connection to `peer`, opened on first use: a WebRTC data channel,
     /// or the tracker relay if none opens in time.
+    /// A peer whose connection just failed or closed is not tried again for
+    /// [`LOST_COOLDOWN`]: callers go to other holders instead of waiting on a peer that is
+    /// most likely gone.
     pub async fn conn(self: &Arc<Self>, peer: &PeerId) -> anyhow::Result<Arc<PeerConn>> {
-        for _ in 0..2 {
-            let cell = self.conns.lock().unwrap().entry(peer.clone()).or_default().clone();
-            match cell.get_or_try_init(|| self.open_conn(peer)).await {
-                Ok(c) if !c.is_closed() => return Ok(c.clone()),
-                Ok(_) => {}
-                Err(e) => {
-                    self.forget_conn(peer, &cell);
-                    return Err(e);
-                }
+        if let Some(at) = self.lost.lock().unwrap().get(peer) {
+            if at.elapsed() < LOST_COOLDOWN {
+                bail!("the connection to {} failed moments ago", peer.short());
             }
-            self.forget_conn(peer, &cell);
         }
-        bail!("connection to {} keeps closing", peer.short())
+        let cell = self.conns.lock().unwrap().entry(peer.clone()).or_default().clone();
+        let result = match cell.get_or_try_init(|| self.open_conn(peer)).await {
+            Ok(c) if !c.is_closed() => return Ok(c.clone()),
+            Ok(_) => Err(anyhow::anyhow!("the connection to {} closed", peer.short())),
+            Err(e) => Err(e),
+        };
+        self.forget_conn(peer, &cell);
+        self.lost.lock().unwrap().insert(peer.clone(), std::time::Instant::now());
+        result
     }
 
     fn forget_conn(&self, peer: &PeerId, cell: &ConnCell) {
