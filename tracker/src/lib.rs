@@ -133,6 +133,7 @@ pub async fn serve(
     let state = Arc::new(AppState::new(config).map_err(std::io::Error::other)?);
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
+    let sweep = tokio::spawn(idle_sweep(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -142,7 +143,9 @@ pub async fn serve(
         })
         .await;
     repair.abort();
+    sweep.abort();
     let _ = repair.await;
+    let _ = sweep.await;
     // Let the peer connections see the shutdown and let go of the state (and the index).
     for _ in 0..500 {
         if Arc::strong_count(&state) == 1 {
@@ -166,5 +169,18 @@ async fn repair_loop(state: Arc<AppState>) {
         };
         let wait = next.unwrap_or(50).clamp(10, 50);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Drops peers that sent nothing for `idle_timeout`: one timer for all connections (a timer
+/// per connection would be memory every idle peer carries). A peer goes between
+/// `idle_timeout` and `idle_timeout` plus a quarter of it after its last message.
+async fn idle_sweep(state: Arc<AppState>) {
+    let timeout = state.config.idle_timeout;
+    let period = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
+    loop {
+        tokio::time::sleep(period).await;
+        let now = state.mono_ms();
+        state.lock().close_idle(now, timeout.as_millis() as u64);
     }
 }

@@ -1,15 +1,19 @@
 //! A connection's outbound queue, bounded in frames and in bytes.
 //!
 //! Not a tokio channel: a bounded `mpsc` allocates a block of 32 slots per connection up
-//! front, while an idle peer's [`Outbox`] is one small allocation with an empty queue. A
-//! full queue refuses the frame (the caller drops it or closes the peer), so a slow
-//! recipient can never grow the tracker's memory without limit.
+//! front, while an idle peer's [`Outbox`] is one small allocation with an empty queue (and
+//! one waker, not a `Notify`). A full queue refuses the frame (the caller drops it or closes
+//! the peer), so a slow recipient can never grow the tracker's memory without limit.
+//!
+//! The outbox also carries the time its peer was last heard from, so one sweep over all
+//! connections (see `crate::idle_sweep`) replaces an idle timer per connection.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use swarm_core::ServerMsg;
-use tokio::sync::Notify;
 
 /// One frame for a peer: a protocol message (serialized by the connection task, outside the
 /// swarm lock) or a binary relay frame.
@@ -51,12 +55,23 @@ struct Queue {
     frames: VecDeque<Frame>,
     bytes: usize,
     closed: bool,
+    /// The connection task waiting for frames.
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Queue>,
-    notify: Notify,
+    /// When the peer was last heard from (the owner's clock, in ms).
+    last_seen_ms: AtomicU64,
 }
 
 /// Cloneable handle to one connection's queue.
@@ -95,8 +110,7 @@ impl Outbox {
         }
         q.bytes += cost;
         q.frames.push_back(frame);
-        drop(q);
-        self.shared.notify.notify_one();
+        q.wake();
         Ok(())
     }
 
@@ -106,36 +120,57 @@ impl Outbox {
         q.closed = true;
         q.frames = VecDeque::new();
         q.bytes = 0;
-        drop(q);
-        self.shared.notify.notify_one();
+        q.wake();
     }
 
     pub fn is_closed(&self) -> bool {
         self.queue().closed
     }
 
+    /// Records that the peer was heard from at `now_ms`.
+    pub fn touch(&self, now_ms: u64) {
+        self.shared.last_seen_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// When the peer was last heard from (0: never touched).
+    pub fn last_seen_ms(&self) -> u64 {
+        self.shared.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves up to `max` queued frames into `batch` (`Ready(true)`), or `Ready(false)` once
+    /// closed; if the queue is empty, the task is woken by the next push or close.
+    pub fn poll_pop(&self, cx: &mut Context<'_>, batch: &mut Vec<Frame>, max: usize) -> Poll<bool> {
+        let mut q = self.queue();
+        match Self::pop_locked(&mut q, batch, max) {
+            Some(open) => Poll::Ready(open),
+            None => {
+                if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    q.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
     /// Waits for frames and moves up to `max` of them into `batch`; `false` once closed.
     /// Cancel-safe: nothing is taken unless it returns.
     pub async fn pop_batch(&self, batch: &mut Vec<Frame>, max: usize) -> bool {
-        loop {
-            match self.try_pop(batch, max) {
-                Some(open) => return open,
-                None => self.shared.notify.notified().await,
-            }
-        }
+        std::future::poll_fn(|cx| self.poll_pop(cx, batch, max)).await
     }
 
     /// Moves up to `max` queued frames into `batch` without waiting: `Some(true)` if it moved
     /// some, `Some(false)` if closed, `None` if the queue is empty.
     pub fn try_pop(&self, batch: &mut Vec<Frame>, max: usize) -> Option<bool> {
-        let mut q = self.queue();
+        Self::pop_locked(&mut self.queue(), batch, max)
+    }
+
+    fn pop_locked(q: &mut Queue, batch: &mut Vec<Frame>, max: usize) -> Option<bool> {
         if q.closed {
             return Some(false);
         }
         if q.frames.is_empty() {
             return None;
         }
-        let q = &mut *q;
         let n = q.frames.len().min(max);
         for f in q.frames.drain(..n) {
             q.bytes -= f.cost();

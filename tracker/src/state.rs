@@ -163,6 +163,20 @@ impl Inner {
         }
     }
 
+    /// Closes the outbox of every peer not heard from for `timeout_ms` (their connection
+    /// tasks end); returns how many.
+    pub fn close_idle(&self, now_ms: u64, timeout_ms: u64) -> usize {
+        let mut closed = 0;
+        for (id, c) in &self.connected {
+            if now_ms.saturating_sub(c.outbox.last_seen_ms()) >= timeout_ms && !c.outbox.is_closed() {
+                tracing::info!(peer = %id, "no heartbeat: dropping peer");
+                c.outbox.close();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Whether `serial` is still the live connection of `id`.
     pub fn is_current(&self, id: &PeerId, serial: u64) -> bool {
         self.connected.get(id).is_some_and(|c| c.conn_serial == serial)

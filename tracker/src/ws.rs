@@ -14,14 +14,16 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use swarm_core::relay::RelayError;
 use swarm_core::swarm::{FileRecord, Output};
 use swarm_core::wire::{ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
 /// Read buffer per connection. tungstenite zero-fills its whole read buffer before each
 /// read, so its size is resident memory of every idle peer (the default 128 KiB would be
@@ -83,30 +85,35 @@ async fn send_now(socket: &mut WebSocket, state: &AppState, msg: ServerMsg) -> b
 }
 
 /// Sends a last error and closes the socket.
-async fn refuse(mut socket: WebSocket, state: &AppState, code: ErrorCode, message: String) {
+async fn refuse(socket: &mut WebSocket, state: &AppState, code: ErrorCode, message: String) {
     Counters::add(&state.counters.limit_refusals, 1);
-    if send_now(&mut socket, state, ServerMsg::error(None, code, message.clone())).await {
+    if send_now(socket, state, ServerMsg::error(None, code, message.clone())).await {
         let close = CloseFrame { code: 1008, reason: message.chars().take(100).collect::<String>().into() };
         let _ = timeout(state.config.send_timeout, socket.send(Message::Close(Some(close)))).await;
     }
 }
 
-async fn connection(socket: WebSocket, state: Arc<AppState>, addr: SocketAddr) {
-    Counters::add(&state.counters.ws_connections, 1);
-    let limits = &state.config.limits;
-    let Some(_slot) = state.ip_slot(addr.ip(), limits.max_conns_per_ip) else {
-        let msg = format!("too many connections from {} (at most {})", addr.ip(), limits.max_conns_per_ip);
-        return Box::pin(refuse(socket, &state, ErrorCode::LimitReached, msg)).await;
-    };
-    // The phases are boxed so that the task itself stays small: a future is as large as its
-    // largest state, and an idle peer should not carry the hello phase's state around.
-    let mut socket = socket;
-    let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state)).await else { return };
-    tracing::debug!(peer = %id, %addr, "peer joined");
-    Box::pin(Peer::new(&state, id.clone(), serial, outbox).run(&mut socket)).await;
-    state.lock().disconnect(&id, serial);
-    let _ = Box::pin(socket.close()).await;
-    tracing::debug!(peer = %id, "peer left");
+/// A connection, from upgrade to close. Not an `async fn`: its arguments would be copied
+/// into locals and the socket kept twice in the future (rust-lang/rust#62958); the block
+/// uses the captured socket in place.
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+fn connection(mut socket: WebSocket, state: Arc<AppState>, addr: SocketAddr) -> impl Future<Output = ()> {
+    async move {
+        Counters::add(&state.counters.ws_connections, 1);
+        let limits = &state.config.limits;
+        let Some(_slot) = state.ip_slot(addr.ip(), limits.max_conns_per_ip) else {
+            let msg = format!("too many connections from {} (at most {})", addr.ip(), limits.max_conns_per_ip);
+            return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg)).await;
+        };
+        // The phases are boxed so that the task itself stays small: a future is as large as
+        // its largest state, and an idle peer should not carry the hello phase's state.
+        let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state)).await else { return };
+        tracing::debug!(peer = %id, %addr, "peer joined");
+        Box::pin(Peer::new(&state, id.clone(), serial, outbox).run(&mut socket)).await;
+        state.lock().disconnect(&id, serial);
+        let _ = Box::pin(socket.close()).await;
+        tracing::debug!(peer = %id, "peer left");
+    }
 }
 
 /// Waits for a valid hello; registers the peer and answers `welcome`.
@@ -182,6 +189,15 @@ struct Peer<'a> {
     strikes: Strikes,
 }
 
+/// What woke an idle connection.
+enum Event {
+    /// Frames to write (moved into the batch), or the outbox was closed.
+    Outbox {
+        open: bool,
+    },
+    Socket(Option<Result<Message, axum::Error>>),
+}
+
 /// Whether the connection goes on.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -210,44 +226,68 @@ impl<'a> Peer<'a> {
         }
     }
 
-    /// Serves the peer until it leaves, misbehaves, or its outbox is closed (by a newer
-    /// connection of the same peer, by a full queue, or by the tracker shutting down).
-    async fn run(mut self, socket: &mut WebSocket) {
-        let mut batch = Vec::new();
-        let mut idle_deadline = Instant::now() + self.state.config.idle_timeout;
-        loop {
-            tokio::select! {
-                open = self.outbox.pop_batch(&mut batch, WRITE_BATCH) => {
-                    if !open || !self.write(socket, &mut batch).await {
-                        return;
+    /// Serves the peer until it leaves, misbehaves, goes quiet (the idle sweep closes its
+    /// outbox), or its outbox is closed (by a newer connection of the same peer, by a full
+    /// queue, or by the tracker shutting down).
+    ///
+    /// An idle peer waits here, in a future kept small on purpose: one `poll_fn` over the
+    /// outbox and the socket, no timer (see `crate::idle_sweep`), no batch buffer.
+    #[allow(clippy::manual_async_fn)] // on purpose, see below
+    fn run<'s>(mut self, socket: &'s mut WebSocket) -> impl Future<Output = ()> + use<'a, 's> {
+        // Not an `async fn`: it would keep `self` twice (see `connection`).
+        async move {
+            let mut batch = Vec::new();
+            self.outbox.touch(self.state.mono_ms());
+            loop {
+                let event = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(open) = self.outbox.poll_pop(cx, &mut batch, WRITE_BATCH) {
+                        return Poll::Ready(Event::Outbox { open });
                     }
-                    batch = Vec::new(); // an idle peer keeps no batch buffer
-                }
-                msg = socket.recv() => {
-                    idle_deadline = Instant::now() + self.state.config.idle_timeout;
-                    let incoming = classify(msg, self.state);
-                    if let Incoming::Relay(frame) = &incoming {
-                        // Backpressure, not loss: a relay frame over the byte rate waits for
-                        // its budget (the sender's socket is not read meanwhile).
-                        let now = self.state.mono_ms();
-                        if let Some(wait) = self.relay.wait_ms(frame.len() as f64, now).filter(|w| *w > 0) {
-                            tokio::time::sleep(std::time::Duration::from_millis(wait.min(MAX_RELAY_WAIT_MS))).await;
+                    socket.poll_next_unpin(cx).map(Event::Socket)
+                })
+                .await;
+                let msg = match event {
+                    Event::Socket(msg) => msg,
+                    Event::Outbox { open } => {
+                        if !open || !Box::pin(self.write(socket, &mut batch)).await {
+                            return;
                         }
+                        batch = Vec::new(); // an idle peer keeps no batch buffer
+                        continue;
                     }
-                    if self.on_incoming(incoming) == Flow::Stop {
-                        // Deliver what is queued (e.g. the error that says why), then go.
-                        if self.outbox.try_pop(&mut batch, WRITE_BATCH) == Some(true) {
-                            self.write(socket, &mut batch).await;
-                        }
-                        return;
-                    }
-                }
-                _ = sleep_until(idle_deadline) => {
-                    tracing::info!(peer = %self.id, "no heartbeat: dropping peer");
+                };
+                if Box::pin(self.on_socket(msg, socket, &mut batch)).await == Flow::Stop {
                     return;
                 }
             }
         }
+    }
+
+    /// Handles what came from the socket.
+    async fn on_socket(
+        &mut self,
+        msg: Option<Result<Message, axum::Error>>,
+        socket: &mut WebSocket,
+        batch: &mut Vec<Frame>,
+    ) -> Flow {
+        self.outbox.touch(self.state.mono_ms());
+        let incoming = classify(msg, self.state);
+        if let Incoming::Relay(frame) = &incoming {
+            // Backpressure, not loss: a relay frame over the byte rate waits for its budget
+            // (the sender's socket is not read meanwhile).
+            let now = self.state.mono_ms();
+            if let Some(wait) = self.relay.wait_ms(frame.len() as f64, now).filter(|w| *w > 0) {
+                tokio::time::sleep(std::time::Duration::from_millis(wait.min(MAX_RELAY_WAIT_MS))).await;
+            }
+        }
+        if self.on_incoming(incoming) == Flow::Stop {
+            // Deliver what is queued (e.g. the error that says why), then go.
+            if self.outbox.try_pop(batch, WRITE_BATCH) == Some(true) {
+                self.write(socket, batch).await;
+            }
+            return Flow::Stop;
+        }
+        Flow::Go
     }
 
     /// Writes a batch of frames with one flush; `false` if the peer is gone or too slow.
