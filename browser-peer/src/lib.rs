@@ -6,6 +6,7 @@
 //! - [`tracker`]: the self-healing websocket to the tracker.
 //! - [`rtc`]: one `RTCPeerConnection` + data channel, offerer or answerer, flow-controlled.
 //! - [`transfer`]: the sans-IO download scheduler and the serving side of the chunk protocol.
+//! - [`js_chunk`]: the receive path that keeps chunk bytes in JS memory and hashes with WebCrypto.
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
 //! - [`idb`]: a thin async layer over IndexedDB (web-sys).
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
@@ -32,6 +33,7 @@
 pub mod app;
 pub mod hooks;
 pub mod idb;
+pub mod js_chunk;
 pub mod node;
 pub mod rtc;
 pub mod state;

@@ -53,14 +53,14 @@ pub enum Role {
 }
 
 /// What a connection reports to its driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RtcEvent {
     /// Relay this to the remote peer through the tracker.
     Signal(Signal),
     /// The data channel is open: messages may flow.
     Open,
-    /// A binary message arrived.
-    Message(Vec<u8>),
+    /// A binary message arrived (left in JS memory: see `crate::js_chunk`).
+    Message(Uint8Array),
     /// The connection is over (reported once).
     Closed(String),
 }
@@ -313,9 +313,9 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
         let Some(inner) = weak.upgrade() else { return };
         let ev: MessageEvent = ev.unchecked_into();
         if let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() {
-            let bytes = Uint8Array::new(&buf).to_vec();
+            let bytes = Uint8Array::new(&buf);
             let c = &inner.counters.received;
-            c.set(c.get() + bytes.len() as u64);
+            c.set(c.get() + bytes.length() as u64);
             inner.emit(RtcEvent::Message(bytes));
         }
     });

@@ -4,9 +4,12 @@
 //! which chunk to request from which peer, and what to do with every answer. It never touches a
 //! socket: inputs are "peer ready", "peer gone" and "message from peer", outputs are [`Step`]s
 //! the driver (`node.rs`) carries out. Chunks are spread over the peers that hold them (rarest
-//! first, at most [`PIPELINE`] requests outstanding per peer), reassembled and verified with
-//! [`ChunkAssembler`]; a bad or missing chunk is retried, preferring another holder, and a
-//! peer that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
+//! first, at most [`PIPELINE`] requests outstanding per peer) and reassembled in a [`ChunkBuf`]
+//! (in the page: JS memory, so payloads never cross into wasm). A whole chunk goes out as
+//! [`Step::Verify`]; the driver hashes it (WebCrypto in the page, off the main thread) and
+//! reports back through [`Download::verified`]. A bad or missing chunk is retried, preferring
+//! another holder, and a peer that stops answering is dropped after [`STALL_MS`] (time comes
+//! in through `tick`).
 //!
 //! Endgame: once every missing chunk is requested, a ready peer with room in its pipeline asks
 //! for a chunk already in flight at another peer (at most [`ENDGAME_COPIES`] askers per chunk);
@@ -18,7 +21,7 @@
 
 use crate::store::ChunkStore;
 use std::collections::HashMap;
-use swarm_core::chunk_proto::{frames, ChunkAssembler, PeerMsg, ProtoError, DATA_HEADER};
+use swarm_core::chunk_proto::{frames, PeerMsg, ProtoError, DATA_HEADER};
 use swarm_core::content::ContentError;
 use swarm_core::{ChunkId, FileId, Manifest, PeerId};
 use thiserror::Error;
@@ -62,17 +65,64 @@ pub enum TransferError {
     TooManyFailures { index: usize, attempts: u32 },
 }
 
+/// Where one chunk's frames are put back together.
+pub trait ChunkBuf: Sized {
+    /// One frame's payload.
+    type Part;
+    /// A buffer for a chunk of `len` bytes.
+    fn with_len(len: usize) -> Self;
+    /// Bytes in one payload.
+    fn part_len(part: &Self::Part) -> usize;
+    /// Copies `part` in at `offset` (the download has checked that it fits).
+    fn write(&mut self, offset: usize, part: &Self::Part);
+}
+
+/// Chunks in the wasm heap (tests, and anywhere bytes are at hand anyway).
+impl ChunkBuf for Vec<u8> {
+    type Part = Vec<u8>;
+    fn with_len(len: usize) -> Self {
+        vec![0; len]
+    }
+    fn part_len(part: &Vec<u8>) -> usize {
+        part.len()
+    }
+    fn write(&mut self, offset: usize, part: &Vec<u8>) {
+        self[offset..offset + part.len()].copy_from_slice(part);
+    }
+}
+
+/// A holder's answer to a request, its payload left wherever it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<P> {
+    Data { req: u32, offset: u32, total: u32, part: P },
+    Missing { req: u32 },
+}
+
+impl Answer<Vec<u8>> {
+    /// The answer a decoded message carries (`None` for a request).
+    pub fn from_msg(msg: PeerMsg) -> Option<Self> {
+        match msg {
+            PeerMsg::Data { req, offset, total, bytes } => Some(Answer::Data { req, offset, total, part: bytes }),
+            PeerMsg::Missing { req } => Some(Answer::Missing { req }),
+            PeerMsg::Request { .. } => None,
+        }
+    }
+}
+
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum Step<B = Vec<u8>> {
     /// Open a connection to peer `slot` (an index into the `Located` peer list).
     Connect { slot: usize },
     /// Close the connection to `slot`: it stalled (its requests went elsewhere).
     Disconnect { slot: usize },
     /// Send this binary message to peer `slot`.
     Send { slot: usize, bytes: Vec<u8> },
+    /// Chunk `index` arrived whole from `slot`: check that its SHA-256 is `chunk`, then call
+    /// [`Download::verified`] (with these bytes back).
+    Verify { slot: usize, index: usize, chunk: ChunkId, bytes: B },
     /// A verified chunk: store it and announce it.
-    Stored { index: usize, chunk: ChunkId, bytes: Vec<u8> },
+    Stored { index: usize, chunk: ChunkId, bytes: B },
     /// A peer sent something wrong; the chunk will be retried (for logs).
     Rejected { slot: usize, index: usize, reason: String },
     /// The bytes `slot` sent did not hash to `chunk`: tell the tracker (`bad_source`).
@@ -93,21 +143,31 @@ enum SlotState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    Needed { attempts: u32, avoid: Option<usize> },
+    Needed {
+        attempts: u32,
+        avoid: Option<usize>,
+    },
     InFlight,
+    /// Whole, its hash being checked; `slot` delivered it.
+    Verifying {
+        attempts: u32,
+        slot: usize,
+    },
     Done,
 }
 
 #[derive(Debug)]
-struct Pending {
+struct Pending<B> {
     index: usize,
     attempts: u32,
-    asm: ChunkAssembler,
+    /// Allocated with the first frame.
+    buf: Option<B>,
+    received: usize,
 }
 
-/// One file being fetched from the swarm.
+/// One file being fetched from the swarm; `B` is where chunks are reassembled.
 #[derive(Debug)]
-pub struct Download {
+pub struct Download<B: ChunkBuf = Vec<u8>> {
     file: FileId,
     manifest: Manifest,
     peers: Vec<PeerId>,
@@ -118,7 +178,7 @@ pub struct Download {
     state: Vec<ChunkState>,
     /// Chunk indices, rarest first.
     order: Vec<usize>,
-    pending: HashMap<(usize, u32), Pending>,
+    pending: HashMap<(usize, u32), Pending<B>>,
     next_req: u32,
     done: usize,
     bytes_done: u64,
@@ -135,7 +195,7 @@ pub struct Download {
     endgame: bool,
 }
 
-impl Download {
+impl<B: ChunkBuf> Download<B> {
     /// Checks the tracker's answer (never trusted) and prepares the download. `have` says which
     /// chunks this peer already stores; `me` is left out of the peers to connect to.
     pub fn new(
@@ -229,6 +289,7 @@ impl Download {
         let mut cells: Vec<CellState> = (0..self.total())
             .map(|i| match self.state[i] {
                 ChunkState::Done => CellState::Done(self.source[i]),
+                ChunkState::Verifying { slot, .. } => CellState::InFlight(slot),
                 _ => CellState::Needed,
             })
             .collect();
@@ -280,7 +341,7 @@ impl Download {
 
     /// First steps: connect to up to [`MAX_PEERS`] holders, chosen so that together they hold
     /// as many needed chunks as possible, then the ones holding the most.
-    pub fn start(&mut self) -> Vec<Step> {
+    pub fn start(&mut self) -> Vec<Step<B>> {
         let needed: Vec<usize> = (0..self.total()).filter(|&i| self.is_needed(i)).collect();
         let mut chosen: Vec<usize> = Vec::new();
         let mut uncovered = needed.clone();
@@ -313,7 +374,7 @@ impl Download {
                 }
             }
         }
-        let mut steps: Vec<Step> = chosen
+        let mut steps: Vec<Step<B>> = chosen
             .into_iter()
             .map(|slot| {
                 self.slots[slot] = SlotState::Connecting;
@@ -325,7 +386,7 @@ impl Download {
     }
 
     /// The data channel to `slot` is open.
-    pub fn peer_ready(&mut self, slot: usize) -> Vec<Step> {
+    pub fn peer_ready(&mut self, slot: usize) -> Vec<Step<B>> {
         if slot < self.slots.len() && self.slots[slot] != SlotState::Gone {
             self.slots[slot] = SlotState::Ready;
         }
@@ -333,7 +394,7 @@ impl Download {
     }
 
     /// The connection to `slot` failed or closed: its requests go elsewhere.
-    pub fn peer_gone(&mut self, slot: usize) -> Vec<Step> {
+    pub fn peer_gone(&mut self, slot: usize) -> Vec<Step<B>> {
         if slot >= self.slots.len() {
             return Vec::new();
         }
@@ -348,7 +409,7 @@ impl Download {
     }
 
     /// The driver's clock (ms), called about once a second: drops peers that stalled.
-    pub fn tick(&mut self, now: f64) -> Vec<Step> {
+    pub fn tick(&mut self, now: f64) -> Vec<Step<B>> {
         self.clock = now;
         let mut steps = Vec::new();
         for slot in 0..self.slots.len() {
@@ -363,8 +424,8 @@ impl Download {
         steps
     }
 
-    /// A binary message from `slot` (a `Data` or `Missing` answer).
-    pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
+    /// An answer from `slot` to one of its requests.
+    pub fn on_answer(&mut self, slot: usize, answer: Answer<B::Part>) -> Vec<Step<B>> {
         let mut steps = Vec::new();
         if self.finished {
             return steps; // late answers (e.g. the slower copy of an endgame request)
@@ -372,40 +433,44 @@ impl Download {
         if slot < self.last_heard.len() {
             self.last_heard[slot] = self.clock;
         }
-        match msg {
-            PeerMsg::Data { req, offset, total, bytes } => {
+        match answer {
+            Answer::Data { req, offset, total, part } => {
                 let Some(p) = self.pending.get_mut(&(slot, req)) else {
                     return steps; // the rest of a refused answer, or a stray frame
                 };
-                match p.asm.push(offset, total, &bytes) {
-                    Ok(None) => return steps,
-                    Ok(Some(chunk_bytes)) => {
-                        let p = self.pending.remove(&(slot, req)).expect("present");
-                        self.outstanding[slot] -= 1;
-                        if self.state[p.index] != ChunkState::Done {
-                            self.delivered[slot] += chunk_bytes.len() as u64;
-                            self.source[p.index] = Some(slot);
-                            steps.extend(self.store(p.index, chunk_bytes));
-                        } // else: the slower copy of an endgame duplicate
+                let expected = self.manifest.chunk_len(p.index) as usize;
+                let len = B::part_len(&part);
+                let error = if total as usize != expected {
+                    Some(ProtoError::SizeChanged)
+                } else if offset as usize != p.received {
+                    Some(ProtoError::OutOfOrder { expected: p.received as u32, got: offset })
+                } else if p.received + len > expected {
+                    Some(ProtoError::Overrun)
+                } else {
+                    p.buf.get_or_insert_with(|| B::with_len(expected)).write(p.received, &part);
+                    p.received += len;
+                    None
+                };
+                if let Some(e) = error {
+                    let p = self.pending.remove(&(slot, req)).expect("present");
+                    self.outstanding[slot] -= 1;
+                    steps.push(Step::Rejected { slot, index: p.index, reason: e.to_string() });
+                    if !self.retry(p.index, p.attempts + 1, slot, &mut steps) {
+                        return steps;
                     }
-                    Err(e) => {
-                        let p = self.pending.remove(&(slot, req)).expect("present");
-                        self.outstanding[slot] -= 1;
-                        if matches!(e, ProtoError::BadChunk(_)) {
-                            let chunk = self.manifest.chunks[p.index];
-                            steps.push(Step::BadSource { slot, chunk });
-                        }
-                        steps.push(Step::Rejected { slot, index: p.index, reason: e.to_string() });
-                        let attempts = p.attempts + 1;
-                        if attempts >= MAX_ATTEMPTS {
-                            steps.push(self.fail(TransferError::TooManyFailures { index: p.index, attempts }));
-                            return steps;
-                        }
-                        self.requeue(p.index, attempts, Some(slot));
-                    }
+                } else if p.received == expected {
+                    let p = self.pending.remove(&(slot, req)).expect("present");
+                    self.outstanding[slot] -= 1;
+                    if self.state[p.index] == ChunkState::InFlight {
+                        self.state[p.index] = ChunkState::Verifying { attempts: p.attempts, slot };
+                        let bytes = p.buf.unwrap_or_else(|| B::with_len(0));
+                        steps.push(Step::Verify { slot, index: p.index, chunk: self.manifest.chunks[p.index], bytes });
+                    } // else: the slower copy of an endgame duplicate
+                } else {
+                    return steps;
                 }
             }
-            PeerMsg::Missing { req } => {
+            Answer::Missing { req } => {
                 if let Some(p) = self.pending.remove(&(slot, req)) {
                     self.outstanding[slot] -= 1;
                     self.holders[p.index].retain(|&s| s != slot);
@@ -413,30 +478,70 @@ impl Download {
                     self.requeue(p.index, p.attempts, Some(slot));
                 }
             }
-            PeerMsg::Request { .. } => {} // served by the driver, not part of a download
         }
         steps.extend(self.schedule());
         steps
+    }
+
+    /// The driver hashed chunk `index` (see [`Step::Verify`]): `actual` is the SHA-256 of
+    /// `bytes`. Stored if it is the manifest's, retried elsewhere if not.
+    pub fn verified(&mut self, slot: usize, index: usize, bytes: B, actual: ChunkId) -> Vec<Step<B>> {
+        let mut steps = Vec::new();
+        let Some(&ChunkState::Verifying { attempts, slot: from }) = self.state.get(index) else {
+            return steps;
+        };
+        if self.finished || from != slot {
+            return steps;
+        }
+        let expected = self.manifest.chunks[index];
+        if actual == expected {
+            self.delivered[slot] += self.manifest.chunk_len(index) as u64;
+            self.source[index] = Some(slot);
+            steps.extend(self.store(index, bytes));
+            steps.extend(self.schedule());
+            return steps;
+        }
+        steps.push(Step::BadSource { slot, chunk: expected });
+        let reason = ContentError::HashMismatch { expected, actual }.to_string();
+        steps.push(Step::Rejected { slot, index, reason });
+        self.state[index] = ChunkState::InFlight;
+        if self.retry(index, attempts + 1, slot, &mut steps) {
+            steps.extend(self.schedule());
+        }
+        steps
+    }
+
+    /// Chunk `index` failed at `slot`: asks again elsewhere, or fails the download after
+    /// [`MAX_ATTEMPTS`]. Returns whether the download goes on.
+    fn retry(&mut self, index: usize, attempts: u32, slot: usize, steps: &mut Vec<Step<B>>) -> bool {
+        if attempts >= MAX_ATTEMPTS {
+            steps.push(self.fail(TransferError::TooManyFailures { index, attempts }));
+            return false;
+        }
+        self.requeue(index, attempts, Some(slot));
+        true
     }
 
     fn is_needed(&self, index: usize) -> bool {
         matches!(self.state[index], ChunkState::Needed { .. })
     }
 
+    /// A request for chunk `index` is over without bytes: unless another copy is on its way,
+    /// the chunk is needed again.
     fn requeue(&mut self, index: usize, attempts: u32, avoid: Option<usize>) {
         let still_asked = self.pending.values().any(|p| p.index == index);
-        if self.state[index] != ChunkState::Done && !still_asked {
+        if self.state[index] == ChunkState::InFlight && !still_asked {
             self.state[index] = ChunkState::Needed { attempts, avoid };
         }
     }
 
-    fn fail(&mut self, e: TransferError) -> Step {
+    fn fail(&mut self, e: TransferError) -> Step<B> {
         self.finished = true;
         Step::Failed(e)
     }
 
     /// Marks every chunk with this id done (a file may repeat a chunk).
-    fn store(&mut self, index: usize, bytes: Vec<u8>) -> Vec<Step> {
+    fn store(&mut self, index: usize, bytes: B) -> Vec<Step<B>> {
         let id = self.manifest.chunks[index];
         let mut steps = Vec::new();
         for i in 0..self.total() {
@@ -457,7 +562,7 @@ impl Download {
 
     /// Sends requests wherever a ready holder has room; asks for new connections when a
     /// needed chunk has no live holder left.
-    fn schedule(&mut self) -> Vec<Step> {
+    fn schedule(&mut self) -> Vec<Step<B>> {
         let mut steps = Vec::new();
         if self.finished {
             return steps;
@@ -468,6 +573,11 @@ impl Download {
             return steps;
         }
         let mut in_flight_ids: Vec<ChunkId> = self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
+        in_flight_ids.extend(
+            (0..self.total())
+                .filter(|&i| matches!(self.state[i], ChunkState::Verifying { .. }))
+                .map(|i| self.manifest.chunks[i]),
+        );
         for k in 0..self.order.len() {
             let index = self.order[k];
             let ChunkState::Needed { attempts, avoid } = self.state[index] else {
@@ -510,12 +620,11 @@ impl Download {
     }
 
     /// Asks `slot` for chunk `index` (a new request number, a fresh assembler).
-    fn request(&mut self, slot: usize, index: usize, attempts: u32, steps: &mut Vec<Step>) {
+    fn request(&mut self, slot: usize, index: usize, attempts: u32, steps: &mut Vec<Step<B>>) {
         let id = self.manifest.chunks[index];
         let req = self.next_req;
         self.next_req = self.next_req.wrapping_add(1).max(1);
-        let asm = ChunkAssembler::new(id, self.manifest.chunk_len(index));
-        self.pending.insert((slot, req), Pending { index, attempts, asm });
+        self.pending.insert((slot, req), Pending { index, attempts, buf: None, received: 0 });
         if self.outstanding[slot] == 0 {
             self.last_heard[slot] = self.clock;
         }
@@ -525,11 +634,11 @@ impl Download {
 
     /// Nothing is left unrequested: idle room in ready holders' pipelines duplicates requests
     /// still in flight elsewhere, oldest first, so one slow peer cannot hold back the end.
-    fn endgame_requests(&mut self, steps: &mut Vec<Step>) {
+    fn endgame_requests(&mut self, steps: &mut Vec<Step<B>>) {
         let mut inflight: Vec<(u32, usize)> = self.pending.iter().map(|((_, req), p)| (*req, p.index)).collect();
         inflight.sort_unstable();
         for (_, index) in inflight {
-            if self.state[index] == ChunkState::Done {
+            if self.state[index] != ChunkState::InFlight {
                 continue;
             }
             let asked: Vec<usize> =
@@ -546,6 +655,13 @@ impl Download {
             let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
             self.request(slot, index, attempts, steps);
         }
+    }
+}
+
+impl Download<Vec<u8>> {
+    /// A decoded message from `slot` (tests and the relay's byte path).
+    pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
+        Answer::from_msg(msg).map(|a| self.on_answer(slot, a)).unwrap_or_default()
     }
 }
 

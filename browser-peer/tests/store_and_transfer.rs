@@ -83,6 +83,7 @@ async fn indexeddb_store_keeps_chunks_across_a_reopen() {
     assert!(s.remove(&gone));
     s.flushed().await;
     assert_eq!(s.pending_bytes(), 0);
+    assert!(s.writes_off_thread(), "the batches were committed by the store worker");
     let (len, bytes, ids) = (s.len(), s.bytes(), s.ids());
     s.close();
 
@@ -108,6 +109,19 @@ fn serve(h: &Holder, req: u32, chunk: &ChunkId) -> Vec<Vec<u8>> {
     serve_frames(req, h.get(chunk).map(|v| &v[..]))
 }
 
+/// Feeds one frame from `slot` and checks every chunk it completes, as the page's driver does.
+fn feed(dl: &mut Download, slot: usize, frame: &[u8]) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut todo: VecDeque<Step> = dl.on_message(slot, PeerMsg::decode(frame).unwrap()).into();
+    while let Some(step) = todo.pop_front() {
+        if let Step::Verify { slot, index, bytes, .. } = &step {
+            todo.extend(dl.verified(*slot, *index, bytes.clone(), ChunkId::of(bytes)));
+        }
+        out.push(step);
+    }
+    out
+}
+
 /// Runs a download against simulated holders until it completes or fails.
 /// `corrupt[slot]`: that holder flips a byte in every chunk it serves.
 fn run(dl: &mut Download, holders: &[Holder], corrupt: &[bool], local: &mut Holder) -> (Vec<Step>, bool) {
@@ -128,6 +142,9 @@ fn run(dl: &mut Download, holders: &[Holder], corrupt: &[bool], local: &mut Hold
                 for f in frames {
                     queue.extend(dl.on_message(*slot, PeerMsg::decode(&f).unwrap()));
                 }
+            }
+            Step::Verify { slot, index, chunk: _, bytes } => {
+                queue.extend(dl.verified(*slot, *index, bytes.clone(), ChunkId::of(bytes)));
             }
             Step::Stored { chunk, bytes, .. } => {
                 chunk.verify(bytes).expect("only verified chunks come out");
@@ -169,10 +186,11 @@ fn download_survives_a_liar_and_a_missing_chunk() {
 fn a_manifest_for_another_file_is_refused() {
     let (manifest, _) = manifest_and_chunks(&data(3000, 1), 1024);
     let other = FileId([9; 32]);
-    let err = Download::new(other, manifest.clone(), vec![], vec![vec![]; 3], None, |_| false).unwrap_err();
+    let err = Download::<Vec<u8>>::new(other, manifest.clone(), vec![], vec![vec![]; 3], None, |_| false).unwrap_err();
     assert!(matches!(err, TransferError::WrongManifest { .. }));
     // A chunk nobody holds fails the download instead of hanging.
-    let mut dl = Download::new(manifest.file_id(), manifest, vec![], vec![vec![]; 3], None, |_| false).unwrap();
+    let mut dl: Download =
+        Download::new(manifest.file_id(), manifest, vec![], vec![vec![]; 3], None, |_| false).unwrap();
     assert!(dl.start().iter().any(|s| matches!(s, Step::Failed(TransferError::Unavailable { .. }))));
 }
 
@@ -198,7 +216,7 @@ fn a_silent_peer_is_dropped_and_its_chunks_go_elsewhere() {
             assert_eq!(slot, 1, "retried at the other holder");
             let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else { panic!() };
             for f in serve(&good, req, &chunk) {
-                let out = dl.on_message(1, PeerMsg::decode(&f).unwrap());
+                let out = feed(&mut dl, 1, &f);
                 complete |= out.contains(&Step::Complete);
             }
         }
@@ -228,7 +246,7 @@ fn endgame_asks_a_second_peer_for_the_last_chunks() {
         let Step::Send { slot: 1, bytes } = step else { panic!("{step:?}") };
         let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else { panic!() };
         for f in serve(&good, req, &chunk) {
-            complete |= dl.on_message(1, PeerMsg::decode(&f).unwrap()).contains(&Step::Complete);
+            complete |= feed(&mut dl, 1, &f).contains(&Step::Complete);
         }
     }
     assert!(complete);
@@ -236,4 +254,33 @@ fn endgame_asks_a_second_peer_for_the_last_chunks() {
     assert_eq!(dl.delivered(), &[0, 3000]);
     // The slow copies arriving late are ignored.
     assert!(dl.on_message(0, PeerMsg::Missing { req: 1 }).is_empty());
+}
+
+#[wasm_bindgen_test]
+async fn js_chunks_reassemble_and_hash_like_the_wasm_path() {
+    use browser_peer::js_chunk::{sha256, split_answer, JsChunk};
+    use browser_peer::transfer::{Answer, ChunkBuf};
+    use js_sys::Uint8Array;
+    let chunk = data(200_000, 9);
+    let id = ChunkId::of(&chunk);
+    // Frames read in place: header parsed, payload a view, copied into one JS buffer.
+    let mut buf = JsChunk::with_len(chunk.len());
+    for f in serve_frames(7, Some(&chunk)) {
+        let Ok(Some(Answer::Data { req: 7, offset, total, part })) = split_answer(&Uint8Array::from(&f[..])) else {
+            panic!("a data frame")
+        };
+        assert_eq!(total as usize, chunk.len());
+        buf.write(offset as usize, &part);
+    }
+    assert_eq!(buf.0.to_vec(), chunk);
+    assert_eq!(sha256(&buf.0).await, id, "WebCrypto agrees with swarm-core's SHA-256");
+    assert_ne!(sha256(&Uint8Array::from(&chunk[1..])).await, id);
+    // Other messages, and garbage, are read too.
+    let missing = PeerMsg::Missing { req: 3 }.encode();
+    assert!(matches!(split_answer(&Uint8Array::from(&missing[..])), Ok(Some(Answer::Missing { req: 3 }))));
+    let request = PeerMsg::Request { req: 1, chunk: id }.encode();
+    assert!(matches!(split_answer(&Uint8Array::from(&request[..])), Ok(None)));
+    assert!(split_answer(&Uint8Array::from(&[2u8, 0, 0][..])).is_err(), "a truncated data frame");
+    assert!(split_answer(&Uint8Array::from(&[][..])).is_err(), "an empty message");
+    assert!(split_answer(&Uint8Array::from(&[9u8, 0, 0, 0, 1][..])).is_err(), "an unknown type");
 }

@@ -312,6 +312,53 @@ fn heap_sampler(
     (stop, h)
 }
 
+/// Prints the functions with the most self time in a CDP CPU profile (`PP_BENCH_PROFILE`),
+/// each with its heaviest call path.
+fn print_profile(profile: &serde_json::Value) {
+    use std::collections::HashMap;
+    let nodes: Vec<&serde_json::Value> = profile["nodes"].as_array().into_iter().flatten().collect();
+    let name_of = |node: &serde_json::Value| {
+        let f = &node["callFrame"];
+        let file = f["url"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+        match f["functionName"].as_str().unwrap_or("") {
+            "" if !file.is_empty() => format!("(anonymous) {file}:{}:{}", f["lineNumber"], f["columnNumber"]),
+            n => {
+                let n = n.split("::h").next().unwrap_or(n);
+                format!("{} {file}", n.chars().take(90).collect::<String>())
+            }
+        }
+    };
+    let mut parent: HashMap<u64, u64> = HashMap::new();
+    let by_id: HashMap<u64, &serde_json::Value> = nodes.iter().map(|n| (n["id"].as_u64().unwrap_or(0), *n)).collect();
+    for n in &nodes {
+        for c in n["children"].as_array().into_iter().flatten() {
+            parent.insert(c.as_u64().unwrap_or(0), n["id"].as_u64().unwrap_or(0));
+        }
+    }
+    let mut by_fn: HashMap<String, (u64, HashMap<String, u64>)> = HashMap::new();
+    let mut total = 0;
+    for n in &nodes {
+        let hits = n["hitCount"].as_u64().unwrap_or(0);
+        total += hits;
+        let mut path = Vec::new();
+        let mut id = n["id"].as_u64().unwrap_or(0);
+        while let (Some(p), true) = (parent.get(&id), path.len() < 4) {
+            id = *p;
+            path.push(by_id.get(&id).map(|x| name_of(x)).unwrap_or_default());
+        }
+        let e = by_fn.entry(name_of(n)).or_default();
+        e.0 += hits;
+        *e.1.entry(path.join(" < ")).or_default() += hits;
+    }
+    let mut v: Vec<_> = by_fn.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1 .0));
+    println!("--- renderer CPU profile: {total} samples ---");
+    for (name, (hits, paths)) in v.into_iter().take(25) {
+        let top = paths.into_iter().max_by_key(|p| p.1).map(|p| p.0).unwrap_or_default();
+        println!("{:5.1}%  {name}\n          < {top}", hits as f64 * 100.0 / total.max(1) as f64);
+    }
+}
+
 fn mb_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
 }
@@ -351,8 +398,14 @@ async fn bench_browser_peer() -> anyhow::Result<()> {
     let tm = fantoccini::wd::TimeoutConfiguration::new(Some(Duration::from_secs(600)), None, None);
     raw_browser.client.update_timeouts(tm.clone()).await?;
     raw_browser.client.goto(&format!("{}/api/stats", tracker.http_url())).await?;
+    let profile = std::env::var_os("PP_BENCH_PROFILE").is_some();
+    let raw_session = raw_browser.client.session_id().await?.unwrap_or_default();
     let mut raw = Vec::new();
-    for n in &natives[..2] {
+    for (i, n) in natives[..2].iter().enumerate() {
+        if profile && i == 1 {
+            e2e::cdp(raw_browser.driver_port, &raw_session, "Profiler.enable", serde_json::json!({}))?;
+            e2e::cdp(raw_browser.driver_port, &raw_session, "Profiler.start", serde_json::json!({}))?;
+        }
         let v = raw_browser
             .client
             .execute_async(
@@ -369,6 +422,11 @@ async fn bench_browser_peer() -> anyhow::Result<()> {
         anyhow::ensure!(!s.starts_with("ERROR"), "raw channel: {s}");
         let r: serde_json::Value = serde_json::from_str(&s)?;
         raw.push(mb_s(r["bytes"].as_u64().unwrap(), r["secs"].as_f64().unwrap()));
+        if profile && i == 1 {
+            let p = e2e::cdp(raw_browser.driver_port, &raw_session, "Profiler.stop", serde_json::json!({}))?;
+            println!("(raw channel)");
+            print_profile(&p["profile"]);
+        }
     }
     drop(raw_browser);
     let raw_rate = raw.iter().sum::<f64>() / raw.len() as f64;
@@ -380,10 +438,18 @@ async fn bench_browser_peer() -> anyhow::Result<()> {
     let (stop, sampler) = heap_sampler(&app, session.clone());
     let c = &app.client;
     c.find(Locator::Css("#download-id")).await?.send_keys(&ids[0]).await?;
+    if profile {
+        e2e::cdp(app.driver_port, &session, "Profiler.enable", serde_json::json!({}))?;
+        e2e::cdp(app.driver_port, &session, "Profiler.start", serde_json::json!({}))?;
+    }
     let t0 = Instant::now();
     c.find(Locator::Css("#download-button")).await?.click().await?;
     app.wait_text("#download-status", Duration::from_secs(600), |t| t.contains("done")).await?;
     let app_secs = t0.elapsed().as_secs_f64();
+    if profile {
+        let p = e2e::cdp(app.driver_port, &session, "Profiler.stop", serde_json::json!({}))?;
+        print_profile(&p["profile"]);
+    }
     let app_rate = mb_s(size as u64, app_secs);
     let app_transfer_rate: f64 =
         app.wait_attr("#download-rate", "data-rate", Duration::from_secs(5)).await?.parse::<f64>()? / 1e6;

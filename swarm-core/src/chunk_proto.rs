@@ -86,11 +86,7 @@ impl PeerMsg {
                 Ok(PeerMsg::Request { req, chunk: ChunkId(id) })
             }
             2 => {
-                let offset = u32_at(b, 5)?;
-                let total = u32_at(b, 9)?;
-                if total > MAX_CHUNK_SIZE {
-                    return Err(ProtoError::TooLarge(total));
-                }
+                let DataHeader { req, offset, total } = DataHeader::parse(b)?;
                 Ok(PeerMsg::Data { req, offset, total, bytes: b[DATA_HEADER..].to_vec() })
             }
             3 => {
@@ -101,6 +97,31 @@ impl PeerMsg {
             }
             t => Err(ProtoError::UnknownType(t)),
         }
+    }
+}
+
+/// The header of a data frame, read on its own so a receiver can leave the payload where it
+/// arrived (the browser keeps it in JS memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataHeader {
+    pub req: u32,
+    pub offset: u32,
+    pub total: u32,
+}
+
+impl DataHeader {
+    /// Reads the header from the first [`DATA_HEADER`] bytes of a data frame.
+    pub fn parse(b: &[u8]) -> Result<Self, ProtoError> {
+        match b.first() {
+            None => return Err(ProtoError::Empty),
+            Some(2) => {}
+            Some(&t) => return Err(ProtoError::UnknownType(t)),
+        }
+        let (req, offset, total) = (u32_at(b, 1)?, u32_at(b, 5)?, u32_at(b, 9)?);
+        if total > MAX_CHUNK_SIZE {
+            return Err(ProtoError::TooLarge(total));
+        }
+        Ok(Self { req, offset, total })
     }
 }
 
@@ -193,6 +214,18 @@ mod tests {
         #[test]
         fn peer_messages_round_trip(m in msg()) {
             prop_assert_eq!(PeerMsg::decode(&m.encode()).unwrap(), m);
+        }
+
+        #[test]
+        fn data_header_reads_what_decode_reads(m in msg()) {
+            let b = m.encode();
+            match (PeerMsg::decode(&b).unwrap(), DataHeader::parse(&b[..b.len().min(DATA_HEADER)])) {
+                (PeerMsg::Data { req, offset, total, .. }, Ok(h)) => {
+                    prop_assert_eq!(h, DataHeader { req, offset, total });
+                }
+                (PeerMsg::Data { .. }, Err(e)) => prop_assert!(false, "header refused: {e}"),
+                (_, h) => prop_assert!(h.is_err(), "not a data frame: {h:?}"),
+            }
         }
 
         #[test]

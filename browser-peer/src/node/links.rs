@@ -154,29 +154,30 @@ impl Node {
     }
 
     /// An answer on one of this tab's links: back to the run that asked.
-    pub(super) fn on_out_message(&self, st: &mut State, peer: &PeerId, bytes: &[u8]) {
-        let msg = match PeerMsg::decode(bytes) {
-            Ok(m) => m,
+    pub(super) fn on_out_message(&self, st: &mut State, peer: &PeerId, bytes: &Uint8Array) {
+        let answer = match split_answer(bytes) {
+            Ok(Some(a)) => a,
+            Ok(None) => return, // links only fetch
             Err(e) => {
                 gloo::console::warn!(format!("bad message from {}: {e}", peer.short()));
                 return;
             }
         };
-        let (w, last) = match &msg {
-            PeerMsg::Data { req, offset, total, bytes } => (*req, *offset as usize + bytes.len() >= *total as usize),
-            PeerMsg::Missing { req } => (*req, true),
-            PeerMsg::Request { .. } => return, // links only fetch
+        let (w, last) = match &answer {
+            Answer::Data { req, offset, total, part } => {
+                (*req, *offset as usize + part.length() as usize >= *total as usize)
+            }
+            Answer::Missing { req } => (*req, true),
         };
         let Some(wr) = (if last { st.wire.remove(&w) } else { st.wire.get(&w).copied() }) else {
             return;
         };
-        let msg = match msg {
-            PeerMsg::Data { offset, total, bytes, .. } => PeerMsg::Data { req: wr.req, offset, total, bytes },
-            PeerMsg::Missing { .. } => PeerMsg::Missing { req: wr.req },
-            m => m,
+        let answer = match answer {
+            Answer::Data { offset, total, part, .. } => Answer::Data { req: wr.req, offset, total, part },
+            Answer::Missing { .. } => Answer::Missing { req: wr.req },
         };
         if let Some(r) = st.runs.get_mut(&wr.run) {
-            let steps = r.dl.on_message(wr.slot, msg);
+            let steps = r.dl.on_answer(wr.slot, answer);
             self.apply_steps(st, wr.run, steps);
         }
     }

@@ -40,11 +40,12 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{BlobPropertyBag, File, Url};
 use yew::prelude::*;
 
+use crate::js_chunk::{sha256, split_answer, JsChunk};
 use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
 use crate::state::{Action, ConnStatus, SourceView, Stats, StorageInfo};
 use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};
 use crate::tracker::{TrackerEvent, TrackerLink};
-use crate::transfer::{serve_request, Download, Step};
+use crate::transfer::{serve_request, Answer, Download, Step};
 
 /// sessionStorage key of this tab's secret (a reload keeps the peer id).
 pub const SECRET_KEY: &str = "pp-secret";
@@ -102,7 +103,7 @@ enum RunKind {
 }
 
 struct Run {
-    dl: Download,
+    dl: Download<JsChunk>,
     kind: RunKind,
     last_progress: f64,
 }

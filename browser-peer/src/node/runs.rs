@@ -185,7 +185,7 @@ impl Node {
     }
 
     /// Carries out what a run's scheduler decided.
-    pub(super) fn apply_steps(&self, st: &mut State, run: u64, steps: Vec<Step>) {
+    pub(super) fn apply_steps(&self, st: &mut State, run: u64, steps: Vec<Step<JsChunk>>) {
         let mut stored_any = false;
         for step in steps {
             match step {
@@ -214,9 +214,20 @@ impl Node {
                     st.wire.insert(w, WireReq { run, slot, req });
                     self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
                 }
+                Step::Verify { slot, index, chunk: _, bytes } => {
+                    let Some(node) = self.weak.upgrade() else { continue };
+                    spawn_local(async move {
+                        let actual = sha256(&bytes.0).await;
+                        let mut st = node.state.borrow_mut();
+                        if let Some(r) = st.runs.get_mut(&run) {
+                            let steps = r.dl.verified(slot, index, bytes, actual);
+                            node.apply_steps(&mut st, run, steps);
+                        }
+                    });
+                }
                 Step::Stored { chunk, bytes, .. } => {
-                    // The assembler verified the SHA-256 before handing the bytes out.
-                    if st.store.put(chunk, &bytes) {
+                    // The download checked the SHA-256 before handing the bytes out.
+                    if st.store.put_js(chunk, &bytes.0) {
                         st.have_batch.push(chunk);
                     }
                     if let Some(orders) = st.waiting_orders.remove(&chunk) {

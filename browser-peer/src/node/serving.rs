@@ -13,7 +13,7 @@ impl Node {
         let ours =
             st.out.get(&frame.peer).is_some_and(|l| l.conn == frame.conn && matches!(l.transport, Transport::Relay));
         if ours {
-            self.on_out_message(&mut st, &frame.peer, &frame.payload);
+            self.on_out_message(&mut st, &frame.peer, &Uint8Array::from(&frame.payload[..]));
             return;
         }
         drop(st);
@@ -119,7 +119,7 @@ impl Node {
                 self.send(&st, &ClientMsg::Signal { to: key.0.clone(), conn: key.1, signal });
             }
             RtcEvent::Open => {}
-            RtcEvent::Message(bytes) => match PeerMsg::decode(&bytes) {
+            RtcEvent::Message(bytes) => match PeerMsg::decode(&bytes.to_vec()) {
                 Ok(PeerMsg::Request { req, chunk }) => {
                     drop(st);
                     self.serve(Target::Rtc(key.clone()), req, chunk);
