@@ -58,7 +58,7 @@ pub const STATS_MS: u32 = 250;
 /// How often downloads get the time (to notice stalled peers) and links are checked.
 pub const TICK_MS: u32 = 1_000;
 /// Least time between two progress updates of a download.
-pub const PROGRESS_MS: f64 = 200.0;
+pub const PROGRESS_MS: f64 = 400.0;
 /// A data channel not open by then gives way to the tracker relay.
 pub const RELAY_AFTER_MS: f64 = 8_000.0;
 /// A link no run uses is closed after this long.
