@@ -137,6 +137,8 @@ async fn share_link_downloads_from_native_peers_with_a_chunk_map() -> anyhow::Re
     assert!(got == bytes, "the share link downloaded the bytes");
     let cells = num_attr(&browser, "#chunk-map", "data-cells").await?;
     assert_eq!(cells as usize, (6 * MIB + 99).div_ceil(256 * 1024));
+    let done = browser.num_attr_at_least("#chunk-map", "data-done", cells).await?;
+    assert_eq!(done, cells, "the chunk map shows every chunk here");
     let received = browser.num_attr_at_least("#dc-stats", "data-received", bytes.len() as u64).await?;
     assert!(received >= bytes.len() as u64, "over data channels: {received}");
     browser.screenshot("app-3-downloaded-from-natives").await?;
