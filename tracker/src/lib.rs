@@ -12,9 +12,11 @@ pub mod limits;
 mod metrics;
 pub mod outbox;
 pub mod relay;
+mod server;
 pub mod settings;
 mod state;
 pub mod web;
+pub mod websocket;
 mod ws;
 
 use axum::routing::get;
@@ -134,14 +136,12 @@ pub async fn serve(
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
-    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.shutdown.send_replace(true);
-            stopping.lock().close_all();
-        })
-        .await;
+    let result = server::run(listener, router(state.clone()), async move {
+        shutdown.await;
+        stopping.shutdown.send_replace(true);
+        stopping.lock().close_all();
+    })
+    .await;
     repair.abort();
     sweep.abort();
     let _ = repair.await;

@@ -2,19 +2,20 @@
 //! message into the swarm, forwards relay frames, and writes the peer's [`Outbox`] to its
 //! socket. Bad input gets an error message; the connection and the tracker live on.
 //!
-//! One task (not a reader and a writer) and a small read buffer per connection keep an idle
-//! peer cheap: the tracker is meant to hold tens of thousands of them.
+//! One task (not a reader and a writer), a lean [`Socket`] with no buffers while idle, and
+//! no timer per connection keep an idle peer cheap: the tracker is meant to hold tens of
+//! thousands of them.
 
 use crate::limits::{Strikes, TokenBucket, Verdict};
 use crate::outbox::{Frame, Outbox, PushError};
 use crate::relay::{raw_id, readdress, MAX_RELAY_FRAME};
 use crate::state::{now_ms, AppState, Counters};
-use axum::body::Bytes;
+use crate::websocket::{handshake, Message, Socket, SocketError};
+use axum::body::{Body, Bytes};
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,27 +26,31 @@ use swarm_core::wire::{ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
 use tokio::time::{timeout, Instant};
 
-/// Read buffer per connection. tungstenite zero-fills its whole read buffer before each
-/// read, so its size is resident memory of every idle peer (the default 128 KiB would be
-/// 1.3 GB for 10,000 peers); larger frames grow it on demand. It also caps one read call, so
-/// a 64 KiB relay frame takes 128 reads: measured trade-off between idle memory (the common
-/// case: thousands of mostly silent peers) and relay throughput (a fallback path).
 /// Longest a relay frame waits for its sender's byte budget (see `run`).
 const MAX_RELAY_WAIT_MS: u64 = 2_000;
-const READ_BUFFER: usize = 512;
 /// Frames written to the socket before one flush.
 const WRITE_BATCH: usize = 64;
 
+/// `GET /ws`: upgrades to a websocket served by [`connection`] on its own task.
 pub async fn upgrade(
-    ws: WebSocketUpgrade,
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    mut req: Request,
 ) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| connection(socket, state, addr))
+    let accept = match handshake::accept_key(req.headers()) {
+        Ok(key) => key,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded").into_response();
+    };
+    tokio::spawn(async move {
+        if let Some((stream, read)) = handshake::upgraded(on_upgrade).await {
+            // A task of its own: this one's state (hyper's upgrade) is not kept around.
+            tokio::spawn(connection(Socket::new(stream, &read, MAX_MESSAGE_BYTES), state, addr));
+        }
+    });
+    handshake::switching_protocols::<Body>(&accept)
 }
 
 /// What arrived on the socket.
@@ -53,13 +58,12 @@ enum Incoming {
     Msg(ClientMsg),
     Relay(Bytes),
     Bad(ErrorCode, String),
-    Skip,
     Closed,
 }
 
-fn classify(msg: Option<Result<Message, axum::Error>>, state: &AppState) -> Incoming {
+fn classify(msg: Option<Result<Message, SocketError>>, state: &AppState) -> Incoming {
     match msg {
-        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Incoming::Closed,
+        None | Some(Err(_)) => Incoming::Closed,
         Some(Ok(Message::Text(text))) => {
             Counters::add(&state.counters.ws_messages_in, 1);
             Counters::add(&state.counters.ws_bytes_in, text.len() as u64);
@@ -73,23 +77,21 @@ fn classify(msg: Option<Result<Message, axum::Error>>, state: &AppState) -> Inco
             Counters::add(&state.counters.ws_bytes_in, b.len() as u64);
             Incoming::Relay(b)
         }
-        Some(Ok(_)) => Incoming::Skip,
     }
 }
 
-async fn send_now(socket: &mut WebSocket, state: &AppState, msg: ServerMsg) -> bool {
+async fn send_now(socket: &mut Socket, state: &AppState, msg: ServerMsg) -> bool {
     let json = msg.to_json();
     Counters::add(&state.counters.ws_messages_out, 1);
     Counters::add(&state.counters.ws_bytes_out, json.len() as u64);
-    matches!(timeout(state.config.send_timeout, socket.send(Message::Text(json.into()))).await, Ok(Ok(())))
+    matches!(timeout(state.config.send_timeout, socket.send(&Message::Text(json))).await, Ok(Ok(())))
 }
 
 /// Sends a last error and closes the socket.
-async fn refuse(socket: &mut WebSocket, state: &AppState, code: ErrorCode, message: String) {
+async fn refuse(socket: &mut Socket, state: &AppState, code: ErrorCode, message: String) {
     Counters::add(&state.counters.limit_refusals, 1);
     if send_now(socket, state, ServerMsg::error(None, code, message.clone())).await {
-        let close = CloseFrame { code: 1008, reason: message.chars().take(100).collect::<String>().into() };
-        let _ = timeout(state.config.send_timeout, socket.send(Message::Close(Some(close)))).await;
+        let _ = timeout(state.config.send_timeout, socket.close(1008, &message)).await;
     }
 }
 
@@ -97,7 +99,7 @@ async fn refuse(socket: &mut WebSocket, state: &AppState, code: ErrorCode, messa
 /// into locals and the socket kept twice in the future (rust-lang/rust#62958); the block
 /// uses the captured socket in place.
 #[allow(clippy::manual_async_fn)] // on purpose, see above
-fn connection(mut socket: WebSocket, state: Arc<AppState>, addr: SocketAddr) -> impl Future<Output = ()> {
+fn connection(mut socket: Socket, state: Arc<AppState>, addr: SocketAddr) -> impl Future<Output = ()> {
     async move {
         Counters::add(&state.counters.ws_connections, 1);
         let limits = &state.config.limits;
@@ -109,22 +111,21 @@ fn connection(mut socket: WebSocket, state: Arc<AppState>, addr: SocketAddr) -> 
         // its largest state, and an idle peer should not carry the hello phase's state.
         let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state)).await else { return };
         tracing::debug!(peer = %id, %addr, "peer joined");
-        Box::pin(Peer::new(&state, id.clone(), serial, outbox).run(&mut socket)).await;
+        Box::pin(Peer::new(&state, &id, serial, outbox).run(&mut socket)).await;
         state.lock().disconnect(&id, serial);
-        let _ = Box::pin(socket.close()).await;
+        let _ = timeout(state.config.send_timeout, Box::pin(socket.close(1000, ""))).await;
         tracing::debug!(peer = %id, "peer left");
     }
 }
 
 /// Waits for a valid hello; registers the peer and answers `welcome`.
-async fn welcome(socket: &mut WebSocket, state: &AppState) -> Option<(PeerId, u64, Outbox)> {
+async fn welcome(socket: &mut Socket, state: &AppState) -> Option<(PeerId, u64, Outbox)> {
     let deadline = Instant::now() + state.config.hello_timeout;
     let mut strikes = 0u32;
     loop {
         let incoming = classify(timeout(deadline - Instant::now(), socket.recv()).await.ok()?, state);
         let err = match incoming {
             Incoming::Closed => return None,
-            Incoming::Skip => continue,
             Incoming::Bad(code, e) => ServerMsg::error(None, code, e),
             Incoming::Relay(_) => ServerMsg::error(None, ErrorCode::NotWelcomed, "say hello before relaying"),
             Incoming::Msg(ClientMsg::Hello { version, kind, secret }) => {
@@ -180,7 +181,8 @@ fn join(state: &AppState, id: &PeerId, kind: PeerKind) -> Option<(u64, Outbox)> 
 /// A welcomed peer's connection.
 struct Peer<'a> {
     state: &'a AppState,
-    id: PeerId,
+    /// Borrowed from the connection task: one copy of the id per connection is enough.
+    id: &'a PeerId,
     raw: [u8; 16],
     serial: u64,
     outbox: Outbox,
@@ -195,7 +197,7 @@ enum Event {
     Outbox {
         open: bool,
     },
-    Socket(Option<Result<Message, axum::Error>>),
+    Socket(Option<Result<Message, SocketError>>),
 }
 
 /// Whether the connection goes on.
@@ -206,10 +208,10 @@ enum Flow {
 }
 
 impl<'a> Peer<'a> {
-    fn new(state: &'a AppState, id: PeerId, serial: u64, outbox: Outbox) -> Self {
+    fn new(state: &'a AppState, id: &'a PeerId, serial: u64, outbox: Outbox) -> Self {
         let l = &state.config.limits;
         let now = state.mono_ms();
-        let raw = raw_id(&id).expect("ids are 32 hex digits");
+        let raw = raw_id(id).expect("ids are 32 hex digits");
         Self {
             state,
             id,
@@ -233,7 +235,7 @@ impl<'a> Peer<'a> {
     /// An idle peer waits here, in a future kept small on purpose: one `poll_fn` over the
     /// outbox and the socket, no timer (see `crate::idle_sweep`), no batch buffer.
     #[allow(clippy::manual_async_fn)] // on purpose, see below
-    fn run<'s>(mut self, socket: &'s mut WebSocket) -> impl Future<Output = ()> + use<'a, 's> {
+    fn run<'s>(mut self, socket: &'s mut Socket) -> impl Future<Output = ()> + use<'a, 's> {
         // Not an `async fn`: it would keep `self` twice (see `connection`).
         async move {
             let mut batch = Vec::new();
@@ -243,7 +245,7 @@ impl<'a> Peer<'a> {
                     if let Poll::Ready(open) = self.outbox.poll_pop(cx, &mut batch, WRITE_BATCH) {
                         return Poll::Ready(Event::Outbox { open });
                     }
-                    socket.poll_next_unpin(cx).map(Event::Socket)
+                    socket.poll_recv(cx).map(Event::Socket)
                 })
                 .await;
                 let msg = match event {
@@ -266,8 +268,8 @@ impl<'a> Peer<'a> {
     /// Handles what came from the socket.
     async fn on_socket(
         &mut self,
-        msg: Option<Result<Message, axum::Error>>,
-        socket: &mut WebSocket,
+        msg: Option<Result<Message, SocketError>>,
+        socket: &mut Socket,
         batch: &mut Vec<Frame>,
     ) -> Flow {
         self.outbox.touch(self.state.mono_ms());
@@ -291,28 +293,22 @@ impl<'a> Peer<'a> {
     }
 
     /// Writes a batch of frames with one flush; `false` if the peer is gone or too slow.
-    async fn write(&self, socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
+    async fn write(&self, socket: &mut Socket, batch: &mut Vec<Frame>) -> bool {
         let c = &self.state.counters;
-        let send_all = async {
-            for frame in batch.drain(..) {
-                let (msg, len) = match frame {
-                    Frame::Json(m) => {
-                        let json = m.to_json();
-                        let len = json.len();
-                        (Message::Text(json.into()), len)
-                    }
-                    Frame::Binary(b) => {
-                        let len = b.len();
-                        (Message::Binary(b), len)
-                    }
-                };
-                Counters::add(&c.ws_messages_out, 1);
-                Counters::add(&c.ws_bytes_out, len as u64);
-                socket.feed(msg).await?;
-            }
-            socket.flush().await
-        };
-        match Box::pin(timeout(self.state.config.send_timeout, send_all)).await {
+        for frame in batch.drain(..) {
+            let msg = match frame {
+                Frame::Json(m) => Message::Text(m.to_json()),
+                Frame::Binary(b) => Message::Binary(b),
+            };
+            let len = match &msg {
+                Message::Text(t) => t.len(),
+                Message::Binary(b) => b.len(),
+            };
+            Counters::add(&c.ws_messages_out, 1);
+            Counters::add(&c.ws_bytes_out, len as u64);
+            socket.feed(&msg);
+        }
+        match timeout(self.state.config.send_timeout, socket.flush()).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -369,7 +365,6 @@ impl<'a> Peer<'a> {
         let now = self.state.mono_ms();
         match incoming {
             Incoming::Closed => Flow::Stop,
-            Incoming::Skip => Flow::Go,
             Incoming::Bad(code, e) => {
                 if !self.msgs.take(1.0, now) {
                     return self.rate_limited("message");
@@ -408,7 +403,7 @@ impl<'a> Peer<'a> {
         let pushed = {
             let inner = self.state.lock();
             match inner.connected.get(&to) {
-                Some(c) if to != self.id => Some(c.outbox.push(Frame::Binary(out))),
+                Some(c) if to != *self.id => Some(c.outbox.push(Frame::Binary(out))),
                 _ => None,
             }
         };
@@ -445,7 +440,7 @@ impl<'a> Peer<'a> {
             );
             return Some(ServerMsg::error(Some(*req), ErrorCode::BadManifest, m));
         }
-        let mine = inner.published_by.get(&self.id).copied().unwrap_or(0);
+        let mine = inner.published_by.get(self.id).copied().unwrap_or(0);
         if mine >= l.max_files_per_peer && inner.swarm.file(&manifest.file_id()).is_none() {
             let m = format!("this peer has published {mine} files, the most this tracker takes from one peer");
             return Some(ServerMsg::error(Some(*req), ErrorCode::LimitReached, m));
@@ -457,7 +452,7 @@ impl<'a> Peer<'a> {
         let state = self.state;
         let (out, added) = {
             let mut inner = state.lock();
-            if !inner.is_current(&self.id, self.serial) {
+            if !inner.is_current(self.id, self.serial) {
                 return Flow::Stop; // replaced by a newer connection of the same peer
             }
             if let Some(err) = self.check_publish(&inner, &msg) {
@@ -465,7 +460,7 @@ impl<'a> Peer<'a> {
                 Counters::add(&state.counters.limit_refusals, 1);
                 return self.reply(err);
             }
-            let out = inner.swarm.handle(&self.id, msg, now_ms());
+            let out = inner.swarm.handle(self.id, msg, now_ms());
             let added: Vec<FileRecord> = out
                 .iter()
                 .filter_map(|o| match o {

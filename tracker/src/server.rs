@@ -1,0 +1,87 @@
+//! The HTTP server: accepts connections and serves each with hyper's HTTP/1 server and the
+//! axum router, upgrades allowed.
+//!
+//! Not `axum::serve`: it wraps every stream (to sniff HTTP/2) so that an upgraded
+//! connection can only be used through hyper's boxed `Upgraded`; here the websocket
+//! handler gets the bare `TcpStream` back (see `crate::websocket::handshake`). Graceful
+//! shutdown as in `axum::serve`: stop accepting, let HTTP connections finish their
+//! requests, wait for them.
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::service::Service as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the open HTTP
+/// connections (upgraded ones are no longer HTTP connections: their own tasks end them).
+pub async fn run(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    // Every connection task holds a receiver of each: `stop` tells them to finish, `done`
+    // counts them.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        tokio::spawn(connection(stream, addr, router.clone(), stop_rx.clone(), done_rx.clone()));
+    }
+    drop(listener);
+    drop(done_rx);
+    let _ = stop_tx.send(true);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Errors of one connection are that connection's; others (out of file descriptors) pause
+/// accepting for a moment rather than spin.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if !matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+        tracing::error!("accept failed: {e}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    _done: watch::Receiver<()>,
+) {
+    let router = TowerToHyperService::new(router);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        router.call(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn.with_upgrades());
+    let stopping = async {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!("connection from {addr}: {e}");
+    }
+}
