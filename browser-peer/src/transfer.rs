@@ -20,14 +20,14 @@
 //! [`serve_frames`] is the other direction: the frames that answer one `Request`.
 
 use crate::store::ChunkStore;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use swarm_core::chunk_proto::{frames, PeerMsg, ProtoError, DATA_HEADER};
 use swarm_core::content::ContentError;
 use swarm_core::{ChunkId, FileId, Manifest, PeerId};
 use thiserror::Error;
 
 /// Requests outstanding per peer (pipelining hides the round trip).
-pub const PIPELINE: usize = 8;
+pub const PIPELINE: usize = 16;
 /// Data frame payload: every message is exactly 64 KiB, which every browser and str0m accept.
 pub const FRAME_PAYLOAD: usize = 64 * 1024 - DATA_HEADER;
 /// Peers one download connects to at first.
@@ -511,6 +511,24 @@ impl<B: ChunkBuf> Download<B> {
         steps
     }
 
+    /// Chunk `index` from `slot` could not be checked here (a local failure, e.g. storage): it
+    /// is fetched again, without blaming the source.
+    pub fn unverified(&mut self, slot: usize, index: usize) -> Vec<Step<B>> {
+        let mut steps = Vec::new();
+        let Some(&ChunkState::Verifying { attempts, slot: from }) = self.state.get(index) else {
+            return steps;
+        };
+        if self.finished || from != slot {
+            return steps;
+        }
+        steps.push(Step::Rejected { slot, index, reason: "could not be checked and stored here".into() });
+        self.state[index] = ChunkState::InFlight;
+        if self.retry(index, attempts + 1, slot, &mut steps) {
+            steps.extend(self.schedule());
+        }
+        steps
+    }
+
     /// Chunk `index` failed at `slot`: asks again elsewhere, or fails the download after
     /// [`MAX_ATTEMPTS`]. Returns whether the download goes on.
     fn retry(&mut self, index: usize, attempts: u32, slot: usize, steps: &mut Vec<Step<B>>) -> bool {
@@ -572,7 +590,9 @@ impl<B: ChunkBuf> Download<B> {
             steps.push(Step::Complete);
             return steps;
         }
-        let mut in_flight_ids: Vec<ChunkId> = self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
+        // Runs after every chunk: no allocation per needed chunk, set lookups for ids.
+        let mut in_flight_ids: HashSet<ChunkId> =
+            self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
         in_flight_ids.extend(
             (0..self.total())
                 .filter(|&i| matches!(self.state[i], ChunkState::Verifying { .. }))
@@ -587,28 +607,27 @@ impl<B: ChunkBuf> Download<B> {
             if in_flight_ids.contains(&id) {
                 continue; // the same bytes are already on their way for another index
             }
-            let live: Vec<usize> =
-                self.holders[index].iter().copied().filter(|&s| self.slots[s] != SlotState::Gone).collect();
-            if live.is_empty() {
+            let holders = &self.holders[index];
+            let live = || holders.iter().copied().filter(|&s| self.slots[s] != SlotState::Gone);
+            let Some(first_live) = live().next() else {
                 steps.push(self.fail(TransferError::Unavailable { index }));
                 return steps;
-            }
-            let ready =
-                live.iter().copied().filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE);
-            let pick = ready.min_by_key(|&s| (Some(s) == avoid && live.len() > 1, self.outstanding[s]));
+            };
+            let several = live().nth(1).is_some();
+            let pick = live()
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE)
+                .min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]));
             match pick {
                 Some(slot) => {
                     self.state[index] = ChunkState::InFlight;
-                    in_flight_ids.push(id);
+                    in_flight_ids.insert(id);
                     self.request(slot, index, attempts, &mut steps);
                 }
                 None => {
-                    let waiting =
-                        live.iter().any(|&s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
+                    let waiting = live().any(|s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
                     if !waiting {
-                        let slot = live[0];
-                        self.slots[slot] = SlotState::Connecting;
-                        steps.push(Step::Connect { slot });
+                        self.slots[first_live] = SlotState::Connecting;
+                        steps.push(Step::Connect { slot: first_live });
                     }
                 }
             }

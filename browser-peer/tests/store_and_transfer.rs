@@ -84,6 +84,20 @@ async fn indexeddb_store_keeps_chunks_across_a_reopen() {
     s.flushed().await;
     assert_eq!(s.pending_bytes(), 0);
     assert!(s.writes_off_thread(), "the batches were committed by the store worker");
+    // Bytes from a peer are kept only if they hash to their id (checked in the worker).
+    let good = data(100_000, 42);
+    let good_id = ChunkId::of(&good);
+    let lie_id = ChunkId::of(&data(100_000, 43));
+    let (ok, lie) = futures_util::future::join(
+        s.put_checked(good_id, js_sys::Uint8Array::from(&good[..])),
+        s.put_checked(lie_id, js_sys::Uint8Array::from(&good[..])),
+    )
+    .await;
+    assert_eq!(ok.unwrap(), good_id);
+    assert_eq!(lie.unwrap(), good_id, "the actual hash of the lie");
+    assert!(s.has(&good_id) && !s.has(&lie_id));
+    assert_eq!(s.get(&good_id).await.unwrap().unwrap(), good);
+    assert!(s.writes_off_thread());
     let (len, bytes, ids) = (s.len(), s.bytes(), s.ids());
     s.close();
 

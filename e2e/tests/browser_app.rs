@@ -440,7 +440,19 @@ async fn bench_browser_peer() -> anyhow::Result<()> {
     let (stop, sampler) = heap_sampler(&app, session.clone());
     let c = &app.client;
     c.find(Locator::Css("#download-id")).await?.send_keys(&ids[0]).await?;
+    let metrics = |b: &Browser, s: &str| -> anyhow::Result<std::collections::HashMap<String, f64>> {
+        let v = e2e::cdp(b.driver_port, s, "Performance.getMetrics", serde_json::json!({}))?;
+        Ok(v["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| (m["name"].as_str().unwrap_or("").to_string(), m["value"].as_f64().unwrap_or(0.0)))
+            .collect())
+    };
+    let mut before = Default::default();
     if profile {
+        e2e::cdp(app.driver_port, &session, "Performance.enable", serde_json::json!({}))?;
+        before = metrics(&app, &session)?;
         e2e::cdp(app.driver_port, &session, "Profiler.enable", serde_json::json!({}))?;
         e2e::cdp(app.driver_port, &session, "Profiler.start", serde_json::json!({}))?;
     }
@@ -451,6 +463,17 @@ async fn bench_browser_peer() -> anyhow::Result<()> {
     if profile {
         let p = e2e::cdp(app.driver_port, &session, "Profiler.stop", serde_json::json!({}))?;
         print_profile(&p["profile"]);
+        let after = metrics(&app, &session)?;
+        let d = |k: &str| after.get(k).unwrap_or(&0.0) - before.get(k).unwrap_or(&0.0);
+        println!(
+            "main thread busy {:.2} s of {app_secs:.2} s: script {:.2} s, style {:.2} s, layout {:.2} s, {} layouts, {} style recalcs",
+            d("TaskDuration"),
+            d("ScriptDuration"),
+            d("RecalcStyleDuration"),
+            d("LayoutDuration"),
+            d("LayoutCount"),
+            d("RecalcStyleCount")
+        );
     }
     let app_rate = mb_s(size as u64, app_secs);
     let app_transfer_rate: f64 =

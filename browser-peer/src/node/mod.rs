@@ -40,7 +40,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{BlobPropertyBag, File, Url};
 use yew::prelude::*;
 
-use crate::js_chunk::{sha256, split_answer, JsChunk};
+use crate::js_chunk::{split_answer, JsChunk};
 use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
 use crate::state::{Action, ConnStatus, SourceView, Stats, StorageInfo};
 use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};

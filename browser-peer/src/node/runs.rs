@@ -214,20 +214,30 @@ impl Node {
                     st.wire.insert(w, WireReq { run, slot, req });
                     self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
                 }
-                Step::Verify { slot, index, chunk: _, bytes } => {
+                Step::Verify { slot, index, chunk, bytes } => {
+                    // The store checks the hash (in its worker) and keeps the chunk if it matches.
                     let Some(node) = self.weak.upgrade() else { continue };
+                    let store = st.store.clone();
                     spawn_local(async move {
-                        let actual = sha256(&bytes.0).await;
+                        let checked = store.put_checked(chunk, bytes.0.clone()).await;
                         let mut st = node.state.borrow_mut();
-                        if let Some(r) = st.runs.get_mut(&run) {
-                            let steps = r.dl.verified(slot, index, bytes, actual);
-                            node.apply_steps(&mut st, run, steps);
-                        }
+                        let Some(r) = st.runs.get_mut(&run) else { return };
+                        let steps = match checked {
+                            Ok(actual) => r.dl.verified(slot, index, bytes, actual),
+                            Err(e) => {
+                                gloo::console::warn!(format!("chunk {index}: {e}"));
+                                r.dl.unverified(slot, index)
+                            }
+                        };
+                        node.apply_steps(&mut st, run, steps);
                     });
                 }
-                Step::Stored { chunk, bytes, .. } => {
-                    // The download checked the SHA-256 before handing the bytes out.
-                    if st.store.put_js(chunk, &bytes.0) {
+                Step::Stored { index, chunk, bytes } => {
+                    // Checked and kept by `put_checked`; put again only if it was removed since
+                    // and the bytes are still here.
+                    let intact =
+                        st.runs.get(&run).is_some_and(|r| r.dl.manifest().chunk_len(index) == bytes.0.length());
+                    if st.store.has(&chunk) || (intact && st.store.put_js(chunk, &bytes.0)) {
                         st.have_batch.push(chunk);
                     }
                     if let Some(orders) = st.waiting_orders.remove(&chunk) {

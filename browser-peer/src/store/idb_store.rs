@@ -11,8 +11,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::Blob;
 
-use super::writer::{Batch, Writer};
-use super::{blob_of_js, ChunkStore, ErrorHandler, LocalFuture, WriteFailure};
+use super::writer::{Batch, Put, Writer};
+use super::{blob_of_js, BorrowedFuture, ChunkStore, ErrorHandler, LocalFuture, WriteFailure};
 use crate::idb::{self, IdbError, CHUNKS, FILES};
 
 struct Inner {
@@ -21,7 +21,12 @@ struct Inner {
     index: HashMap<ChunkId, u32>,
     bytes: u64,
     /// Accepted, not yet committed (served from here meanwhile).
-    pending: HashMap<ChunkId, Uint8Array>,
+    /// Accepted, not yet committed: the bytes, and whether the worker must check them (then
+    /// they are not in `index` until it has).
+    pending: HashMap<ChunkId, (Uint8Array, bool)>,
+    /// Resolve functions of `put_checked` callers, by chunk: called with the actual hash
+    /// (hex), or `null` if the batch failed.
+    checks: HashMap<ChunkId, Vec<js_sys::Function>>,
     /// In the batch being committed: id → length. The bytes went to the store worker, so reads
     /// of these wait for the batch.
     writing: HashMap<ChunkId, u32>,
@@ -68,6 +73,7 @@ impl IdbStore {
                 index,
                 bytes,
                 pending: HashMap::new(),
+                checks: HashMap::new(),
                 writing: HashMap::new(),
                 batch_waiters: Vec::new(),
                 pending_bytes: 0,
@@ -108,10 +114,18 @@ impl IdbStore {
             inner.bytes += len as u64;
             inner.pending_bytes += len as u64;
             inner.deletes.retain(|d| *d != id);
-            inner.pending.insert(id, bytes);
+            inner.pending.insert(id, (bytes, false));
         }
         self.kick();
         true
+    }
+
+    /// Settles the `put_checked` callers of `id` (`actual`: `None` if the batch failed).
+    fn settle(inner: &mut Inner, id: &ChunkId, actual: Option<ChunkId>) {
+        let v = actual.map(|a| JsValue::from(a.to_hex())).unwrap_or(JsValue::NULL);
+        for f in inner.checks.remove(id).unwrap_or_default() {
+            let _ = f.call1(&JsValue::NULL, &v);
+        }
     }
 
     fn kick(&self) {
@@ -136,8 +150,9 @@ impl IdbStore {
                     }
                     return;
                 }
-                let puts: Vec<(ChunkId, Uint8Array)> = inner.pending.drain().collect();
-                inner.writing = puts.iter().map(|(id, b)| (*id, b.length())).collect();
+                let puts: Vec<Put> =
+                    inner.pending.drain().map(|(id, (bytes, check))| Put { id, bytes, check }).collect();
+                inner.writing = puts.iter().map(|p| (p.id, p.bytes.length())).collect();
                 let deletes = std::mem::take(&mut inner.deletes);
                 let files = std::mem::take(&mut inner.files);
                 (inner.writer.clone(), puts, deletes, files)
@@ -146,13 +161,31 @@ impl IdbStore {
             let mut inner = self.inner.borrow_mut();
             let written = std::mem::take(&mut inner.writing);
             inner.pending_bytes -= written.values().map(|&l| l as u64).sum::<u64>();
+            match &result {
+                Ok(bad) => {
+                    for p in puts.iter().filter(|p| p.check) {
+                        let actual = bad.iter().find(|b| b.0 == p.id).map_or(p.id, |b| b.1);
+                        if actual == p.id && !inner.index.contains_key(&p.id) {
+                            let len = written.get(&p.id).copied().unwrap_or(0);
+                            inner.index.insert(p.id, len);
+                            inner.bytes += len as u64;
+                        }
+                        Self::settle(&mut inner, &p.id, Some(actual));
+                    }
+                }
+                Err(_) => {
+                    for p in puts.iter().filter(|p| p.check) {
+                        Self::settle(&mut inner, &p.id, None);
+                    }
+                }
+            }
             for w in inner.batch_waiters.drain(..) {
                 let _ = w.call0(&JsValue::NULL);
             }
             if let Err(error) = result {
                 // The batch is lost: those chunks are not held after all.
                 let mut lost = Vec::new();
-                for (id, _) in &puts {
+                for Put { id, .. } in puts.iter().filter(|p| !p.check) {
                     if let Some(len) = inner.index.remove(id) {
                         inner.bytes -= len as u64;
                         lost.push(*id);
@@ -193,12 +226,32 @@ impl ChunkStore for IdbStore {
     fn put_js(&self, id: ChunkId, bytes: &Uint8Array) -> bool {
         self.put_bytes(id, bytes.clone())
     }
+    fn put_checked<'a>(&'a self, id: ChunkId, bytes: Uint8Array) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
+        let promise = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.index.contains_key(&id) {
+                return Box::pin(async move { Ok(id) });
+            }
+            inner.pending_bytes += bytes.length() as u64;
+            if let Some((old, _)) = inner.pending.insert(id, (bytes, true)) {
+                inner.pending_bytes -= old.length() as u64;
+            }
+            Promise::new(&mut |resolve, _| inner.checks.entry(id).or_default().push(resolve))
+        };
+        self.kick();
+        Box::pin(async move {
+            let v = JsFuture::from(promise).await.map_err(idb::js)?;
+            v.as_string()
+                .and_then(|h| h.parse::<ChunkId>().ok())
+                .ok_or_else(|| IdbError::other("the chunk could not be checked and stored (see the storage warning)"))
+        })
+    }
     fn remove(&self, id: &ChunkId) -> bool {
         {
             let mut inner = self.inner.borrow_mut();
             let Some(len) = inner.index.remove(id) else { return false };
             inner.bytes -= len as u64;
-            if let Some(b) = inner.pending.remove(id) {
+            if let Some((b, _)) = inner.pending.remove(id) {
                 inner.pending_bytes -= b.length() as u64;
             }
             inner.deletes.push(*id);
@@ -233,7 +286,7 @@ impl ChunkStore for IdbStore {
             None
         };
         for (i, id) in ids.iter().enumerate() {
-            if let Some(b) = inner.pending.get(id) {
+            if let Some((b, false)) = inner.pending.get(id) {
                 match blob_of_js(b) {
                     Ok(b) => out.push(Some(b)),
                     Err(e) => {

@@ -34,6 +34,8 @@ pub use idb_store::IdbStore;
 
 /// A boxed future on the page's single thread.
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+/// A boxed future that borrows the store.
+pub type BorrowedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Reported when committed writes failed: those chunks are no longer held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,18 @@ pub trait ChunkStore {
     /// [`ChunkStore::put`] for bytes in JS memory (the download path: no copy through wasm).
     fn put_js(&self, id: ChunkId, bytes: &Uint8Array) -> bool {
         self.put(id, &bytes.to_vec())
+    }
+    /// Stores bytes straight from a peer if their SHA-256 is `id`, and resolves to their actual
+    /// hash (`Err`: they could not be checked and kept; the bytes may be gone). The IndexedDB
+    /// store hashes in its worker, off the page's main thread; the buffer is consumed.
+    fn put_checked<'a>(&'a self, id: ChunkId, bytes: Uint8Array) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
+        Box::pin(async move {
+            let actual = crate::js_chunk::sha256(&bytes).await;
+            if actual == id {
+                self.put_js(id, &bytes);
+            }
+            Ok(actual)
+        })
     }
     /// Forgets a chunk; returns `true` if it was stored.
     fn remove(&self, id: &ChunkId) -> bool;

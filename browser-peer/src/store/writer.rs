@@ -1,9 +1,10 @@
-//! Commits the store's write batches to IndexedDB.
+//! Checks and commits the store's write batches to IndexedDB.
 //!
 //! Where the page can start one, a dedicated worker (`worker.js`, started from a blob URL so
-//! it needs no file of its own in `dist/`) makes the Blobs and runs the transactions: both wait
-//! on the browser process, and on the page's main thread those waits were a fifth of a
-//! download's time. Without workers (or if the worker breaks) batches are written in-thread.
+//! it needs no file of its own in `dist/`) hashes the chunks that still need checking, makes
+//! the Blobs and runs the transactions: on the page's main thread the Blobs and IndexedDB
+//! calls alone were a fifth of a download's time, waiting on the browser process. Without
+//! workers (or if the worker breaks) batches are checked and written in-thread.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,12 +18,23 @@ use web_sys::{Blob, BlobPropertyBag, IdbDatabase, MessageEvent, Url, Worker};
 
 use super::blob_of_js;
 use crate::idb::{self, IdbError, CHUNKS, FILES};
+use crate::js_chunk::sha256;
 
 const WORKER_JS: &str = include_str!("worker.js");
 
+/// A chunk to put; `check`: only if its SHA-256 is `id` (bytes straight from a peer).
+pub struct Put {
+    pub id: ChunkId,
+    pub bytes: Uint8Array,
+    pub check: bool,
+}
+
+/// A checked chunk whose bytes hash to `actual` instead: not stored.
+pub type Mismatch = (ChunkId, ChunkId);
+
 /// One batch: chunks to put, chunks to delete, file records to put.
 pub struct Batch<'a> {
-    pub puts: &'a [(ChunkId, Uint8Array)],
+    pub puts: &'a [Put],
     pub deletes: &'a [ChunkId],
     pub files: &'a [(FileId, String)],
 }
@@ -55,13 +67,14 @@ impl Writer {
         &self.db
     }
 
-    /// Commits one batch (all or nothing). Through the worker, the chunks' buffers are
-    /// transferred: afterwards they are empty on this side.
-    pub async fn write(&self, batch: Batch<'_>) -> Result<(), IdbError> {
+    /// Commits one batch (all or nothing) and returns the checked chunks that failed their
+    /// check. Through the worker, the chunks' buffers are transferred: afterwards they are
+    /// empty on this side.
+    pub async fn write(&self, batch: Batch<'_>) -> Result<Vec<Mismatch>, IdbError> {
         let worker = self.worker.borrow().as_ref().map(|w| w.handle());
         if let Some(w) = worker {
             match w.write(&self.name, &batch).await {
-                Ok(()) => return Ok(()),
+                Ok(bad) => return Ok(bad),
                 Err(e) => {
                     if !e.is_quota() {
                         gloo::console::warn!(format!(
@@ -140,16 +153,16 @@ impl StoreWorker {
 }
 
 impl WorkerHandle {
-    async fn write(&self, db: &str, batch: &Batch<'_>) -> Result<(), IdbError> {
+    async fn write(&self, db: &str, batch: &Batch<'_>) -> Result<Vec<Mismatch>, IdbError> {
         let msg = Object::new();
         let (puts, transfer) = (Array::new(), Array::new());
-        for (id, bytes) in batch.puts {
+        for Put { id, bytes, check } in batch.puts {
             // Each chunk's buffer moves to the worker (no copy); a view into a larger buffer
             // is copied out first so nothing else is taken along.
             let whole = bytes.byte_offset() == 0 && bytes.buffer().byte_length() == bytes.length();
             let bytes = if whole { bytes.clone() } else { bytes.slice(0, bytes.length()) };
             transfer.push(&bytes.buffer());
-            puts.push(&Array::of2(&id.to_hex().into(), &bytes));
+            puts.push(&Array::of3(&id.to_hex().into(), &bytes, &JsValue::from_bool(*check)));
         }
         let deletes: Array = batch.deletes.iter().map(|id| JsValue::from(id.to_hex())).collect();
         let files: Array = batch.files.iter().map(|(id, json)| Array::of2(&id.to_hex().into(), &json.into())).collect();
@@ -162,7 +175,15 @@ impl WorkerHandle {
         self.worker.post_message_with_transfer(&msg, &transfer).map_err(idb::js)?;
         let out = JsFuture::from(reply).await.map_err(idb::js)?;
         if Reflect::get(&out, &"ok".into()).ok().and_then(|v| v.as_bool()) == Some(true) {
-            return Ok(());
+            let bad: Array = Reflect::get(&out, &"bad".into()).ok().and_then(|v| v.dyn_into().ok()).unwrap_or_default();
+            let hex = |v: JsValue| v.as_string().and_then(|s| s.parse::<ChunkId>().ok());
+            return Ok(bad
+                .iter()
+                .filter_map(|pair| {
+                    let pair: Array = pair.dyn_into().ok()?;
+                    Some((hex(pair.get(0))?, hex(pair.get(1))?))
+                })
+                .collect());
         }
         let field = |k: &str| Reflect::get(&out, &k.into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
         Err(IdbError { name: field("name"), message: field("message") })
@@ -177,7 +198,15 @@ fn failure(name: &str, message: &str) -> JsValue {
     o.into()
 }
 
-async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<(), IdbError> {
+async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<Vec<Mismatch>, IdbError> {
+    // Hash first: a transaction would commit on its own while a digest is awaited.
+    let mut bad = Vec::new();
+    for p in batch.puts.iter().filter(|p| p.check) {
+        let actual = sha256(&p.bytes).await;
+        if actual != p.id {
+            bad.push((p.id, actual));
+        }
+    }
     let names = Array::of2(&CHUNKS.into(), &FILES.into());
     let tx =
         db.transaction_with_str_sequence_and_mode(&names, web_sys::IdbTransactionMode::Readwrite).map_err(idb::js)?;
@@ -185,7 +214,7 @@ async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<(), IdbE
     for id in batch.deletes {
         chunks.delete(&id.to_hex().into()).map_err(idb::js)?;
     }
-    for (id, bytes) in batch.puts {
+    for Put { id, bytes, .. } in batch.puts.iter().filter(|p| !bad.iter().any(|b| b.0 == p.id)) {
         let blob = blob_of_js(bytes).map_err(IdbError::other)?;
         chunks.put_with_key(&blob, &id.to_hex().into()).map_err(idb::js)?;
     }
@@ -195,5 +224,5 @@ async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<(), IdbE
             fs.put_with_key(&json.into(), &id.to_hex().into()).map_err(idb::js)?;
         }
     }
-    idb::done(&tx).await
+    idb::done(&tx).await.map(|()| bad)
 }
