@@ -1,15 +1,16 @@
 //! The page's receive path for chunk bytes, kept in JS memory.
 //!
 //! A data frame arrives as an `ArrayBuffer`. Only its 13-byte header is copied into wasm
-//! ([`split_answer`]); the payload stays a view on that buffer and is copied once, natively,
-//! into the chunk's [`JsChunk`] (`Uint8Array.set`). The whole chunk is hashed by WebCrypto
-//! ([`sha256`], off the main thread and with the CPU's SHA instructions) and handed to the
-//! store as is. Measured on the download benchmark: SHA-256 in wasm alone took a fifth of the
-//! tab's main thread, and the copies into and out of wasm most of the rest.
+//! ([`split_answer`]); the payload stays a view on that buffer, and a [`JsChunk`] is the list
+//! of those views. The store's worker receives the buffers (transferred, not copied), puts the
+//! chunk together, hashes it with WebCrypto and keeps it if it matches, so no byte of a chunk
+//! is copied on the page's main thread. Measured on the download benchmark: SHA-256 in wasm
+//! alone took a fifth of the tab's main thread, and the copies into and out of wasm most of
+//! the rest.
 
 use std::fmt;
 
-use js_sys::{ArrayBuffer, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array};
 use swarm_core::chunk_proto::{DataHeader, PeerMsg, ProtoError, DATA_HEADER};
 use swarm_core::ChunkId;
 use wasm_bindgen::{JsCast, JsValue};
@@ -17,26 +18,71 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::transfer::{Answer, ChunkBuf};
 
-/// One chunk's bytes in JS memory.
+/// One chunk's bytes in JS memory, as the pieces they arrived in (in order).
 #[derive(Clone)]
-pub struct JsChunk(pub Uint8Array);
+pub struct JsChunk {
+    parts: Array,
+    len: u32,
+}
 
 impl fmt::Debug for JsChunk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JsChunk({} bytes)", self.0.length())
+        write!(f, "JsChunk({} bytes in {} parts)", self.len, self.parts.length())
+    }
+}
+
+impl JsChunk {
+    /// Bytes in one piece.
+    pub fn from_bytes(bytes: Uint8Array) -> Self {
+        Self { len: bytes.length(), parts: Array::of1(&bytes) }
+    }
+    /// Total bytes (as received; after a transfer the pieces themselves are empty).
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The pieces, `Uint8Array`s.
+    pub fn parts(&self) -> &Array {
+        &self.parts
+    }
+    /// The bytes in one piece (a copy unless there is only one).
+    pub fn concat(&self) -> Uint8Array {
+        if self.parts.length() == 1 {
+            return self.parts.get(0).unchecked_into();
+        }
+        let whole = Uint8Array::new_with_length(self.len);
+        let mut at = 0;
+        for p in self.parts.iter() {
+            let p: Uint8Array = p.unchecked_into();
+            whole.set(&p, at);
+            at += p.length();
+        }
+        whole
+    }
+    /// The buffers under the pieces, each once: what to list when transferring them.
+    pub fn buffers(&self) -> Array {
+        let seen = js_sys::Set::new(&JsValue::UNDEFINED);
+        for p in self.parts.iter() {
+            seen.add(&p.unchecked_into::<Uint8Array>().buffer());
+        }
+        Array::from(&seen)
     }
 }
 
 impl ChunkBuf for JsChunk {
     type Part = Uint8Array;
-    fn with_len(len: usize) -> Self {
-        JsChunk(Uint8Array::new_with_length(len as u32))
+    fn with_len(_len: usize) -> Self {
+        Self { parts: Array::new(), len: 0 }
     }
     fn part_len(part: &Uint8Array) -> usize {
         part.length() as usize
     }
-    fn write(&mut self, offset: usize, part: &Uint8Array) {
-        self.0.set(part, offset as u32);
+    fn write(&mut self, _offset: usize, part: &Uint8Array) {
+        // The download checked that `part` starts where the previous one ended.
+        self.parts.push(part);
+        self.len += part.length();
     }
 }
 

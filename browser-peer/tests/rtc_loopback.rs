@@ -46,12 +46,12 @@ fn apply(w: &W, steps: Vec<Step<JsChunk>>) {
             Step::Verify { slot, index, bytes, .. } => {
                 let w = w.clone();
                 wasm_bindgen_futures::spawn_local(async move {
-                    let actual = sha256(&bytes.0).await;
+                    let actual = sha256(&bytes.concat()).await;
                     let steps = w.borrow_mut().download.as_mut().unwrap().verified(slot, index, bytes, actual);
                     apply(&w, steps);
                 });
             }
-            Step::Stored { bytes, .. } => w.borrow_mut().stored.push(bytes.0.to_vec()),
+            Step::Stored { bytes, .. } => w.borrow_mut().stored.push(bytes.concat().to_vec()),
             Step::Complete => w.borrow_mut().complete = true,
             other => w.borrow_mut().log.push(format!("{other:?}")),
         }

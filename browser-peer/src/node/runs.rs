@@ -219,7 +219,7 @@ impl Node {
                     let Some(node) = self.weak.upgrade() else { continue };
                     let store = st.store.clone();
                     spawn_local(async move {
-                        let checked = store.put_checked(chunk, bytes.0.clone()).await;
+                        let checked = store.put_checked(chunk, bytes.clone()).await;
                         let mut st = node.state.borrow_mut();
                         let Some(r) = st.runs.get_mut(&run) else { return };
                         let steps = match checked {
@@ -232,12 +232,9 @@ impl Node {
                         node.apply_steps(&mut st, run, steps);
                     });
                 }
-                Step::Stored { index, chunk, bytes } => {
-                    // Checked and kept by `put_checked`; put again only if it was removed since
-                    // and the bytes are still here.
-                    let intact =
-                        st.runs.get(&run).is_some_and(|r| r.dl.manifest().chunk_len(index) == bytes.0.length());
-                    if st.store.has(&chunk) || (intact && st.store.put_js(chunk, &bytes.0)) {
+                Step::Stored { chunk, .. } => {
+                    // Checked and kept by `put_checked` (unless removed again meanwhile).
+                    if st.store.has(&chunk) {
                         st.have_batch.push(chunk);
                     }
                     if let Some(orders) = st.waiting_orders.remove(&chunk) {

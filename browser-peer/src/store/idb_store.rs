@@ -12,7 +12,9 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::Blob;
 
 use super::writer::{Batch, Put, Writer};
-use super::{blob_of_js, BorrowedFuture, ChunkStore, ErrorHandler, LocalFuture, WriteFailure};
+use crate::js_chunk::JsChunk;
+
+use super::{blob_of_parts, BorrowedFuture, ChunkStore, ErrorHandler, LocalFuture, WriteFailure};
 use crate::idb::{self, IdbError, CHUNKS, FILES};
 
 struct Inner {
@@ -23,7 +25,7 @@ struct Inner {
     /// Accepted, not yet committed (served from here meanwhile).
     /// Accepted, not yet committed: the bytes, and whether the worker must check them (then
     /// they are not in `index` until it has).
-    pending: HashMap<ChunkId, (Uint8Array, bool)>,
+    pending: HashMap<ChunkId, (JsChunk, bool)>,
     /// Resolve functions of `put_checked` callers, by chunk: called with the actual hash
     /// (hex), or `null` if the batch failed.
     checks: HashMap<ChunkId, Vec<js_sys::Function>>,
@@ -103,13 +105,13 @@ impl IdbStore {
     }
 
     /// Indexes a chunk at once and queues its bytes for the next write batch.
-    fn put_bytes(&self, id: ChunkId, bytes: Uint8Array) -> bool {
+    fn put_bytes(&self, id: ChunkId, bytes: JsChunk) -> bool {
         {
             let mut inner = self.inner.borrow_mut();
             if inner.index.contains_key(&id) {
                 return false;
             }
-            let len = bytes.length() as usize;
+            let len = bytes.len() as usize;
             inner.index.insert(id, len as u32);
             inner.bytes += len as u64;
             inner.pending_bytes += len as u64;
@@ -152,7 +154,7 @@ impl IdbStore {
                 }
                 let puts: Vec<Put> =
                     inner.pending.drain().map(|(id, (bytes, check))| Put { id, bytes, check }).collect();
-                inner.writing = puts.iter().map(|p| (p.id, p.bytes.length())).collect();
+                inner.writing = puts.iter().map(|p| (p.id, p.bytes.len())).collect();
                 let deletes = std::mem::take(&mut inner.deletes);
                 let files = std::mem::take(&mut inner.files);
                 (inner.writer.clone(), puts, deletes, files)
@@ -221,20 +223,20 @@ impl ChunkStore for IdbStore {
         if self.has(&id) {
             return false;
         }
-        self.put_bytes(id, Uint8Array::from(bytes))
+        self.put_bytes(id, JsChunk::from_bytes(Uint8Array::from(bytes)))
     }
-    fn put_js(&self, id: ChunkId, bytes: &Uint8Array) -> bool {
+    fn put_js(&self, id: ChunkId, bytes: &JsChunk) -> bool {
         self.put_bytes(id, bytes.clone())
     }
-    fn put_checked<'a>(&'a self, id: ChunkId, bytes: Uint8Array) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
+    fn put_checked<'a>(&'a self, id: ChunkId, bytes: JsChunk) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
         let promise = {
             let mut inner = self.inner.borrow_mut();
             if inner.index.contains_key(&id) {
                 return Box::pin(async move { Ok(id) });
             }
-            inner.pending_bytes += bytes.length() as u64;
+            inner.pending_bytes += bytes.len() as u64;
             if let Some((old, _)) = inner.pending.insert(id, (bytes, true)) {
-                inner.pending_bytes -= old.length() as u64;
+                inner.pending_bytes -= old.len() as u64;
             }
             Promise::new(&mut |resolve, _| inner.checks.entry(id).or_default().push(resolve))
         };
@@ -252,7 +254,7 @@ impl ChunkStore for IdbStore {
             let Some(len) = inner.index.remove(id) else { return false };
             inner.bytes -= len as u64;
             if let Some((b, _)) = inner.pending.remove(id) {
-                inner.pending_bytes -= b.length() as u64;
+                inner.pending_bytes -= b.len() as u64;
             }
             inner.deletes.push(*id);
         }
@@ -287,7 +289,7 @@ impl ChunkStore for IdbStore {
         };
         for (i, id) in ids.iter().enumerate() {
             if let Some((b, false)) = inner.pending.get(id) {
-                match blob_of_js(b) {
+                match blob_of_parts(b.parts()) {
                     Ok(b) => out.push(Some(b)),
                     Err(e) => {
                         failure = Some(IdbError::other(e));

@@ -25,6 +25,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, BlobPropertyBag};
 
 use crate::idb::IdbError;
+use crate::js_chunk::JsChunk;
 use crate::rtc::js_error;
 
 mod idb_store;
@@ -63,16 +64,16 @@ pub trait ChunkStore {
     /// Stores a verified chunk; returns `true` if it was new. The write completes in the
     /// background (see [`ChunkStore::flushed`]).
     fn put(&self, id: ChunkId, bytes: &[u8]) -> bool;
-    /// [`ChunkStore::put`] for bytes in JS memory (the download path: no copy through wasm).
-    fn put_js(&self, id: ChunkId, bytes: &Uint8Array) -> bool {
-        self.put(id, &bytes.to_vec())
+    /// [`ChunkStore::put`] for bytes in JS memory (no copy through wasm).
+    fn put_js(&self, id: ChunkId, bytes: &JsChunk) -> bool {
+        self.put(id, &bytes.concat().to_vec())
     }
     /// Stores bytes straight from a peer if their SHA-256 is `id`, and resolves to their actual
     /// hash (`Err`: they could not be checked and kept; the bytes may be gone). The IndexedDB
     /// store hashes in its worker, off the page's main thread; the buffer is consumed.
-    fn put_checked<'a>(&'a self, id: ChunkId, bytes: Uint8Array) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
+    fn put_checked<'a>(&'a self, id: ChunkId, bytes: JsChunk) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
         Box::pin(async move {
-            let actual = crate::js_chunk::sha256(&bytes).await;
+            let actual = crate::js_chunk::sha256(&bytes.concat()).await;
             if actual == id {
                 self.put_js(id, &bytes);
             }
@@ -114,10 +115,14 @@ pub fn blob_of(bytes: &[u8]) -> Result<Blob, String> {
 
 /// A `Blob` holding a copy of bytes in JS memory.
 pub fn blob_of_js(bytes: &Uint8Array) -> Result<Blob, String> {
-    let parts = Array::of1(bytes);
+    blob_of_parts(&Array::of1(bytes))
+}
+
+/// A `Blob` holding a copy of these pieces (`Uint8Array`s), in order.
+pub fn blob_of_parts(parts: &Array) -> Result<Blob, String> {
     let bag = BlobPropertyBag::new();
     bag.set_type("application/octet-stream");
-    Blob::new_with_u8_array_sequence_and_options(&parts, &bag).map_err(|e| js_error(&e))
+    Blob::new_with_u8_array_sequence_and_options(parts, &bag).map_err(|e| js_error(&e))
 }
 
 /// Reads a whole `Blob` into the wasm heap.

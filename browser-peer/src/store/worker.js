@@ -2,7 +2,8 @@
 // main thread. Hashing, making a Blob and putting it in IndexedDB each cost the page's main
 // thread time it needs for frames and the UI. Started by `writer.rs` from a blob URL.
 //
-// In:  { db, puts: [[key, Uint8Array, check], ...], deletes: [key, ...], files: [[key, json], ...] }
+// In:  { db, puts: [[key, [Uint8Array, ...], check], ...], deletes: [key, ...], files: [[key, json], ...] }
+//      A chunk comes in the pieces it arrived in (their buffers transferred, not copied).
 //      `check`: store the chunk only if its SHA-256 (hex) is its key.
 // Out: { ok: true, bad: [[key, actual hex], ...] } or { ok: false, name, message }
 //      (name e.g. "QuotaExceededError"; nothing of a failed batch is stored)
@@ -21,6 +22,16 @@ function open(name) {
   });
 }
 
+function whole(parts) {
+  if (parts.length === 1) return parts[0];
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
 async function sha256hex(bytes) {
   const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
   return Array.from(d, b => b.toString(16).padStart(2, '0')).join('');
@@ -31,7 +42,8 @@ onmessage = async ({ data: m }) => {
     // Hash first: a transaction would commit on its own while a digest is awaited.
     const bad = [];
     const puts = [];
-    await Promise.all(m.puts.map(async ([key, bytes, check]) => {
+    await Promise.all(m.puts.map(async ([key, parts, check]) => {
+      const bytes = whole(parts);
       const actual = check ? await sha256hex(bytes) : key;
       if (actual === key) puts.push([key, bytes]); else bad.push([key, actual]);
     }));

@@ -9,23 +9,23 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Object, Promise, Reflect};
 use swarm_core::{ChunkId, FileId};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, BlobPropertyBag, IdbDatabase, MessageEvent, Url, Worker};
 
-use super::blob_of_js;
+use super::blob_of_parts;
 use crate::idb::{self, IdbError, CHUNKS, FILES};
-use crate::js_chunk::sha256;
+use crate::js_chunk::{sha256, JsChunk};
 
 const WORKER_JS: &str = include_str!("worker.js");
 
 /// A chunk to put; `check`: only if its SHA-256 is `id` (bytes straight from a peer).
 pub struct Put {
     pub id: ChunkId,
-    pub bytes: Uint8Array,
+    pub bytes: JsChunk,
     pub check: bool,
 }
 
@@ -157,12 +157,12 @@ impl WorkerHandle {
         let msg = Object::new();
         let (puts, transfer) = (Array::new(), Array::new());
         for Put { id, bytes, check } in batch.puts {
-            // Each chunk's buffer moves to the worker (no copy); a view into a larger buffer
-            // is copied out first so nothing else is taken along.
-            let whole = bytes.byte_offset() == 0 && bytes.buffer().byte_length() == bytes.length();
-            let bytes = if whole { bytes.clone() } else { bytes.slice(0, bytes.length()) };
-            transfer.push(&bytes.buffer());
-            puts.push(&Array::of3(&id.to_hex().into(), &bytes, &JsValue::from_bool(*check)));
+            // Each chunk's buffers move to the worker (no copy). They hold nothing else: a
+            // received frame (header and payload) or a chunk read from a file.
+            for b in bytes.buffers().iter() {
+                transfer.push(&b);
+            }
+            puts.push(&Array::of3(&id.to_hex().into(), bytes.parts(), &JsValue::from_bool(*check)));
         }
         let deletes: Array = batch.deletes.iter().map(|id| JsValue::from(id.to_hex())).collect();
         let files: Array = batch.files.iter().map(|(id, json)| Array::of2(&id.to_hex().into(), &json.into())).collect();
@@ -202,7 +202,7 @@ async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<Vec<Mism
     // Hash first: a transaction would commit on its own while a digest is awaited.
     let mut bad = Vec::new();
     for p in batch.puts.iter().filter(|p| p.check) {
-        let actual = sha256(&p.bytes).await;
+        let actual = sha256(&p.bytes.concat()).await;
         if actual != p.id {
             bad.push((p.id, actual));
         }
@@ -215,7 +215,7 @@ async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<Vec<Mism
         chunks.delete(&id.to_hex().into()).map_err(idb::js)?;
     }
     for Put { id, bytes, .. } in batch.puts.iter().filter(|p| !bad.iter().any(|b| b.0 == p.id)) {
-        let blob = blob_of_js(bytes).map_err(IdbError::other)?;
+        let blob = blob_of_parts(bytes.parts()).map_err(IdbError::other)?;
         chunks.put_with_key(&blob, &id.to_hex().into()).map_err(idb::js)?;
     }
     if !batch.files.is_empty() {
