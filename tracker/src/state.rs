@@ -132,6 +132,12 @@ pub struct IpSlot {
     ip: IpAddr,
 }
 
+impl IpSlot {
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut map = self.state.per_ip.lock().unwrap_or_else(|e| e.into_inner());

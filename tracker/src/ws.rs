@@ -95,26 +95,30 @@ async fn refuse(socket: &mut Socket, state: &AppState, code: ErrorCode, message:
     }
 }
 
-/// A connection, from upgrade to close. Not an `async fn`: its arguments would be copied
-/// into locals and the socket kept twice in the future (rust-lang/rust#62958); the block
-/// uses the captured socket in place.
+/// A connection, from upgrade to close.
+///
+/// Every byte of this future is memory each idle peer holds, so: not an `async fn` (its
+/// arguments would be copied into locals, the socket kept twice: rust-lang/rust#62958), the
+/// address is used up before the block (only the refusal message and the slot need it),
+/// and the phases are boxed (the hello phase's state is gone once the peer is in; the
+/// welcomed peer's state lives in one allocation of its own).
 #[allow(clippy::manual_async_fn)] // on purpose, see above
 fn connection(mut socket: Socket, state: Arc<AppState>, addr: SocketAddr) -> impl Future<Output = ()> {
+    Counters::add(&state.counters.ws_connections, 1);
+    let max = state.config.limits.max_conns_per_ip;
+    let slot =
+        state.ip_slot(addr.ip(), max).ok_or_else(|| format!("too many connections from {} (at most {max})", addr.ip()));
     async move {
-        Counters::add(&state.counters.ws_connections, 1);
-        let limits = &state.config.limits;
-        let Some(_slot) = state.ip_slot(addr.ip(), limits.max_conns_per_ip) else {
-            let msg = format!("too many connections from {} (at most {})", addr.ip(), limits.max_conns_per_ip);
-            return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg)).await;
+        // `slot` is used in place (held until the end): moved into a local, it would be kept
+        // twice.
+        let ip = match &slot {
+            Ok(slot) => slot.ip(),
+            Err(msg) => return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg.clone())).await,
         };
-        // The phases are boxed so that the task itself stays small: a future is as large as
-        // its largest state, and an idle peer should not carry the hello phase's state.
         let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state)).await else { return };
-        tracing::debug!(peer = %id, %addr, "peer joined");
-        Box::pin(Peer::new(&state, &id, serial, outbox).run(&mut socket)).await;
-        state.lock().disconnect(&id, serial);
-        let _ = timeout(state.config.send_timeout, Box::pin(socket.close(1000, ""))).await;
-        tracing::debug!(peer = %id, "peer left");
+        tracing::debug!(peer = %id, %ip, "peer joined");
+        Box::pin(Peer::new(&state, id, serial, outbox).run(&mut socket)).await;
+        let _ = Box::pin(timeout(state.config.send_timeout, socket.close(1000, ""))).await;
     }
 }
 
@@ -181,8 +185,7 @@ fn join(state: &AppState, id: &PeerId, kind: PeerKind) -> Option<(u64, Outbox)> 
 /// A welcomed peer's connection.
 struct Peer<'a> {
     state: &'a AppState,
-    /// Borrowed from the connection task: one copy of the id per connection is enough.
-    id: &'a PeerId,
+    id: PeerId,
     raw: [u8; 16],
     serial: u64,
     outbox: Outbox,
@@ -208,10 +211,10 @@ enum Flow {
 }
 
 impl<'a> Peer<'a> {
-    fn new(state: &'a AppState, id: &'a PeerId, serial: u64, outbox: Outbox) -> Self {
+    fn new(state: &'a AppState, id: PeerId, serial: u64, outbox: Outbox) -> Self {
         let l = &state.config.limits;
         let now = state.mono_ms();
-        let raw = raw_id(id).expect("ids are 32 hex digits");
+        let raw = raw_id(&id).expect("ids are 32 hex digits");
         Self {
             state,
             id,
@@ -230,7 +233,7 @@ impl<'a> Peer<'a> {
 
     /// Serves the peer until it leaves, misbehaves, goes quiet (the idle sweep closes its
     /// outbox), or its outbox is closed (by a newer connection of the same peer, by a full
-    /// queue, or by the tracker shutting down).
+    /// queue, or by the tracker shutting down); then forgets it.
     ///
     /// An idle peer waits here, in a future kept small on purpose: one `poll_fn` over the
     /// outbox and the socket, no timer (see `crate::idle_sweep`), no batch buffer.
@@ -252,16 +255,18 @@ impl<'a> Peer<'a> {
                     Event::Socket(msg) => msg,
                     Event::Outbox { open } => {
                         if !open || !Box::pin(self.write(socket, &mut batch)).await {
-                            return;
+                            break;
                         }
                         batch = Vec::new(); // an idle peer keeps no batch buffer
                         continue;
                     }
                 };
                 if Box::pin(self.on_socket(msg, socket, &mut batch)).await == Flow::Stop {
-                    return;
+                    break;
                 }
             }
+            self.state.lock().disconnect(&self.id, self.serial);
+            tracing::debug!(peer = %self.id, "peer left");
         }
     }
 
@@ -403,7 +408,7 @@ impl<'a> Peer<'a> {
         let pushed = {
             let inner = self.state.lock();
             match inner.connected.get(&to) {
-                Some(c) if to != *self.id => Some(c.outbox.push(Frame::Binary(out))),
+                Some(c) if to != self.id => Some(c.outbox.push(Frame::Binary(out))),
                 _ => None,
             }
         };
@@ -440,7 +445,7 @@ impl<'a> Peer<'a> {
             );
             return Some(ServerMsg::error(Some(*req), ErrorCode::BadManifest, m));
         }
-        let mine = inner.published_by.get(self.id).copied().unwrap_or(0);
+        let mine = inner.published_by.get(&self.id).copied().unwrap_or(0);
         if mine >= l.max_files_per_peer && inner.swarm.file(&manifest.file_id()).is_none() {
             let m = format!("this peer has published {mine} files, the most this tracker takes from one peer");
             return Some(ServerMsg::error(Some(*req), ErrorCode::LimitReached, m));
@@ -452,7 +457,7 @@ impl<'a> Peer<'a> {
         let state = self.state;
         let (out, added) = {
             let mut inner = state.lock();
-            if !inner.is_current(self.id, self.serial) {
+            if !inner.is_current(&self.id, self.serial) {
                 return Flow::Stop; // replaced by a newer connection of the same peer
             }
             if let Some(err) = self.check_publish(&inner, &msg) {
@@ -460,7 +465,7 @@ impl<'a> Peer<'a> {
                 Counters::add(&state.counters.limit_refusals, 1);
                 return self.reply(err);
             }
-            let out = inner.swarm.handle(self.id, msg, now_ms());
+            let out = inner.swarm.handle(&self.id, msg, now_ms());
             let added: Vec<FileRecord> = out
                 .iter()
                 .filter_map(|o| match o {
