@@ -192,3 +192,44 @@ async fn a_restart_with_the_same_data_dir_loses_no_file() {
     assert_eq!(files[0].id, manifest.file_id());
     assert_eq!(files[0].min_holders, 0, "locations are soft state, re-announced by peers");
 }
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_and_a_talking_one_is_not() {
+    let config = tracker::Config { idle_timeout: Duration::from_millis(400), ..Default::default() };
+    let (url, _server) = start_with(config, std::future::pending()).await;
+    let (mut silent, mut talking) = (connect(&url).await, connect(&url).await);
+    hello(&mut silent, SECRET_A).await;
+    hello(&mut talking, SECRET_B).await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&mut talking, &ClientMsg::Heartbeat).await;
+    }
+    // 800 ms of silence: past the idle timeout and the sweep that follows it.
+    let end = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match silent.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    });
+    end.await.expect("the silent peer's connection is closed");
+    send(&mut talking, &ClientMsg::Heartbeat).await;
+    send_raw(&mut talking, "{not json").await;
+    assert_eq!(error_code(&recv(&mut talking).await), ErrorCode::BadMessage, "the talking peer is still served");
+}
+
+#[tokio::test]
+async fn a_plain_http_request_to_the_websocket_path_is_refused() {
+    let url = start().await;
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
