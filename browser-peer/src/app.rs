@@ -14,9 +14,6 @@ use crate::node::{use_node, Node, NodeHandle};
 use crate::state::{AppState, ConnStatus, DownloadPhase, DownloadView, SourceView, Stats, StorageInfo, UploadView};
 use crate::transfer::CellState;
 
-/// Copies the tracker aims for (shown against each file's fewest holders).
-pub const REPLICATION: u32 = 3;
-
 /// Colours of source peers in the chunk map and its legend.
 const PALETTE: [&str; 8] = ["#6d5dfc", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9", "#84cc16", "#f97316", "#a855f7"];
 
@@ -162,7 +159,7 @@ pub fn upload_panel(props: &UploadPanelProps) -> Html {
                 <input type="file" id="upload-input" multiple=true {onchange} />
                 <span class="drop-icon" aria-hidden="true">{"⇪"}</span>
                 <span class="drop-main">{"Drop files here or "}<span class="link">{"choose…"}</span></span>
-                <span class="hint">{"Cut into 256 KiB chunks and hashed here, in the tab; the swarm keeps 3 copies of each."}</span>
+                <span class="hint">{"Cut into 256 KiB chunks and hashed here, in the tab; the swarm keeps copies of each on several peers."}</span>
             </label>
             <ul class="uploads">
                 { for props.uploads.iter().enumerate().rev().map(|(i, u)| upload_item(u, Some(i) == newest, props.me.as_ref())) }
@@ -475,7 +472,7 @@ pub fn files_panel() -> Html {
         },
         Some(Ok(a)) => html! {
             <ul id="search-results" class="file-list">
-                { for a.files.iter().map(|f| html! { <FileRow file={f.clone()} /> }) }
+                { for a.files.iter().map(|f| html! { <FileRow file={f.clone()} replication={a.replication} /> }) }
             </ul>
         },
     };
@@ -492,6 +489,8 @@ pub fn files_panel() -> Html {
 #[derive(Properties, PartialEq)]
 pub struct FileRowProps {
     pub file: FileSummary,
+    /// The tracker's replication target.
+    pub replication: u32,
 }
 
 #[function_component(FileRow)]
@@ -506,8 +505,9 @@ pub fn file_row(props: &FileRowProps) -> Html {
             node.0.download(&hex);
         })
     };
-    let copies = f.min_holders.min(REPLICATION);
-    let status = if f.min_holders >= REPLICATION {
+    let r = props.replication.max(1);
+    let copies = f.min_holders.min(r);
+    let status = if f.min_holders >= r {
         "ok"
     } else if f.min_holders > 0 {
         "warn"
@@ -520,11 +520,11 @@ pub fn file_row(props: &FileRowProps) -> Html {
                 <span class="name" title={f.name.clone()}>{f.name.clone()}</span>
                 <span class="muted">{format!("{} · {} chunk(s)", fmt_bytes(f.size), f.chunks)}</span>
             </div>
-            <div class="health" title={format!("fewest copies of any chunk: {} (target {REPLICATION})", f.min_holders)}>
+            <div class="health" title={format!("fewest copies of any chunk: {} (target {r})", f.min_holders)}>
                 <div class={classes!("health-bar", status)}>
-                    <div class="fill" style={format!("width:{:.0}%", copies as f64 * 100.0 / REPLICATION as f64)}></div>
+                    <div class="fill" style={format!("width:{:.0}%", copies as f64 * 100.0 / r as f64)}></div>
                 </div>
-                <span class="muted">{format!("{}/{REPLICATION}", f.min_holders)}</span>
+                <span class="muted">{format!("{}/{r}", f.min_holders)}</span>
             </div>
             <a class="share small" href={format!("#/file/{hex}")} title="share link">{"link"}</a>
             <button class="get" {onclick}>{"Get"}</button>

@@ -96,6 +96,13 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SearchAnswer {
     pub files: Vec<FileSummary>,
+    /// Copies the tracker keeps of every chunk (the health bars' target).
+    #[serde(default = "default_replication")]
+    pub replication: u32,
+}
+
+fn default_replication() -> u32 {
+    3
 }
 
 /// One entry of `/api/peers`.

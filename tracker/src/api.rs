@@ -47,7 +47,8 @@ async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>
     let Ok(Query(q)) = q else { return error(StatusCode::BAD_REQUEST, "expected ?q=text&limit=n") };
     let inner = state.lock();
     let limit = q.limit.unwrap_or(50).min(MAX_SEARCH_RESULTS);
-    Json(json!({ "query": q.q, "files": inner.swarm.search(&q.q, limit) })).into_response()
+    let (files, replication) = (inner.swarm.search(&q.q, limit), inner.swarm.config.replication);
+    Json(json!({ "query": q.q, "replication": replication, "files": files })).into_response()
 }
 
 #[derive(Deserialize)]

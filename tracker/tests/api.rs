@@ -70,6 +70,7 @@ async fn rest_endpoints_describe_the_swarm() {
     let (_, s) = get_json(&host, "/api/search?q=CAT").await;
     let names: Vec<&str> = s["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["cat", "my cat.png", "bobcat.jpg"], "ranked by name match");
+    assert_eq!(s["replication"], f["health"]["replication"], "the target the health bars are drawn against");
 
     let (_, p) = get_json(&host, "/api/peers").await;
     let peer = &p["peers"][0];
