@@ -225,9 +225,6 @@ impl ChunkStore for IdbStore {
         }
         self.put_bytes(id, JsChunk::from_bytes(Uint8Array::from(bytes)))
     }
-    fn put_js(&self, id: ChunkId, bytes: &JsChunk) -> bool {
-        self.put_bytes(id, bytes.clone())
-    }
     fn put_checked<'a>(&'a self, id: ChunkId, bytes: JsChunk) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
         let promise = {
             let mut inner = self.inner.borrow_mut();

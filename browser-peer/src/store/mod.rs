@@ -64,18 +64,15 @@ pub trait ChunkStore {
     /// Stores a verified chunk; returns `true` if it was new. The write completes in the
     /// background (see [`ChunkStore::flushed`]).
     fn put(&self, id: ChunkId, bytes: &[u8]) -> bool;
-    /// [`ChunkStore::put`] for bytes in JS memory (no copy through wasm).
-    fn put_js(&self, id: ChunkId, bytes: &JsChunk) -> bool {
-        self.put(id, &bytes.concat().to_vec())
-    }
     /// Stores bytes straight from a peer if their SHA-256 is `id`, and resolves to their actual
     /// hash (`Err`: they could not be checked and kept; the bytes may be gone). The IndexedDB
     /// store hashes in its worker, off the page's main thread; the buffer is consumed.
     fn put_checked<'a>(&'a self, id: ChunkId, bytes: JsChunk) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
         Box::pin(async move {
-            let actual = crate::js_chunk::sha256(&bytes.concat()).await;
+            let whole = bytes.concat();
+            let actual = crate::js_chunk::sha256(&whole).await;
             if actual == id {
-                self.put_js(id, &bytes);
+                self.put(id, &whole.to_vec());
             }
             Ok(actual)
         })
