@@ -227,6 +227,7 @@ impl RtcConn {
                     inner.early_candidates.borrow_mut().push((candidate, mid));
                 }
             }
+            Signal::Gone => self.on_signal(Signal::Close { reason: "the peer is not connected".into() }),
             Signal::Close { reason } => {
                 let weak = Rc::downgrade(inner);
                 spawn_local(async move {

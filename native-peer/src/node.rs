@@ -249,6 +249,10 @@ impl Node {
             }
             return;
         }
+        if signal == Signal::Gone {
+            // The tracker says the peer is not there: no relay fallback, no retry for a while.
+            self.lost.lock().unwrap().insert(from.clone(), std::time::Instant::now());
+        }
         let route = self.routes.lock().unwrap().get(&(from.clone(), conn)).cloned();
         match route {
             Some(r) => r.deliver(signal),
@@ -367,6 +371,11 @@ impl Node {
         if !self.config.relay_only {
             match self.open_rtc(peer).await {
                 Ok(c) => return Ok(c),
+                // `conn` checked `lost` before this attempt: an entry now is the tracker's
+                // word that the peer is gone (see `on_signal`).
+                Err(e) if self.lost.lock().unwrap().get(peer).is_some_and(|at| at.elapsed() < LOST_COOLDOWN) => {
+                    return Err(e)
+                }
                 Err(e) => tracing::warn!(peer = %peer.short(), "no data channel ({e:#}): using the tracker relay"),
             }
         }

@@ -70,6 +70,10 @@ pub enum Signal {
     Close {
         reason: String,
     },
+    /// From the tracker, in the name of the peer the attempt was for: that peer is not
+    /// connected (it left or died after the caller looked it up). Give up at once; the relay
+    /// cannot reach it either.
+    Gone,
 }
 
 /// Name, type and time of a published file: index metadata, never part of the file id.
@@ -260,6 +264,7 @@ mod tests {
             (any::<String>(), any::<Option<String>>())
                 .prop_map(|(candidate, mid)| Signal::Candidate { candidate, mid }),
             any::<String>().prop_map(|reason| Signal::Close { reason }),
+            Just(Signal::Gone),
         ]
     }
     fn kind() -> impl Strategy<Value = PeerKind> {

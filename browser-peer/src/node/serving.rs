@@ -74,6 +74,20 @@ impl Node {
     pub(super) fn on_signal(&self, from: PeerId, conn: u64, signal: Signal) {
         let mut st = self.state.borrow_mut();
         if let Some(l) = st.out.get(&from).filter(|l| l.conn == conn) {
+            if signal == Signal::Gone {
+                // The tracker says the peer is not there: its requests go elsewhere now (no
+                // relay fallback; the relay cannot reach it either).
+                gloo::console::warn!(format!("peer {} is not connected", from.short()));
+                let users = l.users.clone();
+                self.close_link(&mut st, &from);
+                for (run, slot) in users {
+                    if let Some(r) = st.runs.get_mut(&run) {
+                        let steps = r.dl.peer_gone(slot);
+                        self.apply_steps(&mut st, run, steps);
+                    }
+                }
+                return;
+            }
             if let Transport::Rtc(rtc) = &l.transport {
                 rtc.on_signal(signal);
             }

@@ -245,6 +245,7 @@ impl Driver {
             }
             Signal::Offer { .. } => tracing::debug!("ignoring a second offer on an open link"),
             Signal::Close { reason } => anyhow::bail!("remote closed: {reason}"),
+            Signal::Gone => anyhow::bail!("the peer is not connected to the tracker"),
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 pub mod repair;
 
 use crate::content::{ChunkId, FileId, Manifest};
-use crate::wire::{validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg};
+use crate::wire::{validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg, Signal};
 use repair::{Order, RepairConfig, RepairStats};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -295,7 +295,13 @@ impl Swarm {
             }
             ClientMsg::Signal { to, conn, signal } => {
                 if to == *from || !self.peers.contains_key(&to) {
-                    return vec![self.error(from, None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"))];
+                    let mut out =
+                        vec![self.error(from, None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"))];
+                    if to != *from && !matches!(signal, Signal::Close { .. } | Signal::Gone) {
+                        // Ends the caller's attempt now instead of at its timeout.
+                        out.push(send(from, ServerMsg::Signal { from: to, conn, signal: Signal::Gone }));
+                    }
+                    return out;
                 }
                 self.stats.signals_relayed += 1;
                 vec![send(&to, ServerMsg::Signal { from: from.clone(), conn, signal })]
@@ -435,7 +441,6 @@ fn match_rank(name: &str, q: &str) -> Option<u8> {
 mod tests {
     use super::*;
     use crate::content::ManifestBuilder;
-    use crate::wire::Signal;
 
     fn manifest(seed: u8, chunks: usize) -> Manifest {
         let mut b = ManifestBuilder::new(4);
@@ -509,6 +514,21 @@ mod tests {
         let sig = ClientMsg::Signal { to: stranger.clone(), conn: 1, signal: Signal::Close { reason: "x".into() } };
         let out = s.handle(&a, sig, 0);
         assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::UnknownPeer, .. }, .. }));
+        assert_eq!(out.len(), 1, "a close to nobody gets no answer but the error");
+        // An offer to a peer that is not connected ends the attempt at once.
+        let out = s.handle(
+            &a,
+            ClientMsg::Signal { to: stranger.clone(), conn: 2, signal: Signal::Offer { sdp: "v=0".into() } },
+            0,
+        );
+        assert!(matches!(&out[0], Output::Send { msg: ServerMsg::Error { code: ErrorCode::UnknownPeer, .. }, .. }));
+        assert_eq!(
+            out[1],
+            Output::Send {
+                to: a.clone(),
+                msg: ServerMsg::Signal { from: stranger.clone(), conn: 2, signal: Signal::Gone }
+            }
+        );
         assert_eq!(s.stats.signals_relayed, 0);
     }
 
