@@ -124,10 +124,19 @@ pub async fn sha256(bytes: &Uint8Array) -> ChunkId {
     ChunkId::of(&bytes.to_vec())
 }
 
+/// Whether this context has WebCrypto (`crypto.subtle`: secure contexts only).
+pub fn has_webcrypto() -> bool {
+    subtle().is_some()
+}
+
+fn subtle() -> Option<JsValue> {
+    let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
+    Reflect::get(&crypto, &JsValue::from_str("subtle")).ok().filter(|s| s.is_object())
+}
+
 /// `crypto.subtle.digest("SHA-256", bytes)`, if this context has it.
 fn subtle_digest(bytes: &Uint8Array) -> Option<Promise> {
-    let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
-    let subtle = Reflect::get(&crypto, &JsValue::from_str("subtle")).ok().filter(|s| s.is_object())?;
+    let subtle = subtle()?;
     let digest: js_sys::Function = Reflect::get(&subtle, &JsValue::from_str("digest")).ok()?.dyn_into().ok()?;
     let bytes: &Object = bytes.unchecked_ref();
     digest.call2(&subtle, &JsValue::from_str("SHA-256"), bytes).ok()?.dyn_into::<Promise>().ok()

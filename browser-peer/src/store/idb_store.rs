@@ -226,6 +226,11 @@ impl ChunkStore for IdbStore {
         self.put_bytes(id, JsChunk::from_bytes(Uint8Array::from(bytes)))
     }
     fn put_checked<'a>(&'a self, id: ChunkId, bytes: JsChunk) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
+        if !crate::js_chunk::has_webcrypto() {
+            // Outside a secure context (plain http on a LAN address) the worker could not hash
+            // either: check here, in wasm.
+            return Box::pin(super::check_then_put(self, id, bytes));
+        }
         let promise = {
             let mut inner = self.inner.borrow_mut();
             if inner.index.contains_key(&id) {

@@ -68,14 +68,7 @@ pub trait ChunkStore {
     /// hash (`Err`: they could not be checked and kept; the bytes may be gone). The IndexedDB
     /// store hashes in its worker, off the page's main thread; the buffer is consumed.
     fn put_checked<'a>(&'a self, id: ChunkId, bytes: JsChunk) -> BorrowedFuture<'a, Result<ChunkId, IdbError>> {
-        Box::pin(async move {
-            let whole = bytes.concat();
-            let actual = crate::js_chunk::sha256(&whole).await;
-            if actual == id {
-                self.put(id, &whole.to_vec());
-            }
-            Ok(actual)
-        })
+        Box::pin(check_then_put(self, id, bytes))
     }
     /// Forgets a chunk; returns `true` if it was stored.
     fn remove(&self, id: &ChunkId) -> bool;
@@ -103,6 +96,16 @@ pub trait ChunkStore {
     fn put_file(&self, id: FileId, json: String);
     /// Every kept file record (JSON).
     fn files(&self) -> LocalFuture<Result<Vec<String>, IdbError>>;
+}
+
+/// [`ChunkStore::put_checked`] on this thread: hash, then [`ChunkStore::put`] if it matches.
+async fn check_then_put<S: ChunkStore + ?Sized>(store: &S, id: ChunkId, bytes: JsChunk) -> Result<ChunkId, IdbError> {
+    let whole = bytes.concat();
+    let actual = crate::js_chunk::sha256(&whole).await;
+    if actual == id {
+        store.put(id, &whole.to_vec());
+    }
+    Ok(actual)
 }
 
 /// A `Blob` holding a copy of `bytes`.
