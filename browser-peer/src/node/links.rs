@@ -96,6 +96,16 @@ impl Node {
         }
     }
 
+    /// Tells each run that fetched through a link (`users`: run, slot) that its peer is gone.
+    pub(super) fn runs_lose(&self, st: &mut State, users: Vec<(u64, usize)>) {
+        for (run, slot) in users {
+            if let Some(r) = st.runs.get_mut(&run) {
+                let steps = r.dl.peer_gone(slot);
+                self.apply_steps(st, run, steps);
+            }
+        }
+    }
+
     pub(super) fn out_handler(&self, key: ConnKey) -> Rc<dyn Fn(RtcEvent)> {
         let weak = self.weak.clone();
         Rc::new(move |ev| {
@@ -143,12 +153,7 @@ impl Node {
                 if let Some(l) = st.out.remove(peer) {
                     spawn_local(async move { drop(l) });
                 }
-                for (run, slot) in users {
-                    if let Some(r) = st.runs.get_mut(&run) {
-                        let steps = r.dl.peer_gone(slot);
-                        self.apply_steps(&mut st, run, steps);
-                    }
-                }
+                self.runs_lose(&mut st, users);
             }
         }
     }

@@ -199,12 +199,7 @@ impl Node {
                         .map(|l| l.users.iter().copied().filter(|u| u.0 != run).collect())
                         .unwrap_or_default();
                     self.close_link(st, &peer);
-                    for (r, s) in others {
-                        if let Some(x) = st.runs.get_mut(&r) {
-                            let steps = x.dl.peer_gone(s);
-                            self.apply_steps(st, r, steps);
-                        }
-                    }
+                    self.runs_lose(st, others);
                 }
                 Step::Send { slot, bytes } => {
                     let Ok(PeerMsg::Request { req, chunk }) = PeerMsg::decode(&bytes) else { continue };

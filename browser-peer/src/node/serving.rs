@@ -80,12 +80,7 @@ impl Node {
                 gloo::console::warn!(format!("peer {} is not connected", from.short()));
                 let users = l.users.clone();
                 self.close_link(&mut st, &from);
-                for (run, slot) in users {
-                    if let Some(r) = st.runs.get_mut(&run) {
-                        let steps = r.dl.peer_gone(slot);
-                        self.apply_steps(&mut st, run, steps);
-                    }
-                }
+                self.runs_lose(&mut st, users);
                 return;
             }
             if let Transport::Rtc(rtc) = &l.transport {
