@@ -18,4 +18,4 @@ pub mod swarm;
 pub mod wire;
 
 pub use content::{ChunkId, FileId, Manifest, ManifestBuilder, CHUNK_SIZE};
-pub use wire::{ClientMsg, PeerId, PeerKind, ServerMsg, Signal};
+pub use wire::{ClientMsg, IceServer, LinkPath, PathReport, PeerId, PeerKind, ServerMsg, Signal};

@@ -76,6 +76,53 @@ pub enum Signal {
     Gone,
 }
 
+/// One ICE server, as WebRTC's `RTCIceServer` describes it: `urls` like `stun:host:port` or
+/// `turn:host:port?transport=udp`; TURN servers need `username` and `credential`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// How a link between two peers carries its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkPath {
+    /// A data channel between host candidates (same machine or same LAN).
+    DirectHost,
+    /// A data channel through NATs (server- or peer-reflexive candidates: hole punching).
+    DirectReflexive,
+    /// A data channel through a TURN server.
+    Turn,
+    /// The tracker's websocket relay.
+    Relay,
+}
+
+impl LinkPath {
+    pub const ALL: [LinkPath; 4] = [LinkPath::DirectHost, LinkPath::DirectReflexive, LinkPath::Turn, LinkPath::Relay];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPath::DirectHost => "direct_host",
+            LinkPath::DirectReflexive => "direct_reflexive",
+            LinkPath::Turn => "turn",
+            LinkPath::Relay => "relay",
+        }
+    }
+}
+
+/// A peer's own account of its links by path (counters since it started). Informational: the
+/// tracker shows the sums in `/metrics` as reported, and trusts them for nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathReport {
+    /// Links open now, per path.
+    pub links: Vec<(LinkPath, u32)>,
+    /// Chunk bytes received since start, per path.
+    pub bytes_received: Vec<(LinkPath, u64)>,
+}
+
 /// Name, type and time of a published file: index metadata, never part of the file id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
@@ -126,6 +173,8 @@ pub enum ClientMsg {
     Leave,
     /// `peer` sent bytes that did not hash to `chunk`.
     BadSource { peer: PeerId, chunk: ChunkId },
+    /// This peer's links by path (sent now and then while it changes; see [`PathReport`]).
+    Paths { report: PathReport },
 }
 
 /// Messages from the tracker to a peer.
@@ -135,6 +184,10 @@ pub enum ServerMsg {
     Welcome {
         version: u32,
         peer_id: PeerId,
+        /// ICE servers to use for WebRTC (the shape of `RTCIceServer`): the tracker's own STUN
+        /// service first, then any the operator configured (STUN, or TURN with credentials).
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
     },
     Published {
         req: u32,
@@ -267,6 +320,17 @@ mod tests {
             Just(Signal::Gone),
         ]
     }
+    fn ice_server() -> impl Strategy<Value = IceServer> {
+        (prop::collection::vec(any::<String>(), 1..3), any::<Option<String>>(), any::<Option<String>>())
+            .prop_map(|(urls, username, credential)| IceServer { urls, username, credential })
+    }
+    fn path() -> impl Strategy<Value = LinkPath> {
+        prop::sample::select(LinkPath::ALL.to_vec())
+    }
+    fn path_report() -> impl Strategy<Value = PathReport> {
+        (prop::collection::vec((path(), any::<u32>()), 0..4), prop::collection::vec((path(), any::<u64>()), 0..4))
+            .prop_map(|(links, bytes_received)| PathReport { links, bytes_received })
+    }
     fn kind() -> impl Strategy<Value = PeerKind> {
         prop_oneof![Just(PeerKind::Native), Just(PeerKind::Browser)]
     }
@@ -310,6 +374,7 @@ mod tests {
             (any::<u64>(), any::<String>()).prop_map(|(order, reason)| ClientMsg::OrderFailed { order, reason }),
             Just(ClientMsg::Leave),
             (peer_id(), chunk_id()).prop_map(|(peer, chunk)| ClientMsg::BadSource { peer, chunk }),
+            path_report().prop_map(|report| ClientMsg::Paths { report }),
         ]
     }
 
@@ -321,7 +386,8 @@ mod tests {
 
     fn server_msg() -> impl Strategy<Value = ServerMsg> {
         prop_oneof![
-            (any::<u32>(), peer_id()).prop_map(|(version, peer_id)| ServerMsg::Welcome { version, peer_id }),
+            (any::<u32>(), peer_id(), prop::collection::vec(ice_server(), 0..3))
+                .prop_map(|(version, peer_id, ice_servers)| ServerMsg::Welcome { version, peer_id, ice_servers }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Published { req, file }),
             (
                 any::<u32>(),

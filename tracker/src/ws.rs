@@ -150,7 +150,8 @@ async fn welcome(socket: &mut Socket, state: &AppState) -> Option<(PeerId, u64, 
                         send_now(socket, state, ServerMsg::error(None, ErrorCode::LimitReached, msg)).await;
                         return None;
                     };
-                    let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone() };
+                    let welcome =
+                        ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone(), ice_servers: Vec::new() };
                     if outbox.push(Frame::json(welcome)).is_err() {
                         return None;
                     }

@@ -8,7 +8,10 @@
 pub mod repair;
 
 use crate::content::{ChunkId, FileId, Manifest};
-use crate::wire::{validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, PeerId, PeerKind, ServerMsg, Signal};
+use crate::wire::{
+    validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, LinkPath, PathReport, PeerId, PeerKind, ServerMsg,
+    Signal,
+};
 use repair::{Order, RepairConfig, RepairStats};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -45,6 +48,8 @@ pub struct PeerState {
     leave_answered: bool,
     /// Peers that reported a bad copy of a chunk from this peer.
     bad_reports: HashMap<ChunkId, BTreeSet<PeerId>>,
+    /// The peer's own account of its links by path (boxed: most idle peers never send one).
+    pub paths: Option<Box<PathReport>>,
 }
 
 impl PeerState {
@@ -60,6 +65,7 @@ impl PeerState {
             leaving: false,
             leave_answered: false,
             bad_reports: HashMap::new(),
+            paths: None,
         }
     }
 
@@ -264,6 +270,20 @@ impl Swarm {
             }
             ClientMsg::Leave => {
                 self.start_leave(from, now_ms);
+                vec![]
+            }
+            ClientMsg::Paths { report } => {
+                // One entry per path at most: a report cannot grow the tracker's memory.
+                let mut r = PathReport::default();
+                for path in LinkPath::ALL {
+                    if let Some((_, n)) = report.links.iter().find(|(p, _)| *p == path) {
+                        r.links.push((path, *n));
+                    }
+                    if let Some((_, n)) = report.bytes_received.iter().find(|(p, _)| *p == path) {
+                        r.bytes_received.push((path, *n));
+                    }
+                }
+                self.peers.get_mut(from).expect("live").paths = Some(Box::new(r));
                 vec![]
             }
             ClientMsg::BadSource { peer, chunk } => {
