@@ -5,6 +5,7 @@
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
 //! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
 //! - [`schedule`]: the download scheduler (rarest first, endgame, retry elsewhere).
+//! - `stun` (feature `stun`): STUN binding requests and answers, for server-reflexive addresses.
 //! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
 //!
 //! Nothing here opens a socket or reads a clock: drivers (tokio in the tracker and native peer,
@@ -14,6 +15,8 @@ pub mod chunk_proto;
 pub mod content;
 pub mod relay;
 pub mod schedule;
+#[cfg(feature = "stun")]
+pub mod stun;
 pub mod swarm;
 pub mod wire;
 

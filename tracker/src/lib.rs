@@ -7,6 +7,7 @@
 //! [`swarm_core::swarm::Swarm`], a plain struct; this crate only drives it.
 
 mod api;
+pub mod ice;
 pub mod index;
 pub mod limits;
 mod metrics;
@@ -15,6 +16,7 @@ pub mod relay;
 mod server;
 pub mod settings;
 mod state;
+pub mod stun;
 pub mod web;
 pub mod websocket;
 mod ws;
@@ -37,6 +39,10 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Directory holding the built web app (`index.html`, wasm, js); `None` serves no page.
     pub web_dir: Option<PathBuf>,
+    /// ICE servers configured by the operator, handed to peers after the tracker's own.
+    pub ice_servers: Vec<swarm_core::IceServer>,
+    /// UDP port of the tracker's own STUN service ([`serve_with_stun`] sets it).
+    pub stun_port: Option<u16>,
     /// A peer that sends nothing for this long is dropped.
     pub idle_timeout: Duration,
     /// Time a new connection has to say hello.
@@ -101,6 +107,8 @@ impl Default for Config {
         Self {
             data_dir: None,
             web_dir: None,
+            ice_servers: Vec::new(),
+            stun_port: None,
             idle_timeout: Duration::from_secs(45),
             hello_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
@@ -126,16 +134,31 @@ pub fn router(state: Arc<AppState>) -> Router {
     app
 }
 
-/// Runs the tracker on `listener` until `shutdown` completes.
+/// Runs the tracker on `listener` until `shutdown` completes (no STUN service).
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_stun(listener, None, config, shutdown).await
+}
+
+/// Runs the tracker on `listener`, and its STUN service on `stun` if given, until `shutdown`
+/// completes. Peers are told the STUN service's port in `welcome`.
+pub async fn serve_with_stun(
+    listener: TcpListener,
+    stun: Option<tokio::net::UdpSocket>,
+    mut config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Some(s) = &stun {
+        config.stun_port = Some(s.local_addr()?.port());
+    }
     let state = Arc::new(AppState::new(config).map_err(std::io::Error::other)?);
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
+    let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
     let result = server::run(listener, router(state.clone()), async move {
         shutdown.await;
         stopping.shutdown.send_replace(true);
@@ -144,6 +167,10 @@ pub async fn serve(
     .await;
     repair.abort();
     sweep.abort();
+    if let Some(s) = stun {
+        s.abort();
+        let _ = s.await;
+    }
     let _ = repair.await;
     let _ = sweep.await;
     // Let the peer connections see the shutdown and let go of the state (and the index).

@@ -2,7 +2,7 @@
 //! from the library out.
 
 use anyhow::Context;
-use tracker::settings::{LogFormat, Settings};
+use tracker::settings::{LogFormat, Settings, StunListen};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,9 +28,25 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
+    let stun = match settings.stun_listen()? {
+        StunListen::Off => None,
+        StunListen::At(at) => {
+            Some(tokio::net::UdpSocket::bind(at).await.with_context(|| format!("cannot listen for STUN on udp {at}"))?)
+        }
+        StunListen::SameAsHttp => match tokio::net::UdpSocket::bind(addr).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("no STUN service: cannot listen on udp {addr}: {e} (choose one with --stun-listen)");
+                None
+            }
+        },
+    };
+    if let Some(s) = &stun {
+        tracing::info!(addr = %s.local_addr()?, "STUN service listening (udp)");
+    }
     println!("tracker listening on http://{addr}");
     tracing::info!(%addr, data_dir = ?config.data_dir, max_peers = config.limits.max_peers, "tracker listening");
-    tracker::serve(listener, config, async {
+    tracker::serve_with_stun(listener, stun, config, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

@@ -8,7 +8,26 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use std::fmt::Write;
 use std::sync::Arc;
-use swarm_core::PeerKind;
+use swarm_core::swarm::Swarm;
+use swarm_core::{LinkPath, PathReport, PeerKind};
+
+/// Sums one field of every live peer's path report, per path (every path listed, zeros too).
+fn sum_reports<T: Copy + Into<u64>>(
+    s: &Swarm,
+    field: impl Fn(&PathReport) -> &Vec<(LinkPath, T)>,
+) -> Vec<(LinkPath, u64)> {
+    LinkPath::ALL
+        .iter()
+        .map(|path| {
+            let total = s
+                .peers()
+                .filter_map(|(_, p)| p.paths.as_deref())
+                .flat_map(|r| field(r).iter().filter(|(q, _)| q == path).map(|(_, n)| (*n).into()))
+                .fold(0u64, u64::saturating_add);
+            (*path, total)
+        })
+        .collect()
+}
 
 /// Every figure the tracker exposes.
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +63,13 @@ pub struct Snapshot {
     pub closed_abuse: u64,
     pub closed_slow: u64,
     pub limit_refusals: u64,
+    pub stun_requests: u64,
+    pub stun_answers: u64,
+    pub stun_ignored: u64,
+    pub stun_rate_limited: u64,
+    /// Peers' own reports of their links, summed: open links and bytes received, by path.
+    pub reported_links: Vec<(LinkPath, u64)>,
+    pub reported_bytes: Vec<(LinkPath, u64)>,
 }
 
 impl Snapshot {
@@ -86,6 +112,12 @@ impl Snapshot {
             closed_abuse: g(&c.closed_abuse),
             closed_slow: g(&c.closed_slow),
             limit_refusals: g(&c.limit_refusals),
+            stun_requests: g(&c.stun_requests),
+            stun_answers: g(&c.stun_answers),
+            stun_ignored: g(&c.stun_ignored),
+            stun_rate_limited: g(&c.stun_rate_limited),
+            reported_links: sum_reports(s, |r| &r.links),
+            reported_bytes: sum_reports(s, |r| &r.bytes_received),
         }
     }
 
@@ -172,6 +204,37 @@ impl Snapshot {
             counter,
             "Requests refused by a configured limit.",
             &[("", self.limit_refusals)],
+        );
+        metric(
+            "stun_requests_total",
+            counter,
+            "STUN datagrams received, by outcome.",
+            &[
+                ("{outcome=\"answered\"}", self.stun_answers),
+                ("{outcome=\"ignored\"}", self.stun_ignored),
+                ("{outcome=\"rate_limited\"}", self.stun_rate_limited),
+                ("{outcome=\"received\"}", self.stun_requests),
+            ],
+        );
+        let labelled = |v: &[(LinkPath, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(p, n)| (format!("{{path=\"{}\"}}", p.as_str()), *n)).collect()
+        };
+        let links = labelled(&self.reported_links);
+        let bytes = labelled(&self.reported_bytes);
+        fn refs(v: &[(String, u64)]) -> Vec<(&str, u64)> {
+            v.iter().map(|(l, n)| (l.as_str(), *n)).collect()
+        }
+        metric(
+            "peer_links",
+            gauge,
+            "Links between peers open now, by path, as the connected peers report them (unverified).",
+            &refs(&links),
+        );
+        metric(
+            "peer_bytes_received",
+            gauge,
+            "Chunk bytes the connected peers received, by path, as they report them (unverified).",
+            &refs(&bytes),
         );
         out
     }

@@ -98,6 +98,30 @@ pub struct Settings {
     /// Bytes queued for one peer before relay frames to it are dropped [default: 2097152]
     #[arg(long, env = "PP_OUTBOX_BYTES")]
     pub outbox_bytes: Option<usize>,
+    /// UDP address of the tracker's STUN service (peers learn their public address from it),
+    /// or `off` [default: the --listen address and port, on UDP]
+    #[arg(long, env = "PP_STUN_LISTEN")]
+    pub stun_listen: Option<String>,
+    /// Another ICE server for peers, e.g. `stun:stun.example.org:3478` or
+    /// `turn:turn.example.org:3478?transport=udp` (repeatable; comma-separated in the environment)
+    #[arg(long = "ice-server", env = "PP_ICE_SERVERS", value_delimiter = ',')]
+    pub ice_server: Option<Vec<String>>,
+    /// Username for the configured TURN servers
+    #[arg(long, env = "PP_TURN_USERNAME")]
+    pub turn_username: Option<String>,
+    /// Credential for the configured TURN servers
+    #[arg(long, env = "PP_TURN_CREDENTIAL")]
+    pub turn_credential: Option<String>,
+}
+
+/// Where the STUN service listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StunListen {
+    /// The HTTP listener's address and (actual) port, on UDP. If that port is taken on UDP,
+    /// the tracker runs without STUN and says so.
+    SameAsHttp,
+    At(SocketAddr),
+    Off,
 }
 
 #[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,7 +175,11 @@ impl Settings {
             relay_burst_bytes,
             abuse_limit,
             outbox_frames,
-            outbox_bytes
+            outbox_bytes,
+            stun_listen,
+            ice_server,
+            turn_username,
+            turn_credential
         )
     }
 
@@ -166,6 +194,17 @@ impl Settings {
 
     pub fn listen(&self) -> SocketAddr {
         self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// Where the STUN service should listen (checked).
+    pub fn stun_listen(&self) -> Result<StunListen, SettingsError> {
+        match self.stun_listen.as_deref() {
+            None => Ok(StunListen::SameAsHttp),
+            Some("off") => Ok(StunListen::Off),
+            Some(a) => a.parse().map(StunListen::At).map_err(|_| {
+                SettingsError::Invalid(format!("stun-listen must be an address like 0.0.0.0:3478 or `off`, not {a:?}"))
+            }),
+        }
     }
 
     /// The library's [`Config`], defaults filled in and values checked.
@@ -188,9 +227,21 @@ impl Settings {
             )));
         }
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        self.stun_listen()?;
+        let ice_servers = self
+            .ice_server
+            .iter()
+            .flatten()
+            .map(|url| {
+                crate::ice::parse_ice_server(url, self.turn_username.as_deref(), self.turn_credential.as_deref())
+                    .map_err(|e| SettingsError::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             data_dir: Some(self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".pp-data/tracker"))),
             web_dir: self.web_dir.clone(),
+            ice_servers,
+            stun_port: None,
             idle_timeout: secs(self.idle_timeout, d.idle_timeout),
             hello_timeout: secs(self.hello_timeout, d.hello_timeout),
             send_timeout: secs(self.send_timeout, d.send_timeout),
@@ -242,6 +293,23 @@ mod tests {
         assert!(s.to_config().is_err());
         let s = Settings { max_manifest_chunks: Some(usize::MAX), ..Default::default() };
         assert!(s.to_config().is_err());
+    }
+
+    #[test]
+    fn ice_servers_and_stun_are_checked_at_start() {
+        let s = Settings::try_parse_from(["tracker", "--ice-server", "stun:a.example:3478", "--ice-server", "stun:b"])
+            .unwrap();
+        assert_eq!(s.to_config().unwrap().ice_servers.len(), 2);
+        let s = Settings::try_parse_from(["tracker", "--ice-server", "turn:t.example:3478"]).unwrap();
+        let e = s.to_config().unwrap_err().to_string();
+        assert!(e.contains("--turn-username"), "{e}");
+        let s = Settings::try_parse_from(["tracker", "--stun-listen", "nowhere"]).unwrap();
+        assert!(s.to_config().is_err());
+        let s = Settings::try_parse_from(["tracker", "--stun-listen", "off"]).unwrap();
+        assert_eq!(s.stun_listen().unwrap(), StunListen::Off);
+        assert_eq!(Settings::default().stun_listen().unwrap(), StunListen::SameAsHttp);
+        let file = Settings::from_toml("ice-server = [\"stun:c.example\"]\nstun-listen = \"0.0.0.0:3478\"\n").unwrap();
+        assert_eq!(file.to_config().unwrap().ice_servers[0].urls, ["stun:c.example"]);
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub struct Counters {
     pub closed_slow: AtomicU64,
     /// Hellos and connections refused by a limit (peers, per address).
     pub limit_refusals: AtomicU64,
+    /// STUN datagrams received, answered, ignored (not a binding request we answer) and
+    /// refused by the rate limits.
+    pub stun_requests: AtomicU64,
+    pub stun_answers: AtomicU64,
+    pub stun_ignored: AtomicU64,
+    pub stun_rate_limited: AtomicU64,
 }
 
 impl Counters {

@@ -41,13 +41,20 @@ pub async fn upgrade(
         Ok(key) => key,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
+    // Only the host name is kept (for the tracker's own STUN entry in `welcome`).
+    let host: Option<Box<str>> = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(crate::ice::host_of)
+        .map(Into::into);
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded").into_response();
     };
     tokio::spawn(async move {
         if let Some((stream, read)) = handshake::upgraded(on_upgrade).await {
             // A task of its own: this one's state (hyper's upgrade) is not kept around.
-            tokio::spawn(connection(Socket::new(stream, &read, MAX_MESSAGE_BYTES), state, addr));
+            tokio::spawn(connection(Socket::new(stream, &read, MAX_MESSAGE_BYTES), state, addr, host));
         }
     });
     handshake::switching_protocols::<Body>(&accept)
@@ -103,7 +110,12 @@ async fn refuse(socket: &mut Socket, state: &AppState, code: ErrorCode, message:
 /// and the phases are boxed (the hello phase's state is gone once the peer is in; the
 /// welcomed peer's state lives in one allocation of its own).
 #[allow(clippy::manual_async_fn)] // on purpose, see above
-fn connection(mut socket: Socket, state: Arc<AppState>, addr: SocketAddr) -> impl Future<Output = ()> {
+fn connection(
+    mut socket: Socket,
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    host: Option<Box<str>>,
+) -> impl Future<Output = ()> {
     Counters::add(&state.counters.ws_connections, 1);
     let max = state.config.limits.max_conns_per_ip;
     let slot =
@@ -115,7 +127,7 @@ fn connection(mut socket: Socket, state: Arc<AppState>, addr: SocketAddr) -> imp
             Ok(slot) => slot.ip(),
             Err(msg) => return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg.clone())).await,
         };
-        let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state)).await else { return };
+        let Some((id, serial, outbox)) = Box::pin(welcome(&mut socket, &state, host)).await else { return };
         tracing::debug!(peer = %id, %ip, "peer joined");
         Box::pin(Peer::new(&state, id, serial, outbox).run(&mut socket)).await;
         let _ = Box::pin(timeout(state.config.send_timeout, socket.close(1000, ""))).await;
@@ -123,7 +135,7 @@ fn connection(mut socket: Socket, state: Arc<AppState>, addr: SocketAddr) -> imp
 }
 
 /// Waits for a valid hello; registers the peer and answers `welcome`.
-async fn welcome(socket: &mut Socket, state: &AppState) -> Option<(PeerId, u64, Outbox)> {
+async fn welcome(socket: &mut Socket, state: &AppState, host: Option<Box<str>>) -> Option<(PeerId, u64, Outbox)> {
     let deadline = Instant::now() + state.config.hello_timeout;
     let mut strikes = 0u32;
     loop {
@@ -150,8 +162,9 @@ async fn welcome(socket: &mut Socket, state: &AppState) -> Option<(PeerId, u64, 
                         send_now(socket, state, ServerMsg::error(None, ErrorCode::LimitReached, msg)).await;
                         return None;
                     };
-                    let welcome =
-                        ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone(), ice_servers: Vec::new() };
+                    let ice_servers =
+                        crate::ice::welcome_servers(host.as_deref(), state.config.stun_port, &state.config.ice_servers);
+                    let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone(), ice_servers };
                     if outbox.push(Frame::json(welcome)).is_err() {
                         return None;
                     }
