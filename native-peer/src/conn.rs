@@ -2,8 +2,11 @@
 //! replication order that needs that peer. Requests are multiplexed by `req`; the answers'
 //! frames are reassembled and verified ([`ChunkAssembler`]) before a caller sees a byte.
 //!
-//! The transport is a WebRTC data channel, or the tracker relay when no channel opens; both
-//! deliver the same [`LinkEvent`]s, so everything above is written once.
+//! The transport is a WebRTC data channel, or the tracker relay; both deliver the same
+//! [`LinkEvent`]s into one queue, so everything above is written once. A connection may start
+//! on the relay and move to a data channel when one opens ([`PeerConn::upgrade`]: iroh's
+//! relay-then-upgrade), and move back to the relay if that channel fails
+//! ([`PeerConn::downgrade`]). Answers are matched by `req` whichever way they come.
 
 use crate::rtc::{LinkEvent, LinkSender};
 use std::collections::HashMap;
@@ -11,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use swarm_core::chunk_proto::{ChunkAssembler, PeerMsg, ProtoError};
-use swarm_core::{ChunkId, PeerId};
+use swarm_core::{ChunkId, LinkPath, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a chunk could not be fetched from a peer.
@@ -54,9 +57,10 @@ impl Outbound {
 
 pub struct PeerConn {
     pub peer: PeerId,
-    /// "webrtc" or "relay".
-    pub via: &'static str,
-    out: Outbound,
+    /// The transport requests go out on now, and its path.
+    out: Mutex<(Outbound, LinkPath)>,
+    /// The relay this connection started on (kept to fall back to), if it did.
+    relay: Option<crate::relay::RelaySender>,
     waiters: Mutex<HashMap<u32, Waiter>>,
     next_req: AtomicU32,
     closed: AtomicBool,
@@ -69,16 +73,20 @@ impl PeerConn {
     /// Wraps an open transport; `events` are the transport's incoming events.
     pub fn start(
         peer: PeerId,
-        via: &'static str,
+        path: LinkPath,
         out: Outbound,
         events: mpsc::UnboundedReceiver<LinkEvent>,
         on_bytes: impl Fn(usize) + Send + 'static,
         on_close: impl FnOnce() + Send + 'static,
     ) -> std::sync::Arc<Self> {
+        let relay = match &out {
+            Outbound::Relay(r) => Some(r.clone()),
+            Outbound::Link(_) => None,
+        };
         let conn = std::sync::Arc::new(Self {
             peer,
-            via,
-            out,
+            out: Mutex::new((out, path)),
+            relay,
             waiters: Mutex::new(HashMap::new()),
             next_req: AtomicU32::new(1),
             closed: AtomicBool::new(false),
@@ -93,6 +101,29 @@ impl PeerConn {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// The path requests take now.
+    pub fn path(&self) -> LinkPath {
+        self.out.lock().unwrap().1
+    }
+
+    /// A data channel opened: new requests go over it (answers to earlier ones still arrive
+    /// through the relay).
+    pub fn upgrade(&self, link: LinkSender, path: LinkPath) {
+        *self.out.lock().unwrap() = (Outbound::Link(link), path);
+    }
+
+    /// The data channel failed: back to the relay this connection started on. Returns false
+    /// when there is none (the connection is then done).
+    pub fn downgrade(&self) -> bool {
+        match &self.relay {
+            Some(r) => {
+                *self.out.lock().unwrap() = (Outbound::Relay(r.clone()), LinkPath::Relay);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Asks the peer for `chunk` (`len` bytes, from the manifest) and waits for it, verified.
     pub async fn fetch(&self, chunk: ChunkId, len: u32) -> Result<Vec<u8>, FetchError> {
         if self.is_closed() {
@@ -101,7 +132,8 @@ impl PeerConn {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().unwrap().insert(req, Waiter { asm: ChunkAssembler::new(chunk, len), done: tx });
-        if let Err(e) = self.out.send(PeerMsg::Request { req, chunk }.encode()).await {
+        let out = self.out.lock().unwrap().0.clone();
+        if let Err(e) = out.send(PeerMsg::Request { req, chunk }.encode()).await {
             self.waiters.lock().unwrap().remove(&req);
             return Err(e);
         }
@@ -143,7 +175,7 @@ impl PeerConn {
                     }
                 }
                 LinkEvent::Closed(r) => break r,
-                LinkEvent::Open | LinkEvent::Signal(_) => {}
+                LinkEvent::Open(_) | LinkEvent::Signal(_) => {}
             }
         };
         self.closed.store(true, Ordering::Relaxed);

@@ -283,6 +283,11 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 "chunks_from": from,
                 "storage_used": node.store.used(),
                 "storage_capacity": node.store.capacity,
+                "links": node.links().iter().map(|(peer, path, role)| json!({
+                    "peer": peer, "path": path, "role": role,
+                })).collect::<Vec<_>>(),
+                "bytes_received_by_path": node.path_report().bytes_received.iter()
+                    .map(|(p, n)| (p.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
             }))
         }
     }

@@ -32,13 +32,15 @@ struct Args {
     /// Where this peer keeps its identity and chunks.
     #[arg(long, global = true, env = "PP_DATA_DIR", default_value = ".pp-data/peer")]
     data_dir: PathBuf,
-    /// Local address for WebRTC (UDP) host candidates.
-    #[arg(long, global = true, env = "PP_RTC_IP", default_value = "127.0.0.1")]
-    rtc_ip: IpAddr,
+    /// The one local address for WebRTC (UDP) host candidates [default: every usable interface
+    /// address; loopback only when the tracker is on loopback].
+    #[arg(long, global = true, env = "PP_RTC_IP")]
+    rtc_ip: Option<IpAddr>,
     /// Most bytes of chunks this peer keeps (e.g. 500M, 20G).
     #[arg(long, global = true, env = "PP_MAX_STORAGE", default_value = "10G", value_parser = parse_size)]
     max_storage: u64,
-    /// Seconds a WebRTC data channel has to open before the tracker relay is used.
+    /// Seconds a WebRTC data channel has to open before the attempt is given up (requests
+    /// travel through the tracker relay from 0.3 s on, and move to the channel when it opens).
     #[arg(long, global = true, env = "PP_RTC_TIMEOUT", default_value_t = 8.0)]
     rtc_timeout: f64,
     /// Never use WebRTC: exchange chunks through the tracker relay only.

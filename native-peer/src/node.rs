@@ -4,10 +4,10 @@
 
 use crate::conn::{FetchError, Outbound, PeerConn};
 use crate::relay::RelaySender;
-use crate::rtc::{Link, LinkEvent, SignalHandle};
+use crate::rtc::{Link, LinkEvent, RtcEnv, SignalHandle};
 use crate::store::{ChunkStore, StoredFile};
 use crate::tracker_client::{Incoming, TrackerClient};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
@@ -18,7 +18,9 @@ use std::time::Duration;
 use swarm_core::chunk_proto::{frames, PeerMsg, ProtoError, DEFAULT_FRAME_PAYLOAD};
 use swarm_core::relay::RelayFrame;
 use swarm_core::wire::FileMeta;
-use swarm_core::{ChunkId, ClientMsg, FileId, ManifestBuilder, PeerId, ServerMsg, Signal, CHUNK_SIZE};
+use swarm_core::{
+    ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, Signal, CHUNK_SIZE,
+};
 use tokio::sync::{mpsc, watch, OnceCell, Semaphore};
 
 /// Bytes this peer moved (tests read these to prove the path the bytes took).
@@ -32,16 +34,27 @@ pub struct DataStats {
     pub chunks_from: Mutex<HashMap<PeerId, u64>>,
     /// Chunks refused because they did not hash to their id.
     pub bad_chunks: AtomicU64,
+    /// Chunk-protocol bytes received, by path (index: position in [`LinkPath::ALL`]).
+    pub path_bytes: [AtomicU64; 4],
+}
+
+impl DataStats {
+    pub fn add_path_bytes(&self, path: LinkPath, n: usize) {
+        let i = LinkPath::ALL.iter().position(|p| *p == path).expect("listed");
+        self.path_bytes[i].fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// How a node is started.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub tracker_url: String,
-    pub rtc_ip: IpAddr,
+    /// The one local address for WebRTC; `None`: every usable interface (see `rtc::net`).
+    pub rtc_ip: Option<IpAddr>,
     /// Most bytes of chunks to keep.
     pub max_storage: u64,
-    /// Time a data channel has to open before the relay is used.
+    /// Time a data channel has to open before the attempt is given up (the relay carries
+    /// the requests from [`DIRECT_GRACE`] on).
     pub rtc_timeout: Duration,
     /// Never try WebRTC (for tests and hostile networks).
     pub relay_only: bool,
@@ -60,6 +73,17 @@ const LOST_COOLDOWN: Duration = Duration::from_secs(5);
 /// Replication orders carried out at once.
 const ORDER_CONCURRENCY: usize = 8;
 
+/// How long a new connection waits for a data channel before its requests start flowing
+/// through the tracker relay (the WebRTC attempt goes on, and the connection moves to the
+/// channel when it opens). Between namespaces a channel opens in 20-60 ms and on a real LAN
+/// or through NATs in one to three round trips more; 300 ms keeps the relay out of every
+/// path that works and still leaves time to first chunk well under a second where only the
+/// relay does.
+pub const DIRECT_GRACE: Duration = Duration::from_millis(300);
+
+/// How often the node tells the tracker its links by path (when they changed).
+const PATH_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 type ConnCell = Arc<OnceCell<Arc<PeerConn>>>;
 
 pub struct Node {
@@ -68,6 +92,10 @@ pub struct Node {
     pub config: NodeConfig,
     /// Signalling routes of WebRTC links, by (peer, conn).
     routes: Mutex<HashMap<(PeerId, u64), SignalHandle>>,
+    /// Serving links (answered offers) open now, and their paths.
+    serving: Mutex<HashMap<(PeerId, u64), LinkPath>>,
+    /// Local addresses and STUN servers for new links.
+    rtc_env: Mutex<RtcEnv>,
     /// Relay connections this node fetches through, by (peer, conn).
     relay_routes: Mutex<HashMap<(PeerId, u64), mpsc::UnboundedSender<LinkEvent>>>,
     /// Fetching connections, one per remote peer, shared.
@@ -93,11 +121,15 @@ impl Node {
         let store = ChunkStore::open_with_capacity(data_dir, config.max_storage)?;
         let secret = crate::identity::load_or_create_secret(data_dir)?;
         let (tracker, incoming) = TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts).await?;
+        let ifaces =
+            crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let node = Arc::new(Self {
             tracker,
             store,
             config,
             routes: Mutex::default(),
+            serving: Mutex::default(),
+            rtc_env: Mutex::new(RtcEnv { ifaces, stun_servers: Vec::new() }),
             relay_routes: Mutex::default(),
             conns: Mutex::default(),
             lost: Mutex::default(),
@@ -118,6 +150,9 @@ impl Node {
             }
         });
         tokio::spawn(Self::flush_haves(Arc::downgrade(&node)));
+        tokio::spawn(Self::report_paths(Arc::downgrade(&node)));
+        node.resolve_stun_servers().await;
+        tracing::debug!(env = ?node.rtc_env.lock().unwrap(), "WebRTC candidates");
         node.announce();
         tracing::info!(peer = %node.peer_id(), chunks = node.store.list().len(), "joined the swarm");
         tokio::spawn(node.clone().dispatch(incoming));
@@ -126,6 +161,68 @@ impl Node {
 
     pub fn peer_id(&self) -> &PeerId {
         &self.tracker.peer_id
+    }
+
+    /// Resolves the STUN servers of the tracker's latest `welcome` (`stun:host[:port]`,
+    /// port 3478 by default) for new links.
+    async fn resolve_stun_servers(&self) {
+        let urls: Vec<String> = self.tracker.ice_servers.lock().unwrap().iter().flat_map(|s| s.urls.clone()).collect();
+        let mut addrs = Vec::new();
+        for target in urls.iter().filter_map(|u| crate::rtc::net::stun_target(u)).take(4) {
+            match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(target.as_str())).await {
+                Ok(Ok(found)) => addrs.extend(found.take(2)),
+                _ => tracing::warn!("cannot resolve STUN server {target}"),
+            }
+        }
+        addrs.dedup();
+        self.rtc_env.lock().unwrap().stun_servers = addrs;
+    }
+
+    /// This node's links by path: open now, and bytes received since start.
+    pub fn path_report(&self) -> PathReport {
+        let mut links: HashMap<LinkPath, u32> = HashMap::new();
+        for conn in self.conns.lock().unwrap().values().filter_map(|c| c.get()).filter(|c| !c.is_closed()) {
+            *links.entry(conn.path()).or_default() += 1;
+        }
+        for path in self.serving.lock().unwrap().values() {
+            *links.entry(*path).or_default() += 1;
+        }
+        PathReport {
+            links: LinkPath::ALL.iter().map(|p| (*p, links.get(p).copied().unwrap_or(0))).collect(),
+            bytes_received: LinkPath::ALL
+                .iter()
+                .zip(&self.stats.path_bytes)
+                .map(|(p, n)| (*p, n.load(Ordering::Relaxed)))
+                .collect(),
+        }
+    }
+
+    /// Links open now: (peer, path, whether this node fetches over it or serves).
+    pub fn links(&self) -> Vec<(PeerId, LinkPath, &'static str)> {
+        let mut out: Vec<_> = self
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|c| c.get())
+            .filter(|c| !c.is_closed())
+            .map(|c| (c.peer.clone(), c.path(), "fetch"))
+            .collect();
+        out.extend(self.serving.lock().unwrap().iter().map(|((p, _), path)| (p.clone(), *path, "serve")));
+        out
+    }
+
+    async fn report_paths(node: std::sync::Weak<Self>) {
+        let mut last = PathReport::default();
+        loop {
+            tokio::time::sleep(PATH_REPORT_EVERY).await;
+            let Some(n) = node.upgrade() else { return };
+            let report = n.path_report();
+            if report != last {
+                n.tracker.send(ClientMsg::Paths { report: report.clone() });
+                last = report;
+            }
+        }
     }
 
     /// Tells the tracker everything this peer holds and the room it offers.
@@ -204,7 +301,10 @@ impl Node {
     async fn dispatch(self: Arc<Self>, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
         while let Some(inc) = incoming.recv().await {
             match inc {
-                Incoming::Reconnected => self.announce(),
+                Incoming::Reconnected => {
+                    self.resolve_stun_servers().await;
+                    self.announce()
+                }
                 Incoming::Relay(frame) => self.on_relay(frame),
                 Incoming::Msg(ServerMsg::Signal { from, conn, signal }) => self.on_signal(from, conn, signal).await,
                 Incoming::Msg(ServerMsg::Replicate { order, chunk, size, sources }) => {
@@ -236,7 +336,8 @@ impl Node {
                 self.tracker.send(ClientMsg::Signal { to: from, conn, signal: close });
                 return;
             }
-            match Link::answer(self.config.rtc_ip, sdp).await {
+            let env = self.rtc_env.lock().unwrap().clone();
+            match Link::answer(&env, sdp) {
                 Ok(link) => {
                     self.routes.lock().unwrap().insert((from.clone(), conn), link.signal_handle());
                     tokio::spawn(self.clone().serve_link(from, conn, link));
@@ -265,6 +366,7 @@ impl Node {
         self.stats.relay_received.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         let key = (frame.peer.clone(), frame.conn);
         if let Some(tx) = self.relay_routes.lock().unwrap().get(&key) {
+            self.stats.add_path_bytes(LinkPath::Relay, frame.payload.len());
             let _ = tx.send(LinkEvent::Message(frame.payload));
             return;
         }
@@ -307,7 +409,10 @@ impl Node {
         while let Some(ev) = link.events.recv().await {
             match ev {
                 LinkEvent::Signal(s) => self.forward_signal(&from, conn, s),
-                LinkEvent::Open => tracing::debug!(peer = %from.short(), "serving link open"),
+                LinkEvent::Open(path) => {
+                    tracing::debug!(peer = %from.short(), path = path.as_str(), "serving link open");
+                    self.serving.lock().unwrap().insert((from.clone(), conn), path);
+                }
                 LinkEvent::Message(bytes) => {
                     self.stats.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     match PeerMsg::decode(&bytes) {
@@ -331,6 +436,7 @@ impl Node {
                 }
             }
         }
+        self.serving.lock().unwrap().remove(&(from.clone(), conn));
         self.routes.lock().unwrap().remove(&(from, conn));
     }
 
@@ -367,26 +473,66 @@ impl Node {
         }
     }
 
+    /// Opens a connection to `peer`: a data channel if one opens within [`DIRECT_GRACE`];
+    /// otherwise the tracker relay at once, moved to the data channel if it opens later.
     async fn open_conn(self: &Arc<Self>, peer: &PeerId) -> anyhow::Result<Arc<PeerConn>> {
-        if !self.config.relay_only {
-            match self.open_rtc(peer).await {
-                Ok(c) => return Ok(c),
+        if self.config.relay_only {
+            return Ok(self.relay_conn(peer).0);
+        }
+        let mut attempt = match self.start_rtc(peer) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(peer = %peer.short(), "cannot start WebRTC ({e:#}): using the tracker relay");
+                return Ok(self.relay_conn(peer).0);
+            }
+        };
+        match tokio::time::timeout(DIRECT_GRACE, self.wait_open(peer, &mut attempt)).await {
+            Ok(Ok(path)) => Ok(self.direct_conn(peer, attempt, path)),
+            Ok(Err(e)) => {
+                self.routes.lock().unwrap().remove(&(peer.clone(), attempt.conn_id));
                 // `conn` checked `lost` before this attempt: an entry now is the tracker's
-                // word that the peer is gone (see `on_signal`).
-                Err(e) if self.lost.lock().unwrap().get(peer).is_some_and(|at| at.elapsed() < LOST_COOLDOWN) => {
-                    return Err(e)
+                // word that the peer is gone (see `on_signal`); the relay cannot reach it either.
+                if self.lost.lock().unwrap().get(peer).is_some_and(|at| at.elapsed() < LOST_COOLDOWN) {
+                    return Err(e);
                 }
-                Err(e) => tracing::warn!(peer = %peer.short(), "no data channel ({e:#}): using the tracker relay"),
+                tracing::info!(peer = %peer.short(), "no data channel ({e:#}): using the tracker relay");
+                Ok(self.relay_conn(peer).0)
+            }
+            Err(_) => {
+                tracing::debug!(peer = %peer.short(), "no data channel yet: starting on the relay");
+                let (conn, events) = self.relay_conn(peer);
+                let (node, peer, conn2) = (self.clone(), peer.clone(), conn.clone());
+                let rest = self.config.rtc_timeout.saturating_sub(DIRECT_GRACE);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(rest, node.wait_open(&peer, &mut attempt)).await {
+                        Ok(Ok(path)) if !conn2.is_closed() => node.upgrade(&conn2, attempt, path, events),
+                        outcome => {
+                            node.routes.lock().unwrap().remove(&(peer.clone(), attempt.conn_id));
+                            let why = match outcome {
+                                Ok(Err(e)) => format!("{e:#}"),
+                                Err(_) => format!("none within {:?}", node.config.rtc_timeout),
+                                Ok(Ok(_)) => "the connection closed meanwhile".into(),
+                            };
+                            tracing::info!(peer = %peer.short(), "no data channel ({why}): staying on the tracker relay");
+                        }
+                    }
+                });
+                Ok(conn)
             }
         }
+    }
+
+    /// A connection through the tracker relay, and the sender of its event queue (for a
+    /// data channel that may join it later).
+    fn relay_conn(self: &Arc<Self>, peer: &PeerId) -> (Arc<PeerConn>, mpsc::UnboundedSender<LinkEvent>) {
         let conn_id = rand::random::<u64>() >> 12;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.relay_routes.lock().unwrap().insert((peer.clone(), conn_id), tx);
+        self.relay_routes.lock().unwrap().insert((peer.clone(), conn_id), tx.clone());
         let sender = RelaySender { tracker: self.tracker.clone(), peer: peer.clone(), conn: conn_id };
         let (node, key) = (Arc::downgrade(self), (peer.clone(), conn_id));
-        Ok(PeerConn::start(
+        let conn = PeerConn::start(
             peer.clone(),
-            "relay",
+            LinkPath::Relay,
             Outbound::Relay(sender),
             rx,
             |_| {},
@@ -395,69 +541,97 @@ impl Node {
                     n.relay_routes.lock().unwrap().remove(&key);
                 }
             },
-        ))
+        );
+        (conn, tx)
     }
 
-    async fn open_rtc(self: &Arc<Self>, peer: &PeerId) -> anyhow::Result<Arc<PeerConn>> {
-        let mut link = Link::offer(self.config.rtc_ip).await?;
+    /// Starts a WebRTC attempt: the offer goes out through the tracker.
+    fn start_rtc(&self, peer: &PeerId) -> anyhow::Result<RtcAttempt> {
+        let env = self.rtc_env.lock().unwrap().clone();
+        let link = Link::offer(&env)?;
         let conn_id = rand::random::<u64>() >> 12; // stays exact in JavaScript numbers
         self.routes.lock().unwrap().insert((peer.clone(), conn_id), link.signal_handle());
-        let opened = tokio::time::timeout(self.config.rtc_timeout, async {
-            while let Some(ev) = link.events.recv().await {
-                match ev {
-                    LinkEvent::Signal(s) => self.forward_signal(peer, conn_id, s),
-                    LinkEvent::Open => return Ok(()),
-                    LinkEvent::Closed(r) => return Err(anyhow!("link closed before opening: {r}")),
-                    LinkEvent::Message(_) => {}
-                }
+        Ok(RtcAttempt { link, conn_id })
+    }
+
+    /// Carries the attempt's signalling until its data channel opens (its path) or it ends.
+    async fn wait_open(&self, peer: &PeerId, attempt: &mut RtcAttempt) -> anyhow::Result<LinkPath> {
+        while let Some(ev) = attempt.link.events.recv().await {
+            match ev {
+                LinkEvent::Signal(s) => self.forward_signal(peer, attempt.conn_id, s),
+                LinkEvent::Open(path) => return Ok(path),
+                LinkEvent::Closed(r) => anyhow::bail!("link closed before opening: {r}"),
+                LinkEvent::Message(_) => {}
             }
-            Err(anyhow!("link ended"))
-        })
-        .await;
-        let opened =
-            opened.map_err(|_| anyhow!("no data channel within {:?}", self.config.rtc_timeout)).and_then(|r| r);
-        if let Err(e) = opened {
-            self.routes.lock().unwrap().remove(&(peer.clone(), conn_id));
-            return Err(e);
         }
-        tracing::debug!(peer = %peer.short(), "data channel open");
-        // Pump: signalling to the tracker, everything else to the connection.
+        anyhow::bail!("link ended")
+    }
+
+    /// A connection over an open data channel.
+    fn direct_conn(self: &Arc<Self>, peer: &PeerId, attempt: RtcAttempt, path: LinkPath) -> Arc<PeerConn> {
+        tracing::debug!(peer = %peer.short(), path = path.as_str(), "data channel open");
         let (tx, rx) = mpsc::unbounded_channel();
-        let sender = link.sender.clone();
+        let sender = attempt.link.sender.clone();
+        let conn = PeerConn::start(peer.clone(), path, Outbound::Link(sender), rx, |_| {}, || {});
+        self.pump(peer, attempt, path, tx, None);
+        conn
+    }
+
+    /// Moves a relay connection to a data channel that opened late.
+    fn upgrade(
+        self: &Arc<Self>,
+        conn: &Arc<PeerConn>,
+        attempt: RtcAttempt,
+        path: LinkPath,
+        events: mpsc::UnboundedSender<LinkEvent>,
+    ) {
+        tracing::info!(peer = %conn.peer.short(), path = path.as_str(), "data channel open: moving off the relay");
+        conn.upgrade(attempt.link.sender.clone(), path);
+        self.pump(&conn.peer.clone(), attempt, path, events, Some(conn.clone()));
+    }
+
+    /// Carries an open link's events: signalling to the tracker, messages (counted) to the
+    /// connection. When the link closes, a connection that has a relay to fall back to moves
+    /// back to it (`fallback`); otherwise the close reaches the connection.
+    fn pump(
+        self: &Arc<Self>,
+        peer: &PeerId,
+        mut attempt: RtcAttempt,
+        path: LinkPath,
+        tx: mpsc::UnboundedSender<LinkEvent>,
+        fallback: Option<Arc<PeerConn>>,
+    ) {
         let (node, to) = (Arc::downgrade(self), peer.clone());
         tokio::spawn(async move {
-            while let Some(ev) = link.events.recv().await {
+            while let Some(ev) = attempt.link.events.recv().await {
+                let Some(n) = node.upgrade() else { break };
                 match ev {
-                    LinkEvent::Signal(s) => match node.upgrade() {
-                        Some(n) => n.forward_signal(&to, conn_id, s),
-                        None => break,
-                    },
-                    other => {
-                        let closed = matches!(other, LinkEvent::Closed(_));
-                        if tx.send(other).is_err() || closed {
+                    LinkEvent::Signal(s) => n.forward_signal(&to, attempt.conn_id, s),
+                    LinkEvent::Message(m) => {
+                        n.stats.received.fetch_add(m.len() as u64, Ordering::Relaxed);
+                        n.stats.add_path_bytes(path, m.len());
+                        if tx.send(LinkEvent::Message(m)).is_err() {
                             break;
                         }
+                    }
+                    LinkEvent::Open(_) => {}
+                    LinkEvent::Closed(reason) => {
+                        match &fallback {
+                            Some(c) if c.downgrade() => {
+                                tracing::info!(peer = %to.short(), %reason, "data channel closed: back on the relay")
+                            }
+                            _ => {
+                                let _ = tx.send(LinkEvent::Closed(reason));
+                            }
+                        }
+                        break;
                     }
                 }
             }
             if let Some(n) = node.upgrade() {
-                n.routes.lock().unwrap().remove(&(to, conn_id));
+                n.routes.lock().unwrap().remove(&(to, attempt.conn_id));
             }
-            drop(link);
         });
-        let stats_node = Arc::downgrade(self);
-        Ok(PeerConn::start(
-            peer.clone(),
-            "webrtc",
-            Outbound::Link(sender),
-            rx,
-            move |n| {
-                if let Some(node) = stats_node.upgrade() {
-                    node.stats.received.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            },
-            || {},
-        ))
     }
 
     /// Fetches one chunk from `peer`, verifies and stores it, and announces it. A bad chunk
@@ -505,7 +679,7 @@ impl Node {
         tracing::debug!(
             chunk = %chunk.short(),
             peer = %peer.short(),
-            via = conn.via,
+            via = conn.path().as_str(),
             ms = (secs * 1000.0) as u64,
             mb_s = format!("{:.1}", bytes.len() as f64 / secs / 1e6),
             "chunk received"
@@ -662,4 +836,10 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A WebRTC connection attempt: the link and the id its signalling travels under.
+struct RtcAttempt {
+    link: Link,
+    conn_id: u64,
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_core::relay::RelayFrame;
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
-use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
+use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -48,12 +48,14 @@ pub struct TrackerClient {
     pending: Mutex<HashMap<u32, oneshot::Sender<ServerMsg>>>,
     next_req: AtomicU32,
     pub peer_id: PeerId,
+    /// The ICE servers the tracker named in its latest `welcome`.
+    pub ice_servers: Mutex<Vec<IceServer>>,
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-async fn open_session(url: &str, secret: &str) -> anyhow::Result<(Ws, PeerId)> {
+async fn open_session(url: &str, secret: &str) -> anyhow::Result<(Ws, PeerId, Vec<IceServer>)> {
     let (mut ws, _) =
         tokio_tungstenite::connect_async(url).await.with_context(|| format!("cannot reach the tracker at {url}"))?;
     let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
@@ -65,7 +67,7 @@ async fn open_session(url: &str, secret: &str) -> anyhow::Result<(Ws, PeerId)> {
             .ok_or_else(|| anyhow!("tracker closed the connection"))??;
         if let Message::Text(t) = msg {
             match serde_json::from_str::<ServerMsg>(t.as_str())? {
-                ServerMsg::Welcome { peer_id, .. } => return Ok((ws, peer_id)),
+                ServerMsg::Welcome { peer_id, ice_servers, .. } => return Ok((ws, peer_id, ice_servers)),
                 ServerMsg::Error { message, code, .. } => bail!(TrackerError { code, message }),
                 _ => {}
             }
@@ -83,7 +85,7 @@ impl TrackerClient {
     ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>)> {
         let mut backoff = Duration::from_millis(250);
         let mut attempt = 0;
-        let (ws, peer_id) = loop {
+        let (ws, peer_id, ice_servers) = loop {
             attempt += 1;
             match open_session(url, secret).await {
                 Ok(s) => break s,
@@ -117,6 +119,7 @@ impl TrackerClient {
             pending: Mutex::new(HashMap::new()),
             next_req: AtomicU32::new(1),
             peer_id,
+            ice_servers: Mutex::new(ice_servers),
         });
         tokio::spawn(client.clone().supervise(ws, url.to_string(), secret.to_string(), out_rx, relay_rx, in_tx));
         Ok((client, in_rx))
@@ -143,7 +146,10 @@ impl TrackerClient {
             let mut backoff = Duration::from_millis(250);
             ws = loop {
                 match open_session(&url, &secret).await {
-                    Ok((ws, _)) => break ws,
+                    Ok((ws, _, ice)) => {
+                        *self.ice_servers.lock().unwrap() = ice;
+                        break ws;
+                    }
                     Err(e) => {
                         tracing::warn!("tracker unreachable: {e:#}; retrying in {backoff:?}");
                         tokio::time::sleep(backoff).await;

@@ -51,12 +51,15 @@ fn mb_s(bytes: u64, secs: f64) -> f64 {
 }
 
 async fn raw_rate(total: u64, msg: usize) -> anyhow::Result<f64> {
-    let ip = "127.0.0.1".parse()?;
-    let mut offer = Link::offer(ip).await?;
+    let env = native_peer::rtc::RtcEnv {
+        ifaces: vec![native_peer::rtc::net::Iface { ip: "127.0.0.1".parse()?, prefix: 8 }],
+        stun_servers: Vec::new(),
+    };
+    let mut offer = Link::offer(&env)?;
     let Some(LinkEvent::Signal(swarm_core::Signal::Offer { sdp })) = offer.events.recv().await else {
         bail!("no offer")
     };
-    let mut answer = Link::answer(ip, &sdp).await?;
+    let mut answer = Link::answer(&env, &sdp)?;
     let (oh, ah) = (offer.signal_handle(), answer.signal_handle());
     // Pump signalling both ways until both sides are open.
     let (mut o_open, mut a_open) = (false, false);
@@ -64,13 +67,13 @@ async fn raw_rate(total: u64, msg: usize) -> anyhow::Result<f64> {
         tokio::select! {
             e = offer.events.recv() => match e.ok_or_else(|| anyhow!("offerer ended"))? {
                 LinkEvent::Signal(s) => ah.deliver(s),
-                LinkEvent::Open => o_open = true,
+                LinkEvent::Open(_) => o_open = true,
                 LinkEvent::Closed(r) => bail!("offerer closed: {r}"),
                 LinkEvent::Message(_) => {}
             },
             e = answer.events.recv() => match e.ok_or_else(|| anyhow!("answerer ended"))? {
                 LinkEvent::Signal(s) => oh.deliver(s),
-                LinkEvent::Open => a_open = true,
+                LinkEvent::Open(_) => a_open = true,
                 LinkEvent::Closed(r) => bail!("answerer closed: {r}"),
                 LinkEvent::Message(_) => {}
             },

@@ -1,6 +1,7 @@
 //! WebRTC data-channel links to other peers, driven by str0m (sans-IO) on a tokio UDP socket.
 //!
-//! A [`Link`] is one peer connection with one data channel ("chunks"). The side that wants
+//! A [`Link`] is one peer connection with one data channel ("chunks"), with host candidates
+//! on every usable local address and server-reflexive ones from STUN ([`net`], [`RtcEnv`]). The side that wants
 //! chunks offers ([`Link::offer`]); the holder answers ([`Link::answer`]). Signalling goes
 //! through the tracker: the caller carries [`LinkEvent::Signal`] out and feeds incoming
 //! signals in with [`Link::signal`].
@@ -12,8 +13,9 @@
 //! as large as the buffer). UDP socket buffers are raised to 4 MiB so bursts are not dropped.
 
 mod driver;
+pub mod net;
 
-pub use driver::{Link, LinkEvent, LinkSender, SignalHandle};
+pub use driver::{Link, LinkEvent, LinkSender, RtcEnv, SignalHandle, MAX_REMOTE_CANDIDATES};
 
 /// str0m's SCTP send buffer (see the module docs).
 pub const SCTP_BUFFER: usize = 32 * 1024;
