@@ -4,7 +4,8 @@
 #
 # Installs: Debian's chromium + chromium-driver (browser tests), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22, see
-# scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk.
+# scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk; iproute2,
+# iptables and socat for the tests in network namespaces (e2e/src/netns.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,8 @@ command -v chromium >/dev/null || pkgs+=(chromium)
 command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
 command -v ip >/dev/null || pkgs+=(iproute2)
 command -v curl >/dev/null || pkgs+=(curl)
+command -v iptables >/dev/null || pkgs+=(iptables)
+command -v socat >/dev/null || pkgs+=(socat)
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 
 # --- wasm32 standard library ----------------------------------------------------------------

@@ -3,10 +3,17 @@
 //!
 //! Binaries come from `PP_BIN_DIR` (default `target/debug`), the built web app from
 //! `PP_WEB_DIR` (default `dist/`); `scripts/test.sh` builds both before the tests run.
+//!
+//! [`netns`] builds a small internet of network namespaces with NAT routers; the tracker, native
+//! peers and Chromium start inside it with [`Tracker::start_in`], [`NativePeer::start_in`] and
+//! [`Browser::start_in`].
+
+pub mod netns;
+pub use netns::{Host, Topology};
 
 use anyhow::{anyhow, bail, Context};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,8 +64,8 @@ impl Drop for Proc {
 }
 
 /// Spawns `cmd`, waits for a stdout line containing `ready`, returns the process and that
-/// line. The rest of its output goes to a log file under the artifacts dir.
-fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Proc, String)> {
+/// line. Its stderr goes to `<name>.log` under the artifacts dir.
+pub fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Proc, String)> {
     let log = std::fs::File::create(artifacts_dir().join(format!("{name}.log")))?;
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -87,6 +94,10 @@ pub struct Tracker {
     pub proc: Proc,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// The address peers reach it at: loopback, or its public address in a [`Topology`].
+    pub ip: IpAddr,
+    /// The network namespace it runs in ([`Tracker::start_in`]), if not the test's own.
+    pub netns: Option<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -117,17 +128,62 @@ impl Tracker {
             .next()
             .and_then(|p| p.trim().parse().ok())
             .ok_or_else(|| anyhow!("no port in {line:?}"))?;
-        Ok(Self { proc, port, data_dir: data_dir.to_path_buf(), _tmp: None })
+        Ok(Self {
+            proc,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            ip: Ipv4Addr::LOCALHOST.into(),
+            netns: None,
+            _tmp: None,
+        })
     }
+
+    /// Starts a tracker in the tracker host of `net`, listening on `0.0.0.0` (a port the
+    /// kernel picks), with its data in a temporary directory. Its URLs use the tracker's
+    /// public address, which every host of `net` reaches (the test's own namespace does not:
+    /// [`Tracker::get_json`] runs `curl` inside the tracker's namespace).
+    pub fn start_in(name: &str, net: &Topology, web: Option<&Path>, extra: &[&str]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut cmd = net.command(Host::Tracker, bin("tracker"));
+        cmd.args(["--listen", "0.0.0.0:0", "--data-dir"]).arg(tmp.path()).args(extra);
+        if let Some(w) = web {
+            cmd.arg("--web-dir").arg(w);
+        }
+        let (proc, line) = spawn_until(cmd, name, "listening on")?;
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no port in {line:?}"))?;
+        Ok(Self {
+            proc,
+            port,
+            data_dir: tmp.path().to_path_buf(),
+            ip: net.tracker_ip().into(),
+            netns: Some(net.ns(Host::Tracker).to_string()),
+            _tmp: Some(tmp),
+        })
+    }
+
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
+        format!("ws://{}:{}/ws", self.ip, self.port)
     }
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip, self.port)
     }
     /// GET a JSON document from the tracker's API.
     pub fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        http_get_json(self.port, path)
+        let Some(ns) = &self.netns else { return http_get_json(self.port, path) };
+        let url = format!("{}{path}", self.http_url());
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-sS", "--fail", "--max-time", "10", &url])
+            .output()
+            .context("cannot run curl")?;
+        if !out.status.success() {
+            bail!("GET {url} in {ns}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("GET {url} answered {:?}", String::from_utf8_lossy(&out.stdout)))
     }
 }
 
@@ -148,6 +204,9 @@ pub struct NativePeer {
     pub data_dir: PathBuf,
     pub tracker: String,
     pub peer_id: String,
+    /// What its commands run behind (`ip netns exec NS` for a peer in a namespace), so that
+    /// [`NativePeer::cli`] reaches the same network.
+    pub prefix: Vec<String>,
 }
 
 impl NativePeer {
@@ -164,19 +223,26 @@ impl NativePeer {
         global: &[&str],
         prefix: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut cmd = match prefix {
-            [] => Command::new(bin("pp-peer")),
-            [first, rest @ ..] => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin("pp-peer"));
-                c
-            }
-        };
+        let mut cmd = prefixed(prefix, bin("pp-peer"));
         cmd.arg("--tracker").arg(tracker_url).arg("--data-dir").arg(data_dir).args(global).arg("run");
         cmd.env("RUST_LOG", std::env::var("PP_PEER_LOG").unwrap_or_else(|_| "debug,str0m=info".into()));
         let (proc, line) = spawn_until(cmd, name, "running")?;
         let peer_id = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-        Ok(Self { proc, data_dir: data_dir.into(), tracker: tracker_url.to_string(), peer_id })
+        Ok(Self {
+            proc,
+            data_dir: data_dir.into(),
+            tracker: tracker_url.to_string(),
+            peer_id,
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Starts `pp-peer --tracker URL --data-dir DIR run` inside host `h` of `net`, with default
+    /// flags otherwise: it finds its own addresses, as on a real machine.
+    pub fn start_in(name: &str, net: &Topology, h: Host, tracker: &Tracker, data_dir: &Path) -> anyhow::Result<Self> {
+        let prefix = net.exec_prefix(h);
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        Self::start_with(name, &tracker.ws_url(), data_dir, &[], &prefix)
     }
 
     /// Like [`NativePeer::start`], with extra environment (e.g. `PP_RELAY_ONLY=1`).
@@ -194,12 +260,13 @@ impl NativePeer {
         }
         let (proc, line) = spawn_until(cmd, name, "running")?;
         let peer_id = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-        Ok(Self { proc, data_dir: data_dir.into(), tracker: tracker.ws_url(), peer_id })
+        Ok(Self { proc, data_dir: data_dir.into(), tracker: tracker.ws_url(), peer_id, prefix: Vec::new() })
     }
 
     /// Runs `pp-peer --json <args>` against this peer's data dir; returns (exit code, stdout JSON or text).
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-        let out = Command::new(bin("pp-peer"))
+        let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        let out = prefixed(&prefix, bin("pp-peer"))
             .arg("--tracker")
             .arg(&self.tracker)
             .arg("--data-dir")
@@ -224,6 +291,18 @@ impl NativePeer {
     }
 }
 
+/// `program` run behind `prefix` (e.g. `ip netns exec NS program`), or on its own.
+fn prefixed(prefix: &[&str], program: PathBuf) -> Command {
+    match prefix {
+        [] => Command::new(program),
+        [first, rest @ ..] => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+    }
+}
+
 /// Random bytes of a given length (not a multiple of the chunk size, to test the short tail).
 pub fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> anyhow::Result<(PathBuf, Vec<u8>)> {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -243,30 +322,91 @@ pub fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> anyhow::Res
 /// Headless Chromium driven through chromedriver (WebDriver).
 pub struct Browser {
     pub client: fantoccini::Client,
-    /// chromedriver's port (for [`cdp`] calls).
+    /// chromedriver's port on the test's loopback (for [`cdp`] calls); for a browser in a
+    /// namespace ([`Browser::start_in`]), the port of the forward into it.
     pub driver_port: u16,
     _driver: Proc,
+    /// For [`Browser::start_in`]: `socat` forwarding `driver_port` to chromedriver's port
+    /// on the namespace's own loopback.
+    _forward: Option<Proc>,
     _profile: tempfile::TempDir,
+}
+
+fn chromedriver() -> String {
+    std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into())
+}
+
+/// Starts `cmd` (chromedriver) on `port`, logging to `<name>-chromedriver.log`.
+fn spawn_driver(mut cmd: Command, name: &str, port: u16) -> anyhow::Result<Proc> {
+    let log = std::fs::File::create(artifacts_dir().join(format!("{name}-chromedriver.log")))?;
+    let driver = cmd
+        .arg(format!("--port={port}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start chromedriver (run scripts/setup.sh)")?;
+    Ok(Proc { child: driver, name: "chromedriver".into() })
+}
+
+/// Waits until a WebDriver server answers `GET /status` on the test's loopback `port`.
+async fn wait_driver(port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            write!(s, "GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        let last = match answer {
+            Ok(a) if a.starts_with("HTTP/1.") && a.contains("ready") => return Ok(()),
+            Ok(a) => format!("{a:?}"),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            bail!("chromedriver did not answer on 127.0.0.1:{port} (last: {last})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 impl Browser {
     pub async fn start(name: &str) -> anyhow::Result<Self> {
         let port = free_port();
-        let log = std::fs::File::create(artifacts_dir().join(format!("{name}-chromedriver.log")))?;
-        let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
-            .arg(format!("--port={port}"))
+        let driver = spawn_driver(Command::new(chromedriver()), name, port)?;
+        wait_driver(port).await?;
+        Self::open_session(driver, None, port).await
+    }
+
+    /// Starts Chromium inside host `h` of `net` (chromedriver runs there too, so the browser's
+    /// traffic, WebRTC included, leaves from that host), driven from the test's namespace
+    /// through a `socat` forward from a loopback port here to chromedriver's port on the
+    /// namespace's own loopback. [`Browser::driver_port`] is the forward, so [`cdp`] works.
+    pub async fn start_in(name: &str, net: &Topology, h: Host) -> anyhow::Result<Self> {
+        // Ports on the namespace's loopback: nothing but this process's browsers use them.
+        static NEXT_INNER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(9515);
+        let inner = NEXT_INNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let driver = spawn_driver(net.command(h, chromedriver()), name, inner)?;
+        let outer = free_port();
+        let log = std::fs::File::create(artifacts_dir().join(format!("{name}-forward.log")))?;
+        let forward = Command::new("socat")
+            .arg(format!("TCP-LISTEN:{outer},bind=127.0.0.1,fork,reuseaddr"))
+            // Colons inside the EXEC command line are escaped from socat's address parser.
+            .arg(format!("EXEC:ip netns exec {} socat STDIO TCP4\\:127.0.0.1\\:{inner}", net.ns(h)))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("cannot start chromedriver (run scripts/setup.sh)")?;
-        let driver = Proc { child: driver, name: "chromedriver".into() };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("chromedriver did not start listening");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .context("cannot start socat (run scripts/setup.sh)")?;
+        let forward = Proc { child: forward, name: "socat".into() };
+        wait_driver(outer).await.with_context(|| format!("chromedriver in {} through the forward", net.ns(h)))?;
+        Self::open_session(driver, Some(forward), outer).await
+    }
+
+    /// Opens a headless Chromium session on the chromedriver reached at loopback `port`.
+    async fn open_session(driver: Proc, forward: Option<Proc>, port: u16) -> anyhow::Result<Self> {
         let profile = tempfile::tempdir()?;
         let caps = serde_json::json!({
             "goog:chromeOptions": {
@@ -285,7 +425,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .context("cannot open a Chromium session")?;
-        Ok(Self { client, driver_port: port, _driver: driver, _profile: profile })
+        Ok(Self { client, driver_port: port, _driver: driver, _forward: forward, _profile: profile })
     }
 
     /// Kills every Chromium process of this browser with SIGKILL, as a crash would.
