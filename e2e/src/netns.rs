@@ -17,6 +17,8 @@
 //!   public port whatever its destination (endpoint-independent mapping), so UDP hole
 //!   punching works between their LANs. Router 3 uses `--random-fully`: each destination gets
 //!   a fresh random port, so hole punching to or from `Lan3` fails (a "symmetric" NAT).
+//! - Routers firewall their WAN side as home routers do: only packets of flows opened from
+//!   inside get in (to the router or through it); the rest is dropped.
 //! - No router forwards ports, and the public segment has no route to any private subnet:
 //!   from the tracker only the routers' WAN addresses ([`Topology::public_ip`]) are
 //!   reachable, exactly as on the internet. Hosts on one LAN reach each other directly.
@@ -161,6 +163,17 @@ impl Topology {
                 masq.push("--random-fully");
             }
             iptables(&router, &masq)?;
+            // The firewall of every home router: from the WAN, only what answers a flow from
+            // inside gets in. Unsolicited packets are dropped before conntrack confirms an
+            // entry for them, so a peer's first hole-punching packet, arriving before this
+            // router's own outbound packet to that peer, leaves no state behind that would make
+            // the router pick another port for the outbound flow (which breaks the punch).
+            for chain in ["INPUT", "FORWARD"] {
+                let established =
+                    ["-A", chain, "-i", WAN_IF, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"];
+                iptables(&router, &established)?;
+                iptables(&router, &["-A", chain, "-i", WAN_IF, "-j", "DROP"])?;
+            }
             for h in Host::LAN_HOSTS.into_iter().filter(|h| h.lan() == Some(lan)) {
                 let ns = self.name(h.role());
                 self.add_ns(&ns)?;

@@ -192,6 +192,7 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             Ok(json!({ "files": files }))
         }
         Request::Get { file, output, force, dir } => {
+            let t0 = std::time::Instant::now();
             if let Some(out) = &output {
                 if out.exists() && !force {
                     anyhow::bail!(crate::cli::OutputExists(out.clone()));
@@ -203,7 +204,13 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             let before: std::collections::HashMap<_, _> = node.stats.chunks_from.lock().unwrap().clone();
             let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let fetched2 = fetched.clone();
+            // Time to first byte: from the request to the first verified chunk fetched.
+            let first_chunk = Arc::new(std::sync::OnceLock::<f64>::new());
+            let first2 = first_chunk.clone();
             let on_progress: crate::download::Progress = Arc::new(move |done, total, bytes| {
+                if bytes > 0 {
+                    first2.get_or_init(|| t0.elapsed().as_secs_f64());
+                }
                 fetched2.store(bytes, Ordering::Relaxed);
                 sink(ProgressLine { label: label.clone(), done, total });
             });
@@ -239,6 +246,7 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 "seconds": secs,
                 "fetch_seconds": fetch_secs,
                 "fetched_bytes": fetched.load(Ordering::Relaxed),
+                "first_chunk_seconds": first_chunk.get(),
                 "chunks_from": sources,
             }))
         }
