@@ -5,6 +5,7 @@
 //!   service let the peers punch through;
 //! - to a host behind a port-randomising NAT, no data channel can open: the relay carries the
 //!   file, from the first chunk on, with no wait for WebRTC to give up.
+//!
 //! Each test checks the bytes, the path the getter reports, and the tracker's relay counter.
 //!
 //! Two sources sit on LAN 1 (host `Lan1A`), the file at R = 2 on them before the getter
