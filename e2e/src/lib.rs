@@ -66,7 +66,8 @@ impl Drop for Proc {
 /// Spawns `cmd`, waits for a stdout line containing `ready`, returns the process and that
 /// line. Its stderr goes to `<name>.log` under the artifacts dir.
 pub fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Proc, String)> {
-    let log = std::fs::File::create(artifacts_dir().join(format!("{name}.log")))?;
+    let log_path = artifacts_dir().join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)?;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(log)
@@ -74,18 +75,34 @@ pub fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<
         .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
-    let ready = ready.to_string();
+    let wanted = ready.to_string();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && line.contains(&ready) {
+            if !sent && line.contains(&wanted) {
                 let _ = tx.send(line);
                 sent = true;
             }
         }
     });
-    let proc = Proc { child, name: name.into() };
-    let line = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("{name} did not become ready"))?;
+    let mut proc = Proc { child, name: name.into() };
+    let line = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+        // Its stdout closed early when it died: give it a moment to be reaped.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            match proc.child.try_wait() {
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                other => break other.ok().flatten(),
+            }
+        };
+        let how = match status {
+            Some(status) => format!("it exited ({status})"),
+            None => format!("it printed no line with {ready:?}"),
+        };
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+        anyhow!("{name} did not become ready: {how}; {} ends with {:?}", log_path.display(), tail.join("\n"))
+    })?;
     Ok((proc, line))
 }
 
@@ -326,9 +343,9 @@ pub struct Browser {
     /// namespace ([`Browser::start_in`]), the port of the forward into it.
     pub driver_port: u16,
     _driver: Proc,
-    /// For [`Browser::start_in`]: `socat` forwarding `driver_port` to chromedriver's port
-    /// on the namespace's own loopback.
-    _forward: Option<Proc>,
+    /// For [`Browser::start_in`]: the forward from `driver_port` to chromedriver's port on
+    /// the namespace's own loopback.
+    _forward: Option<Forward>,
     _profile: tempfile::TempDir,
 }
 
@@ -356,14 +373,22 @@ async fn wait_driver(port: u16) -> anyhow::Result<()> {
         let answer = (|| -> std::io::Result<String> {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            write!(s, "GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
+            // chromedriver refuses HTTP/1.0, and keeps the connection open after answering
+            // even when asked to close it: read until the answer says it is ready.
+            write!(s, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&answer).contains("\"ready\":true") {
+                match s.read(&mut buf)? {
+                    0 => break,
+                    n => answer.extend_from_slice(&buf[..n]),
+                }
+            }
+            Ok(String::from_utf8_lossy(&answer).into_owned())
         })();
         let last = match answer {
-            Ok(a) if a.starts_with("HTTP/1.") && a.contains("ready") => return Ok(()),
-            Ok(a) => format!("{a:?}"),
+            Ok(a) if a.contains("\"ready\":true") => return Ok(()),
+            Ok(a) => format!("answer {a:?}"),
             Err(e) => e.to_string(),
         };
         if Instant::now() > deadline {
@@ -383,30 +408,21 @@ impl Browser {
 
     /// Starts Chromium inside host `h` of `net` (chromedriver runs there too, so the browser's
     /// traffic, WebRTC included, leaves from that host), driven from the test's namespace
-    /// through a `socat` forward from a loopback port here to chromedriver's port on the
+    /// through a [`Forward`] from a loopback port here to chromedriver's port on the
     /// namespace's own loopback. [`Browser::driver_port`] is the forward, so [`cdp`] works.
     pub async fn start_in(name: &str, net: &Topology, h: Host) -> anyhow::Result<Self> {
         // Ports on the namespace's loopback: nothing but this process's browsers use them.
         static NEXT_INNER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(9515);
         let inner = NEXT_INNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let driver = spawn_driver(net.command(h, chromedriver()), name, inner)?;
-        let outer = free_port();
-        let log = std::fs::File::create(artifacts_dir().join(format!("{name}-forward.log")))?;
-        let forward = Command::new("socat")
-            .arg(format!("TCP-LISTEN:{outer},bind=127.0.0.1,fork,reuseaddr"))
-            // Colons inside the EXEC command line are escaped from socat's address parser.
-            .arg(format!("EXEC:ip netns exec {} socat STDIO TCP4\\:127.0.0.1\\:{inner}", net.ns(h)))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start socat (run scripts/setup.sh)")?;
-        let forward = Proc { child: forward, name: "socat".into() };
+        let forward = Forward::start(net.ns(h), inner)?;
+        let outer = forward.port;
         wait_driver(outer).await.with_context(|| format!("chromedriver in {} through the forward", net.ns(h)))?;
         Self::open_session(driver, Some(forward), outer).await
     }
 
     /// Opens a headless Chromium session on the chromedriver reached at loopback `port`.
-    async fn open_session(driver: Proc, forward: Option<Proc>, port: u16) -> anyhow::Result<Self> {
+    async fn open_session(driver: Proc, forward: Option<Forward>, port: u16) -> anyhow::Result<Self> {
         let profile = tempfile::tempdir()?;
         let caps = serde_json::json!({
             "goog:chromeOptions": {
@@ -533,6 +549,90 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // chromedriver dies with its `Proc`; make sure its Chromium does not linger.
         self.kill();
+    }
+}
+
+/// Forwards a port on the test's loopback to a port on the loopback of a network namespace,
+/// with no link between the two networks: a thread of the test process accepts each
+/// connection and pipes it through `ip netns exec NS socat STDIO TCP4:127.0.0.1:PORT`. The
+/// listener lives in the test process, so nothing is left listening here when the test
+/// ends, even by SIGKILL; `Drop` stops it and kills the pipes' `socat`s.
+pub struct Forward {
+    /// The port on the test's loopback.
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipes: std::sync::Arc<std::sync::Mutex<Vec<Child>>>,
+}
+
+impl Forward {
+    pub fn start(ns: &str, inner_port: u16) -> anyhow::Result<Self> {
+        use std::sync::{atomic::AtomicBool, atomic::Ordering, Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let pipes: Arc<Mutex<Vec<Child>>> = Arc::new(Mutex::new(Vec::new()));
+        let (ns, target) = (ns.to_string(), format!("TCP4:127.0.0.1:{inner_port}"));
+        let (stop2, pipes2) = (stop.clone(), pipes.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &ns, "socat", "STDIO", &target])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let Ok(mut child) = child else { continue };
+                let (Some(mut to_child), Some(mut from_child)) = (child.stdin.take(), child.stdout.take()) else {
+                    continue;
+                };
+                let (Ok(mut up), mut down) = (conn.try_clone(), conn) else { continue };
+                let mut pipes = pipes2.lock().expect("pipes");
+                pipes.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                pipes.push(child);
+                drop(pipes);
+                std::thread::spawn(move || {
+                    pipe(&mut up, &mut to_child);
+                });
+                std::thread::spawn(move || {
+                    pipe(&mut from_child, &mut down);
+                    let _ = down.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Ok(Self { port, stop, pipes })
+    }
+}
+
+/// Copies `from` to `to` until either ends, a chunk at a time as it arrives. (Not
+/// `std::io::copy`: between a socket and a child's pipes, answers never reached the client
+/// with it here.)
+fn pipe(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees `stop`.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        for mut c in self.pipes.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 //!
 //! - Routers 1 and 2 masquerade with Linux's default port preservation: a flow keeps its
 //!   public port whatever its destination (endpoint-independent mapping), so UDP hole
-//!   punching works between their LANs. Router 3 uses `--random-fully`: each destination gets
+//!   punching works between their LANs (Linux keeps the port only while it is free: two LAN 1
+//!   hosts using the same local port to the same destination get different ports). Router 3 uses `--random-fully`: each destination gets
 //!   a fresh random port, so hole punching to or from `Lan3` fails (a "symmetric" NAT).
 //! - Routers firewall their WAN side as home routers do: only packets of flows opened from
 //!   inside get in (to the router or through it); the rest is dropped.
