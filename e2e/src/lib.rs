@@ -190,17 +190,27 @@ impl Tracker {
     }
     /// GET a JSON document from the tracker's API.
     pub fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let Some(ns) = &self.netns else { return http_get_json(self.port, path) };
+        let Some(_) = &self.netns else { return http_get_json(self.port, path) };
+        let body = self.get_text(path)?;
+        serde_json::from_str(&body).with_context(|| format!("GET {path} answered {body:?}"))
+    }
+
+    /// GET a document from the tracker as text (inside its namespace, if it runs in one).
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.http_url());
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns, "curl", "-sS", "--fail", "--max-time", "10", &url])
-            .output()
-            .context("cannot run curl")?;
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "curl"]);
+                c
+            }
+            None => Command::new("curl"),
+        };
+        let out = cmd.args(["-sS", "--fail", "--max-time", "10", &url]).output().context("cannot run curl")?;
         if !out.status.success() {
-            bail!("GET {url} in {ns}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!("GET {url}: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("GET {url} answered {:?}", String::from_utf8_lossy(&out.stdout)))
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 

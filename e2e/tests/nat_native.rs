@@ -26,6 +26,8 @@ struct Transfer {
     /// Bytes the tracker relayed during the `get`.
     relayed: u64,
     size: u64,
+    /// The tracker's `/metrics` once a peer reported its paths.
+    metrics: String,
 }
 
 impl Transfer {
@@ -38,6 +40,11 @@ impl Transfer {
     }
     fn path_bytes(&self, path: &str) -> u64 {
         self.status["bytes_received_by_path"][path].as_u64().unwrap_or(0)
+    }
+    /// Bytes received by `path`, summed over the peers' reports in the tracker's `/metrics`.
+    fn reported_bytes(&self, path: &str) -> u64 {
+        let prefix = format!("pp_peer_bytes_received{{path=\"{path}\"}} ");
+        self.metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
 
@@ -74,7 +81,26 @@ fn transfer(tag: &str, getter: Host, size: usize) -> anyhow::Result<Transfer> {
     let relayed = stat(&tracker, "relay_bytes")? - relay_before;
     anyhow::ensure!(std::fs::read(&out)? == bytes, "the getter wrote other bytes than were put");
     let status = c.cli_json(&["status"])?;
-    Ok(Transfer { get, status, relayed, size: size as u64 })
+    // Peers report their links by path to the tracker (every few seconds, when they change).
+    let metrics = {
+        let start = Instant::now();
+        loop {
+            let m = tracker.get_text("/metrics")?;
+            let reported = |path: &str| {
+                m.lines().any(|l| {
+                    l.starts_with(&format!("pp_peer_bytes_received{{path=\"{path}\"}}"))
+                        && l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v > 0)
+                })
+            };
+            if ["direct_host", "direct_reflexive", "relay"].iter().any(|p| reported(p))
+                || start.elapsed() > Duration::from_secs(20)
+            {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    Ok(Transfer { get, status, relayed, size: size as u64, metrics })
 }
 
 fn report(name: &str, t: &Transfer) {
@@ -107,6 +133,7 @@ fn peers_behind_two_nats_punch_through_with_reflexive_candidates() -> anyhow::Re
     assert!(!paths.is_empty() && paths.iter().all(|p| p == "direct_reflexive"), "paths {paths:?}: {}", t.status);
     assert!(t.relayed < t.size / 20, "the tracker relayed {} of {} bytes", t.relayed, t.size);
     assert!(t.path_bytes("direct_reflexive") >= t.size, "{}", t.status);
+    assert!(t.reported_bytes("direct_reflexive") >= t.size, "the tracker's /metrics: {}", t.metrics);
     Ok(())
 }
 
