@@ -53,8 +53,9 @@ fn stat(tracker: &Tracker, key: &str) -> anyhow::Result<u64> {
 }
 
 /// Two sources on `Lan1A` hold a random file of `size` bytes at R = 2; a peer on `getter`
-/// gets it.
-fn transfer(tag: &str, getter: Host, size: usize) -> anyhow::Result<Transfer> {
+/// gets it, and the tracker's `/metrics` is read once the peers' reports show `size` bytes
+/// received on `path` (or after 20 s).
+fn transfer(tag: &str, getter: Host, size: usize, path: &str) -> anyhow::Result<Transfer> {
     let net = Topology::build()?;
     let tracker = Tracker::start_in(&format!("{tag}-tracker"), &net, None, &["--replication", "2"])?;
     let tmp = tempfile::tempdir()?;
@@ -89,12 +90,10 @@ fn transfer(tag: &str, getter: Host, size: usize) -> anyhow::Result<Transfer> {
             let reported = |path: &str| {
                 m.lines().any(|l| {
                     l.starts_with(&format!("pp_peer_bytes_received{{path=\"{path}\"}}"))
-                        && l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v > 0)
+                        && l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= size as u64)
                 })
             };
-            if ["direct_host", "direct_reflexive", "relay"].iter().any(|p| reported(p))
-                || start.elapsed() > Duration::from_secs(20)
-            {
+            if reported(path) || start.elapsed() > Duration::from_secs(20) {
                 break m;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -116,7 +115,7 @@ fn report(name: &str, t: &Transfer) {
 
 #[test]
 fn peers_on_one_lan_connect_directly_by_host_candidates() -> anyhow::Result<()> {
-    let t = transfer("lan", Host::Lan1B, 16 * MIB)?;
+    let t = transfer("lan", Host::Lan1B, 16 * MIB, "direct_host")?;
     report("same LAN", &t);
     let paths = t.fetch_paths();
     assert!(!paths.is_empty() && paths.iter().all(|p| p == "direct_host"), "paths {paths:?}: {}", t.status);
@@ -127,7 +126,7 @@ fn peers_on_one_lan_connect_directly_by_host_candidates() -> anyhow::Result<()> 
 
 #[test]
 fn peers_behind_two_nats_punch_through_with_reflexive_candidates() -> anyhow::Result<()> {
-    let t = transfer("nat2", Host::Lan2, 16 * MIB)?;
+    let t = transfer("nat2", Host::Lan2, 16 * MIB, "direct_reflexive")?;
     report("across two NATs", &t);
     let paths = t.fetch_paths();
     assert!(!paths.is_empty() && paths.iter().all(|p| p == "direct_reflexive"), "paths {paths:?}: {}", t.status);
@@ -139,7 +138,7 @@ fn peers_behind_two_nats_punch_through_with_reflexive_candidates() -> anyhow::Re
 
 #[test]
 fn a_port_randomising_nat_gets_the_file_through_the_relay_from_the_first_chunk() -> anyhow::Result<()> {
-    let t = transfer("nat3", Host::Lan3, 4 * MIB)?;
+    let t = transfer("nat3", Host::Lan3, 4 * MIB, "relay")?;
     report("behind a port-randomising NAT", &t);
     let paths = t.fetch_paths();
     assert!(paths.iter().all(|p| p == "relay"), "paths {paths:?}: {}", t.status);
