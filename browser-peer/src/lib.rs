@@ -5,6 +5,8 @@
 //! - [`node`]: the peer driver behind a context (`use_node`): tracker, connections, store.
 //! - [`tracker`]: the self-healing websocket to the tracker.
 //! - [`rtc`]: one `RTCPeerConnection` + data channel, offerer or answerer, flow-controlled.
+//! - [`paths`]: pure decisions about links: a channel's path from its stats, relay-then-upgrade,
+//!   bytes by path and the path report.
 //! - [`transfer`]: the sans-IO download scheduler and the serving side of the chunk protocol.
 //! - [`js_chunk`]: the receive path that keeps chunk bytes in JS memory and hashes with WebCrypto.
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
@@ -35,6 +37,7 @@ pub mod hooks;
 pub mod idb;
 pub mod js_chunk;
 pub mod node;
+pub mod paths;
 pub mod rtc;
 pub mod state;
 pub mod store;
