@@ -1,11 +1,16 @@
 //! The walking skeleton, end to end: a real tracker serving the built web app, a real native
 //! peer, and headless Chromium driven through WebDriver. A file crosses browser → native and
 //! another native → browser, byte for byte, over WebRTC data channels (proven by the peers'
-//! data-channel counters and by the tracker carrying only a sliver of the bytes).
+//! data-channel counters and by the tracker carrying only a sliver of the bytes); the swarm
+//! view shows the link's path (`direct_host` on loopback) and the bytes received by path.
+//!
+//! Relay, then upgrade: a tab that cannot open a data channel to its source (a native peer
+//! with `--relay-only`, or a tab whose WebRTC may not use UDP) gets its first chunk through the
+//! tracker relay within a fraction of a second of the lookup, and shows the path `relay`.
 
 use e2e::{random_file, Browser, NativePeer, Tracker};
 use fantoccini::Locator;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SIZE_UP: usize = 2 * 1024 * 1024 + 12_345;
 const SIZE_DOWN: usize = 3 * 1024 * 1024 + 777;
@@ -65,5 +70,124 @@ async fn file_crosses_browser_and_native_over_webrtc() -> anyhow::Result<()> {
         "the tracker carried {ws_bytes} bytes: file data must not pass through it ({stats})"
     );
     assert_eq!(stats["relay_bytes"], 0);
+
+    // The swarm view shows the path of the tab's link to the native peer, and the bytes it
+    // received by path.
+    let row = format!("#swarm-peers tr[data-peer-id='{}']", native.peer_id);
+    let path =
+        browser.wait_attr(&format!("{row} .path[data-fetching='true']"), "data-path", Duration::from_secs(10)).await?;
+    assert_eq!(path, "direct_host", "a loopback data channel is a direct path between host candidates");
+    let host = browser.num_attr_at_least("#path-stats", "data-direct-host", SIZE_DOWN as u64).await?;
+    assert!(host >= SIZE_DOWN as u64, "the file came over the direct path: {host} bytes");
+    assert_eq!(num_attr(&browser, "#path-stats", "data-relay").await?, 0, "nothing through the relay");
+    browser.screenshot("skeleton-4-paths").await?;
+    Ok(())
+}
+
+async fn num_attr(browser: &Browser, css: &str, attr: &str) -> anyhow::Result<u64> {
+    Ok(browser.wait_attr(css, attr, Duration::from_secs(5)).await?.parse()?)
+}
+
+/// Puts a file on `native`, downloads it in a fresh tab (`prefs`: its Chromium profile
+/// preferences) and checks the tab got it through the relay: the bytes, the path shown, the
+/// counters. Returns the time from the lookup to the first chunk as the tab measured it (ms),
+/// and from the click to the end.
+async fn download_through_relay(
+    name: &str,
+    tracker: &Tracker,
+    native: &NativePeer,
+    prefs: serde_json::Value,
+    tmp: &std::path::Path,
+) -> anyhow::Result<(u64, Duration)> {
+    const SIZE: usize = 2 * 1024 * 1024 + 99;
+    let (path, bytes) = random_file(tmp, &format!("{name}.bin"), SIZE, 3)?;
+    let put = native.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    let browser = Browser::start_with(name, &[], prefs).await?;
+    browser.client.goto(&tracker.http_url()).await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    // The peers list is on the page before the download starts (the row that shows the path).
+    let row = format!("#swarm-peers tr[data-peer-id='{}']", native.peer_id);
+    browser.wait_for(&row, Duration::from_secs(10)).await?;
+    let c = &browser.client;
+    c.find(Locator::Css("#download-id")).await?.send_keys(&id).await?;
+    let t0 = Instant::now();
+    c.find(Locator::Css("#download-button")).await?.click().await?;
+    browser.wait_text("#download-status", Duration::from_secs(60), |t| t.contains("done")).await?;
+    let total = t0.elapsed();
+    let href = browser.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
+    assert!(browser.fetch_bytes(&href).await? == bytes, "the relayed bytes are intact");
+    let path =
+        browser.wait_attr(&format!("{row} .path[data-fetching='true']"), "data-path", Duration::from_secs(10)).await?;
+    assert_eq!(path, "relay", "the swarm view shows the link on the tracker relay");
+    let relayed = browser.num_attr_at_least("#path-stats", "data-relay", SIZE as u64).await?;
+    assert!(relayed >= SIZE as u64, "the file came through the relay: {relayed} bytes");
+    let first = num_attr(&browser, "#download-rate", "data-first-chunk-ms").await?;
+    browser.screenshot(&format!("{name}-relayed")).await?;
+    Ok((first, total))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_only_peer_serves_a_tab_at_once() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("relay-only-tracker", None)?;
+    let native =
+        NativePeer::start_with("relay-only-native", &tracker.ws_url(), &tmp.path().join("n"), &["--relay-only"], &[])?;
+    let (first, total) =
+        download_through_relay("relay-only", &tracker, &native, serde_json::Value::Null, tmp.path()).await?;
+    println!("relay-only source: first chunk {first} ms after the lookup; click to done {:.2} s", total.as_secs_f64());
+    assert!(first < 2_000, "the first chunk must not wait for WebRTC: {first} ms");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tab_without_udp_starts_on_the_relay_while_webrtc_tries() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("no-udp-tracker", None)?;
+    let native = NativePeer::start("no-udp-native", &tracker, &tmp.path().join("n"))?;
+    // No UDP for WebRTC in this tab: the native peer accepts the offer, but no candidate pair
+    // can ever work; the relay must not wait for the attempt to time out.
+    let no_udp = serde_json::json!({ "webrtc": { "ip_handling_policy": "disable_non_proxied_udp" } });
+    let (first, total) = download_through_relay("no-udp", &tracker, &native, no_udp, tmp.path()).await?;
+    println!("unreachable source: first chunk {first} ms after the lookup; click to done {:.2} s", total.as_secs_f64());
+    assert!(first < 2_000, "the first chunk must not wait for WebRTC: {first} ms");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_starts_on_the_relay_and_upgrades_to_the_data_channel() -> anyhow::Result<()> {
+    // Large enough that the relay cannot have asked for every chunk before the channel opens
+    // (16 requests in flight, a few hundred ms to open on a busy machine).
+    const SIZE: usize = 24 * 1024 * 1024 + 5;
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("upgrade-tracker", None)?;
+    let native = NativePeer::start("upgrade-native", &tracker, &tmp.path().join("n"))?;
+    let (path, bytes) = random_file(tmp.path(), "upgrade.bin", SIZE, 4)?;
+    let put = native.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    // `relay_after=0`: the link sends through the relay from its first request, while the
+    // data channel opens; then new requests take the channel.
+    let browser = Browser::start("upgrade").await?;
+    browser.client.goto(&format!("{}/?relay_after=0", tracker.http_url())).await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    let c = &browser.client;
+    c.find(Locator::Css("#download-id")).await?.send_keys(&id).await?;
+    c.find(Locator::Css("#download-button")).await?.click().await?;
+    browser.wait_text("#download-status", Duration::from_secs(90), |t| t.contains("done")).await?;
+    let href = browser.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
+    assert!(browser.fetch_bytes(&href).await? == bytes, "the bytes are intact across the switch");
+    let row = format!("#swarm-peers tr[data-peer-id='{}']", native.peer_id);
+    let shown =
+        browser.wait_attr(&format!("{row} .path[data-fetching='true']"), "data-path", Duration::from_secs(10)).await?;
+    assert_eq!(shown, "direct_host", "the link ends on the data channel");
+    let relayed = num_attr(&browser, "#path-stats", "data-relay").await?;
+    let direct = browser.num_attr_at_least("#path-stats", "data-direct-host", SIZE as u64 - relayed).await?;
+    println!("upgrade: {relayed} bytes through the relay, then {direct} over the data channel");
+    assert!(relayed > 0, "the first requests went through the relay");
+    assert!(direct > 0, "later requests took the data channel");
+    assert!(relayed + direct >= SIZE as u64, "every byte came one way or the other");
+    let first = num_attr(&browser, "#download-rate", "data-first-chunk-ms").await?;
+    println!("upgrade: first chunk {first} ms after the lookup");
+    browser.screenshot("upgrade-done").await?;
     Ok(())
 }
