@@ -96,12 +96,43 @@ impl Node {
         }
     }
 
-    pub(super) fn send_on_link(&self, st: &State, peer: &PeerId, bytes: Vec<u8>) {
-        let Some(l) = st.out.get(peer) else { return };
+    /// Sends on the link's data channel if open, else through its relay; returns whether it
+    /// went on the channel.
+    pub(super) fn send_on_link(&self, st: &State, peer: &PeerId, bytes: Vec<u8>) -> bool {
+        let Some(l) = st.out.get(peer) else { return false };
         match (l.rtc_open(), l.relay) {
-            (Some(rtc), _) => rtc.send(bytes),
-            (None, Some(relay)) => self.send_relay(st, peer, relay, bytes),
-            (None, None) => {} // not ready: runs only send after `peer_ready`
+            (Some(rtc), _) => {
+                rtc.send(bytes);
+                true
+            }
+            (None, Some(relay)) => {
+                self.send_relay(st, peer, relay, bytes);
+                false
+            }
+            (None, None) => false, // not ready: runs only send after `peer_ready`
+        }
+    }
+
+    /// A link that came up on the relay and moved to a data channel goes back to the relay
+    /// when that channel fails (the peer may well still be there): requests the channel took
+    /// are asked again through the relay (a half-delivered answer starts over).
+    fn back_to_relay(&self, st: &mut State, peer: &PeerId, reason: &str) {
+        let Some(l) = st.out.get_mut(peer) else { return };
+        let (Some(relay), Some(rtc)) = (l.relay, l.rtc.take()) else { return };
+        spawn_local(async move { drop(rtc) });
+        gloo::console::warn!(format!("data channel to {} closed ({reason}): back on the relay", peer.short()));
+        let runs = &st.runs;
+        let again: Vec<(u32, ChunkId)> = st
+            .wire
+            .iter_mut()
+            .filter(|(_, w)| w.on_channel && runs.get(&w.run).is_some_and(|r| r.dl.peer(w.slot) == peer))
+            .map(|(id, w)| {
+                w.on_channel = false;
+                (*id, w.chunk)
+            })
+            .collect();
+        for (req, chunk) in again {
+            self.send_relay(st, peer, relay, PeerMsg::Request { req, chunk }.encode());
         }
     }
 
@@ -212,6 +243,10 @@ impl Node {
                         peer.short()
                     ));
                     self.start_relay(&mut st, peer);
+                    return;
+                }
+                if l.relay.is_some() {
+                    self.back_to_relay(&mut st, peer, &reason);
                     return;
                 }
                 gloo::console::log!(format!("link to {} closed: {reason}", peer.short()));

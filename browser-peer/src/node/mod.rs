@@ -127,6 +127,10 @@ struct WireReq {
     run: u64,
     slot: usize,
     req: u32,
+    chunk: ChunkId,
+    /// Sent over the data channel (else through the relay): asked again through the relay
+    /// if that channel fails.
+    on_channel: bool,
 }
 
 enum RunKind {

@@ -211,8 +211,8 @@ impl Node {
                     let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) else { continue };
                     let w = st.next_wire;
                     st.next_wire = st.next_wire.wrapping_add(1).max(1);
-                    st.wire.insert(w, WireReq { run, slot, req });
-                    self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
+                    let on_channel = self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
+                    st.wire.insert(w, WireReq { run, slot, req, chunk, on_channel });
                 }
                 Step::Verify { slot, index, chunk, bytes } => {
                     // The store checks the hash (in its worker) and keeps the chunk if it matches.
