@@ -18,6 +18,8 @@ cargo build --bins
 
 step "native tests: unit, property, simulation, integration"
 cargo test --workspace --exclude e2e --exclude browser-peer -- --test-threads=2
+# The browser peer's pure logic (paths, relay-then-upgrade, page state) runs natively too.
+cargo test -p browser-peer --lib
 
 step "end-to-end tests: real tracker, native peers, headless Chromium, network namespaces"
 # One at a time: each starts several processes (and browsers) on a 2-core machine.

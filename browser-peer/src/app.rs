@@ -4,14 +4,17 @@
 
 use std::rc::Rc;
 
-use swarm_core::wire::FileSummary;
+use swarm_core::wire::{FileSummary, LinkPath};
 use swarm_core::{FileId, PeerId, PeerKind};
 use web_sys::{DragEvent, HtmlInputElement};
 use yew::prelude::*;
 
 use crate::hooks::{use_file_detail, use_peers, use_search};
 use crate::node::{use_node, Node, NodeHandle};
-use crate::state::{AppState, ConnStatus, DownloadPhase, DownloadView, SourceView, Stats, StorageInfo, UploadView};
+use crate::paths::label as path_label;
+use crate::state::{
+    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, SourceView, Stats, StorageInfo, UploadView,
+};
 use crate::transfer::CellState;
 
 /// Colours of source peers in the chunk map and its legend.
@@ -47,7 +50,8 @@ pub fn app() -> Html {
                     <UploadPanel uploads={Rc::new(state.uploads.clone())} me={state.peer_id.clone()} />
                     <DownloadPanel download={state.download.clone()} />
                     <FilesPanel />
-                    <SwarmPanel me={state.peer_id.clone()} stats={state.stats} storage={state.storage} />
+                    <SwarmPanel me={state.peer_id.clone()} stats={state.stats} storage={state.storage}
+                        links={state.links.clone()} />
                 </main>
                 <footer class="footer">
                     <span>{format!("Holding {} chunks ({}) in IndexedDB", state.stats.store_chunks, fmt_bytes(state.stats.store_bytes))}</span>
@@ -339,10 +343,14 @@ fn download_view(d: Option<&DownloadView>) -> Html {
             }
             if !matches!(d.phase, DownloadPhase::Failed(_)) {
                 <Bar pct={percent(d.chunks_done, d.chunks_total, done)} />
-                <div id="download-rate" class="muted" data-rate={format!("{:.0}", d.rate())}>
+                <div id="download-rate" class="muted" data-rate={format!("{:.0}", d.rate())}
+                    data-first-chunk-ms={d.first_chunk_ms.map(|ms| format!("{ms:.0}"))}>
                     {format!("{} / {} chunks · {} of {} · {}/s{eta}",
                         d.chunks_done, d.chunks_total, fmt_bytes(d.bytes_done), fmt_bytes(d.size),
                         fmt_bytes(d.rate() as u64))}
+                    if let Some(ms) = d.first_chunk_ms {
+                        <span class="first-chunk">{format!(" · first chunk {:.2} s after the lookup", ms / 1000.0)}</span>
+                    }
                 </div>
             }
             <p id="download-status" class={classes!("status", class)}>{status}</p>
@@ -539,9 +547,46 @@ pub struct SwarmPanelProps {
     pub me: Option<PeerId>,
     pub stats: Stats,
     pub storage: StorageInfo,
+    /// This tab's connections, sorted by peer.
+    pub links: Rc<Vec<LinkView>>,
 }
 
-/// The swarm's peers and this tab's storage.
+/// The path of one connection as a pill: `data-path` is the wire name (`direct_host`,
+/// `direct_reflexive`, `turn`, `relay`), or `connecting` / `direct` while not known yet.
+fn path_pill(l: &LinkView) -> Html {
+    let (key, text) = match (l.ready, l.path) {
+        (false, _) => ("connecting", "…"),
+        (true, None) => ("direct", "direct"),
+        (true, Some(p)) => (p.as_str(), short_path_label(p)),
+    };
+    let title = format!(
+        "{}: {}",
+        match (l.ready, l.path) {
+            (false, _) => "connecting",
+            (true, None) => "direct",
+            (true, Some(p)) => path_label(p),
+        },
+        if l.fetching { "this tab fetches from this peer" } else { "this peer fetches from this tab" }
+    );
+    html! {
+        <span class={classes!("path", key)} data-path={key} data-fetching={l.fetching.to_string()} {title}>
+            {text}{if l.fetching { " ↓" } else { " ↑" }}
+        </span>
+    }
+}
+
+/// A path in a word, for the peers table (the full name is in the pill's title).
+fn short_path_label(p: LinkPath) -> &'static str {
+    match p {
+        LinkPath::DirectHost => "direct",
+        LinkPath::DirectReflexive => "NAT",
+        LinkPath::Turn => "TURN",
+        LinkPath::Relay => "relay",
+    }
+}
+
+/// The swarm's peers (with the path of each connection to them) and this tab's storage and
+/// bytes received by path.
 #[function_component(SwarmPanel)]
 pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
     let peers = use_peers();
@@ -550,7 +595,7 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
         Some(Err(e)) => html! { <p class="error">{format!("cannot list peers: {e}")}</p> },
         Some(Ok(a)) => html! {
             <div class="peers-box"><table id="swarm-peers" class="peers">
-                <thead><tr><th>{"peer"}</th><th>{"kind"}</th><th>{"up"}</th><th>{"chunks"}</th><th>{"storage"}</th></tr></thead>
+                <thead><tr><th>{"peer"}</th><th>{"kind"}</th><th>{"link"}</th><th>{"up"}</th><th>{"chunks"}</th><th>{"storage"}</th></tr></thead>
                 <tbody>
                 { for a.peers.iter().map(|p| {
                     let me = Some(&p.id) == props.me.as_ref();
@@ -559,6 +604,7 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                         <tr class={classes!(me.then_some("me"))} data-peer-id={p.id.0.clone()}>
                             <td><code>{p.id.short().to_string()}</code>{ if me { " (this tab)" } else if p.leaving { " (leaving)" } else { "" } }</td>
                             <td><span class={classes!("kind", kind)}>{kind}</span></td>
+                            <td class="links">{ for props.links.iter().filter(|l| l.peer == p.id).map(path_pill) }</td>
                             <td>{fmt_duration(p.uptime_secs)}</td>
                             <td>{p.chunks}</td>
                             <td>{match (p.storage_used, p.storage_capacity) {
@@ -573,6 +619,7 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
             </table></div>
         },
     };
+    let by_path = |p: LinkPath| props.stats.by_path[crate::paths::index(p)];
     let s = props.storage;
     let persisted = match s.persisted {
         Some(true) => "granted",
@@ -593,6 +640,17 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                         _ => "unknown".to_string(),
                     }}</dd>
                     <dt>{"persistent storage"}</dt><dd>{persisted}</dd>
+                    <dt>{"received by path"}</dt>
+                    <dd id="path-stats"
+                        data-direct-host={by_path(LinkPath::DirectHost).to_string()}
+                        data-direct-reflexive={by_path(LinkPath::DirectReflexive).to_string()}
+                        data-turn={by_path(LinkPath::Turn).to_string()}
+                        data-relay={by_path(LinkPath::Relay).to_string()}>
+                        { for LinkPath::ALL.into_iter().filter(|p| by_path(*p) > 0).map(|p| html! {
+                            <span class={classes!("path", p.as_str())}>{format!("{} {}", path_label(p), fmt_bytes(by_path(p)))}</span>
+                        }) }
+                        if LinkPath::ALL.into_iter().all(|p| by_path(p) == 0) { {"nothing yet"} }
+                    </dd>
                 </dl>
                 if let (Some(u), Some(q)) = (s.usage, s.quota) {
                     <Bar pct={if q > 0 { u as f64 * 100.0 / q as f64 } else { 0.0 }} />

@@ -5,6 +5,8 @@
 //! - [`node`]: the peer driver behind a context (`use_node`): tracker, connections, store.
 //! - [`tracker`]: the self-healing websocket to the tracker.
 //! - [`rtc`]: one `RTCPeerConnection` + data channel, offerer or answerer, flow-controlled.
+//! - [`paths`]: pure decisions about links: a channel's path from its stats, relay-then-upgrade,
+//!   bytes by path and the path report.
 //! - [`transfer`]: the sans-IO download scheduler and the serving side of the chunk protocol.
 //! - [`js_chunk`]: the receive path that keeps chunk bytes in JS memory and hashes with WebCrypto.
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
@@ -23,7 +25,14 @@
 //! `#search-input`, `#search-results li[data-file-id]`, `#search-empty`,
 //! `#download-rate[data-rate]` (bytes/s), `#chunk-map[data-cells]`, `#swarm-peers`,
 //! `#tab-storage[data-persisted][data-store-bytes]`, `#store-error` (quota and IndexedDB problems).
-//! `#/file/<id>` in the URL starts a download; `?relay=1` makes the tab use the tracker relay only.
+//! `#path-stats[data-direct-host][data-direct-reflexive][data-turn][data-relay]` (bytes received
+//! by path), `#swarm-peers tr[data-peer-id] .path[data-path][data-fetching]` (the path of each
+//! connection to that peer: `direct_host`, `direct_reflexive`, `turn`, `relay`, `direct` while
+//! its stats are read, `connecting`), `#download-rate[data-first-chunk-ms]` (lookup to first
+//! chunk stored).
+//! `#/file/<id>` in the URL starts a download; `?relay=1` makes the tab use the tracker relay only;
+//! `?relay_after=MS` sets how long a new link waits for its data channel before it also uses the
+//! relay (default `paths::RELAY_START_MS`; `0`: relay at once, then upgrade).
 //!
 //! Build: `source scripts/wasm-env.sh && trunk build` (writes `dist/`). Test in headless
 //! Chromium: `CHROMEDRIVER=/usr/bin/chromedriver
@@ -35,6 +44,7 @@ pub mod hooks;
 pub mod idb;
 pub mod js_chunk;
 pub mod node;
+pub mod paths;
 pub mod rtc;
 pub mod state;
 pub mod store;

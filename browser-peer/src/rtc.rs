@@ -4,7 +4,16 @@
 //! The offerer (the downloader) creates the channel; the answerer (the holder) receives it in
 //! `ondatachannel`. Signalling goes out as [`RtcEvent::Signal`] (the driver relays it through
 //! the tracker) and comes in through [`RtcConn::on_signal`]; ICE candidates trickle both ways
-//! and are queued until the remote description is set. No ICE servers: host candidates only.
+//! and are queued until the remote description is set (remote lines are normalised by
+//! [`normalize_candidate`]: str0m's `candidate:… typ srflx raddr … rport …` without a mid is
+//! taken as the first m-line's).
+//!
+//! Every connection is created with the ICE servers the tracker sent in its `Welcome` (its own
+//! STUN service, maybe TURN), so the tab gathers server-reflexive (and relayed) candidates and
+//! can cross NATs. Once the channel is open the connection learns its path from `getStats()`
+//! ([`RtcConn::refresh_path`], [`crate::paths::path_from_stats`]), reports it as
+//! [`RtcEvent::Path`] and counts the bytes it receives under that path
+//! ([`ByteCounters::by_path`]; bytes that arrive before the path is known are added once it is).
 //!
 //! Sending is flow-controlled: messages wait in an outbox while the channel's
 //! `bufferedAmount` is above [`HIGH_WATER`] and resume on `bufferedamountlow` (set to
@@ -19,6 +28,7 @@ use std::rc::{Rc, Weak};
 
 use gloo::timers::callback::Timeout;
 use js_sys::{ArrayBuffer, Reflect, Uint8Array};
+use swarm_core::wire::{IceServer, LinkPath};
 use swarm_core::Signal;
 use thiserror::Error;
 use wasm_bindgen::closure::Closure;
@@ -26,9 +36,11 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
     MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcDataChannelState,
-    RtcDataChannelType, RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState,
-    RtcSdpType, RtcSessionDescriptionInit,
+    RtcDataChannelType, RtcIceCandidateInit, RtcIceConnectionState, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
+
+use crate::paths::{describe_selected_pair, normalize_candidate, path_from_stats, PathCounters, StatsEntry};
 
 /// Stop sending above this many buffered bytes.
 pub const HIGH_WATER: u32 = 4 * 1024 * 1024;
@@ -61,6 +73,8 @@ pub enum RtcEvent {
     Open,
     /// A binary message arrived (left in JS memory: see `crate::js_chunk`).
     Message(Uint8Array),
+    /// The channel's path became known or changed (from the selected ICE candidate pair).
+    Path(LinkPath),
     /// The connection is over (reported once).
     Closed(String),
 }
@@ -70,6 +84,8 @@ pub enum RtcEvent {
 pub struct ByteCounters {
     pub received: Cell<u64>,
     pub sent: Cell<u64>,
+    /// Received bytes by the path of the channel they came on.
+    pub by_path: PathCounters,
 }
 
 type Handler = Rc<dyn Fn(RtcEvent)>;
@@ -88,6 +104,12 @@ struct Inner {
     closed: Cell<bool>,
     handler: Handler,
     counters: Rc<ByteCounters>,
+    /// The channel's path, once `getStats()` told it.
+    path: Cell<Option<LinkPath>>,
+    /// Bytes received before the path was known (counted under it when it is).
+    unattributed: Cell<u64>,
+    /// A `getStats()` is under way.
+    probing: Cell<bool>,
     callbacks: RefCell<Vec<JsCallback>>,
     timeout: RefCell<Option<Timeout>>,
 }
@@ -100,8 +122,8 @@ pub struct RtcConn {
 
 impl RtcConn {
     /// Starts a connection as the offerer: creates the channel and the offer.
-    pub fn offer(counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
-        let conn = Self::new(Role::Offerer, counters, handler)?;
+    pub fn offer(ice: &[IceServer], counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
+        let conn = Self::new(Role::Offerer, ice, counters, handler)?;
         let init = RtcDataChannelInit::new();
         init.set_ordered(true);
         let dc = conn.inner.pc.create_data_channel_with_data_channel_dict(LABEL, &init);
@@ -118,8 +140,13 @@ impl RtcConn {
     }
 
     /// Answers a remote offer; the channel arrives through `ondatachannel`.
-    pub fn answer(sdp: String, counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
-        let conn = Self::new(Role::Answerer, counters, handler)?;
+    pub fn answer(
+        sdp: String,
+        ice: &[IceServer],
+        counters: Rc<ByteCounters>,
+        handler: Handler,
+    ) -> Result<Self, RtcError> {
+        let conn = Self::new(Role::Answerer, ice, counters, handler)?;
         let weak = Rc::downgrade(&conn.inner);
         let on_channel = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
             let Some(inner) = weak.upgrade() else { return };
@@ -145,9 +172,20 @@ impl RtcConn {
         Ok(conn)
     }
 
-    fn new(role: Role, counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
+    fn new(role: Role, ice: &[IceServer], counters: Rc<ByteCounters>, handler: Handler) -> Result<Self, RtcError> {
         let cfg = RtcConfiguration::new();
-        let pc = RtcPeerConnection::new_with_configuration(&cfg).map_err(|e| RtcError::Create(js_error(&e)))?;
+        cfg.set_ice_servers(&ice_servers_js(ice));
+        let pc = match RtcPeerConnection::new_with_configuration(&cfg) {
+            Ok(pc) => pc,
+            Err(e) if !ice.is_empty() => {
+                // A server the browser refuses (a bad URL, TURN without credentials) must not
+                // cost the tab WebRTC: host candidates still work on a LAN.
+                gloo::console::warn!(format!("ICE servers refused ({}): connecting without them", js_error(&e)));
+                let cfg = RtcConfiguration::new();
+                RtcPeerConnection::new_with_configuration(&cfg).map_err(|e| RtcError::Create(js_error(&e)))?
+            }
+            Err(e) => return Err(RtcError::Create(js_error(&e))),
+        };
         let inner = Rc::new(Inner {
             role,
             pc,
@@ -159,6 +197,9 @@ impl RtcConn {
             closed: Cell::new(false),
             handler,
             counters,
+            path: Cell::new(None),
+            unattributed: Cell::new(0),
+            probing: Cell::new(false),
             callbacks: RefCell::new(Vec::new()),
             timeout: RefCell::new(None),
         });
@@ -204,6 +245,26 @@ impl RtcConn {
         self.inner.open.get()
     }
 
+    /// Whether ICE found a working candidate pair (the channel may still be opening).
+    pub fn ice_connected(&self) -> bool {
+        matches!(
+            self.inner.pc.ice_connection_state(),
+            RtcIceConnectionState::Connected | RtcIceConnectionState::Completed
+        )
+    }
+
+    /// The channel's path, once known (see [`RtcConn::refresh_path`]).
+    pub fn path(&self) -> Option<LinkPath> {
+        self.inner.path.get()
+    }
+
+    /// Reads the connection's stats and updates its path; reports [`RtcEvent::Path`] (from a
+    /// task) when it changed. Does nothing before the channel is open or while a read is
+    /// under way.
+    pub fn refresh_path(&self) {
+        probe_path(&self.inner);
+    }
+
     /// Applies a signal relayed from the remote peer.
     pub fn on_signal(&self, signal: Signal) {
         let inner = &self.inner;
@@ -221,6 +282,10 @@ impl RtcConn {
                 });
             }
             Signal::Candidate { candidate, mid } => {
+                let Some(candidate) = normalize_candidate(&candidate) else {
+                    gloo::console::warn!(format!("ignored a malformed ICE candidate: {candidate:?}"));
+                    return;
+                };
                 if inner.remote_set.get() {
                     add_candidate(inner, candidate, mid);
                 } else {
@@ -304,10 +369,15 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
     let weak = Rc::downgrade(inner);
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
         let Some(inner) = weak.upgrade() else { return };
-        inner.open.set(true);
+        if inner.open.replace(true) {
+            // An answerer's channel can be open when it arrives and still fire `open`:
+            // reported once.
+            return;
+        }
         inner.timeout.borrow_mut().take();
         inner.emit(RtcEvent::Open);
         pump(&inner);
+        probe_path(&inner);
     });
     let weak = Rc::downgrade(inner);
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
@@ -315,8 +385,13 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
         let ev: MessageEvent = ev.unchecked_into();
         if let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() {
             let bytes = Uint8Array::new(&buf);
+            let n = bytes.length() as u64;
             let c = &inner.counters.received;
-            c.set(c.get() + bytes.length() as u64);
+            c.set(c.get() + n);
+            match inner.path.get() {
+                Some(path) => inner.counters.by_path.add(path, n),
+                None => inner.unattributed.set(inner.unattributed.get() + n),
+            }
             inner.emit(RtcEvent::Message(bytes));
         }
     });
@@ -346,11 +421,36 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
                     inner.timeout.borrow_mut().take();
                     inner.emit(RtcEvent::Open);
                     pump(&inner);
+                    probe_path(&inner);
                 }
             }
         });
     }
     *inner.dc.borrow_mut() = Some(dc);
+}
+
+/// Reads the stats and updates the path (see [`RtcConn::refresh_path`]).
+fn probe_path(inner: &Rc<Inner>) {
+    if !inner.open.get() || inner.closed.get() || inner.probing.replace(true) {
+        return;
+    }
+    let weak = Rc::downgrade(inner);
+    let stats = inner.pc.get_stats();
+    spawn_local(async move {
+        let report = JsFuture::from(stats).await;
+        let Some(inner) = weak.upgrade() else { return };
+        inner.probing.set(false);
+        let Ok(report) = report else { return };
+        let entries = stats_entries(&report);
+        let Some(path) = path_from_stats(&entries) else { return };
+        if inner.path.replace(Some(path)) != Some(path) {
+            let pair = describe_selected_pair(&entries).unwrap_or_default();
+            gloo::console::log!(format!("data channel path: {} ({pair})", path.as_str()));
+            let early = inner.unattributed.replace(0);
+            inner.counters.by_path.add(path, early);
+            inner.emit(RtcEvent::Path(path));
+        }
+    });
 }
 
 /// Sends queued messages while the channel's buffer is below the high-water mark.
@@ -415,7 +515,8 @@ fn apply_early_candidates(inner: &Rc<Inner>) {
     }
 }
 
-/// Adds a remote candidate; failures are ignored (a bad candidate just does not help).
+/// Adds a remote candidate (one without a mid belongs to the only m-line, the data channel's);
+/// a candidate the browser refuses is logged and otherwise ignored (it just does not help).
 fn add_candidate(inner: &Rc<Inner>, candidate: String, mid: Option<String>) {
     let init = RtcIceCandidateInit::new(&candidate);
     init.set_sdp_mid(mid.as_deref());
@@ -424,8 +525,58 @@ fn add_candidate(inner: &Rc<Inner>, candidate: String, mid: Option<String>) {
     }
     let promise = inner.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
     spawn_local(async move {
-        let _ = JsFuture::from(promise).await;
+        if let Err(e) = JsFuture::from(promise).await {
+            gloo::console::warn!(format!("ICE candidate {candidate:?} refused: {}", js_error(&e)));
+        }
     });
+}
+
+/// `RTCConfiguration.iceServers` from the tracker's list (`urls`, `username`, `credential`).
+fn ice_servers_js(ice: &[IceServer]) -> JsValue {
+    let list = js_sys::Array::new();
+    for server in ice {
+        let entry = js_sys::Object::new();
+        let urls: js_sys::Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
+        let _ = Reflect::set(&entry, &"urls".into(), &urls);
+        if let Some(u) = &server.username {
+            let _ = Reflect::set(&entry, &"username".into(), &u.into());
+        }
+        if let Some(c) = &server.credential {
+            let _ = Reflect::set(&entry, &"credential".into(), &c.into());
+        }
+        list.push(&entry);
+    }
+    list.into()
+}
+
+/// The entries of an `RTCStatsReport` (a maplike of plain objects) that say which candidate
+/// pair is in use.
+fn stats_entries(report: &JsValue) -> Vec<StatsEntry> {
+    let text = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).ok().and_then(|v| v.as_string());
+    let flag = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+    let mut out = Vec::new();
+    let map: &js_sys::Map = report.unchecked_ref();
+    map.for_each(&mut |value, _key| {
+        let kind = text(&value, "type").unwrap_or_default();
+        if !matches!(kind.as_str(), "transport" | "candidate-pair" | "local-candidate" | "remote-candidate") {
+            return;
+        }
+        out.push(StatsEntry {
+            id: text(&value, "id").unwrap_or_default(),
+            selected_pair_id: text(&value, "selectedCandidatePairId"),
+            local_candidate_id: text(&value, "localCandidateId"),
+            remote_candidate_id: text(&value, "remoteCandidateId"),
+            state: text(&value, "state"),
+            nominated: flag(&value, "nominated"),
+            selected: flag(&value, "selected"),
+            candidate_type: text(&value, "candidateType"),
+            address: text(&value, "address").or_else(|| text(&value, "ip")),
+            port: Reflect::get(&value, &"port".into()).ok().and_then(|v| v.as_f64()).map(|p| p as u32),
+            protocol: text(&value, "protocol"),
+            kind,
+        });
+    });
+    out
 }
 
 /// A readable message from a thrown JS value.

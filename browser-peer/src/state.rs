@@ -5,6 +5,7 @@
 
 use crate::transfer::CellState;
 use std::rc::Rc;
+use swarm_core::wire::LinkPath;
 use swarm_core::{FileId, PeerId};
 use yew::Reducible;
 
@@ -63,7 +64,8 @@ pub struct SourceView {
     pub peer: PeerId,
     /// Verified bytes it delivered.
     pub bytes: u64,
-    /// `webrtc`, `relay`, `connecting` or empty (not connected).
+    /// How it is reached: the link's path as the page names it (`direct (host)`, `tracker
+    /// relay`, … see `crate::paths::label`), `connecting`, or empty (not connected).
     pub via: &'static str,
 }
 
@@ -105,6 +107,8 @@ pub struct DownloadView {
     pub bytes_at_start: u64,
     /// When the transfer (not the lookup) began.
     pub transfer_ms: f64,
+    /// Milliseconds from the tracker's answer (file located) to the first chunk stored.
+    pub first_chunk_ms: Option<f64>,
 }
 
 impl DownloadView {
@@ -140,6 +144,7 @@ impl DownloadView {
             sources: Vec::new(),
             bytes_at_start: 0,
             transfer_ms: now,
+            first_chunk_ms: None,
         }
     }
 }
@@ -152,9 +157,25 @@ pub struct Stats {
     /// Bytes through the tracker relay.
     pub relay_received: u64,
     pub relay_sent: u64,
+    /// Bytes received by path, in the order of `LinkPath::ALL` (direct host, direct
+    /// reflexive, TURN, relay).
+    pub by_path: [u64; 4],
     pub store_chunks: usize,
     pub store_bytes: u64,
     pub connections: usize,
+}
+
+/// One connection of this tab to another peer, as the swarm view shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    pub peer: PeerId,
+    /// The path its bytes take; `None` while connecting, or while a fresh channel's path is
+    /// not read yet.
+    pub path: Option<LinkPath>,
+    /// Requests can flow.
+    pub ready: bool,
+    /// This tab fetches over it (otherwise the other peer does).
+    pub fetching: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -164,6 +185,8 @@ pub struct AppState {
     pub uploads: Vec<UploadView>,
     pub download: Option<DownloadView>,
     pub stats: Stats,
+    /// This tab's connections to other peers, sorted by peer.
+    pub links: Rc<Vec<LinkView>>,
     pub storage: StorageInfo,
     /// A storage problem to show (quota exceeded, no IndexedDB).
     pub store_error: Option<String>,
@@ -213,6 +236,7 @@ pub enum Action {
         now: f64,
         cells: Rc<Vec<CellState>>,
         sources: Vec<SourceView>,
+        first_chunk_ms: Option<f64>,
     },
     DownloadDone {
         file: FileId,
@@ -225,6 +249,7 @@ pub enum Action {
         error: String,
     },
     Stats(Stats),
+    Links(Rc<Vec<LinkView>>),
     StorageInfo(StorageInfo),
     StoreError(Option<String>),
 }
@@ -283,7 +308,7 @@ impl Reducible for AppState {
                     d.phase = DownloadPhase::Transferring;
                 }
             }
-            Action::DownloadProgress { file, chunks_done, bytes_done, peers, now, cells, sources } => {
+            Action::DownloadProgress { file, chunks_done, bytes_done, peers, now, cells, sources, first_chunk_ms } => {
                 if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
                     if d.transfer_ms == d.started_ms {
                         // First progress: the rate counts from here, without what was stored.
@@ -296,6 +321,7 @@ impl Reducible for AppState {
                     d.updated_ms = now;
                     d.cells = cells;
                     d.sources = sources;
+                    d.first_chunk_ms = d.first_chunk_ms.or(first_chunk_ms);
                 }
             }
             Action::DownloadDone { file, url, now } => {
@@ -314,6 +340,7 @@ impl Reducible for AppState {
                     s.download = Some(DownloadView::empty(FileId([0; 32]), 0.0, DownloadPhase::Failed(error)))
                 }
             },
+            Action::Links(links) => s.links = links,
             Action::StorageInfo(info) => s.storage = info,
             Action::StoreError(e) => s.store_error = e,
             Action::Stats(st) => {
@@ -324,5 +351,47 @@ impl Reducible for AppState {
             }
         }
         Rc::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(file: FileId, now: f64, first_chunk_ms: Option<f64>) -> Action {
+        Action::DownloadProgress {
+            file,
+            chunks_done: 1,
+            bytes_done: 1,
+            peers: 1,
+            now,
+            cells: Rc::new(Vec::new()),
+            sources: Vec::new(),
+            first_chunk_ms,
+        }
+    }
+
+    #[test]
+    fn the_first_chunk_time_is_kept_once_known() {
+        let file = FileId([7; 32]);
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::DownloadStarted { file, now: 0.0 });
+        s = s.reduce(progress(file, 10.0, None));
+        assert_eq!(s.download.as_ref().unwrap().first_chunk_ms, None);
+        s = s.reduce(progress(file, 20.0, Some(180.0)));
+        s = s.reduce(progress(file, 30.0, None));
+        assert_eq!(s.download.as_ref().unwrap().first_chunk_ms, Some(180.0));
+        // A new download starts without one.
+        s = s.reduce(Action::DownloadStarted { file, now: 40.0 });
+        assert_eq!(s.download.as_ref().unwrap().first_chunk_ms, None);
+    }
+
+    #[test]
+    fn links_replace_the_previous_list() {
+        let link = LinkView { peer: PeerId("ab".repeat(16)), path: Some(LinkPath::Relay), ready: true, fetching: true };
+        let s = Rc::new(AppState::default()).reduce(Action::Links(Rc::new(vec![link.clone()])));
+        assert_eq!(*s.links, vec![link]);
+        let s = s.reduce(Action::Links(Rc::new(Vec::new())));
+        assert!(s.links.is_empty());
     }
 }

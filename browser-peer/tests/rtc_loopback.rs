@@ -11,6 +11,7 @@ use browser_peer::rtc::{ByteCounters, RtcConn, RtcEvent};
 use browser_peer::store::{ChunkStore, MemoryStore};
 use browser_peer::transfer::{serve_frames, Download, Step};
 use swarm_core::chunk_proto::PeerMsg;
+use swarm_core::wire::LinkPath;
 use swarm_core::{ChunkId, ManifestBuilder, PeerId, Signal};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -35,6 +36,7 @@ struct World {
     stored: Vec<Vec<u8>>,
     complete: bool,
     log: Vec<String>,
+    path: Option<LinkPath>,
 }
 
 type W = Rc<RefCell<World>>;
@@ -82,12 +84,14 @@ async fn chunks_flow_over_a_real_data_channel() {
     let w2 = w.clone();
     let ac = answerer_counters.clone();
     let offerer = RtcConn::offer(
+        &[],
         counters.clone(),
         Rc::new(move |ev| match ev {
             RtcEvent::Signal(Signal::Offer { sdp }) => {
                 let w3 = w2.clone();
                 let answerer = RtcConn::answer(
                     sdp,
+                    &[],
                     ac.clone(),
                     Rc::new(move |ev| match ev {
                         RtcEvent::Signal(s) => w3.borrow().offerer.as_ref().unwrap().on_signal(s),
@@ -130,6 +134,7 @@ async fn chunks_flow_over_a_real_data_channel() {
                 let steps = w2.borrow_mut().download.as_mut().unwrap().on_answer(0, answer);
                 apply(&w2, steps);
             }
+            RtcEvent::Path(path) => w2.borrow_mut().path = Some(path),
             RtcEvent::Closed(reason) => w2.borrow_mut().log.push(format!("offerer closed: {reason}")),
         }),
     )
@@ -156,7 +161,95 @@ async fn chunks_flow_over_a_real_data_channel() {
     assert_eq!(answerer_counters.received.get(), 3 * 37);
     assert_eq!(counters.received.get(), answerer_counters.sent.get());
     assert!(counters.received.get() > file.len() as u64);
+    // The channel knows its path (two host candidates of one machine; a host candidate hidden
+    // behind an mDNS name is learnt as peer-reflexive), and counted every byte under it.
+    let path = world.path.expect("the offerer learnt its path from getStats()");
+    assert!(matches!(path, LinkPath::DirectHost | LinkPath::DirectReflexive), "{path:?}");
+    assert_eq!(counters.by_path.get(path), counters.received.get(), "every byte received is counted by path");
     drop(world);
     w.borrow().offerer.as_ref().unwrap().close();
     w.borrow().answerer.as_ref().unwrap().close();
+}
+
+/// Both ends of a connection whose signalling goes through `a=`-prefixed candidate lines (as
+/// some peers send them) and whose ICE servers are useless (a STUN server nobody answers) or
+/// refused by the browser (TURN without credentials): the channel still opens on host
+/// candidates, and each end learns a direct path.
+#[wasm_bindgen_test]
+async fn a_channel_opens_whatever_the_ice_servers_and_candidate_lines() {
+    use swarm_core::wire::IceServer;
+    #[derive(Default)]
+    struct Ends {
+        offerer: Option<RtcConn>,
+        answerer: Option<RtcConn>,
+        early: Vec<Signal>,
+        open: u32,
+        paths: Vec<LinkPath>,
+        log: Vec<String>,
+    }
+    let e = Rc::new(RefCell::new(Ends::default()));
+    let dead_stun = [IceServer { urls: vec!["stun:127.0.0.1:9".into()], username: None, credential: None }];
+    let bad_turn = vec![IceServer { urls: vec!["turn:127.0.0.1:9".into()], username: None, credential: None }];
+    // Candidates cross as SDP attribute lines (`a=candidate:…`) without a mid.
+    let mangle = |s: Signal| match s {
+        Signal::Candidate { candidate, .. } if !candidate.is_empty() => {
+            Signal::Candidate { candidate: format!("a={candidate}\r\n"), mid: None }
+        }
+        other => other,
+    };
+    let on_end = |e: &Rc<RefCell<Ends>>, ev: RtcEvent| match ev {
+        RtcEvent::Open => e.borrow_mut().open += 1,
+        RtcEvent::Path(p) => e.borrow_mut().paths.push(p),
+        other => e.borrow_mut().log.push(format!("{other:?}")),
+    };
+    let e2 = e.clone();
+    let offerer = RtcConn::offer(
+        &dead_stun,
+        Rc::new(ByteCounters::default()),
+        Rc::new(move |ev| match ev {
+            RtcEvent::Signal(Signal::Offer { sdp }) => {
+                let e3 = e2.clone();
+                let answerer = RtcConn::answer(
+                    sdp,
+                    &bad_turn,
+                    Rc::new(ByteCounters::default()),
+                    Rc::new(move |ev| match ev {
+                        RtcEvent::Signal(s) => e3.borrow().offerer.as_ref().unwrap().on_signal(mangle(s)),
+                        ev => on_end(&e3, ev),
+                    }),
+                )
+                .expect("a refused TURN server does not stop the connection");
+                for s in std::mem::take(&mut e2.borrow_mut().early) {
+                    answerer.on_signal(s);
+                }
+                e2.borrow_mut().answerer = Some(answerer);
+            }
+            RtcEvent::Signal(s) => {
+                let mut ends = e2.borrow_mut();
+                match &ends.answerer {
+                    Some(a) => a.on_signal(mangle(s)),
+                    None => ends.early.push(mangle(s)),
+                }
+            }
+            ev => on_end(&e2, ev),
+        }),
+    )
+    .unwrap();
+    e.borrow_mut().offerer = Some(offerer);
+    for _ in 0..200 {
+        if e.borrow().paths.len() == 2 {
+            break;
+        }
+        sleep(50).await;
+    }
+    let ends = e.borrow();
+    assert_eq!(ends.open, 2, "both ends open; log: {:?}", ends.log);
+    assert_eq!(ends.paths.len(), 2, "both ends learnt their path; log: {:?}", ends.log);
+    assert!(
+        ends.paths.iter().all(|p| matches!(p, LinkPath::DirectHost | LinkPath::DirectReflexive)),
+        "{:?}",
+        ends.paths
+    );
+    ends.offerer.as_ref().unwrap().close();
+    ends.answerer.as_ref().unwrap().close();
 }

@@ -410,10 +410,17 @@ async fn wait_driver(port: u16) -> anyhow::Result<()> {
 
 impl Browser {
     pub async fn start(name: &str) -> anyhow::Result<Self> {
+        Self::start_with(name, &[], serde_json::Value::Null).await
+    }
+
+    /// Like [`Browser::start`], with extra Chromium switches and profile preferences (`prefs`,
+    /// e.g. `{"webrtc": {"ip_handling_policy": "disable_non_proxied_udp"}}`: WebRTC may not
+    /// use UDP, so no data channel can open, as behind a firewall that drops UDP).
+    pub async fn start_with(name: &str, extra_args: &[&str], prefs: serde_json::Value) -> anyhow::Result<Self> {
         let port = free_port();
         let driver = spawn_driver(Command::new(chromedriver()), name, port)?;
         wait_driver(port).await?;
-        Self::open_session(driver, None, port).await
+        Self::open_session(driver, None, port, extra_args, prefs).await
     }
 
     /// Starts Chromium inside host `h` of `net` (chromedriver runs there too, so the browser's
@@ -428,23 +435,48 @@ impl Browser {
         let forward = Forward::start(net.ns(h), inner)?;
         let outer = forward.port;
         wait_driver(outer).await.with_context(|| format!("chromedriver in {} through the forward", net.ns(h)))?;
-        Self::open_session(driver, Some(forward), outer).await
+        Self::open_session(driver, Some(forward), outer, &[], serde_json::Value::Null).await
     }
 
-    /// Opens a headless Chromium session on the chromedriver reached at loopback `port`.
-    async fn open_session(driver: Proc, forward: Option<Forward>, port: u16) -> anyhow::Result<Self> {
+    /// Opens a headless Chromium session on the chromedriver reached at loopback `port`, with
+    /// extra switches and profile preferences (see [`Browser::start_with`]).
+    async fn open_session(
+        driver: Proc,
+        forward: Option<Forward>,
+        port: u16,
+        extra_args: &[&str],
+        prefs: serde_json::Value,
+    ) -> anyhow::Result<Self> {
         let profile = tempfile::tempdir()?;
-        let caps = serde_json::json!({
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1000",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|a| a.to_string())
+        .collect();
+        // Extra switches for a debugging run, e.g. `PP_CHROMIUM_ARGS="--enable-logging --v=0
+        // --log-file=/tmp/chromium.log"` keeps the page's console (`INFO:CONSOLE` lines).
+        args.extend(std::env::var("PP_CHROMIUM_ARGS").unwrap_or_default().split_whitespace().map(String::from));
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let mut caps = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args,
             }
         });
+        if !prefs.is_null() {
+            caps["goog:chromeOptions"]["prefs"] = prefs;
+        }
         let caps = caps.as_object().expect("object").clone().into_iter().collect();
         let client = fantoccini::ClientBuilder::rustls()?
             .capabilities(caps)

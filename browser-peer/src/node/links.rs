@@ -1,5 +1,5 @@
-//! Links: the shared fetching connections to other peers (a WebRTC data channel, or the
-//! tracker relay when none opens), and the events they bring.
+//! Links: the shared fetching connections to other peers (a WebRTC data channel, and the
+//! tracker relay while none is open: relay, then upgrade), and the events they bring.
 
 use super::*;
 
@@ -15,27 +15,41 @@ impl Node {
                 if !l.users.contains(&(run, slot)) {
                     l.users.push((run, slot));
                 }
-                l.open
+                l.ready()
             }
             None => {
                 let conn = random_u64();
-                let transport = if st.force_relay {
-                    Transport::Relay
+                let rtc = if st.force_relay {
+                    None
                 } else {
-                    match RtcConn::offer(self.counters.clone(), self.out_handler((peer.clone(), conn))) {
-                        Ok(rtc) => Transport::Rtc(rtc),
+                    match RtcConn::offer(&st.ice_servers, self.counters.clone(), self.out_handler((peer.clone(), conn)))
+                    {
+                        Ok(rtc) => Some(rtc),
                         Err(e) => {
                             gloo::console::warn!(format!("{e}: using the tracker relay"));
-                            Transport::Relay
+                            None
                         }
                     }
                 };
-                let open = matches!(transport, Transport::Relay);
-                st.out.insert(
-                    peer.clone(),
-                    OutLink { conn, transport, open, started: now, users: vec![(run, slot)], idle_since: now },
-                );
-                open
+                // Relay, then upgrade: the relay carries requests at once if the page asks for
+                // it (`?relay_after=0`), else when the attempt has had its few hundred ms.
+                let wait = relay_wait_ms(0.0, false, st.relay_start_ms);
+                let relay = (rtc.is_none() || wait.is_none()).then(random_u64);
+                let ready = relay.is_some();
+                let mut link = OutLink {
+                    conn,
+                    rtc,
+                    relay,
+                    started: now,
+                    users: vec![(run, slot)],
+                    idle_since: now,
+                    relay_timer: None,
+                };
+                if let (false, Some(ms)) = (ready, wait) {
+                    link.relay_timer = Some(self.relay_timer(&peer, conn, ms));
+                }
+                st.out.insert(peer.clone(), link);
+                ready
             }
         };
         if ready {
@@ -46,29 +60,95 @@ impl Node {
         }
     }
 
-    pub(super) fn send_on_link(&self, st: &State, peer: &PeerId, bytes: Vec<u8>) {
-        let Some(l) = st.out.get(peer) else { return };
-        match &l.transport {
-            Transport::Rtc(rtc) => rtc.send(bytes),
-            Transport::Relay => self.send_relay(st, peer, l.conn, bytes),
+    /// A timer that looks at the link's WebRTC attempt `conn` after `ms`.
+    fn relay_timer(&self, peer: &PeerId, conn: u64, ms: f64) -> Timeout {
+        let weak = self.weak.clone();
+        let peer = peer.clone();
+        Timeout::new(ms.ceil() as u32, move || {
+            if let Some(node) = weak.upgrade() {
+                node.check_attempt(&peer, conn);
+            }
+        })
+    }
+
+    /// Relay, then upgrade: a link whose channel is not open yet starts sending through the
+    /// relay (see [`crate::paths::relay_wait_ms`]), or looks again a little later.
+    fn check_attempt(&self, peer: &PeerId, conn: u64) {
+        let mut st = self.state.borrow_mut();
+        let now = js_sys::Date::now();
+        let start_ms = st.relay_start_ms;
+        let Some(l) = st.out.get_mut(peer).filter(|l| l.conn == conn) else { return };
+        l.relay_timer = None;
+        if l.ready() {
+            return;
+        }
+        let ice_connected = l.rtc.as_ref().is_some_and(|r| r.ice_connected());
+        match relay_wait_ms(now - l.started, ice_connected, start_ms) {
+            Some(ms) => l.relay_timer = Some(self.relay_timer(peer, conn, ms)),
+            None => {
+                gloo::console::log!(format!(
+                    "no data channel to {} after {:.0} ms: requests go through the tracker relay while WebRTC keeps trying",
+                    peer.short(),
+                    now - l.started
+                ));
+                self.start_relay(&mut st, peer);
+            }
         }
     }
 
-    /// The data channel did not open: the link goes through the tracker relay instead.
-    pub(super) fn switch_to_relay(&self, st: &mut State, peer: &PeerId) {
-        let Some(l) = st.out.get_mut(peer) else { return };
-        if let Transport::Rtc(rtc) = std::mem::replace(&mut l.transport, Transport::Relay) {
-            rtc.close();
-            let to = peer.clone();
-            let conn = l.conn;
-            spawn_local(async move { drop(rtc) });
-            if let Some(link) = &st.link {
-                link.send(&ClientMsg::Signal { to, conn, signal: Signal::Close { reason: "using the relay".into() } });
+    /// Sends on the link's data channel if open, else through its relay; returns whether it
+    /// went on the channel.
+    pub(super) fn send_on_link(&self, st: &State, peer: &PeerId, bytes: Vec<u8>) -> bool {
+        let Some(l) = st.out.get(peer) else { return false };
+        match (l.rtc_open(), l.relay) {
+            (Some(rtc), _) => {
+                rtc.send(bytes);
+                true
             }
+            (None, Some(relay)) => {
+                self.send_relay(st, peer, relay, bytes);
+                false
+            }
+            (None, None) => false, // not ready: runs only send after `peer_ready`
         }
-        let l = st.out.get_mut(peer).expect("present");
-        l.conn = random_u64();
-        l.open = true;
+    }
+
+    /// A link that came up on the relay and moved to a data channel goes back to the relay
+    /// when that channel fails (the peer may well still be there): requests the channel took
+    /// are asked again through the relay (a half-delivered answer starts over).
+    fn back_to_relay(&self, st: &mut State, peer: &PeerId, reason: &str) {
+        let Some(l) = st.out.get_mut(peer) else { return };
+        let (Some(relay), Some(rtc)) = (l.relay, l.rtc.take()) else { return };
+        spawn_local(async move { drop(rtc) });
+        gloo::console::warn!(format!("data channel to {} closed ({reason}): back on the relay", peer.short()));
+        let runs = &st.runs;
+        let again: Vec<(u32, ChunkId)> = st
+            .wire
+            .iter_mut()
+            .filter(|(_, w)| w.on_channel && runs.get(&w.run).is_some_and(|r| r.dl.peer(w.slot) == peer))
+            .map(|(id, w)| {
+                w.on_channel = false;
+                (*id, w.chunk)
+            })
+            .collect();
+        for (req, chunk) in again {
+            self.send_relay(st, peer, relay, PeerMsg::Request { req, chunk }.encode());
+        }
+    }
+
+    /// Requests to this peer may go through the tracker relay from now on (until a data
+    /// channel opens); the runs waiting for the link are told it is ready.
+    pub(super) fn start_relay(&self, st: &mut State, peer: &PeerId) {
+        let Some(l) = st.out.get_mut(peer) else { return };
+        if l.relay.is_some() {
+            return;
+        }
+        let was_ready = l.ready();
+        l.relay = Some(random_u64());
+        l.relay_timer = None;
+        if was_ready {
+            return;
+        }
         let users = l.users.clone();
         for (run, slot) in users {
             if let Some(r) = st.runs.get_mut(&run) {
@@ -81,7 +161,7 @@ impl Node {
     /// Closes a link (its users must be told by the caller).
     pub(super) fn close_link(&self, st: &mut State, peer: &PeerId) {
         if let Some(l) = st.out.remove(peer) {
-            if let Transport::Rtc(rtc) = l.transport {
+            if let Some(rtc) = l.rtc {
                 rtc.close();
                 self.send(
                     st,
@@ -118,7 +198,7 @@ impl Node {
     pub(super) fn on_out_event(&self, key: &ConnKey, ev: RtcEvent) {
         let mut st = self.state.borrow_mut();
         let (peer, conn) = key;
-        let current = st.out.get(peer).is_some_and(|l| l.conn == *conn && matches!(l.transport, Transport::Rtc(_)));
+        let current = st.out.get(peer).is_some_and(|l| l.conn == *conn && l.rtc.is_some());
         if !current {
             return;
         }
@@ -128,7 +208,18 @@ impl Node {
             }
             RtcEvent::Open => {
                 let l = st.out.get_mut(peer).expect("current");
-                l.open = true;
+                l.relay_timer = None;
+                let ms = js_sys::Date::now() - l.started;
+                if l.relay.is_some() {
+                    // Requests already sent through the relay are answered there; new ones
+                    // take the channel.
+                    gloo::console::log!(format!(
+                        "data channel to {} open after {ms:.0} ms: upgraded from the relay",
+                        peer.short()
+                    ));
+                    return;
+                }
+                gloo::console::log!(format!("data channel to {} open after {ms:.0} ms", peer.short()));
                 let users = l.users.clone();
                 for (run, slot) in users {
                     if let Some(r) = st.runs.get_mut(&run) {
@@ -137,19 +228,29 @@ impl Node {
                     }
                 }
             }
+            RtcEvent::Path(_) => {} // logged by the connection; read through `OutLink::path`
             RtcEvent::Message(bytes) => self.on_out_message(&mut st, peer, &bytes),
             RtcEvent::Closed(reason) => {
-                let was_open = st.out.get(peer).is_some_and(|l| l.open);
+                let l = st.out.get_mut(peer).expect("current");
+                let was_open = l.rtc.as_ref().is_some_and(|r| r.is_open());
                 if !was_open {
+                    // The attempt failed: the relay carries the link (it may already).
+                    if let Some(rtc) = l.rtc.take() {
+                        spawn_local(async move { drop(rtc) });
+                    }
                     gloo::console::warn!(format!(
                         "no data channel to {} ({reason}): using the tracker relay",
                         peer.short()
                     ));
-                    self.switch_to_relay(&mut st, peer);
+                    self.start_relay(&mut st, peer);
+                    return;
+                }
+                if l.relay.is_some() {
+                    self.back_to_relay(&mut st, peer, &reason);
                     return;
                 }
                 gloo::console::log!(format!("link to {} closed: {reason}", peer.short()));
-                let users = st.out.get(peer).map(|l| l.users.clone()).unwrap_or_default();
+                let users = l.users.clone();
                 if let Some(l) = st.out.remove(peer) {
                     spawn_local(async move { drop(l) });
                 }

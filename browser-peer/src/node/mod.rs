@@ -12,8 +12,17 @@
 //!
 //! Fetching connections ("links") are shared: one per remote peer, used by every download and
 //! order that needs that peer; requests are renumbered on the way out so answers find their
-//! run. A link is a WebRTC data channel, or the tracker relay when no channel opens within
-//! [`RELAY_AFTER_MS`] (or the remote refuses WebRTC, or the page runs with `?relay=1`).
+//! run. A link tries a WebRTC data channel (with the tracker's ICE servers) and sends through
+//! the tracker relay meanwhile ("relay, then upgrade"): when the channel is not open after
+//! [`RELAY_START_MS`] requests go through the relay at once while the WebRTC attempt goes on
+//! (up to [`crate::rtc::OPEN_TIMEOUT_MS`]); once the channel opens, new requests take it, and
+//! answers still due on the relay are taken from either. A link goes straight to the relay
+//! when the remote refuses WebRTC, or the page runs with `?relay=1`; `?relay_after=MS` sets
+//! another delay (`0`: relay at once, then upgrade).
+//!
+//! Each link's path (direct between hosts, direct through NATs, TURN, or the tracker relay) is
+//! shown in the swarm view with the bytes received by path, and reported to the tracker
+//! (`ClientMsg::Paths`) when it changes, at most every [`crate::paths::PATHS_REPORT_MS`].
 //!
 //! All mutable state sits in one `RefCell`; the link and connections never call back
 //! synchronously (see their docs), so handlers may hold the borrow while they send.
@@ -28,11 +37,11 @@ use std::rc::{Rc, Weak};
 
 use gloo::events::EventListener;
 use gloo::storage::{SessionStorage, Storage};
-use gloo::timers::callback::Interval;
+use gloo::timers::callback::{Interval, Timeout};
 use js_sys::{Array, Reflect, Uint8Array};
 use swarm_core::chunk_proto::PeerMsg;
 use swarm_core::relay::RelayFrame;
-use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
+use swarm_core::wire::{ErrorCode, FileMeta, IceServer, LinkPath, PROTOCOL_VERSION};
 use swarm_core::{
     ChunkId, ClientMsg, FileId, Manifest, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE,
 };
@@ -41,8 +50,9 @@ use web_sys::{BlobPropertyBag, File, Url};
 use yew::prelude::*;
 
 use crate::js_chunk::{split_answer, JsChunk};
+use crate::paths::{relay_wait_ms, ReportGate, RELAY_START_MS};
 use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
-use crate::state::{Action, ConnStatus, SourceView, Stats, StorageInfo};
+use crate::state::{Action, ConnStatus, LinkView, SourceView, Stats, StorageInfo};
 use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};
 use crate::tracker::{TrackerEvent, TrackerLink};
 use crate::transfer::{serve_request, Answer, Download, Step};
@@ -59,8 +69,8 @@ pub const STATS_MS: u32 = 250;
 pub const TICK_MS: u32 = 1_000;
 /// Least time between two progress updates of a download.
 pub const PROGRESS_MS: f64 = 400.0;
-/// A data channel not open by then gives way to the tracker relay.
-pub const RELAY_AFTER_MS: f64 = 8_000.0;
+/// How often the paths of open data channels are read again (`getStats()`).
+pub const PATH_REFRESH_MS: f64 = 3_000.0;
 /// A link no run uses is closed after this long.
 pub const LINK_IDLE_MS: f64 = 30_000.0;
 /// How often the storage estimate is refreshed.
@@ -73,20 +83,42 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 30;
 /// One connection attempt: the remote peer and the offerer's connection number.
 type ConnKey = (PeerId, u64);
 
-enum Transport {
-    Rtc(RtcConn),
-    Relay,
-}
-
-/// A fetching connection to one peer, shared by runs.
+/// A fetching connection to one peer, shared by runs: a WebRTC attempt (or open channel)
+/// and, once it has waited long enough or failed, the tracker relay.
 struct OutLink {
+    /// The WebRTC attempt's connection number (in its signals).
     conn: u64,
-    transport: Transport,
-    open: bool,
+    /// The attempt or the open channel; `None` once given up (or never tried).
+    rtc: Option<RtcConn>,
+    /// The relay's connection number (in relay frames), once requests may go through it.
+    relay: Option<u64>,
     started: f64,
     /// (run, slot) pairs using this link.
     users: Vec<(u64, usize)>,
     idle_since: f64,
+    /// Looks at the attempt when requests should start through the relay.
+    relay_timer: Option<Timeout>,
+}
+
+impl OutLink {
+    fn rtc_open(&self) -> Option<&RtcConn> {
+        self.rtc.as_ref().filter(|r| r.is_open())
+    }
+
+    /// Requests can go out (over the channel or the relay).
+    fn ready(&self) -> bool {
+        self.rtc_open().is_some() || self.relay.is_some()
+    }
+
+    /// The path new requests take: `None` while connecting (or while an open channel's stats
+    /// are not read yet).
+    fn path(&self) -> Option<LinkPath> {
+        match (self.rtc_open(), self.relay) {
+            (Some(rtc), _) => rtc.path(),
+            (None, Some(_)) => Some(LinkPath::Relay),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Where an outgoing request's answer goes.
@@ -95,6 +127,10 @@ struct WireReq {
     run: u64,
     slot: usize,
     req: u32,
+    chunk: ChunkId,
+    /// Sent over the data channel (else through the relay): asked again through the relay
+    /// if that channel fails.
+    on_channel: bool,
 }
 
 enum RunKind {
@@ -106,6 +142,10 @@ struct Run {
     dl: Download<JsChunk>,
     kind: RunKind,
     last_progress: f64,
+    /// When the run started (for a file: when the tracker located it).
+    located: f64,
+    /// When its first chunk was stored.
+    first_chunk: Option<f64>,
 }
 
 enum Pending {
@@ -143,11 +183,22 @@ struct State {
     capacity: u64,
     reported_storage: Option<(u64, u64)>,
     force_relay: bool,
+    /// How long a new link waits for its data channel before it also uses the relay
+    /// ([`RELAY_START_MS`]; `?relay_after=MS` in the page's URL sets another, e.g. for tests).
+    relay_start_ms: f64,
     /// Newly stored chunks not yet announced (sent in batches: the tracker limits messages).
     have_batch: Vec<ChunkId>,
     /// Replication orders for chunks a running download is fetching anyway: done when it
     /// stores them, failed if it ends without them.
     waiting_orders: HashMap<ChunkId, Vec<u64>>,
+    /// ICE servers from the tracker's latest `Welcome`, for every new connection.
+    ice_servers: Vec<IceServer>,
+    /// Peers that fetched from this tab through the relay, and when they last asked.
+    relay_in: HashMap<PeerId, f64>,
+    /// When the paths of open channels were last read.
+    paths_read: f64,
+    /// Decides when the tracker hears this tab's paths.
+    path_gate: ReportGate,
 }
 
 /// The running peer.
@@ -158,6 +209,7 @@ pub struct Node {
     relay_counters: ByteCounters,
     dispatch: Callback<Action>,
     last_stats: Cell<Stats>,
+    last_links: RefCell<Rc<Vec<LinkView>>>,
     _timers: RefCell<Vec<Interval>>,
     _listeners: RefCell<Vec<EventListener>>,
 }
@@ -204,13 +256,22 @@ impl Node {
                 capacity: DEFAULT_CAPACITY,
                 reported_storage: None,
                 force_relay: search.contains("relay=1"),
+                relay_start_ms: query_param(&search, "relay_after")
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                    .unwrap_or(RELAY_START_MS),
                 have_batch: Vec::new(),
                 waiting_orders: HashMap::new(),
+                ice_servers: Vec::new(),
+                relay_in: HashMap::new(),
+                paths_read: 0.0,
+                path_gate: ReportGate::default(),
             }),
             counters: Rc::new(ByteCounters::default()),
             relay_counters: ByteCounters::default(),
             dispatch,
             last_stats: Cell::new(Stats::default()),
+            last_links: RefCell::new(Rc::new(Vec::new())),
             _timers: RefCell::new(Vec::new()),
             _listeners: RefCell::new(Vec::new()),
         });
@@ -325,14 +386,34 @@ impl Node {
             sent: self.counters.sent.get(),
             relay_received: self.relay_counters.received.get(),
             relay_sent: self.relay_counters.sent.get(),
+            by_path: self.counters.by_path.snapshot(),
             store_chunks: st.store.len(),
             store_bytes: st.store.bytes(),
-            connections: st.out.values().filter(|l| l.open).count()
+            connections: st.out.values().filter(|l| l.ready()).count()
                 + st.inbound.values().filter(|c| c.is_open()).count(),
         };
         if stats != self.last_stats.get() {
             self.last_stats.set(stats);
             self.dispatch(Action::Stats(stats));
+        }
+        let links = links_view(st, js_sys::Date::now());
+        if *links != **self.last_links.borrow() {
+            let links = Rc::new(links);
+            *self.last_links.borrow_mut() = links.clone();
+            self.dispatch(Action::Links(links));
+        }
+    }
+
+    /// Sends the tracker this tab's links and bytes by path, if they changed (at most every
+    /// [`crate::paths::PATHS_REPORT_MS`]).
+    fn report_paths(&self, st: &mut State, now: f64) {
+        if !st.link.as_ref().is_some_and(|l| l.is_open()) {
+            return;
+        }
+        let paths: Vec<LinkPath> = links_view(st, now).iter().filter_map(|l| l.path).collect();
+        let report = crate::paths::report(&paths, self.counters.by_path.snapshot());
+        if st.path_gate.offer(&report, now) {
+            self.send(st, &ClientMsg::Paths { report });
         }
     }
 
@@ -393,26 +474,21 @@ impl Node {
         self.dispatch(Action::StoreError(Some(msg)));
     }
 
-    /// Gives every running download the time, falls back to the relay where no data channel
-    /// opened, closes idle links, reports storage changes.
+    /// Gives every running download the time, closes idle links, reads the paths of open
+    /// channels now and then, reports paths and storage changes.
     fn tick(&self) {
         let now = js_sys::Date::now();
         {
             let mut st = self.state.borrow_mut();
-            let slow: Vec<PeerId> = st
-                .out
-                .iter()
-                .filter(|(_, l)| !l.open && now - l.started > RELAY_AFTER_MS)
-                .map(|(p, _)| p.clone())
-                .collect();
-            for peer in slow {
-                gloo::console::warn!(format!(
-                    "no data channel to {} within {} s: using the tracker relay",
-                    peer.short(),
-                    RELAY_AFTER_MS / 1000.0
-                ));
-                self.switch_to_relay(&mut st, &peer);
+            if now - st.paths_read >= PATH_REFRESH_MS {
+                st.paths_read = now;
+                let out = st.out.values().filter_map(|l| l.rtc_open());
+                for rtc in out.chain(st.inbound.values()) {
+                    rtc.refresh_path();
+                }
             }
+            st.relay_in.retain(|_, t| now - *t < LINK_IDLE_MS);
+            self.report_paths(&mut st, now);
             let idle: Vec<PeerId> = st
                 .out
                 .iter()
@@ -446,6 +522,7 @@ impl Node {
                     secret: st.secret.clone(),
                 });
                 link.send(&ClientMsg::Have { chunks: st.store.ids(), full: true });
+                st.path_gate.reset();
                 let storage = (st.store.bytes(), st.capacity);
                 link.send(&ClientMsg::Storage { used: storage.0, capacity: storage.1 });
                 st.reported_storage = Some(storage);
@@ -464,8 +541,12 @@ impl Node {
 
     fn on_server_msg(&self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { peer_id, .. } => {
-                self.state.borrow_mut().me = Some(peer_id.clone());
+            ServerMsg::Welcome { peer_id, ice_servers, .. } => {
+                let mut st = self.state.borrow_mut();
+                st.me = Some(peer_id.clone());
+                // Connections made from now on gather candidates through these.
+                st.ice_servers = ice_servers;
+                drop(st);
                 self.dispatch(Action::Welcomed(peer_id));
             }
             ServerMsg::Published { req, file } => {
@@ -539,6 +620,42 @@ async fn assemble(store: &dyn ChunkStore, manifest: &Manifest) -> Result<String,
     bag.set_type("application/octet-stream");
     let blob = web_sys::Blob::new_with_blob_sequence_and_options(&parts, &bag).map_err(|e| js_error(&e))?;
     Url::create_object_url_with_blob(&blob).map_err(|e| js_error(&e))
+}
+
+/// This tab's connections to other peers, one entry per connection, sorted by peer:
+/// fetching links (connecting, on the relay or on a channel), channels other peers opened, and
+/// peers that fetched through the relay lately.
+fn links_view(st: &State, now: f64) -> Vec<LinkView> {
+    let mut v: Vec<LinkView> = st
+        .out
+        .iter()
+        .map(|(peer, l)| LinkView { peer: peer.clone(), path: l.path(), ready: l.ready(), fetching: true })
+        .collect();
+    v.extend(st.inbound.iter().filter(|(_, c)| c.is_open()).map(|((peer, _), c)| LinkView {
+        peer: peer.clone(),
+        path: c.path(),
+        ready: true,
+        fetching: false,
+    }));
+    v.extend(st.relay_in.iter().filter(|(_, t)| now - **t < LINK_IDLE_MS).map(|(peer, _)| LinkView {
+        peer: peer.clone(),
+        path: Some(LinkPath::Relay),
+        ready: true,
+        fetching: false,
+    }));
+    v.sort_by(|a, b| {
+        (&a.peer.0, !a.fetching, a.path.map(LinkPath::as_str)).cmp(&(
+            &b.peer.0,
+            !b.fetching,
+            b.path.map(LinkPath::as_str),
+        ))
+    });
+    v
+}
+
+/// The value of `name` in a URL's query string (`?a=1&b=2`), undecoded.
+fn query_param<'a>(search: &'a str, name: &str) -> Option<&'a str> {
+    search.trim_start_matches('?').split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// `ws(s)://<this page's host>/ws`: the tracker serves the page and the socket.

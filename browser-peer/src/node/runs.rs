@@ -140,7 +140,11 @@ impl Node {
         st.next_run += 1;
         let mut steps = dl.tick(js_sys::Date::now());
         steps.extend(dl.start());
-        st.runs.insert(run, Run { dl, kind: RunKind::File { file, meta }, last_progress: 0.0 });
+        let located = js_sys::Date::now();
+        st.runs.insert(
+            run,
+            Run { dl, kind: RunKind::File { file, meta }, last_progress: 0.0, located, first_chunk: None },
+        );
         st.file_runs.insert(file, run);
         self.apply_steps(&mut st, run, steps);
     }
@@ -180,7 +184,8 @@ impl Node {
         st.next_run += 1;
         let mut steps = dl.tick(js_sys::Date::now());
         steps.extend(dl.start());
-        st.runs.insert(run, Run { dl, kind: RunKind::Order { order }, last_progress: 0.0 });
+        let located = js_sys::Date::now();
+        st.runs.insert(run, Run { dl, kind: RunKind::Order { order }, last_progress: 0.0, located, first_chunk: None });
         self.apply_steps(&mut st, run, steps);
     }
 
@@ -206,8 +211,8 @@ impl Node {
                     let Some(peer) = st.runs.get(&run).map(|r| r.dl.peer(slot).clone()) else { continue };
                     let w = st.next_wire;
                     st.next_wire = st.next_wire.wrapping_add(1).max(1);
-                    st.wire.insert(w, WireReq { run, slot, req });
-                    self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
+                    let on_channel = self.send_on_link(st, &peer, PeerMsg::Request { req: w, chunk }.encode());
+                    st.wire.insert(w, WireReq { run, slot, req, chunk, on_channel });
                 }
                 Step::Verify { slot, index, chunk, bytes } => {
                     // The store checks the hash (in its worker) and keeps the chunk if it matches.
@@ -228,6 +233,9 @@ impl Node {
                     });
                 }
                 Step::Stored { chunk, .. } => {
+                    if let Some(r) = st.runs.get_mut(&run) {
+                        r.first_chunk.get_or_insert_with(js_sys::Date::now);
+                    }
                     // Checked and kept by `put_checked` (unless removed again meanwhile).
                     if st.store.has(&chunk) {
                         st.have_batch.push(chunk);
@@ -288,10 +296,9 @@ impl Node {
                 .map(|(p, b)| SourceView {
                     peer: p.clone(),
                     bytes: *b,
-                    via: match st.out.get(p).map(|l| (&l.transport, l.open)) {
-                        Some((Transport::Rtc(_), true)) => "webrtc",
-                        Some((Transport::Rtc(_), false)) => "connecting",
-                        Some((Transport::Relay, _)) => "relay",
+                    via: match st.out.get(p) {
+                        Some(l) if !l.ready() => "connecting",
+                        Some(l) => l.path().map(crate::paths::label).unwrap_or("direct"),
                         None => "",
                     },
                 })
@@ -304,6 +311,7 @@ impl Node {
             now,
             cells: Rc::new(r.dl.cells()),
             sources,
+            first_chunk_ms: r.first_chunk.map(|t| t - r.located),
         });
     }
 }

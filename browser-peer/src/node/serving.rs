@@ -10,15 +10,20 @@ impl Node {
         let c = &self.relay_counters.received;
         c.set(c.get() + frame.payload.len() as u64);
         let mut st = self.state.borrow_mut();
-        let ours =
-            st.out.get(&frame.peer).is_some_and(|l| l.conn == frame.conn && matches!(l.transport, Transport::Relay));
+        // Answers to this tab's requests: through the relay of one of its links (also after
+        // the link moved to a data channel; they still find their run by `req`).
+        let ours = st.out.get(&frame.peer).is_some_and(|l| l.relay == Some(frame.conn));
+        self.counters.by_path.add(LinkPath::Relay, frame.payload.len() as u64);
         if ours {
             self.on_out_message(&mut st, &frame.peer, &Uint8Array::from(&frame.payload[..]));
             return;
         }
         drop(st);
         match PeerMsg::decode(&frame.payload) {
-            Ok(PeerMsg::Request { req, chunk }) => self.serve(Target::Relay(frame.peer, frame.conn), req, chunk),
+            Ok(PeerMsg::Request { req, chunk }) => {
+                self.state.borrow_mut().relay_in.insert(frame.peer.clone(), js_sys::Date::now());
+                self.serve(Target::Relay(frame.peer, frame.conn), req, chunk)
+            }
             Ok(_) => {} // an answer for a link that is gone
             Err(e) => gloo::console::warn!(format!("bad relayed message from {}: {e}", frame.peer.short())),
         }
@@ -83,7 +88,7 @@ impl Node {
                 self.runs_lose(&mut st, users);
                 return;
             }
-            if let Transport::Rtc(rtc) = &l.transport {
+            if let Some(rtc) = &l.rtc {
                 rtc.on_signal(signal);
             }
             return;
@@ -107,7 +112,7 @@ impl Node {
             self.send(&st, &ClientMsg::Signal { to: key.0, conn, signal: Signal::Close { reason } });
             return;
         }
-        match RtcConn::answer(sdp, self.counters.clone(), self.in_handler(key.clone())) {
+        match RtcConn::answer(sdp, &st.ice_servers, self.counters.clone(), self.in_handler(key.clone())) {
             Ok(rtc) => {
                 st.inbound.insert(key, rtc);
             }
@@ -127,7 +132,7 @@ impl Node {
             RtcEvent::Signal(signal) => {
                 self.send(&st, &ClientMsg::Signal { to: key.0.clone(), conn: key.1, signal });
             }
-            RtcEvent::Open => {}
+            RtcEvent::Open | RtcEvent::Path(_) => {}
             RtcEvent::Message(bytes) => match PeerMsg::decode(&bytes.to_vec()) {
                 Ok(PeerMsg::Request { req, chunk }) => {
                     drop(st);
