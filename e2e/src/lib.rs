@@ -194,7 +194,9 @@ http {{
     /// Writes the config into `dir` and starts `nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`
     /// on a free port; returns once it accepts connections.
     pub fn start(name: &str, dir: &Path, backend: u16, cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        let nginx = std::env::var("NGINX").unwrap_or_else(|_| "nginx".into());
+        // Debian puts it in /usr/sbin, which is not on every user's PATH.
+        let nginx = std::env::var("NGINX")
+            .unwrap_or_else(|_| if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }.into());
         std::fs::create_dir_all(dir.join("tmp"))?;
         let port = free_port();
         let conf = dir.join("nginx.conf");
