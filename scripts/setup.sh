@@ -2,7 +2,7 @@
 # Makes this machine able to build and test all of Peer Pressure. Idempotent: every step first checks
 # whether its piece is already there, so a second run on a ready machine takes seconds.
 #
-# Installs: Debian's chromium + chromium-driver (browser tests), the wasm32 standard library
+# Installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk; iproute2,
 # iptables and socat for the tests in network namespaces (e2e/src/netns.rs).
@@ -32,7 +32,14 @@ command -v ip >/dev/null || pkgs+=(iproute2)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v iptables >/dev/null || pkgs+=(iptables)
 command -v socat >/dev/null || pkgs+=(socat)
+# nginx: the TLS reverse-proxy test (e2e/tests/tls_proxy.rs). Debian's nginx-light is only a
+# transitional package for it.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || pkgs+=(nginx)
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+if [[ " ${pkgs[*]} " == *" nginx "* ]]; then
+  # The test runs nginx of its own; the package may have started a system one on port 80.
+  { $SUDO systemctl disable --now nginx || $SUDO service nginx stop; } >/dev/null 2>&1 || true
+fi
 
 # --- wasm32 standard library ----------------------------------------------------------------
 debian_wasm_ready() {

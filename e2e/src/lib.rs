@@ -106,6 +106,125 @@ pub fn spawn_until(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<
     Ok((proc, line))
 }
 
+/// Spawns `cmd` with stdout and stderr going to a log file under the artifacts dir.
+pub fn spawn_logged(mut cmd: Command, name: &str) -> anyhow::Result<Proc> {
+    let log = std::fs::File::create(artifacts_dir().join(format!("{name}.log")))?;
+    let child = cmd
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+    Ok(Proc { child, name: name.into() })
+}
+
+/// Waits until something accepts TCP connections on `127.0.0.1:port`, while `proc` lives.
+pub fn wait_listening(proc: &mut Proc, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = proc.child.try_wait()? {
+            bail!(
+                "{} exited ({status}) before listening on port {port}; see its log in {}",
+                proc.name,
+                artifacts_dir().display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not listen on port {port} in {timeout:?}", proc.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// nginx (Debian's package) as a TLS-terminating reverse proxy in front of a tracker, run in
+/// the foreground as one process (`master_process off`) with its config, pid file, logs and
+/// temp files in its own directory, so a test kills all of it by killing that process.
+pub struct Nginx {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    /// The config: TLS on `127.0.0.1:port`, `/` proxied to `127.0.0.1:backend` with the
+    /// websocket upgrade headers and the client address in `X-Forwarded-For` (a `Forwarded`
+    /// header from the client is removed: the tracker would prefer it).
+    pub fn config(dir: &Path, port: u16, backend: u16, cert: &Path, key: &Path) -> String {
+        let d = dir.display();
+        format!(
+            r#"master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://127.0.0.1:{backend};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+    }}
+}}
+"#,
+            cert = cert.display(),
+            key = key.display(),
+        )
+    }
+
+    /// Writes the config into `dir` and starts `nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`
+    /// on a free port; returns once it accepts connections.
+    pub fn start(name: &str, dir: &Path, backend: u16, cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        // Debian puts it in /usr/sbin, which is not on every user's PATH.
+        let nginx = std::env::var("NGINX")
+            .unwrap_or_else(|_| if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }.into());
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let port = free_port();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, Self::config(dir, port, backend, cert, key))?;
+        let mut cmd = Command::new(&nginx);
+        cmd.arg("-p").arg(dir).arg("-e").arg(dir.join("error.log")).arg("-c").arg(&conf).args(["-g", "daemon off;"]);
+        let mut proc = spawn_logged(cmd, name).context("is nginx installed? (scripts/setup.sh installs it)")?;
+        wait_listening(&mut proc, port, Duration::from_secs(20)).with_context(|| {
+            format!("nginx error log: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default())
+        })?;
+        Ok(Self { proc, port, dir: dir.to_path_buf() })
+    }
+
+    pub fn wss_url(&self) -> String {
+        format!("wss://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.proc.kill();
+        // Keep its logs with the other artifacts.
+        for log in ["error.log", "access.log"] {
+            let _ = std::fs::copy(self.dir.join(log), artifacts_dir().join(format!("{}-{log}", self.proc.name)));
+        }
+    }
+}
+
 /// A running tracker on a free port, with its data in a temporary directory.
 pub struct Tracker {
     pub proc: Proc,

@@ -14,7 +14,7 @@ pub struct OutputExists(pub PathBuf);
 
 /// The tracker could not be reached, even after retrying with backoff (exit code 5).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach the tracker at {url} after {attempts} attempts: {last}")]
+#[error("cannot reach the tracker at {url} after {attempts} attempt{}: {last}", if *.attempts == 1 { "" } else { "s" })]
 pub struct TrackerUnreachable {
     pub url: String,
     pub attempts: u32,

@@ -9,7 +9,8 @@
 //! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range).
 //! - [`store`]: the content-addressed chunk store on disk.
 //! - [`control`]: the local control socket of a running peer.
-//! - [`tracker_client`], [`identity`], [`cli`]: tracker session, stable identity, exit codes.
+//! - [`tracker_client`], [`tls`], [`identity`], [`cli`]: tracker session (and TLS for
+//!   `wss://`), stable identity, exit codes.
 
 pub mod cli;
 pub mod conn;
@@ -21,4 +22,5 @@ pub mod node;
 pub mod relay;
 pub mod rtc;
 pub mod store;
+pub mod tls;
 pub mod tracker_client;

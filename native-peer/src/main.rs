@@ -26,9 +26,13 @@ use std::sync::{Arc, Mutex};
                   (use --force), 5 tracker unreachable, 6 no room to store the chunks."
 )]
 struct Args {
-    /// Tracker websocket URL.
+    /// Tracker websocket URL: ws://HOST:PORT/ws, or wss://HOST/ws through a TLS proxy.
     #[arg(long, global = true, env = "PP_TRACKER", default_value = "ws://127.0.0.1:8080/ws")]
     tracker: String,
+    /// An extra CA certificate (PEM file) to trust for a wss:// tracker, besides the system's
+    /// (for self-hosted deployments with their own CA).
+    #[arg(long, global = true, env = "PP_TRACKER_CA", value_name = "FILE")]
+    tracker_ca: Option<PathBuf>,
     /// Where this peer keeps its identity and chunks.
     #[arg(long, global = true, env = "PP_DATA_DIR", default_value = ".pp-data/peer")]
     data_dir: PathBuf,
@@ -196,6 +200,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     str0m::crypto::from_feature_flags().install_process_default();
     let config = node::NodeConfig {
         tracker_url: args.tracker.clone(),
+        tracker_ca: args.tracker_ca.clone(),
         rtc_ip: args.rtc_ip,
         max_storage: args.max_storage,
         rtc_timeout: std::time::Duration::from_secs_f64(args.rtc_timeout),

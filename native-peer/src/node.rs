@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +49,8 @@ impl DataStats {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub tracker_url: String,
+    /// An extra CA certificate (PEM) to trust for a `wss://` tracker.
+    pub tracker_ca: Option<PathBuf>,
     /// The one local address for WebRTC; `None`: every usable interface (see `rtc::net`).
     pub rtc_ip: Option<IpAddr>,
     /// Most bytes of chunks to keep.
@@ -120,7 +122,16 @@ impl Node {
     pub async fn start(config: NodeConfig, data_dir: &Path) -> anyhow::Result<Arc<Self>> {
         let store = ChunkStore::open_with_capacity(data_dir, config.max_storage)?;
         let secret = crate::identity::load_or_create_secret(data_dir)?;
-        let (tracker, incoming) = TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts).await?;
+        let tls = if crate::tls::is_wss(&config.tracker_url) {
+            Some(crate::tls::client_config(config.tracker_ca.as_deref())?)
+        } else {
+            if let Some(ca) = &config.tracker_ca {
+                tracing::warn!("--tracker-ca {} is not used: the tracker URL is not wss://", ca.display());
+            }
+            None
+        };
+        let (tracker, incoming) =
+            TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts, tls).await?;
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let node = Arc::new(Self {

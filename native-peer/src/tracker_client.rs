@@ -1,10 +1,12 @@
 //! The native peer's connection to the tracker: says hello with this peer's secret, sends
 //! heartbeats, matches answers to requests by `req`, and hands everything else (signalling,
 //! relay frames, replication orders) to the node. When the tracker goes away it reconnects
-//! with backoff, says so in the log, and re-announces the whole inventory.
+//! with backoff, says so in the log, and re-announces the whole inventory. `ws://` or
+//! `wss://` (TLS settings: [`crate::tls`]).
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
+use rustls::ClientConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -52,12 +54,35 @@ pub struct TrackerClient {
     pub ice_servers: Mutex<Vec<IceServer>>,
 }
 
+/// What it takes to open a session again.
+struct Session {
+    url: String,
+    secret: String,
+    tls: Option<Arc<ClientConfig>>,
+}
+
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-async fn open_session(url: &str, secret: &str) -> anyhow::Result<(Ws, PeerId, Vec<IceServer>)> {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(url).await.with_context(|| format!("cannot reach the tracker at {url}"))?;
+/// `host[:port]` of a websocket URL, for messages.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+async fn open_session(
+    url: &str,
+    secret: &str,
+    tls: Option<&Arc<ClientConfig>>,
+) -> anyhow::Result<(Ws, PeerId, Vec<IceServer>)> {
+    let connector = tls.map(|c| Connector::Rustls(c.clone()));
+    let (mut ws, _) = match tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector).await {
+        Ok(ok) => ok,
+        Err(e) => match crate::tls::explain(&e, host_of(url)) {
+            Some(refused) => return Err(refused.into()),
+            None => return Err(anyhow::Error::new(e).context(format!("cannot reach the tracker at {url}"))),
+        },
+    };
     let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
     ws.send(Message::Text(hello.to_json().into())).await?;
     loop {
@@ -78,18 +103,25 @@ async fn open_session(url: &str, secret: &str) -> anyhow::Result<(Ws, PeerId, Ve
 impl TrackerClient {
     /// Connects (retrying with backoff up to `first_attempts` times), says hello and waits
     /// for the welcome; afterwards the connection is kept up for the life of the process.
+    /// `tls` is used for `wss://` URLs; a TLS failure (untrusted certificate, wrong name) is
+    /// not retried: the tracker is unreachable at once.
     pub async fn connect(
         url: &str,
         secret: &str,
         first_attempts: u32,
+        tls: Option<Arc<ClientConfig>>,
     ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>)> {
         let mut backoff = Duration::from_millis(250);
         let mut attempt = 0;
         let (ws, peer_id, ice_servers) = loop {
             attempt += 1;
-            match open_session(url, secret).await {
+            match open_session(url, secret, tls.as_ref()).await {
                 Ok(s) => break s,
-                Err(e) if attempt < first_attempts && e.downcast_ref::<TrackerError>().is_none() => {
+                Err(e)
+                    if attempt < first_attempts
+                        && e.downcast_ref::<TrackerError>().is_none()
+                        && e.downcast_ref::<crate::tls::TlsRefused>().is_none() =>
+                {
                     let of = if first_attempts == u32::MAX {
                         String::new()
                     } else {
@@ -121,15 +153,15 @@ impl TrackerClient {
             peer_id,
             ice_servers: Mutex::new(ice_servers),
         });
-        tokio::spawn(client.clone().supervise(ws, url.to_string(), secret.to_string(), out_rx, relay_rx, in_tx));
+        let session = Session { url: url.to_string(), secret: secret.to_string(), tls };
+        tokio::spawn(client.clone().supervise(ws, session, out_rx, relay_rx, in_tx));
         Ok((client, in_rx))
     }
 
     async fn supervise(
         self: Arc<Self>,
         mut ws: Ws,
-        url: String,
-        secret: String,
+        session: Session,
         mut out: mpsc::UnboundedReceiver<Outgoing>,
         mut relay: mpsc::Receiver<Vec<u8>>,
         incoming: mpsc::UnboundedSender<Incoming>,
@@ -145,7 +177,7 @@ impl TrackerClient {
             tracing::warn!("lost the tracker connection ({reason}); reconnecting");
             let mut backoff = Duration::from_millis(250);
             ws = loop {
-                match open_session(&url, &secret).await {
+                match open_session(&session.url, &session.secret, session.tls.as_ref()).await {
                     Ok((ws, _, ice)) => {
                         *self.ice_servers.lock().unwrap() = ice;
                         break ws;

@@ -7,6 +7,7 @@
 //! [`swarm_core::swarm::Swarm`], a plain struct; this crate only drives it.
 
 mod api;
+pub mod client_addr;
 pub mod ice;
 pub mod index;
 pub mod limits;
@@ -53,6 +54,9 @@ pub struct Config {
     pub repair: swarm_core::swarm::repair::RepairConfig,
     /// What one peer or connection may do.
     pub limits: Limits,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client address
+    /// (for per-address limits and logs); empty: those headers are ignored.
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 /// Limits that keep one peer (or many) from taking the tracker down. Each refusal comes with
@@ -61,7 +65,8 @@ pub struct Config {
 pub struct Limits {
     /// Live peers at once; a hello beyond it is refused with `limit_reached`.
     pub max_peers: usize,
-    /// Open websocket connections per client address (0: no limit).
+    /// Open websocket connections per client address (0: no limit); behind a trusted proxy
+    /// the address is the one the proxy forwarded (see [`client_addr`]).
     pub max_conns_per_ip: usize,
     /// Files one peer may add to the index (counted since the tracker started).
     pub max_files_per_peer: u32,
@@ -114,6 +119,7 @@ impl Default for Config {
             send_timeout: Duration::from_secs(10),
             repair: Default::default(),
             limits: Limits::default(),
+            trusted_proxies: Default::default(),
         }
     }
 }

@@ -46,6 +46,13 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("tracker listening on http://{addr}");
     tracing::info!(%addr, data_dir = ?config.data_dir, max_peers = config.limits.max_peers, "tracker listening");
+    if !config.trusted_proxies.is_empty() {
+        let nets: Vec<String> = config.trusted_proxies.nets().iter().map(|n| n.to_string()).collect();
+        tracing::info!(
+            "client addresses of connections from {} come from Forwarded / X-Forwarded-For",
+            nets.join(", ")
+        );
+    }
     tracker::serve_with_stun(listener, stun, config, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

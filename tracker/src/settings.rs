@@ -5,6 +5,7 @@
 //! source, so [`Settings::merge`] can layer them; the TOML file uses the flag names
 //! (`max-peers = 5000`) and unknown keys are an error, so a typo never goes unnoticed.
 
+use crate::client_addr::TrustedProxies;
 use crate::{Config, Limits};
 use clap::Parser;
 use serde::Deserialize;
@@ -112,6 +113,12 @@ pub struct Settings {
     /// Credential for the configured TURN servers
     #[arg(long, env = "PP_TURN_CREDENTIAL")]
     pub turn_credential: Option<String>,
+    /// A reverse proxy's address or CIDR block (repeatable; in PP_TRUSTED_PROXY and the file a
+    /// list). Connections from it take the client address (for --max-conns-per-ip and logs)
+    /// from `Forwarded: for=`, else `X-Forwarded-For`; from anyone else those headers are
+    /// ignored [default: none]
+    #[arg(long, env = "PP_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
+    pub trusted_proxy: Option<Vec<String>>,
 }
 
 /// Where the STUN service listens.
@@ -179,7 +186,8 @@ impl Settings {
             stun_listen,
             ice_server,
             turn_username,
-            turn_credential
+            turn_credential,
+            trusted_proxy
         )
     }
 
@@ -226,6 +234,8 @@ impl Settings {
                 swarm_core::content::MAX_CHUNKS
             )));
         }
+        let trusted_proxies = TrustedProxies::parse(self.trusted_proxy.iter().flatten())
+            .map_err(|e| SettingsError::Invalid(format!("trusted-proxy: {e}")))?;
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         self.stun_listen()?;
         let ice_servers = self
@@ -263,6 +273,7 @@ impl Settings {
                 outbox_frames: self.outbox_frames.unwrap_or(dl.outbox_frames).max(1),
                 outbox_bytes: self.outbox_bytes.unwrap_or(dl.outbox_bytes).max(1),
             },
+            trusted_proxies,
         })
     }
 }
@@ -296,6 +307,25 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_from_each_source() {
+        let cli =
+            Settings::try_parse_from(["tracker", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1"]).unwrap();
+        let c = cli.to_config().unwrap();
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+        let listed = Settings::try_parse_from(["tracker", "--trusted-proxy", "10.0.0.0/8, 127.0.0.1/32"]).unwrap();
+        assert_eq!(listed.to_config().unwrap().trusted_proxies.nets().len(), 2, "comma-separated, as in the env");
+        let file = Settings::from_toml("trusted-proxy = [\"172.16.0.0/12\"]\n").unwrap();
+        let merged = Settings::default().merge(file);
+        assert!(merged.to_config().unwrap().trusted_proxies.contains("172.20.0.1".parse().unwrap()));
+        assert!(Settings::default().to_config().unwrap().trusted_proxies.is_empty(), "none unless configured");
+        let bad = Settings::try_parse_from(["tracker", "--trusted-proxy", "10.0.0.0/40"]).unwrap();
+        let err = bad.to_config().unwrap_err().to_string();
+        assert!(err.contains("trusted-proxy") && err.contains("10.0.0.0/40"), "{err}");
+    }
+
+    #[test]
     fn ice_servers_and_stun_are_checked_at_start() {
         let s = Settings::try_parse_from(["tracker", "--ice-server", "stun:a.example:3478", "--ice-server", "stun:b"])
             .unwrap();
@@ -316,7 +346,14 @@ mod tests {
     fn help_documents_every_option() {
         use clap::CommandFactory;
         let help = Settings::command().render_long_help().to_string();
-        for flag in ["--config", "--max-peers", "--msgs-per-sec", "--relay-bytes-per-sec", "--max-files-per-peer"] {
+        for flag in [
+            "--config",
+            "--max-peers",
+            "--msgs-per-sec",
+            "--relay-bytes-per-sec",
+            "--max-files-per-peer",
+            "--trusted-proxy",
+        ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
         assert!(help.contains("PP_MAX_PEERS"), "environment variables are shown");

@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::Poll;
 use swarm_core::relay::RelayError;
@@ -51,10 +51,15 @@ pub async fn upgrade(
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded").into_response();
     };
+    // Behind a trusted reverse proxy, the client it forwarded for; else the TCP peer.
+    let ip = state.config.trusted_proxies.client_ip(addr.ip(), req.headers());
+    if ip != addr.ip() {
+        tracing::trace!(proxy = %addr, client = %ip, "websocket through a trusted proxy");
+    }
     tokio::spawn(async move {
         if let Some((stream, read)) = handshake::upgraded(on_upgrade).await {
             // A task of its own: this one's state (hyper's upgrade) is not kept around.
-            tokio::spawn(connection(Socket::new(stream, &read, MAX_MESSAGE_BYTES), state, addr, host));
+            tokio::spawn(connection(Socket::new(stream, &read, MAX_MESSAGE_BYTES), state, ip, host));
         }
     });
     handshake::switching_protocols::<Body>(&accept)
@@ -106,20 +111,20 @@ async fn refuse(socket: &mut Socket, state: &AppState, code: ErrorCode, message:
 ///
 /// Every byte of this future is memory each idle peer holds, so: not an `async fn` (its
 /// arguments would be copied into locals, the socket kept twice: rust-lang/rust#62958), the
-/// address is used up before the block (only the refusal message and the slot need it),
+/// client address (see [`crate::client_addr`]) is used up before the block (only the
+/// refusal message and the slot need it),
 /// and the phases are boxed (the hello phase's state is gone once the peer is in; the
 /// welcomed peer's state lives in one allocation of its own).
 #[allow(clippy::manual_async_fn)] // on purpose, see above
 fn connection(
     mut socket: Socket,
     state: Arc<AppState>,
-    addr: SocketAddr,
+    ip: IpAddr,
     host: Option<Box<str>>,
 ) -> impl Future<Output = ()> {
     Counters::add(&state.counters.ws_connections, 1);
     let max = state.config.limits.max_conns_per_ip;
-    let slot =
-        state.ip_slot(addr.ip(), max).ok_or_else(|| format!("too many connections from {} (at most {max})", addr.ip()));
+    let slot = state.ip_slot(ip, max).ok_or_else(|| format!("too many connections from {ip} (at most {max})"));
     async move {
         // `slot` is used in place (held until the end): moved into a local, it would be kept
         // twice.

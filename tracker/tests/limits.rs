@@ -84,6 +84,49 @@ async fn connections_per_address_are_limited() {
     hello(&mut b, &secret(2)).await;
 }
 
+/// Connects with a forwarding header, as a reverse proxy would (or a client pretending).
+async fn connect_forwarded(url: &str, header: &str, value: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+        value.parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
+    let mut config = tracker::Config::default();
+    config.limits.max_conns_per_ip = 1;
+    config.trusted_proxies = tracker::client_addr::TrustedProxies::parse(["127.0.0.1/32"]).unwrap();
+    let (url, _) = start(config).await;
+    let mut a = connect_forwarded(&url, "x-forwarded-for", "6.6.6.6, 198.51.100.1").await;
+    hello(&mut a, &secret(1)).await;
+    let mut again = connect_forwarded(&url, "forwarded", "for=\"198.51.100.1:5000\"").await;
+    let m = recv(&mut again).await;
+    assert_eq!(error_code(&m), ErrorCode::LimitReached);
+    let ServerMsg::Error { message, .. } = m else { unreachable!() };
+    assert!(message.contains("198.51.100.1"), "names the client, not the proxy: {message}");
+    let mut b = connect_forwarded(&url, "x-forwarded-for", "198.51.100.1, 198.51.100.2").await;
+    hello(&mut b, &secret(2)).await;
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let mut config = tracker::Config::default();
+    config.limits.max_conns_per_ip = 1;
+    config.trusted_proxies = tracker::client_addr::TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+    let (url, _) = start(config).await;
+    let mut a = connect_forwarded(&url, "x-forwarded-for", "198.51.100.1").await;
+    hello(&mut a, &secret(1)).await;
+    let mut b = connect_forwarded(&url, "x-forwarded-for", "198.51.100.2").await;
+    let m = recv(&mut b).await;
+    assert_eq!(error_code(&m), ErrorCode::LimitReached);
+    let ServerMsg::Error { message, .. } = m else { unreachable!() };
+    assert!(message.contains("127.0.0.1"), "counted by its own address: {message}");
+}
+
 #[tokio::test]
 async fn files_per_peer_and_manifest_size_are_limited() {
     let mut config = tracker::Config::default();
