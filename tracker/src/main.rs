@@ -41,10 +41,11 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     };
+    // The first line on stdout says where the tracker listens (tests and scripts read it).
+    println!("tracker listening on http://{addr}");
     if let Some(s) = &stun {
         tracing::info!(addr = %s.local_addr()?, "STUN service listening (udp)");
     }
-    println!("tracker listening on http://{addr}");
     tracing::info!(%addr, data_dir = ?config.data_dir, max_peers = config.limits.max_peers, "tracker listening");
     if !config.trusted_proxies.is_empty() {
         let nets: Vec<String> = config.trusted_proxies.nets().iter().map(|n| n.to_string()).collect();
