@@ -54,8 +54,8 @@ fn stat(tracker: &Tracker, key: &str) -> anyhow::Result<u64> {
 
 /// Two sources on `Lan1A` hold a random file of `size` bytes at R = 2; a peer on `getter`
 /// gets it, and the tracker's `/metrics` is read once the peers' reports show `size` bytes
-/// received on `path` (or after 20 s).
-fn transfer(tag: &str, getter: Host, size: usize, path: &str) -> anyhow::Result<Transfer> {
+/// received on `expect` (or after 20 s).
+fn transfer(tag: &str, getter: Host, size: usize, expect: &str) -> anyhow::Result<Transfer> {
     let net = Topology::build()?;
     let tracker = Tracker::start_in(&format!("{tag}-tracker"), &net, None, &["--replication", "2"])?;
     let tmp = tempfile::tempdir()?;
@@ -93,7 +93,7 @@ fn transfer(tag: &str, getter: Host, size: usize, path: &str) -> anyhow::Result<
                         && l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= size as u64)
                 })
             };
-            if reported(path) || start.elapsed() > Duration::from_secs(20) {
+            if reported(expect) || start.elapsed() > Duration::from_secs(20) {
                 break m;
             }
             std::thread::sleep(Duration::from_millis(500));
