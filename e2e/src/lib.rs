@@ -255,15 +255,7 @@ impl Tracker {
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("tracker"));
         cmd.arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--data-dir").arg(data_dir).args(extra);
-        if let Some(w) = web {
-            cmd.arg("--web-dir").arg(w);
-        }
-        let (proc, line) = spawn_until(cmd, name, "listening on")?;
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no port in {line:?}"))?;
+        let (proc, port) = spawn_tracker(cmd, name, web)?;
         Ok(Self {
             proc,
             port,
@@ -282,15 +274,7 @@ impl Tracker {
         let tmp = tempfile::tempdir()?;
         let mut cmd = net.command(Host::Tracker, bin("tracker"));
         cmd.args(["--listen", "0.0.0.0:0", "--data-dir"]).arg(tmp.path()).args(extra);
-        if let Some(w) = web {
-            cmd.arg("--web-dir").arg(w);
-        }
-        let (proc, line) = spawn_until(cmd, name, "listening on")?;
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no port in {line:?}"))?;
+        let (proc, port) = spawn_tracker(cmd, name, web)?;
         Ok(Self {
             proc,
             port,
@@ -314,6 +298,21 @@ impl Tracker {
         serde_json::from_str(&body).with_context(|| format!("GET {path} answered {body:?}"))
     }
 
+    /// Waits until every chunk of file `id` has at least `n` live copies.
+    pub fn wait_copies(&self, id: &str, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let h = &self.get_json(&format!("/api/files/{id}"))?["health"];
+            if h["min_copies"].as_u64().unwrap_or(0) >= n {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("file {id} never reached {n} copies in {timeout:?}: {h}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// GET a document from the tracker as text (inside its namespace, if it runs in one).
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.http_url());
@@ -331,6 +330,18 @@ impl Tracker {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// Starts a tracker command (serving `web` if given) and reads its port from the line that
+/// says where it listens.
+fn spawn_tracker(mut cmd: Command, name: &str, web: Option<&Path>) -> anyhow::Result<(Proc, u16)> {
+    if let Some(w) = web {
+        cmd.arg("--web-dir").arg(w);
+    }
+    let (proc, line) = spawn_until(cmd, name, "listening on")?;
+    let port =
+        line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| anyhow!("no port in {line:?}"))?;
+    Ok((proc, port))
 }
 
 /// Minimal HTTP/1.0 GET on loopback returning the JSON body.
@@ -425,6 +436,14 @@ impl NativePeer {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ))
+    }
+
+    /// Puts a random file of `size` bytes (made from `seed` in `dir`); returns its id and bytes.
+    pub fn put_random(&self, dir: &Path, name: &str, size: usize, seed: u64) -> anyhow::Result<(String, Vec<u8>)> {
+        let (path, bytes) = random_file(dir, name, size, seed)?;
+        let put = self.cli_json(&["put", &path.to_string_lossy()])?;
+        let id = put["files"][0]["id"].as_str().context("put printed no id")?.to_string();
+        Ok((id, bytes))
     }
 
     /// Runs a CLI command that must succeed and print JSON.

@@ -20,11 +20,11 @@
 //! its public address: not a secure context, as for any plain-http deployment. Needs root;
 //! run the tests one at a time (`--test-threads=1`).
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use e2e::{random_file, Browser, Host, NativePeer, Topology, Tracker};
 use fantoccini::Locator;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 /// Generous: a loaded 2-core machine runs two Chromiums and the peers.
@@ -62,21 +62,6 @@ impl Swarm {
     fn relayed(&self) -> anyhow::Result<u64> {
         self.tracker.get_json("/api/stats")?["relay_bytes"].as_u64().context("no relay_bytes in /api/stats")
     }
-
-    /// Waits until every chunk of `id` has at least `n` copies.
-    async fn wait_copies(&self, id: &str, n: u64) -> anyhow::Result<()> {
-        let start = Instant::now();
-        loop {
-            let h = &self.tracker.get_json(&format!("/api/files/{id}"))?["health"];
-            if h["min_copies"].as_u64().unwrap_or(0) >= n {
-                return Ok(());
-            }
-            if start.elapsed() > TRANSFER_TIMEOUT {
-                bail!("file {id} never reached {n} copies: {h}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// Puts a random file on `src` and waits until it has 2 copies (the natives on one LAN).
@@ -87,10 +72,8 @@ async fn put_at_r2(
     size: usize,
     seed: u64,
 ) -> anyhow::Result<(String, Vec<u8>)> {
-    let (path, bytes) = random_file(s.tmp.path(), name, size, seed)?;
-    let put = src.cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().context("put printed no id")?.to_string();
-    s.wait_copies(&id, 2).await?;
+    let (id, bytes) = src.put_random(s.tmp.path(), name, size, seed)?;
+    s.tracker.wait_copies(&id, 2, TRANSFER_TIMEOUT)?;
     Ok((id, bytes))
 }
 
@@ -200,7 +183,7 @@ async fn a_tab_and_native_peers_behind_another_nat_trade_directly_both_ways() ->
     let before: u64 = [&n1, &n2].iter().map(|n| native_path_bytes(n, "direct_reflexive")).sum::<anyhow::Result<_>>()?;
     let relay0 = s.relayed()?;
     let id = upload(&tab, &path).await?;
-    s.wait_copies(&id, 2).await?;
+    s.tracker.wait_copies(&id, 2, TRANSFER_TIMEOUT)?;
     natives_get(&s, &[&n1, &n2], &id, &bytes)?;
     let relayed = s.relayed()? - relay0;
     let after: u64 = [&n1, &n2].iter().map(|n| native_path_bytes(n, "direct_reflexive")).sum::<anyhow::Result<_>>()?;
@@ -232,7 +215,7 @@ async fn two_tabs_behind_two_nats_trade_directly() -> anyhow::Result<()> {
     // (R = 2) fetch the same chunks from tab A, each once.
     let (got, first_ms) = download(&b, &id).await?;
     ensure!(got == bytes, "tab B saved other bytes than tab A uploaded");
-    s.wait_copies(&id, 2).await?;
+    s.tracker.wait_copies(&id, 2, TRANSFER_TIMEOUT)?;
     let relayed = s.relayed()? - relay0;
     let reflexive = tab_path_bytes(&b, "direct_reflexive", size as u64 * 19 / 20).await?;
     let sent = a.num_attr_at_least("#dc-stats", "data-sent", size as u64).await?;
@@ -287,7 +270,7 @@ async fn a_tab_and_native_peers_behind_a_port_randomising_nat_trade_through_the_
     let before: u64 = [&n1, &n2].iter().map(|n| native_path_bytes(n, "relay")).sum::<anyhow::Result<_>>()?;
     let relay0 = s.relayed()?;
     let id = upload(&tab, &path).await?;
-    s.wait_copies(&id, 2).await?;
+    s.tracker.wait_copies(&id, 2, TRANSFER_TIMEOUT)?;
     natives_get(&s, &[&n1, &n2], &id, &bytes)?;
     let relayed = s.relayed()? - relay0;
     let after: u64 = [&n1, &n2].iter().map(|n| native_path_bytes(n, "relay")).sum::<anyhow::Result<_>>()?;

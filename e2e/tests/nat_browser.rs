@@ -11,8 +11,8 @@
 //! tracker's relay counter, and prints the time from the lookup to the first chunk. Needs root,
 //! like every test of the topology; run them one at a time (`--test-threads=1`).
 
-use anyhow::{bail, ensure, Context};
-use e2e::{random_file, Browser, Host, NativePeer, Topology, Tracker};
+use anyhow::{ensure, Context};
+use e2e::{Browser, Host, NativePeer, Topology, Tracker};
 use fantoccini::Locator;
 use std::time::{Duration, Instant};
 
@@ -51,20 +51,8 @@ async fn transfer(tag: &str, getter: Host, size: usize) -> anyhow::Result<Transf
     let tmp = tempfile::tempdir()?;
     let a = NativePeer::start_in(&format!("{tag}-a"), &net, Host::Lan1A, &tracker, &tmp.path().join("a"))?;
     let b = NativePeer::start_in(&format!("{tag}-b"), &net, Host::Lan1A, &tracker, &tmp.path().join("b"))?;
-    let (path, bytes) = random_file(tmp.path(), &format!("{tag}.bin"), size, 9)?;
-    let put = a.cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().context("put printed no id")?.to_string();
-    let start = Instant::now();
-    loop {
-        let h = &tracker.get_json(&format!("/api/files/{id}"))?["health"];
-        if h["min_copies"].as_u64().unwrap_or(0) >= 2 {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the file never reached 2 copies on LAN 1: {h}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, bytes) = a.put_random(tmp.path(), &format!("{tag}.bin"), size, 9)?;
+    tracker.wait_copies(&id, 2, Duration::from_secs(60))?;
 
     let browser = Browser::start_in(&format!("{tag}-tab"), &net, getter).await?;
     browser.client.goto(&format!("{}/", tracker.http_url())).await?;

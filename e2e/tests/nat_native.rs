@@ -11,8 +11,8 @@
 //! Two sources sit on LAN 1 (host `Lan1A`), the file at R = 2 on them before the getter
 //! starts, so the getter draws from both and receives no replication order of its own.
 
-use anyhow::{bail, Context};
-use e2e::{random_file, Host, NativePeer, Topology, Tracker};
+use anyhow::Context;
+use e2e::{Host, NativePeer, Topology, Tracker};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -61,20 +61,8 @@ fn transfer(tag: &str, getter: Host, size: usize, expect: &str) -> anyhow::Resul
     let tmp = tempfile::tempdir()?;
     let a = NativePeer::start_in(&format!("{tag}-a"), &net, Host::Lan1A, &tracker, &tmp.path().join("a"))?;
     let _b = NativePeer::start_in(&format!("{tag}-b"), &net, Host::Lan1A, &tracker, &tmp.path().join("b"))?;
-    let (path, bytes) = random_file(tmp.path(), &format!("{tag}.bin"), size, 7)?;
-    let put = a.cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().context("put printed no id")?.to_string();
-    let start = Instant::now();
-    loop {
-        let h = &tracker.get_json(&format!("/api/files/{id}"))?["health"];
-        if h["min_copies"].as_u64().unwrap_or(0) >= 2 {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the file never reached 2 copies on LAN 1: {h}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (id, bytes) = a.put_random(tmp.path(), &format!("{tag}.bin"), size, 7)?;
+    tracker.wait_copies(&id, 2, Duration::from_secs(60))?;
     let c = NativePeer::start_in(&format!("{tag}-c"), &net, getter, &tracker, &tmp.path().join("c"))?;
     let relay_before = stat(&tracker, "relay_bytes")?;
     let out = tmp.path().join("got.bin");

@@ -22,9 +22,8 @@
 //! 8 MiB/s, when not given).
 
 use anyhow::{bail, ensure, Context};
-use e2e::{random_file, Host, NativePeer, Topology, Tracker};
+use e2e::{Host, NativePeer, Topology, Tracker};
 use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
@@ -150,25 +149,6 @@ impl Bench {
     }
 }
 
-fn put(src: &NativePeer, path: &Path) -> anyhow::Result<String> {
-    let put = src.cli_json(&["put", &path.to_string_lossy()])?;
-    Ok(put["files"][0]["id"].as_str().context("put printed no id")?.to_string())
-}
-
-fn wait_r2(tracker: &Tracker, id: &str) -> anyhow::Result<()> {
-    let t = Instant::now();
-    loop {
-        let h = &tracker.get_json(&format!("/api/files/{id}"))?["health"];
-        if h["min_copies"].as_u64().unwrap_or(0) >= 2 {
-            return Ok(());
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("the file never reached 2 copies on LAN 1: {h}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn mb(bytes: u64) -> String {
     if bytes >= 1_000_000 {
         format!("{:.1} MB", bytes as f64 / 1e6)
@@ -198,15 +178,13 @@ fn main() -> anyhow::Result<()> {
     let a = NativePeer::start_in("bench-nat-a", &net, Host::Lan1A, &tracker, &tmp.path().join("a"))?;
     let _b = NativePeer::start_in("bench-nat-b", &net, Host::Lan1A, &tracker, &tmp.path().join("b"))?;
 
-    let (big_path, big) = random_file(tmp.path(), "big.bin", args.mib * MIB, 42)?;
-    let (small_path, small) = random_file(tmp.path(), "small.bin", args.small_mib * MIB, 43)?;
     let t = Instant::now();
-    let big_id = put(&a, &big_path)?;
-    let small_id = put(&a, &small_path)?;
-    let _ = std::fs::remove_file(&big_path);
-    let _ = std::fs::remove_file(&small_path);
-    wait_r2(&tracker, &big_id)?;
-    wait_r2(&tracker, &small_id)?;
+    let (big_id, big) = a.put_random(tmp.path(), "big.bin", args.mib * MIB, 42)?;
+    let (small_id, small) = a.put_random(tmp.path(), "small.bin", args.small_mib * MIB, 43)?;
+    let _ = std::fs::remove_file(tmp.path().join("big.bin"));
+    let _ = std::fs::remove_file(tmp.path().join("small.bin"));
+    tracker.wait_copies(&big_id, 2, Duration::from_secs(600))?;
+    tracker.wait_copies(&small_id, 2, Duration::from_secs(600))?;
     eprintln!(
         "{} MiB + {} MiB put and at R = 2 on lan1a in {:.1} s",
         args.mib,
