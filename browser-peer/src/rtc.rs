@@ -28,6 +28,7 @@ use std::rc::{Rc, Weak};
 
 use gloo::timers::callback::Timeout;
 use js_sys::{ArrayBuffer, Reflect, Uint8Array};
+use swarm_core::wire::{sdp_candidate_count, MAX_REMOTE_CANDIDATES};
 use swarm_core::wire::{IceServer, LinkPath};
 use swarm_core::Signal;
 use thiserror::Error;
@@ -99,6 +100,8 @@ struct Inner {
     outbox: RefCell<VecDeque<Vec<u8>>>,
     /// Remote candidates that arrived before the remote description.
     early_candidates: RefCell<Vec<(String, Option<String>)>>,
+    /// Remote candidates taken so far (at most [`MAX_REMOTE_CANDIDATES`]).
+    candidates_taken: Cell<usize>,
     remote_set: Cell<bool>,
     open: Cell<bool>,
     closed: Cell<bool>,
@@ -147,6 +150,7 @@ impl RtcConn {
         handler: Handler,
     ) -> Result<Self, RtcError> {
         let conn = Self::new(Role::Answerer, ice, counters, handler)?;
+        conn.inner.candidates_taken.set(sdp_candidate_count(&sdp));
         let weak = Rc::downgrade(&conn.inner);
         let on_channel = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
             let Some(inner) = weak.upgrade() else { return };
@@ -192,6 +196,7 @@ impl RtcConn {
             dc: RefCell::new(None),
             outbox: RefCell::new(VecDeque::new()),
             early_candidates: RefCell::new(Vec::new()),
+            candidates_taken: Cell::new(0),
             remote_set: Cell::new(false),
             open: Cell::new(false),
             closed: Cell::new(false),
@@ -270,6 +275,17 @@ impl RtcConn {
         let inner = &self.inner;
         match signal {
             Signal::Answer { sdp } if inner.role == Role::Offerer && !inner.remote_set.get() => {
+                let count = sdp_candidate_count(&sdp);
+                if count > MAX_REMOTE_CANDIDATES {
+                    let weak = Rc::downgrade(inner);
+                    spawn_local(async move {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.fail(format!("the answer has {count} candidates (at most {MAX_REMOTE_CANDIDATES})"));
+                        }
+                    });
+                    return;
+                }
+                inner.candidates_taken.set(count);
                 let weak = Rc::downgrade(inner);
                 spawn_local(async move {
                     let Some(inner) = weak.upgrade() else { return };
@@ -286,6 +302,11 @@ impl RtcConn {
                     gloo::console::warn!(format!("ignored a malformed ICE candidate: {candidate:?}"));
                     return;
                 };
+                if inner.candidates_taken.get() >= MAX_REMOTE_CANDIDATES {
+                    gloo::console::warn!(format!("ignored an ICE candidate beyond {MAX_REMOTE_CANDIDATES}"));
+                    return;
+                }
+                inner.candidates_taken.set(inner.candidates_taken.get() + 1);
                 if inner.remote_set.get() {
                     add_candidate(inner, candidate, mid);
                 } else {

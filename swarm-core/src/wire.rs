@@ -52,6 +52,15 @@ pub enum PeerKind {
     Browser,
 }
 
+/// Remote ICE candidates one connection takes (in the description and trickled together):
+/// a peer that advertises hundreds cannot make another send checks to hundreds of addresses.
+pub const MAX_REMOTE_CANDIDATES: usize = 16;
+
+/// ICE candidates (`a=candidate:` lines) in a session description.
+pub fn sdp_candidate_count(sdp: &str) -> usize {
+    sdp.lines().filter(|l| l.trim_start().starts_with("a=candidate:")).count()
+}
+
 /// WebRTC signalling payloads the tracker relays verbatim between two peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -444,6 +453,13 @@ mod tests {
         let json = ClientMsg::Locate { req: 7, file: FileId([0xab; 32]) }.to_json();
         assert_eq!(json, format!(r#"{{"type":"locate","req":7,"file":"{}"}}"#, "ab".repeat(32)));
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn candidates_in_a_description_are_counted() {
+        let sdp = "v=0\r\na=mid:0\r\na=candidate:1 1 udp 1 10.0.0.2 5000 typ host\r\na=candidate:2 1 udp 1 198.51.100.3 6000 typ srflx raddr 0.0.0.0 rport 0\r\na=end-of-candidates\r\n";
+        assert_eq!(sdp_candidate_count(sdp), 2);
+        assert_eq!(sdp_candidate_count(""), 0);
     }
 
     #[test]

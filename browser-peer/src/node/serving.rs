@@ -105,6 +105,8 @@ impl Node {
             Some("this peer uses the relay only".to_string())
         } else if st.inbound.len() >= MAX_INBOUND {
             Some("too many connections".to_string())
+        } else if swarm_core::wire::sdp_candidate_count(&sdp) > swarm_core::wire::MAX_REMOTE_CANDIDATES {
+            Some(format!("the offer has more than {} candidates", swarm_core::wire::MAX_REMOTE_CANDIDATES))
         } else {
             None
         };

@@ -97,9 +97,7 @@ const RECV_BATCH: usize = 64;
 /// When a STUN request is sent again if unanswered (from the link's start); then given up.
 const STUN_TRIES: [Duration; 4] =
     [Duration::ZERO, Duration::from_millis(200), Duration::from_millis(600), Duration::from_millis(1400)];
-/// Remote candidates a link takes (in the description and trickled together): a peer that
-/// advertises hundreds cannot make this one send checks to hundreds of addresses.
-pub const MAX_REMOTE_CANDIDATES: usize = 16;
+pub use swarm_core::wire::MAX_REMOTE_CANDIDATES;
 
 struct Sock {
     socket: UdpSocket,
@@ -145,15 +143,15 @@ fn bind_all(env: &RtcEnv, rtc: &mut Rtc) -> anyhow::Result<Vec<Sock>> {
 
 /// Remote host candidates in an SDP, and how many candidates it has in all.
 fn sdp_candidates(sdp: &str) -> (Vec<SocketAddr>, usize) {
-    let lines: Vec<&str> =
-        sdp.lines().filter_map(|l| l.trim().strip_prefix("a=")).filter(|l| l.starts_with("candidate:")).collect();
-    let hosts = lines
-        .iter()
+    let hosts = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
         .filter_map(|l| Candidate::from_sdp_string(l).ok())
         .filter(|c| c.kind() == CandidateKind::Host)
         .map(|c| c.addr())
         .collect();
-    (hosts, lines.len())
+    (hosts, swarm_core::wire::sdp_candidate_count(sdp))
 }
 
 /// The media id of the (only) m-line in an SDP, for trickled candidates.
@@ -553,5 +551,16 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(hosts, vec!["10.0.0.2:5000".parse().unwrap()]);
         assert_eq!(sdp_mid(sdp).as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn an_offer_with_too_many_candidates_is_refused() {
+        let mut sdp = String::from("v=0\r\na=mid:0\r\n");
+        for i in 0..=MAX_REMOTE_CANDIDATES {
+            sdp.push_str(&format!("a=candidate:{i} 1 udp 2130706175 10.0.0.{i} 5000 typ host\r\n"));
+        }
+        let env = RtcEnv { ifaces: vec![Iface { ip: "127.0.0.1".parse().unwrap(), prefix: 8 }], stun_servers: vec![] };
+        let err = Link::answer(&env, &sdp).err().expect("refused").to_string();
+        assert!(err.contains("candidates"), "{err}");
     }
 }
