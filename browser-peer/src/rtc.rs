@@ -17,7 +17,9 @@
 //!
 //! Sending is flow-controlled: messages wait in an outbox while the channel's
 //! `bufferedAmount` is above [`HIGH_WATER`] and resume on `bufferedamountlow` (set to
-//! [`LOW_WATER`]), as measured in shared/WEBRTC.md.
+//! [`LOW_WATER`]). Measured between two tabs' connections on the project's 2-core machines:
+//! 64 KiB messages with these marks (4 MiB / 1 MiB) ran at about 30 MB/s, CPU-bound, and a
+//! higher high-water mark did not help.
 //!
 //! Events are always delivered from a JS callback, never synchronously from a method call, so
 //! the driver may hold its own state borrowed while it calls into a connection.
