@@ -111,6 +111,7 @@ pub enum LinkPath {
 }
 
 impl LinkPath {
+    /// Every variant once, in declaration order (checked against the enum by a test).
     pub const ALL: [LinkPath; 4] = [LinkPath::DirectHost, LinkPath::DirectReflexive, LinkPath::Turn, LinkPath::Relay];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -269,6 +270,25 @@ pub enum ErrorCode {
     PeerBusy,
 }
 
+impl ErrorCode {
+    /// Every variant once, in declaration order (the property tests draw from it). A test checks
+    /// it against the enum itself, so a new variant that is not listed here fails the tests.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadMessage,
+        ErrorCode::TooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::NotWelcomed,
+        ErrorCode::BadSecret,
+        ErrorCode::UnknownFile,
+        ErrorCode::UnknownPeer,
+        ErrorCode::BadManifest,
+        ErrorCode::BadName,
+        ErrorCode::RateLimited,
+        ErrorCode::LimitReached,
+        ErrorCode::PeerBusy,
+    ];
+}
+
 impl ClientMsg {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("messages always serialize")
@@ -344,21 +364,7 @@ mod tests {
         prop_oneof![Just(PeerKind::Native), Just(PeerKind::Browser)]
     }
     fn code() -> impl Strategy<Value = ErrorCode> {
-        use ErrorCode::*;
-        prop::sample::select(vec![
-            BadMessage,
-            TooLarge,
-            UnsupportedVersion,
-            NotWelcomed,
-            BadSecret,
-            UnknownFile,
-            UnknownPeer,
-            BadManifest,
-            BadName,
-            RateLimited,
-            LimitReached,
-            PeerBusy,
-        ])
+        prop::sample::select(ErrorCode::ALL.to_vec())
     }
 
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
@@ -446,6 +452,30 @@ mod tests {
             prop_assert_eq!(PeerId::from_secret(&secret), PeerId::from_secret(&secret));
             prop_assert_eq!(PeerId::from_secret(&secret).0.len(), 32);
         }
+    }
+
+    /// Checks that `all` holds every variant of a fieldless enum once, in declaration order,
+    /// without a second list: serde numbers such an enum's variants 0, 1, 2, … and refuses a
+    /// number past the last, so decoding the numbers `0..=all.len()` walks the enum itself.
+    fn assert_lists_every_variant<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(all: &[T]) {
+        use serde::de::value::{Error, U32Deserializer};
+        let variant = |i: usize| T::deserialize(U32Deserializer::<Error>::new(i as u32));
+        for (i, listed) in all.iter().enumerate() {
+            let declared = variant(i).unwrap_or_else(|e| panic!("the enum has no variant number {i}: {e}"));
+            assert_eq!(
+                listed, &declared,
+                "ALL[{i}] is not the enum's variant number {i} (ALL keeps declaration order)"
+            );
+        }
+        if let Ok(extra) = variant(all.len()) {
+            panic!("{extra:?} is missing from ALL: list every variant there, in declaration order");
+        }
+    }
+
+    #[test]
+    fn all_lists_every_variant() {
+        assert_lists_every_variant(&ErrorCode::ALL);
+        assert_lists_every_variant(&LinkPath::ALL);
     }
 
     #[test]
