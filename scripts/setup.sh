@@ -3,7 +3,7 @@
 # whether its piece is already there, so a second run on a ready machine takes seconds.
 #
 # Installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
-# (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22, see
+# (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk; iproute2,
 # iptables and socat for the tests in network namespaces (e2e/src/netns.rs).
 set -euo pipefail
@@ -66,6 +66,20 @@ elif ! wasm_ready; then
   fi
 fi
 wasm_ready || { echo "setup: no wasm32 standard library could be installed" >&2; exit 1; }
+
+# --- lints: rustfmt and clippy (the tidy step of scripts/test.sh) ---------------------------
+lint_missing=()
+cargo fmt --version >/dev/null 2>&1 || lint_missing+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || lint_missing+=(clippy)
+if [ ${#lint_missing[@]} -gt 0 ]; then
+  log "rustup component add ${lint_missing[*]} (60 s at most)"
+  timeout 60 rustup component add "${lint_missing[@]}" >/dev/null 2>&1 \
+    || { echo "setup: cannot install ${lint_missing[*]} (rustup component add)" >&2; exit 1; }
+fi
+# On the Debian route the wasm32 lint runs with Debian's toolchain, which has its own clippy.
+if (source scripts/wasm-env.sh && [ -n "${CARGO_UNSTABLE_BUILD_STD:-}" ]) && [ ! -x /usr/bin/cargo-clippy ]; then
+  apt_install rust-web-clippy
+fi
 
 # --- cargo tools ----------------------------------------------------------------------------
 WB_VERSION=$(sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)

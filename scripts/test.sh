@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up whatever is missing, builds everything (the web app too) and runs every test:
+# Sets up whatever is missing, checks formatting, lints (clippy, warnings denied) and tidiness,
+# builds everything (the web app too) and runs every test:
 # unit and property tests, integration tests against real trackers and peers, wasm tests in
 # headless Chromium, and the browser end-to-end tests. Screenshots and logs of the end-to-end
 # tests land in target/e2e-artifacts/.
@@ -9,6 +10,19 @@ step() { printf '\n\033[1;32m== %s\033[0m\n' "$*"; }
 
 step "setup"
 scripts/setup.sh
+
+step "tidy: formatting, tidy tests, clippy (native and wasm32)"
+# Cheapest first. The tidy crate checks the code base itself (module docs, paths named in
+# docs): see tidy/src/lib.rs.
+cargo fmt --all --check
+cargo test -p tidy
+cargo clippy --workspace --all-targets -- -D warnings
+# The browser peer again as it ships, on wasm32 (wasm-bindgen expands differently there, and
+# usize is 32 bits), with the same toolchain as the wasm build.
+(
+  source scripts/wasm-env.sh
+  cargo clippy -p browser-peer --all-targets --target wasm32-unknown-unknown -- -D warnings
+)
 
 step "build: web app (dist/)"
 scripts/build-web.sh
