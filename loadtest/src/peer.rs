@@ -49,7 +49,6 @@ fn signal_conn(text: &str) -> Option<u64> {
 
 /// The signalling phase of one peer until `until`; `interval` is `None` for a peer that only
 /// listens.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ws: Ws,
     me: usize,

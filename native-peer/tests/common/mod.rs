@@ -1,6 +1,6 @@
 //! Test harness: a real tracker process and real `pp-peer run` processes on loopback, each
 //! peer in its own temporary data dir. Every process is killed when its handle drops.
-#![allow(dead_code)]
+#![allow(dead_code)] // every test binary compiles this module and uses only some of its helpers
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

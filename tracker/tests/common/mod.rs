@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a real tracker on port 0, real websocket clients,
 //! and a tiny HTTP/1.1 GET client.
-#![allow(dead_code)]
+#![allow(dead_code)] // every test binary compiles this module and uses only some of its helpers
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
