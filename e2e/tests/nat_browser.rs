@@ -1,7 +1,8 @@
 //! The web app across real-looking networks (the NAT topology of `e2e::netns`): Chromium runs
 //! inside a LAN host and downloads a file held by two native peers on LAN 1 (host `Lan1A`),
 //! everything started with default flags.
-//! - on the natives' LAN, the tab's data channel uses host candidates (`direct_host`);
+//! - on the natives' LAN, the tab's data channels are direct, host candidates carrying at
+//!   least one (Chromium may pick a hairpinned pair through the router for another);
 //! - (across two endpoint-independent NATs, tabs and natives punching through both ways:
 //!   `browser_nat.rs`);
 //! - behind a port-randomising NAT no data channel can open: the relay carries the file from
@@ -100,11 +101,17 @@ async fn transfer(tag: &str, getter: Host, size: usize) -> anyhow::Result<Transf
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tab_on_the_sources_lan_uses_host_candidates() -> anyhow::Result<()> {
+async fn a_tab_on_the_sources_lan_connects_directly() -> anyhow::Result<()> {
     let t = transfer("web-lan", Host::Lan1B, 16 * MIB).await?;
-    assert!(!t.paths.is_empty() && t.paths.iter().all(|p| p == "direct_host"), "paths {:?}", t.paths);
+    // Every link is direct, and host candidates carry at least one. Chromium hides its host
+    // addresses behind mDNS names and may nominate the pair through the router's public
+    // address (hairpin NAT) for a link, which it then reports as reflexive: both are direct.
+    let direct = |p: &String| p == "direct_host" || p == "direct_reflexive";
+    assert!(!t.paths.is_empty() && t.paths.iter().all(direct), "paths {:?}", t.paths);
+    assert!(t.paths.iter().any(|p| p == "direct_host"), "paths {:?}", t.paths);
     assert!(t.relayed < t.size / 20, "the tracker relayed {} of {} bytes", t.relayed, t.size);
-    assert!(t.direct_host >= t.size * 19 / 20, "the file came over host paths: {} bytes", t.direct_host);
+    assert!(t.direct_host > 0, "host paths carried nothing");
+    assert!(t.direct_host + t.direct_reflexive >= t.size * 19 / 20, "the file came over direct paths");
     Ok(())
 }
 
