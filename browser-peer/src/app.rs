@@ -607,10 +607,9 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                             <td class="links">{ for props.links.iter().filter(|l| l.peer == p.id).map(path_pill) }</td>
                             <td>{fmt_duration(p.uptime_secs)}</td>
                             <td>{p.chunks}</td>
-                            <td>{match (p.storage_used, p.storage_capacity) {
-                                (Some(u), Some(c)) if c > 0 => format!("{} of {}", fmt_bytes(u), fmt_bytes(c)),
-                                (Some(u), _) => fmt_bytes(u),
-                                _ => "–".to_string(),
+                            <td>{match p.storage_capacity {
+                                Some(c) if c > 0 => format!("{} of {}", fmt_bytes(p.storage_used), fmt_bytes(c)),
+                                _ => fmt_bytes(p.storage_used),
                             }}</td>
                         </tr>
                     }

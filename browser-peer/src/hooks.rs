@@ -6,9 +6,8 @@ use std::rc::Rc;
 
 use gloo::timers::callback::{Interval, Timeout};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use swarm_core::wire::FileSummary;
-use swarm_core::{FileId, Manifest, PeerId};
+use swarm_core::api::{FileDetail, PeersAnswer, SearchAnswer};
+use swarm_core::FileId;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::Response;
@@ -69,62 +68,6 @@ where
         });
     }
     (*data).clone()
-}
-
-/// `/api/files/{id}`: a file with the holders of each chunk and its replication health.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FileDetail {
-    pub id: FileId,
-    pub name: String,
-    pub manifest: Manifest,
-    pub peers: Vec<PeerId>,
-    pub holders: Vec<Vec<u32>>,
-    pub health: Health,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Health {
-    pub replication: u32,
-    pub min_copies: u32,
-    #[serde(default)]
-    pub under_replicated: u32,
-    #[serde(default)]
-    pub lost: u32,
-}
-
-/// `/api/search`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct SearchAnswer {
-    pub files: Vec<FileSummary>,
-    /// Copies the tracker keeps of every chunk (the health bars' target).
-    #[serde(default = "default_replication")]
-    pub replication: u32,
-}
-
-fn default_replication() -> u32 {
-    3
-}
-
-/// One entry of `/api/peers`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PeerInfo {
-    pub id: PeerId,
-    pub kind: swarm_core::PeerKind,
-    #[serde(default)]
-    pub uptime_secs: u64,
-    #[serde(default)]
-    pub chunks: u64,
-    #[serde(default)]
-    pub storage_used: Option<u64>,
-    #[serde(default)]
-    pub storage_capacity: Option<u64>,
-    #[serde(default)]
-    pub leaving: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PeersAnswer {
-    pub peers: Vec<PeerInfo>,
 }
 
 /// Search as you type: the files whose names match `query` (debounced).

@@ -1,5 +1,6 @@
 //! `swarm-core`: the pieces every Peer Pressure part shares, written once and free of I/O.
 //!
+//! - [`api`]: the answers of the tracker's REST API (JSON), for the tracker, the web app and tests.
 //! - [`content`]: content addressing: chunk and file ids (SHA-256), manifests, streaming chunking.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
@@ -11,6 +12,7 @@
 //! Nothing here opens a socket or reads a clock: drivers (tokio in the tracker and native peer,
 //! web-sys in the browser) feed inputs in and carry outputs out.
 
+pub mod api;
 pub mod chunk_proto;
 pub mod content;
 pub mod relay;

@@ -319,20 +319,20 @@ pub fn validate_name(name: &str) -> Result<(), &'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn chunk_id() -> impl Strategy<Value = ChunkId> {
         any::<[u8; 32]>().prop_map(ChunkId)
     }
-    fn file_id() -> impl Strategy<Value = FileId> {
+    pub(crate) fn file_id() -> impl Strategy<Value = FileId> {
         any::<[u8; 32]>().prop_map(FileId)
     }
-    fn peer_id() -> impl Strategy<Value = PeerId> {
+    pub(crate) fn peer_id() -> impl Strategy<Value = PeerId> {
         any::<String>().prop_map(|s| PeerId::from_secret(&s))
     }
-    fn manifest() -> impl Strategy<Value = Manifest> {
+    pub(crate) fn manifest() -> impl Strategy<Value = Manifest> {
         (any::<u64>(), any::<u32>(), prop::collection::vec(chunk_id(), 0..8))
             .prop_map(|(size, chunk_size, chunks)| Manifest { size, chunk_size, chunks })
     }
@@ -353,14 +353,14 @@ mod tests {
         (prop::collection::vec(any::<String>(), 1..3), any::<Option<String>>(), any::<Option<String>>())
             .prop_map(|(urls, username, credential)| IceServer { urls, username, credential })
     }
-    fn path() -> impl Strategy<Value = LinkPath> {
+    pub(crate) fn path() -> impl Strategy<Value = LinkPath> {
         prop::sample::select(LinkPath::ALL.to_vec())
     }
     fn path_report() -> impl Strategy<Value = PathReport> {
         (prop::collection::vec((path(), any::<u32>()), 0..4), prop::collection::vec((path(), any::<u64>()), 0..4))
             .prop_map(|(links, bytes_received)| PathReport { links, bytes_received })
     }
-    fn kind() -> impl Strategy<Value = PeerKind> {
+    pub(crate) fn kind() -> impl Strategy<Value = PeerKind> {
         prop_oneof![Just(PeerKind::Native), Just(PeerKind::Browser)]
     }
     fn code() -> impl Strategy<Value = ErrorCode> {
@@ -393,7 +393,7 @@ mod tests {
         ]
     }
 
-    fn summary() -> impl Strategy<Value = FileSummary> {
+    pub(crate) fn summary() -> impl Strategy<Value = FileSummary> {
         (file_id(), meta(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(id, m, size, chunks, min_holders)| {
             FileSummary { id, name: m.name, mime: m.mime, size, chunks, min_holders }
         })

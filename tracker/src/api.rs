@@ -2,7 +2,7 @@
 //! replication health, search, peers, and swarm-wide stats. Bad ids get 400, unknown ones
 //! 404, always with a JSON `{"error": ...}` body.
 
-use crate::metrics::Snapshot;
+use crate::metrics;
 use crate::state::{now_ms, AppState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
+use swarm_core::api::{ApiError, FileDetail, FilesPage, Health, PeerInfo, PeersAnswer, SearchAnswer, Stats};
 use swarm_core::swarm::MAX_SEARCH_RESULTS;
 use swarm_core::{FileId, ServerMsg};
 
@@ -29,11 +29,16 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (status, Json(ApiError { error: message.into() })).into_response()
 }
 
-async fn stats(State(state): State<Arc<AppState>>) -> Json<Snapshot> {
-    Json(Snapshot::take(&state))
+/// A count as the API sends it (saturating: no file has 2^32 chunks).
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
+    Json(metrics::snapshot(&state))
 }
 
 #[derive(Deserialize)]
@@ -48,7 +53,7 @@ async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>
     let inner = state.lock();
     let limit = q.limit.unwrap_or(50).min(MAX_SEARCH_RESULTS);
     let (files, replication) = (inner.swarm.search(&q.q, limit), inner.swarm.config.replication);
-    Json(json!({ "query": q.q, "replication": replication, "files": files })).into_response()
+    Json(SearchAnswer { query: q.q, replication: count(replication), files }).into_response()
 }
 
 #[derive(Deserialize)]
@@ -64,7 +69,8 @@ async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, Que
     let inner = state.lock();
     let s = &inner.swarm;
     let files: Vec<_> = s.files().skip(page.offset).take(limit).map(|(id, rec)| s.summary(id, rec)).collect();
-    Json(json!({ "total": s.files().count(), "offset": page.offset, "limit": limit, "files": files })).into_response()
+    let (total, offset, limit) = (s.files().count() as u64, page.offset as u64, limit as u64);
+    Json(FilesPage { total, offset, limit, files }).into_response()
 }
 
 async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
@@ -80,46 +86,44 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
     let r = s.config.replication;
     let copies: Vec<usize> = manifest.chunks.iter().map(|c| s.holder_count(c)).collect();
     let staying: Vec<usize> = manifest.chunks.iter().map(|c| s.staying_copies(c)).collect();
-    Json(json!({
-        "id": id,
-        "name": meta.name,
-        "mime": meta.mime,
-        "published_at_ms": rec.published_at_ms,
-        "manifest": manifest,
-        "peers": peers,
-        "holders": holders,
-        "health": {
-            "replication": r,
-            "min_copies": copies.iter().min().copied().unwrap_or(0),
-            "max_copies": copies.iter().max().copied().unwrap_or(0),
-            "under_replicated": staying.iter().filter(|n| **n < r).count(),
-            "lost": copies.iter().filter(|n| **n == 0).count(),
+    Json(FileDetail {
+        id,
+        name: meta.name,
+        mime: meta.mime,
+        published_at_ms: rec.published_at_ms,
+        manifest,
+        peers,
+        holders,
+        health: Health {
+            replication: count(r),
+            min_copies: count(copies.iter().min().copied().unwrap_or(0)),
+            max_copies: count(copies.iter().max().copied().unwrap_or(0)),
+            under_replicated: count(staying.iter().filter(|n| **n < r).count()),
+            lost: count(copies.iter().filter(|n| **n == 0).count()),
         },
-    }))
+    })
     .into_response()
 }
 
-async fn peers(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+async fn peers(State(state): State<Arc<AppState>>) -> Json<PeersAnswer> {
     let inner = state.lock();
     let now = now_ms();
     let default_capacity = inner.swarm.config.default_capacity;
-    let list: Vec<_> = inner
+    let peers: Vec<PeerInfo> = inner
         .swarm
         .peers()
-        .map(|(id, p)| {
-            json!({
-                "id": id,
-                "kind": p.kind,
-                "joined_at_ms": p.joined_at_ms,
-                "uptime_secs": now.saturating_sub(p.joined_at_ms) / 1000,
-                "chunks": p.chunks.len(),
-                "storage_used": p.used,
-                "storage_capacity": p.capacity,
-                "storage_free": p.free(default_capacity),
-                "orders_in_flight": p.orders,
-                "leaving": p.leaving,
-            })
+        .map(|(id, p)| PeerInfo {
+            id: id.clone(),
+            kind: p.kind,
+            joined_at_ms: p.joined_at_ms,
+            uptime_secs: now.saturating_sub(p.joined_at_ms) / 1000,
+            chunks: p.chunks.len() as u64,
+            storage_used: p.used,
+            storage_capacity: p.capacity,
+            storage_free: p.free(default_capacity),
+            orders_in_flight: p.orders as u64,
+            leaving: p.leaving,
         })
         .collect();
-    Json(json!({ "total": list.len(), "peers": list }))
+    Json(PeersAnswer { total: peers.len() as u64, peers })
 }

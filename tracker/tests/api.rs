@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
+use swarm_core::api::{ApiError, FileDetail, FilesPage, PeersAnswer, SearchAnswer, Stats};
 use swarm_core::wire::FileMeta;
 use swarm_core::{ClientMsg, ManifestBuilder, ServerMsg};
 
@@ -39,6 +40,8 @@ async fn rest_endpoints_describe_the_swarm() {
     assert_eq!(status, 200);
     assert_eq!(page["total"], 5);
     assert_eq!(page["files"].as_array().unwrap().len(), 2);
+    let typed: FilesPage = serde_json::from_value(page).unwrap();
+    assert_eq!((typed.total, typed.offset, typed.limit, typed.files.len()), (5, 1, 2, 2));
     let (_, all) = get_json(&host, "/api/files").await;
     let mut listed: Vec<String> =
         all["files"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect();
@@ -60,9 +63,11 @@ async fn rest_endpoints_describe_the_swarm() {
     assert_eq!(f["health"]["max_copies"], 1);
     assert_eq!(f["health"]["under_replicated"], 2);
     assert_eq!(f["health"]["lost"], 0);
+    let typed: FileDetail = serde_json::from_value(f.clone()).unwrap();
+    assert_eq!((typed.id, typed.health.min_copies, typed.manifest.chunks.len()), (ids[0], 1, 2));
     let (status, e) = get_json(&host, "/api/files/nothex").await;
     assert_eq!(status, 400);
-    assert!(e["error"].as_str().unwrap().contains("64 hex"));
+    assert!(serde_json::from_value::<ApiError>(e.clone()).unwrap().error.contains("64 hex"));
     let (status, e) = get_json(&host, &format!("/api/files/{}", "0".repeat(64))).await;
     assert_eq!(status, 404);
     assert!(e["error"].is_string());
@@ -71,6 +76,8 @@ async fn rest_endpoints_describe_the_swarm() {
     let names: Vec<&str> = s["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["cat", "my cat.png", "bobcat.jpg"], "ranked by name match");
     assert_eq!(s["replication"], f["health"]["replication"], "the target the health bars are drawn against");
+    let typed: SearchAnswer = serde_json::from_value(s).unwrap();
+    assert_eq!((typed.query.as_str(), typed.files.len()), ("CAT", 3));
 
     let (_, p) = get_json(&host, "/api/peers").await;
     let peer = &p["peers"][0];
@@ -79,6 +86,8 @@ async fn rest_endpoints_describe_the_swarm() {
     assert_eq!(peer["chunks"], 10);
     assert_eq!(peer["storage_capacity"], 1000);
     assert!(peer["uptime_secs"].is_u64());
+    let typed: PeersAnswer = serde_json::from_value(p.clone()).unwrap();
+    assert_eq!((typed.total, typed.peers[0].storage_used, typed.peers[0].storage_free), (1, 100, 900));
 
     let (_, st) = get_json(&host, "/api/stats").await;
     assert_eq!(st["peers"], 1);
@@ -89,6 +98,8 @@ async fn rest_endpoints_describe_the_swarm() {
     for key in ["orders_in_flight", "orders_issued", "ws_messages_in", "relay_bytes", "relay_frames", "rate_limited"] {
         assert!(st[key].is_u64(), "{key} in stats");
     }
+    let typed: Stats = serde_json::from_value(st).unwrap();
+    assert_eq!((typed.peers_native, typed.replication), (1, 3));
 }
 
 /// Parses the Prometheus text format strictly enough to catch mistakes: every sample belongs
