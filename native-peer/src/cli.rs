@@ -1,25 +1,9 @@
-//! Errors that map to distinct exit codes, so scripts can tell them apart.
+//! Errors that map to distinct exit codes, so scripts can tell them apart, and safe output names.
 
+use crate::store::StoreError;
+use crate::tracker_client::{ConnectError, RequestError};
 use std::path::PathBuf;
-
-/// No such file in the swarm (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct NotFound(pub String);
-
-/// The output path exists and `--force` was not given (exit code 4).
-#[derive(Debug, thiserror::Error)]
-#[error("{} already exists (use --force to overwrite)", .0.display())]
-pub struct OutputExists(pub PathBuf);
-
-/// The tracker could not be reached, even after retrying with backoff (exit code 5).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot reach the tracker at {url} after {attempts} attempt{}: {last}", if *.attempts == 1 { "" } else { "s" })]
-pub struct TrackerUnreachable {
-    pub url: String,
-    pub attempts: u32,
-    pub last: String,
-}
+use swarm_core::wire::ErrorCode;
 
 /// Exit codes of `pp-peer` (documented in `pp-peer --help`).
 pub const EXIT_FAILURE: i32 = 1;
@@ -30,28 +14,44 @@ pub const EXIT_OUTPUT_EXISTS: i32 = 4;
 pub const EXIT_TRACKER_UNREACHABLE: i32 = 5;
 pub const EXIT_NO_ROOM: i32 = 6;
 
-/// The exit code for an error.
+/// The errors a script may want to tell apart: each variant has its exit code
+/// ([`PeerError::exit_code`]). Other failures stay `anyhow` errors (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// No such file in the swarm.
+    #[error("{0}")]
+    NotFound(String),
+    /// The output path exists and `--force` was not given.
+    #[error("{} already exists (use --force to overwrite)", .0.display())]
+    OutputExists(PathBuf),
+    /// The tracker could not be reached (or refused the hello).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A request to the tracker failed (an unknown file among others).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The chunk store failed (no room among others).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PeerError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PeerError::NotFound(_) => EXIT_NOT_FOUND,
+            PeerError::OutputExists(_) => EXIT_OUTPUT_EXISTS,
+            PeerError::Connect(ConnectError::Unreachable { .. }) => EXIT_TRACKER_UNREACHABLE,
+            PeerError::Request(r) if r.code() == Some(ErrorCode::UnknownFile) => EXIT_NOT_FOUND,
+            PeerError::Store(StoreError::NoRoom { .. } | StoreError::DiskFull { .. }) => EXIT_NO_ROOM,
+            PeerError::Connect(_) | PeerError::Request(_) | PeerError::Store(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// The exit code for an error: the [`PeerError`] in it (the outermost, whatever context was
+/// added around it), or 1.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    if e.downcast_ref::<NotFound>().is_some() {
-        return EXIT_NOT_FOUND;
-    }
-    if let Some(t) = e.downcast_ref::<crate::tracker_client::TrackerError>() {
-        if t.code == swarm_core::wire::ErrorCode::UnknownFile {
-            return EXIT_NOT_FOUND;
-        }
-    }
-    if e.downcast_ref::<OutputExists>().is_some() {
-        return EXIT_OUTPUT_EXISTS;
-    }
-    if e.downcast_ref::<TrackerUnreachable>().is_some() {
-        return EXIT_TRACKER_UNREACHABLE;
-    }
-    if let Some(s) = e.downcast_ref::<crate::store::StoreError>() {
-        if matches!(s, crate::store::StoreError::NoRoom { .. } | crate::store::StoreError::DiskFull { .. }) {
-            return EXIT_NO_ROOM;
-        }
-    }
-    EXIT_FAILURE
+    e.chain().find_map(|c| c.downcast_ref::<PeerError>()).map_or(EXIT_FAILURE, PeerError::exit_code)
 }
 
 /// Turns a name from the swarm into a safe file name in the current directory: no path
@@ -70,7 +70,8 @@ pub fn safe_file_name(name: &str, fallback: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_file_name;
+    use super::*;
+    use crate::tracker_client::TrackerError;
 
     #[test]
     fn names_never_become_paths() {
@@ -79,5 +80,22 @@ mod tests {
         assert_eq!(safe_file_name("..", "fallback"), "fallback");
         assert_eq!(safe_file_name("a\nb", "x"), "a_b");
         assert_eq!(safe_file_name("report.pdf", "x"), "report.pdf");
+    }
+
+    #[test]
+    fn errors_map_to_exit_codes_through_context() {
+        use anyhow::Context;
+        let code = |e: PeerError| exit_code(&Err::<(), _>(e).context("while doing a thing").unwrap_err());
+        assert_eq!(code(PeerError::NotFound("x".into())), EXIT_NOT_FOUND);
+        assert_eq!(code(PeerError::OutputExists("x".into())), EXIT_OUTPUT_EXISTS);
+        let unreachable = ConnectError::Unreachable { url: "ws://x/ws".into(), attempts: 3, last: "refused".into() };
+        assert_eq!(code(unreachable.into()), EXIT_TRACKER_UNREACHABLE);
+        let tracker = |code| TrackerError { code, message: "m".into() };
+        assert_eq!(code(RequestError::from(tracker(ErrorCode::UnknownFile)).into()), EXIT_NOT_FOUND);
+        assert_eq!(code(RequestError::from(tracker(ErrorCode::BadName)).into()), EXIT_FAILURE);
+        assert_eq!(code(RequestError::Timeout.into()), EXIT_FAILURE);
+        assert_eq!(code(StoreError::NoRoom { need: 2, used: 1, capacity: 2 }.into()), EXIT_NO_ROOM);
+        assert_eq!(code(StoreError::DiskFull { path: "d".into() }.into()), EXIT_NO_ROOM);
+        assert_eq!(exit_code(&anyhow::anyhow!("anything else")), EXIT_FAILURE);
     }
 }

@@ -165,7 +165,11 @@ fn summaries(files: &[swarm_core::wire::FileSummary]) -> Vec<Value> {
 }
 
 async fn search(node: &Node, query: String, limit: u32) -> anyhow::Result<Vec<swarm_core::wire::FileSummary>> {
-    let answer = node.tracker.request(|req| ClientMsg::Search { req, query, limit }).await?;
+    let answer = node
+        .tracker
+        .request(|req| ClientMsg::Search { req, query, limit })
+        .await
+        .map_err(crate::cli::PeerError::from)?;
     let ServerMsg::SearchResults { files, .. } = answer else { anyhow::bail!("unexpected answer to search") };
     Ok(files)
 }
@@ -195,7 +199,7 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             let t0 = std::time::Instant::now();
             if let Some(out) = &output {
                 if out.exists() && !force {
-                    anyhow::bail!(crate::cli::OutputExists(out.clone()));
+                    anyhow::bail!(crate::cli::PeerError::OutputExists(out.clone()));
                 }
             }
             let id = node.resolve(&file).await?;

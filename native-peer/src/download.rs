@@ -5,9 +5,10 @@
 //! interrupted download resumes where it stopped. When every source fails, the file is
 //! located again: repaired copies elsewhere finish the job.
 
+use crate::cli::PeerError;
 use crate::conn::FetchError;
 use crate::node::Node;
-use crate::store::StoredFile;
+use crate::store::{StoreError, StoredFile};
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,15 +51,12 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
         let located = match node.tracker.request(|req| ClientMsg::Locate { req, file }).await {
             Ok(l) => l,
             // The tracker itself is away (e.g. restarting): wait for it while time allows.
-            Err(e)
-                if e.downcast_ref::<crate::tracker_client::TrackerError>().is_none()
-                    && started.elapsed() < GIVE_UP_AFTER =>
-            {
+            Err(e) if e.code().is_none() && started.elapsed() < GIVE_UP_AFTER => {
                 tracing::warn!("cannot locate the file ({e:#}); retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(PeerError::from(e).into()),
         };
         let ServerMsg::Located { manifest, meta, peers, holders, .. } = located else {
             bail!("unexpected answer to locate")
@@ -71,12 +69,14 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
             .map(|i| manifest.chunk_len(i) as u64)
             .sum();
         if !node.store.has_room(need) {
-            bail!(crate::store::StoreError::NoRoom { need, used: node.store.used(), capacity: node.store.capacity });
+            bail!(PeerError::from(StoreError::NoRoom { need, used: node.store.used(), capacity: node.store.capacity }));
         }
         // Recorded before the first chunk arrives: the chunks of a file this peer wants are
         // not trimmed away, so a download interrupted by a crash resumes from them.
         if rounds == 1 {
-            node.store.put_file(&StoredFile { manifest: manifest.clone(), meta: meta.clone() })?;
+            node.store
+                .put_file(&StoredFile { manifest: manifest.clone(), meta: meta.clone() })
+                .map_err(PeerError::from)?;
         }
         // Chunks this peer lacks that no live peer holds: say so at once, and give up clearly
         // if no holder appears (a returning peer, a repair) within a short wait.
@@ -108,7 +108,7 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
         let missing = fetch_round(node, &manifest, &peers, holders, &progress, &fetched).await?;
         if missing == 0 {
             let stored = StoredFile { manifest, meta };
-            node.store.put_file(&stored)?;
+            node.store.put_file(&stored).map_err(PeerError::from)?;
             return Ok(stored);
         }
         if started.elapsed() > GIVE_UP_AFTER {
@@ -219,7 +219,7 @@ async fn lane(node: &Arc<Node>, round: &Round, ix: PeerIx, peer: &PeerId) {
 pub fn assemble(node: &Node, file: &StoredFile, out: &Path, force: bool) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     if out.exists() && !force {
-        bail!(crate::cli::OutputExists(out.to_owned()));
+        bail!(PeerError::OutputExists(out.to_owned()));
     }
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));

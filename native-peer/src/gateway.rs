@@ -190,10 +190,8 @@ async fn find(node: &Arc<Node>, id: FileId) -> Result<StoredFile, Response> {
             Ok(StoredFile { manifest, meta })
         }
         Ok(_) => Err(plain(StatusCode::BAD_GATEWAY, "the tracker sent a bad answer")),
-        Err(e) => match e.downcast_ref::<crate::tracker_client::TrackerError>() {
-            Some(t) if t.code == ErrorCode::UnknownFile => {
-                Err(plain(StatusCode::NOT_FOUND, "no such file in the swarm"))
-            }
+        Err(e) => match e.code() {
+            Some(ErrorCode::UnknownFile) => Err(plain(StatusCode::NOT_FOUND, "no such file in the swarm")),
             _ => Err(plain(StatusCode::BAD_GATEWAY, format!("tracker: {e:#}"))),
         },
     }

@@ -2,10 +2,11 @@
 //! peers, and its duties to the swarm: answering offers and relayed requests (serving),
 //! carrying out replication orders, dropping trimmed chunks, handing chunks off on `leave`.
 
+use crate::cli::PeerError;
 use crate::conn::{FetchError, Outbound, PeerConn};
 use crate::relay::RelaySender;
 use crate::rtc::{Link, LinkEvent, RtcEnv, SignalHandle};
-use crate::store::{ChunkStore, StoredFile};
+use crate::store::{ChunkStore, StoreError, StoredFile};
 use crate::tracker_client::{Incoming, TrackerClient};
 use anyhow::{bail, Context};
 use std::collections::HashMap;
@@ -130,8 +131,9 @@ impl Node {
             }
             None
         };
-        let (tracker, incoming) =
-            TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts, tls).await?;
+        let (tracker, incoming) = TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts, tls)
+            .await
+            .map_err(PeerError::from)?;
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let node = Arc::new(Self {
@@ -777,7 +779,7 @@ impl Node {
             let size = meta.len();
             // Refuse at once what cannot fit, rather than filling the store and failing late.
             if !store.has_room(size) {
-                bail!(crate::store::StoreError::NoRoom { need: size, used: store.used(), capacity: store.capacity });
+                bail!(PeerError::from(StoreError::NoRoom { need: size, used: store.used(), capacity: store.capacity }));
             }
             let mut done = 0u64;
             progress(0, size);
@@ -789,7 +791,7 @@ impl Node {
                     break;
                 }
                 let id = builder.push(&buf[..n]);
-                store.put(&id, &buf[..n])?;
+                store.put(&id, &buf[..n]).map_err(PeerError::from)?;
                 done += n as u64;
                 progress(done, size);
                 if n < buf.len() {
@@ -809,11 +811,12 @@ impl Node {
         let answer = self
             .tracker
             .request(|req| ClientMsg::Publish { req, manifest: manifest.clone(), meta: meta.clone() })
-            .await?;
+            .await
+            .map_err(PeerError::from)?;
         let ServerMsg::Published { file, .. } = answer else { bail!("unexpected answer to publish: {answer:?}") };
         anyhow::ensure!(file == manifest.file_id(), "tracker computed another file id");
         let stored = StoredFile { manifest, meta };
-        self.store.put_file(&stored)?;
+        self.store.put_file(&stored).map_err(PeerError::from)?;
         Ok(stored)
     }
 
@@ -822,13 +825,16 @@ impl Node {
         if let Ok(id) = id_or_name.parse::<FileId>() {
             return Ok(id);
         }
-        let answer =
-            self.tracker.request(|req| ClientMsg::Search { req, query: id_or_name.into(), limit: 100 }).await?;
+        let answer = self
+            .tracker
+            .request(|req| ClientMsg::Search { req, query: id_or_name.into(), limit: 100 })
+            .await
+            .map_err(PeerError::from)?;
         let ServerMsg::SearchResults { files, .. } = answer else { bail!("unexpected answer to search") };
         let exact: Vec<_> = files.iter().filter(|f| f.name == id_or_name).collect();
         match exact.as_slice() {
             [one] => Ok(one.id),
-            [] => bail!(crate::cli::NotFound(format!("no file named {id_or_name:?} in the swarm"))),
+            [] => bail!(PeerError::NotFound(format!("no file named {id_or_name:?} in the swarm"))),
             many => bail!(
                 "{} files are named {id_or_name:?}; pick one by id: {}",
                 many.len(),

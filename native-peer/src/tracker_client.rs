@@ -4,7 +4,7 @@
 //! with backoff, says so in the log, and re-announces the whole inventory. `ws://` or
 //! `wss://` (TLS settings: [`crate::tls`]).
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use futures_util::{SinkExt, StreamExt};
 use rustls::ClientConfig;
 use std::collections::HashMap;
@@ -27,6 +27,51 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct TrackerError {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// Why [`TrackerClient::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The tracker answered the hello with an error (not retried).
+    #[error(transparent)]
+    Refused(#[from] TrackerError),
+    /// The tracker could not be reached, even after retrying with backoff (or TLS with it
+    /// failed, which is not retried).
+    #[error("cannot reach the tracker at {url} after {attempts} attempt{}: {last}", if *.attempts == 1 { "" } else { "s" })]
+    Unreachable { url: String, attempts: u32, last: String },
+}
+
+/// Why [`TrackerClient::request`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The tracker answered with an error.
+    #[error(transparent)]
+    Tracker(#[from] TrackerError),
+    #[error("tracker did not answer in time")]
+    Timeout,
+    #[error("tracker connection lost")]
+    Lost,
+}
+
+impl RequestError {
+    /// The tracker's error code, if it answered with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            RequestError::Tracker(t) => Some(t.code),
+            _ => None,
+        }
+    }
+}
+
+/// Why one attempt at a session failed.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Refused(#[from] TrackerError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsRefused),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 /// What the tracker sends that is not an answer to a request.
@@ -74,26 +119,27 @@ async fn open_session(
     url: &str,
     secret: &str,
     tls: Option<&Arc<ClientConfig>>,
-) -> anyhow::Result<(Ws, PeerId, Vec<IceServer>)> {
+) -> Result<(Ws, PeerId, Vec<IceServer>), SessionError> {
     let connector = tls.map(|c| Connector::Rustls(c.clone()));
     let (mut ws, _) = match tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector).await {
         Ok(ok) => ok,
         Err(e) => match crate::tls::explain(&e, host_of(url)) {
             Some(refused) => return Err(refused.into()),
-            None => return Err(anyhow::Error::new(e).context(format!("cannot reach the tracker at {url}"))),
+            None => return Err(anyhow::Error::new(e).context(format!("cannot reach the tracker at {url}")).into()),
         },
     };
     let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
-    ws.send(Message::Text(hello.to_json().into())).await?;
+    ws.send(Message::Text(hello.to_json().into())).await.map_err(anyhow::Error::new)?;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .context("tracker did not answer hello")?
-            .ok_or_else(|| anyhow!("tracker closed the connection"))??;
+            .ok_or_else(|| anyhow!("tracker closed the connection"))?
+            .map_err(anyhow::Error::new)?;
         if let Message::Text(t) = msg {
-            match serde_json::from_str::<ServerMsg>(t.as_str())? {
+            match serde_json::from_str::<ServerMsg>(t.as_str()).map_err(anyhow::Error::new)? {
                 ServerMsg::Welcome { peer_id, ice_servers, .. } => return Ok((ws, peer_id, ice_servers)),
-                ServerMsg::Error { message, code, .. } => bail!(TrackerError { code, message }),
+                ServerMsg::Error { message, code, .. } => return Err(TrackerError { code, message }.into()),
                 _ => {}
             }
         }
@@ -110,18 +156,15 @@ impl TrackerClient {
         secret: &str,
         first_attempts: u32,
         tls: Option<Arc<ClientConfig>>,
-    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>)> {
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>), ConnectError> {
         let mut backoff = Duration::from_millis(250);
         let mut attempt = 0;
         let (ws, peer_id, ice_servers) = loop {
             attempt += 1;
             match open_session(url, secret, tls.as_ref()).await {
                 Ok(s) => break s,
-                Err(e)
-                    if attempt < first_attempts
-                        && e.downcast_ref::<TrackerError>().is_none()
-                        && e.downcast_ref::<crate::tls::TlsRefused>().is_none() =>
-                {
+                Err(SessionError::Refused(t)) => return Err(t.into()),
+                Err(SessionError::Other(e)) if attempt < first_attempts => {
                     let of = if first_attempts == u32::MAX {
                         String::new()
                     } else {
@@ -131,14 +174,12 @@ impl TrackerClient {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(e) if e.downcast_ref::<TrackerError>().is_some() => return Err(e),
                 Err(e) => {
-                    return Err(crate::cli::TrackerUnreachable {
-                        url: url.to_string(),
-                        attempts: attempt,
-                        last: format!("{e:#}"),
-                    }
-                    .into())
+                    let last = match e {
+                        SessionError::Other(e) => format!("{e:#}"),
+                        e => e.to_string(),
+                    };
+                    return Err(ConnectError::Unreachable { url: url.to_string(), attempts: attempt, last });
                 }
             }
         };
@@ -275,16 +316,16 @@ impl TrackerClient {
     }
 
     /// Sends a request built with a fresh `req` and waits for its answer; a tracker error
-    /// becomes `Err(TrackerError)`.
-    pub async fn request(&self, make: impl FnOnce(u32) -> ClientMsg) -> anyhow::Result<ServerMsg> {
+    /// becomes `Err(RequestError::Tracker)`.
+    pub async fn request(&self, make: impl FnOnce(u32) -> ClientMsg) -> Result<ServerMsg, RequestError> {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(req, tx);
         self.send(make(req));
         let answer = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
-            .context("tracker did not answer in time")?
-            .map_err(|_| anyhow!("tracker connection lost"))?;
+            .map_err(|_| RequestError::Timeout)?
+            .map_err(|_| RequestError::Lost)?;
         match answer {
             ServerMsg::Error { code, message, .. } => Err(TrackerError { code, message }.into()),
             m => Ok(m),
