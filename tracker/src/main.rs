@@ -9,8 +9,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     match settings.log_format.unwrap_or_default() {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init(),
     }
     let config = settings.to_config()?;
     // Every peer is an open socket: take all the file descriptors the system allows.
@@ -41,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     };
-    // The first line on stdout says where the tracker listens (tests and scripts read it).
+    // Logs go to stderr: stdout has one line, where the tracker listens (tests and scripts
+    // read it).
     println!("tracker listening on http://{addr}");
     if let Some(s) = &stun {
         tracing::info!(addr = %s.local_addr()?, "STUN service listening (udp)");
