@@ -1,8 +1,7 @@
 //! The web app across real-looking networks (the NAT topology of `e2e::netns`): Chromium runs
 //! inside a LAN host and downloads a file held by two native peers on LAN 1 (host `Lan1A`),
 //! everything started with default flags.
-//! - on the natives' LAN, the tab's data channels are direct, host candidates carrying at
-//!   least one (Chromium may pick a hairpinned pair through the router for another);
+//! - on the natives' LAN, the tab's data channels are direct and the relay carries nothing;
 //! - (across two endpoint-independent NATs, tabs and natives punching through both ways:
 //!   `browser_nat.rs`);
 //! - behind a port-randomising NAT no data channel can open: the relay carries the file from
@@ -103,14 +102,14 @@ async fn transfer(tag: &str, getter: Host, size: usize) -> anyhow::Result<Transf
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_on_the_sources_lan_connects_directly() -> anyhow::Result<()> {
     let t = transfer("web-lan", Host::Lan1B, 16 * MIB).await?;
-    // Every link is direct, and host candidates carry at least one. Chromium hides its host
-    // addresses behind mDNS names and may nominate the pair through the router's public
-    // address (hairpin NAT) for a link, which it then reports as reflexive: both are direct.
+    // Every link is direct and the relay carries nothing. Which of the two direct labels the
+    // tab shows is Chromium's word (the candidate types of the pair `getStats()` reports as
+    // selected): with its host addresses hidden behind mDNS names, a pair on one LAN is
+    // sometimes reported with a reflexive candidate, so the label is not asserted here.
     let direct = |p: &String| p == "direct_host" || p == "direct_reflexive";
     assert!(!t.paths.is_empty() && t.paths.iter().all(direct), "paths {:?}", t.paths);
-    assert!(t.paths.iter().any(|p| p == "direct_host"), "paths {:?}", t.paths);
     assert!(t.relayed < t.size / 20, "the tracker relayed {} of {} bytes", t.relayed, t.size);
-    assert!(t.direct_host > 0, "host paths carried nothing");
+    assert!(t.relay < t.size / 20, "the tab received {} bytes through the relay", t.relay);
     assert!(t.direct_host + t.direct_reflexive >= t.size * 19 / 20, "the file came over direct paths");
     Ok(())
 }
