@@ -5,6 +5,8 @@
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
 //! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
+//! - [`peer`]: the peer, sans-IO: one download state machine, links, serving, tracker duties;
+//!   the native peer and the web app are thin drivers of it.
 //! - [`schedule`]: the download scheduler (rarest first, endgame, retry elsewhere).
 //! - `stun` (feature `stun`): STUN binding requests and answers, for server-reflexive addresses.
 //! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
@@ -15,6 +17,7 @@
 pub mod api;
 pub mod chunk_proto;
 pub mod content;
+pub mod peer;
 pub mod relay;
 pub mod schedule;
 #[cfg(feature = "stun")]

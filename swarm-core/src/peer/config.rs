@@ -1,0 +1,55 @@
+//! The peer's tunables, one set for the native peer and the web app.
+//!
+//! Before the peer core existed the two peers disagreed (requests in flight per source 4 vs
+//! 16, stall 4 s vs 15 s, sources 8 vs 4, frames 16 KiB vs 64 KiB, reconnect 250 ms–5 s vs
+//! 500 ms–10 s). The values here are the ones that measured best on these machines:
+//! - 16 requests in flight per source: with 256 KiB chunks that is 4 MiB outstanding, enough
+//!   to fill a 40 MB/s link with a 100 ms round trip; `pp-bench` gains nothing beyond 8 on
+//!   loopback and loses nothing at 16.
+//! - 64 KiB frames: the largest message every browser and str0m take; 4× fewer frames (and
+//!   relay headers) per chunk than 16 KiB.
+//! - A stall is declared after 5 s of silence with requests outstanding: a working path
+//!   (the relay included) delivers a frame every few milliseconds, and a killed peer must be
+//!   noticed long before ICE consent fails (30 s).
+
+use crate::chunk_proto::DATA_HEADER;
+
+/// Requests outstanding per source (pipelining hides the round trip).
+pub const PIPELINE: usize = 16;
+/// Data frame payload: every data message is at most 64 KiB.
+pub const FRAME_PAYLOAD: usize = 64 * 1024 - DATA_HEADER;
+/// Sources one download connects to at first (more join when a chunk has no live source).
+pub const MAX_SOURCES: usize = 6;
+/// Times one chunk may fail (bad hash, broken frames) before the download gives up.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// A source with requests outstanding that sends nothing for this long is dropped.
+pub const STALL_MS: u64 = 5_000;
+/// Most sources asked for one chunk at once during the endgame.
+pub const ENDGAME_COPIES: usize = 2;
+/// How long newly stored chunks wait to be announced together (the tracker limits
+/// messages per second; a fast download stores hundreds of chunks a second).
+pub const HAVE_BATCH_MS: u64 = 50;
+/// Chunk ids per inventory message (about 660 KiB of JSON, under the tracker's limit).
+pub const INVENTORY_BATCH: usize = 10_000;
+/// How long a new link waits for its data channel before requests also go through the
+/// tracker relay (relay-then-upgrade). Between namespaces a channel opens in 20–60 ms, on a
+/// real LAN or through NATs in a few round trips more.
+pub const DIRECT_GRACE_MS: u64 = 300;
+/// How long a WebRTC attempt may take in all before it is given up (the relay stays).
+pub const DIRECT_TIMEOUT_MS: u64 = 10_000;
+/// How long a peer whose link failed (or that the tracker says is gone) is left alone.
+pub const LOST_COOLDOWN_MS: u64 = 5_000;
+/// A fetching link nobody has used for this long is closed.
+pub const LINK_IDLE_MS: u64 = 30_000;
+/// Replication orders carried out at once; more wait their turn.
+pub const ORDER_CONCURRENCY: usize = 8;
+/// Serving links other peers may hold open to this peer at once.
+pub const MAX_INBOUND: usize = 64;
+/// Chunks being read to serve at once; requests beyond it get `missing` (the asker goes
+/// elsewhere) rather than queueing without bound.
+pub const MAX_READS: usize = 256;
+/// How often, at most, the tracker hears this peer's links by path (when they changed).
+pub const PATH_REPORT_MS: u64 = 5_000;
+/// Reconnect backoff to the tracker: first delay, cap.
+pub const RECONNECT_MIN_MS: u64 = 500;
+pub const RECONNECT_MAX_MS: u64 = 10_000;

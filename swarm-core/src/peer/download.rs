@@ -1,0 +1,746 @@
+//! One download state machine, sans-IO, for every way a peer fetches chunks: a user's
+//! download, a gateway read, a replication order.
+//!
+//! [`Download`] takes the tracker's `Located` answer (never trusted: checked against the file
+//! id) and decides which sources to connect to, which chunk to request from which source, and
+//! what to do with every answer. Inputs are "source ready", "source gone", answers and the
+//! time; outputs are [`Step`]s. Chunks are spread over the sources that hold them (rarest
+//! first, at most [`PIPELINE`] requests outstanding per source) and reassembled in a
+//! [`ChunkBuf`] (in the page: JS memory, so payloads never cross into wasm). A whole chunk goes
+//! out as [`Step::Verify`]; the driver hashes it (off the event loop) and reports back through
+//! [`Download::verified`]. A bad or missing chunk is retried, preferring another holder; a
+//! source that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
+//!
+//! Endgame: once every missing chunk is requested, a ready source with room in its pipeline
+//! asks for a chunk already in flight at another source (at most [`ENDGAME_COPIES`] askers per
+//! chunk); the first verified answer wins, the later one is dropped. A chunk id repeated in a
+//! file is fetched once.
+//!
+//! Request numbers in [`Step::Request`] are the download's own; the peer core
+//! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
+
+use super::config::{ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, STALL_MS};
+use crate::chunk_proto::{PeerMsg, ProtoError};
+use crate::content::ContentError;
+use crate::{ChunkId, FileId, Manifest, PeerId};
+use std::collections::{HashMap, HashSet};
+use thiserror::Error;
+
+/// A chunk as the page's chunk map shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellState {
+    /// Not requested yet.
+    Needed,
+    /// Requested from this slot.
+    InFlight(usize),
+    /// Stored; `Some(slot)` delivered it, `None`: it was stored here already.
+    Done(Option<usize>),
+}
+
+/// Why a download cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DownloadError {
+    #[error("the tracker sent the manifest of another file ({actual}, expected {expected})")]
+    WrongManifest { expected: FileId, actual: FileId },
+    #[error(transparent)]
+    BadManifest(#[from] ContentError),
+    #[error("the holder list has {got} entries for {expected} chunks")]
+    BadHolders { expected: usize, got: usize },
+    #[error("chunk {index} is not held by any reachable peer")]
+    Unavailable { index: usize },
+    #[error("chunk {index} failed verification {attempts} times")]
+    TooManyFailures { index: usize, attempts: u32 },
+    #[error("cannot store chunk {index}: {reason}")]
+    Store { index: usize, reason: String },
+}
+
+/// Where one chunk's frames are put back together.
+pub trait ChunkBuf: Sized {
+    /// One frame's payload.
+    type Part;
+    /// A buffer for a chunk of `len` bytes.
+    fn with_len(len: usize) -> Self;
+    /// Bytes in one payload.
+    fn part_len(part: &Self::Part) -> usize;
+    /// Copies `part` in at `offset` (the download has checked that it fits).
+    fn write(&mut self, offset: usize, part: &Self::Part);
+}
+
+/// Chunks in the wasm heap (tests, and anywhere bytes are at hand anyway).
+impl ChunkBuf for Vec<u8> {
+    type Part = Vec<u8>;
+    fn with_len(len: usize) -> Self {
+        vec![0; len]
+    }
+    fn part_len(part: &Vec<u8>) -> usize {
+        part.len()
+    }
+    fn write(&mut self, offset: usize, part: &Vec<u8>) {
+        self[offset..offset + part.len()].copy_from_slice(part);
+    }
+}
+
+/// A holder's answer to a request, its payload left wherever it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<P> {
+    Data { req: u32, offset: u32, total: u32, part: P },
+    Missing { req: u32 },
+}
+
+impl Answer<Vec<u8>> {
+    /// The answer a decoded message carries (`None` for a request).
+    pub fn from_msg(msg: PeerMsg) -> Option<Self> {
+        match msg {
+            PeerMsg::Data { req, offset, total, bytes } => Some(Answer::Data { req, offset, total, part: bytes }),
+            PeerMsg::Missing { req } => Some(Answer::Missing { req }),
+            PeerMsg::Request { .. } => None,
+        }
+    }
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<B = Vec<u8>> {
+    /// Open a connection to peer `slot` (an index into the `Located` peer list).
+    Connect { slot: usize },
+    /// Close the connection to `slot`: it stalled (its requests went elsewhere).
+    Disconnect { slot: usize },
+    /// Ask peer `slot` for `chunk` under this download's request number `req`.
+    Request { slot: usize, req: u32, chunk: ChunkId },
+    /// Chunk `index` arrived whole from `slot`: check that its SHA-256 is `chunk` (and keep
+    /// it if so), then call [`Download::verified`] with these bytes back.
+    Verify { slot: usize, index: usize, chunk: ChunkId, bytes: B },
+    /// A verified chunk, kept: announce it. (For a gateway read: hand its bytes out.)
+    Stored { index: usize, chunk: ChunkId, bytes: B },
+    /// A peer sent something wrong; the chunk will be retried (for logs).
+    Rejected { slot: usize, index: usize, reason: String },
+    /// The bytes `slot` sent did not hash to `chunk`: tell the tracker (`bad_source`).
+    BadSource { slot: usize, chunk: ChunkId },
+    /// Every chunk is stored.
+    Complete,
+    /// The download cannot finish.
+    Failed(DownloadError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Unused,
+    Connecting,
+    Ready,
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Needed {
+        attempts: u32,
+        avoid: Option<usize>,
+    },
+    InFlight,
+    /// Whole, its hash being checked; `slot` delivered it.
+    Verifying {
+        attempts: u32,
+        slot: usize,
+    },
+    Done,
+}
+
+#[derive(Debug)]
+struct Pending<B> {
+    index: usize,
+    attempts: u32,
+    /// Allocated with the first frame.
+    buf: Option<B>,
+    received: usize,
+}
+
+/// One file being fetched from the swarm; `B` is where chunks are reassembled.
+#[derive(Debug)]
+pub struct Download<B: ChunkBuf = Vec<u8>> {
+    file: FileId,
+    manifest: Manifest,
+    peers: Vec<PeerId>,
+    slots: Vec<SlotState>,
+    outstanding: Vec<usize>,
+    /// Per chunk: the slots that (still) claim to hold it.
+    holders: Vec<Vec<usize>>,
+    state: Vec<ChunkState>,
+    /// Chunk indices, rarest first.
+    order: Vec<usize>,
+    pending: HashMap<(usize, u32), Pending<B>>,
+    next_req: u32,
+    done: usize,
+    bytes_done: u64,
+    finished: bool,
+    /// The time of the last [`Download::tick`] (ms); stamps below use it.
+    clock: u64,
+    /// Per slot: when it last sent something or got its first outstanding request.
+    last_heard: Vec<u64>,
+    /// Per chunk: the slot that delivered it.
+    source: Vec<Option<usize>>,
+    /// Per slot: bytes of verified chunks it delivered.
+    delivered: Vec<u64>,
+    max_peers: usize,
+    endgame: bool,
+    /// A needed chunk with no live holder waits (others go on) instead of failing at once.
+    wait_for_holders: bool,
+}
+
+impl<B: ChunkBuf> Download<B> {
+    /// Checks the tracker's answer (never trusted) and prepares the download. `have` says which
+    /// chunks this peer already stores; `me` is left out of the peers to connect to.
+    pub fn new(
+        file: FileId,
+        manifest: Manifest,
+        peers: Vec<PeerId>,
+        holders: Vec<Vec<u32>>,
+        me: Option<&PeerId>,
+        have: impl Fn(&ChunkId) -> bool,
+    ) -> Result<Self, DownloadError> {
+        let actual = manifest.file_id();
+        if actual != file {
+            return Err(DownloadError::WrongManifest { expected: file, actual });
+        }
+        manifest.validate()?;
+        let n = manifest.chunks.len();
+        if holders.len() != n {
+            return Err(DownloadError::BadHolders { expected: n, got: holders.len() });
+        }
+        let slots: Vec<SlotState> =
+            peers.iter().map(|p| if Some(p) == me { SlotState::Gone } else { SlotState::Unused }).collect();
+        let holders: Vec<Vec<usize>> = holders
+            .into_iter()
+            .map(|h| {
+                let mut h: Vec<usize> = h
+                    .into_iter()
+                    .map(|i| i as usize)
+                    .filter(|&i| i < peers.len() && slots[i] != SlotState::Gone)
+                    .collect();
+                h.sort_unstable();
+                h.dedup();
+                h
+            })
+            .collect();
+        let mut done = 0;
+        let mut bytes_done = 0;
+        let state = (0..n)
+            .map(|i| {
+                if have(&manifest.chunks[i]) {
+                    done += 1;
+                    bytes_done += manifest.chunk_len(i) as u64;
+                    ChunkState::Done
+                } else {
+                    ChunkState::Needed { attempts: 0, avoid: None }
+                }
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| holders[i].len());
+        Ok(Self {
+            file,
+            manifest,
+            outstanding: vec![0; peers.len()],
+            last_heard: vec![0; peers.len()],
+            clock: 0,
+            peers,
+            slots,
+            holders,
+            state,
+            order,
+            pending: HashMap::new(),
+            next_req: 1,
+            done,
+            bytes_done,
+            finished: false,
+            source: vec![None; n],
+            delivered: Vec::new(),
+            max_peers: MAX_SOURCES,
+            endgame: true,
+            wait_for_holders: false,
+        }
+        .with_delivered())
+    }
+
+    fn with_delivered(mut self) -> Self {
+        self.delivered = vec![0; self.peers.len()];
+        self
+    }
+
+    /// Connect to at most `n` peers at first (a replication order needs one source).
+    pub fn set_max_peers(&mut self, n: usize) {
+        self.max_peers = n.max(1);
+    }
+
+    /// Turns the endgame off (a single-chunk order must not fetch its chunk twice).
+    pub fn set_endgame(&mut self, on: bool) {
+        self.endgame = on;
+    }
+
+    /// A chunk no live peer holds does not end the download while other chunks can still be
+    /// fetched: it fails (with [`DownloadError::Unavailable`]) only once nothing else is left
+    /// to do, so a retry after re-locating has less to fetch.
+    pub fn set_wait_for_holders(&mut self, on: bool) {
+        self.wait_for_holders = on;
+    }
+
+    /// Live sources known to hold chunk `index`.
+    pub fn holders_of(&self, index: usize) -> usize {
+        self.holders[index].iter().filter(|&&s| self.slots[s] != SlotState::Gone).count()
+    }
+
+    /// The slot that delivered chunk `index`, once stored.
+    pub fn source_of(&self, index: usize) -> Option<usize> {
+        self.source.get(index).copied().flatten()
+    }
+
+    /// Whether request `req` to `slot` is still awaiting its answer.
+    pub fn is_pending(&self, slot: usize, req: u32) -> bool {
+        self.pending.contains_key(&(slot, req))
+    }
+
+    /// Every chunk's state, for the page's chunk map.
+    pub fn cells(&self) -> Vec<CellState> {
+        let mut cells: Vec<CellState> = (0..self.total())
+            .map(|i| match self.state[i] {
+                ChunkState::Done => CellState::Done(self.source[i]),
+                ChunkState::Verifying { slot, .. } => CellState::InFlight(slot),
+                _ => CellState::Needed,
+            })
+            .collect();
+        for ((slot, _), p) in &self.pending {
+            if cells[p.index] == CellState::Needed {
+                cells[p.index] = CellState::InFlight(*slot);
+            }
+        }
+        cells
+    }
+
+    /// Bytes each slot delivered (verified).
+    pub fn delivered(&self) -> &[u64] {
+        &self.delivered
+    }
+
+    /// The peers of this download, by slot.
+    pub fn peers(&self) -> &[PeerId] {
+        &self.peers
+    }
+
+    pub fn file(&self) -> FileId {
+        self.file
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn peer(&self, slot: usize) -> &PeerId {
+        &self.peers[slot]
+    }
+    /// Chunks stored so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+    /// Bytes of the file stored so far.
+    pub fn bytes_done(&self) -> u64 {
+        self.bytes_done
+    }
+    pub fn total(&self) -> usize {
+        self.manifest.chunks.len()
+    }
+    pub fn is_complete(&self) -> bool {
+        self.done == self.total()
+    }
+    /// Peers connected or being connected.
+    pub fn active_peers(&self) -> usize {
+        self.slots.iter().filter(|s| matches!(s, SlotState::Connecting | SlotState::Ready)).count()
+    }
+
+    /// First steps: connect to up to [`MAX_SOURCES`] holders, chosen so that together they hold
+    /// as many needed chunks as possible, then the ones holding the most.
+    pub fn start(&mut self) -> Vec<Step<B>> {
+        let needed: Vec<usize> = (0..self.total()).filter(|&i| self.is_needed(i)).collect();
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut uncovered = needed.clone();
+        while chosen.len() < self.max_peers {
+            let mut count = vec![0usize; self.peers.len()];
+            for &i in &uncovered {
+                for &s in &self.holders[i] {
+                    count[s] += 1;
+                }
+            }
+            let best = (0..self.peers.len())
+                .filter(|s| !chosen.contains(s) && self.slots[*s] == SlotState::Unused)
+                .max_by_key(|&s| (count[s], std::cmp::Reverse(s)));
+            match best {
+                Some(s) if count[s] > 0 => {
+                    chosen.push(s);
+                    uncovered.retain(|i| !self.holders[*i].contains(&s));
+                }
+                _ => {
+                    if uncovered.is_empty() {
+                        // Everything is covered: add more holders for speed.
+                        uncovered = needed.clone();
+                        uncovered.retain(|i| self.holders[*i].iter().any(|s| !chosen.contains(s)));
+                        if uncovered.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        let mut steps: Vec<Step<B>> = chosen
+            .into_iter()
+            .map(|slot| {
+                self.slots[slot] = SlotState::Connecting;
+                Step::Connect { slot }
+            })
+            .collect();
+        steps.extend(self.schedule());
+        steps
+    }
+
+    /// The data channel to `slot` is open.
+    pub fn peer_ready(&mut self, slot: usize) -> Vec<Step<B>> {
+        if slot < self.slots.len() && self.slots[slot] != SlotState::Gone {
+            self.slots[slot] = SlotState::Ready;
+        }
+        self.schedule()
+    }
+
+    /// The connection to `slot` failed or closed: its requests go elsewhere.
+    pub fn peer_gone(&mut self, slot: usize) -> Vec<Step<B>> {
+        if slot >= self.slots.len() {
+            return Vec::new();
+        }
+        self.slots[slot] = SlotState::Gone;
+        let lost: Vec<(usize, u32)> = self.pending.keys().filter(|k| k.0 == slot).copied().collect();
+        for key in lost {
+            let p = self.pending.remove(&key).expect("key listed");
+            self.requeue(p.index, p.attempts, None);
+        }
+        self.outstanding[slot] = 0;
+        self.schedule()
+    }
+
+    /// The driver's clock (ms), called about once a second: drops peers that stalled.
+    pub fn tick(&mut self, now: u64) -> Vec<Step<B>> {
+        self.clock = now;
+        let mut steps = Vec::new();
+        for slot in 0..self.slots.len() {
+            let stalled = self.slots[slot] == SlotState::Ready
+                && self.outstanding[slot] > 0
+                && now.saturating_sub(self.last_heard[slot]) > STALL_MS;
+            if stalled && !self.finished {
+                steps.push(Step::Disconnect { slot });
+                steps.extend(self.peer_gone(slot));
+            }
+        }
+        steps
+    }
+
+    /// An answer from `slot` to one of its requests.
+    pub fn on_answer(&mut self, slot: usize, answer: Answer<B::Part>) -> Vec<Step<B>> {
+        let mut steps = Vec::new();
+        if self.finished {
+            return steps; // late answers (e.g. the slower copy of an endgame request)
+        }
+        if slot < self.last_heard.len() {
+            self.last_heard[slot] = self.clock;
+        }
+        match answer {
+            Answer::Data { req, offset, total, part } => {
+                let Some(p) = self.pending.get_mut(&(slot, req)) else {
+                    return steps; // the rest of a refused answer, or a stray frame
+                };
+                let expected = self.manifest.chunk_len(p.index) as usize;
+                let len = B::part_len(&part);
+                let error = if total as usize != expected {
+                    Some(ProtoError::SizeChanged)
+                } else if offset as usize != p.received {
+                    Some(ProtoError::OutOfOrder { expected: p.received as u32, got: offset })
+                } else if p.received + len > expected {
+                    Some(ProtoError::Overrun)
+                } else {
+                    p.buf.get_or_insert_with(|| B::with_len(expected)).write(p.received, &part);
+                    p.received += len;
+                    None
+                };
+                if let Some(e) = error {
+                    let p = self.pending.remove(&(slot, req)).expect("present");
+                    self.outstanding[slot] -= 1;
+                    steps.push(Step::Rejected { slot, index: p.index, reason: e.to_string() });
+                    if !self.retry(p.index, p.attempts + 1, slot, &mut steps) {
+                        return steps;
+                    }
+                } else if p.received == expected {
+                    let p = self.pending.remove(&(slot, req)).expect("present");
+                    self.outstanding[slot] -= 1;
+                    if self.state[p.index] == ChunkState::InFlight {
+                        self.state[p.index] = ChunkState::Verifying { attempts: p.attempts, slot };
+                        let bytes = p.buf.unwrap_or_else(|| B::with_len(0));
+                        steps.push(Step::Verify { slot, index: p.index, chunk: self.manifest.chunks[p.index], bytes });
+                    } // else: the slower copy of an endgame duplicate
+                } else {
+                    return steps;
+                }
+            }
+            Answer::Missing { req } => {
+                if let Some(p) = self.pending.remove(&(slot, req)) {
+                    self.outstanding[slot] -= 1;
+                    self.holders[p.index].retain(|&s| s != slot);
+                    steps.push(Step::Rejected { slot, index: p.index, reason: "missing".into() });
+                    self.requeue(p.index, p.attempts, Some(slot));
+                }
+            }
+        }
+        steps.extend(self.schedule());
+        steps
+    }
+
+    /// The driver hashed chunk `index` (see [`Step::Verify`]): `actual` is the SHA-256 of
+    /// `bytes`. Stored if it is the manifest's, retried elsewhere if not.
+    pub fn verified(&mut self, slot: usize, index: usize, bytes: B, actual: ChunkId) -> Vec<Step<B>> {
+        let mut steps = Vec::new();
+        let Some(&ChunkState::Verifying { attempts, slot: from }) = self.state.get(index) else {
+            return steps;
+        };
+        if self.finished || from != slot {
+            return steps;
+        }
+        let expected = self.manifest.chunks[index];
+        if actual == expected {
+            self.delivered[slot] += self.manifest.chunk_len(index) as u64;
+            self.source[index] = Some(slot);
+            steps.extend(self.store(index, bytes));
+            steps.extend(self.schedule());
+            return steps;
+        }
+        steps.push(Step::BadSource { slot, chunk: expected });
+        let reason = ContentError::HashMismatch { expected, actual }.to_string();
+        steps.push(Step::Rejected { slot, index, reason });
+        self.state[index] = ChunkState::InFlight;
+        if self.retry(index, attempts + 1, slot, &mut steps) {
+            steps.extend(self.schedule());
+        }
+        steps
+    }
+
+    /// Chunk `index` from `slot` could not be checked here (a local failure, e.g. storage): it
+    /// is fetched again, without blaming the source.
+    pub fn unverified(&mut self, slot: usize, index: usize) -> Vec<Step<B>> {
+        let mut steps = Vec::new();
+        let Some(&ChunkState::Verifying { attempts, slot: from }) = self.state.get(index) else {
+            return steps;
+        };
+        if self.finished || from != slot {
+            return steps;
+        }
+        steps.push(Step::Rejected { slot, index, reason: "could not be checked and stored here".into() });
+        self.state[index] = ChunkState::InFlight;
+        if self.retry(index, attempts + 1, slot, &mut steps) {
+            steps.extend(self.schedule());
+        }
+        steps
+    }
+
+    /// A request to `slot` went out on a path that failed before it was answered (the peer
+    /// itself is still reachable another way): it is asked again, from anyone.
+    pub fn request_lost(&mut self, slot: usize, req: u32) -> Vec<Step<B>> {
+        if let Some(p) = self.pending.remove(&(slot, req)) {
+            self.outstanding[slot] -= 1;
+            self.requeue(p.index, p.attempts, None);
+        }
+        self.schedule()
+    }
+
+    /// Chunk `index` hashed right but could not be kept: the download cannot finish here.
+    pub fn store_failed(&mut self, index: usize, reason: String) -> Vec<Step<B>> {
+        if self.finished {
+            return Vec::new();
+        }
+        vec![self.fail(DownloadError::Store { index, reason })]
+    }
+
+    /// Ends the download (the user cancelled it): nothing more is asked.
+    pub fn cancel(&mut self) {
+        self.finished = true;
+    }
+
+    /// Whether the download has ended (complete, failed or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Requests outstanding (for tests and status).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Chunk `index` failed at `slot`: asks again elsewhere, or fails the download after
+    /// [`MAX_ATTEMPTS`]. Returns whether the download goes on.
+    fn retry(&mut self, index: usize, attempts: u32, slot: usize, steps: &mut Vec<Step<B>>) -> bool {
+        if attempts >= MAX_ATTEMPTS {
+            steps.push(self.fail(DownloadError::TooManyFailures { index, attempts }));
+            return false;
+        }
+        self.requeue(index, attempts, Some(slot));
+        true
+    }
+
+    fn is_needed(&self, index: usize) -> bool {
+        matches!(self.state[index], ChunkState::Needed { .. })
+    }
+
+    /// A request for chunk `index` is over without bytes: unless another copy is on its way,
+    /// the chunk is needed again.
+    fn requeue(&mut self, index: usize, attempts: u32, avoid: Option<usize>) {
+        let still_asked = self.pending.values().any(|p| p.index == index);
+        if self.state[index] == ChunkState::InFlight && !still_asked {
+            self.state[index] = ChunkState::Needed { attempts, avoid };
+        }
+    }
+
+    fn fail(&mut self, e: DownloadError) -> Step<B> {
+        self.finished = true;
+        Step::Failed(e)
+    }
+
+    /// Marks every chunk with this id done (a file may repeat a chunk).
+    fn store(&mut self, index: usize, bytes: B) -> Vec<Step<B>> {
+        let id = self.manifest.chunks[index];
+        let mut steps = Vec::new();
+        for i in 0..self.total() {
+            if self.manifest.chunks[i] == id && self.state[i] != ChunkState::Done {
+                self.state[i] = ChunkState::Done;
+                self.source[i] = self.source[index];
+                self.done += 1;
+                self.bytes_done += self.manifest.chunk_len(i) as u64;
+            }
+        }
+        steps.push(Step::Stored { index, chunk: id, bytes });
+        if self.is_complete() && !self.finished {
+            self.finished = true;
+            steps.push(Step::Complete);
+        }
+        steps
+    }
+
+    /// Sends requests wherever a ready holder has room; asks for new connections when a
+    /// needed chunk has no live holder left.
+    fn schedule(&mut self) -> Vec<Step<B>> {
+        let mut steps = Vec::new();
+        if self.finished {
+            return steps;
+        }
+        if self.is_complete() {
+            self.finished = true;
+            steps.push(Step::Complete);
+            return steps;
+        }
+        // Runs after every chunk: no allocation per needed chunk, set lookups for ids.
+        let mut in_flight_ids: HashSet<ChunkId> =
+            self.pending.values().map(|p| self.manifest.chunks[p.index]).collect();
+        in_flight_ids.extend(
+            (0..self.total())
+                .filter(|&i| matches!(self.state[i], ChunkState::Verifying { .. }))
+                .map(|i| self.manifest.chunks[i]),
+        );
+        let mut unheld: Option<usize> = None;
+        for k in 0..self.order.len() {
+            let index = self.order[k];
+            let ChunkState::Needed { attempts, avoid } = self.state[index] else {
+                continue;
+            };
+            let id = self.manifest.chunks[index];
+            if in_flight_ids.contains(&id) {
+                continue; // the same bytes are already on their way for another index
+            }
+            let holders = &self.holders[index];
+            let live = || holders.iter().copied().filter(|&s| self.slots[s] != SlotState::Gone);
+            let Some(first_live) = live().next() else {
+                if self.wait_for_holders {
+                    unheld.get_or_insert(index);
+                    continue;
+                }
+                steps.push(self.fail(DownloadError::Unavailable { index }));
+                return steps;
+            };
+            let several = live().nth(1).is_some();
+            let pick = live()
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE)
+                .min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]));
+            match pick {
+                Some(slot) => {
+                    self.state[index] = ChunkState::InFlight;
+                    in_flight_ids.insert(id);
+                    self.request(slot, index, attempts, &mut steps);
+                }
+                None => {
+                    let waiting = live().any(|s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
+                    if !waiting {
+                        self.slots[first_live] = SlotState::Connecting;
+                        steps.push(Step::Connect { slot: first_live });
+                    }
+                }
+            }
+        }
+        if self.endgame && !self.state.iter().any(|s| matches!(s, ChunkState::Needed { .. })) {
+            self.endgame_requests(&mut steps);
+        }
+        if let Some(index) = unheld {
+            let busy = !self.pending.is_empty()
+                || self.state.iter().any(|s| matches!(s, ChunkState::Verifying { .. }))
+                || steps.iter().any(|s| matches!(s, Step::Connect { .. }))
+                || self.slots.contains(&SlotState::Connecting);
+            if !busy {
+                steps.push(self.fail(DownloadError::Unavailable { index }));
+            }
+        }
+        steps
+    }
+
+    /// Asks `slot` for chunk `index` (a new request number, a fresh assembler).
+    fn request(&mut self, slot: usize, index: usize, attempts: u32, steps: &mut Vec<Step<B>>) {
+        let id = self.manifest.chunks[index];
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        self.pending.insert((slot, req), Pending { index, attempts, buf: None, received: 0 });
+        if self.outstanding[slot] == 0 {
+            self.last_heard[slot] = self.clock;
+        }
+        self.outstanding[slot] += 1;
+        steps.push(Step::Request { slot, req, chunk: id });
+    }
+
+    /// Nothing is left unrequested: idle room in ready holders' pipelines duplicates requests
+    /// still in flight elsewhere, oldest first, so one slow peer cannot hold back the end.
+    fn endgame_requests(&mut self, steps: &mut Vec<Step<B>>) {
+        let mut inflight: Vec<(u32, usize)> = self.pending.iter().map(|((_, req), p)| (*req, p.index)).collect();
+        inflight.sort_unstable();
+        for (_, index) in inflight {
+            if self.state[index] != ChunkState::InFlight {
+                continue;
+            }
+            let asked: Vec<usize> =
+                self.pending.iter().filter(|(_, p)| p.index == index).map(|((slot, _), _)| *slot).collect();
+            if asked.len() >= ENDGAME_COPIES {
+                continue;
+            }
+            let pick = self.holders[index]
+                .iter()
+                .copied()
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE && !asked.contains(&s))
+                .min_by_key(|&s| self.outstanding[s]);
+            let Some(slot) = pick else { continue };
+            let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
+            self.request(slot, index, attempts, steps);
+        }
+    }
+}
+
+impl Download<Vec<u8>> {
+    /// A decoded message from `slot` (tests and byte-level drivers).
+    pub fn on_message(&mut self, slot: usize, msg: PeerMsg) -> Vec<Step> {
+        Answer::from_msg(msg).map(|a| self.on_answer(slot, a)).unwrap_or_default()
+    }
+}

@@ -1,0 +1,317 @@
+//! A peer, written once: the sans-IO core that the native peer and the web app both drive.
+//!
+//! In the style of quinn-proto's `Endpoint` and str0m's `Rtc`, [`Peer`] never touches a socket,
+//! a disk or a clock. Inputs:
+//! - the tracker: connected ([`Peer::tracker_connected`]), a message ([`Peer::handle_server_msg`]),
+//!   a relay frame ([`Peer::handle_relay`]);
+//! - WebRTC links: opened, closed, a message, a signal to send ([`Peer::link_open`] …);
+//! - the store: a chunk read to serve ([`Peer::chunk_read`]), a chunk hashed and kept
+//!   ([`Peer::verified`]); what the store holds is asked through the small [`Inventory`] trait;
+//! - the user: [`Peer::download`], [`Peer::request`], [`Peer::cancel`];
+//! - time: `now_ms` on every call, and [`Peer::handle_timeout`] at [`Peer::poll_timeout`].
+//!
+//! Outputs come from [`Peer::poll_output`]: messages for the tracker, relay frames, links to
+//! dial / accept / close, bytes for a link, store reads and hash checks, and [`Event`]s for the
+//! driver's user interface.
+//!
+//! What it owns, so that no driver writes it again:
+//! - **one download state machine** ([`download::Download`]) for user downloads, gateway
+//!   reads and replication orders alike, with re-locating when sources run out;
+//! - **links** ([`links`]): one fetching link per remote peer shared by every download,
+//!   relay-then-upgrade (requests go through the tracker relay when no data channel opened
+//!   within [`config::DIRECT_GRACE_MS`], and over the channel once it opens), fallback to the
+//!   relay when a channel fails, cooldowns for peers that failed or that the tracker says are
+//!   gone, idle links closed;
+//! - **request matching**: the chunk protocol's `req` numbers per link, mapped to downloads;
+//! - **serving** ([`serve`]): requests from links and the relay become store reads, bounded;
+//!   a chunk the store finds corrupt is answered `missing` and reported `dropped`;
+//! - **tracker duties**: hello, inventory in batches, `have` batching, storage reports,
+//!   replication orders (bounded concurrency, room checked, joined to a running download of
+//!   the same chunk), trims (never a chunk of a file this peer's user keeps), path reports,
+//!   tracker requests re-sent after a reconnect.
+//!
+//! One set of constants lives in [`config`]; reconnect delays in [`backoff`].
+
+pub mod backoff;
+pub mod config;
+pub mod download;
+mod fetch;
+pub mod links;
+pub mod serve;
+mod tracker;
+
+pub use download::{Answer, CellState, ChunkBuf, Download, DownloadError, Step};
+
+use crate::chunk_proto::{PeerMsg, ProtoError};
+use crate::wire::{FileMeta, IceServer, PeerKind};
+use crate::{ChunkId, ClientMsg, FileId, LinkPath, Manifest, PathReport, PeerId, ServerMsg, Signal};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A WebRTC link's number: the `conn` of its signals (and, for fetching links, of the relay
+/// frames that carry its requests while the channel is not open).
+pub type LinkId = u64;
+/// A download's number.
+pub type DownloadId = u64;
+
+/// What the store holds, asked synchronously (both drivers keep an index in memory).
+pub trait Inventory {
+    fn has(&self, chunk: &ChunkId) -> bool;
+    /// Every stored chunk id (for the full inventory after a (re)connect).
+    fn ids(&self) -> Vec<ChunkId>;
+    /// Bytes used and offered.
+    fn used(&self) -> u64;
+    fn capacity(&self) -> u64;
+    /// A chunk of a file this peer's user put or fetched: never trimmed away.
+    fn pinned(&self, _chunk: &ChunkId) -> bool {
+        false
+    }
+}
+
+/// How the peer behaves; defaults are [`config`]'s.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub kind: PeerKind,
+    /// The identity secret (the tracker derives the peer id from it).
+    pub secret: String,
+    /// Never try WebRTC: every fetch goes through the relay, offers are refused.
+    pub relay_only: bool,
+    pub direct_grace_ms: u64,
+    pub direct_timeout_ms: u64,
+}
+
+impl PeerConfig {
+    pub fn new(kind: PeerKind, secret: String) -> Self {
+        Self {
+            kind,
+            secret,
+            relay_only: false,
+            direct_grace_ms: config::DIRECT_GRACE_MS,
+            direct_timeout_ms: config::DIRECT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// What a download is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A user's download: every chunk must be kept.
+    Keep,
+    /// A read for someone else (the HTTP gateway): the chunks' bytes are handed out in
+    /// [`Event::Chunk`]; kept if there is room, but not failing if not.
+    Read,
+    /// A replication order from the tracker.
+    Order { order: u64 },
+}
+
+/// A chunk-protocol message from a remote, its payload left wherever it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming<P> {
+    Request { req: u32, chunk: ChunkId },
+    Answer(Answer<P>),
+}
+
+impl Incoming<Vec<u8>> {
+    /// Decodes a whole message (drivers whose bytes are in memory anyway).
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
+        Ok(match PeerMsg::decode(bytes)? {
+            PeerMsg::Request { req, chunk } => Incoming::Request { req, chunk },
+            other => Incoming::Answer(Answer::from_msg(other).expect("not a request")),
+        })
+    }
+}
+
+/// What the store found for a chunk to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadResult {
+    /// The chunk's bytes, checked against its id by the store (native: on every read; the
+    /// web app: with [`serve::check`]).
+    Found(Vec<u8>),
+    /// Not stored (or unreadable).
+    Missing,
+    /// Stored, but the bytes no longer hash to the id: the store has dropped it.
+    Corrupt,
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Output<B> {
+    /// Send to the tracker.
+    Tracker(ClientMsg),
+    /// Send a chunk-protocol message through the tracker relay.
+    Relay {
+        to: PeerId,
+        conn: u64,
+        payload: Vec<u8>,
+    },
+    /// Start a WebRTC attempt to `peer` (this side offers); its signals go with conn `link`.
+    Dial {
+        link: LinkId,
+        peer: PeerId,
+    },
+    /// Answer `peer`'s offer: a link this side serves on.
+    Accept {
+        link: LinkId,
+        peer: PeerId,
+        sdp: String,
+    },
+    /// A signal from the remote for the WebRTC attempt of `link`.
+    Signal {
+        link: LinkId,
+        signal: Signal,
+    },
+    /// Send over `link`'s open data channel.
+    Send {
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
+    /// Close `link` (its WebRTC attempt or channel).
+    Close {
+        link: LinkId,
+    },
+    /// Read `chunk` to serve it; answer with [`Peer::chunk_read`].
+    Read {
+        token: u64,
+        chunk: ChunkId,
+    },
+    /// Hash these bytes; if they are `chunk`, keep them (unless `keep` is false and there is
+    /// no room); answer with [`Peer::verified`].
+    Verify {
+        token: u64,
+        chunk: ChunkId,
+        bytes: B,
+        keep: bool,
+    },
+    /// Remove these chunks from the store (the tracker trimmed them; already reported).
+    Remove {
+        chunks: Vec<ChunkId>,
+    },
+    Event(Event<B>),
+}
+
+/// What happened, for the driver's user interface and callers.
+#[derive(Debug)]
+pub enum Event<B> {
+    /// The tracker welcomed this peer.
+    Welcomed { peer_id: PeerId, ice_servers: Vec<IceServer> },
+    /// The answer to [`Peer::request`] number `req`.
+    Reply { req: u32, msg: ServerMsg },
+    /// A download knows its file (after `locate`): it is running.
+    Located { download: DownloadId, file: FileId, manifest: Manifest, meta: FileMeta },
+    /// A download stored chunk `index` (for [`Purpose::Read`]: with its bytes).
+    Chunk { download: DownloadId, index: usize, from: PeerId, bytes: Option<B> },
+    /// A download ended.
+    Finished { download: DownloadId, purpose: Purpose, result: Result<(), String> },
+    /// The tracker found homes for this peer's chunks (answer to [`Peer::leave`]).
+    LeaveReady { stranded: u32 },
+    /// Something a user may want to know (a bad chunk refused, a stalled source).
+    Notice(String),
+}
+
+/// A request to the tracker awaiting its answer.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// For the driver: answered with [`Event::Reply`].
+    Driver,
+    /// The `locate` of a download.
+    Locate(DownloadId),
+}
+
+/// The peer core. `B` is where chunks are reassembled (`Vec<u8>` natively, JS memory in the
+/// page).
+pub struct Peer<B: ChunkBuf> {
+    config: PeerConfig,
+    me: Option<PeerId>,
+    connected: bool,
+    out: VecDeque<Output<B>>,
+    next_req: u32,
+    pending: BTreeMap<u32, (Pending, ClientMsg)>,
+    fetch: fetch::Fetching<B>,
+    serve: serve::Serving,
+    links: links::Links,
+    tracker: tracker::Duties,
+}
+
+impl<B: ChunkBuf + Clone> Peer<B> {
+    pub fn new(config: PeerConfig) -> Self {
+        Self {
+            config,
+            me: None,
+            connected: false,
+            out: VecDeque::new(),
+            next_req: 1,
+            pending: BTreeMap::new(),
+            fetch: fetch::Fetching::default(),
+            serve: serve::Serving::default(),
+            links: links::Links::default(),
+            tracker: tracker::Duties::default(),
+        }
+    }
+
+    /// This peer's id, once welcomed.
+    pub fn peer_id(&self) -> Option<&PeerId> {
+        self.me.as_ref()
+    }
+
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    /// Whether the tracker connection is up (and welcomed).
+    pub fn is_connected(&self) -> bool {
+        self.connected && self.me.is_some()
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output<B>> {
+        self.out.pop_front()
+    }
+
+    /// When [`Peer::handle_timeout`] wants to run next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        [self.tracker.deadline(), self.links.deadline(), self.fetch.deadline()].into_iter().flatten().min()
+    }
+
+    /// Time passed: stalls, link grace periods, batches, reports.
+    pub fn handle_timeout(&mut self, inv: &dyn Inventory, now_ms: u64) {
+        self.links_timeout(now_ms);
+        self.fetch_timeout(inv, now_ms);
+        self.tracker_timeout(inv, now_ms);
+    }
+
+    /// Sends a request to the tracker (`make` gets its number); the answer comes as
+    /// [`Event::Reply`], even across a reconnect (the request is sent again).
+    pub fn request(&mut self, make: impl FnOnce(u32) -> ClientMsg) -> u32 {
+        self.send_request(Pending::Driver, make)
+    }
+
+    fn send_request(&mut self, kind: Pending, make: impl FnOnce(u32) -> ClientMsg) -> u32 {
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        let msg = make(req);
+        if self.connected {
+            self.out.push_back(Output::Tracker(msg.clone()));
+        }
+        self.pending.insert(req, (kind, msg));
+        req
+    }
+
+    fn send(&mut self, msg: ClientMsg) {
+        if self.connected {
+            self.out.push_back(Output::Tracker(msg));
+        }
+    }
+
+    fn event(&mut self, e: Event<B>) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    /// This peer's links by path, and bytes received by path since start.
+    pub fn path_report(&self) -> PathReport {
+        self.links.report()
+    }
+
+    /// Open links: (peer, path, "fetch" or "serve").
+    pub fn links(&self) -> Vec<(PeerId, Option<LinkPath>, &'static str)> {
+        self.links.list()
+    }
+}

@@ -1,0 +1,227 @@
+//! The peer's side of the tracker protocol: hello and inventory on every (re)connect, `have`
+//! batching, storage and path reports, answers matched to requests, trims, signals routed to
+//! links, replication orders handed to the fetch side.
+
+use super::config::{HAVE_BATCH_MS, INVENTORY_BATCH, MAX_INBOUND, PATH_REPORT_MS};
+use super::links::InLink;
+use super::{ChunkBuf, Event, Inventory, Output, Peer, Pending};
+use crate::wire::PROTOCOL_VERSION;
+use crate::{ChunkId, ClientMsg, PathReport, PeerId, ServerMsg, Signal};
+
+/// What the tracker side remembers between calls.
+#[derive(Debug, Default)]
+pub struct Duties {
+    /// Newly stored chunks not yet announced, and when the batch is due.
+    have_batch: Vec<ChunkId>,
+    have_due: Option<u64>,
+    /// The storage last reported.
+    reported_storage: Option<(u64, u64)>,
+    /// The path report last sent, and when.
+    reported_paths: Option<PathReport>,
+    paths_at: u64,
+}
+
+impl Duties {
+    pub fn deadline(&self) -> Option<u64> {
+        [self.have_due, Some(self.paths_at + PATH_REPORT_MS)].into_iter().flatten().min()
+    }
+}
+
+impl<B: ChunkBuf + Clone> Peer<B> {
+    /// The tracker connection is open (first time or again): say hello, announce the whole
+    /// inventory and the room offered, and send again every request still unanswered.
+    pub fn tracker_connected(&mut self, inv: &dyn Inventory, now_ms: u64) {
+        self.connected = true;
+        self.out.push_back(Output::Tracker(ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            kind: self.config.kind,
+            secret: self.config.secret.clone(),
+        }));
+        // In batches, so a large store stays under the tracker's message size limit: the
+        // first replaces what the tracker knew, the rest add to it.
+        let ids = inv.ids();
+        let mut batches = ids.chunks(INVENTORY_BATCH);
+        self.send(ClientMsg::Have { chunks: batches.next().unwrap_or_default().to_vec(), full: true });
+        for batch in batches {
+            self.send(ClientMsg::Have { chunks: batch.to_vec(), full: false });
+        }
+        // Announced above already.
+        self.tracker.have_batch.clear();
+        self.tracker.have_due = None;
+        self.tracker.reported_storage = None;
+        self.report_storage(inv);
+        self.tracker.reported_paths = None;
+        self.tracker.paths_at = now_ms;
+        let again: Vec<ClientMsg> = self.pending.values().map(|(_, m)| m.clone()).collect();
+        for msg in again {
+            self.send(msg);
+        }
+    }
+
+    /// The tracker connection is down; the driver reconnects (see [`super::backoff`]).
+    pub fn tracker_disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    /// Announces a newly stored chunk (batched for [`HAVE_BATCH_MS`]).
+    pub fn announce(&mut self, chunk: ChunkId, now_ms: u64) {
+        self.tracker.have_batch.push(chunk);
+        self.tracker.have_due.get_or_insert(now_ms + HAVE_BATCH_MS);
+    }
+
+    /// Sends the batched announcements now (before `order_done`, or before a short-lived
+    /// peer exits).
+    pub fn flush_haves(&mut self) {
+        self.tracker.have_due = None;
+        if !self.tracker.have_batch.is_empty() {
+            let chunks = std::mem::take(&mut self.tracker.have_batch);
+            self.send(ClientMsg::Have { chunks, full: false });
+        }
+    }
+
+    /// Tells the tracker the room this peer offers, if it changed.
+    pub fn report_storage(&mut self, inv: &dyn Inventory) {
+        let now = (inv.used(), inv.capacity());
+        if self.connected && self.tracker.reported_storage != Some(now) {
+            self.tracker.reported_storage = Some(now);
+            self.send(ClientMsg::Storage { used: now.0, capacity: now.1 });
+        }
+    }
+
+    /// Chunks the store lost on its own (corruption found by a scrub, a failed write).
+    pub fn dropped(&mut self, chunks: Vec<ChunkId>, inv: &dyn Inventory) {
+        if !chunks.is_empty() {
+            self.tracker.have_batch.retain(|c| !chunks.contains(c));
+            self.send(ClientMsg::Dropped { chunks });
+        }
+        self.report_storage(inv);
+    }
+
+    /// Asks the tracker to hand this peer's chunks to others ([`Event::LeaveReady`] follows).
+    pub fn leave(&mut self) {
+        self.flush_haves();
+        self.send(ClientMsg::Leave);
+    }
+
+    pub(super) fn tracker_timeout(&mut self, inv: &dyn Inventory, now_ms: u64) {
+        if self.tracker.have_due.is_some_and(|due| now_ms >= due) {
+            self.flush_haves();
+            self.report_storage(inv);
+        }
+        if now_ms >= self.tracker.paths_at + PATH_REPORT_MS {
+            self.tracker.paths_at = now_ms;
+            let report = self.links.report();
+            if self.is_connected() && self.tracker.reported_paths.as_ref() != Some(&report) {
+                self.tracker.reported_paths = Some(report.clone());
+                self.send(ClientMsg::Paths { report });
+            }
+        }
+    }
+
+    /// A message from the tracker.
+    pub fn handle_server_msg(&mut self, msg: ServerMsg, inv: &dyn Inventory, now_ms: u64) {
+        match msg {
+            ServerMsg::Welcome { peer_id, ice_servers, .. } => {
+                self.me = Some(peer_id.clone());
+                self.event(Event::Welcomed { peer_id, ice_servers });
+            }
+            ServerMsg::Published { req, .. } | ServerMsg::SearchResults { req, .. } => {
+                if let Some((Pending::Driver, _)) = self.pending.remove(&req) {
+                    self.event(Event::Reply { req, msg });
+                }
+            }
+            ServerMsg::Located { req, .. } => match self.pending.remove(&req) {
+                Some((Pending::Locate(download), _)) => self.on_located(download, msg, inv, now_ms),
+                Some((Pending::Driver, _)) => self.event(Event::Reply { req, msg }),
+                None => {}
+            },
+            ServerMsg::Error { req: Some(req), ref message, .. } => match self.pending.remove(&req) {
+                Some((Pending::Locate(download), _)) => {
+                    let why = message.clone();
+                    self.finish(download, Err(why), now_ms);
+                }
+                Some((Pending::Driver, _)) => self.event(Event::Reply { req, msg }),
+                None => {}
+            },
+            ServerMsg::Error { req: None, message, code } => {
+                self.event(Event::Notice(format!("tracker error {code:?}: {message}")));
+            }
+            ServerMsg::Replicate { order, chunk, size, sources } => {
+                self.on_order(order, chunk, size, sources, inv, now_ms)
+            }
+            ServerMsg::Trim { chunks } => {
+                // Chunks of files this peer's user keeps (even partly: a download resumes from
+                // them) stay; only surplus replica copies go.
+                let chunks: Vec<ChunkId> = chunks.into_iter().filter(|c| inv.has(c) && !inv.pinned(c)).collect();
+                if !chunks.is_empty() {
+                    self.out.push_back(Output::Remove { chunks: chunks.clone() });
+                    self.send(ClientMsg::Dropped { chunks });
+                }
+            }
+            ServerMsg::LeaveReady { stranded } => self.event(Event::LeaveReady { stranded }),
+            ServerMsg::Signal { from, conn, signal } => self.on_signal(from, conn, signal, now_ms),
+        }
+    }
+
+    fn on_signal(&mut self, from: PeerId, conn: u64, signal: Signal, now_ms: u64) {
+        match signal {
+            Signal::Offer { sdp } => {
+                let refuse = if self.config.relay_only {
+                    Some("this peer uses the relay only")
+                } else if self.links.inbound.len() >= MAX_INBOUND {
+                    Some("this peer serves too many links")
+                } else if self.links.inbound_ids.contains_key(&(from.clone(), conn)) {
+                    Some("this link exists")
+                } else {
+                    None
+                };
+                if let Some(reason) = refuse {
+                    let signal = Signal::Close { reason: reason.into() };
+                    self.send(ClientMsg::Signal { to: from, conn, signal });
+                    return;
+                }
+                let link = self.links.new_id();
+                self.links.inbound_ids.insert((from.clone(), conn), link);
+                self.links.inbound.insert(link, InLink { peer: from.clone(), conn, path: None });
+                self.out.push_back(Output::Accept { link, peer: from, sdp });
+            }
+            Signal::Gone => {
+                // The tracker says the peer is not there: no relay fallback, no retry for a while.
+                self.links.lost.insert(from.clone(), now_ms);
+                if let Some(&link) = self.links.inbound_ids.get(&(from.clone(), conn)) {
+                    self.out.push_back(Output::Close { link });
+                    self.forget_inbound(link);
+                }
+                if self.links.out.get(&from).is_some_and(|l| l.link == conn) {
+                    self.drop_out_link(&from, "the tracker says the peer is gone", now_ms);
+                }
+            }
+            signal => {
+                let link = match self.links.out.get(&from) {
+                    Some(l) if l.link == conn => Some(l.link),
+                    _ => self.links.inbound_ids.get(&(from, conn)).copied(),
+                };
+                if let Some(link) = link {
+                    self.out.push_back(Output::Signal { link, signal });
+                }
+            }
+        }
+    }
+
+    /// A signal from a link's WebRTC side (answer, candidate, close) for the remote.
+    pub fn link_signal(&mut self, link: super::LinkId, signal: Signal) {
+        let to = match self.links.out_ids.get(&link) {
+            Some(peer) => Some((peer.clone(), link)),
+            None => self.links.inbound.get(&link).map(|l| (l.peer.clone(), l.conn)),
+        };
+        if let Some((to, conn)) = to {
+            self.send(ClientMsg::Signal { to, conn, signal });
+        }
+    }
+
+    pub(super) fn forget_inbound(&mut self, link: super::LinkId) {
+        if let Some(l) = self.links.inbound.remove(&link) {
+            self.links.inbound_ids.remove(&(l.peer, l.conn));
+        }
+    }
+}
