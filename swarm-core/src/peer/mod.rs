@@ -77,6 +77,10 @@ pub struct PeerConfig {
     pub relay_only: bool,
     pub direct_grace_ms: u64,
     pub direct_timeout_ms: u64,
+    /// Payload bytes per data frame this peer sends. A transport property: browsers take
+    /// 64 KiB messages best ([`config::FRAME_PAYLOAD`]); str0m writes a message only when all
+    /// of it fits its SCTP buffer, so the native peer sends 16 KiB frames (see its `rtc`).
+    pub frame_payload: usize,
 }
 
 impl PeerConfig {
@@ -87,6 +91,7 @@ impl PeerConfig {
             relay_only: false,
             direct_grace_ms: config::DIRECT_GRACE_MS,
             direct_timeout_ms: config::DIRECT_TIMEOUT_MS,
+            frame_payload: config::FRAME_PAYLOAD,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! to another holder). A chunk the store found corrupt is answered `missing` and reported
 //! `dropped`, so no peer is ever sent bytes that do not hash to what it asked for.
 
-use super::config::{FRAME_PAYLOAD, MAX_READS};
+use super::config::MAX_READS;
 use super::{ChunkBuf, Incoming, LinkId, Output, Peer, ReadResult};
 use crate::chunk_proto::{frames, PeerMsg};
 use crate::{ChunkId, ClientMsg, LinkPath, PeerId};
@@ -88,7 +88,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         let msgs = match result {
             ReadResult::Found(bytes) => {
                 self.serve.served += 1;
-                frames(req, &bytes, FRAME_PAYLOAD).collect()
+                frames(req, &bytes, self.config.frame_payload.max(1)).collect()
             }
             ReadResult::Missing => vec![PeerMsg::Missing { req }.encode()],
             ReadResult::Corrupt => {

@@ -37,6 +37,18 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             kind: self.config.kind,
             secret: self.config.secret.clone(),
         }));
+        self.announce_all(inv, now_ms);
+    }
+
+    /// Like [`Peer::tracker_connected`], for a driver whose transport said hello itself (it
+    /// reports refusals before the peer starts): the tracker welcomed this peer.
+    pub fn tracker_welcomed(&mut self, peer_id: PeerId, inv: &dyn Inventory, now_ms: u64) {
+        self.connected = true;
+        self.me = Some(peer_id);
+        self.announce_all(inv, now_ms);
+    }
+
+    fn announce_all(&mut self, inv: &dyn Inventory, now_ms: u64) {
         // In batches, so a large store stays under the tracker's message size limit: the
         // first replaces what the tracker knew, the rest add to it.
         let ids = inv.ids();
