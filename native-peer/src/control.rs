@@ -165,11 +165,8 @@ fn summaries(files: &[swarm_core::wire::FileSummary]) -> Vec<Value> {
 }
 
 async fn search(node: &Node, query: String, limit: u32) -> anyhow::Result<Vec<swarm_core::wire::FileSummary>> {
-    let answer = node
-        .tracker
-        .request(|req| ClientMsg::Search { req, query, limit })
-        .await
-        .map_err(crate::cli::PeerError::from)?;
+    let answer =
+        node.request(move |req| ClientMsg::Search { req, query, limit }).await.map_err(crate::cli::PeerError::from)?;
     let ServerMsg::SearchResults { files, .. } = answer else { anyhow::bail!("unexpected answer to search") };
     Ok(files)
 }

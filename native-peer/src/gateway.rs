@@ -137,7 +137,7 @@ struct Source {
 impl Source {
     async fn locate(&self) -> anyhow::Result<Holders> {
         let file = self.file;
-        match self.node.tracker.request(|req| ClientMsg::Locate { req, file }).await? {
+        match self.node.request(move |req| ClientMsg::Locate { req, file }).await? {
             ServerMsg::Located { peers, holders, manifest, .. } if manifest == self.manifest => Ok((peers, holders)),
             other => anyhow::bail!("unexpected answer to locate: {other:?}"),
         }
@@ -170,11 +170,12 @@ impl Source {
                 hs.shuffle(&mut rand::rng());
                 hs
             };
-            for peer in holders {
-                match self.node.fetch_chunk_bytes(&peer, id, len).await {
-                    Ok(b) => return Ok(b),
-                    Err(e) => last = format!("{}: {e}", peer.short()),
-                }
+            if holders.is_empty() {
+                continue;
+            }
+            match self.node.fetch_chunk_bytes(id, len, holders).await {
+                Ok(b) => return Ok(b),
+                Err(e) => last = format!("{e:#}"),
             }
         }
         anyhow::bail!("chunk {i} of {} could not be fetched ({last})", self.file.short())
@@ -185,7 +186,7 @@ async fn find(node: &Arc<Node>, id: FileId) -> Result<StoredFile, Response> {
     if let Some(f) = node.store.file(&id) {
         return Ok(f);
     }
-    match node.tracker.request(|req| ClientMsg::Locate { req, file: id }).await {
+    match node.request(move |req| ClientMsg::Locate { req, file: id }).await {
         Ok(ServerMsg::Located { manifest, meta, .. }) if manifest.file_id() == id && manifest.validate().is_ok() => {
             Ok(StoredFile { manifest, meta })
         }

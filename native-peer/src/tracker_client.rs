@@ -1,21 +1,21 @@
-//! The native peer's connection to the tracker: says hello with this peer's secret, sends
-//! heartbeats, matches answers to requests by `req`, and hands everything else (signalling,
-//! relay frames, replication orders) to the node. When the tracker goes away it reconnects
-//! with backoff, says so in the log, and re-announces the whole inventory. `ws://` or
-//! `wss://` (TLS settings: [`crate::tls`]).
+//! The native peer's transport to the tracker: says hello with this peer's secret (so that a
+//! refusal is reported before the peer starts), sends heartbeats, and hands every message and
+//! relay frame to the driver (the peer core matches answers to requests). When the tracker
+//! goes away it reconnects with jittered backoff ([`swarm_core::peer::backoff`]) and says so
+//! ([`Incoming::Reconnected`]); the core then re-announces the whole inventory and re-sends
+//! unanswered requests. `ws://` or `wss://` (TLS settings: [`crate::tls`]).
 
 use anyhow::{anyhow, Context};
 use futures_util::{SinkExt, StreamExt};
 use rustls::ClientConfig;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swarm_core::peer::backoff::Backoff;
 use swarm_core::relay::RelayFrame;
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -41,7 +41,7 @@ pub enum ConnectError {
     Unreachable { url: String, attempts: u32, last: String },
 }
 
-/// Why [`TrackerClient::request`] got no answer.
+/// Why a request to the tracker got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// The tracker answered with an error.
@@ -81,8 +81,10 @@ pub enum Incoming {
     Msg(ServerMsg),
     /// A relayed chunk-protocol message from another peer.
     Relay(RelayFrame),
-    /// A new session with the tracker began (after a reconnect): re-announce.
+    /// A new session with the tracker began (after a reconnect), welcomed as this peer.
     Reconnected,
+    /// The session ended; reconnecting.
+    Disconnected,
 }
 
 enum Outgoing {
@@ -92,8 +94,6 @@ enum Outgoing {
 pub struct TrackerClient {
     out: mpsc::UnboundedSender<Outgoing>,
     relay_out: mpsc::Sender<Vec<u8>>,
-    pending: Mutex<HashMap<u32, oneshot::Sender<ServerMsg>>>,
-    next_req: AtomicU32,
     pub peer_id: PeerId,
     /// The ICE servers the tracker named in its latest `welcome`.
     pub ice_servers: Mutex<Vec<IceServer>>,
@@ -107,7 +107,6 @@ struct Session {
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// `host[:port]` of a websocket URL, for messages.
 fn host_of(url: &str) -> &str {
@@ -157,7 +156,7 @@ impl TrackerClient {
         first_attempts: u32,
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>), ConnectError> {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::default();
         let mut attempt = 0;
         let (ws, peer_id, ice_servers) = loop {
             attempt += 1;
@@ -170,9 +169,9 @@ impl TrackerClient {
                     } else {
                         format!(" (attempt {attempt} of {first_attempts})")
                     };
-                    tracing::warn!("{e:#}; retrying in {backoff:?}{of}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
+                    tracing::warn!("{e:#}; retrying in {delay:?}{of}");
+                    tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
                     let last = match e {
@@ -186,14 +185,7 @@ impl TrackerClient {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (relay_tx, relay_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let client = Arc::new(Self {
-            out: out_tx,
-            relay_out: relay_tx,
-            pending: Mutex::new(HashMap::new()),
-            next_req: AtomicU32::new(1),
-            peer_id,
-            ice_servers: Mutex::new(ice_servers),
-        });
+        let client = Arc::new(Self { out: out_tx, relay_out: relay_tx, peer_id, ice_servers: Mutex::new(ice_servers) });
         let session = Session { url: url.to_string(), secret: secret.to_string(), tls };
         tokio::spawn(client.clone().supervise(ws, session, out_rx, relay_rx, in_tx));
         Ok((client, in_rx))
@@ -209,14 +201,11 @@ impl TrackerClient {
     ) {
         loop {
             let reason = self.session(ws, &mut out, &mut relay, &incoming).await;
-            for (_, waiter) in self.pending.lock().unwrap().drain() {
-                drop(waiter); // the waiting request fails with "tracker connection lost"
-            }
-            if incoming.is_closed() {
+            if incoming.send(Incoming::Disconnected).is_err() {
                 return;
             }
             tracing::warn!("lost the tracker connection ({reason}); reconnecting");
-            let mut backoff = Duration::from_millis(250);
+            let mut backoff = Backoff::default();
             ws = loop {
                 match open_session(&session.url, &session.secret, session.tls.as_ref()).await {
                     Ok((ws, _, ice)) => {
@@ -224,9 +213,9 @@ impl TrackerClient {
                         break ws;
                     }
                     Err(e) => {
-                        tracing::warn!("tracker unreachable: {e:#}; retrying in {backoff:?}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
+                        tracing::warn!("tracker unreachable: {e:#}; retrying in {delay:?}");
+                        tokio::time::sleep(delay).await;
                     }
                 }
             };
@@ -280,31 +269,13 @@ impl TrackerClient {
     }
 
     fn dispatch(&self, msg: ServerMsg, incoming: &mpsc::UnboundedSender<Incoming>) {
-        let req = match &msg {
-            ServerMsg::Published { req, .. }
-            | ServerMsg::Located { req, .. }
-            | ServerMsg::SearchResults { req, .. } => Some(*req),
-            ServerMsg::Error { req: Some(req), .. } => Some(*req),
-            ServerMsg::Error { req: None, code, message } => {
-                tracing::warn!(?code, "tracker: {message}");
-                None
-            }
-            _ => None,
-        };
-        match req {
-            Some(r) => match self.pending.lock().unwrap().remove(&r) {
-                Some(waiter) => {
-                    let _ = waiter.send(msg);
-                }
-                None => tracing::debug!(req = r, "answer nobody waits for"),
-            },
-            None => {
-                let _ = incoming.send(Incoming::Msg(msg));
-            }
+        if let ServerMsg::Error { req: None, code, message } = &msg {
+            tracing::warn!(?code, "tracker: {message}");
         }
+        let _ = incoming.send(Incoming::Msg(msg));
     }
 
-    /// Sends a message that expects no answer (queued while the tracker is unreachable).
+    /// Sends a message (queued while the tracker is unreachable).
     pub fn send(&self, msg: ClientMsg) {
         let _ = self.out.send(Outgoing::Json(msg));
     }
@@ -313,22 +284,5 @@ impl TrackerClient {
     pub async fn send_relay(&self, frame: &RelayFrame) -> anyhow::Result<()> {
         let bytes = frame.encode()?;
         self.relay_out.send(bytes).await.map_err(|_| anyhow!("tracker connection closed"))
-    }
-
-    /// Sends a request built with a fresh `req` and waits for its answer; a tracker error
-    /// becomes `Err(RequestError::Tracker)`.
-    pub async fn request(&self, make: impl FnOnce(u32) -> ClientMsg) -> Result<ServerMsg, RequestError> {
-        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(req, tx);
-        self.send(make(req));
-        let answer = tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .map_err(|_| RequestError::Timeout)?
-            .map_err(|_| RequestError::Lost)?;
-        match answer {
-            ServerMsg::Error { code, message, .. } => Err(TrackerError { code, message }.into()),
-            m => Ok(m),
-        }
     }
 }

@@ -10,7 +10,7 @@
 use super::config::{LINK_IDLE_MS, ORDER_CONCURRENCY};
 use super::download::{Answer, Download, Step};
 use super::links::{Direct, OutLink};
-use super::{ChunkBuf, DownloadError, DownloadId, Event, Inventory, LinkId, Output, Peer, Pending, Purpose};
+use super::{ChunkBuf, DownloadError, DownloadId, Event, Failure, Inventory, LinkId, Output, Peer, Pending, Purpose};
 use crate::chunk_proto::PeerMsg;
 use crate::{ChunkId, ClientMsg, FileId, LinkPath, Manifest, PeerId, ServerMsg};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -124,7 +124,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 self.fetch.runs.get_mut(&id).expect("just made").dl = Some(dl);
                 self.apply(id, steps, now_ms);
             }
-            Err(e) => self.finish(id, Err(e.to_string()), now_ms),
+            Err(e) => self.finish(id, Err(Failure::Failed(e.to_string())), now_ms),
         }
         id
     }
@@ -132,7 +132,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// Stops a download (its links stay for others; its requests' answers are ignored).
     pub fn cancel(&mut self, download: DownloadId, now_ms: u64) {
         if self.fetch.runs.contains_key(&download) {
-            self.finish(download, Err("cancelled".into()), now_ms);
+            self.finish(download, Err(Failure::Cancelled), now_ms);
         }
     }
 
@@ -160,13 +160,13 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         let Some(run) = self.fetch.runs.get_mut(&download) else { return };
         if file != run.file {
             let why = format!("the tracker answered about another file ({})", file.short());
-            return self.finish(download, Err(why), now_ms);
+            return self.finish(download, Err(Failure::Failed(why)), now_ms);
         }
         let me = self.me.clone();
         let dl = Download::new(file, manifest.clone(), peers, holders, me.as_ref(), |c| inv.has(c));
         let mut dl = match dl {
             Ok(dl) => dl,
-            Err(e) => return self.finish(download, Err(e.to_string()), now_ms),
+            Err(e) => return self.finish(download, Err(Failure::Failed(e.to_string())), now_ms),
         };
         dl.set_wait_for_holders(true);
         // Chunks this peer lacks that the tracker knows no live holder of.
@@ -250,8 +250,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 Step::Stored { index, chunk, bytes } => {
                     let from = dl.source_of(index).map(|s| dl.peer(s).clone());
                     let bytes = (run.purpose == Purpose::Read).then_some(bytes);
+                    let (len, stored, size) = (dl.manifest().chunk_len(index), dl.bytes_done(), dl.manifest().size);
                     if let Some(from) = from {
-                        self.event(Event::Chunk { download: id, index, from, bytes });
+                        self.event(Event::Chunk { download: id, index, len, stored, size, from, bytes });
                     }
                     if let Some(orders) = self.fetch.waiting_orders.remove(&chunk) {
                         self.flush_haves();
@@ -297,7 +298,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                     "{missing} chunk(s) have no live holder in the swarm: the file cannot be completed until a peer \
                      holding them comes back"
                 );
-                return self.finish(id, Err(why), now_ms);
+                return self.finish(id, Err(Failure::Failed(why)), now_ms);
             }
             _ => now_ms < run.started + GIVE_UP_MS && run.file == run.dl.as_ref().map(|d| d.file()).unwrap_or(run.file),
         };
@@ -308,7 +309,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             self.release(id, now_ms);
             self.event(Event::Notice(format!("{e}; looking for other holders")));
         } else {
-            self.finish(id, Err(e.to_string()), now_ms);
+            self.finish(id, Err(Failure::Failed(e.to_string())), now_ms);
         }
     }
 
@@ -325,7 +326,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.fetch.verifying.retain(|_, v| v.download != id);
     }
 
-    pub(super) fn finish(&mut self, id: DownloadId, result: Result<(), String>, now_ms: u64) {
+    pub(super) fn finish(&mut self, id: DownloadId, result: Result<(), Failure>, now_ms: u64) {
         let Some(mut run) = self.fetch.runs.remove(&id) else { return };
         if let Some(dl) = run.dl.as_mut() {
             dl.cancel();
@@ -337,7 +338,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 self.send(ClientMsg::OrderDone { order: *order });
             }
             (Purpose::Order { order }, Err(reason)) => {
-                self.send(ClientMsg::OrderFailed { order: *order, reason: reason.clone() });
+                self.send(ClientMsg::OrderFailed { order: *order, reason: reason.to_string() });
             }
             (Purpose::Keep, Err(_)) => {
                 // Orders that waited on this download's chunks are failed: nobody fetches them now.

@@ -202,14 +202,27 @@ pub enum Event<B> {
     Reply { req: u32, msg: ServerMsg },
     /// A download knows its file (after `locate`): it is running.
     Located { download: DownloadId, file: FileId, manifest: Manifest, meta: FileMeta },
-    /// A download stored chunk `index` (for [`Purpose::Read`]: with its bytes).
-    Chunk { download: DownloadId, index: usize, from: PeerId, bytes: Option<B> },
+    /// A download stored chunk `index` (`len` bytes; `stored` of `size` bytes of the file are
+    /// stored now). For [`Purpose::Read`]: with its bytes.
+    Chunk { download: DownloadId, index: usize, len: u32, stored: u64, size: u64, from: PeerId, bytes: Option<B> },
     /// A download ended.
-    Finished { download: DownloadId, purpose: Purpose, result: Result<(), String> },
+    Finished { download: DownloadId, purpose: Purpose, result: Result<(), Failure> },
     /// The tracker found homes for this peer's chunks (answer to [`Peer::leave`]).
     LeaveReady { stranded: u32 },
     /// Something a user may want to know (a bad chunk refused, a stalled source).
     Notice(String),
+}
+
+/// Why a download ended without its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The tracker refused (e.g. an unknown file).
+    #[error("{message}")]
+    Tracker { code: crate::wire::ErrorCode, message: String },
+    #[error("{0}")]
+    Failed(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// A request to the tracker awaiting its answer.

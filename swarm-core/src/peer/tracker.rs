@@ -147,9 +147,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 Some((Pending::Driver, _)) => self.event(Event::Reply { req, msg }),
                 None => {}
             },
-            ServerMsg::Error { req: Some(req), ref message, .. } => match self.pending.remove(&req) {
+            ServerMsg::Error { req: Some(req), ref message, code } => match self.pending.remove(&req) {
                 Some((Pending::Locate(download), _)) => {
-                    let why = message.clone();
+                    let why = super::Failure::Tracker { code, message: message.clone() };
                     self.finish(download, Err(why), now_ms);
                 }
                 Some((Pending::Driver, _)) => self.event(Event::Reply { req, msg }),

@@ -1,0 +1,526 @@
+//! The native driver of the peer core ([`swarm_core::peer::Peer`]): one tokio task owns the
+//! core and carries out its outputs with tokio, str0m ([`crate::rtc`]) and the disk store.
+//!
+//! Everything that decides (downloads, links, serving, tracker duties) is the core's; this
+//! task only moves bytes: tracker messages and relay frames ([`TrackerClient`]), WebRTC links
+//! (one task each, plus a writer task so a slow link never blocks the loop), store reads and
+//! hash checks on blocking threads, and commands from the [`crate::node::Node`] handle.
+
+use crate::node::{Cmd, DataStats, NodeConfig, Views};
+use crate::rtc::{Link, LinkEvent, RtcEnv};
+use crate::store::ChunkStore;
+use crate::tracker_client::{Incoming as FromTracker, TrackerClient};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use swarm_core::peer::{
+    DownloadId, Event, Failure, Incoming, Inventory, LinkId, Output, Peer, PeerConfig, Purpose, ReadResult,
+};
+use swarm_core::relay::RelayFrame;
+use swarm_core::{ChunkId, ClientMsg, PeerKind, ServerMsg};
+use tokio::sync::{mpsc, oneshot};
+
+/// str0m writes a message only when all of it fits its SCTP send buffer
+/// ([`crate::rtc::SCTP_BUFFER`], 32 KiB, the fastest measured): frames are 16 KiB.
+pub const FRAME_PAYLOAD: usize = swarm_core::chunk_proto::DEFAULT_FRAME_PAYLOAD;
+
+/// What reaches the driver task.
+pub enum Input {
+    Cmd(Cmd),
+    Tracker(FromTracker),
+    Link(LinkId, LinkEvent),
+    Read(u64, ReadResult),
+    Verified {
+        token: u64,
+        bytes: Vec<u8>,
+        actual: ChunkId,
+        kept: Result<(), String>,
+    },
+    /// The store found these chunks corrupt and dropped them.
+    Corrupt(Vec<ChunkId>),
+}
+
+/// The disk store as the core sees it.
+struct Inv<'a> {
+    store: &'a ChunkStore,
+    pinned: OnceLock<HashSet<ChunkId>>,
+}
+
+impl<'a> Inv<'a> {
+    fn new(store: &'a ChunkStore) -> Self {
+        Self { store, pinned: OnceLock::new() }
+    }
+}
+
+impl Inventory for Inv<'_> {
+    fn has(&self, chunk: &ChunkId) -> bool {
+        self.store.has(chunk)
+    }
+    fn ids(&self) -> Vec<ChunkId> {
+        self.store.list()
+    }
+    fn used(&self) -> u64 {
+        self.store.used()
+    }
+    fn capacity(&self) -> u64 {
+        self.store.capacity
+    }
+    fn pinned(&self, chunk: &ChunkId) -> bool {
+        self.pinned
+            .get_or_init(|| self.store.files().into_iter().flat_map(|f| f.manifest.chunks).collect())
+            .contains(chunk)
+    }
+}
+
+/// A WebRTC link's handles: dropping the link closes it.
+struct LinkHandles {
+    _link: Link,
+    signals: crate::rtc::SignalHandle,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// A download a caller waits on.
+pub struct Waiter {
+    pub progress: Option<crate::download::Progress>,
+    pub done: oneshot::Sender<Result<DownloadOutcome, FetchFailure>>,
+    pub fetched: u64,
+}
+
+/// What a finished download hands back.
+pub enum DownloadOutcome {
+    File { manifest: swarm_core::Manifest, meta: swarm_core::wire::FileMeta },
+    Chunk(Vec<u8>),
+}
+
+pub struct Driver {
+    core: Peer<Vec<u8>>,
+    started: Instant,
+    tracker: Arc<TrackerClient>,
+    store: ChunkStore,
+    config: NodeConfig,
+    stats: Arc<DataStats>,
+    views: Arc<Mutex<Views>>,
+    env: Arc<Mutex<RtcEnv>>,
+    inputs: mpsc::UnboundedSender<Input>,
+    links: HashMap<LinkId, LinkHandles>,
+    relay_writer: mpsc::UnboundedSender<RelayFrame>,
+    requests: HashMap<u32, oneshot::Sender<ServerMsg>>,
+    downloads: HashMap<DownloadId, Waiter>,
+    /// Files of running user downloads (recorded for resume on `Located`).
+    located: HashMap<DownloadId, (swarm_core::Manifest, swarm_core::wire::FileMeta)>,
+    leave: Option<oneshot::Sender<u32>>,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        tracker: Arc<TrackerClient>,
+        from_tracker: mpsc::UnboundedReceiver<FromTracker>,
+        store: ChunkStore,
+        config: NodeConfig,
+        secret: String,
+        stats: Arc<DataStats>,
+        views: Arc<Mutex<Views>>,
+        env: Arc<Mutex<RtcEnv>>,
+    ) -> mpsc::UnboundedSender<Input> {
+        let mut pc = PeerConfig::new(PeerKind::Native, secret);
+        pc.relay_only = config.relay_only;
+        pc.direct_timeout_ms = config.rtc_timeout.as_millis() as u64;
+        pc.frame_payload = FRAME_PAYLOAD;
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Relay frames go out in order, waiting while the tracker's relay queue is full.
+        let (relay_writer, mut relay_rx) = mpsc::unbounded_channel::<RelayFrame>();
+        let t = tracker.clone();
+        tokio::spawn(async move {
+            while let Some(f) = relay_rx.recv().await {
+                if t.send_relay(&f).await.is_err() {
+                    tracing::debug!("relay frame not sent: tracker connection closed");
+                }
+            }
+        });
+        let forward = tx.clone();
+        tokio::spawn(async move {
+            let mut from_tracker = from_tracker;
+            while let Some(m) = from_tracker.recv().await {
+                if forward.send(Input::Tracker(m)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut driver = Driver {
+            core: Peer::new(pc),
+            started: Instant::now(),
+            tracker,
+            store,
+            config,
+            stats,
+            views,
+            env,
+            inputs: tx.clone(),
+            links: HashMap::new(),
+            relay_writer,
+            requests: HashMap::new(),
+            downloads: HashMap::new(),
+            located: HashMap::new(),
+            leave: None,
+        };
+        let now = driver.now();
+        let me = driver.tracker.peer_id.clone();
+        driver.core.tracker_welcomed(me, &Inv::new(&driver.store), now);
+        driver.drain();
+        tokio::spawn(driver.run(rx));
+        tx
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        loop {
+            let deadline = self.core.poll_timeout().map(|ms| self.started + Duration::from_millis(ms));
+            let input = match deadline {
+                Some(at) => tokio::select! {
+                    i = rx.recv() => i,
+                    _ = tokio::time::sleep_until(at.into()) => {
+                        let now = self.now();
+                        self.core.handle_timeout(&Inv::new(&self.store), now);
+                        self.drain();
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(input) = input else { return };
+            self.on_input(input);
+            // Everything already queued is taken before outputs run (fewer wake-ups).
+            while let Ok(more) = rx.try_recv() {
+                self.on_input(more);
+            }
+            self.drain();
+            self.publish_views();
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        let now = self.now();
+        let store = self.store.clone();
+        let inv = Inv::new(&store);
+        match input {
+            Input::Cmd(cmd) => self.on_cmd(cmd, &inv, now),
+            Input::Tracker(FromTracker::Msg(msg)) => self.core.handle_server_msg(msg, &inv, now),
+            Input::Tracker(FromTracker::Relay(frame)) => {
+                self.stats.relay_received.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+                match Incoming::decode(&frame.payload) {
+                    Ok(msg) => self.core.handle_relay(frame.peer, frame.conn, msg, now),
+                    Err(e) => tracing::debug!(peer = %frame.peer.short(), "bad relayed message: {e}"),
+                }
+            }
+            Input::Tracker(FromTracker::Reconnected) => {
+                let env = self.env.clone();
+                let tracker = self.tracker.clone();
+                tokio::spawn(async move { crate::node::resolve_stun_servers(&tracker, &env).await });
+                self.core.tracker_welcomed(self.tracker.peer_id.clone(), &inv, now);
+            }
+            Input::Tracker(FromTracker::Disconnected) => self.core.tracker_disconnected(),
+            Input::Link(link, ev) => match ev {
+                LinkEvent::Signal(s) => self.core.link_signal(link, s),
+                LinkEvent::Open(path) => {
+                    tracing::debug!(link, path = path.as_str(), "data channel open");
+                    self.core.link_open(link, path, now)
+                }
+                LinkEvent::Message(bytes) => {
+                    self.stats.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    match Incoming::decode(&bytes) {
+                        Ok(msg) => self.core.handle_link_msg(link, msg, now),
+                        Err(e) => tracing::debug!(link, "bad message on a link: {e}"),
+                    }
+                }
+                LinkEvent::Closed(reason) => {
+                    tracing::debug!(link, %reason, "link closed");
+                    self.links.remove(&link);
+                    self.core.link_closed(link, &reason, now);
+                }
+            },
+            Input::Read(token, result) => self.core.chunk_read(token, result),
+            Input::Verified { token, bytes, actual, kept } => {
+                self.core.verified(token, bytes, actual, kept, now);
+                self.core.report_storage(&inv);
+            }
+            Input::Corrupt(chunks) => self.core.dropped(chunks, &inv),
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd, inv: &Inv, now: u64) {
+        match cmd {
+            Cmd::Request { msg, reply } => {
+                let req = self.core.request(msg);
+                self.requests.insert(req, reply);
+            }
+            Cmd::Download { file, waiter } => {
+                let id = self.core.download(file, Purpose::Keep, now);
+                self.downloads.insert(id, waiter);
+            }
+            Cmd::FetchChunk { chunk, size, sources, waiter } => {
+                let id = self.core.fetch_chunk(chunk, size, sources, Purpose::Read, inv, now);
+                self.downloads.insert(id, waiter);
+            }
+            Cmd::Announce(chunks) => {
+                for c in chunks {
+                    self.core.announce(c, now);
+                }
+                self.core.flush_haves();
+                self.core.report_storage(inv);
+            }
+            Cmd::Flush(done) => {
+                self.core.flush_haves();
+                self.core.report_storage(inv);
+                // Answers come in order on the one websocket: once this one is back, every
+                // message queued before it was handled.
+                let req = self.core.request(|req| ClientMsg::Search { req, query: String::new(), limit: 1 });
+                self.requests.insert(req, {
+                    let (tx, rx) = oneshot::channel();
+                    tokio::spawn(async move {
+                        let _ = rx.await;
+                        let _ = done.send(());
+                    });
+                    tx
+                });
+            }
+            Cmd::Leave(done) => {
+                self.leave = Some(done);
+                self.core.leave();
+            }
+        }
+    }
+
+    /// Carries out every output of the core.
+    fn drain(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Tracker(msg) => {
+                    if let ClientMsg::BadSource { peer, chunk } = &msg {
+                        self.stats.bad_chunks.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %peer.short(), chunk = %chunk.short(), "refused a bad chunk");
+                    }
+                    self.tracker.send(msg)
+                }
+                Output::Relay { to, conn, payload } => {
+                    self.stats.relay_sent.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    let _ = self.relay_writer.send(RelayFrame { peer: to, conn, payload });
+                }
+                Output::Dial { link, peer } => {
+                    let env = self.env.lock().unwrap().clone();
+                    match Link::offer(&env) {
+                        Ok(l) => self.adopt(link, l),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer.short(), "cannot start WebRTC ({e:#}): using the relay");
+                            let _ = self.inputs.send(Input::Link(link, LinkEvent::Closed(format!("{e:#}"))));
+                        }
+                    }
+                }
+                Output::Accept { link, peer, sdp } => {
+                    let env = self.env.lock().unwrap().clone();
+                    match Link::answer(&env, &sdp) {
+                        Ok(l) => self.adopt(link, l),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer.short(), "cannot answer offer: {e:#}");
+                            let close = swarm_core::Signal::Close { reason: format!("{e:#}") };
+                            self.core.link_signal(link, close);
+                            let _ = self.inputs.send(Input::Link(link, LinkEvent::Closed(format!("{e:#}"))));
+                        }
+                    }
+                }
+                Output::Signal { link, signal } => {
+                    if let Some(h) = self.links.get(&link) {
+                        h.signals.deliver(signal);
+                    }
+                }
+                Output::Send { link, bytes } => {
+                    if let Some(h) = self.links.get(&link) {
+                        self.stats.sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        let _ = h.writer.send(bytes);
+                    }
+                }
+                Output::Close { link } => {
+                    self.links.remove(&link);
+                }
+                Output::Read { token, chunk } => {
+                    let (store, inputs, corrupt) = (self.store.clone(), self.inputs.clone(), self.config.corrupt_serve);
+                    tokio::task::spawn_blocking(move || {
+                        // The store checks every chunk it reads against its id (and drops a
+                        // corrupt one, telling the driver through `notify_corrupt`).
+                        let result = match store.get(&chunk) {
+                            Ok(Some(mut b)) => {
+                                if corrupt {
+                                    if let Some(x) = b.first_mut() {
+                                        *x ^= 0x55;
+                                    }
+                                }
+                                ReadResult::Found(b)
+                            }
+                            Ok(None) => ReadResult::Missing,
+                            Err(_) => ReadResult::Corrupt,
+                        };
+                        let _ = inputs.send(Input::Read(token, result));
+                    });
+                }
+                Output::Verify { token, chunk, bytes, keep } => {
+                    let (store, inputs) = (self.store.clone(), self.inputs.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let actual = ChunkId::of(&bytes);
+                        let kept = if actual != chunk {
+                            Ok(())
+                        } else {
+                            match store.put(&chunk, &bytes) {
+                                Ok(()) => Ok(()),
+                                Err(e) if keep => Err(e.to_string()),
+                                Err(e) => {
+                                    tracing::debug!(chunk = %chunk.short(), "not keeping the chunk: {e}");
+                                    Err(e.to_string())
+                                }
+                            }
+                        };
+                        let _ = inputs.send(Input::Verified { token, bytes, actual, kept });
+                    });
+                }
+                Output::Remove { chunks } => {
+                    let n = chunks.iter().filter(|c| self.store.remove(c)).count();
+                    tracing::info!(chunks = n, "trimmed surplus copies");
+                    self.core.report_storage(&Inv::new(&self.store));
+                }
+                Output::Event(e) => self.on_event(e),
+            }
+        }
+    }
+
+    /// Wires a new link: its events into the loop, its writes through a writer task.
+    fn adopt(&mut self, link: LinkId, mut l: Link) {
+        let mut events = std::mem::replace(&mut l.events, mpsc::unbounded_channel().1);
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let closed = matches!(ev, LinkEvent::Closed(_));
+                if inputs.send(Input::Link(link, ev)).is_err() || closed {
+                    break;
+                }
+            }
+        });
+        let (writer, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let sender = l.sender.clone();
+        tokio::spawn(async move {
+            while let Some(m) = wrx.recv().await {
+                if sender.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let signals = l.signal_handle();
+        self.links.insert(link, LinkHandles { _link: l, signals, writer });
+    }
+
+    fn on_event(&mut self, e: Event<Vec<u8>>) {
+        match e {
+            Event::Welcomed { .. } => {}
+            Event::Reply { req, msg } => {
+                if let Some(reply) = self.requests.remove(&req) {
+                    let _ = reply.send(msg);
+                }
+            }
+            Event::Located { download, manifest, meta, .. } => {
+                // Recorded before the first chunk arrives: the chunks of a file this peer
+                // wants are not trimmed away, and an interrupted download resumes from them.
+                let need: u64 = (0..manifest.chunks.len())
+                    .filter(|&i| !self.store.has(&manifest.chunks[i]))
+                    .map(|i| manifest.chunk_len(i) as u64)
+                    .sum();
+                if !self.store.has_room(need) {
+                    let e = crate::store::StoreError::NoRoom {
+                        need,
+                        used: self.store.used(),
+                        capacity: self.store.capacity,
+                    };
+                    if let Some(w) = self.downloads.remove(&download) {
+                        let _ = w.done.send(Err(FetchFailure::NoRoom(e)));
+                    }
+                    self.core.cancel(download, self.now());
+                    return;
+                }
+                let record = crate::store::StoredFile { manifest: manifest.clone(), meta: meta.clone() };
+                if let Err(e) = self.store.put_file(&record) {
+                    tracing::warn!("cannot record the download: {e}");
+                }
+                self.located.insert(download, (manifest, meta));
+                if let Some(w) = self.downloads.get(&download) {
+                    if let Some(p) = &w.progress {
+                        let (done, size) = self
+                            .core
+                            .download_state(download)
+                            .map(|d| (d.bytes_done(), d.manifest().size))
+                            .unwrap_or((0, 0));
+                        p(done, size, 0);
+                    }
+                }
+            }
+            Event::Chunk { download, index, len, stored, size, from, bytes } => {
+                tracing::debug!(download, index, peer = %from.short(), "chunk received");
+                *self.stats.chunks_from.lock().unwrap().entry(from).or_default() += 1;
+                let Some(w) = self.downloads.get_mut(&download) else { return };
+                if let Some(bytes) = bytes {
+                    if let Some(w) = self.downloads.remove(&download) {
+                        let _ = w.done.send(Ok(DownloadOutcome::Chunk(bytes)));
+                    }
+                    return;
+                }
+                w.fetched += len as u64;
+                if let Some(p) = &w.progress {
+                    p(stored, size, w.fetched);
+                }
+            }
+            Event::Finished { download, purpose, result } => {
+                let located = self.located.remove(&download);
+                let Some(w) = self.downloads.remove(&download) else {
+                    if let (Purpose::Order { order }, Err(e)) = (&purpose, &result) {
+                        tracing::warn!(order, "replication order failed: {e}");
+                    }
+                    return;
+                };
+                let outcome = match (result, located) {
+                    (Ok(()), Some((manifest, meta))) => Ok(DownloadOutcome::File { manifest, meta }),
+                    (Ok(()), None) => Err(FetchFailure::Failed("the download ended without its file".into())),
+                    (Err(Failure::Tracker { code, message }), _) => {
+                        Err(FetchFailure::Tracker(crate::tracker_client::TrackerError { code, message }))
+                    }
+                    (Err(e), _) => Err(FetchFailure::Failed(e.to_string())),
+                };
+                let _ = w.done.send(outcome);
+            }
+            Event::LeaveReady { stranded } => {
+                if let Some(done) = self.leave.take() {
+                    let _ = done.send(stranded);
+                }
+            }
+            Event::Notice(n) => tracing::info!("{n}"),
+        }
+    }
+
+    fn publish_views(&self) {
+        let mut v = self.views.lock().unwrap();
+        v.paths = self.core.path_report();
+        v.links = self.core.links();
+    }
+}
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchFailure {
+    /// The store cannot take the file.
+    #[error(transparent)]
+    NoRoom(crate::store::StoreError),
+    /// The tracker refused (an unknown file).
+    #[error(transparent)]
+    Tracker(crate::tracker_client::TrackerError),
+    #[error("{0}")]
+    Failed(String),
+}
