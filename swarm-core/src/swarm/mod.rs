@@ -4,7 +4,10 @@
 //! The tracker's websocket tasks call [`Swarm::join`], [`Swarm::handle`] and [`Swarm::leave`],
 //! a timer calls [`Swarm::tick`], and the driver carries the returned [`Output`]s to the peers
 //! and to the durable index. Time comes in as milliseconds; nothing here reads a clock.
+//! What the tracker admits before the swarm sees a message (secret format, publish limits)
+//! is [`policy`]'s.
 
+pub mod policy;
 pub mod repair;
 
 use crate::content::{ChunkId, FileId, Manifest};
