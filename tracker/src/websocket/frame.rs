@@ -11,6 +11,9 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
+/// Longest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
+pub const MAX_HEADER: usize = 14;
+
 /// A frame header read from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {

@@ -1,6 +1,7 @@
 //! The socket against tungstenite's client over a real loopback connection.
 
 use super::*;
+use frame::{OP_CONTINUATION, OP_PING};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -25,12 +26,12 @@ async fn messages_both_ways_and_no_buffers_while_idle() {
     client.send(TMsg::binary(vec![7u8; 100_000])).await.unwrap();
     assert_eq!(server.recv().await.unwrap().unwrap(), Message::Text("hello".into()));
     assert_eq!(server.recv().await.unwrap().unwrap(), Message::Binary(vec![7u8; 100_000].into()));
-    assert_eq!((server.rbuf.capacity(), server.wbuf.capacity()), (0, 0));
+    assert_eq!((server.dec.buf_mut().capacity(), server.wbuf.capacity()), (0, 0));
     server.send(&Message::Text("welcome".into())).await.unwrap();
     server.send(&Message::Binary(vec![1u8; 70_000].into())).await.unwrap();
     assert_eq!(client.next().await.unwrap().unwrap(), TMsg::text("welcome"));
     assert_eq!(client.next().await.unwrap().unwrap(), TMsg::binary(vec![1u8; 70_000]));
-    assert_eq!((server.rbuf.capacity(), server.wbuf.capacity()), (0, 0));
+    assert_eq!((server.dec.buf_mut().capacity(), server.wbuf.capacity()), (0, 0));
 }
 
 #[tokio::test]
