@@ -25,6 +25,10 @@ use tokio::net::TcpStream;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
+/// Unwritten bytes beyond which pings get no pong (RFC 6455, 5.5.3 lets an endpoint answer
+/// only the latest ping): a client that sends pings and reads nothing cannot grow the
+/// write buffer.
+const PONG_BACKLOG: usize = 64 * 1024;
 
 /// A complete message from or to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +146,7 @@ impl Socket {
                 None => return Ok(None),
                 Some(Decoded::Message(m)) => return Ok(Some(m)),
                 Some(Decoded::Ping(body)) => {
-                    if !self.close_sent {
+                    if !self.close_sent && self.wbuf.len() - self.wpos <= PONG_BACKLOG {
                         frame::encode(&mut self.wbuf, OP_PONG, &body);
                     }
                 }

@@ -94,3 +94,20 @@ async fn bad_utf8_closes_with_1007() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn pings_never_read_cannot_grow_the_write_buffer() {
+    let (mut server, mut client) = pair(1 << 20).await;
+    let mut raw = Vec::new();
+    for _ in 0..20_000 {
+        raw.extend(frame::client_frame(true, OP_PING, &[7; 125]));
+    }
+    raw.extend(frame::client_frame(true, OP_TEXT, b"end"));
+    let writer = tokio::spawn(async move {
+        client.get_mut().write_all(&raw).await.unwrap();
+        client // kept open, never read
+    });
+    assert_eq!(server.recv().await.unwrap().unwrap(), Message::Text("end".into()));
+    assert!(server.wbuf.len() - server.wpos <= PONG_BACKLOG + 131, "{} bytes queued", server.wbuf.len());
+    drop(writer.await.unwrap());
+}

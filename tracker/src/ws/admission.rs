@@ -1,5 +1,8 @@
 //! The hello phase of a connection: until the peer says a valid `hello` it may send only a
-//! few messages (each answered with an error), within the hello timeout. A valid hello is
+//! few messages (each answered with an error) of at most [`MAX_HELLO_BYTES`] each (a larger
+//! one closes the connection with 1009), within the hello timeout: a stranger cannot make the
+//! tracker buffer more than that before it has an identity. The full message limit
+//! ([`swarm_core::wire::MAX_MESSAGE_BYTES`]) applies once the peer is welcomed. A valid hello is
 //! checked ([`swarm_core::swarm::policy::check_secret`], protocol version), the peer joins the
 //! swarm unless the tracker is full, and `welcome` is queued on its fresh outbox.
 
@@ -11,6 +14,11 @@ use swarm_core::swarm::policy::check_secret;
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
 use tokio::time::{timeout, Instant};
+
+/// Largest message before `welcome` (a `hello` is a few hundred bytes).
+pub(super) const MAX_HELLO_BYTES: usize = 4096;
+/// Messages other than a valid `hello` answered before the connection is closed.
+const MAX_STRIKES: u32 = 16;
 
 /// Waits for a valid hello; registers the peer and answers `welcome`.
 pub(super) async fn welcome(
@@ -56,7 +64,7 @@ pub(super) async fn welcome(
             Incoming::Msg(_) => ServerMsg::error(None, ErrorCode::NotWelcomed, "say hello first"),
         };
         strikes += 1;
-        if strikes > 16 || !send_now(socket, state, err).await {
+        if strikes > MAX_STRIKES || !send_now(socket, state, err).await {
             return None;
         }
     }

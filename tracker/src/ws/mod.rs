@@ -59,7 +59,7 @@ pub async fn upgrade(
     tokio::spawn(async move {
         if let Some((stream, read)) = handshake::upgraded(on_upgrade).await {
             // A task of its own: this one's state (hyper's upgrade) is not kept around.
-            tokio::spawn(connection(Socket::new(stream, &read, MAX_MESSAGE_BYTES), state, ip, host));
+            tokio::spawn(connection(Socket::new(stream, &read, admission::MAX_HELLO_BYTES), state, ip, host));
         }
     });
     handshake::switching_protocols::<Body>(&accept)
@@ -133,6 +133,7 @@ fn connection(
             Err(msg) => return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg.clone())).await,
         };
         let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host)).await else { return };
+        socket.set_max_message(MAX_MESSAGE_BYTES);
         tracing::debug!(peer = %id, %ip, "peer joined");
         Box::pin(Peer::new(&state, id, serial, outbox).run(&mut socket)).await;
         let _ = Box::pin(timeout(state.config.send_timeout, socket.close(1000, ""))).await;
