@@ -10,6 +10,13 @@
 //! Handles what RFC 6455 asks of a server without extensions: masked client frames,
 //! fragmented messages, ping (answered), pong, the close handshake, UTF-8 text, and a size
 //! limit per message. The HTTP upgrade is [`handshake`]'s.
+//!
+//! Hand-written, so it faces strangers with tests of its own: the reading side is a sans-IO
+//! `decode::Decoder` that property tests feed arbitrary byte streams cut at arbitrary points
+//! (no panic; unparsed bytes never above the message limit plus one frame header; an error,
+//! never a wait with no room to read; close codes 1002, 1007, 1009 as RFC 6455 asks), and a
+//! client that pings without reading gets no pongs beyond a bounded backlog. The tracker lowers
+//! the message limit until a peer is welcomed (see `crate::ws`).
 
 mod decode;
 mod frame;
