@@ -53,6 +53,29 @@ pub struct Health {
     pub under_replicated: u32,
     /// Chunks with no live copy.
     pub lost: u32,
+    /// Whether the file is at `replication`, and if not, why (absent in answers from older
+    /// trackers: `ok`).
+    #[serde(default)]
+    pub status: ReplicationStatus,
+}
+
+/// How a file's replication stands: the most telling state of any of its chunks, in this
+/// order (later ones win).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationStatus {
+    /// Every chunk has `replication` copies on peers that stay.
+    #[default]
+    Ok,
+    /// Some chunk is short, and orders to copy it are in flight or on their way.
+    Repairing,
+    /// Some chunk is short, and the live peers that do not hold it have no room.
+    NoRoom,
+    /// Some chunk is short because fewer than `replication` live peers could hold it: it has
+    /// a copy on every one of them, and reaches `replication` as peers join.
+    NotEnoughPeers,
+    /// Some chunk has no live copy.
+    Lost,
 }
 
 /// `/api/search`: the files whose names match, best first.
@@ -157,13 +180,23 @@ mod tests {
     }
 
     fn health() -> impl Strategy<Value = Health> {
-        any::<[u32; 5]>().prop_map(|[replication, min_copies, max_copies, under_replicated, lost]| Health {
-            replication,
-            min_copies,
-            max_copies,
-            under_replicated,
-            lost,
-        })
+        let status = prop_oneof![
+            Just(ReplicationStatus::Ok),
+            Just(ReplicationStatus::Repairing),
+            Just(ReplicationStatus::NoRoom),
+            Just(ReplicationStatus::NotEnoughPeers),
+            Just(ReplicationStatus::Lost),
+        ];
+        (any::<[u32; 5]>(), status).prop_map(
+            |([replication, min_copies, max_copies, under_replicated, lost], status)| Health {
+                replication,
+                min_copies,
+                max_copies,
+                under_replicated,
+                lost,
+                status,
+            },
+        )
     }
 
     fn file_detail() -> impl Strategy<Value = FileDetail> {
@@ -310,7 +343,14 @@ mod tests {
         assert_eq!(page["files"][0]["id"], "ab".repeat(32));
 
         let peer = PeerId::from_secret("s");
-        let health = Health { replication: 3, min_copies: 1, max_copies: 2, under_replicated: 1, lost: 0 };
+        let health = Health {
+            replication: 3,
+            min_copies: 1,
+            max_copies: 2,
+            under_replicated: 1,
+            lost: 0,
+            status: ReplicationStatus::NotEnoughPeers,
+        };
         let detail = FileDetail {
             id,
             name: "a".into(),
@@ -325,7 +365,8 @@ mod tests {
         assert_eq!(keys(&d), ["health", "holders", "id", "manifest", "mime", "name", "peers", "published_at_ms"]);
         assert_eq!(
             d["health"],
-            json!({"replication": 3, "min_copies": 1, "max_copies": 2, "under_replicated": 1, "lost": 0})
+            json!({"replication": 3, "min_copies": 1, "max_copies": 2, "under_replicated": 1, "lost": 0,
+                   "status": "not_enough_peers"})
         );
         assert_eq!(d["holders"], json!([[0]]));
         assert_eq!(d["peers"][0], peer.to_string());

@@ -10,6 +10,9 @@
 //!    virtual time (grace period + 60 s) when capacity allows.
 //! 3. Spread: no peer holds more than `2 × mean + 8` chunks.
 //! 4. Graceful leavers are told to go only when none of their chunks depends on them.
+//! 5. Scarcity: when the swarm shrinks below `R` peers (or the survivors run out of room),
+//!    every chunk with a live copy gets `min(R, live peers with room)` copies within bounded
+//!    virtual time, and `R` again once enough peers join.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use swarm_core::swarm::repair::RepairConfig;
@@ -224,6 +227,43 @@ impl Sim {
         }
     }
 
+    /// Copies `c` should have now: `R`, or as many as live staying peers can hold (those that
+    /// hold it, and those with room for one more chunk).
+    fn effective_target(&self, c: &ChunkId) -> usize {
+        let room = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.alive
+                    && !p.leaving
+                    && (p.chunks.contains(c) || (p.chunks.len() as u64 + 1) * self.chunk_size <= p.capacity)
+            })
+            .count();
+        self.r.min(room)
+    }
+
+    /// Chunks with a live copy but fewer than [`Sim::effective_target`] copies.
+    fn below_effective_target(&self) -> usize {
+        self.copies().iter().filter(|(c, n)| **n >= 1 && **n < self.effective_target(c)).count()
+    }
+
+    /// Steps until every chunk with a live copy is at its effective target; panics after
+    /// `bound_ms`. Returns how long it took.
+    fn settle(&mut self, bound_ms: u64, what: &str) -> u64 {
+        let start = self.now;
+        while self.below_effective_target() > 0 {
+            assert!(
+                self.now - start <= bound_ms,
+                "{what}: {} chunks below min(R, live peers with room) {} ms on",
+                self.below_effective_target(),
+                self.now - start
+            );
+            self.step(100);
+            self.check_consistent();
+        }
+        self.now - start
+    }
+
     fn short_chunks(&self) -> usize {
         self.copies().values().filter(|n| (1..self.r).contains(*n)).count()
     }
@@ -358,4 +398,66 @@ fn swarm_heals_when_peers_run_out_of_room() {
         0x853c49e6748fea9b,
         Churn { kill: 0.03, leave: 0.01, back: 0.02, capacity_chunks: 400, small_capacity_chunks: 4 },
     );
+}
+
+/// The swarm shrinks below `R` live peers (and one survivor runs out of room), then grows back:
+/// every chunk with a live copy reaches `min(R, live peers with room)` copies within a bounded
+/// time after each change, and `R` once enough peers have joined.
+fn shrink_and_grow(seed: u64) {
+    let config = RepairConfig { replication: 3, grace_ms: 3_000, ..Default::default() };
+    let grace = config.grace_ms;
+    let mut sim = Sim::new(seed, config);
+    let ample = 4 * 10_000;
+    for n in 0..8 {
+        sim.join(peer(n), ample);
+    }
+    for f in 0..30 {
+        let by = peer(sim.rng.below(8));
+        let n = 1 + sim.rng.below(8) as usize;
+        sim.upload(&by, n, seed.wrapping_mul(31).wrapping_add(f));
+    }
+    sim.settle(30_000, "placement");
+    assert_eq!(sim.short_chunks(), 0);
+    // Kill all but three; the first survivor is full (it reports no room beyond what it has).
+    let survivors: Vec<PeerId> = (0..3).map(peer).collect();
+    for n in 3..8 {
+        sim.depart(&peer(n), true);
+    }
+    let full = survivors[0].clone();
+    let used = sim.peers[&full].chunks.len() as u64 * sim.chunk_size;
+    sim.peers.get_mut(&full).unwrap().capacity = used;
+    let out = sim.swarm.handle(&full, ClientMsg::Storage { used, capacity: used }, sim.now);
+    sim.apply(out);
+    let took = sim.settle(grace + 15_000, "three survivors, one full");
+    println!("seed {seed}: three survivors (one full) settled in {took} ms");
+    // Down to one with room and the full one.
+    sim.depart(&survivors[2], true);
+    let took = sim.settle(grace + 15_000, "two survivors, one full");
+    println!("seed {seed}: two survivors (one full) settled in {took} ms");
+    for _ in 0..(grace / 100 + 10) {
+        sim.step(100); // past the grace period: the departed peer's chunks are planned
+    }
+    assert_eq!(sim.below_effective_target(), 0);
+    assert!(sim.swarm.scarce_chunks() > 0, "chunks below R are known as scarce");
+    // Peers join one at a time (no grace needed: room appeared).
+    for n in 100..103 {
+        sim.join(peer(n), ample);
+        let took = sim.settle(15_000, "after a join");
+        println!("seed {seed}: join {n} settled in {took} ms");
+    }
+    // Four live peers with room or holding: everything with a live copy is at R.
+    assert_eq!(sim.short_chunks(), 0, "R once enough peers joined");
+    assert_eq!(sim.no_room_refusals, 0, "the tracker never orders a peer beyond its room");
+    for (c, n) in sim.copies() {
+        if n > 0 {
+            assert!(n >= sim.r, "{c:?} has {n} copies");
+        }
+    }
+}
+
+#[test]
+fn swarm_below_r_keeps_every_copy_it_can_and_regrows() {
+    for seed in [0x1234_5678_9abc_def1, 0x0fed_cba9_8765_4321, 0x5555_aaaa_3333_cccc] {
+        shrink_and_grow(seed);
+    }
 }

@@ -100,6 +100,7 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             max_copies: count(copies.iter().max().copied().unwrap_or(0)),
             under_replicated: count(staying.iter().filter(|n| **n < r).count()),
             lost: count(copies.iter().filter(|n| **n == 0).count()),
+            status: s.replication_status(rec),
         },
     })
     .into_response()

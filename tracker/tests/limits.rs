@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use futures_util::SinkExt;
 use swarm_core::wire::{ErrorCode, FileMeta};
 use swarm_core::{ClientMsg, ManifestBuilder, ServerMsg, Signal};
 use tokio_tungstenite::tungstenite::Message;
@@ -187,4 +188,28 @@ async fn bad_input_and_departed_peers_damage_nothing() {
     assert_eq!(status, 200);
     assert_eq!(st["peers"], 1);
     assert_eq!(st["files"], 0);
+}
+
+/// Before `welcome` a connection may send only small messages (a hello is a few hundred
+/// bytes), and only a few: the tracker buffers little for a stranger.
+#[tokio::test]
+async fn an_unwelcomed_connection_is_bounded() {
+    let (url, _) = start(tracker::Config::default()).await;
+    let mut ws = connect(&url).await;
+    ws.send(Message::Text("x".repeat(5_000).into())).await.unwrap();
+    assert!(next_frame(&mut ws).await.is_none(), "a large message before hello closes the connection");
+
+    let mut ws = connect(&url).await;
+    for _ in 0..16 {
+        send(&mut ws, &ClientMsg::Heartbeat).await;
+        assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::NotWelcomed);
+    }
+    send(&mut ws, &ClientMsg::Heartbeat).await;
+    assert!(next_frame(&mut ws).await.is_none(), "the 17th message before hello closes the connection");
+
+    // Once welcomed, the full limit applies.
+    let mut ws = connect(&url).await;
+    hello(&mut ws, &secret(5)).await;
+    ws.send(Message::Text("x".repeat(100_000).into())).await.unwrap();
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
 }

@@ -4,7 +4,10 @@
 //! The tracker's websocket tasks call [`Swarm::join`], [`Swarm::handle`] and [`Swarm::leave`],
 //! a timer calls [`Swarm::tick`], and the driver carries the returned [`Output`]s to the peers
 //! and to the durable index. Time comes in as milliseconds; nothing here reads a clock.
+//! What the tracker admits before the swarm sees a message (secret format, publish limits)
+//! is [`policy`]'s.
 
+pub mod policy;
 pub mod repair;
 
 use crate::content::{ChunkId, FileId, Manifest};
@@ -12,7 +15,7 @@ use crate::wire::{
     validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, LinkPath, PathReport, PeerId, PeerKind, ServerMsg,
     Signal,
 };
-use repair::{Order, RepairConfig, RepairStats};
+use repair::{Order, RepairConfig, RepairStats, Scarcity};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Longest search result list.
@@ -46,6 +49,12 @@ pub struct PeerState {
     /// Asked to leave: its chunks are being handed to others.
     pub leaving: bool,
     leave_answered: bool,
+    /// Refused an order for lack of room: it takes no new copies until a storage report
+    /// that differs from `refused_report` (the one current when it refused).
+    pub refused_room: bool,
+    refused_report: Option<(u64, u64)>,
+    /// The last storage report (used, capacity).
+    last_report: Option<(u64, u64)>,
     /// Peers that reported a bad copy of a chunk from this peer.
     bad_reports: HashMap<ChunkId, BTreeSet<PeerId>>,
     /// The peer's own account of its links by path (boxed: most idle peers never send one).
@@ -64,13 +73,19 @@ impl PeerState {
             orders: 0,
             leaving: false,
             leave_answered: false,
+            refused_room: false,
+            refused_report: None,
+            last_report: None,
             bad_reports: HashMap::new(),
             paths: None,
         }
     }
 
-    /// Bytes this peer can still take.
+    /// Bytes this peer can still take (none while it has refused an order for lack of room).
     pub fn free(&self, default_capacity: u64) -> u64 {
+        if self.refused_room {
+            return 0;
+        }
         self.capacity.unwrap_or(default_capacity).saturating_sub(self.used + self.reserved)
     }
 }
@@ -105,11 +120,17 @@ pub struct Swarm {
     next_order: u64,
     /// Chunks to check, by the time they are due.
     due: BTreeMap<u64, BTreeSet<ChunkId>>,
-    /// Chunks that could not be placed; retried at `next_retry_ms`.
+    /// Chunks waiting for a free order slot; retried at `next_retry_ms`, in turns from
+    /// after `retry_cursor` (so chunks that stay unplaceable cannot starve the others).
     deferred: BTreeSet<ChunkId>,
     next_retry_ms: u64,
-    /// (chunk, peer) pairs that failed an order: not chosen again while the chunk is short.
-    failed_targets: HashSet<(ChunkId, PeerId)>,
+    retry_cursor: Option<ChunkId>,
+    /// Chunks short of `R` that no live peer can take another copy of (too few peers, no
+    /// room): at `R` in effect. Re-checked when room appears (a join, a storage report).
+    scarce: BTreeMap<ChunkId, Scarcity>,
+    /// (chunk, peer) pairs that failed an order, and until when that peer is not chosen
+    /// again for that chunk.
+    failed_targets: BTreeMap<(ChunkId, PeerId), u64>,
     now_ms: u64,
     pub stats: SwarmStats,
     pub repair_stats: RepairStats,
@@ -135,6 +156,7 @@ impl Swarm {
         self.now_ms = self.now_ms.max(now_ms);
         self.leave(&id, now_ms);
         self.peers.insert(id, PeerState::new(kind, now_ms));
+        self.room_appeared(now_ms);
     }
 
     /// A peer's connection ended: it no longer holds anything as far as the swarm knows. Its
@@ -156,7 +178,7 @@ impl Swarm {
                 self.check_at(c, now_ms + grace);
             }
         }
-        self.failed_targets.retain(|(_, p)| p != id);
+        self.failed_targets.retain(|(_, p), _| p != id);
     }
 
     fn unhold(&mut self, chunk: &ChunkId, id: &PeerId) {
@@ -245,15 +267,25 @@ impl Swarm {
                             let p = self.peers.get_mut(from).expect("live");
                             p.used = p.used.saturating_sub(*size as u64);
                             self.check_at(c, now_ms);
+                            self.room_appeared(now_ms);
                         }
                     }
                 }
                 vec![]
             }
             ClientMsg::Storage { used, capacity } => {
+                let default_capacity = self.config.default_capacity;
                 let p = self.peers.get_mut(from).expect("live");
+                let free_before = p.free(default_capacity);
                 p.used = used;
                 p.capacity = Some(capacity);
+                p.last_report = Some((used, capacity));
+                if p.refused_room && p.refused_report != Some((used, capacity)) {
+                    p.refused_room = false;
+                }
+                if p.free(default_capacity) > free_before {
+                    self.room_appeared(now_ms);
+                }
                 vec![]
             }
             ClientMsg::OrderDone { order } => {

@@ -8,10 +8,20 @@
 //! Placement picks, among live peers without the chunk, the one whose storage would be least
 //! full afterwards (weighted by free space, which also spreads chunks evenly over equal
 //! peers), then the one holding fewest chunks, then the longest-lived. Orders in flight are
-//! bounded per peer and in total, so repair never floods the swarm; chunks that cannot be
-//! placed now are retried. A returning peer's surplus copies are trimmed.
+//! bounded per peer and in total, so repair never floods the swarm; chunks waiting for an
+//! order slot are retried in turns. A returning peer's surplus copies are trimmed.
+//!
+//! Scarcity: when fewer than `R` live peers could hold a chunk (too few peers, or the others
+//! have no room), the chunk still gets a copy on every peer that can take one, at once: `R`
+//! in effect is `min(R, live peers with room)`. Such a chunk is parked as *scarce* (with the
+//! reason, for the API's health) and planned again when room appears: a peer joins, a peer
+//! reports more free storage or drops chunks. A target that refused an order for lack of room
+//! takes no new copies until its storage report changes; a target that failed for another
+//! reason (no source delivered, timeout) is not chosen for that chunk for
+//! [`RepairConfig::failed_target_ms`], then tried again (it may be the only peer left).
 
 use super::{send, Output, Swarm};
+use crate::api::ReplicationStatus;
 use crate::content::ChunkId;
 use crate::wire::{PeerId, ServerMsg};
 use std::collections::BTreeSet;
@@ -33,6 +43,9 @@ pub struct RepairConfig {
     pub retry_ms: u64,
     /// Capacity assumed for a peer that has not reported its storage.
     pub default_capacity: u64,
+    /// How long a peer that failed an order (for a reason other than room) is not chosen
+    /// again for that chunk.
+    pub failed_target_ms: u64,
 }
 
 impl Default for RepairConfig {
@@ -45,6 +58,7 @@ impl Default for RepairConfig {
             max_orders_total: 1024,
             retry_ms: 1_000,
             default_capacity: 8 << 30,
+            failed_target_ms: 10_000,
         }
     }
 }
@@ -56,6 +70,26 @@ pub struct Order {
     pub target: PeerId,
     pub size: u32,
     pub deadline_ms: u64,
+}
+
+/// Why a chunk short of `R` copies cannot get another one now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scarcity {
+    /// Every live peer that stays already holds it: fewer than `R` peers.
+    NotEnoughPeers,
+    /// Some live peers do not hold it, but none of them has room.
+    NoRoom,
+}
+
+/// Why [`Swarm::choose_target`] found no target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoTarget {
+    /// Peers could take it but have all their orders in flight: retry when a slot frees.
+    Busy,
+    /// The only peers that could take it failed an order for it: try them again then.
+    Blocked { until_ms: u64 },
+    /// No live peer can take another copy.
+    Scarce(Scarcity),
 }
 
 /// Counters of the repair machinery.
@@ -105,7 +139,7 @@ impl Swarm {
         for id in expired {
             if let Some(o) = self.finish_order(id) {
                 self.repair_stats.orders_expired += 1;
-                self.failed_targets.insert((o.chunk, o.target.clone()));
+                self.failed_targets.insert((o.chunk, o.target.clone()), now_ms + self.config.failed_target_ms);
                 self.check_at(o.chunk, now_ms);
             }
         }
@@ -118,7 +152,21 @@ impl Swarm {
                 .map(|p| self.config.max_orders_per_peer.saturating_sub(p.orders))
                 .sum::<usize>()
                 .min(self.config.max_orders_total.saturating_sub(self.orders.len()));
-            let retry: Vec<ChunkId> = self.deferred.iter().take(slots.max(1)).copied().collect();
+            let n = slots.max(1);
+            let retry: Vec<ChunkId> = match self.retry_cursor {
+                Some(at) => {
+                    use std::ops::Bound::{Excluded, Unbounded};
+                    self.deferred
+                        .range((Excluded(at), Unbounded))
+                        .chain(self.deferred.range(..=at))
+                        .take(n)
+                        .copied()
+                        .collect()
+                }
+                None => self.deferred.iter().take(n).copied().collect(),
+            };
+            self.retry_cursor = retry.last().copied();
+            self.failed_targets.retain(|_, until| *until > now_ms);
             for c in retry {
                 self.deferred.remove(&c);
                 self.check_at(c, now_ms);
@@ -150,6 +198,7 @@ impl Swarm {
     /// Orders enough fetches of `chunk` to bring it back to `R` staying copies.
     fn plan(&mut self, chunk: ChunkId, now_ms: u64, out: &mut Vec<Output>) {
         let Some(&size) = self.chunk_sizes.get(&chunk) else { return };
+        self.scarce.remove(&chunk);
         let mut sources: Vec<PeerId> = self.holders(&chunk).cloned().collect();
         if sources.is_empty() {
             return; // lost until a holder comes back; reported by `lost_chunks`
@@ -159,7 +208,7 @@ impl Swarm {
         let need = self.config.replication.saturating_sub(staying + pending);
         if need == 0 {
             if pending == 0 {
-                self.failed_targets.retain(|(c, _)| *c != chunk);
+                self.forget_failures(&chunk);
             }
             return;
         }
@@ -174,9 +223,15 @@ impl Swarm {
                 self.defer(chunk, now_ms);
                 return;
             }
-            let Some(target) = self.choose_target(&chunk, size) else {
-                self.defer(chunk, now_ms);
-                return;
+            let target = match self.choose_target(&chunk, size) {
+                Ok(target) => target,
+                Err(NoTarget::Busy) => return self.defer(chunk, now_ms),
+                Err(NoTarget::Blocked { until_ms }) => return self.check_at(chunk, until_ms),
+                Err(NoTarget::Scarce(why)) => {
+                    // As many copies as live peers allow: at R in effect until room appears.
+                    self.scarce.insert(chunk, why);
+                    return;
+                }
             };
             let order = self.next_order;
             self.next_order += 1;
@@ -193,6 +248,66 @@ impl Swarm {
         }
     }
 
+    /// Room appeared (a peer joined, reported more free storage, dropped chunks): scarce
+    /// chunks are tried again, at the pace of free order slots.
+    pub(super) fn room_appeared(&mut self, now_ms: u64) {
+        if self.scarce.is_empty() {
+            return;
+        }
+        let scarce = std::mem::take(&mut self.scarce);
+        self.deferred.extend(scarce.into_keys());
+        self.next_retry_ms = self.next_retry_ms.min(now_ms);
+    }
+
+    /// Why `chunk` cannot get another copy now, if it is short of `R` for lack of peers or
+    /// room (as of its last planning).
+    pub fn scarcity(&self, chunk: &ChunkId) -> Option<Scarcity> {
+        self.scarce.get(chunk).copied()
+    }
+
+    /// Chunks short of `R` that are at `R` in effect (no live peer can take another copy).
+    pub fn scarce_chunks(&self) -> usize {
+        self.scarce.len()
+    }
+
+    /// How a file's replication stands: the most telling state of any of its chunks.
+    pub fn replication_status(&self, rec: &super::FileRecord) -> ReplicationStatus {
+        let r = self.config.replication;
+        rec.manifest
+            .chunks
+            .iter()
+            .map(|c| {
+                if self.holder_count(c) == 0 {
+                    ReplicationStatus::Lost
+                } else if self.staying_copies(c) >= r {
+                    ReplicationStatus::Ok
+                } else {
+                    match self.scarce.get(c) {
+                        Some(Scarcity::NotEnoughPeers) => ReplicationStatus::NotEnoughPeers,
+                        Some(Scarcity::NoRoom) => ReplicationStatus::NoRoom,
+                        None => ReplicationStatus::Repairing,
+                    }
+                }
+            })
+            .max()
+            .unwrap_or(ReplicationStatus::Ok)
+    }
+
+    fn forget_failures(&mut self, chunk: &ChunkId) {
+        let failed: Vec<(ChunkId, PeerId)> = self.failures_of(chunk).map(|(p, _)| (*chunk, p.clone())).collect();
+        for key in failed {
+            self.failed_targets.remove(&key);
+        }
+    }
+
+    /// Peers that failed an order for `chunk`, with until when they are passed over.
+    fn failures_of<'s>(&'s self, chunk: &'s ChunkId) -> impl Iterator<Item = (&'s PeerId, u64)> + 's {
+        self.failed_targets
+            .range((*chunk, PeerId(String::new()))..)
+            .take_while(move |((c, _), _)| c == chunk)
+            .map(|((_, p), until)| (p, *until))
+    }
+
     fn defer(&mut self, chunk: ChunkId, now_ms: u64) {
         if self.deferred.is_empty() {
             self.next_retry_ms = now_ms + self.config.retry_ms;
@@ -200,32 +315,52 @@ impl Swarm {
         self.deferred.insert(chunk);
     }
 
-    /// The best peer to take a new copy of `chunk`, if any has room.
-    fn choose_target(&self, chunk: &ChunkId, size: u32) -> Option<PeerId> {
+    /// The best peer to take a new copy of `chunk`, or why there is none.
+    fn choose_target(&self, chunk: &ChunkId, size: u32) -> Result<PeerId, NoTarget> {
         let pending: BTreeSet<&PeerId> =
             self.pending.get(chunk).into_iter().flatten().map(|o| &self.orders[o].target).collect();
-        self.peers
-            .iter()
-            .filter(|(id, p)| {
-                !p.leaving
-                    && p.orders < self.config.max_orders_per_peer
-                    && !p.chunks.contains(chunk)
-                    && !pending.contains(id)
-                    && !self.failed_targets.contains(&(*chunk, (*id).clone()))
-                    && p.free(self.config.default_capacity) >= size as u64
-            })
-            .min_by(|(a_id, a), (b_id, b)| {
-                let fill = |p: &super::PeerState| {
-                    let cap = p.capacity.unwrap_or(self.config.default_capacity).max(1) as f64;
-                    (p.used + p.reserved + size as u64) as f64 / cap
-                };
-                fill(a)
+        let failed: Vec<(&PeerId, u64)> = self.failures_of(chunk).filter(|(_, u)| *u > self.now_ms).collect();
+        let fill = |p: &super::PeerState| {
+            let cap = p.capacity.unwrap_or(self.config.default_capacity).max(1) as f64;
+            (p.used + p.reserved + size as u64) as f64 / cap
+        };
+        let (mut busy, mut blocked, mut full) = (false, None::<u64>, false);
+        let mut best: Option<(&PeerId, &super::PeerState)> = None;
+        for (id, p) in &self.peers {
+            if p.leaving || p.chunks.contains(chunk) || pending.contains(id) {
+                continue;
+            }
+            if p.free(self.config.default_capacity) < size as u64 {
+                full = true;
+                continue;
+            }
+            if let Some((_, until)) = failed.iter().find(|(f, _)| *f == id) {
+                blocked = Some(blocked.map_or(*until, |b| b.min(*until)));
+                continue;
+            }
+            if p.orders >= self.config.max_orders_per_peer {
+                busy = true;
+                continue;
+            }
+            let better = best.is_none_or(|(b_id, b)| {
+                fill(p)
                     .total_cmp(&fill(b))
-                    .then(a.chunks.len().cmp(&b.chunks.len()))
-                    .then(a.joined_at_ms.cmp(&b.joined_at_ms))
-                    .then(a_id.cmp(b_id))
-            })
-            .map(|(id, _)| id.clone())
+                    .then(p.chunks.len().cmp(&b.chunks.len()))
+                    .then(p.joined_at_ms.cmp(&b.joined_at_ms))
+                    .then(id.cmp(b_id))
+                    .is_lt()
+            });
+            if better {
+                best = Some((id, p));
+            }
+        }
+        match (best, busy, blocked) {
+            (Some((id, _)), _, _) => Ok(id.clone()),
+            (None, true, _) => Err(NoTarget::Busy),
+            (None, false, Some(until_ms)) => Err(NoTarget::Blocked { until_ms }),
+            (None, false, None) if full => Err(NoTarget::Scarce(Scarcity::NoRoom)),
+            (None, false, None) => Err(NoTarget::Scarce(Scarcity::NotEnoughPeers)),
+        }
     }
 
     /// Removes an order and releases its reservation.
@@ -273,11 +408,14 @@ impl Swarm {
         let o = self.finish_order(order).expect("present");
         self.repair_stats.orders_failed += 1;
         if reason.starts_with("no room") {
+            // Planned around until its storage report changes.
             if let Some(p) = self.peers.get_mut(peer) {
-                p.capacity = Some(p.used);
+                p.refused_room = true;
+                p.refused_report = p.last_report;
             }
+        } else {
+            self.failed_targets.insert((o.chunk, peer.clone()), now_ms + self.config.failed_target_ms);
         }
-        self.failed_targets.insert((o.chunk, peer.clone()));
         self.check_at(o.chunk, now_ms);
     }
 
@@ -329,8 +467,9 @@ impl Swarm {
                 let Some(&size) = self.chunk_sizes.get(c) else { return false };
                 self.staying_copies(c) < r
                     && (self.pending.contains_key(c)
+                        || self.deferred.contains(c)
                         || self.due.values().any(|set| set.contains(c))
-                        || self.choose_target(c, size).is_some())
+                        || self.choose_target(c, size).is_ok())
             });
             if busy {
                 continue;
@@ -484,5 +623,110 @@ mod tests {
         let stranger = (0..5).map(peer).find(|p| *p != victim).unwrap();
         s.handle(&stranger, ClientMsg::OrderFailed { order: other_order, reason: "x".into() }, 2);
         assert!(s.orders().any(|(id, _)| *id == other_order));
+    }
+
+    /// `n` peers with room for everything; peer 0 publishes a file of `chunks` chunks.
+    fn swarm_of(n: u8, chunks: usize) -> (Swarm, Vec<ChunkId>) {
+        let mut s = Swarm::with_config(RepairConfig { replication: 3, grace_ms: 3000, ..Default::default() });
+        for p in 0..n {
+            s.join(peer(p), PeerKind::Native, 0);
+        }
+        let mut b = ManifestBuilder::new(4);
+        for i in 0..chunks {
+            b.push(&(i as u32).to_be_bytes());
+        }
+        let m = b.finish();
+        let cs = m.chunks.clone();
+        s.handle(&peer(0), ClientMsg::Have { chunks: cs.clone(), full: false }, 0);
+        let meta = FileMeta { name: "f".into(), mime: "x".into() };
+        s.handle(&peer(0), ClientMsg::Publish { req: 1, manifest: m, meta }, 0);
+        (s, cs)
+    }
+
+    /// Ticks every 100 ms from `from` to `to`, every order carried out at the next tick.
+    fn run_until(s: &mut Swarm, from: u64, to: u64) {
+        let mut orders = Vec::new();
+        let mut now = from;
+        while now <= to {
+            carry_out(s, &orders, now);
+            orders = orders_in(&s.tick(now));
+            now += 100;
+        }
+    }
+
+    #[test]
+    fn survivors_below_r_still_get_every_chunk_twice() {
+        // Four peers, R = 3, the file at R; two are killed: the two survivors have room for
+        // everything, so every chunk must get a copy on both (R = 2 in effect), soon.
+        let (mut s, cs) = swarm_of(4, 400);
+        run_until(&mut s, 0, 5_000);
+        assert!(cs.iter().all(|c| s.holder_count(c) == 3), "placement reached R");
+        s.leave(&peer(2), 5_000);
+        s.leave(&peer(3), 5_000);
+        run_until(&mut s, 5_100, 5_000 + 3_000 + 1_000);
+        let short: Vec<usize> = cs.iter().map(|c| s.holder_count(c)).filter(|n| *n < 2).collect();
+        assert!(short.is_empty(), "{} chunks still on one peer: {short:?}", short.len());
+        let rec = s.files().next().unwrap().1.clone();
+        assert_eq!(s.replication_status(&rec), ReplicationStatus::NotEnoughPeers);
+        assert_eq!(s.scarce_chunks(), cs.len());
+        // A third peer joins: every chunk is back at R, and the file is healthy.
+        s.join(peer(7), PeerKind::Native, 9_100);
+        run_until(&mut s, 9_100, 12_000);
+        assert!(cs.iter().all(|c| s.holder_count(c) == 3));
+        assert_eq!(s.replication_status(&rec), ReplicationStatus::Ok);
+        assert_eq!(s.scarce_chunks(), 0);
+    }
+
+    #[test]
+    fn a_peer_without_room_is_planned_around_until_its_storage_report_changes() {
+        let (mut s, c) = swarm_with_file();
+        for n in 3..5 {
+            s.leave(&peer(n), 0); // three peers: 0 (the uploader), 1 and 2
+        }
+        for n in 0..3 {
+            s.handle(&peer(n), ClientMsg::Storage { used: 0, capacity: 1 << 20 }, 0);
+        }
+        let orders = orders_in(&s.tick(0));
+        assert_eq!(orders.len(), 2);
+        let (full, order) = s.orders().map(|(id, o)| (o.target.clone(), *id)).find(|(t, _)| *t == peer(1)).unwrap();
+        s.handle(&full, ClientMsg::OrderFailed { order, reason: "no room: 1 of 1 bytes used".into() }, 10);
+        // The peer says so again, with the same numbers: still no room.
+        s.handle(&full, ClientMsg::Storage { used: 0, capacity: 1 << 20 }, 11);
+        let other: Vec<_> = orders.iter().filter(|(t, ..)| *t != full).cloned().collect();
+        carry_out(&mut s, &other, 12);
+        assert!(orders_in(&s.tick(20)).is_empty(), "not chosen again");
+        assert_eq!(s.scarcity(&c), Some(Scarcity::NoRoom));
+        let rec = s.files().next().unwrap().1.clone();
+        assert_eq!(s.replication_status(&rec), ReplicationStatus::NoRoom);
+        assert!(orders_in(&s.tick(5_000)).is_empty(), "nor on a retry");
+        // It made room: a changed report brings it back.
+        s.handle(&full, ClientMsg::Storage { used: 0, capacity: 2 << 20 }, 5_100);
+        let again = orders_in(&s.tick(5_100));
+        assert_eq!(again.iter().map(|o| &o.0).collect::<Vec<_>>(), vec![&full]);
+        carry_out(&mut s, &again, 5_200);
+        assert_eq!(s.holder_count(&c), 3);
+        assert_eq!(s.replication_status(&rec), ReplicationStatus::Ok);
+    }
+
+    #[test]
+    fn the_only_target_that_failed_is_tried_again_after_a_while() {
+        let (mut s, c) = swarm_with_file();
+        for n in 2..5 {
+            s.leave(&peer(n), 0); // two peers: the uploader and peer 1
+        }
+        let orders = orders_in(&s.tick(0));
+        assert_eq!(orders.iter().map(|o| &o.0).collect::<Vec<_>>(), vec![&peer(1)], "one copy where two fit");
+        let order = *s.orders().next().unwrap().0;
+        s.handle(&peer(1), ClientMsg::OrderFailed { order, reason: "no source delivered".into() }, 100);
+        assert!(orders_in(&s.tick(100)).is_empty());
+        let rec = s.files().next().unwrap().1.clone();
+        assert_eq!(s.replication_status(&rec), ReplicationStatus::Repairing);
+        let wait = s.config.failed_target_ms;
+        assert!(orders_in(&s.tick(100 + wait - 1)).is_empty());
+        assert_eq!(s.next_deadline(), Some(100 + wait), "a check is due when the pause ends");
+        let again = orders_in(&s.tick(100 + wait));
+        assert_eq!(again.iter().map(|o| &o.0).collect::<Vec<_>>(), vec![&peer(1)]);
+        carry_out(&mut s, &again, 100 + wait);
+        assert_eq!(s.holder_count(&c), 2);
     }
 }

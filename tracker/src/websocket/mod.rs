@@ -10,12 +10,21 @@
 //! Handles what RFC 6455 asks of a server without extensions: masked client frames,
 //! fragmented messages, ping (answered), pong, the close handshake, UTF-8 text, and a size
 //! limit per message. The HTTP upgrade is [`handshake`]'s.
+//!
+//! Hand-written, so it faces strangers with tests of its own: the reading side is a sans-IO
+//! `decode::Decoder` that property tests feed arbitrary byte streams cut at arbitrary points
+//! (no panic; unparsed bytes never above the message limit plus one frame header; an error,
+//! never a wait with no room to read; close codes 1002, 1007, 1009 as RFC 6455 asks), and a
+//! client that pings without reading gets no pongs beyond a bounded backlog. The tracker lowers
+//! the message limit until a peer is welcomed (see `crate::ws`).
 
+mod decode;
 mod frame;
 pub mod handshake;
 
-use bytes::Bytes;
-use frame::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use bytes::{BufMut, Bytes};
+use decode::{Decoded, Decoder};
+use frame::{OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use std::future::poll_fn;
 use std::io;
 use std::task::{ready, Context, Poll};
@@ -23,6 +32,10 @@ use tokio::net::TcpStream;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
+/// Unwritten bytes beyond which pings get no pong (RFC 6455, 5.5.3 lets an endpoint answer
+/// only the latest ping): a client that sends pings and reads nothing cannot grow the
+/// write buffer.
+const PONG_BACKLOG: usize = 64 * 1024;
 
 /// A complete message from or to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +58,7 @@ pub enum SocketError {
 
 impl SocketError {
     /// Close code that tells the peer why (RFC 6455, 7.4.1).
-    fn close_code(&self) -> u16 {
+    pub fn close_code(&self) -> u16 {
         match self {
             SocketError::Protocol(_) | SocketError::Io(_) => 1002,
             SocketError::TooLarge => 1009,
@@ -54,24 +67,14 @@ impl SocketError {
     }
 }
 
-/// A fragmented message being put together: its opcode and the payload so far.
-struct Partial {
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
 /// One websocket connection (after the upgrade).
 pub struct Socket {
     io: TcpStream,
-    /// Received bytes; `rbuf[rpos..]` is not parsed yet. Unallocated once drained.
-    rbuf: Vec<u8>,
-    rpos: usize,
+    /// Received bytes not parsed yet, and a fragmented message being put together.
+    dec: Decoder,
     /// Bytes to send; `wbuf[wpos..]` is not written yet. Unallocated once drained.
     wbuf: Vec<u8>,
     wpos: usize,
-    /// Boxed: rare, and the idle socket should not carry its room.
-    partial: Option<Box<Partial>>,
-    max_message: usize,
     close_sent: bool,
     /// The peer closed (close frame or end of stream) or broke the protocol.
     done: bool,
@@ -83,15 +86,17 @@ impl Socket {
     pub fn new(io: TcpStream, read: &[u8], max_message: usize) -> Self {
         Self {
             io,
-            rbuf: read.to_vec(),
-            rpos: 0,
+            dec: Decoder::new(read.to_vec(), max_message),
             wbuf: Vec::new(),
             wpos: 0,
-            partial: None,
-            max_message,
             close_sent: false,
             done: false,
         }
+    }
+
+    /// Changes the size limit of the messages to come (e.g. once a peer is welcomed).
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.dec.set_max_message(max_message);
     }
 
     /// The next message: `None` once the peer closed; an error ends the connection (the
@@ -133,11 +138,9 @@ impl Socket {
     /// The connection is broken: tell the peer why (best effort) and stop reading.
     fn fail(&mut self, cx: &mut Context<'_>, e: SocketError) -> SocketError {
         self.done = true;
-        self.rbuf = Vec::new();
-        self.rpos = 0;
-        self.partial = None;
+        self.dec.clear();
         if !matches!(e, SocketError::Io(_)) {
-            self.queue_close(e.close_code(), "");
+            self.queue_close(e.close_code(), &e.to_string());
             let _ = self.poll_flush(cx);
         }
         e
@@ -146,85 +149,39 @@ impl Socket {
     /// Parses buffered frames until one completes a message; answers control frames.
     fn next_message(&mut self) -> Result<Option<Message>, SocketError> {
         loop {
-            let buf = &self.rbuf[self.rpos..];
-            let Some(h) = frame::parse_header(buf, self.max_message)? else { return Ok(None) };
-            if buf.len() < h.frame_len() {
-                self.rbuf.reserve(h.frame_len() - buf.len());
-                return Ok(None);
-            }
-            let payload = self.rpos + h.header_len..self.rpos + h.frame_len();
-            self.rpos = payload.end;
-            frame::unmask(&mut self.rbuf[payload.clone()], h.mask);
-            let body = &self.rbuf[payload];
-            let msg = match h.opcode {
-                OP_PING => {
-                    if !self.close_sent {
-                        frame::encode(&mut self.wbuf, OP_PONG, body);
+            match self.dec.next()? {
+                None => return Ok(None),
+                Some(Decoded::Message(m)) => return Ok(Some(m)),
+                Some(Decoded::Ping(body)) => {
+                    if !self.close_sent && self.wbuf.len() - self.wpos <= PONG_BACKLOG {
+                        frame::encode(&mut self.wbuf, OP_PONG, &body);
                     }
-                    None
                 }
-                OP_PONG => None,
-                OP_CLOSE => {
-                    let code = match body {
-                        [a, b, ..] => u16::from_be_bytes([*a, *b]),
-                        _ => 1000,
-                    };
+                Some(Decoded::Close(code)) => {
                     self.done = true;
                     self.queue_close(code, "");
-                    None
+                    return Ok(None);
                 }
-                OP_TEXT | OP_BINARY if self.partial.is_some() => {
-                    return Err(SocketError::Protocol("a new message inside a fragmented one"))
-                }
-                OP_TEXT | OP_BINARY if h.fin => Some(message(h.opcode, body.to_vec())?),
-                OP_TEXT | OP_BINARY => {
-                    self.partial = Some(Box::new(Partial { opcode: h.opcode, payload: body.to_vec() }));
-                    None
-                }
-                OP_CONTINUATION => {
-                    let Some(p) = self.partial.as_mut() else {
-                        return Err(SocketError::Protocol("a continuation without a message"));
-                    };
-                    if p.payload.len() + body.len() > self.max_message {
-                        return Err(SocketError::TooLarge);
-                    }
-                    p.payload.extend_from_slice(body);
-                    match (h.fin, self.partial.take()) {
-                        (true, Some(p)) => Some(message(p.opcode, p.payload)?),
-                        (_, p) => {
-                            self.partial = p;
-                            None
-                        }
-                    }
-                }
-                _ => unreachable!("parse_header refuses other opcodes"),
-            };
-            if self.rpos == self.rbuf.len() {
-                self.rbuf = Vec::new(); // a quiet peer holds no read buffer
-                self.rpos = 0;
-            }
-            if msg.is_some() || self.done {
-                return Ok(msg);
             }
         }
     }
 
     /// Reads what the kernel has (at least one byte, or 0 at end of stream).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rpos > 0 {
-            self.rbuf.drain(..self.rpos);
-            self.rpos = 0;
-        }
+        self.dec.compact();
         loop {
             ready!(self.io.poll_read_ready(cx))?;
-            // Room only once there is something to read: a waiting peer holds no buffer.
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
+            // Room only once there is something to read: a waiting peer holds no buffer. Never
+            // more than one largest frame is buffered (see `Decoder::room`).
+            let room = self.dec.room();
+            let rbuf = self.dec.buf_mut();
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK.min(room));
             }
-            match self.io.try_read_buf(&mut self.rbuf) {
+            match self.io.try_read_buf(&mut rbuf.limit(room)) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.rbuf.is_empty() {
-                        self.rbuf = Vec::new();
+                    if rbuf.is_empty() {
+                        *rbuf = Vec::new();
                     }
                 }
                 r => return Poll::Ready(r),
@@ -277,14 +234,6 @@ impl Socket {
     pub async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
         self.queue_close(code, reason);
         self.flush().await
-    }
-}
-
-fn message(opcode: u8, payload: Vec<u8>) -> Result<Message, SocketError> {
-    if opcode == OP_TEXT {
-        String::from_utf8(payload).map(Message::Text).map_err(|_| SocketError::BadUtf8)
-    } else {
-        Ok(Message::Binary(payload.into()))
     }
 }
 

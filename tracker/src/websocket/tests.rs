@@ -1,6 +1,7 @@
 //! The socket against tungstenite's client over a real loopback connection.
 
 use super::*;
+use frame::{OP_CONTINUATION, OP_PING};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -25,12 +26,12 @@ async fn messages_both_ways_and_no_buffers_while_idle() {
     client.send(TMsg::binary(vec![7u8; 100_000])).await.unwrap();
     assert_eq!(server.recv().await.unwrap().unwrap(), Message::Text("hello".into()));
     assert_eq!(server.recv().await.unwrap().unwrap(), Message::Binary(vec![7u8; 100_000].into()));
-    assert_eq!((server.rbuf.capacity(), server.wbuf.capacity()), (0, 0));
+    assert_eq!((server.dec.buf_mut().capacity(), server.wbuf.capacity()), (0, 0));
     server.send(&Message::Text("welcome".into())).await.unwrap();
     server.send(&Message::Binary(vec![1u8; 70_000].into())).await.unwrap();
     assert_eq!(client.next().await.unwrap().unwrap(), TMsg::text("welcome"));
     assert_eq!(client.next().await.unwrap().unwrap(), TMsg::binary(vec![1u8; 70_000]));
-    assert_eq!((server.rbuf.capacity(), server.wbuf.capacity()), (0, 0));
+    assert_eq!((server.dec.buf_mut().capacity(), server.wbuf.capacity()), (0, 0));
 }
 
 #[tokio::test]
@@ -92,4 +93,21 @@ async fn bad_utf8_closes_with_1007() {
         Ok(TMsg::Close(Some(f))) => assert_eq!(f.code, CloseCode::Invalid),
         other => panic!("expected a close frame, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn pings_never_read_cannot_grow_the_write_buffer() {
+    let (mut server, mut client) = pair(1 << 20).await;
+    let mut raw = Vec::new();
+    for _ in 0..20_000 {
+        raw.extend(frame::client_frame(true, OP_PING, &[7; 125]));
+    }
+    raw.extend(frame::client_frame(true, OP_TEXT, b"end"));
+    let writer = tokio::spawn(async move {
+        client.get_mut().write_all(&raw).await.unwrap();
+        client // kept open, never read
+    });
+    assert_eq!(server.recv().await.unwrap().unwrap(), Message::Text("end".into()));
+    assert!(server.wbuf.len() - server.wpos <= PONG_BACKLOG + 131, "{} bytes queued", server.wbuf.len());
+    drop(writer.await.unwrap());
 }

@@ -1,0 +1,294 @@
+//! A welcomed peer's connection: one loop that waits on the peer's outbox and its socket
+//! at once, writes queued frames in batches, applies the per-connection rate limits
+//! ([`crate::limits`]), feeds messages into the swarm and dispatches what it answers.
+
+use super::{classify, Incoming};
+use crate::limits::{Strikes, TokenBucket, Verdict};
+use crate::outbox::{Frame, Outbox, PushError};
+use crate::relay::{raw_id, MAX_RELAY_FRAME};
+use crate::state::{now_ms, AppState, Counters};
+use crate::websocket::{Message, Socket, SocketError};
+use std::future::Future;
+use std::task::Poll;
+use swarm_core::swarm::policy::PublishLimits;
+use swarm_core::swarm::{FileRecord, Output};
+use swarm_core::wire::ErrorCode;
+use swarm_core::{ClientMsg, PeerId, ServerMsg};
+use tokio::time::timeout;
+
+/// Longest a relay frame waits for its sender's byte budget (see `Peer::run`).
+const MAX_RELAY_WAIT_MS: u64 = 2_000;
+/// Frames written to the socket before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// A welcomed peer's connection.
+pub(super) struct Peer<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) id: PeerId,
+    pub(super) raw: [u8; 16],
+    serial: u64,
+    outbox: Outbox,
+    msgs: TokenBucket,
+    relay: TokenBucket,
+    strikes: Strikes,
+}
+
+/// What woke an idle connection.
+enum Event {
+    /// Frames to write (moved into the batch), or the outbox was closed.
+    Outbox {
+        open: bool,
+    },
+    Socket(Option<Result<Message, SocketError>>),
+}
+
+/// Whether the connection goes on.
+#[derive(PartialEq, Eq)]
+pub(super) enum Flow {
+    Go,
+    Stop,
+}
+
+impl<'a> Peer<'a> {
+    pub(super) fn new(state: &'a AppState, id: PeerId, serial: u64, outbox: Outbox) -> Self {
+        let l = &state.config.limits;
+        let now = state.mono_ms();
+        let raw = raw_id(&id).expect("ids are 32 hex digits");
+        Self {
+            state,
+            id,
+            raw,
+            serial,
+            outbox,
+            msgs: TokenBucket::new(l.msgs_per_sec as f64, l.msg_burst.max(1) as f64, now),
+            relay: TokenBucket::new(
+                l.relay_bytes_per_sec as f64,
+                l.relay_burst_bytes.max(MAX_RELAY_FRAME as u64) as f64,
+                now,
+            ),
+            strikes: Strikes::default(),
+        }
+    }
+
+    /// Serves the peer until it leaves, misbehaves, goes quiet (the idle sweep closes its
+    /// outbox), or its outbox is closed (by a newer connection of the same peer, by a full
+    /// queue, or by the tracker shutting down); then forgets it.
+    ///
+    /// An idle peer waits here, in a future kept small on purpose: one `poll_fn` over the
+    /// outbox and the socket, no timer (see `crate::idle_sweep`), no batch buffer.
+    #[allow(clippy::manual_async_fn)] // on purpose, see below
+    pub(super) fn run<'s>(mut self, socket: &'s mut Socket) -> impl Future<Output = ()> + use<'a, 's> {
+        // Not an `async fn`: it would keep `self` twice (see `connection`).
+        async move {
+            let mut batch = Vec::new();
+            self.outbox.touch(self.state.mono_ms());
+            loop {
+                let event = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(open) = self.outbox.poll_pop(cx, &mut batch, WRITE_BATCH) {
+                        return Poll::Ready(Event::Outbox { open });
+                    }
+                    socket.poll_recv(cx).map(Event::Socket)
+                })
+                .await;
+                let msg = match event {
+                    Event::Socket(msg) => msg,
+                    Event::Outbox { open } => {
+                        if !open || !Box::pin(self.write(socket, &mut batch)).await {
+                            break;
+                        }
+                        batch = Vec::new(); // an idle peer keeps no batch buffer
+                        continue;
+                    }
+                };
+                if Box::pin(self.on_socket(msg, socket, &mut batch)).await == Flow::Stop {
+                    break;
+                }
+            }
+            self.state.lock().disconnect(&self.id, self.serial);
+            tracing::debug!(peer = %self.id, "peer left");
+        }
+    }
+
+    /// Handles what came from the socket.
+    async fn on_socket(
+        &mut self,
+        msg: Option<Result<Message, SocketError>>,
+        socket: &mut Socket,
+        batch: &mut Vec<Frame>,
+    ) -> Flow {
+        self.outbox.touch(self.state.mono_ms());
+        let incoming = classify(msg, self.state);
+        if let Incoming::Relay(frame) = &incoming {
+            // Backpressure, not loss: a relay frame over the byte rate waits for its budget
+            // (the sender's socket is not read meanwhile).
+            let now = self.state.mono_ms();
+            if let Some(wait) = self.relay.wait_ms(frame.len() as f64, now).filter(|w| *w > 0) {
+                tokio::time::sleep(std::time::Duration::from_millis(wait.min(MAX_RELAY_WAIT_MS))).await;
+            }
+        }
+        if self.on_incoming(incoming) == Flow::Stop {
+            // Deliver what is queued (e.g. the error that says why), then go.
+            if self.outbox.try_pop(batch, WRITE_BATCH) == Some(true) {
+                self.write(socket, batch).await;
+            }
+            return Flow::Stop;
+        }
+        Flow::Go
+    }
+
+    /// Writes a batch of frames with one flush; `false` if the peer is gone or too slow.
+    async fn write(&self, socket: &mut Socket, batch: &mut Vec<Frame>) -> bool {
+        let c = &self.state.counters;
+        for frame in batch.drain(..) {
+            let msg = match frame {
+                Frame::Json(m) => Message::Text(m.to_json()),
+                Frame::Binary(b) => Message::Binary(b),
+            };
+            let len = match &msg {
+                Message::Text(t) => t.len(),
+                Message::Binary(b) => b.len(),
+            };
+            Counters::add(&c.ws_messages_out, 1);
+            Counters::add(&c.ws_bytes_out, len as u64);
+            socket.feed(&msg);
+        }
+        match timeout(self.state.config.send_timeout, socket.flush()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(peer = %self.id, "peer does not take its messages: dropping it");
+                Counters::add(&c.closed_slow, 1);
+                false
+            }
+        }
+    }
+
+    /// Queues a message for this peer itself.
+    pub(super) fn reply(&self, msg: ServerMsg) -> Flow {
+        if matches!(msg, ServerMsg::Error { .. }) {
+            self.state.lock().swarm.stats.errors_sent += 1;
+        }
+        match self.outbox.push(Frame::json(msg)) {
+            Ok(()) => Flow::Go,
+            Err(PushError::Full) => {
+                Counters::add(&self.state.counters.closed_slow, 1);
+                Flow::Stop
+            }
+            Err(PushError::Closed) => Flow::Stop,
+        }
+    }
+
+    /// A message or frame was over a rate limit.
+    fn rate_limited(&mut self, what: &str) -> Flow {
+        Counters::add(&self.state.counters.rate_limited, 1);
+        let l = &self.state.config.limits;
+        match self.strikes.refuse(l.abuse_limit, self.state.mono_ms()) {
+            Verdict::Accept | Verdict::Refuse => Flow::Go,
+            Verdict::RefuseAndTell => self.reply(ServerMsg::error(
+                None,
+                ErrorCode::RateLimited,
+                format!(
+                    "{what} over the rate limit ({} messages/s, {} relay bytes/s): dropped; slow down or be disconnected",
+                    l.msgs_per_sec, l.relay_bytes_per_sec
+                ),
+            )),
+            Verdict::Close => {
+                tracing::warn!(peer = %self.id, "persistent rate-limit abuse: closing");
+                Counters::add(&self.state.counters.closed_abuse, 1);
+                let _ = self.reply(ServerMsg::error(
+                    None,
+                    ErrorCode::RateLimited,
+                    "rate limit exceeded persistently: closing the connection",
+                ));
+                Flow::Stop
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming) -> Flow {
+        let now = self.state.mono_ms();
+        match incoming {
+            Incoming::Closed => Flow::Stop,
+            Incoming::Bad(code, e) => {
+                if !self.msgs.take(1.0, now) {
+                    return self.rate_limited("message");
+                }
+                self.reply(ServerMsg::error(None, code, e))
+            }
+            Incoming::Relay(frame) => {
+                if !self.relay.take(frame.len() as f64, now) || !self.msgs.take(1.0, now) {
+                    return self.rate_limited("relay frame");
+                }
+                self.on_relay(frame)
+            }
+            Incoming::Msg(msg) => {
+                if !self.msgs.take(1.0, now) {
+                    return self.rate_limited("message");
+                }
+                self.on_message(msg)
+            }
+        }
+    }
+
+    /// Limits the swarm does not know about ([`swarm_core::swarm::policy`]), checked before
+    /// it sees the message.
+    fn check_publish(&self, inner: &crate::state::Inner, msg: &ClientMsg) -> Option<ServerMsg> {
+        let ClientMsg::Publish { req, manifest, .. } = msg else { return None };
+        let l = &self.state.config.limits;
+        let limits =
+            PublishLimits { max_manifest_chunks: l.max_manifest_chunks, max_files_per_peer: l.max_files_per_peer };
+        let mine = inner.published_by.get(&self.id).copied().unwrap_or(0);
+        let known = inner.swarm.file(&manifest.file_id()).is_some();
+        let refusal = limits.check(manifest.chunks.len(), mine, known).err()?;
+        Some(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string()))
+    }
+
+    fn on_message(&mut self, msg: ClientMsg) -> Flow {
+        let state = self.state;
+        let (out, added) = {
+            let mut inner = state.lock();
+            if !inner.is_current(&self.id, self.serial) {
+                return Flow::Stop; // replaced by a newer connection of the same peer
+            }
+            if let Some(err) = self.check_publish(&inner, &msg) {
+                drop(inner);
+                Counters::add(&state.counters.limit_refusals, 1);
+                return self.reply(err);
+            }
+            let out = inner.swarm.handle(&self.id, msg, now_ms());
+            let added: Vec<FileRecord> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::FileAdded(f) => inner.swarm.file(f).cloned(),
+                    _ => None,
+                })
+                .collect();
+            if !added.is_empty() {
+                *inner.published_by.entry(self.id.clone()).or_insert(0) += added.len() as u32;
+            }
+            (out, added)
+        };
+        // A file is durable before its publisher hears it was published.
+        if let (Some(index), false) = (&state.index, added.is_empty()) {
+            if let Err(e) = blocking(|| index.insert(&added)) {
+                tracing::error!("cannot store published file: {e}");
+            }
+        }
+        let slow = state.lock().dispatch(out);
+        Counters::add(&state.counters.closed_slow, slow);
+        if self.outbox.is_closed() {
+            Flow::Stop
+        } else {
+            Flow::Go
+        }
+    }
+}
+
+/// Runs short blocking work (a database commit) without stalling other tasks on this worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
