@@ -162,6 +162,8 @@ pub struct Download<B: ChunkBuf = Vec<u8>> {
     peers: Vec<PeerId>,
     slots: Vec<SlotState>,
     outstanding: Vec<usize>,
+    /// Per slot: most requests outstanding at once (fewer through the relay).
+    pipeline: Vec<usize>,
     /// Per chunk: the slots that (still) claim to hold it.
     holders: Vec<Vec<usize>>,
     state: Vec<ChunkState>,
@@ -240,6 +242,7 @@ impl<B: ChunkBuf> Download<B> {
             file,
             manifest,
             outstanding: vec![0; peers.len()],
+            pipeline: vec![PIPELINE; peers.len()],
             last_heard: vec![0; peers.len()],
             clock: 0,
             peers,
@@ -281,6 +284,14 @@ impl<B: ChunkBuf> Download<B> {
     /// to do, so a retry after re-locating has less to fetch.
     pub fn set_wait_for_holders(&mut self, on: bool) {
         self.wait_for_holders = on;
+    }
+
+    /// At most `n` requests outstanding to `slot` from now on (the relay is slower and its
+    /// requests cannot move to a data channel that opens later, so it gets fewer).
+    pub fn set_pipeline(&mut self, slot: usize, n: usize) {
+        if let Some(p) = self.pipeline.get_mut(slot) {
+            *p = n.max(1);
+        }
     }
 
     /// Live sources known to hold chunk `index`.
@@ -667,7 +678,7 @@ impl<B: ChunkBuf> Download<B> {
             };
             let several = live().nth(1).is_some();
             let pick = live()
-                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE)
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < self.pipeline[s])
                 .min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]));
             match pick {
                 Some(slot) => {
@@ -729,7 +740,9 @@ impl<B: ChunkBuf> Download<B> {
             let pick = self.holders[index]
                 .iter()
                 .copied()
-                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < PIPELINE && !asked.contains(&s))
+                .filter(|&s| {
+                    self.slots[s] == SlotState::Ready && self.outstanding[s] < self.pipeline[s] && !asked.contains(&s)
+                })
                 .min_by_key(|&s| self.outstanding[s]);
             let Some(slot) = pick else { continue };
             let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);

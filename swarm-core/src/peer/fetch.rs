@@ -7,7 +7,7 @@
 //! It gives up after [`GIVE_UP_MS`], or after [`NO_HOLDER_MS`] when the tracker itself knows no
 //! live holder of some chunk.
 
-use super::config::{LINK_IDLE_MS, ORDER_CONCURRENCY};
+use super::config::{LINK_IDLE_MS, ORDER_CONCURRENCY, PIPELINE, RELAY_PIPELINE};
 use super::download::{Answer, Download, Step};
 use super::links::{Direct, OutLink};
 use super::{ChunkBuf, DownloadError, DownloadId, Event, Failure, Inventory, LinkId, Output, Peer, Pending, Purpose};
@@ -210,9 +210,13 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             self.fetch.waiting_orders.entry(chunk).or_default().push(order);
             return;
         }
+        // A download still locating its file may be about to fetch this very chunk (the
+        // tracker orders copies from a new peer at once): the order waits for it.
+        let locating = self.fetch.runs.values().any(|r| r.purpose == Purpose::Keep && r.dl.is_none());
         let running = self.fetch.runs.values().filter(|r| matches!(r.purpose, Purpose::Order { .. })).count();
-        if running >= ORDER_CONCURRENCY {
+        if running >= ORDER_CONCURRENCY || locating {
             self.fetch.queued_orders.push_back((order, chunk, size, sources));
+            self.fetch.tick_at.get_or_insert(now_ms + TICK_MS);
             return;
         }
         self.fetch_chunk(chunk, size, sources, Purpose::Order { order }, inv, now_ms);
@@ -400,7 +404,13 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         if let Some(l) = self.links.out.get_mut(peer) {
             l.users.insert((id, slot));
             if l.ready() {
-                return dl(self, id).map(|d| d.peer_ready(slot)).unwrap_or_default();
+                let depth = pipeline_for(l);
+                return dl(self, id)
+                    .map(|d| {
+                        d.set_pipeline(slot, depth);
+                        d.peer_ready(slot)
+                    })
+                    .unwrap_or_default();
             }
             return Vec::new();
         }
@@ -417,7 +427,12 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.links.out.insert(peer.clone(), out);
         self.links.out_ids.insert(link, peer.clone());
         if relay_only {
-            return dl(self, id).map(|d| d.peer_ready(slot)).unwrap_or_default();
+            return dl(self, id)
+                .map(|d| {
+                    d.set_pipeline(slot, RELAY_PIPELINE);
+                    d.peer_ready(slot)
+                })
+                .unwrap_or_default();
         }
         self.out.push_back(Output::Dial { link, peer: peer.clone() });
         self.update_link_check();
@@ -506,11 +521,16 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.update_link_check();
     }
 
+    /// The link to `peer` became ready or changed path: its users send (more) requests.
     fn users_ready(&mut self, peer: &PeerId, now_ms: u64) {
-        let users: Vec<(DownloadId, usize)> =
-            self.links.out.get(peer).map(|l| l.users.iter().copied().collect()).unwrap_or_default();
+        let Some(l) = self.links.out.get(peer) else { return };
+        let depth = pipeline_for(l);
+        let users: Vec<(DownloadId, usize)> = l.users.iter().copied().collect();
         for (id, slot) in users {
-            let steps = self.fetch.runs.get_mut(&id).and_then(|r| r.dl.as_mut()).map(|d| d.peer_ready(slot));
+            let steps = self.fetch.runs.get_mut(&id).and_then(|r| r.dl.as_mut()).map(|d| {
+                d.set_pipeline(slot, depth);
+                d.peer_ready(slot)
+            });
             self.apply(id, steps.unwrap_or_default(), now_ms);
         }
     }
@@ -523,12 +543,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         }
         let Some(peer) = self.links.out_ids.get(&link).cloned() else { return };
         let Some(l) = self.links.out.get_mut(&peer) else { return };
-        let was_ready = l.ready();
         l.direct = Direct::Open(path);
         self.update_link_check();
-        if !was_ready {
-            self.users_ready(&peer, now_ms);
-        }
+        self.users_ready(&peer, now_ms);
     }
 
     /// A link's path changed (the driver re-read its selected candidate pair).
@@ -553,7 +570,6 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             return self.drop_out_link(&peer, reason, now_ms);
         }
         let Some(l) = self.links.out.get_mut(&peer) else { return };
-        let was_ready = l.ready();
         let was_open = matches!(l.direct, Direct::Open(_));
         l.direct = Direct::None;
         l.relay = true;
@@ -570,9 +586,8 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 self.fetch.runs.get_mut(&w.download).and_then(|r| r.dl.as_mut()).map(|d| d.request_lost(w.slot, w.req));
             self.apply(w.download, steps.unwrap_or_default(), now_ms);
         }
-        if !was_ready {
-            self.users_ready(&peer, now_ms);
-        }
+
+        self.users_ready(&peer, now_ms);
     }
 
     pub(super) fn links_timeout(&mut self, now_ms: u64) {
@@ -609,16 +624,14 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     pub(super) fn fetch_timeout(&mut self, inv: &dyn Inventory, now_ms: u64) {
-        loop {
-            let running = self.fetch.runs.values().filter(|r| matches!(r.purpose, Purpose::Order { .. })).count();
-            if running >= ORDER_CONCURRENCY {
-                break;
-            }
+        // Queued orders get another look (each goes back to the queue if it must still wait).
+        for _ in 0..self.fetch.queued_orders.len() {
             let Some((order, chunk, size, sources)) = self.fetch.queued_orders.pop_front() else { break };
             self.on_order(order, chunk, size, sources, inv, now_ms);
         }
         if self.fetch.tick_at.is_some_and(|t| now_ms >= t) {
-            self.fetch.tick_at = (!self.fetch.runs.is_empty()).then_some(now_ms + TICK_MS);
+            let idle = self.fetch.runs.is_empty() && self.fetch.queued_orders.is_empty();
+            self.fetch.tick_at = (!idle).then_some(now_ms + TICK_MS);
             let ids: Vec<DownloadId> = self.fetch.runs.keys().copied().collect();
             for id in ids {
                 let steps = self.fetch.runs.get_mut(&id).and_then(|r| r.dl.as_mut()).map(|d| d.tick(now_ms));
@@ -638,5 +651,13 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             }
             self.send_request(Pending::Locate(id), |req| ClientMsg::Locate { req, file });
         }
+    }
+}
+
+/// Requests a download may keep outstanding on a link as it is now.
+fn pipeline_for(l: &OutLink) -> usize {
+    match l.direct {
+        Direct::Open(_) => PIPELINE,
+        _ => RELAY_PIPELINE,
     }
 }

@@ -1,15 +1,17 @@
 //! Serving: requests from other peers (over a link this peer accepted, or through the
 //! relay) become store reads, and reads become frames.
 //!
-//! Bounded: at most [`MAX_READS`] reads at once (beyond, the asker gets `missing` and goes
-//! to another holder). A chunk the store found corrupt is answered `missing` and reported
-//! `dropped`, so no peer is ever sent bytes that do not hash to what it asked for.
+//! In order and bounded: each link (or relay route) has at most [`READS_PER_ROUTE`] reads in
+//! progress and [`QUEUE_PER_ROUTE`] requests waiting, and the peer at most [`MAX_READS`]
+//! reads at once; beyond, the asker gets `missing` at once and goes to another holder. A
+//! chunk the store found corrupt is answered `missing` and reported `dropped`, so no peer is
+//! ever sent bytes that do not hash to what it asked for.
 
-use super::config::MAX_READS;
+use super::config::{MAX_READS, QUEUE_PER_ROUTE, READS_PER_ROUTE};
 use super::{ChunkBuf, Incoming, LinkId, Output, Peer, ReadResult};
 use crate::chunk_proto::{frames, PeerMsg};
 use crate::{ChunkId, ClientMsg, LinkPath, PeerId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Checks bytes read from a store before they are served: `true` if they are `chunk`.
 pub fn check(chunk: &ChunkId, bytes: &[u8]) -> bool {
@@ -17,15 +19,23 @@ pub fn check(chunk: &ChunkId, bytes: &[u8]) -> bool {
 }
 
 /// Where an answer goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Route {
     Link(LinkId),
     Relay { peer: PeerId, conn: u64 },
 }
 
+/// One route's requests: reads in progress and requests waiting, in arrival order.
+#[derive(Debug, Default)]
+struct RouteQueue {
+    reading: usize,
+    waiting: VecDeque<(u32, ChunkId)>,
+}
+
 #[derive(Debug, Default)]
 pub struct Serving {
     reads: HashMap<u64, (Route, u32, ChunkId)>,
+    queues: HashMap<Route, RouteQueue>,
     next_token: u64,
     /// Chunks served (answered with data).
     pub served: u64,
@@ -72,14 +82,28 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     fn serve_request(&mut self, route: Route, req: u32, chunk: ChunkId) {
-        if self.serve.reads.len() >= MAX_READS {
+        let busy = self.serve.reads.len() >= MAX_READS;
+        let q = self.serve.queues.entry(route.clone()).or_default();
+        if q.reading < READS_PER_ROUTE && !busy {
+            q.reading += 1;
+            self.start_read(route, req, chunk);
+        } else if q.waiting.len() < QUEUE_PER_ROUTE && !busy {
+            q.waiting.push_back((req, chunk));
+        } else {
             self.answer(&route, vec![PeerMsg::Missing { req }.encode()]);
-            return;
         }
+    }
+
+    fn start_read(&mut self, route: Route, req: u32, chunk: ChunkId) {
         self.serve.next_token += 1;
         let token = self.serve.next_token;
         self.serve.reads.insert(token, (route, req, chunk));
         self.out.push_back(Output::Read { token, chunk });
+    }
+
+    /// A link closed: its waiting requests are dropped.
+    pub(super) fn forget_route_link(&mut self, link: LinkId) {
+        self.serve.queues.remove(&Route::Link(link));
     }
 
     /// The store's answer to [`Output::Read`].
@@ -97,6 +121,23 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             }
         };
         self.answer(&route, msgs);
+        // The route's next request, in order.
+        let next = match self.serve.queues.get_mut(&route) {
+            Some(q) => {
+                q.reading = q.reading.saturating_sub(1);
+                let next = q.waiting.pop_front();
+                if next.is_some() {
+                    q.reading += 1;
+                } else if q.reading == 0 {
+                    self.serve.queues.remove(&route);
+                }
+                next
+            }
+            None => None,
+        };
+        if let Some((req, chunk)) = next {
+            self.start_read(route, req, chunk);
+        }
     }
 
     fn answer(&mut self, route: &Route, msgs: Vec<Vec<u8>>) {

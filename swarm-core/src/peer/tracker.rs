@@ -232,6 +232,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     pub(super) fn forget_inbound(&mut self, link: super::LinkId) {
+        self.forget_route_link(link);
         if let Some(l) = self.links.inbound.remove(&link) {
             self.links.inbound_ids.remove(&(l.peer, l.conn));
         }
