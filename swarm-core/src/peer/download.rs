@@ -294,6 +294,11 @@ impl<B: ChunkBuf> Download<B> {
         }
     }
 
+    /// Whether chunk `index` is stored.
+    pub fn is_done(&self, index: usize) -> bool {
+        self.state.get(index) == Some(&ChunkState::Done)
+    }
+
     /// Live sources known to hold chunk `index`.
     pub fn holders_of(&self, index: usize) -> usize {
         self.holders[index].iter().filter(|&&s| self.slots[s] != SlotState::Gone).count()

@@ -296,11 +296,19 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             (Purpose::Order { .. }, _)
             | (_, DownloadError::Store { .. })
             | (_, DownloadError::WrongManifest { .. }) => false,
-            (_, DownloadError::Unavailable { .. }) if run.unheld_since.is_some_and(|t| now_ms >= t + NO_HOLDER_MS) => {
-                let missing = run.dl.as_ref().map(|d| d.total() - d.done()).unwrap_or(0);
+            (_, DownloadError::Unavailable { index })
+                if run.unheld_since.is_some_and(|t| now_ms >= t + NO_HOLDER_MS) =>
+            {
+                let (unheld, total, first) = match run.dl.as_ref() {
+                    Some(d) => {
+                        let unheld = (0..d.total()).filter(|&i| !d.is_done(i) && d.holders_of(i) == 0).count();
+                        (unheld, d.total(), d.manifest().chunks[*index].short())
+                    }
+                    None => (0, 0, String::new()),
+                };
                 let why = format!(
-                    "{missing} chunk(s) have no live holder in the swarm: the file cannot be completed until a peer \
-                     holding them comes back"
+                    "{unheld} of {total} chunks have no live holder in the swarm (first: chunk {index}, {first}): the \
+                     file cannot be completed until a peer holding them comes back"
                 );
                 return self.finish(id, Err(Failure::Failed(why)), now_ms);
             }
