@@ -7,7 +7,6 @@
 //! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
 //! - [`peer`]: the peer, sans-IO: one download state machine, links, serving, tracker duties;
 //!   the native peer and the web app are thin drivers of it.
-//! - [`schedule`]: the download scheduler (rarest first, endgame, retry elsewhere).
 //! - `stun` (feature `stun`): STUN binding requests and answers, for server-reflexive addresses.
 //! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
 //!
@@ -19,7 +18,6 @@ pub mod chunk_proto;
 pub mod content;
 pub mod peer;
 pub mod relay;
-pub mod schedule;
 #[cfg(feature = "stun")]
 pub mod stun;
 pub mod swarm;
