@@ -273,6 +273,7 @@ impl Driver {
                 self.core.flush_haves();
                 self.core.report_storage(inv);
             }
+            Cmd::Nonces { file, items } => self.core.publish_nonces(file, items),
             Cmd::Flush(done) => {
                 self.core.flush_haves();
                 self.core.report_storage(inv);
@@ -347,7 +348,10 @@ impl Driver {
                     self.links.remove(&link);
                 }
                 Output::Read { token, chunk } => {
-                    let (store, inputs, corrupt) = (self.store.clone(), self.inputs.clone(), self.config.corrupt_serve);
+                    // (a lying server that keeps its disk intact: it passes the tracker's
+                    // challenges, and downloads refuse what it serves)
+                    let corrupt = self.config.corrupt_serve && !self.core.reading_for_proof(token);
+                    let (store, inputs) = (self.store.clone(), self.inputs.clone());
                     tokio::task::spawn_blocking(move || {
                         // The store checks every chunk it reads against its id (and drops a
                         // corrupt one, telling the driver through `notify_corrupt`).

@@ -207,6 +207,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         relay_only: args.relay_only,
         connect_attempts: if matches!(args.cmd, Cmd::Run { .. }) { u32::MAX } else { 5 },
         corrupt_serve: std::env::var_os("PP_TEST_CORRUPT_SERVE").is_some_and(|v| v == "1"),
+        no_nonces: std::env::var_os("PP_NO_NONCES").is_some_and(|v| v == "1"),
     };
     let request = match args.cmd {
         Cmd::Run { http, scrub_every } => {

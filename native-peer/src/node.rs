@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use swarm_core::wire::FileMeta;
+use swarm_core::peer::proof::{nonce_items, NONCES_PER_CHUNK};
+use swarm_core::wire::{FileMeta, NonceItem};
 use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, CHUNK_SIZE};
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,14 +60,33 @@ pub struct NodeConfig {
     pub connect_attempts: u32,
     /// Test only: flip a byte of every chunk served, to play a lying peer.
     pub corrupt_serve: bool,
+    /// Publish without giving the tracker challenges (as a browser does today; for tests
+    /// and measurements).
+    pub no_nonces: bool,
 }
 
 /// Commands for the driver.
 pub enum Cmd {
-    Request { msg: Box<dyn FnOnce(u32) -> ClientMsg + Send>, reply: oneshot::Sender<ServerMsg> },
-    Download { file: FileId, waiter: Waiter },
-    FetchChunk { chunk: ChunkId, size: u32, sources: Vec<PeerId>, waiter: Waiter },
+    Request {
+        msg: Box<dyn FnOnce(u32) -> ClientMsg + Send>,
+        reply: oneshot::Sender<ServerMsg>,
+    },
+    Download {
+        file: FileId,
+        waiter: Waiter,
+    },
+    FetchChunk {
+        chunk: ChunkId,
+        size: u32,
+        sources: Vec<PeerId>,
+        waiter: Waiter,
+    },
     Announce(Vec<ChunkId>),
+    /// Challenges (with answers) for the tracker's pools, right after a publish.
+    Nonces {
+        file: FileId,
+        items: Vec<NonceItem>,
+    },
     Flush(oneshot::Sender<()>),
     Leave(oneshot::Sender<u32>),
 }
@@ -220,7 +240,9 @@ impl Node {
         Ok(stranded)
     }
 
-    /// Chunks, hashes and stores a file (streaming), then announces and publishes it.
+    /// Chunks, hashes and stores a file (streaming), then announces and publishes it, and
+    /// gives the tracker two challenges per chunk (computed while chunking) so that the
+    /// file's replicas can be verified at once.
     pub async fn put(&self, path: &Path) -> anyhow::Result<StoredFile> {
         self.put_with_progress(path, |_, _| {}).await
     }
@@ -233,7 +255,8 @@ impl Node {
     ) -> anyhow::Result<StoredFile> {
         let store = self.store.clone();
         let p = path.to_owned();
-        let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let nonces = !self.config.no_nonces;
+        let (manifest, items) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
             let meta = f.metadata()?;
             if !meta.is_file() {
@@ -248,12 +271,17 @@ impl Node {
             progress(0, size);
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
             let mut buf = vec![0u8; CHUNK_SIZE as usize];
+            let mut items = Vec::new();
             loop {
                 let n = read_full(&mut f, &mut buf)?;
                 if n == 0 {
                     break;
                 }
                 let id = builder.push(&buf[..n]);
+                if nonces {
+                    let randoms: [[u8; 16]; NONCES_PER_CHUNK] = std::array::from_fn(|_| rand::random());
+                    items.extend(nonce_items(id, &buf[..n], &randoms));
+                }
                 store.put(&id, &buf[..n]).map_err(PeerError::from)?;
                 done += n as u64;
                 progress(done, size);
@@ -261,7 +289,7 @@ impl Node {
                     break;
                 }
             }
-            Ok(builder.finish())
+            Ok((builder.finish(), items))
         })
         .await??;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
@@ -275,6 +303,9 @@ impl Node {
             .map_err(PeerError::from)?;
         let ServerMsg::Published { file, .. } = answer else { bail!("unexpected answer to publish: {answer:?}") };
         anyhow::ensure!(file == manifest.file_id(), "tracker computed another file id");
+        if !items.is_empty() {
+            self.cmd(Cmd::Nonces { file, items });
+        }
         let stored = StoredFile { manifest, meta };
         self.store.put_file(&stored).map_err(PeerError::from)?;
         Ok(stored)

@@ -185,6 +185,76 @@ pub enum ClientMsg {
     BadSource { peer: PeerId, chunk: ChunkId },
     /// This peer's links by path (sent now and then while it changes; see [`PathReport`]).
     Paths { report: PathReport },
+    /// Answers to a [`ServerMsg::Challenge`] (in any order, in as many messages as suits).
+    Proofs { items: Vec<ProofItem> },
+    /// From the publisher of `file`, right after `publish`: challenges it precomputed for the
+    /// file's chunks (at most [`MAX_NONCE_ITEMS`] per message, two per chunk is plenty). The
+    /// tracker keeps them only for chunks it had never seen (the first publisher's word).
+    Nonces { file: FileId, items: Vec<NonceItem> },
+}
+
+/// Items in one [`ServerMsg::Challenge`] at most.
+pub const MAX_CHALLENGE_ITEMS: usize = 64;
+/// Items in one [`ClientMsg::Nonces`] at most (the tracker ignores the rest).
+pub const MAX_NONCE_ITEMS: usize = 4096;
+
+/// One challenge: prove holding `chunk` by answering `SHA-256(nonce ‖ chunk bytes)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeItem {
+    pub id: u64,
+    pub chunk: ChunkId,
+    #[serde(with = "hex_bytes")]
+    pub nonce: [u8; 16],
+}
+
+/// The answer to challenge `id`: `SHA-256(nonce ‖ chunk bytes)`, or `None`: not held (missing
+/// or corrupt in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofItem {
+    pub id: u64,
+    #[serde(with = "hex_opt")]
+    pub proof: Option<[u8; 32]>,
+}
+
+/// A challenge and its answer, computed by a publisher from the bytes it chunked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceItem {
+    pub chunk: ChunkId,
+    #[serde(with = "hex_bytes")]
+    pub nonce: [u8; 16],
+    #[serde(with = "hex_bytes")]
+    pub proof: [u8; 32],
+}
+
+/// Fixed-size byte arrays as lower-case hex strings (like [`ChunkId`]).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer, const N: usize>(b: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut out = [0u8; N];
+        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+/// `Option<[u8; 32]>` as a hex string or `null`.
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_str(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(s) = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)? else { return Ok(None) };
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Some(out))
+    }
 }
 
 /// Messages from the tracker to a peer.
@@ -243,6 +313,11 @@ pub enum ServerMsg {
     /// (`stranded` counts chunks that no staying peer holds, e.g. for lack of room).
     LeaveReady {
         stranded: u32,
+    },
+    /// Prove these holdings: answer each with [`ClientMsg::Proofs`] (soon: an unanswered
+    /// challenge counts as failed). At most [`MAX_CHALLENGE_ITEMS`] items.
+    Challenge {
+        items: Vec<ChallengeItem>,
     },
 }
 
@@ -390,6 +465,23 @@ pub(crate) mod tests {
             Just(ClientMsg::Leave),
             (peer_id(), chunk_id()).prop_map(|(peer, chunk)| ClientMsg::BadSource { peer, chunk }),
             path_report().prop_map(|report| ClientMsg::Paths { report }),
+            prop::collection::vec(
+                (any::<u64>(), any::<Option<[u8; 32]>>()).prop_map(|(id, proof)| ProofItem { id, proof }),
+                0..4
+            )
+            .prop_map(|items| ClientMsg::Proofs { items }),
+            (
+                file_id(),
+                prop::collection::vec(
+                    (chunk_id(), any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(|(chunk, nonce, proof)| NonceItem {
+                        chunk,
+                        nonce,
+                        proof
+                    }),
+                    0..4
+                )
+            )
+                .prop_map(|(file, items)| ClientMsg::Nonces { file, items }),
         ]
     }
 
@@ -431,6 +523,15 @@ pub(crate) mod tests {
                 .prop_map(|(order, chunk, size, sources)| ServerMsg::Replicate { order, chunk, size, sources }),
             prop::collection::vec(chunk_id(), 0..4).prop_map(|chunks| ServerMsg::Trim { chunks }),
             any::<u32>().prop_map(|stranded| ServerMsg::LeaveReady { stranded }),
+            prop::collection::vec(
+                (any::<u64>(), chunk_id(), any::<[u8; 16]>()).prop_map(|(id, chunk, nonce)| ChallengeItem {
+                    id,
+                    chunk,
+                    nonce
+                }),
+                0..4
+            )
+            .prop_map(|items| ServerMsg::Challenge { items }),
         ]
     }
 
@@ -483,6 +584,31 @@ pub(crate) mod tests {
         let json = ClientMsg::Locate { req: 7, file: FileId([0xab; 32]) }.to_json();
         assert_eq!(json, format!(r#"{{"type":"locate","req":7,"file":"{}"}}"#, "ab".repeat(32)));
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn challenges_and_proofs_are_hex() {
+        let c =
+            ServerMsg::Challenge { items: vec![ChallengeItem { id: 3, chunk: ChunkId([1; 32]), nonce: [0xab; 16] }] };
+        assert_eq!(
+            c.to_json(),
+            format!(
+                r#"{{"type":"challenge","items":[{{"id":3,"chunk":"{}","nonce":"{}"}}]}}"#,
+                "01".repeat(32),
+                "ab".repeat(16)
+            )
+        );
+        let p = ClientMsg::Proofs {
+            items: vec![ProofItem { id: 3, proof: Some([0xcd; 32]) }, ProofItem { id: 4, proof: None }],
+        };
+        assert_eq!(
+            p.to_json(),
+            format!(
+                r#"{{"type":"proofs","items":[{{"id":3,"proof":"{}"}},{{"id":4,"proof":null}}]}}"#,
+                "cd".repeat(32)
+            )
+        );
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"proofs","items":[{"id":1,"proof":"abc"}]}"#).is_err());
     }
 
     #[test]

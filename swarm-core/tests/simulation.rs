@@ -13,11 +13,22 @@
 //! 5. Scarcity: when the swarm shrinks below `R` peers (or the survivors run out of room),
 //!    every chunk with a live copy gets `min(R, live peers with room)` copies within bounded
 //!    virtual time, and `R` again once enough peers join.
+//!
+//! Claims are verified ([`swarm_core::swarm::trust`]): honest peers answer every challenge
+//! with `SHA-256(nonce ‖ bytes)` after a random delay, publishers send `nonces` for half of
+//! the uploads (the others rely on trust on first publish). Copies above are *verified*
+//! copies. With adversarial peers (10 % and 30 %) that lie in every way (fake `have` for
+//! every chunk, fake `order_done`, `bad_source` slander, bogus proofs, huge `storage`):
+//! 6. health never counts a fake: every verified holder is a live honest peer holding the chunk;
+//! 7. an honest peer's verified holding stays verified while it lives and keeps the chunk
+//!    (no lie removes it), and no honest copy is trimmed unless `R` honest copies stay;
+//! 8. repair still reaches `R` verified copies after churn.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use swarm_core::peer::proof::{nonce_items, proof};
 use swarm_core::swarm::repair::RepairConfig;
 use swarm_core::swarm::{Output, Swarm};
-use swarm_core::wire::FileMeta;
+use swarm_core::wire::{ChallengeItem, FileMeta, ProofItem};
 use swarm_core::{ChunkId, ClientMsg, ManifestBuilder, PeerId, PeerKind, ServerMsg};
 
 struct Rng(u64);
@@ -43,11 +54,15 @@ struct SimPeer {
     /// Chunks on its disk (kept while it is dead, announced when it returns).
     chunks: HashSet<ChunkId>,
     capacity: u64,
+    /// Lies in every way; holds nothing.
+    liar: bool,
 }
 
 enum Event {
     /// An order's fetch completes (or fails) at this time.
     OrderDue { peer: PeerId, order: u64, chunk: ChunkId, sources: Vec<PeerId> },
+    /// A peer answers challenges.
+    Answer { peer: PeerId, items: Vec<ChallengeItem> },
 }
 
 struct Sim {
@@ -65,6 +80,13 @@ struct Sim {
     ample_capacity: bool,
     /// Orders a peer had to refuse for lack of room (the tracker should never send them).
     no_room_refusals: u32,
+    /// Every chunk's bytes.
+    bytes: HashMap<ChunkId, Vec<u8>>,
+    /// Verified holdings of honest peers as last seen, per peer (cleared when it departs).
+    seen_verified: HashMap<PeerId, HashSet<ChunkId>>,
+    /// Virtual time from a replication order to its copy being verified, per order.
+    order_sent: HashMap<u64, u64>,
+    verify_delays: Vec<u64>,
 }
 
 impl Sim {
@@ -82,18 +104,36 @@ impl Sim {
             r,
             ample_capacity: true,
             no_room_refusals: 0,
+            bytes: HashMap::new(),
+            seen_verified: HashMap::new(),
+            order_sent: HashMap::new(),
+            verify_delays: Vec::new(),
         }
     }
 
+    /// Live honest copies (liars hold nothing).
     fn live_holders(&self, c: &ChunkId) -> usize {
-        self.peers.values().filter(|p| p.alive && p.chunks.contains(c)).count()
+        self.peers.values().filter(|p| p.alive && !p.liar && p.chunks.contains(c)).count()
     }
 
     fn apply(&mut self, out: Vec<Output>) {
         for o in out {
             let Output::Send { to, msg } = o else { continue };
             match msg {
+                ServerMsg::Challenge { items } => {
+                    let delay = 20 + self.rng.below(180);
+                    self.events.entry(self.now + delay).or_default().push(Event::Answer { peer: to, items });
+                }
+                ServerMsg::Replicate { order, chunk, sources, .. } if self.peers[&to].liar => {
+                    // Says it fetched it, without fetching anything.
+                    let mut out = self.swarm.handle(&to, ClientMsg::OrderDone { order }, self.now);
+                    out.extend(self.swarm.handle(&to, ClientMsg::Have { chunks: vec![chunk], full: false }, self.now));
+                    let _ = sources;
+                    self.apply(out);
+                }
+                ServerMsg::Trim { .. } if self.peers[&to].liar => {}
                 ServerMsg::Replicate { order, chunk, sources, .. } => {
+                    self.order_sent.insert(order, self.now);
                     let delay = 100 + self.rng.below(700);
                     self.events.entry(self.now + delay).or_default().push(Event::OrderDue {
                         peer: to,
@@ -105,7 +145,10 @@ impl Sim {
                 ServerMsg::Trim { chunks } => {
                     for c in &chunks {
                         self.peers.get_mut(&to).unwrap().chunks.remove(c);
-                        assert!(self.live_holders(c) >= self.r, "a trim left {c:?} below R copies");
+                        if let Some(seen) = self.seen_verified.get_mut(&to) {
+                            seen.remove(c);
+                        }
+                        assert!(self.live_holders(c) >= self.r, "a trim left {c:?} below R honest copies");
                     }
                     let out = self.swarm.handle(&to, ClientMsg::Dropped { chunks }, self.now);
                     self.apply(out);
@@ -129,15 +172,24 @@ impl Sim {
     }
 
     fn join(&mut self, id: PeerId, capacity: u64) {
-        let chunks: Vec<ChunkId> = {
+        let liar = self.peers.get(&id).is_some_and(|p| p.liar);
+        let chunks: Vec<ChunkId> = if liar {
+            // Claims every chunk it has heard of.
+            self.bytes.keys().copied().collect()
+        } else {
             let p = self.peers.entry(id.clone()).or_default();
             p.alive = true;
             p.leaving = false;
             p.capacity = capacity;
             p.chunks.iter().copied().collect()
         };
+        if liar {
+            self.peers.get_mut(&id).unwrap().alive = true;
+        }
         self.swarm.join(id.clone(), PeerKind::Native, self.now);
         let used = chunks.len() as u64 * self.chunk_size;
+        let capacity = if liar { u64::MAX / 2 } else { capacity };
+        let used = if liar { 0 } else { used };
         let mut out = self.swarm.handle(&id, ClientMsg::Storage { used, capacity }, self.now);
         out.extend(self.swarm.handle(&id, ClientMsg::Have { chunks, full: true }, self.now));
         self.apply(out);
@@ -149,6 +201,7 @@ impl Sim {
         p.alive = false;
         p.leaving = false;
         let chunks: Vec<ChunkId> = p.chunks.iter().copied().collect();
+        self.seen_verified.remove(id);
         self.swarm.leave(id, self.now);
         for c in chunks {
             if self.live_holders(&c) == 0 {
@@ -159,31 +212,127 @@ impl Sim {
 
     fn upload(&mut self, by: &PeerId, n_chunks: usize, seed: u64) {
         let mut b = ManifestBuilder::new(self.chunk_size as u32);
+        let mut items = Vec::new();
+        let mut chunk_bytes = Vec::new();
         for i in 0..n_chunks {
-            b.push(&[(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8, seed as u8 ^ i as u8 ^ 0x5a]);
+            let bytes = [(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8, seed as u8 ^ i as u8 ^ 0x5a];
+            let id = b.push(&bytes);
+            let randoms = [self.rng.next().to_le_bytes(), self.rng.next().to_le_bytes()]
+                .map(|h| std::array::from_fn(|k| h[k % 8] ^ k as u8));
+            items.extend(nonce_items(id, &bytes, &randoms));
+            chunk_bytes.push((id, bytes.to_vec()));
         }
         let m = b.finish();
-        if m.chunks.iter().any(|c| self.peers.values().any(|p| p.chunks.contains(c))) {
+        if m.chunks.iter().any(|c| self.bytes.contains_key(c)) {
             return; // collided with existing content; skip
         }
+        self.bytes.extend(chunk_bytes);
         self.peers.get_mut(by).unwrap().chunks.extend(m.chunks.iter().copied());
+        let file = m.file_id();
         let mut out = self.swarm.handle(by, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, self.now);
         let meta = FileMeta { name: format!("file-{seed}"), mime: "application/octet-stream".into() };
-        out.extend(self.swarm.handle(by, ClientMsg::Publish { req: 1, manifest: m, meta }, self.now));
+        out.extend(self.swarm.handle(by, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, self.now));
+        // Half the publishers send nonces (native peers); the others (browsers) do not.
+        if seed.is_multiple_of(2) {
+            out.extend(self.swarm.handle(by, ClientMsg::Nonces { file, items }, self.now));
+        }
         self.apply(out);
+        // Liars claim the new chunks at once.
+        let liars: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.liar && p.alive).map(|(k, _)| k.clone()).collect();
+        for l in liars {
+            let out = self.swarm.handle(&l, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, self.now);
+            self.apply(out);
+        }
+    }
+
+    /// Every liar slanders a few random (holder, chunk) pairs and resends claims.
+    fn lie(&mut self) {
+        let liars: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.liar && p.alive).map(|(k, _)| k.clone()).collect();
+        if liars.is_empty() || self.bytes.is_empty() {
+            return;
+        }
+        let chunks: Vec<ChunkId> = self.bytes.keys().copied().collect();
+        for l in liars {
+            for _ in 0..3 {
+                let c = chunks[self.rng.below(chunks.len() as u64) as usize];
+                let holders: Vec<PeerId> = self.swarm.holders(&c).cloned().collect();
+                for h in holders {
+                    let out = self.swarm.handle(&l, ClientMsg::BadSource { peer: h, chunk: c }, self.now);
+                    self.apply(out);
+                }
+            }
+            let c = chunks[self.rng.below(chunks.len() as u64) as usize];
+            let out = self.swarm.handle(&l, ClientMsg::Have { chunks: vec![c], full: false }, self.now);
+            self.apply(out);
+        }
+    }
+
+    fn answer(&mut self, peer: PeerId, items: Vec<ChallengeItem>) {
+        let Some(p) = self.peers.get(&peer) else { return };
+        if !p.alive {
+            return;
+        }
+        let items: Vec<ProofItem> = items
+            .into_iter()
+            .map(|it| {
+                let proof = if p.liar {
+                    // Bogus: a proof over made-up bytes, or "not held".
+                    (it.id % 3 != 0).then(|| proof(&it.nonce, &it.id.to_le_bytes()))
+                } else if p.chunks.contains(&it.chunk) {
+                    Some(proof(&it.nonce, &self.bytes[&it.chunk]))
+                } else {
+                    None
+                };
+                ProofItem { id: it.id, proof }
+            })
+            .collect();
+        let out = self.swarm.handle(&peer, ClientMsg::Proofs { items }, self.now);
+        self.apply(out);
+    }
+
+    /// Health never counts a fake; honest verified holdings stay verified.
+    fn check_trust(&mut self) {
+        for c in self.bytes.keys() {
+            for h in self.swarm.verified_holders(c) {
+                let p = &self.peers[h];
+                assert!(p.alive && !p.liar && p.chunks.contains(c), "{h:?} counted for {c:?} without holding it");
+            }
+        }
+        let honest: Vec<PeerId> =
+            self.peers.iter().filter(|(_, p)| p.alive && !p.liar).map(|(k, _)| k.clone()).collect();
+        for id in honest {
+            let now: HashSet<ChunkId> =
+                self.peers[&id].chunks.iter().filter(|c| self.swarm.is_verified(&id, c)).copied().collect();
+            if let Some(before) = self.seen_verified.get(&id) {
+                for c in before {
+                    assert!(
+                        now.contains(c) || !self.peers[&id].chunks.contains(c),
+                        "honest {id:?} lost its verified {c:?} while holding it"
+                    );
+                }
+            }
+            self.seen_verified.insert(id, now);
+        }
     }
 
     fn run_events(&mut self) {
         let due: Vec<u64> = self.events.range(..=self.now).map(|(t, _)| *t).collect();
         for t in due {
             for ev in self.events.remove(&t).unwrap() {
-                let Event::OrderDue { peer, order, chunk, sources } = ev;
+                let (peer, order, chunk, sources) = match ev {
+                    Event::OrderDue { peer, order, chunk, sources } => (peer, order, chunk, sources),
+                    Event::Answer { peer, items } => {
+                        self.answer(peer, items);
+                        continue;
+                    }
+                };
                 let Some(p) = self.peers.get(&peer) else { continue };
                 if !p.alive {
                     continue; // the order died with the peer
                 }
-                let source_ok =
-                    sources.iter().any(|s| self.peers.get(s).is_some_and(|s| s.alive && s.chunks.contains(&chunk)));
+                let source_ok = sources
+                    .iter()
+                    .any(|s| self.peers.get(s).is_some_and(|s| s.alive && !s.liar && s.chunks.contains(&chunk)));
                 let room = (p.chunks.len() as u64 + 1) * self.chunk_size <= p.capacity;
                 let out = if source_ok && room {
                     self.peers.get_mut(&peer).unwrap().chunks.insert(chunk);
@@ -207,12 +356,19 @@ impl Sim {
         self.run_events();
         let out = self.swarm.tick(self.now);
         self.apply(out);
+        // Time from order to verified copy, for orders that completed.
+        let done: Vec<u64> =
+            self.order_sent.keys().filter(|o| !self.swarm.orders().any(|(id, _)| id == *o)).copied().collect();
+        for o in done {
+            let sent = self.order_sent.remove(&o).unwrap();
+            self.verify_delays.push(self.now - sent);
+        }
     }
 
-    /// Live copies of every chunk any peer (live or dead) has on disk.
+    /// Live copies of every chunk any honest peer (live or dead) has on disk.
     fn copies(&self) -> HashMap<ChunkId, usize> {
         let mut n: HashMap<ChunkId, usize> = HashMap::new();
-        for p in self.peers.values() {
+        for p in self.peers.values().filter(|p| !p.liar) {
             for c in &p.chunks {
                 *n.entry(*c).or_default() += p.alive as usize;
             }
@@ -220,11 +376,14 @@ impl Sim {
         n
     }
 
-    /// The tracker's view of every chunk's holders matches the live peers' disks.
-    fn check_consistent(&self) {
+    /// The tracker's view of every chunk's honest holders matches the live honest peers'
+    /// disks, and every verified holder really holds it.
+    fn check_consistent(&mut self) {
         for (c, n) in self.copies() {
-            assert_eq!(self.swarm.holder_count(&c), n, "tracker view of {c:?} is wrong");
+            let honest = self.swarm.holders(&c).filter(|h| !self.peers[*h].liar).count();
+            assert_eq!(honest, n, "tracker view of {c:?} is wrong");
         }
+        self.check_trust();
     }
 
     /// Copies `c` should have now: `R`, or as many as live staying peers can hold (those that
@@ -235,6 +394,7 @@ impl Sim {
             .values()
             .filter(|p| {
                 p.alive
+                    && !p.liar
                     && !p.leaving
                     && (p.chunks.contains(c) || (p.chunks.len() as u64 + 1) * self.chunk_size <= p.capacity)
             })
@@ -242,9 +402,12 @@ impl Sim {
         self.r.min(room)
     }
 
-    /// Chunks with a live copy but fewer than [`Sim::effective_target`] copies.
+    /// Chunks with a live copy but fewer than [`Sim::effective_target`] verified copies.
     fn below_effective_target(&self) -> usize {
-        self.copies().iter().filter(|(c, n)| **n >= 1 && **n < self.effective_target(c)).count()
+        self.copies()
+            .iter()
+            .filter(|(c, n)| **n >= 1 && self.swarm.staying_copies(c).min(**n) < self.effective_target(c))
+            .count()
     }
 
     /// Steps until every chunk with a live copy is at its effective target; panics after
@@ -264,8 +427,9 @@ impl Sim {
         self.now - start
     }
 
+    /// Chunks with a live honest copy but fewer than `R` verified copies.
     fn short_chunks(&self) -> usize {
-        self.copies().values().filter(|n| (1..self.r).contains(*n)).count()
+        self.copies().iter().filter(|(c, n)| **n >= 1 && self.swarm.staying_copies(c) < self.r).count()
     }
 }
 
@@ -280,6 +444,8 @@ struct Churn {
     back: f64,
     capacity_chunks: u64,
     small_capacity_chunks: u64,
+    /// Share of the first peers that lie in every way.
+    liars: f64,
 }
 
 fn run(seed: u64, churn: Churn) {
@@ -290,7 +456,12 @@ fn run(seed: u64, churn: Churn) {
     let capacity_of =
         |n: u64| 4 * if n.is_multiple_of(2) { churn.small_capacity_chunks } else { churn.capacity_chunks };
     let mut next_peer = 0;
+    let mut n_liars = 0;
     for _ in 0..500 {
+        if sim.rng.chance(churn.liars) {
+            sim.peers.entry(peer(next_peer)).or_default().liar = true;
+            n_liars += 1;
+        }
         sim.join(peer(next_peer), capacity_of(next_peer));
         next_peer += 1;
     }
@@ -298,7 +469,10 @@ fn run(seed: u64, churn: Churn) {
     let mut uploads = 0u64;
     for step in 0..6_000 {
         let live: Vec<PeerId> =
-            sim.peers.iter().filter(|(_, p)| p.alive && !p.leaving).map(|(k, _)| k.clone()).collect();
+            sim.peers.iter().filter(|(_, p)| p.alive && !p.leaving && !p.liar).map(|(k, _)| k.clone()).collect();
+        if step % 10 == 0 {
+            sim.lie();
+        }
         if sim.rng.chance(0.3) && !live.is_empty() {
             let by = live[sim.rng.below(live.len() as u64) as usize].clone();
             let n = 1 + sim.rng.below(8) as usize;
@@ -315,7 +489,7 @@ fn run(seed: u64, churn: Churn) {
             let out = sim.swarm.handle(&leaver, ClientMsg::Leave, sim.now);
             sim.apply(out);
         }
-        let dead: Vec<PeerId> = sim.peers.iter().filter(|(_, p)| !p.alive).map(|(k, _)| k.clone()).collect();
+        let dead: Vec<PeerId> = sim.peers.iter().filter(|(_, p)| !p.alive && !p.liar).map(|(k, _)| k.clone()).collect();
         if sim.rng.chance(churn.back) && !dead.is_empty() {
             let back = dead[sim.rng.below(dead.len() as u64) as usize].clone();
             let n = (0..next_peer).find(|n| peer(*n) == back).unwrap();
@@ -351,7 +525,7 @@ fn run(seed: u64, churn: Churn) {
     for (c, by_kill) in &sim.lost {
         assert!(*by_kill, "chunk {c:?} was lost without its holders being killed");
     }
-    let live: Vec<&SimPeer> = sim.peers.values().filter(|p| p.alive).collect();
+    let live: Vec<&SimPeer> = sim.peers.values().filter(|p| p.alive && !p.liar).collect();
     let total: usize = live.iter().map(|p| p.chunks.len()).sum();
     let mean = total as f64 / live.len() as f64;
     let max = live.iter().map(|p| p.chunks.len()).max().unwrap();
@@ -361,6 +535,29 @@ fn run(seed: u64, churn: Churn) {
     assert!(sim.leave_answers > 0, "some graceful leaves completed");
     assert_eq!(sim.no_room_refusals, 0, "the tracker never orders a peer beyond its room");
     assert!(sim.swarm.repair_stats.orders_issued > 0);
+    let t = sim.swarm.trust_stats().clone();
+    let mut delays = sim.verify_delays.clone();
+    delays.sort();
+    let pct = |q: f64| delays.get(((delays.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0);
+    println!(
+        "seed {seed}: {n_liars} liars; order→verified copy ms p50 {} p90 {} p99 {} (n={}); {} challenges, \
+         {} passed, {} failed, {} expired, {} strikes, {} distrusted, {} reports refuted, {} nonces agreed",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        delays.len(),
+        t.challenges_sent,
+        t.proofs_passed,
+        t.proofs_failed,
+        t.challenges_expired,
+        t.strikes,
+        t.distrusted,
+        t.reports_refuted,
+        t.nonces_agreed
+    );
+    if n_liars > 0 {
+        assert!(t.distrusted > 0, "liars were found out");
+    }
     println!(
         "seed {seed}: {} peers ever, {uploads} uploads, {} orders ({} done, {} failed, {} expired), \
          {} trimmed, {} leaves, {} chunks lost to kills, healed {healed_after} ms after churn, \
@@ -380,7 +577,23 @@ fn run(seed: u64, churn: Churn) {
 fn swarm_heals_under_churn() {
     run(
         0x9e3779b97f4a7c15,
-        Churn { kill: 0.02, leave: 0.01, back: 0.015, capacity_chunks: 400, small_capacity_chunks: 400 },
+        Churn { kill: 0.02, leave: 0.01, back: 0.015, capacity_chunks: 400, small_capacity_chunks: 400, liars: 0.0 },
+    );
+}
+
+#[test]
+fn swarm_heals_with_ten_percent_liars() {
+    run(
+        0x6a09e667f3bcc908,
+        Churn { kill: 0.02, leave: 0.01, back: 0.015, capacity_chunks: 400, small_capacity_chunks: 400, liars: 0.1 },
+    );
+}
+
+#[test]
+fn swarm_heals_with_thirty_percent_liars() {
+    run(
+        0xbb67ae8584caa73b,
+        Churn { kill: 0.02, leave: 0.01, back: 0.015, capacity_chunks: 400, small_capacity_chunks: 400, liars: 0.3 },
     );
 }
 
@@ -388,7 +601,7 @@ fn swarm_heals_under_churn() {
 fn swarm_heals_under_heavy_churn() {
     run(
         0x2545f4914f6cdd1d,
-        Churn { kill: 0.08, leave: 0.02, back: 0.06, capacity_chunks: 400, small_capacity_chunks: 400 },
+        Churn { kill: 0.08, leave: 0.02, back: 0.06, capacity_chunks: 400, small_capacity_chunks: 400, liars: 0.0 },
     );
 }
 
@@ -396,7 +609,7 @@ fn swarm_heals_under_heavy_churn() {
 fn swarm_heals_when_peers_run_out_of_room() {
     run(
         0x853c49e6748fea9b,
-        Churn { kill: 0.03, leave: 0.01, back: 0.02, capacity_chunks: 400, small_capacity_chunks: 4 },
+        Churn { kill: 0.03, leave: 0.01, back: 0.02, capacity_chunks: 400, small_capacity_chunks: 4, liars: 0.0 },
     );
 }
 

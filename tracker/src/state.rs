@@ -86,7 +86,11 @@ pub fn now_ms() -> u64 {
 impl AppState {
     /// Opens the durable index (if configured) and restores every file from it.
     pub fn new(config: Config) -> Result<Self, IndexError> {
-        let mut swarm = Swarm::with_config(config.repair.clone());
+        let mut repair = config.repair.clone();
+        // Challenge nonces must be unpredictable to peers: the swarm's generator is seeded
+        // from the OS at every start.
+        repair.trust.seed = rand::random();
+        let mut swarm = Swarm::with_config(repair);
         let index = match &config.data_dir {
             Some(dir) => {
                 let index = FileIndex::open(dir)?;

@@ -28,7 +28,9 @@
 //! - **tracker duties**: hello, inventory in batches, `have` batching, storage reports,
 //!   replication orders (bounded concurrency, room checked, joined to a running download of
 //!   the same chunk), trims (never a chunk of a file this peer's user keeps), path reports,
-//!   tracker requests re-sent after a reconnect.
+//!   tracker requests re-sent after a reconnect;
+//! - **proofs of holding** ([`proof`]): the tracker's challenges answered from the store
+//!   (bounded reads, batched answers); [`Peer::publish_nonces`] for publishers.
 //!
 //! One set of constants lives in [`config`]; reconnect delays in [`backoff`].
 
@@ -37,6 +39,7 @@ pub mod config;
 pub mod download;
 mod fetch;
 pub mod links;
+pub mod proof;
 pub mod serve;
 mod tracker;
 
@@ -245,6 +248,7 @@ pub struct Peer<B: ChunkBuf> {
     pending: BTreeMap<u32, (Pending, ClientMsg)>,
     fetch: fetch::Fetching<B>,
     serve: serve::Serving,
+    proving: proof::Proving,
     links: links::Links,
     tracker: tracker::Duties,
 }
@@ -260,6 +264,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             pending: BTreeMap::new(),
             fetch: fetch::Fetching::default(),
             serve: serve::Serving::default(),
+            proving: proof::Proving::default(),
             links: links::Links::default(),
             tracker: tracker::Duties::default(),
         }

@@ -32,6 +32,14 @@ struct RouteQueue {
     waiting: VecDeque<(u32, ChunkId)>,
 }
 
+impl Serving {
+    /// A fresh store-read token (serves and proofs share the numbering).
+    pub(super) fn new_token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Serving {
     reads: HashMap<u64, (Route, u32, ChunkId)>,
@@ -95,8 +103,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     fn start_read(&mut self, route: Route, req: u32, chunk: ChunkId) {
-        self.serve.next_token += 1;
-        let token = self.serve.next_token;
+        let token = self.serve.new_token();
         self.serve.reads.insert(token, (route, req, chunk));
         self.out.push_back(Output::Read { token, chunk });
     }
@@ -108,6 +115,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     /// The store's answer to [`Output::Read`].
     pub fn chunk_read(&mut self, token: u64, result: ReadResult) {
+        if self.proof_read(token, &result) {
+            return; // a read for a proof, not a serve
+        }
         let Some((route, req, chunk)) = self.serve.reads.remove(&token) else { return };
         let msgs = match result {
             ReadResult::Found(bytes) => {

@@ -49,6 +49,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     fn announce_all(&mut self, inv: &dyn Inventory, now_ms: u64) {
+        self.forget_proofs();
         // In batches, so a large store stays under the tracker's message size limit: the
         // first replaces what the tracker knew, the rest add to it.
         let ids = inv.ids();
@@ -171,6 +172,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 }
             }
             ServerMsg::LeaveReady { stranded } => self.event(Event::LeaveReady { stranded }),
+            ServerMsg::Challenge { items } => self.on_challenge(items, inv),
             ServerMsg::Signal { from, conn, signal } => self.on_signal(from, conn, signal, now_ms),
         }
     }

@@ -9,11 +9,12 @@
 
 pub mod policy;
 pub mod repair;
+pub mod trust;
 
 use crate::content::{ChunkId, FileId, Manifest};
 use crate::wire::{
-    validate_name, ClientMsg, ErrorCode, FileMeta, FileSummary, LinkPath, PathReport, PeerId, PeerKind, ServerMsg,
-    Signal,
+    validate_name, ChallengeItem, ClientMsg, ErrorCode, FileMeta, FileSummary, LinkPath, PathReport, PeerId, PeerKind,
+    ServerMsg, Signal,
 };
 use repair::{Order, RepairConfig, RepairStats, Scarcity};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -59,6 +60,8 @@ pub struct PeerState {
     bad_reports: HashMap<ChunkId, BTreeSet<PeerId>>,
     /// The peer's own account of its links by path (boxed: most idle peers never send one).
     pub paths: Option<Box<PathReport>>,
+    /// Which of its claims are verified, strikes ([`trust`]).
+    pub trust: trust::PeerTrust,
 }
 
 impl PeerState {
@@ -78,6 +81,7 @@ impl PeerState {
             last_report: None,
             bad_reports: HashMap::new(),
             paths: None,
+            trust: trust::PeerTrust::default(),
         }
     }
 
@@ -111,7 +115,10 @@ pub struct Swarm {
     pub config: RepairConfig,
     peers: HashMap<PeerId, PeerState>,
     files: BTreeMap<FileId, FileRecord>,
+    /// Live peers claiming each chunk (verified or not).
     holders: HashMap<ChunkId, BTreeSet<PeerId>>,
+    /// Live peers whose holding of each chunk is verified: the copies that count.
+    verified: HashMap<ChunkId, BTreeSet<PeerId>>,
     /// Size of every chunk of every known file (the chunks worth replicating).
     chunk_sizes: HashMap<ChunkId, u32>,
     orders: HashMap<u64, Order>,
@@ -134,6 +141,9 @@ pub struct Swarm {
     now_ms: u64,
     pub stats: SwarmStats,
     pub repair_stats: RepairStats,
+    trust: trust::Trust,
+    /// Challenges to send at the end of the current call, per peer.
+    trust_out: BTreeMap<PeerId, Vec<ChallengeItem>>,
 }
 
 pub(crate) fn send(to: &PeerId, msg: ServerMsg) -> Output {
@@ -155,7 +165,8 @@ impl Swarm {
     pub fn join(&mut self, id: PeerId, kind: PeerKind, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
         self.leave(&id, now_ms);
-        self.peers.insert(id, PeerState::new(kind, now_ms));
+        self.peers.insert(id.clone(), PeerState::new(kind, now_ms));
+        self.trust_join(&id, now_ms);
         self.room_appeared(now_ms);
     }
 
@@ -171,6 +182,8 @@ impl Swarm {
                 self.check_at(o.chunk, now_ms);
             }
         }
+        let verified = std::mem::take(&mut self.peers.get_mut(id).expect("present").trust.verified);
+        self.trust_leave(id, verified, now_ms);
         let p = self.peers.remove(id).expect("present");
         for c in p.chunks {
             self.unhold(&c, id);
@@ -181,13 +194,28 @@ impl Swarm {
         self.failed_targets.retain(|(_, p), _| p != id);
     }
 
+    /// Forgets `id` among the claimants (and verified holders) of `chunk`.
     fn unhold(&mut self, chunk: &ChunkId, id: &PeerId) {
+        self.unverify(id, chunk);
         if let Some(set) = self.holders.get_mut(chunk) {
             set.remove(id);
             if set.is_empty() {
                 self.holders.remove(chunk);
             }
         }
+    }
+
+    /// Removes `peer`'s claim to `chunk` (its storage count too); `false` if it had none.
+    pub(crate) fn drop_claim(&mut self, peer: &PeerId, chunk: &ChunkId) -> bool {
+        let Some(p) = self.peers.get_mut(peer) else { return false };
+        if !p.chunks.remove(chunk) {
+            return false;
+        }
+        if let Some(size) = self.chunk_sizes.get(chunk) {
+            p.used = p.used.saturating_sub(*size as u64);
+        }
+        self.unhold(chunk, peer);
+        true
     }
 
     /// Adds a file known from the durable index (at start-up).
@@ -214,7 +242,7 @@ impl Swarm {
     pub fn is_live(&self, id: &PeerId) -> bool {
         self.peers.contains_key(id)
     }
-    /// Live holders of a chunk.
+    /// Live claimants of a chunk (verified or not: see [`Swarm::verified_holders`]).
     pub fn holders(&self, chunk: &ChunkId) -> impl Iterator<Item = &PeerId> {
         self.holders.get(chunk).into_iter().flatten()
     }
@@ -229,6 +257,12 @@ impl Swarm {
     /// Handles one message from live peer `from` (never `Hello`: the driver turns that into
     /// [`Swarm::join`]).
     pub fn handle(&mut self, from: &PeerId, msg: ClientMsg, now_ms: u64) -> Vec<Output> {
+        let mut out = self.handle_msg(from, msg, now_ms);
+        self.flush_challenges(now_ms, &mut out);
+        out
+    }
+
+    fn handle_msg(&mut self, from: &PeerId, msg: ClientMsg, now_ms: u64) -> Vec<Output> {
         self.now_ms = self.now_ms.max(now_ms);
         if !self.peers.contains_key(from) {
             return vec![self.error(from, None, ErrorCode::NotWelcomed, "say hello first")];
@@ -240,7 +274,10 @@ impl Swarm {
             ClientMsg::Heartbeat => vec![],
             ClientMsg::Have { chunks, full } => {
                 let mut out = Vec::new();
+                // A full inventory replaces the claims; those verified before stay verified.
+                let mut was_verified = HashSet::new();
                 if full {
+                    was_verified = self.peers.get(from).map(|p| p.trust.verified.clone()).unwrap_or_default();
                     let old: Vec<ChunkId> =
                         self.peers.get_mut(from).map(|p| p.chunks.drain().collect()).unwrap_or_default();
                     for c in old {
@@ -252,7 +289,8 @@ impl Swarm {
                 }
                 let settle = if full { self.config.grace_ms } else { 0 };
                 for c in chunks {
-                    self.add_holding(from, c, now_ms + settle);
+                    let pre = was_verified.contains(&c);
+                    self.add_holding(from, c, now_ms + settle, pre);
                 }
                 if full {
                     self.trim_surplus(from, &mut out);
@@ -261,14 +299,9 @@ impl Swarm {
             }
             ClientMsg::Dropped { chunks } => {
                 for c in chunks {
-                    if self.peers.get_mut(from).expect("live").chunks.remove(&c) {
-                        self.unhold(&c, from);
-                        if let Some(size) = self.chunk_sizes.get(&c) {
-                            let p = self.peers.get_mut(from).expect("live");
-                            p.used = p.used.saturating_sub(*size as u64);
-                            self.check_at(c, now_ms);
-                            self.room_appeared(now_ms);
-                        }
+                    if self.drop_claim(from, &c) && self.chunk_sizes.contains_key(&c) {
+                        self.check_at(c, now_ms);
+                        self.room_appeared(now_ms);
                     }
                 }
                 vec![]
@@ -292,7 +325,7 @@ impl Swarm {
                 // Usually the peer's `have` already completed the order; if the `have` is
                 // still on its way, the order itself says which chunk the peer now holds.
                 if let Some(chunk) = self.orders.get(&order).filter(|o| o.target == *from).map(|o| o.chunk) {
-                    self.add_holding(from, chunk, now_ms);
+                    self.add_holding(from, chunk, now_ms, false);
                 }
                 vec![]
             }
@@ -320,20 +353,16 @@ impl Swarm {
             }
             ClientMsg::BadSource { peer, chunk } => {
                 self.stats.bad_sources_reported += 1;
-                // One peer cannot erase another's claim: the claim to the chunk is withdrawn
-                // (and the chunk re-checked) once two different peers have reported it.
-                let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
-                if *from == peer || !p.chunks.contains(&chunk) {
-                    return vec![];
-                }
-                let reporters = p.bad_reports.entry(chunk).or_default();
-                reporters.insert(from.clone());
-                if reporters.len() >= 2 {
-                    p.bad_reports.remove(&chunk);
-                    p.chunks.remove(&chunk);
-                    self.unhold(&chunk, &peer);
-                    self.check_at(chunk, now_ms);
-                }
+                // A report is a reason to check, not a verdict (see [`trust`]).
+                self.on_report(from, &peer, chunk, now_ms);
+                vec![]
+            }
+            ClientMsg::Proofs { items } => {
+                self.on_proofs(from, items, now_ms);
+                vec![]
+            }
+            ClientMsg::Nonces { items, .. } => {
+                self.on_nonces(from, items);
                 vec![]
             }
             ClientMsg::Publish { req, manifest, meta } => self.publish(from, req, manifest, meta, now_ms),
@@ -361,21 +390,20 @@ impl Swarm {
         }
     }
 
-    /// `from` now holds `chunk`: count the copy, complete its order, and check the chunk at
+    /// `from` claims `chunk`: the claim is recorded and, for a chunk of a known file, counts
+    /// once verified ([`trust`]): then its order completes, and the chunk is checked at
     /// `check_ms` if it is still short of R (e.g. it had no live copy while this peer was
     /// away; after a reconnect other holders get the grace period to re-announce first).
-    fn add_holding(&mut self, from: &PeerId, chunk: ChunkId, check_ms: u64) {
-        if !self.peers.get_mut(from).expect("live").chunks.insert(chunk) {
+    fn add_holding(&mut self, from: &PeerId, chunk: ChunkId, check_ms: u64, preverified: bool) {
+        let p = self.peers.get_mut(from).expect("live");
+        if p.trust.distrusted || p.trust.failed.contains(&chunk) || !p.chunks.insert(chunk) {
             return;
         }
         self.holders.entry(chunk).or_default().insert(from.clone());
         if let Some(size) = self.chunk_sizes.get(&chunk) {
             self.peers.get_mut(from).expect("live").used += *size as u64;
-            if self.staying_copies(&chunk) < self.config.replication && !self.pending.contains_key(&chunk) {
-                self.check_at(chunk, check_ms);
-            }
+            self.consider(from, chunk, preverified, check_ms);
         }
-        self.order_fulfilled(from, &chunk);
     }
 
     fn error(&mut self, to: &PeerId, req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Output {
@@ -396,7 +424,12 @@ impl Swarm {
         let id = manifest.file_id();
         let mut out = vec![send(from, ServerMsg::Published { req, file: id })];
         if !self.files.contains_key(&id) {
+            let mut new_chunks: Vec<ChunkId> =
+                manifest.chunks.iter().filter(|c| !self.chunk_sizes.contains_key(c)).copied().collect();
+            new_chunks.sort();
+            new_chunks.dedup();
             self.note_chunks(&manifest);
+            self.trust_publish(from, &new_chunks, now_ms);
             // Placement is repair of chunks that have one copy: check them all now.
             for c in &manifest.chunks {
                 self.check_at(*c, now_ms);
@@ -407,7 +440,8 @@ impl Swarm {
         out
     }
 
-    /// The manifest of `file` and the live holders of each of its chunks.
+    /// The manifest of `file` and the live holders of each of its chunks: verified holders
+    /// first, then claimants not verified yet (downloads check every byte anyway).
     pub fn locate(&self, req: u32, file: &FileId) -> Option<ServerMsg> {
         let rec = self.files.get(file)?;
         let mut peers: Vec<PeerId> = Vec::new();
@@ -417,7 +451,9 @@ impl Swarm {
             .chunks
             .iter()
             .map(|c| {
-                self.holders(c)
+                let unverified = self.holders(c).filter(|p| !self.verified.get(c).is_some_and(|v| v.contains(*p)));
+                self.verified_holders(c)
+                    .chain(unverified)
                     .map(|p| {
                         *index.entry(p).or_insert_with(|| {
                             peers.push(p.clone());
@@ -437,9 +473,9 @@ impl Swarm {
         })
     }
 
-    /// Fewest live holders of any chunk of the file (0 for an empty file's none).
+    /// Fewest verified live holders of any chunk of the file (0 for an empty file's none).
     pub fn min_holders(&self, rec: &FileRecord) -> u32 {
-        rec.manifest.chunks.iter().map(|c| self.holder_count(c) as u32).min().unwrap_or(0)
+        rec.manifest.chunks.iter().map(|c| self.verified_count(c) as u32).min().unwrap_or(0)
     }
 
     pub fn summary(&self, id: &FileId, rec: &FileRecord) -> FileSummary {
@@ -585,8 +621,10 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_source_needs_two_reporters_to_lose_its_claim() {
-        let mut s = Swarm::new();
+    fn without_verification_a_bad_source_needs_two_reporters_to_lose_its_claim() {
+        let mut config = RepairConfig::default();
+        config.trust.verify = false;
+        let mut s = Swarm::with_config(config);
         let (liar, a, b) = (peer(1), peer(2), peer(3));
         for p in [&liar, &a, &b] {
             s.join(p.clone(), PeerKind::Native, 0);

@@ -46,6 +46,8 @@ pub struct RepairConfig {
     /// How long a peer that failed an order (for a reason other than room) is not chosen
     /// again for that chunk.
     pub failed_target_ms: u64,
+    /// Verification of claims ([`super::trust`]).
+    pub trust: super::trust::TrustConfig,
 }
 
 impl Default for RepairConfig {
@@ -59,6 +61,7 @@ impl Default for RepairConfig {
             retry_ms: 1_000,
             default_capacity: 8 << 30,
             failed_target_ms: 10_000,
+            trust: Default::default(),
         }
     }
 }
@@ -103,9 +106,10 @@ pub struct RepairStats {
 }
 
 impl Swarm {
-    /// Live copies of a chunk that will stay (holders that are not leaving).
+    /// Verified live copies of a chunk that will stay (holders that are not leaving): the
+    /// copies that count toward `R`.
     pub fn staying_copies(&self, chunk: &ChunkId) -> usize {
-        self.holders(chunk).filter(|p| self.peers.get(*p).is_some_and(|s| !s.leaving)).count()
+        self.verified_holders(chunk).filter(|p| self.peers.get(*p).is_some_and(|s| !s.leaving)).count()
     }
 
     /// Checks `chunk` at `at_ms` (or at the next tick if that is earlier).
@@ -124,9 +128,9 @@ impl Swarm {
         self.chunk_sizes.keys().filter(|c| self.staying_copies(c) < r).count()
     }
 
-    /// Chunks of known files with no live copy at all.
+    /// Chunks of known files with no verified live copy.
     pub fn lost_chunks(&self) -> usize {
-        self.chunk_sizes.keys().filter(|c| self.holder_count(c) == 0).count()
+        self.chunk_sizes.keys().filter(|c| self.verified_count(c) == 0).count()
     }
 
     /// Runs every check that is due, expires late orders, retries deferred chunks and
@@ -134,6 +138,7 @@ impl Swarm {
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         self.now_ms = self.now_ms.max(now_ms);
         let mut out = Vec::new();
+        self.trust_tick(now_ms);
         let expired: Vec<u64> =
             self.orders.iter().filter(|(_, o)| o.deadline_ms <= now_ms).map(|(id, _)| *id).collect();
         for id in expired {
@@ -184,6 +189,7 @@ impl Swarm {
             self.next_retry_ms = now_ms + self.config.retry_ms;
         }
         self.answer_leavers(&mut out);
+        self.flush_challenges(now_ms, &mut out);
         out
     }
 
@@ -192,14 +198,15 @@ impl Swarm {
         let due = self.due.keys().next().copied();
         let order = self.orders.values().map(|o| o.deadline_ms).min();
         let retry = (!self.deferred.is_empty()).then_some(self.next_retry_ms);
-        [due, order, retry].into_iter().flatten().min()
+        [due, order, retry, self.trust_deadline()].into_iter().flatten().min()
     }
 
     /// Orders enough fetches of `chunk` to bring it back to `R` staying copies.
     fn plan(&mut self, chunk: ChunkId, now_ms: u64, out: &mut Vec<Output>) {
         let Some(&size) = self.chunk_sizes.get(&chunk) else { return };
         self.scarce.remove(&chunk);
-        let mut sources: Vec<PeerId> = self.holders(&chunk).cloned().collect();
+        // Sources are verified holders only (a fake claim must not waste an order).
+        let mut sources: Vec<PeerId> = self.verified_holders(&chunk).cloned().collect();
         if sources.is_empty() {
             return; // lost until a holder comes back; reported by `lost_chunks`
         }
@@ -277,7 +284,7 @@ impl Swarm {
             .chunks
             .iter()
             .map(|c| {
-                if self.holder_count(c) == 0 {
+                if self.verified_count(c) == 0 {
                     ReplicationStatus::Lost
                 } else if self.staying_copies(c) >= r {
                     ReplicationStatus::Ok
@@ -327,8 +334,11 @@ impl Swarm {
         let (mut busy, mut blocked, mut full) = (false, None::<u64>, false);
         let mut best: Option<(&PeerId, &super::PeerState)> = None;
         for (id, p) in &self.peers {
-            if p.leaving || p.chunks.contains(chunk) || pending.contains(id) {
+            if p.leaving || p.trust.distrusted || p.chunks.contains(chunk) || pending.contains(id) {
                 continue;
+            }
+            if p.trust.failed.contains(chunk) {
+                continue; // its claim of this chunk would be ignored
             }
             if p.free(self.config.default_capacity) < size as u64 {
                 full = true;
@@ -343,8 +353,12 @@ impl Swarm {
                 continue;
             }
             let better = best.is_none_or(|(b_id, b)| {
-                fill(p)
-                    .total_cmp(&fill(b))
+                // Peers with a clean record first: a liar's huge storage attracts no orders.
+                p.trust
+                    .strikes
+                    .min(1)
+                    .cmp(&b.trust.strikes.min(1))
+                    .then(fill(p).total_cmp(&fill(b)))
                     .then(p.chunks.len().cmp(&b.chunks.len()))
                     .then(p.joined_at_ms.cmp(&b.joined_at_ms))
                     .then(id.cmp(b_id))
@@ -419,19 +433,33 @@ impl Swarm {
         self.check_at(o.chunk, now_ms);
     }
 
-    /// After a full inventory from a returning peer: drop its copies of chunks that have more
-    /// than `R` staying copies and no order in flight.
+    /// After a full inventory from a returning peer: drop its copies of chunks that have
+    /// enough verified copies elsewhere and no order in flight. Only verified copies are
+    /// counted: a verified copy goes only when more than `R` verified copies stay; a copy not
+    /// verified (yet) goes when `R` verified copies stay without it. Unverified claims never
+    /// make a verified copy surplus.
     pub(super) fn trim_surplus(&mut self, peer: &PeerId, out: &mut Vec<Output>) {
         let Some(p) = self.peers.get(peer) else { return };
         let r = self.config.replication;
-        let surplus: Vec<ChunkId> =
-            p.chunks.iter().filter(|c| !self.pending.contains_key(c) && self.staying_copies(c) > r).copied().collect();
+        let surplus: Vec<ChunkId> = p
+            .chunks
+            .iter()
+            .filter(|c| self.chunk_sizes.contains_key(c) && !self.pending.contains_key(c))
+            .filter(|c| {
+                let staying = self.staying_copies(c);
+                if p.trust.verified.contains(c) {
+                    staying > r
+                } else {
+                    staying >= r
+                }
+            })
+            .copied()
+            .collect();
         if surplus.is_empty() {
             return;
         }
         for c in &surplus {
-            self.peers.get_mut(peer).expect("live").chunks.remove(c);
-            self.unhold(c, peer);
+            self.drop_claim(peer, c);
         }
         self.repair_stats.chunks_trimmed += surplus.len() as u64;
         out.push(send(peer, ServerMsg::Trim { chunks: surplus }));
@@ -502,9 +530,16 @@ mod tests {
             .collect()
     }
 
+    /// Repair alone: every claim counts at once (verification has its own tests in `trust`).
+    fn trusting() -> RepairConfig {
+        let mut c = RepairConfig { replication: 3, grace_ms: 3000, ..Default::default() };
+        c.trust.verify = false;
+        c
+    }
+
     /// Five peers; peer 0 publishes a one-chunk file.
     fn swarm_with_file() -> (Swarm, ChunkId) {
-        let mut s = Swarm::with_config(RepairConfig { replication: 3, grace_ms: 3000, ..Default::default() });
+        let mut s = Swarm::with_config(trusting());
         for n in 0..5 {
             s.join(peer(n), PeerKind::Native, 0);
         }
@@ -627,7 +662,7 @@ mod tests {
 
     /// `n` peers with room for everything; peer 0 publishes a file of `chunks` chunks.
     fn swarm_of(n: u8, chunks: usize) -> (Swarm, Vec<ChunkId>) {
-        let mut s = Swarm::with_config(RepairConfig { replication: 3, grace_ms: 3000, ..Default::default() });
+        let mut s = Swarm::with_config(trusting());
         for p in 0..n {
             s.join(peer(p), PeerKind::Native, 0);
         }
