@@ -46,12 +46,19 @@ pub struct FileDetail {
 pub struct Health {
     /// Copies the tracker keeps of every chunk.
     pub replication: u32,
-    /// Fewest live copies of any chunk (0: some chunk is unavailable right now).
+    /// Fewest verified live copies of any chunk (0: some chunk is unavailable right now).
+    /// Only verified copies count (see `SECURITY.md`).
     pub min_copies: u32,
     pub max_copies: u32,
+    /// Fewest and most live *claims* of any chunk (verified or not; absent in answers from
+    /// older trackers: 0).
+    #[serde(default)]
+    pub min_claimed: u32,
+    #[serde(default)]
+    pub max_claimed: u32,
     /// Chunks with fewer than `replication` copies on peers that are staying (lost ones included).
     pub under_replicated: u32,
-    /// Chunks with no live copy.
+    /// Chunks with no verified live copy.
     pub lost: u32,
     /// Whether the file is at `replication`, and if not, why (absent in answers from older
     /// trackers: `ok`).
@@ -187,14 +194,9 @@ mod tests {
             Just(ReplicationStatus::NotEnoughPeers),
             Just(ReplicationStatus::Lost),
         ];
-        (any::<[u32; 5]>(), status).prop_map(
-            |([replication, min_copies, max_copies, under_replicated, lost], status)| Health {
-                replication,
-                min_copies,
-                max_copies,
-                under_replicated,
-                lost,
-                status,
+        (any::<[u32; 7]>(), status).prop_map(
+            |([replication, min_copies, max_copies, min_claimed, max_claimed, under_replicated, lost], status)| {
+                Health { replication, min_copies, max_copies, min_claimed, max_claimed, under_replicated, lost, status }
             },
         )
     }
@@ -347,6 +349,8 @@ mod tests {
             replication: 3,
             min_copies: 1,
             max_copies: 2,
+            min_claimed: 1,
+            max_claimed: 4,
             under_replicated: 1,
             lost: 0,
             status: ReplicationStatus::NotEnoughPeers,
@@ -365,8 +369,8 @@ mod tests {
         assert_eq!(keys(&d), ["health", "holders", "id", "manifest", "mime", "name", "peers", "published_at_ms"]);
         assert_eq!(
             d["health"],
-            json!({"replication": 3, "min_copies": 1, "max_copies": 2, "under_replicated": 1, "lost": 0,
-                   "status": "not_enough_peers"})
+            json!({"replication": 3, "min_copies": 1, "max_copies": 2, "min_claimed": 1, "max_claimed": 4,
+                   "under_replicated": 1, "lost": 0, "status": "not_enough_peers"})
         );
         assert_eq!(d["holders"], json!([[0]]));
         assert_eq!(d["peers"][0], peer.to_string());

@@ -84,7 +84,8 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
         return error(StatusCode::NOT_FOUND, format!("no file {id}"));
     };
     let r = s.config.replication;
-    let copies: Vec<usize> = manifest.chunks.iter().map(|c| s.holder_count(c)).collect();
+    let copies: Vec<usize> = manifest.chunks.iter().map(|c| s.verified_count(c)).collect();
+    let claimed: Vec<usize> = manifest.chunks.iter().map(|c| s.holder_count(c)).collect();
     let staying: Vec<usize> = manifest.chunks.iter().map(|c| s.staying_copies(c)).collect();
     Json(FileDetail {
         id,
@@ -98,6 +99,8 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             replication: count(r),
             min_copies: count(copies.iter().min().copied().unwrap_or(0)),
             max_copies: count(copies.iter().max().copied().unwrap_or(0)),
+            min_claimed: count(claimed.iter().min().copied().unwrap_or(0)),
+            max_claimed: count(claimed.iter().max().copied().unwrap_or(0)),
             under_replicated: count(staying.iter().filter(|n| **n < r).count()),
             lost: count(copies.iter().filter(|n| **n == 0).count()),
             status: s.replication_status(rec),

@@ -39,6 +39,13 @@
 //! [`MAX_CHALLENGE_ITEMS`], at most two replenishment rounds run per chunk, and the memory of
 //! recently departed peers' verified holdings lasts one grace period.
 //!
+//! After a tracker restart, pools and origins are gone (they live in memory; files are
+//! restored from the durable index): the first claimant of a restored chunk becomes its
+//! origin (*trust on first claim after a restart*), and everything else follows from there.
+//! Honest peers reconnect within seconds of a restart; an attacker that claims a restored
+//! chunk first can keep honest copies of that chunk from counting until it is found out or
+//! leaves (persisting pools with the index would close this: not done yet).
+//!
 //! Randomness is a SHA-256 counter generator seeded by the driver
 //! ([`TrustConfig::seed`]): the core stays deterministic, nonces stay unpredictable to peers.
 
@@ -272,6 +279,16 @@ impl Swarm {
     /// A new claim by `peer` of known chunk `chunk`: counts at once (trust off, its origin, a
     /// holding verified before a reconnect or `preverified`), or is queued for a challenge.
     pub(super) fn consider(&mut self, peer: &PeerId, chunk: ChunkId, preverified: bool, check_ms: u64) {
+        // A chunk restored from the durable index after a tracker restart has no origin and
+        // no pool (they live in memory): its first claimant becomes its origin (trust on
+        // first claim after a restart), or no copy of it could ever count again. (Never for a
+        // chunk whose origin is known: a liar claiming a lost chunk must not count.)
+        if !self.trust.origins.contains_key(&chunk)
+            && self.verified_count(&chunk) == 0
+            && self.trust.pools.get(&chunk).is_none_or(|p| p.is_empty())
+        {
+            self.trust.origins.insert(chunk, peer.clone());
+        }
         let trusted = !self.config.trust.verify
             || preverified
             || self.trust.origins.get(&chunk) == Some(peer)
@@ -1040,6 +1057,24 @@ mod tests {
         assert_eq!(orders, 2, "two more verified copies are wanted");
         let Some(ServerMsg::Located { peers, holders, .. }) = s.locate(1, &m.file_id()) else { panic!() };
         assert_eq!(peers[holders[0][0] as usize], peer(0), "verified holders first");
+    }
+
+    #[test]
+    fn after_a_restart_the_first_claimant_of_a_restored_chunk_is_its_origin() {
+        let mut s = swarm(3);
+        let (m, bytes) = file(10, 1);
+        let c = m.chunks[0];
+        s.restore_file(crate::swarm::FileRecord {
+            manifest: m.clone(),
+            meta: FileMeta { name: "r".into(), mime: "x".into() },
+            published_at_ms: 0,
+        });
+        s.handle(&peer(0), ClientMsg::Have { chunks: vec![c], full: true }, 0);
+        assert!(s.is_verified(&peer(0), &c));
+        let holding = HashMap::from([(peer(0), HashSet::from([c])), (peer(1), HashSet::from([c]))]);
+        let out = s.handle(&peer(1), ClientMsg::Have { chunks: vec![c], full: true }, 0);
+        answer_all(&mut s, out, &holding, &bytes, 0);
+        assert!(s.is_verified(&peer(1), &c), "the others prove their copies");
     }
 
     #[test]
