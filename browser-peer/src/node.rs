@@ -404,6 +404,7 @@ impl Node {
                 Output::Remove { chunks } => {
                     let n = chunks.iter().filter(|c| st.store.remove(c)).count();
                     gloo::console::log!(format!("trimmed {n} surplus chunk(s)"));
+                    st.peer.report_storage(&StoreInventory { store: &*st.store, capacity: st.capacity });
                 }
                 Output::Event(e) => self.on_event(st, e, actions),
             }
@@ -471,9 +472,9 @@ impl Node {
             }
             Event::Located { download, file, manifest, meta } => {
                 let Some(d) = st.downloads.get_mut(&download) else { return };
-                if let Some(dl) = st.peer.download_state(download) {
-                    d.cells = dl.cells();
-                    d.peers = dl.peers().to_vec();
+                match st.peer.download_state(download) {
+                    Some(dl) => (d.cells, d.peers) = (dl.cells(), dl.peers().to_vec()),
+                    None => d.cells = vec![CellState::Needed; manifest.chunks.len()], // done already
                 }
                 actions.push(Action::DownloadLocated {
                     file,
@@ -529,7 +530,7 @@ impl Node {
             file: d.file,
             chunks_done: d.cells.len(),
             bytes_done: manifest.size,
-            peers: 0,
+            peers: d.sources.iter().filter(|s| s.bytes > 0).count(),
             now,
             cells: Rc::new(d.cells),
             sources: d.sources,
