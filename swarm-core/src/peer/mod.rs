@@ -337,6 +337,14 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.out.push_back(Output::Event(e));
     }
 
+    /// Numbers this peer's links after `base` (before any link exists). A peer that comes back
+    /// under the same identity (a reloaded tab) starts from a random base, so a remote still
+    /// holding a link of its previous run does not take a new link's signals for that one's.
+    /// Link numbers travel as JSON numbers: keep them below 2^53.
+    pub fn number_links_after(&mut self, base: LinkId) {
+        self.links.number_after(base);
+    }
+
     /// This peer's links by path, and bytes received by path since start.
     pub fn path_report(&self) -> PathReport {
         self.links.report()
