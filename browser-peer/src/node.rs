@@ -203,7 +203,13 @@ impl Node {
         let node = Rc::new_cyclic(|weak| Node {
             weak: weak.clone(),
             state: RefCell::new(State {
-                peer: Peer::new(peer_config(&search)),
+                peer: {
+                    let mut peer = Peer::new(peer_config(&search));
+                    // A reload keeps the peer id: new link numbers, so remotes do not mistake
+                    // them for the previous page's (below 2^52: exact in any JSON reader).
+                    peer.number_links_after((js_sys::Math::random() * (1u64 << 52) as f64) as u64);
+                    peer
+                },
                 link: None,
                 store: Rc::new(MemoryStore::new()),
                 capacity: DEFAULT_CAPACITY,
