@@ -14,7 +14,8 @@
 //!   [`crate::js_chunk`]) and closing go back to the core;
 //! - the store ([`ChunkStore`], IndexedDB): `Read` → read and check (the store does not
 //!   verify on read) → `chunk_read`; `Verify` → `put_checked` (hashed in the store's worker)
-//!   → `verified`; `Remove` → remove. What it holds is the core's [`Inventory`];
+//!   → `verified`; `Remove` → remove. What it holds is the core's [`Inventory`], with the
+//!   chunks of the files this tab's user put or fetched pinned (never trimmed);
 //! - time: `handle_timeout` at `poll_timeout`, one `Timeout` re-armed after every call;
 //! - the page: [`Action`]s from the core's [`Event`]s and from its download state (chunk map,
 //!   sources), progress at most every [`PROGRESS_MS`]; uploads (chunk, hash, store, announce,
@@ -29,7 +30,7 @@
 //! back synchronously (see their docs), so the driver may hold the borrow while it sends.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use gloo::events::EventListener;
@@ -92,6 +93,7 @@ pub enum NodeError {
 struct StoreInventory<'a> {
     store: &'a dyn ChunkStore,
     capacity: u64,
+    pinned: &'a HashSet<ChunkId>,
 }
 
 impl Inventory for StoreInventory<'_> {
@@ -106,6 +108,9 @@ impl Inventory for StoreInventory<'_> {
     }
     fn capacity(&self) -> u64 {
         self.capacity
+    }
+    fn pinned(&self, chunk: &ChunkId) -> bool {
+        self.pinned.contains(chunk)
     }
 }
 
@@ -135,6 +140,8 @@ struct State {
     link: Option<TrackerLink>,
     store: Rc<dyn ChunkStore>,
     capacity: u64,
+    /// Chunks of files this tab's user put or fetched (even partly).
+    pinned: HashSet<ChunkId>,
     conns: HashMap<LinkId, Conn>,
     /// ICE servers from the tracker's latest `Welcome`, for every new connection.
     ice_servers: Vec<IceServer>,
@@ -213,6 +220,7 @@ impl Node {
                 link: None,
                 store: Rc::new(MemoryStore::new()),
                 capacity: DEFAULT_CAPACITY,
+                pinned: HashSet::new(),
                 conns: HashMap::new(),
                 ice_servers: Vec::new(),
                 downloads: HashMap::new(),
@@ -242,6 +250,15 @@ impl Node {
                             node.on_store_failure(f);
                         }
                     }));
+                    // The files kept in earlier sessions stay pinned.
+                    for json in store.files().await.unwrap_or_default() {
+                        let chunks = serde_json::from_str::<serde_json::Value>(&json)
+                            .ok()
+                            .and_then(|v| serde_json::from_value::<Manifest>(v["manifest"].clone()).ok())
+                            .map(|m| m.chunks)
+                            .unwrap_or_default();
+                        node.state.borrow_mut().pinned.extend(chunks);
+                    }
                     node.state.borrow_mut().store = Rc::new(store);
                 }
                 Err(e) => node.dispatch(Action::StoreError(Some(format!(
@@ -312,8 +329,8 @@ impl Node {
         let mut actions = Vec::new();
         let r = {
             let mut st = self.state.borrow_mut();
-            let State { peer, store, capacity, .. } = &mut *st;
-            let r = f(peer, &StoreInventory { store: &**store, capacity: *capacity }, now_ms());
+            let State { peer, store, capacity, pinned, .. } = &mut *st;
+            let r = f(peer, &StoreInventory { store: &**store, capacity: *capacity, pinned }, now_ms());
             self.carry_out(&mut st, &mut actions);
             progress(&mut st, &mut actions);
             self.arm_timer(&mut st);
@@ -410,7 +427,8 @@ impl Node {
                 Output::Remove { chunks } => {
                     let n = chunks.iter().filter(|c| st.store.remove(c)).count();
                     gloo::console::log!(format!("trimmed {n} surplus chunk(s)"));
-                    st.peer.report_storage(&StoreInventory { store: &*st.store, capacity: st.capacity });
+                    let inv = StoreInventory { store: &*st.store, capacity: st.capacity, pinned: &st.pinned };
+                    st.peer.report_storage(&inv);
                 }
                 Output::Event(e) => self.on_event(st, e, actions),
             }
@@ -489,6 +507,7 @@ impl Node {
                     chunks_total: manifest.chunks.len(),
                     cells: Rc::new(d.cells.clone()),
                 });
+                st.pinned.extend(manifest.chunks.iter().copied());
                 d.located = Some((js_sys::Date::now(), manifest, meta));
             }
             Event::Chunk { download, index, from, bytes: _ } => {
@@ -770,6 +789,7 @@ impl Node {
             let mut ids = manifest.chunks.clone();
             ids.sort();
             ids.dedup();
+            node.state.borrow_mut().pinned.extend(ids.iter().copied());
             let meta = FileMeta { name, mime };
             let (m, me) = (manifest.clone(), meta.clone());
             // The tracker hears of the chunks before the file that needs them.
