@@ -88,6 +88,11 @@ impl Links {
         self.next_link
     }
 
+    /// Numbers new links after `base` (see [`super::Peer::number_links_after`]).
+    pub fn number_after(&mut self, base: LinkId) {
+        self.next_link = base;
+    }
+
     pub fn is_lost(&self, peer: &PeerId, now: u64) -> bool {
         self.lost.get(peer).is_some_and(|at| now.saturating_sub(*at) < LOST_COOLDOWN_MS)
     }
