@@ -165,6 +165,10 @@ impl Driver {
             located: HashMap::new(),
             leave: None,
         };
+        // A peer back under the same identity must not reuse its previous run's link numbers
+        // (a remote may still answer on them): start from a random base, exact in JavaScript
+        // numbers (the web app reads them).
+        driver.core.number_links_after(rand::random::<u64>() >> 13);
         let now = driver.now();
         let me = driver.tracker.peer_id.clone();
         driver.core.tracker_welcomed(me, &Inv::new(&driver.store), now);
