@@ -510,7 +510,7 @@ impl Node {
                 st.pinned.extend(manifest.chunks.iter().copied());
                 d.located = Some((js_sys::Date::now(), manifest, meta));
             }
-            Event::Chunk { download, index, from, bytes: _ } => {
+            Event::Chunk { download, index, from, .. } => {
                 let Some(d) = st.downloads.get_mut(&download) else { return };
                 d.first_chunk.get_or_insert_with(js_sys::Date::now);
                 if let Some(cell) = d.cells.get_mut(index) {
@@ -523,7 +523,9 @@ impl Node {
                     match (result, d.located.clone()) {
                         (Ok(()), Some((_, manifest, meta))) => self.finish_download(st, d, manifest, meta, actions),
                         (Ok(()), None) => {}
-                        (Err(error), _) => actions.push(Action::DownloadFailed { file: Some(d.file), error }),
+                        (Err(error), _) => {
+                            actions.push(Action::DownloadFailed { file: Some(d.file), error: error.to_string() })
+                        }
                     }
                 }
                 Purpose::Order { order } => {
