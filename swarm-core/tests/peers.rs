@@ -73,3 +73,202 @@ fn a_downloader_gets_every_byte_and_becomes_a_source() {
     }
     net.assert_stores_sound();
 }
+
+fn path_bytes(net: &Net, i: usize, path: LinkPath) -> u64 {
+    let r = net.nodes[i].peer.path_report();
+    r.bytes_received.iter().find(|(p, _)| *p == path).map_or(0, |(_, n)| *n)
+}
+
+#[test]
+fn several_holders_all_serve() {
+    let (mut net, m, data) = network(2, Net::no_repair(), 4, 1, 64);
+    let b = 4;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    let sources = net.nodes[b].sources_of(d);
+    assert!(sources.len() > 1, "every chunk came from one holder: {sources:?}");
+    assert_eq!(sources.values().sum::<usize>(), 64);
+    for h in 0..4 {
+        assert!(net.nodes[h].store.chunks.len() == 64, "a holder lost chunks it was asked to keep");
+    }
+}
+
+#[test]
+fn a_lying_holder_is_reported_and_never_stored() {
+    let (mut net, m, data) = network(3, Net::no_repair(), 3, 1, 40);
+    let (liar, b) = (1, 3);
+    net.nodes[liar].behaviour = Behaviour::Liar;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert!(net.nodes[liar].reads_served > 0, "the liar was never asked: the test proves nothing");
+    let liar_id = net.id(liar);
+    assert!(!net.nodes[b].sources_of(d).contains_key(&liar_id), "a chunk was credited to the liar");
+    net.run_until(net.now + 100);
+    let reports = net.bad_sources();
+    assert!(!reports.is_empty(), "no bad_source reached the tracker");
+    assert!(reports.iter().all(|(from, peer, _)| *from == net.id(b) && *peer == liar_id), "{reports:?}");
+    assert!(net.nodes[b].events.iter().any(|(_, e)| matches!(e, Event::Notice(s) if s.contains("refused"))));
+    net.assert_stores_sound();
+}
+
+#[test]
+fn a_silent_holder_does_not_hold_back_the_download() {
+    let (mut net, m, data) = network(4, Net::no_repair(), 3, 1, 40);
+    let (silent, b) = (1, 3);
+    net.nodes[silent].behaviour = Behaviour::Silent;
+    let start = net.now;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert!(net.nodes[silent].reads_asked > 0, "the silent holder was never asked: the test proves nothing");
+    // The endgame asks the other holders for what sits at the silent one.
+    let took = net.now - start;
+    assert!(took < swarm_core::peer::config::STALL_MS, "took {took} ms");
+}
+
+#[test]
+fn a_silent_only_holder_is_dropped_after_the_stall_and_a_new_holder_found() {
+    let mut rng = Rng(11);
+    let mut net = Net::new(Net::no_repair());
+    let (m, data) = make_file(&mut rng, 40, 1024);
+    let (silent, late, b) = (net.add("silent", GIB), net.add("late", GIB), net.add("b", GIB));
+    net.put(silent, &data);
+    net.put(late, &data);
+    net.nodes[silent].behaviour = Behaviour::Silent;
+    net.start(silent);
+    net.start(b);
+    net.run_until(100);
+    net.publish(silent, &m, "file.bin");
+    net.run_until(200);
+    let start = net.now;
+    let d = net.download(b, m.file_id());
+    net.run_until(start + 1_000);
+    net.start(late); // a holder appears after the download located the file
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert!(net.nodes[silent].reads_asked > 0, "the silent holder was never asked: the test proves nothing");
+    let took = net.now - start;
+    let stall = swarm_core::peer::config::STALL_MS;
+    assert!(took > stall, "finished in {took} ms although every request sat at a silent holder");
+    assert!(took < stall + 5_000, "took {took} ms: the stall or the new holder was not noticed in time");
+    assert!(net.nodes[b].events.iter().any(|(_, e)| matches!(e, Event::Notice(s) if s.contains("stalled"))));
+    assert_eq!(net.nodes[b].sources_of(d).keys().cloned().collect::<Vec<_>>(), vec![net.id(late)]);
+}
+
+#[test]
+fn without_direct_connectivity_bytes_go_through_the_relay() {
+    for hang in [false, true] {
+        let (mut net, m, data) = network(5, Net::no_repair(), 1, 1, 40);
+        net.direct_default = false;
+        net.no_direct = if hang { NoDirect::Hang } else { NoDirect::Fail };
+        let b = 1;
+        let d = net.download(b, m.file_id());
+        assert_eq!(finish(&mut net, b, d, 30_000), Ok(()), "hang: {hang}");
+        assert_has_file(&net, b, &m, &data);
+        assert!(path_bytes(&net, b, LinkPath::Relay) >= 40 * 1024, "hang: {hang}");
+        assert_eq!(path_bytes(&net, b, LinkPath::DirectHost), 0, "hang: {hang}");
+    }
+}
+
+#[test]
+fn with_direct_connectivity_nothing_goes_through_the_relay() {
+    let (mut net, m, data) = network(6, Net::no_repair(), 1, 1, 40);
+    let b = 1;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert_eq!(path_bytes(&net, b, LinkPath::Relay), 0);
+    assert!(path_bytes(&net, b, LinkPath::DirectHost) >= 40 * 1024);
+}
+
+#[test]
+fn a_holder_killed_mid_download_does_not_stop_it() {
+    let (mut net, m, data) = network(7, Net::no_repair(), 3, 1, 300);
+    let (victim, b) = (1, 3);
+    let victim_id = net.id(victim);
+    let d = net.download(b, m.file_id());
+    let limit = net.now + 10_000;
+    let vid = victim_id.clone();
+    assert!(net.run_while(limit, |n| n.nodes[b].sources_of(d).get(&vid).copied().unwrap_or(0) >= 5));
+    let done_before = net.nodes[b].sources_of(d).values().sum::<usize>();
+    assert!(done_before < 300, "the download ended before the kill: the test proves nothing");
+    net.kill(victim);
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    net.run_until(net.now + net.kill_detect_ms);
+    assert!(!net.swarm.is_live(&victim_id), "the tracker never noticed the kill");
+}
+
+#[test]
+fn a_tracker_reconnect_re_sends_the_locate() {
+    let (mut net, m, data) = network(8, Net::no_repair(), 2, 1, 40);
+    let b = 2;
+    let b_id = net.id(b);
+    let d = net.download(b, m.file_id());
+    net.disconnect(b); // the locate is lost with the connection
+    net.run_until(net.now + 3_000);
+    assert_eq!(net.nodes[b].result_of(d), None);
+    let locates = |net: &Net| net.heard.iter().filter(|h| h.from == b_id && matches!(h.msg, ClientMsg::Locate { .. })).count();
+    assert_eq!(locates(&net), 0, "the tracker heard a locate on a closed connection");
+    net.connect(b);
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_eq!(locates(&net), 1);
+    assert_has_file(&net, b, &m, &data);
+}
+
+#[test]
+fn a_tracker_reconnect_mid_download_over_the_relay() {
+    let (mut net, m, data) = network(9, Net::no_repair(), 2, 1, 300);
+    net.direct_default = false;
+    let b = 2;
+    let d = net.download(b, m.file_id());
+    let limit = net.now + 10_000;
+    assert!(net.run_while(limit, |n| n.nodes[b].sources_of(d).values().sum::<usize>() >= 20));
+    assert!(net.nodes[b].result_of(d).is_none());
+    net.disconnect(b); // the relay path goes with it
+    net.run_until(net.now + 2_000);
+    net.connect(b);
+    assert_eq!(finish(&mut net, b, d, 120_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+}
+
+#[test]
+fn a_dead_holders_chunks_are_replicated_back_to_r() {
+    let config = RepairConfig { replication: 3, ..RepairConfig::default() };
+    let (mut net, m, data) = network(10, config, 1, 4, 20);
+    let r = 3;
+    let live_copies = |net: &Net, k: usize| {
+        net.nodes.iter().filter(|n| n.alive && n.store.chunks.contains_key(&m.chunks[k])).count()
+    };
+    // Placement: the publisher's chunks go to R - 1 more peers.
+    let limit = net.now + 30_000;
+    assert!(net.run_while(limit, |n| (0..20).all(|k| n.swarm.holder_count(&m.chunks[k]) >= r)), "placement");
+    net.run_until(net.now + 1_000);
+    let done_before = net.count_heard(|msg| matches!(msg, ClientMsg::OrderDone { .. }));
+    assert!(done_before >= 2 * 20, "placement orders were not reported done: {done_before}");
+    // Kill a peer that holds replicas (not the publisher).
+    let victim = (1..5).max_by_key(|&i| net.nodes[i].store.chunks.len()).unwrap();
+    let lost = net.nodes[victim].store.chunks.len();
+    assert!(lost > 0);
+    net.kill(victim);
+    let limit = net.now + 60_000;
+    let ok = net.run_while(limit, |n| {
+        !n.swarm.is_live(&n.nodes[victim].id) && (0..20).all(|k| n.swarm.holder_count(&m.chunks[k]) >= r)
+    });
+    assert!(ok, "not back at R copies: {:?}", (0..20).map(|k| net.swarm.holder_count(&m.chunks[k])).collect::<Vec<_>>());
+    for k in 0..20 {
+        assert!(live_copies(&net, k) >= r, "chunk {k}: the tracker counts copies no live store holds");
+        for n in net.nodes.iter().filter(|n| n.alive) {
+            if let Some(b) = n.store.chunks.get(&m.chunks[k]) {
+                assert_eq!(b, &data[k]);
+            }
+        }
+    }
+    net.run_until(net.now + 1_000);
+    let done_after = net.count_heard(|msg| matches!(msg, ClientMsg::OrderDone { .. }));
+    assert!(done_after >= done_before + lost, "repair orders were not reported done: {done_before} then {done_after}, {lost} lost");
+    assert_eq!(net.swarm.orders().count(), 0, "orders still in flight");
+    net.assert_stores_sound();
+}

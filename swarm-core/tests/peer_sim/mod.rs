@@ -117,6 +117,8 @@ pub struct Node {
     timer_at: Option<u64>,
     /// Chunk reads served (answered with data).
     pub reads_served: u64,
+    /// Chunk reads the core asked for.
+    pub reads_asked: u64,
 }
 
 impl Node {
@@ -258,6 +260,7 @@ impl Net {
             closed: HashSet::new(),
             timer_at: None,
             reads_served: 0,
+            reads_asked: 0,
         });
         self.index.insert(id, i);
         i
@@ -438,6 +441,7 @@ impl Net {
                 }
             }
             Output::Read { token, chunk } => {
+                self.nodes[i].reads_asked += 1;
                 let n = &self.nodes[i];
                 let result = match n.store.chunks.get(&chunk) {
                     None => Some(ReadResult::Missing),
@@ -549,8 +553,9 @@ impl Net {
                 let open = match msg {
                     // A hello arrives on a connection the peer still has open.
                     ClientMsg::Hello { .. } => self.nodes[from].conn == Some(conn) && self.nodes[from].alive,
-                    // Anything else on the connection the tracker admitted.
-                    _ => self.tconns.get(&id) == Some(&conn),
+                    // Anything else on the connection the tracker admitted, if it did not
+                    // break meanwhile (what was in flight on a broken connection is lost).
+                    _ => self.tconns.get(&id) == Some(&conn) && self.nodes[from].conn == Some(conn),
                 };
                 if !open {
                     return;
