@@ -279,6 +279,7 @@ impl Net {
         n.peer = Peer::new(PeerConfig::new(PeerKind::Native, n.secret.clone()));
         n.closed.clear();
         n.timer_at = None;
+        n.events.clear(); // download numbers start again with the new core
         self.connect(i);
     }
 
