@@ -24,7 +24,13 @@ use swarm_core::{ClientMsg, LinkPath, Manifest};
 const GIB: u64 = 1 << 30;
 
 /// `holders` peers holding the whole file (published by the first), and `others` empty peers.
-fn network(seed: u64, config: RepairConfig, holders: usize, others: usize, chunks: usize) -> (Net, Manifest, Vec<Vec<u8>>) {
+fn network(
+    seed: u64,
+    config: RepairConfig,
+    holders: usize,
+    others: usize,
+    chunks: usize,
+) -> (Net, Manifest, Vec<Vec<u8>>) {
     let mut rng = Rng(seed);
     let mut net = Net::new(config);
     let (m, data) = make_file(&mut rng, chunks, 1024);
@@ -71,7 +77,7 @@ fn a_downloader_gets_every_byte_and_becomes_a_source() {
     for c in &m.chunks {
         assert!(net.swarm.holders(c).any(|p| *p == me), "the tracker does not list the downloader for {c:?}");
     }
-    net.assert_stores_sound();
+    net.assert_stores_sound(true);
 }
 
 fn path_bytes(net: &Net, i: usize, path: LinkPath) -> u64 {
@@ -110,7 +116,7 @@ fn a_lying_holder_is_reported_and_never_stored() {
     assert!(!reports.is_empty(), "no bad_source reached the tracker");
     assert!(reports.iter().all(|(from, peer, _)| *from == net.id(b) && *peer == liar_id), "{reports:?}");
     assert!(net.nodes[b].events.iter().any(|(_, e)| matches!(e, Event::Notice(s) if s.contains("refused"))));
-    net.assert_stores_sound();
+    net.assert_stores_sound(true);
 }
 
 #[test]
@@ -210,7 +216,8 @@ fn a_tracker_reconnect_re_sends_the_locate() {
     net.disconnect(b); // the locate is lost with the connection
     net.run_until(net.now + 3_000);
     assert_eq!(net.nodes[b].result_of(d), None);
-    let locates = |net: &Net| net.heard.iter().filter(|h| h.from == b_id && matches!(h.msg, ClientMsg::Locate { .. })).count();
+    let locates =
+        |net: &Net| net.heard.iter().filter(|h| h.from == b_id && matches!(h.msg, ClientMsg::Locate { .. })).count();
     assert_eq!(locates(&net), 0, "the tracker heard a locate on a closed connection");
     net.connect(b);
     assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
@@ -239,9 +246,8 @@ fn a_dead_holders_chunks_are_replicated_back_to_r() {
     let config = RepairConfig { replication: 3, ..RepairConfig::default() };
     let (mut net, m, data) = network(10, config, 1, 4, 20);
     let r = 3;
-    let live_copies = |net: &Net, k: usize| {
-        net.nodes.iter().filter(|n| n.alive && n.store.chunks.contains_key(&m.chunks[k])).count()
-    };
+    let live_copies =
+        |net: &Net, k: usize| net.nodes.iter().filter(|n| n.alive && n.store.chunks.contains_key(&m.chunks[k])).count();
     // Placement: the publisher's chunks go to R - 1 more peers.
     let limit = net.now + 30_000;
     assert!(net.run_while(limit, |n| (0..20).all(|k| n.swarm.holder_count(&m.chunks[k]) >= r)), "placement");
@@ -257,7 +263,11 @@ fn a_dead_holders_chunks_are_replicated_back_to_r() {
     let ok = net.run_while(limit, |n| {
         !n.swarm.is_live(&n.nodes[victim].id) && (0..20).all(|k| n.swarm.holder_count(&m.chunks[k]) >= r)
     });
-    assert!(ok, "not back at R copies: {:?}", (0..20).map(|k| net.swarm.holder_count(&m.chunks[k])).collect::<Vec<_>>());
+    assert!(
+        ok,
+        "not back at R copies: {:?}",
+        (0..20).map(|k| net.swarm.holder_count(&m.chunks[k])).collect::<Vec<_>>()
+    );
     for k in 0..20 {
         assert!(live_copies(&net, k) >= r, "chunk {k}: the tracker counts copies no live store holds");
         for n in net.nodes.iter().filter(|n| n.alive) {
@@ -268,7 +278,10 @@ fn a_dead_holders_chunks_are_replicated_back_to_r() {
     }
     net.run_until(net.now + 1_000);
     let done_after = net.count_heard(|msg| matches!(msg, ClientMsg::OrderDone { .. }));
-    assert!(done_after >= done_before + lost, "repair orders were not reported done: {done_before} then {done_after}, {lost} lost");
+    assert!(
+        done_after >= done_before + lost,
+        "repair orders were not reported done: {done_before} then {done_after}, {lost} lost"
+    );
     assert_eq!(net.swarm.orders().count(), 0, "orders still in flight");
-    net.assert_stores_sound();
+    net.assert_stores_sound(true);
 }

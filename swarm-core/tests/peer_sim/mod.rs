@@ -31,7 +31,9 @@ use swarm_core::peer::{Event, Incoming, Inventory, LinkId, Output, Peer, PeerCon
 use swarm_core::swarm::repair::RepairConfig;
 use swarm_core::swarm::{self, Swarm};
 use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
-use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, Manifest, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal};
+use swarm_core::{
+    ChunkId, ClientMsg, FileId, LinkPath, Manifest, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal,
+};
 
 pub struct Rng(pub u64);
 impl Rng {
@@ -55,9 +57,28 @@ impl Rng {
 /// A store in memory, as both drivers keep an index of theirs.
 #[derive(Debug, Default)]
 pub struct Store {
+    /// Read it freely; change it only with [`Store::insert`] and [`Store::remove`].
     pub chunks: HashMap<ChunkId, Vec<u8>>,
     pub capacity: u64,
     pub pinned: HashSet<ChunkId>,
+    used: u64,
+    /// Chunks stored since the last [`Net::assert_stores_sound`].
+    fresh: Vec<ChunkId>,
+}
+
+impl Store {
+    pub fn insert(&mut self, id: ChunkId, bytes: Vec<u8>) {
+        self.used += bytes.len() as u64;
+        if let Some(old) = self.chunks.insert(id, bytes) {
+            self.used -= old.len() as u64;
+        }
+        self.fresh.push(id);
+    }
+    pub fn remove(&mut self, id: &ChunkId) {
+        if let Some(old) = self.chunks.remove(id) {
+            self.used -= old.len() as u64;
+        }
+    }
 }
 
 impl Inventory for Store {
@@ -70,7 +91,7 @@ impl Inventory for Store {
         v
     }
     fn used(&self) -> u64 {
-        self.chunks.values().map(|b| b.len() as u64).sum()
+        self.used
     }
     fn capacity(&self) -> u64 {
         self.capacity
@@ -132,6 +153,13 @@ impl Node {
             })
             .collect()
     }
+    /// When download `download` finished.
+    pub fn finished_at(&self, download: u64) -> Option<u64> {
+        self.events.iter().find_map(|(t, e)| match e {
+            Event::Finished { download: d, .. } if *d == download => Some(*t),
+            _ => None,
+        })
+    }
     pub fn result_of(&self, download: u64) -> Option<Result<(), String>> {
         self.finished().into_iter().find(|(d, _)| *d == download).map(|(_, r)| r)
     }
@@ -150,19 +178,64 @@ impl Node {
 }
 
 enum Ev {
-    ToTracker { from: usize, conn: u64, msg: ClientMsg },
-    FromTracker { to: usize, conn: u64, msg: ServerMsg },
-    RelayAtTracker { from: usize, conn: u64, to: PeerId, link: u64, payload: Vec<u8> },
-    RelayDeliver { to: usize, conn: u64, from: PeerId, link: u64, payload: Vec<u8> },
-    LinkMsg { to: usize, life: u64, link: LinkId, bytes: Vec<u8> },
+    ToTracker {
+        from: usize,
+        conn: u64,
+        msg: ClientMsg,
+    },
+    FromTracker {
+        to: usize,
+        conn: u64,
+        msg: ServerMsg,
+    },
+    RelayAtTracker {
+        from: usize,
+        conn: u64,
+        to: PeerId,
+        link: u64,
+        payload: Vec<u8>,
+    },
+    RelayDeliver {
+        to: usize,
+        conn: u64,
+        from: PeerId,
+        link: u64,
+        payload: Vec<u8>,
+    },
+    LinkMsg {
+        to: usize,
+        life: u64,
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
     /// ICE succeeded: both data channels open.
-    LinkOpen { a: (usize, u64, LinkId), b: (usize, u64, LinkId) },
-    LinkClosed { node: usize, life: u64, link: LinkId },
-    ReadDone { node: usize, life: u64, token: u64, result: ReadResult },
+    LinkOpen {
+        a: (usize, u64, LinkId),
+        b: (usize, u64, LinkId),
+    },
+    LinkClosed {
+        node: usize,
+        life: u64,
+        link: LinkId,
+    },
+    ReadDone {
+        node: usize,
+        life: u64,
+        token: u64,
+        result: ReadResult,
+    },
     /// The tracker notices a connection ended.
-    TrackerDrop { id: PeerId, conn: u64 },
-    Timer { node: usize, at: u64 },
-    SwarmTick { at: u64 },
+    TrackerDrop {
+        id: PeerId,
+        conn: u64,
+    },
+    Timer {
+        node: usize,
+        at: u64,
+    },
+    SwarmTick {
+        at: u64,
+    },
 }
 
 /// Something the tracker received, for assertions.
@@ -333,7 +406,7 @@ impl Net {
         let n = &mut self.nodes[i];
         for c in chunks {
             let id = ChunkId::of(c);
-            n.store.chunks.insert(id, c.clone());
+            n.store.insert(id, c.clone());
             n.store.pinned.insert(id);
         }
     }
@@ -472,7 +545,7 @@ impl Net {
                         Ok(())
                     }
                 } else {
-                    n.store.chunks.insert(chunk, bytes.clone());
+                    n.store.insert(chunk, bytes.clone());
                     Ok(())
                 };
                 let now = self.now;
@@ -482,7 +555,7 @@ impl Net {
                 let n = &mut self.nodes[i];
                 for c in chunks {
                     assert!(!n.store.pinned.contains(&c), "the core removed a pinned chunk");
-                    n.store.chunks.remove(&c);
+                    n.store.remove(&c);
                 }
             }
             Output::Event(e) => {
@@ -626,7 +699,9 @@ impl Net {
                 self.with(to, |p, _| p.handle_link_msg(link, msg, now));
             }
             Ev::LinkOpen { a, b } => {
-                let ok = |s: &Self, (n, life, link): (usize, u64, LinkId)| s.live(n, life) && !s.nodes[n].closed.contains(&link);
+                let ok = |s: &Self, (n, life, link): (usize, u64, LinkId)| {
+                    s.live(n, life) && !s.nodes[n].closed.contains(&link)
+                };
                 match (ok(self, a), ok(self, b)) {
                     (true, true) => {
                         self.wires.insert((a.0, a.2), (b.0, b.2));
@@ -699,11 +774,16 @@ impl Net {
         }
     }
 
-    /// Asserts that no store holds bytes that do not hash to their id.
-    pub fn assert_stores_sound(&self) {
-        for n in &self.nodes {
-            for (id, b) in &n.store.chunks {
-                assert_eq!(ChunkId::of(b), *id, "peer {:?} stores bytes that are not chunk {id:?}", n.id);
+    /// Asserts that no store holds bytes that do not hash to their id: every chunk stored
+    /// since the last call (`all`: every chunk).
+    pub fn assert_stores_sound(&mut self, all: bool) {
+        for n in &mut self.nodes {
+            let ids: Vec<ChunkId> =
+                if all { n.store.chunks.keys().copied().collect() } else { std::mem::take(&mut n.store.fresh) };
+            for id in ids {
+                if let Some(b) = n.store.chunks.get(&id) {
+                    assert_eq!(ChunkId::of(b), id, "peer {:?} stores bytes that are not chunk {id:?}", n.id);
+                }
             }
         }
     }
