@@ -8,8 +8,9 @@
 //!    chunk of the file had no live honest holder; then it may fail, and only with an error that
 //!    says chunks were unavailable (or could not be verified, when only liars held them).
 //! 2. No peer ever stores bytes that do not hash to their id (checked every 10 s and at the end).
-//! 3. After churn stops, every chunk with a live copy is back at `R` live copies, and every
-//!    holder the tracker lists really stores the chunk.
+//! 3. After churn stops, every chunk with a live copy is back at `R` live copies, every
+//!    holder the tracker lists really stores the chunk, and every honest live peer that stores
+//!    a chunk is listed (a peer keeping a file it fetched stays a source).
 
 mod peer_sim;
 
@@ -105,7 +106,7 @@ fn two_hundred_peers_under_churn() {
             let from = unheld_from.remove(&c).expect("listed");
             unheld.entry(c).or_default().push((from, now));
         }
-        if (now / STEP_MS) % 20 == 0 {
+        if (now / STEP_MS).is_multiple_of(20) {
             net.assert_stores_sound(false);
         }
         reconnect_at.retain(|&(at, i)| {
@@ -207,6 +208,16 @@ fn two_hundred_peers_under_churn() {
         if live > 0 {
             assert!(live >= r, "chunk {c:?} has {live} live copies after churn stopped");
             assert!(net.swarm.holder_count(c) >= r, "the tracker counts {} copies of {c:?}", net.swarm.holder_count(c));
+        }
+        for n in net.nodes.iter().filter(|n| n.alive && n.behaviour == Behaviour::Honest) {
+            if n.store.chunks.contains_key(c) {
+                assert!(
+                    net.swarm.holders(c).any(|p| *p == n.id),
+                    "{:?} stores {c:?} (pinned: {}) but the tracker does not list it",
+                    n.id,
+                    n.store.pinned.contains(c)
+                );
+            }
         }
         for p in net.swarm.holders(c) {
             let n = &net.nodes[net.index[p]];

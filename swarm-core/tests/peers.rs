@@ -268,11 +268,11 @@ fn a_dead_holders_chunks_are_replicated_back_to_r() {
         "not back at R copies: {:?}",
         (0..20).map(|k| net.swarm.holder_count(&m.chunks[k])).collect::<Vec<_>>()
     );
-    for k in 0..20 {
+    for (k, bytes) in data.iter().enumerate() {
         assert!(live_copies(&net, k) >= r, "chunk {k}: the tracker counts copies no live store holds");
         for n in net.nodes.iter().filter(|n| n.alive) {
             if let Some(b) = n.store.chunks.get(&m.chunks[k]) {
-                assert_eq!(b, &data[k]);
+                assert_eq!(b, bytes);
             }
         }
     }
@@ -284,4 +284,107 @@ fn a_dead_holders_chunks_are_replicated_back_to_r() {
     );
     assert_eq!(net.swarm.orders().count(), 0, "orders still in flight");
     net.assert_stores_sound(true);
+}
+
+#[test]
+fn a_file_whose_only_holder_died_fails_naming_the_missing_chunks() {
+    let (mut net, m, _) = network(12, Net::no_repair(), 1, 1, 300);
+    let (a, b) = (0, 1);
+    let d = net.download(b, m.file_id());
+    let limit = net.now + 10_000;
+    assert!(net.run_while(limit, |n| n.nodes[b].sources_of(d).values().sum::<usize>() >= 10));
+    let killed_at = net.now;
+    net.kill(a);
+    let result = finish(&mut net, b, d, 120_000);
+    let took = net.now - killed_at;
+    let e = result.expect_err("a download with no live holder succeeded");
+    assert!(e.contains("no live holder"), "the error does not say chunks are unavailable: {e}");
+    let missing = 300 - net.nodes[b].sources_of(d).values().sum::<usize>();
+    assert!(e.contains(&format!("{missing} chunk(s)")), "the error does not count the {missing} missing chunks: {e}");
+    assert!(took >= swarm_core::peer::config::STALL_MS + 10_000, "gave up after {took} ms: too early");
+    assert!(took < 30_000, "gave up after {took} ms: it should say so sooner");
+    net.assert_stores_sound(true);
+}
+
+#[test]
+fn a_holder_that_comes_back_lets_the_download_finish() {
+    let (mut net, m, data) = network(13, Net::no_repair(), 1, 1, 300);
+    let (a, b) = (0, 1);
+    let d = net.download(b, m.file_id());
+    let limit = net.now + 10_000;
+    assert!(net.run_while(limit, |n| n.nodes[b].sources_of(d).values().sum::<usize>() >= 10));
+    net.kill(a);
+    net.run_until(net.now + 4_000);
+    assert_eq!(net.nodes[b].result_of(d), None);
+    net.start(a); // same secret, same store: it announces its chunks again
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+}
+
+#[test]
+fn relay_only_peers_never_dial_and_refused_offers_fall_back_to_the_relay() {
+    // A relay-only downloader never dials.
+    let mut rng = Rng(14);
+    let mut net = Net::new(Net::no_repair());
+    let (m, data) = make_file(&mut rng, 40, 1024);
+    let (a, b) = (net.add("a", GIB), net.add("b", GIB));
+    net.put(a, &data);
+    net.nodes[b].relay_only = true;
+    net.start(a);
+    net.start(b);
+    net.run_until(100);
+    net.publish(a, &m, "file.bin");
+    net.run_until(200);
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert_eq!(net.nodes[b].dials, 0);
+    assert!(path_bytes(&net, b, LinkPath::Relay) >= 40 * 1024);
+    // A relay-only holder refuses the offer: the downloader is on the relay at once, not after
+    // the direct timeout.
+    let mut net = Net::new(Net::no_repair());
+    let (a, b) = (net.add("a", GIB), net.add("b", GIB));
+    net.put(a, &data);
+    net.nodes[a].relay_only = true;
+    net.start(a);
+    net.start(b);
+    net.run_until(100);
+    net.publish(a, &m, "file.bin");
+    net.run_until(200);
+    let start = net.now;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert_eq!(net.nodes[b].dials, 1);
+    assert_eq!(path_bytes(&net, b, LinkPath::DirectHost), 0);
+    assert!(net.now - start < 1_000, "took {} ms", net.now - start);
+}
+
+#[test]
+fn a_peer_keeping_a_file_stays_a_source_after_a_restart_with_surplus_copies() {
+    // Four peers keep the file (R = 3): when one restarts, its full inventory makes the
+    // tracker trim its surplus copies; its user keeps the file, so it must still be a source.
+    let (mut net, m, data) = network(15, Net::no_repair(), 1, 4, 20);
+    let (b, c, d, e) = (1, 2, 3, 4);
+    for i in [b, c, d] {
+        let dl = net.download(i, m.file_id());
+        assert_eq!(finish(&mut net, i, dl, 30_000), Ok(()));
+    }
+    net.run_until(net.now + 1_000);
+    net.kill(b);
+    net.run_until(net.now + 3_000);
+    net.start(b);
+    net.run_until(net.now + 1_000);
+    assert_has_file(&net, b, &m, &data);
+    let b_id = net.id(b);
+    let unlisted = m.chunks.iter().filter(|ch| !net.swarm.holders(ch).any(|p| *p == b_id)).count();
+    assert_eq!(unlisted, 0, "the tracker no longer lists the restarted peer for {unlisted} chunks it keeps");
+    // What a user sees: the others go, the restarted peer still serves the file.
+    for i in [0, c, d] {
+        net.kill(i);
+    }
+    net.run_until(net.now + net.kill_detect_ms + 100);
+    let dl = net.download(e, m.file_id());
+    assert_eq!(finish(&mut net, e, dl, 60_000), Ok(()));
+    assert_has_file(&net, e, &m, &data);
 }

@@ -140,6 +140,10 @@ pub struct Node {
     pub reads_served: u64,
     /// Chunk reads the core asked for.
     pub reads_asked: u64,
+    /// Started with [`PeerConfig::relay_only`].
+    pub relay_only: bool,
+    /// WebRTC attempts this node's core dialled.
+    pub dials: u64,
 }
 
 impl Node {
@@ -334,6 +338,8 @@ impl Net {
             timer_at: None,
             reads_served: 0,
             reads_asked: 0,
+            relay_only: false,
+            dials: 0,
         });
         self.index.insert(id, i);
         i
@@ -349,7 +355,9 @@ impl Net {
         assert!(!n.alive);
         n.alive = true;
         n.life += 1;
-        n.peer = Peer::new(PeerConfig::new(PeerKind::Native, n.secret.clone()));
+        let mut config = PeerConfig::new(PeerKind::Native, n.secret.clone());
+        config.relay_only = n.relay_only;
+        n.peer = Peer::new(config);
         n.closed.clear();
         n.timer_at = None;
         n.events.clear(); // download numbers start again with the new core
@@ -450,10 +458,9 @@ impl Net {
             self.carry_out(i, out);
         }
         let t = self.nodes[i].peer.poll_timeout();
-        if t.is_some() && t != self.nodes[i].timer_at {
-            self.nodes[i].timer_at = t;
-            let at = t.unwrap().max(self.now);
-            self.push(at, Ev::Timer { node: i, at: t.unwrap() });
+        if let Some(t) = t.filter(|t| Some(*t) != self.nodes[i].timer_at) {
+            self.nodes[i].timer_at = Some(t);
+            self.push(t.max(self.now), Ev::Timer { node: i, at: t });
         }
     }
 
@@ -479,6 +486,7 @@ impl Net {
             Output::Dial { link, peer } => {
                 let j = *self.index.get(&peer).expect("dial to an unknown peer");
                 self.dials.insert((i, link), j);
+                self.nodes[i].dials += 1;
                 let n = &mut self.nodes[i];
                 n.peer.link_signal(link, Signal::Offer { sdp: format!("sim {link}") });
             }
@@ -766,11 +774,10 @@ impl Net {
 
     fn schedule_swarm(&mut self) {
         let t = self.swarm.next_deadline();
-        if t.is_some() && t != self.swarm_timer {
-            // An earlier pending tick still fires (and reschedules); a later one is replaced.
-            self.swarm_timer = t;
-            let at = t.unwrap().max(self.now);
-            self.push(at, Ev::SwarmTick { at: t.unwrap() });
+        if let Some(t) = t.filter(|t| Some(*t) != self.swarm_timer) {
+            // A tick queued for another time is ignored when it comes.
+            self.swarm_timer = Some(t);
+            self.push(t.max(self.now), Ev::SwarmTick { at: t });
         }
     }
 
