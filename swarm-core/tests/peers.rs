@@ -388,3 +388,35 @@ fn a_peer_keeping_a_file_stays_a_source_after_a_restart_with_surplus_copies() {
     assert_eq!(finish(&mut net, e, dl, 60_000), Ok(()));
     assert_has_file(&net, e, &m, &data);
 }
+
+#[test]
+fn a_leaving_peer_hands_its_chunks_to_real_peers_before_it_is_told_to_go() {
+    let config = RepairConfig { replication: 3, ..RepairConfig::default() };
+    let (mut net, m, data) = network(16, config, 1, 4, 20);
+    let limit = net.now + 30_000;
+    assert!(net.run_while(limit, |n| m.chunks.iter().all(|c| n.swarm.holder_count(c) >= 3)), "placement");
+    // The peer holding the most replicas leaves gracefully.
+    let leaver = (1..5).max_by_key(|&i| net.nodes[i].store.chunks.len()).unwrap();
+    let held: Vec<usize> = (0..20).filter(|&k| net.nodes[leaver].store.chunks.contains_key(&m.chunks[k])).collect();
+    assert!(!held.is_empty());
+    net.with(leaver, |p, _| p.leave());
+    let limit = net.now + 60_000;
+    let ready = |n: &Net| n.nodes[leaver].events.iter().any(|(_, e)| matches!(e, Event::LeaveReady { .. }));
+    assert!(net.run_while(limit, ready), "the leaver was never told to go");
+    let stranded = net.nodes[leaver].events.iter().find_map(|(_, e)| match e {
+        Event::LeaveReady { stranded } => Some(*stranded),
+        _ => None,
+    });
+    assert_eq!(stranded, Some(0));
+    // Every chunk it held has R copies on the peers that stay.
+    for &k in &held {
+        let staying =
+            (0..5).filter(|&i| i != leaver && net.nodes[i].store.chunks.get(&m.chunks[k]) == Some(&data[k])).count();
+        assert!(staying >= 3, "chunk {k} has {staying} copies on the peers that stay");
+    }
+    net.kill(leaver);
+    net.run_until(net.now + 10_000);
+    for c in &m.chunks {
+        assert!(net.swarm.holder_count(c) >= 3);
+    }
+}

@@ -275,6 +275,10 @@ pub struct Net {
     pub read_ms: u64,
     /// How long the tracker takes to notice a killed peer's connection is gone.
     pub kill_detect_ms: u64,
+    /// Bytes per second from one peer to another (data channel or relay), if limited: a
+    /// message waits for the ones before it (so channels stay in order).
+    pub pair_bytes_per_s: Option<u64>,
+    busy_until: HashMap<(usize, usize), u64>,
     /// Messages of interest that reached the tracker (bad sources, orders).
     pub heard: Vec<Heard>,
     pub relay_unknown_peer_errors: u64,
@@ -303,6 +307,8 @@ impl Net {
             ice_ms: 40,
             read_ms: 1,
             kill_detect_ms: 2_000,
+            pair_bytes_per_s: None,
+            busy_until: HashMap::new(),
             heard: Vec::new(),
             relay_unknown_peer_errors: 0,
             events_processed: 0,
@@ -464,6 +470,15 @@ impl Net {
         }
     }
 
+    /// When `len` bytes sent now from `a` to `b` have left `a` (bandwidth per pair).
+    fn sent_at(&mut self, a: usize, b: usize, len: usize) -> u64 {
+        let Some(bw) = self.pair_bytes_per_s else { return self.now };
+        let busy = self.busy_until.entry((a, b)).or_insert(0);
+        let start = (*busy).max(self.now);
+        *busy = start + (len as u64 * 1000).div_ceil(bw);
+        *busy
+    }
+
     fn pair_ms(&self, base: u64, a: usize, b: usize) -> u64 {
         // Fixed per pair (so every channel stays in order), varied between pairs.
         base + ((a * 7 + b * 13) % 5) as u64
@@ -480,7 +495,8 @@ impl Net {
             }
             Output::Relay { to, conn: link, payload } => {
                 let Some(conn) = self.nodes[i].conn else { return };
-                let at = now + self.tracker_ms;
+                let j = self.index.get(&to).copied().unwrap_or(i);
+                let at = self.sent_at(i, j, payload.len()) + self.tracker_ms;
                 self.push(at, Ev::RelayAtTracker { from: i, conn, to, link, payload });
             }
             Output::Dial { link, peer } => {
@@ -509,7 +525,7 @@ impl Net {
             },
             Output::Send { link, bytes } => {
                 let Some(&(j, l2)) = self.wires.get(&(i, link)) else { return };
-                let at = now + self.pair_ms(self.link_ms, i, j);
+                let at = self.sent_at(i, j, bytes.len()) + self.pair_ms(self.link_ms, i, j);
                 let life = self.nodes[j].life;
                 self.push(at, Ev::LinkMsg { to: j, life, link: l2, bytes });
             }
