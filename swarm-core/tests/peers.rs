@@ -420,3 +420,44 @@ fn a_leaving_peer_hands_its_chunks_to_real_peers_before_it_is_told_to_go() {
         assert!(net.swarm.holder_count(c) >= 3);
     }
 }
+
+#[test]
+fn answers_to_a_previous_run_of_a_restarted_peer_are_not_taken_for_new_ones() {
+    // B asks A for file 1 through the relay, dies and restarts at once, and asks A for file 2;
+    // A's answers to the old requests arrive at the new B. Request numbers start again at 1 in
+    // a new core: the old answers must not be taken for the new requests (and A be blamed).
+    let mut rng = Rng(17);
+    let mut net = Net::new(Net::no_repair());
+    let (m1, data1) = make_file(&mut rng, 10, 1024);
+    let (m2, data2) = make_file(&mut rng, 10, 1024);
+    let (a, b) = (net.add("a", GIB), net.add("b", GIB));
+    net.put(a, &data1);
+    net.put(a, &data2);
+    net.nodes[b].relay_only = true;
+    net.start(a);
+    net.start(b);
+    net.run_until(100);
+    net.publish(a, &m1, "one.bin");
+    net.publish(a, &m2, "two.bin");
+    net.run_until(200);
+    net.read_ms = 300; // A's disk is slow
+    net.download(b, m1.file_id());
+    net.run_until(net.now + 100); // B's requests are at A
+    assert!(net.nodes[a].reads_asked > 0);
+    net.kill(b);
+    net.start(b);
+    net.run_until(net.now + 30);
+    let d = net.download(b, m2.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_has_file(&net, b, &m2, &data2);
+    let refused: Vec<String> = net.nodes[b]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Notice(s) if s.contains("refused") => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(refused.is_empty(), "answers to the old run were taken for new requests: {refused:?}");
+    assert!(net.bad_sources().is_empty(), "an honest peer was reported as a bad source: {:?}", net.bad_sources());
+}

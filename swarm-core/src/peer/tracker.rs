@@ -32,6 +32,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// inventory and the room offered, and send again every request still unanswered.
     pub fn tracker_connected(&mut self, inv: &dyn Inventory, now_ms: u64) {
         self.connected = true;
+        self.links.number_from(now_ms);
         self.out.push_back(Output::Tracker(ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             kind: self.config.kind,
