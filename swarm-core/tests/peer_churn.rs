@@ -201,6 +201,20 @@ fn churn(params: Params) {
             Some(Ok(())) => {
                 ok += 1;
                 let took = n.finished_at(d.id).unwrap() - d.started;
+                if took > 10_000 && std::env::var("CHURN_DEBUG").is_ok() {
+                    eprintln!(
+                        "slow download {} of node {} (file {}) from {}: {took} ms",
+                        d.id, d.node, d.file, d.started
+                    );
+                    for (t, e) in &n.events {
+                        if *t >= d.started && *t <= d.started + took {
+                            match e {
+                                swarm_core::peer::Event::Chunk { .. } => {}
+                                e => eprintln!("  {t}: {e:?}"),
+                            }
+                        }
+                    }
+                }
                 slowest = slowest.max(took);
                 durations.push(took);
                 for (k, c) in files[d.file].0.chunks.iter().enumerate() {

@@ -461,3 +461,48 @@ fn answers_to_a_previous_run_of_a_restarted_peer_are_not_taken_for_new_ones() {
     assert!(refused.is_empty(), "answers to the old run were taken for new requests: {refused:?}");
     assert!(net.bad_sources().is_empty(), "an honest peer was reported as a bad source: {:?}", net.bad_sources());
 }
+
+#[test]
+fn equal_holders_each_send_a_share_not_the_whole_file() {
+    // Two equal holders on links of 8 KiB/s: the file should come half from each, once, not
+    // twice over (the endgame is for the last chunks a slow source holds back).
+    let (mut net, m, data) = network(18, Net::no_repair(), 2, 1, 20);
+    net.pair_bytes_per_s = Some(8 * 1024);
+    let b = 2;
+    let start = net.now;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    let served: u64 = (0..2).map(|h| net.nodes[h].reads_served).sum();
+    let took = net.now - start;
+    // Before the endgame waited for idle sources, every chunk was asked of both at once (40
+    // chunks sent, 2.15 s). The holder whose link opened first got a full pipeline (16): the
+    // other takes from the end of that queue once it has sent its own share.
+    assert!(served <= 20 + 8, "{served} chunks sent for a file of 20");
+    // 10 KiB from each holder at 8 KiB/s, plus set-up.
+    assert!(took < 1_800, "took {took} ms");
+}
+
+#[test]
+fn two_liars_cannot_pass_a_chunk_between_them() {
+    // Each liar is struck off as a holder of a chunk it sent bad bytes for: a chunk is refused
+    // at most once per liar, and the honest holder delivers it.
+    let (mut net, m, data) = network(19, Net::no_repair(), 3, 1, 20);
+    let (liars, b) = ([1, 2], 3);
+    for l in liars {
+        net.nodes[l].behaviour = Behaviour::Liar;
+    }
+    let start = net.now;
+    let d = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    let reports = net.bad_sources();
+    assert!(!reports.is_empty(), "the liars were never asked: the test proves nothing");
+    let mut per_chunk: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    for (_, liar, chunk) in &reports {
+        *per_chunk.entry((liar.clone(), *chunk)).or_default() += 1;
+    }
+    assert!(per_chunk.values().all(|&n| n == 1), "a liar was asked again for a chunk it lied about: {per_chunk:?}");
+    assert!(net.now - start < 5_000, "took {} ms", net.now - start);
+    assert_eq!(net.nodes[b].sources_of(d).keys().cloned().collect::<Vec<_>>(), vec![net.id(0)]);
+}
