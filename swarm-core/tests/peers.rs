@@ -506,3 +506,77 @@ fn two_liars_cannot_pass_a_chunk_between_them() {
     assert!(net.now - start < 5_000, "took {} ms", net.now - start);
     assert_eq!(net.nodes[b].sources_of(d).keys().cloned().collect::<Vec<_>>(), vec![net.id(0)]);
 }
+
+#[test]
+fn idle_links_close_and_open_again_for_the_next_download() {
+    let mut rng = Rng(20);
+    let mut net = Net::new(Net::no_repair());
+    let (m1, data1) = make_file(&mut rng, 10, 1024);
+    let (m2, data2) = make_file(&mut rng, 10, 1024);
+    let (a, b) = (net.add("a", GIB), net.add("b", GIB));
+    net.put(a, &data1);
+    net.put(a, &data2);
+    net.start(a);
+    net.start(b);
+    net.run_until(100);
+    net.publish(a, &m1, "one.bin");
+    net.publish(a, &m2, "two.bin");
+    net.run_until(200);
+    let d = net.download(b, m1.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_eq!(net.nodes[b].peer.links().len(), 1);
+    assert_eq!(net.nodes[a].peer.links().len(), 1);
+    net.run_until(net.now + swarm_core::peer::config::LINK_IDLE_MS + 1_000);
+    assert!(net.nodes[b].peer.links().is_empty(), "an idle fetching link stayed open");
+    assert!(net.nodes[a].peer.links().is_empty(), "the serving side of a closed link stayed");
+    let direct_before = path_bytes(&net, b, LinkPath::DirectHost);
+    let d = net.download(b, m2.file_id());
+    assert_eq!(finish(&mut net, b, d, 30_000), Ok(()));
+    assert_has_file(&net, b, &m2, &data2);
+    assert_eq!(path_bytes(&net, b, LinkPath::DirectHost) - direct_before, 10 * 1024, "not over a new direct link");
+    assert_eq!(path_bytes(&net, b, LinkPath::Relay), 0);
+    assert_eq!(net.nodes[b].dials, 2);
+}
+
+#[test]
+fn a_dead_downloaders_serving_link_is_freed_when_ice_gives_up() {
+    let (mut net, m, _) = network(21, Net::no_repair(), 1, 1, 40);
+    let (a, b) = (0, 1);
+    net.pair_bytes_per_s = Some(8 * 1024);
+    net.download(b, m.file_id());
+    net.run_until(net.now + 1_000);
+    assert_eq!(net.nodes[a].peer.links().len(), 1);
+    net.kill(b);
+    net.run_until(net.now + net.consent_ms + 1_000);
+    assert!(net.nodes[a].peer.links().is_empty(), "the link to a dead peer still takes a serving slot");
+}
+
+#[test]
+fn a_cancelled_download_stops_and_a_new_one_finishes() {
+    let (mut net, m, data) = network(22, Net::no_repair(), 1, 1, 40);
+    let b = 1;
+    net.pair_bytes_per_s = Some(8 * 1024);
+    let d = net.download(b, m.file_id());
+    let limit = net.now + 10_000;
+    assert!(net.run_while(limit, |n| n.nodes[b].sources_of(d).values().sum::<usize>() >= 5));
+    let now = net.now;
+    net.with(b, |p, _| p.cancel(d, now));
+    assert_eq!(net.nodes[b].result_of(d), Some(Err("cancelled".into())));
+    let got = net.nodes[b].sources_of(d).values().sum::<usize>();
+    assert!(got < 40);
+    net.run_until(net.now + 10_000);
+    assert_eq!(net.nodes[b].sources_of(d).values().sum::<usize>(), got, "a cancelled download went on");
+    let d2 = net.download(b, m.file_id());
+    assert_eq!(finish(&mut net, b, d2, 30_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+}
+
+#[test]
+fn downloading_a_file_already_held_finishes_at_once() {
+    let (mut net, m, _) = network(23, Net::no_repair(), 2, 0, 20);
+    let start = net.now;
+    let d = net.download(0, m.file_id());
+    assert_eq!(finish(&mut net, 0, d, 10_000), Ok(()));
+    assert!(net.now - start < 100, "took {} ms", net.now - start);
+    assert_eq!(net.nodes[1].reads_asked, 0, "chunks already held were fetched");
+}

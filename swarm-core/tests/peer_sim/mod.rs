@@ -275,6 +275,8 @@ pub struct Net {
     pub read_ms: u64,
     /// How long the tracker takes to notice a killed peer's connection is gone.
     pub kill_detect_ms: u64,
+    /// How long a data channel to a dead peer stays open (ICE consent failure).
+    pub consent_ms: u64,
     /// Bytes per second from one peer to another (data channel or relay), if limited: a
     /// message waits for the ones before it (so channels stay in order).
     pub pair_bytes_per_s: Option<u64>,
@@ -308,6 +310,7 @@ impl Net {
             read_ms: 1,
             kill_detect_ms: 2_000,
             pair_bytes_per_s: None,
+            consent_ms: 30_000,
             busy_until: HashMap::new(),
             heard: Vec::new(),
             relay_unknown_peer_errors: 0,
@@ -398,6 +401,13 @@ impl Net {
         n.alive = false;
         n.life += 1;
         let conn = n.conn.take();
+        // The other ends of its data channels hear nothing more; WebRTC closes them when ICE
+        // consent fails.
+        let ends: Vec<(usize, LinkId)> = self.wires.iter().filter(|(_, (b, _))| *b == i).map(|(k, _)| *k).collect();
+        for (j, l) in ends {
+            let (at, life) = (self.now + self.consent_ms, self.nodes[j].life);
+            self.push(at, Ev::LinkClosed { node: j, life, link: l });
+        }
         self.wires.retain(|(a, _), (b, _)| *a != i && *b != i);
         self.dials.retain(|(a, _), b| *a != i && *b != i);
         if let Some(conn) = conn {
