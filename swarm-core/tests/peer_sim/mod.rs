@@ -140,6 +140,8 @@ pub struct Node {
     pub reads_served: u64,
     /// Chunk reads the core asked for.
     pub reads_asked: u64,
+    /// Every download that finished, in any run: (life, download) -> (when, result).
+    pub finished_runs: HashMap<(u64, u64), (u64, Result<(), String>)>,
     /// Started with [`PeerConfig::relay_only`].
     pub relay_only: bool,
     /// WebRTC attempts this node's core dialled.
@@ -349,6 +351,7 @@ impl Net {
             reads_asked: 0,
             relay_only: false,
             dials: 0,
+            finished_runs: HashMap::new(),
         });
         self.index.insert(id, i);
         i
@@ -598,6 +601,10 @@ impl Net {
                     if n.peer.downloads().any(|(d, p)| d == *download && *p == Purpose::Keep) {
                         n.store.pinned.extend(manifest.chunks.iter().copied());
                     }
+                }
+                if let Event::Finished { download, result, .. } = &e {
+                    let n = &mut self.nodes[i];
+                    n.finished_runs.insert((n.life, *download), (now, result.clone()));
                 }
                 self.nodes[i].events.push((now, e));
             }
