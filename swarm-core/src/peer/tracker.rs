@@ -57,6 +57,8 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         for msg in again {
             self.send(msg);
         }
+        // (Nothing on the first connection: no request went out yet.)
+        self.relay_requests_lost(now_ms);
     }
 
     /// The tracker connection is down; the driver reconnects (see [`super::backoff`]).
