@@ -586,3 +586,36 @@ fn downloading_a_file_already_held_finishes_at_once() {
     assert!(net.now - start < 100, "took {} ms", net.now - start);
     assert_eq!(net.nodes[1].reads_asked, 0, "chunks already held were fetched");
 }
+
+#[test]
+fn multi_frame_chunks_a_short_last_chunk_and_repeated_chunks_arrive_intact() {
+    // Chunks of 150 000 bytes (three 64 KiB frames each), one repeated three times, and a
+    // short last chunk; over a data channel and through the relay.
+    for direct in [true, false] {
+        let mut rng = Rng(24);
+        let size = 150_000;
+        let a_chunk = rng.bytes(size);
+        let chunks = vec![a_chunk.clone(), rng.bytes(size), a_chunk.clone(), rng.bytes(size), a_chunk, rng.bytes(777)];
+        let mut builder = swarm_core::ManifestBuilder::new(size as u32);
+        for c in &chunks {
+            builder.push(c);
+        }
+        let m = builder.finish();
+        let mut net = Net::new(Net::no_repair());
+        net.direct_default = direct;
+        let (a, b) = (net.add("a", GIB), net.add("b", GIB));
+        net.put(a, &chunks);
+        net.start(a);
+        net.start(b);
+        net.run_until(100);
+        net.publish(a, &m, "frames.bin");
+        net.run_until(200);
+        let d = net.download(b, m.file_id());
+        assert_eq!(finish(&mut net, b, d, 30_000), Ok(()), "direct: {direct}");
+        assert_has_file(&net, b, &m, &chunks);
+        assert_eq!(net.nodes[b].store.chunks.len(), 4, "direct: {direct}");
+        assert_eq!(net.nodes[a].reads_served, 4, "a repeated chunk was fetched more than once (direct: {direct})");
+        let path = if direct { LinkPath::DirectHost } else { LinkPath::Relay };
+        assert_eq!(path_bytes(&net, b, path), 3 * size as u64 + 777, "direct: {direct}");
+    }
+}
