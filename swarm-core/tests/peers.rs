@@ -18,7 +18,7 @@
 mod peer_sim;
 
 use peer_sim::{make_file, Behaviour, Net, NoDirect, Rng};
-use swarm_core::peer::Event;
+use swarm_core::peer::{Event, Inventory};
 use swarm_core::swarm::repair::RepairConfig;
 use swarm_core::{ClientMsg, LinkPath, Manifest};
 
@@ -618,4 +618,33 @@ fn multi_frame_chunks_a_short_last_chunk_and_repeated_chunks_arrive_intact() {
         let path = if direct { LinkPath::DirectHost } else { LinkPath::Relay };
         assert_eq!(path_bytes(&net, b, path), 3 * size as u64 + 777, "direct: {direct}");
     }
+}
+
+#[test]
+fn replication_respects_the_room_peers_offer() {
+    let config = RepairConfig { replication: 3, ..RepairConfig::default() };
+    let mut rng = Rng(25);
+    let mut net = Net::new(config);
+    let (m, data) = make_file(&mut rng, 20, 1024);
+    let a = net.add("a", GIB);
+    let none = net.add("none", 0);
+    let small = net.add("small", 8 * 1024);
+    let (c, d) = (net.add("c", GIB), net.add("d", GIB));
+    net.put(a, &data);
+    for i in [a, none, small, c, d] {
+        net.start(i);
+    }
+    net.run_until(100);
+    net.publish(a, &m, "file.bin");
+    let limit = net.now + 60_000;
+    assert!(net.run_while(limit, |n| m.chunks.iter().all(|ch| n.swarm.holder_count(ch) >= 3)), "placement");
+    net.run_until(net.now + 2_000);
+    assert!(net.nodes[none].store.chunks.is_empty(), "a peer offering no room was given chunks");
+    for i in [a, none, small, c, d] {
+        let s = &net.nodes[i].store;
+        assert!(s.used() <= s.capacity(), "peer {i} holds {} bytes of {}", s.used(), s.capacity());
+    }
+    let refused = net.count_heard(|msg| matches!(msg, ClientMsg::OrderFailed { .. }));
+    assert_eq!(refused, 0, "orders were sent to peers without room");
+    net.assert_stores_sound(true);
 }
