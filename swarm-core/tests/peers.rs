@@ -648,3 +648,34 @@ fn replication_respects_the_room_peers_offer() {
     assert_eq!(refused, 0, "orders were sent to peers without room");
     net.assert_stores_sound(true);
 }
+
+/// How long a relay download takes to get over a holder killed mid-way, when the tracker
+/// notices at once, with the tracker answering relay frames to it as it does today (an
+/// error) or also with a `gone` signal.
+fn relay_kill_recovery(relay_gone: bool) -> u64 {
+    let (mut net, m, data) = network(26, Net::no_repair(), 2, 1, 300);
+    net.direct_default = false;
+    net.kill_detect_ms = 0;
+    net.relay_gone = relay_gone;
+    net.pair_bytes_per_s = Some(64 * 1024);
+    let (victim, b) = (1, 2);
+    let d = net.download(b, m.file_id());
+    let limit = net.now + 10_000;
+    assert!(net.run_while(limit, |n| n.nodes[b].sources_of(d).values().sum::<usize>() >= 20));
+    net.kill(victim);
+    let killed = net.now;
+    assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    assert!(net.relay_unknown_peer_errors > 0, "no relay frame went to the dead peer: the test proves nothing");
+    net.now - killed
+}
+
+#[test]
+fn a_holder_killed_mid_download_over_the_relay() {
+    let today = relay_kill_recovery(false);
+    let with_gone = relay_kill_recovery(true);
+    eprintln!("after the kill: {today} ms with the error the tracker sends, {with_gone} ms with a gone signal");
+    // Today the download waits for the stall timeout; it finishes all the same.
+    assert!(today < swarm_core::peer::config::STALL_MS + 5_000);
+    assert!(with_gone <= today);
+}

@@ -287,6 +287,10 @@ pub struct Net {
     pub heard: Vec<Heard>,
     pub relay_unknown_peer_errors: u64,
     pub events_processed: u64,
+    /// A relay frame to a peer that is not connected also gets the sender
+    /// `Signal { from: that peer, conn, Gone }`, as a signal to it would. NOT what
+    /// tracker/src/ws.rs does today (an error only): for measuring what it would change.
+    pub relay_gone: bool,
 }
 
 impl Net {
@@ -317,6 +321,7 @@ impl Net {
             heard: Vec::new(),
             relay_unknown_peer_errors: 0,
             events_processed: 0,
+            relay_gone: false,
         }
     }
 
@@ -722,6 +727,10 @@ impl Net {
                         self.relay_unknown_peer_errors += 1;
                         let msg = ServerMsg::error(None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"));
                         self.push(now + self.tracker_ms, Ev::FromTracker { to: from, conn, msg });
+                        if self.relay_gone && to != id {
+                            let msg = ServerMsg::Signal { from: to, conn: link, signal: Signal::Gone };
+                            self.push(now + self.tracker_ms, Ev::FromTracker { to: from, conn, msg });
+                        }
                     }
                 }
             }
