@@ -2,18 +2,30 @@
 //!
 //! Each test states what a user would see and asserts it:
 //! 1. A download finishes with every byte identical to what was published, and the
-//!    downloader is then listed by the tracker as a holder (a downloader becomes a source).
-//! 2. With several holders, chunks come from more than one of them.
+//!    downloader is then listed by the tracker as a holder (a downloader becomes a source);
+//!    a file already held finishes at once; multi-frame, short and repeated chunks arrive
+//!    intact on both paths.
+//! 2. With several holders, chunks come from more than one of them, each sending a share
+//!    rather than the whole file.
 //! 3. A holder serving corrupt bytes cannot corrupt a download: the chunk is refused, fetched
-//!    elsewhere, and the tracker hears `bad_source` about the liar.
-//! 4. A holder that accepts requests and never answers is dropped after the stall timeout,
-//!    and the download finishes from the others.
-//! 5. Without direct connectivity the bytes flow through the tracker relay; with it, none do.
-//! 6. A holder killed mid-download does not stop the download.
+//!    elsewhere, and the tracker hears `bad_source` about the liar; two liars cannot pass a
+//!    chunk between them.
+//! 4. A holder that accepts requests and never answers does not hold the download back (the
+//!    endgame), and as the only holder it is dropped after the stall timeout.
+//! 5. Without direct connectivity the bytes flow through the tracker relay; with it, none do;
+//!    relay-only peers never dial and their refusals send the other side to the relay.
+//! 6. A holder killed mid-download (on a data channel or the relay) does not stop the
+//!    download; if it was the only holder the download fails naming the missing chunks, or
+//!    finishes if it comes back.
 //! 7. A tracker reconnect mid-download re-sends what was pending (the locate; the chunk
-//!    requests that went through the relay) and the download finishes without a stall.
+//!    requests that went through the relay) and the download finishes without a stall; a
+//!    restarted peer never takes answers meant for its previous run.
 //! 8. Replication: a dead holder's chunks are re-replicated by real peer cores carrying out
-//!    the tracker's orders, back to R copies.
+//!    the tracker's orders, back to R copies, within the room peers offer; a graceful leave
+//!    is answered once the chunks are on the peers that stay; a peer keeping a file stays a
+//!    source after the tracker trims its surplus copies.
+//! 9. Links: idle ones close and are dialled again; a dead peer's serving link is freed; a
+//!    cancelled download stops.
 
 mod peer_sim;
 

@@ -411,7 +411,8 @@ impl Net {
         let conn = n.conn.take();
         // The other ends of its data channels hear nothing more; WebRTC closes them when ICE
         // consent fails.
-        let ends: Vec<(usize, LinkId)> = self.wires.iter().filter(|(_, (b, _))| *b == i).map(|(k, _)| *k).collect();
+        let mut ends: Vec<(usize, LinkId)> = self.wires.iter().filter(|(_, (b, _))| *b == i).map(|(k, _)| *k).collect();
+        ends.sort_unstable(); // (the queue's order must not depend on a hash seed)
         for (j, l) in ends {
             let (at, life) = (self.now + self.consent_ms, self.nodes[j].life);
             self.push(at, Ev::LinkClosed { node: j, life, link: l });
