@@ -15,7 +15,7 @@ use crate::paths::label as path_label;
 use crate::state::{
     AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, SourceView, Stats, StorageInfo, UploadView,
 };
-use crate::transfer::CellState;
+use swarm_core::peer::CellState;
 
 /// Colours of source peers in the chunk map and its legend.
 const PALETTE: [&str; 8] = ["#6d5dfc", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9", "#84cc16", "#f97316", "#a855f7"];

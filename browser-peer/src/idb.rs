@@ -29,7 +29,8 @@ impl IdbError {
     pub fn other(message: impl Into<String>) -> Self {
         Self { name: "Error".into(), message: message.into() }
     }
-    fn from_js(v: &JsValue) -> Self {
+    /// The error a thrown JS value (a `DOMException` or an `Error`) stands for.
+    pub fn from_js(v: &JsValue) -> Self {
         let name = Reflect::get(v, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_else(|| "Error".into());
         Self { name, message: js_error(v) }
     }

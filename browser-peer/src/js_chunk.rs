@@ -1,7 +1,7 @@
 //! The page's receive path for chunk bytes, kept in JS memory.
 //!
 //! A data frame arrives as an `ArrayBuffer`. Only its 13-byte header is copied into wasm
-//! ([`split_answer`]); the payload stays a view on that buffer, and a [`JsChunk`] is the list
+//! ([`split_incoming`]); the payload stays a view on that buffer, and a [`JsChunk`] is the list
 //! of those views. The store's worker receives the buffers (transferred, not copied), puts the
 //! chunk together, hashes it with WebCrypto and keeps it if it matches, so no byte of a chunk
 //! is copied on the page's main thread. Measured on the download benchmark: SHA-256 in wasm
@@ -11,12 +11,11 @@
 use std::fmt;
 
 use js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array};
-use swarm_core::chunk_proto::{DataHeader, PeerMsg, ProtoError, DATA_HEADER};
+use swarm_core::chunk_proto::ProtoError;
+use swarm_core::peer::{ChunkBuf, Incoming, HEAD_MAX};
 use swarm_core::ChunkId;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-
-use crate::transfer::{Answer, ChunkBuf};
 
 /// One chunk's bytes in JS memory, as the pieces they arrived in (in order).
 #[derive(Clone)]
@@ -86,23 +85,12 @@ impl ChunkBuf for JsChunk {
     }
 }
 
-/// Reads a message from a holder without copying a data frame's payload into wasm.
-/// `Ok(None)`: a well-formed message that is not an answer (a request).
-pub fn split_answer(msg: &Uint8Array) -> Result<Option<Answer<Uint8Array>>, ProtoError> {
+/// Reads a chunk-protocol message without copying a data frame's payload into wasm: only its
+/// first bytes are (see [`Incoming::from_head`]); the payload stays a view on the buffer.
+pub fn split_incoming(msg: &Uint8Array) -> Result<Incoming<Uint8Array>, ProtoError> {
     let len = msg.length();
-    if len > 0 && msg.get_index(0) == 2 {
-        let mut head = [0u8; DATA_HEADER];
-        if (len as usize) < DATA_HEADER {
-            return Err(ProtoError::Truncated);
-        }
-        msg.subarray(0, DATA_HEADER as u32).copy_to(&mut head);
-        let DataHeader { req, offset, total } = DataHeader::parse(&head)?;
-        return Ok(Some(Answer::Data { req, offset, total, part: msg.subarray(DATA_HEADER as u32, len) }));
-    }
-    Ok(match PeerMsg::decode(&msg.to_vec())? {
-        PeerMsg::Missing { req } => Some(Answer::Missing { req }),
-        PeerMsg::Data { .. } | PeerMsg::Request { .. } => None,
-    })
+    let head = msg.subarray(0, len.min(HEAD_MAX as u32)).to_vec();
+    Incoming::from_head(&head, len as usize, |start| msg.subarray(start as u32, len))
 }
 
 /// SHA-256 of `bytes`: WebCrypto where the page has it (secure contexts: https and

@@ -2,18 +2,19 @@
 //!
 //! - [`app`]: the components (page layout, upload and download panels, status bar).
 //! - [`state`]: the page state as a `Reducible` with its actions; no I/O.
-//! - [`node`]: the peer driver behind a context (`use_node`): tracker, connections, store.
+//! - [`node`]: the peer behind a context (`use_node`): a thin driver of the sans-IO peer core
+//!   (`swarm_core::peer::Peer`, shared with the native peer) over the tracker socket, WebRTC,
+//!   IndexedDB, timers and the page.
 //! - [`tracker`]: the self-healing websocket to the tracker.
 //! - [`rtc`]: one `RTCPeerConnection` + data channel, offerer or answerer, flow-controlled.
-//! - [`paths`]: pure decisions about links: a channel's path from its stats, relay-then-upgrade,
-//!   bytes by path and the path report.
-//! - [`transfer`]: the sans-IO download scheduler and the serving side of the chunk protocol.
+//! - [`paths`]: a data channel's path from its stats, bytes by path.
 //! - [`js_chunk`]: the receive path that keeps chunk bytes in JS memory and hashes with WebCrypto.
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
 //! - [`idb`]: a thin async layer over IndexedDB (web-sys).
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
 //!
-//! Protocol, hashing and framing come from `swarm-core`; nothing here re-implements them.
+//! Protocol, hashing, framing and every peer decision come from `swarm-core`; nothing here
+//! re-implements them.
 //!
 //! The page (`static/index.html`, ids the end-to-end tests rely on): `#upload-input`,
 //! `#upload-result[data-file-id]` (newest published upload), `#upload-progress`,
@@ -32,7 +33,7 @@
 //! chunk stored).
 //! `#/file/<id>` in the URL starts a download; `?relay=1` makes the tab use the tracker relay only;
 //! `?relay_after=MS` sets how long a new link waits for its data channel before it also uses the
-//! relay (default `paths::RELAY_START_MS`; `0`: relay at once, then upgrade).
+//! relay (default `swarm_core::peer::config::DIRECT_GRACE_MS`; `0`: relay at once, then upgrade).
 //!
 //! Build: `source scripts/wasm-env.sh && trunk build` (writes `dist/`). Test in headless
 //! Chromium: `CHROMEDRIVER=/usr/bin/chromedriver
@@ -49,4 +50,3 @@ pub mod rtc;
 pub mod state;
 pub mod store;
 pub mod tracker;
-pub mod transfer;

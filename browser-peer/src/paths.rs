@@ -1,53 +1,21 @@
-//! Which way a link's bytes travel, and when a link stops waiting for WebRTC: the pure
-//! decisions behind "peer-to-peer across real networks", kept free of web APIs so they are
-//! unit-tested natively (`cargo test -p browser-peer --lib`).
+//! Which way a data channel's bytes travel: the pure decisions behind "peer-to-peer across
+//! real networks" that need the browser's stats, kept free of web APIs so they are unit-tested
+//! natively (`cargo test -p browser-peer --lib`). When a link stops waiting for WebRTC
+//! (relay, then upgrade) and what the tracker hears about paths are the peer core's
+//! (`swarm_core::peer`).
 //!
 //! - **Path of a data channel**: from `RTCPeerConnection.getStats()`, the selected candidate
 //!   pair (the transport's `selectedCandidatePairId`, else a nominated succeeded pair, else
 //!   Firefox's `selected` pair) and the `candidateType` of its two candidates
 //!   ([`path_from_stats`]). A link that carries requests through the tracker is
 //!   [`LinkPath::Relay`].
-//! - **Relay, then upgrade**: a fetching link whose data channel is not open after
-//!   [`RELAY_START_MS`] sends its requests through the tracker relay at once, while the
-//!   WebRTC attempt goes on; new requests move to the channel when it opens
-//!   ([`relay_wait_ms`]).
-//! - **Bytes by path** ([`PathCounters`]) and the report sent to the tracker
-//!   ([`ReportGate`], [`PATHS_REPORT_MS`]).
+//! - **Bytes by path** ([`PathCounters`]), for the page.
 //! - **Remote candidates** as signalled by any peer (browsers, str0m) are normalised before
 //!   `addIceCandidate` ([`normalize_candidate`]).
 
 use std::cell::Cell;
 
-use swarm_core::wire::{LinkPath, PathReport};
-
-/// How long a new fetching link waits for its data channel before requests go through the
-/// tracker relay (the WebRTC attempt continues in the background and takes over when its
-/// channel opens). Short: on a path that works the channel opens in tens of milliseconds,
-/// and a peer behind a NAT that cannot be crossed must not cost the user seconds.
-pub const RELAY_START_MS: f64 = 300.0;
-/// When ICE has already found a working pair by [`RELAY_START_MS`] (only DTLS and SCTP are
-/// left, a round trip or two), the link waits up to this much longer for the channel before
-/// it uses the relay: the direct path is known to work, so the bytes should take it.
-pub const ICE_GRACE_MS: f64 = 2_000.0;
-/// Least time between two [`PathReport`]s to the tracker.
-pub const PATHS_REPORT_MS: f64 = 5_000.0;
-
-/// When a link that is not ready yet should next look at its WebRTC attempt: `None` when
-/// requests should go through the relay now, `Some(ms)` to look again after `ms`.
-///
-/// `elapsed_ms` is the age of the attempt; `ice_connected` says whether ICE found a working
-/// candidate pair (`iceConnectionState` `connected` or `completed`); `start_ms` is the delay
-/// before the relay ([`RELAY_START_MS`] unless the page says otherwise).
-pub fn relay_wait_ms(elapsed_ms: f64, ice_connected: bool, start_ms: f64) -> Option<f64> {
-    if elapsed_ms < start_ms {
-        Some(start_ms - elapsed_ms)
-    } else if ice_connected && elapsed_ms < start_ms + ICE_GRACE_MS {
-        // Look again soon: the channel usually opens within a few round trips.
-        Some((start_ms + ICE_GRACE_MS - elapsed_ms).min(100.0))
-    } else {
-        None
-    }
-}
+use swarm_core::wire::LinkPath;
 
 /// The path a candidate of this `candidateType` stands for, alone.
 pub fn candidate_path(candidate_type: &str) -> Option<LinkPath> {
@@ -228,51 +196,6 @@ impl PathCounters {
     }
 }
 
-/// The report of this tab's links (`paths`: one per open link) and bytes by path, with an
-/// entry for every path that has any.
-pub fn report(paths: &[LinkPath], received: [u64; 4]) -> PathReport {
-    let mut r = PathReport::default();
-    for p in LinkPath::ALL {
-        let n = paths.iter().filter(|q| **q == p).count() as u32;
-        if n > 0 {
-            r.links.push((p, n));
-        }
-        if received[index(p)] > 0 {
-            r.bytes_received.push((p, received[index(p)]));
-        }
-    }
-    r
-}
-
-/// Decides when a [`PathReport`] goes to the tracker: when it changed since the last one sent,
-/// and at most every [`PATHS_REPORT_MS`].
-#[derive(Debug, Default)]
-pub struct ReportGate {
-    last: Option<PathReport>,
-    sent_ms: Option<f64>,
-}
-
-impl ReportGate {
-    /// Whether `report` should be sent now; if so it is remembered as sent.
-    pub fn offer(&mut self, report: &PathReport, now_ms: f64) -> bool {
-        let empty = report.links.is_empty() && report.bytes_received.is_empty();
-        if self.last.as_ref() == Some(report) || (self.last.is_none() && empty) {
-            return false;
-        }
-        if self.sent_ms.is_some_and(|t| now_ms - t < PATHS_REPORT_MS) {
-            return false;
-        }
-        self.last = Some(report.clone());
-        self.sent_ms = Some(now_ms);
-        true
-    }
-
-    /// Forget what was sent (a new tracker connection has seen nothing).
-    pub fn reset(&mut self) {
-        *self = Self::default();
-    }
-}
-
 /// How the page names a path: `direct (host)`, `direct (through NAT)`, `TURN`, `tracker relay`.
 pub fn label(path: LinkPath) -> &'static str {
     match path {
@@ -425,23 +348,6 @@ mod tests {
     }
 
     #[test]
-    fn relay_starts_after_the_short_delay_unless_ice_already_works() {
-        let wait = |elapsed, ice| relay_wait_ms(elapsed, ice, RELAY_START_MS);
-        assert_eq!(wait(0.0, false), Some(RELAY_START_MS));
-        assert_eq!(wait(100.0, true), Some(RELAY_START_MS - 100.0));
-        // No working pair by then: the relay now, whatever the attempt still does.
-        assert_eq!(wait(RELAY_START_MS, false), None);
-        assert_eq!(wait(5_000.0, false), None);
-        // ICE connected: the channel is a round trip or two away; look again shortly…
-        let again = wait(RELAY_START_MS + 50.0, true).unwrap();
-        assert!(again > 0.0 && again <= 100.0, "{again}");
-        // …but not for ever.
-        assert_eq!(wait(RELAY_START_MS + ICE_GRACE_MS, true), None);
-        // A page that asks for the relay at once (`?relay_after=0`) gets it at once.
-        assert_eq!(relay_wait_ms(0.0, false, 0.0), None);
-    }
-
-    #[test]
     fn candidates_are_normalized_for_add_ice_candidate() {
         let str0m = "candidate:1 1 udp 1694498815 203.0.113.7 40123 typ srflx raddr 10.0.0.2 rport 40123";
         assert_eq!(normalize_candidate(str0m).as_deref(), Some(str0m));
@@ -452,30 +358,11 @@ mod tests {
     }
 
     #[test]
-    fn counters_and_report_cover_every_path_that_has_anything() {
+    fn counters_cover_every_path() {
         let c = PathCounters::default();
         c.add(LinkPath::DirectHost, 10);
         c.add(LinkPath::Relay, 5);
         c.add(LinkPath::DirectHost, 1);
         assert_eq!(c.snapshot(), [11, 0, 0, 5]);
-        let r = report(&[LinkPath::Relay, LinkPath::DirectHost, LinkPath::Relay], c.snapshot());
-        assert_eq!(r.links, vec![(LinkPath::DirectHost, 1), (LinkPath::Relay, 2)]);
-        assert_eq!(r.bytes_received, vec![(LinkPath::DirectHost, 11), (LinkPath::Relay, 5)]);
-    }
-
-    #[test]
-    fn reports_go_out_when_changed_and_at_most_every_few_seconds() {
-        let mut gate = ReportGate::default();
-        assert!(!gate.offer(&report(&[], [0; 4]), 0.0), "nothing to say yet");
-        let a = report(&[LinkPath::Relay], [0, 0, 0, 100]);
-        assert!(gate.offer(&a, 1_000.0));
-        assert!(!gate.offer(&a, 10_000.0), "unchanged");
-        let b = report(&[LinkPath::DirectHost], [200, 0, 0, 100]);
-        assert!(!gate.offer(&b, 1_000.0 + PATHS_REPORT_MS - 1.0), "too soon");
-        assert!(gate.offer(&b, 1_000.0 + PATHS_REPORT_MS));
-        // Links closing is a change worth reporting too.
-        assert!(gate.offer(&report(&[], [200, 0, 0, 100]), 20_000.0));
-        gate.reset();
-        assert!(gate.offer(&b, 20_001.0), "a new tracker connection hears it again");
     }
 }

@@ -58,6 +58,16 @@ pub const LABEL: &str = "chunks";
 pub enum RtcError {
     #[error("cannot create RTCPeerConnection: {0}")]
     Create(String),
+    /// A step of the offer/answer exchange the browser refused.
+    #[error("{step}: {message}")]
+    Negotiate { step: &'static str, message: String },
+    #[error("description without sdp")]
+    NoSdp,
+}
+
+/// The browser refused `step` (a rejected promise or a thrown exception).
+fn refused(step: &'static str) -> impl Fn(JsValue) -> RtcError {
+    move |e| RtcError::Negotiate { step, message: js_error(&e) }
 }
 
 /// Which side of the handshake this connection is.
@@ -501,33 +511,30 @@ fn pump(inner: &Rc<Inner>) {
     }
 }
 
-async fn make_offer(pc: &RtcPeerConnection) -> Result<String, String> {
-    let offer = JsFuture::from(pc.create_offer()).await.map_err(|e| js_error(&e))?;
+async fn make_offer(pc: &RtcPeerConnection) -> Result<String, RtcError> {
+    let offer = JsFuture::from(pc.create_offer()).await.map_err(refused("createOffer"))?;
     let sdp = sdp_of(&offer)?;
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(&sdp);
-    JsFuture::from(pc.set_local_description(&desc)).await.map_err(|e| js_error(&e))?;
+    JsFuture::from(pc.set_local_description(&desc)).await.map_err(refused("setLocalDescription"))?;
     Ok(sdp)
 }
 
-async fn make_answer(inner: &Rc<Inner>, offer: String) -> Result<String, String> {
+async fn make_answer(inner: &Rc<Inner>, offer: String) -> Result<String, RtcError> {
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(&offer);
-    JsFuture::from(inner.pc.set_remote_description(&desc)).await.map_err(|e| js_error(&e))?;
+    JsFuture::from(inner.pc.set_remote_description(&desc)).await.map_err(refused("setRemoteDescription"))?;
     apply_early_candidates(inner);
-    let answer = JsFuture::from(inner.pc.create_answer()).await.map_err(|e| js_error(&e))?;
+    let answer = JsFuture::from(inner.pc.create_answer()).await.map_err(refused("createAnswer"))?;
     let sdp = sdp_of(&answer)?;
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
     desc.set_sdp(&sdp);
-    JsFuture::from(inner.pc.set_local_description(&desc)).await.map_err(|e| js_error(&e))?;
+    JsFuture::from(inner.pc.set_local_description(&desc)).await.map_err(refused("setLocalDescription"))?;
     Ok(sdp)
 }
 
-fn sdp_of(desc: &JsValue) -> Result<String, String> {
-    Reflect::get(desc, &JsValue::from_str("sdp"))
-        .ok()
-        .and_then(|v| v.as_string())
-        .ok_or_else(|| "description without sdp".to_string())
+fn sdp_of(desc: &JsValue) -> Result<String, RtcError> {
+    Reflect::get(desc, &JsValue::from_str("sdp")).ok().and_then(|v| v.as_string()).ok_or(RtcError::NoSdp)
 }
 
 fn apply_early_candidates(inner: &Rc<Inner>) {

@@ -3,8 +3,8 @@
 //! The networking side (`node.rs`) dispatches actions; components only read this state.
 //! Names that come from the swarm are kept as plain strings and rendered as text nodes.
 
-use crate::transfer::CellState;
 use std::rc::Rc;
+use swarm_core::peer::CellState;
 use swarm_core::wire::LinkPath;
 use swarm_core::{FileId, PeerId};
 use yew::Reducible;

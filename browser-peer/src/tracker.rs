@@ -1,9 +1,10 @@
-//! The websocket link to the tracker: connect, reconnect with backoff, heartbeat, JSON in/out.
+//! The websocket link to the tracker: connect, reconnect with jittered backoff
+//! ([`swarm_core::peer::backoff::Backoff`]), heartbeat, JSON in/out.
 //!
-//! [`TrackerLink`] owns the socket and nothing else; what the messages mean is the driver's
-//! business (`node.rs`), which gets [`TrackerEvent`]s. On every (re)connect the driver first
-//! sends `Hello` and its full inventory, then re-sends its unanswered requests; messages sent
-//! while the socket is down are dropped (the driver keeps what matters).
+//! [`TrackerLink`] owns the socket and nothing else; what the messages mean is the peer
+//! core's business (`swarm_core::peer`, driven by `node`), which gets [`TrackerEvent`]s. On every
+//! (re)connect the core says hello, announces the full inventory and re-sends its unanswered
+//! requests; messages sent while the socket is down are dropped (the core keeps what matters).
 //!
 //! Events are only ever delivered from socket or timer callbacks, never from [`TrackerLink::send`].
 
@@ -12,6 +13,7 @@ use std::rc::{Rc, Weak};
 
 use gloo::timers::callback::{Interval, Timeout};
 use js_sys::{ArrayBuffer, Uint8Array};
+use swarm_core::peer::backoff::Backoff;
 use swarm_core::relay::RelayFrame;
 use swarm_core::{ClientMsg, ServerMsg};
 use wasm_bindgen::closure::Closure;
@@ -20,9 +22,6 @@ use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 /// Interval between heartbeats.
 pub const HEARTBEAT_MS: u32 = 10_000;
-/// First reconnect delay; doubles up to [`MAX_BACKOFF_MS`].
-pub const MIN_BACKOFF_MS: u32 = 500;
-pub const MAX_BACKOFF_MS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrackerEvent {
@@ -45,7 +44,7 @@ struct Inner {
     open: bool,
     /// Counts sockets, so events of an old one are ignored.
     generation: u32,
-    backoff_ms: u32,
+    backoff: Backoff,
     callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     retry: Option<Timeout>,
     heartbeat: Option<Interval>,
@@ -66,7 +65,7 @@ impl TrackerLink {
             ws: None,
             open: false,
             generation: 0,
-            backoff_ms: MIN_BACKOFF_MS,
+            backoff: Backoff::default(),
             callbacks: Vec::new(),
             retry: None,
             heartbeat: None,
@@ -159,7 +158,7 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
         match serde_json::from_str::<ServerMsg>(&text) {
             Ok(msg) => {
                 if matches!(msg, ServerMsg::Welcome { .. }) {
-                    rc.borrow_mut().backoff_ms = MIN_BACKOFF_MS;
+                    rc.borrow_mut().backoff.reset();
                 }
                 let handler = rc.borrow().handler.clone();
                 handler(TrackerEvent::Message(msg));
@@ -203,8 +202,9 @@ fn schedule_retry(rc: &Rc<RefCell<Inner>>, generation: u32) {
             ws.set_onclose(None);
             let _ = ws.close();
         }
-        let retry_ms = inner.backoff_ms;
-        inner.backoff_ms = (inner.backoff_ms * 2).min(MAX_BACKOFF_MS);
+        // 53 random bits (all a JS number holds) spread the reconnects of many tabs.
+        let random = (js_sys::Math::random() * (1u64 << 53) as f64) as u64;
+        let retry_ms = inner.backoff.next_delay_ms(random).min(u32::MAX as u64) as u32;
         let weak = Rc::downgrade(rc);
         inner.retry = Some(Timeout::new(retry_ms, move || {
             if let Some(rc) = weak.upgrade() {

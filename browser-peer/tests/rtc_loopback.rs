@@ -1,16 +1,17 @@
 //! Two real `RtcConn`s in one headless Chromium page, signalling relayed in memory: the
-//! offerer requests a chunk over the data channel, the answerer serves it with
-//! `serve_request`, and the frames reassemble through the download scheduler exactly as in the
-//! page: payloads stay in JS memory (`js_chunk`) and WebCrypto checks every chunk.
+//! offerer requests a chunk over the data channel, the answerer serves it in frames, and the
+//! frames reassemble through the peer core's download state machine exactly as in the page:
+//! payloads stay in JS memory (`js_chunk`) and WebCrypto checks every chunk.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use browser_peer::js_chunk::{sha256, split_answer, JsChunk};
+use browser_peer::js_chunk::{sha256, split_incoming, JsChunk};
 use browser_peer::rtc::{ByteCounters, RtcConn, RtcEvent};
 use browser_peer::store::{ChunkStore, MemoryStore};
-use browser_peer::transfer::{serve_frames, Download, Step};
-use swarm_core::chunk_proto::PeerMsg;
+use swarm_core::chunk_proto::{frames, PeerMsg};
+use swarm_core::peer::config::FRAME_PAYLOAD;
+use swarm_core::peer::{Download, Incoming, Step};
 use swarm_core::wire::LinkPath;
 use swarm_core::{ChunkId, ManifestBuilder, PeerId, Signal};
 use wasm_bindgen_futures::JsFuture;
@@ -44,7 +45,9 @@ type W = Rc<RefCell<World>>;
 fn apply(w: &W, steps: Vec<Step<JsChunk>>) {
     for s in steps {
         match s {
-            Step::Send { bytes, .. } => w.borrow().offerer.as_ref().unwrap().send(bytes),
+            Step::Request { req, chunk, .. } => {
+                w.borrow().offerer.as_ref().unwrap().send(PeerMsg::Request { req, chunk }.encode())
+            }
             Step::Verify { slot, index, bytes, .. } => {
                 let w = w.clone();
                 wasm_bindgen_futures::spawn_local(async move {
@@ -102,7 +105,10 @@ async fn chunks_flow_over_a_real_data_channel() {
                             // The same answer the node sends (read synchronously here: the
                             // store is in memory and the test's handler is not async).
                             let bytes = w3.borrow().chunks.iter().find(|c| ChunkId::of(c) == chunk).cloned();
-                            let frames = serve_frames(req, bytes.as_deref());
+                            let frames: Vec<Vec<u8>> = match bytes {
+                                Some(b) => frames(req, &b, FRAME_PAYLOAD).collect(),
+                                None => vec![PeerMsg::Missing { req }.encode()],
+                            };
                             let world = w3.borrow();
                             for f in frames {
                                 world.answerer.as_ref().unwrap().send(f);
@@ -130,7 +136,7 @@ async fn chunks_flow_over_a_real_data_channel() {
                 apply(&w2, steps);
             }
             RtcEvent::Message(bytes) => {
-                let answer = split_answer(&bytes).unwrap().expect("an answer");
+                let Ok(Incoming::Answer(answer)) = split_incoming(&bytes) else { panic!("an answer") };
                 let steps = w2.borrow_mut().download.as_mut().unwrap().on_answer(0, answer);
                 apply(&w2, steps);
             }

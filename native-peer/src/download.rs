@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use swarm_core::FileId;
 
-/// Progress callback: (bytes of the file stored, file size, bytes fetched by this download).
-pub type Progress = Arc<dyn Fn(u64, u64, u64) + Send + Sync>;
+pub use crate::driver::Progress;
 
 /// Fetches every chunk of `file` into the store; returns its record.
 pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow::Result<StoredFile> {

@@ -6,24 +6,98 @@
 //! (one task each, plus a writer task so a slow link never blocks the loop), store reads and
 //! hash checks on blocking threads, and commands from the [`crate::node::Node`] handle.
 
-use crate::node::{Cmd, DataStats, NodeConfig, Views};
 use crate::rtc::{Link, LinkEvent, RtcEnv};
 use crate::store::ChunkStore;
 use crate::tracker_client::{Incoming as FromTracker, TrackerClient};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use swarm_core::peer::{
     DownloadId, Event, Failure, Incoming, Inventory, LinkId, Output, Peer, PeerConfig, Purpose, ReadResult,
 };
 use swarm_core::relay::RelayFrame;
-use swarm_core::{ChunkId, ClientMsg, PeerKind, ServerMsg};
+use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, PathReport, PeerId, PeerKind, ServerMsg};
 use tokio::sync::{mpsc, oneshot};
 
 /// str0m writes a message only when all of it fits its SCTP send buffer
 /// ([`crate::rtc::SCTP_BUFFER`], 32 KiB, the fastest measured): frames are 16 KiB.
 pub const FRAME_PAYLOAD: usize = swarm_core::chunk_proto::DEFAULT_FRAME_PAYLOAD;
+
+/// Progress callback: (bytes of the file stored, file size, bytes fetched by this download).
+pub type Progress = Arc<dyn Fn(u64, u64, u64) + Send + Sync>;
+
+/// Bytes this peer moved (tests read these to prove the path the bytes took).
+#[derive(Debug, Default)]
+pub struct DataStats {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub relay_received: AtomicU64,
+    pub relay_sent: AtomicU64,
+    /// Chunks received per source peer (verified and stored), for `status`.
+    pub chunks_from: Mutex<HashMap<PeerId, u64>>,
+    /// Chunks refused because they did not hash to their id.
+    pub bad_chunks: AtomicU64,
+}
+
+/// What the driver last published about its links.
+#[derive(Debug, Default)]
+pub struct Views {
+    pub paths: PathReport,
+    pub links: Vec<(PeerId, Option<LinkPath>, &'static str)>,
+}
+
+/// How a node is started.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub tracker_url: String,
+    /// An extra CA certificate (PEM) to trust for a `wss://` tracker.
+    pub tracker_ca: Option<PathBuf>,
+    /// The one local address for WebRTC; `None`: every usable interface (see `rtc::net`).
+    pub rtc_ip: Option<IpAddr>,
+    /// Most bytes of chunks to keep.
+    pub max_storage: u64,
+    /// Time a data channel has to open before the attempt is given up (the relay carries
+    /// the requests after the core's grace period).
+    pub rtc_timeout: Duration,
+    /// Never try WebRTC (for tests and hostile networks).
+    pub relay_only: bool,
+    /// Connection attempts before giving up at start.
+    pub connect_attempts: u32,
+    /// Test only: flip a byte of every chunk served, to play a lying peer.
+    pub corrupt_serve: bool,
+    /// Publish without giving the tracker challenges (as a browser does today; for tests
+    /// and measurements).
+    pub no_nonces: bool,
+}
+
+/// Commands for the driver.
+pub enum Cmd {
+    Request {
+        msg: Box<dyn FnOnce(u32) -> ClientMsg + Send>,
+        reply: oneshot::Sender<ServerMsg>,
+    },
+    Download {
+        file: FileId,
+        waiter: Waiter,
+    },
+    FetchChunk {
+        chunk: ChunkId,
+        size: u32,
+        sources: Vec<PeerId>,
+        waiter: Waiter,
+    },
+    Announce(Vec<ChunkId>),
+    /// Challenges (with answers) for the tracker's pools, right after a publish.
+    Nonces {
+        file: FileId,
+        items: Vec<swarm_core::wire::NonceItem>,
+    },
+    Flush(oneshot::Sender<()>),
+    Leave(oneshot::Sender<u32>),
+}
 
 /// What reaches the driver task.
 pub enum Input {
@@ -82,7 +156,7 @@ struct LinkHandles {
 
 /// A download a caller waits on.
 pub struct Waiter {
-    pub progress: Option<crate::download::Progress>,
+    pub progress: Option<Progress>,
     pub done: oneshot::Sender<Result<DownloadOutcome, FetchFailure>>,
     pub fetched: u64,
 }
@@ -165,6 +239,10 @@ impl Driver {
             located: HashMap::new(),
             leave: None,
         };
+        // A peer back under the same identity must not reuse its previous run's link numbers
+        // (a remote may still answer on them): start from a random base, exact in JavaScript
+        // numbers (the web app reads them).
+        driver.core.number_links_after(rand::random::<u64>() >> 13);
         let now = driver.now();
         let me = driver.tracker.peer_id.clone();
         driver.core.tracker_welcomed(me, &Inv::new(&driver.store), now);
@@ -220,7 +298,7 @@ impl Driver {
             Input::Tracker(FromTracker::Reconnected) => {
                 let env = self.env.clone();
                 let tracker = self.tracker.clone();
-                tokio::spawn(async move { crate::node::resolve_stun_servers(&tracker, &env).await });
+                tokio::spawn(async move { resolve_stun_servers(&tracker, &env).await });
                 self.core.tracker_welcomed(self.tracker.peer_id.clone(), &inv, now);
             }
             Input::Tracker(FromTracker::Disconnected) => self.core.tracker_disconnected(),
@@ -527,4 +605,19 @@ pub enum FetchFailure {
     Tracker(crate::tracker_client::TrackerError),
     #[error("{0}")]
     Failed(String),
+}
+
+/// Resolves the STUN servers of the tracker's latest `welcome` (`stun:host[:port]`,
+/// port 3478 by default) for new links.
+pub async fn resolve_stun_servers(tracker: &TrackerClient, env: &Mutex<RtcEnv>) {
+    let urls: Vec<String> = tracker.ice_servers.lock().unwrap().iter().flat_map(|s| s.urls.clone()).collect();
+    let mut addrs = Vec::new();
+    for target in urls.iter().filter_map(|u| crate::rtc::net::stun_target(u)).take(4) {
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(target.as_str())).await {
+            Ok(Ok(found)) => addrs.extend(found.take(2)),
+            _ => tracing::warn!("cannot resolve STUN server {target}"),
+        }
+    }
+    addrs.dedup();
+    env.lock().unwrap().stun_servers = addrs;
 }

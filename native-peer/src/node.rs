@@ -4,92 +4,20 @@
 //! driver as messages; answers come back on oneshot channels.
 
 use crate::cli::PeerError;
-use crate::driver::{DownloadOutcome, Driver, FetchFailure, Input, Waiter};
+use crate::driver::{Cmd, DownloadOutcome, Driver, FetchFailure, Input, Views, Waiter};
+pub use crate::driver::{DataStats, NodeConfig};
 use crate::rtc::RtcEnv;
 use crate::store::{ChunkStore, StoreError, StoredFile};
 use crate::tracker_client::{RequestError, TrackerClient, TrackerError};
 use anyhow::{bail, Context};
-use std::collections::HashMap;
 use std::io::Read;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_core::peer::proof::{nonce_items, NONCES_PER_CHUNK};
-use swarm_core::wire::{FileMeta, NonceItem};
+use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, CHUNK_SIZE};
 use tokio::sync::{mpsc, oneshot};
-
-/// Bytes this peer moved (tests read these to prove the path the bytes took).
-#[derive(Debug, Default)]
-pub struct DataStats {
-    pub received: AtomicU64,
-    pub sent: AtomicU64,
-    pub relay_received: AtomicU64,
-    pub relay_sent: AtomicU64,
-    /// Chunks received per source peer (verified and stored), for `status`.
-    pub chunks_from: Mutex<HashMap<PeerId, u64>>,
-    /// Chunks refused because they did not hash to their id.
-    pub bad_chunks: AtomicU64,
-}
-
-/// What the driver last published about its links.
-#[derive(Debug, Default)]
-pub struct Views {
-    pub paths: PathReport,
-    pub links: Vec<(PeerId, Option<LinkPath>, &'static str)>,
-}
-
-/// How a node is started.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    pub tracker_url: String,
-    /// An extra CA certificate (PEM) to trust for a `wss://` tracker.
-    pub tracker_ca: Option<PathBuf>,
-    /// The one local address for WebRTC; `None`: every usable interface (see `rtc::net`).
-    pub rtc_ip: Option<IpAddr>,
-    /// Most bytes of chunks to keep.
-    pub max_storage: u64,
-    /// Time a data channel has to open before the attempt is given up (the relay carries
-    /// the requests after the core's grace period).
-    pub rtc_timeout: Duration,
-    /// Never try WebRTC (for tests and hostile networks).
-    pub relay_only: bool,
-    /// Connection attempts before giving up at start.
-    pub connect_attempts: u32,
-    /// Test only: flip a byte of every chunk served, to play a lying peer.
-    pub corrupt_serve: bool,
-    /// Publish without giving the tracker challenges (as a browser does today; for tests
-    /// and measurements).
-    pub no_nonces: bool,
-}
-
-/// Commands for the driver.
-pub enum Cmd {
-    Request {
-        msg: Box<dyn FnOnce(u32) -> ClientMsg + Send>,
-        reply: oneshot::Sender<ServerMsg>,
-    },
-    Download {
-        file: FileId,
-        waiter: Waiter,
-    },
-    FetchChunk {
-        chunk: ChunkId,
-        size: u32,
-        sources: Vec<PeerId>,
-        waiter: Waiter,
-    },
-    Announce(Vec<ChunkId>),
-    /// Challenges (with answers) for the tracker's pools, right after a publish.
-    Nonces {
-        file: FileId,
-        items: Vec<NonceItem>,
-    },
-    Flush(oneshot::Sender<()>),
-    Leave(oneshot::Sender<u32>),
-}
 
 pub struct Node {
     pub store: ChunkStore,
@@ -119,7 +47,7 @@ impl Node {
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let env = Arc::new(Mutex::new(RtcEnv { ifaces, stun_servers: Vec::new() }));
-        resolve_stun_servers(&tracker, &env).await;
+        crate::driver::resolve_stun_servers(&tracker, &env).await;
         tracing::debug!(env = ?env.lock().unwrap(), "WebRTC candidates");
         let stats = Arc::new(DataStats::default());
         let views = Arc::new(Mutex::new(Views::default()));
@@ -169,7 +97,7 @@ impl Node {
 
     /// Downloads `file` into the store (what is stored already is not fetched again);
     /// `progress` gets (bytes of the file stored, file size, bytes fetched).
-    pub async fn download(&self, file: FileId, progress: crate::download::Progress) -> anyhow::Result<StoredFile> {
+    pub async fn download(&self, file: FileId, progress: crate::driver::Progress) -> anyhow::Result<StoredFile> {
         let (done, rx) = oneshot::channel();
         self.cmd(Cmd::Download { file, waiter: Waiter { progress: Some(progress), done, fetched: 0 } });
         match rx.await.context("the peer stopped")? {
@@ -331,21 +259,6 @@ impl Node {
             ),
         }
     }
-}
-
-/// Resolves the STUN servers of the tracker's latest `welcome` (`stun:host[:port]`,
-/// port 3478 by default) for new links.
-pub async fn resolve_stun_servers(tracker: &TrackerClient, env: &Mutex<RtcEnv>) {
-    let urls: Vec<String> = tracker.ice_servers.lock().unwrap().iter().flat_map(|s| s.urls.clone()).collect();
-    let mut addrs = Vec::new();
-    for target in urls.iter().filter_map(|u| crate::rtc::net::stun_target(u)).take(4) {
-        match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(target.as_str())).await {
-            Ok(Ok(found)) => addrs.extend(found.take(2)),
-            _ => tracing::warn!("cannot resolve STUN server {target}"),
-        }
-    }
-    addrs.dedup();
-    env.lock().unwrap().stun_servers = addrs;
 }
 
 fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -294,7 +294,7 @@ impl ChunkStore for IdbStore {
                 match blob_of_parts(b.parts()) {
                     Ok(b) => out.push(Some(b)),
                     Err(e) => {
-                        failure = Some(IdbError::other(e));
+                        failure = Some(e);
                         out.push(None);
                     }
                 }

@@ -26,7 +26,6 @@ use web_sys::{Blob, BlobPropertyBag};
 
 use crate::idb::IdbError;
 use crate::js_chunk::JsChunk;
-use crate::rtc::js_error;
 
 mod idb_store;
 mod writer;
@@ -79,7 +78,7 @@ pub trait ChunkStore {
         let blobs = self.get_blobs(&[*id]);
         Box::pin(async move {
             match blobs.await?.pop().flatten() {
-                Some(b) => blob_bytes(&b).await.map(Some).map_err(IdbError::other),
+                Some(b) => blob_bytes(&b).await.map(Some),
                 None => Ok(None),
             }
         })
@@ -109,25 +108,25 @@ async fn check_then_put<S: ChunkStore + ?Sized>(store: &S, id: ChunkId, bytes: J
 }
 
 /// A `Blob` holding a copy of `bytes`.
-pub fn blob_of(bytes: &[u8]) -> Result<Blob, String> {
+pub fn blob_of(bytes: &[u8]) -> Result<Blob, IdbError> {
     blob_of_js(&Uint8Array::from(bytes))
 }
 
 /// A `Blob` holding a copy of bytes in JS memory.
-pub fn blob_of_js(bytes: &Uint8Array) -> Result<Blob, String> {
+pub fn blob_of_js(bytes: &Uint8Array) -> Result<Blob, IdbError> {
     blob_of_parts(&Array::of1(bytes))
 }
 
 /// A `Blob` holding a copy of these pieces (`Uint8Array`s), in order.
-pub fn blob_of_parts(parts: &Array) -> Result<Blob, String> {
+pub fn blob_of_parts(parts: &Array) -> Result<Blob, IdbError> {
     let bag = BlobPropertyBag::new();
     bag.set_type("application/octet-stream");
-    Blob::new_with_u8_array_sequence_and_options(parts, &bag).map_err(|e| js_error(&e))
+    Blob::new_with_u8_array_sequence_and_options(parts, &bag).map_err(|e| IdbError::from_js(&e))
 }
 
 /// Reads a whole `Blob` into the wasm heap.
-pub async fn blob_bytes(blob: &Blob) -> Result<Vec<u8>, String> {
-    let buf = JsFuture::from(blob.array_buffer()).await.map_err(|e| js_error(&e))?;
+pub async fn blob_bytes(blob: &Blob) -> Result<Vec<u8>, IdbError> {
+    let buf = JsFuture::from(blob.array_buffer()).await.map_err(|e| IdbError::from_js(&e))?;
     Ok(Uint8Array::new(&buf).to_vec())
 }
 
@@ -183,7 +182,7 @@ impl ChunkStore for MemoryStore {
     fn get_blobs(&self, ids: &[ChunkId]) -> LocalFuture<Result<Vec<Option<Blob>>, IdbError>> {
         let chunks = self.chunks.borrow();
         let out: Result<Vec<Option<Blob>>, IdbError> =
-            ids.iter().map(|id| chunks.get(id).map(|b| blob_of(b).map_err(IdbError::other)).transpose()).collect();
+            ids.iter().map(|id| chunks.get(id).map(|b| blob_of(b)).transpose()).collect();
         Box::pin(async move { out })
     }
     fn get(&self, id: &ChunkId) -> LocalFuture<Result<Option<Vec<u8>>, IdbError>> {

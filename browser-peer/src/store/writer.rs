@@ -114,13 +114,13 @@ struct WorkerHandle {
 }
 
 impl StoreWorker {
-    fn start() -> Result<Self, String> {
+    fn start() -> Result<Self, IdbError> {
+        let js_err = |e: JsValue| IdbError::from_js(&e);
         let bag = BlobPropertyBag::new();
         bag.set_type("text/javascript");
-        let js = Blob::new_with_str_sequence_and_options(&Array::of1(&WORKER_JS.into()), &bag)
-            .map_err(|e| crate::rtc::js_error(&e))?;
-        let url = Url::create_object_url_with_blob(&js).map_err(|e| crate::rtc::js_error(&e))?;
-        let worker = Worker::new(&url).map_err(|e| crate::rtc::js_error(&e));
+        let js = Blob::new_with_str_sequence_and_options(&Array::of1(&WORKER_JS.into()), &bag).map_err(js_err)?;
+        let url = Url::create_object_url_with_blob(&js).map_err(js_err)?;
+        let worker = Worker::new(&url).map_err(js_err);
         let _ = Url::revoke_object_url(&url);
         let worker = worker?;
         let reply: Rc<RefCell<Option<js_sys::Function>>> = Rc::default();
@@ -215,7 +215,7 @@ async fn write_in_thread(db: &IdbDatabase, batch: &Batch<'_>) -> Result<Vec<Mism
         chunks.delete(&id.to_hex().into()).map_err(idb::js)?;
     }
     for Put { id, bytes, .. } in batch.puts.iter().filter(|p| !bad.iter().any(|b| b.0 == p.id)) {
-        let blob = blob_of_parts(bytes.parts()).map_err(IdbError::other)?;
+        let blob = blob_of_parts(bytes.parts())?;
         chunks.put_with_key(&blob, &id.to_hex().into()).map_err(idb::js)?;
     }
     if !batch.files.is_empty() {

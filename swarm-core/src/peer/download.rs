@@ -11,10 +11,12 @@
 //! [`Download::verified`]. A bad or missing chunk is retried, preferring another holder; a
 //! source that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
 //!
-//! Endgame: once every missing chunk is requested, a ready source with room in its pipeline
-//! asks for a chunk already in flight at another source (at most [`ENDGAME_COPIES`] askers per
-//! chunk); the first verified answer wins, the later one is dropped. A chunk id repeated in a
-//! file is fetched once.
+//! Endgame: once every missing chunk is requested, a ready source with nothing outstanding
+//! (it has sent its share) asks for a chunk already in flight at another source (at most
+//! [`ENDGAME_COPIES`] askers per chunk); the first verified answer wins, the later one is
+//! dropped. (Any room in a pipeline would be too eager: a file that fits in the sources'
+//! pipelines would be asked twice over from the start, every chunk sent twice.) A chunk id
+//! repeated in a file is fetched once.
 //!
 //! Request numbers in [`Step::Request`] are the download's own; the peer core
 //! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
@@ -534,6 +536,9 @@ impl<B: ChunkBuf> Download<B> {
         steps.push(Step::BadSource { slot, chunk: expected });
         let reason = ContentError::HashMismatch { expected, actual }.to_string();
         steps.push(Step::Rejected { slot, index, reason });
+        // It would send the same bytes again: it no longer counts as a holder of this chunk
+        // (as after `missing`), or two liars could pass the chunk between them until it fails.
+        self.holders[index].retain(|&s| s != slot);
         self.state[index] = ChunkState::InFlight;
         if self.retry(index, attempts + 1, slot, &mut steps) {
             steps.extend(self.schedule());
@@ -728,11 +733,13 @@ impl<B: ChunkBuf> Download<B> {
         steps.push(Step::Request { slot, req, chunk: id });
     }
 
-    /// Nothing is left unrequested: idle room in ready holders' pipelines duplicates requests
-    /// still in flight elsewhere, oldest first, so one slow peer cannot hold back the end.
+    /// Nothing is left unrequested: idle ready holders duplicate requests still in flight
+    /// elsewhere, so one slow peer cannot hold back the end; newest first: a working source
+    /// sends its oldest soonest, so the two meet in the middle of its queue (a silent one
+    /// sends none: any order does).
     fn endgame_requests(&mut self, steps: &mut Vec<Step<B>>) {
         let mut inflight: Vec<(u32, usize)> = self.pending.iter().map(|((_, req), p)| (*req, p.index)).collect();
-        inflight.sort_unstable();
+        inflight.sort_unstable_by(|a, b| b.cmp(a));
         for (_, index) in inflight {
             if self.state[index] != ChunkState::InFlight {
                 continue;
@@ -745,9 +752,7 @@ impl<B: ChunkBuf> Download<B> {
             let pick = self.holders[index]
                 .iter()
                 .copied()
-                .filter(|&s| {
-                    self.slots[s] == SlotState::Ready && self.outstanding[s] < self.pipeline[s] && !asked.contains(&s)
-                })
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] == 0 && !asked.contains(&s))
                 .min_by_key(|&s| self.outstanding[s]);
             let Some(slot) = pick else { continue };
             let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);

@@ -586,16 +586,27 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             self.event(Event::Notice(format!("data channel to {} closed ({reason}): back on the relay", peer.short())));
         }
         // Requests that went over the channel are asked again (through the relay).
-        let lost: Vec<WireReq> =
-            self.fetch.wire.iter().filter(|((p, _), w)| *p == peer && w.on_direct).map(|(_, w)| *w).collect();
-        self.fetch.wire.retain(|(p, _), w| !(*p == peer && w.on_direct));
-        for w in lost {
+        self.requests_lost(|p, w| *p == peer && w.on_direct, now_ms);
+        // Ready through the relay now, with the relay's pipeline.
+        self.users_ready(&peer, now_ms);
+    }
+
+    /// The requests on the wire that `lost` picks were lost with their path: asked again.
+    fn requests_lost(&mut self, lost: impl Fn(&PeerId, &WireReq) -> bool, now_ms: u64) {
+        let gone: Vec<WireReq> = self.fetch.wire.iter().filter(|((p, _), w)| lost(p, w)).map(|(_, w)| *w).collect();
+        self.fetch.wire.retain(|(p, _), w| !lost(p, w));
+        for w in gone {
             let steps =
                 self.fetch.runs.get_mut(&w.download).and_then(|r| r.dl.as_mut()).map(|d| d.request_lost(w.slot, w.req));
             self.apply(w.download, steps.unwrap_or_default(), now_ms);
         }
+    }
 
-        self.users_ready(&peer, now_ms);
+    /// The tracker connection is back: requests that went through the relay while it was
+    /// down, or were on their way when it went, were lost with it: asked again now rather
+    /// than after a stall (which would also set their sources aside for a while).
+    pub(super) fn relay_requests_lost(&mut self, now_ms: u64) {
+        self.requests_lost(|_, w| !w.on_direct, now_ms);
     }
 
     pub(super) fn links_timeout(&mut self, now_ms: u64) {

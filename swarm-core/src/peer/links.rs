@@ -81,11 +81,27 @@ pub struct Links {
 }
 
 impl Links {
-    /// A fresh link number: random-looking enough not to collide with the remote's numbers
-    /// for links it opened (they live in another map anyway), and exact in JavaScript numbers.
+    /// A fresh link number: not colliding with the remote's numbers for links it opened (they
+    /// live in another map anyway), and exact in JavaScript numbers.
     pub fn new_id(&mut self) -> LinkId {
         self.next_link += 1;
         self.next_link
+    }
+
+    /// Numbers new links after `base` (see [`super::Peer::number_links_after`]).
+    pub fn number_after(&mut self, base: LinkId) {
+        self.next_link = base;
+    }
+
+    /// Numbers links from the time this core first connects (1024 per millisecond before it),
+    /// if none was handed out yet. A relay answer is taken only for the link number it names:
+    /// answers still on their way to an earlier run of this peer (same id, restarted) then
+    /// name numbers this run never uses, instead of 1, 2, … again, and are not taken for
+    /// answers to this run's requests (whose numbers also start again).
+    pub fn number_from(&mut self, now_ms: u64) {
+        if self.next_link == 0 {
+            self.next_link = (now_ms % (1 << 42)) << 10;
+        }
     }
 
     pub fn is_lost(&self, peer: &PeerId, now: u64) -> bool {

@@ -45,7 +45,7 @@ mod tracker;
 
 pub use download::{Answer, CellState, ChunkBuf, Download, DownloadError, Step};
 
-use crate::chunk_proto::{PeerMsg, ProtoError};
+use crate::chunk_proto::{DataHeader, PeerMsg, ProtoError, DATA_HEADER};
 use crate::wire::{FileMeta, IceServer, PeerKind};
 use crate::{ChunkId, ClientMsg, FileId, LinkPath, Manifest, PathReport, PeerId, ServerMsg, Signal};
 use std::collections::{BTreeMap, VecDeque};
@@ -124,6 +124,33 @@ impl Incoming<Vec<u8>> {
         Ok(match PeerMsg::decode(bytes)? {
             PeerMsg::Request { req, chunk } => Incoming::Request { req, chunk },
             other => Incoming::Answer(Answer::from_msg(other).expect("not a request")),
+        })
+    }
+}
+
+/// The most leading bytes of a message [`Incoming::from_head`] needs: a whole request (the
+/// longest message that is not a data frame), or a data frame's header.
+pub const HEAD_MAX: usize = 37;
+
+impl<P> Incoming<P> {
+    /// Decodes a message of `len` bytes whose data payload stays where it arrived (the web app:
+    /// in JS memory). `head` is its first `min(len, HEAD_MAX)` bytes; `payload(start)` gives the
+    /// part from byte `start` to the end (called for a data frame only).
+    pub fn from_head(head: &[u8], len: usize, payload: impl FnOnce(usize) -> P) -> Result<Self, ProtoError> {
+        if head.first() == Some(&2) {
+            let DataHeader { req, offset, total } = DataHeader::parse(head)?;
+            if len < DATA_HEADER {
+                return Err(ProtoError::Truncated);
+            }
+            return Ok(Incoming::Answer(Answer::Data { req, offset, total, part: payload(DATA_HEADER) }));
+        }
+        if len > head.len() {
+            return Err(ProtoError::Trailing);
+        }
+        Ok(match PeerMsg::decode(head)? {
+            PeerMsg::Request { req, chunk } => Incoming::Request { req, chunk },
+            PeerMsg::Missing { req } => Incoming::Answer(Answer::Missing { req }),
+            PeerMsg::Data { .. } => unreachable!("data frames are read above"),
         })
     }
 }
@@ -328,6 +355,14 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.out.push_back(Output::Event(e));
     }
 
+    /// Numbers this peer's links after `base` (before any link exists). A peer that comes back
+    /// under the same identity (a reloaded tab) starts from a random base, so a remote still
+    /// holding a link of its previous run does not take a new link's signals for that one's.
+    /// Link numbers travel as JSON numbers: keep them below 2^53.
+    pub fn number_links_after(&mut self, base: LinkId) {
+        self.links.number_after(base);
+    }
+
     /// This peer's links by path, and bytes received by path since start.
     pub fn path_report(&self) -> PathReport {
         self.links.report()
@@ -336,5 +371,30 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// Open links: (peer, path, "fetch" or "serve").
     pub fn links(&self) -> Vec<(PeerId, Option<LinkPath>, &'static str)> {
         self.links.list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk_proto::encode_data;
+
+    fn split(msg: &[u8]) -> Result<Incoming<Vec<u8>>, ProtoError> {
+        Incoming::from_head(&msg[..msg.len().min(HEAD_MAX)], msg.len(), |start| msg[start..].to_vec())
+    }
+
+    #[test]
+    fn from_head_reads_what_decode_reads() {
+        let chunk = ChunkId::of(b"x");
+        for msg in [
+            PeerMsg::Request { req: 7, chunk }.encode(),
+            PeerMsg::Missing { req: 9 }.encode(),
+            encode_data(3, 65_523, 200_000, &[5; 1000]),
+        ] {
+            assert_eq!(split(&msg), Incoming::decode(&msg), "{:?}", &msg[..1]);
+        }
+        for bad in [&[][..], &[2, 0, 0][..], &[9, 0, 0, 0, 1][..], &[3, 0, 0, 0, 1, 0][..]] {
+            assert!(split(bad).is_err(), "{bad:?}");
+        }
     }
 }

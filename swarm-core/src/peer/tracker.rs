@@ -32,6 +32,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// inventory and the room offered, and send again every request still unanswered.
     pub fn tracker_connected(&mut self, inv: &dyn Inventory, now_ms: u64) {
         self.connected = true;
+        self.links.number_from(now_ms);
         self.out.push_back(Output::Tracker(ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             kind: self.config.kind,
@@ -69,6 +70,8 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         for msg in again {
             self.send(msg);
         }
+        // (Nothing on the first connection: no request went out yet.)
+        self.relay_requests_lost(now_ms);
     }
 
     /// The tracker connection is down; the driver reconnects (see [`super::backoff`]).
@@ -165,10 +168,17 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             ServerMsg::Trim { chunks } => {
                 // Chunks of files this peer's user keeps (even partly: a download resumes from
                 // them) stay; only surplus replica copies go.
-                let chunks: Vec<ChunkId> = chunks.into_iter().filter(|c| inv.has(c) && !inv.pinned(c)).collect();
+                let (kept, chunks): (Vec<ChunkId>, Vec<ChunkId>) =
+                    chunks.into_iter().filter(|c| inv.has(c)).partition(|c| inv.pinned(c));
                 if !chunks.is_empty() {
                     self.out.push_back(Output::Remove { chunks: chunks.clone() });
                     self.send(ClientMsg::Dropped { chunks });
+                }
+                // The tracker stopped counting the trimmed copies when it sent the trim: the
+                // ones kept are announced again, or this peer would hold them without being a
+                // source of them until its next reconnect (and then be trimmed again).
+                if !kept.is_empty() {
+                    self.send(ClientMsg::Have { chunks: kept, full: false });
                 }
             }
             ServerMsg::LeaveReady { stranded } => self.event(Event::LeaveReady { stranded }),
