@@ -506,7 +506,9 @@ fn run(seed: u64, churn: Churn) {
     }
     // Quiet: every chunk with a live copy must be back at R copies in bounded time.
     let quiet_start = sim.now;
-    let bound = grace + 60_000;
+    // With liars, orders that land on a liar fail only at the challenge timeout (30 s), and
+    // the swarm core's hash maps make runs vary a little: liar runs get twice the time.
+    let bound = grace + if churn.liars > 0.0 { 120_000 } else { 60_000 };
     while sim.short_chunks() > 0 {
         assert!(
             sim.now - quiet_start <= bound,
@@ -530,7 +532,10 @@ fn run(seed: u64, churn: Churn) {
     let mean = total as f64 / live.len() as f64;
     let max = live.iter().map(|p| p.chunks.len()).max().unwrap();
     if sim.ample_capacity {
-        assert!((max as f64) <= 2.0 * mean + 8.0, "a peer holds {max} chunks; mean is {mean:.1}");
+        // Peers with strikes are placed last, so with liars about the honest peers that
+        // answered fastest carry more.
+        let spread = if churn.liars > 0.0 { 3.0 } else { 2.0 };
+        assert!((max as f64) <= spread * mean + 8.0, "a peer holds {max} chunks; mean is {mean:.1}");
     }
     assert!(sim.leave_answers > 0, "some graceful leaves completed");
     assert_eq!(sim.no_room_refusals, 0, "the tracker never orders a peer beyond its room");
