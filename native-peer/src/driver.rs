@@ -125,6 +125,7 @@ impl Driver {
         env: Arc<Mutex<RtcEnv>>,
     ) -> mpsc::UnboundedSender<Input> {
         let mut pc = PeerConfig::new(PeerKind::Native, secret);
+        pc.token = config.join_token.clone();
         pc.relay_only = config.relay_only;
         pc.direct_timeout_ms = config.rtc_timeout.as_millis() as u64;
         pc.frame_payload = FRAME_PAYLOAD;
@@ -428,6 +429,13 @@ impl Driver {
         match e {
             Event::Welcomed { .. } => {}
             Event::Reply { req, msg } => {
+                if let ServerMsg::Unpublished { file, .. } = &msg {
+                    // Before the trim of its chunks arrives: they are not kept for this
+                    // peer's user any more (see `Inventory::pinned`).
+                    if self.store.remove_file(file) {
+                        tracing::info!(file = %file, "unpublished: file record removed");
+                    }
+                }
                 if let Some(reply) = self.requests.remove(&req) {
                     let _ = reply.send(msg);
                 }

@@ -21,6 +21,7 @@ async fn a_connection_to_a_departed_peer_fails_at_once() {
         relay_only: false,
         connect_attempts: 3,
         corrupt_serve: false,
+        join_token: None,
     };
     let node = Node::start(config, dir.path()).await.expect("node joins the tracker");
     let nobody = PeerId::from_secret("a peer that left");

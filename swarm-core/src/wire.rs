@@ -156,8 +156,15 @@ pub struct FileSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// First message of every connection.
-    Hello { version: u32, kind: PeerKind, secret: String },
+    /// First message of every connection. `token`: a join token, for a private tracker
+    /// (one started with `--join-token`); an open tracker ignores it.
+    Hello {
+        version: u32,
+        kind: PeerKind,
+        secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
     /// Keeps the connection counted as alive.
     Heartbeat,
     /// Chunks this peer holds. `full`: this is the whole inventory (replaces what the tracker
@@ -185,6 +192,9 @@ pub enum ClientMsg {
     BadSource { peer: PeerId, chunk: ChunkId },
     /// This peer's links by path (sent now and then while it changes; see [`PathReport`]).
     Paths { report: PathReport },
+    /// Removes a file this peer published from the index (only its publisher may). Chunks no
+    /// other file uses are trimmed from their holders.
+    Unpublish { req: u32, file: FileId },
 }
 
 /// Messages from the tracker to a peer.
@@ -244,6 +254,11 @@ pub enum ServerMsg {
     LeaveReady {
         stranded: u32,
     },
+    /// Answer to `unpublish`: the file is gone from the index.
+    Unpublished {
+        req: u32,
+        file: FileId,
+    },
 }
 
 /// Machine-readable error kinds; the message says the rest in words.
@@ -268,12 +283,16 @@ pub enum ErrorCode {
     LimitReached,
     /// The recipient of a relayed frame cannot keep up: the frame was dropped.
     PeerBusy,
+    /// This tracker is private: `hello` carried no join token, or one it does not accept.
+    BadToken,
+    /// Only the peer that published a file may unpublish it.
+    NotOwner,
 }
 
 impl ErrorCode {
     /// Every variant once, in declaration order (the property tests draw from it). A test checks
     /// it against the enum itself, so a new variant that is not listed here fails the tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadMessage,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedVersion,
@@ -286,6 +305,8 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::LimitReached,
         ErrorCode::PeerBusy,
+        ErrorCode::BadToken,
+        ErrorCode::NotOwner,
     ];
 }
 
@@ -369,8 +390,8 @@ pub(crate) mod tests {
 
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop_oneof![
-            (any::<u32>(), kind(), any::<String>())
-                .prop_map(|(version, kind, secret)| { ClientMsg::Hello { version, kind, secret } }),
+            (any::<u32>(), kind(), any::<String>(), any::<Option<String>>())
+                .prop_map(|(version, kind, secret, token)| { ClientMsg::Hello { version, kind, secret, token } }),
             Just(ClientMsg::Heartbeat),
             (prop::collection::vec(chunk_id(), 0..5), any::<bool>())
                 .prop_map(|(chunks, full)| ClientMsg::Have { chunks, full }),
@@ -390,6 +411,7 @@ pub(crate) mod tests {
             Just(ClientMsg::Leave),
             (peer_id(), chunk_id()).prop_map(|(peer, chunk)| ClientMsg::BadSource { peer, chunk }),
             path_report().prop_map(|report| ClientMsg::Paths { report }),
+            (any::<u32>(), file_id()).prop_map(|(req, file)| ClientMsg::Unpublish { req, file }),
         ]
     }
 
@@ -431,6 +453,7 @@ pub(crate) mod tests {
                 .prop_map(|(order, chunk, size, sources)| ServerMsg::Replicate { order, chunk, size, sources }),
             prop::collection::vec(chunk_id(), 0..4).prop_map(|chunks| ServerMsg::Trim { chunks }),
             any::<u32>().prop_map(|stranded| ServerMsg::LeaveReady { stranded }),
+            (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Unpublished { req, file }),
         ]
     }
 
@@ -483,6 +506,15 @@ pub(crate) mod tests {
         let json = ClientMsg::Locate { req: 7, file: FileId([0xab; 32]) }.to_json();
         assert_eq!(json, format!(r#"{{"type":"locate","req":7,"file":"{}"}}"#, "ab".repeat(32)));
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn hello_without_a_token_keeps_its_old_shape() {
+        let hello = ClientMsg::Hello { version: 1, kind: PeerKind::Native, secret: "s".into(), token: None };
+        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#);
+        let old: ClientMsg =
+            serde_json::from_str(r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#).unwrap();
+        assert_eq!(old, hello);
     }
 
     #[test]

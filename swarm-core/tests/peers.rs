@@ -318,7 +318,10 @@ fn a_file_whose_only_holder_died_fails_naming_the_missing_chunks() {
     let e = result.expect_err("a download with no live holder succeeded");
     assert!(e.contains("no live holder"), "the error does not say chunks are unavailable: {e}");
     let missing = 300 - net.nodes[b].sources_of(d).values().sum::<usize>();
-    assert!(e.contains(&format!("{missing} of 300 chunks")), "the error does not count the {missing} missing chunks: {e}");
+    assert!(
+        e.contains(&format!("{missing} of 300 chunks")),
+        "the error does not count the {missing} missing chunks: {e}"
+    );
     assert!(took >= swarm_core::peer::config::STALL_MS + 10_000, "gave up after {took} ms: too early");
     assert!(took < 30_000, "gave up after {took} ms: it should say so sooner");
     net.assert_stores_sound(true);

@@ -7,7 +7,7 @@
 //! (virtual time, sequence number), so a run depends on nothing but its seed.
 //!
 //! What is simulated, and how it mirrors the real parts:
-//! - **the tracker** (`tracker/src/ws.rs`, `state.rs`): a peer's `hello` makes
+//! - **the tracker** (`tracker/src/ws/`, `state.rs`): a peer's `hello` makes
 //!   [`Swarm::join`] and is answered `welcome` with the id derived from the secret; every
 //!   other message goes to [`Swarm::handle`]; a connection that ends makes [`Swarm::leave`]
 //!   unless a newer connection of the same peer replaced it; the swarm is ticked at its
@@ -291,7 +291,7 @@ pub struct Net {
     pub events_processed: u64,
     /// A relay frame to a peer that is not connected also gets the sender
     /// `Signal { from: that peer, conn, Gone }`, as a signal to it would. NOT what
-    /// tracker/src/ws.rs does today (an error only): for measuring what it would change.
+    /// tracker/src/ws/relay.rs does today (an error only): for measuring what it would change.
     pub relay_gone: bool,
 }
 
@@ -684,7 +684,7 @@ impl Net {
                     return;
                 }
                 match msg {
-                    ClientMsg::Hello { version, kind, secret } => {
+                    ClientMsg::Hello { version, kind, secret, .. } => {
                         assert_eq!(version, PROTOCOL_VERSION);
                         let peer_id = PeerId::from_secret(&secret);
                         assert_eq!(peer_id, id);
@@ -726,7 +726,7 @@ impl Net {
                         self.push(at, Ev::RelayDeliver { to: j, conn: tconn, from: id, link, payload });
                     }
                     _ => {
-                        // What tracker/src/ws.rs `on_relay` answers.
+                        // What tracker/src/ws/relay.rs `on_relay` answers.
                         self.relay_unknown_peer_errors += 1;
                         let msg = ServerMsg::error(None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"));
                         self.push(now + self.tracker_ms, Ev::FromTracker { to: from, conn, msg });
