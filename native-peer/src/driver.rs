@@ -214,7 +214,17 @@ impl Driver {
         let inv = Inv::new(&store);
         match input {
             Input::Cmd(cmd) => self.on_cmd(cmd, &inv, now),
-            Input::Tracker(FromTracker::Msg(msg)) => self.core.handle_server_msg(msg, &inv, now),
+            Input::Tracker(FromTracker::Msg(msg)) => {
+                if let ServerMsg::Unpublished { file, .. } = &msg {
+                    // At once, not when the reply event runs: the trim of the file's chunks is
+                    // the next message (maybe in this same batch of inputs), and they must no
+                    // longer count as kept for this peer's user (`Inventory::pinned`).
+                    if self.store.remove_file(file) {
+                        tracing::info!(file = %file, "unpublished: file record removed");
+                    }
+                }
+                self.core.handle_server_msg(msg, &Inv::new(&store), now)
+            }
             Input::Tracker(FromTracker::Relay(frame)) => {
                 self.stats.relay_received.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
                 match Incoming::decode(&frame.payload) {
@@ -429,13 +439,6 @@ impl Driver {
         match e {
             Event::Welcomed { .. } => {}
             Event::Reply { req, msg } => {
-                if let ServerMsg::Unpublished { file, .. } = &msg {
-                    // Before the trim of its chunks arrives: they are not kept for this
-                    // peer's user any more (see `Inventory::pinned`).
-                    if self.store.remove_file(file) {
-                        tracing::info!(file = %file, "unpublished: file record removed");
-                    }
-                }
                 if let Some(reply) = self.requests.remove(&req) {
                     let _ = reply.send(msg);
                 }
