@@ -192,10 +192,14 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// The peer's settings from the page's query string (`?relay=1`, `?relay_after=MS`).
+/// The peer's settings from the page's query string (`?relay=1`, `?relay_after=MS`, and
+/// `?token=…`, the join token of a private tracker: share links are `#/file/…` fragments of
+/// the same page, so they keep it).
 fn peer_config(search: &str) -> PeerConfig {
     let mut config = PeerConfig::new(PeerKind::Browser, load_secret());
     config.relay_only = query_param(search, "relay") == Some("1");
+    config.token = query_param(search, "token")
+        .map(|t| js_sys::decode_uri_component(t).ok().and_then(|s| s.as_string()).unwrap_or_else(|| t.to_string()));
     if let Some(ms) = query_param(search, "relay_after").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             config.direct_grace_ms = ms as u64;

@@ -93,7 +93,12 @@ async fn ws_from(
 
 /// Says hello; returns the tracker's first answer (welcome, or the error that refused us).
 async fn hello(ws: &mut Ws, n: u32) -> anyhow::Result<ServerMsg> {
-    let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: format!("{n:064x}") };
+    let hello = ClientMsg::Hello {
+        version: PROTOCOL_VERSION,
+        kind: PeerKind::Native,
+        secret: format!("{n:064x}"),
+        token: None,
+    };
     // A refused connection may be closed already: its error is still there to read.
     let _ = ws.send(Message::Text(hello.to_json().into())).await;
     loop {

@@ -23,7 +23,7 @@ pub async fn join(url: &str) -> anyhow::Result<(Ws, PeerId)> {
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
     let secret = hex::encode(rand::rng().random::<[u8; 32]>());
-    let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Browser, secret };
+    let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Browser, secret, token: None };
     ws.send(Message::Text(hello.to_json().into())).await?;
     loop {
         match ws.next().await {

@@ -13,6 +13,9 @@ pub const EXIT_NOT_FOUND: i32 = 3;
 pub const EXIT_OUTPUT_EXISTS: i32 = 4;
 pub const EXIT_TRACKER_UNREACHABLE: i32 = 5;
 pub const EXIT_NO_ROOM: i32 = 6;
+/// The tracker does not allow it: not the file's owner (`rm`), or a join token it does not
+/// accept.
+pub const EXIT_NOT_ALLOWED: i32 = 7;
 
 /// The errors a script may want to tell apart: each variant has its exit code
 /// ([`PeerError::exit_code`]). Other failures stay `anyhow` errors (exit code 1).
@@ -42,6 +45,8 @@ impl PeerError {
             PeerError::OutputExists(_) => EXIT_OUTPUT_EXISTS,
             PeerError::Connect(ConnectError::Unreachable { .. }) => EXIT_TRACKER_UNREACHABLE,
             PeerError::Request(r) if r.code() == Some(ErrorCode::UnknownFile) => EXIT_NOT_FOUND,
+            PeerError::Request(r) if r.code() == Some(ErrorCode::NotOwner) => EXIT_NOT_ALLOWED,
+            PeerError::Connect(ConnectError::Refused(t)) if t.code == ErrorCode::BadToken => EXIT_NOT_ALLOWED,
             PeerError::Store(StoreError::NoRoom { .. } | StoreError::DiskFull { .. }) => EXIT_NO_ROOM,
             PeerError::Connect(_) | PeerError::Request(_) | PeerError::Store(_) => EXIT_FAILURE,
         }
@@ -93,6 +98,8 @@ mod tests {
         let tracker = |code| TrackerError { code, message: "m".into() };
         assert_eq!(code(RequestError::from(tracker(ErrorCode::UnknownFile)).into()), EXIT_NOT_FOUND);
         assert_eq!(code(RequestError::from(tracker(ErrorCode::BadName)).into()), EXIT_FAILURE);
+        assert_eq!(code(RequestError::from(tracker(ErrorCode::NotOwner)).into()), EXIT_NOT_ALLOWED);
+        assert_eq!(code(ConnectError::Refused(tracker(ErrorCode::BadToken)).into()), EXIT_NOT_ALLOWED);
         assert_eq!(code(RequestError::Timeout.into()), EXIT_FAILURE);
         assert_eq!(code(StoreError::NoRoom { need: 2, used: 1, capacity: 2 }.into()), EXIT_NO_ROOM);
         assert_eq!(code(StoreError::DiskFull { path: "d".into() }.into()), EXIT_NO_ROOM);

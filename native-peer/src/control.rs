@@ -38,6 +38,10 @@ pub enum Request {
     Status,
     Scrub,
     Leave,
+    /// Unpublish a file this peer published (id or exact name).
+    Rm {
+        file: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -268,6 +272,10 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 })
                 .collect();
             Ok(json!({ "swarm": summaries(&swarm), "local": local, "chunks_held": held.len() }))
+        }
+        Request::Rm { file } => {
+            let gone = node.unpublish(&file).await?;
+            Ok(json!({ "removed": gone.id, "name": gone.name }))
         }
         Request::Scrub => {
             let r = node.scrub().await?;

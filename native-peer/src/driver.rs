@@ -68,9 +68,10 @@ pub struct NodeConfig {
     pub connect_attempts: u32,
     /// Test only: flip a byte of every chunk served, to play a lying peer.
     pub corrupt_serve: bool,
-    /// Publish without giving the tracker challenges (as a browser does today; for tests
-    /// and measurements).
+    /// Publish without giving the tracker challenges (for tests and measurements).
     pub no_nonces: bool,
+    /// The join token of a private tracker (sent in `hello`).
+    pub join_token: Option<String>,
 }
 
 /// Commands for the driver.
@@ -199,6 +200,7 @@ impl Driver {
         env: Arc<Mutex<RtcEnv>>,
     ) -> mpsc::UnboundedSender<Input> {
         let mut pc = PeerConfig::new(PeerKind::Native, secret);
+        pc.token = config.join_token.clone();
         pc.relay_only = config.relay_only;
         pc.direct_timeout_ms = config.rtc_timeout.as_millis() as u64;
         pc.frame_payload = FRAME_PAYLOAD;
@@ -287,7 +289,17 @@ impl Driver {
         let inv = Inv::new(&store);
         match input {
             Input::Cmd(cmd) => self.on_cmd(cmd, &inv, now),
-            Input::Tracker(FromTracker::Msg(msg)) => self.core.handle_server_msg(msg, &inv, now),
+            Input::Tracker(FromTracker::Msg(msg)) => {
+                if let ServerMsg::Unpublished { file, .. } = &msg {
+                    // At once, not when the reply event runs: the trim of the file's chunks is
+                    // the next message (maybe in this same batch of inputs), and they must no
+                    // longer count as kept for this peer's user (`Inventory::pinned`).
+                    if self.store.remove_file(file) {
+                        tracing::info!(file = %file, "unpublished: file record removed");
+                    }
+                }
+                self.core.handle_server_msg(msg, &Inv::new(&store), now)
+            }
             Input::Tracker(FromTracker::Relay(frame)) => {
                 self.stats.relay_received.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
                 match Incoming::decode(&frame.payload) {

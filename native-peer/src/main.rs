@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
     about,
     long_about,
     after_help = "Exit codes: 0 ok, 1 failure, 2 bad usage, 3 no such file in the swarm, 4 output exists \
-                  (use --force), 5 tracker unreachable, 6 no room to store the chunks."
+                  (use --force), 5 tracker unreachable, 6 no room to store the chunks, 7 not allowed (rm of a file \
+                  another peer published, or a join token the tracker does not accept)."
 )]
 struct Args {
     /// Tracker websocket URL: ws://HOST:PORT/ws, or wss://HOST/ws through a TLS proxy.
@@ -47,6 +48,9 @@ struct Args {
     /// travel through the tracker relay from 0.3 s on, and move to the channel when it opens).
     #[arg(long, global = true, env = "PP_RTC_TIMEOUT", default_value_t = 8.0)]
     rtc_timeout: f64,
+    /// The join token of a private tracker (one started with --join-token).
+    #[arg(long, global = true, env = "PP_JOIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
     /// Never use WebRTC: exchange chunks through the tracker relay only.
     #[arg(long, global = true, env = "PP_RELAY_ONLY")]
     relay_only: bool,
@@ -102,6 +106,13 @@ enum Cmd {
     Scrub,
     /// Hand this peer's chunks to others, then stop the running peer.
     Leave,
+    /// Remove a file this peer published from the swarm (by id or exact name): it leaves the
+    /// index and its chunks are dropped by the peers that hold copies. Only the identity that
+    /// published a file may remove it.
+    Rm {
+        /// File id or exact file name.
+        file: String,
+    },
 }
 
 /// Parses sizes like `1048576`, `512K`, `500M`, `20G`, `1T` (powers of 1024).
@@ -208,6 +219,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         connect_attempts: if matches!(args.cmd, Cmd::Run { .. }) { u32::MAX } else { 5 },
         corrupt_serve: std::env::var_os("PP_TEST_CORRUPT_SERVE").is_some_and(|v| v == "1"),
         no_nonces: std::env::var_os("PP_NO_NONCES").is_some_and(|v| v == "1"),
+        join_token: args.join_token.clone(),
     };
     let request = match args.cmd {
         Cmd::Run { http, scrub_every } => {
@@ -257,6 +269,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Search { query, limit } => Request::Search { query, limit },
         Cmd::Ls => Request::Ls,
         Cmd::Scrub => Request::Scrub,
+        Cmd::Rm { file } => Request::Rm { file },
     };
     let result = match control::try_remote(&args.data_dir, &request, bars.sink()).await? {
         Some(resp) if resp.ok => resp.result,
@@ -310,6 +323,11 @@ fn print_human(v: &serde_json::Value) {
             println!("no files");
         }
         print_files(files);
+    } else if let Some(id) = v.get("removed") {
+        match v["name"].as_str() {
+            Some(name) => println!("removed {} ({name}) from the swarm", id.as_str().unwrap_or("")),
+            None => println!("removed {} from the swarm", id.as_str().unwrap_or("")),
+        }
     } else if let Some(out) = v.get("output") {
         println!(
             "{} -> {} ({} bytes in {:.2} s)",

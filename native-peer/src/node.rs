@@ -19,6 +19,13 @@ use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, CHUNK_SIZE};
 use tokio::sync::{mpsc, oneshot};
 
+/// A file removed from the swarm: its id, and its name if this peer knew it.
+#[derive(Debug, Clone)]
+pub struct StoredFileSummary {
+    pub id: FileId,
+    pub name: Option<String>,
+}
+
 pub struct Node {
     pub store: ChunkStore,
     pub config: NodeConfig,
@@ -41,9 +48,15 @@ impl Node {
             }
             None
         };
-        let (tracker, incoming) = TrackerClient::connect(&config.tracker_url, &secret, config.connect_attempts, tls)
-            .await
-            .map_err(PeerError::from)?;
+        let (tracker, incoming) = TrackerClient::connect(
+            &config.tracker_url,
+            &secret,
+            config.join_token.as_deref(),
+            config.connect_attempts,
+            tls,
+        )
+        .await
+        .map_err(PeerError::from)?;
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let env = Arc::new(Mutex::new(RtcEnv { ifaces, stun_servers: Vec::new() }));
@@ -237,6 +250,37 @@ impl Node {
         let stored = StoredFile { manifest, meta };
         self.store.put_file(&stored).map_err(PeerError::from)?;
         Ok(stored)
+    }
+
+    /// Removes a file this peer published from the swarm's index (by id, or by the exact
+    /// name of a file this peer keeps or the swarm lists). The tracker refuses unless this
+    /// peer's identity published it. On success the driver forgets the local file record
+    /// (so its chunks are no longer kept for this peer's user) before the tracker's trim of
+    /// the file's chunks arrives; holders of replicas drop theirs on the same trim.
+    pub async fn unpublish(&self, id_or_name: &str) -> anyhow::Result<StoredFileSummary> {
+        let local = self.store.files();
+        let file = match id_or_name.parse::<FileId>() {
+            Ok(id) => id,
+            Err(_) => {
+                let mine: Vec<_> = local.iter().filter(|f| f.meta.name == id_or_name).collect();
+                match mine.as_slice() {
+                    [one] => one.manifest.file_id(),
+                    [] => self.resolve(id_or_name).await?,
+                    many => bail!(
+                        "{} files here are named {id_or_name:?}; pick one by id: {}",
+                        many.len(),
+                        many.iter().map(|f| f.manifest.file_id().to_hex()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            }
+        };
+        let answer = self.request(move |req| ClientMsg::Unpublish { req, file }).await.map_err(PeerError::from)?;
+        let ServerMsg::Unpublished { file: gone, .. } = answer else {
+            bail!("unexpected answer to unpublish: {answer:?}")
+        };
+        anyhow::ensure!(gone == file, "tracker unpublished another file");
+        let name = local.iter().find(|f| f.manifest.file_id() == file).map(|f| f.meta.name.clone());
+        Ok(StoredFileSummary { id: file, name })
     }
 
     /// Resolves an id or a name to a file id (a name must match exactly one file).

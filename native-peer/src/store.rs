@@ -232,6 +232,12 @@ impl ChunkStore {
         self.write_atomic(&path, &json)
     }
 
+    /// Forgets a file record (its chunks stay until trimmed or dropped). Returns whether it
+    /// was there.
+    pub fn remove_file(&self, id: &FileId) -> bool {
+        std::fs::remove_file(self.root.join("files").join(format!("{id}.json"))).is_ok()
+    }
+
     pub fn file(&self, id: &FileId) -> Option<StoredFile> {
         let bytes = std::fs::read(self.root.join("files").join(format!("{id}.json"))).ok()?;
         let f: StoredFile = serde_json::from_slice(&bytes).ok()?;
@@ -279,6 +285,22 @@ mod tests {
         assert_eq!(store.used(), 6);
         let reopened = ChunkStore::open_with_capacity(dir.path(), 10).unwrap();
         assert_eq!(reopened.used(), 6, "usage is recounted from disk");
+    }
+
+    #[test]
+    fn file_records_are_kept_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let mut b = swarm_core::ManifestBuilder::new(4);
+        b.push(b"abcd");
+        let f = StoredFile { manifest: b.finish(), meta: FileMeta { name: "n".into(), mime: "text/plain".into() } };
+        let id = f.manifest.file_id();
+        store.put_file(&f).unwrap();
+        assert!(store.file(&id).is_some());
+        assert!(store.remove_file(&id));
+        assert!(store.file(&id).is_none());
+        assert!(store.files().is_empty());
+        assert!(!store.remove_file(&id), "already gone");
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub struct TrackerClient {
 struct Session {
     url: String,
     secret: String,
+    token: Option<String>,
     tls: Option<Arc<ClientConfig>>,
 }
 
@@ -117,6 +118,7 @@ fn host_of(url: &str) -> &str {
 async fn open_session(
     url: &str,
     secret: &str,
+    token: Option<&str>,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(Ws, PeerId, Vec<IceServer>), SessionError> {
     let connector = tls.map(|c| Connector::Rustls(c.clone()));
@@ -127,7 +129,12 @@ async fn open_session(
             None => return Err(anyhow::Error::new(e).context(format!("cannot reach the tracker at {url}")).into()),
         },
     };
-    let hello = ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() };
+    let hello = ClientMsg::Hello {
+        version: PROTOCOL_VERSION,
+        kind: PeerKind::Native,
+        secret: secret.into(),
+        token: token.map(Into::into),
+    };
     ws.send(Message::Text(hello.to_json().into())).await.map_err(anyhow::Error::new)?;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -149,10 +156,12 @@ impl TrackerClient {
     /// Connects (retrying with backoff up to `first_attempts` times), says hello and waits
     /// for the welcome; afterwards the connection is kept up for the life of the process.
     /// `tls` is used for `wss://` URLs; a TLS failure (untrusted certificate, wrong name) is
-    /// not retried: the tracker is unreachable at once.
+    /// not retried: the tracker is unreachable at once. `token`: the join token of a private
+    /// tracker.
     pub async fn connect(
         url: &str,
         secret: &str,
+        token: Option<&str>,
         first_attempts: u32,
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>), ConnectError> {
@@ -160,7 +169,7 @@ impl TrackerClient {
         let mut attempt = 0;
         let (ws, peer_id, ice_servers) = loop {
             attempt += 1;
-            match open_session(url, secret, tls.as_ref()).await {
+            match open_session(url, secret, token, tls.as_ref()).await {
                 Ok(s) => break s,
                 Err(SessionError::Refused(t)) => return Err(t.into()),
                 Err(SessionError::Other(e)) if attempt < first_attempts => {
@@ -186,7 +195,7 @@ impl TrackerClient {
         let (relay_tx, relay_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let client = Arc::new(Self { out: out_tx, relay_out: relay_tx, peer_id, ice_servers: Mutex::new(ice_servers) });
-        let session = Session { url: url.to_string(), secret: secret.to_string(), tls };
+        let session = Session { url: url.to_string(), secret: secret.to_string(), token: token.map(Into::into), tls };
         tokio::spawn(client.clone().supervise(ws, session, out_rx, relay_rx, in_tx));
         Ok((client, in_rx))
     }
@@ -207,7 +216,8 @@ impl TrackerClient {
             tracing::warn!("lost the tracker connection ({reason}); reconnecting");
             let mut backoff = Backoff::default();
             ws = loop {
-                match open_session(&session.url, &session.secret, session.tls.as_ref()).await {
+                match open_session(&session.url, &session.secret, session.token.as_deref(), session.tls.as_ref()).await
+                {
                     Ok((ws, _, ice)) => {
                         *self.ice_servers.lock().unwrap() = ice;
                         break ws;

@@ -323,3 +323,70 @@ fn relay_only_peers_still_exchange_chunks() {
     assert_eq!(st["data_channel_bytes_received"].as_u64(), Some(0), "{st}");
     let _ = b;
 }
+
+/// `pp-peer rm`: the publisher removes its file (by name, through its running peer); it
+/// leaves search, and every peer holding a copy drops it. Another peer cannot remove it: a
+/// clear error and exit code 7.
+#[test]
+fn only_the_publisher_can_rm_a_file_and_copies_are_trimmed() {
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start(3);
+    let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+    let b = Peer::start("b", &tracker, root.path(), &[], &[]);
+    let c = Peer::start("c", &tracker, root.path(), &[], &[]);
+    let src = root.path().join("doomed.bin");
+    std::fs::write(&src, data(700 * 1024, 7)).unwrap();
+    let id = put(&a, &src);
+    wait_replicated(&a, "doomed.bin", 3);
+    assert!(b.chunk_files() > 0 && c.chunk_files() > 0, "replicas are held");
+
+    let o = b.cli(&["rm", &id]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("only the peer that published"), "{stderr}");
+    assert!(o.stdout.is_empty());
+    wait_replicated(&a, "doomed.bin", 3);
+
+    let v = a.cli_json(&["rm", "doomed.bin"]);
+    assert_eq!(v["removed"], id.as_str(), "{v}");
+    assert_eq!(v["name"], "doomed.bin");
+    let found = c.cli_json(&["search", "doomed"]);
+    assert!(found["files"].as_array().unwrap().is_empty(), "{found}");
+    let trimmed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        [&a, &b, &c].iter().all(|p| p.chunk_files() == 0)
+    });
+    assert!(
+        trimmed,
+        "copies left: a {} b {} c {}\na log:\n{}\nb log:\n{}",
+        a.chunk_files(),
+        b.chunk_files(),
+        c.chunk_files(),
+        tail(&a.log_text(), 15),
+        tail(&b.log_text(), 15)
+    );
+    assert!(a.cli_json(&["ls"])["local"].as_array().unwrap().is_empty(), "the publisher forgot its record");
+    let o = a.cli(&["rm", &id]);
+    assert_eq!(o.status.code(), Some(3), "gone: not found ({})", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A private tracker: a peer without the join token is refused with exit code 7, one with
+/// it (flag or PP_JOIN_TOKEN) gets in.
+#[test]
+fn a_private_tracker_takes_only_peers_with_its_token() {
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start_with(2, &["--join-token", "letmein"]);
+    let dir = root.path().join("p");
+    let o = cli_in(&tracker.ws_url(), &dir, &["search", "x"], None);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("join token"), "{stderr}");
+    let o = cli_in(&tracker.ws_url(), &dir, &["--join-token", "nope", "search", "x"], None);
+    assert_eq!(o.status.code(), Some(7));
+    let o = cli_in(&tracker.ws_url(), &dir, &["--join-token", "letmein", "search", "x"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let peer = Peer::start("q", &tracker, root.path(), &[], &[("PP_JOIN_TOKEN", "letmein")]);
+    assert!(peer.status()["peer_id"].is_string());
+}

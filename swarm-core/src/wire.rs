@@ -156,8 +156,15 @@ pub struct FileSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// First message of every connection.
-    Hello { version: u32, kind: PeerKind, secret: String },
+    /// First message of every connection. `token`: a join token, for a private tracker
+    /// (one started with `--join-token`); an open tracker ignores it.
+    Hello {
+        version: u32,
+        kind: PeerKind,
+        secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
     /// Keeps the connection counted as alive.
     Heartbeat,
     /// Chunks this peer holds. `full`: this is the whole inventory (replaces what the tracker
@@ -191,6 +198,9 @@ pub enum ClientMsg {
     /// file's chunks (at most [`MAX_NONCE_ITEMS`] per message, two per chunk is plenty). The
     /// tracker keeps them only for chunks it had never seen (the first publisher's word).
     Nonces { file: FileId, items: Vec<NonceItem> },
+    /// Removes a file this peer published from the index (only its publisher may). Chunks no
+    /// other file uses are trimmed from their holders.
+    Unpublish { req: u32, file: FileId },
 }
 
 /// Items in one [`ServerMsg::Challenge`] at most.
@@ -319,6 +329,11 @@ pub enum ServerMsg {
     Challenge {
         items: Vec<ChallengeItem>,
     },
+    /// Answer to `unpublish`: the file is gone from the index.
+    Unpublished {
+        req: u32,
+        file: FileId,
+    },
 }
 
 /// Machine-readable error kinds; the message says the rest in words.
@@ -343,12 +358,16 @@ pub enum ErrorCode {
     LimitReached,
     /// The recipient of a relayed frame cannot keep up: the frame was dropped.
     PeerBusy,
+    /// This tracker is private: `hello` carried no join token, or one it does not accept.
+    BadToken,
+    /// Only the peer that published a file may unpublish it.
+    NotOwner,
 }
 
 impl ErrorCode {
     /// Every variant once, in declaration order (the property tests draw from it). A test checks
     /// it against the enum itself, so a new variant that is not listed here fails the tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadMessage,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedVersion,
@@ -361,6 +380,8 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::LimitReached,
         ErrorCode::PeerBusy,
+        ErrorCode::BadToken,
+        ErrorCode::NotOwner,
     ];
 }
 
@@ -444,8 +465,8 @@ pub(crate) mod tests {
 
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop_oneof![
-            (any::<u32>(), kind(), any::<String>())
-                .prop_map(|(version, kind, secret)| { ClientMsg::Hello { version, kind, secret } }),
+            (any::<u32>(), kind(), any::<String>(), any::<Option<String>>())
+                .prop_map(|(version, kind, secret, token)| { ClientMsg::Hello { version, kind, secret, token } }),
             Just(ClientMsg::Heartbeat),
             (prop::collection::vec(chunk_id(), 0..5), any::<bool>())
                 .prop_map(|(chunks, full)| ClientMsg::Have { chunks, full }),
@@ -482,6 +503,7 @@ pub(crate) mod tests {
                 )
             )
                 .prop_map(|(file, items)| ClientMsg::Nonces { file, items }),
+            (any::<u32>(), file_id()).prop_map(|(req, file)| ClientMsg::Unpublish { req, file }),
         ]
     }
 
@@ -532,6 +554,7 @@ pub(crate) mod tests {
                 0..4
             )
             .prop_map(|items| ServerMsg::Challenge { items }),
+            (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Unpublished { req, file }),
         ]
     }
 
@@ -609,6 +632,15 @@ pub(crate) mod tests {
             )
         );
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"proofs","items":[{"id":1,"proof":"abc"}]}"#).is_err());
+    }
+
+    #[test]
+    fn hello_without_a_token_keeps_its_old_shape() {
+        let hello = ClientMsg::Hello { version: 1, kind: PeerKind::Native, secret: "s".into(), token: None };
+        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#);
+        let old: ClientMsg =
+            serde_json::from_str(r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#).unwrap();
+        assert_eq!(old, hello);
     }
 
     #[test]

@@ -68,8 +68,9 @@ async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, Que
     let limit = page.limit.unwrap_or(50).min(MAX_PAGE);
     let inner = state.lock();
     let s = &inner.swarm;
-    let files: Vec<_> = s.files().skip(page.offset).take(limit).map(|(id, rec)| s.summary(id, rec)).collect();
-    let (total, offset, limit) = (s.files().count() as u64, page.offset as u64, limit as u64);
+    // Files with a chunk nobody holds are not listed (still there by id until they expire).
+    let files: Vec<_> = s.listed_files().skip(page.offset).take(limit).map(|(id, rec)| s.summary(id, rec)).collect();
+    let (total, offset, limit) = (s.listed_files().count() as u64, page.offset as u64, limit as u64);
     Json(FilesPage { total, offset, limit, files }).into_response()
 }
 

@@ -59,6 +59,11 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
+    /// 127.0.0.0/8 and ::1 (the default of the per-address limits' exemptions).
+    pub fn loopback() -> Self {
+        Self::parse(["127.0.0.0/8", "::1"]).expect("valid blocks")
+    }
+
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
     }

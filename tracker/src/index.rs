@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use swarm_core::swarm::FileRecord;
 use swarm_core::wire::FileMeta;
-use swarm_core::Manifest;
+use swarm_core::{FileId, Manifest, PeerId};
 
 const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
 
@@ -25,6 +25,9 @@ struct Stored {
     manifest: Manifest,
     meta: FileMeta,
     published_at_ms: u64,
+    /// Absent in records written before owners were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<PeerId>,
 }
 
 pub struct FileIndex {
@@ -56,9 +59,12 @@ impl FileIndex {
         for row in table.iter()? {
             let (k, v) = row?;
             match serde_json::from_slice::<Stored>(v.value()) {
-                Ok(s) if s.manifest.file_id().0.as_slice() == k.value() => {
-                    out.push(FileRecord { manifest: s.manifest, meta: s.meta, published_at_ms: s.published_at_ms })
-                }
+                Ok(s) if s.manifest.file_id().0.as_slice() == k.value() => out.push(FileRecord {
+                    manifest: s.manifest,
+                    meta: s.meta,
+                    published_at_ms: s.published_at_ms,
+                    owner: s.owner,
+                }),
                 _ => tracing::warn!("skipping a damaged index record"),
             }
         }
@@ -70,8 +76,12 @@ impl FileIndex {
         let rows = records
             .iter()
             .map(|r| {
-                let stored =
-                    Stored { manifest: r.manifest.clone(), meta: r.meta.clone(), published_at_ms: r.published_at_ms };
+                let stored = Stored {
+                    manifest: r.manifest.clone(),
+                    meta: r.meta.clone(),
+                    published_at_ms: r.published_at_ms,
+                    owner: r.owner.clone(),
+                };
                 Ok((r.manifest.file_id().0, serde_json::to_vec(&stored)?))
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
@@ -87,6 +97,19 @@ impl FileIndex {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes files (one transaction); ids not stored are ignored.
+    pub fn remove(&self, ids: &[FileId]) -> Result<(), IndexError> {
+        let tx = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut table = tx.open_table(FILES).map_err(redb::Error::from)?;
+            for id in ids {
+                table.remove(id.0.as_slice()).map_err(redb::Error::from)?;
+            }
+        }
+        tx.commit().map_err(redb::Error::from)?;
         Ok(())
     }
 }

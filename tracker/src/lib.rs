@@ -57,6 +57,16 @@ pub struct Config {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client address
     /// (for per-address limits and logs); empty: those headers are ignored.
     pub trusted_proxies: client_addr::TrustedProxies,
+    /// Client addresses the per-address identity, publish and file limits do not apply to
+    /// (default: loopback, where tests, `scripts/up.sh` and an untrusted local proxy put
+    /// every peer). The connections-per-address limit applies to them all the same.
+    pub limit_exempt: client_addr::TrustedProxies,
+    /// Join tokens of a private swarm: when any is set, `hello` must carry one of them.
+    /// Empty: the tracker is open.
+    pub join_tokens: Vec<String>,
+    /// A file with a chunk nobody holds leaves the index after this long (it is left out of
+    /// search and listings at once); `None`: never.
+    pub unavailable_ttl: Option<Duration>,
 }
 
 /// Limits that keep one peer (or many) from taking the tracker down. Each refusal comes with
@@ -87,6 +97,24 @@ pub struct Limits {
     pub outbox_frames: usize,
     /// Bytes queued for one peer before relay frames to it are dropped.
     pub outbox_bytes: usize,
+    /// Distinct identities live at once from one client address (an IPv6 /64 counts as one;
+    /// 0: no limit). Not applied to [`Config::limit_exempt`] addresses.
+    pub max_identities_per_ip: u32,
+    /// New files published per hour from one client address (0: no limit).
+    pub max_publishes_per_hour_per_ip: u32,
+    /// Files in the index published from one client address (counted since start; 0: no limit).
+    pub max_files_per_ip: u32,
+}
+
+impl Limits {
+    /// The per-address limits as [`swarm_core::swarm::policy`] takes them.
+    pub fn address(&self) -> swarm_core::swarm::policy::AddressLimits {
+        swarm_core::swarm::policy::AddressLimits {
+            max_identities: self.max_identities_per_ip,
+            max_publishes_per_hour: self.max_publishes_per_hour_per_ip,
+            max_files: self.max_files_per_ip,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -103,6 +131,9 @@ impl Default for Limits {
             abuse_limit: 1_000,
             outbox_frames: 1_024,
             outbox_bytes: 2 << 20,
+            max_identities_per_ip: 256,
+            max_publishes_per_hour_per_ip: 1_000,
+            max_files_per_ip: 20_000,
         }
     }
 }
@@ -120,6 +151,9 @@ impl Default for Config {
             repair: Default::default(),
             limits: Limits::default(),
             trusted_proxies: Default::default(),
+            limit_exempt: client_addr::TrustedProxies::loopback(),
+            join_tokens: Vec::new(),
+            unavailable_ttl: Some(Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -164,6 +198,7 @@ pub async fn serve_with_stun(
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
+    let expire = tokio::spawn(expire_unavailable(state.clone()));
     let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
     let result = server::run(listener, router(state.clone()), async move {
         shutdown.await;
@@ -173,6 +208,8 @@ pub async fn serve_with_stun(
     .await;
     repair.abort();
     sweep.abort();
+    expire.abort();
+    let _ = expire.await;
     if let Some(s) = stun {
         s.abort();
         let _ = s.await;
@@ -215,5 +252,30 @@ async fn idle_sweep(state: Arc<AppState>) {
         tokio::time::sleep(period).await;
         let now = state.mono_ms();
         state.lock().close_idle(now, timeout.as_millis() as u64);
+    }
+}
+
+/// Drops files that have had a chunk nobody holds for `unavailable_ttl` (see
+/// [`swarm_core::swarm::lifecycle`]), a few times per that time, and forgets per-address
+/// publish budgets that have refilled.
+async fn expire_unavailable(state: Arc<AppState>) {
+    let Some(ttl) = state.config.unavailable_ttl else { return std::future::pending().await };
+    let period = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(period).await;
+        let removed = {
+            let mut inner = state.lock();
+            let out = inner.swarm.expire_unavailable(state::now_ms(), ttl.as_millis() as u64);
+            let removed = inner.files_removed(&out);
+            let slow = inner.dispatch(out);
+            Counters::add(&state.counters.closed_slow, slow);
+            inner.prune_addrs(state.mono_ms(), state.config.limits.max_publishes_per_hour_per_ip);
+            removed
+        };
+        if !removed.is_empty() {
+            tracing::info!(files = removed.len(), "files without a copy of every chunk left the index");
+            let st = state.clone();
+            let _ = tokio::task::spawn_blocking(move || st.forget_durably(&removed)).await;
+        }
     }
 }

@@ -119,6 +119,32 @@ pub struct Settings {
     /// ignored [default: none]
     #[arg(long, env = "PP_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
     pub trusted_proxy: Option<Vec<String>>,
+    /// Identities (distinct peer ids) live at once from one client address; an IPv6 /64 counts
+    /// as one address; 0 for no limit [default: 256]
+    #[arg(long, env = "PP_MAX_IDENTITIES_PER_IP")]
+    pub max_identities_per_ip: Option<u32>,
+    /// New files published per hour from one client address (a burst of that many, then
+    /// evenly over the hour); 0 for no limit [default: 1000]
+    #[arg(long, env = "PP_MAX_PUBLISHES_PER_HOUR_PER_IP")]
+    pub max_publishes_per_hour_per_ip: Option<u32>,
+    /// Files in the index published from one client address (counted since start); 0 for no
+    /// limit [default: 20000]
+    #[arg(long, env = "PP_MAX_FILES_PER_IP")]
+    pub max_files_per_ip: Option<u32>,
+    /// Client addresses (address or CIDR block; repeatable, comma-separated in the
+    /// environment) the three per-address limits above do not apply to, or `none`
+    /// [default: 127.0.0.0/8 and ::1, where local test swarms run]
+    #[arg(long, env = "PP_LIMIT_EXEMPT", value_name = "CIDR", value_delimiter = ',')]
+    pub limit_exempt: Option<Vec<String>>,
+    /// A join token: when any is given the swarm is private and `hello` must carry one of
+    /// them (repeatable; comma-separated in PP_JOIN_TOKEN; a list in the file). Revoke one by
+    /// removing it and restarting [default: none, the swarm is open]
+    #[arg(long, env = "PP_JOIN_TOKEN", value_name = "TOKEN", value_delimiter = ',')]
+    pub join_token: Option<Vec<String>>,
+    /// Seconds a file with a chunk nobody holds stays in the index (it is left out of search
+    /// and listings at once); 0 keeps such files for ever [default: 86400]
+    #[arg(long, env = "PP_UNAVAILABLE_FILE_TTL")]
+    pub unavailable_file_ttl: Option<f64>,
 }
 
 /// Where the STUN service listens.
@@ -187,7 +213,13 @@ impl Settings {
             ice_server,
             turn_username,
             turn_credential,
-            trusted_proxy
+            trusted_proxy,
+            max_identities_per_ip,
+            max_publishes_per_hour_per_ip,
+            max_files_per_ip,
+            limit_exempt,
+            join_token,
+            unavailable_file_ttl
         )
     }
 
@@ -236,6 +268,23 @@ impl Settings {
         }
         let trusted_proxies = TrustedProxies::parse(self.trusted_proxy.iter().flatten())
             .map_err(|e| SettingsError::Invalid(format!("trusted-proxy: {e}")))?;
+        let limit_exempt = match self.limit_exempt.as_deref() {
+            None => TrustedProxies::loopback(),
+            Some([none]) if none.trim() == "none" => TrustedProxies::default(),
+            Some(nets) => TrustedProxies::parse(nets.iter().filter(|n| !n.trim().is_empty()))
+                .map_err(|e| SettingsError::Invalid(format!("limit-exempt: {e}")))?,
+        };
+        let join_tokens: Vec<String> = self.join_token.iter().flatten().map(|t| t.trim().to_string()).collect();
+        if join_tokens.iter().any(String::is_empty) {
+            return Err(SettingsError::Invalid("join-token must not be empty".into()));
+        }
+        let ttl = self.unavailable_file_ttl.unwrap_or(86_400.0);
+        if !(ttl.is_finite() && ttl >= 0.0) {
+            return Err(SettingsError::Invalid(format!(
+                "unavailable-file-ttl must be a non-negative number of seconds, not {ttl}"
+            )));
+        }
+        let unavailable_ttl = (ttl > 0.0).then(|| Duration::from_secs_f64(ttl));
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         self.stun_listen()?;
         let ice_servers = self
@@ -272,8 +321,16 @@ impl Settings {
                 abuse_limit: self.abuse_limit.unwrap_or(dl.abuse_limit),
                 outbox_frames: self.outbox_frames.unwrap_or(dl.outbox_frames).max(1),
                 outbox_bytes: self.outbox_bytes.unwrap_or(dl.outbox_bytes).max(1),
+                max_identities_per_ip: self.max_identities_per_ip.unwrap_or(dl.max_identities_per_ip),
+                max_publishes_per_hour_per_ip: self
+                    .max_publishes_per_hour_per_ip
+                    .unwrap_or(dl.max_publishes_per_hour_per_ip),
+                max_files_per_ip: self.max_files_per_ip.unwrap_or(dl.max_files_per_ip),
             },
             trusted_proxies,
+            limit_exempt,
+            join_tokens,
+            unavailable_ttl,
         })
     }
 }
@@ -326,6 +383,49 @@ mod tests {
     }
 
     #[test]
+    fn swarm_abuse_settings_from_each_source() {
+        let d = Settings::default().to_config().unwrap();
+        assert!(d.join_tokens.is_empty(), "open unless tokens are configured");
+        assert!(d.limit_exempt.contains("127.0.0.1".parse().unwrap()), "loopback exempt by default");
+        assert!(!d.limit_exempt.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(d.unavailable_ttl, Some(Duration::from_secs(86_400)));
+        assert_eq!(d.limits.max_identities_per_ip, 256);
+        let cli = Settings::try_parse_from([
+            "tracker",
+            "--join-token",
+            "t1",
+            "--join-token",
+            "t2",
+            "--limit-exempt",
+            "none",
+            "--unavailable-file-ttl",
+            "0.5",
+            "--max-identities-per-ip",
+            "3",
+        ])
+        .unwrap();
+        let c = cli.to_config().unwrap();
+        assert_eq!(c.join_tokens, vec!["t1", "t2"]);
+        assert!(c.limit_exempt.is_empty());
+        assert_eq!(c.unavailable_ttl, Some(Duration::from_millis(500)));
+        assert_eq!(c.limits.max_identities_per_ip, 3);
+        let file = Settings::from_toml(
+            "join-token = [\"secret\"]\nmax-publishes-per-hour-per-ip = 10\nmax-files-per-ip = 5\nunavailable-file-ttl = 0\nlimit-exempt = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let c = Settings::default().merge(file).to_config().unwrap();
+        assert_eq!(c.join_tokens, vec!["secret"]);
+        assert_eq!((c.limits.max_publishes_per_hour_per_ip, c.limits.max_files_per_ip), (10, 5));
+        assert_eq!(c.unavailable_ttl, None, "0: never");
+        assert!(c.limit_exempt.contains("10.1.1.1".parse().unwrap()));
+        assert!(!c.limit_exempt.contains("127.0.0.1".parse().unwrap()));
+        let bad = Settings { join_token: Some(vec![" ".into()]), ..Default::default() };
+        assert!(bad.to_config().is_err());
+        let bad = Settings { unavailable_file_ttl: Some(-1.0), ..Default::default() };
+        assert!(bad.to_config().is_err());
+    }
+
+    #[test]
     fn ice_servers_and_stun_are_checked_at_start() {
         let s = Settings::try_parse_from(["tracker", "--ice-server", "stun:a.example:3478", "--ice-server", "stun:b"])
             .unwrap();
@@ -353,6 +453,12 @@ mod tests {
             "--relay-bytes-per-sec",
             "--max-files-per-peer",
             "--trusted-proxy",
+            "--join-token",
+            "--max-identities-per-ip",
+            "--max-publishes-per-hour-per-ip",
+            "--max-files-per-ip",
+            "--limit-exempt",
+            "--unavailable-file-ttl",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

@@ -1,15 +1,18 @@
 //! Shared state of the running tracker: the swarm index behind one lock, the outbound queue
-//! of every connected peer, connections per address, and traffic counters.
+//! of every connected peer, connections per address, what each client address uses
+//! (identities, files, publish budget: [`AddrUse`]), and traffic counters.
 
 use crate::index::{FileIndex, IndexError};
 use crate::outbox::{Frame, Outbox};
 use crate::Config;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+use swarm_core::swarm::policy::{AddrKey, PublishBudget};
 use swarm_core::swarm::{Output, Swarm};
+use swarm_core::FileId;
 use swarm_core::PeerId;
 
 /// Traffic counters, exposed by `/api/stats` (tests use them to prove file bytes did not
@@ -56,6 +59,18 @@ pub struct Connected {
     /// Distinguishes two connections of one peer (a reconnect replaces the older one).
     pub conn_serial: u64,
     pub outbox: Outbox,
+    /// The client address it counts against (`None`: exempt from the per-address limits).
+    pub addr: Option<AddrKey>,
+}
+
+/// What one client address uses, for the per-address limits.
+#[derive(Debug)]
+pub struct AddrUse {
+    /// Identities live from it now.
+    pub identities: HashSet<PeerId>,
+    /// Files in the index published from it (since start).
+    pub files: u32,
+    pub budget: PublishBudget,
 }
 
 pub struct Inner {
@@ -64,6 +79,10 @@ pub struct Inner {
     next_serial: u64,
     /// Files each peer added to the index since the tracker started (for `max_files_per_peer`).
     pub published_by: HashMap<PeerId, u32>,
+    /// Per client address (not exempt ones): identities, files, publish budget.
+    pub addrs: HashMap<AddrKey, AddrUse>,
+    /// The address each file published since start came from (to count it down on removal).
+    pub file_addr: HashMap<FileId, AddrKey>,
 }
 
 pub struct AppState {
@@ -107,7 +126,14 @@ impl AppState {
             config,
             index,
             shutdown: tokio::sync::watch::Sender::new(false),
-            inner: Mutex::new(Inner { swarm, connected: HashMap::new(), next_serial: 1, published_by: HashMap::new() }),
+            inner: Mutex::new(Inner {
+                swarm,
+                connected: HashMap::new(),
+                next_serial: 1,
+                published_by: HashMap::new(),
+                addrs: HashMap::new(),
+                file_addr: HashMap::new(),
+            }),
             counters: Counters::default(),
             started_ms: now_ms(),
             started: std::time::Instant::now(),
@@ -133,6 +159,20 @@ impl AppState {
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key `ip` counts against for the per-address limits (`None`: exempt).
+    pub fn addr_key(&self, ip: IpAddr) -> Option<AddrKey> {
+        (!self.config.limit_exempt.contains(ip)).then(|| swarm_core::swarm::policy::addr_key(ip))
+    }
+
+    /// Removes files from the durable index (they left the swarm's).
+    pub fn forget_durably(&self, files: &[FileId]) {
+        if let Some(index) = &self.index {
+            if let Err(e) = index.remove(files) {
+                tracing::error!("cannot remove files from the index: {e}");
+            }
+        }
     }
 }
 
@@ -163,13 +203,75 @@ impl Drop for IpSlot {
 impl Inner {
     /// Registers a welcomed connection; returns its serial. An older connection of the same
     /// peer is dropped (its outbox closes, its task ends).
-    pub fn connect(&mut self, id: PeerId, outbox: Outbox) -> u64 {
+    pub fn connect(&mut self, id: PeerId, outbox: Outbox, addr: Option<AddrKey>, mono_ms: u64) -> u64 {
         let serial = self.next_serial;
         self.next_serial += 1;
-        if let Some(old) = self.connected.insert(id, Connected { conn_serial: serial, outbox }) {
+        if let Some(a) = addr {
+            let used = self.addrs.entry(a).or_insert_with(|| AddrUse {
+                identities: HashSet::new(),
+                files: 0,
+                budget: PublishBudget::new(mono_ms),
+            });
+            used.identities.insert(id.clone());
+        }
+        if let Some(old) = self.connected.insert(id.clone(), Connected { conn_serial: serial, outbox, addr }) {
             old.outbox.close();
+            if old.addr != addr {
+                self.forget_identity(&id, old.addr);
+            }
         }
         serial
+    }
+
+    fn forget_identity(&mut self, id: &PeerId, addr: Option<AddrKey>) {
+        if let Some(used) = addr.and_then(|a| self.addrs.get_mut(&a)) {
+            used.identities.remove(id);
+        }
+    }
+
+    /// Distinct identities live from `addr`, and whether `id` is one of them.
+    pub fn identities_at(&self, addr: AddrKey, id: &PeerId) -> (usize, bool) {
+        self.addrs.get(&addr).map_or((0, false), |u| (u.identities.len(), u.identities.contains(id)))
+    }
+
+    /// Counts new files against the address they were published from; returns the records
+    /// to store durably.
+    pub fn files_added(&mut self, out: &[Output], addr: Option<AddrKey>) -> Vec<swarm_core::swarm::FileRecord> {
+        let mut added = Vec::new();
+        for o in out {
+            if let Output::FileAdded(f) = o {
+                if let Some(rec) = self.swarm.file(f) {
+                    added.push(rec.clone());
+                }
+                if let Some(a) = addr {
+                    self.file_addr.insert(*f, a);
+                    if let Some(used) = self.addrs.get_mut(&a) {
+                        used.files += 1;
+                    }
+                }
+            }
+        }
+        added
+    }
+
+    /// Counts removed files down from the addresses that published them; returns their ids
+    /// (to remove durably).
+    pub fn files_removed(&mut self, out: &[Output]) -> Vec<FileId> {
+        let mut removed = Vec::new();
+        for o in out {
+            if let Output::FileRemoved(f) = o {
+                removed.push(*f);
+                if let Some(used) = self.file_addr.remove(f).and_then(|a| self.addrs.get_mut(&a)) {
+                    used.files = used.files.saturating_sub(1);
+                }
+            }
+        }
+        removed
+    }
+
+    /// Forgets addresses with no identity, no file and a full publish budget.
+    pub fn prune_addrs(&mut self, mono_ms: u64, per_hour: u32) {
+        self.addrs.retain(|_, u| !u.identities.is_empty() || u.files > 0 || !u.budget.is_full(per_hour, mono_ms));
     }
 
     /// Closes every peer's outbox: their connection tasks end (server shutdown).
@@ -201,7 +303,8 @@ impl Inner {
     /// Forgets a connection, unless a newer one of the same peer replaced it.
     pub fn disconnect(&mut self, id: &PeerId, serial: u64) {
         if self.connected.get(id).is_some_and(|c| c.conn_serial == serial) {
-            self.connected.remove(id);
+            let c = self.connected.remove(id).expect("present");
+            self.forget_identity(id, c.addr);
             self.swarm.leave(id, now_ms());
         }
     }
@@ -222,7 +325,7 @@ impl Inner {
                         }
                     }
                 }
-                Output::FileAdded(_) => {}
+                Output::FileAdded(_) | Output::FileRemoved(_) => {}
             }
         }
         closed

@@ -65,7 +65,9 @@ async fn kill_9_mid_publish_loses_no_acknowledged_file() {
     let (mut child, host) = spawn_tracker(dir.path());
     let (status, page) = get_json(&host, "/api/files?limit=1").await;
     assert_eq!(status, 200, "the database opens");
-    assert!(page["total"].as_u64().unwrap() >= acked.len() as u64);
+    // Listings leave out files with a chunk nobody holds (no peer has announced any here),
+    // but every acknowledged file is in the index, by id.
+    assert_eq!(page["total"], 0, "{page}");
     for id in &acked {
         let (status, _) = get_json(&host, &format!("/api/files/{id}")).await;
         assert_eq!(status, 200, "acknowledged file {id} survived the kill");

@@ -58,7 +58,8 @@ async fn peer_limit_refuses_hello() {
     let (mut a, mut b, mut c) = (connect(&url).await, connect(&url).await, connect(&url).await);
     hello(&mut a, &secret(1)).await;
     hello(&mut b, &secret(2)).await;
-    send(&mut c, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Browser, secret: secret(3) }).await;
+    send(&mut c, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Browser, secret: secret(3), token: None })
+        .await;
     let m = recv(&mut c).await;
     assert_eq!(error_code(&m), ErrorCode::LimitReached);
     assert!(next_frame(&mut c).await.is_none(), "then closed");
@@ -175,7 +176,8 @@ async fn bad_input_and_departed_peers_damage_nothing() {
         futures_util::SinkExt::send(&mut a, Message::Text(junk.into())).await.unwrap();
         assert_eq!(error_code(&recv(&mut a).await), ErrorCode::BadMessage, "{junk:?}");
     }
-    send(&mut a, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Native, secret: secret(1) }).await;
+    send(&mut a, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Native, secret: secret(1), token: None })
+        .await;
     assert_eq!(error_code(&recv(&mut a).await), ErrorCode::NotWelcomed, "second hello");
     // Signalling to a peer that left.
     drop(b);

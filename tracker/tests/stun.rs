@@ -47,6 +47,7 @@ async fn binding_requests_are_answered_and_welcome_names_the_service() {
             version: swarm_core::wire::PROTOCOL_VERSION,
             kind: swarm_core::PeerKind::Native,
             secret: secret(1),
+            token: None,
         },
     )
     .await;

@@ -52,7 +52,11 @@ async fn recv(ws: &mut Ws) -> ServerMsg {
 }
 
 async fn hello(ws: &mut Ws, secret: &str) -> PeerId {
-    send(ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() }).await;
+    send(
+        ws,
+        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None },
+    )
+    .await;
     match recv(ws).await {
         ServerMsg::Welcome { peer_id, .. } => peer_id,
         other => panic!("expected welcome, got {other:?}"),
@@ -79,8 +83,11 @@ async fn bad_input_gets_an_error_and_the_connection_lives_on() {
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
     send(&mut ws, &ClientMsg::Heartbeat).await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::NotWelcomed);
-    send(&mut ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: "short".into() })
-        .await;
+    send(
+        &mut ws,
+        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: "short".into(), token: None },
+    )
+    .await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadSecret);
     let id = hello(&mut ws, SECRET_A).await;
     assert_eq!(id, PeerId::from_secret(SECRET_A), "the id is derived from the secret");
@@ -102,7 +109,8 @@ async fn bad_input_gets_an_error_and_the_connection_lives_on() {
 async fn wrong_version_is_refused_clearly() {
     let url = start().await;
     let mut ws = connect(&url).await;
-    send(&mut ws, &ClientMsg::Hello { version: 999, kind: PeerKind::Browser, secret: SECRET_A.into() }).await;
+    send(&mut ws, &ClientMsg::Hello { version: 999, kind: PeerKind::Browser, secret: SECRET_A.into(), token: None })
+        .await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::UnsupportedVersion);
 }
 
@@ -186,11 +194,19 @@ async fn a_restart_with_the_same_data_dir_loses_no_file() {
     let (url, _server) = start_with(config, std::future::pending()).await;
     let mut b = connect(&url).await;
     hello(&mut b, SECRET_B).await;
-    send(&mut b, &ClientMsg::Search { req: 3, query: "kept".into(), limit: 5 }).await;
+    send(&mut b, &ClientMsg::Locate { req: 3, file: manifest.file_id() }).await;
+    let ServerMsg::Located { file, peers, .. } = recv(&mut b).await else { panic!("the file survived the restart") };
+    assert_eq!(file, manifest.file_id());
+    assert!(peers.is_empty(), "locations are soft state, re-announced by peers");
+    // Until a peer announces its chunks again, it is not listed.
+    send(&mut b, &ClientMsg::Search { req: 4, query: "kept".into(), limit: 5 }).await;
     let ServerMsg::SearchResults { files, .. } = recv(&mut b).await else { panic!() };
-    assert_eq!(files.len(), 1, "the file survived the restart");
-    assert_eq!(files[0].id, manifest.file_id());
-    assert_eq!(files[0].min_holders, 0, "locations are soft state, re-announced by peers");
+    assert!(files.is_empty(), "no copy of its chunk: not listed");
+    send(&mut b, &ClientMsg::Have { chunks: manifest.chunks.clone(), full: true }).await;
+    send(&mut b, &ClientMsg::Search { req: 5, query: "kept".into(), limit: 5 }).await;
+    let ServerMsg::SearchResults { files, .. } = recv(&mut b).await else { panic!() };
+    assert_eq!(files.len(), 1, "listed again once held");
+    assert_eq!(files[0].min_holders, 1);
 }
 
 #[tokio::test]

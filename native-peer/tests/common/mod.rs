@@ -97,9 +97,15 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn start(replication: u32) -> Self {
+        Self::start_with(replication, &[])
+    }
+
+    /// [`Tracker::start`] with more flags.
+    pub fn start_with(replication: u32, extra: &[&str]) -> Self {
         let dir = test_root();
         let mut cmd = Command::new(tracker_bin());
         cmd.args(["--listen", "127.0.0.1:0", "--grace-secs", "1", "--replication", &replication.to_string()])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path().join("tracker"))
             .env("RUST_LOG", "info");

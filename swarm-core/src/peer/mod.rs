@@ -76,6 +76,8 @@ pub struct PeerConfig {
     pub kind: PeerKind,
     /// The identity secret (the tracker derives the peer id from it).
     pub secret: String,
+    /// The join token of a private tracker (sent in `hello`).
+    pub token: Option<String>,
     /// Never try WebRTC: every fetch goes through the relay, offers are refused.
     pub relay_only: bool,
     pub direct_grace_ms: u64,
@@ -91,6 +93,7 @@ impl PeerConfig {
         Self {
             kind,
             secret,
+            token: None,
             relay_only: false,
             direct_grace_ms: config::DIRECT_GRACE_MS,
             direct_timeout_ms: config::DIRECT_TIMEOUT_MS,

@@ -37,6 +37,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             version: PROTOCOL_VERSION,
             kind: self.config.kind,
             secret: self.config.secret.clone(),
+            token: self.config.token.clone(),
         }));
         self.announce_all(inv, now_ms);
     }
@@ -141,7 +142,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 self.me = Some(peer_id.clone());
                 self.event(Event::Welcomed { peer_id, ice_servers });
             }
-            ServerMsg::Published { req, .. } | ServerMsg::SearchResults { req, .. } => {
+            ServerMsg::Published { req, .. }
+            | ServerMsg::SearchResults { req, .. }
+            | ServerMsg::Unpublished { req, .. } => {
                 if let Some((Pending::Driver, _)) = self.pending.remove(&req) {
                     self.event(Event::Reply { req, msg });
                 }

@@ -5,8 +5,10 @@
 //! a timer calls [`Swarm::tick`], and the driver carries the returned [`Output`]s to the peers
 //! and to the durable index. Time comes in as milliseconds; nothing here reads a clock.
 //! What the tracker admits before the swarm sees a message (secret format, publish limits)
-//! is [`policy`]'s.
+//! is [`policy`]'s. How files leave the index (unpublished by their owner, or expired with no
+//! holder) is [`lifecycle`]'s.
 
+pub mod lifecycle;
 pub mod policy;
 pub mod repair;
 pub mod trust;
@@ -31,6 +33,8 @@ pub enum Output {
     Send { to: PeerId, msg: ServerMsg },
     /// A new file entered the index: persist it.
     FileAdded(FileId),
+    /// A file left the index (unpublished, or expired unheld): forget it durably too.
+    FileRemoved(FileId),
 }
 
 /// One live peer.
@@ -100,6 +104,9 @@ pub struct FileRecord {
     pub manifest: Manifest,
     pub meta: FileMeta,
     pub published_at_ms: u64,
+    /// The identity that first published it: the only one that may unpublish it (`None`:
+    /// restored from an index written before owners were kept).
+    pub owner: Option<PeerId>,
 }
 
 /// Counters the tracker exposes (API, metrics).
@@ -139,6 +146,8 @@ pub struct Swarm {
     /// again for that chunk.
     failed_targets: BTreeMap<(ChunkId, PeerId), u64>,
     now_ms: u64,
+    /// Files not available (some chunk without a copy) and since when ([`lifecycle`]).
+    unheld_since: HashMap<FileId, u64>,
     pub stats: SwarmStats,
     pub repair_stats: RepairStats,
     trust: trust::Trust,
@@ -366,6 +375,7 @@ impl Swarm {
                 vec![]
             }
             ClientMsg::Publish { req, manifest, meta } => self.publish(from, req, manifest, meta, now_ms),
+            ClientMsg::Unpublish { req, file } => self.unpublish(from, req, &file),
             ClientMsg::Locate { req, file } => match self.locate(req, &file) {
                 Some(msg) => vec![send(from, msg)],
                 None => vec![self.error(from, Some(req), ErrorCode::UnknownFile, format!("no file {file}"))],
@@ -434,7 +444,7 @@ impl Swarm {
             for c in &manifest.chunks {
                 self.check_at(*c, now_ms);
             }
-            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now_ms });
+            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now_ms, owner: Some(from.clone()) });
             out.push(Output::FileAdded(id));
         }
         out
@@ -491,7 +501,7 @@ impl Swarm {
 
     /// Files whose name matches `query` (case-insensitive), best first: whole name, then
     /// prefix, then word prefix, then substring; newer first within a rank. An empty query
-    /// lists the newest files.
+    /// lists the newest files. Files not available now ([`Swarm::is_available`]) are left out.
     pub fn search(&self, query: &str, limit: u32) -> Vec<FileSummary> {
         let q = query.trim().to_lowercase();
         let mut hits: Vec<(u8, std::cmp::Reverse<u64>, &FileId, &FileRecord)> = self
@@ -503,7 +513,11 @@ impl Swarm {
             })
             .collect();
         hits.sort_by(|a, b| (a.0, a.1, &a.3.meta.name).cmp(&(b.0, b.1, &b.3.meta.name)));
-        hits.into_iter().take(limit as usize).map(|(_, _, id, rec)| self.summary(id, rec)).collect()
+        hits.into_iter()
+            .filter(|(_, _, _, rec)| self.is_available(rec))
+            .take(limit as usize)
+            .map(|(_, _, id, rec)| self.summary(id, rec))
+            .collect()
     }
 }
 
@@ -662,7 +676,9 @@ mod tests {
         let a = peer(1);
         s.join(a.clone(), PeerKind::Native, 0);
         for (i, name) in ["my cat.png", "cat", "catalog.pdf", "bobcat.jpg", "dog.png"].iter().enumerate() {
-            publish(&mut s, &a, &manifest(i as u8, 1), name);
+            let m = manifest(i as u8, 1);
+            s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
+            publish(&mut s, &a, &m, name);
         }
         let names: Vec<String> = s.search("CAT", 10).into_iter().map(|f| f.name).collect();
         assert_eq!(names, vec!["cat", "catalog.pdf", "my cat.png", "bobcat.jpg"]);

@@ -1068,6 +1068,7 @@ mod tests {
             manifest: m.clone(),
             meta: FileMeta { name: "r".into(), mime: "x".into() },
             published_at_ms: 0,
+            owner: None,
         });
         s.handle(&peer(0), ClientMsg::Have { chunks: vec![c], full: true }, 0);
         assert!(s.is_verified(&peer(0), &c));

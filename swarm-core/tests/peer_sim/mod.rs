@@ -690,7 +690,7 @@ impl Net {
                     return;
                 }
                 match msg {
-                    ClientMsg::Hello { version, kind, secret } => {
+                    ClientMsg::Hello { version, kind, secret, .. } => {
                         assert_eq!(version, PROTOCOL_VERSION);
                         let peer_id = PeerId::from_secret(&secret);
                         assert_eq!(peer_id, id);

@@ -132,7 +132,9 @@ fn connection(
             Ok(slot) => slot.ip(),
             Err(msg) => return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg.clone())).await,
         };
-        let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host)).await else { return };
+        let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host, ip)).await else {
+            return;
+        };
         socket.set_max_message(MAX_MESSAGE_BYTES);
         tracing::debug!(peer = %id, %ip, "peer joined");
         Box::pin(Peer::new(&state, id, serial, outbox).run(&mut socket)).await;

@@ -10,8 +10,8 @@ use crate::state::{now_ms, AppState, Counters};
 use crate::websocket::{Message, Socket, SocketError};
 use std::future::Future;
 use std::task::Poll;
-use swarm_core::swarm::policy::PublishLimits;
-use swarm_core::swarm::{FileRecord, Output};
+use swarm_core::swarm::policy::{AddrKey, PublishBudget, PublishLimits};
+use swarm_core::swarm::FileRecord;
 use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, PeerId, ServerMsg};
 use tokio::time::timeout;
@@ -231,48 +231,68 @@ impl<'a> Peer<'a> {
     }
 
     /// Limits the swarm does not know about ([`swarm_core::swarm::policy`]), checked before
-    /// it sees the message.
-    fn check_publish(&self, inner: &crate::state::Inner, msg: &ClientMsg) -> Option<ServerMsg> {
-        let ClientMsg::Publish { req, manifest, .. } = msg else { return None };
+    /// it sees the message: per identity, then per client address. `Ok` carries the address's
+    /// publish budget after this publish, to keep if the publish adds a file.
+    fn check_publish(
+        &self,
+        inner: &crate::state::Inner,
+        msg: &ClientMsg,
+    ) -> Result<Option<(AddrKey, PublishBudget)>, Box<ServerMsg>> {
+        let ClientMsg::Publish { req, manifest, .. } = msg else { return Ok(None) };
         let l = &self.state.config.limits;
         let limits =
             PublishLimits { max_manifest_chunks: l.max_manifest_chunks, max_files_per_peer: l.max_files_per_peer };
         let mine = inner.published_by.get(&self.id).copied().unwrap_or(0);
         let known = inner.swarm.file(&manifest.file_id()).is_some();
-        let refusal = limits.check(manifest.chunks.len(), mine, known).err()?;
-        Some(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string()))
+        if let Err(refusal) = limits.check(manifest.chunks.len(), mine, known) {
+            return Err(Box::new(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string())));
+        }
+        let Some(addr) = inner.connected.get(&self.id).and_then(|c| c.addr) else { return Ok(None) };
+        let Some(used) = inner.addrs.get(&addr) else { return Ok(None) };
+        let mut budget = used.budget;
+        match l.address().check_publish(addr, used.files, known, &mut budget, self.state.mono_ms()) {
+            Ok(()) => Ok(Some((addr, budget))),
+            Err(refusal) => Err(Box::new(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string()))),
+        }
     }
 
     fn on_message(&mut self, msg: ClientMsg) -> Flow {
         let state = self.state;
-        let (out, added) = {
+        let (out, added, removed) = {
             let mut inner = state.lock();
             if !inner.is_current(&self.id, self.serial) {
                 return Flow::Stop; // replaced by a newer connection of the same peer
             }
-            if let Some(err) = self.check_publish(&inner, &msg) {
-                drop(inner);
-                Counters::add(&state.counters.limit_refusals, 1);
-                return self.reply(err);
-            }
+            let budget = match self.check_publish(&inner, &msg) {
+                Ok(budget) => budget,
+                Err(err) => {
+                    drop(inner);
+                    Counters::add(&state.counters.limit_refusals, 1);
+                    return self.reply(*err);
+                }
+            };
             let out = inner.swarm.handle(&self.id, msg, now_ms());
-            let added: Vec<FileRecord> = out
-                .iter()
-                .filter_map(|o| match o {
-                    Output::FileAdded(f) => inner.swarm.file(f).cloned(),
-                    _ => None,
-                })
-                .collect();
+            let addr = inner.connected.get(&self.id).and_then(|c| c.addr);
+            let added: Vec<FileRecord> = inner.files_added(&out, addr);
             if !added.is_empty() {
                 *inner.published_by.entry(self.id.clone()).or_insert(0) += added.len() as u32;
+                if let Some((a, budget)) = budget {
+                    if let Some(used) = inner.addrs.get_mut(&a) {
+                        used.budget = budget;
+                    }
+                }
             }
-            (out, added)
+            let removed = inner.files_removed(&out);
+            (out, added, removed)
         };
-        // A file is durable before its publisher hears it was published.
+        // A file is durable before its publisher hears it was published (or unpublished).
         if let (Some(index), false) = (&state.index, added.is_empty()) {
             if let Err(e) = blocking(|| index.insert(&added)) {
                 tracing::error!("cannot store published file: {e}");
             }
+        }
+        if !removed.is_empty() {
+            blocking(|| state.forget_durably(&removed));
         }
         let slow = state.lock().dispatch(out);
         Counters::add(&state.counters.closed_slow, slow);

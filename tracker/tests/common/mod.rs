@@ -56,7 +56,11 @@ pub async fn recv(ws: &mut Ws) -> ServerMsg {
 }
 
 pub async fn hello(ws: &mut Ws, secret: &str) -> PeerId {
-    send(ws, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into() }).await;
+    send(
+        ws,
+        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None },
+    )
+    .await;
     match recv(ws).await {
         ServerMsg::Welcome { peer_id, .. } => peer_id,
         other => panic!("expected welcome, got {other:?}"),
