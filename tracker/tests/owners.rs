@@ -29,7 +29,8 @@ fn manifest(seed: u8) -> Manifest {
 async fn answer(ws: &mut Ws) -> ServerMsg {
     loop {
         match recv(ws).await {
-            ServerMsg::Replicate { .. } => {}
+            // These raw clients hold no bytes: they neither take orders nor prove holdings.
+            ServerMsg::Replicate { .. } | ServerMsg::Challenge { .. } => {}
             m => return m,
         }
     }
