@@ -192,8 +192,16 @@ fn upload_item(u: &UploadView, newest: bool, me: Option<&PeerId>) -> Html {
                     </div>
                     <div class="muted">{format!("{} chunks hashed and stored at {}/s", u.chunks_total, fmt_bytes(u.rate() as u64))}</div>
                     <div class="file-id"><span class="label">{"file id "}</span><code>{hex.clone()}</code></div>
-                    <a class="share" href={format!("#/file/{hex}")}>{"share link"}</a>
-                    <Placement file={*file} me={me.cloned()} />
+                    if u.deleted {
+                        <div class="muted" id="file-deleted">{"deleted from the swarm"}</div>
+                    } else {
+                        <a class="share" href={format!("#/file/{hex}")}>{"share link"}</a>
+                        <DeleteButton file={*file} />
+                        if let Some(e) = &u.delete_error {
+                            <div class="error" id="delete-error">{format!("not deleted: {e}")}</div>
+                        }
+                        <Placement file={*file} me={me.cloned()} />
+                    }
                 </li>
             }
         }
@@ -213,6 +221,43 @@ fn upload_item(u: &UploadView, newest: bool, me: Option<&PeerId>) -> Html {
                 }</div>
             </li>
         },
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct DeleteButtonProps {
+    pub file: FileId,
+}
+
+/// Deletes a file this tab published, after a second click to confirm: the tracker forgets it
+/// and every holder drops chunks no other file uses.
+#[function_component(DeleteButton)]
+pub fn delete_button(props: &DeleteButtonProps) -> Html {
+    let node = use_node();
+    let armed = use_state(|| false);
+    if *armed {
+        let file = props.file;
+        let confirm = {
+            let armed = armed.clone();
+            Callback::from(move |_: MouseEvent| {
+                node.0.unpublish(file);
+                armed.set(false);
+            })
+        };
+        let cancel = {
+            let armed = armed.clone();
+            Callback::from(move |_: MouseEvent| armed.set(false))
+        };
+        html! {
+            <div class="delete">
+                <span>{"Delete it for everyone? Peers holding copies drop them."}</span>
+                <button id="delete-confirm" class="danger" onclick={confirm}>{"Delete"}</button>
+                <button class="small" onclick={cancel}>{"Keep"}</button>
+            </div>
+        }
+    } else {
+        let arm = Callback::from(move |_: MouseEvent| armed.set(true));
+        html! { <button id="delete-file" class="small" onclick={arm}>{"Delete from the swarm"}</button> }
     }
 }
 

@@ -150,6 +150,11 @@ struct State {
     /// `Publish` requests awaiting their answer: the upload, its manifest and name, and the
     /// challenges (with answers) the tracker gets once the file is published.
     publishing: HashMap<u32, (u32, Manifest, FileMeta, Vec<NonceItem>)>,
+    /// `Unpublish` requests awaiting their answer, and the file's chunks (unpinned on success
+    /// so the tracker's trim removes them here too).
+    unpublishing: HashMap<u32, FileId>,
+    /// Files this tab published in this page, by id (what it may delete).
+    uploaded: HashMap<FileId, Manifest>,
     next_upload: u32,
     /// The object URL of the finished download shown on the page.
     object_url: Option<String>,
@@ -231,6 +236,8 @@ impl Node {
                 ice_servers: Vec::new(),
                 downloads: HashMap::new(),
                 publishing: HashMap::new(),
+                unpublishing: HashMap::new(),
+                uploaded: HashMap::new(),
                 next_upload: 1,
                 object_url: None,
                 relay_in: HashMap::new(),
@@ -488,11 +495,30 @@ impl Node {
                 actions.push(Action::Welcomed(peer_id));
             }
             Event::Reply { req, msg } => {
+                if let Some(file) = st.unpublishing.remove(&req) {
+                    match msg {
+                        ServerMsg::Unpublished { .. } => {
+                            // Nothing of it is kept for the user any more: the trim that follows
+                            // removes its chunks from this tab too.
+                            let chunks: Vec<ChunkId> = st.uploaded.remove(&file).map(|m| m.chunks).unwrap_or_default();
+                            for c in chunks {
+                                st.pinned.remove(&c);
+                            }
+                            actions.push(Action::FileDeleted { file });
+                        }
+                        ServerMsg::Error { message, .. } => {
+                            actions.push(Action::FileDeleteFailed { file, error: message })
+                        }
+                        _ => {}
+                    }
+                    return;
+                }
                 let Some((upload, manifest, meta, nonces)) = st.publishing.remove(&req) else { return };
                 match msg {
                     ServerMsg::Published { file, .. } => {
                         keep_file(st.store.as_ref(), file, &manifest, &meta);
                         st.peer.publish_nonces(file, nonces);
+                        st.uploaded.insert(file, manifest.clone());
                         actions.push(Action::UploadPublished { id: upload, file });
                     }
                     ServerMsg::Error { message, .. } => {
@@ -818,6 +844,13 @@ impl Node {
             node.push_stats();
             node.refresh_estimate(false).await;
         });
+    }
+
+    /// Asks the tracker to forget a file this tab published; the answer arrives as
+    /// [`Action::FileDeleted`] or [`Action::FileDeleteFailed`] (only the publisher may).
+    pub fn unpublish(&self, file: FileId) {
+        let req = self.drive(|p, _, _| p.request(|req| ClientMsg::Unpublish { req, file }));
+        self.state.borrow_mut().unpublishing.insert(req, file);
     }
 
     // ----- download -----

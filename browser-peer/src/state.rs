@@ -44,6 +44,10 @@ pub struct UploadView {
     pub updated_ms: f64,
     pub file: Option<FileId>,
     pub error: Option<String>,
+    /// Deleted from the swarm by this tab (its publisher).
+    pub deleted: bool,
+    /// Why the last delete failed.
+    pub delete_error: Option<String>,
 }
 
 impl UploadView {
@@ -217,6 +221,14 @@ pub enum Action {
         id: u32,
         error: String,
     },
+    /// The tracker forgot a file this tab published (at its request).
+    FileDeleted {
+        file: FileId,
+    },
+    FileDeleteFailed {
+        file: FileId,
+        error: String,
+    },
     DownloadStarted {
         file: FileId,
         now: f64,
@@ -276,6 +288,8 @@ impl Reducible for AppState {
                 updated_ms: now,
                 file: None,
                 error: None,
+                deleted: false,
+                delete_error: None,
             }),
             Action::UploadProgress { id, chunks_done, bytes_done, now } => {
                 if let Some(u) = s.uploads.iter_mut().find(|u| u.id == id) {
@@ -288,6 +302,17 @@ impl Reducible for AppState {
                 if let Some(u) = s.uploads.iter_mut().find(|u| u.id == id) {
                     u.chunks_done = u.chunks_total;
                     u.file = Some(file);
+                }
+            }
+            Action::FileDeleted { file } => {
+                for u in s.uploads.iter_mut().filter(|u| u.file == Some(file)) {
+                    u.deleted = true;
+                    u.delete_error = None;
+                }
+            }
+            Action::FileDeleteFailed { file, error } => {
+                for u in s.uploads.iter_mut().filter(|u| u.file == Some(file)) {
+                    u.delete_error = Some(error.clone());
                 }
             }
             Action::UploadFailed { id, error } => {

@@ -121,6 +121,41 @@ async fn upload_is_found_by_search_placed_and_fetched_by_a_native_peer() -> anyh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publishing_tab_deletes_its_file_and_holders_drop_it() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("app-del-tracker", Some(&e2e::web_dir()))?;
+    let native = NativePeer::start("app-del-native", &tracker, &tmp.path().join("n1"))?;
+    let (browser, _me) = open_app(&tracker, "app-del", "/").await?;
+    let (path, _) = random_file(tmp.path(), "to be deleted.bin", 2 * MIB + 77, 31)?;
+    let id = upload(&browser, &path).await?;
+    // The native peer takes copies (repair: two peers, R=3).
+    let chunks = |v: &serde_json::Value| v["chunks"].as_u64().unwrap_or(0);
+    let started = Instant::now();
+    while chunks(&native.cli_json(&["status"])?) == 0 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the native peer never took copies");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Another identity cannot delete it.
+    let (code, _, err) = native.cli(&["rm", &id])?;
+    assert_ne!(code, 0, "a peer that did not publish the file deleted it");
+    assert!(err.contains("publish") || err.contains("owner"), "{err}");
+    assert!(tracker.get_json(&format!("/api/files/{id}")).is_ok(), "the file is still there");
+
+    // The tab that published it can: two clicks, then the swarm forgets it.
+    browser.wait_for("#delete-file", Duration::from_secs(10)).await?.click().await?;
+    browser.wait_for("#delete-confirm", Duration::from_secs(10)).await?.click().await?;
+    browser.wait_for("#file-deleted", Duration::from_secs(10)).await?;
+    assert!(tracker.get_json(&format!("/api/files/{id}")).is_err(), "the tracker still lists the file");
+    let started = Instant::now();
+    while chunks(&native.cli_json(&["status"])?) > 0 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the native peer kept the deleted file's chunks");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    browser.screenshot("app-deleted").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_link_downloads_from_native_peers_with_a_chunk_map() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let tracker = Tracker::start("app-share-tracker", Some(&e2e::web_dir()))?;
