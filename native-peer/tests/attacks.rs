@@ -1,0 +1,386 @@
+//! Attacks on an open swarm (see `SECURITY.md`), against the real tracker binary and real
+//! `pp-peer run` processes: the attacker is a raw websocket client that says whatever it
+//! likes. Each test asserts the attack does no harm to honest peers and their files.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swarm_core::api::{FileDetail, Health};
+use swarm_core::wire::{FileMeta, ProofItem, PROTOCOL_VERSION};
+use swarm_core::{ChunkId, ClientMsg, ManifestBuilder, PeerId, PeerKind, ServerMsg};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+const CHUNK: usize = 256 * 1024;
+/// Chunks of the file the honest peers hold.
+const CHUNKS: usize = 30;
+
+/// How an attacker answers the tracker's challenges.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// Never.
+    Silent,
+    /// With a made-up proof.
+    Wrong,
+    /// "Not held" (`None`).
+    NotHeld,
+}
+
+/// What an attacker's connection received.
+#[derive(Default)]
+struct Seen {
+    challenges: AtomicU64,
+    orders: AtomicU64,
+    trims: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A raw tracker client: sends what the test tells it to; answers challenges as `answer`
+/// says; takes every replication order and reports it done at once, without fetching.
+struct Attacker {
+    tx: mpsc::UnboundedSender<ClientMsg>,
+    seen: Arc<Seen>,
+}
+
+impl Attacker {
+    fn send(&self, msg: ClientMsg) {
+        self.tx.send(msg).expect("attacker connection open");
+    }
+}
+
+async fn attacker(url: &str, secret: &str, answer: Answer) -> Attacker {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let hello =
+        ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None };
+    ws.send(Message::Text(hello.to_json().into())).await.unwrap();
+    let frame = tokio::time::timeout(TIMEOUT, ws.next()).await.expect("welcome in time");
+    let Some(Ok(Message::Text(t))) = frame else { panic!("no welcome: {frame:?}") };
+    match serde_json::from_str(t.as_str()).unwrap() {
+        ServerMsg::Welcome { .. } => {}
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<ClientMsg>();
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut beat = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            let reply: Vec<ClientMsg> = tokio::select! {
+                out = rx.recv() => match out {
+                    Some(m) => vec![m],
+                    None => break,
+                },
+                _ = beat.tick() => vec![ClientMsg::Heartbeat],
+                frame = ws.next() => {
+                    let t = match frame {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(_)) => continue,
+                        _ => break,
+                    };
+                    match serde_json::from_str::<ServerMsg>(t.as_str()) {
+                        Ok(ServerMsg::Challenge { items }) => {
+                            s.challenges.fetch_add(items.len() as u64, Ordering::Relaxed);
+                            let proof = match answer {
+                                Answer::Silent => continue,
+                                Answer::Wrong => Some([0xee; 32]),
+                                Answer::NotHeld => None,
+                            };
+                            vec![ClientMsg::Proofs { items: items.iter().map(|i| ProofItem { id: i.id, proof }).collect() }]
+                        }
+                        Ok(ServerMsg::Replicate { order, chunk, .. }) => {
+                            s.orders.fetch_add(1, Ordering::Relaxed);
+                            vec![ClientMsg::Have { chunks: vec![chunk], full: false }, ClientMsg::OrderDone { order }]
+                        }
+                        Ok(ServerMsg::Trim { .. }) => {
+                            s.trims.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Ok(ServerMsg::Error { .. }) => {
+                            s.errors.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                }
+            };
+            for m in reply {
+                if ws.send(Message::Text(m.to_json().into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Attacker { tx, seen }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+}
+
+fn put(peer: &Peer, path: &std::path::Path) -> String {
+    let v = peer.cli_json(&["put", path.to_str().unwrap()]);
+    v["files"][0]["id"].as_str().expect("file id").to_string()
+}
+
+fn detail(tracker: &Tracker, id: &str) -> FileDetail {
+    let r = http(tracker.port, "GET", &format!("/api/files/{id}"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).expect("file detail")
+}
+
+fn health(tracker: &Tracker, id: &str) -> Health {
+    detail(tracker, id).health
+}
+
+fn api_json(tracker: &Tracker, path: &str) -> serde_json::Value {
+    let r = http(tracker.port, "GET", path, &[]);
+    assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+/// Polls the file's health until `ok` holds ([`TIMEOUT`] times `factor` at most).
+fn wait_health(tracker: &Tracker, id: &str, what: &str, factor: u32, ok: impl Fn(&Health) -> bool) -> Health {
+    let deadline = Instant::now() + TIMEOUT * factor;
+    loop {
+        let h = health(tracker, id);
+        if ok(&h) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: health is {h:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asserts `ok` on every poll of the file's health for `secs` seconds.
+fn hold_health(tracker: &Tracker, id: &str, what: &str, secs: u64, ok: impl Fn(&Health) -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let h = health(tracker, id);
+        assert!(ok(&h), "{what}: health is {h:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Chunks a peer holds, by its own `status` and by its store directory (they must agree).
+fn held(p: &Peer) -> usize {
+    let n = p.status()["chunks"].as_u64().expect("status chunks") as usize;
+    assert_eq!(n, p.chunk_files(), "{}: status and store disagree", p.name);
+    n
+}
+
+/// Tracker (R = 3) and three honest peers holding a file of [`CHUNKS`] chunks, verified at R.
+struct Swarm {
+    root: tempfile::TempDir,
+    tracker: Tracker,
+    peers: Vec<Peer>,
+    id: String,
+    bytes: Vec<u8>,
+    chunks: Vec<ChunkId>,
+}
+
+fn honest_swarm(name: &str, seed: u64) -> Swarm {
+    let root = test_root();
+    let tracker = Tracker::start(3);
+    let peers: Vec<Peer> = ["a", "b", "c"].iter().map(|n| Peer::start(n, &tracker, root.path(), &[], &[])).collect();
+    let bytes = data((CHUNKS - 1) * CHUNK + 5_000, seed);
+    let src = root.path().join(name);
+    std::fs::write(&src, &bytes).unwrap();
+    let id = put(&peers[0], &src);
+    wait_replicated(&peers[0], name, 3);
+    let d = detail(&tracker, &id);
+    assert_eq!(d.manifest.chunks.len(), CHUNKS);
+    let h = wait_health(&tracker, &id, "the file at R, verified", 1, |h| h.min_copies == 3);
+    assert_eq!((h.max_copies, h.lost), (3, 0), "{h:?}");
+    for p in &peers {
+        assert_eq!(held(p), CHUNKS, "{} holds the whole file", p.name);
+    }
+    Swarm { root, tracker, peers, id, bytes, chunks: d.manifest.chunks }
+}
+
+/// Slander: two fresh identities report every holder of every chunk as a bad source. Each
+/// report only starts an audit, which honest holders pass: nothing is lost, nothing dropped.
+#[test]
+fn slander_does_not_remove_honest_copies() {
+    let _g = serial();
+    let started = Instant::now();
+    let sw = honest_swarm("slandered.bin", 11);
+    let rt = runtime();
+    let liars: Vec<Attacker> = (0..2)
+        .map(|n| rt.block_on(attacker(&sw.tracker.ws_url(), &format!("{:064x}", 0xbad0 + n), Answer::Silent)))
+        .collect();
+    let reported_before = api_json(&sw.tracker, "/api/stats")["bad_sources_reported"].as_u64().unwrap();
+    for liar in &liars {
+        for p in &sw.peers {
+            for c in &sw.chunks {
+                liar.send(ClientMsg::BadSource { peer: PeerId(p.peer_id.clone()), chunk: *c });
+            }
+        }
+    }
+    let reports = (liars.len() * sw.peers.len() * CHUNKS) as u64;
+    // Every report reached the tracker (the attack was delivered)...
+    wait_for("the reports to arrive", || {
+        let n = api_json(&sw.tracker, "/api/stats")["bad_sources_reported"].as_u64().unwrap();
+        (n >= reported_before + reports).then_some(())
+    });
+    // ...and for a while after (audits are answered in well under a second), every chunk
+    // keeps its three verified copies: no report removed one.
+    hold_health(&sw.tracker, &sw.id, "after slander", 8, |h| h.min_copies == 3 && h.lost == 0);
+    for p in &sw.peers {
+        assert_eq!(held(p), CHUNKS, "{} lost chunks to slander", p.name);
+    }
+    // Without the tracker's orders or trims the liars learned nothing useful either.
+    for l in &liars {
+        assert_eq!(l.seen.orders.load(Ordering::Relaxed), 0, "a slanderer got replication orders");
+    }
+    // The file is still fully available to a newcomer, byte for byte.
+    let d = Peer::start("d", &sw.tracker, sw.root.path(), &[], &[]);
+    let out = sw.root.path().join("slandered.out");
+    let v = d.cli_json(&["get", &sw.id, "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), sw.bytes, "downloaded bytes differ");
+    let from = v["chunks_from"].as_object().expect("chunks_from");
+    assert!(from.keys().all(|k| sw.peers.iter().any(|p| &p.peer_id == k)), "sources: {from:?}");
+    let h = health(&sw.tracker, &sw.id);
+    assert!(h.min_copies >= 3 && h.lost == 0, "{h:?}");
+    eprintln!("slander test took {:?}", started.elapsed());
+}
+
+/// Fake holdings: attackers claim every chunk and huge storage, then never prove anything
+/// (silent, wrong proofs, "not held"). Health never counts them; an honest holder that comes
+/// back is not trimmed for their sake; when an honest holder dies, repair does not count a
+/// fake `order_done` and brings the file back to R on honest peers.
+#[test]
+fn fake_holders_are_not_counted() {
+    let _g = serial();
+    let started = Instant::now();
+    let mut sw = honest_swarm("claimed.bin", 12);
+    let rt = runtime();
+    let url = sw.tracker.ws_url();
+    let answers = [Answer::Silent, Answer::Wrong, Answer::NotHeld];
+    let fakes: Vec<Attacker> = answers
+        .iter()
+        .enumerate()
+        .map(|(n, a)| rt.block_on(attacker(&url, &format!("{:064x}", 0xfa0 + n), *a)))
+        .collect();
+    for f in &fakes {
+        f.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 });
+        f.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true });
+    }
+    // The file is at R with verified copies: unverified claims are surplus, and the fakes
+    // are told to drop them (nothing is asked of honest peers).
+    wait_for("trims to the fakes", || fakes.iter().all(|f| f.seen.trims.load(Ordering::Relaxed) > 0).then_some(()));
+    hold_health(&sw.tracker, &sw.id, "fake claims at R", 3, |h| h.min_copies == 3 && h.max_copies == 3);
+
+    // An honest holder crashes: every chunk is down to two verified copies. The fakes claim
+    // everything again: now their claims stand (until they fail their challenges)...
+    sw.peers[1].kill();
+    wait_health(&sw.tracker, &sw.id, "b gone", 1, |h| h.max_copies == 2);
+    for f in &fakes {
+        f.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true });
+    }
+    wait_health(&sw.tracker, &sw.id, "the fake claims", 1, |h| h.min_claimed >= 3);
+    wait_for("challenges to the fakes", || {
+        fakes.iter().all(|f| f.seen.challenges.load(Ordering::Relaxed) > 0).then_some(())
+    });
+    // ...but never count as copies.
+    hold_health(&sw.tracker, &sw.id, "fake claims below R", 3, |h| h.min_copies == 2 && h.max_copies == 2);
+    // The holder comes back on the same data dir and re-sends its full inventory. Its copies
+    // are not verified yet, and only two verified ones stand beside them: the fakes' claims
+    // must not make them look surplus.
+    sw.peers[1].restart();
+    wait_health(&sw.tracker, &sw.id, "b verified again", 1, |h| h.min_copies == 3);
+    hold_health(&sw.tracker, &sw.id, "b back", 5, |h| h.min_copies == 3 && h.max_copies == 3);
+    for p in &sw.peers {
+        assert_eq!(held(p), CHUNKS, "{} was trimmed", p.name);
+    }
+
+    // A fake replicator: no claims, huge storage, takes every order and says done at once.
+    let replicator = rt.block_on(attacker(&url, &format!("{:064x}", 0xfa9), Answer::Wrong));
+    replicator.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 });
+    // The holder dies for good: every chunk is down to two verified copies again, and the
+    // only places with room are attackers. Their `order_done` never counts.
+    sw.peers[1].kill();
+    wait_health(&sw.tracker, &sw.id, "b gone for good", 1, |h| h.max_copies == 2);
+    let all = || fakes.iter().chain([&replicator]);
+    wait_for("repair orders to an attacker", || all().any(|f| f.seen.orders.load(Ordering::Relaxed) > 0).then_some(()));
+    hold_health(&sw.tracker, &sw.id, "orders done by fakes", 8, |h| {
+        h.min_copies == 2 && h.max_copies == 2 && h.lost == 0
+    });
+    // An honest peer with room joins: repair brings the file back to three verified copies.
+    let d = Peer::start("d", &sw.tracker, sw.root.path(), &[], &[]);
+    let h = wait_health(&sw.tracker, &sw.id, "repaired on d", 2, |h| h.min_copies == 3);
+    assert_eq!((h.max_copies, h.lost), (3, 0), "{h:?}");
+    assert_eq!(held(&d), CHUNKS, "d holds the whole file");
+    for p in [&sw.peers[0], &sw.peers[2]] {
+        assert_eq!(held(p), CHUNKS, "{} was trimmed", p.name);
+    }
+    let orders: Vec<u64> = all().map(|f| f.seen.orders.load(Ordering::Relaxed)).collect();
+    eprintln!("fake holdings test took {:?}; orders taken by attackers: {orders:?}", started.elapsed());
+}
+
+/// Phantom files: identities are free, but files from one address are bounded (loopback is
+/// exempt by default, so the tracker runs with `--limit-exempt none`); a published file
+/// nobody holds (only unprovable claims) stays out of search and listings.
+#[test]
+fn phantom_files_are_bounded_per_address_and_unlisted() {
+    let _g = serial();
+    let rt = runtime();
+    for (flag, max) in [("--max-files-per-ip", 5u32), ("--max-publishes-per-hour-per-ip", 4)] {
+        let root = test_root();
+        let tracker = Tracker::start_with(3, &["--limit-exempt", "none", flag, &max.to_string()]);
+        // One honest file from this address first: it is listed and counts toward the limit.
+        let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+        let src = root.path().join("honest.txt");
+        std::fs::write(&src, data(10_000, 13)).unwrap();
+        let honest = put(&a, &src);
+        let url = tracker.ws_url();
+        let sybils: Vec<Attacker> =
+            (0..20).map(|n| rt.block_on(attacker(&url, &format!("{:064x}", 0x5b0 + n), Answer::Wrong))).collect();
+        // Every identity publishes two files it does not hold.
+        let mut manifests = Vec::new();
+        for (n, s) in sybils.iter().enumerate() {
+            for k in 0..2u8 {
+                let mut mb = ManifestBuilder::new(4);
+                mb.push(&[n as u8, k, 0xaa, 0x55]);
+                let manifest = mb.finish();
+                manifests.push(manifest.file_id());
+                let meta = FileMeta { name: format!("phantom-{n}-{k}"), mime: "text/plain".into() };
+                s.send(ClientMsg::Publish { req: 2 * n as u32 + k as u32, manifest, meta });
+            }
+        }
+        // Refused ones get an error; count the files the tracker took.
+        wait_for("every publish answered", || {
+            let errors: u64 = sybils.iter().map(|s| s.seen.errors.load(Ordering::Relaxed)).sum();
+            (errors > 40 - max as u64).then_some(())
+        });
+        let known: Vec<&swarm_core::FileId> = manifests
+            .iter()
+            .filter(|id| http(tracker.port, "GET", &format!("/api/files/{id}"), &[]).status == 200)
+            .collect();
+        assert_eq!(known.len() as u32, max - 1, "{flag} {max}: the honest file counts, then {} phantoms", max - 1);
+        // Other identities claim a phantom's chunks: unprovable, so still nobody holds it.
+        let phantom = detail(&tracker, &known[0].to_string());
+        for s in &sybils[10..] {
+            s.send(ClientMsg::Have { chunks: phantom.manifest.chunks.clone(), full: true });
+        }
+        wait_health(&tracker, &known[0].to_string(), "claims of the phantom", 1, |h| h.max_claimed >= 10);
+        let h = health(&tracker, &known[0].to_string());
+        assert_eq!((h.min_copies, h.lost), (0, 1), "{h:?}");
+        // Search and listings show the honest file only.
+        let found = api_json(&tracker, "/api/search?q=phantom");
+        assert_eq!(found["files"].as_array().unwrap().len(), 0, "{found}");
+        let listed = api_json(&tracker, "/api/files");
+        let ids: Vec<&str> = listed["files"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+        assert_eq!(ids, vec![honest.as_str()], "{listed}");
+        let v = a.cli_json(&["search", "phantom"]);
+        assert_eq!(v["files"].as_array().map(Vec::len), Some(0), "{v}");
+        // The honest peer on the same address is now refused too (the limit is per address).
+        let src2 = root.path().join("late.txt");
+        std::fs::write(&src2, data(10_000, 14)).unwrap();
+        let late = a.cli(&["put", src2.to_str().unwrap()]);
+        assert!(!late.status.success(), "{flag}: a publish past the limit was accepted");
+    }
+}
