@@ -467,14 +467,12 @@ impl Driver {
                         let kept = if actual != chunk {
                             Ok(())
                         } else {
-                            match store.put(&chunk, &bytes) {
-                                Ok(()) => Ok(()),
-                                Err(e) if keep => Err(e.to_string()),
-                                Err(e) => {
-                                    tracing::debug!(chunk = %chunk.short(), "not keeping the chunk: {e}");
-                                    Err(e.to_string())
-                                }
-                            }
+                            // The core decides what a failed put means (`keep`: fatal for
+                            // a download, not for a gateway read).
+                            store.put(&chunk, &bytes).map_err(|e| {
+                                tracing::debug!(chunk = %chunk.short(), keep, "not keeping the chunk: {e}");
+                                e.to_string()
+                            })
                         };
                         let _ = inputs.send(Input::Verified { token, bytes, actual, kept });
                     });

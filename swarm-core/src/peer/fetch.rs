@@ -236,7 +236,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 Step::Disconnect { slot } => {
                     let peer = dl.peer(slot).clone();
                     self.event(Event::Notice(format!("peer {} stalled; dropping its link", peer.short())));
-                    self.drop_out_link(&peer, "stalled", now_ms);
+                    self.drop_out_link(&peer, now_ms);
                     Vec::new()
                 }
                 Step::Request { slot, req, chunk } => {
@@ -312,7 +312,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 );
                 return self.finish(id, Err(Failure::Failed(why)), now_ms);
             }
-            _ => now_ms < run.started + GIVE_UP_MS && run.file == run.dl.as_ref().map(|d| d.file()).unwrap_or(run.file),
+            _ => now_ms < run.started + GIVE_UP_MS,
         };
         // A single-chunk gateway read has no file to locate: its caller retries.
         let locatable = run.purpose == Purpose::Keep;
@@ -514,13 +514,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     /// Every user of `peer`'s link is told it is gone; the link is closed and the peer left
     /// alone for a while.
-    pub(super) fn drop_out_link(&mut self, peer: &PeerId, _why: &str, now_ms: u64) {
+    pub(super) fn drop_out_link(&mut self, peer: &PeerId, now_ms: u64) {
         self.links.lost.insert(peer.clone(), now_ms);
-        let Some(l) = self.links.out.remove(peer) else { return };
-        self.links.out_ids.remove(&l.link);
-        if l.direct != Direct::None {
-            self.out.push_back(Output::Close { link: l.link });
-        }
+        let Some(l) = self.close_out_link(peer) else { return };
         self.fetch.wire.retain(|(p, _), _| p != peer);
         for (id, slot) in l.users {
             let steps = self.fetch.runs.get_mut(&id).and_then(|r| r.dl.as_mut()).map(|d| d.peer_gone(slot));
@@ -530,6 +526,16 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     /// The link to `peer` became ready or changed path: its users send (more) requests.
+    /// Forgets the fetching link to `peer` (closing its WebRTC side, if any) and returns it.
+    fn close_out_link(&mut self, peer: &PeerId) -> Option<OutLink> {
+        let l = self.links.out.remove(peer)?;
+        self.links.out_ids.remove(&l.link);
+        if l.direct != Direct::None {
+            self.out.push_back(Output::Close { link: l.link });
+        }
+        Some(l)
+    }
+
     fn users_ready(&mut self, peer: &PeerId, now_ms: u64) {
         let Some(l) = self.links.out.get(peer) else { return };
         let depth = pipeline_for(l);
@@ -575,7 +581,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         }
         let Some(peer) = self.links.out_ids.get(&link).cloned() else { return };
         if self.links.is_lost(&peer, now_ms) {
-            return self.drop_out_link(&peer, reason, now_ms);
+            return self.drop_out_link(&peer, now_ms);
         }
         let Some(l) = self.links.out.get_mut(&peer) else { return };
         let was_open = matches!(l.direct, Direct::Open(_));
@@ -629,12 +635,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             }
         }
         for peer in idle {
-            if let Some(l) = self.links.out.remove(&peer) {
-                self.links.out_ids.remove(&l.link);
-                if l.direct != Direct::None {
-                    self.out.push_back(Output::Close { link: l.link });
-                }
-            }
+            self.close_out_link(&peer);
         }
         self.update_link_check();
         for peer in to_relay {

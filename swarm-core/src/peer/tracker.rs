@@ -220,7 +220,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                     self.forget_inbound(link);
                 }
                 if self.links.out.get(&from).is_some_and(|l| l.link == conn) {
-                    self.drop_out_link(&from, "the tracker says the peer is gone", now_ms);
+                    self.drop_out_link(&from, now_ms);
                 }
             }
             signal => {
