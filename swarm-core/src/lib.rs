@@ -8,6 +8,7 @@
 //! - [`peer`]: the peer, sans-IO: one download state machine, links, serving, tracker duties;
 //!   the native peer and the web app are thin drivers of it.
 //! - `stun` (feature `stun`): STUN binding requests and answers, for server-reflexive addresses.
+//! - [`share`]: share links (`{web}/#/file/{id}[?key=…]`), the one token users pass around.
 //! - [`swarm`]: the tracker's swarm index as a plain state struct (sans-IO): peers, files, holders.
 //!
 //! Nothing here opens a socket or reads a clock: drivers (tokio in the tracker and native peer,
@@ -18,6 +19,7 @@ pub mod chunk_proto;
 pub mod content;
 pub mod peer;
 pub mod relay;
+pub mod share;
 #[cfg(feature = "stun")]
 pub mod stun;
 pub mod swarm;
