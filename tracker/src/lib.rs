@@ -199,6 +199,7 @@ pub async fn serve_with_stun(
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
     let expire = tokio::spawn(expire_unavailable(state.clone()));
+    let save = tokio::spawn(save_trust(state.clone()));
     let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
     let result = server::run(listener, router(state.clone()), async move {
         shutdown.await;
@@ -208,6 +209,12 @@ pub async fn serve_with_stun(
     .await;
     repair.abort();
     sweep.abort();
+    save.abort();
+    let _ = save.await;
+    {
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.save_trust()).await;
+    }
     expire.abort();
     let _ = expire.await;
     if let Some(s) = stun {
@@ -239,6 +246,15 @@ async fn repair_loop(state: Arc<AppState>) {
         };
         let wait = next.unwrap_or(50).clamp(10, 50);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Writes the swarm's verification state (origins, nonce pools) to the index every second.
+async fn save_trust(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.save_trust()).await;
     }
 }
 
