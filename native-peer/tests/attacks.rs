@@ -232,6 +232,11 @@ fn slander_does_not_remove_honest_copies() {
     for p in &sw.peers {
         assert_eq!(held(p), CHUNKS, "{} lost chunks to slander", p.name);
     }
+    // The operator sees it: reports refuted by audits, in /api/stats and /metrics.
+    let trust = &api_json(&sw.tracker, "/api/stats")["trust"];
+    assert!(trust["reports_refuted"].as_u64().unwrap() > 0, "{trust}");
+    let metrics = String::from_utf8(http(sw.tracker.port, "GET", "/metrics", &[]).body).unwrap();
+    assert!(metrics.contains("pp_trust_reports_total{verdict=\"refuted\"}"), "{metrics}");
     // Without the tracker's orders or trims the liars learned nothing useful either.
     for l in &liars {
         assert_eq!(l.seen.orders.load(Ordering::Relaxed), 0, "a slanderer got replication orders");

@@ -145,8 +145,8 @@ struct Round {
     confirmed: bool,
 }
 
-/// Counters of the verification machinery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters of the verification machinery (in `/api/stats` as `trust`, and in `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustStats {
     pub challenges_sent: u64,
     pub proofs_passed: u64,
