@@ -58,7 +58,8 @@ fn main() {
     let packed = out_dir.join("web");
     let _ = std::fs::remove_dir_all(&packed);
     std::fs::create_dir_all(&packed).expect("create OUT_DIR/web");
-    let mut code = String::from("/// The web app's files (paths relative to dist/).\npub static ASSETS: &[Asset] = &[\n");
+    let mut code =
+        String::from("/// The web app's files (paths relative to dist/).\npub static ASSETS: &[Asset] = &[\n");
     for (i, f) in files.iter().enumerate() {
         println!("cargo:rerun-if-changed={}", f.display());
         let rel = f.strip_prefix(&dist).expect("under dist").to_string_lossy().replace('\\', "/");

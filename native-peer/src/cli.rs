@@ -120,7 +120,9 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
         let e = Err::<(), _>(anyhow::Error::new(io))
             .context("IO error: Connection refused (os error 111)")
-            .context("cannot reach the tracker at ws://x/ws after 5 attempts: IO error: Connection refused (os error 111)")
+            .context(
+                "cannot reach the tracker at ws://x/ws after 5 attempts: IO error: Connection refused (os error 111)",
+            )
             .unwrap_err();
         let text = error_text(&e);
         assert_eq!(text.matches("Connection refused").count(), 1, "{text}");

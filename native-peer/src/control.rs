@@ -210,9 +210,8 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 Target::Link(link) => (link.file, node.describe(link.file).await?.name),
                 Target::Name(name) => (node.resolve(&name).await?, name),
             };
-            let out = output.unwrap_or_else(|| {
-                dir.unwrap_or_default().join(crate::cli::safe_file_name(&name, &id.to_hex()))
-            });
+            let out =
+                output.unwrap_or_else(|| dir.unwrap_or_default().join(crate::cli::safe_file_name(&name, &id.to_hex())));
             crate::download::check_output(&out, force)?;
             let label = format!("get {name}");
             let sink = progress.clone();

@@ -220,7 +220,8 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             paths: files
                 .iter()
                 .map(|f| {
-                    anyhow::ensure!(f.is_file(), "{} is not a file", f.display());
+                    anyhow::ensure!(f.exists(), "cannot open {}: no such file", f.display());
+                    anyhow::ensure!(f.is_file(), "{} is not a regular file", f.display());
                     std::path::absolute(f).with_context(|| format!("bad path {}", f.display()))
                 })
                 .collect::<anyhow::Result<_>>()?,

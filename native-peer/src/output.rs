@@ -44,7 +44,8 @@ fn file_lines(out: &mut String, files: &[Value]) {
             (_, Some(held)) => format!("{}/{} chunks here", n(held), n(&f["chunks"])),
             _ => plural(n(&f["chunks"]), "chunk"),
         };
-        let _ = writeln!(out, "{:<width$}  {:>10}  {:<14}  {}", s(&f["name"]), human(n(&f["size"])), extra, s(&f["id"]));
+        let _ =
+            writeln!(out, "{:<width$}  {:>10}  {:<14}  {}", s(&f["name"]), human(n(&f["size"])), extra, s(&f["id"]));
     }
 }
 
@@ -107,7 +108,11 @@ pub fn render(kind: Kind, v: &Value) -> String {
             );
             let _ = writeln!(out, "Links     {} open", links);
             if n(&v["bad_chunks_refused"]) > 0 {
-                let _ = writeln!(out, "Refused   {} that did not match their id", plural(n(&v["bad_chunks_refused"]), "bad chunk"));
+                let _ = writeln!(
+                    out,
+                    "Refused   {} that did not match their id",
+                    plural(n(&v["bad_chunks_refused"]), "bad chunk")
+                );
             }
         }
         Kind::Scrub => {

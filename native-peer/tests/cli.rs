@@ -71,7 +71,8 @@ fn put_prints_a_link_that_get_takes_as_url_id_or_name() {
     assert_eq!(v["files"][0]["link"].as_str(), Some(link.as_str()));
 
     // People get text with units; the quiet one-shot commands say nothing on stderr.
-    let status = ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "--max-storage", "20GB", "status"], root.path()), "status");
+    let status =
+        ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "--max-storage", "20GB", "status"], root.path()), "status");
     assert!(status.contains("Storage") && status.contains("of 18.6 GiB"), "{status}");
     assert!(!status.trim_start().starts_with('{'), "not JSON: {status}");
     let found = ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "search", "holiday"], root.path()), "search");

@@ -355,7 +355,8 @@ mod tests {
 
     #[test]
     fn sizes_take_units() {
-        let cli = Settings::try_parse_from(["tracker", "--relay-bytes-per-sec", "8MiB", "--outbox-bytes", "2MB"]).unwrap();
+        let cli =
+            Settings::try_parse_from(["tracker", "--relay-bytes-per-sec", "8MiB", "--outbox-bytes", "2MB"]).unwrap();
         let c = cli.to_config().unwrap();
         assert_eq!(c.limits.relay_bytes_per_sec, 8 << 20);
         assert_eq!(c.limits.outbox_bytes, 2_000_000);

@@ -87,9 +87,8 @@ pub fn choose(accept: Option<&str>, br: bool, gzip: bool) -> Coding {
         for part in accept.split(',') {
             let mut it = part.split(';');
             let coding = it.next().unwrap_or("").trim();
-            let q = it
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
-                .unwrap_or(1.0);
+            let q =
+                it.find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok())).unwrap_or(1.0);
             if coding.eq_ignore_ascii_case(name) {
                 return Some(q);
             }
@@ -188,10 +187,9 @@ pub async fn dir_headers(dir: PathBuf, req: Request, next: Next) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    let compressible = h
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/") || t.contains("javascript") || t.contains("wasm") || t.contains("json"));
+    let compressible = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| {
+        t.starts_with("text/") || t.contains("javascript") || t.contains("wasm") || t.contains("json")
+    });
     if compressible && !h.contains_key(header::VARY) {
         h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
