@@ -354,6 +354,18 @@ mod tests {
     }
 
     #[test]
+    fn completions_and_man_are_commands() {
+        let s = Settings::try_parse_from(["tracker", "completions", "zsh"]).unwrap();
+        assert_eq!(s.tool, Some(Tool::Completions { shell: pp_cli::docs::Shell::Zsh }));
+        assert_eq!(Settings::try_parse_from(["tracker", "man"]).unwrap().tool, Some(Tool::Man));
+        assert_eq!(Settings::try_parse_from(["tracker", "--max-peers", "3"]).unwrap().tool, None);
+        use clap::CommandFactory;
+        let mut page = Vec::new();
+        pp_cli::docs::man(Settings::command(), None, &mut page).unwrap();
+        assert!(String::from_utf8(page).unwrap().contains("relay\\-bytes\\-per\\-sec"));
+    }
+
+    #[test]
     fn sizes_take_units() {
         let cli =
             Settings::try_parse_from(["tracker", "--relay-bytes-per-sec", "8MiB", "--outbox-bytes", "2MB"]).unwrap();
