@@ -219,6 +219,15 @@ mod tests {
     }
 
     #[test]
+    fn without_the_app_a_static_page_says_how_to_build_it() {
+        let home = no_app(&Uri::from_static("/"));
+        assert_eq!(home.status(), StatusCode::OK);
+        assert_eq!(home.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert!(NO_APP_PAGE.contains("scripts/build-web.sh") && NO_APP_PAGE.contains("/api/files"));
+        assert_eq!(no_app(&Uri::from_static("/x%3Cb%3E")).status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
     fn brotli_before_gzip_when_accepted() {
         assert_eq!(choose(Some("gzip, deflate, br, zstd"), true, true), Coding::Br);
         assert_eq!(choose(Some("gzip"), true, true), Coding::Gzip);
