@@ -22,6 +22,7 @@ pub mod web;
 pub mod websocket;
 mod ws;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -160,18 +161,37 @@ impl Default for Config {
 
 /// Builds the HTTP router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .merge(api::routes())
         .with_state(state.clone());
-    if let Some(dir) = &state.config.web_dir {
-        let index = dir.join("index.html");
-        app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
-    } else if web::embedded() {
-        app = app.fallback(web::serve_embedded);
+    match &state.config.web_dir {
+        Some(dir) => {
+            let index = ServeFile::new(dir.join("index.html")).precompressed_br().precompressed_gzip();
+            let files = ServeDir::new(dir).precompressed_br().precompressed_gzip().fallback(index);
+            let dir = dir.clone();
+            let headers = axum::middleware::from_fn(move |req, next| web::dir_headers(dir.clone(), req, next));
+            app.fallback_service(Router::new().fallback_service(files).layer(headers))
+        }
+        // The embedded app, or the page that says how to build one.
+        None => app.fallback(web::serve_embedded),
     }
-    app
+}
+
+/// `/readyz`: 200 while the tracker accepts peers with its index open; 503 once it is
+/// shutting down. (`/healthz` answers while the process serves HTTP at all.)
+async fn readyz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    let index_open = state.config.data_dir.is_none() || state.index.is_some();
+    if *state.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if !index_open {
+        (StatusCode::SERVICE_UNAVAILABLE, "file index not open\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
 }
 
 /// Runs the tracker on `listener` until `shutdown` completes (no STUN service).
