@@ -829,7 +829,7 @@ impl Node {
             ids.sort();
             ids.dedup();
             node.state.borrow_mut().pinned.extend(ids.iter().copied());
-            let meta = FileMeta { name, mime };
+            let meta = FileMeta::public(name, mime);
             let (m, me) = (manifest.clone(), meta.clone());
             // The tracker hears of the chunks before the file that needs them.
             let req = node.drive(|p, inv, now| {

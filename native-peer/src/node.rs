@@ -235,7 +235,7 @@ impl Node {
         .await??;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let mime = mime_guess::from_path(&name).first_or_octet_stream().to_string();
-        let meta = FileMeta { name, mime };
+        let meta = FileMeta::public(name, mime);
         self.cmd(Cmd::Announce(manifest.chunks.clone()));
         let (m, md) = (manifest.clone(), meta.clone());
         let answer = self
