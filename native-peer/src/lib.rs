@@ -8,6 +8,7 @@
 //! - [`rtc`]: WebRTC data-channel links driven by str0m.
 //! - [`download`]: the caller's side of a download, and file assembly.
 //! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range).
+//! - [`private`]: private files: encrypt on put, decrypt on get (the key is in the link).
 //! - [`store`]: the content-addressed chunk store on disk.
 //! - [`control`]: the local control socket of a running peer.
 //! - [`tracker_client`], [`tls`], [`identity`], [`cli`]: tracker session (and TLS for
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod gateway;
 pub mod identity;
 pub mod node;
+pub mod private;
 pub mod rtc;
 pub mod store;
 pub mod tls;

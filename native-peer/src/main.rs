@@ -79,10 +79,18 @@ enum Cmd {
     Put {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Encrypt each file (AES-256-GCM) before it is chunked: holders and the tracker see
+        /// ciphertext only, and the printed link carries the key.
+        #[arg(long)]
+        private: bool,
+        /// Private, with a key derived from a passphrase (read from PP_PASSPHRASE or asked on the
+        /// terminal; the link says `?pass` instead of carrying the key).
+        #[arg(long)]
+        passphrase: bool,
     },
-    /// Download a file by id (64 hex digits) or exact name.
+    /// Download a file by share link, id (64 hex digits) or exact name.
     Get {
-        /// File id or exact file name.
+        /// Share link (a private file's carries its key), file id or exact file name.
         file: String,
         /// Output path (default: the file's name, made safe, in the current directory).
         #[arg(short, long)]
@@ -253,13 +261,15 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             return Ok(());
         }
         Cmd::Leave => Request::Leave,
-        Cmd::Put { files } => Request::Put {
+        Cmd::Put { files, private, passphrase } => Request::Put {
+            private: native_peer::private::put_secret(private, passphrase)?,
             paths: files
                 .iter()
                 .map(|f| std::path::absolute(f).with_context(|| format!("bad path {}", f.display())))
                 .collect::<anyhow::Result<_>>()?,
         },
         Cmd::Get { file, output, force } => Request::Get {
+            passphrase: native_peer::private::get_passphrase(&file)?,
             file,
             output: output.map(std::path::absolute).transpose()?,
             force,
@@ -298,6 +308,10 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
 
 fn print_files(files: &[serde_json::Value]) {
     for f in files {
+        if let Some(link) = f.get("link").and_then(|l| l.as_str()) {
+            println!("{}  {}  (private) {link}", f["id"].as_str().unwrap_or(""), f["name"].as_str().unwrap_or(""));
+            continue;
+        }
         let holders = f.get("min_holders").map(|h| format!(", {h} copies")).unwrap_or_default();
         let held = f.get("chunks_held").map(|h| format!(", {h} held here")).unwrap_or_default();
         println!(
