@@ -204,7 +204,8 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                     }));
                     continue;
                 }
-                let f = node.put_with_progress(&p, on_progress).await.with_context(|| format!("put {}", p.display()))?;
+                let f =
+                    node.put_with_progress(&p, on_progress).await.with_context(|| format!("put {}", p.display()))?;
                 files.push(json!({
                     "id": f.manifest.file_id(),
                     "name": f.meta.name,

@@ -108,8 +108,8 @@ pub async fn put(
         PutSecret::Passphrase(p) => {
             let salt = random_bytes();
             let p = p.clone();
-            let key = tokio::task::spawn_blocking(move || FileKey::from_passphrase(&p, &salt, PBKDF2_ITERATIONS))
-                .await??;
+            let key =
+                tokio::task::spawn_blocking(move || FileKey::from_passphrase(&p, &salt, PBKDF2_ITERATIONS)).await??;
             (key, Kdf::Pbkdf2 { iterations: PBKDF2_ITERATIONS, salt }, Secret::Passphrase)
         }
     };

@@ -217,9 +217,7 @@ impl SealedMeta {
         }
         let (aad, body) = self.0.split_at(h + 16);
         let mut body = body.to_vec();
-        cipher(key)
-            .decrypt_in_place(&nonce(0, META_FLAG), aad, &mut body)
-            .map_err(|_| EnvelopeError::TamperedMeta)?;
+        cipher(key).decrypt_in_place(&nonce(0, META_FLAG), aad, &mut body).map_err(|_| EnvelopeError::TamperedMeta)?;
         serde_json::from_slice(&body).map_err(|_| EnvelopeError::BadMeta("not the expected JSON"))
     }
 }
@@ -304,9 +302,7 @@ impl FileCipher {
             };
             return Err(EnvelopeError::TruncatedChunk { index, len: buf.len(), expected });
         }
-        self.aead
-            .decrypt_in_place(&self.nonce(index), CHUNK_AAD, buf)
-            .map_err(|_| EnvelopeError::TamperedChunk(index))
+        self.aead.decrypt_in_place(&self.nonce(index), CHUNK_AAD, buf).map_err(|_| EnvelopeError::TamperedChunk(index))
     }
 }
 
@@ -439,7 +435,10 @@ mod tests {
         assert_eq!(sealed.open(&wrong), Err(EnvelopeError::WrongKey));
         assert_eq!(FileKey::from_passphrase("x", &salt, 10), Err(EnvelopeError::BadIterations(10)));
         // The same phrase with another file's salt is another key.
-        assert_ne!(FileKey::from_passphrase("p", &[1; 16], MIN_ITERATIONS), FileKey::from_passphrase("p", &[2; 16], MIN_ITERATIONS));
+        assert_ne!(
+            FileKey::from_passphrase("p", &[1; 16], MIN_ITERATIONS),
+            FileKey::from_passphrase("p", &[2; 16], MIN_ITERATIONS)
+        );
     }
 
     #[test]
