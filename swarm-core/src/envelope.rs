@@ -453,6 +453,28 @@ mod tests {
         assert!(!format!("{key:?}").contains('9'));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_file_round_trips(key in proptest::prelude::any::<[u8; 32]>(), len in 0usize..(2 * PLAIN_CHUNK + 40),
+                                name in "\\PC{1,40}") {
+            let key = FileKey(key);
+            let plain = sample(len);
+            let (chunks, manifest) = encrypt(&key, &plain);
+            proptest::prop_assert!(manifest.validate().is_ok());
+            let m = PlainMeta { name, mime: "x/y".into(), size: len as u64 };
+            let sealed = SealedMeta::seal(&key, Kdf::Random, &m);
+            let (c, got) = FileCipher::open(&key, &sealed, &manifest).unwrap();
+            proptest::prop_assert_eq!(got, m);
+            let mut out = Vec::new();
+            for (i, mut b) in chunks.into_iter().enumerate() {
+                c.open_chunk(i as u64, &mut b).unwrap();
+                out.extend_from_slice(&b);
+            }
+            proptest::prop_assert_eq!(out, plain);
+        }
+    }
+
     #[test]
     fn garbage_blobs_are_refused_without_panics() {
         let key = FileKey([1; 32]);
