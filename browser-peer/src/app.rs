@@ -115,6 +115,13 @@ pub struct UploadPanelProps {
 pub fn upload_panel(props: &UploadPanelProps) -> Html {
     let node = use_node();
     let hover = use_state(|| false);
+    // The "private" switch: encrypt in the tab, the share link carries the key.
+    let private = use_state(|| false);
+    let on_private = {
+        let private = private.clone();
+        Callback::from(move |e: Event| private.set(e.target_unchecked_into::<HtmlInputElement>().checked()))
+    };
+    let is_private = *private;
     let onchange = {
         let node = node.clone();
         Callback::from(move |e: Event| {
@@ -122,7 +129,7 @@ pub fn upload_panel(props: &UploadPanelProps) -> Html {
             if let Some(files) = input.files() {
                 for i in 0..files.length() {
                     if let Some(f) = files.get(i) {
-                        node.0.upload(f);
+                        node.0.upload_as(f, is_private);
                     }
                 }
             }
@@ -148,7 +155,7 @@ pub fn upload_panel(props: &UploadPanelProps) -> Html {
             if let Some(files) = e.data_transfer().and_then(|d| d.files()) {
                 for i in 0..files.length() {
                     if let Some(f) = files.get(i) {
-                        node.0.upload(f);
+                        node.0.upload_as(f, is_private);
                     }
                 }
             }
@@ -164,6 +171,10 @@ pub fn upload_panel(props: &UploadPanelProps) -> Html {
                 <span class="drop-icon" aria-hidden="true">{"⇪"}</span>
                 <span class="drop-main">{"Drop files here or "}<span class="link">{"choose…"}</span></span>
                 <span class="hint">{"Cut into 256 KiB chunks and hashed here, in the tab; the swarm keeps copies of each on several peers."}</span>
+            </label>
+            <label class="private-switch" title="Encrypted in this tab before it is chunked: peers and the tracker hold ciphertext only, and only the share link (which carries the key) opens it.">
+                <input type="checkbox" id="upload-private" checked={is_private} onchange={on_private} />
+                {" private (end-to-end encrypted; only the link opens it)"}
             </label>
             <ul class="uploads">
                 { for props.uploads.iter().enumerate().rev().map(|(i, u)| upload_item(u, Some(i) == newest, props.me.as_ref())) }
@@ -195,7 +206,7 @@ fn upload_item(u: &UploadView, newest: bool, me: Option<&PeerId>) -> Html {
                     if u.deleted {
                         <div class="muted" id="file-deleted">{"deleted from the swarm"}</div>
                     } else {
-                        <a class="share" href={format!("#/file/{hex}")}>{"share link"}</a>
+                        <a class="share" href={format!("#/file/{hex}{}", u.link_query)}>{"share link"}</a>
                         <DeleteButton file={*file} />
                         if let Some(e) = &u.delete_error {
                             <div class="error" id="delete-error">{format!("not deleted: {e}")}</div>

@@ -11,6 +11,7 @@
 //! - [`js_chunk`]: the receive path that keeps chunk bytes in JS memory and hashes with WebCrypto.
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
 //! - [`idb`]: a thin async layer over IndexedDB (web-sys).
+//! - [`private`]: private files: encrypt uploads, keys from links, decrypt downloads.
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
 //!
 //! Protocol, hashing, framing and every peer decision come from `swarm-core`; nothing here
@@ -46,6 +47,7 @@ pub mod idb;
 pub mod js_chunk;
 pub mod node;
 pub mod paths;
+pub mod private;
 pub mod rtc;
 pub mod state;
 pub mod store;

@@ -155,6 +155,8 @@ struct State {
     unpublishing: HashMap<u32, FileId>,
     /// Files this tab published in this page, by id (what it may delete).
     uploaded: HashMap<FileId, Manifest>,
+    /// Keys of private files this tab opened by link ([`crate::private`]).
+    secrets: crate::private::Secrets,
     next_upload: u32,
     /// The object URL of the finished download shown on the page.
     object_url: Option<String>,
@@ -238,6 +240,7 @@ impl Node {
                 publishing: HashMap::new(),
                 unpublishing: HashMap::new(),
                 uploaded: HashMap::new(),
+                secrets: Default::default(),
                 next_upload: 1,
                 object_url: None,
                 relay_in: HashMap::new(),
@@ -528,6 +531,18 @@ impl Node {
                 }
             }
             Event::Located { download, file, manifest, meta } => {
+                if !st.downloads.contains_key(&download) {
+                    return;
+                }
+                let name = match st.secrets.open(file, &meta, &manifest) {
+                    Ok(plain) => plain.map_or_else(|| meta.name.clone(), |p| p.name),
+                    Err(error) => {
+                        st.downloads.remove(&download);
+                        st.peer.cancel(download, js_sys::Date::now() as u64);
+                        actions.push(Action::DownloadFailed { file: Some(file), error });
+                        return;
+                    }
+                };
                 let Some(d) = st.downloads.get_mut(&download) else { return };
                 match st.peer.download_state(download) {
                     Some(dl) => (d.cells, d.peers) = (dl.cells(), dl.peers().to_vec()),
@@ -535,7 +550,7 @@ impl Node {
                 }
                 actions.push(Action::DownloadLocated {
                     file,
-                    name: meta.name.clone(),
+                    name,
                     size: manifest.size,
                     chunks_total: manifest.chunks.len(),
                     cells: Rc::new(d.cells.clone()),
@@ -598,8 +613,13 @@ impl Node {
         });
         keep_file(st.store.as_ref(), d.file, &manifest, &meta);
         let (Some(node), store, file) = (self.weak.upgrade(), st.store.clone(), d.file) else { return };
+        let private = st.secrets.take(&file);
         spawn_local(async move {
-            match assemble(store.as_ref(), &manifest).await {
+            let built = match &private {
+                Some((cipher, _)) => crate::private::assemble(store.as_ref(), &manifest, cipher).await,
+                None => assemble(store.as_ref(), &manifest).await.map_err(|e| e.to_string()),
+            };
+            match built {
                 Ok(url) => {
                     node.state.borrow_mut().object_url = Some(url.clone());
                     gloo::console::log!(format!("download of {} done", meta.name));
@@ -769,13 +789,21 @@ impl Node {
     /// Chunks, hashes, stores and publishes a file, reading it one chunk at a time
     /// (`Blob.slice`), so a large file never sits whole in memory.
     pub fn upload(&self, file: File) {
+        self.upload_as(file, false)
+    }
+
+    /// [`Node::upload`]; `private`: encrypted first ([`crate::private::Sealer`]), and the
+    /// upload's share link carries the key.
+    pub fn upload_as(&self, file: File, private: bool) {
         let Some(node) = self.weak.upgrade() else { return };
         spawn_local(async move {
             let size = file.size() as u64;
             let name = file.name();
             let mime =
                 Some(file.type_()).filter(|t| !t.is_empty()).unwrap_or_else(|| "application/octet-stream".into());
-            let total = size.div_ceil(CHUNK_SIZE as u64) as usize;
+            let sealer = private.then(|| crate::private::Sealer::new(size));
+            let plain_chunk = if private { swarm_core::envelope::PLAIN_CHUNK as u64 } else { CHUNK_SIZE as u64 };
+            let total = size.div_ceil(plain_chunk) as usize;
             let id = {
                 let mut st = node.state.borrow_mut();
                 st.next_upload += 1;
@@ -783,6 +811,9 @@ impl Node {
             };
             let started = js_sys::Date::now();
             node.dispatch(Action::UploadStarted { id, name: name.clone(), size, chunks_total: total, now: started });
+            if let Some(s) = &sealer {
+                node.dispatch(Action::UploadLinkQuery { id, query: crate::private::link_query(&s.key) });
+            }
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
             // One challenge per chunk for the tracker (a proof costs a hash of the chunk on
             // this thread; the tracker adds more later from holders that agree).
@@ -790,15 +821,18 @@ impl Node {
             let mut last_progress = 0.0;
             let store = node.state.borrow().store.clone();
             for i in 0..total {
-                let start = i as u64 * CHUNK_SIZE as u64;
-                let end = (start + CHUNK_SIZE as u64).min(size);
-                let bytes = match read_slice(&file, start, end).await {
+                let start = i as u64 * plain_chunk;
+                let end = (start + plain_chunk).min(size);
+                let mut bytes = match read_slice(&file, start, end).await {
                     Ok(b) => b,
                     Err(e) => {
                         node.dispatch(Action::UploadFailed { id, error: e.to_string() });
                         return;
                     }
                 };
+                if let Some(s) = &sealer {
+                    s.seal(i as u64, &mut bytes);
+                }
                 let chunk = builder.push(&bytes);
                 nonces.extend(proof::nonce_items(chunk, &bytes, &[random_nonce()]));
                 store.put(chunk, &bytes);
@@ -829,7 +863,10 @@ impl Node {
             ids.sort();
             ids.dedup();
             node.state.borrow_mut().pinned.extend(ids.iter().copied());
-            let meta = FileMeta { name, mime };
+            let meta = match &sealer {
+                Some(s) => s.meta(name, mime),
+                None => FileMeta::public(name, mime),
+            };
             let (m, me) = (manifest.clone(), meta.clone());
             // The tracker hears of the chunks before the file that needs them.
             let req = node.drive(|p, inv, now| {
@@ -857,12 +894,16 @@ impl Node {
 
     /// Starts downloading the file with this id (64 hex digits).
     pub fn download(&self, id: &str) {
-        let Ok(file) = id.trim().parse::<FileId>() else {
-            self.dispatch(Action::DownloadFailed { file: None, error: "not a file id (64 hex digits)".into() });
-            return;
+        let (file, secret) = match crate::private::parse_target(id) {
+            Ok(t) => t,
+            Err(error) => {
+                self.dispatch(Action::DownloadFailed { file: None, error });
+                return;
+            }
         };
         {
             let mut st = self.state.borrow_mut();
+            st.secrets.remember(file, secret);
             if st.downloads.values().any(|d| d.file == file) {
                 return; // already running
             }

@@ -48,6 +48,8 @@ pub struct UploadView {
     pub deleted: bool,
     /// Why the last delete failed.
     pub delete_error: Option<String>,
+    /// What the share link carries after `#/file/{id}`: `?key=…` for a private upload.
+    pub link_query: String,
 }
 
 impl UploadView {
@@ -217,6 +219,11 @@ pub enum Action {
         id: u32,
         file: FileId,
     },
+    /// A private upload: its link carries this after the id (`?key=…`).
+    UploadLinkQuery {
+        id: u32,
+        query: String,
+    },
     UploadFailed {
         id: u32,
         error: String,
@@ -290,7 +297,13 @@ impl Reducible for AppState {
                 error: None,
                 deleted: false,
                 delete_error: None,
+                link_query: String::new(),
             }),
+            Action::UploadLinkQuery { id, query } => {
+                if let Some(u) = s.uploads.iter_mut().find(|u| u.id == id) {
+                    u.link_query = query;
+                }
+            }
             Action::UploadProgress { id, chunks_done, bytes_done, now } => {
                 if let Some(u) = s.uploads.iter_mut().find(|u| u.id == id) {
                     u.chunks_done = chunks_done;

@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 pub enum Request {
     Put {
         paths: Vec<PathBuf>,
+        /// Encrypt the files ([`crate::private`]); the answer carries each one's link.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private: Option<crate::private::PutSecret>,
     },
     /// `dir`: where the output goes when `output` is not given (the client's working
     /// directory, not the running peer's).
@@ -30,6 +33,9 @@ pub enum Request {
         output: Option<PathBuf>,
         force: bool,
         dir: Option<PathBuf>,
+        /// For a `?pass` link: the passphrase (read by the client, never a flag value).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passphrase: Option<String>,
     },
     Search {
         query: String,
@@ -179,15 +185,28 @@ async fn search(node: &Node, query: String, limit: u32) -> anyhow::Result<Vec<sw
 /// Runs one request on a node (the running peer's or a short-lived one).
 pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> anyhow::Result<Value> {
     match req {
-        Request::Put { paths } => {
+        Request::Put { paths, private } => {
             let mut files = Vec::new();
             for p in paths {
                 let label = format!("put {}", p.file_name().unwrap_or_default().to_string_lossy());
                 let sink = progress.clone();
-                let f = node
-                    .put_with_progress(&p, move |done, total| sink(ProgressLine { label: label.clone(), done, total }))
-                    .await
-                    .with_context(|| format!("put {}", p.display()))?;
+                let on_progress = move |done, total| sink(ProgressLine { label: label.clone(), done, total });
+                if let Some(secret) = &private {
+                    let (f, link) = crate::private::put(node, &p, secret, on_progress)
+                        .await
+                        .with_context(|| format!("put {}", p.display()))?;
+                    files.push(json!({
+                        "id": f.manifest.file_id(),
+                        "name": p.file_name().unwrap_or_default().to_string_lossy(),
+                        "size": f.manifest.size,
+                        "chunks": f.manifest.chunks.len(),
+                        "private": true,
+                        "link": link.to_string(),
+                    }));
+                    continue;
+                }
+                let f =
+                    node.put_with_progress(&p, on_progress).await.with_context(|| format!("put {}", p.display()))?;
                 files.push(json!({
                     "id": f.manifest.file_id(),
                     "link": crate::links::share_link(&node.config.tracker_url, f.manifest.file_id()),
@@ -198,14 +217,14 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             }
             Ok(json!({ "files": files }))
         }
-        Request::Get { file, output, force, dir } => {
+        Request::Get { file, output, force, dir, passphrase } => {
             let t0 = std::time::Instant::now();
             // Everything that can fail is checked before any chunk moves: the link, the
             // file, and the output path.
             let target = Target::parse(&file).map_err(crate::cli::PeerError::from)?;
             let (id, name) = match target {
                 Target::Link(link) if link.secret.is_some() => {
-                    return crate::links::get_private_file(node, &link, output, force, dir, progress).await;
+                    return crate::private::get(node, &link, passphrase, output, force, dir, progress).await;
                 }
                 Target::Link(link) => (link.file, node.describe(link.file).await?.name),
                 Target::Name(name) => (node.resolve(&name).await?, name),
@@ -230,6 +249,9 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             });
             let started = std::time::Instant::now();
             let stored = crate::download::fetch(node, id, on_progress).await?;
+            if stored.meta.is_private() {
+                anyhow::bail!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
+            }
             let fetch_secs = started.elapsed().as_secs_f64();
             let sources: serde_json::Map<String, Value> = node
                 .stats

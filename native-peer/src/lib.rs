@@ -8,6 +8,7 @@
 //! - [`rtc`]: WebRTC data-channel links driven by str0m.
 //! - [`download`]: the caller's side of a download, and file assembly.
 //! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range).
+//! - [`private`]: private files: encrypt on put, decrypt on get (the key is in the link).
 //! - [`store`]: the content-addressed chunk store on disk.
 //! - [`control`]: the local control socket of a running peer.
 //! - [`settings`]: `pp-peer`'s settings (flags, environment, TOML file, per-user data dir).
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod links;
 pub mod node;
 pub mod output;
+pub mod private;
 pub mod rtc;
 pub mod settings;
 pub mod store;

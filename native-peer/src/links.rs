@@ -1,12 +1,7 @@
 //! Share links on the command line (the format is `swarm_core::share`): the link `put` prints
 //! for a file, the tracker a link names (a `get` with a link and no configured tracker uses
-//! it), and where a link to a private file goes ([`get_private_file`]).
+//! it). A link to a private file is `crate::private`'s.
 
-use crate::control::ProgressSink;
-use crate::node::Node;
-use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::Arc;
 use swarm_core::share::{web_address, ShareLink};
 use swarm_core::FileId;
 
@@ -35,19 +30,6 @@ pub fn tracker_of(web: &str) -> Option<(String, Option<String>)> {
         .map(|t| t.trim_end_matches('/').to_string())
         .filter(|t| !t.is_empty());
     Some((ws, token))
-}
-
-/// Downloads a private file (a link with a key or a passphrase). Not supported yet: the
-/// encrypted-share work replaces this function.
-pub async fn get_private_file(
-    _node: &Arc<Node>,
-    _link: &ShareLink,
-    _output: Option<PathBuf>,
-    _force: bool,
-    _dir: Option<PathBuf>,
-    _progress: ProgressSink,
-) -> anyhow::Result<Value> {
-    anyhow::bail!("private files are not supported yet")
 }
 
 #[cfg(test)]

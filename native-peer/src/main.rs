@@ -63,12 +63,21 @@ enum Cmd {
     Put {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Encrypt each file (AES-256-GCM) before it is chunked: holders and the tracker see
+        /// ciphertext only, and the printed link carries the key.
+        #[arg(long)]
+        private: bool,
+        /// Private, with a key derived from a passphrase (read from PP_PASSPHRASE or asked on the
+        /// terminal; the link says `?pass` instead of carrying the key).
+        #[arg(long)]
+        passphrase: bool,
     },
     /// Download a file by share link, id (64 hex digits) or exact name.
     Get {
         /// A share link (http://HOST/#/file/ID, as `put` prints), a file id, or an exact file
-        /// name. A link names its tracker: without --tracker (or PP_TRACKER, or the config
-        /// file) the file comes through that tracker.
+        /// name. A private file's link carries its key (or `?pass`: the passphrase comes from
+        /// PP_PASSPHRASE or a prompt). A link names its tracker: without --tracker (or
+        /// PP_TRACKER, or the config file) the file comes through that tracker.
         file: String,
         /// Output path (default: the file's name, made safe, in the current directory).
         #[arg(short, long)]
@@ -216,7 +225,8 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Run { http, scrub_every } => return run_peer(&settings, &data_dir, http, scrub_every).await,
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
-        Cmd::Put { files } => Request::Put {
+        Cmd::Put { files, private, passphrase } => Request::Put {
+            private: native_peer::private::put_secret(private, passphrase)?,
             paths: files
                 .iter()
                 .map(|f| {
@@ -235,7 +245,14 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             if let Some(out) = &output {
                 native_peer::download::check_output(out, force)?;
             }
-            Request::Get { file, output, force, dir: Some(std::env::current_dir().context("no current directory")?) }
+            let passphrase = native_peer::private::get_passphrase(&file)?;
+            Request::Get {
+                passphrase,
+                file,
+                output,
+                force,
+                dir: Some(std::env::current_dir().context("no current directory")?),
+            }
         }
         Cmd::Status => Request::Status,
         Cmd::Search { query, limit } => Request::Search { query, limit },

@@ -14,6 +14,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swarm_core::envelope::{self, FileKey, Kdf, PlainMeta, SealedMeta};
 use swarm_core::peer::proof::{nonce_items, NONCES_PER_CHUNK};
 use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, CHUNK_SIZE};
@@ -216,10 +217,22 @@ impl Node {
         path: &Path,
         progress: impl Fn(u64, u64) + Send + 'static,
     ) -> anyhow::Result<StoredFile> {
+        self.put_sealed(path, None, progress).await
+    }
+
+    /// [`Node::put_with_progress`]; with `private` (see [`crate::private`]) every chunk is
+    /// encrypted before it is hashed, and the name, type and size travel sealed.
+    pub async fn put_sealed(
+        &self,
+        path: &Path,
+        private: Option<(FileKey, Kdf)>,
+        progress: impl Fn(u64, u64) + Send + 'static,
+    ) -> anyhow::Result<StoredFile> {
         let store = self.store.clone();
         let p = path.to_owned();
         let nonces = !self.config.no_nonces;
-        let (manifest, items) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let key = private.as_ref().map(|(k, _)| k.clone());
+        let (manifest, items, size) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
             let meta = f.metadata()?;
             if !meta.is_file() {
@@ -227,37 +240,49 @@ impl Node {
             }
             let size = meta.len();
             // Refuse at once what cannot fit, rather than filling the store and failing late.
-            if !store.has_room(size) {
-                bail!(PeerError::from(StoreError::NoRoom { need: size, used: store.used(), capacity: store.capacity }));
+            let need = if key.is_some() { envelope::cipher_size(size) } else { size };
+            if !store.has_room(need) {
+                bail!(PeerError::from(StoreError::NoRoom { need, used: store.used(), capacity: store.capacity }));
             }
             let mut done = 0u64;
             progress(0, size);
             let mut builder = ManifestBuilder::new(CHUNK_SIZE);
-            let mut buf = vec![0u8; CHUNK_SIZE as usize];
+            let cipher = key.map(|k| envelope::FileCipher::new(&k, size));
+            let plain_len = if cipher.is_some() { envelope::PLAIN_CHUNK } else { CHUNK_SIZE as usize };
+            let mut buf = vec![0u8; plain_len];
             let mut items = Vec::new();
-            loop {
+            for index in 0u64.. {
+                buf.resize(plain_len, 0);
                 let n = read_full(&mut f, &mut buf)?;
                 if n == 0 {
                     break;
                 }
+                buf.truncate(n);
+                if let Some(c) = &cipher {
+                    c.seal_chunk(index, &mut buf);
+                }
+                let n = buf.len();
                 let id = builder.push(&buf[..n]);
                 if nonces {
                     let randoms: [[u8; 16]; NONCES_PER_CHUNK] = std::array::from_fn(|_| rand::random());
                     items.extend(nonce_items(id, &buf[..n], &randoms));
                 }
                 store.put(&id, &buf[..n]).map_err(PeerError::from)?;
-                done += n as u64;
+                done = (done + plain_len as u64).min(size);
                 progress(done, size);
-                if n < buf.len() {
+                if n < CHUNK_SIZE as usize {
                     break;
                 }
             }
-            Ok((builder.finish(), items))
+            Ok((builder.finish(), items, size))
         })
         .await??;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let mime = mime_guess::from_path(&name).first_or_octet_stream().to_string();
-        let meta = FileMeta { name, mime };
+        let meta = match &private {
+            None => FileMeta::public(name, mime),
+            Some((key, kdf)) => FileMeta::private(SealedMeta::seal(key, *kdf, &PlainMeta { name, mime, size })),
+        };
         self.cmd(Cmd::Announce(manifest.chunks.clone()));
         let (m, md) = (manifest.clone(), meta.clone());
         let answer = self

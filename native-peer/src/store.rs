@@ -293,7 +293,7 @@ mod tests {
         let store = ChunkStore::open(dir.path()).unwrap();
         let mut b = swarm_core::ManifestBuilder::new(4);
         b.push(b"abcd");
-        let f = StoredFile { manifest: b.finish(), meta: FileMeta { name: "n".into(), mime: "text/plain".into() } };
+        let f = StoredFile { manifest: b.finish(), meta: FileMeta::public("n", "text/plain") };
         let id = f.manifest.file_id();
         store.put_file(&f).unwrap();
         assert!(store.file(&id).is_some());

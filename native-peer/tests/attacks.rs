@@ -387,7 +387,7 @@ fn phantom_files_are_bounded_per_address_and_unlisted() {
                 mb.push(&[n as u8, k, 0xaa, 0x55]);
                 let manifest = mb.finish();
                 manifests.push(manifest.file_id());
-                let meta = FileMeta { name: format!("phantom-{n}-{k}"), mime: "text/plain".into() };
+                let meta = FileMeta::public(format!("phantom-{n}-{k}"), "text/plain");
                 s.send(ClientMsg::Publish { req: 2 * n as u32 + k as u32, manifest, meta });
             }
         }

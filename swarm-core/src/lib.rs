@@ -2,6 +2,7 @@
 //!
 //! - [`api`]: the answers of the tracker's REST API (JSON), for the tracker, the web app and tests.
 //! - [`content`]: content addressing: chunk and file ids (SHA-256), manifests, streaming chunking.
+//! - [`envelope`]: private files: AES-256-GCM around chunks and the sealed name, type and size.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
 //! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod chunk_proto;
 pub mod content;
+pub mod envelope;
 pub mod peer;
 pub mod relay;
 pub mod share;

@@ -7,6 +7,7 @@
 //! correlate carries its own `req` number, echoed in the answer or error.
 
 use crate::content::{ChunkId, FileId, Manifest};
+use crate::envelope::SealedMeta;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -134,10 +135,32 @@ pub struct PathReport {
 }
 
 /// Name, type and time of a published file: index metadata, never part of the file id.
+///
+/// A private file ([`crate::envelope`]) has an empty `name` and `mime` and carries them in
+/// `sealed` instead; that field's presence is all the tracker knows of it (it keeps such a file
+/// out of search and listings). Public files serialize exactly as before the field existed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
     pub name: String,
     pub mime: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedMeta>,
+}
+
+impl FileMeta {
+    /// The metadata of a public file.
+    pub fn public(name: impl Into<String>, mime: impl Into<String>) -> Self {
+        Self { name: name.into(), mime: mime.into(), sealed: None }
+    }
+
+    /// The metadata of a private file: nothing in clear.
+    pub fn private(sealed: SealedMeta) -> Self {
+        Self { name: String::new(), mime: String::new(), sealed: Some(sealed) }
+    }
+
+    pub fn is_private(&self) -> bool {
+        self.sealed.is_some()
+    }
 }
 
 /// One file as listed in search results.
@@ -433,7 +456,10 @@ pub(crate) mod tests {
             .prop_map(|(size, chunk_size, chunks)| Manifest { size, chunk_size, chunks })
     }
     fn meta() -> impl Strategy<Value = FileMeta> {
-        (any::<String>(), any::<String>()).prop_map(|(name, mime)| FileMeta { name, mime })
+        prop_oneof![
+            (any::<String>(), any::<String>()).prop_map(|(name, mime)| FileMeta::public(name, mime)),
+            prop::collection::vec(any::<u8>(), 0..200).prop_map(|b| FileMeta::private(SealedMeta(b))),
+        ]
     }
     fn signal() -> impl Strategy<Value = Signal> {
         prop_oneof![
@@ -641,6 +667,16 @@ pub(crate) mod tests {
         let old: ClientMsg =
             serde_json::from_str(r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#).unwrap();
         assert_eq!(old, hello);
+    }
+
+    #[test]
+    fn public_file_meta_keeps_its_old_shape() {
+        let meta = FileMeta::public("a.txt", "text/plain");
+        assert_eq!(serde_json::to_string(&meta).unwrap(), r#"{"name":"a.txt","mime":"text/plain"}"#);
+        let old: FileMeta = serde_json::from_str(r#"{"name":"a.txt","mime":"text/plain"}"#).unwrap();
+        assert_eq!(old, meta);
+        let private = FileMeta::private(SealedMeta(vec![1, 2, 255]));
+        assert_eq!(serde_json::to_string(&private).unwrap(), r#"{"name":"","mime":"","sealed":"AQL_"}"#);
     }
 
     #[test]

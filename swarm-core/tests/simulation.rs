@@ -230,7 +230,7 @@ impl Sim {
         self.peers.get_mut(by).unwrap().chunks.extend(m.chunks.iter().copied());
         let file = m.file_id();
         let mut out = self.swarm.handle(by, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, self.now);
-        let meta = FileMeta { name: format!("file-{seed}"), mime: "application/octet-stream".into() };
+        let meta = FileMeta::public(format!("file-{seed}"), "application/octet-stream");
         out.extend(self.swarm.handle(by, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, self.now));
         // Half the publishers send nonces (native peers); the others (browsers) do not.
         if seed.is_multiple_of(2) {

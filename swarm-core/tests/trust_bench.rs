@@ -30,7 +30,7 @@ fn run(verify: bool) -> (Duration, usize, usize, usize) {
     }
     let m = mb.finish();
     s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
-    let meta = FileMeta { name: "bench".into(), mime: "x".into() };
+    let meta = FileMeta::public("bench", "x");
     s.handle(&a, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, 0);
     if verify {
         let items: Vec<_> = m.chunks.iter().flat_map(|c| nonce_items(*c, &bytes[c], &[[1; 16], [2; 16]])).collect();

@@ -14,7 +14,7 @@ async fn publish(ws: &mut common::Ws, req: u32, name: &str, seed: u8, chunks: us
     }
     let manifest = mb.finish();
     send(ws, &ClientMsg::Have { chunks: manifest.chunks.clone(), full: false }).await;
-    let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
+    let meta = FileMeta::public(name, "text/plain");
     send(ws, &ClientMsg::Publish { req, manifest, meta }).await;
     loop {
         match recv(ws).await {

@@ -37,7 +37,7 @@ async fn kill_9_mid_publish_loses_no_acknowledged_file() {
         for i in 0u32..100_000 {
             let mut mb = ManifestBuilder::new(4);
             mb.push(&i.to_be_bytes());
-            let meta = FileMeta { name: format!("file {i}"), mime: "text/plain".into() };
+            let meta = FileMeta::public(format!("file {i}"), "text/plain");
             let msg = ClientMsg::Publish { req: i, manifest: mb.finish(), meta };
             if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
                 break;

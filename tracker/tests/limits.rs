@@ -144,7 +144,7 @@ async fn files_per_peer_and_manifest_size_are_limited() {
         }
         mb.finish()
     };
-    let meta = || FileMeta { name: "f".into(), mime: "text/plain".into() };
+    let meta = || FileMeta::public("f", "text/plain");
     send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest(1, 4), meta: meta() }).await;
     let m = recv(&mut a).await;
     assert_eq!(error_code(&m), ErrorCode::BadManifest);

@@ -39,7 +39,7 @@ async fn answer(ws: &mut Ws) -> ServerMsg {
 /// Announces the file's chunks and publishes it; returns the answer.
 async fn publish(ws: &mut Ws, req: u32, m: &Manifest, name: &str) -> ServerMsg {
     send(ws, &ClientMsg::Have { chunks: m.chunks.clone(), full: false }).await;
-    let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
+    let meta = FileMeta::public(name, "text/plain");
     send(ws, &ClientMsg::Publish { req, manifest: m.clone(), meta }).await;
     answer(ws).await
 }

@@ -79,7 +79,7 @@ async fn survivors_below_r_are_ordered_to_copy_every_chunk() {
         send(ws, &ClientMsg::Have { chunks: mine, full: true }).await;
         sync(ws).await;
     }
-    let meta = FileMeta { name: "scarce.bin".into(), mime: "application/octet-stream".into() };
+    let meta = FileMeta::public("scarce.bin", "application/octet-stream");
     send(&mut peers[0], &ClientMsg::Publish { req: 1, manifest, meta }).await;
     let id = loop {
         if let ServerMsg::Published { file, .. } = recv(&mut peers[0]).await {

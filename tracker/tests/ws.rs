@@ -125,7 +125,7 @@ async fn publish_locate_search_and_signal_relay() {
     mb.push(b"ef");
     let manifest = mb.finish();
     send(&mut a, &ClientMsg::Have { chunks: manifest.chunks.clone(), full: true }).await;
-    let meta = FileMeta { name: "holiday photos.zip".into(), mime: "application/zip".into() };
+    let meta = FileMeta::public("holiday photos.zip", "application/zip");
     send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest.clone(), meta }).await;
     let ServerMsg::Published { req: 1, file } = recv(&mut a).await else { panic!("not published") };
     assert_eq!(file, manifest.file_id());
@@ -184,7 +184,7 @@ async fn a_restart_with_the_same_data_dir_loses_no_file() {
     let mut mb = ManifestBuilder::new(4);
     mb.push(b"wxyz");
     let manifest = mb.finish();
-    let meta = FileMeta { name: "kept.txt".into(), mime: "text/plain".into() };
+    let meta = FileMeta::public("kept.txt", "text/plain");
     send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest.clone(), meta }).await;
     assert!(matches!(recv(&mut a).await, ServerMsg::Published { .. }));
     drop(a);

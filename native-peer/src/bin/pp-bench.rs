@@ -4,7 +4,11 @@
 //!    this process, `--msg-kib` messages, `--raw-mib` pushed one way.
 //! 2. Swarm rate: a tracker and 3 `pp-peer run` processes hold a `--file-mib` file; a fourth
 //!    peer gets it. Prints MB/s of both and the ratio.
-//! 3. Peak RSS (VmHWM) of every peer while a `--rss-file-mib` file is put, replicated and
+//! 3. Private against public files: a `--private-mib` file put public and then private
+//!    (`put --private`: AES-256-GCM before hashing) on one peer, replicated to 3, fetched by a
+//!    fresh peer (by id, and by the link with the key: decrypting). Prints ingest and get MB/s
+//!    of both, and the ratio.
+//! 4. Peak RSS (VmHWM) of every peer while a `--rss-file-mib` file is put, replicated and
 //!    fetched (the peak is reset through /proc/PID/clear_refs before that phase).
 //!
 //! Build release first (`cargo build --release -p native-peer -p tracker`), then e.g.
@@ -32,6 +36,9 @@ struct Args {
     /// Size of the file moved from 3 peers to a fourth, MiB (0: skip).
     #[arg(long, default_value_t = 1024)]
     file_mib: u64,
+    /// Size of the public and the private file compared, MiB (0: skip).
+    #[arg(long, default_value_t = 256)]
+    private_mib: u64,
     /// Size of the file moved while peak RSS is measured, MiB (0: skip).
     #[arg(long, default_value_t = 2048)]
     rss_file_mib: u64,
@@ -234,6 +241,65 @@ impl Swarm {
     }
 }
 
+impl Swarm {
+    /// Puts a `mib` MiB file on peer a (private: `put --private`), waits for 3 copies, gets it
+    /// on a fresh peer (by the link for a private file) that then leaves. Returns (ingest MB/s,
+    /// get MB/s), both wall clock of the command.
+    fn private_round(&mut self, name: &str, mib: u64, private: bool) -> anyhow::Result<(f64, f64)> {
+        let path = self.work.join(name);
+        write_random(&path, mib << 20)?;
+        let t = Instant::now();
+        let args: Vec<&str> = if private { vec!["put", "--private"] } else { vec!["put"] };
+        let put = self.cli("a", &[&args[..], &[path.to_str().unwrap()]].concat())?;
+        let put_secs = t.elapsed().as_secs_f64();
+        let f = &put["files"][0];
+        let id = f["id"].as_str().context("file id")?.to_string();
+        let target = if private { f["link"].as_str().context("link")?.to_string() } else { id.clone() };
+        self.wait_copies_by_id(&id, 3)?;
+        let downloader = format!("get-{name}");
+        self.add_peer(&downloader)?;
+        let out = self.work.join(format!("{name}.out"));
+        let t = Instant::now();
+        self.cli(&downloader, &["get", &target, "-o", out.to_str().unwrap()])?;
+        let get_secs = t.elapsed().as_secs_f64();
+        if std::fs::metadata(&out)?.len() != mib << 20 {
+            bail!("{name}: the output has the wrong size");
+        }
+        self.peers.pop();
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&path);
+        Ok((mb_s(mib << 20, put_secs), mb_s(mib << 20, get_secs)))
+    }
+
+    /// Waits until every chunk of file `id` has `copies` verified copies (the tracker's API:
+    /// a private file is in no search).
+    fn wait_copies_by_id(&self, id: &str, copies: u64) -> anyhow::Result<()> {
+        let addr = self.tracker_url.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+        let started = Instant::now();
+        loop {
+            let body = http_get(&addr, &format!("/api/files/{id}")).unwrap_or_default();
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if v["health"]["min_copies"].as_u64().unwrap_or(0) >= copies {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(1800) {
+                bail!("{id} never reached {copies} copies");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// The body of `GET path` from `addr` (HTTP/1.1, `Connection: close`).
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
 fn write_random(path: &Path, len: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut x: u64 = rand::random::<u64>() | 1;
@@ -273,7 +339,7 @@ fn main() -> anyhow::Result<()> {
         println!("raw str0m data channel (loopback, {} KiB messages, {} MiB): {r:.1} MB/s", args.msg_kib, args.raw_mib);
         raw = Some(r);
     }
-    if args.file_mib == 0 && args.rss_file_mib == 0 {
+    if args.file_mib == 0 && args.rss_file_mib == 0 && args.private_mib == 0 {
         return Ok(());
     }
     let work = std::env::temp_dir().join(format!("pp-bench-{}", std::process::id()));
@@ -303,6 +369,23 @@ fn swarm_phases(args: &Args, bin: &Path, work: &Path, raw: Option<f64>) -> anyho
         if let Some(r) = raw {
             println!("ratio swarm fetch / raw data channel: {:.0}% (target >= 80%)", fetch / r * 100.0);
         }
+    }
+    if args.private_mib > 0 {
+        let public = swarm.private_round("public.bin", args.private_mib, false)?;
+        let private = swarm.private_round("private.bin", args.private_mib, true)?;
+        for (kind, (put, get)) in [("public ", public), ("private", private)] {
+            println!(
+                "{kind} {} MiB: ingest (read, {}hash, store) {put:.1} MB/s; get from 3 peers ({}write) {get:.1} MB/s",
+                args.private_mib,
+                if kind == "private" { "encrypt, " } else { "" },
+                if kind == "private" { "decrypt, " } else { "" },
+            );
+        }
+        println!(
+            "private / public: ingest {:.0}%, get {:.0}%",
+            private.0 / public.0 * 100.0,
+            private.1 / public.1 * 100.0
+        );
     }
     if args.rss_file_mib > 0 {
         for p in &swarm.peers {

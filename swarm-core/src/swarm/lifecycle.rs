@@ -30,9 +30,9 @@ impl Swarm {
         rec.manifest.chunks.iter().all(|c| self.available_copies(c) > 0)
     }
 
-    /// The files listed (available now), in id order.
+    /// The files listed (available now and not private), in id order.
     pub fn listed_files(&self) -> impl Iterator<Item = (&FileId, &FileRecord)> {
-        self.files.iter().filter(|(_, rec)| self.is_available(rec))
+        self.files.iter().filter(|(_, rec)| !rec.meta.is_private() && self.is_available(rec))
     }
 
     /// Since when `file` has been unavailable, as last seen by [`Swarm::expire_unavailable`].
@@ -141,7 +141,7 @@ mod tests {
     }
     fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, now: u64) {
         s.handle(p, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, now);
-        let meta = FileMeta { name: "f.txt".into(), mime: "text/plain".into() };
+        let meta = FileMeta::public("f.txt", "text/plain");
         let out = s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, now);
         assert!(out.contains(&Output::FileAdded(m.file_id())));
     }

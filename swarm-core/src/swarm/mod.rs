@@ -14,6 +14,7 @@ pub mod repair;
 pub mod trust;
 
 use crate::content::{ChunkId, FileId, Manifest};
+use crate::envelope::MAX_SEALED_BYTES;
 use crate::wire::{
     validate_name, ChallengeItem, ClientMsg, ErrorCode, FileMeta, FileSummary, LinkPath, PathReport, PeerId, PeerKind,
     ServerMsg, Signal,
@@ -425,7 +426,13 @@ impl Swarm {
         if let Err(e) = manifest.validate() {
             return vec![self.error(from, Some(req), ErrorCode::BadManifest, e.to_string())];
         }
-        if let Err(e) = validate_name(&meta.name) {
+        if let Some(sealed) = &meta.sealed {
+            // A private file: nothing in clear, and a bounded blob the tracker cannot read.
+            if !meta.name.is_empty() || !meta.mime.is_empty() || sealed.0.len() > MAX_SEALED_BYTES {
+                let msg = "a private file carries its name and type sealed only (at most 1024 bytes)";
+                return vec![self.error(from, Some(req), ErrorCode::BadName, msg)];
+            }
+        } else if let Err(e) = validate_name(&meta.name) {
             return vec![self.error(from, Some(req), ErrorCode::BadName, e)];
         }
         if meta.mime.len() > MAX_MIME_BYTES || meta.mime.chars().any(char::is_control) {
@@ -501,12 +508,14 @@ impl Swarm {
 
     /// Files whose name matches `query` (case-insensitive), best first: whole name, then
     /// prefix, then word prefix, then substring; newer first within a rank. An empty query
-    /// lists the newest files. Files not available now ([`Swarm::is_available`]) are left out.
+    /// lists the newest files. Files not available now ([`Swarm::is_available`]) and private files
+    /// are left out.
     pub fn search(&self, query: &str, limit: u32) -> Vec<FileSummary> {
         let q = query.trim().to_lowercase();
         let mut hits: Vec<(u8, std::cmp::Reverse<u64>, &FileId, &FileRecord)> = self
             .files
             .iter()
+            .filter(|(_, rec)| !rec.meta.is_private())
             .filter_map(|(id, rec)| {
                 let rank = match_rank(&rec.meta.name.to_lowercase(), &q)?;
                 Some((rank, std::cmp::Reverse(rec.published_at_ms), id, rec))
@@ -555,7 +564,7 @@ mod tests {
         PeerId::from_secret(&format!("secret-{n}"))
     }
     fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, name: &str) -> Vec<Output> {
-        let meta = FileMeta { name: name.into(), mime: "text/plain".into() };
+        let meta = FileMeta::public(name, "text/plain");
         s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, 0)
     }
 
@@ -578,6 +587,37 @@ mod tests {
         assert_eq!(peers, vec![b.clone()]);
         assert_eq!(holders, vec![vec![], vec![0], vec![]]);
         assert_eq!(s.min_holders(s.file(&m.file_id()).unwrap()), 0);
+    }
+
+    #[test]
+    fn private_files_are_located_by_id_but_never_listed_or_searched() {
+        use crate::envelope::SealedMeta;
+        let mut s = Swarm::new();
+        let a = peer(1);
+        s.join(a.clone(), PeerKind::Native, 0);
+        let (public, private) = (manifest(7, 2), manifest(8, 2));
+        for m in [&public, &private] {
+            s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
+        }
+        publish(&mut s, &a, &public, "open.txt");
+        let meta = FileMeta::private(SealedMeta(vec![1; 100]));
+        let out = s.handle(&a, ClientMsg::Publish { req: 2, manifest: private.clone(), meta: meta.clone() }, 0);
+        assert_eq!(out[1], Output::FileAdded(private.file_id()));
+        assert_eq!(s.search("", 100).iter().map(|f| f.id).collect::<Vec<_>>(), vec![public.file_id()]);
+        assert_eq!(s.listed_files().map(|(id, _)| *id).collect::<Vec<_>>(), vec![public.file_id()]);
+        let Some(ServerMsg::Located { meta: got, .. }) = s.locate(3, &private.file_id()) else { panic!() };
+        assert_eq!(got, meta);
+        // A private file with a name in clear, or an oversized blob, is refused.
+        for bad in [
+            FileMeta { name: "leak.txt".into(), ..meta.clone() },
+            FileMeta::private(SealedMeta(vec![0; MAX_SEALED_BYTES + 1])),
+        ] {
+            let out = s.handle(&a, ClientMsg::Publish { req: 4, manifest: manifest(9, 1), meta: bad }, 0);
+            assert!(
+                matches!(&out[..], [Output::Send { msg: ServerMsg::Error { code: ErrorCode::BadName, .. }, .. }]),
+                "{out:?}"
+            );
+        }
     }
 
     #[test]

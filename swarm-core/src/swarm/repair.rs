@@ -549,7 +549,7 @@ mod tests {
         let m = b.finish();
         let c = m.chunks[0];
         s.handle(&peer(0), ClientMsg::Have { chunks: vec![c], full: false }, 0);
-        let meta = FileMeta { name: "f".into(), mime: "x".into() };
+        let meta = FileMeta::public("f", "x");
         s.handle(&peer(0), ClientMsg::Publish { req: 1, manifest: m, meta }, 0);
         (s, c)
     }
@@ -674,7 +674,7 @@ mod tests {
         let m = b.finish();
         let cs = m.chunks.clone();
         s.handle(&peer(0), ClientMsg::Have { chunks: cs.clone(), full: false }, 0);
-        let meta = FileMeta { name: "f".into(), mime: "x".into() };
+        let meta = FileMeta::public("f", "x");
         s.handle(&peer(0), ClientMsg::Publish { req: 1, manifest: m, meta }, 0);
         (s, cs)
     }

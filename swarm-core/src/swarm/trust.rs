@@ -918,7 +918,7 @@ mod tests {
     /// `by` claims and publishes `m`, with nonces if `nonces`.
     fn publish(s: &mut Swarm, by: &PeerId, m: &Manifest, bytes: &HashMap<ChunkId, Vec<u8>>, nonces: bool) {
         s.handle(by, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
-        let meta = FileMeta { name: "f".into(), mime: "x".into() };
+        let meta = FileMeta::public("f", "x");
         s.handle(by, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, 0);
         if nonces {
             let items = m.chunks.iter().flat_map(|c| nonce_items(*c, &bytes[c], &[[1; 16], [2; 16]])).collect();
@@ -1074,7 +1074,7 @@ mod tests {
         let ch = challenges(&out);
         assert_eq!(ch.len(), 1, "the known chunk is challenged, the chunk of no known file is not");
         assert_eq!(ch[0].1.chunk, c);
-        let meta = FileMeta { name: "g".into(), mime: "x".into() };
+        let meta = FileMeta::public("g", "x");
         let out = s.handle(&peer(1), ClientMsg::Publish { req: 2, manifest: m2.clone(), meta }, 0);
         assert!(challenges(&out).is_empty(), "not again at publish");
         let bogus = vec![NonceItem { chunk: c, nonce: [9; 16], proof: [9; 32] }];
@@ -1260,7 +1260,7 @@ mod tests {
         let c = m.chunks[0];
         s.restore_file(crate::swarm::FileRecord {
             manifest: m.clone(),
-            meta: FileMeta { name: "r".into(), mime: "x".into() },
+            meta: FileMeta::public("r", "x"),
             published_at_ms: 0,
             owner: None,
         });

@@ -450,7 +450,7 @@ impl Net {
     pub fn publish(&mut self, i: usize, manifest: &Manifest, name: &str) {
         let now = self.now;
         let chunks = manifest.chunks.clone();
-        let meta = FileMeta { name: name.into(), mime: "application/octet-stream".into() };
+        let meta = FileMeta::public(name, "application/octet-stream");
         let m = manifest.clone();
         self.with(i, |p, _| {
             for c in chunks {
