@@ -119,10 +119,11 @@ fn checks_that_can_fail_come_before_any_transfer() {
     // An id no file has: not found (3).
     let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &"ab".repeat(32)], &cwd);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
-    // A private link goes to the private-file path, which says so.
+    // A key on a public file's link: the private-file path says the link is wrong.
     let private = format!("{link}?key={}", "A".repeat(43));
     let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &private], &cwd);
-    assert!(text(&o.stderr).contains("private files are not supported yet"), "{}", text(&o.stderr));
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o.stderr).contains("is a public file: its link needs no key"), "{}", text(&o.stderr));
 }
 
 #[test]
