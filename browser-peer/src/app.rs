@@ -394,10 +394,7 @@ pub fn download_item(props: &DownloadItemProps) -> Html {
         DownloadPhase::Done { .. } => ("done".to_string(), "done"),
         DownloadPhase::Failed(e) => (format!("error: {e}"), "failed"),
         DownloadPhase::Cancelled => (
-            format!(
-                "cancelled after {}/{} chunks (kept here as copies for the swarm)",
-                d.chunks_done, d.chunks_total
-            ),
+            format!("cancelled after {}/{} chunks (kept here as copies for the swarm)", d.chunks_done, d.chunks_total),
             "cancelled",
         ),
     };

@@ -125,8 +125,7 @@ fn locks() -> Option<JsValue> {
 
 /// Takes the lock of `slot` if it is free, and holds it until the page goes away.
 async fn try_lock(locks: &JsValue, slot: u32) -> bool {
-    let Some(request) = Reflect::get(locks, &"request".into()).ok().and_then(|f| f.dyn_into::<Function>().ok())
-    else {
+    let Some(request) = Reflect::get(locks, &"request".into()).ok().and_then(|f| f.dyn_into::<Function>().ok()) else {
         return false;
     };
     let options = Object::new();
@@ -153,8 +152,8 @@ async fn try_lock(locks: &JsValue, slot: u32) -> bool {
 
 async fn sleep(d: Duration) {
     let p = Promise::new(&mut |resolve, _| {
-        let _ = gloo::utils::window()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, d.as_millis() as i32);
+        let _ =
+            gloo::utils::window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, d.as_millis() as i32);
     });
     let _ = JsFuture::from(p).await;
 }

@@ -613,7 +613,9 @@ impl Node {
                     match (result, d.located.clone()) {
                         (Ok(()), Some((_, manifest, meta))) => self.finish_download(st, d, manifest, meta, actions),
                         (Ok(()), None) => {}
-                        (Err(error), _) => actions.push(Action::DownloadFailed { file: d.file, error: error.to_string() }),
+                        (Err(error), _) => {
+                            actions.push(Action::DownloadFailed { file: d.file, error: error.to_string() })
+                        }
                     }
                 }
                 Purpose::Order { order } => {

@@ -86,7 +86,9 @@ pub struct StorageInfo {
 pub enum DownloadPhase {
     Locating,
     Transferring,
-    Done { url: String },
+    Done {
+        url: String,
+    },
     Failed(String),
     /// The user stopped it.
     Cancelled,

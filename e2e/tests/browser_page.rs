@@ -103,7 +103,7 @@ async fn put_on(
     let (path, bytes) = random_file(dir, name, len, seed)?;
     let put = native.cli_json(&["put", &path.to_string_lossy()])?;
     let id = put["files"][0]["id"].as_str().unwrap().to_string();
-    wait_json(tracker, &format!("/api/files/{id}"), Duration::from_secs(120), |v| {
+    wait_json(tracker, &format!("/api/files/{id}"), Duration::from_secs(240), |v| {
         v["health"]["min_copies"].as_u64() >= Some(copies)
     })
     .await?;
@@ -133,7 +133,7 @@ async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()
     // whatever it fetches is its own downloads.
     let (a, a_bytes) = put_on(&tracker, &natives[0], tmp.path(), "a.bin", 5 * MIB + 1, 41, 3).await?;
     let (b, b_bytes) = put_on(&tracker, &natives[1], tmp.path(), "b.bin", 4 * MIB + 2, 42, 3).await?;
-    let (big, _) = put_on(&tracker, &natives[2], tmp.path(), "big.bin", 96 * MIB, 43, 3).await?;
+    let (big, _) = put_on(&tracker, &natives[2], tmp.path(), "big.bin", 32 * MIB, 43, 3).await?;
     let (browser, _me) = open_app(&tracker, "page-dl", "/").await?;
 
     // Both started before either is done; both complete with their own bytes.
@@ -159,12 +159,23 @@ async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()
     let at = browser.client.execute_async(CANCEL_AFTER_FIRST_CHUNK_JS, vec![item(&big).into()]).await?;
     assert!(at.as_i64().is_some_and(|n| n >= 1), "cancelled mid-way: {at}");
     wait_state(&browser, &big, "cancelled", Duration::from_secs(5)).await?;
-    // Answers already in flight may land just after; then nothing more arrives.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let received = num(&browser, "#dc-stats", "data-received").await?;
+    // Answers already in flight (queued in the senders' channels) may land just after; then
+    // nothing more arrives, and far less than the whole file came.
+    let mut received = num(&browser, "#dc-stats", "data-received").await?;
+    let settle = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = num(&browser, "#dc-stats", "data-received").await?;
+        if now == received || settle.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        received = now;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = num(&browser, "#dc-stats", "data-received").await?;
     assert_eq!(received, later, "no chunk arrives after the cancel");
+    let whole = (a_bytes.len() + b_bytes.len() + 32 * MIB) as u64;
+    assert!(later < whole - 4 * MIB as u64, "the cancelled download stopped early: {later} of {whole} bytes came");
     let text = browser.client.find(Locator::Css(&format!("{} .download-status", item(&big)))).await?.text().await?;
     assert!(text.contains("cancelled"), "{text}");
     assert!(
@@ -172,7 +183,7 @@ async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()
         "a cancelled download has no cancel button"
     );
     let done = num(&browser, &format!("{} .chunk-map", item(&big)), "data-done").await?;
-    assert!(done < 96 * 4, "the cancel came before the end ({done} chunks)");
+    assert!(done < 32 * 4, "the cancel came before the end ({done} chunks)");
     // The finished downloads are still listed with their save links.
     assert_eq!(saved(&browser, &a).await?, a_bytes);
     browser.screenshot("page-2-cancelled").await?;
@@ -284,7 +295,7 @@ async fn share_links_are_absolute_copyable_and_open_the_file_elsewhere() -> anyh
     let (browser, _me) = open_app(&tracker, "page-share", "/").await?;
     let (path, bytes) = random_file(tmp.path(), "shared.bin", 2 * MIB + 3, 71)?;
     let id = upload(&browser, &path).await?;
-    let link = browser.wait_attr("#share-url", "value", Duration::from_secs(10)).await?;
+    let link = browser.wait_attr("#upload-result .share-box", "data-share-url", Duration::from_secs(10)).await?;
     assert_eq!(link, format!("{}/#/file/{id}", tracker.http_url()), "an absolute link to this page");
 
     // Copy: the clipboard holds the link (the test grants the permission a user would).
