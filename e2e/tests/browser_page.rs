@@ -272,8 +272,16 @@ async fn the_storage_offer_is_the_users_choice_and_reaches_the_tracker() -> anyh
     wait_json(&tracker, "/api/peers", Duration::from_secs(10), |v| capacity(v) == Some(MIB as u64)).await?;
     let dropped = num(&browser, "#offer-trim", "data-dropped-chunks").await?;
     assert!(dropped > 0, "chunks kept for the swarm were dropped");
-    let held = num(&browser, "#tab-storage", "data-store-bytes").await?;
-    assert!(held <= MIB as u64, "the store fits the offer: {held}");
+    // (The page's counters refresh every 250 ms.)
+    let started = Instant::now();
+    loop {
+        let held = num(&browser, "#tab-storage", "data-store-bytes").await?;
+        if held <= MIB as u64 {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(5), "the store does not fit the offer: {held}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_json(&tracker, &file, Duration::from_secs(10), |v| chunks_held_by(v, &me) < n).await?;
     browser.screenshot("page-4-offer-lowered").await?;
 
