@@ -27,6 +27,8 @@ pub const SLOT_KEY: &str = "pp-slot";
 /// Slots tried before a tab gives up on owning one (it then runs as a peer of its own for this
 /// page only).
 pub const MAX_SLOTS: u32 = 64;
+/// sessionStorage key of the secret in earlier versions (one per tab session).
+const OLD_SESSION_SECRET: &str = "pp-secret";
 /// How long a reloaded tab waits for its old slot.
 const RELOAD_WAIT: Duration = Duration::from_millis(2_000);
 const RETRY: Duration = Duration::from_millis(100);
@@ -105,9 +107,15 @@ pub async fn claim() -> Identity {
             match stored {
                 Some(secret) => Identity { slot, secret, fresh: false },
                 None => {
-                    let secret = random_secret();
+                    // Slot 0 adopts the session secret of earlier versions (same store).
+                    let earlier = (slot == 0)
+                        .then(|| SessionStorage::raw().get_item(OLD_SESSION_SECRET).ok().flatten())
+                        .flatten()
+                        .filter(|s| is_secret(s));
+                    let fresh = earlier.is_none();
+                    let secret = earlier.unwrap_or_else(random_secret);
                     let _ = LocalStorage::raw().set_item(&secret_key(slot), &secret);
-                    Identity { slot, secret, fresh: true }
+                    Identity { slot, secret, fresh }
                 }
             }
         }
