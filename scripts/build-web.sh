@@ -6,6 +6,6 @@ source scripts/wasm-env.sh
 if [ -n "${CARGO_UNSTABLE_BUILD_STD:-}" ]; then
   # Debian route: the standard library's own dependencies must be fetched once, which
   # trunk's offline cargo call cannot do; this build also warms the cache trunk reuses.
-  cargo build --release --target wasm32-unknown-unknown -p browser-peer --bin browser-peer
+  cargo build --profile wasm-release --target wasm32-unknown-unknown -p browser-peer --bin browser-peer
 fi
 trunk build --release "$@"

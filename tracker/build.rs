@@ -1,8 +1,14 @@
 //! Embeds the built web app (trunk's `dist/`) into the tracker binary when it exists, so one
 //! process serves a whole deployment. Without `dist/` the tracker still builds; it then serves
-//! no page unless given `--web-dir` (build the app first with `scripts/build-web.sh`).
-//! `PP_WEB_DIST` points at another directory.
+//! a page that says how to build the app, unless given `--web-dir` (build the app first with
+//! `scripts/build-web.sh`). `PP_WEB_DIST` points at another directory.
+//!
+//! Text and wasm assets are also compressed here, once, with brotli (quality 11) and gzip
+//! (level 9), so the tracker answers `Accept-Encoding` with no work per request; a
+//! compressed copy is kept only when it is smaller. `.br` and `.gz` files already in `dist/`
+//! are not embedded as assets of their own.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -11,14 +17,36 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             walk(&p, out);
-        } else if p.is_file() {
+        } else if p.is_file() && !matches!(p.extension().and_then(|e| e.to_str()), Some("br" | "gz")) {
             out.push(p);
         }
     }
 }
 
+/// Whether a file of this name is worth compressing (images and fonts are compressed already).
+fn compressible(name: &str) -> bool {
+    matches!(
+        name.rsplit_once('.').map(|(_, e)| e),
+        Some("html" | "js" | "mjs" | "css" | "wasm" | "svg" | "json" | "txt" | "map" | "webmanifest")
+    )
+}
+
+fn brotli(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 24, ..Default::default() };
+    brotli::BrotliCompress(&mut &raw[..], &mut out, &params).expect("brotli into memory");
+    out
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(raw).expect("gzip into memory");
+    enc.finish().expect("gzip into memory")
+}
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     let dist = std::env::var_os("PP_WEB_DIST").map(PathBuf::from).unwrap_or_else(|| manifest.join("../dist"));
     println!("cargo:rerun-if-env-changed=PP_WEB_DIST");
     println!("cargo:rerun-if-changed={}", dist.display());
@@ -27,15 +55,32 @@ fn main() {
         walk(&dist, &mut files);
         files.sort();
     }
-    let mut code = String::from(
-        "/// The web app's files: (path relative to dist/, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n",
-    );
-    for f in &files {
+    let packed = out_dir.join("web");
+    let _ = std::fs::remove_dir_all(&packed);
+    std::fs::create_dir_all(&packed).expect("create OUT_DIR/web");
+    let mut code =
+        String::from("/// The web app's files (paths relative to dist/).\npub static ASSETS: &[Asset] = &[\n");
+    for (i, f) in files.iter().enumerate() {
+        println!("cargo:rerun-if-changed={}", f.display());
         let rel = f.strip_prefix(&dist).expect("under dist").to_string_lossy().replace('\\', "/");
         let abs = f.canonicalize().expect("file exists");
-        code.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", abs.to_string_lossy()));
+        let raw = std::fs::read(&abs).expect("read a dist file");
+        let variant = |ext: &str, bytes: Vec<u8>| -> String {
+            if !compressible(&rel) || bytes.len() >= raw.len() {
+                return "None".into();
+            }
+            let p = packed.join(format!("{i}.{ext}"));
+            std::fs::write(&p, bytes).expect("write a compressed asset");
+            format!("Some(include_bytes!({:?}))", p.to_string_lossy())
+        };
+        let (br, gz) = if compressible(&rel) { (brotli(&raw), gzip(&raw)) } else { (Vec::new(), Vec::new()) };
+        let br = variant("br", br);
+        let gz = variant("gz", gz);
+        code.push_str(&format!(
+            "    Asset {{ path: {rel:?}, raw: include_bytes!({:?}), br: {br}, gzip: {gz} }},\n",
+            abs.to_string_lossy()
+        ));
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("web_assets.rs");
-    std::fs::write(out, code).expect("write web_assets.rs");
+    std::fs::write(out_dir.join("web_assets.rs"), code).expect("write web_assets.rs");
 }

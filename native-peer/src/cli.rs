@@ -24,6 +24,9 @@ pub enum PeerError {
     /// No such file in the swarm.
     #[error("{0}")]
     NotFound(String),
+    /// Not a share link, id or name that can be looked up.
+    #[error(transparent)]
+    BadLink(#[from] swarm_core::share::ShareError),
     /// The output path exists and `--force` was not given.
     #[error("{} already exists (use --force to overwrite)", .0.display())]
     OutputExists(PathBuf),
@@ -43,6 +46,7 @@ impl PeerError {
         match self {
             PeerError::NotFound(_) => EXIT_NOT_FOUND,
             PeerError::OutputExists(_) => EXIT_OUTPUT_EXISTS,
+            PeerError::BadLink(_) => EXIT_USAGE,
             PeerError::Connect(ConnectError::Unreachable { .. }) => EXIT_TRACKER_UNREACHABLE,
             PeerError::Request(r) if r.code() == Some(ErrorCode::UnknownFile) => EXIT_NOT_FOUND,
             PeerError::Request(r) if r.code() == Some(ErrorCode::NotOwner) => EXIT_NOT_ALLOWED,
@@ -57,6 +61,29 @@ impl PeerError {
 /// added around it), or 1.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     e.chain().find_map(|c| c.downcast_ref::<PeerError>()).map_or(EXIT_FAILURE, PeerError::exit_code)
+}
+
+/// The error for people: each cause of the chain once. Libraries often repeat their source's
+/// text in their own message (`connect: refused` over `refused`); a cause already said by the
+/// text before it is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    causes_text(e.chain())
+}
+
+/// [`error_text`] of a chain of causes.
+pub fn causes_text<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut text = String::new();
+    for cause in chain {
+        let c = cause.to_string();
+        if c.is_empty() || text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
 }
 
 /// Turns a name from the swarm into a safe file name in the current directory: no path
@@ -85,6 +112,23 @@ mod tests {
         assert_eq!(safe_file_name("..", "fallback"), "fallback");
         assert_eq!(safe_file_name("a\nb", "x"), "a_b");
         assert_eq!(safe_file_name("report.pdf", "x"), "report.pdf");
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        use anyhow::Context;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let e = Err::<(), _>(anyhow::Error::new(io))
+            .context("IO error: Connection refused (os error 111)")
+            .context(
+                "cannot reach the tracker at ws://x/ws after 5 attempts: IO error: Connection refused (os error 111)",
+            )
+            .unwrap_err();
+        let text = error_text(&e);
+        assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+        assert!(text.starts_with("cannot reach the tracker"), "{text}");
+        let e = Err::<(), _>(anyhow::anyhow!("disk full")).context("cannot write out.bin").unwrap_err();
+        assert_eq!(error_text(&e), "cannot write out.bin: disk full");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use swarm_core::share::Target;
 use swarm_core::{ClientMsg, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -189,6 +190,7 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                     .with_context(|| format!("put {}", p.display()))?;
                 files.push(json!({
                     "id": f.manifest.file_id(),
+                    "link": crate::links::share_link(&node.config.tracker_url, f.manifest.file_id()),
                     "name": f.meta.name,
                     "size": f.manifest.size,
                     "chunks": f.manifest.chunks.len(),
@@ -198,13 +200,20 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
         }
         Request::Get { file, output, force, dir } => {
             let t0 = std::time::Instant::now();
-            if let Some(out) = &output {
-                if out.exists() && !force {
-                    anyhow::bail!(crate::cli::PeerError::OutputExists(out.clone()));
+            // Everything that can fail is checked before any chunk moves: the link, the
+            // file, and the output path.
+            let target = Target::parse(&file).map_err(crate::cli::PeerError::from)?;
+            let (id, name) = match target {
+                Target::Link(link) if link.secret.is_some() => {
+                    return crate::links::get_private_file(node, &link, output, force, dir, progress).await;
                 }
-            }
-            let id = node.resolve(&file).await?;
-            let label = format!("get {}", if file.len() == 64 { &file[..12] } else { &file });
+                Target::Link(link) => (link.file, node.describe(link.file).await?.name),
+                Target::Name(name) => (node.resolve(&name).await?, name),
+            };
+            let out =
+                output.unwrap_or_else(|| dir.unwrap_or_default().join(crate::cli::safe_file_name(&name, &id.to_hex())));
+            crate::download::check_output(&out, force)?;
+            let label = format!("get {name}");
             let sink = progress.clone();
             let before: std::collections::HashMap<_, _> = node.stats.chunks_from.lock().unwrap().clone();
             let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -233,10 +242,6 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                     (d > 0).then(|| (p.to_string(), json!(d)))
                 })
                 .collect();
-            let out = output.unwrap_or_else(|| {
-                let name = crate::cli::safe_file_name(&stored.meta.name, &id.to_hex());
-                dir.unwrap_or_default().join(name)
-            });
             let n2 = node.clone();
             let written = tokio::task::spawn_blocking(move || {
                 crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))

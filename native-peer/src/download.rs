@@ -3,13 +3,19 @@
 //! `swarm_core::peer`); this module is the caller's side: the progress callback, and
 //! assembling the output from the store. Chunks already stored are not fetched again, so an
 //! interrupted download resumes where it stopped.
+//!
+//! The output is written to a hidden temporary file beside it and renamed at the end, so the
+//! final name never holds half a file; on shutdown ([`stop_writing`]) the temporary files
+//! being written are removed.
 
 use crate::cli::PeerError;
 use crate::node::Node;
 use crate::store::StoredFile;
 use anyhow::{anyhow, bail, Context};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use swarm_core::FileId;
 
 pub use crate::driver::Progress;
@@ -19,25 +25,55 @@ pub async fn fetch(node: &Arc<Node>, file: FileId, progress: Progress) -> anyhow
     node.download(file, progress).await
 }
 
+/// Set once the process is stopping: no output is finished after it.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Temporary files being written now.
+static PARTS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+/// Stops every output being written and removes its temporary file (a peer shutting down
+/// calls this; the final names were never written).
+pub fn stop_writing() {
+    STOPPING.store(true, Ordering::SeqCst);
+    for p in PARTS.lock().unwrap().take().unwrap_or_default() {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Fails with [`PeerError::OutputExists`] if `out` exists and `force` is not set.
+pub fn check_output(out: &Path, force: bool) -> Result<(), PeerError> {
+    if !force && (out.exists() || out.is_symlink()) {
+        return Err(PeerError::OutputExists(out.to_owned()));
+    }
+    Ok(())
+}
+
 /// Writes the file's bytes from the store to `out` (through a temporary file, then rename).
 pub fn assemble(node: &Node, file: &StoredFile, out: &Path, force: bool) -> anyhow::Result<PathBuf> {
     use std::io::Write;
-    if out.exists() && !force {
-        bail!(PeerError::OutputExists(out.to_owned()));
-    }
+    check_output(out, force)?;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));
+    PARTS.lock().unwrap().get_or_insert_default().insert(tmp.clone());
     let result = (|| -> anyhow::Result<()> {
         let f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         let mut f = std::io::BufWriter::new(f);
         for (i, c) in file.manifest.chunks.iter().enumerate() {
+            if STOPPING.load(Ordering::SeqCst) {
+                bail!("stopped before {} was written", out.display());
+            }
             let bytes = node.store.get(c)?.ok_or_else(|| anyhow!("chunk {i} vanished from the store"))?;
             f.write_all(&bytes)?;
         }
         f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        if STOPPING.load(Ordering::SeqCst) {
+            bail!("stopped before {} was written", out.display());
+        }
         std::fs::rename(&tmp, out)?;
         Ok(())
     })();
+    if let Some(parts) = PARTS.lock().unwrap().as_mut() {
+        parts.remove(&tmp);
+    }
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

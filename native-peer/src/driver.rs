@@ -40,6 +40,8 @@ pub struct DataStats {
     pub chunks_from: Mutex<HashMap<PeerId, u64>>,
     /// Chunks refused because they did not hash to their id.
     pub bad_chunks: AtomicU64,
+    /// Whether a tracker session is open now (the gateway's `/readyz`).
+    pub connected: std::sync::atomic::AtomicBool,
 }
 
 /// What the driver last published about its links.
@@ -98,6 +100,9 @@ pub enum Cmd {
     },
     Flush(oneshot::Sender<()>),
     Leave(oneshot::Sender<u32>),
+    /// Stop: announce what is batched, close the tracker session (the tracker sees this peer
+    /// go at once), then answer.
+    Close(oneshot::Sender<()>),
 }
 
 /// What reaches the driver task.
@@ -308,12 +313,16 @@ impl Driver {
                 }
             }
             Input::Tracker(FromTracker::Reconnected) => {
+                self.stats.connected.store(true, Ordering::Relaxed);
                 let env = self.env.clone();
                 let tracker = self.tracker.clone();
                 tokio::spawn(async move { resolve_stun_servers(&tracker, &env).await });
                 self.core.tracker_welcomed(self.tracker.peer_id.clone(), &inv, now);
             }
-            Input::Tracker(FromTracker::Disconnected) => self.core.tracker_disconnected(),
+            Input::Tracker(FromTracker::Disconnected) => {
+                self.stats.connected.store(false, Ordering::Relaxed);
+                self.core.tracker_disconnected()
+            }
             Input::Link(link, ev) => match ev {
                 LinkEvent::Signal(s) => self.core.link_signal(link, s),
                 LinkEvent::Open(path) => {
@@ -382,6 +391,15 @@ impl Driver {
             Cmd::Leave(done) => {
                 self.leave = Some(done);
                 self.core.leave();
+            }
+            Cmd::Close(done) => {
+                self.core.flush_haves();
+                self.drain();
+                let tracker = self.tracker.clone();
+                tokio::spawn(async move {
+                    tracker.close(Duration::from_secs(2)).await;
+                    let _ = done.send(());
+                });
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The HTTP gateway of a running peer (`pp-peer run --http 127.0.0.1:PORT`):
 //! `GET /files/{id}` streams a file, fetching the chunks this peer lacks from the swarm as the
-//! body goes out, with single-range `Range` support (206 / 416) and `HEAD`.
+//! body goes out, with single-range `Range` support (206 / 416) and `HEAD`. `GET /healthz`
+//! answers while the process lives, `GET /readyz` while it is joined to the tracker (503 while
+//! it reconnects), for service managers and load balancers.
 //!
 //! A file from the swarm is never rendered by a browser as an active page: it is always an
 //! attachment with a sanitised name, `nosniff`, a sandboxing CSP, and active types (HTML, SVG,
@@ -40,8 +42,21 @@ pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<SocketAd
     Ok(local)
 }
 
+/// 200 while a tracker session is open, 503 while the peer reconnects.
+async fn ready(State(node): State<Arc<Node>>) -> (StatusCode, &'static str) {
+    if node.connected() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not joined to the tracker\n")
+    }
+}
+
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new().route("/files/{id}", get(file)).with_state(node)
+    Router::new()
+        .route("/files/{id}", get(file))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(node)
 }
 
 /// A requested byte range, inclusive.

@@ -10,6 +10,9 @@
 //! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range).
 //! - [`store`]: the content-addressed chunk store on disk.
 //! - [`control`]: the local control socket of a running peer.
+//! - [`settings`]: `pp-peer`'s settings (flags, environment, TOML file, per-user data dir).
+//! - [`links`]: share links on the command line.
+//! - [`output`]: what commands print for people (without `--json`).
 //! - [`tracker_client`], [`tls`], [`identity`], [`cli`]: tracker session (and TLS for
 //!   `wss://`), stable identity, exit codes.
 
@@ -19,8 +22,11 @@ pub mod download;
 pub mod driver;
 pub mod gateway;
 pub mod identity;
+pub mod links;
 pub mod node;
+pub mod output;
 pub mod rtc;
+pub mod settings;
 pub mod store;
 pub mod tls;
 pub mod tracker_client;

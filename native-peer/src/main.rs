@@ -2,15 +2,19 @@
 //! commands act through the running peer of the same data dir (its control socket), or as a
 //! short-lived peer when none runs.
 
+use native_peer::output::{render, Kind};
+use native_peer::settings::PeerSettings;
 use native_peer::{cli, control, node};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use control::Request;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use swarm_core::share::Target;
 
 /// Peer Pressure native peer: joins a swarm, stores chunks on disk, serves and fetches them
 /// over WebRTC data channels (or the tracker relay).
@@ -19,54 +23,34 @@ use std::sync::{Arc, Mutex};
 /// one, and otherwise as a short-lived peer.
 #[derive(Parser, Debug)]
 #[command(
+    name = "pp-peer",
     version,
     about,
     long_about,
-    after_help = "Exit codes: 0 ok, 1 failure, 2 bad usage, 3 no such file in the swarm, 4 output exists \
-                  (use --force), 5 tracker unreachable, 6 no room to store the chunks, 7 not allowed (rm of a file \
-                  another peer published, or a join token the tracker does not accept)."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 bad usage (or a bad link), 3 no such file in the swarm, 4 output \
+                  exists (use --force), 5 tracker unreachable, 6 no room to store the chunks, 7 not allowed (rm of a \
+                  file another peer published, or a join token the tracker does not accept)."
 )]
 struct Args {
-    /// Tracker websocket URL: ws://HOST:PORT/ws, or wss://HOST/ws through a TLS proxy.
-    #[arg(long, global = true, env = "PP_TRACKER", default_value = "ws://127.0.0.1:8080/ws")]
-    tracker: String,
-    /// An extra CA certificate (PEM file) to trust for a wss:// tracker, besides the system's
-    /// (for self-hosted deployments with their own CA).
-    #[arg(long, global = true, env = "PP_TRACKER_CA", value_name = "FILE")]
-    tracker_ca: Option<PathBuf>,
-    /// Where this peer keeps its identity and chunks.
-    #[arg(long, global = true, env = "PP_DATA_DIR", default_value = ".pp-data/peer")]
-    data_dir: PathBuf,
-    /// The one local address for WebRTC (UDP) host candidates [default: every usable interface
-    /// address; loopback only when the tracker is on loopback].
-    #[arg(long, global = true, env = "PP_RTC_IP")]
-    rtc_ip: Option<IpAddr>,
-    /// Most bytes of chunks this peer keeps (e.g. 500M, 20G).
-    #[arg(long, global = true, env = "PP_MAX_STORAGE", default_value = "10G", value_parser = parse_size)]
-    max_storage: u64,
-    /// Seconds a WebRTC data channel has to open before the attempt is given up (requests
-    /// travel through the tracker relay from 0.3 s on, and move to the channel when it opens).
-    #[arg(long, global = true, env = "PP_RTC_TIMEOUT", default_value_t = 8.0)]
-    rtc_timeout: f64,
-    /// The join token of a private tracker (one started with --join-token).
-    #[arg(long, global = true, env = "PP_JOIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    join_token: Option<String>,
-    /// Never use WebRTC: exchange chunks through the tracker relay only.
-    #[arg(long, global = true, env = "PP_RELAY_ONLY")]
-    relay_only: bool,
+    #[command(flatten)]
+    settings: PeerSettings,
     /// Print results as JSON on stdout (progress bars, if any, stay on stderr).
     #[arg(long, global = true)]
     json: bool,
     /// No progress bars.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// More log on stderr: -v info, -vv debug [default: warnings and errors; `run` logs info]
+    /// (RUST_LOG, when set, decides instead).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Join the swarm and serve chunks until Ctrl-C (or `leave`).
+    /// Join the swarm and serve chunks until Ctrl-C or SIGTERM (or `leave`), then stop cleanly.
     Run {
         /// Serve files over HTTP on this address: `GET /files/{id}` (Range, HEAD).
         #[arg(long, value_name = "ADDR")]
@@ -80,9 +64,11 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Download a file by id (64 hex digits) or exact name.
+    /// Download a file by share link, id (64 hex digits) or exact name.
     Get {
-        /// File id or exact file name.
+        /// A share link (http://HOST/#/file/ID, as `put` prints), a file id, or an exact file
+        /// name. A link names its tracker: without --tracker (or PP_TRACKER, or the config
+        /// file) the file comes through that tracker.
         file: String,
         /// Output path (default: the file's name, made safe, in the current directory).
         #[arg(short, long)]
@@ -113,46 +99,50 @@ enum Cmd {
         /// File id or exact file name.
         file: String,
     },
-}
-
-/// Parses sizes like `1048576`, `512K`, `500M`, `20G`, `1T` (powers of 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("unknown size suffix {c:?} (use K, M, G or T)")),
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    let n: f64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
-    if n.is_nan() || n < 0.0 {
-        return Err(format!("not a size: {s:?}"));
-    }
-    Ok((n * mult as f64) as u64)
+    /// Print a shell completion script: `pp-peer completions bash > ~/.local/share/bash-completion/completions/pp-peer`.
+    Completions {
+        #[arg(value_enum)]
+        shell: pp_cli::docs::Shell,
+    },
+    /// Print the man page (roff), or a command's: `pp-peer man | man -l -`, `pp-peer man get`.
+    Man {
+        /// A command, for its own page (pp-peer-COMMAND).
+        command: Option<String>,
+    },
 }
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,str0m=warn".into()),
-        )
-        .init();
+    match &args.cmd {
+        Cmd::Completions { shell } => {
+            pp_cli::docs::completions(Args::command(), *shell, &mut std::io::stdout());
+            return;
+        }
+        Cmd::Man { command } => {
+            if let Err(e) = pp_cli::docs::man(Args::command(), command.as_deref(), &mut std::io::stdout()) {
+                eprintln!("error: {e}");
+                std::process::exit(cli::EXIT_USAGE);
+            }
+            return;
+        }
+        _ => {}
+    }
+    // One-shot commands say only what went wrong; a running peer logs what it does.
+    let default_log = if matches!(args.cmd, Cmd::Run { .. }) { "info,str0m=warn" } else { "warn,str0m=error" };
+    pp_cli::logging::init(args.verbose, default_log, false);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bars = Bars::new(args.quiet);
-    if let Err(e) = rt.block_on(run(args, bars.clone())) {
-        bars.clear();
-        eprintln!("error: {e:#}");
-        std::process::exit(cli::exit_code(&e));
-    }
+    let code = match rt.block_on(run(args, bars.clone())) {
+        Ok(()) => 0,
+        Err(e) => {
+            bars.clear();
+            eprintln!("error: {}", cli::error_text(&e));
+            cli::exit_code(&e)
+        }
+    };
+    // A file being written by a blocking task must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
 }
 
 /// Progress bars on stderr, one per transfer label (hidden when stderr is not a terminal).
@@ -209,69 +199,51 @@ impl Bars {
 
 async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     str0m::crypto::from_feature_flags().install_process_default();
-    let config = node::NodeConfig {
-        tracker_url: args.tracker.clone(),
-        tracker_ca: args.tracker_ca.clone(),
-        rtc_ip: args.rtc_ip,
-        max_storage: args.max_storage,
-        rtc_timeout: std::time::Duration::from_secs_f64(args.rtc_timeout),
-        relay_only: args.relay_only,
-        connect_attempts: if matches!(args.cmd, Cmd::Run { .. }) { u32::MAX } else { 5 },
-        corrupt_serve: std::env::var_os("PP_TEST_CORRUPT_SERVE").is_some_and(|v| v == "1"),
-        no_nonces: std::env::var_os("PP_NO_NONCES").is_some_and(|v| v == "1"),
-        join_token: args.join_token.clone(),
+    let mut settings = args.settings.clone().layered()?;
+    let data_dir = settings.data_dir()?;
+    let kind = match &args.cmd {
+        Cmd::Put { .. } => Kind::Put,
+        Cmd::Get { .. } => Kind::Get,
+        Cmd::Search { .. } => Kind::Search,
+        Cmd::Ls => Kind::Ls,
+        Cmd::Status => Kind::Status,
+        Cmd::Scrub => Kind::Scrub,
+        Cmd::Leave => Kind::Leave,
+        Cmd::Rm { .. } => Kind::Rm,
+        Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => Kind::Status,
     };
     let request = match args.cmd {
-        Cmd::Run { http, scrub_every } => {
-            if config.corrupt_serve {
-                tracing::warn!("PP_TEST_CORRUPT_SERVE=1: this peer serves corrupt chunks (tests only)");
-            }
-            let node = node::Node::start(config, &args.data_dir).await?;
-            let stop = control::listen(node.clone(), &args.data_dir).await?;
-            if let Some(addr) = http {
-                let local = native_peer::gateway::serve(node.clone(), addr).await?;
-                println!("http gateway on http://{local}/files/{{id}}");
-            }
-            if scrub_every > 0 {
-                let n = node.clone();
-                tokio::spawn(async move {
-                    let every = std::time::Duration::from_secs(scrub_every);
-                    loop {
-                        tokio::time::sleep(every).await;
-                        if let Err(e) = n.scrub().await {
-                            tracing::warn!("scrub failed: {e:#}");
-                        }
-                    }
-                });
-            }
-            println!("peer {} running (data dir {})", node.peer_id(), args.data_dir.display());
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r?,
-                _ = stop.notified() => tracing::info!("left the swarm"),
-            }
-            let _ = std::fs::remove_file(control::socket_path(&args.data_dir));
-            return Ok(());
-        }
+        Cmd::Run { http, scrub_every } => return run_peer(&settings, &data_dir, http, scrub_every).await,
+        Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
         Cmd::Put { files } => Request::Put {
             paths: files
                 .iter()
-                .map(|f| std::path::absolute(f).with_context(|| format!("bad path {}", f.display())))
+                .map(|f| {
+                    anyhow::ensure!(f.exists(), "cannot open {}: no such file", f.display());
+                    anyhow::ensure!(f.is_file(), "{} is not a regular file", f.display());
+                    std::path::absolute(f).with_context(|| format!("bad path {}", f.display()))
+                })
                 .collect::<anyhow::Result<_>>()?,
         },
-        Cmd::Get { file, output, force } => Request::Get {
-            file,
-            output: output.map(std::path::absolute).transpose()?,
-            force,
-            dir: Some(std::env::current_dir().context("no current directory")?),
-        },
+        Cmd::Get { file, output, force } => {
+            // Checks that can fail come before any connection: the link, the output path.
+            if let Target::Link(link) = Target::parse(&file).map_err(cli::PeerError::from)? {
+                use_link_tracker(&mut settings, &link);
+            }
+            let output = output.map(std::path::absolute).transpose()?;
+            if let Some(out) = &output {
+                native_peer::download::check_output(out, force)?;
+            }
+            Request::Get { file, output, force, dir: Some(std::env::current_dir().context("no current directory")?) }
+        }
         Cmd::Status => Request::Status,
         Cmd::Search { query, limit } => Request::Search { query, limit },
         Cmd::Ls => Request::Ls,
         Cmd::Scrub => Request::Scrub,
         Cmd::Rm { file } => Request::Rm { file },
     };
-    let result = match control::try_remote(&args.data_dir, &request, bars.sink()).await? {
+    let result = match control::try_remote(&data_dir, &request, bars.sink()).await? {
         Some(resp) if resp.ok => resp.result,
         Some(resp) => {
             bars.clear();
@@ -280,63 +252,90 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         }
         None => {
             if matches!(request, Request::Leave) {
-                anyhow::bail!("no peer is running on {}", args.data_dir.display());
+                anyhow::bail!("no peer is running on {}", data_dir.display());
             }
-            let node = node::Node::start(config, &args.data_dir).await?;
-            let result = control::execute(&node, request, bars.sink()).await?;
-            node.flush().await;
-            result
+            let node = node::Node::start(settings.node_config(5)?, &data_dir).await?;
+            let work = async {
+                let result = control::execute(&node, request, bars.sink()).await;
+                node.flush().await;
+                result
+            };
+            let result = tokio::select! {
+                r = work => r,
+                sig = pp_cli::signal::shutdown() => {
+                    native_peer::download::stop_writing();
+                    Err(anyhow::anyhow!("interrupted ({sig})"))
+                }
+            };
+            node.shutdown().await;
+            result?
         }
     };
+    bars.clear();
     if args.json {
         println!("{result}");
     } else {
-        print_human(&result);
+        print!("{}", render(kind, &result));
     }
     Ok(())
 }
 
-fn print_files(files: &[serde_json::Value]) {
-    for f in files {
-        let holders = f.get("min_holders").map(|h| format!(", {h} copies")).unwrap_or_default();
-        let held = f.get("chunks_held").map(|h| format!(", {h} held here")).unwrap_or_default();
-        println!(
-            "{}  {}  ({} bytes, {} chunks{holders}{held})",
-            f["id"].as_str().unwrap_or(""),
-            f["name"].as_str().unwrap_or(""),
-            f["size"],
-            f["chunks"]
-        );
+/// A link names its tracker: use it unless one was configured, and say so when the
+/// configured one is another.
+fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::ShareLink) {
+    let Some((ws, token)) = link.web.as_deref().and_then(native_peer::links::tracker_of) else { return };
+    match &settings.tracker {
+        None => {
+            settings.tracker = Some(ws);
+            if settings.join_token.is_none() {
+                settings.join_token = token;
+            }
+        }
+        Some(t) if *t != ws => {
+            tracing::warn!("the link was made for the tracker at {ws}; looking for the file through {t}")
+        }
+        Some(_) => {}
     }
 }
 
-fn print_human(v: &serde_json::Value) {
-    if let (Some(swarm), Some(local)) =
-        (v.get("swarm").and_then(|f| f.as_array()), v.get("local").and_then(|f| f.as_array()))
-    {
-        println!("In the swarm ({}):", swarm.len());
-        print_files(swarm);
-        println!("Known to this peer ({}), {} chunks held:", local.len(), v["chunks_held"]);
-        print_files(local);
-    } else if let Some(files) = v.get("files").and_then(|f| f.as_array()) {
-        if files.is_empty() {
-            println!("no files");
-        }
-        print_files(files);
-    } else if let Some(id) = v.get("removed") {
-        match v["name"].as_str() {
-            Some(name) => println!("removed {} ({name}) from the swarm", id.as_str().unwrap_or("")),
-            None => println!("removed {} from the swarm", id.as_str().unwrap_or("")),
-        }
-    } else if let Some(out) = v.get("output") {
-        println!(
-            "{} -> {} ({} bytes in {:.2} s)",
-            v["id"].as_str().unwrap_or(""),
-            out.as_str().unwrap_or(""),
-            v["size"],
-            v["seconds"].as_f64().unwrap_or(0.0)
-        );
-    } else {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// `pp-peer run`: join, serve, answer the control socket (and HTTP), until SIGINT, SIGTERM
+/// or `leave`; then stop cleanly.
+async fn run_peer(
+    settings: &PeerSettings,
+    data_dir: &std::path::Path,
+    http: Option<SocketAddr>,
+    scrub_every: u64,
+) -> anyhow::Result<()> {
+    let config = settings.node_config(u32::MAX)?;
+    if config.corrupt_serve {
+        tracing::warn!("PP_TEST_CORRUPT_SERVE=1: this peer serves corrupt chunks (tests only)");
     }
+    let node = node::Node::start(config, data_dir).await?;
+    let stop = control::listen(node.clone(), data_dir).await?;
+    if let Some(addr) = http {
+        let local = native_peer::gateway::serve(node.clone(), addr).await?;
+        println!("http gateway on http://{local}/files/{{id}}");
+    }
+    if scrub_every > 0 {
+        let n = node.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_secs(scrub_every);
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = n.scrub().await {
+                    tracing::warn!("scrub failed: {e:#}");
+                }
+            }
+        });
+    }
+    println!("peer {} running (data dir {})", node.peer_id(), data_dir.display());
+    let why = tokio::select! {
+        sig = pp_cli::signal::shutdown() => sig,
+        _ = stop.notified() => "left the swarm",
+    };
+    tracing::info!("stopping ({why})");
+    native_peer::download::stop_writing();
+    node.shutdown().await;
+    let _ = std::fs::remove_file(control::socket_path(data_dir));
+    Ok(())
 }

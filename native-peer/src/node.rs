@@ -63,6 +63,7 @@ impl Node {
         crate::driver::resolve_stun_servers(&tracker, &env).await;
         tracing::debug!(env = ?env.lock().unwrap(), "WebRTC candidates");
         let stats = Arc::new(DataStats::default());
+        stats.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         let views = Arc::new(Mutex::new(Views::default()));
         let peer_id = tracker.peer_id.clone();
         let chunks = store.list().len();
@@ -155,6 +156,27 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.cmd(Cmd::Flush(tx));
         let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+    }
+
+    /// Stops cleanly: what is batched goes out, then the tracker session closes, so the
+    /// tracker sees this peer go at once (its chunks' grace period starts now, not after the
+    /// idle timeout). Waits a few seconds at most.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.cmd(Cmd::Close(tx));
+        let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+    }
+
+    /// Whether a tracker session is open now.
+    pub fn connected(&self) -> bool {
+        self.stats.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The name and type of a file in the swarm (asks the tracker).
+    pub async fn describe(&self, file: FileId) -> anyhow::Result<FileMeta> {
+        let answer = self.request(move |req| ClientMsg::Locate { req, file }).await.map_err(PeerError::from)?;
+        let ServerMsg::Located { meta, .. } = answer else { bail!("unexpected answer to locate: {answer:?}") };
+        Ok(meta)
     }
 
     /// Reads every stored chunk, drops the corrupt ones and tells the tracker.

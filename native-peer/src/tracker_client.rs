@@ -15,7 +15,7 @@ use swarm_core::relay::RelayFrame;
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -87,8 +87,14 @@ pub enum Incoming {
     Disconnected,
 }
 
+/// Why a session ended when this peer closed it.
+const CLOSED_BY_US: &str = "closed by this peer";
+
 enum Outgoing {
     Json(ClientMsg),
+    /// Close the session (a websocket close frame: the tracker sees this peer leave at once)
+    /// after what was queued before it, then stop; the sender hears when it is done.
+    Close(oneshot::Sender<()>),
 }
 
 pub struct TrackerClient {
@@ -179,12 +185,23 @@ impl TrackerClient {
                         format!(" (attempt {attempt} of {first_attempts})")
                     };
                     let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
-                    tracing::warn!("{e:#}; retrying in {delay:?}{of}");
+                    // A one-shot command says the cause once, in its error, if every attempt
+                    // fails; a long-running peer warns as it goes.
+                    if first_attempts == u32::MAX {
+                        tracing::warn!("{e:#}; retrying in {delay:?}");
+                    } else {
+                        tracing::info!("{e:#}; retrying in {delay:?}{of}");
+                    }
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
                     let last = match e {
-                        SessionError::Other(e) => format!("{e:#}"),
+                        // Its outermost context says "cannot reach the tracker at {url}": the
+                        // error below says so already.
+                        SessionError::Other(e) => {
+                            let said = e.to_string().starts_with("cannot reach the tracker") && e.source().is_some();
+                            crate::cli::causes_text(e.chain().skip(usize::from(said)))
+                        }
                         e => e.to_string(),
                     };
                     return Err(ConnectError::Unreachable { url: url.to_string(), attempts: attempt, last });
@@ -210,7 +227,7 @@ impl TrackerClient {
     ) {
         loop {
             let reason = self.session(ws, &mut out, &mut relay, &incoming).await;
-            if incoming.send(Incoming::Disconnected).is_err() {
+            if reason == CLOSED_BY_US || incoming.send(Incoming::Disconnected).is_err() {
                 return;
             }
             tracing::warn!("lost the tracker connection ({reason}); reconnecting");
@@ -248,6 +265,12 @@ impl TrackerClient {
             let to_send = tokio::select! {
                 m = out.recv() => match m {
                     Some(Outgoing::Json(m)) => Message::Text(m.to_json().into()),
+                    Some(Outgoing::Close(done)) => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        let _ = sink.close().await;
+                        let _ = done.send(());
+                        return CLOSED_BY_US.into();
+                    }
                     None => return "node stopped".into(),
                 },
                 b = relay.recv() => match b {
@@ -283,6 +306,16 @@ impl TrackerClient {
             tracing::warn!(?code, "tracker: {message}");
         }
         let _ = incoming.send(Incoming::Msg(msg));
+    }
+
+    /// Closes the session once what is queued has gone out, so the tracker sees this peer
+    /// leave at once rather than after its idle timeout; no reconnect follows. Waits at most
+    /// `timeout`.
+    pub async fn close(&self, timeout: Duration) {
+        let (done, rx) = oneshot::channel();
+        if self.out.send(Outgoing::Close(done)).is_ok() {
+            let _ = tokio::time::timeout(timeout, rx).await;
+        }
     }
 
     /// Sends a message (queued while the tracker is unreachable).

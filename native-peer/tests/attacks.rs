@@ -232,6 +232,11 @@ fn slander_does_not_remove_honest_copies() {
     for p in &sw.peers {
         assert_eq!(held(p), CHUNKS, "{} lost chunks to slander", p.name);
     }
+    // The operator sees it: reports refuted by audits, in /api/stats and /metrics.
+    let trust = &api_json(&sw.tracker, "/api/stats")["trust"];
+    assert!(trust["reports_refuted"].as_u64().unwrap() > 0, "{trust}");
+    let metrics = String::from_utf8(http(sw.tracker.port, "GET", "/metrics", &[]).body).unwrap();
+    assert!(metrics.contains("pp_trust_reports_total{verdict=\"refuted\"}"), "{metrics}");
     // Without the tracker's orders or trims the liars learned nothing useful either.
     for l in &liars {
         assert_eq!(l.seen.orders.load(Ordering::Relaxed), 0, "a slanderer got replication orders");
@@ -319,6 +324,41 @@ fn fake_holders_are_not_counted() {
     }
     let orders: Vec<u64> = all().map(|f| f.seen.orders.load(Ordering::Relaxed)).collect();
     eprintln!("fake holdings test took {:?}; orders taken by attackers: {orders:?}", started.elapsed());
+}
+
+/// Who published what outlives a tracker crash: after a restart, an attacker that claims every
+/// chunk before the honest holders are back does not become the chunks' origin. It is
+/// challenged with the kept nonces, fails, and never counts; the honest holders count again.
+#[test]
+fn a_restarted_tracker_does_not_trust_the_first_claimant() {
+    let _g = serial();
+    let mut sw = honest_swarm("kept.bin", 21);
+    let rt = runtime();
+    // The verification state is written every second: let it be.
+    std::thread::sleep(Duration::from_secs(2));
+    // The honest peers are paused (as if slow to reconnect) while the tracker crashes and
+    // comes back, and an attacker claims everything first.
+    let signal = |sig: &str| {
+        for p in &sw.peers {
+            let pid = p.proc.as_ref().expect("running").pid().to_string();
+            assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        }
+    };
+    signal("-STOP");
+    sw.tracker.restart();
+    let fake = rt.block_on(attacker(&sw.tracker.ws_url(), &format!("{:064x}", 0xfb0), Answer::Wrong));
+    fake.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 });
+    fake.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true });
+    wait_for("challenges to the first claimant", || (fake.seen.challenges.load(Ordering::Relaxed) > 0).then_some(()));
+    let h = health(&sw.tracker, &sw.id);
+    assert_eq!(h.max_copies, 0, "the first claimant after a restart counted: {h:?}");
+    signal("-CONT");
+    let h = wait_health(&sw.tracker, &sw.id, "the honest holders verified again", 2, |h| h.min_copies == 3);
+    assert_eq!((h.max_copies, h.lost), (3, 0), "{h:?}");
+    hold_health(&sw.tracker, &sw.id, "the attacker never counts", 3, |h| h.max_copies == 3);
+    for p in &sw.peers {
+        assert_eq!(held(p), CHUNKS, "{} was trimmed", p.name);
+    }
 }
 
 /// Phantom files: identities are free, but files from one address are bounded (loopback is

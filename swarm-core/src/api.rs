@@ -170,6 +170,9 @@ pub struct Stats {
     /// Peers' own reports of their links, summed: open links and bytes received, by path.
     pub reported_links: Vec<(LinkPath, u64)>,
     pub reported_bytes: Vec<(LinkPath, u64)>,
+    /// Claims checked and their outcomes, strikes, reports (see `SECURITY.md`).
+    #[serde(default)]
+    pub trust: crate::swarm::trust::TrustStats,
 }
 
 #[cfg(test)]
@@ -249,46 +252,59 @@ mod tests {
 
     fn stats() -> impl Strategy<Value = Stats> {
         let paths = || prop::collection::vec((path(), any::<u64>()), 0..4);
-        (prop::collection::vec(any::<u64>(), 35), paths(), paths()).prop_map(|(n, reported_links, reported_bytes)| {
-            Stats {
-                uptime_secs: n[0],
-                peers: n[1],
-                peers_native: n[2],
-                peers_browser: n[3],
-                files: n[4],
-                chunks: n[5],
-                replication: n[6],
-                under_replicated: n[7],
-                lost: n[8],
-                orders_in_flight: n[9],
-                orders_issued: n[10],
-                orders_done: n[11],
-                orders_failed: n[12],
-                orders_expired: n[13],
-                chunks_trimmed: n[14],
-                signals_relayed: n[15],
-                errors_sent: n[16],
-                bad_sources_reported: n[17],
-                ws_connections_total: n[18],
-                ws_messages_in: n[19],
-                ws_messages_out: n[20],
-                ws_bytes_in: n[21],
-                ws_bytes_out: n[22],
-                relay_frames: n[23],
-                relay_bytes: n[24],
-                relay_dropped: n[25],
-                relay_refused: n[26],
-                rate_limited: n[27],
-                closed_abuse: n[28],
-                closed_slow: n[29],
-                limit_refusals: n[30],
-                stun_requests: n[31],
-                stun_answers: n[32],
-                stun_ignored: n[33],
-                stun_rate_limited: n[34],
-                reported_links,
-                reported_bytes,
-            }
+        let counts = (prop::collection::vec(any::<u64>(), 35), prop::collection::vec(any::<u64>(), 14));
+        (counts, paths(), paths()).prop_map(|((n, t), reported_links, reported_bytes)| Stats {
+            uptime_secs: n[0],
+            peers: n[1],
+            peers_native: n[2],
+            peers_browser: n[3],
+            files: n[4],
+            chunks: n[5],
+            replication: n[6],
+            under_replicated: n[7],
+            lost: n[8],
+            orders_in_flight: n[9],
+            orders_issued: n[10],
+            orders_done: n[11],
+            orders_failed: n[12],
+            orders_expired: n[13],
+            chunks_trimmed: n[14],
+            signals_relayed: n[15],
+            errors_sent: n[16],
+            bad_sources_reported: n[17],
+            ws_connections_total: n[18],
+            ws_messages_in: n[19],
+            ws_messages_out: n[20],
+            ws_bytes_in: n[21],
+            ws_bytes_out: n[22],
+            relay_frames: n[23],
+            relay_bytes: n[24],
+            relay_dropped: n[25],
+            relay_refused: n[26],
+            rate_limited: n[27],
+            closed_abuse: n[28],
+            closed_slow: n[29],
+            limit_refusals: n[30],
+            stun_requests: n[31],
+            stun_answers: n[32],
+            stun_ignored: n[33],
+            stun_rate_limited: n[34],
+            reported_links,
+            reported_bytes,
+            trust: crate::swarm::trust::TrustStats {
+                challenges_sent: t[0],
+                proofs_passed: t[1],
+                proofs_failed: t[2],
+                challenges_expired: t[3],
+                nonces_from_publishers: t[4],
+                nonces_agreed: t[5],
+                rounds_disagreed: t[6],
+                strikes: t[7],
+                distrusted: t[8],
+                reports_refuted: t[9],
+                reports_upheld: t[10],
+                reports_ignored: t[11],
+            },
         })
     }
 
@@ -430,7 +446,8 @@ mod tests {
             .unwrap()
         };
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 37);
+        assert_eq!(v.as_object().unwrap().len(), 38);
+        assert_eq!(v["trust"]["proofs_failed"], 0, "an older tracker's stats read with zero trust counters");
         assert_eq!(v["reported_links"], json!([[LinkPath::ALL[0].as_str(), 2]]));
     }
 }

@@ -96,7 +96,7 @@ fn a_small_swarm_under_heavy_churn_loses_and_finds_chunks() {
     // 24 peers, R = 2, up to three quarters of them dead, few coming back: chunks do lose
     // every live copy, and downloads then fail naming them (or wait for holders to return).
     churn(Params {
-        seed: 3,
+        seed: 4,
         peers: 24,
         late: 2,
         min_alive: 6,

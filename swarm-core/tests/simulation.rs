@@ -612,8 +612,6 @@ fn swarm_heals_with_ten_percent_liars() {
 }
 
 #[test]
-#[ignore = "known failure, issue 12 stays open: in about one run in ten a few chunks never regain R \
-            verified copies at 30% liars (the panic lists them); run with --ignored"]
 fn swarm_heals_with_thirty_percent_liars() {
     run(
         0xbb67ae8584caa73b,

@@ -2,15 +2,23 @@
 //! database under the tracker's data dir. redb's transactions are ACID and crash-safe, so a
 //! restart (or a kill -9 mid-write) loses no committed file. Chunk locations are not stored:
 //! they are soft state that peers re-announce when they reconnect.
+//!
+//! Beside the files, the verification state of each chunk (its origin and its pool of
+//! challenge nonces, [`TrustRecord`]) is kept in a second table, written in batches (see
+//! `swarm_core::swarm::trust`): after a restart, whoever claims a chunk first does not become
+//! its origin.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use swarm_core::swarm::trust::TrustRecord;
 use swarm_core::swarm::FileRecord;
 use swarm_core::wire::FileMeta;
-use swarm_core::{FileId, Manifest, PeerId};
+use swarm_core::{ChunkId, FileId, Manifest, PeerId};
 
 const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
+/// Chunk id → JSON [`TrustRecord`].
+const TRUST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trust_v1");
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -41,6 +49,7 @@ impl FileIndex {
             let db = Database::create(dir.join("index.redb"))?;
             let tx = db.begin_write()?;
             tx.open_table(FILES)?;
+            tx.open_table(TRUST)?;
             tx.commit()?;
             Ok(db)
         };
@@ -107,6 +116,44 @@ impl FileIndex {
             let mut table = tx.open_table(FILES).map_err(redb::Error::from)?;
             for id in ids {
                 table.remove(id.0.as_slice()).map_err(redb::Error::from)?;
+            }
+        }
+        tx.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// Every chunk's kept verification state (damaged records are skipped with a warning).
+    pub fn load_trust(&self) -> Result<Vec<(ChunkId, TrustRecord)>, IndexError> {
+        let tx = self.db.begin_read().map_err(redb::Error::from)?;
+        let table = tx.open_table(TRUST).map_err(redb::Error::from)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(redb::Error::from)? {
+            let (k, v) = row.map_err(redb::Error::from)?;
+            let key: Result<[u8; 32], _> = k.value().try_into();
+            match (key, serde_json::from_slice::<TrustRecord>(v.value())) {
+                (Ok(key), Ok(record)) => out.push((ChunkId(key), record)),
+                _ => tracing::warn!("skipping a damaged trust record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes verification changes (one transaction): `None` deletes a chunk's record.
+    pub fn save_trust(&self, changes: &[(ChunkId, Option<TrustRecord>)]) -> Result<(), IndexError> {
+        let tx = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut table = tx.open_table(TRUST).map_err(redb::Error::from)?;
+            for (chunk, record) in changes {
+                match record {
+                    Some(r) => {
+                        table
+                            .insert(chunk.0.as_slice(), serde_json::to_vec(r)?.as_slice())
+                            .map_err(redb::Error::from)?;
+                    }
+                    None => {
+                        table.remove(chunk.0.as_slice()).map_err(redb::Error::from)?;
+                    }
+                }
             }
         }
         tx.commit().map_err(redb::Error::from)?;

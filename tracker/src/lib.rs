@@ -22,6 +22,7 @@ pub mod web;
 pub mod websocket;
 mod ws;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -160,18 +161,37 @@ impl Default for Config {
 
 /// Builds the HTTP router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .merge(api::routes())
         .with_state(state.clone());
-    if let Some(dir) = &state.config.web_dir {
-        let index = dir.join("index.html");
-        app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
-    } else if web::embedded() {
-        app = app.fallback(web::serve_embedded);
+    match &state.config.web_dir {
+        Some(dir) => {
+            let index = ServeFile::new(dir.join("index.html")).precompressed_br().precompressed_gzip();
+            let files = ServeDir::new(dir).precompressed_br().precompressed_gzip().fallback(index);
+            let dir = dir.clone();
+            let headers = axum::middleware::from_fn(move |req, next| web::dir_headers(dir.clone(), req, next));
+            app.fallback_service(Router::new().fallback_service(files).layer(headers))
+        }
+        // The embedded app, or the page that says how to build one.
+        None => app.fallback(web::serve_embedded),
     }
-    app
+}
+
+/// `/readyz`: 200 while the tracker accepts peers with its index open; 503 once it is
+/// shutting down. (`/healthz` answers while the process serves HTTP at all.)
+async fn readyz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    let index_open = state.config.data_dir.is_none() || state.index.is_some();
+    if *state.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if !index_open {
+        (StatusCode::SERVICE_UNAVAILABLE, "file index not open\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
 }
 
 /// Runs the tracker on `listener` until `shutdown` completes (no STUN service).
@@ -199,6 +219,7 @@ pub async fn serve_with_stun(
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
     let expire = tokio::spawn(expire_unavailable(state.clone()));
+    let save = tokio::spawn(save_trust(state.clone()));
     let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
     let result = server::run(listener, router(state.clone()), async move {
         shutdown.await;
@@ -208,6 +229,12 @@ pub async fn serve_with_stun(
     .await;
     repair.abort();
     sweep.abort();
+    save.abort();
+    let _ = save.await;
+    {
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.save_trust()).await;
+    }
     expire.abort();
     let _ = expire.await;
     if let Some(s) = stun {
@@ -239,6 +266,15 @@ async fn repair_loop(state: Arc<AppState>) {
         };
         let wait = next.unwrap_or(50).clamp(10, 50);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Writes the swarm's verification state (origins, nonce pools) to the index every second.
+async fn save_trust(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.save_trust()).await;
     }
 }
 

@@ -1,17 +1,23 @@
 //! `tracker` binary: settings from flags, environment and an optional TOML file in, the server
-//! from the library out.
+//! from the library out. SIGTERM (a service manager) and Ctrl-C stop it the same way: stop
+//! accepting, close the peers' connections, close the index, exit 0.
 
 use anyhow::Context;
-use tracker::settings::{LogFormat, Settings, StunListen};
+use clap::CommandFactory;
+use tracker::settings::{LogFormat, Settings, StunListen, Tool};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    match settings.log_format.unwrap_or_default() {
-        LogFormat::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init(),
+    match &settings.tool {
+        Some(Tool::Completions { shell }) => {
+            pp_cli::docs::completions(Settings::command(), *shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Tool::Man) => return Ok(pp_cli::docs::man(Settings::command(), None, &mut std::io::stdout())?),
+        None => {}
     }
+    pp_cli::logging::init(0, "info", settings.log_format.unwrap_or_default() == LogFormat::Json);
     let config = settings.to_config()?;
     // Every peer is an open socket: take all the file descriptors the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -23,9 +29,10 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     match &config.web_dir {
         Some(dir) => anyhow::ensure!(dir.join("index.html").is_file(), "no index.html in web dir {}", dir.display()),
-        None if !tracker::web::embedded() => {
-            tracing::warn!("this build has no embedded web app (build it with scripts/build-web.sh, or pass --web-dir)")
-        }
+        None if !tracker::web::embedded() => tracing::warn!(
+            "this build has no embedded web app (build it with scripts/build-web.sh, or pass --web-dir); \
+             `/` shows how"
+        ),
         None => {}
     }
     let stun = match settings.stun_listen()? {
@@ -56,8 +63,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     tracker::serve_with_stun(listener, stun, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        let signal = pp_cli::signal::shutdown().await;
+        tracing::info!("shutting down ({signal})");
     })
     .await
     .context("server failed")

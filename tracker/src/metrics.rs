@@ -75,6 +75,7 @@ pub fn snapshot(state: &AppState) -> Stats {
         stun_rate_limited: g(&c.stun_rate_limited),
         reported_links: sum_reports(s, |r| &r.links),
         reported_bytes: sum_reports(s, |r| &r.bytes_received),
+        trust: s.trust_stats().clone(),
     }
 }
 
@@ -161,6 +162,36 @@ pub fn prometheus(s: &Stats) -> String {
             ("{outcome=\"ignored\"}", s.stun_ignored),
             ("{outcome=\"rate_limited\"}", s.stun_rate_limited),
             ("{outcome=\"received\"}", s.stun_requests),
+        ],
+    );
+    let t = &s.trust;
+    metric(
+        "trust_challenges_total",
+        counter,
+        "Challenges of claimed holdings, by outcome.",
+        &[
+            ("{outcome=\"sent\"}", t.challenges_sent),
+            ("{outcome=\"passed\"}", t.proofs_passed),
+            ("{outcome=\"failed\"}", t.proofs_failed),
+            ("{outcome=\"expired\"}", t.challenges_expired),
+        ],
+    );
+    metric(
+        "trust_nonces_total",
+        counter,
+        "Challenge nonces added to pools, by source.",
+        &[("{source=\"publisher\"}", t.nonces_from_publishers), ("{source=\"agreement\"}", t.nonces_agreed)],
+    );
+    metric("trust_strikes_total", counter, "Strikes given to peers.", &[("", t.strikes)]);
+    metric("trust_distrusted_total", counter, "Identities distrusted after too many strikes.", &[("", t.distrusted)]);
+    metric(
+        "trust_reports_total",
+        counter,
+        "bad_source reports, by verdict.",
+        &[
+            ("{verdict=\"refuted\"}", t.reports_refuted),
+            ("{verdict=\"upheld\"}", t.reports_upheld),
+            ("{verdict=\"ignored\"}", t.reports_ignored),
         ],
     );
     let labelled = |v: &[(LinkPath, u64)]| -> Vec<(String, u64)> {

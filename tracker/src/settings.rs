@@ -2,26 +2,37 @@
 //!
 //! Precedence: a flag beats its environment variable (clap reads both), which beats the
 //! `--config` file, which beats the built-in default. Every setting is optional in each
-//! source, so [`Settings::merge`] can layer them; the TOML file uses the flag names
-//! (`max-peers = 5000`) and unknown keys are an error, so a typo never goes unnoticed.
+//! source, so [`Merge::merge`] can layer them (`pp_cli::settings`, shared with `pp-peer`); the
+//! TOML file uses the flag names (`max-peers = 5000`) and unknown keys are an error, so a typo
+//! never goes unnoticed. Byte sizes take units (`relay-bytes-per-sec = "8MiB"`).
 
 use crate::client_addr::TrustedProxies;
 use crate::{Config, Limits};
 use clap::Parser;
+pub use pp_cli::settings::Merge;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use swarm_core::swarm::repair::RepairConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
-    #[error("{0}")]
-    Invalid(String),
+pub use pp_cli::settings::SettingsError;
+use pp_cli::size::ByteSize;
+
+fn parse_size(s: &str) -> Result<ByteSize, String> {
+    pp_cli::size::parse(s).map(ByteSize::b)
+}
+
+/// Tools that print something and exit instead of starting the tracker.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq)]
+pub enum Tool {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: pp_cli::docs::Shell,
+    },
+    /// Print the man page (roff): `tracker man | man -l -`.
+    Man,
 }
 
 /// Peer Pressure tracker: swarm index, WebRTC signalling hub, data relay, REST API, metrics
@@ -34,6 +45,9 @@ pub enum SettingsError {
 #[command(name = "tracker", version, about, long_about)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub tool: Option<Tool>,
     /// TOML file with settings.
     #[arg(long, env = "PP_CONFIG")]
     #[serde(skip)]
@@ -84,21 +98,21 @@ pub struct Settings {
     /// Messages a connection may send in one burst [default: 2000]
     #[arg(long, env = "PP_MSG_BURST")]
     pub msg_burst: Option<u32>,
-    /// Relay bytes per second per connection, 0 for no limit [default: 8388608]
-    #[arg(long, env = "PP_RELAY_BYTES_PER_SEC")]
-    pub relay_bytes_per_sec: Option<u64>,
-    /// Relay bytes a connection may send in one burst [default: 1048576]
-    #[arg(long, env = "PP_RELAY_BURST_BYTES")]
-    pub relay_burst_bytes: Option<u64>,
+    /// Relay bytes per second per connection (a size: 8MiB, 500KB, or bytes), 0 for no limit [default: 8MiB]
+    #[arg(long, env = "PP_RELAY_BYTES_PER_SEC", value_name = "SIZE", value_parser = parse_size)]
+    pub relay_bytes_per_sec: Option<ByteSize>,
+    /// Relay bytes a connection may send in one burst [default: 1MiB]
+    #[arg(long, env = "PP_RELAY_BURST_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    pub relay_burst_bytes: Option<ByteSize>,
     /// Refused messages in a row (no quiet second) before a connection is closed [default: 1000]
     #[arg(long, env = "PP_ABUSE_LIMIT")]
     pub abuse_limit: Option<u32>,
     /// Frames queued for one peer before it counts as too slow [default: 1024]
     #[arg(long, env = "PP_OUTBOX_FRAMES")]
     pub outbox_frames: Option<usize>,
-    /// Bytes queued for one peer before relay frames to it are dropped [default: 2097152]
-    #[arg(long, env = "PP_OUTBOX_BYTES")]
-    pub outbox_bytes: Option<usize>,
+    /// Bytes queued for one peer before relay frames to it are dropped [default: 2MiB]
+    #[arg(long, env = "PP_OUTBOX_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    pub outbox_bytes: Option<ByteSize>,
     /// UDP address of the tracker's STUN service (peers learn their public address from it),
     /// or `off` [default: the --listen address and port, on UDP]
     #[arg(long, env = "PP_STUN_LISTEN")]
@@ -165,71 +179,57 @@ pub enum LogFormat {
     Json,
 }
 
-macro_rules! layer {
-    ($hi:ident, $lo:ident, $($f:ident),*) => {
-        Settings { config: $hi.config.or($lo.config), $($f: $hi.$f.or($lo.$f)),* }
-    };
-}
+pp_cli::merge_options!(Settings {
+    tool,
+    config,
+    listen,
+    data_dir,
+    web_dir,
+    log_format,
+    replication,
+    grace_secs,
+    idle_timeout,
+    hello_timeout,
+    send_timeout,
+    max_peers,
+    max_conns_per_ip,
+    max_files_per_peer,
+    max_manifest_chunks,
+    msgs_per_sec,
+    msg_burst,
+    relay_bytes_per_sec,
+    relay_burst_bytes,
+    abuse_limit,
+    outbox_frames,
+    outbox_bytes,
+    stun_listen,
+    ice_server,
+    turn_username,
+    turn_credential,
+    trusted_proxy,
+    max_identities_per_ip,
+    max_publishes_per_hour_per_ip,
+    max_files_per_ip,
+    limit_exempt,
+    join_token,
+    unavailable_file_ttl,
+});
 
 impl Settings {
     /// Reads a TOML settings file.
     pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.into(), source })?;
-        Self::from_toml(&text).map_err(|source| SettingsError::Parse { path: path.into(), source: Box::new(source) })
+        pp_cli::settings::read_toml(path)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
 
-    /// `self` where set, else `lower`.
-    pub fn merge(self, lower: Settings) -> Settings {
-        let hi = self;
-        let lo = lower;
-        layer!(
-            hi,
-            lo,
-            listen,
-            data_dir,
-            web_dir,
-            log_format,
-            replication,
-            grace_secs,
-            idle_timeout,
-            hello_timeout,
-            send_timeout,
-            max_peers,
-            max_conns_per_ip,
-            max_files_per_peer,
-            max_manifest_chunks,
-            msgs_per_sec,
-            msg_burst,
-            relay_bytes_per_sec,
-            relay_burst_bytes,
-            abuse_limit,
-            outbox_frames,
-            outbox_bytes,
-            stun_listen,
-            ice_server,
-            turn_username,
-            turn_credential,
-            trusted_proxy,
-            max_identities_per_ip,
-            max_publishes_per_hour_per_ip,
-            max_files_per_ip,
-            limit_exempt,
-            join_token,
-            unavailable_file_ttl
-        )
-    }
-
     /// Flags and environment, layered over the `--config` file if one is named.
     pub fn load() -> Result<Self, SettingsError> {
         let cli = Settings::parse();
-        match &cli.config {
-            Some(path) => Ok(cli.clone().merge(Settings::from_file(path)?)),
-            None => Ok(cli),
-        }
+        let config = cli.config.clone();
+        pp_cli::settings::layered(cli, config.as_deref())
     }
 
     pub fn listen(&self) -> SocketAddr {
@@ -316,11 +316,11 @@ impl Settings {
                 max_manifest_chunks: max_chunks,
                 msgs_per_sec: self.msgs_per_sec.unwrap_or(dl.msgs_per_sec),
                 msg_burst: self.msg_burst.unwrap_or(dl.msg_burst),
-                relay_bytes_per_sec: self.relay_bytes_per_sec.unwrap_or(dl.relay_bytes_per_sec),
-                relay_burst_bytes: self.relay_burst_bytes.unwrap_or(dl.relay_burst_bytes),
+                relay_bytes_per_sec: self.relay_bytes_per_sec.map_or(dl.relay_bytes_per_sec, |b| b.as_u64()),
+                relay_burst_bytes: self.relay_burst_bytes.map_or(dl.relay_burst_bytes, |b| b.as_u64()),
                 abuse_limit: self.abuse_limit.unwrap_or(dl.abuse_limit),
                 outbox_frames: self.outbox_frames.unwrap_or(dl.outbox_frames).max(1),
-                outbox_bytes: self.outbox_bytes.unwrap_or(dl.outbox_bytes).max(1),
+                outbox_bytes: self.outbox_bytes.map_or(dl.outbox_bytes, |b| b.as_u64() as usize).max(1),
                 max_identities_per_ip: self.max_identities_per_ip.unwrap_or(dl.max_identities_per_ip),
                 max_publishes_per_hour_per_ip: self
                     .max_publishes_per_hour_per_ip
@@ -351,6 +351,31 @@ mod tests {
         assert_eq!(c.repair.replication, 4);
         assert_eq!(c.limits.msgs_per_sec, Limits::default().msgs_per_sec, "default when unset");
         assert_eq!(merged.listen().port(), 9000);
+    }
+
+    #[test]
+    fn completions_and_man_are_commands() {
+        let s = Settings::try_parse_from(["tracker", "completions", "zsh"]).unwrap();
+        assert_eq!(s.tool, Some(Tool::Completions { shell: pp_cli::docs::Shell::Zsh }));
+        assert_eq!(Settings::try_parse_from(["tracker", "man"]).unwrap().tool, Some(Tool::Man));
+        assert_eq!(Settings::try_parse_from(["tracker", "--max-peers", "3"]).unwrap().tool, None);
+        use clap::CommandFactory;
+        let mut page = Vec::new();
+        pp_cli::docs::man(Settings::command(), None, &mut page).unwrap();
+        assert!(String::from_utf8(page).unwrap().contains("relay\\-bytes\\-per\\-sec"));
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        let cli =
+            Settings::try_parse_from(["tracker", "--relay-bytes-per-sec", "8MiB", "--outbox-bytes", "2MB"]).unwrap();
+        let c = cli.to_config().unwrap();
+        assert_eq!(c.limits.relay_bytes_per_sec, 8 << 20);
+        assert_eq!(c.limits.outbox_bytes, 2_000_000);
+        let file = Settings::from_toml("relay-burst-bytes = \"1GiB\"\nrelay-bytes-per-sec = 4096\n").unwrap();
+        let c = Settings::default().merge(file).to_config().unwrap();
+        assert_eq!((c.limits.relay_burst_bytes, c.limits.relay_bytes_per_sec), (1 << 30, 4096));
+        assert!(Settings::try_parse_from(["tracker", "--relay-burst-bytes", "huge"]).is_err());
     }
 
     #[test]

@@ -118,6 +118,11 @@ impl AppState {
                 for f in files {
                     swarm.restore_file(f);
                 }
+                let trust = index.load_trust()?;
+                tracing::info!(chunks = trust.len(), "chunk verification state loaded");
+                for (chunk, record) in trust {
+                    swarm.restore_trust(chunk, record);
+                }
                 Some(index)
             }
             None => None,
@@ -164,6 +169,19 @@ impl AppState {
     /// The key `ip` counts against for the per-address limits (`None`: exempt).
     pub fn addr_key(&self, ip: IpAddr) -> Option<AddrKey> {
         (!self.config.limit_exempt.contains(ip)).then(|| swarm_core::swarm::policy::addr_key(ip))
+    }
+
+    /// Writes the swarm's verification changes to the durable index (taken under the lock,
+    /// written outside it).
+    pub fn save_trust(&self) {
+        let Some(index) = &self.index else { return };
+        let changes = self.lock().swarm.take_trust_changes();
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = index.save_trust(&changes) {
+            tracing::error!("cannot save chunk verification state: {e}");
+        }
     }
 
     /// Removes files from the durable index (they left the swarm's).

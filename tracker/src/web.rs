@@ -1,64 +1,253 @@
 //! Serves the web app: from the bundle embedded at build time (see `build.rs`), or from a
 //! directory given with `--web-dir` (useful while developing the page). Unknown paths get
 //! `index.html`, so the page's own routes (`/#/file/<id>`) work from any URL.
+//!
+//! - **Compression**: the embedded bundle carries brotli and gzip copies made at build time;
+//!   the one the client's `Accept-Encoding` prefers is sent with `Content-Encoding`, and
+//!   `Vary: Accept-Encoding` on every asset that has copies. `--web-dir` serves `NAME.br` /
+//!   `NAME.gz` beside a file the same way when they exist.
+//! - **Caching**: only names trunk made from the content (`app-<hash>.js`,
+//!   `app-<hash>_bg.wasm`) are `immutable`; `index.html` and every other name (a service
+//!   worker `sw.js` among them) is `no-cache`, so a new build is seen at once.
+//! - **No app built in**: a static page at `/` says how to build it and where the API is.
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use std::path::{Component, Path, PathBuf};
+
+/// One file of the web app, with its compressed copies (when they are smaller).
+pub struct Asset {
+    pub path: &'static str,
+    pub raw: &'static [u8],
+    pub br: Option<&'static [u8]>,
+    pub gzip: Option<&'static [u8]>,
+}
 
 mod embedded {
+    use super::Asset;
     include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 }
 
 /// Whether a web app was embedded into this binary.
 pub fn embedded() -> bool {
-    embedded::ASSETS.iter().any(|(p, _)| *p == "index.html")
+    embedded::ASSETS.iter().any(|a| a.path == "index.html")
 }
 
 fn content_type(path: &str) -> &'static str {
     match path.rsplit_once('.').map(|(_, e)| e) {
         Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("wasm") => "application/wasm",
         Some("css") => "text/css; charset=utf-8",
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("ico") => "image/x-icon",
         Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
         _ => "application/octet-stream",
     }
 }
 
-/// The fallback handler serving the embedded bundle.
-pub async fn serve_embedded(uri: Uri) -> Response {
-    let wanted = uri.path().trim_start_matches('/');
-    let (path, bytes) = embedded::ASSETS
-        .iter()
-        .find(|(p, _)| *p == wanted)
-        .or_else(|| embedded::ASSETS.iter().find(|(p, _)| *p == "index.html"))
-        .copied()
-        .unwrap_or(("", b""));
-    if path.is_empty() {
-        return (StatusCode::NOT_FOUND, "no web app in this build").into_response();
+/// Whether trunk named this file by its content (`name-<hex hash>[_bg].ext`): such a file
+/// never changes under its name.
+pub fn is_hashed(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let Some((stem, _ext)) = file.rsplit_once('.') else { return false };
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    let Some((_, hash)) = stem.rsplit_once('-') else { return false };
+    hash.len() >= 8 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The `Cache-Control` for a file served under `path`.
+pub fn cache_control(path: &str) -> &'static str {
+    if is_hashed(path) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
     }
-    // Trunk names assets by content hash: they never change. The page itself always may.
-    let cache = if path == "index.html" { "no-cache" } else { "public, max-age=31536000, immutable" };
-    let mut resp = Response::new(Body::from(bytes));
+}
+
+/// A content coding the client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Br,
+    Gzip,
+    Identity,
+}
+
+/// The coding to send, given `Accept-Encoding` and which copies exist: brotli before gzip,
+/// each only when accepted with a non-zero q (directly or through `*`).
+pub fn choose(accept: Option<&str>, br: bool, gzip: bool) -> Coding {
+    let Some(accept) = accept else { return Coding::Identity };
+    let q = |name: &str| -> Option<f32> {
+        let mut star = None;
+        for part in accept.split(',') {
+            let mut it = part.split(';');
+            let coding = it.next().unwrap_or("").trim();
+            let q =
+                it.find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok())).unwrap_or(1.0);
+            if coding.eq_ignore_ascii_case(name) {
+                return Some(q);
+            }
+            if coding == "*" {
+                star = Some(q);
+            }
+        }
+        star
+    };
+    if br && q("br").is_some_and(|q| q > 0.0) {
+        Coding::Br
+    } else if gzip && q("gzip").is_some_and(|q| q > 0.0) {
+        Coding::Gzip
+    } else {
+        Coding::Identity
+    }
+}
+
+/// The response for one asset, compressed as the request accepts.
+pub fn asset_response(asset: &Asset, request: &HeaderMap) -> Response {
+    let accept = request.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    let (body, coding) = match choose(accept, asset.br.is_some(), asset.gzip.is_some()) {
+        Coding::Br => (asset.br.unwrap_or(asset.raw), Some("br")),
+        Coding::Gzip => (asset.gzip.unwrap_or(asset.raw), Some("gzip")),
+        Coding::Identity => (asset.raw, None),
+    };
+    let mut resp = Response::new(Body::from(body));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(asset.path)));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control(asset.path)));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if asset.br.is_some() || asset.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if let Some(c) = coding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));
+    }
+    resp
+}
+
+/// The fallback handler serving the embedded bundle (or, without one, the page that says how
+/// to build it).
+pub async fn serve_embedded(uri: Uri, headers: HeaderMap) -> Response {
+    let wanted = uri.path().trim_start_matches('/');
+    let assets = embedded::ASSETS;
+    let found = assets.iter().find(|a| a.path == wanted).or_else(|| assets.iter().find(|a| a.path == "index.html"));
+    match found {
+        Some(asset) => asset_response(asset, &headers),
+        None => no_app(&uri),
+    }
+}
+
+/// The page a tracker built without the web app shows: static text, nothing from the request.
+const NO_APP_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Peer Pressure tracker</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 42rem; margin: 3rem auto; line-height: 1.5">
+<h1>Peer Pressure tracker</h1>
+<p>This tracker is running, but it was built without the web app.</p>
+<h2>Add the web app</h2>
+<ul>
+<li>Build it with <code>scripts/build-web.sh</code> (writes <code>dist/</code>), then rebuild the tracker
+(<code>cargo build --release -p tracker</code>): the app is embedded at build time.</li>
+<li>Or serve a built app from a directory: <code>tracker --web-dir dist</code>.</li>
+</ul>
+<h2>What works without it</h2>
+<ul>
+<li>Native peers: <code>pp-peer --tracker ws://HOST:PORT/ws run</code>, then <code>put</code>, <code>get</code>, <code>search</code>.</li>
+<li>The API: <a href="/api/files">/api/files</a>, <a href="/api/stats">/api/stats</a>, <a href="/api/peers">/api/peers</a>,
+<code>/api/search?q=</code>, <a href="/metrics">/metrics</a>, <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>; peers connect at <code>/ws</code>.</li>
+</ul>
+</body>
+</html>
+"#;
+
+fn no_app(uri: &Uri) -> Response {
+    let status = if matches!(uri.path(), "/" | "/index.html") { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let mut resp = (status, Html(NO_APP_PAGE)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Middleware for `--web-dir`: the cache rule above (`immutable` only for a hashed name that
+/// exists as a file in `dir`, so the index served for an unknown path is never cached), and
+/// `Vary: Accept-Encoding` on compressible files.
+pub async fn dir_headers(dir: PathBuf, req: Request, next: Next) -> Response {
+    let path = req.uri().path().trim_start_matches('/').to_string();
+    let mut resp = next.run(req).await;
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let safe = Path::new(&path).components().all(|c| matches!(c, Component::Normal(_)));
+    let exists = safe && !path.is_empty() && dir.join(&path).is_file();
+    let cache = if exists { cache_control(&path) } else { "no-cache" };
+    let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let compressible = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| {
+        t.starts_with("text/") || t.contains("javascript") || t.contains("wasm") || t.contains("json")
+    });
+    if compressible && !h.contains_key(header::VARY) {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     resp
 }
 
 #[cfg(test)]
 mod tests {
-    use super::content_type;
+    use super::*;
 
     #[test]
     fn wasm_is_served_as_wasm() {
         assert_eq!(content_type("app_bg.wasm"), "application/wasm");
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("weird"), "application/octet-stream");
+    }
+
+    #[test]
+    fn only_hashed_names_are_immutable() {
+        assert!(is_hashed("browser-peer-72cf03c0b95525d2_bg.wasm"));
+        assert!(is_hashed("browser-peer-72cf03c0b95525d2.js"));
+        assert!(is_hashed("style-45ad655b9938a6e.css"), "trunk's css hash may be 15 digits");
+        for unhashed in ["index.html", "sw.js", "browser-peer.js", "my-file.css", "a-b-c.wasm", "favicon.ico"] {
+            assert!(!is_hashed(unhashed), "{unhashed}");
+            assert_eq!(cache_control(unhashed), "no-cache");
+        }
+    }
+
+    #[test]
+    fn without_the_app_a_static_page_says_how_to_build_it() {
+        let home = no_app(&Uri::from_static("/"));
+        assert_eq!(home.status(), StatusCode::OK);
+        assert_eq!(home.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert!(NO_APP_PAGE.contains("scripts/build-web.sh") && NO_APP_PAGE.contains("/api/files"));
+        assert_eq!(no_app(&Uri::from_static("/x%3Cb%3E")).status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn brotli_before_gzip_when_accepted() {
+        assert_eq!(choose(Some("gzip, deflate, br, zstd"), true, true), Coding::Br);
+        assert_eq!(choose(Some("gzip"), true, true), Coding::Gzip);
+        assert_eq!(choose(Some("br;q=0, gzip;q=0.5"), true, true), Coding::Gzip);
+        assert_eq!(choose(Some("br"), false, true), Coding::Identity);
+        assert_eq!(choose(Some("*"), true, true), Coding::Br);
+        assert_eq!(choose(Some("identity"), true, true), Coding::Identity);
+        assert_eq!(choose(None, true, true), Coding::Identity);
+    }
+
+    #[test]
+    fn responses_name_their_coding_and_vary() {
+        let asset = Asset { path: "app-0123456789abcdef_bg.wasm", raw: b"raw", br: Some(b"b"), gzip: Some(b"g") };
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let r = asset_response(&asset, &h);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()[header::VARY], "accept-encoding");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+        let r = asset_response(&asset, &HeaderMap::new());
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
     }
 }

@@ -192,8 +192,10 @@ async fn a_restart_with_the_same_data_dir_loses_no_file() {
     server.await.unwrap().unwrap();
 
     let (url, _server) = start_with(config, std::future::pending()).await;
+    // The publisher comes back (its origin of the chunk was kept: another identity's claim
+    // would be challenged first, see `a_restarted_tracker_does_not_trust_the_first_claimant`).
     let mut b = connect(&url).await;
-    hello(&mut b, SECRET_B).await;
+    hello(&mut b, SECRET_A).await;
     send(&mut b, &ClientMsg::Locate { req: 3, file: manifest.file_id() }).await;
     let ServerMsg::Located { file, peers, .. } = recv(&mut b).await else { panic!("the file survived the restart") };
     assert_eq!(file, manifest.file_id());

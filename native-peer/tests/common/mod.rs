@@ -92,7 +92,9 @@ fn spawn_until(mut cmd: Command, log: &Path, ready: &[&str]) -> (Proc, Vec<Strin
 pub struct Tracker {
     pub proc: Proc,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    /// Flags besides `--listen` (kept for [`Tracker::restart`]).
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Tracker {
@@ -103,15 +105,30 @@ impl Tracker {
     /// [`Tracker::start`] with more flags.
     pub fn start_with(replication: u32, extra: &[&str]) -> Self {
         let dir = test_root();
+        let mut args: Vec<String> = ["--grace-secs", "1", "--replication", &replication.to_string()]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--data-dir".into(), dir.path().join("tracker").display().to_string()]);
+        let (proc, port) = Self::spawn(&dir, &args, "127.0.0.1:0", "tracker.log");
+        Self { proc, port, args, dir }
+    }
+
+    fn spawn(dir: &tempfile::TempDir, args: &[String], listen: &str, log: &str) -> (Proc, u16) {
         let mut cmd = Command::new(tracker_bin());
-        cmd.args(["--listen", "127.0.0.1:0", "--grace-secs", "1", "--replication", &replication.to_string()])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir.path().join("tracker"))
-            .env("RUST_LOG", "info");
-        let (proc, lines) = spawn_until(cmd, &dir.path().join("tracker.log"), &["listening on"]);
+        cmd.args(["--listen", listen]).args(args).env("RUST_LOG", "info");
+        let (proc, lines) = spawn_until(cmd, &dir.path().join(log), &["listening on"]);
         let port = lines[0].rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port");
-        Self { proc, port, _dir: dir }
+        (proc, port)
+    }
+
+    /// Kills the tracker (SIGKILL, as a crash would) and starts it again on the same port and
+    /// data dir.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        let (proc, _) = Self::spawn(&self.dir, &self.args, &format!("127.0.0.1:{}", self.port), "tracker-2.log");
+        self.proc = proc;
     }
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)

@@ -102,6 +102,7 @@ impl Swarm {
             }
             self.scarce.remove(&c);
             self.deferred.remove(&c);
+            self.trust_forget(&c);
             self.failed_targets.retain(|(chunk, _), _| *chunk != c);
             for holder in self.holders.remove(&c).unwrap_or_default() {
                 if let Some(p) = self.peers.get_mut(&holder) {

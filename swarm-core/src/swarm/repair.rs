@@ -472,6 +472,7 @@ impl Swarm {
         let chunks: Vec<ChunkId> = p.chunks.iter().copied().collect();
         for c in chunks {
             self.check_at(c, now_ms);
+            self.wake_claims(&c);
         }
         // Its own orders go elsewhere.
         let mine: Vec<u64> = self.orders.iter().filter(|(_, o)| o.target == *peer).map(|(id, _)| *id).collect();

@@ -21,7 +21,15 @@
 //!
 //! The origin's own holding counts as verified. Every other claim is challenged before it
 //! counts; with no nonce at hand it waits (counting nothing) while the pool is replenished on
-//! demand. Pass: verified. Wrong proof, `None`, or no answer in
+//! demand.
+//!
+//! Nonces are scarce (only verified holders can make more), so claims are challenged only when
+//! a copy is needed: while a chunk has `R` staying verified copies, other claims wait
+//! unchecked (counting nothing, trimmed as surplus). When copies are needed, as many claims as
+//! are missing are checked at once, the claimants with the fewest strikes and the most
+//! verified holdings first; order targets always. (Measured in `tests/simulation.rs` with 30%
+//! liars claiming every chunk: challenging every claim at once let liars use up a chunk's
+//! pool while its verified holders died, and honest copies could then never count again.) Pass: verified. Wrong proof, `None`, or no answer in
 //! [`TrustConfig::challenge_timeout_ms`]: the claim is removed, and the peer never gets that
 //! chunk counted again in this connection. A *strike* is given for silence and for a wrong
 //! answer to a confirmed nonce (a publisher's own entries cannot strike anyone: a publisher
@@ -39,12 +47,13 @@
 //! [`MAX_CHALLENGE_ITEMS`], at most two replenishment rounds run per chunk, and the memory of
 //! recently departed peers' verified holdings lasts one grace period.
 //!
-//! After a tracker restart, pools and origins are gone (they live in memory; files are
-//! restored from the durable index): the first claimant of a restored chunk becomes its
-//! origin (*trust on first claim after a restart*), and everything else follows from there.
-//! Honest peers reconnect within seconds of a restart; an attacker that claims a restored
-//! chunk first can keep honest copies of that chunk from counting until it is found out or
-//! leaves (persisting pools with the index would close this: not done yet).
+//! Persistence: origins and pools outlive a tracker restart. Every change marks the chunk
+//! dirty; the driver takes the changes ([`Swarm::take_trust_changes`]) every second and writes
+//! them with the file index, and gives them back at start ([`Swarm::restore_trust`]). A crash
+//! loses at most that second: a nonce used in it may be used once more after the restart
+//! (it was only ever shown to the peer it challenged). Chunks of records written before pools
+//! were kept have no origin: their first claimant becomes their origin (*trust on first claim
+//! after a restart*), as before.
 //!
 //! Randomness is a SHA-256 counter generator seeded by the driver
 //! ([`TrustConfig::seed`]): the core stays deterministic, nonces stay unpredictable to peers.
@@ -52,6 +61,7 @@
 use super::{send, Output, Swarm};
 use crate::content::ChunkId;
 use crate::wire::{ChallengeItem, NonceItem, PeerId, ProofItem, ServerMsg, MAX_CHALLENGE_ITEMS, MAX_NONCE_ITEMS};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -92,12 +102,19 @@ impl Default for TrustConfig {
 }
 
 /// One (nonce, expected proof) pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolEntry {
     pub nonce: [u8; 16],
     pub proof: [u8; 32],
     /// Agreed on by two verified holders (not only the publisher's word).
     pub confirmed: bool,
+}
+
+/// What the tracker keeps durably about a chunk's verification: its origin and its pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustRecord {
+    pub origin: Option<PeerId>,
+    pub pool: Vec<PoolEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,8 +145,8 @@ struct Round {
     confirmed: bool,
 }
 
-/// Counters of the verification machinery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters of the verification machinery (in `/api/stats` as `trust`, and in `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustStats {
     pub challenges_sent: u64,
     pub proofs_passed: u64,
@@ -167,6 +184,8 @@ pub struct Trust {
     /// Distrusted identities, until when.
     distrusted: HashMap<PeerId, u64>,
     audits: HashSet<(PeerId, ChunkId)>,
+    /// Chunks whose origin or pool changed since the driver last took the changes.
+    dirty: BTreeSet<ChunkId>,
     pub stats: TrustStats,
 }
 
@@ -179,6 +198,8 @@ pub struct PeerTrust {
     pub(super) unchecked: BTreeSet<ChunkId>,
     /// Claims waiting for a pool nonce.
     pub(super) starved: BTreeSet<ChunkId>,
+    /// Claims with a challenge in flight.
+    pub(super) checking: HashSet<ChunkId>,
     /// Challenges in flight.
     pub(super) pending: usize,
     /// Chunks this connection failed a challenge for: claims of them are ignored.
@@ -186,6 +207,14 @@ pub struct PeerTrust {
     pub strikes: u32,
     pub report_strikes: u32,
     pub distrusted: bool,
+}
+
+impl PeerTrust {
+    /// Whether this peer's claim of `chunk` is being checked (queued, waiting for a nonce or
+    /// challenged).
+    fn in_check(&self, chunk: &ChunkId) -> bool {
+        self.unchecked.contains(chunk) || self.starved.contains(chunk) || self.checking.contains(chunk)
+    }
 }
 
 impl Trust {
@@ -224,12 +253,54 @@ impl Swarm {
         self.trust.pools.get(chunk).map_or(&[], Vec::as_slice)
     }
 
-    /// Adds pool entries kept by the driver (e.g. after a restart).
-    pub fn restore_pool(&mut self, chunk: ChunkId, entries: Vec<PoolEntry>) {
+    /// Gives back what the driver kept of a chunk (at start, after its file was restored);
+    /// ignored for a chunk no file uses.
+    pub fn restore_trust(&mut self, chunk: ChunkId, record: TrustRecord) {
+        if !self.chunk_sizes.contains_key(&chunk) {
+            return;
+        }
+        if let Some(origin) = record.origin {
+            self.trust.origins.insert(chunk, origin);
+        }
         let cap = self.config.trust.pool_cap;
         let pool = self.trust.pools.entry(chunk).or_default();
-        pool.extend(entries);
+        pool.extend(record.pool);
         pool.truncate(cap);
+        if pool.is_empty() {
+            self.trust.pools.remove(&chunk);
+        }
+    }
+
+    /// The origins and pools that changed since the last call: `None` for a chunk that left
+    /// the index (to delete).
+    pub fn take_trust_changes(&mut self) -> Vec<(ChunkId, Option<TrustRecord>)> {
+        std::mem::take(&mut self.trust.dirty)
+            .into_iter()
+            .map(|c| {
+                let record = self.chunk_sizes.contains_key(&c).then(|| TrustRecord {
+                    origin: self.trust.origins.get(&c).cloned(),
+                    pool: self.trust.pools.get(&c).cloned().unwrap_or_default(),
+                });
+                (c, record)
+            })
+            .collect()
+    }
+
+    /// A chunk left the index: its origin, pool and verified holdings go.
+    pub(super) fn trust_forget(&mut self, chunk: &ChunkId) {
+        self.trust.pools.remove(chunk);
+        self.trust.origins.remove(chunk);
+        self.trust.hungry.remove(chunk);
+        self.trust.dirty.insert(*chunk);
+        for holder in self.verified.remove(chunk).unwrap_or_default() {
+            if let Some(p) = self.peers.get_mut(&holder) {
+                p.trust.verified.remove(chunk);
+            }
+        }
+        for p in self.peers.values_mut() {
+            p.trust.unchecked.remove(chunk);
+            p.trust.starved.remove(chunk);
+        }
     }
 
     /// Challenges in flight (all peers).
@@ -288,6 +359,7 @@ impl Swarm {
             && self.trust.pools.get(&chunk).is_none_or(|p| p.is_empty())
         {
             self.trust.origins.insert(chunk, peer.clone());
+            self.trust.dirty.insert(chunk);
         }
         let trusted = !self.config.trust.verify
             || preverified
@@ -295,11 +367,61 @@ impl Swarm {
             || self.recently_verified(peer, &chunk);
         if trusted {
             self.mark_verified(peer, chunk, check_ms);
-        } else if let Some(p) = self.peers.get_mut(peer) {
-            if !p.trust.verified.contains(&chunk) {
+        } else if self.claim_needed(peer, &chunk) {
+            self.check_claim(peer, chunk);
+        }
+    }
+
+    /// Queues `peer`'s claim of `chunk` for a challenge.
+    fn check_claim(&mut self, peer: &PeerId, chunk: ChunkId) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            if !p.trust.verified.contains(&chunk) && !p.trust.in_check(&chunk) {
                 p.trust.unchecked.insert(chunk);
                 self.trust.ready.insert(peer.clone());
             }
+        }
+    }
+
+    /// Claimants of `chunk` being checked.
+    fn claims_in_check(&self, chunk: &ChunkId) -> usize {
+        self.holders(chunk).filter(|p| self.peers.get(*p).is_some_and(|s| s.trust.in_check(chunk))).count()
+    }
+
+    /// Copies of `chunk` still missing that checks under way may not provide.
+    fn copies_wanted(&self, chunk: &ChunkId) -> usize {
+        self.config.replication.saturating_sub(self.staying_copies(chunk) + self.claims_in_check(chunk))
+    }
+
+    /// Whether a claim should be checked now: `peer` was ordered to fetch the chunk, or a
+    /// copy is wanted.
+    fn claim_needed(&self, peer: &PeerId, chunk: &ChunkId) -> bool {
+        let ordered = self.pending.get(chunk).into_iter().flatten().any(|o| self.orders[o].target == *peer);
+        ordered || self.copies_wanted(chunk) > 0
+    }
+
+    /// Copies of `chunk` may be wanted: waiting claims are checked, as many as are missing,
+    /// the best-reputed claimants first.
+    pub(super) fn wake_claims(&mut self, chunk: &ChunkId) {
+        if !self.config.trust.verify || !self.chunk_sizes.contains_key(chunk) {
+            return;
+        }
+        let want = self.copies_wanted(chunk);
+        if want == 0 {
+            return;
+        }
+        let mut waiting: Vec<(u32, std::cmp::Reverse<usize>, PeerId)> = self
+            .holders(chunk)
+            .filter_map(|id| {
+                let p = self.peers.get(id)?;
+                let idle =
+                    p.chunks.contains(chunk) && !p.leaving && !p.trust.distrusted && !p.trust.verified.contains(chunk);
+                (idle && !p.trust.in_check(chunk))
+                    .then(|| (p.trust.strikes, std::cmp::Reverse(p.trust.verified.len()), id.clone()))
+            })
+            .collect();
+        waiting.sort();
+        for (_, _, id) in waiting.into_iter().take(want) {
+            self.check_claim(&id, *chunk);
         }
     }
 
@@ -329,12 +451,16 @@ impl Swarm {
             p.trust.unchecked.remove(chunk);
             p.trust.starved.remove(chunk);
         }
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.trust.checking.remove(chunk);
+        }
         if let Some(set) = self.verified.get_mut(chunk) {
             set.remove(peer);
             if set.is_empty() {
                 self.verified.remove(chunk);
             }
         }
+        self.wake_claims(chunk);
     }
 
     /// At publish: the chunks this file brings into the index have `origin` as their origin;
@@ -342,6 +468,7 @@ impl Swarm {
     pub(super) fn trust_publish(&mut self, origin: &PeerId, new_chunks: &[ChunkId], now_ms: u64) {
         for c in new_chunks {
             self.trust.origins.insert(*c, origin.clone());
+            self.trust.dirty.insert(*c);
             let claimants: Vec<PeerId> = self.holders(c).cloned().collect();
             for h in claimants {
                 self.consider(&h, *c, false, now_ms);
@@ -361,6 +488,7 @@ impl Swarm {
             if pool.len() < cap && !pool.iter().any(|e| e.nonce == it.nonce) {
                 pool.push(PoolEntry { nonce: it.nonce, proof: it.proof, confirmed: false });
                 self.trust.stats.nonces_from_publishers += 1;
+                self.trust.dirty.insert(it.chunk);
                 fed.insert(it.chunk);
             }
         }
@@ -429,6 +557,7 @@ impl Swarm {
         let pool = self.trust.pools.get_mut(chunk)?;
         let i = pool.iter().position(|e| e.confirmed).or(pool.len().checked_sub(1))?;
         let e = pool.swap_remove(i);
+        self.trust.dirty.insert(*chunk);
         if pool.is_empty() {
             self.trust.pools.remove(chunk);
         }
@@ -452,6 +581,9 @@ impl Swarm {
         self.trust.deadlines.insert((deadline_ms, id));
         if let Some(p) = self.peers.get_mut(peer) {
             p.trust.pending += 1;
+            if matches!(self.trust.challenges[&id].purpose, Purpose::Claim { .. }) {
+                p.trust.checking.insert(chunk);
+            }
         }
         self.trust.stats.challenges_sent += 1;
         ChallengeItem { id, chunk, nonce }
@@ -474,6 +606,9 @@ impl Swarm {
     fn resolve(&mut self, c: Challenge, proof: Option<[u8; 32]>, silent: bool, now_ms: u64) {
         if let Some(p) = self.peers.get_mut(&c.peer) {
             p.trust.pending = p.trust.pending.saturating_sub(1);
+            if matches!(c.purpose, Purpose::Claim { .. }) {
+                p.trust.checking.remove(&c.chunk);
+            }
             if !p.trust.unchecked.is_empty() {
                 self.trust.ready.insert(c.peer.clone());
             }
@@ -595,7 +730,15 @@ impl Swarm {
                 self.trust.rounds_per_chunk.remove(&r.chunk);
             }
         }
-        if r.failed || !self.chunk_sizes.contains_key(&r.chunk) {
+        if !self.chunk_sizes.contains_key(&r.chunk) {
+            return;
+        }
+        if r.failed {
+            // An asked holder left, dropped the chunk or disagreed: try again with whoever
+            // holds it now, or claimants waiting for a nonce would wait for good.
+            if self.starved_count(&r.chunk) > 0 {
+                self.trust.hungry.insert(r.chunk);
+            }
             return;
         }
         let Some(proof) = r.answer else { return };
@@ -604,6 +747,7 @@ impl Swarm {
         if pool.len() < cap {
             pool.push(PoolEntry { nonce: r.nonce, proof, confirmed: r.confirmed });
             self.trust.stats.nonces_agreed += 1;
+            self.trust.dirty.insert(r.chunk);
         }
         self.pool_fed(&r.chunk);
         if self.starved_count(&r.chunk) > 0 {
@@ -696,12 +840,16 @@ impl Swarm {
         let max_pending = self.config.trust.max_pending_per_peer;
         let mut asked: Vec<PeerId> = self
             .verified_holders(&chunk)
-            .filter(|p| {
-                self.peers.get(*p).is_some_and(|s| !s.leaving && !s.trust.distrusted && s.trust.pending < max_pending)
-            })
+            .filter(|p| self.peers.get(*p).is_some_and(|s| !s.trust.distrusted && s.trust.pending < max_pending))
             .cloned()
             .collect();
-        asked.sort_by_key(|p| (self.peers[p].trust.strikes, self.peers[p].trust.pending));
+        // A leaving holder still answers (last, but it must: when it is the last verified
+        // holder, its answer is what lets the copies that replace it count, and it cannot
+        // leave before they do).
+        asked.sort_by_key(|p| {
+            let s = &self.peers[p];
+            (s.leaving, s.trust.strikes, s.trust.pending)
+        });
         asked.truncate(2);
         let confirmed = asked.len() == 2;
         if !confirmed && (have > 0 || running > 0 || asked.len() != 1) {
@@ -844,6 +992,41 @@ mod tests {
     }
 
     #[test]
+    fn origins_and_pools_survive_a_restart() {
+        let mut s = swarm(3);
+        let (m, bytes) = file(9, 2);
+        publish(&mut s, &peer(0), &m, &bytes, true);
+        let kept: HashMap<ChunkId, TrustRecord> =
+            s.take_trust_changes().into_iter().map(|(c, r)| (c, r.expect("in the index"))).collect();
+        assert_eq!(kept.len(), 2);
+        assert!(kept.values().all(|r| r.origin == Some(peer(0)) && r.pool.len() == 2), "{kept:?}");
+        assert!(s.take_trust_changes().is_empty(), "nothing changed since");
+        // The tracker restarts: files and trust come back, and a liar claims first.
+        let mut s2 = swarm(3);
+        s2.restore_file(s.file(&m.file_id()).expect("published").clone());
+        for (c, r) in kept.clone() {
+            s2.restore_trust(c, r);
+        }
+        let c = m.chunks[0];
+        let out = s2.handle(&peer(2), ClientMsg::Have { chunks: vec![c], full: false }, 0);
+        assert!(!s2.is_verified(&peer(2), &c), "the first claimant after a restart is not the origin any more");
+        let ch = challenges(&out);
+        assert_eq!(ch.len(), 1, "it is challenged with a kept nonce");
+        s2.handle(&peer(2), ClientMsg::Proofs { items: vec![ProofItem { id: ch[0].1.id, proof: Some([1; 32]) }] }, 1);
+        assert_eq!(s2.holder_count(&c), 0, "its claim is gone");
+        // The true origin comes back: it counts at once.
+        s2.handle(&peer(0), ClientMsg::Have { chunks: m.chunks.clone(), full: true }, 2);
+        assert!(s2.is_verified(&peer(0), &c));
+        // Unpublishing forgets the chunks' trust (a deletion for the driver).
+        s2.take_trust_changes();
+        s2.handle(&peer(0), ClientMsg::Unpublish { req: 2, file: m.file_id() }, 3);
+        let gone = s2.take_trust_changes();
+        assert_eq!(gone.len(), 2);
+        assert!(gone.iter().all(|(_, r)| r.is_none()), "{gone:?}");
+        assert!(s2.pool(&c).is_empty());
+    }
+
+    #[test]
     fn wrong_missing_or_late_proofs_remove_the_claim() {
         let mut s = swarm(4);
         let (m, bytes) = file(2, 1);
@@ -908,15 +1091,26 @@ mod tests {
         let c = m.chunks[0];
         publish(&mut s, &peer(0), &m, &bytes, false);
         let mut holding = HashMap::from([(peer(0), HashSet::from([c]))]);
-        for n in 1..4 {
+        for n in 1..3 {
             holding.insert(peer(n), HashSet::from([c]));
             let out = s.handle(&peer(n), ClientMsg::Have { chunks: vec![c], full: false }, 0);
             answer_all(&mut s, out, &holding, &bytes, 0);
             assert!(s.is_verified(&peer(n), &c), "peer {n}");
         }
         let st = s.trust_stats();
-        assert!(st.nonces_agreed >= 3, "{st:?}");
+        assert!(st.nonces_agreed >= 2, "{st:?}");
         assert!(s.pool(&c).iter().any(|e| e.confirmed), "two verified holders agreed on a nonce");
+        // At R, a further claim waits unchecked (nonces are scarce)...
+        holding.insert(peer(3), HashSet::from([c]));
+        let out = s.handle(&peer(3), ClientMsg::Have { chunks: vec![c], full: false }, 0);
+        assert!(challenges(&out).is_empty(), "no copy is wanted");
+        assert!(!s.is_verified(&peer(3), &c));
+        // ...until a copy goes: then it is checked.
+        holding.remove(&peer(1));
+        let out = s.handle(&peer(1), ClientMsg::Dropped { chunks: vec![c] }, 1);
+        assert!(challenges(&out).iter().any(|(to, _)| *to == peer(3)), "the waiting claim is checked");
+        answer_all(&mut s, out, &holding, &bytes, 1);
+        assert!(s.is_verified(&peer(3), &c));
         // Two holders that disagree add nothing.
         let before = s.trust_stats().nonces_agreed;
         let out = s.handle(&peer(4), ClientMsg::Have { chunks: vec![c], full: false }, 0);

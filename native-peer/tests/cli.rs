@@ -1,0 +1,185 @@
+//! `pp-peer` as a user meets it, with real tracker and peer processes: `put` prints a share
+//! link that `get` takes (as a URL, an id or a name), one-shot commands are quiet on success,
+//! checks that can fail come before any transfer, errors say each cause once, and people get
+//! text (sizes with units), not JSON.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `pp-peer ARGS` without `--json`, with no RUST_LOG or PP_* from the test's environment.
+fn pp(args: &[&str], cwd: &Path) -> Output {
+    let mut cmd = Command::new(pp_peer());
+    cmd.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("run pp-peer")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(o: &Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed ({:?}): {}", o.status.code(), text(&o.stderr));
+    assert_eq!(text(&o.stderr), "", "{what}: nothing on stderr on success");
+    text(&o.stdout)
+}
+
+#[test]
+fn put_prints_a_link_that_get_takes_as_url_id_or_name() {
+    let _s = serial();
+    let tracker = Tracker::start(2);
+    let root = test_root();
+    let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+    let src = root.path().join("holiday photos.bin");
+    let bytes = data(600_000, 11);
+    std::fs::write(&src, &bytes).unwrap();
+    let a_dir = a.dir.to_str().unwrap();
+    let ws = tracker.ws_url();
+
+    // put through the running peer: one line, with the size in units and the link.
+    let out = ok(&pp(&["--tracker", &ws, "--data-dir", a_dir, "put", src.to_str().unwrap()], root.path()), "put");
+    assert!(out.starts_with("Shared holiday photos.bin (585.9 KiB): http://127.0.0.1:"), "{out}");
+    let link = out.split_whitespace().last().unwrap().to_string();
+    assert!(link.contains("/#/file/"), "{link}");
+    let id = link.rsplit('/').next().unwrap().to_string();
+    assert_eq!(id.len(), 64);
+
+    // The link alone is enough: it names the tracker (no --tracker given).
+    let b = root.path().join("b");
+    let got = ok(&pp(&["--data-dir", b.to_str().unwrap(), "get", &link, "-o", "by-link.bin"], root.path()), "get URL");
+    assert!(got.starts_with("Saved ") && got.contains("by-link.bin"), "{got}");
+    assert_eq!(std::fs::read(root.path().join("by-link.bin")).unwrap(), bytes);
+
+    let c = root.path().join("c");
+    let c_dir = c.to_str().unwrap();
+    ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "get", &id, "-o", "by-id.bin"], root.path()), "get id");
+    assert_eq!(std::fs::read(root.path().join("by-id.bin")).unwrap(), bytes);
+
+    let cwd = root.path().join("downloads");
+    std::fs::create_dir_all(&cwd).unwrap();
+    ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "get", "holiday photos.bin"], &cwd), "get name");
+    assert_eq!(std::fs::read(cwd.join("holiday photos.bin")).unwrap(), bytes);
+
+    // --json keeps the machine-readable shape, with the link.
+    let v = a.cli_json(&["put", src.to_str().unwrap()]);
+    assert_eq!(v["files"][0]["link"].as_str(), Some(link.as_str()));
+
+    // People get text with units; the quiet one-shot commands say nothing on stderr.
+    let status =
+        ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "--max-storage", "20GB", "status"], root.path()), "status");
+    assert!(status.contains("Storage") && status.contains("of 18.6 GiB"), "{status}");
+    assert!(!status.trim_start().starts_with('{'), "not JSON: {status}");
+    let found = ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "search", "holiday"], root.path()), "search");
+    assert!(found.contains("holiday photos.bin") && found.contains("585.9 KiB") && found.contains(&id), "{found}");
+    let ls = ok(&pp(&["--tracker", &ws, "--data-dir", c_dir, "ls"], root.path()), "ls");
+    assert!(ls.contains("In the swarm") && ls.contains("KiB"), "{ls}");
+}
+
+#[test]
+fn checks_that_can_fail_come_before_any_transfer() {
+    let _s = serial();
+    let tracker = Tracker::start(2);
+    let root = test_root();
+    let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+    let src = root.path().join("report.pdf");
+    std::fs::write(&src, data(300_000, 5)).unwrap();
+    let v = a.cli_json(&["put", src.to_str().unwrap()]);
+    let link = v["files"][0]["link"].as_str().unwrap().to_string();
+    let ws = tracker.ws_url();
+
+    // The output exists: refused (exit 4) with no chunk fetched, by link and by name.
+    let cwd = root.path().join("here");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::write(cwd.join("report.pdf"), b"mine").unwrap();
+    let d = root.path().join("d");
+    let d_dir = d.to_str().unwrap();
+    for target in [link.as_str(), "report.pdf"] {
+        let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", target], &cwd);
+        assert_eq!(o.status.code(), Some(4), "{target}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("already exists"), "{}", text(&o.stderr));
+        assert_eq!(count_files(&d.join("chunks")), 0, "{target}: nothing was downloaded");
+        assert_eq!(std::fs::read(cwd.join("report.pdf")).unwrap(), b"mine");
+    }
+    let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &link, "-o", "report.pdf"], &cwd);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(count_files(&d.join("chunks")), 0);
+
+    // A bad link or id is a usage error, said at once.
+    for bad in ["http://127.0.0.1:1/#/file/xyz", "http://host/nothing-here", &format!("{}?color=red", &link)] {
+        let o = pp(&["--data-dir", d_dir, "get", bad], &cwd);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).starts_with("error: "), "{}", text(&o.stderr));
+    }
+    // An id no file has: not found (3).
+    let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &"ab".repeat(32)], &cwd);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    // A private link goes to the private-file path, which says so.
+    let private = format!("{link}?key={}", "A".repeat(43));
+    let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &private], &cwd);
+    assert!(text(&o.stderr).contains("private files are not supported yet"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn an_unreachable_tracker_is_said_once() {
+    let root = test_root();
+    let dir = root.path().join("p");
+    let o = pp(&["--tracker", "ws://127.0.0.1:1/ws", "--data-dir", dir.to_str().unwrap(), "ls"], root.path());
+    assert_eq!(o.status.code(), Some(5));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: cannot reach the tracker at ws://127.0.0.1:1/ws"), "{err}");
+    assert_eq!(err.matches("refused").count(), 1, "the cause once: {err}");
+    assert_eq!(err.matches("cannot reach").count(), 1, "{err}");
+}
+
+#[test]
+fn completions_man_and_sizes() {
+    let root = test_root();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ok(&pp(&["completions", shell], root.path()), shell);
+        assert!(out.contains("max-storage") && out.contains("completions"), "{shell}");
+    }
+    let man = ok(&pp(&["man"], root.path()), "man");
+    assert!(man.contains(".TH pp-peer") && man.contains("max\\-storage"), "{man}");
+    let get = ok(&pp(&["man", "get"], root.path()), "man get");
+    assert!(get.contains("pp\\-peer\\-get") && get.contains("share link"), "{get}");
+    let o = pp(&["--max-storage", "lots", "status"], root.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("20GiB"), "says what a size looks like: {}", text(&o.stderr));
+}
+
+#[test]
+fn config_file_under_env_under_flags() {
+    let _s = serial();
+    let tracker = Tracker::start(2);
+    let root = test_root();
+    let dir = root.path().join("from-file");
+    let conf = root.path().join("peer.toml");
+    std::fs::write(
+        &conf,
+        format!("tracker = {:?}\ndata-dir = {:?}\nmax-storage = \"3GiB\"\n", tracker.ws_url(), dir.to_str().unwrap()),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&pp(&["--config", conf, "--json", "status"], root.path()), "status")).unwrap();
+    assert_eq!(v["storage_capacity"], 3u64 << 30, "the file's value");
+    assert!(dir.join("identity").exists() || dir.read_dir().unwrap().count() > 0, "the file's data dir");
+    let mut cmd = Command::new(pp_peer());
+    cmd.args(["--config", conf, "--json", "status"]).env("PP_MAX_STORAGE", "2GiB").env_remove("RUST_LOG");
+    let v: serde_json::Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
+    assert_eq!(v["storage_capacity"], 2u64 << 30, "the environment beats the file");
+    let mut cmd = Command::new(pp_peer());
+    cmd.args(["--config", conf, "--json", "--max-storage", "1GiB", "status"]).env("PP_MAX_STORAGE", "2GiB");
+    let v: serde_json::Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
+    assert_eq!(v["storage_capacity"], 1u64 << 30, "the flag beats both");
+    std::fs::write(root.path().join("bad.toml"), "max-storag = 1\n").unwrap();
+    let o = pp(&["--config", root.path().join("bad.toml").to_str().unwrap(), "status"], root.path());
+    assert!(!o.status.success() && text(&o.stderr).contains("max-storag"), "{}", text(&o.stderr));
+}
