@@ -10,10 +10,11 @@ use web_sys::{DragEvent, HtmlInputElement};
 use yew::prelude::*;
 
 use crate::hooks::{use_file_detail, use_peers, use_search};
-use crate::node::{use_node, Node, NodeHandle};
+use crate::node::{share_link, use_node, Node, NodeHandle};
 use crate::paths::label as path_label;
 use crate::state::{
-    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, SourceView, Stats, StorageInfo, UploadView,
+    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, OfferView, SourceView, Stats, StorageInfo, TrimReport,
+    UploadView,
 };
 use swarm_core::peer::CellState;
 
@@ -48,10 +49,10 @@ pub fn app() -> Html {
                 }
                 <main class="panels">
                     <UploadPanel uploads={Rc::new(state.uploads.clone())} me={state.peer_id.clone()} />
-                    <DownloadPanel download={state.download.clone()} />
+                    <DownloadPanel downloads={Rc::new(state.downloads.clone())} error={state.download_error.clone()} />
                     <FilesPanel />
                     <SwarmPanel me={state.peer_id.clone()} stats={state.stats} storage={state.storage}
-                        links={state.links.clone()} />
+                        links={state.links.clone()} offer={state.offer} trim={state.trim} slot={state.slot} />
                 </main>
                 <footer class="footer">
                     <span>{format!("Holding {} chunks ({}) in IndexedDB", state.stats.store_chunks, fmt_bytes(state.stats.store_bytes))}</span>
@@ -206,7 +207,7 @@ fn upload_item(u: &UploadView, newest: bool, me: Option<&PeerId>) -> Html {
                     if u.deleted {
                         <div class="muted" id="file-deleted">{"deleted from the swarm"}</div>
                     } else {
-                        <a class="share" href={format!("#/file/{hex}{}", u.link_query)}>{"share link"}</a>
+                        <ShareBox file={*file} newest={newest} secret={u.link_query.clone()} />
                         <DeleteButton file={*file} />
                         if let Some(e) = &u.delete_error {
                             <div class="error" id="delete-error">{format!("not deleted: {e}")}</div>
@@ -336,10 +337,14 @@ pub fn placement(props: &PlacementProps) -> Html {
 
 #[derive(Properties, PartialEq)]
 pub struct DownloadPanelProps {
-    pub download: Option<DownloadView>,
+    /// In the order they were started.
+    pub downloads: Rc<Vec<DownloadView>>,
+    /// Why the last input was not fetched.
+    pub error: Option<String>,
 }
 
-/// Asks for a file id and shows the download's progress, chunk map and result.
+/// Asks for a file id or share link and lists the downloads, newest first, each with its
+/// progress, chunk map, cancel button or result. The newest carries the page's fixed ids.
 #[function_component(DownloadPanel)]
 pub fn download_panel(props: &DownloadPanelProps) -> Html {
     let node = use_node();
@@ -353,28 +358,45 @@ pub fn download_panel(props: &DownloadPanelProps) -> Html {
             }
         })
     };
+    let newest = props.downloads.len().checked_sub(1);
     html! {
         <section class="panel download">
             <h2>{"Fetch a file"}</h2>
             <form class="fetch" {onsubmit}>
-                <input id="download-id" ref={input} type="text" placeholder="file id (64 hex digits)"
+                <input id="download-id" ref={input} type="text" placeholder="share link or file id (64 hex digits)"
                     spellcheck="false" autocomplete="off" />
                 <button id="download-button" type="submit">{"Download"}</button>
             </form>
-            { download_view(props.download.as_ref()) }
+            if let Some(e) = &props.error {
+                <p id="download-error" class="error" role="alert">{format!("error: {e}")}</p>
+            }
+            if props.downloads.is_empty() {
+                <p id="download-status" class="status idle">{"idle"}</p>
+                <p class="hint">{"Paste a file id or share link, open a share link, or pick a file from the swarm below. Several downloads can run at once."}</p>
+            }
+            <ul id="downloads" class="downloads">
+                { for props.downloads.iter().enumerate().rev().map(|(i, d)| html! {
+                    <DownloadItem key={d.file.to_hex()} download={d.clone()} newest={Some(i) == newest} />
+                }) }
+            </ul>
         </section>
     }
 }
 
-fn download_view(d: Option<&DownloadView>) -> Html {
-    let Some(d) = d else {
-        return html! {
-            <>
-                <p id="download-status" class="status idle">{"idle"}</p>
-                <p class="hint">{"Paste a file id, open a share link, or pick a file from the swarm below."}</p>
-            </>
-        };
-    };
+#[derive(Properties, PartialEq)]
+pub struct DownloadItemProps {
+    pub download: DownloadView,
+    /// The newest download: it carries the page's fixed ids (`#download-status`, …).
+    pub newest: bool,
+}
+
+/// One download: `li.download-item[data-file-id][data-state]` (`locating`, `downloading`,
+/// `done`, `failed`, `cancelled`).
+#[function_component(DownloadItem)]
+pub fn download_item(props: &DownloadItemProps) -> Html {
+    let node = use_node();
+    let d = &props.download;
+    let id = |name: &'static str| props.newest.then_some(name);
     let (status, class) = match &d.phase {
         DownloadPhase::Locating => ("locating…".to_string(), "working"),
         DownloadPhase::Transferring => {
@@ -382,24 +404,27 @@ fn download_view(d: Option<&DownloadView>) -> Html {
         }
         DownloadPhase::Done { .. } => ("done".to_string(), "done"),
         DownloadPhase::Failed(e) => (format!("error: {e}"), "failed"),
+        DownloadPhase::Cancelled => (
+            format!("cancelled after {}/{} chunks (kept here as copies for the swarm)", d.chunks_done, d.chunks_total),
+            "cancelled",
+        ),
     };
     let done = matches!(d.phase, DownloadPhase::Done { .. });
-    let show_file = d.file != FileId([0; 32]);
     let eta = match (&d.phase, d.eta_secs()) {
         (DownloadPhase::Transferring, Some(s)) => format!(" · ETA {}", fmt_duration(s.ceil() as u64)),
         _ => String::new(),
     };
+    let file = d.file;
+    let oncancel = Callback::from(move |_: MouseEvent| node.0.cancel(file));
     html! {
-        <div class="download-view">
-            if show_file {
-                <div class="row">
-                    <span class="name">{d.name.clone().unwrap_or_else(|| d.file.short())}</span>
-                    <span class="size">{if d.size > 0 || done { fmt_bytes(d.size) } else { String::new() }}</span>
-                </div>
-            }
-            if !matches!(d.phase, DownloadPhase::Failed(_)) {
+        <li class={classes!("download-item", d.phase.key())} data-file-id={d.file.to_hex()} data-state={d.phase.key()}>
+            <div class="row">
+                <span class="name">{d.name.clone().unwrap_or_else(|| d.file.short())}</span>
+                <span class="size">{if d.size > 0 || done { fmt_bytes(d.size) } else { String::new() }}</span>
+            </div>
+            if d.phase.running() || done {
                 <Bar pct={percent(d.chunks_done, d.chunks_total, done)} />
-                <div id="download-rate" class="muted" data-rate={format!("{:.0}", d.rate())}
+                <div id={id("download-rate")} class="muted download-rate" data-rate={format!("{:.0}", d.rate())}
                     data-first-chunk-ms={d.first_chunk_ms.map(|ms| format!("{ms:.0}"))}>
                     {format!("{} / {} chunks · {} of {} · {}/s{eta}",
                         d.chunks_done, d.chunks_total, fmt_bytes(d.bytes_done), fmt_bytes(d.size),
@@ -409,16 +434,82 @@ fn download_view(d: Option<&DownloadView>) -> Html {
                     }
                 </div>
             }
-            <p id="download-status" class={classes!("status", class)}>{status}</p>
-            if let DownloadPhase::Done { url } = &d.phase {
-                <a id="download-link" class="save" href={url.clone()}
-                    download={d.name.clone().unwrap_or_else(|| d.file.to_hex())}>
-                    {format!("Save {}", d.name.clone().unwrap_or_default())}
-                </a>
+            <p id={id("download-status")} class={classes!("status", "download-status", class)}>{status}</p>
+            <div class="download-actions">
+                if d.phase.running() {
+                    <button class="small download-cancel" onclick={oncancel}>{"Cancel"}</button>
+                }
+                if let DownloadPhase::Done { url } = &d.phase {
+                    <a id={id("download-link")} class="save download-link" href={url.clone()}
+                        download={d.name.clone().unwrap_or_else(|| d.file.to_hex())}>
+                        {format!("Save {}", d.name.clone().unwrap_or_default())}
+                    </a>
+                }
+            </div>
+            if done {
+                <ShareBox file={d.file} />
             }
             if !d.cells.is_empty() {
-                <ChunkMap cells={d.cells.clone()} sources={Rc::new(d.sources.clone())} />
+                <ChunkMap cells={d.cells.clone()} sources={Rc::new(d.sources.clone())} id={id("chunk-map")} />
             }
+        </li>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct ShareBoxProps {
+    pub file: FileId,
+    /// The newest upload's box carries `#share-url`.
+    #[prop_or_default]
+    pub newest: bool,
+    /// A private file's `?key=…` (after the id in the link's fragment).
+    #[prop_or_default]
+    pub secret: String,
+}
+
+/// A file's absolute share link, with a copy button (Clipboard API) and the system share
+/// sheet (`navigator.share`) where the browser has one. `data-copied`: `true` once copied,
+/// `false` if the browser refused (the link is then selected for a manual copy).
+#[function_component(ShareBox)]
+pub fn share_box(props: &ShareBoxProps) -> Html {
+    let link = format!("{}{}", share_link(props.file), props.secret);
+    let copied = use_state(|| None::<bool>);
+    let input = use_node_ref();
+    let oncopy = {
+        let (link, copied, input) = (link.clone(), copied.clone(), input.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (link, copied, input) = (link.clone(), copied.clone(), input.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let ok = crate::clipboard::copy_text(&link).await;
+                if !ok {
+                    if let Some(el) = input.cast::<HtmlInputElement>() {
+                        el.select();
+                    }
+                }
+                copied.set(Some(ok));
+            });
+        })
+    };
+    let can_share = crate::clipboard::can_share();
+    let onshare = {
+        let link = link.clone();
+        Callback::from(move |_: MouseEvent| crate::clipboard::share_sheet(&link))
+    };
+    let label = match *copied {
+        None => "Copy link",
+        Some(true) => "Copied ✓",
+        Some(false) => "Copy refused: press Ctrl+C",
+    };
+    html! {
+        <div class="share-box" data-share-url={link.clone()}>
+            <input ref={input} class="share-url" id={props.newest.then_some("share-url")} type="text" readonly=true
+                value={link.clone()} aria-label="share link" />
+            <button class="small copy-link" onclick={oncopy}
+                data-copied={copied.map(|c| c.to_string())}>{label}</button>
+            if can_share {
+                <button class="small share-native" onclick={onshare}>{"Share…"}</button>
+            }
+            <a class="share" href={link} target="_blank" rel="noopener">{"open"}</a>
         </div>
     }
 }
@@ -427,6 +518,9 @@ fn download_view(d: Option<&DownloadView>) -> Html {
 pub struct ChunkMapProps {
     pub cells: Rc<Vec<CellState>>,
     pub sources: Rc<Vec<SourceView>>,
+    /// `chunk-map` on the newest download.
+    #[prop_or_default]
+    pub id: Option<&'static str>,
 }
 
 /// One cell per chunk, coloured by its source peer; pale while in flight, grey while needed.
@@ -450,7 +544,7 @@ pub fn chunk_map(props: &ChunkMapProps) -> Html {
     html! {
         <div class="chunk-map-box">
             <div class="chunk-map-scroll">
-                <canvas ref={canvas} id="chunk-map" class="chunk-map" role="img" aria-label={label}
+                <canvas ref={canvas} id={props.id} class="chunk-map" role="img" aria-label={label}
                     data-cells={props.cells.len().to_string()} data-done={here.to_string()}></canvas>
             </div>
             <ul class="legend">
@@ -590,7 +684,7 @@ pub fn file_row(props: &FileRowProps) -> Html {
                 </div>
                 <span class="muted">{format!("{}/{r}", f.min_holders)}</span>
             </div>
-            <a class="share small" href={format!("#/file/{hex}")} title="share link">{"link"}</a>
+            <a class="share small" href={share_link(f.id)} title="share link">{"link"}</a>
             <button class="get" {onclick}>{"Get"}</button>
         </li>
     }
@@ -605,6 +699,9 @@ pub struct SwarmPanelProps {
     pub storage: StorageInfo,
     /// This tab's connections, sorted by peer.
     pub links: Rc<Vec<LinkView>>,
+    pub offer: OfferView,
+    pub trim: Option<TrimReport>,
+    pub slot: Option<u32>,
 }
 
 /// The path of one connection as a pill: `data-path` is the wire name (`direct_host`,
@@ -694,6 +791,8 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                         (Some(u), Some(q)) => format!("{} used of a {} quota", fmt_bytes(u), fmt_bytes(q)),
                         _ => "unknown".to_string(),
                     }}</dd>
+                    <dt>{"offered to the swarm"}</dt>
+                    <dd><OfferForm offer={props.offer} trim={props.trim} held={props.stats.store_bytes} quota={s.quota} /></dd>
                     <dt>{"persistent storage"}</dt><dd>{persisted}</dd>
                     <dt>{"received by path"}</dt>
                     <dd id="path-stats"
@@ -710,8 +809,80 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                 if let (Some(u), Some(q)) = (s.usage, s.quota) {
                     <Bar pct={if q > 0 { u as f64 * 100.0 / q as f64 } else { 0.0 }} />
                 }
+                <p id="tab-identity" class="hint" data-slot={props.slot.map(|s| s.to_string())}>
+                    {"This tab keeps its peer identity and its chunks across reloads and browser restarts. "}
+                    {"While it is closed, the chunks it holds are not served: the swarm makes new copies from other peers, "}
+                    {"and this tab's copies count again when you come back."}
+                    if props.slot.is_some_and(|s| s > 0) {
+                        {" Another tab of this site is open, so this one is a separate peer with its own storage."}
+                    }
+                </p>
             </div>
         </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct OfferFormProps {
+    pub offer: OfferView,
+    pub trim: Option<TrimReport>,
+    /// Bytes this tab holds now.
+    pub held: u64,
+    pub quota: Option<u64>,
+}
+
+/// The room this tab offers the swarm, in MiB, changeable (kept across reloads):
+/// `#tab-offer[data-offer-bytes][data-chosen]`, `#offer-input`, `#offer-save`, `#offer-trim`.
+#[function_component(OfferForm)]
+pub fn offer_form(props: &OfferFormProps) -> Html {
+    let node = use_node();
+    let input = use_node_ref();
+    let error = use_state(|| None::<String>);
+    let onsubmit = {
+        let (input, error) = (input.clone(), error.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(el) = input.cast::<HtmlInputElement>() else { return };
+            match crate::state::parse_mib(&el.value()) {
+                Ok(bytes) => {
+                    error.set(None);
+                    node.0.set_offer(bytes);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        })
+    };
+    let o = props.offer;
+    let over = props.held > o.bytes;
+    html! {
+        <div id="tab-offer" data-offer-bytes={o.bytes.to_string()} data-chosen={o.chosen.to_string()}>
+            <span>{format!("{} ({})", fmt_bytes(o.bytes), if o.chosen { "your choice" } else { "default: 10% of the quota, at most 2 GiB" })}</span>
+            <form class="offer" {onsubmit}>
+                <input id="offer-input" ref={input} type="number" min="0" step="1"
+                    placeholder={format!("{}", o.bytes / (1 << 20))} aria-label="MiB offered to the swarm" />
+                <span class="muted">{" MiB "}</span>
+                <button id="offer-save" class="small" type="submit">{"Set"}</button>
+            </form>
+            if let Some(e) = &*error { <div class="error">{e.clone()}</div> }
+            if let Some(q) = props.quota.filter(|q| o.bytes > *q) {
+                <div class="muted">{format!("More than the browser allows this site ({}): writes stop at its quota.", fmt_bytes(q))}</div>
+            }
+            <div class="muted">{"Lowering it below what this tab holds drops chunks it keeps for others (the swarm copies them elsewhere); your own files stay."}</div>
+            if let Some(t) = props.trim {
+                <div id="offer-trim" class="muted" data-dropped-chunks={t.dropped_chunks.to_string()} data-still-over={t.still_over.to_string()}>
+                    { if t.dropped_chunks > 0 {
+                        format!("Dropped {} chunk(s) ({}) kept for the swarm.", t.dropped_chunks, fmt_bytes(t.dropped_bytes))
+                    } else {
+                        "Nothing had to be dropped.".to_string()
+                    } }
+                    if t.still_over > 0 {
+                        {format!(" Your own files still use {} more than the offer: they stay, and this tab takes no new copies for others until there is room.", fmt_bytes(t.still_over))}
+                    }
+                </div>
+            } else if over {
+                <div class="muted">{"This tab holds more than it offers (your own files): it takes no new copies for others."}</div>
+            }
+        </div>
     }
 }
 

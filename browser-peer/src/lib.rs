@@ -12,6 +12,8 @@
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
 //! - [`idb`]: a thin async layer over IndexedDB (web-sys).
 //! - [`private`]: private files: encrypt uploads, keys from links, decrypt downloads.
+//! - [`identity`]: the tab's identity (secret and chunk store), kept across restarts, one per tab.
+//! - [`clipboard`]: share links to the clipboard and the system share sheet.
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
 //!
 //! Protocol, hashing, framing and every peer decision come from `swarm-core`; nothing here
@@ -19,7 +21,7 @@
 //!
 //! The page (`static/index.html`, ids the end-to-end tests rely on): `#upload-input`,
 //! `#upload-result[data-file-id]` (newest published upload), `#upload-progress`,
-//! `#download-id`, `#download-button`, `#download-status` (`idle`, `locating…`,
+//! `#download-id` (a share link or id), `#download-button`, `#download-status` (`idle`, `locating…`,
 //! `downloading …`, `done` or `error: …`), `#download-link` (blob URL, `download=<name>`),
 //! `#conn-status[data-state=connecting|connected|disconnected]`, `#peer-id[data-peer-id]`,
 //! `#dc-stats[data-received][data-sent]` (data-channel bytes, refreshed every 250 ms),
@@ -32,6 +34,13 @@
 //! connection to that peer: `direct_host`, `direct_reflexive`, `turn`, `relay`, `direct` while
 //! its stats are read, `connecting`), `#download-rate[data-first-chunk-ms]` (lookup to first
 //! chunk stored).
+//! Downloads: `#downloads li.download-item[data-file-id][data-state]` (`locating`,
+//! `downloading`, `done`, `failed`, `cancelled`), each with `.download-status`,
+//! `.download-cancel` (while running), `.download-link` (when done), `.chunk-map[data-done]`;
+//! the newest also carries the fixed ids above. `#download-error` (input that is not a link or
+//! id). `.share-box[data-share-url]` with `.copy-link[data-copied]` and `#share-url` (newest
+//! upload). Storage and identity: `#tab-offer[data-offer-bytes][data-chosen]`, `#offer-input`,
+//! `#offer-save`, `#offer-trim[data-dropped-chunks][data-still-over]`, `#tab-identity[data-slot]`.
 //! `#/file/<id>` in the URL starts a download; `?relay=1` makes the tab use the tracker relay only;
 //! `?relay_after=MS` sets how long a new link waits for its data channel before it also uses the
 //! relay (default `swarm_core::peer::config::DIRECT_GRACE_MS`; `0`: relay at once, then upgrade).
@@ -42,8 +51,10 @@
 //! cargo test -p browser-peer --target wasm32-unknown-unknown` (uses `webdriver.json`).
 
 pub mod app;
+pub mod clipboard;
 pub mod hooks;
 pub mod idb;
+pub mod identity;
 pub mod js_chunk;
 pub mod node;
 pub mod paths;

@@ -19,7 +19,20 @@
 //! - time: `handle_timeout` at `poll_timeout`, one `Timeout` re-armed after every call;
 //! - the page: [`Action`]s from the core's [`Event`]s and from its download state (chunk map,
 //!   sources), progress at most every [`PROGRESS_MS`]; uploads (chunk, hash, store, announce,
-//!   publish) and downloads (`#/file/<id>`, assembled into a `Blob` when done).
+//!   publish) and downloads (several at once, each cancellable; `#/file/<id>`, assembled into
+//!   a `Blob` when done).
+//!
+//! The tab's identity (secret and chunk store) comes from [`crate::identity`]. The room it
+//! offers the swarm is the user's choice (localStorage [`OFFER_KEY`]; by default the smaller of
+//! [`crate::state::MAX_DEFAULT_OFFER`] and a tenth of the origin's quota), reported as the core's
+//! [`Inventory::capacity`] and enforced here: a chunk kept for the swarm (not of a file the
+//! user put or fetched) is not stored beyond it, and lowering the offer drops such chunks
+//! until the store fits (the tracker hears of it and copies them elsewhere).
+//!
+//! A cancelled download keeps the chunks it verified: they are good copies the swarm can use.
+//! They are no longer pinned (unless another file of the user's needs them), so they count as
+//! chunks kept for the swarm: the tracker may trim them, and they go first if the store is
+//! above the offer.
 //!
 //! `?relay=1` in the page's URL makes the tab use the tracker relay only
 //! ([`PeerConfig::relay_only`]); `?relay_after=MS` sets how long a new link waits for its data
@@ -34,7 +47,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use gloo::events::EventListener;
-use gloo::storage::{SessionStorage, Storage};
+use gloo::storage::{LocalStorage, Storage};
 use gloo::timers::callback::{Interval, Timeout};
 use js_sys::{Array, Reflect, Uint8Array};
 use swarm_core::peer::{
@@ -42,6 +55,7 @@ use swarm_core::peer::{
     ReadResult,
 };
 use swarm_core::relay::RelayFrame;
+use swarm_core::share::{ShareLink, Target};
 use swarm_core::wire::{sdp_candidate_count, FileMeta, IceServer, LinkPath, NonceItem, MAX_REMOTE_CANDIDATES};
 use swarm_core::{
     ChunkId, ClientMsg, FileId, Manifest, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal, CHUNK_SIZE,
@@ -52,16 +66,15 @@ use web_sys::{BlobPropertyBag, File, Url};
 use yew::prelude::*;
 
 use crate::idb::IdbError;
+use crate::identity::{Identity, MAX_SLOTS};
 use crate::js_chunk::{split_incoming, JsChunk};
 use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
-use crate::state::{Action, ConnStatus, LinkView, SourceView, Stats, StorageInfo};
+use crate::state::{Action, ConnStatus, LinkView, OfferView, SourceView, Stats, StorageInfo, TrimReport};
 use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};
 use crate::tracker::{TrackerEvent, TrackerLink};
 
-/// sessionStorage key of this tab's secret (a reload keeps the peer id).
-pub const SECRET_KEY: &str = "pp-secret";
-/// The IndexedDB database of this peer.
-pub const DB_NAME: &str = "peer-pressure";
+/// localStorage key of the room (bytes) the user chose to offer the swarm.
+pub const OFFER_KEY: &str = "pp-offer-bytes";
 /// How often the byte counters are pushed to the page.
 pub const STATS_MS: u32 = 250;
 /// Least time between two progress updates of a download.
@@ -74,8 +87,7 @@ pub const RELAY_SEEN_MS: f64 = 30_000.0;
 pub const ESTIMATE_MS: u32 = 15_000;
 /// Upload pauses while this many bytes wait to be committed to IndexedDB.
 pub const UPLOAD_PENDING_LIMIT: u64 = 32 * 1024 * 1024;
-/// Room offered when the browser gives no estimate.
-pub const DEFAULT_CAPACITY: u64 = 1 << 30;
+use crate::state::{default_offer, DEFAULT_CAPACITY};
 
 /// What can go wrong in the page's own file handling (the swarm's errors come from the core).
 #[derive(Debug, Error)]
@@ -88,6 +100,10 @@ pub enum NodeError {
     ChunkVanished,
     #[error("cannot build the file: {0}")]
     Blob(String),
+    #[error("{0}")]
+    Link(#[from] swarm_core::share::ShareError),
+    #[error("not a file id or share link: {0:?} (search the swarm by name below)")]
+    NotALink(String),
 }
 
 /// The store as the peer core asks it.
@@ -140,7 +156,12 @@ struct State {
     peer: Peer<JsChunk>,
     link: Option<TrackerLink>,
     store: Rc<dyn ChunkStore>,
+    /// The room offered to the swarm (the user's choice, or the default).
     capacity: u64,
+    /// The user chose `capacity` (a new estimate does not change it).
+    offer_chosen: bool,
+    /// Chunks of the files kept in earlier sessions (pinned).
+    kept_files: HashMap<FileId, Vec<ChunkId>>,
     /// Chunks of files this tab's user put or fetched (even partly).
     pinned: HashSet<ChunkId>,
     conns: HashMap<LinkId, Conn>,
@@ -158,8 +179,8 @@ struct State {
     /// Keys of private files this tab opened by link ([`crate::private`]).
     secrets: crate::private::Secrets,
     next_upload: u32,
-    /// The object URL of the finished download shown on the page.
-    object_url: Option<String>,
+    /// The object URLs of finished downloads, by file.
+    object_urls: HashMap<FileId, String>,
     /// Peers that fetched from this tab through the relay, and when they last asked.
     relay_in: HashMap<PeerId, f64>,
     /// The core's next deadline and the timer armed for it.
@@ -199,14 +220,18 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// The page's join token (`?token=…`), decoded.
+fn page_token(search: &str) -> Option<String> {
+    query_param(search, "token")
+        .map(|t| js_sys::decode_uri_component(t).ok().and_then(|s| s.as_string()).unwrap_or_else(|| t.to_string()))
+}
+
 /// The peer's settings from the page's query string (`?relay=1`, `?relay_after=MS`, and
-/// `?token=…`, the join token of a private tracker: share links are `#/file/…` fragments of
-/// the same page, so they keep it).
-fn peer_config(search: &str) -> PeerConfig {
-    let mut config = PeerConfig::new(PeerKind::Browser, load_secret());
+/// `?token=…`, the join token of a private tracker: share links keep it, see [`share_link`]).
+fn peer_config(search: &str, secret: String) -> PeerConfig {
+    let mut config = PeerConfig::new(PeerKind::Browser, secret);
     config.relay_only = query_param(search, "relay") == Some("1");
-    config.token = query_param(search, "token")
-        .map(|t| js_sys::decode_uri_component(t).ok().and_then(|s| s.as_string()).unwrap_or_else(|| t.to_string()));
+    config.token = page_token(search);
     if let Some(ms) = query_param(search, "relay_after").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             config.direct_grace_ms = ms as u64;
@@ -223,16 +248,13 @@ impl Node {
         let node = Rc::new_cyclic(|weak| Node {
             weak: weak.clone(),
             state: RefCell::new(State {
-                peer: {
-                    let mut peer = Peer::new(peer_config(&search));
-                    // A reload keeps the peer id: new link numbers, so remotes do not mistake
-                    // them for the previous page's (below 2^52: exact in any JSON reader).
-                    peer.number_links_after((js_sys::Math::random() * (1u64 << 52) as f64) as u64);
-                    peer
-                },
+                // Replaced by the peer of this tab's identity before the tracker is reached.
+                peer: Peer::new(peer_config(&search, "0".repeat(64))),
                 link: None,
                 store: Rc::new(MemoryStore::new()),
-                capacity: DEFAULT_CAPACITY,
+                capacity: saved_offer().unwrap_or(DEFAULT_CAPACITY),
+                offer_chosen: saved_offer().is_some(),
+                kept_files: HashMap::new(),
                 pinned: HashSet::new(),
                 conns: HashMap::new(),
                 ice_servers: Vec::new(),
@@ -242,7 +264,7 @@ impl Node {
                 uploaded: HashMap::new(),
                 secrets: Default::default(),
                 next_upload: 1,
-                object_url: None,
+                object_urls: HashMap::new(),
                 relay_in: HashMap::new(),
                 timer: None,
             }),
@@ -256,9 +278,16 @@ impl Node {
         });
         let weak = Rc::downgrade(&node);
         spawn_local(async move {
+            let identity = crate::identity::claim().await;
             let Some(node) = weak.upgrade() else { return };
+            node.take_identity(&identity, &search);
             node.refresh_estimate(true).await;
-            match IdbStore::open(DB_NAME).await {
+            let opened = if identity.slot >= MAX_SLOTS {
+                Err(IdbError::other("every identity slot is taken by other tabs"))
+            } else {
+                IdbStore::open(&identity.db_name()).await
+            };
+            match opened {
                 Ok(store) => {
                     let weak = node.weak.clone();
                     store.set_error_handler(Rc::new(move |f| {
@@ -268,12 +297,15 @@ impl Node {
                     }));
                     // The files kept in earlier sessions stay pinned.
                     for json in store.files().await.unwrap_or_default() {
-                        let chunks = serde_json::from_str::<serde_json::Value>(&json)
+                        let Some(manifest) = serde_json::from_str::<serde_json::Value>(&json)
                             .ok()
                             .and_then(|v| serde_json::from_value::<Manifest>(v["manifest"].clone()).ok())
-                            .map(|m| m.chunks)
-                            .unwrap_or_default();
-                        node.state.borrow_mut().pinned.extend(chunks);
+                        else {
+                            continue;
+                        };
+                        let mut st = node.state.borrow_mut();
+                        st.pinned.extend(manifest.chunks.iter().copied());
+                        st.kept_files.insert(manifest.file_id(), manifest.chunks);
                     }
                     node.state.borrow_mut().store = Rc::new(store);
                 }
@@ -312,6 +344,16 @@ impl Node {
         node
     }
 
+    /// Becomes the peer of `identity` (before the tracker is reached).
+    fn take_identity(&self, identity: &Identity, search: &str) {
+        let mut peer = Peer::new(peer_config(search, identity.secret.clone()));
+        // A reload keeps the peer id: new link numbers, so remotes do not mistake them for the
+        // previous page's (below 2^52: exact in any JSON reader).
+        peer.number_links_after((js_sys::Math::random() * (1u64 << 52) as f64) as u64);
+        self.state.borrow_mut().peer = peer;
+        self.dispatch(Action::Identity { slot: identity.slot });
+    }
+
     fn connect_tracker(&self) {
         let weak = self.weak.clone();
         let link = TrackerLink::connect(
@@ -328,8 +370,8 @@ impl Node {
     /// Starts the download named in the URL hash (`#/file/<id>`), if any.
     fn follow_hash(&self) {
         let hash = gloo::utils::window().location().hash().unwrap_or_default();
-        if let Some(id) = hash.strip_prefix("#/file/") {
-            self.download(id.trim());
+        if hash.starts_with("#/file/") {
+            self.download(&hash);
         }
     }
 
@@ -474,9 +516,22 @@ impl Node {
         });
     }
 
-    /// Hashes a reassembled chunk in the store's worker and keeps it if it is `chunk`.
+    /// Hashes a reassembled chunk in the store's worker and keeps it if it is `chunk` — and,
+    /// for a chunk kept for the swarm (not pinned), if it fits the offer.
     fn verify(&self, st: &State, token: u64, chunk: ChunkId, bytes: JsChunk) {
         let (weak, store) = (self.weak.clone(), st.store.clone());
+        if !st.pinned.contains(&chunk)
+            && !store.has(&chunk)
+            && store.bytes().saturating_add(bytes.len() as u64) > st.capacity
+        {
+            let reason = format!("no room: {} of the {} bytes offered are used", store.bytes(), st.capacity);
+            spawn_local(async move {
+                if let Some(node) = weak.upgrade() {
+                    node.drive(|p, _, now| p.verified(token, bytes, chunk, Err(reason), now));
+                }
+            });
+            return;
+        }
         spawn_local(async move {
             let checked = store.put_checked(chunk, bytes.clone()).await;
             let Some(node) = weak.upgrade() else { return };
@@ -539,7 +594,7 @@ impl Node {
                     Err(error) => {
                         st.downloads.remove(&download);
                         st.peer.cancel(download, js_sys::Date::now() as u64);
-                        actions.push(Action::DownloadFailed { file: Some(file), error });
+                        actions.push(Action::DownloadFailed { file, error });
                         return;
                     }
                 };
@@ -572,7 +627,7 @@ impl Node {
                         (Ok(()), Some((_, manifest, meta))) => self.finish_download(st, d, manifest, meta, actions),
                         (Ok(()), None) => {}
                         (Err(error), _) => {
-                            actions.push(Action::DownloadFailed { file: Some(d.file), error: error.to_string() })
+                            actions.push(Action::DownloadFailed { file: d.file, error: error.to_string() })
                         }
                     }
                 }
@@ -612,6 +667,7 @@ impl Node {
             first_chunk_ms: d.first_chunk.zip(d.located.as_ref()).map(|(f, l)| f - l.0),
         });
         keep_file(st.store.as_ref(), d.file, &manifest, &meta);
+        st.kept_files.insert(d.file, manifest.chunks.clone());
         let (Some(node), store, file) = (self.weak.upgrade(), st.store.clone(), d.file) else { return };
         let private = st.secrets.take(&file);
         spawn_local(async move {
@@ -621,12 +677,14 @@ impl Node {
             };
             match built {
                 Ok(url) => {
-                    node.state.borrow_mut().object_url = Some(url.clone());
+                    if let Some(old) = node.state.borrow_mut().object_urls.insert(file, url.clone()) {
+                        let _ = Url::revoke_object_url(&old);
+                    }
                     gloo::console::log!(format!("download of {} done", meta.name));
                     node.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
                     node.refresh_estimate(false).await;
                 }
-                Err(e) => node.dispatch(Action::DownloadFailed { file: Some(file), error: e.to_string() }),
+                Err(e) => node.dispatch(Action::DownloadFailed { file, error: e.to_string() }),
             }
         });
     }
@@ -763,11 +821,61 @@ impl Node {
             estimate.as_ref().and_then(|e| Reflect::get(e, &k.into()).ok()).and_then(|v| v.as_f64()).map(|v| v as u64)
         };
         let (usage, quota) = (num("usage"), num("quota"));
-        if let Some(q) = quota {
-            self.state.borrow_mut().capacity = q;
-        }
+        let offer = {
+            let mut st = self.state.borrow_mut();
+            if !st.offer_chosen {
+                st.capacity = default_offer(quota);
+            }
+            OfferView { bytes: st.capacity, chosen: st.offer_chosen }
+        };
         self.dispatch(Action::StorageInfo(StorageInfo { usage, quota, persisted }));
+        self.dispatch(Action::Offer(offer));
         self.drive(|p, inv, _| p.report_storage(inv));
+    }
+
+    /// The user's offer: kept in localStorage, reported to the tracker, and enforced at once
+    /// (chunks kept for the swarm above it are dropped; the user's own files stay).
+    pub fn set_offer(&self, bytes: u64) {
+        let _ = LocalStorage::raw().set_item(OFFER_KEY, &bytes.to_string());
+        {
+            let mut st = self.state.borrow_mut();
+            st.capacity = bytes;
+            st.offer_chosen = true;
+        }
+        self.dispatch(Action::Offer(OfferView { bytes, chosen: true }));
+        let report = self.fit_offer();
+        self.dispatch(Action::Trimmed(report));
+        self.drive(|p, inv, _| p.report_storage(inv));
+    }
+
+    /// Drops chunks kept for the swarm (unpinned) until the store fits the offer, and tells
+    /// the tracker; chunks of the user's own files are never dropped.
+    fn fit_offer(&self) -> TrimReport {
+        let (dropped, dropped_bytes, still_over) = {
+            let st = self.state.borrow();
+            let (mut used, mut dropped, mut bytes) = (st.store.bytes(), Vec::new(), 0);
+            for c in st.store.ids() {
+                if used <= st.capacity {
+                    break;
+                }
+                if st.pinned.contains(&c) {
+                    continue;
+                }
+                let before = st.store.bytes();
+                if st.store.remove(&c) {
+                    let freed = before.saturating_sub(st.store.bytes());
+                    used = used.saturating_sub(freed);
+                    bytes += freed;
+                    dropped.push(c);
+                }
+            }
+            (dropped, bytes, used.saturating_sub(st.capacity))
+        };
+        let report = TrimReport { dropped_chunks: dropped.len(), dropped_bytes, still_over };
+        if !dropped.is_empty() {
+            self.drive(|p, inv, _| p.dropped(dropped, inv));
+        }
+        report
     }
 
     fn on_store_failure(&self, f: WriteFailure) {
@@ -892,23 +1000,19 @@ impl Node {
 
     // ----- download -----
 
-    /// Starts downloading the file with this id (64 hex digits).
-    pub fn download(&self, id: &str) {
-        let (file, secret) = match crate::private::parse_target(id) {
-            Ok(t) => t,
-            Err(error) => {
-                self.dispatch(Action::DownloadFailed { file: None, error });
-                return;
-            }
+    /// Starts downloading what the user typed or opened: a share link (a private file's
+    /// carries its key), a `#/file/…` fragment or a file id. A file already downloading is
+    /// not started twice.
+    pub fn download(&self, input: &str) {
+        let (file, secret) = match parse_target(input) {
+            Ok(link) => (link.file, link.secret),
+            Err(e) => return self.dispatch(Action::DownloadInputError(e.to_string())),
         };
         {
             let mut st = self.state.borrow_mut();
             st.secrets.remember(file, secret);
             if st.downloads.values().any(|d| d.file == file) {
                 return; // already running
-            }
-            if let Some(url) = st.object_url.take() {
-                let _ = Url::revoke_object_url(&url);
             }
         }
         let download = self.drive(|p, _, now| p.download(file, Purpose::Keep, now));
@@ -924,6 +1028,63 @@ impl Node {
         self.state.borrow_mut().downloads.insert(download, d);
         self.dispatch(Action::DownloadStarted { file, now: js_sys::Date::now() });
     }
+
+    /// Stops the download of `file`. The chunks it verified stay in the store (good copies the
+    /// swarm can use) but are no longer pinned unless another of the user's files needs them,
+    /// so they count against the offer (and go if the store is above it).
+    pub fn cancel(&self, file: FileId) {
+        let removed = {
+            let mut st = self.state.borrow_mut();
+            let id = st.downloads.iter().find(|(_, d)| d.file == file).map(|(id, _)| *id);
+            id.and_then(|id| st.downloads.remove(&id).map(|d| (id, d)))
+        };
+        let Some((id, d)) = removed else { return };
+        self.drive(|p, _, now| p.cancel(id, now));
+        if let Some((_, manifest, _)) = &d.located {
+            let mut st = self.state.borrow_mut();
+            let needed: HashSet<ChunkId> = st
+                .uploaded
+                .values()
+                .flat_map(|m| m.chunks.iter())
+                .chain(st.kept_files.values().flatten())
+                .chain(st.downloads.values().filter_map(|d| d.located.as_ref()).flat_map(|l| l.1.chunks.iter()))
+                .copied()
+                .collect();
+            for c in &manifest.chunks {
+                if !needed.contains(c) {
+                    st.pinned.remove(c);
+                }
+            }
+        }
+        self.dispatch(Action::DownloadCancelled { file });
+        self.fit_offer();
+        self.drive(|p, inv, _| p.report_storage(inv));
+    }
+}
+
+/// The file a share link, `#/file/…` fragment or bare id names.
+fn parse_target(input: &str) -> Result<ShareLink, NodeError> {
+    match Target::parse(input)? {
+        Target::Link(link) => Ok(link),
+        Target::Name(name) => Err(NodeError::NotALink(name.chars().take(100).collect())),
+    }
+}
+
+/// This page's absolute share link for `file`: its origin (plus `?token=…` if the page has a
+/// join token) and `#/file/<id>`.
+pub fn share_link(file: FileId) -> String {
+    let loc = gloo::utils::window().location();
+    let origin = loc.origin().unwrap_or_default();
+    let web = match page_token(&loc.search().unwrap_or_default()) {
+        Some(t) => format!("{origin}/?token={}", String::from(js_sys::encode_uri_component(&t))),
+        None => origin,
+    };
+    ShareLink { web: Some(web), file, secret: None }.to_string()
+}
+
+/// The offer the user chose earlier, if any.
+fn saved_offer() -> Option<u64> {
+    LocalStorage::raw().get_item(OFFER_KEY).ok().flatten().and_then(|v| v.parse().ok())
 }
 
 /// Shows the progress of running downloads (each at most every [`PROGRESS_MS`]).
@@ -1026,21 +1187,6 @@ fn random_nonce() -> [u8; 16] {
     let crypto = gloo::utils::window().crypto().expect("crypto.getRandomValues is available");
     crypto.get_random_values_with_u8_array(&mut bytes).expect("getRandomValues works");
     bytes
-}
-
-/// This tab's secret: 32 random bytes in hex, kept for the session.
-fn load_secret() -> String {
-    if let Ok(s) = SessionStorage::raw().get_item(SECRET_KEY) {
-        if let Some(s) = s.filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return s;
-        }
-    }
-    let mut bytes = [0u8; 32];
-    let crypto = gloo::utils::window().crypto().expect("crypto.getRandomValues is available");
-    crypto.get_random_values_with_u8_array(&mut bytes).expect("getRandomValues works");
-    let secret = hex::encode(bytes);
-    let _ = SessionStorage::raw().set_item(SECRET_KEY, &secret);
-    secret
 }
 
 /// Reads bytes `start..end` of a file (`Blob.slice().arrayBuffer()`).

@@ -46,15 +46,21 @@ pub struct Secrets {
 
 impl Secrets {
     pub fn remember(&mut self, file: FileId, secret: Option<Secret>) {
-        if let Some(s) = secret {
-            self.secrets.insert(file, s);
-        }
+        match secret {
+            Some(s) => self.secrets.insert(file, s),
+            None => self.secrets.remove(&file),
+        };
     }
 
     /// A located file: `Ok(None)` for a public one, the real metadata of a private one whose
     /// link carried the right key, or why it cannot be opened.
     pub fn open(&mut self, file: FileId, meta: &FileMeta, manifest: &Manifest) -> Result<Option<PlainMeta>, String> {
-        let Some(sealed) = &meta.sealed else { return Ok(None) };
+        let Some(sealed) = &meta.sealed else {
+            if self.secrets.remove(&file).is_some() {
+                return Err("this file is public: its link needs no key".into());
+            }
+            return Ok(None);
+        };
         let key = match self.secrets.get(&file) {
             None => return Err("this file is private: open it with its share link (…?key=…)".into()),
             Some(Secret::Key(k)) => FileKey(*k),

@@ -88,11 +88,33 @@ pub struct StorageInfo {
 pub enum DownloadPhase {
     Locating,
     Transferring,
-    Done { url: String },
+    Done {
+        url: String,
+    },
     Failed(String),
+    /// The user stopped it.
+    Cancelled,
 }
 
-/// The download shown on the page.
+impl DownloadPhase {
+    /// Stable machine-readable name (a download item's `data-state`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            DownloadPhase::Locating => "locating",
+            DownloadPhase::Transferring => "downloading",
+            DownloadPhase::Done { .. } => "done",
+            DownloadPhase::Failed(_) => "failed",
+            DownloadPhase::Cancelled => "cancelled",
+        }
+    }
+
+    /// Still fetching (may be cancelled).
+    pub fn running(&self) -> bool {
+        matches!(self, DownloadPhase::Locating | DownloadPhase::Transferring)
+    }
+}
+
+/// One download on the page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownloadView {
     pub file: FileId,
@@ -134,7 +156,7 @@ impl DownloadView {
         (rate > 0.0 && self.size >= self.bytes_done).then(|| (self.size - self.bytes_done) as f64 / rate)
     }
 
-    fn empty(file: FileId, now: f64, phase: DownloadPhase) -> Self {
+    fn new(file: FileId, now: f64) -> Self {
         DownloadView {
             file,
             name: None,
@@ -145,7 +167,7 @@ impl DownloadView {
             peers: 0,
             started_ms: now,
             updated_ms: now,
-            phase,
+            phase: DownloadPhase::Locating,
             cells: Rc::new(Vec::new()),
             sources: Vec::new(),
             bytes_at_start: 0,
@@ -184,12 +206,62 @@ pub struct LinkView {
     pub fetching: bool,
 }
 
+/// The room this tab offers the swarm (what it reports to the tracker as its capacity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OfferView {
+    pub bytes: u64,
+    /// The user chose it (otherwise it is the default from the browser's estimate).
+    pub chosen: bool,
+}
+
+/// The default offer is at most this (and at most a tenth of the origin's quota).
+pub const MAX_DEFAULT_OFFER: u64 = 2 << 30;
+/// Room offered when the browser gives no estimate.
+pub const DEFAULT_CAPACITY: u64 = 1 << 30;
+
+/// The default offer for an origin quota of `quota` bytes: the smaller of
+/// [`MAX_DEFAULT_OFFER`] and a tenth of the quota.
+pub fn default_offer(quota: Option<u64>) -> u64 {
+    quota.map_or(DEFAULT_CAPACITY, |q| (q / 10).min(MAX_DEFAULT_OFFER))
+}
+
+/// Bytes from a number of MiB typed by the user.
+pub fn parse_mib(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let mib: f64 = t.parse().map_err(|_| format!("not a number of MiB: {t:?}"))?;
+    if !mib.is_finite() || mib < 0.0 {
+        return Err(format!("not a number of MiB: {t:?}"));
+    }
+    if mib > (1u64 << 44) as f64 {
+        return Err("more than 16 PiB: surely not".to_string());
+    }
+    Ok((mib * (1 << 20) as f64) as u64)
+}
+
+/// What lowering the offer did to the chunks held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrimReport {
+    /// Chunks kept for the swarm that were dropped (the swarm copies them elsewhere).
+    pub dropped_chunks: usize,
+    pub dropped_bytes: u64,
+    /// Bytes still above the offer: chunks of the user's own files, never dropped.
+    pub still_over: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AppState {
     pub conn: ConnStatus,
     pub peer_id: Option<PeerId>,
+    /// This tab's identity slot (0: the origin's first tab; see `crate::identity`).
+    pub slot: Option<u32>,
     pub uploads: Vec<UploadView>,
-    pub download: Option<DownloadView>,
+    /// Downloads in the order they were started (at most one per file).
+    pub downloads: Vec<DownloadView>,
+    /// Why the last thing typed in the download box was not fetched.
+    pub download_error: Option<String>,
+    pub offer: OfferView,
+    /// The last shrink of the offer below what was held.
+    pub trim: Option<TrimReport>,
     pub stats: Stats,
     /// This tab's connections to other peers, sorted by peer.
     pub links: Rc<Vec<LinkView>>,
@@ -202,6 +274,10 @@ pub struct AppState {
 pub enum Action {
     Conn(ConnStatus),
     Welcomed(PeerId),
+    /// The identity slot this tab holds.
+    Identity {
+        slot: u32,
+    },
     UploadStarted {
         id: u32,
         name: String,
@@ -262,11 +338,18 @@ pub enum Action {
         url: String,
         now: f64,
     },
-    /// `file` is `None` when the input was not a file id at all.
     DownloadFailed {
-        file: Option<FileId>,
+        file: FileId,
         error: String,
     },
+    /// The user stopped the download of `file`.
+    DownloadCancelled {
+        file: FileId,
+    },
+    /// What was typed (or opened) is not something the page can fetch.
+    DownloadInputError(String),
+    Offer(OfferView),
+    Trimmed(TrimReport),
     Stats(Stats),
     Links(Rc<Vec<LinkView>>),
     StorageInfo(StorageInfo),
@@ -333,11 +416,18 @@ impl Reducible for AppState {
                     u.error = Some(error);
                 }
             }
+            Action::Identity { slot } => s.slot = Some(slot),
             Action::DownloadStarted { file, now } => {
-                s.download = Some(DownloadView::empty(file, now, DownloadPhase::Locating))
+                s.download_error = None;
+                if s.downloads.iter().any(|d| d.file == file && d.phase.running()) {
+                    return self; // one download per file
+                }
+                // A finished, failed or cancelled one starts over, as the newest.
+                s.downloads.retain(|d| d.file != file);
+                s.downloads.push(DownloadView::new(file, now));
             }
             Action::DownloadLocated { file, name, size, chunks_total, cells } => {
-                if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
+                if let Some(d) = running(&mut s, file) {
                     d.name = Some(name);
                     d.size = size;
                     d.chunks_total = chunks_total;
@@ -347,7 +437,7 @@ impl Reducible for AppState {
                 }
             }
             Action::DownloadProgress { file, chunks_done, bytes_done, peers, now, cells, sources, first_chunk_ms } => {
-                if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
+                if let Some(d) = running(&mut s, file) {
                     if d.transfer_ms == d.started_ms {
                         // First progress: the rate counts from here, without what was stored.
                         d.transfer_ms = now;
@@ -363,21 +453,26 @@ impl Reducible for AppState {
                 }
             }
             Action::DownloadDone { file, url, now } => {
-                if let Some(d) = s.download.as_mut().filter(|d| d.file == file) {
+                if let Some(d) = running(&mut s, file) {
                     d.chunks_done = d.chunks_total;
                     d.bytes_done = d.size;
                     d.updated_ms = d.updated_ms.max(d.transfer_ms).min(now);
                     d.phase = DownloadPhase::Done { url };
                 }
             }
-            Action::DownloadFailed { file, error } => match (file, s.download.as_mut()) {
-                (Some(f), Some(d)) if d.file == f => d.phase = DownloadPhase::Failed(error),
-                (Some(_), _) => {} // an old download
-                (None, _) => {
-                    // Not a file id: show the error in place of any download.
-                    s.download = Some(DownloadView::empty(FileId([0; 32]), 0.0, DownloadPhase::Failed(error)))
+            Action::DownloadFailed { file, error } => {
+                if let Some(d) = running(&mut s, file) {
+                    d.phase = DownloadPhase::Failed(error);
                 }
-            },
+            }
+            Action::DownloadCancelled { file } => {
+                if let Some(d) = running(&mut s, file) {
+                    d.phase = DownloadPhase::Cancelled;
+                }
+            }
+            Action::DownloadInputError(e) => s.download_error = Some(e),
+            Action::Offer(o) => s.offer = o,
+            Action::Trimmed(t) => s.trim = Some(t),
             Action::Links(links) => s.links = links,
             Action::StorageInfo(info) => s.storage = info,
             Action::StoreError(e) => s.store_error = e,
@@ -389,6 +484,18 @@ impl Reducible for AppState {
             }
         }
         Rc::new(s)
+    }
+}
+
+/// The running download of `file`, if any (updates for ended ones are stale).
+fn running(s: &mut AppState, file: FileId) -> Option<&mut DownloadView> {
+    s.downloads.iter_mut().find(|d| d.file == file && d.phase.running())
+}
+
+impl AppState {
+    /// The most recently started download (the one the page's fixed ids point at).
+    pub fn newest_download(&self) -> Option<&DownloadView> {
+        self.downloads.last()
     }
 }
 
@@ -415,13 +522,87 @@ mod tests {
         let mut s = Rc::new(AppState::default());
         s = s.reduce(Action::DownloadStarted { file, now: 0.0 });
         s = s.reduce(progress(file, 10.0, None));
-        assert_eq!(s.download.as_ref().unwrap().first_chunk_ms, None);
+        assert_eq!(s.downloads[0].first_chunk_ms, None);
         s = s.reduce(progress(file, 20.0, Some(180.0)));
         s = s.reduce(progress(file, 30.0, None));
-        assert_eq!(s.download.as_ref().unwrap().first_chunk_ms, Some(180.0));
-        // A new download starts without one.
+        assert_eq!(s.downloads[0].first_chunk_ms, Some(180.0));
+        // A new download of it (after this one ended) starts without one.
+        s = s.reduce(Action::DownloadCancelled { file });
         s = s.reduce(Action::DownloadStarted { file, now: 40.0 });
-        assert_eq!(s.download.as_ref().unwrap().first_chunk_ms, None);
+        assert_eq!(s.downloads.len(), 1);
+        assert_eq!(s.downloads[0].first_chunk_ms, None);
+    }
+
+    #[test]
+    fn downloads_run_side_by_side_each_with_its_own_progress() {
+        let (a, b) = (FileId([1; 32]), FileId([2; 32]));
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::DownloadStarted { file: a, now: 0.0 });
+        s = s.reduce(Action::DownloadStarted { file: b, now: 1.0 });
+        s = s.reduce(progress(a, 5.0, None));
+        s = s.reduce(Action::DownloadDone { file: b, url: "blob:b".into(), now: 6.0 });
+        assert_eq!(s.downloads.len(), 2);
+        assert_eq!(s.downloads[0].chunks_done, 1);
+        assert_eq!(s.downloads[0].phase, DownloadPhase::Locating);
+        assert_eq!(s.downloads[1].phase, DownloadPhase::Done { url: "blob:b".into() });
+        assert_eq!(s.newest_download().map(|d| d.file), Some(b));
+    }
+
+    #[test]
+    fn the_same_file_twice_is_one_download() {
+        let a = FileId([1; 32]);
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::DownloadStarted { file: a, now: 0.0 });
+        s = s.reduce(progress(a, 5.0, None));
+        let again = s.clone().reduce(Action::DownloadStarted { file: a, now: 9.0 });
+        assert!(Rc::ptr_eq(&s, &again), "a running download is not restarted");
+        // A finished one stays listed with its link; starting it again starts over.
+        s = s.reduce(Action::DownloadDone { file: a, url: "blob:a".into(), now: 10.0 });
+        assert_eq!(s.downloads[0].phase.key(), "done");
+        s = s.reduce(Action::DownloadStarted { file: a, now: 11.0 });
+        assert_eq!(s.downloads.len(), 1);
+        assert_eq!(s.downloads[0].phase, DownloadPhase::Locating);
+    }
+
+    #[test]
+    fn a_cancelled_download_ignores_late_updates() {
+        let a = FileId([1; 32]);
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::DownloadStarted { file: a, now: 0.0 });
+        s = s.reduce(Action::DownloadCancelled { file: a });
+        s = s.reduce(progress(a, 5.0, None));
+        s = s.reduce(Action::DownloadFailed { file: a, error: "late".into() });
+        assert_eq!(s.downloads[0].phase, DownloadPhase::Cancelled);
+        assert_eq!(s.downloads[0].chunks_done, 0);
+        assert!(!s.downloads[0].phase.running());
+    }
+
+    #[test]
+    fn a_bad_input_is_an_error_until_the_next_download() {
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::DownloadInputError("not a file id".into()));
+        assert_eq!(s.download_error.as_deref(), Some("not a file id"));
+        assert!(s.downloads.is_empty());
+        s = s.reduce(Action::DownloadStarted { file: FileId([3; 32]), now: 0.0 });
+        assert_eq!(s.download_error, None);
+    }
+
+    #[test]
+    fn the_default_offer_is_modest() {
+        assert_eq!(default_offer(Some(10 << 30)), 1 << 30);
+        assert_eq!(default_offer(Some(100 << 30)), 2 << 30);
+        assert_eq!(default_offer(None), DEFAULT_CAPACITY);
+    }
+
+    #[test]
+    fn offers_are_typed_in_mib() {
+        assert_eq!(parse_mib(" 64 "), Ok(64 << 20));
+        assert_eq!(parse_mib("0.5"), Ok(512 << 10));
+        assert_eq!(parse_mib("0"), Ok(0));
+        assert!(parse_mib("-1").is_err());
+        assert!(parse_mib("lots").is_err());
+        assert!(parse_mib("NaN").is_err());
+        assert!(parse_mib("1e30").is_err());
     }
 
     #[test]

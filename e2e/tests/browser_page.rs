@@ -1,0 +1,340 @@
+//! The page as a product, in real headless Chromium against a real tracker and real native
+//! peers: several downloads at once with a cancel, the tab's identity across a reload and a
+//! close and reopen (and a second tab being another peer), the storage the tab offers reaching
+//! the tracker, and absolute share links that open the file in another browser.
+//! Screenshots land in `target/e2e-artifacts/page-*.png`.
+
+use e2e::{random_file, Browser, NativePeer, Tracker};
+use fantoccini::Locator;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1024 * 1024;
+
+async fn open_app(tracker: &Tracker, name: &str, path: &str) -> anyhow::Result<(Browser, String)> {
+    let browser = Browser::start(name).await?;
+    browser.client.goto(&format!("{}{path}", tracker.http_url())).await?;
+    let id = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    Ok((browser, id))
+}
+
+async fn upload(browser: &Browser, path: &std::path::Path) -> anyhow::Result<String> {
+    browser.client.find(Locator::Css("#upload-input")).await?.send_keys(&path.to_string_lossy()).await?;
+    browser.wait_attr("#upload-result", "data-file-id", Duration::from_secs(60)).await
+}
+
+/// Types `what` (an id or a link) into the download box and submits it.
+async fn start_download(browser: &Browser, what: &str) -> anyhow::Result<()> {
+    let input = browser.client.find(Locator::Css("#download-id")).await?;
+    input.clear().await?;
+    input.send_keys(what).await?;
+    browser.client.find(Locator::Css("#download-button")).await?.click().await?;
+    Ok(())
+}
+
+fn item(id: &str) -> String {
+    format!("li.download-item[data-file-id='{id}']")
+}
+
+/// Waits until the download of `id` is in `state`.
+async fn wait_state(browser: &Browser, id: &str, state: &str, timeout: Duration) -> anyhow::Result<()> {
+    browser.wait_for(&format!("{}[data-state='{state}']", item(id)), timeout).await.map(|_| ())
+}
+
+/// The bytes behind a finished download's save link.
+async fn saved(browser: &Browser, id: &str) -> anyhow::Result<Vec<u8>> {
+    wait_state(browser, id, "done", Duration::from_secs(90)).await?;
+    let href = browser.wait_attr(&format!("{} .download-link", item(id)), "href", Duration::from_secs(5)).await?;
+    anyhow::ensure!(href.starts_with("blob:"), "the save link is a blob URL: {href}");
+    browser.fetch_bytes(&href).await
+}
+
+async fn num(browser: &Browser, css: &str, attr: &str) -> anyhow::Result<u64> {
+    Ok(browser.wait_attr(css, attr, Duration::from_secs(5)).await?.parse()?)
+}
+
+/// Polls until `pred` holds for the tracker's `path`.
+async fn wait_json(
+    tracker: &Tracker,
+    path: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = tracker.get_json(path);
+        if let Ok(v) = &v {
+            if pred(v) {
+                return Ok(v.clone());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting on {path}: {v:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `peer`'s entry in `/api/peers`.
+fn peer_entry<'a>(v: &'a serde_json::Value, peer: &str) -> Option<&'a serde_json::Value> {
+    v["peers"].as_array()?.iter().find(|p| p["id"] == peer)
+}
+
+/// Chunks of file `v` (an `/api/files` answer) that `peer` holds.
+fn chunks_held_by(v: &serde_json::Value, peer: &str) -> usize {
+    let Some(ix) = v["peers"].as_array().and_then(|p| p.iter().position(|x| x == peer)) else { return 0 };
+    v["holders"]
+        .as_array()
+        .map(|h| h.iter().filter(|c| c.as_array().is_some_and(|c| c.iter().any(|i| i == ix))).count())
+        .unwrap_or(0)
+}
+
+fn chunk_count(v: &serde_json::Value) -> usize {
+    v["manifest"]["chunks"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+/// Puts a random file on `native` and waits until the swarm holds `copies` copies of it.
+async fn put_on(
+    tracker: &Tracker,
+    native: &NativePeer,
+    dir: &std::path::Path,
+    name: &str,
+    len: usize,
+    seed: u64,
+    copies: u64,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let (path, bytes) = random_file(dir, name, len, seed)?;
+    let put = native.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    wait_json(tracker, &format!("/api/files/{id}"), Duration::from_secs(240), |v| {
+        v["health"]["min_copies"].as_u64() >= Some(copies)
+    })
+    .await?;
+    Ok((id, bytes))
+}
+
+/// Clicks the cancel button of download `arguments[0]` once its chunk map shows a chunk;
+/// answers the chunks shown then (-1: it ended first).
+const CANCEL_AFTER_FIRST_CHUNK_JS: &str = r#"
+const [sel, done] = arguments;
+const t = setInterval(() => {
+  const map = document.querySelector(sel + ' .chunk-map');
+  const button = document.querySelector(sel + ' .download-cancel');
+  if (map && Number(map.dataset.done) >= 1 && button) { clearInterval(t); button.click(); done(Number(map.dataset.done)); }
+  else if (!button && document.querySelector(sel + ':not([data-state=locating]):not([data-state=downloading])')) { clearInterval(t); done(-1); }
+}, 5);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("page-dl-tracker", Some(&e2e::web_dir()))?;
+    let natives: Vec<NativePeer> = (0..3)
+        .map(|i| NativePeer::start(&format!("page-dl-n{i}"), &tracker, &tmp.path().join(format!("n{i}"))))
+        .collect::<anyhow::Result<_>>()?;
+    // Every file at the replication target before the tab joins: the tab gets no orders, so
+    // whatever it fetches is its own downloads.
+    let (a, a_bytes) = put_on(&tracker, &natives[0], tmp.path(), "a.bin", 5 * MIB + 1, 41, 3).await?;
+    let (b, b_bytes) = put_on(&tracker, &natives[1], tmp.path(), "b.bin", 4 * MIB + 2, 42, 3).await?;
+    let (big, _) = put_on(&tracker, &natives[2], tmp.path(), "big.bin", 32 * MIB, 43, 3).await?;
+    let (browser, _me) = open_app(&tracker, "page-dl", "/").await?;
+
+    // Both started before either is done; both complete with their own bytes.
+    start_download(&browser, &a).await?;
+    start_download(&browser, &b).await?;
+    browser.wait_for(&item(&a), Duration::from_secs(5)).await?;
+    browser.wait_for(&item(&b), Duration::from_secs(5)).await?;
+    let (got_a, got_b) = (saved(&browser, &a).await?, saved(&browser, &b).await?);
+    assert!(got_a == a_bytes, "download A has A's bytes");
+    assert!(got_b == b_bytes, "download B has B's bytes");
+    // Each kept its own chunk map.
+    let cells_a = num(&browser, &format!("{} .chunk-map", item(&a)), "data-done").await?;
+    assert_eq!(cells_a as usize, (5 * MIB + 1).div_ceil(256 * 1024));
+    browser.screenshot("page-1-two-downloads").await?;
+
+    // The big one: started twice, it is one download; cancelled, it stops.
+    start_download(&browser, &big).await?;
+    start_download(&browser, &big).await?;
+    let items = browser.client.find_all(Locator::Css(&item(&big))).await?;
+    assert_eq!(items.len(), 1, "the same file started twice is one download");
+    // Cancelled from inside the page as soon as its first chunk shows (a fast download would
+    // be over before a WebDriver round trip per poll noticed it).
+    let at = browser.client.execute_async(CANCEL_AFTER_FIRST_CHUNK_JS, vec![item(&big).into()]).await?;
+    assert!(at.as_i64().is_some_and(|n| n >= 1), "cancelled mid-way: {at}");
+    wait_state(&browser, &big, "cancelled", Duration::from_secs(5)).await?;
+    // Answers already in flight (queued in the senders' channels) may land just after; then
+    // nothing more arrives, and far less than the whole file came.
+    let mut received = num(&browser, "#dc-stats", "data-received").await?;
+    let settle = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = num(&browser, "#dc-stats", "data-received").await?;
+        if now == received || settle.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        received = now;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = num(&browser, "#dc-stats", "data-received").await?;
+    assert_eq!(received, later, "no chunk arrives after the cancel");
+    let whole = (a_bytes.len() + b_bytes.len() + 32 * MIB) as u64;
+    assert!(later < whole - 4 * MIB as u64, "the cancelled download stopped early: {later} of {whole} bytes came");
+    let text = browser.client.find(Locator::Css(&format!("{} .download-status", item(&big)))).await?.text().await?;
+    assert!(text.contains("cancelled"), "{text}");
+    assert!(
+        browser.client.find(Locator::Css(&format!("{} .download-cancel", item(&big)))).await.is_err(),
+        "a cancelled download has no cancel button"
+    );
+    let done = num(&browser, &format!("{} .chunk-map", item(&big)), "data-done").await?;
+    assert!(done < 32 * 4, "the cancel came before the end ({done} chunks)");
+    // The finished downloads are still listed with their save links.
+    assert_eq!(saved(&browser, &a).await?, a_bytes);
+    browser.screenshot("page-2-cancelled").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_survives_reload_and_reopen_and_a_second_tab_is_another_peer() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("page-id-tracker", Some(&e2e::web_dir()))?;
+    let (browser, me) = open_app(&tracker, "page-id", "/").await?;
+    let c = &browser.client;
+    let (path, _) = random_file(tmp.path(), "mine.bin", 2 * MIB + 9, 51)?;
+    let id = upload(&browser, &path).await?;
+    let file = format!("/api/files/{id}");
+    let v = wait_json(&tracker, &file, Duration::from_secs(10), |v| chunks_held_by(v, &me) > 0).await?;
+    let n = chunk_count(&v);
+    assert_eq!(browser.wait_attr("#tab-identity", "data-slot", Duration::from_secs(5)).await?, "0");
+
+    // A reload: the same peer, its chunks still counted.
+    c.refresh().await?;
+    assert_eq!(browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?, me);
+    wait_json(&tracker, &file, Duration::from_secs(10), |v| chunks_held_by(v, &me) == n).await?;
+
+    // A second tab of the same origin, at the same time: another peer, with its own store.
+    let first = c.window().await?;
+    let second = c.new_window(true).await?;
+    c.switch_to_window(second.handle.clone()).await?;
+    c.goto(&tracker.http_url()).await?;
+    let other = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    assert_ne!(other, me, "two tabs never share an identity");
+    assert_eq!(browser.wait_attr("#tab-identity", "data-slot", Duration::from_secs(5)).await?, "1");
+    assert_eq!(num(&browser, "#tab-storage", "data-store-bytes").await?, 0, "the second tab has its own store");
+
+    // Close the first tab: its peer leaves the swarm; the file's chunks are not served by it.
+    c.switch_to_window(first).await?;
+    c.close_window().await?;
+    c.switch_to_window(second.handle).await?;
+    wait_json(&tracker, "/api/peers", Duration::from_secs(20), |v| peer_entry(v, &me).is_none()).await?;
+
+    // Reopen the page in a new tab: the first identity comes back with its chunks.
+    let third = c.new_window(true).await?;
+    c.switch_to_window(third.handle).await?;
+    c.goto(&tracker.http_url()).await?;
+    assert_eq!(browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?, me);
+    let peers = wait_json(&tracker, "/api/peers", Duration::from_secs(15), |v| {
+        peer_entry(v, &me).is_some_and(|p| p["chunks"].as_u64() >= Some(n as u64))
+    })
+    .await?;
+    assert!(peer_entry(&peers, &other).is_some(), "the second tab is still a peer: {peers}");
+    wait_json(&tracker, &file, Duration::from_secs(10), |v| chunks_held_by(v, &me) == n).await?;
+    browser.screenshot("page-3-identity-back").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_offer_is_the_users_choice_and_reaches_the_tracker() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("page-offer-tracker", Some(&e2e::web_dir()))?;
+    let native = NativePeer::start("page-offer-n1", &tracker, &tmp.path().join("n1"))?;
+    let (browser, me) = open_app(&tracker, "page-offer", "/").await?;
+    let capacity = |v: &serde_json::Value| peer_entry(v, &me).and_then(|p| p["storage_capacity"].as_u64());
+
+    // The default: a tenth of the quota, at most 2 GiB, reported as the tab's capacity.
+    let offer = num(&browser, "#tab-offer", "data-offer-bytes").await?;
+    assert!(offer > 0 && offer <= 2 << 30, "a modest default: {offer}");
+    assert_eq!(browser.wait_attr("#tab-offer", "data-chosen", Duration::from_secs(5)).await?, "false");
+    wait_json(&tracker, "/api/peers", Duration::from_secs(10), |v| capacity(v) == Some(offer)).await?;
+
+    // The tab keeps replicas for the swarm (two peers, R=3: it is ordered to copy).
+    let (path, _) = random_file(tmp.path(), "theirs.bin", 3 * MIB + 1, 61)?;
+    let put = native.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    let file = format!("/api/files/{id}");
+    let v = wait_json(&tracker, &file, Duration::from_secs(30), |v| {
+        chunk_count(v) > 0 && chunks_held_by(v, &me) == chunk_count(v)
+    })
+    .await?;
+    let n = chunk_count(&v);
+
+    // The user offers 1 MiB: the tracker hears it, chunks kept for others above it go, and
+    // the page says so.
+    let input = browser.client.find(Locator::Css("#offer-input")).await?;
+    input.send_keys("1").await?;
+    browser.client.find(Locator::Css("#offer-save")).await?.click().await?;
+    wait_json(&tracker, "/api/peers", Duration::from_secs(10), |v| capacity(v) == Some(MIB as u64)).await?;
+    let dropped = num(&browser, "#offer-trim", "data-dropped-chunks").await?;
+    assert!(dropped > 0, "chunks kept for the swarm were dropped");
+    // (The page's counters refresh every 250 ms.)
+    let started = Instant::now();
+    loop {
+        let held = num(&browser, "#tab-storage", "data-store-bytes").await?;
+        if held <= MIB as u64 {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(5), "the store does not fit the offer: {held}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_json(&tracker, &file, Duration::from_secs(10), |v| chunks_held_by(v, &me) < n).await?;
+    browser.screenshot("page-4-offer-lowered").await?;
+
+    // The choice survives a reload.
+    browser.client.refresh().await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    assert_eq!(browser.wait_attr("#tab-offer", "data-chosen", Duration::from_secs(10)).await?, "true");
+    assert_eq!(num(&browser, "#tab-offer", "data-offer-bytes").await?, MIB as u64);
+    wait_json(&tracker, "/api/peers", Duration::from_secs(10), |v| capacity(v) == Some(MIB as u64)).await?;
+    let persisted = browser.client.find(Locator::Css("#tab-storage")).await?.attr("data-persisted").await?;
+    assert!(persisted.is_some_and(|p| p == "true" || p == "false"), "the page says whether persistence was granted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_are_absolute_copyable_and_open_the_file_elsewhere() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("page-share-tracker", Some(&e2e::web_dir()))?;
+    let (browser, _me) = open_app(&tracker, "page-share", "/").await?;
+    let (path, bytes) = random_file(tmp.path(), "shared.bin", 2 * MIB + 3, 71)?;
+    let id = upload(&browser, &path).await?;
+    let link = browser.wait_attr("#upload-result .share-box", "data-share-url", Duration::from_secs(10)).await?;
+    assert_eq!(link, format!("{}/#/file/{id}", tracker.http_url()), "an absolute link to this page");
+
+    // Copy: the clipboard holds the link (the test grants the permission a user would).
+    let session = browser.client.session_id().await?.unwrap_or_default();
+    e2e::cdp(
+        browser.driver_port,
+        &session,
+        "Browser.grantPermissions",
+        serde_json::json!({ "origin": tracker.http_url(), "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"] }),
+    )?;
+    browser.client.find(Locator::Css("#upload-result .copy-link")).await?.click().await?;
+    assert_eq!(browser.wait_attr("#upload-result .copy-link", "data-copied", Duration::from_secs(5)).await?, "true");
+    let clip = browser
+        .client
+        .execute_async("navigator.clipboard.readText().then(arguments[0], e => arguments[0]('ERROR ' + e))", vec![])
+        .await?;
+    assert_eq!(clip.as_str(), Some(link.as_str()), "the clipboard holds the link");
+
+    // Another browser (another peer) opens the link and gets the file.
+    let other = Browser::start("page-share-other").await?;
+    other.client.goto(&link).await?;
+    assert!(saved(&other, &id).await? == bytes, "the link opened the file elsewhere");
+
+    // Pasting the link into the download box works too; a key on a public file's link is
+    // refused (the link was tampered with or mixed up).
+    let (third, _) = open_app(&tracker, "page-share-paste", "/").await?;
+    start_download(&third, &format!("{link}?key={}", "A".repeat(43))).await?;
+    let err = third.wait_text("#download-status", Duration::from_secs(20), |t| t.contains("key")).await?;
+    assert!(err.contains("this file is public: its link needs no key"), "{err}");
+    start_download(&third, &link).await?;
+    assert!(saved(&third, &id).await? == bytes, "a pasted link downloads");
+    other.screenshot("page-5-opened-link").await?;
+    Ok(())
+}
