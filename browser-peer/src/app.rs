@@ -399,6 +399,7 @@ fn download_view(d: Option<&DownloadView>) -> Html {
                 </div>
             }
             <p id="download-status" class={classes!("status", class)}>{status}</p>
+            if show_file && d.chunks_total > 0 { <crate::player::Player file={d.file} /> }
             if let DownloadPhase::Done { url } = &d.phase {
                 <a id="download-link" class="save" href={url.clone()}
                     download={d.name.clone().unwrap_or_else(|| d.file.to_hex())}>

@@ -12,6 +12,8 @@
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
 //! - [`idb`]: a thin async layer over IndexedDB (web-sys).
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
+//! - [`stream`] and [`player`]: play while downloading: `/stream/<id>` answered from the tab's
+//!   store through the service worker `static/sw.js`, the element that plays it.
 //!
 //! Protocol, hashing, framing and every peer decision come from `swarm-core`; nothing here
 //! re-implements them.
@@ -30,7 +32,7 @@
 //! by path), `#swarm-peers tr[data-peer-id] .path[data-path][data-fetching]` (the path of each
 //! connection to that peer: `direct_host`, `direct_reflexive`, `turn`, `relay`, `direct` while
 //! its stats are read, `connecting`), `#download-rate[data-first-chunk-ms]` (lookup to first
-//! chunk stored).
+//! chunk stored), `#player[data-file-id]` (the download's audio, video, image or PDF element).
 //! `#/file/<id>` in the URL starts a download; `?relay=1` makes the tab use the tracker relay only;
 //! `?relay_after=MS` sets how long a new link waits for its data channel before it also uses the
 //! relay (default `swarm_core::peer::config::DIRECT_GRACE_MS`; `0`: relay at once, then upgrade).
@@ -46,7 +48,9 @@ pub mod idb;
 pub mod js_chunk;
 pub mod node;
 pub mod paths;
+pub mod player;
 pub mod rtc;
 pub mod state;
 pub mod store;
+pub mod stream;
 pub mod tracker;

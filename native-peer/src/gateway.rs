@@ -7,6 +7,12 @@
 //! XML, scripts) are served as `application/octet-stream`.
 //!
 //! Memory stays bounded: at most [`AHEAD`] chunks are fetched or read ahead of the client.
+//!
+//! Priority: a chunk this peer lacks of a file it is downloading (`pp-peer get` through the
+//! running peer) moves that download's playhead to it (`Peer::set_playhead`: the chunks from
+//! there are fetched first, in order) and is read from the store once the download has it;
+//! a file not being downloaded is fetched chunk by chunk as the body goes out (`fetch_chunk`,
+//! [`AHEAD`] in flight), which is the same window by construction: what the reader reads next.
 
 use crate::node::Node;
 use crate::store::StoredFile;
@@ -25,6 +31,9 @@ use tokio::sync::Mutex as AsyncMutex;
 
 /// Chunks fetched ahead of the one being sent.
 const AHEAD: usize = 8;
+/// How long a read waits for a running download of the file to store a chunk before it
+/// fetches the chunk itself.
+const DOWNLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Starts the gateway on `addr`; returns the address it listens on.
 pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
@@ -110,6 +119,21 @@ impl Source {
         let store = self.node.store.clone();
         if let Some(b) = tokio::task::spawn_blocking(move || store.get(&id)).await?? {
             return Ok(b);
+        }
+        // A file this peer is downloading: the download fetches from here first (its
+        // playhead window), and the read waits for it rather than asking a second time.
+        if self.node.set_playhead(self.file, self.manifest.chunk_offset(i)).await {
+            let deadline = tokio::time::Instant::now() + DOWNLOAD_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let store = self.node.store.clone();
+                if let Some(b) = tokio::task::spawn_blocking(move || store.get(&id)).await?? {
+                    return Ok(b);
+                }
+                if !self.node.set_playhead(self.file, self.manifest.chunk_offset(i)).await {
+                    break; // the download ended (failed or cancelled): fetch it here
+                }
+            }
         }
         let len = self.manifest.chunk_len(i);
         let mut last = String::from("no holder");
