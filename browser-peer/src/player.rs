@@ -26,9 +26,9 @@ pub fn player(props: &PlayerProps) -> Html {
     {
         let controlled = controlled.clone();
         use_effect_with((), move |_| {
-            let listener = stream::container().filter(|_| !*controlled).map(|c| {
-                EventListener::new(&c, "controllerchange", move |_| controlled.set(stream::controlled()))
-            });
+            let listener = stream::container()
+                .filter(|_| !*controlled)
+                .map(|c| EventListener::new(&c, "controllerchange", move |_| controlled.set(stream::controlled())));
             move || drop(listener)
         });
     }

@@ -56,7 +56,14 @@ struct Swarm {
 }
 
 impl Swarm {
-    fn start(name: &str, tmp: &Path, n: usize, size: usize, tracker_flags: &[&str], native_flags: &[&str]) -> anyhow::Result<Self> {
+    fn start(
+        name: &str,
+        tmp: &Path,
+        n: usize,
+        size: usize,
+        tracker_flags: &[&str],
+        native_flags: &[&str],
+    ) -> anyhow::Result<Self> {
         let web = e2e::web_dir();
         assert!(web.join("sw.js").is_file(), "build the web app first (scripts/build-web.sh): {}", web.display());
         let mut flags = vec!["--replication", "3"];
@@ -95,7 +102,12 @@ async fn player(c: &Client) -> anyhow::Result<(f64, u64, bool, bool)> {
          return p ? [p.currentTime, p.readyState, p.paused, p.seeking] : null;",
     )
     .await?;
-    Ok((v[0].as_f64().unwrap_or(0.0), v[1].as_u64().unwrap_or(0), v[2].as_bool().unwrap_or(true), v[3].as_bool().unwrap_or(false)))
+    Ok((
+        v[0].as_f64().unwrap_or(0.0),
+        v[1].as_u64().unwrap_or(0),
+        v[2].as_bool().unwrap_or(true),
+        v[3].as_bool().unwrap_or(false),
+    ))
 }
 
 /// Chunks stored and in all, from the chunk map.
@@ -113,7 +125,10 @@ async fn wait_playing_past(c: &Client, past: f64, timeout: Duration) -> anyhow::
         if t > past && !seeking && !paused {
             return Ok(Instant::now());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the player did not play past {past:.2} s (at {t:.2} s, paused {paused}, seeking {seeking})");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the player did not play past {past:.2} s (at {t:.2} s, paused {paused}, seeking {seeking})"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -124,8 +139,11 @@ async fn open_and_play(browser: &Browser, tracker: &Tracker, id: &str) -> anyhow
     c.goto(&format!("{}/#/file/{id}", tracker.http_url())).await?;
     if let Err(e) = browser.wait_for("#player", Duration::from_secs(60)).await {
         browser.screenshot("stream-no-player").await?;
-        let why = js(c, "const w = document.getElementById('player-waiting'); return [w && w.textContent, \
-            document.getElementById('download-status')?.textContent, !!navigator.serviceWorker?.controller];")
+        let why = js(
+            c,
+            "const w = document.getElementById('player-waiting'); return [w && w.textContent, \
+            document.getElementById('download-status')?.textContent, !!navigator.serviceWorker?.controller];",
+        )
         .await?;
         anyhow::bail!("{e}: no player ({why})");
     }
@@ -140,7 +158,8 @@ async fn media_plays_while_downloading_and_a_seek_plays_at_once() -> anyhow::Res
     let size = 64 * MIB;
     let relay = ["--relay-bytes-per-sec", "1048576"];
     let swarm = Swarm::start("stream", tmp.path(), 3, size, &relay, &["--relay-only"])?;
-    let browser = Browser::start_with("stream", &["--autoplay-policy=no-user-gesture-required"], serde_json::Value::Null).await?;
+    let browser =
+        Browser::start_with("stream", &["--autoplay-policy=no-user-gesture-required"], serde_json::Value::Null).await?;
     let c = &browser.client;
     open_and_play(&browser, &swarm.tracker, &swarm.id).await?;
     wait_playing_past(c, 0.3, Duration::from_secs(30)).await?;
@@ -189,7 +208,8 @@ async fn stream_benchmark() -> anyhow::Result<()> {
     let size = 200 * MIB;
     let swarm = Swarm::start("stream-bench", tmp.path(), 3, size, &[], &[])?;
     let browser =
-        Browser::start_with("stream-bench", &["--autoplay-policy=no-user-gesture-required"], serde_json::Value::Null).await?;
+        Browser::start_with("stream-bench", &["--autoplay-policy=no-user-gesture-required"], serde_json::Value::Null)
+            .await?;
     let c = &browser.client;
     let start = Instant::now();
     open_and_play(&browser, &swarm.tracker, &swarm.id).await?;
@@ -204,7 +224,10 @@ async fn stream_benchmark() -> anyhow::Result<()> {
     browser.wait_text("#download-status", Duration::from_secs(300), |t| t.contains("done")).await?;
     let whole = start.elapsed();
     println!("stream benchmark: {} MiB WAV from 3 native peers into a tab", size / MIB);
-    println!("  first frame (page open -> currentTime advancing): {:?} ({done_first}/{all} chunks here)", first - start);
+    println!(
+        "  first frame (page open -> currentTime advancing): {:?} ({done_first}/{all} chunks here)",
+        first - start
+    );
     println!("  seek to 90% -> playing there:                     {:?} ({done_seek}/{all} chunks here)", seeked - seek);
     println!("  baseline, whole download (page open -> done):      {whole:?}");
     Ok(())

@@ -743,12 +743,21 @@ fn after_a_seek_the_chunks_under_the_playhead_come_first() {
     };
     let (plain, _, t0, target) = run(false);
     let (at, in_flight, t_seek, _) = run(true);
-    assert!(!in_flight.contains(&target), "the chunk under the playhead was already asked for: the test proves nothing");
+    assert!(
+        !in_flight.contains(&target),
+        "the chunk under the playhead was already asked for: the test proves nothing"
+    );
     let window = target..target + PLAYHEAD_WINDOW;
     let last_window = window.clone().map(|k| at[&k]).max().expect("a window");
-    let before_playhead: Vec<usize> =
-        at.iter().filter(|(k, t)| **t < at[&target] && !in_flight.contains(k) && **t > t_seek).map(|(k, _)| *k).collect();
-    assert!(before_playhead.is_empty(), "chunks {before_playhead:?} not asked at the seek arrived before the playhead's");
+    let before_playhead: Vec<usize> = at
+        .iter()
+        .filter(|(k, t)| **t < at[&target] && !in_flight.contains(k) && **t > t_seek)
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(
+        before_playhead.is_empty(),
+        "chunks {before_playhead:?} not asked at the seek arrived before the playhead's"
+    );
     let overtaking: Vec<usize> = at
         .iter()
         .filter(|(k, t)| !window.contains(k) && !in_flight.contains(k) && **t > t_seek && **t < last_window)
@@ -756,6 +765,9 @@ fn after_a_seek_the_chunks_under_the_playhead_come_first() {
         .collect();
     assert!(overtaking.is_empty(), "chunks {overtaking:?} outside the window overtook it");
     let (seek_ms, plain_ms) = (at[&target] - t_seek, plain[&target] - t0);
-    eprintln!("chunk {target}: {seek_ms} ms after the seek, {plain_ms} ms without one (window done {} ms after)", last_window - t_seek);
+    eprintln!(
+        "chunk {target}: {seek_ms} ms after the seek, {plain_ms} ms without one (window done {} ms after)",
+        last_window - t_seek
+    );
     assert!(seek_ms * 4 < plain_ms, "the seek did not help: {seek_ms} ms after it vs {plain_ms} ms without");
 }
