@@ -2,8 +2,9 @@
 //!
 //! The element reads `/stream/<file id>` ([`crate::stream`]): the service worker answers its
 //! range requests from this tab's store, and each read moves the download's playhead, so the
-//! chunks under it (a seek included) are fetched first. Shown once the file is located and a
-//! service worker controls the page (browsers offer service workers in secure contexts only:
+//! chunks under it (a seek included) are fetched first. Mount it once the file is located (its
+//! type is known then: a component whose props do not change is not drawn again); it shows the
+//! element once a service worker controls the page (browsers offer service workers in secure contexts only:
 //! https, or http on localhost). Ids: `#player[data-file-id]` (the `video`, `audio`, `img` or
 //! `object` element), `#player-waiting` while the worker starts.
 
