@@ -435,6 +435,10 @@ pub fn download_item(props: &DownloadItemProps) -> Html {
                 </div>
             }
             <p id={id("download-status")} class={classes!("status", "download-status", class)}>{status}</p>
+            // One player at a time (`#player`): the newest download's.
+            if props.newest && d.chunks_total > 0 && !matches!(d.phase, DownloadPhase::Failed(_) | DownloadPhase::Cancelled) {
+                <crate::player::Player file={d.file} />
+            }
             <div class="download-actions">
                 if d.phase.running() {
                     <button class="small download-cancel" onclick={oncancel}>{"Cancel"}</button>

@@ -15,6 +15,8 @@
 //! - [`identity`]: the tab's identity (secret and chunk store), kept across restarts, one per tab.
 //! - [`clipboard`]: share links to the clipboard and the system share sheet.
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
+//! - [`stream`] and [`player`]: play while downloading: `/stream/<id>` answered from the tab's
+//!   store through the service worker `static/sw.js`, the element that plays it.
 //!
 //! Protocol, hashing, framing and every peer decision come from `swarm-core`; nothing here
 //! re-implements them.
@@ -33,7 +35,8 @@
 //! by path), `#swarm-peers tr[data-peer-id] .path[data-path][data-fetching]` (the path of each
 //! connection to that peer: `direct_host`, `direct_reflexive`, `turn`, `relay`, `direct` while
 //! its stats are read, `connecting`), `#download-rate[data-first-chunk-ms]` (lookup to first
-//! chunk stored).
+//! chunk stored), `#player[data-file-id]` (the newest download's audio, video, image or PDF
+//! element, fed by [`stream`] through the service worker `static/sw.js`).
 //! Downloads: `#downloads li.download-item[data-file-id][data-state]` (`locating`,
 //! `downloading`, `done`, `failed`, `cancelled`), each with `.download-status`,
 //! `.download-cancel` (while running), `.download-link` (when done), `.chunk-map[data-done]`;
@@ -58,8 +61,10 @@ pub mod identity;
 pub mod js_chunk;
 pub mod node;
 pub mod paths;
+pub mod player;
 pub mod private;
 pub mod rtc;
 pub mod state;
 pub mod store;
+pub mod stream;
 pub mod tracker;

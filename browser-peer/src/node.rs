@@ -185,6 +185,8 @@ struct State {
     relay_in: HashMap<PeerId, f64>,
     /// The core's next deadline and the timer armed for it.
     timer: Option<(u64, Timeout)>,
+    /// Files located in this page, what [`crate::stream`] may play.
+    streamable: HashMap<FileId, (Manifest, FileMeta)>,
 }
 
 /// The running peer.
@@ -267,6 +269,7 @@ impl Node {
                 object_urls: HashMap::new(),
                 relay_in: HashMap::new(),
                 timer: None,
+                streamable: HashMap::new(),
             }),
             counters: Rc::new(ByteCounters::default()),
             relay_counters: ByteCounters::default(),
@@ -334,6 +337,7 @@ impl Node {
                 }
             }),
         ]);
+        node._listeners.borrow_mut().extend(crate::stream::install(Rc::downgrade(&node)));
         let weak = Rc::downgrade(&node);
         let window = gloo::utils::window();
         node._listeners.borrow_mut().push(EventListener::new(&window, "hashchange", move |_| {
@@ -611,6 +615,7 @@ impl Node {
                     cells: Rc::new(d.cells.clone()),
                 });
                 st.pinned.extend(manifest.chunks.iter().copied());
+                st.streamable.insert(file, (manifest.clone(), meta.clone()));
                 d.located = Some((js_sys::Date::now(), manifest, meta));
             }
             Event::Chunk { download, index, from, .. } => {
@@ -999,6 +1004,29 @@ impl Node {
     }
 
     // ----- download -----
+
+    /// A file located in this page (its manifest and name), for [`crate::stream`].
+    ///
+    /// Private files are not streamed (their chunks are ciphertext, and plaintext offsets are
+    /// not chunk offsets): they play once downloaded and decrypted.
+    pub fn stream_file(&self, file: FileId) -> Option<(Manifest, FileMeta)> {
+        self.state.borrow().streamable.get(&file).filter(|(_, meta)| !meta.is_private()).cloned()
+    }
+
+    /// The tab's chunk store.
+    pub fn chunk_store(&self) -> Rc<dyn ChunkStore> {
+        self.state.borrow().store.clone()
+    }
+
+    /// A player reads `file` from byte `offset` on: its running download fetches from there
+    /// first (nothing happens once it is complete).
+    pub fn set_playhead(&self, file: FileId, offset: u64) {
+        self.drive(|p, _, now| {
+            if let Some(d) = p.download_of(file) {
+                p.set_playhead(d, Some(offset), now);
+            }
+        });
+    }
 
     /// Starts downloading what the user typed or opened: a share link (a private file's
     /// carries its key), a `#/file/…` fragment or a file id. A file already downloading is

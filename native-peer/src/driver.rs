@@ -93,6 +93,13 @@ pub enum Cmd {
         waiter: Waiter,
     },
     Announce(Vec<ChunkId>),
+    /// A reader (the HTTP gateway) reads `file` from byte `offset` on: a running download of it
+    /// fetches from there first. `running` hears whether one runs.
+    Playhead {
+        file: FileId,
+        offset: u64,
+        running: oneshot::Sender<bool>,
+    },
     /// Challenges (with answers) for the tracker's pools, right after a publish.
     Nonces {
         file: FileId,
@@ -364,6 +371,13 @@ impl Driver {
             Cmd::FetchChunk { chunk, size, sources, waiter } => {
                 let id = self.core.fetch_chunk(chunk, size, sources, Purpose::Read, inv, now);
                 self.downloads.insert(id, waiter);
+            }
+            Cmd::Playhead { file, offset, running } => {
+                let d = self.core.download_of(file);
+                if let Some(d) = d {
+                    self.core.set_playhead(d, Some(offset), now);
+                }
+                let _ = running.send(d.is_some());
             }
             Cmd::Announce(chunks) => {
                 for c in chunks {

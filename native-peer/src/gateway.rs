@@ -9,6 +9,12 @@
 //! XML, scripts) are served as `application/octet-stream`.
 //!
 //! Memory stays bounded: at most [`AHEAD`] chunks are fetched or read ahead of the client.
+//!
+//! Priority: a chunk this peer lacks of a file it is downloading (`pp-peer get` through the
+//! running peer) moves that download's playhead to it (`Peer::set_playhead`: the chunks from
+//! there are fetched first, in order) and is read from the store once the download has it;
+//! a file not being downloaded is fetched chunk by chunk as the body goes out (`fetch_chunk`,
+//! [`AHEAD`] in flight), which is the same window by construction: what the reader reads next.
 
 use crate::node::Node;
 use crate::store::StoredFile;
@@ -27,6 +33,9 @@ use tokio::sync::Mutex as AsyncMutex;
 
 /// Chunks fetched ahead of the one being sent.
 const AHEAD: usize = 8;
+/// How long a read waits for a running download of the file to store a chunk before it
+/// fetches the chunk itself.
+const DOWNLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Starts the gateway on `addr`; returns the address it listens on.
 pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
@@ -59,45 +68,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// A requested byte range, inclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeReq {
-    Full,
-    Partial(u64, u64),
-    Unsatisfiable,
-}
-
-/// Interprets a `Range` header for a body of `size` bytes. Only single byte ranges are
-/// honoured; anything else (several ranges, other units, bad syntax) is ignored and the whole
-/// body is served, as RFC 9110 allows.
-pub fn parse_range(h: Option<&str>, size: u64) -> RangeReq {
-    let Some(spec) = h.and_then(|h| h.trim().strip_prefix("bytes=")) else { return RangeReq::Full };
-    if spec.contains(',') {
-        return RangeReq::Full;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else { return RangeReq::Full };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else { return RangeReq::Full };
-        if n == 0 || size == 0 {
-            return RangeReq::Unsatisfiable;
-        }
-        return RangeReq::Partial(size - n.min(size), size - 1);
-    }
-    let Ok(start) = a.parse::<u64>() else { return RangeReq::Full };
-    let end = if b.is_empty() {
-        u64::MAX
-    } else {
-        match b.parse::<u64>() {
-            Ok(e) if e >= start => e,
-            _ => return RangeReq::Full,
-        }
-    };
-    if start >= size {
-        return RangeReq::Unsatisfiable;
-    }
-    RangeReq::Partial(start, end.min(size - 1))
-}
+pub use swarm_core::range::{parse_range, RangeReq};
 
 /// The `Content-Type` to send for a manifest's mime: well-formed and never active content.
 pub fn safe_content_type(mime: &str) -> String {
@@ -163,6 +134,21 @@ impl Source {
         let store = self.node.store.clone();
         if let Some(b) = tokio::task::spawn_blocking(move || store.get(&id)).await?? {
             return Ok(b);
+        }
+        // A file this peer is downloading: the download fetches from here first (its
+        // playhead window), and the read waits for it rather than asking a second time.
+        if self.node.set_playhead(self.file, self.manifest.chunk_offset(i)).await {
+            let deadline = tokio::time::Instant::now() + DOWNLOAD_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let store = self.node.store.clone();
+                if let Some(b) = tokio::task::spawn_blocking(move || store.get(&id)).await?? {
+                    return Ok(b);
+                }
+                if !self.node.set_playhead(self.file, self.manifest.chunk_offset(i)).await {
+                    break; // the download ended (failed or cancelled): fetch it here
+                }
+            }
         }
         let len = self.manifest.chunk_len(i);
         let mut last = String::from("no holder");
@@ -274,24 +260,6 @@ async fn file(State(node): State<Arc<Node>>, Path(id): Path<String>, method: Met
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        use RangeReq::*;
-        assert_eq!(parse_range(None, 100), Full);
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), Partial(0, 9));
-        assert_eq!(parse_range(Some("bytes=90-"), 100), Partial(90, 99));
-        assert_eq!(parse_range(Some("bytes=90-1000"), 100), Partial(90, 99));
-        assert_eq!(parse_range(Some("bytes=-10"), 100), Partial(90, 99));
-        assert_eq!(parse_range(Some("bytes=-1000"), 100), Partial(0, 99));
-        assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-0"), 100), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-"), 0), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=5-1"), 100), Full);
-        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Full);
-        assert_eq!(parse_range(Some("items=0-1"), 100), Full);
-        assert_eq!(parse_range(Some("bytes=x-1"), 100), Full);
-    }
 
     #[test]
     fn never_active_content() {

@@ -140,6 +140,14 @@ impl Node {
         }
     }
 
+    /// A reader reads `file` from byte `offset` on: a running download of it (e.g. a `get`
+    /// through this peer) fetches the chunks from there first. Returns whether one runs.
+    pub async fn set_playhead(&self, file: FileId, offset: u64) -> bool {
+        let (running, rx) = oneshot::channel();
+        self.cmd(Cmd::Playhead { file, offset, running });
+        rx.await.unwrap_or(false)
+    }
+
     /// This node's links by path: open now, and bytes received since start.
     pub fn path_report(&self) -> PathReport {
         self.views.lock().unwrap().paths.clone()

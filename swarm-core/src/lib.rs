@@ -5,6 +5,7 @@
 //! - [`envelope`]: private files: AES-256-GCM around chunks and the sealed name, type and size.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
+//! - [`range`]: HTTP byte ranges, for the native gateway and the web app's media stream.
 //! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
 //! - [`peer`]: the peer, sans-IO: one download state machine, links, serving, tracker duties;
 //!   the native peer and the web app are thin drivers of it.
@@ -20,6 +21,7 @@ pub mod chunk_proto;
 pub mod content;
 pub mod envelope;
 pub mod peer;
+pub mod range;
 pub mod relay;
 pub mod share;
 #[cfg(feature = "stun")]

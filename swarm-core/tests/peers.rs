@@ -694,3 +694,80 @@ fn a_holder_killed_mid_download_over_the_relay() {
     assert!(today < swarm_core::peer::config::STALL_MS + 5_000);
     assert!(with_gone <= today);
 }
+
+/// When each chunk of download `d` was stored (virtual ms), by index.
+fn stored_at(net: &Net, i: usize, d: u64) -> std::collections::HashMap<usize, u64> {
+    let mut at = std::collections::HashMap::new();
+    for (t, e) in &net.nodes[i].events {
+        if let Event::Chunk { download, index, .. } = e {
+            if *download == d {
+                at.entry(*index).or_insert(*t);
+            }
+        }
+    }
+    at
+}
+
+/// A player seeks to 90% of a file being downloaded from three bandwidth-limited holders:
+/// the chunk under the playhead, and the window after it, arrive before every chunk that was
+/// not already on its way, long before rarest-first would have reached them (the same run
+/// without a seek is the baseline).
+#[test]
+fn after_a_seek_the_chunks_under_the_playhead_come_first() {
+    use swarm_core::peer::config::PLAYHEAD_WINDOW;
+    let run = |seek: bool| {
+        let (mut net, m, data) = network(21, Net::no_repair(), 3, 1, 400);
+        net.pair_bytes_per_s = Some(200 * 1024); // 5 ms per 1 KiB chunk per holder
+        let b = 3;
+        let d = net.download(b, m.file_id());
+        let until = net.now + 2_000;
+        net.run_while(until, |n| stored_at(n, b, d).len() >= 40);
+        let (t_seek, target) = (net.now, 360usize);
+        let in_flight: Vec<usize> = net.nodes[b]
+            .peer
+            .download_state(d)
+            .expect("running")
+            .cells()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, swarm_core::peer::CellState::InFlight(_)))
+            .map(|(k, _)| k)
+            .collect();
+        if seek {
+            let offset = m.chunk_offset(target) + 10;
+            net.with(b, |p, _| p.set_playhead(d, Some(offset), t_seek));
+        }
+        assert_eq!(finish(&mut net, b, d, 60_000), Ok(()));
+        assert_has_file(&net, b, &m, &data);
+        (stored_at(&net, b, d), in_flight, t_seek, target)
+    };
+    let (plain, _, t0, target) = run(false);
+    let (at, in_flight, t_seek, _) = run(true);
+    assert!(
+        !in_flight.contains(&target),
+        "the chunk under the playhead was already asked for: the test proves nothing"
+    );
+    let window = target..target + PLAYHEAD_WINDOW;
+    let last_window = window.clone().map(|k| at[&k]).max().expect("a window");
+    let before_playhead: Vec<usize> = at
+        .iter()
+        .filter(|(k, t)| **t < at[&target] && !in_flight.contains(k) && **t > t_seek)
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(
+        before_playhead.is_empty(),
+        "chunks {before_playhead:?} not asked at the seek arrived before the playhead's"
+    );
+    let overtaking: Vec<usize> = at
+        .iter()
+        .filter(|(k, t)| !window.contains(k) && !in_flight.contains(k) && **t > t_seek && **t < last_window)
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(overtaking.is_empty(), "chunks {overtaking:?} outside the window overtook it");
+    let (seek_ms, plain_ms) = (at[&target] - t_seek, plain[&target] - t0);
+    eprintln!(
+        "chunk {target}: {seek_ms} ms after the seek, {plain_ms} ms without one (window done {} ms after)",
+        last_window - t_seek
+    );
+    assert!(seek_ms * 4 < plain_ms, "the seek did not help: {seek_ms} ms after it vs {plain_ms} ms without");
+}

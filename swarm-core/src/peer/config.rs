@@ -37,6 +37,11 @@ pub const MAX_SOURCES: usize = 6;
 pub const MAX_ATTEMPTS: u32 = 8;
 /// A source with requests outstanding that sends nothing for this long is dropped.
 pub const STALL_MS: u64 = 5_000;
+/// Chunks from a player's playhead on that a download asks first, in order: 16 × 256 KiB =
+/// 4 MiB, several seconds of high-bitrate video (a media element reads a few MiB ahead), and
+/// at 40 MB/s a tenth of a second: after a seek the window is fetched before the player
+/// stalls again, while the rest of the file still flows rarest first.
+pub const PLAYHEAD_WINDOW: usize = 16;
 /// Most sources asked for one chunk at once during the endgame.
 pub const ENDGAME_COPIES: usize = 2;
 /// How long newly stored chunks wait to be announced together (the tracker limits

@@ -18,10 +18,18 @@
 //! pipelines would be asked twice over from the start, every chunk sent twice.) A chunk id
 //! repeated in a file is fetched once.
 //!
+//! Playback: a download may be told where a player's playhead is ([`Download::set_playhead`]).
+//! The [`PLAYHEAD_WINDOW`] chunks from there on are then asked first, in file order, ahead of
+//! rarest-first for the rest, and each may take a request beyond its source's pipeline (so a
+//! seek is asked at once, not after a slot frees); the other chunks keep at most
+//! `pipeline - PLAYHEAD_WINDOW / 2` requests per source while a playhead is set, so a chunk
+//! under the playhead waits behind fewer far-away ones at the source (the chunk protocol has
+//! no cancel: a request sent is answered). Moving the playhead (a seek) re-schedules at once.
+//!
 //! Request numbers in [`Step::Request`] are the download's own; the peer core
 //! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
 
-use super::config::{ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, STALL_MS};
+use super::config::{ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, STALL_MS};
 use crate::chunk_proto::{PeerMsg, ProtoError};
 use crate::content::ContentError;
 use crate::{ChunkId, FileId, Manifest, PeerId};
@@ -188,6 +196,8 @@ pub struct Download<B: ChunkBuf = Vec<u8>> {
     endgame: bool,
     /// A needed chunk with no live holder waits (others go on) instead of failing at once.
     wait_for_holders: bool,
+    /// The chunk under a player's playhead: it and the next [`PLAYHEAD_WINDOW`] - 1 go first.
+    playhead: Option<usize>,
 }
 
 impl<B: ChunkBuf> Download<B> {
@@ -262,6 +272,7 @@ impl<B: ChunkBuf> Download<B> {
             max_peers: MAX_SOURCES,
             endgame: true,
             wait_for_holders: false,
+            playhead: None,
         }
         .with_delivered())
     }
@@ -293,6 +304,30 @@ impl<B: ChunkBuf> Download<B> {
     pub fn set_pipeline(&mut self, slot: usize, n: usize) {
         if let Some(p) = self.pipeline.get_mut(slot) {
             *p = n.max(1);
+        }
+    }
+
+    /// A player reads from chunk `index` on (`None`: nobody plays; back to rarest first):
+    /// the window from there is asked first, in order. Returns the requests this makes at once.
+    pub fn set_playhead(&mut self, index: Option<usize>) -> Vec<Step<B>> {
+        let index = index.map(|i| i.min(self.total().saturating_sub(1)));
+        if index == self.playhead {
+            return Vec::new();
+        }
+        self.playhead = index;
+        self.schedule()
+    }
+
+    /// The chunk under the playhead, if a player set one.
+    pub fn playhead(&self) -> Option<usize> {
+        self.playhead
+    }
+
+    /// The chunks of the playhead window, in file order (empty without a playhead).
+    fn window(&self) -> std::ops::Range<usize> {
+        match self.playhead {
+            Some(p) => p..(p + PLAYHEAD_WINDOW).min(self.total()),
+            None => 0..0,
         }
     }
 
@@ -667,8 +702,15 @@ impl<B: ChunkBuf> Download<B> {
                 .map(|i| self.manifest.chunks[i]),
         );
         let mut unheld: Option<usize> = None;
-        for k in 0..self.order.len() {
-            let index = self.order[k];
+        // The playhead window first, in order; then everything, rarest first (the window's
+        // chunks are requested by then, so they are skipped).
+        let window = self.window();
+        let reserve = if window.is_empty() { 0 } else { PLAYHEAD_WINDOW / 2 };
+        for k in 0..window.len() + self.order.len() {
+            let (index, in_window) = match k.checked_sub(window.len()) {
+                None => (window.start + k, true),
+                Some(k) => (self.order[k], false),
+            };
             let ChunkState::Needed { attempts, avoid } = self.state[index] else {
                 continue;
             };
@@ -687,8 +729,16 @@ impl<B: ChunkBuf> Download<B> {
                 return steps;
             };
             let several = live().nth(1).is_some();
+            // A window chunk may go beyond the pipeline; the rest leave room for seeks.
+            let room = |s: usize| {
+                if in_window {
+                    self.pipeline[s] + PLAYHEAD_WINDOW
+                } else {
+                    self.pipeline[s].saturating_sub(reserve).max(1)
+                }
+            };
             let pick = live()
-                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < self.pipeline[s])
+                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < room(s))
                 .min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]));
             match pick {
                 Some(slot) => {

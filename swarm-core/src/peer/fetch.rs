@@ -35,6 +35,8 @@ struct Run<B: ChunkBuf> {
     relocate_at: Option<u64>,
     /// Since when the tracker has known no live holder of some chunk.
     unheld_since: Option<u64>,
+    /// A player's playhead (byte offset), kept across re-locates.
+    playhead: Option<u64>,
 }
 
 /// A request on the wire: whose it is.
@@ -136,6 +138,27 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         }
     }
 
+    /// A player reads download `download` from byte `offset` on (`None`: nobody plays): the
+    /// chunks from there are fetched first, in order ([`Download::set_playhead`]); a seek
+    /// re-prioritises at once. Kept while the download re-locates its file.
+    pub fn set_playhead(&mut self, download: DownloadId, offset: Option<u64>, now_ms: u64) {
+        let Some(run) = self.fetch.runs.get_mut(&download) else { return };
+        run.playhead = offset;
+        let Some(dl) = run.dl.as_mut() else { return };
+        let steps = dl.set_playhead(offset.map(|o| chunk_at(dl.manifest(), o)));
+        self.apply(download, steps, now_ms);
+    }
+
+    /// The running download of `file` that keeps or reads it (not a replication order), if any.
+    pub fn download_of(&self, file: FileId) -> Option<DownloadId> {
+        self.fetch
+            .runs
+            .iter()
+            .filter(|(_, r)| r.file == file && !matches!(r.purpose, Purpose::Order { .. }))
+            .map(|(id, _)| *id)
+            .min()
+    }
+
     /// A running download's state (chunk map, sources, bytes).
     pub fn download_state(&self, download: DownloadId) -> Option<&Download<B>> {
         self.fetch.runs.get(&download).and_then(|r| r.dl.as_ref())
@@ -149,7 +172,8 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     fn new_run(&mut self, purpose: Purpose, file: FileId, now_ms: u64) -> DownloadId {
         let id = self.fetch.next_download;
         self.fetch.next_download += 1;
-        let run = Run { purpose, file, dl: None, started: now_ms, relocate_at: None, unheld_since: None };
+        let run =
+            Run { purpose, file, dl: None, started: now_ms, relocate_at: None, unheld_since: None, playhead: None };
         self.fetch.runs.insert(id, run);
         self.fetch.tick_at.get_or_insert(now_ms + TICK_MS);
         id
@@ -174,6 +198,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         run.unheld_since = if unheld { Some(run.unheld_since.unwrap_or(now_ms)) } else { None };
         let first = run.dl.is_none();
         let mut steps = dl.tick(now_ms);
+        if let Some(offset) = run.playhead {
+            steps.extend(dl.set_playhead(Some(chunk_at(&manifest, offset))));
+        }
         steps.extend(dl.start());
         run.dl = Some(dl);
         if first {
@@ -672,6 +699,12 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             self.send_request(Pending::Locate(id), |req| ClientMsg::Locate { req, file });
         }
     }
+}
+
+/// The index of the chunk holding byte `offset` (the last chunk for offsets past the end).
+fn chunk_at(m: &Manifest, offset: u64) -> usize {
+    let i = offset / m.chunk_size.max(1) as u64;
+    (i as usize).min(m.chunks.len().saturating_sub(1))
 }
 
 /// Requests a download may keep outstanding on a link as it is now.
