@@ -23,13 +23,15 @@
 //! counts; with no nonce at hand it waits (counting nothing) while the pool is replenished on
 //! demand.
 //!
-//! Nonces are scarce (only verified holders can make more), so claims are challenged only when
-//! a copy is needed: while a chunk has `R` staying verified copies, other claims wait
-//! unchecked (counting nothing, trimmed as surplus). When copies are needed, as many claims as
-//! are missing are checked at once, the claimants with the fewest strikes and the most
-//! verified holdings first; order targets always. (Measured in `tests/simulation.rs` with 30%
-//! liars claiming every chunk: challenging every claim at once let liars use up a chunk's
-//! pool while its verified holders died, and honest copies could then never count again.) Pass: verified. Wrong proof, `None`, or no answer in
+//! Nonces are scarce (only verified holders can make more), so a pool keeps a reserve of
+//! [`POOL_RESERVE`] entries for copies that are *needed*: an order's target, or a claim while
+//! the chunk has fewer than `R` staying verified copies (then as many claims as copies are
+//! missing are checked, the claimants with the fewest strikes and the most verified holdings
+//! first). Other claims (a downloader that became a source, beyond `R`) are checked only from
+//! entries above the reserve; while there are none they wait, and the pool is refilled for
+//! them. (Measured in `tests/simulation.rs` with 30% liars claiming every chunk: challenging
+//! every claim from the whole pool let liars use it up while the chunk's verified holders
+//! died, and honest copies could then never count again.) Pass: verified. Wrong proof, `None`, or no answer in
 //! [`TrustConfig::challenge_timeout_ms`]: the claim is removed, and the peer never gets that
 //! chunk counted again in this connection. A *strike* is given for silence and for a wrong
 //! answer to a confirmed nonce (a publisher's own entries cannot strike anyone: a publisher
@@ -64,6 +66,9 @@ use crate::wire::{ChallengeItem, NonceItem, PeerId, ProofItem, ServerMsg, MAX_CH
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Pool entries kept for needed copies (see the module doc).
+pub const POOL_RESERVE: usize = 2;
 
 /// Verification settings (part of [`super::repair::RepairConfig`]).
 #[derive(Debug, Clone)]
@@ -198,6 +203,8 @@ pub struct PeerTrust {
     pub(super) unchecked: BTreeSet<ChunkId>,
     /// Claims waiting for a pool nonce.
     pub(super) starved: BTreeSet<ChunkId>,
+    /// Claims not needed now, waiting for a pool entry above the reserve.
+    pub(super) deferred: BTreeSet<ChunkId>,
     /// Claims with a challenge in flight.
     pub(super) checking: HashSet<ChunkId>,
     /// Challenges in flight.
@@ -300,6 +307,7 @@ impl Swarm {
         for p in self.peers.values_mut() {
             p.trust.unchecked.remove(chunk);
             p.trust.starved.remove(chunk);
+            p.trust.deferred.remove(chunk);
         }
     }
 
@@ -367,7 +375,7 @@ impl Swarm {
             || self.recently_verified(peer, &chunk);
         if trusted {
             self.mark_verified(peer, chunk, check_ms);
-        } else if self.claim_needed(peer, &chunk) {
+        } else {
             self.check_claim(peer, chunk);
         }
     }
@@ -376,6 +384,7 @@ impl Swarm {
     fn check_claim(&mut self, peer: &PeerId, chunk: ChunkId) {
         if let Some(p) = self.peers.get_mut(peer) {
             if !p.trust.verified.contains(&chunk) && !p.trust.in_check(&chunk) {
+                p.trust.deferred.remove(&chunk);
                 p.trust.unchecked.insert(chunk);
                 self.trust.ready.insert(peer.clone());
             }
@@ -433,13 +442,14 @@ impl Swarm {
         }
         p.trust.unchecked.remove(&chunk);
         p.trust.starved.remove(&chunk);
+        p.trust.deferred.remove(&chunk);
         self.verified.entry(chunk).or_default().insert(peer.clone());
         if self.staying_copies(&chunk) < self.config.replication && !self.pending.contains_key(&chunk) {
             self.check_at(chunk, check_ms);
         }
         self.order_fulfilled(peer, &chunk);
         // A new verified holder may make replenishment possible for claimants waiting.
-        if self.starved_count(&chunk) > 0 {
+        if self.waiting_count(&chunk) > 0 {
             self.trust.hungry.insert(chunk);
         }
     }
@@ -450,8 +460,7 @@ impl Swarm {
             p.trust.verified.remove(chunk);
             p.trust.unchecked.remove(chunk);
             p.trust.starved.remove(chunk);
-        }
-        if let Some(p) = self.peers.get_mut(peer) {
+            p.trust.deferred.remove(chunk);
             p.trust.checking.remove(chunk);
         }
         if let Some(set) = self.verified.get_mut(chunk) {
@@ -501,20 +510,28 @@ impl Swarm {
     fn pool_fed(&mut self, chunk: &ChunkId) {
         let waiting: Vec<PeerId> = self
             .holders(chunk)
-            .filter(|p| self.peers.get(*p).is_some_and(|s| s.trust.starved.contains(chunk)))
+            .filter(|p| {
+                self.peers.get(*p).is_some_and(|s| s.trust.starved.contains(chunk) || s.trust.deferred.contains(chunk))
+            })
             .cloned()
             .collect();
         for w in waiting {
             let p = self.peers.get_mut(&w).expect("live");
             p.trust.starved.remove(chunk);
+            p.trust.deferred.remove(chunk);
             p.trust.unchecked.insert(*chunk);
             self.trust.ready.insert(w);
         }
     }
 
     /// Claimants of `chunk` waiting for a nonce.
-    fn starved_count(&self, chunk: &ChunkId) -> usize {
-        self.holders(chunk).filter(|p| self.peers.get(*p).is_some_and(|s| s.trust.starved.contains(chunk))).count()
+    /// Claimants of `chunk` waiting for a nonce, needed or not.
+    fn waiting_count(&self, chunk: &ChunkId) -> usize {
+        self.holders(chunk)
+            .filter(|p| {
+                self.peers.get(*p).is_some_and(|s| s.trust.starved.contains(chunk) || s.trust.deferred.contains(chunk))
+            })
+            .count()
     }
 
     /// `bad_source` from `from` about `peer`'s copy of `chunk`: an audit of that holding.
@@ -736,7 +753,7 @@ impl Swarm {
         if r.failed {
             // An asked holder left, dropped the chunk or disagreed: try again with whoever
             // holds it now, or claimants waiting for a nonce would wait for good.
-            if self.starved_count(&r.chunk) > 0 {
+            if self.waiting_count(&r.chunk) > 0 {
                 self.trust.hungry.insert(r.chunk);
             }
             return;
@@ -750,7 +767,7 @@ impl Swarm {
             self.trust.dirty.insert(r.chunk);
         }
         self.pool_fed(&r.chunk);
-        if self.starved_count(&r.chunk) > 0 {
+        if self.waiting_count(&r.chunk) > 0 {
             self.trust.hungry.insert(r.chunk);
         }
     }
@@ -791,6 +808,13 @@ impl Swarm {
                 }
                 let Some(&chunk) = p.trust.unchecked.first() else { break };
                 self.peers.get_mut(&peer).expect("live").trust.unchecked.remove(&chunk);
+                let pool = self.trust.pools.get(&chunk).map_or(0, Vec::len);
+                if pool <= POOL_RESERVE && !self.claim_needed(&peer, &chunk) {
+                    // Not needed now: only from entries above the reserve.
+                    self.peers.get_mut(&peer).expect("live").trust.deferred.insert(chunk);
+                    self.trust.hungry.insert(chunk);
+                    continue;
+                }
                 match self.take_entry(&chunk) {
                     Some(e) => {
                         let purpose = Purpose::Claim { expected: e.proof, confirmed: e.confirmed };
@@ -832,8 +856,8 @@ impl Swarm {
         let cap = self.config.trust.pool_cap;
         let have = self.trust.pools.get(&chunk).map_or(0, Vec::len);
         let running = self.trust.rounds_per_chunk.get(&chunk).copied().unwrap_or(0);
-        // Wanted: one spare, plus one per waiting claimant; never beyond the cap.
-        let want = (1 + self.starved_count(&chunk)).min(cap);
+        // Wanted: the reserve, and a full pool while claimants wait.
+        let want = if self.waiting_count(&chunk) > 0 { cap } else { POOL_RESERVE.min(cap) };
         if have + running >= want || running >= 2 {
             return false;
         }
@@ -1100,17 +1124,14 @@ mod tests {
         let st = s.trust_stats();
         assert!(st.nonces_agreed >= 2, "{st:?}");
         assert!(s.pool(&c).iter().any(|e| e.confirmed), "two verified holders agreed on a nonce");
-        // At R, a further claim waits unchecked (nonces are scarce)...
+        // At R, a further claim (a downloader that became a source) is checked too, from
+        // entries above the reserve (the pool is refilled for it)...
         holding.insert(peer(3), HashSet::from([c]));
         let out = s.handle(&peer(3), ClientMsg::Have { chunks: vec![c], full: false }, 0);
-        assert!(challenges(&out).is_empty(), "no copy is wanted");
-        assert!(!s.is_verified(&peer(3), &c));
-        // ...until a copy goes: then it is checked.
-        holding.remove(&peer(1));
-        let out = s.handle(&peer(1), ClientMsg::Dropped { chunks: vec![c] }, 1);
-        assert!(challenges(&out).iter().any(|(to, _)| *to == peer(3)), "the waiting claim is checked");
-        answer_all(&mut s, out, &holding, &bytes, 1);
+        answer_all(&mut s, out, &holding, &bytes, 0);
         assert!(s.is_verified(&peer(3), &c));
+        // ...and the reserve is kept for copies that are needed.
+        assert!(s.pool(&c).len() >= POOL_RESERVE, "{:?}", s.pool(&c));
         // Two holders that disagree add nothing.
         let before = s.trust_stats().nonces_agreed;
         let out = s.handle(&peer(4), ClientMsg::Have { chunks: vec![c], full: false }, 0);
