@@ -674,7 +674,7 @@ impl Node {
         keep_file(st.store.as_ref(), d.file, &manifest, &meta);
         st.kept_files.insert(d.file, manifest.chunks.clone());
         let (Some(node), store, file) = (self.weak.upgrade(), st.store.clone(), d.file) else { return };
-        let private = st.secrets.take(&file);
+        let private = st.secrets.opened(&file);
         spawn_local(async move {
             let built = match &private {
                 Some((cipher, _)) => crate::private::assemble(store.as_ref(), &manifest, cipher).await,
@@ -1005,12 +1005,16 @@ impl Node {
 
     // ----- download -----
 
-    /// A file located in this page (its manifest and name), for [`crate::stream`].
-    ///
-    /// Private files are not streamed (their chunks are ciphertext, and plaintext offsets are
-    /// not chunk offsets): they play once downloaded and decrypted.
-    pub fn stream_file(&self, file: FileId) -> Option<(Manifest, FileMeta)> {
-        self.state.borrow().streamable.get(&file).filter(|(_, meta)| !meta.is_private()).cloned()
+    /// A file located in this page, in plaintext terms, for [`crate::stream`]: a private one
+    /// only if this page opened it with its key.
+    pub fn stream_file(&self, file: FileId) -> Option<crate::stream::Source> {
+        let st = self.state.borrow();
+        let (manifest, meta) = st.streamable.get(&file)?.clone();
+        if !meta.is_private() {
+            return Some(crate::stream::Source::public(manifest, meta.name, meta.mime));
+        }
+        let (cipher, plain) = st.secrets.opened(&file)?;
+        Some(crate::stream::Source::private(manifest, &plain, cipher))
     }
 
     /// The tab's chunk store.

@@ -33,7 +33,7 @@ pub fn player(props: &PlayerProps) -> Html {
             move || drop(listener)
         });
     }
-    let Some((_, meta)) = node.0.stream_file(props.file) else { return html! {} };
+    let Some(meta) = node.0.stream_file(props.file) else { return html! {} };
     let Some(kind) = stream::kind(&meta.mime) else { return html! {} };
     if !*controlled {
         let why = if stream::container().is_some() {

@@ -71,9 +71,9 @@ impl Secrets {
         Ok(Some(plain))
     }
 
-    /// The cipher of an opened private file (taken: a download decrypts once).
-    pub fn take(&mut self, file: &FileId) -> Option<(FileCipher, PlainMeta)> {
-        self.opened.remove(file)
+    /// The cipher of an opened private file (kept for the page session: the player reads it).
+    pub fn opened(&self, file: &FileId) -> Option<(FileCipher, PlainMeta)> {
+        self.opened.get(file).cloned()
     }
 }
 

@@ -11,7 +11,11 @@
 //!   [`swarm_core::peer::config::PLAYHEAD_WINDOW`] chunks from there first), then waits until
 //!   its chunk is stored, reads it from the tab's store, checks its SHA-256 against the
 //!   manifest ([`serve::check`]: the store does not verify on read) and passes it through
-//!   [`plaintext`] (the identity today; private files decrypt there).
+//!   [`plaintext`], which decrypts a private file's chunk (AES-GCM: a tampered chunk fails).
+//!
+//! Offsets are the file's plaintext offsets ([`Source`]): for a private file, chunk `i` holds
+//! plaintext bytes `i * PLAIN_CHUNK ..` (each ciphertext chunk carries a 16-byte tag), and
+//! the size is the sealed plaintext size.
 //!
 //! Only files this tab downloads or downloaded in this page are streamed. The type sent is
 //! never active content ([`media_type`]), with `nosniff` and a sandboxing CSP: a file from the
@@ -21,6 +25,7 @@ use std::rc::{Rc, Weak};
 
 use gloo::events::EventListener;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use swarm_core::envelope::{FileCipher, PLAIN_CHUNK};
 use swarm_core::peer::serve;
 use swarm_core::range::{parse_range, RangeReq};
 use swarm_core::{FileId, Manifest};
@@ -53,6 +58,48 @@ pub enum StreamError {
     Corrupt { index: usize },
     #[error("cannot read chunk {index}: {reason}")]
     Store { index: usize, reason: String },
+    #[error("chunk {index} does not decrypt: {reason}")]
+    Decrypt { index: usize, reason: String },
+}
+
+/// A file as the player reads it: in plaintext terms.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub manifest: Manifest,
+    pub name: String,
+    pub mime: String,
+    /// Plaintext bytes in the file.
+    pub size: u64,
+    /// Plaintext bytes per chunk (all but the last).
+    pub chunk_len: u64,
+    /// A private file's cipher (`None`: public).
+    pub cipher: Option<FileCipher>,
+}
+
+impl Source {
+    /// A public file.
+    pub fn public(manifest: Manifest, name: String, mime: String) -> Self {
+        let (size, chunk_len) = (manifest.size, manifest.chunk_size as u64);
+        Self { manifest, name, mime, size, chunk_len, cipher: None }
+    }
+
+    /// A private file opened with its key.
+    pub fn private(manifest: Manifest, meta: &swarm_core::envelope::PlainMeta, cipher: FileCipher) -> Self {
+        let size = meta.size;
+        Self {
+            manifest,
+            name: meta.name.clone(),
+            mime: meta.mime.clone(),
+            size,
+            chunk_len: PLAIN_CHUNK as u64,
+            cipher: Some(cipher),
+        }
+    }
+
+    /// The chunk holding plaintext byte `offset`.
+    pub fn chunk_at(&self, offset: u64) -> usize {
+        ((offset / self.chunk_len.max(1)) as usize).min(self.manifest.chunks.len().saturating_sub(1))
+    }
 }
 
 /// What a page element shows a file as.
@@ -95,9 +142,12 @@ pub fn media_type(mime: &str) -> String {
     }
 }
 
-/// A stored chunk's bytes as the player needs them. The identity: private files are not
-/// streamed (`Node::stream_file` refuses them); decrypting their chunks would go here.
-pub fn plaintext(_index: usize, bytes: Vec<u8>) -> Result<Vec<u8>, StreamError> {
+/// A stored chunk's bytes as the player needs them: as stored for a public file, decrypted for
+/// a private one.
+pub fn plaintext(cipher: Option<&FileCipher>, index: usize, mut bytes: Vec<u8>) -> Result<Vec<u8>, StreamError> {
+    if let Some(c) = cipher {
+        c.open_chunk(index as u64, &mut bytes).map_err(|e| StreamError::Decrypt { index, reason: e.to_string() })?;
+    }
     Ok(bytes)
 }
 
@@ -147,18 +197,18 @@ fn set(obj: &Object, key: &str, v: impl Into<JsValue>) {
 async fn answer(node: &Rc<Node>, data: &JsValue) -> Result<(JsValue, Array), StreamError> {
     let hex = get(data, "file").as_string().unwrap_or_default();
     let file: FileId = hex.parse().map_err(|_| StreamError::UnknownFile(hex.chars().take(64).collect()))?;
-    let (manifest, meta) = node.stream_file(file).ok_or_else(|| StreamError::UnknownFile(file.short()))?;
-    let size = manifest.size;
+    let src = node.stream_file(file).ok_or_else(|| StreamError::UnknownFile(file.short()))?;
+    let size = src.size;
     match get(data, "pp").as_string().as_deref() {
         Some("stream") => {
             let range = parse_range(get(data, "range").as_string().as_deref(), size);
             let mut headers = vec![
-                ("Content-Type", media_type(&meta.mime)),
+                ("Content-Type", media_type(&src.mime)),
                 ("Accept-Ranges", "bytes".into()),
                 ("X-Content-Type-Options", "nosniff".into()),
                 ("Cache-Control", "no-store".into()),
             ];
-            if kind(&meta.mime) != Some(Kind::Pdf) {
+            if kind(&src.mime) != Some(Kind::Pdf) {
                 headers.push(("Content-Security-Policy", "sandbox; default-src 'none'".into()));
             }
             let (status, start, end) = match range {
@@ -176,7 +226,7 @@ async fn answer(node: &Rc<Node>, data: &JsValue) -> Result<(JsValue, Array), Str
             if start == end {
                 return Ok((head(status, &headers, None, None), Array::new()));
             }
-            let piece = piece(node, file, &manifest, start, end).await?;
+            let piece = piece(node, file, &src, start, end).await?;
             let next = start + piece.length() as u64;
             let transfer = Array::of1(&piece.buffer());
             Ok((head(status, &headers, Some(piece), Some((next, end))), transfer))
@@ -190,7 +240,7 @@ async fn answer(node: &Rc<Node>, data: &JsValue) -> Result<(JsValue, Array), Str
             if start >= end {
                 return Err(StreamError::BadRequest(format!("empty read {start}..{end}")));
             }
-            let piece = piece(node, file, &manifest, start, end).await?;
+            let piece = piece(node, file, &src, start, end).await?;
             let obj = Object::new();
             set(&obj, "body", piece.buffer());
             Ok((obj.into(), Array::of1(&piece.buffer())))
@@ -225,12 +275,14 @@ fn error_answer(status: u16, message: &str) -> JsValue {
 
 /// Bytes `start..` of the file, up to `end` and the end of the chunk holding `start`: waits for
 /// that chunk (moving the download's playhead there first), verified and in plaintext.
-async fn piece(node: &Rc<Node>, file: FileId, m: &Manifest, start: u64, end: u64) -> Result<Uint8Array, StreamError> {
-    let index = ((start / m.chunk_size.max(1) as u64) as usize).min(m.chunks.len().saturating_sub(1));
-    let chunk = m.chunks[index];
+async fn piece(node: &Rc<Node>, file: FileId, src: &Source, start: u64, end: u64) -> Result<Uint8Array, StreamError> {
+    let index = src.chunk_at(start);
+    let chunk = src.manifest.chunks[index];
+    // The download's playhead is in the manifest's (ciphertext) offsets.
+    let playhead = src.manifest.chunk_offset(index);
     let store = node.chunk_store();
     if !store.has(&chunk) {
-        node.set_playhead(file, start);
+        node.set_playhead(file, playhead);
         let since = js_sys::Date::now();
         while !store.has(&chunk) {
             if js_sys::Date::now() - since > WAIT_MS {
@@ -240,7 +292,7 @@ async fn piece(node: &Rc<Node>, file: FileId, m: &Manifest, start: u64, end: u64
         }
     } else {
         // Stored already: the window still follows the reader (what it reads next).
-        node.set_playhead(file, start);
+        node.set_playhead(file, playhead);
     }
     let bytes = match store.get(&chunk).await {
         Ok(Some(b)) => b,
@@ -251,8 +303,8 @@ async fn piece(node: &Rc<Node>, file: FileId, m: &Manifest, start: u64, end: u64
         store.remove(&chunk);
         return Err(StreamError::Corrupt { index });
     }
-    let bytes = plaintext(index, bytes)?;
-    let off = m.chunk_offset(index);
+    let bytes = plaintext(src.cipher.as_ref(), index, bytes)?;
+    let off = index as u64 * src.chunk_len;
     let a = (start - off) as usize;
     let b = ((end - off) as usize).min(bytes.len());
     if a >= b {

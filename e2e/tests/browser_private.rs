@@ -1,6 +1,7 @@
 //! Private files end to end, as a user meets them: a tab uploads with the "private" switch on;
 //! a native peer (`pp-peer get <link>`) and a second tab (opening the link) get the same bytes
-//! and the real name; a native holder without the key keeps ciphertext only (checked on the
+//! and the real name, and the second tab streams it (plaintext ranges through the service
+//! worker, as its player reads); a native holder without the key keeps ciphertext only (checked on the
 //! bytes at rest in its store); the name is nowhere in the tracker's index file or API, and the
 //! file is in no search or listing. Real tracker, real `pp-peer`, headless Chromium, IndexedDB.
 //!
@@ -122,6 +123,26 @@ async fn private_upload_opens_only_through_its_link() -> anyhow::Result<()> {
     assert_eq!(save.attr("download").await?.as_deref(), Some(name), "the page shows the real name");
     let href = down.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
     assert!(down.fetch_bytes(&href).await? == bytes, "the second tab decrypted the bytes");
+
+    // The page streams it too (the player's path): plaintext ranges, decrypted chunk by chunk,
+    // across a chunk boundary (a private chunk holds 262,128 plaintext bytes).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while down.client.execute("return !!navigator.serviceWorker?.controller;", vec![]).await? != true {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no service worker controls the page");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let plain_chunk = swarm_core::envelope::PLAIN_CHUNK;
+    let (a, b) = (plain_chunk - 500, plain_chunk + 499);
+    let script = format!(
+        "const done = arguments[0]; fetch('/stream/{id}', {{ headers: {{ Range: 'bytes={a}-{b}' }} }})\
+         .then(async r => done([r.status, r.headers.get('content-range'), Array.from(new Uint8Array(await r.arrayBuffer()))]))\
+         .catch(e => done(String(e)));"
+    );
+    let v = down.client.execute_async(&script, vec![]).await?;
+    assert_eq!(v[0], 206, "{v}");
+    assert_eq!(v[1], format!("bytes {a}-{b}/{}", bytes.len()), "plaintext offsets and size");
+    let got: Vec<u8> = v[2].as_array().expect("bytes").iter().map(|x| x.as_u64().unwrap_or(256) as u8).collect();
+    assert!(got == bytes[a..=b], "the stream served other bytes than the file's plaintext");
 
     // The bare id opens nothing (in a tab that never had the link): the page says it is private.
     let c = &up.client;
