@@ -856,8 +856,11 @@ impl Swarm {
         let cap = self.config.trust.pool_cap;
         let have = self.trust.pools.get(&chunk).map_or(0, Vec::len);
         let running = self.trust.rounds_per_chunk.get(&chunk).copied().unwrap_or(0);
-        // Wanted: the reserve, and a full pool while claimants wait.
-        let want = if self.waiting_count(&chunk) > 0 { cap } else { POOL_RESERVE.min(cap) };
+        // Wanted: a full pool while claimants wait (so that surplus claims are checked above
+        // the reserve), one spare otherwise. (A reserve kept full at rest as well cost more
+        // rounds for every chunk and skewed placement: `swarm_heals_under_churn`'s busiest
+        // peer went from under 27 chunks to 30.)
+        let want = if self.waiting_count(&chunk) > 0 { cap } else { 1 };
         if have + running >= want || running >= 2 {
             return false;
         }
