@@ -31,7 +31,9 @@
 //! entries above the reserve; while there are none they wait, and the pool is refilled for
 //! them. (Measured in `tests/simulation.rs` with 30% liars claiming every chunk: challenging
 //! every claim from the whole pool let liars use it up while the chunk's verified holders
-//! died, and honest copies could then never count again.) Pass: verified. Wrong proof, `None`, or no answer in
+//! died, and honest copies could then never count again.)
+//!
+//! Pass: verified. Wrong proof, `None`, or no answer in
 //! [`TrustConfig::challenge_timeout_ms`]: the claim is removed, and the peer never gets that
 //! chunk counted again in this connection. A *strike* is given for silence and for a wrong
 //! answer to a confirmed nonce (a publisher's own entries cannot strike anyone: a publisher
@@ -222,6 +224,11 @@ impl PeerTrust {
     fn in_check(&self, chunk: &ChunkId) -> bool {
         self.unchecked.contains(chunk) || self.starved.contains(chunk) || self.checking.contains(chunk)
     }
+
+    /// Whether this peer's claim of `chunk` waits for a nonce (needed or not).
+    fn waiting(&self, chunk: &ChunkId) -> bool {
+        self.starved.contains(chunk) || self.deferred.contains(chunk)
+    }
 }
 
 impl Trust {
@@ -293,7 +300,8 @@ impl Swarm {
             .collect()
     }
 
-    /// A chunk left the index: its origin, pool and verified holdings go.
+    /// A chunk left the index: its origin, pool and verified holdings go. Called while its
+    /// claimants are still listed (only they have checks of it queued).
     pub(super) fn trust_forget(&mut self, chunk: &ChunkId) {
         self.trust.pools.remove(chunk);
         self.trust.origins.remove(chunk);
@@ -304,10 +312,13 @@ impl Swarm {
                 p.trust.verified.remove(chunk);
             }
         }
-        for p in self.peers.values_mut() {
-            p.trust.unchecked.remove(chunk);
-            p.trust.starved.remove(chunk);
-            p.trust.deferred.remove(chunk);
+        let claimants: Vec<PeerId> = self.holders(chunk).cloned().collect();
+        for id in claimants {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.trust.unchecked.remove(chunk);
+                p.trust.starved.remove(chunk);
+                p.trust.deferred.remove(chunk);
+            }
         }
     }
 
@@ -510,9 +521,7 @@ impl Swarm {
     fn pool_fed(&mut self, chunk: &ChunkId) {
         let waiting: Vec<PeerId> = self
             .holders(chunk)
-            .filter(|p| {
-                self.peers.get(*p).is_some_and(|s| s.trust.starved.contains(chunk) || s.trust.deferred.contains(chunk))
-            })
+            .filter(|p| self.peers.get(*p).is_some_and(|s| s.trust.waiting(chunk)))
             .cloned()
             .collect();
         for w in waiting {
@@ -524,14 +533,9 @@ impl Swarm {
         }
     }
 
-    /// Claimants of `chunk` waiting for a nonce.
     /// Claimants of `chunk` waiting for a nonce, needed or not.
     fn waiting_count(&self, chunk: &ChunkId) -> usize {
-        self.holders(chunk)
-            .filter(|p| {
-                self.peers.get(*p).is_some_and(|s| s.trust.starved.contains(chunk) || s.trust.deferred.contains(chunk))
-            })
-            .count()
+        self.holders(chunk).filter(|p| self.peers.get(*p).is_some_and(|s| s.trust.waiting(chunk))).count()
     }
 
     /// `bad_source` from `from` about `peer`'s copy of `chunk`: an audit of that holding.
