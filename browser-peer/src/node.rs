@@ -551,7 +551,7 @@ impl Node {
 
     fn on_event(&self, st: &mut State, e: Event<JsChunk>, actions: &mut Vec<Action>) {
         match e {
-            Event::Welcomed { peer_id, ice_servers } => {
+            Event::Welcomed { peer_id, ice_servers, .. } => {
                 // Connections made from now on gather candidates through these.
                 st.ice_servers = ice_servers;
                 actions.push(Action::Welcomed(peer_id));

@@ -301,6 +301,11 @@ pub enum ServerMsg {
         /// service first, then any the operator configured (STUN, or TURN with credentials).
         #[serde(default)]
         ice_servers: Vec<IceServer>,
+        /// The public addresses (`ws://` or `wss://` URLs of `/ws`) of every tracker node of
+        /// this swarm, this one included: where to reconnect when this node goes away. Empty
+        /// for a single tracker.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        trackers: Vec<String>,
     },
     Published {
         req: u32,
@@ -357,6 +362,9 @@ pub enum ServerMsg {
         req: u32,
         file: FileId,
     },
+    /// Send your whole inventory again (`have` with `full: true`, then `storage`): a tracker
+    /// node took over part of the swarm's bookkeeping and lost what you had announced.
+    Reannounce,
 }
 
 /// Machine-readable error kinds; the message says the rest in words.
@@ -385,12 +393,15 @@ pub enum ErrorCode {
     BadToken,
     /// Only the peer that published a file may unpublish it.
     NotOwner,
+    /// The part of the swarm this request needs is moving between tracker nodes, or this
+    /// node lost its link to the cluster: nothing was changed; try again shortly.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every variant once, in declaration order (the property tests draw from it). A test checks
     /// it against the enum itself, so a new variant that is not listed here fails the tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadMessage,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedVersion,
@@ -405,6 +416,7 @@ impl ErrorCode {
         ErrorCode::PeerBusy,
         ErrorCode::BadToken,
         ErrorCode::NotOwner,
+        ErrorCode::Unavailable,
     ];
 }
 
@@ -541,8 +553,18 @@ pub(crate) mod tests {
 
     fn server_msg() -> impl Strategy<Value = ServerMsg> {
         prop_oneof![
-            (any::<u32>(), peer_id(), prop::collection::vec(ice_server(), 0..3))
-                .prop_map(|(version, peer_id, ice_servers)| ServerMsg::Welcome { version, peer_id, ice_servers }),
+            (
+                any::<u32>(),
+                peer_id(),
+                prop::collection::vec(ice_server(), 0..3),
+                prop::collection::vec("wss?://[a-z0-9.:]{1,30}/ws", 0..3)
+            )
+                .prop_map(|(version, peer_id, ice_servers, trackers)| ServerMsg::Welcome {
+                    version,
+                    peer_id,
+                    ice_servers,
+                    trackers
+                }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Published { req, file }),
             (
                 any::<u32>(),
@@ -581,6 +603,7 @@ pub(crate) mod tests {
             )
             .prop_map(|items| ServerMsg::Challenge { items }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Unpublished { req, file }),
+            Just(ServerMsg::Reannounce),
         ]
     }
 

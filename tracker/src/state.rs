@@ -146,6 +146,12 @@ impl AppState {
         })
     }
 
+    /// The public `/ws` URLs of every tracker node, told to peers in `welcome` (empty: a
+    /// single tracker).
+    pub fn trackers(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Milliseconds since start on a monotonic clock (for rate limits).
     pub fn mono_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64

@@ -230,7 +230,12 @@ pub enum Output<B> {
 #[derive(Debug)]
 pub enum Event<B> {
     /// The tracker welcomed this peer.
-    Welcomed { peer_id: PeerId, ice_servers: Vec<IceServer> },
+    Welcomed {
+        peer_id: PeerId,
+        ice_servers: Vec<IceServer>,
+        /// Every tracker node's public `/ws` URL (empty: a single tracker).
+        trackers: Vec<String>,
+    },
     /// The answer to [`Peer::request`] number `req`.
     Reply { req: u32, msg: ServerMsg },
     /// A download knows its file (after `locate`): it is running.

@@ -157,7 +157,7 @@ mod tests {
         let mut p = Peer::new(super::super::PeerConfig::new(PeerKind::Native, "00".repeat(16)));
         p.tracker_connected(inv, 0);
         p.handle_server_msg(
-            ServerMsg::Welcome { version: 1, peer_id: PeerId::from_secret("x"), ice_servers: vec![] },
+            ServerMsg::Welcome { version: 1, peer_id: PeerId::from_secret("x"), ice_servers: vec![], trackers: vec![] },
             inv,
             0,
         );

@@ -52,6 +52,19 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     fn announce_all(&mut self, inv: &dyn Inventory, now_ms: u64) {
         self.forget_proofs();
+        self.send_inventory(inv);
+        self.tracker.reported_paths = None;
+        self.tracker.paths_at = now_ms;
+        let again: Vec<ClientMsg> = self.pending.values().map(|(_, m)| m.clone()).collect();
+        for msg in again {
+            self.send(msg);
+        }
+        // (Nothing on the first connection: no request went out yet.)
+        self.relay_requests_lost(now_ms);
+    }
+
+    /// Announces every chunk held (replacing what the tracker knew) and the storage used.
+    fn send_inventory(&mut self, inv: &dyn Inventory) {
         // In batches, so a large store stays under the tracker's message size limit: the
         // first replaces what the tracker knew, the rest add to it.
         let ids = inv.ids();
@@ -65,14 +78,6 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.tracker.have_due = None;
         self.tracker.reported_storage = None;
         self.report_storage(inv);
-        self.tracker.reported_paths = None;
-        self.tracker.paths_at = now_ms;
-        let again: Vec<ClientMsg> = self.pending.values().map(|(_, m)| m.clone()).collect();
-        for msg in again {
-            self.send(msg);
-        }
-        // (Nothing on the first connection: no request went out yet.)
-        self.relay_requests_lost(now_ms);
     }
 
     /// The tracker connection is down; the driver reconnects (see [`super::backoff`]).
@@ -138,9 +143,14 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// A message from the tracker.
     pub fn handle_server_msg(&mut self, msg: ServerMsg, inv: &dyn Inventory, now_ms: u64) {
         match msg {
-            ServerMsg::Welcome { peer_id, ice_servers, .. } => {
+            ServerMsg::Welcome { peer_id, ice_servers, trackers, .. } => {
                 self.me = Some(peer_id.clone());
-                self.event(Event::Welcomed { peer_id, ice_servers });
+                self.event(Event::Welcomed { peer_id, ice_servers, trackers });
+            }
+            ServerMsg::Reannounce => {
+                if self.connected {
+                    self.send_inventory(inv);
+                }
             }
             ServerMsg::Published { req, .. }
             | ServerMsg::SearchResults { req, .. }

@@ -696,7 +696,12 @@ impl Net {
                         assert_eq!(peer_id, id);
                         self.swarm.join(peer_id.clone(), kind, now);
                         self.tconns.insert(peer_id.clone(), conn);
-                        let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id, ice_servers: vec![] };
+                        let welcome = ServerMsg::Welcome {
+                            version: PROTOCOL_VERSION,
+                            peer_id,
+                            ice_servers: vec![],
+                            trackers: vec![],
+                        };
                         self.push(now + self.tracker_ms, Ev::FromTracker { to: from, conn, msg: welcome });
                     }
                     msg => {

@@ -65,7 +65,12 @@ pub(super) async fn welcome(
                     };
                     let ice_servers =
                         crate::ice::welcome_servers(host.as_deref(), state.config.stun_port, &state.config.ice_servers);
-                    let welcome = ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone(), ice_servers };
+                    let welcome = ServerMsg::Welcome {
+                        version: PROTOCOL_VERSION,
+                        peer_id: id.clone(),
+                        ice_servers,
+                        trackers: state.trackers(),
+                    };
                     if outbox.push(Frame::json(welcome)).is_err() {
                         return None;
                     }
