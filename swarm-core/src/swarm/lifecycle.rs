@@ -77,13 +77,27 @@ impl Swarm {
     /// Forgets files: their index entries and their chunks that no remaining file uses
     /// (orders, checks, and every holder's copy, trimmed).
     pub fn remove_files(&mut self, ids: &[FileId]) -> Vec<Output> {
+        self.forget_files(ids, true)
+    }
+
+    /// Lets go of files another tracker node now keeps (a cluster's shard moved): their
+    /// bookkeeping here goes, as with [`Swarm::remove_files`], but the files stay published
+    /// and every copy stays where it is (no trim, no [`Output::FileRemoved`]).
+    pub fn evict_files(&mut self, ids: &[FileId]) {
+        let out = self.forget_files(ids, false);
+        debug_assert!(out.is_empty());
+    }
+
+    fn forget_files(&mut self, ids: &[FileId], unpublish: bool) -> Vec<Output> {
         let mut out = Vec::new();
         let mut candidates: HashSet<ChunkId> = HashSet::new();
         for id in ids {
             if let Some(rec) = self.files.remove(id) {
                 self.unheld_since.remove(id);
                 candidates.extend(rec.manifest.chunks.iter().copied());
-                out.push(Output::FileRemoved(*id));
+                if unpublish {
+                    out.push(Output::FileRemoved(*id));
+                }
             }
         }
         if candidates.is_empty() {
@@ -110,7 +124,9 @@ impl Swarm {
                     p.used = p.used.saturating_sub(size);
                     p.bad_reports.remove(&c);
                 }
-                trims.entry(holder).or_default().push(c);
+                if unpublish {
+                    trims.entry(holder).or_default().push(c);
+                }
             }
         }
         for (peer, mut chunks) in trims {
@@ -199,6 +215,51 @@ mod tests {
         assert!(!out.iter().any(
             |o| matches!(o, Output::Send { msg: ServerMsg::Replicate { chunk, .. }, .. } if *chunk == mine.chunks[0])
         ));
+    }
+
+    #[test]
+    fn an_evicted_file_is_forgotten_here_but_stays_published_and_held() {
+        let mut s = Swarm::new();
+        let (a, b) = (peer(1), peer(2));
+        s.join(a.clone(), PeerKind::Native, 0);
+        s.join(b.clone(), PeerKind::Native, 0);
+        let m = manifest(&[b"aaaa", b"bbbb"]);
+        let kept = manifest(&[b"cccc"]);
+        publish(&mut s, &a, &m, 0);
+        publish(&mut s, &a, &kept, 0);
+        s.handle(&b, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
+        s.evict_files(&[m.file_id()]);
+        assert!(s.file(&m.file_id()).is_none());
+        assert!(s.file(&kept.file_id()).is_some(), "other files stay");
+        assert_eq!(s.holder_count(&m.chunks[0]), 0, "its bookkeeping went");
+        // Restored again (the shard came back): holders re-announce and count.
+        let rec = FileRecord { manifest: m.clone(), meta: FileMeta::public("f.txt", "text/plain"), published_at_ms: 0, owner: Some(a.clone()) };
+        s.restore_file(rec);
+        s.handle(&b, ClientMsg::Have { chunks: m.chunks.clone(), full: true }, 10);
+        assert_eq!(s.holder_count(&m.chunks[0]), 1);
+    }
+
+    #[test]
+    fn ids_come_from_the_range_set() {
+        let mut s = Swarm::new();
+        s.set_id_base(7 << crate::swarm::ID_RANGE_BITS);
+        let (a, b, c) = (peer(1), peer(2), peer(3));
+        for p in [&a, &b, &c] {
+            s.join(p.clone(), PeerKind::Native, 0);
+        }
+        let m = manifest(&[b"aaaa"]);
+        publish(&mut s, &a, &m, 0);
+        let mut out = s.tick(10_000);
+        out.extend(s.tick(20_000));
+        let orders: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { msg: ServerMsg::Replicate { order, .. }, .. } => Some(*order),
+                _ => None,
+            })
+            .collect();
+        assert!(!orders.is_empty(), "an order went out: {out:?}");
+        assert!(orders.iter().all(|o| Swarm::id_range_of(*o) == 7));
     }
 
     #[test]

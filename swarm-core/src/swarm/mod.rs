@@ -22,6 +22,9 @@ use crate::wire::{
 use repair::{Order, RepairConfig, RepairStats, Scarcity};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+/// Bits of an order or challenge id below its range (see [`Swarm::set_id_base`]).
+pub const ID_RANGE_BITS: u32 = 40;
+
 /// Longest search result list.
 pub const MAX_SEARCH_RESULTS: u32 = 100;
 /// Longest MIME type string kept.
@@ -168,6 +171,19 @@ impl Swarm {
     pub fn with_config(config: RepairConfig) -> Self {
         assert!(config.replication >= 2, "replication factor below 2");
         Self { config, ..Self::default() }
+    }
+
+    /// Makes every order and challenge id this swarm hands out from now on start at `base`
+    /// (a tracker node of a cluster gives each node its own range, so a peer's answer can be
+    /// routed back to the node that asked by the id alone: see [`Swarm::id_range_of`]).
+    pub fn set_id_base(&mut self, base: u64) {
+        self.next_order = self.next_order.max(base);
+        self.set_next_id(base);
+    }
+
+    /// The range (`id >> ID_RANGE_BITS`) an order or challenge id came from.
+    pub fn id_range_of(id: u64) -> u64 {
+        id >> ID_RANGE_BITS
     }
 
     /// A peer said hello. A peer that was already live (a reconnect) starts over with an empty

@@ -267,6 +267,11 @@ impl Swarm {
         self.trust.pools.get(chunk).map_or(&[], Vec::as_slice)
     }
 
+    /// Ids of challenges and rounds continue from at least `base`.
+    pub(super) fn set_next_id(&mut self, base: u64) {
+        self.trust.next_id = self.trust.next_id.max(base);
+    }
+
     /// Gives back what the driver kept of a chunk (at start, after its file was restored);
     /// ignored for a chunk no file uses.
     pub fn restore_trust(&mut self, chunk: ChunkId, record: TrustRecord) {
