@@ -1,7 +1,10 @@
 //! The REST API (JSON) over the swarm index: files (paginated), one file with its holders and
-//! replication health, search, peers, and swarm-wide stats. Bad ids get 400, unknown ones
+//! replication health, search, peers, and swarm-wide stats. In a cluster, search and one
+//! file are asked of every node; the file list, peers and stats are this node's. Bad ids get 400, unknown ones
 //! 404, always with a JSON `{"error": ...}` body.
 
+use crate::cluster::msg::{Answer, Query as NodeQuery};
+use crate::cluster::route::QUERY_WAIT;
 use crate::metrics;
 use crate::state::{now_ms, AppState};
 use axum::extract::rejection::QueryRejection;
@@ -50,8 +53,13 @@ struct SearchQuery {
 
 async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>, QueryRejection>) -> Response {
     let Ok(Query(q)) = q else { return error(StatusCode::BAD_REQUEST, "expected ?q=text&limit=n") };
-    let inner = state.lock();
     let limit = q.limit.unwrap_or(50).min(MAX_SEARCH_RESULTS);
+    if let Some(cluster) = &state.cluster {
+        let files = crate::cluster::route::search(cluster, q.q.clone(), limit).await;
+        let replication = state.lock().swarm.config.replication;
+        return Json(SearchAnswer { query: q.q, replication: count(replication), files }).into_response();
+    }
+    let inner = state.lock();
     let (files, replication) = (inner.swarm.search(&q.q, limit), inner.swarm.config.replication);
     Json(SearchAnswer { query: q.q, replication: count(replication), files }).into_response()
 }
@@ -78,18 +86,36 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
     let Ok(id) = id.parse::<FileId>() else {
         return error(StatusCode::BAD_REQUEST, "file id must be 64 hex digits");
     };
-    let inner = state.lock();
+    if let Some(cluster) = &state.cluster {
+        // Kept by the node that owns its shard: ask them all.
+        let answers = cluster.ask_all(&NodeQuery::Detail { file: id }, QUERY_WAIT).await;
+        return match answers.into_iter().find_map(|a| match a {
+            Answer::Detail { detail } => Some(detail),
+            _ => None,
+        }) {
+            Some(d) => Json(*d).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
+        };
+    }
+    match detail(&state.lock(), &id) {
+        Some(d) => Json(d).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
+    }
+}
+
+/// A file of this node's swarm with its holders and replication health.
+pub(crate) fn detail(inner: &crate::state::Inner, id: &FileId) -> Option<FileDetail> {
     let s = &inner.swarm;
-    let (Some(rec), Some(ServerMsg::Located { meta, manifest, peers, holders, .. })) = (s.file(&id), s.locate(0, &id))
+    let (Some(rec), Some(ServerMsg::Located { meta, manifest, peers, holders, .. })) = (s.file(id), s.locate(0, id))
     else {
-        return error(StatusCode::NOT_FOUND, format!("no file {id}"));
+        return None;
     };
     let r = s.config.replication;
     let copies: Vec<usize> = manifest.chunks.iter().map(|c| s.verified_count(c)).collect();
     let claimed: Vec<usize> = manifest.chunks.iter().map(|c| s.holder_count(c)).collect();
     let staying: Vec<usize> = manifest.chunks.iter().map(|c| s.staying_copies(c)).collect();
-    Json(FileDetail {
-        id,
+    Some(FileDetail {
+        id: *id,
         name: meta.name,
         mime: meta.mime,
         published_at_ms: rec.published_at_ms,
@@ -107,7 +133,6 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             status: s.replication_status(rec),
         },
     })
-    .into_response()
 }
 
 async fn peers(State(state): State<Arc<AppState>>) -> Json<PeersAnswer> {

@@ -38,6 +38,26 @@ struct Stored {
     owner: Option<PeerId>,
 }
 
+/// A file record as stored (here, and in a cluster's KV bucket).
+pub(crate) fn encode_record(r: &FileRecord) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&Stored {
+        manifest: r.manifest.clone(),
+        meta: r.meta.clone(),
+        published_at_ms: r.published_at_ms,
+        owner: r.owner.clone(),
+    })
+}
+
+/// A stored file record, if it is whole and its manifest matches `id`.
+pub(crate) fn decode_record(id: &[u8], bytes: &[u8]) -> Option<FileRecord> {
+    match serde_json::from_slice::<Stored>(bytes) {
+        Ok(s) if s.manifest.file_id().0.as_slice() == id => {
+            Some(FileRecord { manifest: s.manifest, meta: s.meta, published_at_ms: s.published_at_ms, owner: s.owner })
+        }
+        _ => None,
+    }
+}
+
 pub struct FileIndex {
     db: Database,
 }
@@ -67,14 +87,9 @@ impl FileIndex {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
-            match serde_json::from_slice::<Stored>(v.value()) {
-                Ok(s) if s.manifest.file_id().0.as_slice() == k.value() => out.push(FileRecord {
-                    manifest: s.manifest,
-                    meta: s.meta,
-                    published_at_ms: s.published_at_ms,
-                    owner: s.owner,
-                }),
-                _ => tracing::warn!("skipping a damaged index record"),
+            match decode_record(k.value(), v.value()) {
+                Some(r) => out.push(r),
+                None => tracing::warn!("skipping a damaged index record"),
             }
         }
         Ok(out)
@@ -84,15 +99,7 @@ impl FileIndex {
     pub fn insert(&self, records: &[FileRecord]) -> Result<(), IndexError> {
         let rows = records
             .iter()
-            .map(|r| {
-                let stored = Stored {
-                    manifest: r.manifest.clone(),
-                    meta: r.meta.clone(),
-                    published_at_ms: r.published_at_ms,
-                    owner: r.owner.clone(),
-                };
-                Ok((r.manifest.file_id().0, serde_json::to_vec(&stored)?))
-            })
+            .map(|r| Ok((r.manifest.file_id().0, encode_record(r)?)))
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
         Ok(self.insert_rows(&rows)?)
     }

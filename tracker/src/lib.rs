@@ -8,6 +8,7 @@
 
 mod api;
 pub mod client_addr;
+pub mod cluster;
 pub mod ice;
 pub mod index;
 pub mod limits;
@@ -68,6 +69,8 @@ pub struct Config {
     /// A file with a chunk nobody holds leaves the index after this long (it is left out of
     /// search and listings at once); `None`: never.
     pub unavailable_ttl: Option<Duration>,
+    /// Join a tracker cluster through NATS ([`cluster`]); `None`: a single tracker.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// Limits that keep one peer (or many) from taking the tracker down. Each refusal comes with
@@ -155,6 +158,7 @@ impl Default for Config {
             limit_exempt: client_addr::TrustedProxies::loopback(),
             join_tokens: Vec::new(),
             unavailable_ttl: Some(Duration::from_secs(24 * 3600)),
+            cluster: None,
         }
     }
 }
@@ -184,8 +188,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `/readyz`: 200 while the tracker accepts peers with its index open; 503 once it is
 /// shutting down. (`/healthz` answers while the process serves HTTP at all.)
 async fn readyz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    let index_open = state.config.data_dir.is_none() || state.index.is_some();
+    let index_open = state.config.data_dir.is_none() || state.index.is_some() || state.cluster.is_some();
+    let nats_up =
+        state.cluster.as_ref().is_none_or(|c| c.client.connection_state() == async_nats::connection::State::Connected);
     if *state.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if !nats_up {
+        (StatusCode::SERVICE_UNAVAILABLE, "not connected to the cluster's NATS servers\n")
+    } else if *state.shutdown.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else if !index_open {
         (StatusCode::SERVICE_UNAVAILABLE, "file index not open\n")
@@ -214,7 +224,12 @@ pub async fn serve_with_stun(
     if let Some(s) = &stun {
         config.stun_port = Some(s.local_addr()?.port());
     }
-    let state = Arc::new(AppState::new(config).map_err(std::io::Error::other)?);
+    let cluster = match &config.cluster {
+        Some(c) => Some(cluster::Cluster::connect(c.clone()).await.map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let state = Arc::new(AppState::with_cluster(config, cluster.clone()).map_err(std::io::Error::other)?);
+    let cluster_tasks = cluster.as_ref().map(|c| c.start(&state)).unwrap_or_default();
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
@@ -230,6 +245,13 @@ pub async fn serve_with_stun(
     repair.abort();
     sweep.abort();
     save.abort();
+    for t in &cluster_tasks {
+        t.abort();
+    }
+    if let Some(c) = &cluster {
+        // Let the other nodes take this node's shards at once instead of after the lease time.
+        cluster::leases::release_all(&state, c).await;
+    }
     let _ = save.await;
     {
         let state = state.clone();

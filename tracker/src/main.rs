@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     pp_cli::logging::init(0, "info", settings.log_format.unwrap_or_default() == LogFormat::Json);
-    let config = settings.to_config()?;
+    let mut config = settings.to_config()?;
     // Every peer is an open socket: take all the file descriptors the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "file descriptor limit"),
@@ -27,6 +27,12 @@ async fn main() -> anyhow::Result<()> {
     let listen = settings.listen();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    if let Some(c) = config.cluster.as_mut().filter(|c| c.public_url.is_empty()) {
+        c.public_url = format!("ws://{addr}/ws");
+        if addr.ip().is_unspecified() {
+            tracing::warn!("--public-url is not set and {addr} is no address peers can reach: set it");
+        }
+    }
     match &config.web_dir {
         Some(dir) => anyhow::ensure!(dir.join("index.html").is_file(), "no index.html in web dir {}", dir.display()),
         None if !tracker::web::embedded() => tracing::warn!(

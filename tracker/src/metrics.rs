@@ -217,7 +217,74 @@ pub fn prometheus(s: &Stats) -> String {
     out
 }
 
+/// The cluster's metrics of this node (nothing for a single tracker).
+pub fn cluster_metrics(state: &AppState) -> String {
+    let Some(c) = &state.cluster else { return String::new() };
+    let st = &c.stats;
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let remote = state.lock().homes.len() as u64;
+    let lines: [(&str, &str, &str, String); 8] = [
+        (
+            "cluster_members",
+            "gauge",
+            "Live tracker nodes of the cluster, this one included.",
+            format!(" {}", c.members().len()),
+        ),
+        ("cluster_shards_owned", "gauge", "Shards of the swarm this node keeps.", format!(" {}", c.shards_owned())),
+        (
+            "cluster_remote_peers",
+            "gauge",
+            "Peers connected to other nodes, as this node knows them.",
+            format!(" {remote}"),
+        ),
+        (
+            "cluster_messages_total",
+            "counter",
+            "Messages between this node and the others, by direction.",
+            format!("{{dir=\"out\"}} {}\npp_cluster_messages_total{{dir=\"in\"}} {}", g(&st.msgs_out), g(&st.msgs_in)),
+        ),
+        (
+            "cluster_relay_frames_total",
+            "counter",
+            "Relay frames carried between nodes, by direction.",
+            format!(
+                "{{dir=\"out\"}} {}\npp_cluster_relay_frames_total{{dir=\"in\"}} {}",
+                g(&st.relay_out),
+                g(&st.relay_in)
+            ),
+        ),
+        (
+            "cluster_dropped_total",
+            "counter",
+            "Messages to other nodes not sent (queue full or NATS down).",
+            format!(" {}", g(&st.dropped)),
+        ),
+        (
+            "cluster_shard_moves_total",
+            "counter",
+            "Shards this node took over and let go of.",
+            format!(
+                "{{event=\"taken\"}} {}\npp_cluster_shard_moves_total{{event=\"lost\"}} {}",
+                g(&st.shards_taken),
+                g(&st.shards_lost)
+            ),
+        ),
+        (
+            "cluster_refused_total",
+            "counter",
+            "Requests answered `unavailable`: their shard had no fresh owner.",
+            format!(" {}", g(&st.refused_unavailable)),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, samples) in lines {
+        let _ = writeln!(out, "# HELP pp_{name} {help}\n# TYPE pp_{name} {kind}\npp_{name}{samples}");
+    }
+    out
+}
+
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = prometheus(&snapshot(&state));
+    let mut body = prometheus(&snapshot(&state));
+    body.push_str(&cluster_metrics(&state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

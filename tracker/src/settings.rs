@@ -159,6 +159,31 @@ pub struct Settings {
     /// and listings at once); 0 keeps such files for ever [default: 86400]
     #[arg(long, env = "PP_UNAVAILABLE_FILE_TTL")]
     pub unavailable_file_ttl: Option<f64>,
+    /// Join a tracker cluster: the NATS servers (with JetStream) its nodes share, e.g.
+    /// `nats://10.0.0.1:4222,nats://10.0.0.2:4222` (comma-separated or repeated). The file
+    /// index then lives in NATS, not in --data-dir [default: none, a single tracker]
+    #[arg(long, env = "PP_CLUSTER", value_name = "NATS_URL", value_delimiter = ',')]
+    pub cluster: Option<Vec<String>>,
+    /// Name of the cluster: nodes with the same name on the same NATS servers share one swarm
+    /// (letters, digits, `_` and `-`) [default: pp]
+    #[arg(long, env = "PP_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// This node's websocket URL as peers reach it, told to peers so they can fail over to it
+    /// [default: ws://LISTEN/ws with the port actually bound]
+    #[arg(long, env = "PP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Shards the cluster's files are cut into; every node of a cluster must use the same
+    /// number [default: 32]
+    #[arg(long, env = "PP_CLUSTER_SHARDS")]
+    pub cluster_shards: Option<u16>,
+    /// Copies NATS keeps of the cluster's index (at most the number of NATS servers)
+    /// [default: the number of --cluster URLs, at most 3]
+    #[arg(long, env = "PP_CLUSTER_REPLICAS")]
+    pub cluster_replicas: Option<usize>,
+    /// Seconds a node's hold on a shard lasts without renewal: how long its shards wait after
+    /// it dies before another node takes them [default: 5]
+    #[arg(long, env = "PP_CLUSTER_LEASE_SECS")]
+    pub cluster_lease_secs: Option<f64>,
 }
 
 /// Where the STUN service listens.
@@ -213,6 +238,12 @@ pp_cli::merge_options!(Settings {
     limit_exempt,
     join_token,
     unavailable_file_ttl,
+    cluster,
+    cluster_name,
+    public_url,
+    cluster_shards,
+    cluster_replicas,
+    cluster_lease_secs,
 });
 
 impl Settings {
@@ -245,6 +276,53 @@ impl Settings {
                 SettingsError::Invalid(format!("stun-listen must be an address like 0.0.0.0:3478 or `off`, not {a:?}"))
             }),
         }
+    }
+
+    /// The cluster to join, checked (`public_url` empty: the caller fills it in once bound).
+    fn cluster_config(&self) -> Result<Option<crate::cluster::ClusterConfig>, SettingsError> {
+        let servers: Vec<String> =
+            self.cluster.iter().flatten().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+        if servers.is_empty() {
+            return Ok(None);
+        }
+        if let Some(bad) = servers.iter().find(|u| !(u.starts_with("nats://") || u.starts_with("tls://"))) {
+            return Err(SettingsError::Invalid(format!("cluster: {bad:?} is not a nats:// URL")));
+        }
+        let prefix = self.cluster_name.clone().unwrap_or_else(|| "pp".into());
+        if prefix.is_empty()
+            || prefix.len() > 32
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(SettingsError::Invalid(format!(
+                "cluster-name must be 1 to 32 letters, digits, `_` or `-`, not {prefix:?}"
+            )));
+        }
+        let public_url = self.public_url.clone().unwrap_or_default();
+        if !(public_url.is_empty() || public_url.starts_with("ws://") || public_url.starts_with("wss://")) {
+            return Err(SettingsError::Invalid(format!(
+                "public-url must be a ws:// or wss:// URL, not {public_url:?}"
+            )));
+        }
+        let shards = self.cluster_shards.unwrap_or(32);
+        if shards == 0 {
+            return Err(SettingsError::Invalid("cluster-shards must be at least 1".into()));
+        }
+        let replicas = self.cluster_replicas.unwrap_or(servers.len().min(3));
+        if !(1..=5).contains(&replicas) {
+            return Err(SettingsError::Invalid(format!("cluster-replicas must be 1 to 5, not {replicas}")));
+        }
+        let lease = self.cluster_lease_secs.unwrap_or(5.0);
+        if !(lease.is_finite() && (0.5..=600.0).contains(&lease)) {
+            return Err(SettingsError::Invalid(format!("cluster-lease-secs must be 0.5 to 600, not {lease}")));
+        }
+        Ok(Some(crate::cluster::ClusterConfig {
+            servers,
+            prefix,
+            public_url,
+            shards,
+            replicas,
+            lease_ttl: Duration::from_secs_f64(lease),
+        }))
     }
 
     /// The library's [`Config`], defaults filled in and values checked.
@@ -296,7 +374,9 @@ impl Settings {
                     .map_err(|e| SettingsError::Invalid(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let cluster = self.cluster_config()?;
         Ok(Config {
+            cluster,
             data_dir: Some(self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".pp-data/tracker"))),
             web_dir: self.web_dir.clone(),
             ice_servers,
@@ -338,6 +418,27 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        assert!(Settings::default().to_config().unwrap().cluster.is_none(), "a single tracker by default");
+        let s = Settings::try_parse_from(["tracker", "--cluster", "nats://a:4222,nats://b:4222"]).unwrap();
+        let c = s.to_config().unwrap().cluster.unwrap();
+        assert_eq!(c.servers, vec!["nats://a:4222", "nats://b:4222"]);
+        assert_eq!((c.replicas, c.shards, c.prefix.as_str()), (2, 32, "pp"));
+        for bad in [
+            vec!["tracker", "--cluster", "http://a"],
+            vec!["tracker", "--cluster", "nats://a", "--cluster-name", "a.b"],
+            vec!["tracker", "--cluster", "nats://a", "--public-url", "http://x"],
+            vec!["tracker", "--cluster", "nats://a", "--cluster-shards", "0"],
+            vec!["tracker", "--cluster", "nats://a", "--cluster-lease-secs", "0"],
+        ] {
+            let s = Settings::try_parse_from(&bad).unwrap();
+            assert!(s.to_config().is_err(), "{bad:?} refused");
+        }
+        let file = Settings::from_toml("cluster = [\"nats://x:1\"]\ncluster-shards = 8\n").unwrap();
+        assert_eq!(file.to_config().unwrap().cluster.unwrap().shards, 8);
+    }
 
     #[test]
     fn flags_beat_file_beats_defaults() {

@@ -2,13 +2,14 @@
 //! of every connected peer, connections per address, what each client address uses
 //! (identities, files, publish budget: [`AddrUse`]), and traffic counters.
 
+use crate::cluster::Cluster;
 use crate::index::{FileIndex, IndexError};
 use crate::outbox::{Frame, Outbox};
 use crate::Config;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use swarm_core::swarm::policy::{AddrKey, PublishBudget};
 use swarm_core::swarm::{Output, Swarm};
@@ -83,11 +84,19 @@ pub struct Inner {
     pub addrs: HashMap<AddrKey, AddrUse>,
     /// The address each file published since start came from (to count it down on removal).
     pub file_addr: HashMap<FileId, AddrKey>,
+    /// In a cluster: the node each peer connected elsewhere is connected to.
+    pub homes: HashMap<PeerId, u16>,
+    /// In a cluster: the shard of each chunk of the files kept here (where its verification
+    /// state is stored).
+    pub chunk_shards: HashMap<swarm_core::ChunkId, u16>,
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 pub struct AppState {
     pub config: Config,
     pub index: Option<FileIndex>,
+    /// This node's membership of a tracker cluster (`None`: a single tracker).
+    pub cluster: Option<Arc<Cluster>>,
     /// Flips to true when the server shuts down; connection tasks watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub inner: Mutex<Inner>,
@@ -103,14 +112,23 @@ pub fn now_ms() -> u64 {
 }
 
 impl AppState {
-    /// Opens the durable index (if configured) and restores every file from it.
+    /// Opens the durable index (if configured) and restores every file from it. In a cluster
+    /// the index is the cluster's, and files come with the shards this node takes.
     pub fn new(config: Config) -> Result<Self, IndexError> {
+        Self::with_cluster(config, None)
+    }
+
+    pub fn with_cluster(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Self, IndexError> {
         let mut repair = config.repair.clone();
         // Challenge nonces must be unpredictable to peers: the swarm's generator is seeded
         // from the OS at every start.
         repair.trust.seed = rand::random();
         let mut swarm = Swarm::with_config(repair);
-        let index = match &config.data_dir {
+        if let Some(c) = &cluster {
+            swarm.set_id_base((c.tag as u64) << swarm_core::swarm::ID_RANGE_BITS);
+        }
+        let data_dir = if cluster.is_some() { None } else { config.data_dir.as_ref() };
+        let index = match data_dir {
             Some(dir) => {
                 let index = FileIndex::open(dir)?;
                 let files = index.load()?;
@@ -130,6 +148,7 @@ impl AppState {
         Ok(Self {
             config,
             index,
+            cluster: cluster.clone(),
             shutdown: tokio::sync::watch::Sender::new(false),
             inner: Mutex::new(Inner {
                 swarm,
@@ -138,6 +157,9 @@ impl AppState {
                 published_by: HashMap::new(),
                 addrs: HashMap::new(),
                 file_addr: HashMap::new(),
+                homes: HashMap::new(),
+                chunk_shards: HashMap::new(),
+                cluster,
             }),
             counters: Counters::default(),
             started_ms: now_ms(),
@@ -149,7 +171,7 @@ impl AppState {
     /// The public `/ws` URLs of every tracker node, told to peers in `welcome` (empty: a
     /// single tracker).
     pub fn trackers(&self) -> Vec<String> {
-        Vec::new()
+        self.cluster.as_ref().map(|c| c.urls()).unwrap_or_default()
     }
 
     /// Milliseconds since start on a monotonic clock (for rate limits).
@@ -329,7 +351,13 @@ impl Inner {
         if self.connected.get(id).is_some_and(|c| c.conn_serial == serial) {
             let c = self.connected.remove(id).expect("present");
             self.forget_identity(id, c.addr);
+            if self.homes.contains_key(id) {
+                return; // it connected to another node since: it is live there
+            }
             self.swarm.leave(id, now_ms());
+            if let Some(cl) = &self.cluster {
+                cl.broadcast(&crate::cluster::msg::NodeMsg::Left { node: cl.tag, peer: id.clone() });
+            }
         }
     }
 
@@ -347,6 +375,8 @@ impl Inner {
                             c.outbox.close();
                             closed += 1;
                         }
+                    } else if let (Some(cl), Some(node)) = (&self.cluster, self.homes.get(&to)) {
+                        cl.send_to(*node, &crate::cluster::msg::NodeMsg::ToPeer { peer: to, msg });
                     }
                 }
                 Output::FileAdded(_) | Output::FileRemoved(_) => {}

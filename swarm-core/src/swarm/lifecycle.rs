@@ -233,7 +233,12 @@ mod tests {
         assert!(s.file(&kept.file_id()).is_some(), "other files stay");
         assert_eq!(s.holder_count(&m.chunks[0]), 0, "its bookkeeping went");
         // Restored again (the shard came back): holders re-announce and count.
-        let rec = FileRecord { manifest: m.clone(), meta: FileMeta::public("f.txt", "text/plain"), published_at_ms: 0, owner: Some(a.clone()) };
+        let rec = FileRecord {
+            manifest: m.clone(),
+            meta: FileMeta::public("f.txt", "text/plain"),
+            published_at_ms: 0,
+            owner: Some(a.clone()),
+        };
         s.restore_file(rec);
         s.handle(&b, ClientMsg::Have { chunks: m.chunks.clone(), full: true }, 10);
         assert_eq!(s.holder_count(&m.chunks[0]), 1);

@@ -110,5 +110,11 @@ fn join(state: &AppState, id: &PeerId, kind: PeerKind, ip: IpAddr) -> Result<(u6
     let outbox = Outbox::new(limits.outbox_frames, limits.outbox_bytes);
     inner.swarm.join(id.clone(), kind, now_ms());
     let serial = inner.connect(id.clone(), outbox.clone(), addr, state.mono_ms());
+    if let Some(cl) = &state.cluster {
+        // Connected here now (it may have been connected to another node before).
+        inner.homes.remove(id);
+        let peer = crate::cluster::msg::RosterPeer { peer: id.clone(), kind, storage: None };
+        cl.broadcast(&crate::cluster::msg::NodeMsg::Joined { node: cl.tag, peer });
+    }
     Ok((serial, outbox))
 }

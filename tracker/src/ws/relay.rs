@@ -29,8 +29,17 @@ impl Peer<'_> {
         };
         let pushed = {
             let inner = self.state.lock();
-            match inner.connected.get(&to) {
-                Some(c) if to != self.id => Some(c.outbox.push(Frame::Binary(out))),
+            match (inner.connected.get(&to), inner.homes.get(&to), &inner.cluster) {
+                (Some(c), _, _) if to != self.id => Some(c.outbox.push(Frame::Binary(out))),
+                // Connected to another node of the cluster: through NATS (its rate limits
+                // applied here already; the other node queues it like a local frame).
+                (None, Some(node), Some(cl)) => match crate::relay::raw_id(&to) {
+                    Some(raw) => {
+                        cl.relay_to(*node, raw, &out);
+                        Some(Ok(()))
+                    }
+                    None => None,
+                },
                 _ => None,
             }
         };

@@ -257,6 +257,9 @@ impl<'a> Peer<'a> {
     }
 
     fn on_message(&mut self, msg: ClientMsg) -> Flow {
+        if let Some(cluster) = &self.state.cluster {
+            return self.on_message_in_cluster(cluster, msg);
+        }
         let state = self.state;
         let (out, added, removed) = {
             let mut inner = state.lock();
@@ -296,6 +299,41 @@ impl<'a> Peer<'a> {
         }
         let slow = state.lock().dispatch(out);
         Counters::add(&state.counters.closed_slow, slow);
+        if self.outbox.is_closed() {
+            Flow::Stop
+        } else {
+            Flow::Go
+        }
+    }
+}
+
+impl Peer<'_> {
+    /// In a cluster: the publish limits here, then wherever the message goes
+    /// ([`crate::cluster::route`]).
+    fn on_message_in_cluster(&mut self, cluster: &std::sync::Arc<crate::cluster::Cluster>, msg: ClientMsg) -> Flow {
+        let state = self.state;
+        {
+            let mut inner = state.lock();
+            if !inner.is_current(&self.id, self.serial) {
+                return Flow::Stop;
+            }
+            match self.check_publish(&inner, &msg) {
+                // The address's budget is spent when the request leaves (the owner may be
+                // another node): a refused publish costs it too.
+                Ok(Some((a, budget))) => {
+                    if let Some(used) = inner.addrs.get_mut(&a) {
+                        used.budget = budget;
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    drop(inner);
+                    Counters::add(&state.counters.limit_refusals, 1);
+                    return self.reply(*err);
+                }
+            }
+        }
+        crate::cluster::route::from_local_peer(state, cluster, &self.id, msg);
         if self.outbox.is_closed() {
             Flow::Stop
         } else {

@@ -1,0 +1,231 @@
+//! What this node does with what other nodes send it: peers joining and leaving elsewhere,
+//! their announcements, requests for the shards kept here, messages and relay frames for the
+//! peers connected here, and questions about the shards kept here.
+
+use super::msg::{self, Answer, NodeMsg, Query, RosterPeer};
+use super::route;
+use super::Cluster;
+use crate::outbox::Frame;
+use crate::state::{now_ms, AppState, Counters, Inner};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+use swarm_core::{ClientMsg, PeerId, ServerMsg};
+
+/// Peers told to re-announce per batch, and the pause between batches (no reannounce storm).
+pub const REANNOUNCE_BATCH: usize = 500;
+pub const REANNOUNCE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+enum Inbound {
+    Node(async_nats::Message),
+    Relay(async_nats::Message),
+    Query(async_nats::Message),
+}
+
+/// Listens to the cluster until the process ends.
+pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let c = &cluster.client;
+    let subs = async {
+        Ok::<_, async_nats::SubscribeError>((
+            c.subscribe(cluster.subject_all()).await?,
+            c.subscribe(cluster.subject_node(cluster.tag)).await?,
+            c.subscribe(cluster.subject_relay(cluster.tag)).await?,
+            c.subscribe(cluster.subject_query()).await?,
+        ))
+    };
+    let (all, mine, relay, query) = match subs.await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot subscribe to the cluster's subjects: {e}");
+            return;
+        }
+    };
+    let mut events = futures_util::stream::select_all([
+        all.map(Inbound::Node).boxed(),
+        mine.map(Inbound::Node).boxed(),
+        relay.map(Inbound::Relay).boxed(),
+        query.map(Inbound::Query).boxed(),
+    ]);
+    while let Some(ev) = events.next().await {
+        match ev {
+            Inbound::Node(m) => match msg::decode::<NodeMsg>(&m.payload) {
+                Ok(nm) => {
+                    super::add(&cluster.stats.msgs_in, 1);
+                    on_node_msg(&state, &cluster, nm);
+                }
+                Err(e) => tracing::warn!("dropping a node message: {e}"),
+            },
+            Inbound::Relay(m) => on_relay(&state, &cluster, &m.payload),
+            Inbound::Query(m) => {
+                let (Some(reply), Ok(q)) = (m.reply.clone(), msg::decode::<Query>(&m.payload)) else { continue };
+                let answer = answer(&state, q);
+                let _ = cluster.client.publish(reply, msg::encode(&answer).into()).await;
+            }
+        }
+    }
+}
+
+fn on_relay(state: &AppState, cluster: &Cluster, payload: &[u8]) {
+    if payload.len() < 16 || payload.len() > 16 + crate::relay::MAX_RELAY_FRAME {
+        return;
+    }
+    super::add(&cluster.stats.relay_in, 1);
+    let to = PeerId(hex::encode(&payload[..16]));
+    let frame = bytes::Bytes::copy_from_slice(&payload[16..]);
+    let c = &state.counters;
+    if route::deliver_local(state, &to, Frame::Binary(frame)) {
+        Counters::add(&c.relay_frames, 1);
+        Counters::add(&c.relay_bytes, (payload.len() - 16) as u64);
+    } else {
+        Counters::add(&c.relay_dropped, 1);
+    }
+}
+
+/// This node's answer about the shards it keeps.
+pub fn answer(state: &AppState, q: Query) -> Answer {
+    match q {
+        Query::Search { query, limit } => {
+            let inner = state.lock();
+            Answer::Files { files: inner.swarm.search(&query, limit.min(swarm_core::swarm::MAX_SEARCH_RESULTS)) }
+        }
+        Query::Detail { file } => match crate::api::detail(&state.lock(), &file) {
+            Some(d) => Answer::Detail { detail: Box::new(d) },
+            None => Answer::NotMine,
+        },
+    }
+}
+
+/// The peers connected here, for another node.
+pub fn roster(inner: &Inner) -> Vec<RosterPeer> {
+    inner
+        .connected
+        .keys()
+        .filter_map(|id| {
+            let p = inner.swarm.peers().find(|(p, _)| *p == id).map(|(_, p)| p)?;
+            Some(RosterPeer { peer: id.clone(), kind: p.kind, storage: p.capacity.map(|c| (p.used, c)) })
+        })
+        .collect()
+}
+
+/// A peer connected to `node`: known here from now on (a peer that moved here from this node
+/// loses its old connection). Returns whether it is new here.
+fn joined(inner: &mut Inner, node: u16, p: RosterPeer) -> bool {
+    if inner.homes.get(&p.peer) == Some(&node) && inner.swarm.is_live(&p.peer) {
+        return false;
+    }
+    if let Some(c) = inner.connected.get(&p.peer) {
+        // It connected to another node since: the connection here is stale.
+        c.outbox.close();
+    }
+    inner.homes.insert(p.peer.clone(), node);
+    let now = now_ms();
+    inner.swarm.join(p.peer.clone(), p.kind, now);
+    if let Some((used, capacity)) = p.storage {
+        inner.swarm.handle(&p.peer, ClientMsg::Storage { used, capacity }, now);
+    }
+    true
+}
+
+fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
+    let me = cluster.tag;
+    match m {
+        NodeMsg::Beat { node, url, peers } if node != me => {
+            let timeout = cluster.config.member_timeout();
+            let new = {
+                let mut v = cluster.view();
+                let new = v.members.get(&node).is_none_or(|m| m.seen.elapsed() >= timeout);
+                v.members.insert(node, super::Member { url, peers, seen: Instant::now() });
+                new
+            };
+            if new {
+                tracing::info!(node, "tracker node joined the cluster");
+                // It does not know the peers connected here (or forgot them while away).
+                let peers = roster(&state.lock());
+                for batch in peers.chunks(1000) {
+                    cluster.send_to(node, &NodeMsg::Roster { node: me, peers: batch.to_vec() });
+                }
+            }
+        }
+        NodeMsg::Joined { node, peer } if node != me => {
+            // Its inventory follows (it announces everything when welcomed).
+            joined(&mut state.lock(), node, peer);
+        }
+        NodeMsg::Roster { node, peers } if node != me => {
+            let fresh: Vec<PeerId> = {
+                let mut inner = state.lock();
+                peers
+                    .into_iter()
+                    .filter_map(|p| {
+                        let id = p.peer.clone();
+                        joined(&mut inner, node, p).then_some(id)
+                    })
+                    .collect()
+            };
+            // Known here only now: what they hold is not.
+            reannounce(state, cluster, fresh);
+        }
+        NodeMsg::Left { node, peer } if node != me => {
+            let mut inner = state.lock();
+            if inner.homes.get(&peer) == Some(&node) {
+                inner.homes.remove(&peer);
+                inner.swarm.leave(&peer, now_ms());
+            }
+        }
+        NodeMsg::FromPeer { node, peer, msg } if node != me => {
+            if state.lock().homes.get(&peer) != Some(&node) {
+                return; // it is connected elsewhere by now
+            }
+            if route::file_of(&msg).is_some() {
+                route::handle_owned(state, cluster, peer, msg);
+            } else {
+                route::handle_here(state, &peer, msg);
+            }
+        }
+        NodeMsg::ToPeer { peer, msg } => {
+            let _ = route::deliver_local(state, &peer, Frame::json(msg));
+        }
+        _ => {}
+    }
+}
+
+/// Asks `peers` to re-announce what they hold, in batches.
+pub fn reannounce(state: &Arc<AppState>, _cluster: &Arc<Cluster>, peers: Vec<PeerId>) {
+    if peers.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        for (i, batch) in peers.chunks(REANNOUNCE_BATCH).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(REANNOUNCE_PAUSE).await;
+            }
+            for p in batch {
+                route::tell(&state, p, ServerMsg::Reannounce);
+            }
+        }
+    });
+}
+
+/// Forgets the peers of nodes silent for too long; returns the nodes forgotten.
+pub fn forget_silent(state: &AppState, cluster: &Cluster) -> Vec<u16> {
+    let timeout = cluster.config.member_timeout();
+    let gone: Vec<u16> = {
+        let mut v = cluster.view();
+        let gone: Vec<u16> = v.members.iter().filter(|(_, m)| m.seen.elapsed() >= timeout).map(|(t, _)| *t).collect();
+        for t in &gone {
+            v.members.remove(t);
+        }
+        gone
+    };
+    if !gone.is_empty() {
+        let mut inner = state.lock();
+        let lost: Vec<PeerId> = inner.homes.iter().filter(|(_, n)| gone.contains(n)).map(|(p, _)| p.clone()).collect();
+        let now = now_ms();
+        for p in &lost {
+            inner.homes.remove(p);
+            inner.swarm.leave(p, now);
+        }
+        tracing::warn!(nodes = ?gone, peers = lost.len(), "tracker nodes went silent: their peers are gone until they reconnect");
+    }
+    gone
+}

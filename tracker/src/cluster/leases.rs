@@ -1,0 +1,185 @@
+//! The node's periodic work in a cluster: heartbeats, shard leases (renew, take, release,
+//! following [`super::shards::plan`]), loading a shard taken over and letting go of one lost,
+//! and writing the verification state of the chunks of the shards kept here.
+
+use super::inbound;
+use super::msg::NodeMsg;
+use super::shards::{plan, Seen, Step};
+use super::store::lease_key;
+use super::{Cluster, Held};
+use crate::state::AppState;
+use std::sync::Arc;
+use std::time::Instant;
+use swarm_core::{FileId, PeerId};
+
+/// Runs heartbeats, leases and trust saving until the process ends.
+pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(cluster.config.period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let peers = state.lock().connected.len() as u32;
+        cluster.broadcast(&NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers });
+        inbound::forget_silent(&state, &cluster);
+        leases(&state, &cluster).await;
+        save_trust(&state, &cluster).await;
+    }
+}
+
+/// One round of the lease rules.
+async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
+    let shards = cluster.config.shards;
+    let mut seen: Vec<Option<Seen>> = Vec::with_capacity(shards as usize);
+    for s in 0..shards {
+        match cluster.store.leases.entry(lease_key(s)).await {
+            Ok(e) => seen.push(e.and_then(|e| {
+                let owner = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
+                matches!(e.operation, async_nats::jetstream::kv::Operation::Put)
+                    .then_some(Seen { owner, revision: e.revision })
+            })),
+            Err(e) => {
+                // Cut off from NATS: leases cannot be renewed; they go stale on their own
+                // and requests about them are refused until NATS is back.
+                tracing::warn!("cannot read the shard leases: {e}");
+                return;
+            }
+        }
+    }
+    // Leases this node thought it held but no longer does.
+    let lost: Vec<u16> = {
+        let mut v = cluster.view();
+        v.owners = seen.iter().map(|s| s.map(|s| s.owner)).collect();
+        let lost: Vec<u16> =
+            v.mine.keys().copied().filter(|s| seen[*s as usize].is_none_or(|x| x.owner != cluster.tag)).collect();
+        lost
+    };
+    for s in lost {
+        let_go(state, cluster, s, "its lease lapsed");
+    }
+    let members = cluster.members();
+    for step in plan(cluster.tag, &members, &seen) {
+        match step {
+            Step::Renew { shard, revision } => {
+                match cluster.store.leases.update(lease_key(shard), cluster.tag.to_string().into(), revision).await {
+                    Ok(rev) => {
+                        let held = match cluster.view().mine.get_mut(&shard) {
+                            Some(h) => {
+                                h.revision = rev;
+                                h.renewed = Instant::now();
+                                true
+                            }
+                            None => false,
+                        };
+                        if !held {
+                            // Held in the bucket but not loaded here (this node restarted
+                            // with the same tag, or a load failed): load it now.
+                            take(state, cluster, shard, rev).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard, "lost a shard lease: {e}");
+                        let_go(state, cluster, shard, "its lease was taken");
+                    }
+                }
+            }
+            Step::Take { shard } => {
+                if let Ok(rev) = cluster.store.leases.create(lease_key(shard), cluster.tag.to_string().into()).await {
+                    take(state, cluster, shard, rev).await;
+                }
+            }
+            Step::Release { shard, revision } => {
+                let_go(state, cluster, shard, "another node holds fewer shards");
+                let _ = cluster.store.leases.delete_expect_revision(lease_key(shard), Some(revision)).await;
+            }
+        }
+    }
+}
+
+/// This node now keeps `shard`: its files and verification state come from KV, then every
+/// peer is asked (in batches) to re-announce, so the chunks' holders are known here.
+async fn take(state: &Arc<AppState>, cluster: &Arc<Cluster>, shard: u16, revision: u64) {
+    cluster.view().mine.insert(shard, Held { revision, renewed: Instant::now(), ready: false });
+    let (files, trust) = match cluster.store.load_shard(shard).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(shard, "cannot load a shard taken over: {e}");
+            cluster.view().mine.remove(&shard);
+            let _ = cluster.store.leases.delete(lease_key(shard)).await;
+            return;
+        }
+    };
+    let n = files.len();
+    let peers: Vec<PeerId> = {
+        let mut inner = state.lock();
+        for f in files {
+            for c in &f.manifest.chunks {
+                inner.chunk_shards.insert(*c, shard);
+            }
+            inner.swarm.restore_file(f);
+        }
+        for (c, r) in trust {
+            inner.swarm.restore_trust(c, r);
+        }
+        if n == 0 {
+            Vec::new()
+        } else {
+            inner.swarm.peers().map(|(p, _)| p.clone()).collect()
+        }
+    };
+    if let Some(h) = cluster.view().mine.get_mut(&shard) {
+        h.ready = true;
+        h.renewed = Instant::now();
+    }
+    super::add(&cluster.stats.shards_taken, 1);
+    tracing::info!(shard, files = n, peers = peers.len(), "keeping a shard; asking peers to re-announce");
+    inbound::reannounce(state, cluster, peers);
+}
+
+/// This node no longer keeps `shard`: its files leave this node's swarm (they stay
+/// published: the new owner keeps them).
+fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
+    if cluster.view().mine.remove(&shard).is_none() {
+        return;
+    }
+    super::add(&cluster.stats.shards_lost, 1);
+    let mut inner = state.lock();
+    let files: Vec<FileId> = inner.swarm.files().map(|(id, _)| *id).filter(|f| cluster.shard_of(f) == shard).collect();
+    inner.swarm.evict_files(&files);
+    inner.chunk_shards.retain(|_, s| *s != shard);
+    tracing::info!(shard, files = files.len(), "letting a shard go: {why}");
+}
+
+/// Writes the verification changes of the chunks of the shards kept here.
+async fn save_trust(state: &AppState, cluster: &Cluster) {
+    let changes: Vec<_> = {
+        let mut inner = state.lock();
+        let changes = inner.swarm.take_trust_changes();
+        changes
+            .into_iter()
+            .filter_map(|(c, r)| {
+                let shard = inner.chunk_shards.get(&c).copied()?;
+                if r.is_none() {
+                    inner.chunk_shards.remove(&c);
+                }
+                Some((shard, c, r))
+            })
+            .collect()
+    };
+    if !changes.is_empty() {
+        if let Err(e) = cluster.store.save_trust(&changes).await {
+            tracing::error!("cannot save chunk verification state to the cluster index: {e}");
+        }
+    }
+}
+
+/// Gives every lease up (a clean shutdown): the other nodes take the shards at their next
+/// period, not after the lease time.
+pub async fn release_all(state: &AppState, cluster: &Cluster) {
+    save_trust(state, cluster).await;
+    let mine: Vec<(u16, u64)> = cluster.view().mine.iter().map(|(s, h)| (*s, h.revision)).collect();
+    for (shard, revision) in mine {
+        let_go(state, cluster, shard, "shutting down");
+        let _ = cluster.store.leases.delete_expect_revision(lease_key(shard), Some(revision)).await;
+    }
+    let _ = cluster.client.flush().await;
+}

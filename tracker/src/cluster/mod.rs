@@ -1,0 +1,337 @@
+//! Several tracker nodes sharing one swarm through NATS (`tracker --cluster nats://…`).
+//! Without `--cluster` nothing here runs: one tracker with its redb index is the default.
+//!
+//! How the swarm is split (see `README.md`, "A tracker cluster"):
+//! - **Durable state** (file records, chunk verification state) lives in replicated JetStream
+//!   KV buckets ([`store`]) instead of redb.
+//! - **Files are sharded** by file id ([`shards`]); each shard is leased to one node, which
+//!   keeps that shard's files in its [`swarm_core::swarm::Swarm`] — the same sans-IO core
+//!   a single tracker runs — and so locates them, verifies their holders and plans their
+//!   repair. A node whose lease lapsed (it lost NATS, or was stopped) refuses those requests
+//!   with `unavailable` until it has renewed, instead of diverging. A node that takes a shard
+//!   over loads it from KV and asks peers, in batches, to re-announce ([`leases`]).
+//! - **Every node knows every live peer** (which node it is connected to, its kind and
+//!   storage report: [`msg::NodeMsg::Joined`]/[`msg::NodeMsg::Left`], about 100 bytes per
+//!   peer per node), so any node can sign peers up as repair targets, and route signalling,
+//!   relay frames and orders to the node the peer is connected to ([`route`], [`inbound`]).
+//! - A peer's announcements (`have`, `dropped`, `storage`, `bad_source`, `leave`) go to every
+//!   node; requests about one file (`publish`, `locate`, `unpublish`, `nonces`) to the owner of
+//!   its shard; answers to orders and challenges to the node that sent them (order and
+//!   challenge ids carry the node's tag: [`swarm_core::swarm::Swarm::set_id_base`]); search
+//!   and file details are asked of every node ([`msg::Query`]).
+
+pub mod inbound;
+pub mod leases;
+pub mod msg;
+pub mod route;
+pub mod shards;
+pub mod store;
+
+use msg::NodeMsg;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How to join a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://host:port`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// Prefix of every subject and bucket name: nodes with the same prefix share one swarm.
+    pub prefix: String,
+    /// This node's `/ws` URL as peers reach it, told to peers in `welcome`.
+    pub public_url: String,
+    /// Number of shards the files are cut into (fixed for the life of the cluster).
+    pub shards: u16,
+    /// Copies NATS keeps of each KV bucket (1 for a single NATS server, 3 for a cluster).
+    pub replicas: usize,
+    /// A lease not renewed for this long expires: another node takes the shard.
+    pub lease_ttl: Duration,
+}
+
+impl ClusterConfig {
+    /// A node is gone once silent for this long (its peers are forgotten).
+    pub fn member_timeout(&self) -> Duration {
+        self.lease_ttl
+    }
+    /// A lease counts as ours for this long after its last renewal.
+    pub fn lease_fresh(&self) -> Duration {
+        self.lease_ttl.mul_f64(0.6)
+    }
+    /// Time between lease renewals and heartbeats.
+    pub fn period(&self) -> Duration {
+        (self.lease_ttl / 5).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to NATS at {servers}: {source}")]
+    Connect { servers: String, source: async_nats::ConnectError },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Another node, as its heartbeats describe it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub url: String,
+    pub peers: u32,
+    pub seen: Instant,
+}
+
+/// A lease this node holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub revision: u64,
+    pub renewed: Instant,
+    /// The shard's files are loaded: requests about them are answered.
+    pub ready: bool,
+}
+
+/// What this node knows of the cluster.
+#[derive(Debug, Default)]
+pub struct View {
+    pub members: HashMap<u16, Member>,
+    /// Every shard's owner as last read from the lease bucket.
+    pub owners: Vec<Option<u16>>,
+    pub mine: HashMap<u16, Held>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub msgs_out: AtomicU64,
+    pub msgs_in: AtomicU64,
+    pub relay_out: AtomicU64,
+    pub relay_in: AtomicU64,
+    /// Messages not sent: the queue to NATS was full, or NATS refused them.
+    pub dropped: AtomicU64,
+    pub shards_taken: AtomicU64,
+    pub shards_lost: AtomicU64,
+    pub refused_unavailable: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// What goes out to NATS.
+enum Outgoing {
+    All(Vec<u8>),
+    To(u16, Vec<u8>),
+    Relay(u16, Vec<u8>),
+}
+
+/// Messages waiting for NATS; beyond this they are dropped and counted (a node cut off from
+/// NATS must not grow without bound).
+const OUT_QUEUE: usize = 65_536;
+
+/// This node's membership of a cluster.
+pub struct Cluster {
+    /// This node's tag: random, names it in every message and in its order and challenge ids.
+    pub tag: u16,
+    pub config: ClusterConfig,
+    pub client: async_nats::Client,
+    pub store: store::Store,
+    out: mpsc::Sender<Outgoing>,
+    pub view: Mutex<View>,
+    pub stats: ClusterStats,
+    /// The tracker's state, set once it exists (tasks spawned from a connection take it).
+    state: std::sync::OnceLock<std::sync::Weak<crate::AppState>>,
+}
+
+impl Cluster {
+    /// Connects to NATS, opens the buckets and starts the sender task.
+    pub async fn connect(config: ClusterConfig) -> Result<std::sync::Arc<Self>, ClusterError> {
+        let servers = config.servers.join(",");
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("pp-tracker {}", config.public_url))
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.servers.clone())
+            .await
+            .map_err(|source| ClusterError::Connect { servers: servers.clone(), source })?;
+        // The first connection is awaited so a wrong URL is an error at start, not a hang.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while client.connection_state() != async_nats::connection::State::Connected {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .map_err(|_| ClusterError::Connect {
+            servers: servers.clone(),
+            source: async_nats::ConnectError::new(async_nats::ConnectErrorKind::TimedOut),
+        })?;
+        let js = async_nats::jetstream::new(client.clone());
+        let store = store::Store::open(&js, &config.prefix, config.replicas, config.lease_ttl).await?;
+        let tag = loop {
+            let t: u16 = rand::random();
+            if t != 0 {
+                break t;
+            }
+        };
+        let (out, rx) = mpsc::channel(OUT_QUEUE);
+        let cluster = std::sync::Arc::new(Self {
+            tag,
+            view: Mutex::new(View { owners: vec![None; config.shards as usize], ..Default::default() }),
+            config,
+            client,
+            store,
+            out,
+            stats: ClusterStats::default(),
+            state: std::sync::OnceLock::new(),
+        });
+        tokio::spawn(send_loop(cluster.clone(), rx));
+        tracing::info!(node = tag, servers, "joined the tracker cluster");
+        Ok(cluster)
+    }
+
+    /// Starts this node's cluster work over the tracker's state.
+    pub fn start(
+        self: &std::sync::Arc<Self>,
+        state: &std::sync::Arc<crate::AppState>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = self.state.set(std::sync::Arc::downgrade(state));
+        vec![
+            tokio::spawn(inbound::run(state.clone(), self.clone())),
+            tokio::spawn(leases::run(state.clone(), self.clone())),
+        ]
+    }
+
+    /// The tracker's state (`None` before [`Cluster::start`] or after shutdown).
+    pub fn state(&self) -> Option<std::sync::Arc<crate::AppState>> {
+        self.state.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    pub fn subject_all(&self) -> String {
+        format!("{}.all", self.config.prefix)
+    }
+    pub fn subject_node(&self, tag: u16) -> String {
+        format!("{}.n.{tag}", self.config.prefix)
+    }
+    pub fn subject_relay(&self, tag: u16) -> String {
+        format!("{}.r.{tag}", self.config.prefix)
+    }
+    pub fn subject_query(&self) -> String {
+        format!("{}.q", self.config.prefix)
+    }
+
+    pub fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queue(&self, o: Outgoing) {
+        if self.out.try_send(o).is_err() {
+            add(&self.stats.dropped, 1);
+        }
+    }
+
+    /// Tells every other node.
+    pub fn broadcast(&self, msg: &NodeMsg) {
+        self.queue(Outgoing::All(msg::encode(msg)));
+    }
+
+    /// Tells node `tag`.
+    pub fn send_to(&self, tag: u16, msg: &NodeMsg) {
+        self.queue(Outgoing::To(tag, msg::encode(msg)));
+    }
+
+    /// Hands a relay frame to node `tag` for its peer `to` (16 raw id bytes).
+    pub fn relay_to(&self, tag: u16, to: [u8; 16], frame: &[u8]) {
+        let mut payload = Vec::with_capacity(16 + frame.len());
+        payload.extend_from_slice(&to);
+        payload.extend_from_slice(frame);
+        add(&self.stats.relay_out, 1);
+        self.queue(Outgoing::Relay(tag, payload));
+    }
+
+    /// The shard of `file`.
+    pub fn shard_of(&self, file: &swarm_core::FileId) -> u16 {
+        shards::shard_of(file, self.config.shards)
+    }
+
+    /// Whether this node keeps `shard` now: it holds a lease renewed recently enough and the
+    /// shard's files are loaded.
+    pub fn owns(&self, shard: u16) -> bool {
+        let fresh = self.config.lease_fresh();
+        self.view().mine.get(&shard).is_some_and(|h| h.ready && h.renewed.elapsed() < fresh)
+    }
+
+    /// The node that keeps `shard`, as last seen (`None`: no node right now).
+    pub fn owner(&self, shard: u16) -> Option<u16> {
+        self.view().owners.get(shard as usize).copied().flatten()
+    }
+
+    /// Live nodes, this one included.
+    pub fn members(&self) -> BTreeSet<u16> {
+        let v = self.view();
+        let timeout = self.config.member_timeout();
+        let mut m: BTreeSet<u16> =
+            v.members.iter().filter(|(_, m)| m.seen.elapsed() < timeout).map(|(t, _)| *t).collect();
+        m.insert(self.tag);
+        m
+    }
+
+    /// Every live node's public `/ws` URL, this one first.
+    pub fn urls(&self) -> Vec<String> {
+        let v = self.view();
+        let timeout = self.config.member_timeout();
+        let mut urls = vec![self.config.public_url.clone()];
+        let mut others: Vec<&Member> = v.members.values().filter(|m| m.seen.elapsed() < timeout).collect();
+        others.sort_by(|a, b| a.url.cmp(&b.url));
+        urls.extend(others.into_iter().map(|m| m.url.clone()).filter(|u| !u.is_empty()));
+        urls.dedup();
+        urls
+    }
+
+    /// Shards this node keeps now.
+    pub fn shards_owned(&self) -> usize {
+        self.view().mine.values().filter(|h| h.ready).count()
+    }
+
+    /// Asks every node (this one too) `query`; the answers that came within `wait`.
+    pub async fn ask_all(&self, query: &msg::Query, wait: Duration) -> Vec<msg::Answer> {
+        use futures_util::StreamExt;
+        let expected = self.members().len();
+        let inbox = self.client.new_inbox();
+        let Ok(mut sub) = self.client.subscribe(inbox.clone()).await else { return Vec::new() };
+        if self.client.publish_with_reply(self.subject_query(), inbox, msg::encode(query).into()).await.is_err() {
+            return Vec::new();
+        }
+        let mut answers = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while answers.len() < expected {
+            match tokio::time::timeout_at(deadline, sub.next()).await {
+                Ok(Some(m)) => {
+                    if let Ok(a) = msg::decode::<msg::Answer>(&m.payload) {
+                        answers.push(a);
+                    }
+                }
+                _ => break,
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        answers
+    }
+}
+
+/// Carries queued messages to NATS, in order.
+async fn send_loop(cluster: std::sync::Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some(o) = rx.recv().await {
+        let (subject, payload) = match o {
+            Outgoing::All(p) => (cluster.subject_all(), p),
+            Outgoing::To(t, p) => (cluster.subject_node(t), p),
+            Outgoing::Relay(t, p) => (cluster.subject_relay(t), p),
+        };
+        match cluster.client.publish(subject, payload.into()).await {
+            Ok(()) => add(&cluster.stats.msgs_out, 1),
+            Err(e) => {
+                add(&cluster.stats.dropped, 1);
+                tracing::debug!("cannot send to the cluster: {e}");
+            }
+        }
+    }
+}

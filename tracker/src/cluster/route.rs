@@ -1,0 +1,268 @@
+//! Where a message from a peer connected to this node goes in a cluster (see the table in
+//! [`super`]), and how the node that keeps a file's shard handles a request about it.
+
+use super::msg::{Answer, NodeMsg, Query};
+use super::Cluster;
+use crate::outbox::Frame;
+use crate::state::{now_ms, AppState};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use swarm_core::swarm::{Output, Swarm, MAX_SEARCH_RESULTS};
+use swarm_core::wire::{ErrorCode, FileSummary, ProofItem};
+use swarm_core::{ClientMsg, FileId, PeerId, ServerMsg};
+
+/// How long a search waits for the other nodes' answers.
+pub const QUERY_WAIT: Duration = Duration::from_millis(800);
+
+/// Where one message goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Handled by this node's swarm alone.
+    Here,
+    /// Applied here and by every other node.
+    Everywhere,
+    /// To the node keeping shard `shard`.
+    Shard(u16),
+    /// Answers to orders or challenges: to the nodes that sent them (by id range).
+    Issuers(Vec<(u16, ClientMsg)>),
+    /// Asked of every node.
+    Search,
+}
+
+/// The file a request is about, if it is about one.
+pub fn file_of(msg: &ClientMsg) -> Option<FileId> {
+    match msg {
+        ClientMsg::Publish { manifest, .. } => Some(manifest.file_id()),
+        ClientMsg::Unpublish { file, .. } | ClientMsg::Locate { file, .. } | ClientMsg::Nonces { file, .. } => {
+            Some(*file)
+        }
+        _ => None,
+    }
+}
+
+/// The request number of a request (to answer an error to).
+fn req_of(msg: &ClientMsg) -> Option<u32> {
+    match msg {
+        ClientMsg::Publish { req, .. }
+        | ClientMsg::Unpublish { req, .. }
+        | ClientMsg::Locate { req, .. }
+        | ClientMsg::Search { req, .. } => Some(*req),
+        _ => None,
+    }
+}
+
+fn issuer(id: u64) -> u16 {
+    Swarm::id_range_of(id) as u16
+}
+
+/// Where `msg` goes (pure: a function of the message and the shard count).
+pub fn route(msg: ClientMsg, shards: u16) -> (Route, Option<ClientMsg>) {
+    if let Some(file) = file_of(&msg) {
+        return (Route::Shard(super::shards::shard_of(&file, shards)), Some(msg));
+    }
+    match msg {
+        ClientMsg::Have { .. }
+        | ClientMsg::Dropped { .. }
+        | ClientMsg::Storage { .. }
+        | ClientMsg::BadSource { .. }
+        | ClientMsg::Leave => (Route::Everywhere, Some(msg)),
+        ClientMsg::OrderDone { order } => (Route::Issuers(vec![(issuer(order), msg)]), None),
+        ClientMsg::OrderFailed { order, .. } => (Route::Issuers(vec![(issuer(order), msg)]), None),
+        ClientMsg::Proofs { items } => {
+            let mut by: BTreeMap<u16, Vec<ProofItem>> = BTreeMap::new();
+            for it in items {
+                by.entry(issuer(it.id)).or_default().push(it);
+            }
+            (Route::Issuers(by.into_iter().map(|(n, items)| (n, ClientMsg::Proofs { items })).collect()), None)
+        }
+        ClientMsg::Search { .. } => (Route::Search, Some(msg)),
+        _ => (Route::Here, Some(msg)),
+    }
+}
+
+/// Delivers `msg` to `peer`, wherever in the cluster it is connected.
+pub fn tell(state: &AppState, peer: &PeerId, msg: ServerMsg) {
+    let slow = state.lock().dispatch(vec![Output::Send { to: peer.clone(), msg }]);
+    crate::state::Counters::add(&state.counters.closed_slow, slow);
+}
+
+fn unavailable(state: &AppState, cluster: &Cluster, to: &PeerId, req: Option<u32>, why: &str) {
+    super::add(&cluster.stats.refused_unavailable, 1);
+    tell(state, to, ServerMsg::error(req, ErrorCode::Unavailable, why.to_string()));
+}
+
+/// A message from `from` (connected to this node) in a cluster. Requests about a file the
+/// publish limits allowed already.
+pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, msg: ClientMsg) {
+    let (route, msg) = route(msg, cluster.config.shards);
+    match (route, msg) {
+        (Route::Here, Some(msg)) => handle_here(state, from, msg),
+        (Route::Everywhere, Some(msg)) => {
+            cluster.broadcast(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() });
+            handle_here(state, from, msg);
+        }
+        (Route::Shard(shard), Some(msg)) => match cluster.owner(shard) {
+            Some(owner) if owner == cluster.tag => handle_owned(state, cluster, from.clone(), msg),
+            Some(owner) => cluster.send_to(owner, &NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg }),
+            None => {
+                unavailable(state, cluster, from, req_of(&msg), "no tracker node keeps this file's shard right now")
+            }
+        },
+        (Route::Issuers(parts), _) => {
+            for (node, msg) in parts {
+                if node == cluster.tag {
+                    handle_here(state, from, msg);
+                } else {
+                    // An answer for a node that is gone goes nowhere: its orders are re-planned.
+                    cluster.send_to(node, &NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg });
+                }
+            }
+        }
+        (Route::Search, Some(ClientMsg::Search { req, query, limit })) => {
+            let Some(state) = cluster.state() else { return };
+            let (cluster, from) = (cluster.clone(), from.clone());
+            tokio::spawn(async move {
+                let files = search(&cluster, query, limit).await;
+                tell(&state, &from, ServerMsg::SearchResults { req, files });
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Search across every node's shards.
+pub async fn search(cluster: &Cluster, query: String, limit: u32) -> Vec<FileSummary> {
+    let limit = limit.min(MAX_SEARCH_RESULTS);
+    let answers = cluster.ask_all(&Query::Search { query, limit }, QUERY_WAIT).await;
+    let mut files: Vec<FileSummary> = answers
+        .into_iter()
+        .flat_map(|a| match a {
+            Answer::Files { files } => files,
+            _ => Vec::new(),
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    files.dedup_by(|a, b| a.id == b.id);
+    files.truncate(limit as usize);
+    files
+}
+
+/// Handles `msg` with this node's swarm and delivers what it answers.
+pub fn handle_here(state: &AppState, from: &PeerId, msg: ClientMsg) {
+    let mut inner = state.lock();
+    if !inner.swarm.is_live(from) {
+        return;
+    }
+    let out = inner.swarm.handle(from, msg, now_ms());
+    let slow = inner.dispatch(out);
+    crate::state::Counters::add(&state.counters.closed_slow, slow);
+}
+
+/// A request about a file of a shard this node should keep (from a peer here or on another
+/// node). Refused with `unavailable` unless the lease is fresh; a new file is durable in KV
+/// before its publisher hears "published", and a file KV did not take is let go of again.
+pub fn handle_owned(state: &AppState, cluster: &Arc<Cluster>, from: PeerId, msg: ClientMsg) {
+    let Some(file) = file_of(&msg) else { return };
+    let shard = cluster.shard_of(&file);
+    if !cluster.owns(shard) {
+        let why = "this file's shard is moving between tracker nodes (or this node lost the cluster); nothing changed";
+        return unavailable(state, cluster, &from, req_of(&msg), why);
+    }
+    let (out, added, removed) = {
+        let mut inner = state.lock();
+        if !inner.swarm.is_live(&from) {
+            return;
+        }
+        let out = inner.swarm.handle(&from, msg, now_ms());
+        let added = inner.files_added(&out, None);
+        for r in &added {
+            for c in &r.manifest.chunks {
+                inner.chunk_shards.insert(*c, shard);
+            }
+        }
+        let removed = inner.files_removed(&out);
+        (out, added, removed)
+    };
+    if added.is_empty() && removed.is_empty() {
+        let slow = state.lock().dispatch(out);
+        crate::state::Counters::add(&state.counters.closed_slow, slow);
+        return;
+    }
+    let Some(state) = cluster.state() else { return };
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        let mut failed = Vec::new();
+        for r in &added {
+            if let Err(e) = cluster.store.put_file(shard, r).await {
+                tracing::error!("cannot store a published file in the cluster index: {e}");
+                failed.push(r.manifest.file_id());
+            }
+        }
+        for f in &removed {
+            if let Err(e) = cluster.store.remove_file(shard, f).await {
+                tracing::error!("cannot remove a file from the cluster index: {e}");
+            }
+        }
+        let mut out = out;
+        if !failed.is_empty() {
+            // Not durable: not published. The publisher hears why and may try again.
+            state.lock().swarm.evict_files(&failed);
+            for o in out.iter_mut() {
+                if let Output::Send { msg: ServerMsg::Published { req, file }, .. } = o {
+                    if failed.contains(file) {
+                        super::add(&cluster.stats.refused_unavailable, 1);
+                        let m = "the cluster index is unreachable: the file was not published; try again";
+                        *o = Output::Send {
+                            to: from.clone(),
+                            msg: ServerMsg::error(Some(*req), ErrorCode::Unavailable, m),
+                        };
+                    }
+                }
+            }
+        }
+        let slow = state.lock().dispatch(out);
+        crate::state::Counters::add(&state.counters.closed_slow, slow);
+    });
+}
+
+/// Queues a frame for a peer connected here; `false` if it is not.
+pub fn deliver_local(state: &AppState, peer: &PeerId, frame: Frame) -> bool {
+    let inner = state.lock();
+    match inner.connected.get(peer) {
+        Some(c) => c.outbox.push(frame).is_ok(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_core::ChunkId;
+
+    #[test]
+    fn requests_go_to_the_shard_owner_answers_to_their_issuer() {
+        let f = FileId([7; 32]);
+        let shard = super::super::shards::shard_of(&f, 16);
+        assert_eq!(route(ClientMsg::Locate { req: 1, file: f }, 16).0, Route::Shard(shard));
+        assert_eq!(route(ClientMsg::Have { chunks: vec![ChunkId([1; 32])], full: true }, 16).0, Route::Everywhere);
+        assert_eq!(route(ClientMsg::Heartbeat, 16).0, Route::Here);
+        let order = (42u64 << swarm_core::swarm::ID_RANGE_BITS) + 5;
+        match route(ClientMsg::OrderDone { order }, 16).0 {
+            Route::Issuers(p) => assert_eq!(p[0].0, 42),
+            r => panic!("{r:?}"),
+        }
+        let items = vec![
+            ProofItem { id: (1u64 << swarm_core::swarm::ID_RANGE_BITS) + 1, proof: None },
+            ProofItem { id: (2u64 << swarm_core::swarm::ID_RANGE_BITS) + 1, proof: None },
+            ProofItem { id: (1u64 << swarm_core::swarm::ID_RANGE_BITS) + 2, proof: None },
+        ];
+        match route(ClientMsg::Proofs { items }, 16).0 {
+            Route::Issuers(p) => {
+                assert_eq!(p.len(), 2, "one message per issuing node");
+                assert!(matches!(&p[0].1, ClientMsg::Proofs { items } if items.len() == 2));
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+}
