@@ -129,7 +129,10 @@ fn joined(inner: &mut Inner, node: u16, p: RosterPeer) -> bool {
 fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
     let me = cluster.tag;
     match m {
-        NodeMsg::Beat { node, url, peers } if node != me => {
+        NodeMsg::Beat { node, .. } if node == me => {
+            cluster.view().self_seen = Some(Instant::now());
+        }
+        NodeMsg::Beat { node, url, peers } => {
             let timeout = cluster.config.member_timeout();
             let new = {
                 let mut v = cluster.view();

@@ -98,6 +98,8 @@ pub struct View {
     /// Every shard's owner as last read from the lease bucket.
     pub owners: Vec<Option<u16>>,
     pub mine: HashMap<u16, Held>,
+    /// When this node last heard its own heartbeat back through NATS (`None`: never).
+    pub self_seen: Option<Instant>,
 }
 
 /// Counters for `/metrics`.
@@ -253,11 +255,19 @@ impl Cluster {
         shards::shard_of(file, self.config.shards)
     }
 
-    /// Whether this node keeps `shard` now: it holds a lease renewed recently enough and the
-    /// shard's files are loaded.
+    /// Whether this node keeps `shard` now: it holds a lease renewed recently enough, the
+    /// shard's files are loaded, and NATS carries its messages.
     pub fn owns(&self, shard: u16) -> bool {
         let fresh = self.config.lease_fresh();
-        self.view().mine.get(&shard).is_some_and(|h| h.ready && h.renewed.elapsed() < fresh)
+        self.connected() && self.view().mine.get(&shard).is_some_and(|h| h.ready && h.renewed.elapsed() < fresh)
+    }
+
+    /// Whether NATS carried this node's own heartbeat back lately: the one test that covers
+    /// every way of being cut off (a dead or stopped NATS server, a partition, a full
+    /// buffer), long before the client's own ping timeout notices.
+    pub fn connected(&self) -> bool {
+        let fresh = self.config.lease_fresh();
+        self.view().self_seen.is_some_and(|t| t.elapsed() < fresh)
     }
 
     /// The node that keeps `shard`, as last seen (`None`: no node right now).

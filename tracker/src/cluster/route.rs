@@ -96,6 +96,12 @@ fn unavailable(state: &AppState, cluster: &Cluster, to: &PeerId, req: Option<u32
 /// publish limits allowed already.
 pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, msg: ClientMsg) {
     let (route, msg) = route(msg, cluster.config.shards);
+    if matches!(route, Route::Shard(_) | Route::Search) && !cluster.connected() {
+        if let Some(msg) = &msg {
+            let why = "this tracker node lost its link to the cluster: nothing changed; try again or use another node";
+            return unavailable(state, cluster, from, req_of(msg), why);
+        }
+    }
     match (route, msg) {
         (Route::Here, Some(msg)) => handle_here(state, from, msg),
         (Route::Everywhere, Some(msg)) => {
