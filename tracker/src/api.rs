@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/files/{id}", get(file))
         .route("/api/search", get(search))
         .route("/api/peers", get(peers))
+        .route("/api/cluster", get(cluster))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -156,4 +157,33 @@ async fn peers(State(state): State<Arc<AppState>>) -> Json<PeersAnswer> {
         })
         .collect();
     Json(PeersAnswer { total: peers.len() as u64, peers })
+}
+
+/// `/api/cluster`: this node, the live nodes, and which node keeps each shard.
+async fn cluster(State(state): State<Arc<AppState>>) -> Response {
+    let Some(c) = &state.cluster else {
+        return error(StatusCode::NOT_FOUND, "this tracker is not part of a cluster (see --cluster)");
+    };
+    let members = c.members();
+    let here = state.lock().connected.len();
+    let v = c.view();
+    let nodes: Vec<serde_json::Value> = members
+        .iter()
+        .map(|t| match v.members.get(t) {
+            Some(m) => serde_json::json!({"node": t, "url": m.url, "peers": m.peers}),
+            None => serde_json::json!({"node": t, "url": c.config.public_url, "peers": here}),
+        })
+        .collect();
+    let mut owned: Vec<u16> = v.mine.iter().filter(|(_, h)| h.ready).map(|(s, _)| *s).collect();
+    owned.sort_unstable();
+    Json(serde_json::json!({
+        "node": c.tag,
+        "url": c.config.public_url,
+        "connected": v.self_seen.is_some_and(|t| t.elapsed() < c.config.lease_fresh()),
+        "shards": c.config.shards,
+        "owned": owned,
+        "owners": v.owners,
+        "members": nodes,
+    }))
+    .into_response()
 }
