@@ -15,6 +15,7 @@ use swarm_core::swarm::policy::{AddrKey, PublishBudget};
 use swarm_core::swarm::{Output, Swarm};
 use swarm_core::FileId;
 use swarm_core::PeerId;
+use swarm_core::ServerMsg;
 
 /// Traffic counters, exposed by `/api/stats` (tests use them to prove file bytes did not
 /// pass through the tracker).
@@ -89,6 +90,11 @@ pub struct Inner {
     /// In a cluster: the shard of each chunk of the files kept here (where its verification
     /// state is stored).
     pub chunk_shards: HashMap<swarm_core::ChunkId, u16>,
+    /// In a cluster: peers that left other nodes lately, and when (a message of theirs that
+    /// overtook the news must not bring them back).
+    pub departed: HashMap<PeerId, u64>,
+    /// In a cluster: the nodes that answered a leaving peer here, and the chunks they stranded.
+    pub leave_answers: HashMap<PeerId, (std::collections::BTreeSet<u16>, u32)>,
     pub cluster: Option<Arc<Cluster>>,
 }
 
@@ -159,6 +165,8 @@ impl AppState {
                 file_addr: HashMap::new(),
                 homes: HashMap::new(),
                 chunk_shards: HashMap::new(),
+                departed: HashMap::new(),
+                leave_answers: HashMap::new(),
                 cluster,
             }),
             counters: Counters::default(),
@@ -351,12 +359,38 @@ impl Inner {
         if self.connected.get(id).is_some_and(|c| c.conn_serial == serial) {
             let c = self.connected.remove(id).expect("present");
             self.forget_identity(id, c.addr);
+            self.leave_answers.remove(id);
             if self.homes.contains_key(id) {
                 return; // it connected to another node since: it is live there
             }
             self.swarm.leave(id, now_ms());
             if let Some(cl) = &self.cluster {
                 cl.broadcast(&crate::cluster::msg::NodeMsg::Left { node: cl.tag, peer: id.clone() });
+            }
+        }
+    }
+
+    /// In a cluster, every node hands a leaving peer's chunks of its own shards to others and
+    /// answers `leave_ready`: the peer hears one answer, once every live node has answered
+    /// (with the chunks stranded anywhere). `node` answered now.
+    pub fn leave_answer(&mut self, peer: &PeerId, node: u16, stranded: u32) -> Option<ServerMsg> {
+        let members = self.cluster.as_ref()?.members();
+        let (answered, total) = self.leave_answers.entry(peer.clone()).or_default();
+        answered.insert(node);
+        *total += stranded;
+        if members.is_subset(answered) {
+            let (_, total) = self.leave_answers.remove(peer)?;
+            return Some(ServerMsg::LeaveReady { stranded: total });
+        }
+        None
+    }
+
+    fn push_local(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
+        if let Some(c) = self.connected.get(to) {
+            if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
+                tracing::warn!(peer = %to, "peer does not read its messages: dropping it");
+                c.outbox.close();
+                *closed += 1;
             }
         }
     }
@@ -368,6 +402,14 @@ impl Inner {
         let mut closed = 0;
         for out in outputs {
             match out {
+                Output::Send { to, msg: ServerMsg::LeaveReady { stranded } }
+                    if self.cluster.is_some() && self.connected.contains_key(&to) =>
+                {
+                    let me = self.cluster.as_ref().map_or(0, |c| c.tag);
+                    if let Some(msg) = self.leave_answer(&to, me, stranded) {
+                        self.push_local(&to, msg, &mut closed);
+                    }
+                }
                 Output::Send { to, msg } => {
                     if let Some(c) = self.connected.get(&to) {
                         if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
@@ -376,7 +418,7 @@ impl Inner {
                             closed += 1;
                         }
                     } else if let (Some(cl), Some(node)) = (&self.cluster, self.homes.get(&to)) {
-                        cl.send_to(*node, &crate::cluster::msg::NodeMsg::ToPeer { peer: to, msg });
+                        cl.send_to(*node, &crate::cluster::msg::NodeMsg::ToPeer { node: cl.tag, peer: to, msg });
                     }
                 }
                 Output::FileAdded(_) | Output::FileRemoved(_) => {}

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use swarm_core::{ClientMsg, PeerId, ServerMsg};
 
+/// How long a peer that left another node is not brought back by a late message of its own.
+const DEPARTED_MS: u64 = 60_000;
+
 /// Peers told to re-announce per batch, and the pause between batches (no reannounce storm).
 pub const REANNOUNCE_BATCH: usize = 500;
 pub const REANNOUNCE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -117,6 +120,7 @@ fn joined(inner: &mut Inner, node: u16, p: RosterPeer) -> bool {
         // It connected to another node since: the connection here is stale.
         c.outbox.close();
     }
+    inner.departed.remove(&p.peer);
     inner.homes.insert(p.peer.clone(), node);
     let now = now_ms();
     inner.swarm.join(p.peer.clone(), p.kind, now);
@@ -172,11 +176,23 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
             if inner.homes.get(&peer) == Some(&node) {
                 inner.homes.remove(&peer);
                 inner.swarm.leave(&peer, now_ms());
+                inner.departed.insert(peer, now_ms());
             }
         }
         NodeMsg::FromPeer { node, peer, msg } if node != me => {
-            if state.lock().homes.get(&peer) != Some(&node) {
-                return; // it is connected elsewhere by now
+            {
+                let mut inner = state.lock();
+                match inner.homes.get(&peer) {
+                    Some(n) if *n == node => {}
+                    Some(_) => return, // it is connected elsewhere by now
+                    // Not heard of yet: directed messages can overtake the broadcast `joined`
+                    // (they come on another subject). Known from here on; `joined` follows.
+                    None if !inner.connected.contains_key(&peer) && !inner.departed.contains_key(&peer) => {
+                        let kind = swarm_core::wire::PeerKind::Native;
+                        joined(&mut inner, node, RosterPeer { peer: peer.clone(), kind, storage: None });
+                    }
+                    None => return,
+                }
             }
             if route::file_of(&msg).is_some() {
                 route::handle_owned(state, cluster, peer, msg);
@@ -184,7 +200,13 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
                 route::handle_here(state, &peer, msg);
             }
         }
-        NodeMsg::ToPeer { peer, msg } => {
+        NodeMsg::ToPeer { node, peer, msg: ServerMsg::LeaveReady { stranded } } => {
+            let answer = state.lock().leave_answer(&peer, node, stranded);
+            if let Some(msg) = answer {
+                let _ = route::deliver_local(state, &peer, Frame::json(msg));
+            }
+        }
+        NodeMsg::ToPeer { peer, msg, .. } => {
             let _ = route::deliver_local(state, &peer, Frame::json(msg));
         }
         _ => {}
@@ -220,6 +242,10 @@ pub fn forget_silent(state: &AppState, cluster: &Cluster) -> Vec<u16> {
         }
         gone
     };
+    {
+        let now = now_ms();
+        state.lock().departed.retain(|_, t| now.saturating_sub(*t) < DEPARTED_MS);
+    }
     if !gone.is_empty() {
         let mut inner = state.lock();
         let lost: Vec<PeerId> = inner.homes.iter().filter(|(_, n)| gone.contains(n)).map(|(p, _)| p.clone()).collect();

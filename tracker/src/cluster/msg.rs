@@ -41,8 +41,8 @@ pub enum NodeMsg {
     Roster { node: u16, peers: Vec<RosterPeer> },
     /// A message from `peer` (connected to `node`) for the node(s) that keep what it is about.
     FromPeer { node: u16, peer: PeerId, msg: ClientMsg },
-    /// A message for `peer`, connected to the receiving node.
-    ToPeer { peer: PeerId, msg: ServerMsg },
+    /// A message from `node` for `peer`, connected to the receiving node.
+    ToPeer { node: u16, peer: PeerId, msg: ServerMsg },
 }
 
 /// A question every node answers about the shards it keeps.
@@ -131,7 +131,7 @@ mod tests {
             (any::<u16>(), prop::collection::vec(roster_peer(), 0..4))
                 .prop_map(|(node, peers)| NodeMsg::Roster { node, peers }),
             (any::<u16>(), peer(), client_msg()).prop_map(|(node, peer, msg)| NodeMsg::FromPeer { node, peer, msg }),
-            (peer(), server_msg()).prop_map(|(peer, msg)| NodeMsg::ToPeer { peer, msg }),
+            (any::<u16>(), peer(), server_msg()).prop_map(|(node, peer, msg)| NodeMsg::ToPeer { node, peer, msg }),
         ]
     }
 
