@@ -1,0 +1,372 @@
+//! A tracker cluster with real processes: a 3-server NATS cluster (JetStream, the index kept
+//! on all three), three tracker nodes on loopback, native peers spread over the nodes (each
+//! given every node's URL, its own first), and a headless Chromium tab on one of them.
+//!
+//! What a user relies on: a file published through one node is found, located and fetched
+//! through the others; when the node that keeps a file's shard dies mid-download, the download
+//! finishes, that node's peers carry on through the others, and a holder lost afterwards is
+//! still replaced; a dead NATS server or restarted trackers lose nothing; a node cut off from
+//! NATS refuses to publish instead of diverging, and catches up when NATS is back.
+
+use anyhow::{bail, Context};
+use e2e::nats::NatsCluster;
+use e2e::{bin, free_port, http_get_json, random_file, web_dir, Browser, NativePeer, Tracker};
+use fantoccini::Locator;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 3;
+const SHARDS: u64 = 32;
+/// Short leases, so a dead node's shards move within seconds.
+const LEASE_SECS: &str = "3";
+
+struct Cluster {
+    nats: NatsCluster,
+    nodes: Vec<Option<Tracker>>,
+    ports: Vec<u16>,
+    /// The NATS URLs each node is given.
+    nats_of: Vec<String>,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// NATS cluster and three nodes; `nats_of(i)` chooses node i's NATS URLs (all by default).
+    fn start(name: &str, nats_of: impl Fn(&NatsCluster, usize) -> String) -> anyhow::Result<Self> {
+        let nats = NatsCluster::start(3)?;
+        let tmp = tempfile::tempdir()?;
+        let mut c = Self {
+            nodes: (0..NODES).map(|_| None).collect(),
+            ports: (0..NODES).map(|_| free_port()).collect(),
+            nats_of: (0..NODES).map(|i| nats_of(&nats, i)).collect(),
+            nats,
+            dir: tmp.path().to_path_buf(),
+            _tmp: tmp,
+        };
+        for i in 0..NODES {
+            c.start_node(name, i)?;
+        }
+        c.wait_ready(NODES, Duration::from_secs(60))?;
+        Ok(c)
+    }
+
+    fn start_node(&mut self, name: &str, i: usize) -> anyhow::Result<()> {
+        let port = self.ports[i];
+        let public = format!("ws://127.0.0.1:{port}/ws");
+        let data = self.dir.join(format!("node{i}"));
+        let extra = [
+            "--cluster",
+            &self.nats_of[i],
+            "--public-url",
+            &public,
+            "--cluster-lease-secs",
+            LEASE_SECS,
+            "--grace-secs",
+            "1",
+            "--stun-listen",
+            "off",
+        ];
+        let t = Tracker::start_with(&format!("{name}-node{i}"), Some(&web_dir()), &data, port, &extra)?;
+        self.nodes[i] = Some(t);
+        Ok(())
+    }
+
+    fn node(&self, i: usize) -> &Tracker {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Tracker)> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    /// Every live node sees `n` members and every shard has an owner.
+    fn wait_ready(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let views: Vec<Value> = self.live().filter_map(|(_, t)| t.get_json("/api/cluster").ok()).collect();
+            let ready = views.len() == self.live().count()
+                && views.iter().all(|v| {
+                    v["members"].as_array().map(Vec::len) == Some(n)
+                        && v["connected"] == true
+                        && v["owners"].as_array().is_some_and(|o| o.len() as u64 == SHARDS && o.iter().all(|x| x.is_u64()))
+                });
+            if ready {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("the cluster never settled with {n} nodes: {views:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The index of the node that keeps file `id`'s shard.
+    fn owner_of(&self, id: &str) -> anyhow::Result<usize> {
+        let bytes = hex::decode(&id[..4])?;
+        let shard = u16::from_be_bytes([bytes[0], bytes[1]]) as usize % SHARDS as usize;
+        let (_, any) = self.live().next().context("no node")?;
+        let tag = any.get_json("/api/cluster")?["owners"][shard].as_u64().context("shard has no owner")?;
+        for (i, t) in self.live() {
+            if t.get_json("/api/cluster")?["node"].as_u64() == Some(tag) {
+                return Ok(i);
+            }
+        }
+        bail!("no live node has tag {tag}")
+    }
+
+    /// Node `i`'s URL first, then the others': a peer's `--tracker`.
+    fn urls_from(&self, i: usize) -> String {
+        let mut order: Vec<usize> = (i..NODES).chain(0..i).collect();
+        order.dedup();
+        order.iter().map(|j| format!("ws://127.0.0.1:{}/ws", self.ports[*j])).collect::<Vec<_>>().join(",")
+    }
+
+    fn peer(&self, name: &str, node: usize) -> anyhow::Result<NativePeer> {
+        NativePeer::start_with(name, &self.urls_from(node), &self.dir.join(name), &[], &[])
+    }
+
+    /// Kills node `i` as a crash would.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut t) = self.nodes[i].take() {
+            t.proc.kill();
+        }
+    }
+
+    fn metric(&self, i: usize, name: &str) -> anyhow::Result<u64> {
+        let text = self.node(i).get_text("/metrics")?;
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .with_context(|| format!("no {name} in node {i}'s metrics"))
+    }
+}
+
+/// Waits until every chunk of `id` has R copies and none is under-replicated (asked of node `via`).
+fn wait_healthy(t: &Tracker, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let start = Instant::now();
+    loop {
+        let h = t.get_json(&format!("/api/files/{id}")).map(|f| f["health"].clone()).unwrap_or(Value::Null);
+        if h["min_copies"].as_u64().unwrap_or(0) >= 3 && h["under_replicated"] == 0 {
+            return Ok(h);
+        }
+        if start.elapsed() > timeout {
+            bail!("file {id} never healed to R in {timeout:?}: {h}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A one-shot `pp-peer get` through `trackers`, into a fresh data dir; the bytes it saved.
+fn get_fresh(trackers: &str, dir: &Path, id: &str, tag: &str) -> anyhow::Result<Vec<u8>> {
+    let out = dir.join(format!("{tag}.out"));
+    let o = Command::new(bin("pp-peer"))
+        .args(["--tracker", trackers, "--data-dir"])
+        .arg(dir.join(format!("{tag}-data")))
+        .args(["get", id, "-o"])
+        .arg(&out)
+        .output()?;
+    if !o.status.success() {
+        bail!("get {id} via {trackers} failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(std::fs::read(out)?)
+}
+
+/// Retries a put until it succeeds (a shard may be moving, NATS electing a leader).
+fn put_retrying(p: &NativePeer, dir: &Path, name: &str, size: usize, seed: u64) -> anyhow::Result<(String, Vec<u8>)> {
+    let start = Instant::now();
+    loop {
+        match p.put_random(dir, name, size, seed) {
+            Ok(x) => return Ok(x),
+            Err(e) if start.elapsed() < Duration::from_secs(40) => {
+                eprintln!("put {name} failed, retrying: {e:#}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_published_on_one_node_is_found_and_fetched_through_the_others() -> anyhow::Result<()> {
+    let c = Cluster::start("cross", |n, _| n.url_list())?;
+    let peers: Vec<NativePeer> = (0..NODES).map(|i| c.peer(&format!("cross-p{i}"), i)).collect::<Result<_, _>>()?;
+    let (id, bytes) = peers[0].put_random(&c.dir, "cross.bin", 3 << 20, 11)?;
+    // Replicated to R through orders planned by the shard's owner, whichever node that is.
+    wait_healthy(c.node(2), &id, Duration::from_secs(60))?;
+
+    let found = peers[2].cli_json(&["search", "cross.bin"])?;
+    assert!(found.to_string().contains(&id), "search through node 2 finds it: {found}");
+    for (i, t) in c.live() {
+        let f = t.get_json(&format!("/api/files/{id}"))?;
+        assert_eq!(f["name"], "cross.bin", "node {i} answers for the file");
+    }
+    // A peer that knows only node 1 fetches it from peers connected to the other nodes.
+    let one = format!("ws://127.0.0.1:{}/ws", c.ports[1]);
+    assert!(get_fresh(&one, &c.dir, &id, "fresh")? == bytes, "the bytes fetched through node 1 are intact");
+    for i in 0..NODES {
+        assert!(c.metric(i, "pp_cluster_messages_total{dir=\"in\"}")? > 0, "node {i} heard the others");
+    }
+
+    // A tab on node 1's page downloads it too.
+    let browser = Browser::start("cluster-tab").await?;
+    browser.client.goto(&c.node(1).http_url()).await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    browser.client.find(Locator::Css("#download-id")).await?.send_keys(&id).await?;
+    browser.client.find(Locator::Css("#download-button")).await?.click().await?;
+    browser.wait_text("#download-status", Duration::from_secs(60), |t| t.contains("done")).await?;
+    let href = browser.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
+    assert!(browser.fetch_bytes(&href).await? == bytes, "the tab's bytes are intact");
+    browser.screenshot("cluster-tab-done").await?;
+    Ok(())
+}
+
+#[test]
+fn killing_the_node_that_keeps_a_file_mid_download_loses_nothing() -> anyhow::Result<()> {
+    let mut c = Cluster::start("failover", |n, _| n.url_list())?;
+    let peers: Vec<NativePeer> =
+        (0..4).map(|i| c.peer(&format!("failover-p{i}"), i % NODES)).collect::<Result<_, _>>()?;
+    let (path, bytes) = random_file(&c.dir, "big.bin", 48 << 20, 21)?;
+    let put = peers[0].cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().context("an id")?.to_string();
+    let owner = c.owner_of(&id)?;
+    let survivor = (owner + 1) % NODES;
+    wait_healthy(c.node(survivor), &id, Duration::from_secs(120))?;
+
+    // A downloader connected to the owner node; the owner dies while it downloads.
+    let down = c.peer("failover-down", owner)?;
+    let out = c.dir.join("big.out");
+    let mut get = Command::new(bin("pp-peer"))
+        .args(["--tracker", &down.tracker, "--data-dir"])
+        .arg(&down.data_dir)
+        .args(["get", &id, "-o"])
+        .arg(&out)
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let killed_at = Instant::now();
+    c.kill(owner);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = get.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = get.kill();
+            bail!("the download never finished after its node died");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "the download finished");
+    assert!(std::fs::read(&out)? == bytes, "its bytes are intact");
+
+    // The other nodes took the dead node's shards; its peers are connected to them now.
+    c.wait_ready(NODES - 1, Duration::from_secs(30))?;
+    let everyone: Vec<&str> = peers.iter().chain([&down]).map(|p| p.peer_id.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = c.node(survivor).get_json("/api/peers")?.to_string();
+        if everyone.iter().all(|p| listed.contains(p)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "every peer is back through the surviving nodes: {listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("peers failed over within {:?} of the kill", killed_at.elapsed());
+    wait_healthy(c.node(survivor), &id, Duration::from_secs(60))?;
+
+    // A holder dies afterwards: the new owner still repairs the file to R.
+    let holders = c.node(survivor).get_json(&format!("/api/files/{id}"))?["peers"].clone();
+    let mut peers = peers;
+    let victim = peers
+        .iter()
+        .position(|p| p.peer_id != peers[0].peer_id && holders.to_string().contains(&p.peer_id))
+        .context("a holder other than the publisher")?;
+    peers[victim].proc.kill();
+    let h = wait_healthy(c.node(survivor), &id, Duration::from_secs(90))?;
+    assert_eq!(h["lost"], 0, "nothing was lost: {h}");
+    let rest = c.urls_from(survivor);
+    assert!(get_fresh(&rest, &c.dir, &id, "after")? == bytes, "still whole after both deaths");
+    Ok(())
+}
+
+#[test]
+fn the_index_survives_a_dead_nats_server_and_restarted_trackers() -> anyhow::Result<()> {
+    let mut c = Cluster::start("durable", |n, _| n.url_list())?;
+    let peers: Vec<NativePeer> = (0..NODES).map(|i| c.peer(&format!("durable-p{i}"), i)).collect::<Result<_, _>>()?;
+    let (a, _) = peers[0].put_random(&c.dir, "before.bin", 1 << 20, 31)?;
+    wait_healthy(c.node(1), &a, Duration::from_secs(60))?;
+
+    c.nats.kill(1);
+    let (b, b_bytes) = put_retrying(&peers[1], &c.dir, "after.bin", 1 << 20, 32)?;
+    wait_healthy(c.node(2), &b, Duration::from_secs(60))?;
+
+    // Every tracker dies at once and comes back: the index is in NATS, intact.
+    for i in 0..NODES {
+        c.kill(i);
+    }
+    for i in 0..NODES {
+        c.start_node("durable-again", i)?;
+    }
+    c.wait_ready(NODES, Duration::from_secs(60))?;
+    for (id, name) in [(&a, "before.bin"), (&b, "after.bin")] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let f = c.node(0).get_json(&format!("/api/files/{id}"))?;
+            if f["name"] == name {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} is in the index after the restart: {f}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let urls = c.urls_from(2);
+    assert!(get_fresh(&urls, &c.dir, &b, "restarted")? == b_bytes, "the file written with a NATS server down");
+    Ok(())
+}
+
+#[test]
+fn a_node_cut_off_from_nats_refuses_to_publish_and_catches_up() -> anyhow::Result<()> {
+    // Node 2 knows only NATS server 2; the others know all three.
+    let c = Cluster::start("partition", |n, i| if i == 2 { n.urls()[2].clone() } else { n.url_list() })?;
+    let here = c.peer("partition-p0", 0)?;
+    let only2 = format!("ws://127.0.0.1:{}/ws", c.ports[2]);
+    let cut = NativePeer::start_with("partition-cut", &only2, &c.dir.join("cut"), &[], &[])?;
+    let nats2 = c.nats.servers[2].pid().context("nats server 2 runs")?;
+    signal(nats2, "STOP")?;
+    let result = (|| -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get_json(c.ports[2], "/api/cluster")?["connected"] != false {
+            assert!(Instant::now() < deadline, "node 2 never noticed it lost NATS");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (path, _) = random_file(&c.dir, "cut.bin", 1 << 20, 41)?;
+        let (code, out, err) = cut.cli(&["put", &path.to_string_lossy()])?;
+        assert_ne!(code, 0, "a publish through the cut-off node is refused: {out}");
+        assert!(err.contains("unavailable") || err.contains("lost its link"), "it says why: {err}");
+        assert!(c.metric(2, "pp_cluster_refused_total")? > 0);
+        // The rest of the cluster carries on.
+        let (y, _) = put_retrying(&here, &c.dir, "during.bin", 1 << 20, 42)?;
+        wait_healthy(c.node(0), &y, Duration::from_secs(60)).map(|_| ())
+    })();
+    signal(nats2, "CONT")?;
+    result?;
+    // Back: node 2 catches up (finds what was published meanwhile) and takes publishes again.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let found = cut.cli_json(&["search", "during.bin"]).map(|v| v.to_string()).unwrap_or_default();
+        if found.contains("during.bin") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 never caught up: {found}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    put_retrying(&cut, &c.dir, "cut.bin", 1 << 20, 41)?;
+    Ok(())
+}
+
+fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?.success();
+    anyhow::ensure!(ok, "kill -{sig} {pid} failed");
+    Ok(())
+}
