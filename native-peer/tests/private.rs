@@ -265,3 +265,44 @@ fn gateway_opens_a_passphrase_file_with_pass() {
     assert_eq!(none.status, 403);
     assert!(String::from_utf8_lossy(&none.body).contains("?pass="));
 }
+
+/// A gateway read of a private file that this peer is downloading (`pp-peer get <link>` through
+/// it) moves the download's playhead, as a public read does: the last bytes arrive, decrypted,
+/// long before the download (slow, in order, through a rate-limited relay) would reach them.
+#[test]
+fn gateway_read_of_a_private_file_moves_the_running_downloads_playhead() {
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start_with(2, &["--relay-bytes-per-sec", "256KiB", "--relay-burst-bytes", "256KiB"]);
+    let a = Peer::start("a", &tracker, root.path(), &["--relay-only"], &[]);
+    let gw = Peer::start("gw", &tracker, root.path(), &["--relay-only", "--http", "127.0.0.1:0"], &[]);
+    let port = gw.http.expect("gateway port");
+    // 24 chunks: about 24 s through the relay in order.
+    let size = 24 * swarm_core::envelope::PLAIN_CHUNK - 777;
+    let bytes = data(size, 21);
+    let src = root.path().join("film.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let put = a.cli_json(&["put", "--private", src.to_str().unwrap()]);
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    let link = put["files"][0]["link"].as_str().unwrap().to_string();
+
+    let out = root.path().join("film-out.bin");
+    let mut get = Command::new(pp_peer())
+        .arg("--data-dir")
+        .arg(&gw.dir)
+        .args(["--json", "get", &link, "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the download to store a chunk", || (gw.chunk_files() > 0).then_some(()));
+    let r = http(port, "GET", &format!("/files/{id}?key={}", key_of(&link)), &[("Range", "bytes=-1000")]);
+    let still_running = get.try_wait().unwrap().is_none();
+    let stored = gw.chunk_files();
+    assert_eq!(r.status, 206);
+    assert!(r.body == bytes[size - 1000..], "the last bytes, decrypted");
+    assert!(still_running && stored < 24, "the read waited for the whole download ({stored} of 24 chunks stored)");
+    assert!(get.wait().unwrap().success(), "the download completes after the read");
+    assert!(std::fs::read(&out).unwrap() == bytes);
+}
