@@ -15,7 +15,8 @@
 //!
 //! Offsets are the file's plaintext offsets ([`Source`]): for a private file, chunk `i` holds
 //! plaintext bytes `i * PLAIN_CHUNK ..` (each ciphertext chunk carries a 16-byte tag), and
-//! the size is the sealed plaintext size.
+//! the size is the sealed plaintext size. The mapping is [`swarm_core::range::ChunkLayout`],
+//! shared with the native peer's HTTP gateway.
 //!
 //! Only files this tab downloads or downloaded in this page are streamed. The type sent is
 //! never active content ([`media_type`]), with `nosniff` and a sandboxing CSP: a file from the
@@ -25,9 +26,9 @@ use std::rc::{Rc, Weak};
 
 use gloo::events::EventListener;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
-use swarm_core::envelope::{FileCipher, PLAIN_CHUNK};
+use swarm_core::envelope::FileCipher;
 use swarm_core::peer::serve;
-use swarm_core::range::{parse_range, RangeReq};
+use swarm_core::range::{parse_range, ChunkLayout, RangeReq};
 use swarm_core::{FileId, Manifest};
 use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
@@ -68,10 +69,8 @@ pub struct Source {
     pub manifest: Manifest,
     pub name: String,
     pub mime: String,
-    /// Plaintext bytes in the file.
-    pub size: u64,
-    /// Plaintext bytes per chunk (all but the last).
-    pub chunk_len: u64,
+    /// Where the plaintext offsets lie over the chunks (the plaintext size among them).
+    pub layout: ChunkLayout,
     /// A private file's cipher (`None`: public).
     pub cipher: Option<FileCipher>,
 }
@@ -79,26 +78,14 @@ pub struct Source {
 impl Source {
     /// A public file.
     pub fn public(manifest: Manifest, name: String, mime: String) -> Self {
-        let (size, chunk_len) = (manifest.size, manifest.chunk_size as u64);
-        Self { manifest, name, mime, size, chunk_len, cipher: None }
+        let layout = ChunkLayout::public(&manifest);
+        Self { manifest, name, mime, layout, cipher: None }
     }
 
     /// A private file opened with its key.
     pub fn private(manifest: Manifest, meta: &swarm_core::envelope::PlainMeta, cipher: FileCipher) -> Self {
-        let size = meta.size;
-        Self {
-            manifest,
-            name: meta.name.clone(),
-            mime: meta.mime.clone(),
-            size,
-            chunk_len: PLAIN_CHUNK as u64,
-            cipher: Some(cipher),
-        }
-    }
-
-    /// The chunk holding plaintext byte `offset`.
-    pub fn chunk_at(&self, offset: u64) -> usize {
-        ((offset / self.chunk_len.max(1)) as usize).min(self.manifest.chunks.len().saturating_sub(1))
+        let layout = ChunkLayout::private(&manifest, meta.size);
+        Self { manifest, name: meta.name.clone(), mime: meta.mime.clone(), layout, cipher: Some(cipher) }
     }
 }
 
@@ -198,7 +185,7 @@ async fn answer(node: &Rc<Node>, data: &JsValue) -> Result<(JsValue, Array), Str
     let hex = get(data, "file").as_string().unwrap_or_default();
     let file: FileId = hex.parse().map_err(|_| StreamError::UnknownFile(hex.chars().take(64).collect()))?;
     let src = node.stream_file(file).ok_or_else(|| StreamError::UnknownFile(file.short()))?;
-    let size = src.size;
+    let size = src.layout.size;
     match get(data, "pp").as_string().as_deref() {
         Some("stream") => {
             let range = parse_range(get(data, "range").as_string().as_deref(), size);
@@ -276,7 +263,7 @@ fn error_answer(status: u16, message: &str) -> JsValue {
 /// Bytes `start..` of the file, up to `end` and the end of the chunk holding `start`: waits for
 /// that chunk (moving the download's playhead there first), verified and in plaintext.
 async fn piece(node: &Rc<Node>, file: FileId, src: &Source, start: u64, end: u64) -> Result<Uint8Array, StreamError> {
-    let index = src.chunk_at(start);
+    let index = src.layout.chunk_at(start);
     let chunk = src.manifest.chunks[index];
     // The download's playhead is in the manifest's (ciphertext) offsets.
     let playhead = src.manifest.chunk_offset(index);
@@ -304,13 +291,11 @@ async fn piece(node: &Rc<Node>, file: FileId, src: &Source, start: u64, end: u64
         return Err(StreamError::Corrupt { index });
     }
     let bytes = plaintext(src.cipher.as_ref(), index, bytes)?;
-    let off = index as u64 * src.chunk_len;
-    let a = (start - off) as usize;
-    let b = ((end - off) as usize).min(bytes.len());
-    if a >= b {
+    let part = src.layout.slice(index, start, end, bytes.len());
+    if part.is_empty() {
         return Err(StreamError::BadRequest(format!("offset {start} is past chunk {index}")));
     }
-    Ok(Uint8Array::from(&bytes[a..b]))
+    Ok(Uint8Array::from(&bytes[part]))
 }
 
 async fn sleep(ms: i32) {

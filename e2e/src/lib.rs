@@ -332,6 +332,26 @@ impl Tracker {
     }
 }
 
+/// Polls the tracker's JSON document `path` until `pred` holds for it; returns it.
+pub async fn wait_json(
+    tracker: &Tracker,
+    path: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = tracker.get_json(path);
+        if let Ok(v) = &v {
+            if pred(v) {
+                return Ok(v.clone());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting on {path}: {v:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Starts a tracker command (serving `web` if given) and reads its port from the line that
 /// says where it listens.
 fn spawn_tracker(mut cmd: Command, name: &str, web: Option<&Path>) -> anyhow::Result<(Proc, u16)> {
@@ -723,6 +743,12 @@ impl Browser {
         }
         Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
     }
+}
+
+/// The numeric attribute `attr` of the element `css` matches (waiting up to 5 s for it).
+pub async fn num(browser: &Browser, css: &str, attr: &str) -> anyhow::Result<u64> {
+    let v = browser.wait_attr(css, attr, Duration::from_secs(5)).await?;
+    v.parse().with_context(|| format!("{css}[{attr}] is not a number: {v:?}"))
 }
 
 impl Drop for Browser {

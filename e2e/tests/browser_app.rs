@@ -6,7 +6,7 @@
 //!
 //! `bench_browser_peer` (ignored) prints the figures of the browser peer's benchmark.
 
-use e2e::{random_file, Browser, NativePeer, Tracker};
+use e2e::{num, random_file, wait_json, Browser, NativePeer, Tracker};
 use fantoccini::Locator;
 use std::time::{Duration, Instant};
 
@@ -38,32 +38,6 @@ async fn saved_bytes(browser: &Browser) -> anyhow::Result<Vec<u8>> {
     let href = browser.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
     anyhow::ensure!(href.starts_with("blob:"), "the save link is a blob URL: {href}");
     browser.fetch_bytes(&href).await
-}
-
-async fn num_attr(browser: &Browser, css: &str, attr: &str) -> anyhow::Result<u64> {
-    Ok(browser.wait_attr(css, attr, Duration::from_secs(5)).await?.parse()?)
-}
-
-/// Polls the tracker until `pred` holds for `/api/files/{id}`.
-async fn wait_file(
-    tracker: &Tracker,
-    id: &str,
-    timeout: Duration,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> anyhow::Result<serde_json::Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = tracker.get_json(&format!("/api/files/{id}"));
-        if let Ok(v) = &v {
-            if pred(v) {
-                return Ok(v.clone());
-            }
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("timed out waiting on /api/files/{id}: {v:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Chunks of file `v` (an `/api/files` answer) that `peer` holds.
@@ -112,8 +86,10 @@ async fn upload_is_found_by_search_placed_and_fetched_by_a_native_peer() -> anyh
     let out = tmp.path().join("got.bin");
     native.cli_json(&["get", &id, "-o", &out.to_string_lossy()])?;
     assert!(std::fs::read(&out)? == bytes, "native peer got the uploaded bytes");
-    let v = wait_file(&tracker, &id, Duration::from_secs(10), |v| v["peers"].as_array().is_some_and(|p| p.len() >= 2))
-        .await?;
+    let v = wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(10), |v| {
+        v["peers"].as_array().is_some_and(|p| p.len() >= 2)
+    })
+    .await?;
     assert_eq!(chunks_held_by(&v, &me), chunk_count(&v), "the tab holds every chunk: {v}");
     tokio::time::sleep(Duration::from_millis(2500)).await; // placement view refreshes
     browser.screenshot("app-2-uploaded-and-searched").await?;
@@ -167,12 +143,15 @@ async fn share_link_downloads_from_native_peers_with_a_chunk_map() -> anyhow::Re
     let put = n1.cli_json(&["put", &path.to_string_lossy()])?;
     let id = put["files"][0]["id"].as_str().unwrap().to_string();
     // Let the swarm copy it to the second native peer, so the tab has two sources.
-    wait_file(&tracker, &id, Duration::from_secs(30), |v| chunks_held_by(v, &n2.peer_id) == chunk_count(v)).await?;
+    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(30), |v| {
+        chunks_held_by(v, &n2.peer_id) == chunk_count(v)
+    })
+    .await?;
 
     let (browser, _me) = open_app(&tracker, "app-share", &format!("/#/file/{id}")).await?;
     let got = saved_bytes(&browser).await?;
     assert!(got == bytes, "the share link downloaded the bytes");
-    let cells = num_attr(&browser, "#chunk-map", "data-cells").await?;
+    let cells = num(&browser, "#chunk-map", "data-cells").await?;
     assert_eq!(cells as usize, (6 * MIB + 99).div_ceil(256 * 1024));
     let done = browser.num_attr_at_least("#chunk-map", "data-done", cells).await?;
     assert_eq!(done, cells, "the chunk map shows every chunk here");
@@ -189,7 +168,8 @@ async fn reload_reannounces_the_indexeddb_inventory() -> anyhow::Result<()> {
     let (browser, me) = open_app(&tracker, "app-reload", "/").await?;
     let (path, bytes) = random_file(tmp.path(), "kept.bin", 2 * MIB + 7, 13)?;
     let id = upload(&browser, &path).await?;
-    let v = wait_file(&tracker, &id, Duration::from_secs(10), |v| chunks_held_by(v, &me) > 0).await?;
+    let v = wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(10), |v| chunks_held_by(v, &me) > 0)
+        .await?;
     let n = chunk_count(&v);
 
     browser.client.refresh().await?;
@@ -197,7 +177,7 @@ async fn reload_reannounces_the_indexeddb_inventory() -> anyhow::Result<()> {
     assert_eq!(again, me, "the tab keeps its peer id across a reload");
     let stored = browser.num_attr_at_least("#tab-storage", "data-store-bytes", bytes.len() as u64).await?;
     assert!(stored >= bytes.len() as u64, "IndexedDB still holds the chunks: {stored}");
-    wait_file(&tracker, &id, Duration::from_secs(10), |v| chunks_held_by(v, &me) == n).await?;
+    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(10), |v| chunks_held_by(v, &me) == n).await?;
 
     // A native peer that joins now can only get the file from the reloaded tab.
     let native = NativePeer::start("app-reload-native", &tracker, &tmp.path().join("n"))?;
@@ -223,7 +203,10 @@ async fn two_tabs_exchange_a_file() -> anyhow::Result<()> {
     assert!(sent >= bytes.len() as u64, "tab A served over data channels: {sent}");
     b.screenshot("app-5-tab-b-downloaded").await?;
     // Tab B is a source now.
-    wait_file(&tracker, &id, Duration::from_secs(10), |v| chunks_held_by(v, &b_id) == chunk_count(v)).await?;
+    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(10), |v| {
+        chunks_held_by(v, &b_id) == chunk_count(v)
+    })
+    .await?;
     Ok(())
 }
 
@@ -237,7 +220,10 @@ async fn tab_takes_replication_orders_and_trades_with_natives() -> anyhow::Resul
     let (path, bytes) = random_file(tmp.path(), "native-file.bin", 3 * MIB + 1, 15)?;
     let put = n1.cli_json(&["put", &path.to_string_lossy()])?;
     let id = put["files"][0]["id"].as_str().unwrap().to_string();
-    wait_file(&tracker, &id, Duration::from_secs(30), |v| chunks_held_by(v, &me) == chunk_count(v)).await?;
+    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(30), |v| {
+        chunks_held_by(v, &me) == chunk_count(v)
+    })
+    .await?;
     let stored = browser.num_attr_at_least("#tab-storage", "data-store-bytes", bytes.len() as u64).await?;
     assert!(stored >= bytes.len() as u64, "the tab stored the replicas: {stored}");
     // Those replicas serve a second native peer once the first is gone.
@@ -423,7 +409,10 @@ async fn bench_browser_peer() -> anyhow::Result<()> {
         let (path, _) = random_file(tmp.path(), name, len, seed)?;
         let put = natives[0].cli_json(&["put", &path.to_string_lossy()])?;
         let id = put["files"][0]["id"].as_str().unwrap().to_string();
-        wait_file(&tracker, &id, Duration::from_secs(300), |v| v["health"]["min_copies"].as_u64() >= Some(3)).await?;
+        wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(300), |v| {
+            v["health"]["min_copies"].as_u64() >= Some(3)
+        })
+        .await?;
         ids.push(id);
         std::fs::remove_file(&path)?;
     }

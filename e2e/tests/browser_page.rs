@@ -1,10 +1,12 @@
 //! The page as a product, in real headless Chromium against a real tracker and real native
 //! peers: several downloads at once with a cancel, the tab's identity across a reload and a
 //! close and reopen (and a second tab being another peer), the storage the tab offers reaching
-//! the tracker, and absolute share links that open the file in another browser.
+//! the tracker, and absolute share links that open the file in another browser; the exact links
+//! `pp-peer put` prints (public, and `--private` with the key in the fragment) open the file
+//! in the page with its bytes and its real name.
 //! Screenshots land in `target/e2e-artifacts/page-*.png`.
 
-use e2e::{random_file, Browser, NativePeer, Tracker};
+use e2e::{num, random_file, wait_json, Browser, NativePeer, Tracker};
 use fantoccini::Locator;
 use std::time::{Duration, Instant};
 
@@ -46,30 +48,6 @@ async fn saved(browser: &Browser, id: &str) -> anyhow::Result<Vec<u8>> {
     let href = browser.wait_attr(&format!("{} .download-link", item(id)), "href", Duration::from_secs(5)).await?;
     anyhow::ensure!(href.starts_with("blob:"), "the save link is a blob URL: {href}");
     browser.fetch_bytes(&href).await
-}
-
-async fn num(browser: &Browser, css: &str, attr: &str) -> anyhow::Result<u64> {
-    Ok(browser.wait_attr(css, attr, Duration::from_secs(5)).await?.parse()?)
-}
-
-/// Polls until `pred` holds for the tracker's `path`.
-async fn wait_json(
-    tracker: &Tracker,
-    path: &str,
-    timeout: Duration,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> anyhow::Result<serde_json::Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = tracker.get_json(path);
-        if let Ok(v) = &v {
-            if pred(v) {
-                return Ok(v.clone());
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting on {path}: {v:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// `peer`'s entry in `/api/peers`.
@@ -348,5 +326,56 @@ async fn share_links_are_absolute_copyable_and_open_the_file_elsewhere() -> anyh
     start_download(&third, &link).await?;
     assert!(saved(&third, &id).await? == bytes, "a pasted link downloads");
     other.screenshot("page-5-opened-link").await?;
+    Ok(())
+}
+
+/// `pp-peer put PATH [flags]` as a user runs it (text output); returns the share link from the
+/// line it prints (`Shared NAME (SIZE): LINK`).
+fn put_printed_link(native: &NativePeer, path: &std::path::Path, flags: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(e2e::bin("pp-peer"))
+        .arg("--tracker")
+        .arg(&native.tracker)
+        .arg("--data-dir")
+        .arg(&native.data_dir)
+        .arg("put")
+        .args(flags)
+        .arg(path)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "pp-peer put failed: {}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("Shared ")).ok_or_else(|| anyhow::anyhow!("{stdout:?}"))?;
+    let link = line.rsplit(": ").next().unwrap_or_default().trim();
+    Ok(link.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_printed_by_pp_peer_put_open_in_the_page() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("page-put-tracker", Some(&e2e::web_dir()))?;
+    let native = NativePeer::start("page-put-native", &tracker, &tmp.path().join("native"))?;
+    let (pub_path, pub_bytes) = random_file(tmp.path(), "holiday-photos.bin", MIB + 17, 81)?;
+    let (priv_path, priv_bytes) = random_file(tmp.path(), "tax-return-2026.bin", MIB + 29, 82)?;
+    let pub_link = put_printed_link(&native, &pub_path, &[])?;
+    let priv_link = put_printed_link(&native, &priv_path, &["--private"])?;
+    let web = tracker.http_url();
+    assert!(pub_link.starts_with(&format!("{web}/#/file/")), "{pub_link}");
+    assert!(priv_link.starts_with(&format!("{web}/#/file/")) && priv_link.contains("?key="), "{priv_link}");
+    let id_of = |link: &str| link.split("/file/").nth(1).unwrap_or_default().chars().take(64).collect::<String>();
+
+    for (what, link, name, bytes) in [
+        ("public", &pub_link, "holiday-photos.bin", &pub_bytes),
+        ("private", &priv_link, "tax-return-2026.bin", &priv_bytes),
+    ] {
+        let browser = Browser::start(&format!("page-put-{what}")).await?;
+        browser.client.goto(link).await?;
+        let id = id_of(link);
+        let got = saved(&browser, &id).await;
+        browser.screenshot(&format!("page-6-put-link-{what}")).await?;
+        assert!(got? == *bytes, "the {what} link printed by put opened the file's bytes");
+        let save = browser.client.find(Locator::Css(&format!("{} .download-link", item(&id)))).await?;
+        assert_eq!(save.attr("download").await?.as_deref(), Some(name), "the {what} file's real name");
+        let shown = browser.client.find(Locator::Css(&format!("{} .name", item(&id)))).await?.text().await?;
+        assert_eq!(shown, name, "the page shows the {what} file's name");
+    }
     Ok(())
 }

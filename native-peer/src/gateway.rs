@@ -8,6 +8,18 @@
 //! attachment with a sanitised name, `nosniff`, a sandboxing CSP, and active types (HTML, SVG,
 //! XML, scripts) are served as `application/octet-stream`.
 //!
+//! A private file is read in plaintext with its key: `GET /files/{id}?key=<key>`, the key
+//! exactly as the share link carries it (`…/#/file/{id}?key=<key>`), or `?pass=<passphrase>`
+//! for a file shared with a passphrase (`?pass` links; the derived key is kept in memory, so a
+//! player's many range requests pay for PBKDF2 once; a URL with a passphrase lands in shell and
+//! browser history, so prefer key links where there is a choice). The sealed meta is opened
+//! first: the real name and (safe) type in the headers, the plaintext size as the length, and
+//! ranges are plaintext offsets ([`swarm_core::range::ChunkLayout`], the web app's stream uses
+//! the same mapping), each chunk checked against its SHA-256 id and decrypted before a byte of
+//! it goes out. Without a key, a private file is refused (403) with a message that says to add
+//! it: its ciphertext is never served as if it were the file. A wrong key is 403, a malformed
+//! one 400. [`PrivateError`] says which.
+//!
 //! Memory stays bounded: at most [`AHEAD`] chunks are fetched or read ahead of the client.
 //!
 //! Priority: a chunk this peer lacks of a file it is downloading (`pp-peer get` through the
@@ -19,14 +31,18 @@
 use crate::node::Node;
 use crate::store::StoredFile;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use swarm_core::envelope::{EnvelopeError, FileCipher, FileKey, Kdf};
+use swarm_core::range::ChunkLayout;
+use swarm_core::share::{parse_key, ShareError};
 use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, FileId, Manifest, PeerId, ServerMsg};
 use tokio::sync::Mutex as AsyncMutex;
@@ -36,6 +52,113 @@ const AHEAD: usize = 8;
 /// How long a read waits for a running download of the file to store a chunk before it
 /// fetches the chunk itself.
 const DOWNLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Passphrase-derived keys kept (files × passphrases); the map is emptied when it is full.
+const DERIVED_KEYS: usize = 64;
+
+/// What the gateway's handlers share.
+struct Gateway {
+    node: Arc<Node>,
+    /// Keys derived from `?pass=`, by file and SHA-256 of the passphrase (only ones that
+    /// opened the file's sealed meta).
+    derived: Mutex<HashMap<(FileId, [u8; 32]), FileKey>>,
+}
+
+/// Why a private file cannot be read through the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateError {
+    #[error(
+        "file {0} is private: add its key from the share link, /files/{0}?key=<the part after key= in the link> \
+         (or ?pass=<passphrase> for a ?pass link)"
+    )]
+    NeedsKey(FileId),
+    #[error("bad key: {0}")]
+    BadKey(#[from] ShareError),
+    #[error("give either ?key= or ?pass=, not both")]
+    KeyAndPass,
+    #[error("file {0} is public: it takes no key (drop ?key= / ?pass=)")]
+    Public(FileId),
+    #[error("file {0} was shared with a key, not a passphrase: use ?key= from its link")]
+    NotPassphrase(FileId),
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    #[error("cannot derive the key: {0}")]
+    Internal(String),
+}
+
+impl PrivateError {
+    fn status(&self) -> StatusCode {
+        match self {
+            PrivateError::NeedsKey(_) | PrivateError::Envelope(EnvelopeError::WrongKey) => StatusCode::FORBIDDEN,
+            PrivateError::BadKey(_)
+            | PrivateError::KeyAndPass
+            | PrivateError::Public(_)
+            | PrivateError::NotPassphrase(_)
+            | PrivateError::Envelope(EnvelopeError::BadIterations(_)) => StatusCode::BAD_REQUEST,
+            // Tampered or inconsistent sealed meta: the swarm's record is bad, not the request.
+            PrivateError::Envelope(_) => StatusCode::BAD_GATEWAY,
+            PrivateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A private file opened: its cipher and real name, type and size.
+struct Opened {
+    cipher: FileCipher,
+    meta: swarm_core::envelope::PlainMeta,
+}
+
+impl Gateway {
+    /// Opens a private file with the request's `?key=` or `?pass=`; `Ok(None)` for a public file
+    /// asked without either.
+    async fn open(
+        &self,
+        id: FileId,
+        file: &StoredFile,
+        q: &HashMap<String, String>,
+    ) -> Result<Option<Opened>, PrivateError> {
+        let (key, pass) = (q.get("key"), q.get("pass"));
+        let Some(sealed) = &file.meta.sealed else {
+            return if key.is_some() || pass.is_some() { Err(PrivateError::Public(id)) } else { Ok(None) };
+        };
+        let key = match (key, pass) {
+            (Some(_), Some(_)) => return Err(PrivateError::KeyAndPass),
+            (None, None) => return Err(PrivateError::NeedsKey(id)),
+            (Some(k), None) => FileKey(parse_key(k.trim())?),
+            (None, Some(p)) => self.derive(id, sealed, p).await?,
+        };
+        let (cipher, meta) = FileCipher::open(&key, sealed, &file.manifest)?;
+        Ok(Some(Opened { cipher, meta }))
+    }
+
+    /// The key from a passphrase (PBKDF2, off the async threads), kept once it opens the file.
+    async fn derive(
+        &self,
+        id: FileId,
+        sealed: &swarm_core::envelope::SealedMeta,
+        pass: &str,
+    ) -> Result<FileKey, PrivateError> {
+        use sha2::Digest;
+        let Kdf::Pbkdf2 { iterations, salt } = sealed.kdf()? else { return Err(PrivateError::NotPassphrase(id)) };
+        let slot = (id, <[u8; 32]>::from(sha2::Sha256::digest(pass.as_bytes())));
+        if let Some(k) = self.derived.lock().unwrap().get(&slot) {
+            return Ok(k.clone());
+        }
+        let (pass, sealed) = (pass.to_string(), sealed.clone());
+        let key = tokio::task::spawn_blocking(move || {
+            let key = FileKey::from_passphrase(&pass, &salt, iterations)?;
+            sealed.open(&key).map(|_| key)
+        })
+        .await
+        .map_err(|e| PrivateError::Internal(e.to_string()))??;
+        let mut derived = self.derived.lock().unwrap();
+        if derived.len() >= DERIVED_KEYS {
+            derived.clear();
+        }
+        derived.insert(slot, key.clone());
+        Ok(key)
+    }
+}
 
 /// Starts the gateway on `addr`; returns the address it listens on.
 pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
@@ -52,8 +175,8 @@ pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<SocketAd
 }
 
 /// 200 while a tracker session is open, 503 while the peer reconnects.
-async fn ready(State(node): State<Arc<Node>>) -> (StatusCode, &'static str) {
-    if node.connected() {
+async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, &'static str) {
+    if gw.node.connected() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not joined to the tracker\n")
@@ -65,7 +188,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/files/{id}", get(file))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(node)
+        .with_state(Arc::new(Gateway { node, derived: Mutex::new(HashMap::new()) }))
 }
 
 pub use swarm_core::range::{parse_range, RangeReq};
@@ -199,26 +322,44 @@ async fn find(node: &Arc<Node>, id: FileId) -> Result<StoredFile, Response> {
     }
 }
 
-async fn file(State(node): State<Arc<Node>>, Path(id): Path<String>, method: Method, headers: HeaderMap) -> Response {
+async fn file(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     let Ok(id) = id.parse::<FileId>() else {
         return plain(StatusCode::BAD_REQUEST, "a file id is 64 hex digits");
     };
+    let node = gw.node.clone();
     let file = match find(&node, id).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let size = file.manifest.size;
+    let opened = match gw.open(id, &file, &query).await {
+        Ok(o) => o,
+        Err(e) => return plain(e.status(), e.to_string()),
+    };
+    let (layout, name, mime, cipher) = match opened {
+        Some(Opened { cipher, meta }) => {
+            (ChunkLayout::private(&file.manifest, meta.size), meta.name, meta.mime, Some(cipher))
+        }
+        None => (ChunkLayout::public(&file.manifest), file.meta.name.clone(), file.meta.mime.clone(), None),
+    };
+    let size = layout.size;
     let range = parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size);
     let mut h = HeaderMap::new();
     let hv =
         |s: String| HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    h.insert(header::CONTENT_TYPE, hv(safe_content_type(&file.meta.mime)));
-    h.insert(header::CONTENT_DISPOSITION, hv(content_disposition(&file.meta.name, &id.to_hex())));
+    h.insert(header::CONTENT_TYPE, hv(safe_content_type(&mime)));
+    h.insert(header::CONTENT_DISPOSITION, hv(content_disposition(&name, &id.to_hex())));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::ETAG, hv(format!("\"{id}\"")));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    let cache = if cipher.is_some() { "private, no-store" } else { "public, max-age=31536000, immutable" };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     let (status, start, end) = match range {
         RangeReq::Unsatisfiable => {
             h.insert(header::CONTENT_RANGE, hv(format!("bytes */{size}")));
@@ -235,26 +376,32 @@ async fn file(State(node): State<Arc<Node>>, Path(id): Path<String>, method: Met
     if method == Method::HEAD || start == end {
         return (status, h, Body::empty()).into_response();
     }
-    let cs = file.manifest.chunk_size as u64;
-    let (first, last) = ((start / cs) as usize, ((end - 1) / cs) as usize);
     let src = Arc::new(Source { node, file: id, manifest: file.manifest, located: AsyncMutex::new(None) });
-    let stream = futures_util::stream::iter(first..=last)
+    let cipher = Arc::new(cipher);
+    let stream = futures_util::stream::iter(layout.chunks_in(start, end))
         .map(move |i| {
-            let src = src.clone();
+            let (src, cipher) = (src.clone(), cipher.clone());
             async move {
-                let bytes = src.chunk(i).await.map_err(|e| {
+                let bytes = readable(&src, cipher.as_ref().as_ref(), i).await.map_err(|e| {
                     tracing::warn!("gateway: {e:#}");
                     std::io::Error::other(format!("{e:#}"))
                 })?;
-                let off = src.manifest.chunk_offset(i);
-                let a = start.saturating_sub(off) as usize;
-                let b = ((end - off) as usize).min(bytes.len());
-                let mut bytes = bytes::Bytes::from(bytes);
-                Ok::<_, std::io::Error>(bytes.split_to(b).split_off(a))
+                let part = layout.slice(i, start, end, bytes.len());
+                Ok::<_, std::io::Error>(bytes::Bytes::from(bytes).slice(part))
             }
         })
         .buffered(AHEAD);
     (status, h, Body::from_stream(stream)).into_response()
+}
+
+/// Chunk `i` as the reader reads it: checked against its id, and decrypted for a private file.
+async fn readable(src: &Source, cipher: Option<&FileCipher>, i: usize) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = src.chunk(i).await?;
+    src.manifest.chunks[i].verify(&bytes).map_err(|e| anyhow::anyhow!("chunk {i}: {e}"))?;
+    if let Some(c) = cipher {
+        c.open_chunk(i as u64, &mut bytes)?;
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -52,7 +52,8 @@ struct Args {
 enum Cmd {
     /// Join the swarm and serve chunks until Ctrl-C or SIGTERM (or `leave`), then stop cleanly.
     Run {
-        /// Serve files over HTTP on this address: `GET /files/{id}` (Range, HEAD).
+        /// Serve files over HTTP on this address: `GET /files/{id}` (Range, HEAD); a private file
+        /// in plaintext with `?key=` from its share link (or `?pass=`).
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
         /// Seconds between scrubs of the chunk store (0: never).

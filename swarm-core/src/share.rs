@@ -72,6 +72,12 @@ fn clip(s: &str) -> String {
     s.chars().take(100).collect()
 }
 
+/// A file key as a link carries it (`?key=…`: 32 bytes, base64url without padding).
+pub fn parse_key(k: &str) -> Result<[u8; 32], ShareError> {
+    let bytes = URL_SAFE_NO_PAD.decode(k).map_err(|_| ShareError::BadKey(clip(k)))?;
+    bytes.try_into().map_err(|_| ShareError::BadKey(clip(k)))
+}
+
 impl ShareLink {
     /// Reads the fragment part after `#/file/` (`{id}[?key=…|?pass]`).
     fn from_fragment(web: Option<String>, rest: &str) -> Result<Self, ShareError> {
@@ -81,11 +87,7 @@ impl ShareLink {
         let mut secret = None;
         for part in query.split('&').filter(|p| !p.is_empty()) {
             match part.split_once('=') {
-                Some(("key", k)) => {
-                    let bytes = URL_SAFE_NO_PAD.decode(k).map_err(|_| ShareError::BadKey(clip(k)))?;
-                    let key: [u8; 32] = bytes.try_into().map_err(|_| ShareError::BadKey(clip(k)))?;
-                    secret = Some(Secret::Key(key));
-                }
+                Some(("key", k)) => secret = Some(Secret::Key(parse_key(k)?)),
                 None if part == "pass" => secret = Some(Secret::Passphrase),
                 _ => return Err(ShareError::UnknownParam(clip(part))),
             }
