@@ -187,7 +187,16 @@ async fn session(
     }
     loop {
         let wake = next_send.unwrap_or_else(|| tokio::time::Instant::now() + HEARTBEAT);
+        // The plan first: a signal of a new round must be counted in that round, and the
+        // round is announced before anyone sends.
         tokio::select! {
+            biased;
+            changed = plan.changed() => {
+                if changed.is_err() || follow(&plan.borrow_and_update(), &mut round, &mut next_send) {
+                    let _ = tx.close().await;
+                    return End::Stop;
+                }
+            }
             m = rx.next() => match m {
                 Some(Ok(Message::Text(t))) => {
                     if let Some(reply) = receive(me, t.as_str(), swarm, round.as_deref()) {
@@ -199,12 +208,6 @@ async fn session(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return End::Closed,
                 Some(Ok(_)) => {}
             },
-            changed = plan.changed() => {
-                if changed.is_err() || follow(&plan.borrow_and_update(), &mut round, &mut next_send) {
-                    let _ = tx.close().await;
-                    return End::Stop;
-                }
-            }
             _ = beat.tick() => {
                 if tx.send(heartbeat.clone()).await.is_err() {
                     return End::Closed;
