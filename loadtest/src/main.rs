@@ -1,34 +1,46 @@
-//! `pp-loadtest`: opens N websocket peers against a running tracker (loopback only), each
-//! saying hello with a random secret, and measures what the tracker sustains, in the manner
-//! of aquatic's load tester:
+//! `pp-loadtest`: opens N websocket peers against a running tracker, or the nodes of a tracker
+//! cluster (loopback only), each saying hello with a random secret, and measures what the
+//! tracker sustains, in the manner of aquatic's load tester:
 //!
-//! - connected peers, and how long connecting took;
-//! - the tracker's resident memory per idle peer: `VmRSS` of `--tracker-pid` before and after
-//!   connecting, divided by the peers connected;
+//! - connected peers, and how long connecting took (peers are spread round-robin over the
+//!   `--tracker` URLs);
+//! - each node's resident memory per idle peer: `VmRSS` of its `--tracker-pid` before and
+//!   after connecting, divided by the peers connected to the whole cluster and by those
+//!   connected to that node;
 //! - signalling throughput: for `--duration` seconds peers send `signal` messages to random
-//!   other peers at `--signal-rate` messages per second in total, and count what arrives
-//!   (messages relayed per second, relay latency quantiles).
+//!   other peers (with `--cross-node`, to peers of another node) at `--signal-rate` messages
+//!   per second in total, and count what arrives (messages relayed per second, relay latency
+//!   quantiles);
+//! - failover (`--failover-kill-pid`): kills one node and measures how long its peers take to
+//!   be welcomed by another node and re-announce ([`failover`]), then signals for
+//!   `--after-failover` seconds to check the moved peers are reachable.
 //!
 //! Run against a release tracker, e.g.
 //! `tracker --listen 127.0.0.1:8090 --max-conns-per-ip 0 --max-peers 20000 & pp-loadtest
-//! --tracker ws://127.0.0.1:8090/ws --tracker-pid $! --peers 10000 --signal-rate 50000`.
+//! --tracker ws://127.0.0.1:8090/ws --tracker-pid $! --peers 10000 --signal-rate 50000`;
+//! `scripts/bench-cluster.sh` compares one node with a cluster of three.
 
+mod failover;
 mod peer;
 mod stats;
 
 use anyhow::Context;
 use clap::Parser;
-use stats::{rss_bytes, Stats};
+use failover::Failover;
+use peer::{Plan, Round, Swarm};
+use stats::{quantile, rss_bytes, Stats};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 #[derive(Parser, Debug)]
 #[command(name = "pp-loadtest", version, about, long_about = None)]
 struct Args {
-    /// Tracker websocket url; only loopback addresses are allowed.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    tracker: String,
+    /// Tracker websocket URL; several (comma-separated or repeated) for the nodes of a
+    /// cluster, peers are assigned to them round-robin. Only loopback addresses are allowed.
+    #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    tracker: Vec<String>,
     /// Peers to connect (at most 30000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=30_000))]
     peers: u32,
@@ -41,24 +53,41 @@ struct Args {
     /// Peers that send signals (0: all of them); the others only receive.
     #[arg(long, default_value_t = 0)]
     senders: u32,
-    /// Tracker process id, to read its resident memory from /proc.
+    /// Send every signal to a peer of another node than the sender's (needs several
+    /// `--tracker`s); without it receivers are random.
     #[arg(long)]
-    tracker_pid: Option<u32>,
+    cross_node: bool,
+    /// Tracker process ids, to read their resident memory from /proc: one per `--tracker`, in
+    /// the same order (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    tracker_pid: Vec<u32>,
+    /// After signalling, kill this tracker node (SIGKILL; one of `--tracker-pid`) and measure
+    /// how long its peers take to reconnect to another node and re-announce.
+    #[arg(long)]
+    failover_kill_pid: Option<u32>,
+    /// Seconds the peers of the killed node have to get back.
+    #[arg(long, default_value_t = 60)]
+    failover_timeout: u64,
+    /// Seconds of signalling (random receivers) once the failover is over, to check the moved
+    /// peers are reachable (0: none).
+    #[arg(long, default_value_t = 3)]
+    after_failover: u64,
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 128)]
     connect_concurrency: usize,
-    /// Seconds to wait after connecting before measuring memory.
+    /// Seconds to wait after connecting before measuring memory (and before the kill).
     #[arg(long, default_value_t = 2)]
     settle: u64,
 }
 
-fn check_loopback(url: &str) -> anyhow::Result<()> {
+/// Refuses any tracker URL but a `ws://` one on this machine.
+pub(crate) fn check_loopback(url: &str) -> anyhow::Result<()> {
     let rest = url.strip_prefix("ws://").context("the tracker url must start with ws://")?;
     let host = rest.split('/').next().unwrap_or_default();
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
     anyhow::ensure!(
         matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-        "the load test only runs against a tracker on this machine (127.0.0.1), not {host}"
+        "the load test only runs against a tracker on this machine (127.0.0.1), not {host} ({url})"
     );
     Ok(())
 }
@@ -67,106 +96,283 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
+}
+
+/// Checks the arguments against each other; returns the index of the node to kill, if any.
+fn check(args: &Args) -> anyhow::Result<Option<usize>> {
+    anyhow::ensure!(!args.tracker.is_empty(), "--tracker needs at least one URL");
+    for url in &args.tracker {
+        check_loopback(url)?;
+    }
+    let nodes = args.tracker.len();
+    anyhow::ensure!(
+        args.tracker_pid.is_empty() || args.tracker_pid.len() == nodes,
+        "--tracker-pid takes one pid per --tracker ({nodes} URLs, {} pids)",
+        args.tracker_pid.len()
+    );
+    anyhow::ensure!(!args.cross_node || nodes >= 2, "--cross-node needs at least two --tracker URLs");
+    let Some(pid) = args.failover_kill_pid else { return Ok(None) };
+    anyhow::ensure!(nodes >= 2, "--failover-kill-pid needs at least two --tracker URLs (somewhere to go)");
+    let node = args
+        .tracker_pid
+        .iter()
+        .position(|p| *p == pid)
+        .with_context(|| format!("--failover-kill-pid {pid} is none of --tracker-pid: which node is it?"))?;
+    Ok(Some(node))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    check_loopback(&args.tracker)?;
+    let kill_node = check(&args)?;
+    let nodes = args.tracker.len();
     let n = args.peers as usize;
     let limit = rlimit::increase_nofile_limit(n as u64 + 1024).context("cannot raise the file descriptor limit")?;
     anyhow::ensure!(limit >= n as u64 + 64, "file descriptor limit {limit} is too low for {n} peers");
 
-    let rss_before = args.tracker_pid.map(rss_bytes).transpose()?;
-    let stats = Arc::new(Stats::default());
+    let rss_before = args.tracker_pid.iter().map(|p| rss_bytes(*p)).collect::<anyhow::Result<Vec<_>>>()?;
 
-    // Connect.
+    // Connect, round-robin over the nodes.
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut joins = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (gate, url) = (gate.clone(), args.tracker.clone());
+    for i in 0..n {
+        let (gate, url) = (gate.clone(), args.tracker[i % nodes].clone());
         joins.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.expect("open");
-            tokio::time::timeout(Duration::from_secs(30), peer::join(&url)).await.map_err(anyhow::Error::from)?
+            let secret = peer::new_secret();
+            let joined = tokio::time::timeout(Duration::from_secs(30), peer::join(&url, &secret))
+                .await
+                .map_err(|_| anyhow::anyhow!("{url}: no welcome within 30 s"))??;
+            anyhow::Ok((i % nodes, secret, joined))
         }));
     }
     let mut conns = Vec::with_capacity(n);
-    let mut failures = 0;
+    let mut failures = vec![0usize; nodes];
     let mut first_error = None;
-    for j in joins {
+    for (i, j) in joins.into_iter().enumerate() {
         match j.await? {
             Ok(c) => conns.push(c),
             Err(e) => {
-                failures += 1;
+                failures[i % nodes] += 1;
                 first_error.get_or_insert(e);
             }
         }
     }
     let connect_secs = started.elapsed().as_secs_f64();
     println!(
-        "peers: {} connected, {failures} failed, in {connect_secs:.1} s ({:.0} connections/s)",
+        "peers: {} connected, {} failed, in {connect_secs:.1} s ({:.0} connections/s)",
         conns.len(),
+        failures.iter().sum::<usize>(),
         conns.len() as f64 / connect_secs
     );
     if let Some(e) = first_error {
         println!("  first failure: {e:#}");
     }
+    // `key=value` words for scripts, printed last.
+    let mut summary = vec![
+        format!("peers={}", conns.len()),
+        format!("failed={}", failures.iter().sum::<usize>()),
+        format!("connect_s={connect_secs:.1}"),
+    ];
     anyhow::ensure!(conns.len() >= 2, "too few peers connected");
 
-    if let (Some(pid), Some(before)) = (args.tracker_pid, rss_before) {
-        tokio::time::sleep(Duration::from_secs(args.settle)).await;
-        let after = rss_bytes(pid)?;
-        let per_peer = after.saturating_sub(before) as f64 / conns.len() as f64;
-        println!(
-            "tracker memory: {:.1} MiB before, {:.1} MiB with {} idle peers: {per_peer:.0} bytes per idle peer",
-            mib(before),
-            mib(after),
-            conns.len()
-        );
+    // Every peer lives in its own task from now on.
+    let mut by_node = vec![Vec::new(); nodes];
+    for (i, (node, _, _)) in conns.iter().enumerate() {
+        by_node[*node].push(i);
     }
-    if args.signal_rate == 0 {
-        return Ok(());
+    if nodes > 1 {
+        for (node, url) in args.tracker.iter().enumerate() {
+            println!("  node {} {url}: {} connected, {} failed", node + 1, by_node[node].len(), failures[node]);
+        }
+    }
+    let dead_url = kill_node.map(|k| args.tracker[k].clone());
+    let swarm = Arc::new(Swarm {
+        ids: conns.iter().map(|(_, _, j)| j.id.clone()).collect(),
+        node_of: conns.iter().map(|(node, _, _)| *node).collect(),
+        by_node,
+        urls: args.tracker.clone(),
+        moved: conns.iter().map(|_| AtomicBool::new(false)).collect(),
+        lost: AtomicU64::new(0),
+        epoch: Instant::now(),
+        failover: Failover::new(dead_url, Duration::from_secs(args.failover_timeout)),
+    });
+    let (plan, plan_rx) = watch::channel(Plan::Idle);
+    let mut tasks = Vec::with_capacity(conns.len());
+    for (i, (_, secret, joined)) in conns.into_iter().enumerate() {
+        tasks.push(tokio::spawn(peer::drive(i, secret, joined, swarm.clone(), plan_rx.clone())));
+    }
+    let peers = swarm.ids.len();
+
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    if !rss_before.is_empty() {
+        let mut total = 0;
+        for (node, (pid, before)) in args.tracker_pid.iter().zip(&rss_before).enumerate() {
+            let after = rss_bytes(*pid)?;
+            let grown = after.saturating_sub(*before);
+            total += grown;
+            let here = swarm.by_node[node].len();
+            println!(
+                "tracker memory, node {} (pid {pid}): {:.1} MiB before, {:.1} MiB with {here} of {peers} idle peers: \
+                 {:.0} bytes per idle peer of the cluster, {:.0} bytes per idle peer of this node",
+                node + 1,
+                mib(*before),
+                mib(after),
+                grown as f64 / peers as f64,
+                grown as f64 / here.max(1) as f64,
+            );
+            summary.push(format!("mem_cluster_{}={:.0}", node + 1, grown as f64 / peers as f64));
+            summary.push(format!("mem_node_{}={:.0}", node + 1, grown as f64 / here.max(1) as f64));
+        }
+        if nodes > 1 {
+            println!(
+                "tracker memory, all {nodes} nodes: {:.1} MiB more, {:.0} bytes per idle peer",
+                mib(total),
+                total as f64 / peers as f64
+            );
+        }
+        summary.push(format!("mem_all={:.0}", total as f64 / peers as f64));
     }
 
-    // Signal.
-    let ids: Arc<Vec<_>> = Arc::new(conns.iter().map(|(_, id)| id.clone()).collect());
-    let senders = if args.senders == 0 { conns.len() } else { (args.senders as usize).min(conns.len()) };
-    let interval = Duration::from_secs_f64(senders as f64 / args.signal_rate as f64);
-    let epoch = Instant::now();
-    let until = epoch + Duration::from_secs(args.duration);
-    let mut tasks = Vec::with_capacity(conns.len());
-    for (i, (ws, _)) in conns.into_iter().enumerate() {
-        let every = (i < senders).then_some(interval);
-        tasks.push(tokio::spawn(peer::run(ws, i, ids.clone(), every, epoch, until, stats.clone())));
+    if args.signal_rate > 0 {
+        summary.extend(signal(&args, &swarm, &plan, args.duration, args.cross_node, "signalling").await);
+        for (node, pid) in args.tracker_pid.iter().enumerate() {
+            println!("tracker memory after signalling, node {}: {:.1} MiB", node + 1, mib(rss_bytes(*pid)?));
+        }
     }
-    let mut last = (0, 0);
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (s, r) = (Stats::get(&stats.sent), Stats::get(&stats.received));
-        println!("  {:>4.0} s: sent {:>7}/s, received {:>7}/s", epoch.elapsed().as_secs_f64(), s - last.0, r - last.1);
-        last = (s, r);
+
+    if let (Some(pid), Some(node)) = (args.failover_kill_pid, kill_node) {
+        summary.extend(failover(&args, &swarm, pid, node).await?);
+        if args.signal_rate > 0 && args.after_failover > 0 {
+            let after = signal(&args, &swarm, &plan, args.after_failover, false, "signalling after the failover").await;
+            summary.extend(after.into_iter().map(|kv| format!("after_{kv}")));
+        }
     }
-    // Let the last messages arrive.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let secs = args.duration as f64;
-    let (sent, received) = (Stats::get(&stats.sent), Stats::get(&stats.received));
-    let ms = |q| stats.latency_quantile(q).map_or("-".into(), |us| format!("{:.1} ms", us as f64 / 1000.0));
-    println!(
-        "signalling: {senders} senders for {secs:.0} s: sent {sent} ({:.0}/s), relayed and received {received} ({:.0}/s), \
-         errors {} (rate limited {}), latency p50 < {} p99 < {}",
-        sent as f64 / secs,
-        received as f64 / secs,
-        Stats::get(&stats.errors),
-        Stats::get(&stats.rate_limited),
-        ms(0.5),
-        ms(0.99),
-    );
-    if let Some(pid) = args.tracker_pid {
-        println!("tracker memory after signalling: {:.1} MiB", mib(rss_bytes(pid)?));
+    let lost = Stats::get(&swarm.lost);
+    if lost > 0 {
+        println!("dropped by a tracker (outside the failover): {lost} peers");
     }
+    summary.push(format!("lost_peers={lost}"));
+    println!("summary: {}", summary.join(" "));
+    let _ = plan.send(Plan::Stop);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for t in tasks {
         t.abort();
     }
     Ok(())
+}
+
+/// One signalling round of `secs` seconds; prints a line per second and the summary, and
+/// returns the summary's `key=value` words.
+async fn signal(
+    args: &Args,
+    swarm: &Swarm,
+    plan: &watch::Sender<Plan>,
+    secs: u64,
+    cross_node: bool,
+    what: &str,
+) -> Vec<String> {
+    let peers = swarm.ids.len();
+    let senders = if args.senders == 0 { peers } else { (args.senders as usize).min(peers) };
+    let stats = Arc::new(Stats::default());
+    let start = Instant::now();
+    let until = start + Duration::from_secs(secs);
+    let interval = Duration::from_secs_f64(senders as f64 / args.signal_rate as f64);
+    let _ = plan.send(Plan::Signal(Arc::new(Round { stats: stats.clone(), until, interval, senders, cross_node })));
+    let mut last = (0, 0);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (s, r) = (Stats::get(&stats.sent), Stats::get(&stats.received));
+        println!("  {:>4.0} s: sent {:>7}/s, received {:>7}/s", start.elapsed().as_secs_f64(), s - last.0, r - last.1);
+        last = (s, r);
+    }
+    // Let the last messages arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = plan.send(Plan::Idle);
+    let secs = secs as f64;
+    let (sent, received) = (Stats::get(&stats.sent), Stats::get(&stats.received));
+    let lat = |q| stats.latency_quantile(q).map_or("-".into(), |us| format!("{:.1}", us as f64 / 1000.0));
+    let lost = 100.0 * sent.saturating_sub(received) as f64 / sent.max(1) as f64;
+    let receivers = if cross_node { "on another node" } else { "random" };
+    println!(
+        "{what}: {senders} senders for {secs:.0} s, receivers {receivers}: sent {sent} ({:.0}/s), relayed and \
+         received {received} ({:.0}/s, {lost:.2}% lost), errors {} (rate limited {}), latency p50 < {} ms p90 < {} ms \
+         p99 < {} ms p99.9 < {} ms",
+        sent as f64 / secs,
+        received as f64 / secs,
+        Stats::get(&stats.errors),
+        Stats::get(&stats.rate_limited),
+        lat(0.5),
+        lat(0.9),
+        lat(0.99),
+        lat(0.999),
+    );
+    let to_moved = Stats::get(&stats.sent_to_moved);
+    if to_moved > 0 {
+        println!(
+            "  to peers that moved in the failover: sent {to_moved}, received {}",
+            Stats::get(&stats.received_by_moved)
+        );
+    }
+    vec![
+        format!("sig_sent_per_s={:.0}", sent as f64 / secs),
+        format!("sig_received_per_s={:.0}", received as f64 / secs),
+        format!("sig_lost_pct={lost:.2}"),
+        format!("sig_errors={}", Stats::get(&stats.errors)),
+        format!("p50_ms={}", lat(0.5)),
+        format!("p99_ms={}", lat(0.99)),
+    ]
+}
+
+/// Kills node `node` (process `pid`) and waits for its peers to be back elsewhere; returns
+/// the summary's `key=value` words.
+async fn failover(args: &Args, swarm: &Swarm, pid: u32, node: usize) -> anyhow::Result<Vec<String>> {
+    let f = &swarm.failover;
+    let expected = swarm.by_node[node].len();
+    let killed_at = f.kill(pid)?;
+    println!("failover: killed node {} (pid {pid}, {}) with {expected} peers", node + 1, args.tracker[node]);
+    let deadline = killed_at + Duration::from_secs(args.failover_timeout) + Duration::from_secs(1);
+    let mut next_line = killed_at + Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let back = f.times().len();
+        let gave_up = Stats::get(&f.gave_up) as usize;
+        if Instant::now() >= next_line {
+            next_line += Duration::from_secs(1);
+            println!("  {:>4.0} s: {back} of {expected} back", killed_at.elapsed().as_secs_f64());
+        }
+        if back + gave_up >= expected || Instant::now() >= deadline {
+            break;
+        }
+    }
+    let times = f.times();
+    let never = expected.saturating_sub(times.len());
+    println!(
+        "failover: {} of {expected} peers welcomed by another node and re-announced, {never} never came back \
+         within {} s; time from the kill p50 {} p99 {} max {}; {} failed reconnection attempts",
+        times.len(),
+        args.failover_timeout,
+        ms(quantile(&times, 0.5)),
+        ms(quantile(&times, 0.99)),
+        ms(times.last().copied()),
+        Stats::get(&f.failed_attempts),
+    );
+    if let Some(e) = f.first_error() {
+        println!("  first failed attempt: {e}");
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1000.0));
+    Ok(vec![
+        format!("failover_peers={expected}"),
+        format!("failover_back={}", times.len()),
+        format!("failover_never={never}"),
+        format!("failover_p50_ms={}", ms(quantile(&times, 0.5))),
+        format!("failover_p99_ms={}", ms(quantile(&times, 0.99))),
+        format!("failover_max_ms={}", ms(times.last().copied())),
+    ])
 }
 
 #[cfg(test)]
@@ -180,5 +386,28 @@ mod tests {
         assert!(check_loopback("ws://example.com:8080/ws").is_err());
         assert!(check_loopback("ws://10.0.0.1/ws").is_err());
         assert!(check_loopback("http://127.0.0.1/ws").is_err());
+    }
+
+    fn args(extra: &[&str]) -> anyhow::Result<Args> {
+        let base =
+            ["pp-loadtest", "--tracker", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws", "--tracker", "ws://127.0.0.1:3/ws"];
+        Ok(Args::try_parse_from(base.iter().chain(extra))?)
+    }
+
+    #[test]
+    fn several_trackers_and_pids() {
+        let a = args(&["--tracker-pid", "11,12", "--tracker-pid", "13", "--cross-node"]).unwrap();
+        assert_eq!(a.tracker.len(), 3);
+        assert_eq!(a.tracker_pid, vec![11, 12, 13]);
+        assert_eq!(check(&a).unwrap(), None);
+        let a = args(&["--tracker-pid", "11,12,13", "--failover-kill-pid", "12"]).unwrap();
+        assert_eq!(check(&a).unwrap(), Some(1));
+        assert!(check(&args(&["--tracker-pid", "11"]).unwrap()).is_err(), "one pid per node");
+        assert!(check(&args(&["--tracker-pid", "11,12,13", "--failover-kill-pid", "14"]).unwrap()).is_err());
+        let mut a = args(&["--tracker", "ws://example.com/ws"]).unwrap();
+        assert!(check(&a).is_err(), "every URL is loopback");
+        a.tracker.truncate(1);
+        a.cross_node = true;
+        assert!(check(&a).is_err(), "cross-node needs two nodes");
     }
 }
