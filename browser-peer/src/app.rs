@@ -13,9 +13,8 @@ use crate::hooks::{use_file_detail, use_peers, use_search};
 use crate::node::{share_link, use_node, Node, NodeHandle};
 use crate::paths::label as path_label;
 use crate::state::{
-    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, OfferView, SourceView, Stats, StorageInfo, TrackerNodeView,
-    TrimReport,
-    UploadView,
+    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, OfferView, SourceView, Stats, StorageInfo,
+    TrackerNodeView, TrimReport, UploadView,
 };
 use swarm_core::peer::CellState;
 

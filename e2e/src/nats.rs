@@ -134,8 +134,9 @@ impl NatsServer {
                 bin.display()
             )
         })?;
-        wait_listening(&mut proc, self.port, START_TIMEOUT)
-            .with_context(|| format!("nats-server {} (log: {}/{log_name}.log)", self.name, artifacts_dir().display()))?;
+        wait_listening(&mut proc, self.port, START_TIMEOUT).with_context(|| {
+            format!("nats-server {} (log: {}/{log_name}.log)", self.name, artifacts_dir().display())
+        })?;
         self.proc = Some(proc);
         server_info(self.port).map(drop)
     }
@@ -254,7 +255,8 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("no HTTP status"))?;
+    let status =
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("no HTTP status"))?;
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     Ok((status, body))
 }

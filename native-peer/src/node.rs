@@ -9,7 +9,6 @@ pub use crate::driver::{DataStats, NodeConfig};
 use crate::rtc::RtcEnv;
 use crate::store::{ChunkStore, StoreError, StoredFile};
 use crate::tracker_client::{RequestError, TrackerClient, TrackerError, TrackerTls};
-use swarm_core::peer::trackers::TrackerList;
 use anyhow::{bail, Context};
 use std::io::Read;
 use std::path::Path;
@@ -17,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_core::envelope::{self, FileKey, Kdf, PlainMeta, SealedMeta};
 use swarm_core::peer::proof::{nonce_items, NONCES_PER_CHUNK};
+use swarm_core::peer::trackers::TrackerList;
 use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, CHUNK_SIZE};
 use tokio::sync::{mpsc, oneshot};
@@ -54,15 +54,10 @@ impl Node {
             None
         };
         let tls = TrackerTls { ca: config.tracker_ca.clone(), config: tls };
-        let (tracker, incoming) = TrackerClient::connect(
-            trackers,
-            &secret,
-            config.join_token.as_deref(),
-            config.connect_attempts,
-            tls,
-        )
-        .await
-        .map_err(PeerError::from)?;
+        let (tracker, incoming) =
+            TrackerClient::connect(trackers, &secret, config.join_token.as_deref(), config.connect_attempts, tls)
+                .await
+                .map_err(PeerError::from)?;
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let env = Arc::new(Mutex::new(RtcEnv { ifaces, stun_servers: Vec::new() }));
@@ -73,8 +68,16 @@ impl Node {
         let views = Arc::new(Mutex::new(Views::default()));
         let peer_id = tracker.peer_id.clone();
         let chunks = store.list().len();
-        let inputs =
-            Driver::start(tracker.clone(), incoming, store.clone(), config.clone(), secret, stats.clone(), views.clone(), env);
+        let inputs = Driver::start(
+            tracker.clone(),
+            incoming,
+            store.clone(),
+            config.clone(),
+            secret,
+            stats.clone(),
+            views.clone(),
+            env,
+        );
         let (corrupt_tx, mut corrupt_rx) = mpsc::unbounded_channel();
         store.notify_corrupt(corrupt_tx);
         let to_driver = inputs.clone();

@@ -209,7 +209,8 @@ mod tests {
         assert!(from_toml("max-storag = 5").is_err(), "a typo in a key");
         assert!(from_toml("max-storage = \"much\"").is_err());
         assert!(PeerSettings { rtc_timeout: Some(0.0), ..Default::default() }.node_config(1).is_err());
-        let e = PeerSettings { tracker: Some(vec!["http://x".into()]), ..Default::default() }.node_config(1).unwrap_err();
+        let e =
+            PeerSettings { tracker: Some(vec!["http://x".into()]), ..Default::default() }.node_config(1).unwrap_err();
         assert!(e.to_string().contains("ws://"), "{e}");
     }
 
@@ -222,15 +223,21 @@ mod tests {
         let ab = ["ws://a:1/ws", "wss://b/ws"];
         assert_eq!(trackers(cli(&["--tracker", "ws://a:1/ws,wss://b/ws"])).unwrap(), ab, "comma-separated");
         assert_eq!(trackers(cli(&["--tracker", "ws://a:1/ws", "--tracker", "wss://b/ws"])).unwrap(), ab, "repeated");
-        assert_eq!(trackers(cli(&["--tracker=ws://a:1/ws", "--tracker", "wss://b/ws,ws://a:1/ws"])).unwrap(), ab,
-            "a URL given twice is tried once, where it came first");
+        assert_eq!(
+            trackers(cli(&["--tracker=ws://a:1/ws", "--tracker", "wss://b/ws,ws://a:1/ws"])).unwrap(),
+            ab,
+            "a URL given twice is tried once, where it came first"
+        );
         let list = from_toml("tracker = [\"ws://a:1/ws\", \"wss://b/ws\"]\n").unwrap();
         assert_eq!(trackers(list).unwrap(), ab, "a list in the file");
         let one = from_toml("tracker = \"ws://a:1/ws, wss://b/ws\"\n").unwrap();
         assert_eq!(trackers(one).unwrap(), ab, "a comma-separated string in the file");
         let c = cli(&["--tracker", "ws://a:1/ws,wss://b/ws"]).node_config(1).unwrap();
-        assert_eq!((c.tracker_url.as_str(), &c.more_trackers[..]), ("ws://a:1/ws", &["wss://b/ws".to_string()][..]),
-            "the first one is the tracker share links name");
+        assert_eq!(
+            (c.tracker_url.as_str(), &c.more_trackers[..]),
+            ("ws://a:1/ws", &["wss://b/ws".to_string()][..]),
+            "the first one is the tracker share links name"
+        );
         assert_eq!(trackers(PeerSettings::default()).unwrap(), [DEFAULT_TRACKER]);
     }
 

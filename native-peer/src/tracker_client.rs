@@ -71,7 +71,8 @@ fn unreachable_text(tried: &[Tried], attempts: u32) -> String {
         [(cause, urls)] if urls.len() == 1 => format!("cannot reach the tracker at {} {after}: {cause}", urls[0]),
         [(cause, urls)] => format!("cannot reach the trackers at {} {after}: {cause}", urls.join(", ")),
         groups => {
-            let each: Vec<String> = groups.iter().map(|(cause, urls)| format!("{}: {cause}", urls.join(", "))).collect();
+            let each: Vec<String> =
+                groups.iter().map(|(cause, urls)| format!("{}: {cause}", urls.join(", "))).collect();
             format!("cannot reach any tracker {after}: {}", each.join("; "))
         }
     }
@@ -292,9 +293,8 @@ impl TrackerClient {
                 Some(t) => t.cause = cause,
                 None => tried.push(Tried { url: url.clone(), cause }),
             }
-            let next = (0..session.trackers.len())
-                .map(|_| session.trackers.advance().to_string())
-                .find(|u| !dead.contains(u));
+            let next =
+                (0..session.trackers.len()).map(|_| session.trackers.advance().to_string()).find(|u| !dead.contains(u));
             let Some(next) = next.filter(|_| attempt < max_attempts) else {
                 return Err(ConnectError::Unreachable { tried, attempts: attempt });
             };
@@ -460,7 +460,10 @@ mod tests {
             tried: vec![tried("ws://a/ws", refused), tried("ws://b/ws", refused)],
             attempts: 1,
         };
-        assert_eq!(alike.to_string(), format!("cannot reach the trackers at ws://a/ws, ws://b/ws after 1 attempt: {refused}"));
+        assert_eq!(
+            alike.to_string(),
+            format!("cannot reach the trackers at ws://a/ws, ws://b/ws after 1 attempt: {refused}")
+        );
         let tls = "TLS with the tracker at c failed: certificate not trusted";
         let mixed = ConnectError::Unreachable {
             tried: vec![tried("ws://a/ws", refused), tried("wss://c/ws", tls), tried("ws://b/ws", refused)],

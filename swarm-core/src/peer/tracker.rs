@@ -10,8 +10,8 @@ use super::config::{
 use super::links::InLink;
 use super::{ChunkBuf, Event, Inventory, Output, Peer, Pending};
 use crate::wire::{ErrorCode, PROTOCOL_VERSION};
-use std::collections::BTreeMap;
 use crate::{ChunkId, ClientMsg, PathReport, PeerId, ServerMsg, Signal};
+use std::collections::BTreeMap;
 
 /// What the tracker side remembers between calls.
 #[derive(Debug, Default)]
@@ -452,7 +452,8 @@ mod tests {
         p.tracker_disconnected();
         run_until(&mut p, 100);
         p.tracker_welcomed(PeerId::from_secret("me"), &Empty, 100);
-        let searches = |sent: Vec<ClientMsg>| sent.into_iter().filter(|m| matches!(m, ClientMsg::Search { .. })).count();
+        let searches =
+            |sent: Vec<ClientMsg>| sent.into_iter().filter(|m| matches!(m, ClientMsg::Search { .. })).count();
         assert_eq!(searches(drain(&mut p).0), 1, "re-sent with the inventory on reconnect");
         run_until(&mut p, 5_000);
         assert_eq!(searches(drain(&mut p).0), 0, "its retry is not sent again");
