@@ -111,6 +111,16 @@ enum SessionError {
     Other(#[from] anyhow::Error),
 }
 
+impl SessionError {
+    /// Each cause once (libraries repeat their source's text in their own message).
+    fn text(&self) -> String {
+        match self {
+            SessionError::Other(e) => crate::cli::causes_text(e.chain()),
+            e => e.to_string(),
+        }
+    }
+}
+
 /// What the tracker sends that is not an answer to a request.
 #[derive(Debug)]
 pub enum Incoming {
@@ -299,12 +309,15 @@ impl TrackerClient {
                 return Err(ConnectError::Unreachable { tried, attempts: attempt });
             };
             let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
+            let e = e.text();
+            let then =
+                if next == url { format!("retrying in {delay:?}") } else { format!("trying {next} in {delay:?}") };
             // A one-shot command says the cause once, in its error, if every attempt fails; a
             // long-running peer warns as it goes.
             if first_attempts == u32::MAX {
-                tracing::warn!("{e:#}; trying {next} in {delay:?}");
+                tracing::warn!("{e}; {then}");
             } else {
-                tracing::info!("{e:#}; trying {next} in {delay:?} (attempt {attempt} of {max_attempts})");
+                tracing::info!("{e}; {then} (attempt {attempt} of {max_attempts})");
             }
             tokio::time::sleep(delay).await;
         };
@@ -354,7 +367,12 @@ impl TrackerClient {
                     Err(e) => {
                         let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
                         let next = session.trackers.advance();
-                        tracing::warn!("tracker unreachable: {e:#}; trying {next} in {delay:?}");
+                        let then = if next == url {
+                            format!("retrying in {delay:?}")
+                        } else {
+                            format!("trying {next} in {delay:?}")
+                        };
+                        tracing::warn!("tracker unreachable: {}; {then}", e.text());
                         tokio::time::sleep(delay).await;
                     }
                 }
