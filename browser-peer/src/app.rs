@@ -13,8 +13,8 @@ use crate::hooks::{use_file_detail, use_peers, use_search};
 use crate::node::{share_link, use_node, Node, NodeHandle};
 use crate::paths::label as path_label;
 use crate::state::{
-    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, OfferView, SourceView, Stats, StorageInfo, TrimReport,
-    UploadView,
+    AppState, ConnStatus, DownloadPhase, DownloadView, LinkView, OfferView, SourceView, Stats, StorageInfo,
+    TrackerNodeView, TrimReport, UploadView,
 };
 use swarm_core::peer::CellState;
 
@@ -42,7 +42,7 @@ pub fn app() -> Html {
                         <span class="title">{"Peer Pressure"}</span>
                         <span class="tagline">{"a self-healing file swarm, in your tab"}</span>
                     </div>
-                    <StatusBar conn={state.conn} peer_id={state.peer_id.clone()} stats={state.stats} />
+                    <StatusBar conn={state.conn} tracker={state.tracker.clone()} peer_id={state.peer_id.clone()} stats={state.stats} />
                 </header>
                 if let Some(err) = &state.store_error {
                     <div id="store-error" class="banner error" role="alert">{err.clone()}</div>
@@ -67,11 +67,13 @@ pub fn app() -> Html {
 #[derive(Properties, PartialEq)]
 pub struct StatusBarProps {
     pub conn: ConnStatus,
+    pub tracker: Option<TrackerNodeView>,
     pub peer_id: Option<PeerId>,
     pub stats: Stats,
 }
 
-/// Tracker connection, this tab's peer id and the data-channel byte counters.
+/// Tracker connection (and the tracker node, in a cluster), this tab's peer id and the
+/// data-channel byte counters.
 #[function_component(StatusBar)]
 pub fn status_bar(props: &StatusBarProps) -> Html {
     let label = match props.conn {
@@ -87,6 +89,13 @@ pub fn status_bar(props: &StatusBarProps) -> Html {
             <span id="conn-status" class={classes!("conn", key)} data-state={key}>
                 <span class="dot" aria-hidden="true"></span>{label}
             </span>
+            if let Some(t) = &props.tracker {
+                <span id="tracker-node" class="tracker-node" data-url={t.url.clone()}
+                    data-nodes={t.nodes.to_string()}
+                    title={format!("tracker node {} ({} known)", t.url, t.nodes)}>
+                    {"via "}<code>{crate::failover::node_label(&t.url).to_string()}</code>
+                </span>
+            }
             if let Some(id) = &props.peer_id {
                 <span id="peer-id" class="peer-id" data-peer-id={id.0.clone()} title={id.0.clone()}>
                     {"peer "}<code>{id.short().to_string()}</code>

@@ -5,7 +5,8 @@
 //! - [`node`]: the peer behind a context (`use_node`): a thin driver of the sans-IO peer core
 //!   (`swarm_core::peer::Peer`, shared with the native peer) over the tracker socket, WebRTC,
 //!   IndexedDB, timers and the page.
-//! - [`tracker`]: the self-healing websocket to the tracker.
+//! - [`tracker`]: the self-healing websocket to the tracker; [`failover`]: which node of a
+//!   tracker cluster it talks to (pure logic).
 //! - [`rtc`]: one `RTCPeerConnection` + data channel, offerer or answerer, flow-controlled.
 //! - [`paths`]: a data channel's path from its stats, bytes by path.
 //! - [`js_chunk`]: the receive path that keeps chunk bytes in JS memory and hashes with WebCrypto.
@@ -25,7 +26,8 @@
 //! `#upload-result[data-file-id]` (newest published upload), `#upload-progress`,
 //! `#download-id` (a share link or id), `#download-button`, `#download-status` (`idle`, `locating…`,
 //! `downloading …`, `done` or `error: …`), `#download-link` (blob URL, `download=<name>`),
-//! `#conn-status[data-state=connecting|connected|disconnected]`, `#peer-id[data-peer-id]`,
+//! `#conn-status[data-state=connecting|connected|disconnected]`, `#tracker-node[data-url][data-nodes]`
+//! (the tracker node in use, and how many nodes the page knows), `#peer-id[data-peer-id]`,
 //! `#dc-stats[data-received][data-sent]` (data-channel bytes, refreshed every 250 ms),
 //! `#drop-zone`, `.placement[data-min-copies][data-peers]` (where an upload's chunks went),
 //! `#search-input`, `#search-results li[data-file-id]`, `#search-empty`,
@@ -55,6 +57,7 @@
 
 pub mod app;
 pub mod clipboard;
+pub mod failover;
 pub mod hooks;
 pub mod idb;
 pub mod identity;

@@ -72,6 +72,7 @@ use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
 use crate::state::{Action, ConnStatus, LinkView, OfferView, SourceView, Stats, StorageInfo, TrimReport};
 use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};
 use crate::tracker::{TrackerEvent, TrackerLink};
+use swarm_core::peer::trackers::TrackerList;
 
 /// localStorage key of the room (bytes) the user chose to offer the swarm.
 pub const OFFER_KEY: &str = "pp-offer-bytes";
@@ -360,8 +361,19 @@ impl Node {
 
     fn connect_tracker(&self) {
         let weak = self.weak.clone();
+        let loc = gloo::utils::window().location();
+        let protocol = loc.protocol().unwrap_or_default();
+        let origin = crate::failover::origin_ws_url(&protocol, &loc.host().unwrap_or_default());
+        let trackers = match TrackerList::new([origin]) {
+            Ok(t) => t,
+            Err(e) => {
+                gloo::console::error!(format!("no tracker for this page: {e}"));
+                return;
+            }
+        };
         let link = TrackerLink::connect(
-            tracker_url(),
+            trackers,
+            protocol,
             Rc::new(move |ev| {
                 if let Some(node) = weak.upgrade() {
                     node.on_tracker(ev);
@@ -551,10 +563,16 @@ impl Node {
 
     fn on_event(&self, st: &mut State, e: Event<JsChunk>, actions: &mut Vec<Action>) {
         match e {
-            Event::Welcomed { peer_id, ice_servers, .. } => {
+            Event::Welcomed { peer_id, ice_servers, trackers } => {
                 // Connections made from now on gather candidates through these.
                 st.ice_servers = ice_servers;
                 actions.push(Action::Welcomed(peer_id));
+                // The nodes of a tracker cluster, to fail over to; the status line names the
+                // one in use.
+                if let Some(link) = &st.link {
+                    let nodes = link.learn(&trackers);
+                    actions.push(Action::TrackerNode { url: link.url(), nodes });
+                }
             }
             Event::Reply { req, msg } => {
                 if let Some(file) = st.unpublishing.remove(&req) {
@@ -1204,13 +1222,6 @@ fn links_view(st: &State) -> Vec<LinkView> {
 /// The value of `name` in a URL's query string (`?a=1&b=2`), undecoded.
 fn query_param<'a>(search: &'a str, name: &str) -> Option<&'a str> {
     search.trim_start_matches('?').split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-}
-
-/// `ws(s)://<this page's host>/ws`: the tracker serves the page and the socket.
-fn tracker_url() -> String {
-    let loc = gloo::utils::window().location();
-    let scheme = if loc.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
-    format!("{scheme}://{}/ws", loc.host().unwrap_or_default())
 }
 
 /// A challenge nonce: 16 random bytes.

@@ -31,6 +31,15 @@ impl ConnStatus {
     }
 }
 
+/// The tracker node the page is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerNodeView {
+    /// Its `/ws` URL.
+    pub url: String,
+    /// How many tracker nodes the page knows (1: a single tracker).
+    pub nodes: usize,
+}
+
 /// One file this tab published (or is publishing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadView {
@@ -251,6 +260,8 @@ pub struct TrimReport {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AppState {
     pub conn: ConnStatus,
+    /// The tracker node of the latest welcome.
+    pub tracker: Option<TrackerNodeView>,
     pub peer_id: Option<PeerId>,
     /// This tab's identity slot (0: the origin's first tab; see `crate::identity`).
     pub slot: Option<u32>,
@@ -274,6 +285,11 @@ pub struct AppState {
 pub enum Action {
     Conn(ConnStatus),
     Welcomed(PeerId),
+    /// The tracker node this page is welcomed by, and how many nodes it knows to fail over to.
+    TrackerNode {
+        url: String,
+        nodes: usize,
+    },
     /// The identity slot this tab holds.
     Identity {
         slot: u32,
@@ -367,6 +383,7 @@ impl Reducible for AppState {
                 s.peer_id = Some(id);
                 s.conn = ConnStatus::Connected;
             }
+            Action::TrackerNode { url, nodes } => s.tracker = Some(TrackerNodeView { url, nodes }),
             Action::UploadStarted { id, name, size, chunks_total, now } => s.uploads.push(UploadView {
                 id,
                 name,
@@ -514,6 +531,16 @@ mod tests {
             sources: Vec::new(),
             first_chunk_ms,
         }
+    }
+
+    #[test]
+    fn the_status_line_follows_the_tracker_node_across_a_failover() {
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::TrackerNode { url: "ws://a:8080/ws".into(), nodes: 3 });
+        s = s.reduce(Action::Conn(ConnStatus::Disconnected { retry_ms: 500 }));
+        assert_eq!(s.tracker.as_ref().map(|t| t.url.as_str()), Some("ws://a:8080/ws"), "the last node until another");
+        s = s.reduce(Action::TrackerNode { url: "ws://b:8081/ws".into(), nodes: 3 });
+        assert_eq!(s.tracker, Some(TrackerNodeView { url: "ws://b:8081/ws".into(), nodes: 3 }));
     }
 
     #[test]

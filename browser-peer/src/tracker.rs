@@ -7,6 +7,10 @@
 //! requests; messages sent while the socket is down are dropped (the core keeps what matters).
 //!
 //! Events are only ever delivered from socket or timer callbacks, never from [`TrackerLink::send`].
+//!
+//! Failover (a tracker cluster): the link keeps the nodes each `welcome` names
+//! ([`TrackerLink::learn`]); a dropped session reconnects to its node, and an attempt that
+//! fails moves on to the next node ([`crate::failover::next_url`]).
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -14,6 +18,7 @@ use std::rc::{Rc, Weak};
 use gloo::timers::callback::{Interval, Timeout};
 use js_sys::{ArrayBuffer, Uint8Array};
 use swarm_core::peer::backoff::Backoff;
+use swarm_core::peer::trackers::TrackerList;
 use swarm_core::relay::RelayFrame;
 use swarm_core::{ClientMsg, ServerMsg};
 use wasm_bindgen::closure::Closure;
@@ -38,10 +43,15 @@ pub enum TrackerEvent {
 type Handler = Rc<dyn Fn(TrackerEvent)>;
 
 struct Inner {
-    url: String,
+    /// The nodes to connect to, and the one in use.
+    trackers: TrackerList,
+    /// The page's protocol (`https:` pages reach `wss://` nodes only).
+    protocol: String,
     handler: Handler,
     ws: Option<WebSocket>,
     open: bool,
+    /// Whether the current socket's session was welcomed.
+    welcomed: bool,
     /// Counts sockets, so events of an old one are ignored.
     generation: u32,
     backoff: Backoff,
@@ -57,13 +67,16 @@ pub struct TrackerLink {
 }
 
 impl TrackerLink {
-    /// Starts connecting to `url` (e.g. `ws://host/ws`).
-    pub fn connect(url: String, handler: Handler) -> Self {
+    /// Starts connecting to the first of `trackers` (the page's own origin, e.g.
+    /// `ws://host/ws`), from a page loaded with `protocol` (`"https:"`, `"http:"`).
+    pub fn connect(trackers: TrackerList, protocol: String, handler: Handler) -> Self {
         let inner = Rc::new(RefCell::new(Inner {
-            url,
+            trackers,
+            protocol,
             handler,
             ws: None,
             open: false,
+            welcomed: false,
             generation: 0,
             backoff: Backoff::default(),
             callbacks: Vec::new(),
@@ -87,6 +100,21 @@ impl TrackerLink {
 
     pub fn is_open(&self) -> bool {
         self.inner.borrow().open
+    }
+
+    /// The tracker node of the current (or next) socket.
+    pub fn url(&self) -> String {
+        self.inner.borrow().trackers.current().to_string()
+    }
+
+    /// Keeps the nodes a `welcome` named (those this page can reach) to fail over to; returns
+    /// how many nodes the link knows now.
+    pub fn learn(&self, trackers: &[String]) -> usize {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let protocol = inner.protocol.as_str();
+        inner.trackers.learn(trackers, |u| crate::failover::reachable_from(protocol, u));
+        inner.trackers.len()
     }
 
     /// Sends a message if the socket is open; returns whether it went out.
@@ -118,7 +146,8 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
     let mut inner = rc.borrow_mut();
     inner.generation += 1;
     let generation = inner.generation;
-    let ws = match WebSocket::new(&inner.url) {
+    inner.welcomed = false;
+    let ws = match WebSocket::new(inner.trackers.current()) {
         Ok(ws) => ws,
         Err(_) => {
             drop(inner);
@@ -158,7 +187,9 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
         match serde_json::from_str::<ServerMsg>(&text) {
             Ok(msg) => {
                 if matches!(msg, ServerMsg::Welcome { .. }) {
-                    rc.borrow_mut().backoff.reset();
+                    let mut inner = rc.borrow_mut();
+                    inner.backoff.reset();
+                    inner.welcomed = true;
                 }
                 let handler = rc.borrow().handler.clone();
                 handler(TrackerEvent::Message(msg));
@@ -196,6 +227,12 @@ fn schedule_retry(rc: &Rc<RefCell<Inner>>, generation: u32) {
             return;
         }
         inner.open = false;
+        // The next attempt: the same node after a welcomed session, else the next node.
+        let welcomed = std::mem::take(&mut inner.welcomed);
+        let next = crate::failover::next_url(&mut inner.trackers, welcomed).to_string();
+        if !welcomed && inner.trackers.len() > 1 {
+            gloo::console::info!(format!("tracker unreachable: trying {next}"));
+        }
         if let Some(ws) = inner.ws.take() {
             ws.set_onopen(None);
             ws.set_onmessage(None);

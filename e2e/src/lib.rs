@@ -7,7 +7,11 @@
 //! [`netns`] builds a small internet of network namespaces with NAT routers; the tracker, native
 //! peers and Chromium start inside it with [`Tracker::start_in`], [`NativePeer::start_in`] and
 //! [`Browser::start_in`].
+//!
+//! [`nats`] starts real JetStream `nats-server`s, alone or as a cluster on loopback, for the
+//! tracker cluster tests.
 
+pub mod nats;
 pub mod netns;
 pub use netns::{Host, Topology};
 

@@ -137,7 +137,8 @@ mod tests {
         let code = |e: PeerError| exit_code(&Err::<(), _>(e).context("while doing a thing").unwrap_err());
         assert_eq!(code(PeerError::NotFound("x".into())), EXIT_NOT_FOUND);
         assert_eq!(code(PeerError::OutputExists("x".into())), EXIT_OUTPUT_EXISTS);
-        let unreachable = ConnectError::Unreachable { url: "ws://x/ws".into(), attempts: 3, last: "refused".into() };
+        let tried = vec![crate::tracker_client::Tried { url: "ws://x/ws".into(), cause: "refused".into() }];
+        let unreachable = ConnectError::Unreachable { tried, attempts: 3 };
         assert_eq!(code(unreachable.into()), EXIT_TRACKER_UNREACHABLE);
         let tracker = |code| TrackerError { code, message: "m".into() };
         assert_eq!(code(RequestError::from(tracker(ErrorCode::UnknownFile)).into()), EXIT_NOT_FOUND);

@@ -317,6 +317,8 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 node.stats.chunks_from.lock().unwrap().iter().map(|(p, n)| (p.to_string(), json!(n))).collect();
             Ok(json!({
                 "peer_id": node.peer_id(),
+                "tracker": node.tracker_url(),
+                "tracker_connected": node.connected(),
                 "chunks": node.store.list().len(),
                 "files": node.store.files().len(),
                 "data_channel_bytes_received": node.stats.received.load(Ordering::Relaxed),

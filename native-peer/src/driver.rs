@@ -54,7 +54,11 @@ pub struct Views {
 /// How a node is started.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// The tracker (the first one configured: share links name it).
     pub tracker_url: String,
+    /// More trackers to fail over to, in order (the nodes of a tracker cluster; the ones
+    /// every `welcome` names are added to them).
+    pub more_trackers: Vec<String>,
     /// An extra CA certificate (PEM) to trust for a `wss://` tracker.
     pub tracker_ca: Option<PathBuf>,
     /// The one local address for WebRTC; `None`: every usable interface (see `rtc::net`).
@@ -74,6 +78,13 @@ pub struct NodeConfig {
     pub no_nonces: bool,
     /// The join token of a private tracker (sent in `hello`).
     pub join_token: Option<String>,
+}
+
+impl NodeConfig {
+    /// Every configured tracker URL, the first one first.
+    pub fn tracker_urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.tracker_url.as_str()).chain(self.more_trackers.iter().map(String::as_str))
+    }
 }
 
 /// Commands for the driver.

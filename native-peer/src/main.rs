@@ -304,13 +304,13 @@ fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::Share
     let Some((ws, token)) = link.web.as_deref().and_then(native_peer::links::tracker_of) else { return };
     match &settings.tracker {
         None => {
-            settings.tracker = Some(ws);
+            settings.tracker = Some(vec![ws]);
             if settings.join_token.is_none() {
                 settings.join_token = token;
             }
         }
-        Some(t) if *t != ws => {
-            tracing::warn!("the link was made for the tracker at {ws}; looking for the file through {t}")
+        Some(t) if !t.iter().flat_map(|t| t.split(',')).any(|t| t.trim() == ws) => {
+            tracing::warn!("the link was made for the tracker at {ws}; looking for the file through {}", t.join(","))
         }
         Some(_) => {}
     }

@@ -8,7 +8,7 @@ use crate::driver::{Cmd, DownloadOutcome, Driver, FetchFailure, Input, Views, Wa
 pub use crate::driver::{DataStats, NodeConfig};
 use crate::rtc::RtcEnv;
 use crate::store::{ChunkStore, StoreError, StoredFile};
-use crate::tracker_client::{RequestError, TrackerClient, TrackerError};
+use crate::tracker_client::{RequestError, TrackerClient, TrackerError, TrackerTls};
 use anyhow::{bail, Context};
 use std::io::Read;
 use std::path::Path;
@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_core::envelope::{self, FileKey, Kdf, PlainMeta, SealedMeta};
 use swarm_core::peer::proof::{nonce_items, NONCES_PER_CHUNK};
+use swarm_core::peer::trackers::TrackerList;
 use swarm_core::wire::FileMeta;
 use swarm_core::{ChunkId, ClientMsg, FileId, LinkPath, ManifestBuilder, PathReport, PeerId, ServerMsg, CHUNK_SIZE};
 use tokio::sync::{mpsc, oneshot};
@@ -34,6 +35,7 @@ pub struct Node {
     peer_id: PeerId,
     inputs: mpsc::UnboundedSender<Input>,
     views: Arc<Mutex<Views>>,
+    tracker: Arc<TrackerClient>,
 }
 
 impl Node {
@@ -41,23 +43,21 @@ impl Node {
     pub async fn start(config: NodeConfig, data_dir: &Path) -> anyhow::Result<Arc<Self>> {
         let store = ChunkStore::open_with_capacity(data_dir, config.max_storage)?;
         let secret = crate::identity::load_or_create_secret(data_dir)?;
-        let tls = if crate::tls::is_wss(&config.tracker_url) {
+        let trackers = TrackerList::new(config.tracker_urls()).map_err(|e| anyhow::anyhow!("--tracker: {e}"))?;
+        // Made up front when a configured tracker needs it, so a bad CA file is said at once.
+        let tls = if config.tracker_urls().any(crate::tls::is_wss) {
             Some(crate::tls::client_config(config.tracker_ca.as_deref())?)
         } else {
             if let Some(ca) = &config.tracker_ca {
-                tracing::warn!("--tracker-ca {} is not used: the tracker URL is not wss://", ca.display());
+                tracing::warn!("--tracker-ca {} is not used: no tracker URL is wss://", ca.display());
             }
             None
         };
-        let (tracker, incoming) = TrackerClient::connect(
-            &config.tracker_url,
-            &secret,
-            config.join_token.as_deref(),
-            config.connect_attempts,
-            tls,
-        )
-        .await
-        .map_err(PeerError::from)?;
+        let tls = TrackerTls { ca: config.tracker_ca.clone(), config: tls };
+        let (tracker, incoming) =
+            TrackerClient::connect(trackers, &secret, config.join_token.as_deref(), config.connect_attempts, tls)
+                .await
+                .map_err(PeerError::from)?;
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let env = Arc::new(Mutex::new(RtcEnv { ifaces, stun_servers: Vec::new() }));
@@ -68,8 +68,16 @@ impl Node {
         let views = Arc::new(Mutex::new(Views::default()));
         let peer_id = tracker.peer_id.clone();
         let chunks = store.list().len();
-        let inputs =
-            Driver::start(tracker, incoming, store.clone(), config.clone(), secret, stats.clone(), views.clone(), env);
+        let inputs = Driver::start(
+            tracker.clone(),
+            incoming,
+            store.clone(),
+            config.clone(),
+            secret,
+            stats.clone(),
+            views.clone(),
+            env,
+        );
         let (corrupt_tx, mut corrupt_rx) = mpsc::unbounded_channel();
         store.notify_corrupt(corrupt_tx);
         let to_driver = inputs.clone();
@@ -80,8 +88,8 @@ impl Node {
                 }
             }
         });
-        tracing::info!(peer = %peer_id, chunks, "joined the swarm");
-        Ok(Arc::new(Self { store, config, stats, peer_id, inputs, views }))
+        tracing::info!(peer = %peer_id, chunks, tracker = tracker.current_url(), "joined the swarm");
+        Ok(Arc::new(Self { store, config, stats, peer_id, inputs, views, tracker }))
     }
 
     pub fn peer_id(&self) -> &PeerId {
@@ -174,6 +182,11 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.cmd(Cmd::Close(tx));
         let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+    }
+
+    /// The tracker node of the current (or latest) session.
+    pub fn tracker_url(&self) -> String {
+        self.tracker.current_url()
     }
 
     /// Whether a tracker session is open now.

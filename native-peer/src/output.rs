@@ -86,6 +86,10 @@ pub fn render(kind: Kind, v: &Value) -> String {
         Kind::Status => {
             let links = v["links"].as_array().map_or(0, Vec::len) as u64;
             let _ = writeln!(out, "Peer      {}", s(&v["peer_id"]));
+            if let Some(t) = v["tracker"].as_str() {
+                let how = if v["tracker_connected"] == false { " (reconnecting)" } else { "" };
+                let _ = writeln!(out, "Tracker   {t}{how}");
+            }
             let _ = writeln!(
                 out,
                 "Storage   {} of {} ({}, {})",
@@ -159,9 +163,10 @@ mod tests {
         assert!(text.contains("1.5 KiB") && text.contains("1 copy") && text.contains("ab"), "{text}");
         assert_eq!(render(Kind::Search, &json!({"files": []})), "No files found.\n");
         let status = json!({"peer_id": "p1", "storage_used": 1 << 20, "storage_capacity": 10u64 << 30,
-            "chunks": 4, "files": 1, "links": []});
+            "chunks": 4, "files": 1, "links": [], "tracker": "ws://t2/ws", "tracker_connected": true});
         let text = render(Kind::Status, &status);
         assert!(text.contains("1.0 MiB of 10.0 GiB (4 chunks, 1 file)"), "{text}");
+        assert!(text.contains("Tracker   ws://t2/ws\n"), "which tracker node: {text}");
         assert!(!text.contains('{'), "no raw JSON: {text}");
     }
 }

@@ -4,6 +4,10 @@
 //! exists), which beats the built-in default. File keys are the long option names
 //! (`max-storage = "20GB"`, `data-dir = "/srv/pp"`).
 //!
+//! Several trackers (the nodes of a tracker cluster) are given by repeating `--tracker`, by
+//! commas (`--tracker ws://a/ws,ws://b/ws`, `PP_TRACKER=ws://a/ws,ws://b/ws`), or in the file
+//! as a list or a comma-separated string (`tracker = ["ws://a/ws", "ws://b/ws"]`).
+//!
 //! The data directory defaults to a per-user one (XDG: `$XDG_DATA_HOME/peer-pressure/peer`,
 //! usually `~/.local/share/peer-pressure/peer`), so every command finds the same identity and
 //! chunks whatever the current directory is.
@@ -15,6 +19,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use swarm_core::peer::trackers::TrackerList;
 
 /// The default tracker.
 pub const DEFAULT_TRACKER: &str = "ws://127.0.0.1:8080/ws";
@@ -35,10 +40,13 @@ pub struct PeerSettings {
     #[arg(long, global = true, env = "PP_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Tracker websocket URL: ws://HOST:PORT/ws, or wss://HOST/ws through a TLS proxy
-    /// [default: ws://127.0.0.1:8080/ws]
-    #[arg(long, global = true, env = "PP_TRACKER", value_name = "URL")]
-    pub tracker: Option<String>,
+    /// Tracker websocket URL: ws://HOST:PORT/ws, or wss://HOST/ws through a TLS proxy.
+    /// Several (repeat the flag, or separate them with commas) for a tracker cluster: the
+    /// first that answers is used, the others when it goes away [default:
+    /// ws://127.0.0.1:8080/ws]
+    #[arg(long, global = true, env = "PP_TRACKER", value_name = "URL", value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    pub tracker: Option<Vec<String>>,
     /// An extra CA certificate (PEM file) to trust for a wss:// tracker, besides the system's
     /// (for self-hosted deployments with their own CA).
     #[arg(long, global = true, env = "PP_TRACKER_CA", value_name = "FILE")]
@@ -66,6 +74,20 @@ pub struct PeerSettings {
     #[arg(long, global = true, env = "PP_RELAY_ONLY", num_args = 0..=1, default_missing_value = "true",
           value_name = "BOOL", require_equals = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub relay_only: Option<bool>,
+}
+
+/// A TOML value that is one string (maybe comma-separated) or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(v) => v,
+    }))
 }
 
 pp_cli::merge_options!(PeerSettings {
@@ -104,8 +126,19 @@ impl PeerSettings {
         })
     }
 
-    pub fn tracker(&self) -> &str {
-        self.tracker.as_deref().unwrap_or(DEFAULT_TRACKER)
+    /// The trackers to use, in order: each URL checked (`ws://` or `wss://`), duplicates
+    /// dropped; the default one if none is given.
+    pub fn trackers(&self) -> Result<Vec<String>, SettingsError> {
+        let Some(given) = &self.tracker else { return Ok(vec![DEFAULT_TRACKER.to_string()]) };
+        let urls: Vec<&str> = given.iter().flat_map(|t| t.split(',')).map(str::trim).collect();
+        if urls.iter().any(|u| u.is_empty()) {
+            return Err(SettingsError::Invalid(format!(
+                "--tracker has an empty URL in {:?}: give ws:// or wss:// URLs separated by commas",
+                given.join(",")
+            )));
+        }
+        let list = TrackerList::new(urls).map_err(|e| SettingsError::Invalid(format!("--tracker: {e}")))?;
+        Ok(list.urls().map(str::to_string).collect())
     }
 
     /// The node's configuration, defaults filled in and values checked.
@@ -114,14 +147,10 @@ impl PeerSettings {
         if !(rtc_timeout.is_finite() && rtc_timeout > 0.0) {
             return Err(SettingsError::Invalid(format!("rtc-timeout must be a positive number, not {rtc_timeout}")));
         }
-        let tracker = self.tracker();
-        if !(tracker.starts_with("ws://") || tracker.starts_with("wss://")) {
-            return Err(SettingsError::Invalid(format!(
-                "--tracker must be a ws:// or wss:// URL (like {DEFAULT_TRACKER}), not {tracker:?}"
-            )));
-        }
+        let mut trackers = self.trackers()?.into_iter();
         Ok(NodeConfig {
-            tracker_url: tracker.to_string(),
+            tracker_url: trackers.next().expect("at least one tracker"),
+            more_trackers: trackers.collect(),
             tracker_ca: self.tracker_ca.clone(),
             rtc_ip: self.rtc_ip,
             max_storage: self.max_storage.map_or(DEFAULT_MAX_STORAGE, |b| b.as_u64()),
@@ -165,7 +194,7 @@ mod tests {
             from_toml("max-storage = \"2GiB\"\ntracker = \"ws://t.example/ws\"\nrelay-only = true\nrtc-timeout = 3\n")
                 .unwrap();
         let merged = cli(&["--tracker", "ws://other/ws"]).merge(file);
-        assert_eq!(merged.tracker(), "ws://other/ws", "the flag wins");
+        assert_eq!(merged.trackers().unwrap(), ["ws://other/ws"], "the flag wins");
         let c = merged.node_config(5).unwrap();
         assert_eq!(c.max_storage, 2 << 30, "the file fills in");
         assert!(c.relay_only);
@@ -180,8 +209,57 @@ mod tests {
         assert!(from_toml("max-storag = 5").is_err(), "a typo in a key");
         assert!(from_toml("max-storage = \"much\"").is_err());
         assert!(PeerSettings { rtc_timeout: Some(0.0), ..Default::default() }.node_config(1).is_err());
-        let e = PeerSettings { tracker: Some("http://x".into()), ..Default::default() }.node_config(1).unwrap_err();
+        let e =
+            PeerSettings { tracker: Some(vec!["http://x".into()]), ..Default::default() }.node_config(1).unwrap_err();
         assert!(e.to_string().contains("ws://"), "{e}");
+    }
+
+    fn trackers(s: PeerSettings) -> Result<Vec<String>, String> {
+        s.node_config(1).map(|c| c.tracker_urls().map(str::to_string).collect()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn several_trackers_from_commas_a_repeated_flag_or_a_file_list() {
+        let ab = ["ws://a:1/ws", "wss://b/ws"];
+        assert_eq!(trackers(cli(&["--tracker", "ws://a:1/ws,wss://b/ws"])).unwrap(), ab, "comma-separated");
+        assert_eq!(trackers(cli(&["--tracker", "ws://a:1/ws", "--tracker", "wss://b/ws"])).unwrap(), ab, "repeated");
+        assert_eq!(
+            trackers(cli(&["--tracker=ws://a:1/ws", "--tracker", "wss://b/ws,ws://a:1/ws"])).unwrap(),
+            ab,
+            "a URL given twice is tried once, where it came first"
+        );
+        let list = from_toml("tracker = [\"ws://a:1/ws\", \"wss://b/ws\"]\n").unwrap();
+        assert_eq!(trackers(list).unwrap(), ab, "a list in the file");
+        let one = from_toml("tracker = \"ws://a:1/ws, wss://b/ws\"\n").unwrap();
+        assert_eq!(trackers(one).unwrap(), ab, "a comma-separated string in the file");
+        let c = cli(&["--tracker", "ws://a:1/ws,wss://b/ws"]).node_config(1).unwrap();
+        assert_eq!(
+            (c.tracker_url.as_str(), &c.more_trackers[..]),
+            ("ws://a:1/ws", &["wss://b/ws".to_string()][..]),
+            "the first one is the tracker share links name"
+        );
+        assert_eq!(trackers(PeerSettings::default()).unwrap(), [DEFAULT_TRACKER]);
+    }
+
+    #[test]
+    fn several_trackers_from_the_environment() {
+        // (PP_TRACKER is read by clap: set for this process while one parse runs; no other
+        // test reads it.)
+        std::env::set_var("PP_TRACKER", "ws://env-a/ws,ws://env-b/ws");
+        let parsed = Cli::try_parse_from(["pp-peer"]).map(|c| c.s);
+        std::env::remove_var("PP_TRACKER");
+        assert_eq!(trackers(parsed.unwrap()).unwrap(), ["ws://env-a/ws", "ws://env-b/ws"]);
+    }
+
+    #[test]
+    fn a_bad_url_in_a_tracker_list_is_refused_clearly() {
+        let e = trackers(cli(&["--tracker", "ws://a/ws,http://b/ws"])).unwrap_err();
+        assert!(e.contains("\"http://b/ws\" is not a tracker URL") && e.contains("ws://HOST"), "{e}");
+        let e = trackers(cli(&["--tracker", "ws://a/ws,"])).unwrap_err();
+        assert!(e.contains("empty URL"), "{e}");
+        let e = trackers(from_toml("tracker = [\"ws://a/ws\", \"b:80\"]\n").unwrap()).unwrap_err();
+        assert!(e.contains("\"b:80\""), "{e}");
+        assert!(from_toml("tracker = 5\n").is_err(), "neither a string nor a list");
     }
 
     #[test]

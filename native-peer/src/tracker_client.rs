@@ -4,13 +4,21 @@
 //! goes away it reconnects with jittered backoff ([`swarm_core::peer::backoff`]) and says so
 //! ([`Incoming::Reconnected`]); the core then re-announces the whole inventory and re-sends
 //! unanswered requests. `ws://` or `wss://` (TLS settings: [`crate::tls`]).
+//!
+//! Failover: the peer may be given several tracker URLs (the nodes of a tracker cluster), and
+//! each `welcome` names every node of the cluster. Attempts rotate through the configured
+//! URLs, then the learned ones ([`swarm_core::peer::trackers::TrackerList`]): the first that
+//! answers is used; after a session drops the node it was on is tried first, then the others.
 
 use anyhow::{anyhow, Context};
 use futures_util::{SinkExt, StreamExt};
 use rustls::ClientConfig;
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_core::peer::backoff::Backoff;
+use swarm_core::peer::trackers::TrackerList;
 use swarm_core::relay::RelayFrame;
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
@@ -35,10 +43,39 @@ pub enum ConnectError {
     /// The tracker answered the hello with an error (not retried).
     #[error(transparent)]
     Refused(#[from] TrackerError),
-    /// The tracker could not be reached, even after retrying with backoff (or TLS with it
-    /// failed, which is not retried).
-    #[error("cannot reach the tracker at {url} after {attempts} attempt{}: {last}", if *.attempts == 1 { "" } else { "s" })]
-    Unreachable { url: String, attempts: u32, last: String },
+    /// No tracker could be reached, even after retrying with backoff (or TLS with it failed,
+    /// which is not retried): every URL tried, with why its last attempt failed.
+    #[error("{}", unreachable_text(tried, *attempts))]
+    Unreachable { tried: Vec<Tried>, attempts: u32 },
+}
+
+/// A tracker URL [`TrackerClient::connect`] tried, and why its last attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tried {
+    pub url: String,
+    pub cause: String,
+}
+
+/// `cannot reach the tracker at URL after N attempts: CAUSE`, each URL and each cause said
+/// once (URLs that failed alike are named together).
+fn unreachable_text(tried: &[Tried], attempts: u32) -> String {
+    let mut by_cause: Vec<(&str, Vec<&str>)> = Vec::new();
+    for t in tried {
+        match by_cause.iter_mut().find(|(cause, _)| *cause == t.cause) {
+            Some((_, urls)) => urls.push(&t.url),
+            None => by_cause.push((&t.cause, vec![&t.url])),
+        }
+    }
+    let after = format!("after {attempts} attempt{}", if attempts == 1 { "" } else { "s" });
+    match &by_cause[..] {
+        [(cause, urls)] if urls.len() == 1 => format!("cannot reach the tracker at {} {after}: {cause}", urls[0]),
+        [(cause, urls)] => format!("cannot reach the trackers at {} {after}: {cause}", urls.join(", ")),
+        groups => {
+            let each: Vec<String> =
+                groups.iter().map(|(cause, urls)| format!("{}: {cause}", urls.join(", "))).collect();
+            format!("cannot reach any tracker {after}: {}", each.join("; "))
+        }
+    }
 }
 
 /// Why a request to the tracker got no answer.
@@ -74,6 +111,16 @@ enum SessionError {
     Other(#[from] anyhow::Error),
 }
 
+impl SessionError {
+    /// Each cause once (libraries repeat their source's text in their own message).
+    fn text(&self) -> String {
+        match self {
+            SessionError::Other(e) => crate::cli::causes_text(e.chain()),
+            e => e.to_string(),
+        }
+    }
+}
+
 /// What the tracker sends that is not an answer to a request.
 #[derive(Debug)]
 pub enum Incoming {
@@ -103,17 +150,63 @@ pub struct TrackerClient {
     pub peer_id: PeerId,
     /// The ICE servers the tracker named in its latest `welcome`.
     pub ice_servers: Mutex<Vec<IceServer>>,
+    /// The tracker node of the current (or latest) session.
+    current: Mutex<String>,
+}
+
+/// TLS for `wss://` trackers: the client configuration, made when the first `wss://` URL
+/// needs it (a `wss://` URL learned from a `welcome` when every configured one is `ws://`).
+pub struct TrackerTls {
+    /// The extra CA to trust (`--tracker-ca`).
+    pub ca: Option<PathBuf>,
+    /// Made already (the caller makes it up front when a configured URL is `wss://`, so a
+    /// bad CA file is reported before any connection).
+    pub config: Option<Arc<ClientConfig>>,
+}
+
+impl TrackerTls {
+    fn for_url(&mut self, url: &str) -> Result<Option<Arc<ClientConfig>>, crate::tls::TlsSetupError> {
+        if !crate::tls::is_wss(url) {
+            return Ok(None);
+        }
+        if self.config.is_none() {
+            self.config = Some(crate::tls::client_config(self.ca.as_deref())?);
+        }
+        Ok(self.config.clone())
+    }
 }
 
 /// What it takes to open a session again.
 struct Session {
-    url: String,
+    trackers: TrackerList,
     secret: String,
     token: Option<String>,
-    tls: Option<Arc<ClientConfig>>,
+    tls: TrackerTls,
+}
+
+/// What a tracker's `welcome` says.
+struct Welcome {
+    peer_id: PeerId,
+    ice_servers: Vec<IceServer>,
+    trackers: Vec<String>,
+}
+
+impl Session {
+    /// Opens a session with `url`.
+    async fn open(&mut self, url: &str) -> Result<(Ws, Welcome), SessionError> {
+        let tls = self.tls.for_url(url).map_err(anyhow::Error::new)?;
+        let opened = open_session(url, &self.secret, self.token.as_deref(), tls.as_ref()).await?;
+        if self.trackers.learn(&opened.1.trackers, |_| true) {
+            tracing::info!(trackers = ?self.trackers.urls().collect::<Vec<_>>(), "tracker nodes to fail over to");
+        }
+        Ok(opened)
+    }
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long opening a websocket to one tracker may take (an unreachable node that drops
+/// packets must not hold up the failover to the next for the TCP connect timeout).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `host[:port]` of a websocket URL, for messages.
 fn host_of(url: &str) -> &str {
@@ -126,14 +219,19 @@ async fn open_session(
     secret: &str,
     token: Option<&str>,
     tls: Option<&Arc<ClientConfig>>,
-) -> Result<(Ws, PeerId, Vec<IceServer>), SessionError> {
+) -> Result<(Ws, Welcome), SessionError> {
     let connector = tls.map(|c| Connector::Rustls(c.clone()));
-    let (mut ws, _) = match tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector).await {
-        Ok(ok) => ok,
-        Err(e) => match crate::tls::explain(&e, host_of(url)) {
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector);
+    let (mut ws, _) = match tokio::time::timeout(OPEN_TIMEOUT, connecting).await {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => match crate::tls::explain(&e, host_of(url)) {
             Some(refused) => return Err(refused.into()),
             None => return Err(anyhow::Error::new(e).context(format!("cannot reach the tracker at {url}")).into()),
         },
+        Err(_) => {
+            let e = anyhow!("no connection in {OPEN_TIMEOUT:?}").context(format!("cannot reach the tracker at {url}"));
+            return Err(e.into());
+        }
     };
     let hello = ClientMsg::Hello {
         version: PROTOCOL_VERSION,
@@ -150,7 +248,9 @@ async fn open_session(
             .map_err(anyhow::Error::new)?;
         if let Message::Text(t) = msg {
             match serde_json::from_str::<ServerMsg>(t.as_str()).map_err(anyhow::Error::new)? {
-                ServerMsg::Welcome { peer_id, ice_servers, .. } => return Ok((ws, peer_id, ice_servers)),
+                ServerMsg::Welcome { peer_id, ice_servers, trackers, .. } => {
+                    return Ok((ws, Welcome { peer_id, ice_servers, trackers }))
+                }
                 ServerMsg::Error { message, code, .. } => return Err(TrackerError { code, message }.into()),
                 _ => {}
             }
@@ -159,68 +259,91 @@ async fn open_session(
 }
 
 impl TrackerClient {
-    /// Connects (retrying with backoff up to `first_attempts` times), says hello and waits
-    /// for the welcome; afterwards the connection is kept up for the life of the process.
-    /// `tls` is used for `wss://` URLs; a TLS failure (untrusted certificate, wrong name) is
-    /// not retried: the tracker is unreachable at once. `token`: the join token of a private
-    /// tracker.
+    /// Connects to the first of `trackers` that answers (rotating through them, with backoff
+    /// between attempts, up to `first_attempts` attempts, and at least one per URL), says hello
+    /// and waits for the welcome; afterwards the connection is kept up for the life of the
+    /// process, failing over to the other trackers when the one in use goes away. A TLS
+    /// failure (untrusted certificate, wrong name) is not retried: that tracker is left out.
+    /// `token`: the join token of a private tracker.
     pub async fn connect(
-        url: &str,
+        trackers: TrackerList,
         secret: &str,
         token: Option<&str>,
         first_attempts: u32,
-        tls: Option<Arc<ClientConfig>>,
+        tls: TrackerTls,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>), ConnectError> {
+        let max_attempts = first_attempts.max(trackers.len() as u32);
+        let mut session = Session { trackers, secret: secret.to_string(), token: token.map(Into::into), tls };
         let mut backoff = Backoff::default();
         let mut attempt = 0;
-        let (ws, peer_id, ice_servers) = loop {
+        let mut tried: Vec<Tried> = Vec::new();
+        // URLs whose TLS failed: not tried again.
+        let mut dead: HashSet<String> = HashSet::new();
+        let (ws, welcome) = loop {
             attempt += 1;
-            match open_session(url, secret, token, tls.as_ref()).await {
+            let url = session.trackers.current().to_string();
+            let e = match session.open(&url).await {
                 Ok(s) => break s,
-                Err(SessionError::Refused(t)) => return Err(t.into()),
-                Err(SessionError::Other(e)) if attempt < first_attempts => {
-                    let of = if first_attempts == u32::MAX {
-                        String::new()
-                    } else {
-                        format!(" (attempt {attempt} of {first_attempts})")
-                    };
-                    let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
-                    // A one-shot command says the cause once, in its error, if every attempt
-                    // fails; a long-running peer warns as it goes.
-                    if first_attempts == u32::MAX {
-                        tracing::warn!("{e:#}; retrying in {delay:?}");
-                    } else {
-                        tracing::info!("{e:#}; retrying in {delay:?}{of}");
-                    }
-                    tokio::time::sleep(delay).await;
+                Err(SessionError::Refused(t)) if t.code != ErrorCode::Unavailable => return Err(t.into()),
+                Err(e) => e,
+            };
+            let cause = match &e {
+                // Its outermost context says "cannot reach the tracker at {url}": the error
+                // made of these causes says so already.
+                SessionError::Other(e) => {
+                    let said = e.to_string().starts_with("cannot reach the tracker") && e.source().is_some();
+                    crate::cli::causes_text(e.chain().skip(usize::from(said)))
                 }
-                Err(e) => {
-                    let last = match e {
-                        // Its outermost context says "cannot reach the tracker at {url}": the
-                        // error below says so already.
-                        SessionError::Other(e) => {
-                            let said = e.to_string().starts_with("cannot reach the tracker") && e.source().is_some();
-                            crate::cli::causes_text(e.chain().skip(usize::from(said)))
-                        }
-                        e => e.to_string(),
-                    };
-                    return Err(ConnectError::Unreachable { url: url.to_string(), attempts: attempt, last });
-                }
+                e => e.to_string(),
+            };
+            if matches!(e, SessionError::Tls(_)) {
+                dead.insert(url.clone());
             }
+            match tried.iter_mut().find(|t| t.url == url) {
+                Some(t) => t.cause = cause,
+                None => tried.push(Tried { url: url.clone(), cause }),
+            }
+            let next =
+                (0..session.trackers.len()).map(|_| session.trackers.advance().to_string()).find(|u| !dead.contains(u));
+            let Some(next) = next.filter(|_| attempt < max_attempts) else {
+                return Err(ConnectError::Unreachable { tried, attempts: attempt });
+            };
+            let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
+            let e = e.text();
+            let then =
+                if next == url { format!("retrying in {delay:?}") } else { format!("trying {next} in {delay:?}") };
+            // A one-shot command says the cause once, in its error, if every attempt fails; a
+            // long-running peer warns as it goes.
+            if first_attempts == u32::MAX {
+                tracing::warn!("{e}; {then}");
+            } else {
+                tracing::info!("{e}; {then} (attempt {attempt} of {max_attempts})");
+            }
+            tokio::time::sleep(delay).await;
         };
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (relay_tx, relay_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let client = Arc::new(Self { out: out_tx, relay_out: relay_tx, peer_id, ice_servers: Mutex::new(ice_servers) });
-        let session = Session { url: url.to_string(), secret: secret.to_string(), token: token.map(Into::into), tls };
+        let client = Arc::new(Self {
+            out: out_tx,
+            relay_out: relay_tx,
+            peer_id: welcome.peer_id,
+            ice_servers: Mutex::new(welcome.ice_servers),
+            current: Mutex::new(session.trackers.current().to_string()),
+        });
         tokio::spawn(client.clone().supervise(ws, session, out_rx, relay_rx, in_tx));
         Ok((client, in_rx))
+    }
+
+    /// The tracker node of the current (or latest) session.
+    pub fn current_url(&self) -> String {
+        self.current.lock().unwrap().clone()
     }
 
     async fn supervise(
         self: Arc<Self>,
         mut ws: Ws,
-        session: Session,
+        mut session: Session,
         mut out: mpsc::UnboundedReceiver<Outgoing>,
         mut relay: mpsc::Receiver<Vec<u8>>,
         incoming: mpsc::UnboundedSender<Incoming>,
@@ -230,23 +353,31 @@ impl TrackerClient {
             if reason == CLOSED_BY_US || incoming.send(Incoming::Disconnected).is_err() {
                 return;
             }
-            tracing::warn!("lost the tracker connection ({reason}); reconnecting");
+            tracing::warn!("lost the tracker connection to {} ({reason}); reconnecting", session.trackers.current());
+            // The node it was on first (a restart, a blip), then the others in turn.
             let mut backoff = Backoff::default();
             ws = loop {
-                match open_session(&session.url, &session.secret, session.token.as_deref(), session.tls.as_ref()).await
-                {
-                    Ok((ws, _, ice)) => {
-                        *self.ice_servers.lock().unwrap() = ice;
+                let url = session.trackers.current().to_string();
+                match session.open(&url).await {
+                    Ok((ws, welcome)) => {
+                        *self.ice_servers.lock().unwrap() = welcome.ice_servers;
+                        *self.current.lock().unwrap() = url;
                         break ws;
                     }
                     Err(e) => {
                         let delay = Duration::from_millis(backoff.next_delay_ms(rand::random()));
-                        tracing::warn!("tracker unreachable: {e:#}; retrying in {delay:?}");
+                        let next = session.trackers.advance();
+                        let then = if next == url {
+                            format!("retrying in {delay:?}")
+                        } else {
+                            format!("trying {next} in {delay:?}")
+                        };
+                        tracing::warn!("tracker unreachable: {}; {then}", e.text());
                         tokio::time::sleep(delay).await;
                     }
                 }
             };
-            tracing::info!("reconnected to the tracker");
+            tracing::info!("reconnected to the tracker at {}", session.trackers.current());
             let _ = incoming.send(Incoming::Reconnected);
         }
     }
@@ -327,5 +458,40 @@ impl TrackerClient {
     pub async fn send_relay(&self, frame: &RelayFrame) -> anyhow::Result<()> {
         let bytes = frame.encode()?;
         self.relay_out.send(bytes).await.map_err(|_| anyhow!("tracker connection closed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tried(url: &str, cause: &str) -> Tried {
+        Tried { url: url.into(), cause: cause.into() }
+    }
+
+    #[test]
+    fn the_unreachable_error_names_every_url_tried_and_each_cause_once() {
+        let refused = "IO error: Connection refused (os error 111)";
+        let one = ConnectError::Unreachable { tried: vec![tried("ws://a/ws", refused)], attempts: 5 };
+        assert_eq!(one.to_string(), format!("cannot reach the tracker at ws://a/ws after 5 attempts: {refused}"));
+        let alike = ConnectError::Unreachable {
+            tried: vec![tried("ws://a/ws", refused), tried("ws://b/ws", refused)],
+            attempts: 1,
+        };
+        assert_eq!(
+            alike.to_string(),
+            format!("cannot reach the trackers at ws://a/ws, ws://b/ws after 1 attempt: {refused}")
+        );
+        let tls = "TLS with the tracker at c failed: certificate not trusted";
+        let mixed = ConnectError::Unreachable {
+            tried: vec![tried("ws://a/ws", refused), tried("wss://c/ws", tls), tried("ws://b/ws", refused)],
+            attempts: 5,
+        }
+        .to_string();
+        assert_eq!(
+            mixed,
+            format!("cannot reach any tracker after 5 attempts: ws://a/ws, ws://b/ws: {refused}; wss://c/ws: {tls}")
+        );
+        assert_eq!(mixed.matches("Connection refused").count(), 1, "{mixed}");
     }
 }

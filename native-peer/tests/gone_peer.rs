@@ -14,6 +14,7 @@ async fn a_connection_to_a_departed_peer_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         tracker_url: tracker.ws_url(),
+        more_trackers: Vec::new(),
         tracker_ca: None,
         rtc_ip: Some("127.0.0.1".parse().unwrap()),
         max_storage: 1 << 30,

@@ -71,3 +71,11 @@ pub const PATH_REPORT_MS: u64 = 5_000;
 /// Reconnect backoff to the tracker: first delay, cap.
 pub const RECONNECT_MIN_MS: u64 = 500;
 pub const RECONNECT_MAX_MS: u64 = 10_000;
+/// Times a tracker request is sent while the tracker answers it `unavailable` (part of the
+/// swarm is moving between tracker nodes: nothing changed, try again shortly); the last such
+/// answer reaches the caller.
+pub const UNAVAILABLE_TRIES: u32 = 3;
+/// The wait before a request answered `unavailable` is sent again.
+pub const UNAVAILABLE_RETRY_MS: u64 = 500;
+/// Tracker URLs kept from a `welcome`'s list of nodes (a tracker cannot make a peer keep more).
+pub const MAX_LEARNED_TRACKERS: usize = 16;

@@ -28,11 +28,13 @@
 //! - **tracker duties**: hello, inventory in batches, `have` batching, storage reports,
 //!   replication orders (bounded concurrency, room checked, joined to a running download of
 //!   the same chunk), trims (never a chunk of a file this peer's user keeps), path reports,
-//!   tracker requests re-sent after a reconnect;
+//!   tracker requests re-sent after a reconnect, and a few times more when the tracker answers
+//!   them `unavailable` (a tracker cluster moving part of the swarm between its nodes);
 //! - **proofs of holding** ([`proof`]): the tracker's challenges answered from the store
 //!   (bounded reads, batched answers); [`Peer::publish_nonces`] for publishers.
 //!
-//! One set of constants lives in [`config`]; reconnect delays in [`backoff`].
+//! One set of constants lives in [`config`]; reconnect delays in [`backoff`]; which tracker
+//! node to (re)connect to in [`trackers`].
 
 pub mod backoff;
 pub mod config;
@@ -42,6 +44,7 @@ pub mod links;
 pub mod proof;
 pub mod serve;
 mod tracker;
+pub mod trackers;
 
 pub use download::{Answer, CellState, ChunkBuf, Download, DownloadError, Step};
 

@@ -1,12 +1,17 @@
 //! The peer's side of the tracker protocol: hello and inventory on every (re)connect, `have`
 //! batching, storage and path reports, answers matched to requests, trims, signals routed to
-//! links, replication orders handed to the fetch side.
+//! links, replication orders handed to the fetch side. A request the tracker answers
+//! `unavailable` (part of the swarm moving between tracker nodes) is sent again a few times
+//! ([`UNAVAILABLE_TRIES`], [`UNAVAILABLE_RETRY_MS`] apart) before the answer reaches its caller.
 
-use super::config::{HAVE_BATCH_MS, INVENTORY_BATCH, MAX_INBOUND, PATH_REPORT_MS};
+use super::config::{
+    HAVE_BATCH_MS, INVENTORY_BATCH, MAX_INBOUND, PATH_REPORT_MS, UNAVAILABLE_RETRY_MS, UNAVAILABLE_TRIES,
+};
 use super::links::InLink;
 use super::{ChunkBuf, Event, Inventory, Output, Peer, Pending};
-use crate::wire::PROTOCOL_VERSION;
+use crate::wire::{ErrorCode, PROTOCOL_VERSION};
 use crate::{ChunkId, ClientMsg, PathReport, PeerId, ServerMsg, Signal};
+use std::collections::BTreeMap;
 
 /// What the tracker side remembers between calls.
 #[derive(Debug, Default)]
@@ -19,11 +24,15 @@ pub struct Duties {
     /// The path report last sent, and when.
     reported_paths: Option<PathReport>,
     paths_at: u64,
+    /// Requests the tracker answered `unavailable`: by request number, how many times, and
+    /// when the request goes out again (`None`: it went out again).
+    unavailable: BTreeMap<u32, (u32, Option<u64>)>,
 }
 
 impl Duties {
     pub fn deadline(&self) -> Option<u64> {
-        [self.have_due, Some(self.paths_at + PATH_REPORT_MS)].into_iter().flatten().min()
+        let retry = self.unavailable.values().filter_map(|(_, due)| *due).min();
+        [self.have_due, Some(self.paths_at + PATH_REPORT_MS), retry].into_iter().flatten().min()
     }
 }
 
@@ -55,6 +64,10 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.send_inventory(inv);
         self.tracker.reported_paths = None;
         self.tracker.paths_at = now_ms;
+        // Every unanswered request goes out again now, those waiting to retry among them.
+        for (_, due) in self.tracker.unavailable.values_mut() {
+            *due = None;
+        }
         let again: Vec<ClientMsg> = self.pending.values().map(|(_, m)| m.clone()).collect();
         for msg in again {
             self.send(msg);
@@ -126,6 +139,22 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     pub(super) fn tracker_timeout(&mut self, inv: &dyn Inventory, now_ms: u64) {
+        let pending = &self.pending;
+        self.tracker.unavailable.retain(|req, _| pending.contains_key(req));
+        let due: Vec<u32> = (self.tracker.unavailable.iter())
+            .filter(|(_, (_, due))| due.is_some_and(|d| now_ms >= d))
+            .map(|(req, _)| *req)
+            .collect();
+        for req in due {
+            if let Some((_, due)) = self.tracker.unavailable.get_mut(&req) {
+                *due = None;
+            }
+            // (While disconnected nothing goes out: the reconnect sends every pending request.)
+            if let Some((_, msg)) = self.pending.get(&req) {
+                let msg = msg.clone();
+                self.send(msg);
+            }
+        }
         if self.tracker.have_due.is_some_and(|due| now_ms >= due) {
             self.flush_haves();
             self.report_storage(inv);
@@ -140,8 +169,30 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         }
     }
 
+    /// Whether the tracker's `unavailable` answer to request `req` is kept from its caller:
+    /// the request goes out again in [`UNAVAILABLE_RETRY_MS`], unless it was sent
+    /// [`UNAVAILABLE_TRIES`] times already.
+    fn retry_unavailable(&mut self, req: u32, now_ms: u64) -> bool {
+        if !self.pending.contains_key(&req) {
+            return false;
+        }
+        let (times, due) = self.tracker.unavailable.entry(req).or_insert((0, None));
+        *times += 1;
+        if *times >= UNAVAILABLE_TRIES {
+            self.tracker.unavailable.remove(&req);
+            return false;
+        }
+        *due = Some(now_ms + UNAVAILABLE_RETRY_MS);
+        true
+    }
+
     /// A message from the tracker.
     pub fn handle_server_msg(&mut self, msg: ServerMsg, inv: &dyn Inventory, now_ms: u64) {
+        if let ServerMsg::Error { req: Some(req), code: ErrorCode::Unavailable, .. } = msg {
+            if self.retry_unavailable(req, now_ms) {
+                return;
+            }
+        }
         match msg {
             ServerMsg::Welcome { peer_id, ice_servers, trackers, .. } => {
                 self.me = Some(peer_id.clone());
@@ -261,5 +312,150 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         if let Some(l) = self.links.inbound.remove(&link) {
             self.links.inbound_ids.remove(&(l.peer, l.conn));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Event, Failure, PeerConfig};
+    use super::*;
+    use crate::wire::PeerKind;
+    use crate::FileId;
+
+    struct Empty;
+    impl Inventory for Empty {
+        fn has(&self, _: &ChunkId) -> bool {
+            false
+        }
+        fn ids(&self) -> Vec<ChunkId> {
+            Vec::new()
+        }
+        fn used(&self) -> u64 {
+            0
+        }
+        fn capacity(&self) -> u64 {
+            1 << 30
+        }
+    }
+
+    fn welcomed() -> Peer<Vec<u8>> {
+        let mut p = Peer::new(PeerConfig::new(PeerKind::Native, "00".repeat(16)));
+        p.tracker_welcomed(PeerId::from_secret("me"), &Empty, 0);
+        while p.poll_output().is_some() {}
+        p
+    }
+
+    /// Requests sent to the tracker and events, in order.
+    fn drain(p: &mut Peer<Vec<u8>>) -> (Vec<ClientMsg>, Vec<Event<Vec<u8>>>) {
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        while let Some(o) = p.poll_output() {
+            match o {
+                Output::Tracker(m) => sent.push(m),
+                Output::Event(e) => events.push(e),
+                _ => {}
+            }
+        }
+        (sent, events)
+    }
+
+    fn unavailable(req: u32) -> ServerMsg {
+        ServerMsg::Error { req: Some(req), code: ErrorCode::Unavailable, message: "moving".into() }
+    }
+
+    /// Runs the core's timers up to `until` (virtual time), as a driver does.
+    fn run_until(p: &mut Peer<Vec<u8>>, until: u64) {
+        while let Some(at) = p.poll_timeout().filter(|&at| at <= until) {
+            p.handle_timeout(&Empty, at);
+        }
+    }
+
+    fn search(req: u32) -> ClientMsg {
+        ClientMsg::Search { req, query: "holiday".into(), limit: 5 }
+    }
+
+    #[test]
+    fn a_request_answered_unavailable_goes_out_again_and_the_caller_sees_only_the_real_answer() {
+        let mut p = welcomed();
+        let req = p.request(search);
+        assert_eq!(drain(&mut p).0, vec![search(req)]);
+        p.handle_server_msg(unavailable(req), &Empty, 1_000);
+        let (sent, events) = drain(&mut p);
+        assert!(sent.is_empty() && events.is_empty(), "the caller does not hear of it: {events:?}");
+        assert_eq!(p.poll_timeout(), Some(1_000 + UNAVAILABLE_RETRY_MS), "a retry is due in 500 ms");
+        run_until(&mut p, 1_000 + UNAVAILABLE_RETRY_MS - 1);
+        assert!(drain(&mut p).0.is_empty(), "not before its time");
+        run_until(&mut p, 1_000 + UNAVAILABLE_RETRY_MS);
+        assert_eq!(drain(&mut p).0, vec![search(req)], "the same request, same number");
+        let answer = ServerMsg::SearchResults { req, files: vec![] };
+        p.handle_server_msg(answer.clone(), &Empty, 1_600);
+        let (_, events) = drain(&mut p);
+        assert!(matches!(&events[..], [Event::Reply { req: r, msg }] if *r == req && *msg == answer), "{events:?}");
+        run_until(&mut p, 10_000);
+        assert!(drain(&mut p).0.iter().all(|m| !matches!(m, ClientMsg::Search { .. })), "nothing more goes out");
+    }
+
+    #[test]
+    fn after_three_unavailable_answers_the_caller_gets_the_error() {
+        let mut p = welcomed();
+        let req = p.request(search);
+        drain(&mut p);
+        let mut now = 0;
+        let mut sends = 1;
+        loop {
+            p.handle_server_msg(unavailable(req), &Empty, now);
+            let (_, events) = drain(&mut p);
+            if let Some(e) = events.into_iter().next() {
+                let Event::Reply { msg: ServerMsg::Error { code, .. }, .. } = e else { panic!("{e:?}") };
+                assert_eq!(code, ErrorCode::Unavailable);
+                break;
+            }
+            now += UNAVAILABLE_RETRY_MS;
+            run_until(&mut p, now);
+            sends += drain(&mut p).0.len();
+            assert!(sends <= 10, "retries without end");
+        }
+        assert_eq!(sends as u32, UNAVAILABLE_TRIES, "sent {UNAVAILABLE_TRIES} times in all");
+        assert_eq!(now, (UNAVAILABLE_TRIES as u64 - 1) * UNAVAILABLE_RETRY_MS, "half a second apart");
+    }
+
+    #[test]
+    fn a_download_whose_locate_stays_unavailable_fails_with_that_error() {
+        let mut p = welcomed();
+        let file = FileId([7; 32]);
+        let download = p.download(file, super::super::Purpose::Keep, 0);
+        let (sent, _) = drain(&mut p);
+        let [ClientMsg::Locate { req, .. }] = sent[..] else { panic!("{sent:?}") };
+        let mut locates = 1;
+        let mut finished = None;
+        for round in 0..UNAVAILABLE_TRIES as u64 {
+            let now = round * UNAVAILABLE_RETRY_MS;
+            p.handle_server_msg(unavailable(req), &Empty, now);
+            run_until(&mut p, now + UNAVAILABLE_RETRY_MS);
+            let (sent, events) = drain(&mut p);
+            locates += sent.iter().filter(|m| matches!(m, ClientMsg::Locate { req: r, .. } if *r == req)).count();
+            finished = finished.or(events.into_iter().find_map(|e| match e {
+                Event::Finished { download: d, result, .. } if d == download => Some(result),
+                _ => None,
+            }));
+        }
+        assert_eq!(locates as u32, UNAVAILABLE_TRIES);
+        let Some(Err(Failure::Tracker { code, .. })) = finished else { panic!("{finished:?}") };
+        assert_eq!(code, ErrorCode::Unavailable);
+    }
+
+    #[test]
+    fn a_reconnect_sends_a_waiting_request_at_once_and_only_once() {
+        let mut p = welcomed();
+        let req = p.request(search);
+        drain(&mut p);
+        p.handle_server_msg(unavailable(req), &Empty, 0);
+        p.tracker_disconnected();
+        run_until(&mut p, 100);
+        p.tracker_welcomed(PeerId::from_secret("me"), &Empty, 100);
+        let searches =
+            |sent: Vec<ClientMsg>| sent.into_iter().filter(|m| matches!(m, ClientMsg::Search { .. })).count();
+        assert_eq!(searches(drain(&mut p).0), 1, "re-sent with the inventory on reconnect");
+        run_until(&mut p, 5_000);
+        assert_eq!(searches(drain(&mut p).0), 0, "its retry is not sent again");
     }
 }
