@@ -146,6 +146,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Its process id while it runs (to stop it with SIGSTOP, as a partition would).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.child.id())
+    }
+
     /// Kills it at once (SIGKILL), as a crash would. Its ports and store stay its own.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {

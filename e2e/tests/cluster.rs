@@ -35,7 +35,8 @@ struct Cluster {
 impl Cluster {
     /// NATS cluster and three nodes; `nats_of(i)` chooses node i's NATS URLs (all by default).
     fn start(name: &str, nats_of: impl Fn(&NatsCluster, usize) -> String) -> anyhow::Result<Self> {
-        let nats = NatsCluster::start(3)?;
+        let mut nats = NatsCluster::start(3)?;
+        nats.wait_healthy(Duration::from_secs(30))?;
         let tmp = tempfile::tempdir()?;
         let mut c = Self {
             nodes: (0..NODES).map(|_| None).collect(),
@@ -90,7 +91,9 @@ impl Cluster {
                 && views.iter().all(|v| {
                     v["members"].as_array().map(Vec::len) == Some(n)
                         && v["connected"] == true
-                        && v["owners"].as_array().is_some_and(|o| o.len() as u64 == SHARDS && o.iter().all(|x| x.is_u64()))
+                        && v["owners"]
+                            .as_array()
+                            .is_some_and(|o| o.len() as u64 == SHARDS && o.iter().all(|x| x.is_u64()))
                 });
             if ready {
                 return Ok(());
@@ -330,6 +333,8 @@ fn a_node_cut_off_from_nats_refuses_to_publish_and_catches_up() -> anyhow::Resul
     // Node 2 knows only NATS server 2; the others know all three.
     let c = Cluster::start("partition", |n, i| if i == 2 { n.urls()[2].clone() } else { n.url_list() })?;
     let here = c.peer("partition-p0", 0)?;
+    // Enough peers on the connected side for R copies.
+    let _others = [c.peer("partition-p1", 1)?, c.peer("partition-p2", 0)?];
     let only2 = format!("ws://127.0.0.1:{}/ws", c.ports[2]);
     let cut = NativePeer::start_with("partition-cut", &only2, &c.dir.join("cut"), &[], &[])?;
     let nats2 = c.nats.servers[2].pid().context("nats server 2 runs")?;

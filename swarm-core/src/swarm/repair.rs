@@ -506,7 +506,8 @@ impl Swarm {
             // Chunks of no file known here (a file removed, or in a cluster another node's
             // shard) are no one's concern here.
             let stranded =
-                chunks.iter().filter(|c| self.chunk_sizes.contains_key(c) && self.staying_copies(c) == 0).count() as u32;
+                chunks.iter().filter(|c| self.chunk_sizes.contains_key(c) && self.staying_copies(c) == 0).count()
+                    as u32;
             self.peers.get_mut(&id).expect("live").leave_answered = true;
             out.push(send(&id, ServerMsg::LeaveReady { stranded }));
         }

@@ -61,12 +61,28 @@ async fn bucket(
         storage: async_nats::jetstream::stream::StorageType::File,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(kv) => Ok(kv),
+    // NATS servers started at the same time as the trackers may still be choosing a JetStream
+    // leader ("no suitable peers for placement"): try again for a while before giving up.
+    let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+    loop {
+        let e = match js.create_key_value(config.clone()).await {
+            Ok(kv) => return Ok(kv),
+            Err(e) => e,
+        };
         // Made by another node already, maybe with other settings: use it as it is.
-        Err(e) => js.get_key_value(name.clone()).await.map_err(|_| StoreError::Open { bucket: name, source: e.into() }),
+        if let Ok(kv) = js.get_key_value(name.clone()).await {
+            return Ok(kv);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Open { bucket: name, source: e.into() });
+        }
+        tracing::warn!("cannot open the cluster's KV bucket {name} yet ({e}); trying again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// How long a node waits at start for JetStream to take its buckets.
+const OPEN_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Store {
     pub async fn open(
