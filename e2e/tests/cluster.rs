@@ -225,6 +225,50 @@ async fn a_file_published_on_one_node_is_found_and_fetched_through_the_others() 
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_moves_to_another_node_when_its_node_dies() -> anyhow::Result<()> {
+    let mut c = Cluster::start("tabmove", |n, _| n.url_list())?;
+    let peers: Vec<NativePeer> =
+        (0..NODES).map(|i| c.peer(&format!("tabmove-p{i}"), i)).collect::<Result<_, _>>()?;
+    let (id, bytes) = peers[0].put_random(&c.dir, "tab.bin", 2 << 20, 51)?;
+    wait_healthy(c.node(0), &id, Duration::from_secs(60))?;
+
+    let browser = Browser::start("cluster-tabmove").await?;
+    browser.client.goto(&c.node(2).http_url()).await?;
+    let tab = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    let first = browser.wait_attr("#tracker-node", "data-url", Duration::from_secs(10)).await?;
+    assert!(first.contains(&c.ports[2].to_string()), "the tab starts on its page's node: {first}");
+    // The tab learned every node from its welcome.
+    let nodes = browser.num_attr_at_least("#tracker-node", "data-nodes", NODES as u64).await?;
+    assert!(nodes >= NODES as u64, "the tab knows every node: {nodes}");
+
+    c.kill(2);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let moved = loop {
+        let url = browser.wait_attr("#tracker-node", "data-url", Duration::from_secs(5)).await?;
+        let state = browser.wait_attr("#conn-status", "data-state", Duration::from_secs(5)).await?;
+        if !url.contains(&c.ports[2].to_string()) && state == "connected" {
+            break url;
+        }
+        assert!(Instant::now() < deadline, "the tab never moved off its dead node: {url} {state}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("the tab moved to {moved}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.node(0).get_json("/api/peers")?.to_string().contains(&tab) {
+        assert!(Instant::now() < deadline, "the surviving nodes know the tab");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // It works there: it downloads the file.
+    browser.client.find(Locator::Css("#download-id")).await?.send_keys(&id).await?;
+    browser.client.find(Locator::Css("#download-button")).await?.click().await?;
+    browser.wait_text("#download-status", Duration::from_secs(60), |t| t.contains("done")).await?;
+    let href = browser.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
+    assert!(browser.fetch_bytes(&href).await? == bytes, "the tab's bytes are intact after the move");
+    browser.screenshot("cluster-tab-moved").await?;
+    Ok(())
+}
+
 #[test]
 fn killing_the_node_that_keeps_a_file_mid_download_loses_nothing() -> anyhow::Result<()> {
     let mut c = Cluster::start("failover", |n, _| n.url_list())?;
