@@ -332,6 +332,13 @@ async fn expire_unavailable(state: Arc<AppState>) {
         };
         if !removed.is_empty() {
             tracing::info!(files = removed.len(), "files without a copy of every chunk left the index");
+            if let Some(c) = &state.cluster {
+                for f in &removed {
+                    if let Err(e) = c.store.remove_file(c.shard_of(f), f).await {
+                        tracing::error!("cannot remove an expired file from the cluster index: {e}");
+                    }
+                }
+            }
             let st = state.clone();
             let _ = tokio::task::spawn_blocking(move || st.forget_durably(&removed)).await;
         }
