@@ -16,8 +16,22 @@ use swarm_core::{FileId, PeerId};
 pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.config.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reconnect = Instant::now();
     loop {
         tick.tick().await;
+        // Not hearing itself through NATS for a lease time: move to another NATS server now
+        // rather than wait for the client to give up on this one.
+        let cut = cluster.view().self_seen.is_some_and(|t| t.elapsed() > cluster.config.lease_ttl);
+        if cut && last_reconnect.elapsed() > cluster.config.lease_ttl {
+            last_reconnect = Instant::now();
+            tracing::warn!("this node's heartbeats do not come back through NATS: reconnecting");
+            let client = cluster.client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.force_reconnect().await {
+                    tracing::warn!("cannot reconnect to NATS: {e}");
+                }
+            });
+        }
         let peers = state.lock().connected.len() as u32;
         cluster.broadcast(&NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers });
         inbound::forget_silent(&state, &cluster);

@@ -153,6 +153,9 @@ impl Cluster {
             .name(format!("pp-tracker {}", config.public_url))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
+            // A NATS server that hangs (stopped, or cut off) keeps its TCP connection open: pings
+            // every period find out in a few periods, and the client moves to another server.
+            .ping_interval(config.period().max(Duration::from_millis(500)))
             .connect(config.servers.clone())
             .await
             .map_err(|source| ClusterError::Connect { servers: servers.clone(), source })?;
