@@ -228,8 +228,7 @@ async fn a_file_published_on_one_node_is_found_and_fetched_through_the_others() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_moves_to_another_node_when_its_node_dies() -> anyhow::Result<()> {
     let mut c = Cluster::start("tabmove", |n, _| n.url_list())?;
-    let peers: Vec<NativePeer> =
-        (0..NODES).map(|i| c.peer(&format!("tabmove-p{i}"), i)).collect::<Result<_, _>>()?;
+    let peers: Vec<NativePeer> = (0..NODES).map(|i| c.peer(&format!("tabmove-p{i}"), i)).collect::<Result<_, _>>()?;
     let (id, bytes) = peers[0].put_random(&c.dir, "tab.bin", 2 << 20, 51)?;
     wait_healthy(c.node(0), &id, Duration::from_secs(60))?;
 

@@ -51,13 +51,19 @@ pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
     ]);
     while let Some(ev) = events.next().await {
         match ev {
-            Inbound::Node(m) => match msg::decode::<NodeMsg>(&m.payload) {
-                Ok(nm) => {
-                    super::add(&cluster.stats.msgs_in, 1);
-                    on_node_msg(&state, &cluster, nm);
+            Inbound::Node(m) => {
+                match msg::decode::<NodeMsg>(&m.payload) {
+                    Ok(nm) => {
+                        super::add(&cluster.stats.msgs_in, 1);
+                        on_node_msg(&state, &cluster, nm);
+                    }
+                    Err(e) => tracing::warn!("dropping a node message: {e}"),
                 }
-                Err(e) => tracing::warn!("dropping a node message: {e}"),
-            },
+                // A forwarded request: "taken" (its answer goes to the peer on its own).
+                if let Some(reply) = m.reply {
+                    let _ = cluster.client.publish(reply, bytes::Bytes::new()).await;
+                }
+            }
             Inbound::Relay(m) => on_relay(&state, &cluster, &m.payload),
             Inbound::Query(m) => {
                 let (Some(reply), Ok(q)) = (m.reply.clone(), msg::decode::<Query>(&m.payload)) else { continue };

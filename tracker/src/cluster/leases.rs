@@ -12,13 +12,18 @@ use std::sync::Arc;
 use std::time::Instant;
 use swarm_core::{FileId, PeerId};
 
-/// Runs heartbeats, leases and trust saving until the process ends.
-pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+/// Runs heartbeats: every period, tells the others this node is alive, forgets nodes gone
+/// silent, and moves to another NATS server when its own heartbeats stop coming back. Apart
+/// from the lease work, which waits on JetStream: a slow KV must not make a node look dead.
+pub async fn beat(state: Arc<AppState>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.config.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconnect = Instant::now();
     loop {
         tick.tick().await;
+        let peers = state.lock().connected.len() as u32;
+        cluster.broadcast(&NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers });
+        inbound::forget_silent(&state, &cluster);
         // Not hearing itself through NATS for a lease time: move to another NATS server now
         // rather than wait for the client to give up on this one.
         let cut = cluster.view().self_seen.is_some_and(|t| t.elapsed() > cluster.config.lease_ttl);
@@ -32,11 +37,28 @@ pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
                 }
             });
         }
-        let peers = state.lock().connected.len() as u32;
-        cluster.broadcast(&NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers });
-        inbound::forget_silent(&state, &cluster);
+    }
+}
+
+/// Runs the lease rules and writes verification state, every period.
+pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(cluster.config.period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
         leases(&state, &cluster).await;
         save_trust(&state, &cluster).await;
+    }
+}
+
+/// One KV call, given at most a lease time (a hung NATS server must not stall the loop).
+async fn bounded<T, E: std::fmt::Display>(
+    cluster: &Cluster,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(cluster.config.lease_ttl, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
     }
 }
 
@@ -45,7 +67,7 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
     let shards = cluster.config.shards;
     let mut seen: Vec<Option<Seen>> = Vec::with_capacity(shards as usize);
     for s in 0..shards {
-        match cluster.store.leases.entry(lease_key(s)).await {
+        match bounded(cluster, cluster.store.leases.entry(lease_key(s))).await {
             Ok(e) => seen.push(e.and_then(|e| {
                 let owner = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
                 matches!(e.operation, async_nats::jetstream::kv::Operation::Put)
@@ -74,7 +96,8 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
     for step in plan(cluster.tag, &members, &seen) {
         match step {
             Step::Renew { shard, revision } => {
-                match cluster.store.leases.update(lease_key(shard), cluster.tag.to_string().into(), revision).await {
+                let renew = cluster.store.leases.update(lease_key(shard), cluster.tag.to_string().into(), revision);
+                match bounded(cluster, renew).await {
                     Ok(rev) => {
                         let held = match cluster.view().mine.get_mut(&shard) {
                             Some(h) => {
@@ -97,13 +120,15 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
                 }
             }
             Step::Take { shard } => {
-                if let Ok(rev) = cluster.store.leases.create(lease_key(shard), cluster.tag.to_string().into()).await {
+                let create = cluster.store.leases.create(lease_key(shard), cluster.tag.to_string().into());
+                if let Ok(rev) = bounded(cluster, create).await {
                     take(state, cluster, shard, rev).await;
                 }
             }
             Step::Release { shard, revision } => {
                 let_go(state, cluster, shard, "another node holds fewer shards");
-                let _ = cluster.store.leases.delete_expect_revision(lease_key(shard), Some(revision)).await;
+                let _ = bounded(cluster, cluster.store.leases.delete_expect_revision(lease_key(shard), Some(revision)))
+                    .await;
             }
         }
     }
@@ -113,12 +138,12 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
 /// peer is asked (in batches) to re-announce, so the chunks' holders are known here.
 async fn take(state: &Arc<AppState>, cluster: &Arc<Cluster>, shard: u16, revision: u64) {
     cluster.view().mine.insert(shard, Held { revision, renewed: Instant::now(), ready: false });
-    let (files, trust) = match cluster.store.load_shard(shard).await {
+    let (files, trust) = match bounded(cluster, cluster.store.load_shard(shard)).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(shard, "cannot load a shard taken over: {e}");
             cluster.view().mine.remove(&shard);
-            let _ = cluster.store.leases.delete(lease_key(shard)).await;
+            let _ = bounded(cluster, cluster.store.leases.delete(lease_key(shard))).await;
             return;
         }
     };
@@ -180,7 +205,7 @@ async fn save_trust(state: &AppState, cluster: &Cluster) {
             .collect()
     };
     if !changes.is_empty() {
-        if let Err(e) = cluster.store.save_trust(&changes).await {
+        if let Err(e) = bounded(cluster, cluster.store.save_trust(&changes)).await {
             tracing::error!("cannot save chunk verification state to the cluster index: {e}");
         }
     }

@@ -52,9 +52,11 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A node is gone once silent for this long (its peers are forgotten).
+    /// A node is gone once silent for this long (its peers are forgotten; they reconnect to
+    /// another node meanwhile). Twice the lease time: a node's shards move after one lease
+    /// time; forgetting its peers costs re-announcements, so it waits for surer news.
     pub fn member_timeout(&self) -> Duration {
-        self.lease_ttl
+        self.lease_ttl * 2
     }
     /// A lease counts as ours for this long after its last renewal.
     pub fn lease_fresh(&self) -> Duration {
@@ -203,6 +205,7 @@ impl Cluster {
         vec![
             tokio::spawn(inbound::run(state.clone(), self.clone())),
             tokio::spawn(leases::run(state.clone(), self.clone())),
+            tokio::spawn(leases::beat(state.clone(), self.clone())),
         ]
     }
 

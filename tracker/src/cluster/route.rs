@@ -110,10 +110,7 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
         }
         (Route::Shard(shard), Some(msg)) => match cluster.owner(shard) {
             Some(owner) if owner == cluster.tag => handle_owned(state, cluster, from.clone(), msg),
-            Some(owner) => cluster.send_to(owner, &NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg }),
-            None => {
-                unavailable(state, cluster, from, req_of(&msg), "no tracker node keeps this file's shard right now")
-            }
+            _ => forward(cluster, shard, from.clone(), msg),
         },
         (Route::Issuers(parts), _) => {
             for (node, msg) in parts {
@@ -135,6 +132,46 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
         }
         _ => {}
     }
+}
+
+/// Hands a request to the node keeping `shard`, as a NATS request: "no responders" means
+/// that node is gone, so the request waits for the shard's next owner (about a lease time)
+/// instead of vanishing. Only when no owner takes it in twice the lease time does the peer
+/// hear `unavailable`.
+fn forward(cluster: &Arc<Cluster>, shard: u16, from: PeerId, msg: ClientMsg) {
+    let Some(state) = cluster.state() else { return };
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        let period = cluster.config.period();
+        let deadline = tokio::time::Instant::now() + cluster.config.lease_ttl * 2;
+        let payload: bytes::Bytes =
+            super::msg::encode(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() }).into();
+        loop {
+            match cluster.owner(shard) {
+                Some(o) if o == cluster.tag && cluster.owns(shard) => {
+                    return handle_owned(&state, &cluster, from, msg);
+                }
+                Some(o) if o == cluster.tag => {}
+                Some(o) => {
+                    let ask = cluster.client.request(cluster.subject_node(o), payload.clone());
+                    match tokio::time::timeout(cluster.config.lease_ttl, ask).await {
+                        Ok(Ok(_)) => {
+                            super::add(&cluster.stats.msgs_out, 1);
+                            return;
+                        }
+                        Ok(Err(e)) => tracing::debug!(shard, node = o, "the shard's node did not take a request: {e}"),
+                        Err(_) => tracing::debug!(shard, node = o, "the shard's node did not answer a request"),
+                    }
+                }
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = "no tracker node keeps this file's shard right now (a node died and its shards are moving)";
+                return unavailable(&state, &cluster, &from, req_of(&msg), why);
+            }
+            tokio::time::sleep(period).await;
+        }
+    });
 }
 
 /// Search across every node's shards.
