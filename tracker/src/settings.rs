@@ -177,7 +177,7 @@ pub struct Settings {
     #[arg(long, env = "PP_CLUSTER_SHARDS")]
     pub cluster_shards: Option<u16>,
     /// Copies NATS keeps of the cluster's index (at most the number of NATS servers)
-    /// [default: the number of --cluster URLs, at most 3]
+    /// [default: the number of servers of the NATS cluster, at most 3]
     #[arg(long, env = "PP_CLUSTER_REPLICAS")]
     pub cluster_replicas: Option<usize>,
     /// Seconds a node's hold on a shard lasts without renewal: how long its shards wait after
@@ -321,6 +321,7 @@ impl Settings {
             public_url,
             shards,
             replicas,
+            replicas_auto: self.cluster_replicas.is_none(),
             lease_ttl: Duration::from_secs_f64(lease),
         }))
     }

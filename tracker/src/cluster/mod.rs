@@ -47,6 +47,8 @@ pub struct ClusterConfig {
     pub shards: u16,
     /// Copies NATS keeps of each KV bucket (1 for a single NATS server, 3 for a cluster).
     pub replicas: usize,
+    /// `replicas` was not set: use as many as the NATS cluster has servers (at most 3).
+    pub replicas_auto: bool,
     /// A lease not renewed for this long expires: another node takes the shard.
     pub lease_ttl: Duration,
 }
@@ -173,6 +175,14 @@ impl Cluster {
             source: async_nats::ConnectError::new(async_nats::ConnectErrorKind::TimedOut),
         })?;
         let js = async_nats::jetstream::new(client.clone());
+        let mut config = config;
+        if config.replicas_auto {
+            // As many copies as NATS servers (at most 3), whatever subset of them this node was
+            // given: a node given one URL of a 3-server cluster must not make the index R1 on
+            // that one server (the cluster's servers advertise each other's client URLs).
+            let known = client.server_info().connect_urls.len().max(config.servers.len());
+            config.replicas = known.clamp(1, 3);
+        }
         let store = store::Store::open(&js, &config.prefix, config.replicas, config.lease_ttl).await?;
         let tag = loop {
             let t: u16 = rand::random();
@@ -192,7 +202,7 @@ impl Cluster {
             state: std::sync::OnceLock::new(),
         });
         tokio::spawn(send_loop(cluster.clone(), rx));
-        tracing::info!(node = tag, servers, "joined the tracker cluster");
+        tracing::info!(node = tag, servers, replicas = cluster.config.replicas, "joined the tracker cluster");
         Ok(cluster)
     }
 
