@@ -12,7 +12,7 @@
 #
 # Environment (defaults): PP_BENCH_PEERS (5000), PP_BENCH_RATE signals/s (10000),
 # PP_BENCH_SECS of signalling (10), PP_BENCH_PORT base port (17000), NATS_SERVER (nats-server
-# on PATH, else /tmp/natsvenv/bin/nats-server), CARGO_TARGET_DIR (target),
+# on PATH, else the one scripts/setup.sh installs), CARGO_TARGET_DIR (target),
 # PP_BENCH_DIR for logs (a new /tmp/pp-bench-cluster.* directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ PEERS=${PP_BENCH_PEERS:-5000}
 RATE=${PP_BENCH_RATE:-10000}
 SECS=${PP_BENCH_SECS:-10}
 BASE=${PP_BENCH_PORT:-17000}
-NATS=${NATS_SERVER:-$(command -v nats-server || echo /tmp/natsvenv/bin/nats-server)}
+NATS=${NATS_SERVER:-${PP_NATS_SERVER:-$(command -v nats-server || echo "${XDG_DATA_HOME:-$HOME/.local/share}/peer-pressure/nats/bin/nats-server")}}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 DIR=${PP_BENCH_DIR:-$(mktemp -d /tmp/pp-bench-cluster.XXXXXX)}
 mkdir -p "$DIR"
