@@ -165,6 +165,7 @@ async fn cluster(State(state): State<Arc<AppState>>) -> Response {
         return error(StatusCode::NOT_FOUND, "this tracker is not part of a cluster (see --cluster)");
     };
     let members = c.members();
+    let connected = c.connected();
     let here = state.lock().connected.len();
     let v = c.view();
     let nodes: Vec<serde_json::Value> = members
@@ -179,7 +180,7 @@ async fn cluster(State(state): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({
         "node": c.tag,
         "url": c.config.public_url,
-        "connected": v.self_seen.is_some_and(|t| t.elapsed() < c.config.lease_fresh()),
+        "connected": connected,
         "shards": c.config.shards,
         "owned": owned,
         "owners": v.owners,

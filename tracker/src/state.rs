@@ -385,7 +385,9 @@ impl Inner {
         None
     }
 
-    fn push_local(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
+    /// Queues `msg` for `to` if it is connected here; a peer whose outbox is full is closed
+    /// (counted in `closed`).
+    pub fn push_local(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
         if let Some(c) = self.connected.get(to) {
             if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
                 tracing::warn!(peer = %to, "peer does not read its messages: dropping it");
@@ -411,12 +413,8 @@ impl Inner {
                     }
                 }
                 Output::Send { to, msg } => {
-                    if let Some(c) = self.connected.get(&to) {
-                        if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
-                            tracing::warn!(peer = %to, "peer does not read its messages: dropping it");
-                            c.outbox.close();
-                            closed += 1;
-                        }
+                    if self.connected.contains_key(&to) {
+                        self.push_local(&to, msg, &mut closed);
                     } else if let (Some(cl), Some(node)) = (&self.cluster, self.homes.get(&to)) {
                         cl.send_to(*node, &crate::cluster::msg::NodeMsg::ToPeer { node: cl.tag, peer: to, msg });
                     }

@@ -268,6 +268,9 @@ impl Swarm {
     pub fn is_live(&self, id: &PeerId) -> bool {
         self.peers.contains_key(id)
     }
+    pub fn peer(&self, id: &PeerId) -> Option<&PeerState> {
+        self.peers.get(id)
+    }
     /// Live claimants of a chunk (verified or not: see [`Swarm::verified_holders`]).
     pub fn holders(&self, chunk: &ChunkId) -> impl Iterator<Item = &PeerId> {
         self.holders.get(chunk).into_iter().flatten()

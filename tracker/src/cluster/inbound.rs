@@ -110,7 +110,7 @@ pub fn roster(inner: &Inner) -> Vec<RosterPeer> {
         .connected
         .keys()
         .filter_map(|id| {
-            let p = inner.swarm.peers().find(|(p, _)| *p == id).map(|(_, p)| p)?;
+            let p = inner.swarm.peer(id)?;
             Some(RosterPeer { peer: id.clone(), kind: p.kind, storage: p.capacity.map(|c| (p.used, c)) })
         })
         .collect()
