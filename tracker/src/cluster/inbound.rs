@@ -206,14 +206,21 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
                 route::handle_here(state, &peer, msg);
             }
         }
-        NodeMsg::ToPeer { node, peer, msg: ServerMsg::LeaveReady { stranded } } => {
-            let answer = state.lock().leave_answer(&peer, node, stranded);
-            if let Some(msg) = answer {
-                let _ = route::deliver_local(state, &peer, Frame::json(msg));
+        NodeMsg::ToPeer { node, peer, msg } => {
+            // The same queueing as for messages from this node's own swarm (a peer too slow
+            // for its queue is let go, not silently missing an order or a challenge).
+            let mut closed = 0;
+            let mut inner = state.lock();
+            let msg = match msg {
+                ServerMsg::LeaveReady { .. } if !inner.connected.contains_key(&peer) => None,
+                ServerMsg::LeaveReady { stranded } => inner.leave_answer(&peer, node, stranded),
+                msg => Some(msg),
+            };
+            if let Some(msg) = msg {
+                inner.push_local(&peer, msg, &mut closed);
             }
-        }
-        NodeMsg::ToPeer { peer, msg, .. } => {
-            let _ = route::deliver_local(state, &peer, Frame::json(msg));
+            drop(inner);
+            Counters::add(&state.counters.closed_slow, closed);
         }
         _ => {}
     }
