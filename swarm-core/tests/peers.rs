@@ -709,8 +709,9 @@ fn stored_at(net: &Net, i: usize, d: u64) -> std::collections::HashMap<usize, u6
 }
 
 /// A player seeks to 90% of a file being downloaded from three bandwidth-limited holders:
-/// the chunk under the playhead, and the window after it, arrive before every chunk that was
-/// not already on its way, long before rarest-first would have reached them (the same run
+/// the chunk under the playhead, and the window after it, arrive before every chunk outside
+/// the window that was not already on its way (the next chunks of the window may come first
+/// from other sources), long before rarest-first would have reached them (the same run
 /// without a seek is the baseline).
 #[test]
 fn after_a_seek_the_chunks_under_the_playhead_come_first() {
@@ -751,12 +752,12 @@ fn after_a_seek_the_chunks_under_the_playhead_come_first() {
     let last_window = window.clone().map(|k| at[&k]).max().expect("a window");
     let before_playhead: Vec<usize> = at
         .iter()
-        .filter(|(k, t)| **t < at[&target] && !in_flight.contains(k) && **t > t_seek)
+        .filter(|(k, t)| **t < at[&target] && !in_flight.contains(k) && **t > t_seek && !window.contains(k))
         .map(|(k, _)| *k)
         .collect();
     assert!(
         before_playhead.is_empty(),
-        "chunks {before_playhead:?} not asked at the seek arrived before the playhead's"
+        "chunks {before_playhead:?} outside the window, not asked at the seek, arrived before the playhead's"
     );
     let overtaking: Vec<usize> = at
         .iter()
@@ -770,4 +771,44 @@ fn after_a_seek_the_chunks_under_the_playhead_come_first() {
         last_window - t_seek
     );
     assert!(seek_ms * 4 < plain_ms, "the seek did not help: {seek_ms} ms after it vs {plain_ms} ms without");
+}
+
+/// A player plays from the start of a file downloaded from three slow holders (250 ms per
+/// chunk each), then seeks to near the end: the seek's chunk waits only behind the short
+/// queue a playing download keeps at each source (`PLAYING_QUEUE_MS` of its measured rate),
+/// not behind the window it was playing in (16 chunks beyond the pipeline once made it wait
+/// for 5 or 6 chunks per source).
+#[test]
+fn a_seek_while_playing_waits_behind_a_short_queue() {
+    use swarm_core::peer::config::{PLAYHEAD_WINDOW, PLAYING_QUEUE_MS};
+    let (mut net, m, data) = network(22, Net::no_repair(), 3, 1, 120);
+    let chunk_ms = 250;
+    net.pair_bytes_per_s = Some(1024 * 1000 / chunk_ms);
+    let b = 3;
+    let d = net.download(b, m.file_id());
+    net.with(b, |p, _| p.set_playhead(d, Some(0), 0));
+    let until = net.now + 60_000;
+    net.run_while(until, |n| stored_at(n, b, d).len() >= 12);
+    let (t_seek, target) = (net.now, 100usize);
+    let cells = net.nodes[b].peer.download_state(d).expect("running").cells();
+    let in_flight = cells.iter().filter(|c| matches!(c, swarm_core::peer::CellState::InFlight(_))).count();
+    assert!(!matches!(cells[target], swarm_core::peer::CellState::InFlight(_) | swarm_core::peer::CellState::Done(_)));
+    // At this rate a source is asked for at most 1 chunk at once while playing (not the
+    // window's 16 spread over 3 sources).
+    let depth = ((PLAYING_QUEUE_MS / chunk_ms) as usize).max(1);
+    assert!(in_flight <= 3 * depth, "{in_flight} chunks in flight at the seek, at most {} expected", 3 * depth);
+    let offset = m.chunk_offset(target) + 10;
+    net.with(b, |p, _| p.set_playhead(d, Some(offset), t_seek));
+    assert_eq!(finish(&mut net, b, d, 120_000), Ok(()));
+    assert_has_file(&net, b, &m, &data);
+    let at = stored_at(&net, b, d);
+    let seek_ms = at[&target] - t_seek;
+    let window_ms = (target..target + PLAYHEAD_WINDOW).map(|k| at[&k]).max().expect("a window") - t_seek;
+    eprintln!(
+        "{in_flight} chunks in flight at the seek; chunk {target} {seek_ms} ms after it, the window {window_ms} ms"
+    );
+    // Behind at most `depth` chunks at its source, then its own: a little slack for the
+    // round trips of the simulated network.
+    let bound = (depth as u64 + 1) * chunk_ms + 100;
+    assert!(seek_ms <= bound, "the seek's chunk came {seek_ms} ms after it, more than {bound} ms");
 }

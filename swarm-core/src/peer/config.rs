@@ -42,6 +42,11 @@ pub const STALL_MS: u64 = 5_000;
 /// at 40 MB/s a tenth of a second: after a seek the window is fetched before the player
 /// stalls again, while the rest of the file still flows rarest first.
 pub const PLAYHEAD_WINDOW: usize = 16;
+/// While a player plays, each source is asked for at most what it delivers in this long (at
+/// its measured rate; at least one chunk): a seek's chunk waits behind that much at its
+/// source. At 1 MiB/s through the relay that is 1 chunk of 256 KiB, at 8 MiB/s the relay
+/// pipeline; a direct link at 40 MB/s keeps its whole pipeline.
+pub const PLAYING_QUEUE_MS: u64 = 300;
 /// Most sources asked for one chunk at once during the endgame.
 pub const ENDGAME_COPIES: usize = 2;
 /// How long newly stored chunks wait to be announced together (the tracker limits

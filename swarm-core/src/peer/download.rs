@@ -20,16 +20,21 @@
 //!
 //! Playback: a download may be told where a player's playhead is ([`Download::set_playhead`]).
 //! The [`PLAYHEAD_WINDOW`] chunks from there on are then asked first, in file order, ahead of
-//! rarest-first for the rest, and each may take a request beyond its source's pipeline (so a
-//! seek is asked at once, not after a slot frees); the other chunks keep at most
-//! `pipeline - PLAYHEAD_WINDOW / 2` requests per source while a playhead is set, so a chunk
-//! under the playhead waits behind fewer far-away ones at the source (the chunk protocol has
-//! no cancel: a request sent is answered). Moving the playhead (a seek) re-schedules at once.
+//! rarest-first for the rest. The chunk under the playhead may take a request beyond its
+//! source's pipeline (so a seek is asked at once, not after a slot frees). Every other request
+//! keeps to a shallower queue while a playhead is set: at most what the source delivers in
+//! [`PLAYING_QUEUE_MS`] at the rate measured from its last chunks (the chunk protocol has no
+//! cancel and a source answers in order, so a seek waits behind whatever is queued there; with
+//! the window going beyond the pipeline a seek through a 1 MiB/s relay waited 1–2 s behind the
+//! old window, measured in `e2e/tests/browser_stream.rs`). Until a source's rate is known it
+//! gets 2. A chunk under the playhead that was asked before the seek and waits behind others
+//! at its source is asked of a holder with a shorter queue too (the first verified copy wins,
+//! as in the endgame). Moving the playhead (a seek) re-schedules at once.
 //!
 //! Request numbers in [`Step::Request`] are the download's own; the peer core
 //! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
 
-use super::config::{ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, STALL_MS};
+use super::config::{ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, STALL_MS};
 use crate::chunk_proto::{PeerMsg, ProtoError};
 use crate::content::ContentError;
 use crate::{ChunkId, FileId, Manifest, PeerId};
@@ -162,6 +167,8 @@ struct Pending<B> {
     /// Allocated with the first frame.
     buf: Option<B>,
     received: usize,
+    /// When it was sent (the download's clock).
+    asked_at: u64,
 }
 
 /// One file being fetched from the swarm; `B` is where chunks are reassembled.
@@ -192,6 +199,10 @@ pub struct Download<B: ChunkBuf = Vec<u8>> {
     source: Vec<Option<usize>>,
     /// Per slot: bytes of verified chunks it delivered.
     delivered: Vec<u64>,
+    /// Per slot: the rate it delivers whole chunks at (bytes per ms, smoothed; 0: not known).
+    rate: Vec<f64>,
+    /// Per slot: when its last whole chunk arrived.
+    last_delivery: Vec<u64>,
     max_peers: usize,
     endgame: bool,
     /// A needed chunk with no live holder waits (others go on) instead of failing at once.
@@ -269,6 +280,8 @@ impl<B: ChunkBuf> Download<B> {
             finished: false,
             source: vec![None; n],
             delivered: Vec::new(),
+            rate: Vec::new(),
+            last_delivery: Vec::new(),
             max_peers: MAX_SOURCES,
             endgame: true,
             wait_for_holders: false,
@@ -279,6 +292,8 @@ impl<B: ChunkBuf> Download<B> {
 
     fn with_delivered(mut self) -> Self {
         self.delivered = vec![0; self.peers.len()];
+        self.rate = vec![0.0; self.peers.len()];
+        self.last_delivery = vec![0; self.peers.len()];
         self
     }
 
@@ -475,6 +490,52 @@ impl<B: ChunkBuf> Download<B> {
         self.schedule()
     }
 
+    /// Moves the download's clock to `now` (ms) without the stall check of [`Download::tick`]:
+    /// drivers call it before each answer, so delivery rates are measured to the millisecond.
+    pub fn advance(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
+    }
+
+    /// The rate `slot` delivers whole chunks at, in bytes per second (0 until it sent one).
+    pub fn rate_of(&self, slot: usize) -> u64 {
+        self.rate.get(slot).map_or(0, |r| (r * 1000.0) as u64)
+    }
+
+    /// Records a whole chunk of `len` bytes from `slot`, asked at `asked_at`: the time since
+    /// the slot's previous chunk (or since the request, if the slot was idle) is what this one
+    /// took on the wire. Smoothed with half weight on the new sample: a source's first chunks
+    /// often come in a burst (the tracker's relay lets 1 MiB through at once), and the rate
+    /// after it should count within a few chunks.
+    fn measure(&mut self, slot: usize, len: usize, asked_at: u64) {
+        let since = self.last_delivery[slot].max(asked_at);
+        let sample = len as f64 / self.clock.saturating_sub(since).max(1) as f64;
+        let r = &mut self.rate[slot];
+        *r = if *r == 0.0 { sample } else { 0.5 * (*r + sample) };
+        self.last_delivery[slot] = self.clock;
+    }
+
+    /// How long `slot` takes to send what it was asked plus `more` chunks, at its measured
+    /// rate (infinite while the rate is not known).
+    fn queue_ms(&self, slot: usize, more: usize) -> f64 {
+        let r = self.rate[slot];
+        if r <= 0.0 {
+            return f64::INFINITY;
+        }
+        (self.outstanding[slot] + more) as f64 * self.manifest.chunk_size as f64 / r
+    }
+
+    /// Requests `slot` may have outstanding while a player plays: what it delivers in
+    /// [`PLAYING_QUEUE_MS`], at least 1, at most its pipeline; 2 until its rate is known (a
+    /// fast source is measured after its first chunk, a slow one is not given a deep queue).
+    fn playing_depth(&self, slot: usize) -> usize {
+        let r = self.rate[slot];
+        if r <= 0.0 {
+            return self.pipeline[slot].min(2);
+        }
+        let chunks = r * PLAYING_QUEUE_MS as f64 / self.manifest.chunk_size.max(1) as f64;
+        (chunks as usize).clamp(1, self.pipeline[slot])
+    }
+
     /// The driver's clock (ms), called about once a second: drops peers that stalled.
     pub fn tick(&mut self, now: u64) -> Vec<Step<B>> {
         self.clock = now;
@@ -528,6 +589,7 @@ impl<B: ChunkBuf> Download<B> {
                 } else if p.received == expected {
                     let p = self.pending.remove(&(slot, req)).expect("present");
                     self.outstanding[slot] -= 1;
+                    self.measure(slot, expected, p.asked_at);
                     if self.state[p.index] == ChunkState::InFlight {
                         self.state[p.index] = ChunkState::Verifying { attempts: p.attempts, slot };
                         let bytes = p.buf.unwrap_or_else(|| B::with_len(0));
@@ -705,7 +767,7 @@ impl<B: ChunkBuf> Download<B> {
         // The playhead window first, in order; then everything, rarest first (the window's
         // chunks are requested by then, so they are skipped).
         let window = self.window();
-        let reserve = if window.is_empty() { 0 } else { PLAYHEAD_WINDOW / 2 };
+        let playing = !window.is_empty();
         for k in 0..window.len() + self.order.len() {
             let (index, in_window) = match k.checked_sub(window.len()) {
                 None => (window.start + k, true),
@@ -729,17 +791,27 @@ impl<B: ChunkBuf> Download<B> {
                 return steps;
             };
             let several = live().nth(1).is_some();
-            // A window chunk may go beyond the pipeline; the rest leave room for seeks.
+            // The chunk under the playhead may go beyond the pipeline; while a player plays
+            // the rest keep the queues short, so the next seek does not wait long.
             let room = |s: usize| {
-                if in_window {
+                if in_window && index == window.start {
                     self.pipeline[s] + PLAYHEAD_WINDOW
+                } else if playing {
+                    self.playing_depth(s)
                 } else {
-                    self.pipeline[s].saturating_sub(reserve).max(1)
+                    self.pipeline[s]
                 }
             };
-            let pick = live()
-                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < room(s))
-                .min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]));
+            let ready = live().filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < room(s));
+            let pick = if in_window && index == window.start {
+                // The chunk a player waits for: the source expected to send it soonest.
+                ready.min_by(|&a, &b| {
+                    let key = |s: usize| (Some(s) == avoid && several, self.queue_ms(s, 1));
+                    key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)
+                })
+            } else {
+                ready.min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]))
+            };
             match pick {
                 Some(slot) => {
                     self.state[index] = ChunkState::InFlight;
@@ -754,6 +826,9 @@ impl<B: ChunkBuf> Download<B> {
                     }
                 }
             }
+        }
+        if playing {
+            self.hurry_playhead(window.start, &mut steps);
         }
         if self.endgame && !self.state.iter().any(|s| matches!(s, ChunkState::Needed { .. })) {
             self.endgame_requests(&mut steps);
@@ -775,12 +850,42 @@ impl<B: ChunkBuf> Download<B> {
         let id = self.manifest.chunks[index];
         let req = self.next_req;
         self.next_req = self.next_req.wrapping_add(1).max(1);
-        self.pending.insert((slot, req), Pending { index, attempts, buf: None, received: 0 });
+        self.pending.insert((slot, req), Pending { index, attempts, buf: None, received: 0, asked_at: self.clock });
         if self.outstanding[slot] == 0 {
             self.last_heard[slot] = self.clock;
         }
         self.outstanding[slot] += 1;
         steps.push(Step::Request { slot, req, chunk: id });
+    }
+
+    /// The chunk under the playhead is on its way, but queued behind others at its source (it
+    /// was asked before the seek, as any chunk, perhaps of a slow source): a ready holder with
+    /// a shorter queue is asked too (at most [`ENDGAME_COPIES`] askers); the first verified
+    /// copy wins, as in the endgame.
+    fn hurry_playhead(&mut self, index: usize, steps: &mut Vec<Step<B>>) {
+        if self.state.get(index) != Some(&ChunkState::InFlight) {
+            return;
+        }
+        let asked: Vec<usize> =
+            self.pending.iter().filter(|(_, p)| p.index == index).map(|((slot, _), _)| *slot).collect();
+        // Where it is, it may be last in its source's queue: that long to wait, at worst.
+        let waiting = asked.iter().map(|&s| self.queue_ms(s, 0)).fold(f64::INFINITY, f64::min);
+        let queued = asked.iter().map(|&s| self.outstanding[s]).min().unwrap_or(0);
+        if asked.len() >= ENDGAME_COPIES || queued <= 1 {
+            return;
+        }
+        let pick = self.holders[index]
+            .iter()
+            .copied()
+            .filter(|&s| self.slots[s] == SlotState::Ready && !asked.contains(&s))
+            .map(|s| (s, self.queue_ms(s, 1)))
+            .filter(|&(s, ms)| ms * 2.0 < waiting || (ms.is_infinite() && self.outstanding[s] + 1 < queued))
+            .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+            .map(|(s, _)| s);
+        if let Some(slot) = pick {
+            let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
+            self.request(slot, index, attempts, steps);
+        }
     }
 
     /// Nothing is left unrequested: idle ready holders duplicate requests still in flight

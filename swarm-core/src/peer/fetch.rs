@@ -145,6 +145,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         let Some(run) = self.fetch.runs.get_mut(&download) else { return };
         run.playhead = offset;
         let Some(dl) = run.dl.as_mut() else { return };
+        dl.advance(now_ms);
         let steps = dl.set_playhead(offset.map(|o| chunk_at(dl.manifest(), o)));
         self.apply(download, steps, now_ms);
     }
@@ -532,6 +533,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             Answer::Data { offset, total, part, .. } => Answer::Data { req: w.req, offset, total, part },
             Answer::Missing { .. } => Answer::Missing { req: w.req },
         };
+        dl.advance(now_ms);
         let steps = dl.on_answer(w.slot, answer);
         if !dl.is_pending(w.slot, w.req) {
             self.fetch.wire.remove(&(peer.clone(), wire_req));
