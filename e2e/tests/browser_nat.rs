@@ -11,7 +11,8 @@
 //!
 //! Each transfer checks the bytes, the path each side shows (the tab's swarm view and its
 //! bytes received by path, `pp-peer status --json` for natives) and the tracker's relay
-//! counter: under 5% of the file on direct paths, the whole file on the relay.
+//! counter: on direct paths, at most what relay-then-upgrade sends before a channel opens
+//! ([`relay_allowance`]); the whole file on the relay.
 //!
 //! Sources hold a file at R = 2 (`--replication 2`) before anyone downloads it, so a
 //! downloader's bytes come from its own download and not from a replication order; a file a
@@ -27,6 +28,16 @@ use std::path::Path;
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
+
+/// What the tracker may relay of a `size`-byte transfer on direct paths: requests sent through
+/// the relay before a data channel opened are answered through it, at most one relay pipeline
+/// per link that fetches (`swarm_core::peer::config::RELAY_PIPELINE` chunks), plus 5% of the
+/// file. (A flat 5% failed once in CI: the channel through the NATs took longer than the
+/// 300 ms grace under load, and one pipeline of 4 chunks, 1 MiB, went through the relay.)
+fn relay_allowance(size: usize, links: usize) -> u64 {
+    use swarm_core::peer::config::RELAY_PIPELINE;
+    (links * RELAY_PIPELINE * swarm_core::CHUNK_SIZE as usize + size / 20) as u64
+}
 /// Generous: a loaded 2-core machine runs two Chromiums and the peers.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -175,7 +186,8 @@ async fn a_tab_and_native_peers_behind_another_nat_trade_directly_both_ways() ->
     );
     assert!(!paths.is_empty() && paths.iter().all(|p| p == "direct_reflexive"), "the tab's paths: {paths:?}");
     assert!(reflexive >= size as u64 * 19 / 20, "the tab received {reflexive} of {size} bytes through the NATs");
-    assert!(relayed < size as u64 / 20, "the tracker relayed {relayed} of {size} bytes");
+    // The tab fetches from two natives.
+    assert!(relayed <= relay_allowance(size, 2), "the tracker relayed {relayed} of {size} bytes");
 
     // Tab (LAN 1) → native (LAN 2): the tracker orders a native to copy the upload.
     let size = 6 * MIB + 45;
@@ -195,7 +207,8 @@ async fn a_tab_and_native_peers_behind_another_nat_trade_directly_both_ways() ->
     );
     assert!(after - before >= size as u64, "the natives received {} of {size} bytes through the NATs", after - before);
     assert!(served.iter().any(|p| p == "direct_reflexive"), "the tab's serving links: {served:?}");
-    assert!(relayed < size as u64 / 20, "the tracker relayed {relayed} of {size} bytes");
+    // Two natives fetch from the tab.
+    assert!(relayed <= relay_allowance(size, 2), "the tracker relayed {relayed} of {size} bytes");
     Ok(())
 }
 
@@ -233,7 +246,8 @@ async fn two_tabs_behind_two_nats_trade_directly() -> anyhow::Result<()> {
     assert_eq!(a_paths, ["direct_reflexive"], "tab A's link to tab B");
     assert!(reflexive >= size as u64 * 19 / 20, "tab B received {reflexive} of {size} bytes through the NATs");
     assert!(sent >= size as u64, "tab A sent {sent} of {size} bytes over data channels");
-    assert!(relayed < size as u64 / 20, "the tracker relayed {relayed} of {size} bytes");
+    // Tab B fetches from tab A (its download and the order share one link).
+    assert!(relayed <= relay_allowance(size, 1), "the tracker relayed {relayed} of {size} bytes");
     Ok(())
 }
 
