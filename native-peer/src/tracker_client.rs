@@ -204,6 +204,13 @@ impl Session {
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the connection is pinged (a websocket ping: the tracker's websocket layer answers
+/// with a pong, whatever its peer logic is doing).
+const PING: Duration = Duration::from_secs(5);
+/// A tracker connection that brought nothing at all (no message, no pong) for this long is
+/// given up and another node is tried: a tracker host that went off the network, or a stopped
+/// process, keeps the TCP connection open while nothing comes back.
+pub const SILENT_AFTER: Duration = Duration::from_secs(15);
 /// How long opening a websocket to one tracker may take (an unreachable node that drops
 /// packets must not hold up the failover to the next for the TCP connect timeout).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -392,6 +399,8 @@ impl TrackerClient {
     ) -> String {
         let (mut sink, mut stream) = ws.split();
         let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut ping = tokio::time::interval(PING);
+        let mut heard = tokio::time::Instant::now();
         loop {
             let to_send = tokio::select! {
                 m = out.recv() => match m {
@@ -409,7 +418,14 @@ impl TrackerClient {
                     None => return "node stopped".into(),
                 },
                 _ = beat.tick() => Message::Text(ClientMsg::Heartbeat.to_json().into()),
+                _ = ping.tick() => {
+                    if heard.elapsed() > SILENT_AFTER {
+                        return format!("the tracker went silent (nothing for {} s)", SILENT_AFTER.as_secs());
+                    }
+                    Message::Ping(Vec::new().into())
+                }
                 m = stream.next() => {
+                    heard = tokio::time::Instant::now();
                     match m {
                         Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMsg>(t.as_str()) {
                             Ok(m) => self.dispatch(m, incoming),
@@ -426,8 +442,10 @@ impl TrackerClient {
                     continue;
                 }
             };
-            if let Err(e) = sink.send(to_send).await {
-                return e.to_string();
+            match tokio::time::timeout(SILENT_AFTER, sink.send(to_send)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return e.to_string(),
+                Err(_) => return format!("the tracker took nothing for {} s", SILENT_AFTER.as_secs()),
             }
         }
     }

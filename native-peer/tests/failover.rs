@@ -1,6 +1,6 @@
 //! Failover between trackers: a peer given several tracker URLs joins through the first that
-//! answers, moves to another when the one it is on dies and keeps working there, and when none
-//! answers says which URLs it tried, each cause once.
+//! answers, moves to another when the one it is on dies (or goes silent) and keeps working
+//! there, and when none answers says which URLs it tried, each cause once.
 
 mod common;
 
@@ -47,6 +47,38 @@ async fn a_peer_joins_through_the_first_tracker_that_answers_and_fails_over_when
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // It works on the new tracker: a request is answered there.
+    let answer = node.request(|req| ClientMsg::Search { req, query: String::new(), limit: 5 }).await;
+    assert!(matches!(answer, Ok(ServerMsg::SearchResults { .. })), "{answer:?}");
+    node.shutdown().await;
+}
+
+/// A tracker that goes silent without closing anything (stopped with SIGSTOP: the kernel keeps
+/// its sockets open, nothing answers, as when a tracker's host drops off the network): the peer
+/// notices within `SILENT_AFTER` and moves to another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_moves_away_from_a_tracker_that_went_silent() {
+    use native_peer::tracker_client::SILENT_AFTER;
+    let a = common::Tracker::start(2);
+    let b = common::Tracker::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(a.ws_url(), vec![b.ws_url()]), dir.path()).await.expect("joins");
+    assert_eq!(node.tracker_url(), a.ws_url());
+    let pid = a.proc.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let stopped = Instant::now();
+    let deadline = stopped + SILENT_AFTER + Duration::from_secs(20);
+    let moved = loop {
+        if node.connected() && node.tracker_url() == b.ws_url() {
+            break Ok(stopped.elapsed());
+        }
+        if Instant::now() > deadline {
+            break Err(format!("still on {} (connected: {})", node.tracker_url(), node.connected()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    let moved = moved.unwrap();
+    eprintln!("moved to the other tracker {moved:?} after the first went silent");
     let answer = node.request(|req| ClientMsg::Search { req, query: String::new(), limit: 5 }).await;
     assert!(matches!(answer, Ok(ServerMsg::SearchResults { .. })), "{answer:?}");
     node.shutdown().await;
