@@ -793,8 +793,9 @@ impl<B: ChunkBuf> Download<B> {
             let several = live().nth(1).is_some();
             // The chunk under the playhead may go beyond the pipeline; while a player plays
             // the rest keep the queues short, so the next seek does not wait long.
+            let under_playhead = in_window && index == window.start;
             let room = |s: usize| {
-                if in_window && index == window.start {
+                if under_playhead {
                     self.pipeline[s] + PLAYHEAD_WINDOW
                 } else if playing {
                     self.playing_depth(s)
@@ -803,11 +804,11 @@ impl<B: ChunkBuf> Download<B> {
                 }
             };
             let ready = live().filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < room(s));
-            let pick = if in_window && index == window.start {
+            let pick = if under_playhead {
                 // The chunk a player waits for: the source expected to send it soonest.
+                let avoided = |s: usize| Some(s) == avoid && several;
                 ready.min_by(|&a, &b| {
-                    let key = |s: usize| (Some(s) == avoid && several, self.queue_ms(s, 1));
-                    key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)
+                    avoided(a).cmp(&avoided(b)).then(self.queue_ms(a, 1).total_cmp(&self.queue_ms(b, 1)))
                 })
             } else {
                 ready.min_by_key(|&s| (Some(s) == avoid && several, self.outstanding[s]))
@@ -866,8 +867,7 @@ impl<B: ChunkBuf> Download<B> {
         if self.state.get(index) != Some(&ChunkState::InFlight) {
             return;
         }
-        let asked: Vec<usize> =
-            self.pending.iter().filter(|(_, p)| p.index == index).map(|((slot, _), _)| *slot).collect();
+        let asked = self.askers(index);
         // Where it is, it may be last in its source's queue: that long to wait, at worst.
         let waiting = asked.iter().map(|&s| self.queue_ms(s, 0)).fold(f64::INFINITY, f64::min);
         let queued = asked.iter().map(|&s| self.outstanding[s]).min().unwrap_or(0);
@@ -880,12 +880,22 @@ impl<B: ChunkBuf> Download<B> {
             .filter(|&s| self.slots[s] == SlotState::Ready && !asked.contains(&s))
             .map(|s| (s, self.queue_ms(s, 1)))
             .filter(|&(s, ms)| ms * 2.0 < waiting || (ms.is_infinite() && self.outstanding[s] + 1 < queued))
-            .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(s, _)| s);
         if let Some(slot) = pick {
-            let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
+            let attempts = self.attempts_of(index);
             self.request(slot, index, attempts, steps);
         }
+    }
+
+    /// The slots chunk `index` is asked of now.
+    fn askers(&self, index: usize) -> Vec<usize> {
+        self.pending.iter().filter(|(_, p)| p.index == index).map(|((slot, _), _)| *slot).collect()
+    }
+
+    /// The failed attempts of chunk `index`, as its outstanding requests carry them.
+    fn attempts_of(&self, index: usize) -> u32 {
+        self.pending.values().find(|p| p.index == index).map_or(0, |p| p.attempts)
     }
 
     /// Nothing is left unrequested: idle ready holders duplicate requests still in flight
@@ -899,8 +909,7 @@ impl<B: ChunkBuf> Download<B> {
             if self.state[index] != ChunkState::InFlight {
                 continue;
             }
-            let asked: Vec<usize> =
-                self.pending.iter().filter(|(_, p)| p.index == index).map(|((slot, _), _)| *slot).collect();
+            let asked = self.askers(index);
             if asked.len() >= ENDGAME_COPIES {
                 continue;
             }
@@ -910,7 +919,7 @@ impl<B: ChunkBuf> Download<B> {
                 .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] == 0 && !asked.contains(&s))
                 .min_by_key(|&s| self.outstanding[s]);
             let Some(slot) = pick else { continue };
-            let attempts = self.pending.values().find(|p| p.index == index).map(|p| p.attempts).unwrap_or(0);
+            let attempts = self.attempts_of(index);
             self.request(slot, index, attempts, steps);
         }
     }
