@@ -138,6 +138,10 @@ pub struct Stats {
     pub peers_browser: u64,
     pub files: u64,
     pub chunks: u64,
+    /// Claims kept: (peer, chunk) pairs of live peers, verified or not (in a cluster, only
+    /// those this node keeps).
+    #[serde(default)]
+    pub claims: u64,
     pub replication: u64,
     pub under_replicated: u64,
     pub lost: u64,
@@ -252,7 +256,7 @@ mod tests {
 
     fn stats() -> impl Strategy<Value = Stats> {
         let paths = || prop::collection::vec((path(), any::<u64>()), 0..4);
-        let counts = (prop::collection::vec(any::<u64>(), 35), prop::collection::vec(any::<u64>(), 14));
+        let counts = (prop::collection::vec(any::<u64>(), 36), prop::collection::vec(any::<u64>(), 14));
         (counts, paths(), paths()).prop_map(|((n, t), reported_links, reported_bytes)| Stats {
             uptime_secs: n[0],
             peers: n[1],
@@ -260,6 +264,7 @@ mod tests {
             peers_browser: n[3],
             files: n[4],
             chunks: n[5],
+            claims: n[35],
             replication: n[6],
             under_replicated: n[7],
             lost: n[8],
@@ -446,7 +451,7 @@ mod tests {
             .unwrap()
         };
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 38);
+        assert_eq!(v.as_object().unwrap().len(), 39);
         assert_eq!(v["trust"]["proofs_failed"], 0, "an older tracker's stats read with zero trust counters");
         assert_eq!(v["reported_links"], json!([[LinkPath::ALL[0].as_str(), 2]]));
     }

@@ -44,6 +44,7 @@ pub fn snapshot(state: &AppState) -> Stats {
         peers_browser: (s.peers().count() - native) as u64,
         files: s.files().count() as u64,
         chunks: s.chunk_count() as u64,
+        claims: s.claim_count() as u64,
         replication: s.config.replication as u64,
         under_replicated: s.under_replicated() as u64,
         lost: s.lost_chunks() as u64,
@@ -100,6 +101,7 @@ pub fn prometheus(s: &Stats) -> String {
     );
     metric("files", gauge, "Files in the index.", &[("", s.files)]);
     metric("chunks", gauge, "Distinct chunks of indexed files.", &[("", s.chunks)]);
+    metric("claims", gauge, "Claims kept: (peer, chunk) pairs of live peers.", &[("", s.claims)]);
     metric("replication_factor", gauge, "Copies every chunk should have.", &[("", s.replication)]);
     metric(
         "chunks_under_replicated",

@@ -279,6 +279,10 @@ impl Swarm {
     pub fn chunk_count(&self) -> usize {
         self.chunk_sizes.len()
     }
+    /// Claims kept: (live peer, chunk) pairs, of known files or not.
+    pub fn claim_count(&self) -> usize {
+        self.holders.values().map(BTreeSet::len).sum()
+    }
     pub fn holder_count(&self, chunk: &ChunkId) -> usize {
         self.holders.get(chunk).map_or(0, BTreeSet::len)
     }
