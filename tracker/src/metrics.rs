@@ -225,7 +225,8 @@ pub fn cluster_metrics(state: &AppState) -> String {
     let st = &c.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let remote = state.lock().homes.len() as u64;
-    let lines: [(&str, &str, &str, String); 8] = [
+    let indexed = c.index().file_count();
+    let lines: [(&str, &str, &str, String); 10] = [
         (
             "cluster_members",
             "gauge",
@@ -277,6 +278,17 @@ pub fn cluster_metrics(state: &AppState) -> String {
             "Requests answered `unavailable`: their shard had no fresh owner.",
             format!(" {}", g(&st.refused_unavailable)),
         ),
+        (
+            "cluster_claims_total",
+            "counter",
+            "Claims sent to the node that keeps their chunks: as announced, or moved later.",
+            format!(
+                "{{how=\"sent\"}} {}\npp_cluster_claims_total{{how=\"moved\"}} {}",
+                g(&st.claims_sent),
+                g(&st.claims_moved)
+            ),
+        ),
+        ("cluster_index_files", "gauge", "Files in this node's chunk index (every shard's).", format!(" {indexed}")),
     ];
     let mut out = String::new();
     for (name, kind, help, samples) in lines {

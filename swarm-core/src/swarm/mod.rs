@@ -279,6 +279,11 @@ impl Swarm {
     pub fn chunk_count(&self) -> usize {
         self.chunk_sizes.len()
     }
+    /// Claims of chunks of no known file, by chunk (a tracker node of a cluster moves them to
+    /// the node that keeps the chunk's file once it knows which that is).
+    pub fn loose_claims(&self) -> impl Iterator<Item = (&ChunkId, &BTreeSet<PeerId>)> {
+        self.holders.iter().filter(|(c, _)| !self.chunk_sizes.contains_key(*c))
+    }
     /// Claims kept: (live peer, chunk) pairs, of known files or not.
     pub fn claim_count(&self) -> usize {
         self.holders.values().map(BTreeSet::len).sum()

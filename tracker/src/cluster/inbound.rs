@@ -74,6 +74,25 @@ pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
     }
 }
 
+/// Listens to heartbeats until the process ends (apart from [`run`]: heartbeats are never
+/// queued behind announcements).
+pub async fn beats(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let mut sub = match cluster.client.subscribe(cluster.subject_beat()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot subscribe to the cluster's heartbeats: {e}");
+            return;
+        }
+    };
+    while let Some(m) = sub.next().await {
+        match msg::decode::<NodeMsg>(&m.payload) {
+            Ok(nm @ NodeMsg::Beat { .. }) => on_node_msg(&state, &cluster, nm),
+            Ok(_) => tracing::warn!("dropping a node message that is not a heartbeat on the heartbeat subject"),
+            Err(e) => tracing::warn!("dropping a heartbeat: {e}"),
+        }
+    }
+}
+
 fn on_relay(state: &AppState, cluster: &Cluster, payload: &[u8]) {
     if payload.len() < 16 || payload.len() > 16 + crate::relay::MAX_RELAY_FRAME {
         return;
@@ -140,7 +159,30 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
     let me = cluster.tag;
     match m {
         NodeMsg::Beat { node, .. } if node == me => {
-            cluster.view().self_seen = Some(Instant::now());
+            let was_cut = {
+                let mut v = cluster.view();
+                let cut = v.self_seen.is_some_and(|t| t.elapsed() >= cluster.config.lease_fresh());
+                v.self_seen = Some(Instant::now());
+                cut
+            };
+            if was_cut {
+                // What this node's peers announced while it was cut off did not reach the
+                // nodes that keep their chunks.
+                tracing::info!("this node hears the cluster again");
+                cluster.want_reannounce();
+            }
+        }
+        NodeMsg::Took { node, shards, reannounce } if node != me => {
+            for shard in shards {
+                cluster.set_owner(shard, node);
+                if cluster.view().mine.contains_key(&shard) {
+                    // Its lease lapsed here unnoticed (this node was stopped or cut off).
+                    super::leases::let_go(state, cluster, shard, "another node took its lease");
+                }
+            }
+            if reannounce {
+                cluster.want_reannounce();
+            }
         }
         NodeMsg::Beat { node, url, peers } => {
             let timeout = cluster.config.member_timeout();
@@ -226,22 +268,26 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
     }
 }
 
-/// Asks `peers` to re-announce what they hold, in batches.
+/// Asks `peers` to re-announce what they hold, in batches, in a task of its own.
 pub fn reannounce(state: &Arc<AppState>, _cluster: &Arc<Cluster>, peers: Vec<PeerId>) {
     if peers.is_empty() {
         return;
     }
     let state = state.clone();
-    tokio::spawn(async move {
-        for (i, batch) in peers.chunks(REANNOUNCE_BATCH).enumerate() {
-            if i > 0 {
-                tokio::time::sleep(REANNOUNCE_PAUSE).await;
-            }
-            for p in batch {
-                route::tell(&state, p, ServerMsg::Reannounce);
-            }
+    tokio::spawn(async move { reannounce_now(&state, peers).await });
+}
+
+/// Asks `peers` to re-announce what they hold, in batches of [`REANNOUNCE_BATCH`] a
+/// [`REANNOUNCE_PAUSE`] apart.
+pub async fn reannounce_now(state: &AppState, peers: Vec<PeerId>) {
+    for (i, batch) in peers.chunks(REANNOUNCE_BATCH).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(REANNOUNCE_PAUSE).await;
         }
-    });
+        for p in batch {
+            route::tell(state, p, ServerMsg::Reannounce);
+        }
+    }
 }
 
 /// Forgets the peers of nodes silent for too long; returns the nodes forgotten.

@@ -10,7 +10,7 @@ use super::{Cluster, Held};
 use crate::state::AppState;
 use std::sync::Arc;
 use std::time::Instant;
-use swarm_core::{FileId, PeerId};
+use swarm_core::FileId;
 
 /// Runs heartbeats: every period, tells the others this node is alive, forgets nodes gone
 /// silent, and moves to another NATS server when its own heartbeats stop coming back. Apart
@@ -22,7 +22,12 @@ pub async fn beat(state: Arc<AppState>, cluster: Arc<Cluster>) {
     loop {
         tick.tick().await;
         let peers = state.lock().connected.len() as u32;
-        cluster.broadcast(&NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers });
+        let beat = NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers };
+        // Straight to NATS, not through the queue other messages wait in.
+        match cluster.client.publish(cluster.subject_beat(), super::msg::encode(&beat).into()).await {
+            Ok(()) => super::add(&cluster.stats.msgs_out, 1),
+            Err(e) => tracing::debug!("cannot send a heartbeat: {e}"),
+        }
         inbound::forget_silent(&state, &cluster);
         // Not hearing itself through NATS for a lease time: move to another NATS server now
         // rather than wait for the client to give up on this one.
@@ -40,13 +45,23 @@ pub async fn beat(state: Arc<AppState>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Runs the lease rules and writes verification state, every period.
+/// Runs the lease rules, every period.
 pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.config.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         leases(&state, &cluster).await;
+    }
+}
+
+/// Writes verification state, every period, apart from the lease rules: thousands of
+/// changes (a swarm of peers re-announcing) must not hold a lease renewal back.
+pub async fn persist(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(cluster.config.period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
         save_trust(&state, &cluster).await;
     }
 }
@@ -65,22 +80,41 @@ async fn bounded<T, E: std::fmt::Display>(
 /// One round of the lease rules.
 async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
     let shards = cluster.config.shards;
-    let mut seen: Vec<Option<Seen>> = Vec::with_capacity(shards as usize);
-    for s in 0..shards {
-        match bounded(cluster, cluster.store.leases.entry(lease_key(s))).await {
-            Ok(e) => seen.push(e.and_then(|e| {
-                let owner = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
-                matches!(e.operation, async_nats::jetstream::kv::Operation::Put)
-                    .then_some(Seen { owner, revision: e.revision })
-            })),
-            Err(e) => {
-                // Cut off from NATS: leases cannot be renewed; they go stale on their own
-                // and requests about them are refused until NATS is back.
-                tracing::warn!("cannot read the shard leases: {e}");
-                return;
-            }
-        }
+    // Read together; a read that fails (a NATS server that hangs) leaves its shard as it was
+    // last seen, so one slow read does not stop every renewal.
+    let reads =
+        futures_util::future::join_all((0..shards).map(|s| bounded(cluster, cluster.store.leases.entry(lease_key(s)))))
+            .await;
+    let failed = reads.iter().filter(|r| r.is_err()).count();
+    if failed == reads.len() {
+        // Cut off from NATS: leases cannot be renewed; they go stale on their own and
+        // requests about them are refused until NATS is back.
+        tracing::warn!("cannot read the shard leases");
+        return;
     }
+    if failed > 0 {
+        tracing::warn!(failed, "cannot read some shard leases this round");
+    }
+    let seen: Vec<Option<Seen>> = {
+        let v = cluster.view();
+        reads
+            .into_iter()
+            .enumerate()
+            .map(|(s, r)| match r {
+                Ok(e) => e.and_then(|e| {
+                    let owner = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
+                    matches!(e.operation, async_nats::jetstream::kv::Operation::Put)
+                        .then_some(Seen { owner, revision: e.revision })
+                }),
+                // Unknown: mine as held (renewed on the revision held), else taken by
+                // someone (never taken by this node on a guess).
+                Err(_) => match v.mine.get(&(s as u16)) {
+                    Some(h) => Some(Seen { owner: cluster.tag, revision: h.revision }),
+                    None => Some(Seen { owner: v.owners.get(s).copied().flatten().unwrap_or(0), revision: 0 }),
+                },
+            })
+            .collect()
+    };
     // Leases this node thought it held but no longer does.
     let lost: Vec<u16> = {
         let mut v = cluster.view();
@@ -148,7 +182,7 @@ async fn take(state: &Arc<AppState>, cluster: &Arc<Cluster>, shard: u16, revisio
         }
     };
     let n = files.len();
-    let peers: Vec<PeerId> = {
+    {
         let mut inner = state.lock();
         for f in files {
             for c in &f.manifest.chunks {
@@ -159,24 +193,25 @@ async fn take(state: &Arc<AppState>, cluster: &Arc<Cluster>, shard: u16, revisio
         for (c, r) in trust {
             inner.swarm.restore_trust(c, r);
         }
-        if n == 0 {
-            Vec::new()
-        } else {
-            inner.swarm.peers().map(|(p, _)| p.clone()).collect()
-        }
-    };
+    }
     if let Some(h) = cluster.view().mine.get_mut(&shard) {
         h.ready = true;
         h.renewed = Instant::now();
     }
+    // Every node routes this shard's claims here from now on; every node's peers re-announce
+    // (the shard's last node may have died with its claims).
+    cluster.set_owner(shard, cluster.tag);
+    cluster.broadcast(&NodeMsg::Took { node: cluster.tag, shards: vec![shard], reannounce: n > 0 });
     super::add(&cluster.stats.shards_taken, 1);
-    tracing::info!(shard, files = n, peers = peers.len(), "keeping a shard; asking peers to re-announce");
-    inbound::reannounce(state, cluster, peers);
+    tracing::info!(shard, files = n, "keeping a shard; asking every node's peers to re-announce");
+    if n > 0 {
+        cluster.want_reannounce();
+    }
 }
 
 /// This node no longer keeps `shard`: its files leave this node's swarm (they stay
 /// published: the new owner keeps them).
-fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
+pub fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
     if cluster.view().mine.remove(&shard).is_none() {
         return;
     }
@@ -205,7 +240,9 @@ async fn save_trust(state: &AppState, cluster: &Cluster) {
             .collect()
     };
     if !changes.is_empty() {
-        if let Err(e) = bounded(cluster, cluster.store.save_trust(&changes)).await {
+        // Not bounded by the lease time: each write has JetStream's own timeout, and a large
+        // batch may take longer than a lease (it holds nothing else back).
+        if let Err(e) = cluster.store.save_trust(&changes).await {
             tracing::error!("cannot save chunk verification state to the cluster index: {e}");
         }
     }

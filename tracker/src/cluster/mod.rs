@@ -14,13 +14,16 @@
 //!   storage report: [`msg::NodeMsg::Joined`]/[`msg::NodeMsg::Left`], about 100 bytes per
 //!   peer per node), so any node can sign peers up as repair targets, and route signalling,
 //!   relay frames and orders to the node the peer is connected to ([`route`], [`inbound`]).
-//! - A peer's announcements (`have`, `dropped`, `storage`, `bad_source`, `leave`) go to every
-//!   node; requests about one file (`publish`, `locate`, `unpublish`, `nonces`) to the owner of
+//! - **A claim lives only on the node that keeps its chunk's file** ([`claims`]): a peer's
+//!   `have`, `dropped` and `bad_source` are split by a chunk index every node keeps from the
+//!   KV file index ([`index`]); `storage` and `leave` go to every node; requests about one file (`publish`, `locate`, `unpublish`, `nonces`) to the owner of
 //!   its shard; answers to orders and challenges to the node that sent them (order and
 //!   challenge ids carry the node's tag: [`swarm_core::swarm::Swarm::set_id_base`]); search
 //!   and file details are asked of every node ([`msg::Query`]).
 
+pub mod claims;
 pub mod inbound;
+pub mod index;
 pub mod leases;
 pub mod msg;
 pub mod route;
@@ -118,6 +121,10 @@ pub struct ClusterStats {
     pub shards_taken: AtomicU64,
     pub shards_lost: AtomicU64,
     pub refused_unavailable: AtomicU64,
+    /// Claims sent to the nodes that keep their chunks, as peers announced them.
+    pub claims_sent: AtomicU64,
+    /// Loose claims moved to the node that keeps their chunks once it was known.
+    pub claims_moved: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -145,6 +152,10 @@ pub struct Cluster {
     out: mpsc::Sender<Outgoing>,
     pub view: Mutex<View>,
     pub stats: ClusterStats,
+    /// Which shards every chunk of every published file is in ([`index::follow`] keeps it).
+    index: Mutex<index::ChunkIndex>,
+    /// Wakes [`claims::reannouncer`].
+    pub reannounce_wanted: tokio::sync::Notify,
     /// The tracker's state, set once it exists (tasks spawned from a connection take it).
     state: std::sync::OnceLock<std::sync::Weak<crate::AppState>>,
 }
@@ -199,6 +210,8 @@ impl Cluster {
             store,
             out,
             stats: ClusterStats::default(),
+            index: Mutex::new(index::ChunkIndex::default()),
+            reannounce_wanted: tokio::sync::Notify::new(),
             state: std::sync::OnceLock::new(),
         });
         tokio::spawn(send_loop(cluster.clone(), rx));
@@ -216,6 +229,11 @@ impl Cluster {
             tokio::spawn(inbound::run(state.clone(), self.clone())),
             tokio::spawn(leases::run(state.clone(), self.clone())),
             tokio::spawn(leases::beat(state.clone(), self.clone())),
+            tokio::spawn(inbound::beats(state.clone(), self.clone())),
+            tokio::spawn(leases::persist(state.clone(), self.clone())),
+            tokio::spawn(index::follow(self.clone())),
+            tokio::spawn(claims::reannouncer(state.clone(), self.clone())),
+            tokio::spawn(claims::run(state.clone(), self.clone())),
         ]
     }
 
@@ -226,6 +244,11 @@ impl Cluster {
 
     pub fn subject_all(&self) -> String {
         format!("{}.all", self.config.prefix)
+    }
+    /// Heartbeats alone: a backlog of announcements on the other subjects must not delay them
+    /// (a node whose own heartbeat comes back late takes itself for cut off).
+    pub fn subject_beat(&self) -> String {
+        format!("{}.beat", self.config.prefix)
     }
     pub fn subject_node(&self, tag: u16) -> String {
         format!("{}.n.{tag}", self.config.prefix)
@@ -239,6 +262,22 @@ impl Cluster {
 
     pub fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn index(&self) -> std::sync::MutexGuard<'_, index::ChunkIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks this node's peers to re-announce (soon, in batches: [`claims::reannouncer`]).
+    pub fn want_reannounce(&self) {
+        self.reannounce_wanted.notify_one();
+    }
+
+    /// Notes that `node` keeps `shard` now (before the next read of the lease bucket).
+    pub fn set_owner(&self, shard: u16, node: u16) {
+        if let Some(o) = self.view().owners.get_mut(shard as usize) {
+            *o = Some(node);
+        }
     }
 
     fn queue(&self, o: Outgoing) {

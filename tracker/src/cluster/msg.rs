@@ -3,8 +3,9 @@
 //!
 //! | subject | who listens | carries |
 //! |---|---|---|
-//! | `{prefix}.all` | every node | [`NodeMsg::Beat`], [`NodeMsg::Joined`], [`NodeMsg::Left`], peer messages every node applies ([`NodeMsg::FromPeer`]) |
-//! | `{prefix}.n.{tag}` | node `tag` | [`NodeMsg::FromPeer`] for the shard owner or order issuer, [`NodeMsg::ToPeer`], [`NodeMsg::Roster`] |
+//! | `{prefix}.beat` | every node | [`NodeMsg::Beat`] (alone, and read by a task of its own: never behind other traffic) |
+//! | `{prefix}.all` | every node | [`NodeMsg::Joined`], [`NodeMsg::Left`], [`NodeMsg::Took`], peer messages every node applies ([`NodeMsg::FromPeer`]) |
+//! | `{prefix}.n.{tag}` | node `tag` | [`NodeMsg::FromPeer`] for the shard owner (requests, its part of claims) or order issuer, [`NodeMsg::ToPeer`], [`NodeMsg::Roster`] |
 //! | `{prefix}.r.{tag}` | node `tag` | a relay frame for one of its peers: 16 bytes of recipient id, then the frame as the recipient gets it |
 //! | `{prefix}.q` | every node | [`Query`] (request/reply): search and file details across shards |
 //!
@@ -43,6 +44,15 @@ pub enum NodeMsg {
     FromPeer { node: u16, peer: PeerId, msg: ClientMsg },
     /// A message from `node` for `peer`, connected to the receiving node.
     ToPeer { node: u16, peer: PeerId, msg: ServerMsg },
+    /// `node` keeps `shards` from now on (it took them over): claims of their chunks go there;
+    /// with `reannounce`, every node's peers re-announce (the shards have files whose claims
+    /// may have died with their last node).
+    Took {
+        node: u16,
+        shards: Vec<u16>,
+        #[serde(default)]
+        reannounce: bool,
+    },
 }
 
 /// A question every node answers about the shards it keeps.
@@ -132,6 +142,8 @@ mod tests {
                 .prop_map(|(node, peers)| NodeMsg::Roster { node, peers }),
             (any::<u16>(), peer(), client_msg()).prop_map(|(node, peer, msg)| NodeMsg::FromPeer { node, peer, msg }),
             (any::<u16>(), peer(), server_msg()).prop_map(|(node, peer, msg)| NodeMsg::ToPeer { node, peer, msg }),
+            (any::<u16>(), prop::collection::vec(any::<u16>(), 0..4), any::<bool>())
+                .prop_map(|(node, shards, reannounce)| NodeMsg::Took { node, shards, reannounce }),
         ]
     }
 

@@ -22,6 +22,8 @@ pub enum Route {
     Here,
     /// Applied here and by every other node.
     Everywhere,
+    /// Claims: each part to the node that keeps its chunks ([`super::claims`]).
+    Claims,
     /// To the node keeping shard `shard`.
     Shard(u16),
     /// Answers to orders or challenges: to the nodes that sent them (by id range).
@@ -62,11 +64,8 @@ pub fn route(msg: ClientMsg, shards: u16) -> (Route, Option<ClientMsg>) {
         return (Route::Shard(super::shards::shard_of(&file, shards)), Some(msg));
     }
     match msg {
-        ClientMsg::Have { .. }
-        | ClientMsg::Dropped { .. }
-        | ClientMsg::Storage { .. }
-        | ClientMsg::BadSource { .. }
-        | ClientMsg::Leave => (Route::Everywhere, Some(msg)),
+        ClientMsg::Have { .. } | ClientMsg::Dropped { .. } | ClientMsg::BadSource { .. } => (Route::Claims, Some(msg)),
+        ClientMsg::Storage { .. } | ClientMsg::Leave => (Route::Everywhere, Some(msg)),
         ClientMsg::OrderDone { order } => (Route::Issuers(vec![(issuer(order), msg)]), None),
         ClientMsg::OrderFailed { order, .. } => (Route::Issuers(vec![(issuer(order), msg)]), None),
         ClientMsg::Proofs { items } => {
@@ -108,9 +107,21 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
             cluster.broadcast(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() });
             handle_here(state, from, msg);
         }
+        (Route::Claims, Some(msg)) => super::claims::from_local_peer(state, cluster, from, msg),
         (Route::Shard(shard), Some(msg)) => match cluster.owner(shard) {
             Some(owner) if owner == cluster.tag => handle_owned(state, cluster, from.clone(), msg),
-            _ => forward(cluster, shard, from.clone(), msg),
+            _ => {
+                let mut msgs = Vec::with_capacity(2);
+                if let ClientMsg::Publish { manifest, .. } = &msg {
+                    // The publisher's claims go first: the file has its holder once published.
+                    let chunks = super::claims::loose_claims_of(state, from, &manifest.chunks);
+                    if !chunks.is_empty() {
+                        msgs.push(ClientMsg::Have { chunks, full: false });
+                    }
+                }
+                msgs.push(msg);
+                forward(cluster, shard, from.clone(), msgs)
+            }
         },
         (Route::Issuers(parts), _) => {
             for (node, msg) in parts {
@@ -134,44 +145,57 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
     }
 }
 
-/// Hands a request to the node keeping `shard`, as a NATS request: "no responders" means
-/// that node is gone, so the request waits for the shard's next owner (about a lease time)
-/// instead of vanishing. Only when no owner takes it in twice the lease time does the peer
-/// hear `unavailable`.
-fn forward(cluster: &Arc<Cluster>, shard: u16, from: PeerId, msg: ClientMsg) {
+/// Hands requests to the node keeping `shard`, in order, as NATS requests: "no responders"
+/// means that node is gone, so a request waits for the shard's next owner (about a lease
+/// time) instead of vanishing. Only when no owner takes it in twice the lease time does the
+/// peer hear `unavailable`.
+fn forward(cluster: &Arc<Cluster>, shard: u16, from: PeerId, msgs: Vec<ClientMsg>) {
     let Some(state) = cluster.state() else { return };
     let cluster = cluster.clone();
     tokio::spawn(async move {
-        let period = cluster.config.period();
-        let deadline = tokio::time::Instant::now() + cluster.config.lease_ttl * 2;
-        let payload: bytes::Bytes =
-            super::msg::encode(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() }).into();
-        loop {
-            match cluster.owner(shard) {
-                Some(o) if o == cluster.tag && cluster.owns(shard) => {
-                    return handle_owned(&state, &cluster, from, msg);
-                }
-                Some(o) if o == cluster.tag => {}
-                Some(o) => {
-                    let ask = cluster.client.request(cluster.subject_node(o), payload.clone());
-                    match tokio::time::timeout(cluster.config.lease_ttl, ask).await {
-                        Ok(Ok(_)) => {
-                            super::add(&cluster.stats.msgs_out, 1);
-                            return;
-                        }
-                        Ok(Err(e)) => tracing::debug!(shard, node = o, "the shard's node did not take a request: {e}"),
-                        Err(_) => tracing::debug!(shard, node = o, "the shard's node did not answer a request"),
-                    }
-                }
-                None => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let why = "no tracker node keeps this file's shard right now (a node died and its shards are moving)";
-                return unavailable(&state, &cluster, &from, req_of(&msg), why);
-            }
-            tokio::time::sleep(period).await;
+        for msg in msgs {
+            forward_one(&state, &cluster, shard, &from, msg).await;
         }
     });
+}
+
+async fn forward_one(state: &AppState, cluster: &Arc<Cluster>, shard: u16, from: &PeerId, msg: ClientMsg) {
+    let period = cluster.config.period();
+    let deadline = tokio::time::Instant::now() + cluster.config.lease_ttl * 2;
+    let payload: bytes::Bytes =
+        super::msg::encode(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() }).into();
+    loop {
+        match cluster.owner(shard) {
+            Some(o) if o == cluster.tag && cluster.owns(shard) => {
+                return if file_of(&msg).is_some() {
+                    handle_owned(state, cluster, from.clone(), msg)
+                } else {
+                    handle_here(state, from, msg)
+                };
+            }
+            Some(o) if o == cluster.tag => {}
+            Some(o) => {
+                let ask = cluster.client.request(cluster.subject_node(o), payload.clone());
+                match tokio::time::timeout(cluster.config.lease_ttl, ask).await {
+                    Ok(Ok(_)) => {
+                        super::add(&cluster.stats.msgs_out, 1);
+                        return;
+                    }
+                    Ok(Err(e)) => tracing::debug!(shard, node = o, "the shard's node did not take a request: {e}"),
+                    Err(_) => tracing::debug!(shard, node = o, "the shard's node did not answer a request"),
+                }
+            }
+            None => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if file_of(&msg).is_some() {
+                let why = "no tracker node keeps this file's shard right now (a node died and its shards are moving)";
+                unavailable(state, cluster, from, req_of(&msg), why);
+            }
+            return;
+        }
+        tokio::time::sleep(period).await;
+    }
 }
 
 /// Search across every node's shards.
@@ -288,7 +312,8 @@ mod tests {
         let f = FileId([7; 32]);
         let shard = super::super::shards::shard_of(&f, 16);
         assert_eq!(route(ClientMsg::Locate { req: 1, file: f }, 16).0, Route::Shard(shard));
-        assert_eq!(route(ClientMsg::Have { chunks: vec![ChunkId([1; 32])], full: true }, 16).0, Route::Everywhere);
+        assert_eq!(route(ClientMsg::Have { chunks: vec![ChunkId([1; 32])], full: true }, 16).0, Route::Claims);
+        assert_eq!(route(ClientMsg::Storage { used: 1, capacity: 2 }, 16).0, Route::Everywhere);
         assert_eq!(route(ClientMsg::Heartbeat, 16).0, Route::Here);
         let order = (42u64 << swarm_core::swarm::ID_RANGE_BITS) + 5;
         match route(ClientMsg::OrderDone { order }, 16).0 {

@@ -81,6 +81,9 @@ async fn bucket(
     }
 }
 
+/// Verification records written at once.
+pub const TRUST_WRITES: usize = 64;
+
 /// How long a node waits at start for JetStream to take its buckets.
 const OPEN_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -113,19 +116,27 @@ impl Store {
         self.files.purge(shard_key(shard, &file.0)).await.map_err(|e| kv_err("remove file")(e.into()))
     }
 
-    /// Writes verification changes of `shard`'s chunks (`None` deletes).
+    /// Writes verification changes of `shard`'s chunks (`None` deletes), [`TRUST_WRITES`] at
+    /// a time (one after another, 26,000 changes took longer than a lease).
     pub async fn save_trust(&self, changes: &[(u16, ChunkId, Option<TrustRecord>)]) -> Result<(), StoreError> {
+        let mut writes = Vec::with_capacity(changes.len());
         for (shard, chunk, record) in changes {
             let key = shard_key(*shard, &chunk.0);
-            match record {
-                Some(r) => {
-                    let bytes = serde_json::to_vec(r).map_err(|e| kv_err("encode")(e.into()))?;
-                    self.trust.put(key, bytes.into()).await.map_err(|e| kv_err("put trust")(e.into()))?;
+            let bytes = match record {
+                Some(r) => Some(bytes::Bytes::from(serde_json::to_vec(r).map_err(|e| kv_err("encode")(e.into()))?)),
+                None => None,
+            };
+            let trust = self.trust.clone();
+            writes.push(async move {
+                match bytes {
+                    Some(b) => trust.put(key, b).await.map(|_| ()).map_err(|e| kv_err("put trust")(e.into())),
+                    None => trust.purge(key).await.map_err(|e| kv_err("remove trust")(e.into())),
                 }
-                None => self.trust.purge(key).await.map_err(|e| kv_err("remove trust")(e.into()))?,
-            }
+            });
         }
-        Ok(())
+        let results: Vec<Result<(), StoreError>> =
+            futures_util::stream::iter(writes).buffer_unordered(TRUST_WRITES).collect().await;
+        results.into_iter().collect()
     }
 
     /// Every file of `shard`, and the kept verification state of its chunks.
