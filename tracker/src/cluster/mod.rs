@@ -195,6 +195,7 @@ impl Cluster {
             config.replicas = known.clamp(1, 3);
         }
         let store = store::Store::open(&js, &config.prefix, config.replicas, config.lease_ttl).await?;
+        store.agree_shards(config.shards).await?;
         let tag = loop {
             let t: u16 = rand::random();
             if t != 0 {

@@ -5,6 +5,7 @@
 //!   written by the shard's owner before the publisher hears "published".
 //! - `{prefix}_trust`: key `s{shard}.{chunk id}` → the chunk's verification state (origin,
 //!   nonce pool), written by the owner in batches.
+//!   Also `cluster.shards`: the number of shards every node must use ([`Store::agree_shards`]).
 //! - `{prefix}_leases`: key `s{shard}` → the tag of the node that keeps the shard; entries
 //!   expire after the lease time unless renewed (see [`super::shards`]).
 //!
@@ -24,6 +25,11 @@ use swarm_core::{ChunkId, FileId};
 pub enum StoreError {
     #[error("cannot open the cluster's KV bucket {bucket}: {source}")]
     Open { bucket: String, source: async_nats::Error },
+    #[error(
+        "this node was started with --cluster-shards {ours} but the cluster's nodes use {theirs}: every node \
+         of a cluster must use the same number (it is fixed for the life of the cluster's index)"
+    )]
+    ShardsDiffer { ours: u16, theirs: u16 },
     #[error("cluster KV {what}: {source}")]
     Kv { what: &'static str, source: async_nats::Error },
 }
@@ -42,6 +48,9 @@ pub struct Store {
 fn shard_key(shard: u16, id: &[u8; 32]) -> String {
     format!("s{shard}.{}", hex::encode(id))
 }
+
+/// The key of the cluster's shard count in the `files` bucket (not a file: no `s{shard}.`).
+const SHARDS_KEY: &str = "cluster.shards";
 
 pub fn lease_key(shard: u16) -> String {
     format!("s{shard}")
@@ -100,6 +109,25 @@ impl Store {
             trust: bucket(js, format!("{prefix}_trust"), replicas, Duration::ZERO).await?,
             leases: bucket(js, format!("{prefix}_leases"), replicas, lease_ttl).await?,
         })
+    }
+
+    /// Checks that this node cuts files into as many shards as the cluster does (the first
+    /// node writes its number into the `files` bucket; a node that differs is refused at start
+    /// instead of keeping files under shards no other node reads).
+    pub async fn agree_shards(&self, shards: u16) -> Result<(), StoreError> {
+        use async_nats::jetstream::kv::CreateErrorKind;
+        match self.files.create(SHARDS_KEY, shards.to_string().into()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                let v = self.files.get(SHARDS_KEY).await.map_err(|e| kv_err("read shard count")(e.into()))?;
+                let theirs = v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok());
+                match theirs {
+                    Some(theirs) if theirs != shards => Err(StoreError::ShardsDiffer { ours: shards, theirs }),
+                    _ => Ok(()),
+                }
+            }
+            Err(e) => Err(kv_err("write shard count")(e.into())),
+        }
     }
 
     /// Stores files of `shard`.
