@@ -169,6 +169,7 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
                 // What this node's peers announced while it was cut off did not reach the
                 // nodes that keep their chunks.
                 tracing::info!("this node hears the cluster again");
+                cluster.rewatch_index.notify_one();
                 cluster.want_reannounce();
             }
         }

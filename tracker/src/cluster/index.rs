@@ -96,7 +96,8 @@ pub fn parse_key(key: &str) -> Option<(u16, FileId)> {
 
 /// Keeps the node's [`ChunkIndex`] following the `files` bucket until the process ends: the
 /// bucket's current content first, then every change. A watch that ends (NATS lost, the
-/// server restarted) starts over from the current content, and files deleted meanwhile are
+/// server restarted), or that ran while this node was cut off, starts over from the current
+/// content, and files deleted meanwhile are
 /// dropped from the index once the replay is current.
 pub async fn follow(cluster: Arc<Cluster>) {
     use async_nats::jetstream::kv::Operation;
@@ -111,28 +112,36 @@ pub async fn follow(cluster: Arc<Cluster>) {
             }
         };
         let mut replayed: Option<HashSet<FileId>> = Some(HashSet::new());
-        while let Some(entry) = watch.next().await {
+        loop {
+            let entry = tokio::select! {
+                e = watch.next() => e,
+                // This node was cut off: whatever the watch says, read the bucket anew.
+                () = cluster.rewatch_index.notified() => break,
+            };
             let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
                     tracing::warn!("the watch of the cluster's file index failed: {e}");
                     break;
                 }
+                None => break,
             };
-            let Some((shard, file)) = parse_key(&entry.key) else { continue };
-            match entry.operation {
-                Operation::Put => {
-                    if !cluster.index().contains_file(&file) {
-                        match crate::index::decode_record(&file.0, &entry.value) {
-                            Some(r) => cluster.index().insert(shard, file, &r.manifest.chunks),
-                            None => tracing::warn!(shard, "skipping a damaged file record in the cluster index"),
+            // Not every key is a file (`cluster.shards` is not).
+            if let Some((shard, file)) = parse_key(&entry.key) {
+                match entry.operation {
+                    Operation::Put => {
+                        if !cluster.index().contains_file(&file) {
+                            match crate::index::decode_record(&file.0, &entry.value) {
+                                Some(r) => cluster.index().insert(shard, file, &r.manifest.chunks),
+                                None => tracing::warn!(shard, "skipping a damaged file record in the cluster index"),
+                            }
+                        }
+                        if let Some(seen) = replayed.as_mut() {
+                            seen.insert(file);
                         }
                     }
-                    if let Some(seen) = replayed.as_mut() {
-                        seen.insert(file);
-                    }
+                    Operation::Delete | Operation::Purge => cluster.index().remove(&file),
                 }
-                Operation::Delete | Operation::Purge => cluster.index().remove(&file),
             }
             if entry.delta == 0 {
                 if let Some(seen) = replayed.take() {

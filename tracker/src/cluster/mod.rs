@@ -154,6 +154,8 @@ pub struct Cluster {
     pub stats: ClusterStats,
     /// Which shards every chunk of every published file is in ([`index::follow`] keeps it).
     index: Mutex<index::ChunkIndex>,
+    /// Makes [`index::follow`] read the file index anew.
+    pub rewatch_index: tokio::sync::Notify,
     /// Wakes [`claims::reannouncer`].
     pub reannounce_wanted: tokio::sync::Notify,
     /// The tracker's state, set once it exists (tasks spawned from a connection take it).
@@ -213,6 +215,7 @@ impl Cluster {
             stats: ClusterStats::default(),
             index: Mutex::new(index::ChunkIndex::default()),
             reannounce_wanted: tokio::sync::Notify::new(),
+            rewatch_index: tokio::sync::Notify::new(),
             state: std::sync::OnceLock::new(),
         });
         tokio::spawn(send_loop(cluster.clone(), rx));
