@@ -70,6 +70,9 @@ for i in 1 2 3; do
     row "claims kept, node $i" "$([ "$i" = 1 ] && get claims_1 "$S")" "$(get claims_$i "$C")"
 done
 row "claims kept, all nodes" "$(get claims_all "$S")" "$(get claims_all "$C")"
+row "counts settled after, s" "$(get claims_settle_s "$S")" "$(get claims_settle_s "$C")"
+row "slowest /api/stats answer meanwhile, s" "$(get stats_slowest_s "$S")" "$(get stats_slowest_s "$C")"
+row "challenges expired meanwhile, per node" "$(get challenges_expired "$S")" "$(get challenges_expired "$C")"
 for i in 1 2 3; do
     row "bytes/peer node $i: all / claims phase" \
         "$([ "$i" = 1 ] && echo "$(get mem_claims_peer_1 "$S") / $(get mem_claims_phase_1 "$S")")" \

@@ -353,14 +353,18 @@ async fn signal(
     ]
 }
 
-/// Every node's `claims` (`/api/stats`), in `--tracker` order.
-async fn node_claims(args: &Args) -> anyhow::Result<Vec<u64>> {
-    let mut out = Vec::with_capacity(args.tracker.len());
+/// Every node's `claims` and expired challenges (`/api/stats`), in `--tracker` order, and
+/// the longest any node took to answer.
+async fn node_claims(args: &Args) -> anyhow::Result<(Vec<u64>, Vec<u64>, Duration)> {
+    let (mut claims, mut expired, mut slowest) = (Vec::new(), Vec::new(), Duration::ZERO);
     for url in &args.tracker {
+        let asked = Instant::now();
         let s = tracker_stats(url).await?;
-        out.push(s["claims"].as_u64().with_context(|| format!("{url}: /api/stats has no claims: {s}"))?);
+        slowest = slowest.max(asked.elapsed());
+        claims.push(s["claims"].as_u64().with_context(|| format!("{url}: /api/stats has no claims: {s}"))?);
+        expired.push(s["trust"]["challenges_expired"].as_u64().unwrap_or(0));
     }
-    Ok(out)
+    Ok((claims, expired, slowest))
 }
 
 /// The claims phase ([`claims`]): publish the synthetic files, announce the holdings, wait
@@ -389,7 +393,7 @@ async fn claims_phase(
     if swarm.files.set(files.clone()).is_err() {
         anyhow::bail!("the claims phase runs once");
     }
-    let claims_before = node_claims(args).await?;
+    let (claims_before, expired_before, _) = node_claims(args).await?;
 
     // Publish, and wait for every answer.
     let started = Instant::now();
@@ -429,27 +433,35 @@ async fn claims_phase(
     }
     let announced = Stats::get(&files.announced);
     // The counts settle once every node has taken every `have`: stop when they add up to the
-    // claims made, when every node keeps them all, or when they stop moving.
+    // claims made, when every node keeps them all, when they stop moving, or after 90 s. A
+    // tracker busy with the claims may answer late: that is measured too.
     let mut last = Vec::new();
     let mut still = 0;
-    let counts = loop {
+    let mut slowest = Duration::ZERO;
+    let (counts, expired) = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = node_claims(args).await?;
+        let (now, expired, slow) = node_claims(args).await?;
+        slowest = slowest.max(slow);
         let made: Vec<u64> = now.iter().zip(&claims_before).map(|(a, b)| a.saturating_sub(*b)).collect();
         still = if made == last { still + 1 } else { 0 };
         last = made.clone();
         let done = made.iter().sum::<u64>() == expected || made.iter().all(|c| *c == expected) || still >= 3;
-        if done || started.elapsed() > Duration::from_secs(30) {
-            break made;
+        if done || started.elapsed() > Duration::from_secs(90) {
+            let expired: Vec<u64> = expired.iter().zip(&expired_before).map(|(a, b)| a.saturating_sub(*b)).collect();
+            break (made, expired);
         }
     };
+    let settled = started.elapsed();
     let _ = plan.send(Plan::Idle);
     println!(
         "claims: {announced} of {peers} peers announced {expected} claims ({} holdings each of {pool} published chunks, \
-         and the publishers' own chunks); kept after {:.1} s: {}",
+         and the publishers' own chunks); kept after {:.1} s: {}; challenges expired meanwhile: {}; slowest \
+         /api/stats answer {:.1} s",
         args.holdings,
-        started.elapsed().as_secs_f64(),
+        settled.as_secs_f64(),
         counts.iter().enumerate().map(|(i, c)| format!("node {} {c}", i + 1)).collect::<Vec<_>>().join(", "),
+        expired.iter().map(u64::to_string).collect::<Vec<_>>().join("/"),
+        slowest.as_secs_f64(),
     );
     let mut summary = vec![
         format!("files_published={published}"),
@@ -457,6 +469,9 @@ async fn claims_phase(
         format!("refusals={}", if codes.is_empty() { "-".to_string() } else { codes_text }),
         format!("claims_expected={expected}"),
         format!("claims_all={}", counts.iter().sum::<u64>()),
+        format!("claims_settle_s={:.1}", settled.as_secs_f64()),
+        format!("stats_slowest_s={:.1}", slowest.as_secs_f64()),
+        format!("challenges_expired={}", expired.iter().map(u64::to_string).collect::<Vec<_>>().join("/")),
     ];
     for (node, c) in counts.iter().enumerate() {
         summary.push(format!("claims_{}={c}", node + 1));

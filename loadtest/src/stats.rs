@@ -118,9 +118,10 @@ pub async fn tracker_stats(ws_url: &str) -> anyhow::Result<serde_json::Value> {
         s.read_to_end(&mut answer).await?;
         anyhow::Ok(answer)
     };
-    let answer = tokio::time::timeout(Duration::from_secs(10), get)
+    // Generous: a tracker busy with a wave of claims answers late (measured by the caller).
+    let answer = tokio::time::timeout(Duration::from_secs(120), get)
         .await
-        .map_err(|_| anyhow::anyhow!("http://{host}/api/stats: no answer in 10 s"))?
+        .map_err(|_| anyhow::anyhow!("http://{host}/api/stats: no answer in 120 s"))?
         .map_err(|e| anyhow::anyhow!("http://{host}/api/stats: {e:#}"))?;
     let text = String::from_utf8_lossy(&answer);
     let (head, body) =
