@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// Bytes in a synthetic chunk (the tracker never sees them; a peer proves it holds them).
 pub const CHUNK_BYTES: usize = 32;
 /// Seed of the holdings' choice: the same in every run, so runs are comparable.
-const HOLDINGS_SEED: u64 = 0x70_70_6c_6f_61_64;
+const HOLDINGS_SEED: u64 = 0x7070_6c6f_6164;
 
 /// Where a file stands.
 const PENDING: u8 = 0;
