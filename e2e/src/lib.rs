@@ -9,8 +9,12 @@
 //! [`Browser::start_in`].
 //!
 //! [`nats`] starts real JetStream `nats-server`s, alone or as a cluster on loopback, for the
-//! tracker cluster tests.
+//! tracker cluster tests; [`cluster`] is their harness (NATS servers and tracker nodes).
+//!
+//! [`attacker`] is a lying tracker client for the attack tests.
 
+pub mod attacker;
+pub mod cluster;
 pub mod nats;
 pub mod netns;
 pub use netns::{Host, Topology};

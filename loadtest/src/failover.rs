@@ -1,11 +1,12 @@
 //! The failover measurement: the main task kills one tracker node (SIGKILL) once the peers are
 //! connected and settled; each peer that was connected to it reconnects with the same secret
 //! to another node (those its `welcome` listed, then the `--tracker` URLs, starting at a
-//! different one per peer so they spread), and re-announces: a load-test peer holds nothing,
-//! so that is `welcome` followed by its (empty) full `have`. What is measured is the time
-//! from the kill to that `have` being sent, per peer, and how many never got back in time.
+//! different one per peer so they spread), and re-announces: `welcome` followed by its full
+//! `have` (empty, or what it claims in the claims phase: [`crate::claims`]). What is measured
+//! is the time from the kill to that `have` being sent, per peer, and how many never got back
+//! in time.
 
-use crate::peer::{full_have, join, Joined};
+use crate::peer::{join, Joined};
 use futures_util::SinkExt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
@@ -80,6 +81,7 @@ impl Failover {
         dead: &str,
         told: &[String],
         configured: &[String],
+        have: tokio_tungstenite::tungstenite::Message,
     ) -> Option<(String, Joined)> {
         let killed_at = *self.killed_at.get()?;
         let deadline = killed_at + self.timeout;
@@ -98,7 +100,7 @@ impl Failover {
                 }
                 let attempt = async {
                     let mut j = join(url, secret).await?;
-                    j.ws.send(full_have()).await?;
+                    j.ws.send(have.clone()).await?;
                     anyhow::Ok(j)
                 };
                 match tokio::time::timeout(left.min(ATTEMPT), attempt).await {

@@ -11,6 +11,10 @@
 //!   other peers (with `--cross-node`, to peers of another node) at `--signal-rate` messages
 //!   per second in total, and count what arrives (messages relayed per second, relay latency
 //!   quantiles);
+//! - claims (`--files`, `--chunks-per-file`, `--holdings`): some peers publish synthetic
+//!   files, round-robin over the nodes, then every peer claims chunks of them; files published
+//!   and refused (by error code), the claims each node keeps (`/api/stats` `claims`) and each
+//!   node's memory growth ([`claims`]);
 //! - failover (`--failover-kill-pid`): kills one node and measures how long its peers take to
 //!   be welcomed by another node and re-announce ([`failover`]), then signals for
 //!   `--after-failover` seconds to check the moved peers are reachable.
@@ -18,19 +22,22 @@
 //! Run against a release tracker, e.g.
 //! `tracker --listen 127.0.0.1:8090 --max-conns-per-ip 0 --max-peers 20000 & pp-loadtest
 //! --tracker ws://127.0.0.1:8090/ws --tracker-pid $! --peers 10000 --signal-rate 50000`;
-//! `scripts/bench-cluster.sh` compares one node with a cluster of three.
+//! `scripts/bench-cluster.sh` compares one node with a cluster of three;
+//! `scripts/bench-claims.sh` compares the claims they keep.
 
+mod claims;
 mod failover;
 mod peer;
 mod stats;
 
 use anyhow::Context;
+use claims::Files;
 use clap::Parser;
 use failover::Failover;
 use peer::{Plan, Round, Swarm};
-use stats::{quantile, rss_bytes, Stats};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
+use stats::{quantile, rss_bytes, tracker_stats, Stats};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
@@ -78,6 +85,17 @@ struct Args {
     /// Seconds to wait after connecting before measuring memory (and before the kill).
     #[arg(long, default_value_t = 2)]
     settle: u64,
+    /// Synthetic files to publish after connecting (0: no claims phase); file f is published
+    /// by a peer of the node `f mod nodes` (at most 100000).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    files: u32,
+    /// Chunks in each synthetic file (at most 4096).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    chunks_per_file: u32,
+    /// Chunks of the published files every peer then claims (`have` with `full: true`; a
+    /// deterministic pseudo-random choice per peer). Needs `--files`.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    holdings: u32,
 }
 
 /// Refuses any tracker URL but a `ws://` one on this machine.
@@ -113,6 +131,7 @@ fn check(args: &Args) -> anyhow::Result<Option<usize>> {
         args.tracker_pid.len()
     );
     anyhow::ensure!(!args.cross_node || nodes >= 2, "--cross-node needs at least two --tracker URLs");
+    anyhow::ensure!(args.holdings == 0 || args.files > 0, "--holdings needs --files (chunks to claim)");
     let Some(pid) = args.failover_kill_pid else { return Ok(None) };
     anyhow::ensure!(nodes >= 2, "--failover-kill-pid needs at least two --tracker URLs (somewhere to go)");
     let node = args
@@ -199,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
         lost: AtomicU64::new(0),
         epoch: Instant::now(),
         failover: Failover::new(dead_url, Duration::from_secs(args.failover_timeout)),
+        files: OnceLock::new(),
     });
     let (plan, plan_rx) = watch::channel(Plan::Idle);
     let mut tasks = Vec::with_capacity(conns.len());
@@ -208,10 +228,12 @@ async fn main() -> anyhow::Result<()> {
     let peers = swarm.ids.len();
 
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let mut rss_idle = Vec::new();
     if !rss_before.is_empty() {
         let mut total = 0;
         for (node, (pid, before)) in args.tracker_pid.iter().zip(&rss_before).enumerate() {
             let after = rss_bytes(*pid)?;
+            rss_idle.push(after);
             let grown = after.saturating_sub(*before);
             total += grown;
             let here = swarm.by_node[node].len();
@@ -235,6 +257,10 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         summary.push(format!("mem_all={:.0}", total as f64 / peers as f64));
+    }
+
+    if args.files > 0 {
+        summary.extend(claims_phase(&args, &swarm, &plan, &rss_before, &rss_idle).await?);
     }
 
     if args.signal_rate > 0 {
@@ -327,6 +353,155 @@ async fn signal(
     ]
 }
 
+/// Every node's `claims` and expired challenges (`/api/stats`), in `--tracker` order, and
+/// the longest any node took to answer.
+async fn node_claims(args: &Args) -> anyhow::Result<(Vec<u64>, Vec<u64>, Duration)> {
+    let (mut claims, mut expired, mut slowest) = (Vec::new(), Vec::new(), Duration::ZERO);
+    for url in &args.tracker {
+        let asked = Instant::now();
+        let s = tracker_stats(url).await?;
+        slowest = slowest.max(asked.elapsed());
+        claims.push(s["claims"].as_u64().with_context(|| format!("{url}: /api/stats has no claims: {s}"))?);
+        expired.push(s["trust"]["challenges_expired"].as_u64().unwrap_or(0));
+    }
+    Ok((claims, expired, slowest))
+}
+
+/// The claims phase ([`claims`]): publish the synthetic files, announce the holdings, wait
+/// for the trackers' claim counts to settle, and report them with each node's memory; returns
+/// the summary's `key=value` words.
+async fn claims_phase(
+    args: &Args,
+    swarm: &Swarm,
+    plan: &watch::Sender<Plan>,
+    rss_before: &[u64],
+    rss_idle: &[u64],
+) -> anyhow::Result<Vec<String>> {
+    let nodes = args.tracker.len();
+    let peers = swarm.ids.len();
+    let n = args.files as usize;
+    let k = args.chunks_per_file as usize;
+    let by_node = &swarm.by_node;
+    let files = Arc::new(Files::new(n, k, args.holdings as usize, rand::random(), |f| {
+        let here = &by_node[f % nodes];
+        if here.is_empty() {
+            f % peers
+        } else {
+            here[(f / nodes) % here.len()]
+        }
+    }));
+    if swarm.files.set(files.clone()).is_err() {
+        anyhow::bail!("the claims phase runs once");
+    }
+    let (claims_before, expired_before, _) = node_claims(args).await?;
+
+    // Publish, and wait for every answer.
+    let started = Instant::now();
+    let _ = plan.send(Plan::Publish(files.clone()));
+    let deadline = started + Duration::from_secs(60);
+    let mut next_line = started + Duration::from_secs(1);
+    while (Stats::get(&files.answered) as usize) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() >= next_line {
+            next_line += Duration::from_secs(1);
+            println!(
+                "  {:>4.0} s: {} of {n} publishes answered",
+                started.elapsed().as_secs_f64(),
+                Stats::get(&files.answered)
+            );
+        }
+    }
+    let (published, refused, codes) = files.outcome();
+    let codes_text = codes.iter().map(|(c, n)| format!("{c}:{n}")).collect::<Vec<_>>().join(",");
+    println!(
+        "files: {published} of {n} published ({k} chunks each) in {:.1} s, {refused} refused{}, {} unanswered",
+        started.elapsed().as_secs_f64(),
+        if codes.is_empty() { String::new() } else { format!(" ({codes_text})") },
+        n - published - refused,
+    );
+    let pool = files.close_publishing().len();
+    let rss_published = args.tracker_pid.iter().map(|p| rss_bytes(*p)).collect::<anyhow::Result<Vec<_>>>()?;
+
+    // Every peer announces its whole inventory, holdings included.
+    files.holding.store(true, Relaxed);
+    let expected: u64 = (0..peers).map(|me| files.inventory(me).len() as u64).sum();
+    let started = Instant::now();
+    let _ = plan.send(Plan::Hold(files.clone()));
+    let deadline = started + Duration::from_secs(30);
+    while (Stats::get(&files.announced) as usize) < peers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let announced = Stats::get(&files.announced);
+    // The counts settle once every node has taken every `have`: stop when they add up to the
+    // claims made, when every node keeps them all, when they stop moving, or after 90 s. A
+    // tracker busy with the claims may answer late: that is measured too.
+    let mut last = Vec::new();
+    let mut still = 0;
+    let mut slowest = Duration::ZERO;
+    let (counts, expired) = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (now, expired, slow) = node_claims(args).await?;
+        slowest = slowest.max(slow);
+        let made: Vec<u64> = now.iter().zip(&claims_before).map(|(a, b)| a.saturating_sub(*b)).collect();
+        still = if made == last { still + 1 } else { 0 };
+        last = made.clone();
+        let done = made.iter().sum::<u64>() == expected || made.iter().all(|c| *c == expected) || still >= 3;
+        if done || started.elapsed() > Duration::from_secs(90) {
+            let expired: Vec<u64> = expired.iter().zip(&expired_before).map(|(a, b)| a.saturating_sub(*b)).collect();
+            break (made, expired);
+        }
+    };
+    let settled = started.elapsed();
+    let _ = plan.send(Plan::Idle);
+    println!(
+        "claims: {announced} of {peers} peers announced {expected} claims ({} holdings each of {pool} published chunks, \
+         and the publishers' own chunks); kept after {:.1} s: {}; challenges expired meanwhile: {}; slowest \
+         /api/stats answer {:.1} s",
+        args.holdings,
+        settled.as_secs_f64(),
+        counts.iter().enumerate().map(|(i, c)| format!("node {} {c}", i + 1)).collect::<Vec<_>>().join(", "),
+        expired.iter().map(u64::to_string).collect::<Vec<_>>().join("/"),
+        slowest.as_secs_f64(),
+    );
+    let mut summary = vec![
+        format!("files_published={published}"),
+        format!("files_refused={refused}"),
+        format!("refusals={}", if codes.is_empty() { "-".to_string() } else { codes_text }),
+        format!("claims_expected={expected}"),
+        format!("claims_all={}", counts.iter().sum::<u64>()),
+        format!("claims_settle_s={:.1}", settled.as_secs_f64()),
+        format!("stats_slowest_s={:.1}", slowest.as_secs_f64()),
+        format!("challenges_expired={}", expired.iter().map(u64::to_string).collect::<Vec<_>>().join("/")),
+    ];
+    for (node, c) in counts.iter().enumerate() {
+        summary.push(format!("claims_{}={c}", node + 1));
+    }
+    for (node, pid) in args.tracker_pid.iter().enumerate() {
+        let now = rss_bytes(*pid)?;
+        let (before, idle, published) = (rss_before[node], rss_idle[node], rss_published[node]);
+        let grown = now.saturating_sub(before);
+        let phase = now.saturating_sub(idle);
+        let per_claim =
+            if counts[node] > 0 { format!("{:.0}", phase as f64 / counts[node] as f64) } else { "-".into() };
+        println!(
+            "tracker memory with claims, node {} (pid {pid}): {:.1} MiB idle, {:.1} MiB with the files, {:.1} MiB with \
+             {} claims: {:.0} bytes per peer of the cluster in all ({:.0} of them since idle), {per_claim} bytes per \
+             claim kept since idle",
+            node + 1,
+            mib(idle),
+            mib(published),
+            mib(now),
+            counts[node],
+            grown as f64 / peers as f64,
+            phase as f64 / peers as f64,
+        );
+        summary.push(format!("mem_claims_peer_{}={:.0}", node + 1, grown as f64 / peers as f64));
+        summary.push(format!("mem_claims_phase_{}={:.0}", node + 1, phase as f64 / peers as f64));
+        summary.push(format!("bytes_per_claim_{}={per_claim}", node + 1));
+    }
+    Ok(summary)
+}
+
 /// Kills node `node` (process `pid`) and waits for its peers to be back elsewhere; returns
 /// the summary's `key=value` words.
 async fn failover(args: &Args, swarm: &Swarm, pid: u32, node: usize) -> anyhow::Result<Vec<String>> {
@@ -409,5 +584,16 @@ mod tests {
         a.tracker.truncate(1);
         a.cross_node = true;
         assert!(check(&a).is_err(), "cross-node needs two nodes");
+    }
+
+    #[test]
+    fn claims_options() {
+        let a = args(&["--files", "500", "--holdings", "64"]).unwrap();
+        assert_eq!((a.files, a.chunks_per_file, a.holdings), (500, 64, 64));
+        assert!(check(&a).is_ok());
+        let a = args(&[]).unwrap();
+        assert_eq!((a.files, a.holdings), (0, 0), "no claims phase by default");
+        assert!(check(&args(&["--holdings", "8"]).unwrap()).is_err(), "holdings need files");
+        assert!(args(&["--files", "2", "--chunks-per-file", "0"]).is_err());
     }
 }

@@ -2,17 +2,19 @@
 //! lives in [`drive`] until the test ends: it answers heartbeats, follows the [`Plan`] the
 //! main task broadcasts (in a signalling round it sends `signal` messages to other peers at
 //! its share of the rate and counts the signals that reach it; the `conn` field carries the
-//! send time, so the receiver measures the relay latency), and when its tracker node goes
-//! away during a failover measurement it reconnects to another node of the cluster
+//! send time, so the receiver measures the relay latency), in the claims phase it publishes
+//! its synthetic files and announces its holdings ([`crate::claims`]), and when its tracker
+//! node goes away during a failover measurement it reconnects to another node of the cluster
 //! ([`crate::failover`]).
 
+use crate::claims::{self, Files};
 use crate::failover::Failover;
 use crate::stats::Stats;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg, Signal};
@@ -76,9 +78,21 @@ pub struct Swarm {
     /// Start of the test's clock: a signal's `conn` is its send time in microseconds since.
     pub epoch: Instant,
     pub failover: Failover,
+    /// The synthetic files of the claims phase (`--files`), once it starts.
+    pub files: OnceLock<Arc<Files>>,
 }
 
 impl Swarm {
+    /// Everything peer `me` claims to hold (nothing before the claims phase).
+    pub fn inventory(&self, me: usize) -> Vec<swarm_core::ChunkId> {
+        self.files.get().map(|f| f.inventory(me)).unwrap_or_default()
+    }
+
+    /// `have` with peer `me`'s whole inventory.
+    pub fn full_have(&self, me: usize) -> Message {
+        Message::Text(ClientMsg::Have { chunks: self.inventory(me), full: true }.to_json().into())
+    }
+
     /// A receiver for a signal from peer `me`: a random other peer, or with `cross_node` a
     /// random peer first connected to another node than `me`'s.
     fn receiver(&self, me: usize, cross_node: bool) -> usize {
@@ -117,6 +131,10 @@ pub enum Plan {
     /// Heartbeats only.
     Idle,
     Signal(Arc<Round>),
+    /// Publishers publish their synthetic files; everyone says it has no room.
+    Publish(Arc<Files>),
+    /// Everyone announces its whole inventory, holdings included.
+    Hold(Arc<Files>),
     /// The test is over: close.
     Stop,
 }
@@ -142,7 +160,8 @@ pub async fn drive(me: usize, secret: String, first: Joined, swarm: Arc<Swarm>, 
             swarm.lost.fetch_add(1, Relaxed);
             return;
         }
-        match swarm.failover.reconnect(me, &secret, &url, &joined.trackers, &swarm.urls).await {
+        let have = swarm.full_have(me);
+        match swarm.failover.reconnect(me, &secret, &url, &joined.trackers, &swarm.urls, have).await {
             Some((next_url, next)) => {
                 swarm.moved[me].store(true, Relaxed);
                 url = next_url;
@@ -166,24 +185,47 @@ async fn session(
     // The round signals are counted in (kept after it ends: late arrivals still count).
     let mut round: Option<Arc<Round>> = None;
     let mut next_send: Option<tokio::time::Instant> = None;
-    let follow = |p: &Plan, round: &mut Option<Arc<Round>>, next_send: &mut Option<tokio::time::Instant>| match p {
-        Plan::Idle => {
-            *next_send = None;
-            false
+    // Whether this connection said it has no room (once, in the claims phase).
+    let mut said_no_room = false;
+    // What a plan asks: `None` to stop, else the messages to send now.
+    let mut follow = |p: &Plan, round: &mut Option<Arc<Round>>, next_send: &mut Option<tokio::time::Instant>| {
+        let mut out = Vec::new();
+        match p {
+            Plan::Idle => *next_send = None,
+            Plan::Stop => return None,
+            Plan::Signal(r) => {
+                *round = Some(r.clone());
+                *next_send = (me < r.senders).then(|| {
+                    // Random phase so the peers do not all send at once.
+                    let phase = rand::rng().random_range(0..r.interval.as_micros().max(1) as u64);
+                    tokio::time::Instant::now() + Duration::from_micros(phase)
+                });
+            }
+            Plan::Publish(files) => {
+                *next_send = None;
+                said_no_room = true;
+                out = files.publish_msgs(me);
+            }
+            Plan::Hold(files) => {
+                *next_send = None;
+                if !std::mem::replace(&mut said_no_room, true) {
+                    out.push(claims::no_room());
+                }
+                out.push(ClientMsg::Have { chunks: files.inventory(me), full: true });
+                files.announced.fetch_add(1, Relaxed);
+            }
         }
-        Plan::Stop => true,
-        Plan::Signal(r) => {
-            *round = Some(r.clone());
-            *next_send = (me < r.senders).then(|| {
-                // Random phase so the peers do not all send at once.
-                let phase = rand::rng().random_range(0..r.interval.as_micros().max(1) as u64);
-                tokio::time::Instant::now() + Duration::from_micros(phase)
-            });
-            false
-        }
+        Some(out)
     };
-    if follow(&plan.borrow_and_update(), &mut round, &mut next_send) {
-        return End::Stop;
+    // (The plan's guard must be gone before anything is awaited.)
+    let first = follow(&plan.borrow_and_update(), &mut round, &mut next_send);
+    match first {
+        None => return End::Stop,
+        Some(out) => {
+            if !claims::send_all(&mut tx, out).await {
+                return End::Closed;
+            }
+        }
     }
     loop {
         let wake = next_send.unwrap_or_else(|| tokio::time::Instant::now() + HEARTBEAT);
@@ -192,14 +234,18 @@ async fn session(
         tokio::select! {
             biased;
             changed = plan.changed() => {
-                if changed.is_err() || follow(&plan.borrow_and_update(), &mut round, &mut next_send) {
+                let out = if changed.is_err() { None } else { follow(&plan.borrow_and_update(), &mut round, &mut next_send) };
+                let Some(out) = out else {
                     let _ = tx.close().await;
                     return End::Stop;
+                };
+                if !claims::send_all(&mut tx, out).await {
+                    return End::Closed;
                 }
             }
             m = rx.next() => match m {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(reply) = receive(me, t.as_str(), swarm, round.as_deref()) {
+                    for reply in receive(me, t.as_str(), swarm, round.as_deref()) {
                         if tx.send(reply).await.is_err() {
                             return End::Closed;
                         }
@@ -239,8 +285,8 @@ async fn session(
     }
 }
 
-/// Counts a message from the tracker; returns the answer it needs, if any.
-fn receive(me: usize, text: &str, swarm: &Swarm, round: Option<&Round>) -> Option<Message> {
+/// Counts a message from the tracker; returns the answers it needs.
+fn receive(me: usize, text: &str, swarm: &Swarm, round: Option<&Round>) -> Vec<Message> {
     let count = |sent_us: u64| {
         if let Some(r) = round {
             r.stats.received.fetch_add(1, Relaxed);
@@ -253,11 +299,16 @@ fn receive(me: usize, text: &str, swarm: &Swarm, round: Option<&Round>) -> Optio
     // Fast path for the expected message: only its `conn` (the send time) matters.
     if let Some(sent_us) = signal_conn(text) {
         count(sent_us);
-        return None;
+        return Vec::new();
     }
+    let text_of = |m: ClientMsg| Message::Text(m.to_json().into());
+    let files = swarm.files.get();
     match serde_json::from_str::<ServerMsg>(text) {
         Ok(ServerMsg::Signal { conn, .. }) => count(conn),
-        Ok(ServerMsg::Error { code, .. }) => {
+        Ok(ServerMsg::Error { req, code, .. }) => {
+            if let (Some(req), Some(files)) = (req, files) {
+                files.on_error(me, req, code);
+            }
             if let Some(r) = round {
                 if code == ErrorCode::RateLimited {
                     r.stats.rate_limited.fetch_add(1, Relaxed);
@@ -265,16 +316,28 @@ fn receive(me: usize, text: &str, swarm: &Swarm, round: Option<&Round>) -> Optio
                 r.stats.errors.fetch_add(1, Relaxed);
             }
         }
-        // A node took over part of the swarm: our whole (empty) inventory again.
-        Ok(ServerMsg::Reannounce) => return Some(full_have()),
+        // A node took over part of the swarm: our whole inventory again.
+        Ok(ServerMsg::Reannounce) => return vec![swarm.full_have(me)],
+        Ok(ServerMsg::Published { req, file }) => {
+            if let Some(files) = files {
+                return files.on_published(me, req, file).into_iter().map(text_of).collect();
+            }
+        }
+        Ok(ServerMsg::Challenge { items }) => {
+            if let Some(files) = files {
+                let items = files.prove(me, &items);
+                if !items.is_empty() {
+                    return vec![text_of(ClientMsg::Proofs { items })];
+                }
+            }
+        }
+        // A load-test peer has no room to copy anything.
+        Ok(ServerMsg::Replicate { order, .. }) => {
+            return vec![text_of(ClientMsg::OrderFailed { order, reason: "no room".into() })];
+        }
         _ => {}
     }
-    None
-}
-
-/// `have` with the whole (empty) inventory: a load-test peer holds nothing.
-pub fn full_have() -> Message {
-    Message::Text(ClientMsg::Have { chunks: Vec::new(), full: true }.to_json().into())
+    Vec::new()
 }
 
 /// The `conn` of a relayed signal (`{"type":"signal","from":..,"conn":N,..}`), read without
@@ -316,6 +379,7 @@ mod tests {
             lost: AtomicU64::new(0),
             epoch: Instant::now(),
             failover: Failover::new(None, Duration::from_secs(1)),
+            files: OnceLock::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the load test counts: messages sent and received, errors, a latency histogram
 //! (lock-free, log-linear: eight buckets per power of two of microseconds, so a quantile is
-//! within 12.5% of the truth), quantiles of a list of durations, and a process's resident
-//! memory.
+//! within 12.5% of the truth), quantiles of a list of durations, a process's resident
+//! memory, and a tracker's `/api/stats`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -100,6 +100,36 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
+/// The HTTP `host:port` of a tracker's websocket URL (`ws://127.0.0.1:8080/ws`).
+pub fn http_host(ws_url: &str) -> anyhow::Result<&str> {
+    let rest = ws_url.strip_prefix("ws://").ok_or_else(|| anyhow::anyhow!("not a ws:// URL: {ws_url}"))?;
+    Ok(rest.split('/').next().unwrap_or_default())
+}
+
+/// `GET /api/stats` of the tracker behind `ws_url`, as JSON (a plain HTTP/1.0 request: the
+/// tracker is on this machine).
+pub async fn tracker_stats(ws_url: &str) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = http_host(ws_url)?;
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect(host).await?;
+        s.write_all(format!("GET /api/stats HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await?;
+        anyhow::Ok(answer)
+    };
+    // Generous: a tracker busy with a wave of claims answers late (measured by the caller).
+    let answer = tokio::time::timeout(Duration::from_secs(120), get)
+        .await
+        .map_err(|_| anyhow::anyhow!("http://{host}/api/stats: no answer in 120 s"))?
+        .map_err(|e| anyhow::anyhow!("http://{host}/api/stats: {e:#}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("http://{host}/api/stats: no body"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "http://{host}/api/stats: {head}");
+    serde_json::from_str(body).map_err(|e| anyhow::anyhow!("http://{host}/api/stats is not JSON: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +158,12 @@ mod tests {
                 assert!(b == 0 || us >= upper(b - 1), "{us} >= {}", upper(b - 1));
             }
         }
+    }
+
+    #[test]
+    fn http_host_of_a_ws_url() {
+        assert_eq!(http_host("ws://127.0.0.1:8080/ws").unwrap(), "127.0.0.1:8080");
+        assert!(http_host("wss://x/ws").is_err());
     }
 
     #[test]

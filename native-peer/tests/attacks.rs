@@ -1,120 +1,26 @@
 //! Attacks on an open swarm (see `SECURITY.md`), against the real tracker binary and real
 //! `pp-peer run` processes: the attacker is a raw websocket client that says whatever it
-//! likes. Each test asserts the attack does no harm to honest peers and their files.
+//! likes (`e2e/src/attacker.rs`, shared with the cluster's attack test
+//! `e2e/tests/cluster_liars.rs`). Each test asserts the attack does no harm to honest peers
+//! and their files.
 
 mod common;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use e2e::attacker::{Answer, Attacker};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use swarm_core::api::{FileDetail, Health};
-use swarm_core::wire::{FileMeta, ProofItem, PROTOCOL_VERSION};
-use swarm_core::{ChunkId, ClientMsg, ManifestBuilder, PeerId, PeerKind, ServerMsg};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use swarm_core::wire::FileMeta;
+use swarm_core::{ChunkId, ClientMsg, ManifestBuilder, PeerId};
 
 const CHUNK: usize = 256 * 1024;
 /// Chunks of the file the honest peers hold.
 const CHUNKS: usize = 30;
 
-/// How an attacker answers the tracker's challenges.
-#[derive(Clone, Copy, Debug)]
-enum Answer {
-    /// Never.
-    Silent,
-    /// With a made-up proof.
-    Wrong,
-    /// "Not held" (`None`).
-    NotHeld,
-}
-
-/// What an attacker's connection received.
-#[derive(Default)]
-struct Seen {
-    challenges: AtomicU64,
-    orders: AtomicU64,
-    trims: AtomicU64,
-    errors: AtomicU64,
-}
-
-/// A raw tracker client: sends what the test tells it to; answers challenges as `answer`
-/// says; takes every replication order and reports it done at once, without fetching.
-struct Attacker {
-    tx: mpsc::UnboundedSender<ClientMsg>,
-    seen: Arc<Seen>,
-}
-
-impl Attacker {
-    fn send(&self, msg: ClientMsg) {
-        self.tx.send(msg).expect("attacker connection open");
-    }
-}
-
+/// An attacker ([`Attacker`]) connected to `url` as the identity of `secret`.
 async fn attacker(url: &str, secret: &str, answer: Answer) -> Attacker {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-    let hello =
-        ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None };
-    ws.send(Message::Text(hello.to_json().into())).await.unwrap();
-    let frame = tokio::time::timeout(TIMEOUT, ws.next()).await.expect("welcome in time");
-    let Some(Ok(Message::Text(t))) = frame else { panic!("no welcome: {frame:?}") };
-    match serde_json::from_str(t.as_str()).unwrap() {
-        ServerMsg::Welcome { .. } => {}
-        other => panic!("expected welcome, got {other:?}"),
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel::<ClientMsg>();
-    let seen = Arc::new(Seen::default());
-    let s = seen.clone();
-    tokio::spawn(async move {
-        let mut beat = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            let reply: Vec<ClientMsg> = tokio::select! {
-                out = rx.recv() => match out {
-                    Some(m) => vec![m],
-                    None => break,
-                },
-                _ = beat.tick() => vec![ClientMsg::Heartbeat],
-                frame = ws.next() => {
-                    let t = match frame {
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(_)) => continue,
-                        _ => break,
-                    };
-                    match serde_json::from_str::<ServerMsg>(t.as_str()) {
-                        Ok(ServerMsg::Challenge { items }) => {
-                            s.challenges.fetch_add(items.len() as u64, Ordering::Relaxed);
-                            let proof = match answer {
-                                Answer::Silent => continue,
-                                Answer::Wrong => Some([0xee; 32]),
-                                Answer::NotHeld => None,
-                            };
-                            vec![ClientMsg::Proofs { items: items.iter().map(|i| ProofItem { id: i.id, proof }).collect() }]
-                        }
-                        Ok(ServerMsg::Replicate { order, chunk, .. }) => {
-                            s.orders.fetch_add(1, Ordering::Relaxed);
-                            vec![ClientMsg::Have { chunks: vec![chunk], full: false }, ClientMsg::OrderDone { order }]
-                        }
-                        Ok(ServerMsg::Trim { .. }) => {
-                            s.trims.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        Ok(ServerMsg::Error { .. }) => {
-                            s.errors.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        _ => continue,
-                    }
-                }
-            };
-            for m in reply {
-                if ws.send(Message::Text(m.to_json().into())).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    Attacker { tx, seen }
+    Attacker::connect(url, secret, answer).await.expect("the attacker connects")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -216,7 +122,7 @@ fn slander_does_not_remove_honest_copies() {
     for liar in &liars {
         for p in &sw.peers {
             for c in &sw.chunks {
-                liar.send(ClientMsg::BadSource { peer: PeerId(p.peer_id.clone()), chunk: *c });
+                liar.send(ClientMsg::BadSource { peer: PeerId(p.peer_id.clone()), chunk: *c }).unwrap();
             }
         }
     }
@@ -271,8 +177,8 @@ fn fake_holders_are_not_counted() {
         .map(|(n, a)| rt.block_on(attacker(&url, &format!("{:064x}", 0xfa0 + n), *a)))
         .collect();
     for f in &fakes {
-        f.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 });
-        f.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true });
+        f.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 }).unwrap();
+        f.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true }).unwrap();
     }
     // The file is at R with verified copies: unverified claims are surplus, and the fakes
     // are told to drop them (nothing is asked of honest peers).
@@ -284,7 +190,7 @@ fn fake_holders_are_not_counted() {
     sw.peers[1].kill();
     wait_health(&sw.tracker, &sw.id, "b gone", 1, |h| h.max_copies == 2);
     for f in &fakes {
-        f.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true });
+        f.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true }).unwrap();
     }
     wait_health(&sw.tracker, &sw.id, "the fake claims", 1, |h| h.min_claimed >= 3);
     wait_for("challenges to the fakes", || {
@@ -304,7 +210,7 @@ fn fake_holders_are_not_counted() {
 
     // A fake replicator: no claims, huge storage, takes every order and says done at once.
     let replicator = rt.block_on(attacker(&url, &format!("{:064x}", 0xfa9), Answer::Wrong));
-    replicator.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 });
+    replicator.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 }).unwrap();
     // The holder dies for good: every chunk is down to two verified copies again, and the
     // only places with room are attackers. Their `order_done` never counts.
     sw.peers[1].kill();
@@ -347,8 +253,8 @@ fn a_restarted_tracker_does_not_trust_the_first_claimant() {
     signal("-STOP");
     sw.tracker.restart();
     let fake = rt.block_on(attacker(&sw.tracker.ws_url(), &format!("{:064x}", 0xfb0), Answer::Wrong));
-    fake.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 });
-    fake.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true });
+    fake.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 }).unwrap();
+    fake.send(ClientMsg::Have { chunks: sw.chunks.clone(), full: true }).unwrap();
     wait_for("challenges to the first claimant", || (fake.seen.challenges.load(Ordering::Relaxed) > 0).then_some(()));
     let h = health(&sw.tracker, &sw.id);
     assert_eq!(h.max_copies, 0, "the first claimant after a restart counted: {h:?}");
@@ -388,7 +294,7 @@ fn phantom_files_are_bounded_per_address_and_unlisted() {
                 let manifest = mb.finish();
                 manifests.push(manifest.file_id());
                 let meta = FileMeta::public(format!("phantom-{n}-{k}"), "text/plain");
-                s.send(ClientMsg::Publish { req: 2 * n as u32 + k as u32, manifest, meta });
+                s.send(ClientMsg::Publish { req: 2 * n as u32 + k as u32, manifest, meta }).unwrap();
             }
         }
         // Refused ones get an error; count the files the tracker took.
@@ -409,7 +315,7 @@ fn phantom_files_are_bounded_per_address_and_unlisted() {
         let claimers: Vec<&Attacker> =
             sybils.iter().enumerate().filter(|(n, _)| *n != publisher).map(|(_, s)| s).take(10).collect();
         for s in &claimers {
-            s.send(ClientMsg::Have { chunks: phantom.manifest.chunks.clone(), full: true });
+            s.send(ClientMsg::Have { chunks: phantom.manifest.chunks.clone(), full: true }).unwrap();
         }
         wait_health(&tracker, &known[0].to_string(), "claims of the phantom", 1, |h| h.max_claimed >= 10);
         let h = health(&tracker, &known[0].to_string());
