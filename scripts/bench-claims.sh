@@ -83,6 +83,7 @@ for i in 1 2 3; do
 done
 row "peers dropped" "$(get lost_peers "$S")" "$(get lost_peers "$C")"
 echo "(bytes/peer: resident memory growth of the node since before the peers connected, and during the claims"
-echo " phase alone, divided by all the peers of the run; bytes per claim: the claims phase's growth per claim kept)"
+echo " phase alone (the files' index included), divided by all the peers of the run; bytes per claim: the claims"
+echo " phase's growth per claim kept)"
 echo "tracker log lines at WARN or ERROR (but the missing web app):"
 grep -hE 'WARN|ERROR' "$DIR"/single.log "$DIR"/node*.log | grep -v 'no embedded web app' | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-300 || true
