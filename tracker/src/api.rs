@@ -95,6 +95,14 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             _ => None,
         }) {
             Some(d) => Json(*d).into_response(),
+            // In the cluster's index, but no node answered for it: its shard is between nodes
+            // (or its node is slow), which is not "no such file".
+            None if cluster.index().contains_file(&id) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "file {id} is published, but no tracker node keeps it right now (its shard is moving); try again"
+                ),
+            ),
             None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
         };
     }
