@@ -157,7 +157,7 @@ pub struct Cluster {
     /// Makes [`index::follow`] read the file index anew.
     pub rewatch_index: tokio::sync::Notify,
     /// Wakes [`claims::reannouncer`].
-    pub reannounce_wanted: tokio::sync::Notify,
+    pub reannounce_wanted: std::sync::Arc<tokio::sync::Notify>,
     /// The tracker's state, set once it exists (tasks spawned from a connection take it).
     state: std::sync::OnceLock<std::sync::Weak<crate::AppState>>,
 }
@@ -166,7 +166,19 @@ impl Cluster {
     /// Connects to NATS, opens the buckets and starts the sender task.
     pub async fn connect(config: ClusterConfig) -> Result<std::sync::Arc<Self>, ClusterError> {
         let servers = config.servers.join(",");
+        let reannounce_wanted = std::sync::Arc::new(tokio::sync::Notify::new());
+        let wake = reannounce_wanted.clone();
         let client = async_nats::ConnectOptions::new()
+            // Core NATS carries messages at most once: what this node's peers announced while
+            // the client moved to another server may be lost. Their next inventory is not.
+            .event_callback(move |event| {
+                let wake = wake.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        wake.notify_one();
+                    }
+                }
+            })
             .name(format!("pp-tracker {}", config.public_url))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
@@ -214,7 +226,7 @@ impl Cluster {
             out,
             stats: ClusterStats::default(),
             index: Mutex::new(index::ChunkIndex::default()),
-            reannounce_wanted: tokio::sync::Notify::new(),
+            reannounce_wanted,
             rewatch_index: tokio::sync::Notify::new(),
             state: std::sync::OnceLock::new(),
         });
