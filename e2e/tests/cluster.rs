@@ -25,14 +25,16 @@ async fn a_file_published_on_one_node_is_found_and_fetched_through_the_others() 
     let (id, bytes) = peers[0].put_random(&c.dir, "cross.bin", 3 << 20, 11)?;
     // Replicated to R through orders planned by the shard's owner, whichever node that is.
     wait_healthy(c.node(2), &id, Duration::from_secs(60))?;
-    // Its claims (3 copies of each chunk) are kept by the shard's node alone, not by all three.
-    let owner = c.owner_of(&id)?;
+    // Its claims (3 copies of each chunk) are kept by the shard's node alone, not by all three
+    // (once the shards stop moving between the nodes that just started).
+    c.wait_balanced(Duration::from_secs(60))?;
     let start = Instant::now();
-    let claims = loop {
+    let (owner, claims) = loop {
+        let owner = c.owner_of(&id)?;
         let claims: Vec<u64> = (0..NODES).map(|i| c.metric(i, "pp_claims ")).collect::<Result<_, _>>()?;
         let only_owner = claims.iter().enumerate().all(|(i, n)| (i == owner) == (*n > 0));
-        if only_owner || start.elapsed() > Duration::from_secs(20) {
-            break claims;
+        if only_owner || start.elapsed() > Duration::from_secs(30) {
+            break (owner, claims);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
