@@ -15,6 +15,10 @@ use swarm_core::{ClientMsg, PeerId, ServerMsg};
 /// How long a peer that left another node is not brought back by a late message of its own.
 const DEPARTED_MS: u64 = 60_000;
 
+/// Heartbeats in a row with another node's peer count off this node's count of its peers
+/// before this node asks for that node's roster.
+const ROSTER_AFTER_BEATS: u32 = 5;
+
 /// Peers told to re-announce per batch, and the pause between batches (no reannounce storm).
 pub const REANNOUNCE_BATCH: usize = 500;
 pub const REANNOUNCE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -187,12 +191,25 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
         }
         NodeMsg::Beat { node, url, peers } => {
             let timeout = cluster.config.member_timeout();
-            let new = {
+            let known = state.lock().homes.values().filter(|n| **n == node).count() as u32;
+            let (new, ask) = {
                 let mut v = cluster.view();
-                let new = v.members.get(&node).is_none_or(|m| m.seen.elapsed() >= timeout);
-                v.members.insert(node, super::Member { url, peers, seen: Instant::now() });
-                new
+                let old = v.members.get(&node).filter(|m| m.seen.elapsed() < timeout);
+                let new = old.is_none();
+                let off_count = match old {
+                    Some(m) if m.peers != known && peers != known => m.off_count + 1,
+                    _ => 0,
+                };
+                // Off for this many heartbeats (joins and leaves in flight settle sooner).
+                let ask = off_count >= ROSTER_AFTER_BEATS;
+                let off_count = if ask { 0 } else { off_count };
+                v.members.insert(node, super::Member { url, peers, seen: Instant::now(), off_count });
+                (new, ask)
             };
+            if ask {
+                tracing::info!(node, known, told = peers, "asking a node for its peers again");
+                cluster.send_to(node, &NodeMsg::RosterPlease { node: me });
+            }
             if new {
                 tracing::info!(node, "tracker node joined the cluster");
                 // It does not know the peers connected here (or forgot them while away).
@@ -219,6 +236,12 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
             };
             // Known here only now: what they hold is not.
             reannounce(state, cluster, fresh);
+        }
+        NodeMsg::RosterPlease { node } if node != me => {
+            let peers = roster(&state.lock());
+            for batch in peers.chunks(1000) {
+                cluster.send_to(node, &NodeMsg::Roster { node: me, peers: batch.to_vec() });
+            }
         }
         NodeMsg::Left { node, peer } if node != me => {
             let mut inner = state.lock();

@@ -82,9 +82,17 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
     let shards = cluster.config.shards;
     // Read together; a read that fails (a NATS server that hangs) leaves its shard as it was
     // last seen, so one slow read does not stop every renewal.
-    let reads =
-        futures_util::future::join_all((0..shards).map(|s| bounded(cluster, cluster.store.leases.entry(lease_key(s)))))
-            .await;
+    // Bounded by two periods, not a lease time: a read that a silently dead NATS server was
+    // given times out for as long as its routes stay up (80 s measured), and a round that
+    // waited a lease time for it would renew too late.
+    let bound = cluster.config.period() * 2;
+    let reads = futures_util::future::join_all((0..shards).map(|s| async move {
+        match tokio::time::timeout(bound, cluster.store.leases.entry(lease_key(s))).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        }
+    }))
+    .await;
     let failed = reads.iter().filter(|r| r.is_err()).count();
     if failed == reads.len() {
         // Cut off from NATS: leases cannot be renewed; they go stale on their own and
@@ -95,6 +103,7 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
     if failed > 0 {
         tracing::warn!(failed, "cannot read some shard leases this round");
     }
+    let unknown: Vec<bool> = reads.iter().map(Result::is_err).collect();
     let seen: Vec<Option<Seen>> = {
         let v = cluster.view();
         reads
@@ -118,7 +127,14 @@ async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
     // Leases this node thought it held but no longer does.
     let lost: Vec<u16> = {
         let mut v = cluster.view();
-        v.owners = seen.iter().map(|s| s.map(|s| s.owner)).collect();
+        // A shard whose read failed keeps the owner seen last.
+        let owners: Vec<Option<u16>> = seen
+            .iter()
+            .zip(&unknown)
+            .enumerate()
+            .map(|(i, (s, unknown))| if *unknown { v.owners.get(i).copied().flatten() } else { s.map(|s| s.owner) })
+            .collect();
+        v.owners = owners;
         let lost: Vec<u16> =
             v.mine.keys().copied().filter(|s| seen[*s as usize].is_none_or(|x| x.owner != cluster.tag)).collect();
         lost

@@ -87,6 +87,9 @@ pub struct Member {
     pub url: String,
     pub peers: u32,
     pub seen: Instant,
+    /// Heartbeats in a row whose peer count differed from this node's count of that node's
+    /// peers (a lost roster or `joined`: see [`msg::NodeMsg::RosterPlease`]).
+    pub off_count: u32,
 }
 
 /// A lease this node holds.
@@ -339,6 +342,14 @@ impl Cluster {
     pub fn connected(&self) -> bool {
         let fresh = self.config.lease_fresh();
         self.view().self_seen.is_some_and(|t| t.elapsed() < fresh)
+    }
+
+    /// Whether this node can reach the shards it does not keep: it hears itself through NATS,
+    /// and it is not alone without every shard. A node cut off behind its own NATS server
+    /// still hears its own heartbeats (measured between namespaces), but no other node; a
+    /// node truly alone keeps every shard.
+    pub fn reaches_cluster(&self) -> bool {
+        self.connected() && (self.members().len() > 1 || self.shards_owned() == self.config.shards as usize)
     }
 
     /// The node that keeps `shard`, as last seen (`None`: no node right now).

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `{prefix}.beat` | every node | [`NodeMsg::Beat`] (alone, and read by a task of its own: never behind other traffic) |
 //! | `{prefix}.all` | every node | [`NodeMsg::Joined`], [`NodeMsg::Left`], [`NodeMsg::Took`], peer messages every node applies ([`NodeMsg::FromPeer`]) |
-//! | `{prefix}.n.{tag}` | node `tag` | [`NodeMsg::FromPeer`] for the shard owner (requests, its part of claims) or order issuer, [`NodeMsg::ToPeer`], [`NodeMsg::Roster`] |
+//! | `{prefix}.n.{tag}` | node `tag` | [`NodeMsg::FromPeer`] for the shard owner (requests, its part of claims) or order issuer, [`NodeMsg::ToPeer`], [`NodeMsg::Roster`], [`NodeMsg::RosterPlease`] |
 //! | `{prefix}.r.{tag}` | node `tag` | a relay frame for one of its peers: 16 bytes of recipient id, then the frame as the recipient gets it |
 //! | `{prefix}.q` | every node | [`Query`] (request/reply): search and file details across shards |
 //!
@@ -40,6 +40,9 @@ pub enum NodeMsg {
     Left { node: u16, peer: PeerId },
     /// The peers connected to `node` (to a node that just appeared), in batches.
     Roster { node: u16, peers: Vec<RosterPeer> },
+    /// `node` asks for the receiver's roster (its count of the receiver's peers stayed off the
+    /// count the receiver's heartbeats tell: a roster or `joined` was lost).
+    RosterPlease { node: u16 },
     /// A message from `peer` (connected to `node`) for the node(s) that keep what it is about.
     FromPeer { node: u16, peer: PeerId, msg: ClientMsg },
     /// A message from `node` for `peer`, connected to the receiving node.
@@ -140,6 +143,7 @@ mod tests {
             (any::<u16>(), peer()).prop_map(|(node, peer)| NodeMsg::Left { node, peer }),
             (any::<u16>(), prop::collection::vec(roster_peer(), 0..4))
                 .prop_map(|(node, peers)| NodeMsg::Roster { node, peers }),
+            any::<u16>().prop_map(|node| NodeMsg::RosterPlease { node }),
             (any::<u16>(), peer(), client_msg()).prop_map(|(node, peer, msg)| NodeMsg::FromPeer { node, peer, msg }),
             (any::<u16>(), peer(), server_msg()).prop_map(|(node, peer, msg)| NodeMsg::ToPeer { node, peer, msg }),
             (any::<u16>(), prop::collection::vec(any::<u16>(), 0..4), any::<bool>())

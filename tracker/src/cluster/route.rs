@@ -95,7 +95,7 @@ fn unavailable(state: &AppState, cluster: &Cluster, to: &PeerId, req: Option<u32
 /// publish limits allowed already.
 pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, msg: ClientMsg) {
     let (route, msg) = route(msg, cluster.config.shards);
-    if matches!(route, Route::Shard(_) | Route::Search) && !cluster.connected() {
+    if matches!(route, Route::Shard(_) | Route::Search) && !cluster.reaches_cluster() {
         if let Some(msg) = &msg {
             let why = "this tracker node lost its link to the cluster: nothing changed; try again or use another node";
             return unavailable(state, cluster, from, req_of(msg), why);
@@ -161,7 +161,9 @@ fn forward(cluster: &Arc<Cluster>, shard: u16, from: PeerId, msgs: Vec<ClientMsg
 
 async fn forward_one(state: &AppState, cluster: &Arc<Cluster>, shard: u16, from: &PeerId, msg: ClientMsg) {
     let period = cluster.config.period();
-    let deadline = tokio::time::Instant::now() + cluster.config.lease_ttl * 2;
+    // Claims ahead of a request are tried once: they also move on their own once a period.
+    let patience = if file_of(&msg).is_some() { cluster.config.lease_ttl * 2 } else { Duration::ZERO };
+    let deadline = tokio::time::Instant::now() + patience;
     let payload: bytes::Bytes =
         super::msg::encode(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() }).into();
     loop {

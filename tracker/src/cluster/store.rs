@@ -116,17 +116,29 @@ impl Store {
     /// instead of keeping files under shards no other node reads).
     pub async fn agree_shards(&self, shards: u16) -> Result<(), StoreError> {
         use async_nats::jetstream::kv::CreateErrorKind;
-        match self.files.create(SHARDS_KEY, shards.to_string().into()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                let v = self.files.get(SHARDS_KEY).await.map_err(|e| kv_err("read shard count")(e.into()))?;
-                let theirs = v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok());
-                match theirs {
-                    Some(theirs) if theirs != shards => Err(StoreError::ShardsDiffer { ours: shards, theirs }),
-                    _ => Ok(()),
-                }
+        // JetStream may still be placing the bucket when nodes start together: transient
+        // errors are tried again, as in opening the buckets.
+        let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+        loop {
+            let e: async_nats::Error = match self.files.create(SHARDS_KEY, shards.to_string().into()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => match self.files.get(SHARDS_KEY).await {
+                    Ok(v) => {
+                        let theirs = v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok());
+                        return match theirs {
+                            Some(theirs) if theirs != shards => Err(StoreError::ShardsDiffer { ours: shards, theirs }),
+                            _ => Ok(()),
+                        };
+                    }
+                    Err(e) => e.into(),
+                },
+                Err(e) => e.into(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(kv_err("agree on the shard count")(e));
             }
-            Err(e) => Err(kv_err("write shard count")(e.into())),
+            tracing::warn!("cannot check the cluster's shard count yet ({e}); trying again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
