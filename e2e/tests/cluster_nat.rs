@@ -258,15 +258,6 @@ fn tracker_of(p: &NativePeer) -> anyhow::Result<String> {
     s["tracker"].as_str().map(String::from).with_context(|| format!("no tracker in status: {s}"))
 }
 
-/// What the tracker may relay of a `size`-byte transfer on direct paths: requests sent through
-/// the relay before a data channel opened are answered through it, at most one relay pipeline
-/// per fetching link (`swarm_core::peer::config::RELAY_PIPELINE` chunks), plus 5% of the file
-/// (the bound `browser_nat.rs` explains).
-fn relay_allowance(size: usize, links: usize) -> u64 {
-    use swarm_core::peer::config::RELAY_PIPELINE;
-    (links * RELAY_PIPELINE * swarm_core::CHUNK_SIZE as usize + size / 20) as u64
-}
-
 #[test]
 fn a_file_published_through_one_node_is_fetched_through_another_directly_across_two_nats() -> anyhow::Result<()> {
     let t0 = Instant::now();
@@ -281,15 +272,30 @@ fn a_file_published_through_one_node_is_fetched_through_another_directly_across_
     ensure!(tracker_of(&b)? == c.url(2), "the searcher is on node 3");
     let size = 16 * MIB + 5;
     let (id, bytes) = put_retrying(&a, c.tmp.path(), "direct.bin", size, 61)?;
+    let (warm, warm_bytes) = put_retrying(&a, c.tmp.path(), "warm.bin", MIB + 1, 60)?;
     c.wait_copies(1, &id, 3, Duration::from_secs(90))?;
+    c.wait_copies(1, &warm, 3, Duration::from_secs(90))?;
 
     // Found by search through node 3.
     let found = b.cli_json(&["search", "direct.bin"])?;
     ensure!(found.to_string().contains(&id), "search through node 3 does not find {id}: {found}\n{}", c.figures());
 
-    // A peer behind router 2 on node 2 fetches it from the sources behind router 1.
+    // A peer behind router 2 on node 2 fetches a small file from the sources behind router 1:
+    // the offers, answers and candidates cross the nodes through NATS, and the data channels
+    // open through both NATs. Until they open (300 ms), chunks go through the relay
+    // (relay-then-upgrade): on a loaded machine that can be a good part of a small file, so
+    // the figures of this first fetch are printed, not asserted.
     let d = c.peer("cnat-direct-d", Host::Lan2, 1)?;
     ensure!(tracker_of(&d)? == c.url(1), "the getter is on node 2");
+    let relay0 = c.relay_bytes()?;
+    let out = c.tmp.path().join("warm.out");
+    let first = d.cli_json(&["get", &warm, "-o", &out.to_string_lossy()])?;
+    let warm_relayed = c.relay_bytes()? - relay0;
+    ensure!(std::fs::read(&out)? == warm_bytes, "the getter on node 2 wrote other bytes than were put through node 1");
+    let before = d.cli_json(&["status"])?;
+    let by_path = |s: &Value, p: &str| s["bytes_received_by_path"][p].as_u64().unwrap_or(0);
+
+    // Then the large file, over the links that are open now.
     let relay0 = c.relay_bytes()?;
     let out = c.tmp.path().join("direct.out");
     let get = d.cli_json(&["get", &id, "-o", &out.to_string_lossy()])?;
@@ -299,22 +305,30 @@ fn a_file_published_through_one_node_is_fetched_through_another_directly_across_
     let links = status["links"].as_array().cloned().unwrap_or_default();
     let paths: Vec<String> =
         links.iter().filter(|l| l["role"] == "fetch").filter_map(|l| l["path"].as_str().map(String::from)).collect();
-    let reflexive = status["bytes_received_by_path"]["direct_reflexive"].as_u64().unwrap_or(0);
+    let reflexive = by_path(&status, "direct_reflexive") - by_path(&before, "direct_reflexive");
+    let via_relay = by_path(&status, "relay") - by_path(&before, "relay");
     // The getter reports its paths to node 2 (every few seconds): wait for the figure there.
+    let want = by_path(&status, "direct_reflexive");
     let deadline = Instant::now() + Duration::from_secs(20);
     let reported = loop {
         let r = c.metric(1, "pp_peer_bytes_received{path=\"direct_reflexive\"}").unwrap_or(0);
-        if r >= size as u64 || Instant::now() > deadline {
+        if r >= want || Instant::now() > deadline {
             break r;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!(
-        "node 1 → node 2 across two NATs: {:.2} s, first chunk after {:.3} s; paths {paths:?}; the getter \
-         received {reflexive} bytes reflexive (node 2's /metrics: {reported}); the nodes relayed {relayed} of \
-         {size} bytes; cluster up in {started:?}, test {:?}",
+        "first fetch across the nodes (1 MiB): first chunk after {:.3} s; the getter received {} bytes \
+         reflexive, {} on the relay; the nodes relayed {warm_relayed} bytes (a frame crossing nodes counts on both)",
+        first["first_chunk_seconds"].as_f64().unwrap_or(f64::NAN),
+        by_path(&before, "direct_reflexive"),
+        by_path(&before, "relay"),
+    );
+    eprintln!(
+        "node 1 → node 2 across two NATs: {:.2} s; paths {paths:?}; the getter received {reflexive} bytes \
+         reflexive, {via_relay} on the relay (node 2's /metrics: {reported} reflexive in all); the nodes relayed \
+         {relayed} of {size} bytes; cluster up in {started:?}, test {:?}",
         get["seconds"].as_f64().unwrap_or(f64::NAN),
-        get["first_chunk_seconds"].as_f64().unwrap_or(f64::NAN),
         t0.elapsed()
     );
     let figures = c.figures();
@@ -323,14 +337,9 @@ fn a_file_published_through_one_node_is_fetched_through_another_directly_across_
         "the getter's fetching links are not all direct through the NATs: {paths:?}\n{status}\n{figures}"
     );
     assert!(reflexive >= size as u64, "the getter received {reflexive} of {size} bytes reflexive: {status}\n{figures}");
-    assert!(
-        reported >= size as u64,
-        "node 2's /metrics reports {reported} of {size} bytes received direct_reflexive\n{figures}"
-    );
-    assert!(
-        relayed <= relay_allowance(size, paths.len()),
-        "the nodes relayed {relayed} of {size} bytes on direct paths\n{figures}"
-    );
+    assert!(reported >= want, "node 2's /metrics reports {reported} of {want} bytes received direct_reflexive\n{figures}");
+    // As for a single tracker (`nat_native.rs`): next to nothing goes through the relay.
+    assert!(relayed < size as u64 / 20, "the nodes relayed {relayed} of {size} bytes on direct paths\n{figures}");
     Ok(())
 }
 
@@ -504,6 +513,24 @@ fn a_node_cut_off_from_the_others_refuses_what_it_lost_and_catches_up_when_heale
     assert_eq!(owned.len(), n, "a shard is kept by two nodes after the heal\n{figures}");
     let settled = healed.elapsed();
 
+    // Node 3 knows again the peers connected to the other two (it forgot them while they were
+    // silent): without them it cannot route signalling or relay frames to the holders.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let remote = c.metric(2, "pp_cluster_remote_peers")?;
+        if remote >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 knows {remote} of the 3 peers connected to nodes 1 and 2, {:?} after the heal \
+             (pp_cluster_remote_peers)\n{}",
+            healed.elapsed(),
+            c.figures()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
     // What was published meanwhile is found, located and fetched through node 3.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -557,12 +584,22 @@ fn a_native_peer_whose_nodes_host_drops_off_the_network_moves_to_another_node() 
     };
     let other = if moved_to == c.url(0) { 0 } else { 2 };
     eprintln!("the peer moved to node {} {moved_after:?} after node 2's link went down", other + 1);
+    // 15 s without a word (pings every 5 s: noticed 15 to 20 s after the last one), the node it
+    // was on tried once more (a connection that never opens is given up after 10 s), then the
+    // next node: about 30 s at worst.
     assert!(
-        moved_after < Duration::from_secs(30),
+        moved_after < Duration::from_secs(35),
         "the peer took {moved_after:?} to move to node {} (15 s of silence, then a reconnect)\n{}",
         other + 1,
         c.figures()
     );
+
+    // The two nodes left keep every shard between them (node 2's leases lapsed 3 s after its
+    // last renewal, long before the peer moved).
+    let lapse = Duration::from_secs(40).saturating_sub(cut.elapsed());
+    c.wait_ready(&[0, 2], lapse.max(Duration::from_secs(5)))
+        .with_context(|| format!("{:?} after node 2's link went down", cut.elapsed()))?;
+    eprintln!("nodes 1 and 3 keep every shard {:?} after the cut", cut.elapsed());
 
     // Its holdings are announced there: the two nodes left list it as the file's holder (the
     // shard may have moved with node 2), and a fresh peer fetches the file through the other.
