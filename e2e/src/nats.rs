@@ -181,7 +181,8 @@ impl NatsServer {
                         return Err(anyhow!("it exited ({status})")).with_context(context);
                     }
                     if Instant::now() > deadline {
-                        return Err(anyhow!("not serving after {START_TIMEOUT:?}: /varz {last:?}")).with_context(context);
+                        return Err(anyhow!("not serving after {START_TIMEOUT:?}: /varz {last:?}"))
+                            .with_context(context);
                     }
                 }
             }

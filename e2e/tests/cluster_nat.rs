@@ -39,6 +39,8 @@ const PORT: u16 = 8080;
 /// Short leases, so the shards of a node cut off move within seconds.
 const LEASE_SECS: &str = "3";
 const MIB: usize = 1024 * 1024;
+/// How long a cluster runs before a test cuts a host off ([`NatCluster::settle`]).
+const SETTLED: Duration = Duration::from_secs(20);
 
 /// Three NATS servers and three tracker nodes on the public hosts of a cluster topology.
 struct NatCluster {
@@ -49,6 +51,8 @@ struct NatCluster {
     tmp: tempfile::TempDir,
     net: Topology,
     tag: String,
+    /// When the NATS servers were started.
+    born: Instant,
 }
 
 impl NatCluster {
@@ -58,15 +62,10 @@ impl NatCluster {
             ensure!(w.join("index.html").exists(), "no web app in {} (scripts/build-web.sh)", w.display());
         }
         let net = Topology::build_cluster()?;
+        let born = Instant::now();
         let mut nats = NatsCluster::start_in(&net, &Host::NODES)?;
         nats.wait_healthy(Duration::from_secs(60)).context("the NATS cluster across the hosts never formed")?;
-        let mut c = Self {
-            nodes: Vec::new(),
-            nats,
-            tmp: tempfile::tempdir()?,
-            net,
-            tag: tag.to_string(),
-        };
+        let mut c = Self { nodes: Vec::new(), nats, tmp: tempfile::tempdir()?, net, tag: tag.to_string(), born };
         // Every node is given every NATS server, as in the README.
         let servers = c.nats.url_list();
         for (i, h) in Host::NODES.into_iter().enumerate() {
@@ -87,6 +86,14 @@ impl NatCluster {
         }
         c.wait_ready(&[0, 1, 2], Duration::from_secs(60))?;
         Ok(c)
+    }
+
+    /// Waits until the cluster has run for [`SETTLED`]: a test that cuts a host off does so in
+    /// a cluster that has settled, as a deployment has, not in its first seconds (JetStream's
+    /// replicas take a few seconds after the start to serve reads: a cut before that finds a
+    /// cluster unlike any that has run for a while).
+    fn settle(&self) {
+        std::thread::sleep(SETTLED.saturating_sub(self.born.elapsed()));
     }
 
     /// Node `i`'s public `/ws` URL (0-based).
@@ -337,7 +344,10 @@ fn a_file_published_through_one_node_is_fetched_through_another_directly_across_
         "the getter's fetching links are not all direct through the NATs: {paths:?}\n{status}\n{figures}"
     );
     assert!(reflexive >= size as u64, "the getter received {reflexive} of {size} bytes reflexive: {status}\n{figures}");
-    assert!(reported >= want, "node 2's /metrics reports {reported} of {want} bytes received direct_reflexive\n{figures}");
+    assert!(
+        reported >= want,
+        "node 2's /metrics reports {reported} of {want} bytes received direct_reflexive\n{figures}"
+    );
     // As for a single tracker (`nat_native.rs`): next to nothing goes through the relay.
     assert!(relayed < size as u64 / 20, "the nodes relayed {relayed} of {size} bytes on direct paths\n{figures}");
     Ok(())
@@ -430,6 +440,7 @@ fn a_node_cut_off_from_the_others_refuses_what_it_lost_and_catches_up_when_heale
     let tag3 = before["node"].clone();
     eprintln!("node 3 (tag {tag3}) keeps shards {} before the cut", before["owned"]);
 
+    c.settle();
     // Node 3's host is cut off from the other two (NATS routes and client links alike); its
     // peer still reaches it.
     c.net.partition(Host::Node3, &[Host::Node1, Host::Node2], true)?;
@@ -457,7 +468,12 @@ fn a_node_cut_off_from_the_others_refuses_what_it_lost_and_catches_up_when_heale
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    assert_eq!(owned, SHARDS, "nodes 1 and 2 keep {owned} of {SHARDS} shards (pp_cluster_shards_owned)\n{}", c.figures());
+    assert_eq!(
+        owned,
+        SHARDS,
+        "nodes 1 and 2 keep {owned} of {SHARDS} shards (pp_cluster_shards_owned)\n{}",
+        c.figures()
+    );
 
     // Through node 3, a publish is refused (`unavailable`), or, if it gets through, it is
     // published where the cluster carries on: never taken on a lease node 3 lost.
@@ -505,8 +521,11 @@ fn a_node_cut_off_from_the_others_refuses_what_it_lost_and_catches_up_when_heale
         views.windows(2).all(|w| w[0]["owners"] == w[1]["owners"]),
         "the nodes disagree on who keeps each shard after the heal\n{figures}"
     );
-    let mut owned: Vec<u64> =
-        views.iter().flat_map(|v| v["owned"].as_array().cloned().unwrap_or_default()).filter_map(|s| s.as_u64()).collect();
+    let mut owned: Vec<u64> = views
+        .iter()
+        .flat_map(|v| v["owned"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s.as_u64())
+        .collect();
     owned.sort_unstable();
     let n = owned.len();
     owned.dedup();
@@ -566,6 +585,7 @@ fn a_native_peer_whose_nodes_host_drops_off_the_network_moves_to_another_node() 
     let (id, bytes) = put_retrying(&m, c.tmp.path(), "moved.bin", 3 * MIB + 7, 65)?;
     c.wait_copies(0, &id, 1, Duration::from_secs(30))?;
 
+    c.settle();
     // Node 2's host drops off the network: its NATS server and tracker run on, unheard.
     c.net.set_link(Host::Node2, false)?;
     let cut = Instant::now();
