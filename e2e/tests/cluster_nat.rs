@@ -237,9 +237,27 @@ impl NatCluster {
         Ok(std::fs::read(out)?)
     }
 
-    /// Waits until file `id` has `n` copies of every chunk, as node `via` answers.
+    /// Waits until file `id` has `n` copies of every chunk, as node `via` answers. An error
+    /// answer is waited out too: right after the cluster starts, shards still move between the
+    /// nodes (one release per period), and a file whose shard is being handed over is answered
+    /// 404 until its new owner has loaded it.
     fn wait_copies(&self, via: usize, id: &str, n: u64, timeout: Duration) -> anyhow::Result<()> {
-        self.node(via).wait_copies(id, n, timeout).with_context(|| self.figures())
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.node(via).get_json(&format!("/api/files/{id}")) {
+                Ok(f) if f["health"]["min_copies"].as_u64().unwrap_or(0) >= n => return Ok(()),
+                Ok(f) => f["health"].to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "file {id} never reached {n} copies through node {} in {timeout:?}: {last}\n{}",
+                    via + 1,
+                    self.figures()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
