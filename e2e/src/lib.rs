@@ -9,7 +9,9 @@
 //! [`Browser::start_in`].
 //!
 //! [`nats`] starts real JetStream `nats-server`s, alone or as a cluster on loopback, for the
-//! tracker cluster tests; [`cluster`] is their harness (NATS servers and tracker nodes).
+//! tracker cluster tests; [`cluster`] is their harness (NATS servers and tracker nodes);
+//! [`nats::NatsCluster::start_in`] and [`Tracker::start_on`] run a cluster's NATS servers and
+//! tracker nodes on the public hosts of [`Topology::build_cluster`] instead.
 //!
 //! [`attacker`] is a lying tracker client for the attack tests.
 
@@ -279,16 +281,43 @@ impl Tracker {
     /// public address, which every host of `net` reaches (the test's own namespace does not:
     /// [`Tracker::get_json`] runs `curl` inside the tracker's namespace).
     pub fn start_in(name: &str, net: &Topology, web: Option<&Path>, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_in(name, net, Host::Tracker, "0.0.0.0:0".into(), web, extra)
+    }
+
+    /// Starts a tracker in host `h` of `net` (a node of [`Topology::build_cluster`]),
+    /// listening on the host's address and `port` (fixed, so that `extra` can name its
+    /// `--public-url`; each namespace has ports of its own), with its data in a temporary
+    /// directory. Its URLs use the host's address; [`Tracker::get_json`] runs `curl` inside
+    /// the host's namespace.
+    pub fn start_on(
+        name: &str,
+        net: &Topology,
+        h: Host,
+        port: u16,
+        web: Option<&Path>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::spawn_in(name, net, h, format!("{}:{port}", net.ip(h)), web, extra)
+    }
+
+    fn spawn_in(
+        name: &str,
+        net: &Topology,
+        h: Host,
+        listen: String,
+        web: Option<&Path>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let tmp = tempfile::tempdir()?;
-        let mut cmd = net.command(Host::Tracker, bin("tracker"));
-        cmd.args(["--listen", "0.0.0.0:0", "--data-dir"]).arg(tmp.path()).args(extra);
+        let mut cmd = net.command(h, bin("tracker"));
+        cmd.args(["--listen", &listen, "--data-dir"]).arg(tmp.path()).args(extra);
         let (proc, port) = spawn_tracker(cmd, name, web)?;
         Ok(Self {
             proc,
             port,
             data_dir: tmp.path().to_path_buf(),
-            ip: net.tracker_ip().into(),
-            netns: Some(net.ns(Host::Tracker).to_string()),
+            ip: net.ip(h).into(),
+            netns: Some(net.ns(h).to_string()),
             _tmp: Some(tmp),
         })
     }

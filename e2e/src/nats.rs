@@ -4,15 +4,21 @@
 //! server of a cluster can be killed and started again on its ports and store
 //! ([`NatsServer::kill`], [`NatsServer::restart`]), as a crash and a recovery would.
 //!
+//! [`NatsCluster::start_in`] starts a cluster across hosts of a [`Topology`] instead: one
+//! server per host, inside its network namespace, bound to the host's address on the standard
+//! ports ([`CLIENT_PORT`], [`ROUTE_PORT`], [`MONITOR_PORT`]: each namespace has ports of its
+//! own), routed to the others' addresses, so the cluster's traffic crosses the topology's
+//! links. Its monitoring endpoints are read with `curl` inside the namespace.
+//!
 //! The binary is found by [`nats_server_bin`]: `PP_NATS_SERVER`, else where
 //! `scripts/setup.sh` installs it (`~/.local/share/peer-pressure/nats/bin/nats-server`), else
 //! `PATH`. Each server's log is `nats-<name>-<port>.log` in the artifacts dir
-//! ([`crate::artifacts_dir`]).
+//! ([`crate::artifacts_dir`]), `nats-<namespace>-<name>.log` for a server in a namespace.
 
-use crate::{artifacts_dir, wait_listening, Proc};
+use crate::{artifacts_dir, wait_listening, Host, Proc, Topology};
 use anyhow::{anyhow, bail, Context};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,6 +28,13 @@ pub const CLUSTER_NAME: &str = "pp";
 
 /// How long a server may take to accept connections after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Client port of a server started in a namespace ([`NatsCluster::start_in`]).
+pub const CLIENT_PORT: u16 = 4222;
+/// Route (cluster) port of a server started in a namespace.
+pub const ROUTE_PORT: u16 = 6222;
+/// Monitoring port of a server started in a namespace.
+pub const MONITOR_PORT: u16 = 8222;
 
 /// The `nats-server` to run: `$PP_NATS_SERVER`, else the one `scripts/setup.sh` installs
 /// (`$XDG_DATA_HOME/peer-pressure/nats/bin/nats-server`, XDG_DATA_HOME defaulting to
@@ -62,11 +75,15 @@ pub fn server_info(port: u16) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(json.trim_end()).with_context(|| format!("bad INFO from 127.0.0.1:{port}: {line:?}"))
 }
 
-/// One `nats-server` with JetStream on, on loopback.
+/// One `nats-server` with JetStream on, on loopback or inside a namespace of a [`Topology`].
 pub struct NatsServer {
     /// Its `-n` name (`server_name` in its `INFO`).
     pub name: String,
-    /// Client port: `nats://127.0.0.1:{port}`.
+    /// The address it listens on: loopback, or its host's address in a [`Topology`].
+    pub ip: IpAddr,
+    /// The network namespace it runs in ([`NatsCluster::start_in`]), if not the test's own.
+    pub netns: Option<String>,
+    /// Client port: `nats://{ip}:{port}`.
     pub port: u16,
     /// Monitoring port (`/healthz`, `/varz`, `/routez`, `/jsz`).
     pub monitor_port: u16,
@@ -101,6 +118,8 @@ impl NatsServer {
         let store = tempfile::Builder::new().prefix(&format!("nats-{name}-")).tempdir()?;
         Ok(Self {
             name,
+            ip: Ipv4Addr::LOCALHOST.into(),
+            netns: None,
             port,
             monitor_port,
             cluster_port,
@@ -114,18 +133,29 @@ impl NatsServer {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = nats_server_bin();
-        let mut cmd = Command::new(&bin);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", &self.monitor_port.to_string()])
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let ip = self.ip.to_string();
+        cmd.args(["-js", "-a", &ip, "-p", &self.port.to_string(), "-m", &self.monitor_port.to_string()])
             .args(["-n", &self.name, "-sd"])
             .arg(&self.store_dir);
         if let Some(cport) = self.cluster_port {
-            cmd.args(["--cluster_name", CLUSTER_NAME, "--cluster", &format!("nats://127.0.0.1:{cport}")]);
+            cmd.args(["--cluster_name", CLUSTER_NAME, "--cluster", &format!("nats://{ip}:{cport}")]);
             if !self.routes.is_empty() {
                 cmd.args(["--routes", &self.routes.join(",")]);
             }
         }
         self.starts += 1;
-        let log_name = format!("nats-{}-{}", self.name, self.port);
+        let log_name = match &self.netns {
+            Some(ns) => format!("nats-{ns}-{}", self.name),
+            None => format!("nats-{}-{}", self.name, self.port),
+        };
         let log_name = if self.starts > 1 { format!("{log_name}-start{}", self.starts) } else { log_name };
         let mut proc = crate::spawn_logged(cmd, &log_name).map_err(|e| {
             anyhow!(
@@ -134,16 +164,54 @@ impl NatsServer {
                 bin.display()
             )
         })?;
-        wait_listening(&mut proc, self.port, START_TIMEOUT).with_context(|| {
-            format!("nats-server {} (log: {}/{log_name}.log)", self.name, artifacts_dir().display())
-        })?;
+        let context = || format!("nats-server {} (log: {}/{log_name}.log)", self.name, artifacts_dir().display());
+        if self.netns.is_none() {
+            wait_listening(&mut proc, self.port, START_TIMEOUT).with_context(context)?;
+            self.proc = Some(proc);
+            return server_info(self.port).map(drop);
+        }
+        // In a namespace: its monitoring port answers once it serves (the client port opens
+        // first).
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.monitor("/varz") {
+                Ok((200, _)) => break,
+                last => {
+                    if let Some(status) = proc.child.try_wait()? {
+                        return Err(anyhow!("it exited ({status})")).with_context(context);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(anyhow!("not serving after {START_TIMEOUT:?}: /varz {last:?}"))
+                            .with_context(context);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.proc = Some(proc);
-        server_info(self.port).map(drop)
+        Ok(())
     }
 
-    /// Its client URL, `nats://127.0.0.1:PORT`.
+    /// Its client URL, `nats://IP:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.ip, self.port)
+    }
+
+    /// GET `path` from its monitoring port (`/healthz`, `/varz`, `/routez`, `/jsz`): status
+    /// code and body. Inside its namespace (through `curl`) for a server in a [`Topology`].
+    pub fn monitor(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let Some(ns) = &self.netns else { return http_get(self.monitor_port, path) };
+        let url = format!("http://{}:{}{path}", self.ip, self.monitor_port);
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-sS", "--max-time", "5", "-w", "\\n%{http_code}", &url])
+            .output()
+            .context("cannot run curl")?;
+        if !out.status.success() {
+            bail!("GET {url}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, code) = text.rsplit_once('\n').ok_or_else(|| anyhow!("GET {url}: no status in {text:?}"))?;
+        Ok((code.trim().parse().with_context(|| format!("GET {url}: status {code:?}"))?, body.to_string()))
     }
 
     /// Its process id while it runs (to stop it with SIGSTOP, as a partition would).
@@ -170,8 +238,10 @@ impl NatsServer {
         self.proc.as_mut().is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
     }
 
-    /// The `INFO` it sends a new client.
+    /// The `INFO` it sends a new client (on loopback only: for a server in a namespace, read
+    /// [`NatsServer::monitor`]'s `/varz`).
     pub fn info(&self) -> anyhow::Result<serde_json::Value> {
+        anyhow::ensure!(self.netns.is_none(), "nats-server {} runs in a namespace: read its /varz", self.name);
         server_info(self.port)
     }
 
@@ -180,7 +250,7 @@ impl NatsServer {
     pub fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let last = match http_get(self.monitor_port, "/healthz") {
+            let last = match self.monitor("/healthz") {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => format!("{status} {}", body.trim()),
                 Err(e) => format!("{e:#}"),
@@ -211,6 +281,32 @@ impl NatsCluster {
             .map(|i| {
                 let routes = (0..n).filter(|&j| j != i).map(route).collect();
                 NatsServer::new(format!("n{}", i + 1), ports[3 * i], ports[3 * i + 1], Some(ports[3 * i + 2]), routes)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for s in &mut servers {
+            s.spawn()?;
+        }
+        Ok(NatsCluster { servers })
+    }
+
+    /// Starts one server per host of `hosts` in `net` (named `n1`, `n2`, … in their order),
+    /// each inside its host's namespace, bound to the host's address on [`CLIENT_PORT`],
+    /// [`ROUTE_PORT`] and [`MONITOR_PORT`], routed to the other hosts' addresses; waits until
+    /// each serves. JetStream may still be electing its meta leader:
+    /// [`NatsCluster::wait_healthy`] waits for that.
+    pub fn start_in(net: &Topology, hosts: &[Host]) -> anyhow::Result<NatsCluster> {
+        anyhow::ensure!(!hosts.is_empty(), "a cluster needs at least one server");
+        let route = |h: Host| format!("nats://{}:{ROUTE_PORT}", net.ip(h));
+        let mut servers = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| {
+                let routes = hosts.iter().filter(|&&o| o != h).map(|&o| route(o)).collect();
+                let mut s =
+                    NatsServer::new(format!("n{}", i + 1), CLIENT_PORT, MONITOR_PORT, Some(ROUTE_PORT), routes)?;
+                s.ip = net.ip(h).into();
+                s.netns = Some(net.ns(h).to_string());
+                Ok(s)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for s in &mut servers {

@@ -29,6 +29,15 @@
 //! - Interfaces are made directly inside their namespaces with fixed names: [`HOST_IF`] in
 //!   every host, [`WAN_IF`] and [`LAN_BRIDGE`] in routers (e.g. for `tc` rules).
 //!
+//! [`Topology::build_cluster`] makes the same internet with three public hosts in place of the
+//! tracker, one per node of a tracker cluster (each runs a NATS server and a tracker node):
+//! `Node1` .11, `Node2` .12 and `Node3` .13 on the public segment. A host's link can be cut and
+//! restored ([`Topology::set_link`]: `ip link set eth0 down/up`, its processes keep running),
+//! or the traffic between public hosts dropped while peers still reach them
+//! ([`Topology::partition`]: iptables `DROP` rules in each side's `INPUT` chain, so both
+//! directions go silent as across a real partition, without a refusal any process could see).
+//! Both go with the namespaces: nothing needs undoing after a failed test.
+//!
 //! Names: namespaces are `ppnet<pid>x<n>-<role>` (process id and a per-process counter), so
 //! tests can run one after another, or at once in several processes, without colliding.
 //! [`Topology`]'s `Drop` kills whatever still runs inside its namespaces and deletes them,
@@ -53,6 +62,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub enum Host {
     /// On the public segment, with a public address of its own.
     Tracker,
+    /// The public hosts of a tracker cluster ([`Topology::build_cluster`]), one per node.
+    Node1,
+    Node2,
+    Node3,
     /// First host of LAN 1 (behind router 1, endpoint-independent mapping).
     Lan1A,
     /// Second host of LAN 1, on the same bridge as [`Host::Lan1A`].
@@ -64,13 +77,19 @@ pub enum Host {
 }
 
 impl Host {
+    /// The hosts of [`Topology::build`] (the tracker and the LAN hosts).
     pub const ALL: [Host; 5] = [Host::Tracker, Host::Lan1A, Host::Lan1B, Host::Lan2, Host::Lan3];
     /// The hosts behind a NAT router.
     pub const LAN_HOSTS: [Host; 4] = [Host::Lan1A, Host::Lan1B, Host::Lan2, Host::Lan3];
+    /// The public hosts of a cluster topology ([`Topology::build_cluster`]).
+    pub const NODES: [Host; 3] = [Host::Node1, Host::Node2, Host::Node3];
 
     fn role(self) -> &'static str {
         match self {
             Host::Tracker => "tracker",
+            Host::Node1 => "node1",
+            Host::Node2 => "node2",
+            Host::Node3 => "node3",
             Host::Lan1A => "lan1a",
             Host::Lan1B => "lan1b",
             Host::Lan2 => "lan2",
@@ -78,10 +97,10 @@ impl Host {
         }
     }
 
-    /// The LAN (1, 2 or 3) the host is on; `None` for the tracker.
+    /// The LAN (1, 2 or 3) the host is on; `None` for the public hosts.
     pub fn lan(self) -> Option<u8> {
         match self {
-            Host::Tracker => None,
+            Host::Tracker | Host::Node1 | Host::Node2 | Host::Node3 => None,
             Host::Lan1A | Host::Lan1B => Some(1),
             Host::Lan2 => Some(2),
             Host::Lan3 => Some(3),
@@ -116,6 +135,9 @@ fn router_lan_ip(lan: u8) -> Ipv4Addr {
 fn host_ip(h: Host) -> Ipv4Addr {
     match h {
         Host::Tracker => Ipv4Addr::new(PUBLIC_NET[0], PUBLIC_NET[1], PUBLIC_NET[2], 10),
+        Host::Node1 => Ipv4Addr::new(PUBLIC_NET[0], PUBLIC_NET[1], PUBLIC_NET[2], 11),
+        Host::Node2 => Ipv4Addr::new(PUBLIC_NET[0], PUBLIC_NET[1], PUBLIC_NET[2], 12),
+        Host::Node3 => Ipv4Addr::new(PUBLIC_NET[0], PUBLIC_NET[1], PUBLIC_NET[2], 13),
         Host::Lan1A | Host::Lan2 | Host::Lan3 => Ipv4Addr::new(10, 201, h.lan().expect("lan"), 10),
         Host::Lan1B => Ipv4Addr::new(10, 201, 1, 11),
     }
@@ -134,23 +156,35 @@ impl Topology {
     /// Builds the whole topology (see the module docs). Fails with a clear error when not
     /// root or when `ip` (iproute2) or `iptables` are missing.
     pub fn build() -> anyhow::Result<Self> {
+        Self::build_with(&[Host::Tracker])
+    }
+
+    /// Builds the topology with three public hosts, [`Host::NODES`], in place of the tracker
+    /// (see the module docs): one per node of a tracker cluster.
+    pub fn build_cluster() -> anyhow::Result<Self> {
+        Self::build_with(&Host::NODES)
+    }
+
+    fn build_with(public_hosts: &[Host]) -> anyhow::Result<Self> {
         preflight()?;
         remove_stale();
         let tag = format!("{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let mut t = Topology { tag, made: Vec::new() };
-        t.wire().with_context(|| format!("cannot build the NAT topology {PREFIX}{}", t.tag))?;
+        t.wire(public_hosts).with_context(|| format!("cannot build the NAT topology {PREFIX}{}", t.tag))?;
         Ok(t)
     }
 
-    fn wire(&mut self) -> anyhow::Result<()> {
+    fn wire(&mut self, public_hosts: &[Host]) -> anyhow::Result<()> {
         let public = self.name("pub");
         self.add_ns(&public)?;
         bridge(&public, PUBLIC_BRIDGE)?;
 
-        // The tracker, straight on the public segment.
-        let trk = self.name(Host::Tracker.role());
-        self.add_ns(&trk)?;
-        attach(&trk, HOST_IF, &public, PUBLIC_BRIDGE, "trk", host_ip(Host::Tracker))?;
+        // The tracker (or the cluster's nodes), straight on the public segment.
+        for &h in public_hosts {
+            let ns = self.name(h.role());
+            self.add_ns(&ns)?;
+            attach(&ns, HOST_IF, &public, PUBLIC_BRIDGE, h.role(), host_ip(h))?;
+        }
 
         for lan in 1..=3u8 {
             let router = self.name(&format!("r{lan}"));
@@ -195,12 +229,18 @@ impl Topology {
         ip(&["-n", ns, "link", "set", "lo", "up"])
     }
 
-    /// The namespace a host's processes run in.
+    /// The namespace a host's processes run in. Panics for a host this topology lacks (the
+    /// nodes in one made by [`Topology::build`], the tracker in one made by
+    /// [`Topology::build_cluster`]).
     pub fn ns(&self, h: Host) -> &str {
-        // Made in the order tracker, (router, its hosts)…; look the name up rather than
+        // Made in the order public hosts, (router, its hosts)…; look the name up rather than
         // relying on that order.
         let want = self.name(h.role());
-        self.made.iter().find(|n| **n == want).map(String::as_str).expect("a built topology has every host")
+        self.made
+            .iter()
+            .find(|n| **n == want)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("host {h:?} is not part of this topology ({:?})", self.made))
     }
 
     /// The namespace of the router in front of a LAN host (`None` for the tracker).
@@ -253,6 +293,36 @@ impl Topology {
     /// Where each host sits, for messages: `lan1a 10.201.1.10 (public 198.51.100.1)`.
     pub fn describe(&self, h: Host) -> String {
         format!("{} {} (public {})", h.role(), self.ip(h), self.public_ip(h))
+    }
+
+    /// Cuts (`up == false`) or restores host `h`'s link to its segment: `ip link set eth0
+    /// down/up` in its namespace, as a pulled cable or a dead switch port would. Its processes
+    /// keep running and see nothing but silence (a TCP connection stays open until its own
+    /// timeouts). On restore, a LAN host gets its default route back (the kernel drops routes
+    /// through a link set down).
+    pub fn set_link(&self, h: Host, up: bool) -> anyhow::Result<()> {
+        let ns = self.ns(h);
+        ip(&["-n", ns, "link", "set", HOST_IF, if up { "up" } else { "down" }])?;
+        if let (true, Some(gw)) = (up, self.gateway_ip(h)) {
+            ip(&["-n", ns, "route", "replace", "default", "via", &gw.to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// Cuts (`cut == true`) or heals a partition between host `h` and `others`: every packet
+    /// from one side to the other is dropped on arrival (an iptables `DROP` rule in the
+    /// receiving host's `INPUT` chain, both ways), while both sides still reach everyone else
+    /// (peers behind the routers, for a cluster node). Nothing is refused: both sides see
+    /// silence, as across a real partition. Healing deletes exactly the rules cutting added.
+    pub fn partition(&self, h: Host, others: &[Host], cut: bool) -> anyhow::Result<()> {
+        let op = if cut { "-I" } else { "-D" };
+        for &o in others {
+            for (at, from) in [(h, o), (o, h)] {
+                let from = self.ip(from).to_string();
+                iptables(self.ns(at), &[op, "INPUT", "-s", &from, "-j", "DROP"])?;
+            }
+        }
+        Ok(())
     }
 }
 
