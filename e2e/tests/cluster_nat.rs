@@ -25,11 +25,11 @@
 //! its own (unique namespace names); run them one at a time (`--test-threads=1`).
 
 use anyhow::{bail, ensure, Context};
+use e2e::cluster::put_retrying;
 use e2e::nats::NatsCluster;
 use e2e::{bin, random_file, Browser, Host, NativePeer, Topology, Tracker};
 use fantoccini::Locator;
 use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
@@ -257,22 +257,6 @@ impl NatCluster {
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-/// Puts a random file through `p`, retrying while the cluster answers `unavailable` (a shard
-/// may be moving, NATS electing a leader).
-fn put_retrying(p: &NativePeer, dir: &Path, name: &str, size: usize, seed: u64) -> anyhow::Result<(String, Vec<u8>)> {
-    let start = Instant::now();
-    loop {
-        match p.put_random(dir, name, size, seed) {
-            Ok(x) => return Ok(x),
-            Err(e) if start.elapsed() < Duration::from_secs(40) => {
-                eprintln!("put {name} failed, retrying: {e:#}");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => return Err(e),
         }
     }
 }
