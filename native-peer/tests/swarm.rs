@@ -371,6 +371,33 @@ fn only_the_publisher_can_rm_a_file_and_copies_are_trimmed() {
     assert_eq!(o.status.code(), Some(3), "gone: not found ({})", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A peer that was down while its file was removed comes back with its copy: the tracker
+/// tells it to let the copy go once no file has used the chunk for the orphan grace.
+#[test]
+fn a_copy_of_a_removed_file_held_by_a_peer_that_was_away_is_trimmed_on_return() {
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start_with(3, &["--orphan-grace", "1"]);
+    let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+    let b = Peer::start("b", &tracker, root.path(), &[], &[]);
+    let mut c = Peer::start("c", &tracker, root.path(), &[], &[]);
+    let src = root.path().join("forgotten.bin");
+    std::fs::write(&src, data(600 * 1024, 8)).unwrap();
+    let id = put(&a, &src);
+    wait_replicated(&a, "forgotten.bin", 3);
+    c.kill();
+    let v = a.cli_json(&["rm", &id]);
+    assert_eq!(v["removed"], id.as_str(), "{v}");
+    wait_for("the peers online let their copies go", || (a.chunk_files() + b.chunk_files() == 0).then_some(()));
+    assert!(c.chunk_files() > 0, "the peer that was away still has its copy on disk");
+    c.restart();
+    let trimmed = (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        c.chunk_files() == 0
+    });
+    assert!(trimmed, "the returning peer kept {} chunk files\n{}", c.chunk_files(), tail(&c.log_text(), 15));
+}
+
 /// A private tracker: a peer without the join token is refused with exit code 7, one with
 /// it (flag or PP_JOIN_TOKEN) gets in.
 #[test]

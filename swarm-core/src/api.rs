@@ -151,6 +151,9 @@ pub struct Stats {
     pub orders_failed: u64,
     pub orders_expired: u64,
     pub chunks_trimmed: u64,
+    /// Copies of chunks no file uses that holders were told to let go.
+    #[serde(default)]
+    pub orphans_trimmed: u64,
     pub signals_relayed: u64,
     pub errors_sent: u64,
     pub bad_sources_reported: u64,
@@ -256,7 +259,7 @@ mod tests {
 
     fn stats() -> impl Strategy<Value = Stats> {
         let paths = || prop::collection::vec((path(), any::<u64>()), 0..4);
-        let counts = (prop::collection::vec(any::<u64>(), 36), prop::collection::vec(any::<u64>(), 14));
+        let counts = (prop::collection::vec(any::<u64>(), 37), prop::collection::vec(any::<u64>(), 14));
         (counts, paths(), paths()).prop_map(|((n, t), reported_links, reported_bytes)| Stats {
             uptime_secs: n[0],
             peers: n[1],
@@ -274,6 +277,7 @@ mod tests {
             orders_failed: n[12],
             orders_expired: n[13],
             chunks_trimmed: n[14],
+            orphans_trimmed: n[36],
             signals_relayed: n[15],
             errors_sent: n[16],
             bad_sources_reported: n[17],
@@ -451,8 +455,9 @@ mod tests {
             .unwrap()
         };
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 39);
+        assert_eq!(v.as_object().unwrap().len(), 40);
         assert_eq!(v["trust"]["proofs_failed"], 0, "an older tracker's stats read with zero trust counters");
+        assert_eq!(v["orphans_trimmed"], 0, "and with no orphans trimmed");
         assert_eq!(v["reported_links"], json!([[LinkPath::ALL[0].as_str(), 2]]));
     }
 }

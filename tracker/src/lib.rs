@@ -69,6 +69,9 @@ pub struct Config {
     /// A file with a chunk nobody holds leaves the index after this long (it is left out of
     /// search and listings at once); `None`: never.
     pub unavailable_ttl: Option<Duration>,
+    /// A copy of a chunk no file uses is trimmed once it has been so this long and its
+    /// holder announced nothing for this long ([`swarm_core::swarm::orphans`]); `None`: never.
+    pub orphan_grace: Option<Duration>,
     /// Join a tracker cluster through NATS ([`cluster`]); `None`: a single tracker.
     pub cluster: Option<cluster::ClusterConfig>,
 }
@@ -158,6 +161,7 @@ impl Default for Config {
             limit_exempt: client_addr::TrustedProxies::loopback(),
             join_tokens: Vec::new(),
             unavailable_ttl: Some(Duration::from_secs(24 * 3600)),
+            orphan_grace: Some(Duration::from_secs(120)),
             cluster: None,
         }
     }
@@ -234,6 +238,7 @@ pub async fn serve_with_stun(
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
     let expire = tokio::spawn(expire_unavailable(state.clone()));
+    let orphans = tokio::spawn(trim_orphans(state.clone()));
     let save = tokio::spawn(save_trust(state.clone()));
     let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
     let result = server::run(listener, router(state.clone()), async move {
@@ -259,6 +264,8 @@ pub async fn serve_with_stun(
     }
     expire.abort();
     let _ = expire.await;
+    orphans.abort();
+    let _ = orphans.await;
     if let Some(s) = stun {
         s.abort();
         let _ = s.await;
@@ -310,6 +317,29 @@ async fn idle_sweep(state: Arc<AppState>) {
         tokio::time::sleep(period).await;
         let now = state.mono_ms();
         state.lock().close_idle(now, timeout.as_millis() as u64);
+    }
+}
+
+/// Tells holders of chunks no file uses to let them go, a few times per `orphan_grace` (see
+/// [`swarm_core::swarm::orphans`]). A cluster node spares chunks of files other nodes keep.
+async fn trim_orphans(state: Arc<AppState>) {
+    let Some(grace) = state.config.orphan_grace else { return std::future::pending().await };
+    let period = (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(period).await;
+        let mut inner = state.lock();
+        let (now, grace) = (state::now_ms(), grace.as_millis() as u64);
+        let out = match &state.cluster {
+            Some(c) => {
+                let index = c.index();
+                inner.swarm.trim_orphans(now, grace, |chunk| index.shards_of(chunk).next().is_some())
+            }
+            None => inner.swarm.trim_orphans(now, grace, |_| false),
+        };
+        if !out.is_empty() {
+            let slow = inner.dispatch(out);
+            Counters::add(&state.counters.closed_slow, slow);
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub fn snapshot(state: &AppState) -> Stats {
         orders_failed: s.repair_stats.orders_failed,
         orders_expired: s.repair_stats.orders_expired,
         chunks_trimmed: s.repair_stats.chunks_trimmed,
+        orphans_trimmed: s.repair_stats.orphans_trimmed,
         signals_relayed: s.stats.signals_relayed,
         errors_sent: s.stats.errors_sent,
         bad_sources_reported: s.stats.bad_sources_reported,
@@ -123,6 +124,8 @@ pub fn prometheus(s: &Stats) -> String {
         ],
     );
     metric("chunks_trimmed_total", counter, "Surplus copies trimmed.", &[("", s.chunks_trimmed)]);
+    let help = "Copies of chunks no file uses that holders were told to let go.";
+    metric("orphans_trimmed_total", counter, help, &[("", s.orphans_trimmed)]);
     metric("signals_relayed_total", counter, "WebRTC signalling messages relayed.", &[("", s.signals_relayed)]);
     metric("errors_sent_total", counter, "Error messages sent to peers.", &[("", s.errors_sent)]);
     metric("bad_sources_total", counter, "Bad chunk sources reported.", &[("", s.bad_sources_reported)]);

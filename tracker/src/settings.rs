@@ -159,6 +159,11 @@ pub struct Settings {
     /// and listings at once); 0 keeps such files for ever [default: 86400]
     #[arg(long, env = "PP_UNAVAILABLE_FILE_TTL")]
     pub unavailable_file_ttl: Option<f64>,
+    /// Seconds before a copy of a chunk no file uses is trimmed from its holder (a deleted
+    /// file's copy made while it was deleted, or held by a peer that was offline); 0 never
+    /// trims them [default: 120]
+    #[arg(long, env = "PP_ORPHAN_GRACE")]
+    pub orphan_grace: Option<f64>,
     /// Join a tracker cluster: the NATS servers (with JetStream) its nodes share, e.g.
     /// `nats://10.0.0.1:4222,nats://10.0.0.2:4222` (comma-separated or repeated). The file
     /// index then lives in NATS, not in --data-dir [default: none, a single tracker]
@@ -238,6 +243,7 @@ pp_cli::merge_options!(Settings {
     limit_exempt,
     join_token,
     unavailable_file_ttl,
+    orphan_grace,
     cluster,
     cluster_name,
     public_url,
@@ -364,6 +370,13 @@ impl Settings {
             )));
         }
         let unavailable_ttl = (ttl > 0.0).then(|| Duration::from_secs_f64(ttl));
+        let grace = self.orphan_grace.unwrap_or(120.0);
+        if !(grace.is_finite() && grace >= 0.0) {
+            return Err(SettingsError::Invalid(format!(
+                "orphan-grace must be a non-negative number of seconds, not {grace}"
+            )));
+        }
+        let orphan_grace = (grace > 0.0).then(|| Duration::from_secs_f64(grace));
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         self.stun_listen()?;
         let ice_servers = self
@@ -412,6 +425,7 @@ impl Settings {
             limit_exempt,
             join_tokens,
             unavailable_ttl,
+            orphan_grace,
         })
     }
 }

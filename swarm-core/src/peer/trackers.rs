@@ -5,8 +5,10 @@
 //!
 //! The rotation: a driver connects to [`TrackerList::current`]; when an attempt fails it moves
 //! on with [`TrackerList::advance`] (wrapping around), keeping its reconnect backoff
-//! ([`super::backoff`]) between attempts. After a session drops, the first attempt goes to the
-//! node it was on (a restart or a blip), the next ones to the others.
+//! ([`super::backoff`]) between attempts. After a session closes, the first attempt goes to
+//! the node it was on (a restart or a blip), the next ones to the others; after the node went
+//! silent (down or cut off, where an attempt would wait out its open timeout), the native
+//! driver advances first.
 
 use super::config::MAX_LEARNED_TRACKERS;
 

@@ -8,6 +8,8 @@
 //!
 //! Either way the file's chunks that no other file uses are forgotten: their replication
 //! orders and checks are dropped and every holder is sent a [`ServerMsg::Trim`] for them.
+//! Copies that escape that trim (an order's copy in flight, a holder that was offline) are
+//! [`super::orphans`]'.
 //!
 //! What counts as a copy is [`Swarm::available_copies`], the one place to change when
 //! holdings are verified rather than claimed.
@@ -112,7 +114,11 @@ impl Swarm {
         for c in candidates {
             let size = self.chunk_sizes.remove(&c).unwrap_or(0) as u64;
             for order in self.pending.get(&c).cloned().unwrap_or_default() {
-                self.finish_order(order);
+                if let Some(o) = self.finish_order(order) {
+                    if unpublish {
+                        self.void_order(&o.target, o.chunk);
+                    }
+                }
             }
             self.scarce.remove(&c);
             self.deferred.remove(&c);

@@ -9,6 +9,7 @@
 //! holder) is [`lifecycle`]'s.
 
 pub mod lifecycle;
+pub mod orphans;
 pub mod policy;
 pub mod repair;
 pub mod trust;
@@ -70,6 +71,11 @@ pub struct PeerState {
     pub paths: Option<Box<PathReport>>,
     /// Which of its claims are verified, strikes ([`trust`]).
     pub trust: trust::PeerTrust,
+    /// When it last announced a chunk ([`orphans`]: a peer still announcing may be a
+    /// publisher whose `publish` is yet to come).
+    last_have_ms: u64,
+    /// Chunks of no file it was trimmed of and kept (its user wants them): not trimmed again.
+    orphans_trimmed: HashSet<ChunkId>,
 }
 
 impl PeerState {
@@ -90,6 +96,8 @@ impl PeerState {
             bad_reports: HashMap::new(),
             paths: None,
             trust: trust::PeerTrust::default(),
+            last_have_ms: now_ms,
+            orphans_trimmed: HashSet::new(),
         }
     }
 
@@ -157,6 +165,10 @@ pub struct Swarm {
     trust: trust::Trust,
     /// Challenges to send at the end of the current call, per peer.
     trust_out: BTreeMap<PeerId, Vec<ChallengeItem>>,
+    /// Orders voided by their file's removal: (target, chunk) and until when ([`orphans`]).
+    voided: HashMap<(PeerId, ChunkId), u64>,
+    /// Chunks claimed that no file uses, and since when ([`orphans`]).
+    orphan_since: HashMap<ChunkId, u64>,
 }
 
 pub(crate) fn send(to: &PeerId, msg: ServerMsg) -> Output {
@@ -326,9 +338,20 @@ impl Swarm {
                     }
                 }
                 let settle = if full { self.config.grace_ms } else { 0 };
+                self.peers.get_mut(from).expect("live").last_have_ms = now_ms;
+                let mut voided = Vec::new();
                 for c in chunks {
+                    if self.is_voided(from, &c) {
+                        voided.push(c);
+                        continue;
+                    }
                     let pre = was_verified.contains(&c);
                     self.add_holding(from, c, now_ms + settle, pre);
+                }
+                if !voided.is_empty() {
+                    // Copies an order made after its file was removed: not kept ([`orphans`]).
+                    self.repair_stats.orphans_trimmed += voided.len() as u64;
+                    out.push(send(from, ServerMsg::Trim { chunks: voided }));
                 }
                 if full {
                     self.trim_surplus(from, &mut out);

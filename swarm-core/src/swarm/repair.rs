@@ -103,6 +103,8 @@ pub struct RepairStats {
     pub orders_failed: u64,
     pub orders_expired: u64,
     pub chunks_trimmed: u64,
+    /// Copies of chunks no file uses that holders were told to let go ([`super::orphans`]).
+    pub orphans_trimmed: u64,
 }
 
 impl Swarm {
@@ -139,6 +141,7 @@ impl Swarm {
         self.now_ms = self.now_ms.max(now_ms);
         let mut out = Vec::new();
         self.trust_tick(now_ms);
+        self.expire_voided(now_ms);
         let expired: Vec<u64> =
             self.orders.iter().filter(|(_, o)| o.deadline_ms <= now_ms).map(|(id, _)| *id).collect();
         for id in expired {
