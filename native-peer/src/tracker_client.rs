@@ -135,7 +135,18 @@ pub enum Incoming {
 }
 
 /// Why a session ended when this peer closed it.
-const CLOSED_BY_US: &str = "closed by this peer";
+/// Why a websocket session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum SessionEnd {
+    /// This peer closed it ([`TrackerClient::close`]) or stopped: no reconnect.
+    ClosedByUs,
+    /// The node stopped answering (nothing heard, or nothing taken, for [`SILENT_AFTER`]):
+    /// it is likely down or cut off, so the reconnect tries the next node first.
+    Silent(String),
+    /// The connection closed or broke: the reconnect tries the same node first (a restart,
+    /// a blip).
+    Lost(String),
+}
 
 enum Outgoing {
     Json(ClientMsg),
@@ -356,12 +367,24 @@ impl TrackerClient {
         incoming: mpsc::UnboundedSender<Incoming>,
     ) {
         loop {
-            let reason = self.session(ws, &mut out, &mut relay, &incoming).await;
-            if reason == CLOSED_BY_US || incoming.send(Incoming::Disconnected).is_err() {
+            let end = self.session(ws, &mut out, &mut relay, &incoming).await;
+            if end == SessionEnd::ClosedByUs || incoming.send(Incoming::Disconnected).is_err() {
                 return;
             }
-            tracing::warn!("lost the tracker connection to {} ({reason}); reconnecting", session.trackers.current());
-            // The node it was on first (a restart, a blip), then the others in turn.
+            let was = session.trackers.current().to_string();
+            // After a close, the node it was on first (a restart, a blip), then the others in
+            // turn; after silence, the others first (a node down or cut off makes the first
+            // attempt wait out its open timeout).
+            match end {
+                SessionEnd::Silent(reason) if session.trackers.len() > 1 => {
+                    let next = session.trackers.advance();
+                    tracing::warn!("lost the tracker connection to {was} ({reason}); trying {next}");
+                }
+                SessionEnd::Silent(reason) | SessionEnd::Lost(reason) => {
+                    tracing::warn!("lost the tracker connection to {was} ({reason}); reconnecting");
+                }
+                SessionEnd::ClosedByUs => unreachable!("returned above"),
+            }
             let mut backoff = Backoff::default();
             ws = loop {
                 let url = session.trackers.current().to_string();
@@ -396,7 +419,7 @@ impl TrackerClient {
         out: &mut mpsc::UnboundedReceiver<Outgoing>,
         relay: &mut mpsc::Receiver<Vec<u8>>,
         incoming: &mpsc::UnboundedSender<Incoming>,
-    ) -> String {
+    ) -> SessionEnd {
         let (mut sink, mut stream) = ws.split();
         let mut beat = tokio::time::interval(HEARTBEAT);
         let mut ping = tokio::time::interval(PING);
@@ -409,18 +432,19 @@ impl TrackerClient {
                         let _ = sink.send(Message::Close(None)).await;
                         let _ = sink.close().await;
                         let _ = done.send(());
-                        return CLOSED_BY_US.into();
+                        return SessionEnd::ClosedByUs;
                     }
-                    None => return "node stopped".into(),
+                    None => return SessionEnd::ClosedByUs,
                 },
                 b = relay.recv() => match b {
                     Some(b) => Message::Binary(b.into()),
-                    None => return "node stopped".into(),
+                    None => return SessionEnd::ClosedByUs,
                 },
                 _ = beat.tick() => Message::Text(ClientMsg::Heartbeat.to_json().into()),
                 _ = ping.tick() => {
                     if heard.elapsed() > SILENT_AFTER {
-                        return format!("the tracker went silent (nothing for {} s)", SILENT_AFTER.as_secs());
+                        let secs = SILENT_AFTER.as_secs();
+                        return SessionEnd::Silent(format!("the tracker went silent (nothing for {secs} s)"));
                     }
                     Message::Ping(Vec::new().into())
                 }
@@ -435,8 +459,8 @@ impl TrackerClient {
                             Ok(f) => { let _ = incoming.send(Incoming::Relay(f)); }
                             Err(e) => tracing::warn!("bad relay frame from the tracker: {e}"),
                         },
-                        Some(Ok(Message::Close(_))) | None => return "closed by the tracker".into(),
-                        Some(Err(e)) => return e.to_string(),
+                        Some(Ok(Message::Close(_))) | None => return SessionEnd::Lost("closed by the tracker".into()),
+                        Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
                         Some(Ok(_)) => {}
                     }
                     continue;
@@ -444,8 +468,10 @@ impl TrackerClient {
             };
             match tokio::time::timeout(SILENT_AFTER, sink.send(to_send)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return e.to_string(),
-                Err(_) => return format!("the tracker took nothing for {} s", SILENT_AFTER.as_secs()),
+                Ok(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                Err(_) => {
+                    return SessionEnd::Silent(format!("the tracker took nothing for {} s", SILENT_AFTER.as_secs()))
+                }
             }
         }
     }
