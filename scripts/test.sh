@@ -36,8 +36,9 @@ cargo test --workspace --exclude e2e --exclude browser-peer -- --test-threads=2
 cargo test -p browser-peer --lib
 
 step "end-to-end tests: real tracker, native peers, headless Chromium, network namespaces"
-# One at a time: each starts several processes (and browsers) on a 2-core machine.
-cargo test -p e2e -- --test-threads=1
+# One at a time: each starts several processes (and browsers) on a 2-core machine. Every
+# file runs even after a failure, so one run reports every failing test.
+cargo test -p e2e --no-fail-fast -- --test-threads=1
 
 step "wasm tests in headless Chromium"
 (

@@ -88,6 +88,9 @@ async fn put_on(
     Ok((id, bytes))
 }
 
+/// The file the page cancels mid-way.
+const BIG: usize = 96 * MIB;
+
 /// Clicks the cancel button of download `arguments[0]` once its chunk map shows a chunk;
 /// answers the chunks shown then (-1: it ended first).
 const CANCEL_AFTER_FIRST_CHUNK_JS: &str = r#"
@@ -111,7 +114,10 @@ async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()
     // whatever it fetches is its own downloads.
     let (a, a_bytes) = put_on(&tracker, &natives[0], tmp.path(), "a.bin", 5 * MIB + 1, 41, 3).await?;
     let (b, b_bytes) = put_on(&tracker, &natives[1], tmp.path(), "b.bin", 4 * MIB + 2, 42, 3).await?;
-    let (big, _) = put_on(&tracker, &natives[2], tmp.path(), "big.bin", 32 * MIB, 43, 3).await?;
+    // Big enough that a cancel noticed late still stops it far from the end: on a loaded
+    // 2-core machine the page shows its first chunk 25-30 MiB in (three loopback sources
+    // at full speed, and 16 requests each still in flight when the cancel comes).
+    let (big, _) = put_on(&tracker, &natives[2], tmp.path(), "big.bin", BIG, 43, 3).await?;
     let (browser, _me) = open_app(&tracker, "page-dl", "/").await?;
 
     // Both started before either is done; both complete with their own bytes.
@@ -152,8 +158,9 @@ async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = num(&browser, "#dc-stats", "data-received").await?;
     assert_eq!(received, later, "no chunk arrives after the cancel");
-    let whole = (a_bytes.len() + b_bytes.len() + 32 * MIB) as u64;
-    assert!(later < whole - 4 * MIB as u64, "the cancelled download stopped early: {later} of {whole} bytes came");
+    let big_came = later - (a_bytes.len() + b_bytes.len()) as u64;
+    eprintln!("cancelled with {at} chunks shown; {big_came} bytes of the {BIG}-byte file came in all");
+    assert!(big_came < (BIG - BIG / 4) as u64, "the cancelled download stopped early: {big_came} of {BIG} bytes came");
     let text = browser.client.find(Locator::Css(&format!("{} .download-status", item(&big)))).await?.text().await?;
     assert!(text.contains("cancelled"), "{text}");
     assert!(
@@ -161,7 +168,7 @@ async fn two_downloads_run_at_once_and_a_cancel_stops_one() -> anyhow::Result<()
         "a cancelled download has no cancel button"
     );
     let done = num(&browser, &format!("{} .chunk-map", item(&big)), "data-done").await?;
-    assert!(done < 32 * 4, "the cancel came before the end ({done} chunks)");
+    assert!(done < (BIG / (256 * 1024)) as u64, "the cancel came before the end ({done} chunks)");
     // The finished downloads are still listed with their save links.
     assert_eq!(saved(&browser, &a).await?, a_bytes);
     browser.screenshot("page-2-cancelled").await?;
