@@ -1,6 +1,11 @@
 //! The websocket link to the tracker: connect, reconnect with jittered backoff
 //! ([`swarm_core::peer::backoff::Backoff`]), heartbeat, JSON in/out.
 //!
+//! A node that goes silent without closing (its host dropped off the network, its process
+//! stopped) is left once it let a heartbeat go unanswered for
+//! [`swarm_core::peer::config::TRACKER_SILENT_MS`] ([`swarm_core::peer::liveness`]): the
+//! next attempt goes to the next node.
+//!
 //! [`TrackerLink`] owns the socket and nothing else; what the messages mean is the peer
 //! core's business (`swarm_core::peer`, driven by `node`), which gets [`TrackerEvent`]s. On every
 //! (re)connect the core says hello, announces the full inventory and re-sends its unanswered
@@ -18,15 +23,14 @@ use std::rc::{Rc, Weak};
 use gloo::timers::callback::{Interval, Timeout};
 use js_sys::{ArrayBuffer, Uint8Array};
 use swarm_core::peer::backoff::Backoff;
+use swarm_core::peer::config::HEARTBEAT_MS;
+use swarm_core::peer::liveness::{Beat, TrackerLiveness};
 use swarm_core::peer::trackers::TrackerList;
 use swarm_core::relay::RelayFrame;
 use swarm_core::{ClientMsg, ServerMsg};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, MessageEvent, WebSocket};
-
-/// Interval between heartbeats.
-pub const HEARTBEAT_MS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrackerEvent {
@@ -58,6 +62,8 @@ struct Inner {
     callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     retry: Option<Timeout>,
     heartbeat: Option<Interval>,
+    /// Whether the current socket's node still answers.
+    liveness: TrackerLiveness,
 }
 
 /// A self-healing websocket to the tracker.
@@ -82,16 +88,34 @@ impl TrackerLink {
             callbacks: Vec::new(),
             retry: None,
             heartbeat: None,
+            liveness: TrackerLiveness::default(),
         }));
         let weak = Rc::downgrade(&inner);
-        inner.borrow_mut().heartbeat = Some(Interval::new(HEARTBEAT_MS, move || {
-            if let Some(inner) = weak.upgrade() {
-                let inner = inner.borrow();
-                if inner.open {
-                    if let Some(ws) = &inner.ws {
-                        let _ = ws.send_with_str(&ClientMsg::Heartbeat.to_json());
+        inner.borrow_mut().heartbeat = Some(Interval::new(HEARTBEAT_MS as u32, move || {
+            let Some(rc) = weak.upgrade() else { return };
+            let silent = {
+                let mut inner = rc.borrow_mut();
+                if !inner.open {
+                    return;
+                }
+                match inner.liveness.beat(js_sys::Date::now() as u64) {
+                    Beat::Send => {
+                        if let Some(ws) = &inner.ws {
+                            let _ = ws.send_with_str(&ClientMsg::Heartbeat.to_json());
+                        }
+                        None
+                    }
+                    Beat::Silent => {
+                        let url = inner.trackers.current().to_string();
+                        gloo::console::warn!(format!("the tracker at {url} went silent: moving on"));
+                        // Not back to the same node first, as after a close.
+                        inner.welcomed = false;
+                        Some(inner.generation)
                     }
                 }
+            };
+            if let Some(generation) = silent {
+                schedule_retry(&rc, generation);
             }
         }));
         open_socket(&inner);
@@ -160,7 +184,11 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
         let Some(rc) = current(&weak, generation) else {
             return;
         };
-        rc.borrow_mut().open = true;
+        {
+            let mut inner = rc.borrow_mut();
+            inner.open = true;
+            inner.liveness = TrackerLiveness::default();
+        }
         let handler = rc.borrow().handler.clone();
         handler(TrackerEvent::Open);
     });
@@ -169,6 +197,7 @@ fn open_socket(rc: &Rc<RefCell<Inner>>) {
         let Some(rc) = current(&weak, generation) else {
             return;
         };
+        rc.borrow_mut().liveness.heard();
         let ev: MessageEvent = ev.unchecked_into();
         let data = ev.data();
         if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {

@@ -221,7 +221,7 @@ const PING: Duration = Duration::from_secs(5);
 /// A tracker connection that brought nothing at all (no message, no pong) for this long is
 /// given up and another node is tried: a tracker host that went off the network, or a stopped
 /// process, keeps the TCP connection open while nothing comes back.
-pub const SILENT_AFTER: Duration = Duration::from_secs(15);
+pub const SILENT_AFTER: Duration = Duration::from_millis(swarm_core::peer::config::TRACKER_SILENT_MS);
 /// How long opening a websocket to one tracker may take (an unreachable node that drops
 /// packets must not hold up the failover to the next for the TCP connect timeout).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -365,6 +365,9 @@ pub enum ServerMsg {
     /// Send your whole inventory again (`have` with `full: true`, then `storage`): a tracker
     /// node took over part of the swarm's bookkeeping and lost what you had announced.
     Reannounce,
+    /// Answer to `heartbeat`: the node is alive (a browser cannot see websocket pongs; see
+    /// [`crate::peer::liveness`]).
+    Heartbeat,
 }
 
 /// Machine-readable error kinds; the message says the rest in words.
@@ -604,6 +607,7 @@ pub(crate) mod tests {
             .prop_map(|items| ServerMsg::Challenge { items }),
             (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Unpublished { req, file }),
             Just(ServerMsg::Reannounce),
+            Just(ServerMsg::Heartbeat),
         ]
     }
 

@@ -44,7 +44,7 @@ async fn recv(ws: &mut Ws) -> ServerMsg {
             tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("answer in time").unwrap().unwrap();
         if let Message::Text(t) = msg {
             match serde_json::from_str(t.as_str()).unwrap() {
-                ServerMsg::Replicate { .. } => continue,
+                ServerMsg::Replicate { .. } | ServerMsg::Heartbeat => continue,
                 m => return m,
             }
         }
@@ -209,6 +209,28 @@ async fn a_restart_with_the_same_data_dir_loses_no_file() {
     let ServerMsg::SearchResults { files, .. } = recv(&mut b).await else { panic!() };
     assert_eq!(files.len(), 1, "listed again once held");
     assert_eq!(files[0].min_holders, 1);
+}
+
+/// Every heartbeat is answered, so a peer that cannot see websocket pongs (a browser) can
+/// tell a live node from one that went silent.
+#[tokio::test]
+async fn heartbeats_are_answered() {
+    let url = start().await;
+    let mut ws = connect(&url).await;
+    hello(&mut ws, SECRET_A).await;
+    for _ in 0..3 {
+        send(&mut ws, &ClientMsg::Heartbeat).await;
+        let answer = loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("in time").unwrap().unwrap();
+            if let Message::Text(t) = msg {
+                match serde_json::from_str(t.as_str()).unwrap() {
+                    ServerMsg::Replicate { .. } => continue,
+                    m => break m,
+                }
+            }
+        };
+        assert_eq!(answer, ServerMsg::Heartbeat);
+    }
 }
 
 #[tokio::test]

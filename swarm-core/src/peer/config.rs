@@ -73,6 +73,11 @@ pub const MAX_INBOUND: usize = 64;
 pub const MAX_READS: usize = 256;
 /// How often, at most, the tracker hears this peer's links by path (when they changed).
 pub const PATH_REPORT_MS: u64 = 5_000;
+/// Interval between heartbeats to the tracker (a browser's, answered: see [`super::liveness`]).
+pub const HEARTBEAT_MS: u64 = 5_000;
+/// A tracker node that let a heartbeat go unanswered (or, for the native peer, sent nothing
+/// at all) for this long is taken for gone: the peer moves to the next node.
+pub const TRACKER_SILENT_MS: u64 = 15_000;
 /// Reconnect backoff to the tracker: first delay, cap.
 pub const RECONNECT_MIN_MS: u64 = 500;
 pub const RECONNECT_MAX_MS: u64 = 10_000;

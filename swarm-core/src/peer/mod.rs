@@ -34,13 +34,14 @@
 //!   (bounded reads, batched answers); [`Peer::publish_nonces`] for publishers.
 //!
 //! One set of constants lives in [`config`]; reconnect delays in [`backoff`]; which tracker
-//! node to (re)connect to in [`trackers`].
+//! node to (re)connect to in [`trackers`]; whether the node still answers in [`liveness`].
 
 pub mod backoff;
 pub mod config;
 pub mod download;
 mod fetch;
 pub mod links;
+pub mod liveness;
 pub mod proof;
 pub mod serve;
 mod tracker;

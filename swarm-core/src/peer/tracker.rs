@@ -203,6 +203,8 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                     self.send_inventory(inv);
                 }
             }
+            // The node is alive: the driver's business (see [`super::liveness`]).
+            ServerMsg::Heartbeat => {}
             ServerMsg::Published { req, .. }
             | ServerMsg::SearchResults { req, .. }
             | ServerMsg::Unpublished { req, .. } => {

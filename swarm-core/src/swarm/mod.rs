@@ -10,6 +10,7 @@
 
 pub mod lifecycle;
 pub mod orphans;
+mod placement;
 pub mod policy;
 pub mod repair;
 pub mod trust;
@@ -321,7 +322,7 @@ impl Swarm {
             ClientMsg::Hello { .. } => {
                 vec![self.error(from, None, ErrorCode::NotWelcomed, "hello was already said")]
             }
-            ClientMsg::Heartbeat => vec![],
+            ClientMsg::Heartbeat => vec![send(from, ServerMsg::Heartbeat)],
             ClientMsg::Have { chunks, full } => {
                 let mut out = Vec::new();
                 // A full inventory replaces the claims; those verified before stay verified.

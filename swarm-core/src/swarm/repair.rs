@@ -19,12 +19,13 @@
 //! takes no new copies until its storage report changes; a target that failed for another
 //! reason (no source delivered, timeout) is not chosen for that chunk for
 //! [`RepairConfig::failed_target_ms`], then tried again (it may be the only peer left).
+//! How the target is chosen, and why cheaply, is [`super::placement`]'s.
 
+use super::placement::{NoTarget, Ranking};
 use super::{send, Output, Swarm};
 use crate::api::ReplicationStatus;
 use crate::content::ChunkId;
 use crate::wire::{PeerId, ServerMsg};
-use std::collections::BTreeSet;
 
 /// Replication settings.
 #[derive(Debug, Clone)]
@@ -82,17 +83,6 @@ pub enum Scarcity {
     NotEnoughPeers,
     /// Some live peers do not hold it, but none of them has room.
     NoRoom,
-}
-
-/// Why [`Swarm::choose_target`] found no target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoTarget {
-    /// Peers could take it but have all their orders in flight: retry when a slot frees.
-    Busy,
-    /// The only peers that could take it failed an order for it: try them again then.
-    Blocked { until_ms: u64 },
-    /// No live peer can take another copy.
-    Scarce(Scarcity),
 }
 
 /// Counters of the repair machinery.
@@ -180,12 +170,14 @@ impl Swarm {
                 self.check_at(c, now_ms);
             }
         }
+        // One ranking of the peers that may take copies serves the whole round ([`placement`]).
+        let mut ranking: Option<Ranking> = None;
         while let Some(entry) = self.due.first_entry() {
             if *entry.key() > now_ms {
                 break;
             }
             for c in entry.remove() {
-                self.plan(c, now_ms, &mut out);
+                self.plan(c, now_ms, &mut ranking, &mut out);
             }
         }
         if !self.deferred.is_empty() && self.next_retry_ms <= now_ms {
@@ -205,7 +197,7 @@ impl Swarm {
     }
 
     /// Orders enough fetches of `chunk` to bring it back to `R` staying copies.
-    fn plan(&mut self, chunk: ChunkId, now_ms: u64, out: &mut Vec<Output>) {
+    fn plan(&mut self, chunk: ChunkId, now_ms: u64, ranking: &mut Option<Ranking>, out: &mut Vec<Output>) {
         let Some(&size) = self.chunk_sizes.get(&chunk) else { return };
         self.scarce.remove(&chunk);
         // Sources are verified holders only (a fake claim must not waste an order).
@@ -233,7 +225,8 @@ impl Swarm {
                 self.defer(chunk, now_ms);
                 return;
             }
-            let target = match self.choose_target(&chunk, size) {
+            let ranking = ranking.get_or_insert_with(|| self.rank_targets(size));
+            let target = match self.choose_ranked(ranking, &chunk, size) {
                 Ok(target) => target,
                 Err(NoTarget::Busy) => return self.defer(chunk, now_ms),
                 Err(NoTarget::Blocked { until_ms }) => return self.check_at(chunk, until_ms),
@@ -245,9 +238,11 @@ impl Swarm {
             };
             let order = self.next_order;
             self.next_order += 1;
+            let before = self.rank_key_of(ranking, &target);
             let t = self.peers.get_mut(&target).expect("chosen among live peers");
             t.orders += 1;
             t.reserved += size as u64;
+            self.rerank(ranking, &target, &before);
             self.orders.insert(
                 order,
                 Order { chunk, target: target.clone(), size, deadline_ms: now_ms + self.config.order_timeout_ms },
@@ -311,7 +306,7 @@ impl Swarm {
     }
 
     /// Peers that failed an order for `chunk`, with until when they are passed over.
-    fn failures_of<'s>(&'s self, chunk: &'s ChunkId) -> impl Iterator<Item = (&'s PeerId, u64)> + 's {
+    pub(super) fn failures_of<'s>(&'s self, chunk: &'s ChunkId) -> impl Iterator<Item = (&'s PeerId, u64)> + 's {
         self.failed_targets
             .range((*chunk, PeerId(String::new()))..)
             .take_while(move |((c, _), _)| c == chunk)
@@ -323,61 +318,6 @@ impl Swarm {
             self.next_retry_ms = now_ms + self.config.retry_ms;
         }
         self.deferred.insert(chunk);
-    }
-
-    /// The best peer to take a new copy of `chunk`, or why there is none.
-    fn choose_target(&self, chunk: &ChunkId, size: u32) -> Result<PeerId, NoTarget> {
-        let pending: BTreeSet<&PeerId> =
-            self.pending.get(chunk).into_iter().flatten().map(|o| &self.orders[o].target).collect();
-        let failed: Vec<(&PeerId, u64)> = self.failures_of(chunk).filter(|(_, u)| *u > self.now_ms).collect();
-        let fill = |p: &super::PeerState| {
-            let cap = p.capacity.unwrap_or(self.config.default_capacity).max(1) as f64;
-            (p.used + p.reserved + size as u64) as f64 / cap
-        };
-        let (mut busy, mut blocked, mut full) = (false, None::<u64>, false);
-        let mut best: Option<(&PeerId, &super::PeerState)> = None;
-        for (id, p) in &self.peers {
-            if p.leaving || p.trust.distrusted || p.chunks.contains(chunk) || pending.contains(id) {
-                continue;
-            }
-            if p.trust.failed.contains(chunk) {
-                continue; // its claim of this chunk would be ignored
-            }
-            if p.free(self.config.default_capacity) < size as u64 {
-                full = true;
-                continue;
-            }
-            if let Some((_, until)) = failed.iter().find(|(f, _)| *f == id) {
-                blocked = Some(blocked.map_or(*until, |b| b.min(*until)));
-                continue;
-            }
-            if p.orders >= self.config.max_orders_per_peer {
-                busy = true;
-                continue;
-            }
-            let better = best.is_none_or(|(b_id, b)| {
-                // Peers with a clean record first: a liar's huge storage attracts no orders.
-                p.trust
-                    .strikes
-                    .min(1)
-                    .cmp(&b.trust.strikes.min(1))
-                    .then(fill(p).total_cmp(&fill(b)))
-                    .then(p.chunks.len().cmp(&b.chunks.len()))
-                    .then(p.joined_at_ms.cmp(&b.joined_at_ms))
-                    .then(id.cmp(b_id))
-                    .is_lt()
-            });
-            if better {
-                best = Some((id, p));
-            }
-        }
-        match (best, busy, blocked) {
-            (Some((id, _)), _, _) => Ok(id.clone()),
-            (None, true, _) => Err(NoTarget::Busy),
-            (None, false, Some(until_ms)) => Err(NoTarget::Blocked { until_ms }),
-            (None, false, None) if full => Err(NoTarget::Scarce(Scarcity::NoRoom)),
-            (None, false, None) => Err(NoTarget::Scarce(Scarcity::NotEnoughPeers)),
-        }
     }
 
     /// Removes an order and releases its reservation.
