@@ -370,13 +370,13 @@ impl Settings {
             )));
         }
         let unavailable_ttl = (ttl > 0.0).then(|| Duration::from_secs_f64(ttl));
-        let grace = self.orphan_grace.unwrap_or(120.0);
-        if !(grace.is_finite() && grace >= 0.0) {
+        let orphan_secs = self.orphan_grace.unwrap_or(120.0);
+        if !(orphan_secs.is_finite() && orphan_secs >= 0.0) {
             return Err(SettingsError::Invalid(format!(
-                "orphan-grace must be a non-negative number of seconds, not {grace}"
+                "orphan-grace must be a non-negative number of seconds, not {orphan_secs}"
             )));
         }
-        let orphan_grace = (grace > 0.0).then(|| Duration::from_secs_f64(grace));
+        let orphan_grace = (orphan_secs > 0.0).then(|| Duration::from_secs_f64(orphan_secs));
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         self.stun_listen()?;
         let ice_servers = self
@@ -521,6 +521,21 @@ mod tests {
         let bad = Settings::try_parse_from(["tracker", "--trusted-proxy", "10.0.0.0/40"]).unwrap();
         let err = bad.to_config().unwrap_err().to_string();
         assert!(err.contains("trusted-proxy") && err.contains("10.0.0.0/40"), "{err}");
+    }
+
+    #[test]
+    fn the_orphan_grace_is_its_own_setting() {
+        let d = Settings::default().to_config().unwrap();
+        assert_eq!(d.orphan_grace, Some(Duration::from_secs(120)));
+        assert_eq!(d.repair.grace_ms, 3_000);
+        let c = Settings::try_parse_from(["tracker", "--orphan-grace", "7", "--grace-secs", "2"]).unwrap();
+        let c = c.to_config().unwrap();
+        assert_eq!(c.orphan_grace, Some(Duration::from_secs(7)));
+        assert_eq!(c.repair.grace_ms, 2_000, "the repair grace is not the orphan grace");
+        let off = Settings::from_toml("orphan-grace = 0\n").unwrap();
+        assert_eq!(Settings::default().merge(off).to_config().unwrap().orphan_grace, None, "0: never");
+        let bad = Settings { orphan_grace: Some(-1.0), ..Default::default() };
+        assert!(bad.to_config().unwrap_err().to_string().contains("orphan-grace"));
     }
 
     #[test]
