@@ -4,7 +4,8 @@
 //!
 //! What a user relies on: a file published through one node is found, located and fetched
 //! through the others; when the node that keeps a file's shard dies mid-download, the download
-//! finishes, that node's peers carry on through the others, and a holder lost afterwards is
+//! finishes, that node's peers (a tab too, whether its node died or went silent) carry on
+//! through the others, and a holder lost afterwards is
 //! still replaced; a dead NATS server or restarted trackers lose nothing; a node cut off (stopped
 //! with SIGSTOP while the others take its shards) does not act on leases it lost, and catches up.
 //!
@@ -70,12 +71,26 @@ async fn a_file_published_on_one_node_is_found_and_fetched_through_the_others() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_moves_to_another_node_when_its_node_dies() -> anyhow::Result<()> {
-    let mut c = Cluster::start("tabmove", |n, _| n.url_list())?;
-    let peers: Vec<NativePeer> = (0..NODES).map(|i| c.peer(&format!("tabmove-p{i}"), i)).collect::<Result<_, _>>()?;
+    tab_moves_when_its_node("tabmove", "KILL").await
+}
+
+/// A node that goes silent without closing anything (SIGSTOP: its host dropped off the
+/// network) keeps the tab's websocket open; the tab notices its heartbeats go unanswered and
+/// moves on all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_moves_to_another_node_when_its_node_goes_silent() -> anyhow::Result<()> {
+    tab_moves_when_its_node("tabsilent", "STOP").await
+}
+
+/// A tab on node 2; node 2 gets `sig` (`KILL` or `STOP`); the tab moves to another node,
+/// which knows it, and downloads there.
+async fn tab_moves_when_its_node(tag: &str, sig: &str) -> anyhow::Result<()> {
+    let mut c = Cluster::start(tag, |n, _| n.url_list())?;
+    let peers: Vec<NativePeer> = (0..NODES).map(|i| c.peer(&format!("{tag}-p{i}"), i)).collect::<Result<_, _>>()?;
     let (id, bytes) = peers[0].put_random(&c.dir, "tab.bin", 2 << 20, 51)?;
     wait_healthy(c.node(0), &id, Duration::from_secs(60))?;
 
-    let browser = Browser::start("cluster-tabmove").await?;
+    let browser = Browser::start(&format!("cluster-{tag}")).await?;
     browser.client.goto(&c.node(2).http_url()).await?;
     let tab = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
     let first = browser.wait_attr("#tracker-node", "data-url", Duration::from_secs(10)).await?;
@@ -84,19 +99,24 @@ async fn a_tab_moves_to_another_node_when_its_node_dies() -> anyhow::Result<()> 
     let nodes = browser.num_attr_at_least("#tracker-node", "data-nodes", NODES as u64).await?;
     assert!(nodes >= NODES as u64, "the tab knows every node: {nodes}");
 
-    c.kill(2);
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let pid = c.node(2).proc.child.id();
+    let hit = Instant::now();
+    match sig {
+        "KILL" => c.kill(2),
+        _ => signal(pid, sig)?,
+    }
+    let deadline = Instant::now() + Duration::from_secs(45);
     let moved = loop {
         let url = browser.wait_attr("#tracker-node", "data-url", Duration::from_secs(5)).await?;
         let state = browser.wait_attr("#conn-status", "data-state", Duration::from_secs(5)).await?;
         if !url.contains(&c.ports[2].to_string()) && state == "connected" {
             break url;
         }
-        assert!(Instant::now() < deadline, "the tab never moved off its dead node: {url} {state}");
+        assert!(Instant::now() < deadline, "the tab never moved off its node (SIG{sig}): {url} {state}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    eprintln!("the tab moved to {moved}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    eprintln!("SIG{sig}: the tab moved to {moved} {:.1} s after", hit.elapsed().as_secs_f64());
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !c.node(0).get_json("/api/peers")?.to_string().contains(&tab) {
         assert!(Instant::now() < deadline, "the surviving nodes know the tab");
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -107,7 +127,10 @@ async fn a_tab_moves_to_another_node_when_its_node_dies() -> anyhow::Result<()> 
     browser.wait_text("#download-status", Duration::from_secs(60), |t| t.contains("done")).await?;
     let href = browser.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;
     assert!(browser.fetch_bytes(&href).await? == bytes, "the tab's bytes are intact after the move");
-    browser.screenshot("cluster-tab-moved").await?;
+    browser.screenshot(&format!("cluster-{tag}-moved")).await?;
+    if sig == "STOP" {
+        c.kill(2);
+    }
     Ok(())
 }
 
