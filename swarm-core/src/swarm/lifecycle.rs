@@ -148,33 +148,9 @@ impl Swarm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Manifest, ManifestBuilder};
+    use crate::swarm::testkit::{manifest, peer, publish, trims};
     use crate::wire::{ClientMsg, FileMeta, PeerKind};
 
-    fn manifest(chunks: &[&[u8]]) -> Manifest {
-        let mut b = ManifestBuilder::new(4);
-        for c in chunks {
-            b.push(c);
-        }
-        b.finish()
-    }
-    fn peer(n: u8) -> PeerId {
-        PeerId::from_secret(&format!("secret-{n}"))
-    }
-    fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, now: u64) {
-        s.handle(p, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, now);
-        let meta = FileMeta::public("f.txt", "text/plain");
-        let out = s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, now);
-        assert!(out.contains(&Output::FileAdded(m.file_id())));
-    }
-    fn trims(out: &[Output]) -> BTreeMap<PeerId, Vec<ChunkId>> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Send { to, msg: ServerMsg::Trim { chunks } } => Some((to.clone(), chunks.clone())),
-                _ => None,
-            })
-            .collect()
-    }
     fn error_code(out: &[Output]) -> Option<ErrorCode> {
         out.iter().find_map(|o| match o {
             Output::Send { msg: ServerMsg::Error { code, .. }, .. } => Some(*code),

@@ -13,6 +13,8 @@ pub mod orphans;
 mod placement;
 pub mod policy;
 pub mod repair;
+#[cfg(test)]
+mod testkit;
 pub mod trust;
 
 use crate::content::{ChunkId, FileId, Manifest};

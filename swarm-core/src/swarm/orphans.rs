@@ -97,22 +97,12 @@ impl Swarm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Manifest, ManifestBuilder};
     use crate::swarm::repair::RepairConfig;
+    use crate::swarm::testkit::{manifest, peer, publish, trims};
     use crate::wire::{ClientMsg, FileMeta, PeerKind};
 
     const GRACE: u64 = 60_000;
 
-    fn peer(n: u8) -> PeerId {
-        PeerId::from_secret(&format!("secret-{n}"))
-    }
-    fn manifest(chunks: &[&[u8]]) -> Manifest {
-        let mut b = ManifestBuilder::new(4);
-        for c in chunks {
-            b.push(c);
-        }
-        b.finish()
-    }
     /// Repair alone: every claim counts at once.
     fn swarm(peers: u8) -> Swarm {
         let mut c = RepairConfig { replication: 3, ..Default::default() };
@@ -122,20 +112,6 @@ mod tests {
             s.join(peer(n), PeerKind::Native, 0);
         }
         s
-    }
-    fn publish(s: &mut Swarm, p: &PeerId, m: &Manifest, now: u64) {
-        s.handle(p, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, now);
-        let meta = FileMeta::public("f.bin", "application/octet-stream");
-        let out = s.handle(p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, now);
-        assert!(out.contains(&Output::FileAdded(m.file_id())));
-    }
-    fn trims(out: &[Output]) -> BTreeMap<PeerId, Vec<ChunkId>> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Send { to, msg: ServerMsg::Trim { chunks } } => Some((to.clone(), chunks.clone())),
-                _ => None,
-            })
-            .collect()
     }
     fn have(s: &mut Swarm, p: &PeerId, chunks: &[ChunkId], now: u64) -> Vec<Output> {
         s.handle(p, ClientMsg::Have { chunks: chunks.to_vec(), full: false }, now)
