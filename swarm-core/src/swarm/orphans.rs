@@ -62,8 +62,7 @@ impl Swarm {
     pub fn trim_orphans(&mut self, now_ms: u64, grace_ms: u64, in_use: impl Fn(&ChunkId) -> bool) -> Vec<Output> {
         self.now_ms = self.now_ms.max(now_ms);
         self.expire_voided(now_ms);
-        let orphans: HashSet<ChunkId> =
-            self.holders.keys().filter(|c| !self.chunk_sizes.contains_key(*c) && !in_use(c)).copied().collect();
+        let orphans: HashSet<ChunkId> = self.loose_claims().map(|(c, _)| *c).filter(|c| !in_use(c)).collect();
         let mut since = std::mem::take(&mut self.orphan_since);
         since.retain(|c, _| orphans.contains(c));
         let mut trims: BTreeMap<PeerId, Vec<ChunkId>> = BTreeMap::new();
