@@ -33,6 +33,8 @@ command -v ip >/dev/null || pkgs+=(iproute2)
 command -v curl >/dev/null || pkgs+=(curl)
 command -v iptables >/dev/null || pkgs+=(iptables)
 command -v socat >/dev/null || pkgs+=(socat)
+# systemd-analyze: the units in packaging/systemd/ are verified by e2e/tests/packaging.rs.
+command -v systemd-analyze >/dev/null || pkgs+=(systemd)
 # nginx: the TLS reverse-proxy test (e2e/tests/tls_proxy.rs). Debian's nginx-light is only a
 # transitional package for it.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || pkgs+=(nginx)

@@ -16,7 +16,7 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-target/release/tracker --listen "127.0.0.1:$PORT" --data-dir "$DATA/tracker" >"$DATA/tracker.log" 2>&1 &
+target/release/pp-tracker --listen "127.0.0.1:$PORT" --data-dir "$DATA/tracker" >"$DATA/tracker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$PORT/api/stats" >/dev/null 2>&1 && break

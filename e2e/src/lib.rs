@@ -263,7 +263,7 @@ impl Tracker {
         port: u16,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin("tracker"));
+        let mut cmd = Command::new(bin("pp-tracker"));
         cmd.arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--data-dir").arg(data_dir).args(extra);
         let (proc, port) = spawn_tracker(cmd, name, web)?;
         Ok(Self {
@@ -309,7 +309,7 @@ impl Tracker {
         extra: &[&str],
     ) -> anyhow::Result<Self> {
         let tmp = tempfile::tempdir()?;
-        let mut cmd = net.command(h, bin("tracker"));
+        let mut cmd = net.command(h, bin("pp-tracker"));
         cmd.args(["--listen", &listen, "--data-dir"]).arg(tmp.path()).args(extra);
         let (proc, port) = spawn_tracker(cmd, name, web)?;
         Ok(Self {

@@ -64,7 +64,7 @@ fn peers_that_cannot_reach_each_other_exchange_chunks_through_the_relay() -> any
     let log = std::fs::File::create(e2e::artifacts_dir().join("relay-tracker.log"))?;
     let tracker = Command::new("ip")
         .args(["netns", "exec", &net.ns("t")])
-        .arg(e2e::bin("tracker"))
+        .arg(e2e::bin("pp-tracker"))
         .args(["--listen", &format!("0.0.0.0:{port}"), "--replication", "2", "--data-dir"])
         .arg(tmp.path().join("tracker"))
         .stdout(log.try_clone()?)

@@ -20,7 +20,7 @@
 //!   `--after-failover` seconds to check the moved peers are reachable.
 //!
 //! Run against a release tracker, e.g.
-//! `tracker --listen 127.0.0.1:8090 --max-conns-per-ip 0 --max-peers 20000 & pp-loadtest
+//! `pp-tracker --listen 127.0.0.1:8090 --max-conns-per-ip 0 --max-peers 20000 & pp-loadtest
 //! --tracker ws://127.0.0.1:8090/ws --tracker-pid $! --peers 10000 --signal-rate 50000`;
 //! `scripts/bench-cluster.sh` compares one node with a cluster of three;
 //! `scripts/bench-claims.sh` compares the claims they keep.

@@ -44,6 +44,9 @@ struct Args {
     /// (RUST_LOG, when set, decides instead).
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// The log's format on stderr: text (colour only on a terminal) or json, one object a line.
+    #[arg(long, global = true, env = "PP_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    log_format: pp_cli::logging::LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -139,7 +142,7 @@ fn main() {
     }
     // One-shot commands say only what went wrong; a running peer logs what it does.
     let default_log = if matches!(args.cmd, Cmd::Run { .. }) { "info,str0m=warn" } else { "warn,str0m=error" };
-    pp_cli::logging::init(args.verbose, default_log, false);
+    pp_cli::logging::init(args.verbose, default_log, args.log_format);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bars = Bars::new(args.quiet);
     let code = match rt.block_on(run(args, bars.clone())) {

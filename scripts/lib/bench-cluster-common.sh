@@ -34,7 +34,7 @@ ulimit -n "$(ulimit -Hn)"
 
 echo "== building (release)"
 cargo build --release -p tracker -p loadtest
-TRACKER=$TARGET/release/tracker
+TRACKER=$TARGET/release/pp-tracker
 LOADTEST=$TARGET/release/pp-loadtest
 
 # Waits until http://127.0.0.1:$1$2 answers, for at most $3 seconds.

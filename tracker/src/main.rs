@@ -1,10 +1,10 @@
-//! `tracker` binary: settings from flags, environment and an optional TOML file in, the server
+//! `pp-tracker` binary: settings from flags, environment and an optional TOML file in, the server
 //! from the library out. SIGTERM (a service manager) and Ctrl-C stop it the same way: stop
 //! accepting, close the peers' connections, close the index, exit 0.
 
 use anyhow::Context;
 use clap::CommandFactory;
-use tracker::settings::{LogFormat, Settings, StunListen, Tool};
+use tracker::settings::{Settings, StunListen, Tool};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Tool::Man) => return Ok(pp_cli::docs::man(Settings::command(), None, &mut std::io::stdout())?),
         None => {}
     }
-    pp_cli::logging::init(0, "info", settings.log_format.unwrap_or_default() == LogFormat::Json);
+    pp_cli::logging::init(0, "info", settings.log_format.unwrap_or_default());
     let mut config = settings.to_config()?;
     // Every peer is an open socket: take all the file descriptors the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {

@@ -42,7 +42,7 @@ pub enum Tool {
 /// `--config` (keys are the long option names, e.g. `max-peers = 5000`). Flags override the
 /// environment, which overrides the file, which overrides the defaults shown.
 #[derive(Parser, Deserialize, Debug, Default, Clone, PartialEq)]
-#[command(name = "tracker", version, about, long_about)]
+#[command(name = "pp-tracker", version, about, long_about)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     #[command(subcommand)]
@@ -56,7 +56,8 @@ pub struct Settings {
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "PP_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Where the tracker keeps its durable file index [default: .pp-data/tracker]
+    /// Where the tracker keeps its durable file index [default: $STATE_DIRECTORY under systemd,
+    /// else the per-user data directory, e.g. ~/.local/share/peer-pressure/tracker]
     #[arg(long, env = "PP_TRACKER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Directory of a built web app to serve at `/` instead of the one embedded in this binary (for page development) [default: the embedded app]
@@ -125,7 +126,7 @@ pub struct Settings {
     #[arg(long, env = "PP_TURN_USERNAME")]
     pub turn_username: Option<String>,
     /// Credential for the configured TURN servers
-    #[arg(long, env = "PP_TURN_CREDENTIAL")]
+    #[arg(long, env = "PP_TURN_CREDENTIAL", hide_env_values = true)]
     pub turn_credential: Option<String>,
     /// A reverse proxy's address or CIDR block (repeatable; in PP_TRUSTED_PROXY and the file a
     /// list). Connections from it take the client address (for --max-conns-per-ip and logs)
@@ -153,7 +154,7 @@ pub struct Settings {
     /// A join token: when any is given the swarm is private and `hello` must carry one of
     /// them (repeatable; comma-separated in PP_JOIN_TOKEN; a list in the file). Revoke one by
     /// removing it and restarting [default: none, the swarm is open]
-    #[arg(long, env = "PP_JOIN_TOKEN", value_name = "TOKEN", value_delimiter = ',')]
+    #[arg(long, env = "PP_JOIN_TOKEN", value_name = "TOKEN", value_delimiter = ',', hide_env_values = true)]
     pub join_token: Option<Vec<String>>,
     /// Seconds a file with a chunk nobody holds stays in the index (it is left out of search
     /// and listings at once); 0 keeps such files for ever [default: 86400]
@@ -167,7 +168,7 @@ pub struct Settings {
     /// Join a tracker cluster: the NATS servers (with JetStream) its nodes share, e.g.
     /// `nats://10.0.0.1:4222,nats://10.0.0.2:4222` (comma-separated or repeated). The file
     /// index then lives in NATS, not in --data-dir [default: none, a single tracker]
-    #[arg(long, env = "PP_CLUSTER", value_name = "NATS_URL", value_delimiter = ',')]
+    #[arg(long, env = "PP_CLUSTER", value_name = "NATS_URL", value_delimiter = ',', hide_env_values = true)]
     pub cluster: Option<Vec<String>>,
     /// Name of the cluster: nodes with the same name on the same NATS servers share one swarm
     /// (letters, digits, `_` and `-`) [default: pp]
@@ -201,12 +202,18 @@ pub enum StunListen {
     Off,
 }
 
-#[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
+pub use pp_cli::logging::LogFormat;
+
+/// The data directory when none is given: systemd's `$STATE_DIRECTORY` (its first entry; the
+/// unit's `StateDirectory=`), else the per-user one (`per_user`, from XDG), never the folder
+/// the tracker happens to start in.
+pub fn default_data_dir(state_directory: Option<&std::ffi::OsStr>, per_user: Option<PathBuf>) -> Option<PathBuf> {
+    let from_systemd = state_directory
+        .and_then(|v| v.to_str())
+        .and_then(|v| v.split(':').next())
+        .filter(|first| !first.is_empty())
+        .map(PathBuf::from);
+    from_systemd.or(per_user)
 }
 
 pp_cli::merge_options!(Settings {
@@ -391,7 +398,16 @@ impl Settings {
         let cluster = self.cluster_config()?;
         Ok(Config {
             cluster,
-            data_dir: Some(self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".pp-data/tracker"))),
+            data_dir: Some(match &self.data_dir {
+                Some(d) => d.clone(),
+                None => default_data_dir(
+                    std::env::var_os("STATE_DIRECTORY").as_deref(),
+                    directories::ProjectDirs::from("", "", "peer-pressure").map(|d| d.data_dir().join("tracker")),
+                )
+                .ok_or_else(|| {
+                    SettingsError::Invalid("no home directory to keep the index in: pass --data-dir".into())
+                })?,
+            }),
             web_dir: self.web_dir.clone(),
             ice_servers,
             stun_port: None,
@@ -433,6 +449,35 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_never_shows_the_value_of_a_secret_from_the_environment() {
+        use clap::CommandFactory;
+        // Any setting that can carry a secret (a token, a credential, a NATS URL with a
+        // password in it) must hide its environment value from `--help`.
+        let secret = |env: &str| {
+            env == "PP_CLUSTER" || ["TOKEN", "CREDENTIAL", "SECRET", "PASSWORD"].iter().any(|w| env.contains(w))
+        };
+        for arg in Settings::command().get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else { continue };
+            if secret(env) {
+                assert!(arg.is_hide_env_values_set(), "--{} shows ${env} in --help", arg.get_id());
+            }
+        }
+    }
+
+    #[test]
+    fn data_dir_defaults_to_systemds_state_directory_else_the_per_user_one() {
+        use std::ffi::OsStr;
+        let home = Some(PathBuf::from("/home/u/.local/share/peer-pressure/tracker"));
+        assert_eq!(
+            default_data_dir(Some(OsStr::new("/var/lib/pp-tracker:/var/lib/other")), home.clone()),
+            Some(PathBuf::from("/var/lib/pp-tracker"))
+        );
+        assert_eq!(default_data_dir(None, home.clone()), home);
+        assert_eq!(default_data_dir(Some(OsStr::new("")), home.clone()), home);
+        assert_eq!(default_data_dir(None, None), None);
+    }
 
     #[test]
     fn cluster_settings_are_checked() {

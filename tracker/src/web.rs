@@ -153,7 +153,7 @@ const NO_APP_PAGE: &str = r#"<!doctype html>
 <ul>
 <li>Build it with <code>scripts/build-web.sh</code> (writes <code>dist/</code>), then rebuild the tracker
 (<code>cargo build --release -p tracker</code>): the app is embedded at build time.</li>
-<li>Or serve a built app from a directory: <code>tracker --web-dir dist</code>.</li>
+<li>Or serve a built app from a directory: <code>pp-tracker --web-dir dist</code>.</li>
 </ul>
 <h2>What works without it</h2>
 <ul>

@@ -10,9 +10,9 @@ use swarm_core::wire::FileMeta;
 use swarm_core::{ClientMsg, FileId, ManifestBuilder, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Starts `target/debug/tracker` and returns it with its `host:port`.
+/// Starts `target/debug/pp-tracker` and returns it with its `host:port`.
 fn spawn_tracker(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pp-tracker"))
         .args(["--listen", "127.0.0.1:0", "--msgs-per-sec", "0", "--max-files-per-peer", "1000000", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")

@@ -149,7 +149,7 @@ struct Swarm {
 
 impl Swarm {
     fn start(bin: &Path, work: &Path, log: &str) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin.join("tracker"));
+        let mut cmd = Command::new(bin.join("pp-tracker"));
         cmd.args(["--listen", "127.0.0.1:0", "--replication", "3", "--msgs-per-sec", "0"])
             .arg("--data-dir")
             .arg(work.join("tracker"))

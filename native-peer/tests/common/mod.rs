@@ -19,7 +19,7 @@ pub fn pp_peer() -> PathBuf {
 /// The tracker binary beside `pp-peer` (built once if missing).
 pub fn tracker_bin() -> PathBuf {
     static BUILD: Once = Once::new();
-    let path = pp_peer().parent().expect("bin dir").join("tracker");
+    let path = pp_peer().parent().expect("bin dir").join("pp-tracker");
     BUILD.call_once(|| {
         if !path.exists() {
             let st = Command::new(env!("CARGO")).args(["build", "-p", "tracker"]).status().expect("cargo");

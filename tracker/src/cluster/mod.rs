@@ -1,4 +1,4 @@
-//! Several tracker nodes sharing one swarm through NATS (`tracker --cluster nats://…`).
+//! Several tracker nodes sharing one swarm through NATS (`pp-tracker --cluster nats://…`).
 //! Without `--cluster` nothing here runs: one tracker with its redb index is the default.
 //!
 //! How the swarm is split (see `README.md`, "A tracker cluster"):
