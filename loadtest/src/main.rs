@@ -19,6 +19,9 @@
 //!   be welcomed by another node and re-announce ([`failover`]), then signals for
 //!   `--after-failover` seconds to check the moved peers are reachable.
 //!
+//! - `pp-loadtest exhaust`: starts its own tracker and tries to exhaust it, one identity and
+//!   many from one address, measuring its memory and an honest get's time ([`exhaust`]).
+//!
 //! Run against a release tracker, e.g.
 //! `pp-tracker --listen 127.0.0.1:8090 --max-conns-per-ip 0 --max-peers 20000 & pp-loadtest
 //! --tracker ws://127.0.0.1:8090/ws --tracker-pid $! --peers 10000 --signal-rate 50000`;
@@ -26,6 +29,7 @@
 //! `scripts/bench-claims.sh` compares the claims they keep.
 
 mod claims;
+mod exhaust;
 mod failover;
 mod peer;
 mod stats;
@@ -42,8 +46,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
 #[derive(Parser, Debug)]
-#[command(name = "pp-loadtest", version, about, long_about = None)]
+#[command(name = "pp-loadtest", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Tracker websocket URL; several (comma-separated or repeated) for the nodes of a
     /// cluster, peers are assigned to them round-robin. Only loopback addresses are allowed.
     #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
@@ -98,6 +104,14 @@ struct Args {
     holdings: u32,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Start a tracker with `--limit-exempt none` and try to exhaust it: one identity, then
+    /// many from one address, flooding made-up claims and phantom publishes; prints its memory
+    /// and an honest 4 MiB get's time beside the idle baseline.
+    Exhaust(exhaust::ExhaustArgs),
+}
+
 /// Refuses any tracker URL but a `ws://` one on this machine.
 pub(crate) fn check_loopback(url: &str) -> anyhow::Result<()> {
     let rest = url.strip_prefix("ws://").context("the tracker url must start with ws://")?;
@@ -145,6 +159,9 @@ fn check(args: &Args) -> anyhow::Result<Option<usize>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Exhaust(a)) = args.command {
+        return exhaust::run(a).await;
+    }
     let kill_node = check(&args)?;
     let nodes = args.tracker.len();
     let n = args.peers as usize;

@@ -399,12 +399,15 @@ pub enum ErrorCode {
     /// The part of the swarm this request needs is moving between tracker nodes, or this
     /// node lost its link to the cluster: nothing was changed; try again shortly.
     Unavailable,
+    /// The tracker's state is near its memory budget and this address is among its heaviest
+    /// users (or over its own share): no new identities, files or claims from it for now.
+    OverBudget,
 }
 
 impl ErrorCode {
     /// Every variant once, in declaration order (the property tests draw from it). A test checks
     /// it against the enum itself, so a new variant that is not listed here fails the tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadMessage,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedVersion,
@@ -420,6 +423,7 @@ impl ErrorCode {
         ErrorCode::BadToken,
         ErrorCode::NotOwner,
         ErrorCode::Unavailable,
+        ErrorCode::OverBudget,
     ];
 }
 

@@ -7,6 +7,7 @@
 //! [`swarm_core::swarm::Swarm`], a plain struct; this crate only drives it.
 
 mod api;
+mod budget;
 pub mod client_addr;
 pub mod cluster;
 pub mod ice;
@@ -111,6 +112,13 @@ pub struct Limits {
     pub max_publishes_per_hour_per_ip: u32,
     /// Files in the index published from one client address (counted since start; 0: no limit).
     pub max_files_per_ip: u32,
+    /// Chunks (manifest entries) in the index published from one client address (0: no limit).
+    pub max_chunks_per_ip: u64,
+    /// The estimated bytes of tracker state ([`swarm_core::swarm::budget`]) near which new work
+    /// from the heaviest addresses is refused (0: no budget) ...
+    pub state_budget: u64,
+    /// ... and one client address's share of it (0: no limit).
+    pub state_budget_per_ip: u64,
 }
 
 impl Limits {
@@ -120,7 +128,13 @@ impl Limits {
             max_identities: self.max_identities_per_ip,
             max_publishes_per_hour: self.max_publishes_per_hour_per_ip,
             max_files: self.max_files_per_ip,
+            max_chunks: self.max_chunks_per_ip,
         }
+    }
+
+    /// The state budget as [`swarm_core::swarm::budget`] takes it.
+    pub fn budget(&self) -> swarm_core::swarm::budget::StateBudget {
+        swarm_core::swarm::budget::StateBudget { total: self.state_budget, per_addr: self.state_budget_per_ip }
     }
 }
 
@@ -141,6 +155,9 @@ impl Default for Limits {
             max_identities_per_ip: 256,
             max_publishes_per_hour_per_ip: 1_000,
             max_files_per_ip: 20_000,
+            max_chunks_per_ip: swarm_core::content::MAX_CHUNKS as u64,
+            state_budget: 1 << 30,
+            state_budget_per_ip: 64 << 20,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Swarm-wide figures, taken in one pass under the swarm lock ([`snapshot`]), served as JSON
-//! by `/api/stats` and in the Prometheus text format (version 0.0.4) by `/metrics`.
+//! by `/api/stats` and in the Prometheus text format (version 0.0.4) by `/metrics`, with the
+//! state's estimated bytes by kind and its heaviest addresses ([`state_metrics`]).
 
 use crate::state::{AppState, Counters};
 use axum::extract::State;
@@ -42,9 +43,9 @@ pub fn snapshot(state: &AppState) -> Stats {
         peers: peers as u64,
         peers_native: native as u64,
         peers_browser: (s.peers().count() - native) as u64,
-        files: s.files().count() as u64,
+        files: s.file_count() as u64,
         chunks: s.chunk_count() as u64,
-        claims: s.claim_count() as u64,
+        claims: s.claims_kept() as u64,
         replication: s.config.replication as u64,
         under_replicated: s.under_replicated() as u64,
         lost: s.lost_chunks() as u64,
@@ -300,8 +301,45 @@ pub fn cluster_metrics(state: &AppState) -> String {
     out
 }
 
+/// The state's estimated bytes by kind, the budget, the heaviest addresses, and the claims
+/// and work refused by the bounds ([`swarm_core::swarm::budget`], [`swarm_core::swarm::claims`]).
+pub fn state_metrics(state: &AppState) -> String {
+    let (bytes, top, claims) = {
+        let inner = state.lock();
+        (inner.swarm.state_bytes(), inner.top_consumers(), inner.swarm.claim_stats.clone())
+    };
+    let l = &state.config.limits;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP pp_{name} {help}\n# TYPE pp_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "pp_{name}{labels} {v}");
+        }
+    };
+    let label = |k: &str, v: &dyn std::fmt::Display| format!("{{{k}=\"{v}\"}}");
+    let kinds = bytes.kinds().iter().map(|(k, v)| (label("kind", k), *v)).collect();
+    metric("state_bytes", "gauge", "Estimated bytes of tracker state, by kind.", kinds);
+    let budget =
+        vec![(label("scope", &"total"), l.state_budget), (label("scope", &"per_address"), l.state_budget_per_ip)];
+    metric("state_budget_bytes", "gauge", "The state budget (0: none) and one address's share of it.", budget);
+    let top = top.iter().map(|(a, v)| (label("addr", a), *v)).collect();
+    let help = "Estimated bytes of tracker state charged to the heaviest client addresses (at most 5).";
+    metric("state_bytes_by_address", "gauge", help, top);
+    let refused = vec![
+        (label("reason", &"over_cap"), claims.over_cap),
+        (label("reason", &"loose_over_cap"), claims.loose_over_cap),
+        (label("reason", &"loose_expired"), claims.loose_expired),
+    ];
+    metric("claims_refused_total", "counter", "Claims not kept by the per-peer bounds, by reason.", refused);
+    let n = Counters::get(&state.counters.over_budget);
+    let help = "New identities, files and claims refused for the state budget.";
+    metric("over_budget_total", "counter", help, vec![(String::new(), n)]);
+    out
+}
+
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut body = prometheus(&snapshot(&state));
+    body.push_str(&state_metrics(&state));
     body.push_str(&cluster_metrics(&state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -146,6 +146,28 @@ pub struct Settings {
     /// limit [default: 20000]
     #[arg(long, env = "PP_MAX_FILES_PER_IP")]
     pub max_files_per_ip: Option<u32>,
+    /// Chunks in the index published from one client address (a 64 GiB file has 262144); 0
+    /// for no limit [default: 262144]
+    #[arg(long, env = "PP_MAX_CHUNKS_PER_IP")]
+    pub max_chunks_per_ip: Option<u64>,
+    /// Claims (chunks a peer says it holds) kept for one peer at most; a peer that reports its
+    /// storage gets at most twice its capacity over the chunk size [default: 1000000]
+    #[arg(long, env = "PP_MAX_CLAIMS_PER_PEER")]
+    pub max_claims_per_peer: Option<usize>,
+    /// Claims of chunks no file uses kept for one peer at most [default: 4096]
+    #[arg(long, env = "PP_MAX_LOOSE_CLAIMS")]
+    pub max_loose_claims: Option<usize>,
+    /// Seconds a claim of a chunk no file uses is kept [default: 600]
+    #[arg(long, env = "PP_LOOSE_CLAIM_TTL")]
+    pub loose_claim_ttl: Option<f64>,
+    /// Estimated bytes of tracker state near which new work from the heaviest client
+    /// addresses is refused with `over_budget`, and at which no new identity or file is
+    /// taken; 0 for no budget [default: 1GiB]
+    #[arg(long, env = "PP_STATE_BUDGET", value_name = "SIZE", value_parser = parse_size)]
+    pub state_budget: Option<ByteSize>,
+    /// One client address's share of the state budget; 0 for no limit [default: 64MiB]
+    #[arg(long, env = "PP_STATE_BUDGET_PER_IP", value_name = "SIZE", value_parser = parse_size)]
+    pub state_budget_per_ip: Option<ByteSize>,
     /// Client addresses (address or CIDR block; repeatable, comma-separated in the
     /// environment) the three per-address limits above do not apply to, or `none`
     /// [default: 127.0.0.0/8 and ::1, where local test swarms run]
@@ -247,6 +269,12 @@ pp_cli::merge_options!(Settings {
     max_identities_per_ip,
     max_publishes_per_hour_per_ip,
     max_files_per_ip,
+    max_chunks_per_ip,
+    max_claims_per_peer,
+    max_loose_claims,
+    loose_claim_ttl,
+    state_budget,
+    state_budget_per_ip,
     limit_exempt,
     join_token,
     unavailable_file_ttl,
@@ -339,6 +367,27 @@ impl Settings {
         }))
     }
 
+    /// The claim bounds ([`swarm_core::swarm::claims`]), checked.
+    fn claim_limits(&self) -> Result<swarm_core::swarm::claims::ClaimLimits, SettingsError> {
+        let d = swarm_core::swarm::claims::ClaimLimits::default();
+        let ttl = self.loose_claim_ttl.unwrap_or(d.loose_ttl_ms as f64 / 1000.0);
+        if !(ttl.is_finite() && ttl > 0.0) {
+            return Err(SettingsError::Invalid(format!(
+                "loose-claim-ttl must be a positive number of seconds, not {ttl}"
+            )));
+        }
+        let max_claims = self.max_claims_per_peer.unwrap_or(d.max_claims);
+        if max_claims == 0 {
+            return Err(SettingsError::Invalid("max-claims-per-peer must be at least 1".into()));
+        }
+        Ok(swarm_core::swarm::claims::ClaimLimits {
+            max_claims,
+            max_loose: self.max_loose_claims.unwrap_or(d.max_loose),
+            loose_ttl_ms: (ttl * 1000.0) as u64,
+            min_claims: d.min_claims.min(max_claims),
+        })
+    }
+
     /// The library's [`Config`], defaults filled in and values checked.
     pub fn to_config(&self) -> Result<Config, SettingsError> {
         let d = Config::default();
@@ -384,6 +433,7 @@ impl Settings {
             )));
         }
         let orphan_grace = (orphan_secs > 0.0).then(|| Duration::from_secs_f64(orphan_secs));
+        let claims = self.claim_limits()?;
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         self.stun_listen()?;
         let ice_servers = self
@@ -417,6 +467,7 @@ impl Settings {
             repair: RepairConfig {
                 replication: replication as usize,
                 grace_ms: (grace * 1000.0) as u64,
+                claims,
                 ..Default::default()
             },
             limits: Limits {
@@ -436,6 +487,9 @@ impl Settings {
                     .max_publishes_per_hour_per_ip
                     .unwrap_or(dl.max_publishes_per_hour_per_ip),
                 max_files_per_ip: self.max_files_per_ip.unwrap_or(dl.max_files_per_ip),
+                max_chunks_per_ip: self.max_chunks_per_ip.unwrap_or(dl.max_chunks_per_ip),
+                state_budget: self.state_budget.map_or(dl.state_budget, |b| b.as_u64()),
+                state_budget_per_ip: self.state_budget_per_ip.map_or(dl.state_budget_per_ip, |b| b.as_u64()),
             },
             trusted_proxies,
             limit_exempt,

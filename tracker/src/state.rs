@@ -46,6 +46,8 @@ pub struct Counters {
     pub stun_answers: AtomicU64,
     pub stun_ignored: AtomicU64,
     pub stun_rate_limited: AtomicU64,
+    /// New work refused for the state budget (`over_budget`).
+    pub over_budget: AtomicU64,
 }
 
 impl Counters {
@@ -72,6 +74,8 @@ pub struct AddrUse {
     pub identities: HashSet<PeerId>,
     /// Files in the index published from it (since start).
     pub files: u32,
+    /// Chunks of those files (manifest entries).
+    pub chunks: u64,
     pub budget: PublishBudget,
 }
 
@@ -83,8 +87,9 @@ pub struct Inner {
     pub published_by: HashMap<PeerId, u32>,
     /// Per client address (not exempt ones): identities, files, publish budget.
     pub addrs: HashMap<AddrKey, AddrUse>,
-    /// The address each file published since start came from (to count it down on removal).
-    pub file_addr: HashMap<FileId, AddrKey>,
+    /// The address each file published since start came from, and its chunks (to count them
+    /// down on removal).
+    pub file_addr: HashMap<FileId, (AddrKey, u64)>,
     /// In a cluster: the node each peer connected elsewhere is connected to.
     pub homes: HashMap<PeerId, u16>,
     /// In a cluster: the shard of each chunk of the files kept here (where its verification
@@ -264,6 +269,7 @@ impl Inner {
             let used = self.addrs.entry(a).or_insert_with(|| AddrUse {
                 identities: HashSet::new(),
                 files: 0,
+                chunks: 0,
                 budget: PublishBudget::new(mono_ms),
             });
             used.identities.insert(id.clone());
@@ -294,13 +300,15 @@ impl Inner {
         let mut added = Vec::new();
         for o in out {
             if let Output::FileAdded(f) = o {
+                let chunks = self.swarm.file(f).map_or(0, |rec| rec.manifest.chunks.len() as u64);
                 if let Some(rec) = self.swarm.file(f) {
                     added.push(rec.clone());
                 }
                 if let Some(a) = addr {
-                    self.file_addr.insert(*f, a);
+                    self.file_addr.insert(*f, (a, chunks));
                     if let Some(used) = self.addrs.get_mut(&a) {
                         used.files += 1;
+                        used.chunks += chunks;
                     }
                 }
             }
@@ -315,8 +323,11 @@ impl Inner {
         for o in out {
             if let Output::FileRemoved(f) = o {
                 removed.push(*f);
-                if let Some(used) = self.file_addr.remove(f).and_then(|a| self.addrs.get_mut(&a)) {
-                    used.files = used.files.saturating_sub(1);
+                if let Some((a, chunks)) = self.file_addr.remove(f) {
+                    if let Some(used) = self.addrs.get_mut(&a) {
+                        used.files = used.files.saturating_sub(1);
+                        used.chunks = used.chunks.saturating_sub(chunks);
+                    }
                 }
             }
         }

@@ -147,8 +147,8 @@ async fn files_per_peer_and_manifest_size_are_limited() {
     let meta = || FileMeta::public("f", "text/plain");
     send(&mut a, &ClientMsg::Publish { req: 1, manifest: manifest(1, 4), meta: meta() }).await;
     let m = recv(&mut a).await;
-    assert_eq!(error_code(&m), ErrorCode::BadManifest);
-    assert!(matches!(m, ServerMsg::Error { req: Some(1), .. }));
+    assert_eq!(error_code(&m), ErrorCode::LimitReached);
+    assert!(matches!(&m, ServerMsg::Error { req: Some(1), message, .. } if message.contains("--max-manifest-chunks")));
     let mut published = Vec::new();
     for seed in 2..4 {
         send(&mut a, &ClientMsg::Publish { req: seed as u32, manifest: manifest(seed, 1), meta: meta() }).await;

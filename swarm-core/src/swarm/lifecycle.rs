@@ -95,6 +95,7 @@ impl Swarm {
         let mut candidates: HashSet<ChunkId> = HashSet::new();
         for id in ids {
             if let Some(rec) = self.files.remove(id) {
+                self.manifest_chunks -= rec.manifest.chunks.len();
                 self.unheld_since.remove(id);
                 candidates.extend(rec.manifest.chunks.iter().copied());
                 if unpublish {
@@ -124,7 +125,9 @@ impl Swarm {
             self.deferred.remove(&c);
             self.trust_forget(&c);
             self.failed_targets.retain(|(chunk, _), _| *chunk != c);
-            for holder in self.holders.remove(&c).unwrap_or_default() {
+            let holders = self.holders.remove(&c).unwrap_or_default();
+            self.claims_total -= holders.len();
+            for holder in holders {
                 if let Some(p) = self.peers.get_mut(&holder) {
                     p.chunks.remove(&c);
                     p.used = p.used.saturating_sub(size);

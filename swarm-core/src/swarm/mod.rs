@@ -6,8 +6,11 @@
 //! and to the durable index. Time comes in as milliseconds; nothing here reads a clock.
 //! What the tracker admits before the swarm sees a message (secret format, publish limits)
 //! is [`policy`]'s. How files leave the index (unpublished by their owner, or expired with no
-//! holder) is [`lifecycle`]'s.
+//! holder) is [`lifecycle`]'s. What one peer's claims may cost is bounded by [`claims`]; what
+//! the whole state costs, estimated as it changes, is [`budget`]'s.
 
+pub mod budget;
+pub mod claims;
 pub mod lifecycle;
 pub mod orphans;
 mod placement;
@@ -79,6 +82,8 @@ pub struct PeerState {
     last_have_ms: u64,
     /// Chunks of no file it was trimmed of and kept (its user wants them): not trimmed again.
     orphans_trimmed: HashSet<ChunkId>,
+    /// Its claims of chunks no file uses, and when each was made ([`claims`]).
+    pub(crate) loose: HashMap<ChunkId, u64>,
 }
 
 impl PeerState {
@@ -101,6 +106,7 @@ impl PeerState {
             trust: trust::PeerTrust::default(),
             last_have_ms: now_ms,
             orphans_trimmed: HashSet::new(),
+            loose: HashMap::new(),
         }
     }
 
@@ -172,6 +178,14 @@ pub struct Swarm {
     voided: HashMap<(PeerId, ChunkId), u64>,
     /// Chunks claimed that no file uses, and since when ([`orphans`]).
     orphan_since: HashMap<ChunkId, u64>,
+    /// Claims kept (the sum of every holder set's size, kept as it changes).
+    claims_total: usize,
+    /// Chunk ids in the manifests of the files kept (with repeats).
+    manifest_chunks: usize,
+    /// Claims refused or forgotten by the bounds ([`claims`]).
+    pub claim_stats: claims::ClaimStats,
+    /// When [`Swarm::expire_loose`] next looks.
+    next_loose_sweep_ms: u64,
 }
 
 pub(crate) fn send(to: &PeerId, msg: ServerMsg) -> Output {
@@ -238,8 +252,13 @@ impl Swarm {
     /// Forgets `id` among the claimants (and verified holders) of `chunk`.
     fn unhold(&mut self, chunk: &ChunkId, id: &PeerId) {
         self.unverify(id, chunk);
+        if let Some(p) = self.peers.get_mut(id) {
+            p.loose.remove(chunk);
+        }
         if let Some(set) = self.holders.get_mut(chunk) {
-            set.remove(id);
+            if set.remove(id) {
+                self.claims_total -= 1;
+            }
             if set.is_empty() {
                 self.holders.remove(chunk);
             }
@@ -262,12 +281,22 @@ impl Swarm {
     /// Adds a file known from the durable index (at start-up).
     pub fn restore_file(&mut self, record: FileRecord) {
         self.note_chunks(&record.manifest);
-        self.files.insert(record.manifest.file_id(), record);
+        self.insert_file(record.manifest.file_id(), record);
+    }
+
+    fn insert_file(&mut self, id: FileId, record: FileRecord) {
+        let chunks = record.manifest.chunks.len();
+        if let Some(old) = self.files.insert(id, record) {
+            self.manifest_chunks -= old.manifest.chunks.len();
+        }
+        self.manifest_chunks += chunks;
     }
 
     fn note_chunks(&mut self, m: &Manifest) {
         for (i, c) in m.chunks.iter().enumerate() {
-            self.chunk_sizes.insert(*c, m.chunk_len(i));
+            if self.chunk_sizes.insert(*c, m.chunk_len(i)).is_none() {
+                self.unloose(c);
+            }
         }
     }
 
@@ -289,6 +318,10 @@ impl Swarm {
     /// Live claimants of a chunk (verified or not: see [`Swarm::verified_holders`]).
     pub fn holders(&self, chunk: &ChunkId) -> impl Iterator<Item = &PeerId> {
         self.holders.get(chunk).into_iter().flatten()
+    }
+    /// Files in the index (a map length, not a walk).
+    pub fn file_count(&self) -> usize {
+        self.files.len()
     }
     /// Distinct chunks of known files (read-only, for stats).
     pub fn chunk_count(&self) -> usize {
@@ -343,13 +376,23 @@ impl Swarm {
                 let settle = if full { self.config.grace_ms } else { 0 };
                 self.peers.get_mut(from).expect("live").last_have_ms = now_ms;
                 let mut voided = Vec::new();
+                let mut refused = None;
+                let mut dropped = 0;
                 for c in chunks {
                     if self.is_voided(from, &c) {
                         voided.push(c);
                         continue;
                     }
                     let pre = was_verified.contains(&c);
-                    self.add_holding(from, c, now_ms + settle, pre);
+                    if let Err(r) = self.add_holding(from, c, now_ms + settle, pre) {
+                        self.count_refused(r);
+                        refused.get_or_insert(r);
+                        dropped += 1;
+                    }
+                }
+                if let Some(r) = refused {
+                    // Once per message, however many claims it dropped.
+                    out.push(self.error(from, None, ErrorCode::LimitReached, r.message(dropped)));
                 }
                 if !voided.is_empty() {
                     // Copies an order made after its file was removed: not kept ([`orphans`]).
@@ -389,7 +432,9 @@ impl Swarm {
                 // Usually the peer's `have` already completed the order; if the `have` is
                 // still on its way, the order itself says which chunk the peer now holds.
                 if let Some(chunk) = self.orders.get(&order).filter(|o| o.target == *from).map(|o| o.chunk) {
-                    self.add_holding(from, chunk, now_ms, false);
+                    if let Err(r) = self.add_holding(from, chunk, now_ms, false) {
+                        self.count_refused(r);
+                    }
                 }
                 vec![]
             }
@@ -459,16 +504,33 @@ impl Swarm {
     /// once verified ([`trust`]): then its order completes, and the chunk is checked at
     /// `check_ms` if it is still short of R (e.g. it had no live copy while this peer was
     /// away; after a reconnect other holders get the grace period to re-announce first).
-    fn add_holding(&mut self, from: &PeerId, chunk: ChunkId, check_ms: u64, preverified: bool) {
-        let p = self.peers.get_mut(from).expect("live");
-        if p.trust.distrusted || p.trust.failed.contains(&chunk) || !p.chunks.insert(chunk) {
-            return;
+    /// A claim over the peer's caps ([`claims`]) is not kept: `Err` says which cap.
+    fn add_holding(
+        &mut self,
+        from: &PeerId,
+        chunk: ChunkId,
+        check_ms: u64,
+        preverified: bool,
+    ) -> Result<(), claims::Refused> {
+        let known = self.chunk_sizes.contains_key(&chunk);
+        let p = self.peers.get(from).expect("live");
+        if p.trust.distrusted || p.trust.failed.contains(&chunk) || p.chunks.contains(&chunk) {
+            return Ok(());
         }
-        self.holders.entry(chunk).or_default().insert(from.clone());
+        self.claim_allowed(p, known)?;
+        let p = self.peers.get_mut(from).expect("live");
+        p.chunks.insert(chunk);
+        if !known {
+            p.loose.insert(chunk, self.now_ms);
+        }
+        if self.holders.entry(chunk).or_default().insert(from.clone()) {
+            self.claims_total += 1;
+        }
         if let Some(size) = self.chunk_sizes.get(&chunk) {
             self.peers.get_mut(from).expect("live").used += *size as u64;
             self.consider(from, chunk, preverified, check_ms);
         }
+        Ok(())
     }
 
     fn error(&mut self, to: &PeerId, req: Option<u32>, code: ErrorCode, message: impl Into<String>) -> Output {
@@ -501,11 +563,19 @@ impl Swarm {
             new_chunks.dedup();
             self.note_chunks(&manifest);
             self.trust_publish(from, &new_chunks, now_ms);
+            // The publisher holds what it publishes: its claims of the chunks it announced
+            // beyond its loose-claim cap ([`claims`]) are made now (within its claim cap).
+            for c in &manifest.chunks {
+                if let Err(r) = self.add_holding(from, *c, now_ms, false) {
+                    self.count_refused(r);
+                }
+            }
             // Placement is repair of chunks that have one copy: check them all now.
             for c in &manifest.chunks {
                 self.check_at(*c, now_ms);
             }
-            self.files.insert(id, FileRecord { manifest, meta, published_at_ms: now_ms, owner: Some(from.clone()) });
+            let record = FileRecord { manifest, meta, published_at_ms: now_ms, owner: Some(from.clone()) };
+            self.insert_file(id, record);
             out.push(Output::FileAdded(id));
         }
         out

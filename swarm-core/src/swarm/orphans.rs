@@ -72,8 +72,13 @@ impl Swarm {
                 continue;
             }
             let holders: Vec<PeerId> = self.holders.get(c).into_iter().flatten().cloned().collect();
+            let cap = self.config.claims.max_loose;
             for h in holders {
                 let Some(p) = self.peers.get_mut(&h) else { continue };
+                if p.orphans_trimmed.len() >= cap {
+                    // Bounded like its loose claims: the oldest memory of kept orphans goes.
+                    p.orphans_trimmed.clear();
+                }
                 if now_ms.saturating_sub(p.last_have_ms) < grace_ms || !p.orphans_trimmed.insert(*c) {
                     continue;
                 }

@@ -1,8 +1,8 @@
 //! What the tracker admits before the swarm sees a message: the format of a peer's secret
 //! and the join token (checked at `hello`), the publish limits per identity (chunks per
 //! manifest, files per peer), and what one client address may do ([`AddressLimits`]:
-//! identities at once, publishes per hour, files in the index; an IPv6 /64 counts as one
-//! address, see [`addr_key`]). Plain functions over plain numbers, no I/O, so the tracker's
+//! identities at once, publishes per hour, files and chunks in the index; an IPv6 /64 counts
+//! as one address, see [`addr_key`]). Plain functions over plain numbers, no I/O, so the tracker's
 //! websocket driver and the simulation apply the same rules; each refusal is a typed error
 //! whose text is the message the peer is sent and whose [`ErrorCode`] says which rule it broke.
 
@@ -48,7 +48,7 @@ pub struct PublishLimits {
 /// Why a `publish` was refused before the swarm saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PublishRefusal {
-    #[error("manifest has {chunks} chunks; this tracker takes at most {max}")]
+    #[error("manifest has {chunks} chunks; this tracker takes at most {max} in one file (--max-manifest-chunks)")]
     TooManyChunks { chunks: usize, max: usize },
     #[error("this peer has published {published} files, the most this tracker takes from one peer")]
     TooManyFiles { published: u32 },
@@ -58,8 +58,7 @@ impl PublishRefusal {
     /// The error code the peer is sent.
     pub fn code(&self) -> ErrorCode {
         match self {
-            PublishRefusal::TooManyChunks { .. } => ErrorCode::BadManifest,
-            PublishRefusal::TooManyFiles { .. } => ErrorCode::LimitReached,
+            PublishRefusal::TooManyChunks { .. } | PublishRefusal::TooManyFiles { .. } => ErrorCode::LimitReached,
         }
     }
 }
@@ -160,6 +159,8 @@ pub struct AddressLimits {
     pub max_publishes_per_hour: u32,
     /// Files in the index published from the address.
     pub max_files: u32,
+    /// Chunks (manifest entries) in the index published from the address.
+    pub max_chunks: u64,
 }
 
 /// Why an address was refused.
@@ -173,13 +174,20 @@ pub enum AddressRefusal {
     TooManyPublishes { addr: String, max: u32, wait_secs: u64 },
     #[error("{addr} has {max} files in the index, the most this tracker takes from one address")]
     TooManyFiles { addr: String, max: u32 },
+    #[error(
+        "{addr} has {held} chunks in the index; with this file's {chunks} that is over the most this tracker \
+         takes from one address ({max}, --max-chunks-per-ip)"
+    )]
+    TooManyChunks { addr: String, held: u64, chunks: usize, max: u64 },
 }
 
 impl AddressRefusal {
     pub fn code(&self) -> ErrorCode {
         match self {
             AddressRefusal::TooManyPublishes { .. } => ErrorCode::RateLimited,
-            AddressRefusal::TooManyIdentities { .. } | AddressRefusal::TooManyFiles { .. } => ErrorCode::LimitReached,
+            AddressRefusal::TooManyIdentities { .. }
+            | AddressRefusal::TooManyFiles { .. }
+            | AddressRefusal::TooManyChunks { .. } => ErrorCode::LimitReached,
         }
     }
 }
@@ -232,7 +240,8 @@ impl PublishBudget {
 
 impl AddressLimits {
     /// No limits at all (an exempt address).
-    pub const NONE: AddressLimits = AddressLimits { max_identities: 0, max_publishes_per_hour: 0, max_files: 0 };
+    pub const NONE: AddressLimits =
+        AddressLimits { max_identities: 0, max_publishes_per_hour: 0, max_files: 0, max_chunks: 0 };
 
     /// A `hello` of an identity from `addr`, which has `live` distinct identities live now;
     /// `already_live`: this identity is one of them (a reconnect), which never counts twice.
@@ -244,13 +253,15 @@ impl AddressLimits {
         Ok(())
     }
 
-    /// A publish from `addr` of a file the index does not know yet (`known`: it does, and a
-    /// republish adds nothing and costs nothing): the address has `files` files in the index
-    /// and `budget` left. Spends from the budget only when the publish is admitted.
+    /// A publish from `addr` of a file of `chunks` chunks the index does not know yet
+    /// (`known`: it does, and a republish adds nothing and costs nothing): the address has
+    /// `held` = (files, chunks) in the index and `budget` left. Spends from the budget only
+    /// when the publish is admitted.
     pub fn check_publish(
         &self,
         addr: AddrKey,
-        files: u32,
+        held: (u32, u64),
+        chunks: usize,
         known: bool,
         budget: &mut PublishBudget,
         now_ms: u64,
@@ -258,8 +269,13 @@ impl AddressLimits {
         if known {
             return Ok(());
         }
+        let (files, held_chunks) = held;
         if self.max_files > 0 && files >= self.max_files {
             return Err(AddressRefusal::TooManyFiles { addr: addr.to_string(), max: self.max_files });
+        }
+        if self.max_chunks > 0 && held_chunks.saturating_add(chunks as u64) > self.max_chunks {
+            let (addr, max) = (addr.to_string(), self.max_chunks);
+            return Err(AddressRefusal::TooManyChunks { addr, held: held_chunks, chunks, max });
         }
         budget.take(self.max_publishes_per_hour, now_ms).map_err(|wait| AddressRefusal::TooManyPublishes {
             addr: addr.to_string(),
@@ -317,20 +333,35 @@ mod tests {
         let l = AddressLimits { max_publishes_per_hour: 3, max_files: 10, ..AddressLimits::NONE };
         let mut b = PublishBudget::new(0);
         for _ in 0..3 {
-            assert!(l.check_publish(a, 0, false, &mut b, 0).is_ok());
+            assert!(l.check_publish(a, (0, 0), 1, false, &mut b, 0).is_ok());
         }
-        let e = l.check_publish(a, 0, false, &mut b, 0).unwrap_err();
+        let e = l.check_publish(a, (0, 0), 1, false, &mut b, 0).unwrap_err();
         assert_eq!(e.code(), ErrorCode::RateLimited);
         assert!(matches!(e, AddressRefusal::TooManyPublishes { wait_secs: 1200, .. }), "{e}");
-        assert!(l.check_publish(a, 0, true, &mut b, 0).is_ok(), "a known file costs nothing");
-        assert!(l.check_publish(a, 0, false, &mut b, 1_199_000).is_err());
-        assert!(l.check_publish(a, 0, false, &mut b, 1_200_000).is_ok(), "one more every 20 minutes");
+        assert!(l.check_publish(a, (0, 0), 1, true, &mut b, 0).is_ok(), "a known file costs nothing");
+        assert!(l.check_publish(a, (0, 0), 1, false, &mut b, 1_199_000).is_err());
+        assert!(l.check_publish(a, (0, 0), 1, false, &mut b, 1_200_000).is_ok(), "one more every 20 minutes");
         assert!(b.is_full(3, 1_200_000 + HOUR_MS));
-        let e = l.check_publish(a, 10, false, &mut PublishBudget::new(0), 0).unwrap_err();
+        let e = l.check_publish(a, (10, 0), 1, false, &mut PublishBudget::new(0), 0).unwrap_err();
         assert_eq!(e.code(), ErrorCode::LimitReached);
         let unlimited = AddressLimits::NONE;
         let mut b = PublishBudget::new(0);
-        assert!((0..10_000).all(|_| unlimited.check_publish(a, u32::MAX, false, &mut b, 0).is_ok()));
+        assert!((0..10_000).all(|_| unlimited.check_publish(a, (u32::MAX, u64::MAX), 1, false, &mut b, 0).is_ok()));
+    }
+
+    #[test]
+    fn chunks_per_address() {
+        let a = addr_key("192.0.2.1".parse().unwrap());
+        let l = AddressLimits { max_chunks: 100, ..AddressLimits::NONE };
+        let mut b = PublishBudget::new(0);
+        assert!(l.check_publish(a, (1, 60), 40, false, &mut b, 0).is_ok(), "up to the limit");
+        let e = l.check_publish(a, (1, 60), 41, false, &mut b, 0).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LimitReached);
+        assert!(e.to_string().contains("--max-chunks-per-ip"), "{e}");
+        assert!(l.check_publish(a, (1, 1_000), 41, true, &mut b, 0).is_ok(), "a known file costs nothing");
+        let e = PublishLimits { max_manifest_chunks: 3, max_files_per_peer: 9 }.check(4, 0, false).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LimitReached);
+        assert!(e.to_string().contains("--max-manifest-chunks"), "{e}");
     }
 
     #[test]
@@ -350,8 +381,11 @@ mod tests {
         assert_eq!(l.check(10, 0, false), Ok(()));
         let too_big = l.check(11, 0, true).unwrap_err();
         assert_eq!(too_big, PublishRefusal::TooManyChunks { chunks: 11, max: 10 });
-        assert_eq!(too_big.code(), ErrorCode::BadManifest);
-        assert_eq!(too_big.to_string(), "manifest has 11 chunks; this tracker takes at most 10");
+        assert_eq!(too_big.code(), ErrorCode::LimitReached);
+        assert_eq!(
+            too_big.to_string(),
+            "manifest has 11 chunks; this tracker takes at most 10 in one file (--max-manifest-chunks)"
+        );
         assert_eq!(l.check(1, 1, false), Ok(()));
         let too_many = l.check(1, 2, false).unwrap_err();
         assert_eq!(too_many.code(), ErrorCode::LimitReached);

@@ -49,6 +49,8 @@ pub struct RepairConfig {
     pub failed_target_ms: u64,
     /// Verification of claims ([`super::trust`]).
     pub trust: super::trust::TrustConfig,
+    /// What one peer may claim ([`super::claims`]).
+    pub claims: super::claims::ClaimLimits,
 }
 
 impl Default for RepairConfig {
@@ -63,6 +65,7 @@ impl Default for RepairConfig {
             default_capacity: 8 << 30,
             failed_target_ms: 10_000,
             trust: Default::default(),
+            claims: Default::default(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl Swarm {
         let mut out = Vec::new();
         self.trust_tick(now_ms);
         self.expire_voided(now_ms);
+        self.expire_loose(now_ms);
         let expired: Vec<u64> =
             self.orders.iter().filter(|(_, o)| o.deadline_ms <= now_ms).map(|(id, _)| *id).collect();
         for id in expired {

@@ -262,6 +262,14 @@ impl Swarm {
         self.verified.get(chunk).map_or(0, BTreeSet::len)
     }
 
+    /// Entries in the verification maps, by kind: (chunks with an origin, chunks with a
+    /// pool, challenges in flight, identities remembered: left lately or distrusted). Map
+    /// lengths only: no walk ([`super::budget`]).
+    pub(super) fn trust_sizes(&self) -> (usize, usize, usize, usize) {
+        let t = &self.trust;
+        (t.origins.len(), t.pools.len(), t.challenges.len(), t.recent.len() + t.distrusted.len())
+    }
+
     /// Pool entries of a chunk (for persistence and tests).
     pub fn pool(&self, chunk: &ChunkId) -> &[PoolEntry] {
         self.trust.pools.get(chunk).map_or(&[], Vec::as_slice)

@@ -107,6 +107,13 @@ fn join(state: &AppState, id: &PeerId, kind: PeerKind, ip: IpAddr) -> Result<(u6
             return Err(Box::new(ServerMsg::error(None, e.code(), e.to_string())));
         }
     }
+    if !inner.connected.contains_key(id) {
+        // A new identity is new state: refused near the budget ([`crate::budget`]).
+        let work = swarm_core::swarm::budget::Work::Identity;
+        inner.check_budget(limits.budget(), work, addr).inspect_err(|_| {
+            Counters::add(&state.counters.over_budget, 1);
+        })?;
+    }
     let outbox = Outbox::new(limits.outbox_frames, limits.outbox_bytes);
     inner.swarm.join(id.clone(), kind, now_ms());
     let serial = inner.connect(id.clone(), outbox.clone(), addr, state.mono_ms());

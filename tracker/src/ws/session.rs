@@ -250,10 +250,32 @@ impl<'a> Peer<'a> {
         let Some(addr) = inner.connected.get(&self.id).and_then(|c| c.addr) else { return Ok(None) };
         let Some(used) = inner.addrs.get(&addr) else { return Ok(None) };
         let mut budget = used.budget;
-        match l.address().check_publish(addr, used.files, known, &mut budget, self.state.mono_ms()) {
+        let (held, chunks, now) = ((used.files, used.chunks), manifest.chunks.len(), self.state.mono_ms());
+        match l.address().check_publish(addr, held, chunks, known, &mut budget, now) {
             Ok(()) => Ok(Some((addr, budget))),
             Err(refusal) => Err(Box::new(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string()))),
         }
+    }
+
+    /// New work (claims, a publish of a new file) against the state budget
+    /// ([`swarm_core::swarm::budget`]); `Err` is the refusal to send (with the request's id).
+    fn check_budget(&self, inner: &crate::state::Inner, msg: &ClientMsg) -> Result<(), Box<ServerMsg>> {
+        use swarm_core::swarm::budget::Work;
+        let (work, req) = match msg {
+            ClientMsg::Have { .. } => (Work::Claims, None),
+            ClientMsg::Publish { req, manifest, .. } if inner.swarm.file(&manifest.file_id()).is_none() => {
+                (Work::Publish, Some(*req))
+            }
+            _ => return Ok(()),
+        };
+        let addr = inner.connected.get(&self.id).and_then(|c| c.addr);
+        inner.check_budget(self.state.config.limits.budget(), work, addr).map_err(|mut e| {
+            if let ServerMsg::Error { req: r, .. } = e.as_mut() {
+                *r = req;
+            }
+            Counters::add(&self.state.counters.over_budget, 1);
+            e
+        })
     }
 
     fn on_message(&mut self, msg: ClientMsg) -> Flow {
@@ -266,7 +288,7 @@ impl<'a> Peer<'a> {
             if !inner.is_current(&self.id, self.serial) {
                 return Flow::Stop; // replaced by a newer connection of the same peer
             }
-            let budget = match self.check_publish(&inner, &msg) {
+            let budget = match self.check_budget(&inner, &msg).and_then(|()| self.check_publish(&inner, &msg)) {
                 Ok(budget) => budget,
                 Err(err) => {
                     drop(inner);
@@ -317,7 +339,7 @@ impl Peer<'_> {
             if !inner.is_current(&self.id, self.serial) {
                 return Flow::Stop;
             }
-            match self.check_publish(&inner, &msg) {
+            match self.check_budget(&inner, &msg).and_then(|()| self.check_publish(&inner, &msg)) {
                 // The address's budget is spent when the request leaves (the owner may be
                 // another node): a refused publish costs it too.
                 Ok(Some((a, budget))) => {
