@@ -1,9 +1,88 @@
 //! The ICE servers the tracker hands every peer in `welcome`: its own STUN service first
 //! (`stun:HOST:PORT`, HOST being the name the peer used to reach the tracker, from the
 //! request's `Host` header), then the servers the operator configured with `--ice-server`
-//! (STUN, or TURN with `--turn-username`/`--turn-credential`; browsers use TURN natively).
+//! (STUN, or TURN; browsers use TURN natively).
+//!
+//! TURN credentials are short-lived by default: with `--turn-secret` (the secret the TURN
+//! server shares, coturn's `static-auth-secret`), each peer gets its own, made by the TURN
+//! REST API scheme (draft-uberti-behave-turn-rest): username `EXPIRY:PEER_ID` (EXPIRY in
+//! Unix seconds, `--turn-ttl` from now), credential `base64(HMAC-SHA1(secret, username))`.
+//! The TURN server checks the HMAC and the expiry; a credential copied out of a peer is worth
+//! nothing after the ttl, and names the peer it was given to. Static credentials
+//! (`--turn-username`/`--turn-credential`, handed to every peer as they are) are used only if
+//! configured that way explicitly.
 
-use swarm_core::IceServer;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use std::time::Duration;
+use swarm_core::{IceServer, PeerId};
+
+/// The shared secret of the TURN servers, and how long a peer's credentials last.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnSecret {
+    pub secret: String,
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TurnSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSecret").field("secret", &"<hidden>").field("ttl", &self.ttl).finish()
+    }
+}
+
+/// How the configured TURN servers authenticate peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnAuth<'a> {
+    /// Static credentials, the same for every peer.
+    Static {
+        username: &'a str,
+        credential: &'a str,
+    },
+    /// Per-peer credentials made from a shared secret when a peer is welcomed.
+    Secret,
+    None,
+}
+
+/// `base64(HMAC-SHA1(secret, username))`.
+fn turn_mac(secret: &str, username: &str) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The TURN REST API credentials for `peer`, valid until `expires_unix` (seconds).
+pub fn turn_credentials(secret: &str, peer: &PeerId, expires_unix: u64) -> (String, String) {
+    let username = format!("{expires_unix}:{peer}");
+    let credential = turn_mac(secret, &username);
+    (username, credential)
+}
+
+/// What a TURN server checks: the credential is the username's HMAC and the expiry in the
+/// username is not past at `now_unix`.
+pub fn verify_turn_credentials(secret: &str, username: &str, credential: &str, now_unix: u64) -> bool {
+    let Some(expiry) = username.split(':').next().and_then(|e| e.parse::<u64>().ok()) else { return false };
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(username.as_bytes());
+    let Ok(given) = base64::engine::general_purpose::STANDARD.decode(credential) else { return false };
+    expiry >= now_unix && mac.verify_slice(&given).is_ok()
+}
+
+/// Fills the credentials of every TURN entry that has none (the `--turn-secret` ones) for
+/// `peer`, valid for the secret's ttl from `now_unix`.
+pub fn with_turn_credentials(
+    mut servers: Vec<IceServer>,
+    turn: Option<&TurnSecret>,
+    peer: &PeerId,
+    now_unix: u64,
+) -> Vec<IceServer> {
+    let Some(turn) = turn else { return servers };
+    for s in servers.iter_mut().filter(|s| s.username.is_none() && s.urls.iter().any(|u| u.starts_with("turn"))) {
+        let (username, credential) = turn_credentials(&turn.secret, peer, now_unix + turn.ttl.as_secs());
+        s.username = Some(username);
+        s.credential = Some(credential);
+    }
+    servers
+}
 
 /// Why a configured ICE server is refused at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,12 +95,16 @@ pub enum IceUrlError {
     Port(String),
     #[error("ICE server {0:?}: only `?transport=udp` or `?transport=tcp` may follow, and only on turn(s):")]
     Query(String),
-    #[error("ICE server {0:?}: TURN needs --turn-username and --turn-credential")]
+    #[error(
+        "ICE server {0:?}: TURN needs --turn-secret (the TURN server's shared secret; short-lived \
+         credentials per peer), or static --turn-username and --turn-credential"
+    )]
     Credentials(String),
 }
 
-/// Checks one `--ice-server` URL (RFC 7064 / 7065 syntax) and builds its entry.
-pub fn parse_ice_server(url: &str, username: Option<&str>, credential: Option<&str>) -> Result<IceServer, IceUrlError> {
+/// Checks one `--ice-server` URL (RFC 7064 / 7065 syntax) and builds its entry (a TURN entry
+/// with [`TurnAuth::Secret`] gets its credentials per peer, [`with_turn_credentials`]).
+pub fn parse_ice_server(url: &str, auth: TurnAuth<'_>) -> Result<IceServer, IceUrlError> {
     let err = |f: fn(String) -> IceUrlError| f(url.to_string());
     let (scheme, rest) = url.split_once(':').ok_or_else(|| err(IceUrlError::Scheme))?;
     let turn = match scheme {
@@ -50,12 +133,13 @@ pub fn parse_ice_server(url: &str, username: Option<&str>, credential: Option<&s
     if !turn {
         return Ok(IceServer { urls: vec![url.to_string()], username: None, credential: None });
     }
-    match (username, credential) {
-        (Some(u), Some(c)) if !u.is_empty() && !c.is_empty() => Ok(IceServer {
+    match auth {
+        TurnAuth::Static { username: u, credential: c } if !u.is_empty() && !c.is_empty() => Ok(IceServer {
             urls: vec![url.to_string()],
             username: Some(u.to_string()),
             credential: Some(c.to_string()),
         }),
+        TurnAuth::Secret => Ok(IceServer { urls: vec![url.to_string()], username: None, credential: None }),
         _ => Err(err(IceUrlError::Credentials)),
     }
 }
@@ -110,20 +194,24 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(parse_ice_server("stun:stun.example.org:3478", None, None).is_ok());
-        assert!(parse_ice_server("stun:198.51.100.1", None, None).is_ok());
-        assert!(parse_ice_server("stun:[2001:db8::1]:3478", None, None).is_ok());
-        let t = parse_ice_server("turn:turn.example.org:3478?transport=udp", Some("u"), Some("p")).unwrap();
+        let none = TurnAuth::None;
+        assert!(parse_ice_server("stun:stun.example.org:3478", none).is_ok());
+        assert!(parse_ice_server("stun:198.51.100.1", none).is_ok());
+        assert!(parse_ice_server("stun:[2001:db8::1]:3478", none).is_ok());
+        let fixed = TurnAuth::Static { username: "u", credential: "p" };
+        let t = parse_ice_server("turn:turn.example.org:3478?transport=udp", fixed).unwrap();
         assert_eq!((t.username.as_deref(), t.credential.as_deref()), (Some("u"), Some("p")));
+        let t = parse_ice_server("turn:turn.example.org:3478", TurnAuth::Secret).unwrap();
+        assert_eq!(t.username, None, "filled per peer");
         assert_eq!(
-            parse_ice_server("turn:t.example.org", None, None),
+            parse_ice_server("turn:t.example.org", none),
             Err(IceUrlError::Credentials("turn:t.example.org".into()))
         );
-        assert!(matches!(parse_ice_server("http://x", None, None), Err(IceUrlError::Scheme(_))));
-        assert!(matches!(parse_ice_server("stun:", None, None), Err(IceUrlError::Host(_))));
-        assert!(matches!(parse_ice_server("stun:h:99999", None, None), Err(IceUrlError::Port(_))));
-        assert!(matches!(parse_ice_server("stun:h:1?transport=udp", None, None), Err(IceUrlError::Query(_))));
-        assert!(matches!(parse_ice_server("stun:<script>", None, None), Err(IceUrlError::Host(_))));
+        assert!(matches!(parse_ice_server("http://x", none), Err(IceUrlError::Scheme(_))));
+        assert!(matches!(parse_ice_server("stun:", none), Err(IceUrlError::Host(_))));
+        assert!(matches!(parse_ice_server("stun:h:99999", none), Err(IceUrlError::Port(_))));
+        assert!(matches!(parse_ice_server("stun:h:1?transport=udp", none), Err(IceUrlError::Query(_))));
+        assert!(matches!(parse_ice_server("stun:<script>", none), Err(IceUrlError::Host(_))));
     }
 
     #[test]
@@ -132,11 +220,36 @@ mod tests {
         assert_eq!(host_of("198.51.100.1"), Some("198.51.100.1"));
         assert_eq!(host_of("[2001:db8::1]:80"), Some("[2001:db8::1]"));
         assert_eq!(host_of("evil\"host"), None);
-        let configured = [parse_ice_server("stun:other.example.org:3478", None, None).unwrap()];
+        let configured = [parse_ice_server("stun:other.example.org:3478", TurnAuth::None).unwrap()];
         let w = welcome_servers(Some("198.51.100.1"), Some(8080), &configured);
         assert_eq!(w[0].urls, ["stun:198.51.100.1:8080"]);
         assert_eq!(w[1].urls, ["stun:other.example.org:3478"]);
         assert_eq!(welcome_servers(None, Some(8080), &configured).len(), 1, "no host: only the configured");
+    }
+
+    #[test]
+    fn turn_rest_api_credentials_expire_and_verify() {
+        // The expected credential computed independently, with Python's hmac module:
+        // base64(hmac.new(b"s3cret", b"1700000600:abab…", hashlib.sha1).digest()).
+        let peer = PeerId("ab".repeat(16));
+        let (user, cred) = turn_credentials("s3cret", &peer, 1_700_000_600);
+        assert_eq!(user, format!("1700000600:{peer}"));
+        assert_eq!(cred, "7SoDdsIdzPL9EP6GGd0SLmvi628=");
+        assert!(verify_turn_credentials("s3cret", &user, &cred, 1_700_000_000));
+        assert!(!verify_turn_credentials("s3cret", &user, &cred, 1_700_000_601), "expired");
+        assert!(!verify_turn_credentials("other", &user, &cred, 1_700_000_000), "another secret");
+        let forged = format!("1900000000:{peer}");
+        assert!(!verify_turn_credentials("s3cret", &forged, &cred, 1_700_000_000), "a later expiry is not signed");
+        let servers = vec![
+            parse_ice_server("stun:s.example", TurnAuth::None).unwrap(),
+            parse_ice_server("turn:t.example", TurnAuth::Secret).unwrap(),
+        ];
+        let turn = TurnSecret { secret: "s3cret".into(), ttl: Duration::from_secs(600) };
+        let got = with_turn_credentials(servers, Some(&turn), &peer, 1_700_000_000);
+        assert_eq!(got[0].username, None, "STUN takes none");
+        assert_eq!(got[1].username.as_deref(), Some(user.as_str()));
+        assert_eq!(got[1].credential.as_deref(), Some(cred.as_str()));
+        assert!(!format!("{turn:?}").contains("s3cret"), "the secret is not logged");
     }
 
     proptest! {
@@ -145,7 +258,7 @@ mod tests {
             if let Some(h) = host_of(&s) {
                 prop_assert!(h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b)));
             }
-            let _ = parse_ice_server(&s, Some("u"), Some("p"));
+            let _ = parse_ice_server(&s, TurnAuth::Static { username: "u", credential: "p" });
         }
     }
 }

@@ -10,6 +10,7 @@ mod api;
 mod budget;
 pub mod client_addr;
 pub mod cluster;
+pub mod conns;
 pub mod ice;
 pub mod index;
 pub mod limits;
@@ -45,6 +46,9 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     /// ICE servers configured by the operator, handed to peers after the tracker's own.
     pub ice_servers: Vec<swarm_core::IceServer>,
+    /// The TURN servers' shared secret: TURN entries without credentials get short-lived
+    /// ones per peer ([`ice`]); `None`: only static credentials, if configured.
+    pub turn: Option<ice::TurnSecret>,
     /// UDP port of the tracker's own STUN service ([`serve_with_stun`] sets it).
     pub stun_port: Option<u16>,
     /// A peer that sends nothing for this long is dropped.
@@ -53,6 +57,9 @@ pub struct Config {
     pub hello_timeout: Duration,
     /// A peer whose socket does not take a batch of frames within this time is dropped.
     pub send_timeout: Duration,
+    /// Time for an HTTP request head to arrive whole, and for an idle kept-alive HTTP
+    /// connection to send its next request ([`server`]).
+    pub header_timeout: Duration,
     /// Replication factor, grace period and repair limits.
     pub repair: swarm_core::swarm::repair::RepairConfig,
     /// What one peer or connection may do.
@@ -83,9 +90,14 @@ pub struct Config {
 pub struct Limits {
     /// Live peers at once; a hello beyond it is refused with `limit_reached`.
     pub max_peers: usize,
-    /// Open websocket connections per client address (0: no limit); behind a trusted proxy
-    /// the address is the one the proxy forwarded (see [`client_addr`]).
+    /// Open connections per client address (0: no limit; an IPv6 /64 counts as one address):
+    /// TCP connections at accept ([`conns`]), and behind a trusted proxy websockets by the
+    /// address the proxy forwarded (see [`client_addr`]).
     pub max_conns_per_ip: usize,
+    /// Open TCP connections in all, counted at accept (0: no limit).
+    pub max_connections: usize,
+    /// Largest `signal` a peer may send, in bytes of its JSON text (SDP, candidate).
+    pub max_signal_bytes: usize,
     /// Files one peer may add to the index (counted since the tracker started).
     pub max_files_per_peer: u32,
     /// Chunks in one manifest (at most [`swarm_core::content::MAX_CHUNKS`]).
@@ -143,6 +155,8 @@ impl Default for Limits {
         Self {
             max_peers: 20_000,
             max_conns_per_ip: 1_000,
+            max_connections: 30_000,
+            max_signal_bytes: 64 * 1024,
             max_files_per_peer: 10_000,
             max_manifest_chunks: swarm_core::content::MAX_CHUNKS,
             msgs_per_sec: 1000,
@@ -168,10 +182,12 @@ impl Default for Config {
             data_dir: None,
             web_dir: None,
             ice_servers: Vec::new(),
+            turn: None,
             stun_port: None,
             idle_timeout: Duration::from_secs(45),
             hello_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             repair: Default::default(),
             limits: Limits::default(),
             trusted_proxies: Default::default(),
@@ -258,7 +274,8 @@ pub async fn serve_with_stun(
     let orphans = tokio::spawn(trim_orphans(state.clone()));
     let save = tokio::spawn(save_trust(state.clone()));
     let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
-    let result = server::run(listener, router(state.clone()), async move {
+    let options = server::Options { header_timeout: state.config.header_timeout, conns: state.conns.clone() };
+    let result = server::run(listener, router(state.clone()), options, async move {
         shutdown.await;
         stopping.shutdown.send_replace(true);
         stopping.lock().close_all();

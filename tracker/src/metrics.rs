@@ -341,5 +341,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut body = prometheus(&snapshot(&state));
     body.push_str(&state_metrics(&state));
     body.push_str(&cluster_metrics(&state));
+    body.push_str(&state.conns.metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -6,22 +6,45 @@
 //! handler gets the bare `TcpStream` back (see `crate::websocket::handshake`). Graceful
 //! shutdown as in `axum::serve`: stop accepting, let HTTP connections finish their
 //! requests, wait for them.
+//!
+//! Strangers cannot hold connections for free: every connection takes a place in the
+//! [`ConnTable`] at accept (over a cap: `503` and closed, see [`crate::conns`]), and hyper
+//! runs with a timer, so a request head must arrive whole within the header timeout, and a
+//! kept-alive connection waiting for its next request is closed after the same time (hyper
+//! starts the header timer whenever it waits for a request head: a slowloris client
+//! trickling a header, or an idle keep-alive connection, is closed then).
 
+use crate::conns::{refusal_response, ConnPermit, ConnTable};
 use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::service::Service as _;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// How the server treats connections.
+#[derive(Clone)]
+pub struct Options {
+    /// Time for a request head to arrive whole, and for an idle kept-alive connection to send
+    /// its next request.
+    pub header_timeout: Duration,
+    pub conns: Arc<ConnTable>,
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then waits for the open HTTP
 /// connections (upgraded ones are no longer HTTP connections: their own tasks end them).
-pub async fn run(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     // Every connection task holds a receiver of each: `stop` tells them to finish, `done`
     // counts them.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -38,10 +61,24 @@ pub async fn run(listener: TcpListener, router: Router, shutdown: impl Future<Ou
             },
             _ = &mut shutdown => break,
         };
+        let permit = match options.conns.admit(addr.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::debug!(%addr, "connection refused: {why}");
+                // No wait and no read: what the socket's buffer takes now, then closed.
+                let _ = stream.try_write(&refusal_response(&why));
+                continue;
+            }
+        };
         // Signalling is many small frames that each matter now: no Nagle delay (it showed as
         // a ~40 ms p99 in `pp-loadtest` at 2,000 signals/s).
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, addr, router.clone(), stop_rx.clone(), done_rx.clone()));
+        let conn = connection(stream, addr, permit, router.clone(), options.header_timeout, stop_rx.clone());
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            conn.await;
+            drop(done);
+        });
     }
     drop(listener);
     drop(done_rx);
@@ -63,16 +100,22 @@ async fn accept_error(e: std::io::Error) {
 async fn connection(
     stream: TcpStream,
     addr: SocketAddr,
+    permit: ConnPermit,
     router: Router,
+    header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-    _done: watch::Receiver<()>,
 ) {
     let router = TowerToHyperService::new(router);
+    // The permit rides along with each request, so an upgraded websocket keeps its place.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
+        req.extensions_mut().insert(permit.clone());
         router.call(req)
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn.with_upgrades());
     let stopping = async {
         let _ = stop.wait_for(|s| *s).await;

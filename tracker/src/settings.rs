@@ -87,6 +87,25 @@ pub struct Settings {
     /// Open connections per client address, 0 for no limit [default: 1000]
     #[arg(long, env = "PP_MAX_CONNS_PER_IP")]
     pub max_conns_per_ip: Option<usize>,
+    /// Open TCP connections in all, counted at accept (more are answered 503 and closed), 0 for
+    /// no limit [default: 30000]
+    #[arg(long, env = "PP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds for an HTTP request head to arrive whole, and for an idle kept-alive connection
+    /// to send its next request [default: 10]
+    #[arg(long, env = "PP_HEADER_TIMEOUT")]
+    pub header_timeout: Option<f64>,
+    /// Largest WebRTC `signal` message a peer may send (a size) [default: 64KiB]
+    #[arg(long, env = "PP_MAX_SIGNAL_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    pub max_signal_bytes: Option<ByteSize>,
+    /// Shared secret of the configured TURN servers (the TURN REST API scheme, coturn's
+    /// `use-auth-secret`): each peer gets its own credentials that expire after --turn-ttl
+    /// [default: none]
+    #[arg(long, env = "PP_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds the TURN credentials handed to a peer stay valid [default: 3600]
+    #[arg(long, env = "PP_TURN_TTL")]
+    pub turn_ttl: Option<u64>,
     /// Files one peer may publish (counted since start) [default: 10000]
     #[arg(long, env = "PP_MAX_FILES_PER_PEER")]
     pub max_files_per_peer: Option<u32>,
@@ -122,10 +141,11 @@ pub struct Settings {
     /// `turn:turn.example.org:3478?transport=udp` (repeatable; comma-separated in the environment)
     #[arg(long = "ice-server", env = "PP_ICE_SERVERS", value_delimiter = ',')]
     pub ice_server: Option<Vec<String>>,
-    /// Username for the configured TURN servers
+    /// Static username for the configured TURN servers, handed to every peer as it is and
+    /// valid until changed (prefer --turn-secret)
     #[arg(long, env = "PP_TURN_USERNAME")]
     pub turn_username: Option<String>,
-    /// Credential for the configured TURN servers
+    /// Static credential for the configured TURN servers (see --turn-username)
     #[arg(long, env = "PP_TURN_CREDENTIAL", hide_env_values = true)]
     pub turn_credential: Option<String>,
     /// A reverse proxy's address or CIDR block (repeatable; in PP_TRUSTED_PROXY and the file a
@@ -252,6 +272,11 @@ pp_cli::merge_options!(Settings {
     send_timeout,
     max_peers,
     max_conns_per_ip,
+    max_connections,
+    header_timeout,
+    max_signal_bytes,
+    turn_secret,
+    turn_ttl,
     max_files_per_peer,
     max_manifest_chunks,
     msgs_per_sec,
@@ -435,16 +460,40 @@ impl Settings {
         let orphan_grace = (orphan_secs > 0.0).then(|| Duration::from_secs_f64(orphan_secs));
         let claims = self.claim_limits()?;
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        let header_secs = self.header_timeout.unwrap_or(d.header_timeout.as_secs_f64());
+        if !(header_secs.is_finite() && header_secs > 0.0 && header_secs <= 3600.0) {
+            return Err(SettingsError::Invalid(format!(
+                "header-timeout must be more than 0 and at most 3600 seconds, not {header_secs}"
+            )));
+        }
+        let header_timeout = Duration::from_secs_f64(header_secs);
         self.stun_listen()?;
+        use crate::ice::TurnAuth;
+        let secret = self.turn_secret.as_deref().map(str::trim);
+        let auth = match (secret, self.turn_username.as_deref(), self.turn_credential.as_deref()) {
+            (Some(""), _, _) => return Err(SettingsError::Invalid("turn-secret must not be empty".into())),
+            (Some(_), None, None) => TurnAuth::Secret,
+            (Some(_), _, _) => {
+                return Err(SettingsError::Invalid(
+                    "give either --turn-secret (short-lived credentials) or --turn-username/--turn-credential \
+                     (static ones), not both"
+                        .into(),
+                ))
+            }
+            (None, Some(username), Some(credential)) => TurnAuth::Static { username, credential },
+            (None, _, _) => TurnAuth::None,
+        };
         let ice_servers = self
             .ice_server
             .iter()
             .flatten()
-            .map(|url| {
-                crate::ice::parse_ice_server(url, self.turn_username.as_deref(), self.turn_credential.as_deref())
-                    .map_err(|e| SettingsError::Invalid(e.to_string()))
-            })
+            .map(|url| crate::ice::parse_ice_server(url, auth).map_err(|e| SettingsError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        let turn_ttl = self.turn_ttl.unwrap_or(3600);
+        if !(60..=7 * 86_400).contains(&turn_ttl) {
+            return Err(SettingsError::Invalid(format!("turn-ttl must be 60 to 604800 seconds, not {turn_ttl}")));
+        }
+        let turn = secret.map(|s| crate::ice::TurnSecret { secret: s.to_string(), ttl: Duration::from_secs(turn_ttl) });
         let cluster = self.cluster_config()?;
         Ok(Config {
             cluster,
@@ -460,10 +509,12 @@ impl Settings {
             }),
             web_dir: self.web_dir.clone(),
             ice_servers,
+            turn,
             stun_port: None,
             idle_timeout: secs(self.idle_timeout, d.idle_timeout),
             hello_timeout: secs(self.hello_timeout, d.hello_timeout),
             send_timeout: secs(self.send_timeout, d.send_timeout),
+            header_timeout,
             repair: RepairConfig {
                 replication: replication as usize,
                 grace_ms: (grace * 1000.0) as u64,
@@ -473,6 +524,8 @@ impl Settings {
             limits: Limits {
                 max_peers: self.max_peers.unwrap_or(dl.max_peers),
                 max_conns_per_ip: self.max_conns_per_ip.unwrap_or(dl.max_conns_per_ip),
+                max_connections: self.max_connections.unwrap_or(dl.max_connections),
+                max_signal_bytes: self.max_signal_bytes.map_or(dl.max_signal_bytes, |b| b.as_u64() as usize).max(1),
                 max_files_per_peer: self.max_files_per_peer.unwrap_or(dl.max_files_per_peer),
                 max_manifest_chunks: max_chunks,
                 msgs_per_sec: self.msgs_per_sec.unwrap_or(dl.msgs_per_sec),
@@ -687,7 +740,22 @@ mod tests {
         assert_eq!(s.to_config().unwrap().ice_servers.len(), 2);
         let s = Settings::try_parse_from(["tracker", "--ice-server", "turn:t.example:3478"]).unwrap();
         let e = s.to_config().unwrap_err().to_string();
-        assert!(e.contains("--turn-username"), "{e}");
+        assert!(e.contains("--turn-secret") && e.contains("--turn-username"), "{e}");
+        let s = Settings::try_parse_from(["tracker", "--ice-server", "turn:t.example", "--turn-secret", "k"]).unwrap();
+        let c = s.to_config().unwrap();
+        assert_eq!((c.ice_servers[0].username.as_ref(), c.turn.unwrap().ttl), (None, Duration::from_secs(3600)));
+        let both = ["tracker", "--turn-secret", "k", "--turn-username", "u", "--turn-credential", "p"];
+        assert!(Settings::try_parse_from(both).unwrap().to_config().unwrap_err().to_string().contains("not both"));
+        let s = Settings::try_parse_from([
+            "tracker",
+            "--ice-server",
+            "turn:t",
+            "--turn-username",
+            "u",
+            "--turn-credential",
+            "p",
+        ]);
+        assert_eq!(s.unwrap().to_config().unwrap().ice_servers[0].username.as_deref(), Some("u"), "static if explicit");
         let s = Settings::try_parse_from(["tracker", "--stun-listen", "nowhere"]).unwrap();
         assert!(s.to_config().is_err());
         let s = Settings::try_parse_from(["tracker", "--stun-listen", "off"]).unwrap();

@@ -114,8 +114,10 @@ pub struct AppState {
     pub counters: Counters,
     pub started_ms: u64,
     started: std::time::Instant,
-    /// Open websocket connections per client address.
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Open websocket connections per client address (an IPv6 /64 counts as one).
+    per_ip: Mutex<HashMap<AddrKey, u32>>,
+    /// TCP connections, counted at accept ([`crate::conns`]).
+    pub conns: Arc<crate::conns::ConnTable>,
 }
 
 pub fn now_ms() -> u64 {
@@ -157,7 +159,6 @@ impl AppState {
             None => None,
         };
         Ok(Self {
-            config,
             index,
             cluster: cluster.clone(),
             shutdown: tokio::sync::watch::Sender::new(false),
@@ -178,6 +179,12 @@ impl AppState {
             started_ms: now_ms(),
             started: std::time::Instant::now(),
             per_ip: Mutex::new(HashMap::new()),
+            conns: crate::conns::ConnTable::new(
+                config.limits.max_connections,
+                config.limits.max_conns_per_ip,
+                config.trusted_proxies.clone(),
+            ),
+            config,
         })
     }
 
@@ -195,7 +202,7 @@ impl AppState {
     /// Takes one connection slot of `ip`, unless it has `max` already (0: no limit).
     pub fn ip_slot(self: &std::sync::Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
+        let n = map.entry(swarm_core::swarm::policy::addr_key(ip)).or_insert(0);
         if max > 0 && *n as usize >= max {
             return None;
         }
@@ -250,10 +257,11 @@ impl IpSlot {
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut map = self.state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
+        let key = swarm_core::swarm::policy::addr_key(self.ip);
+        if let Some(n) = map.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&key);
             }
         }
     }
@@ -399,6 +407,11 @@ impl Inner {
     /// Queues `msg` for `to` if it is connected here; a peer whose outbox is full is closed
     /// (counted in `closed`).
     pub fn push_local(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
+        if let ServerMsg::Signal { from, .. } = &msg {
+            if from != to {
+                return self.push_signal(to, msg, closed); // sent by another peer: ws/relay.rs
+            }
+        }
         if let Some(c) = self.connected.get(to) {
             if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
                 tracing::warn!(peer = %to, "peer does not read its messages: dropping it");

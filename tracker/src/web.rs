@@ -10,13 +10,79 @@
 //!   `app-<hash>_bg.wasm`) are `immutable`; `index.html` and every other name (a service
 //!   worker `sw.js` among them) is `no-cache`, so a new build is seen at once.
 //! - **No app built in**: a static page at `/` says how to build it and where the API is.
+//! - **Content Security Policy**: every page is served with [`csp`]: scripts only from this
+//!   origin and the exact inline loader trunk writes into `index.html` (by its SHA-256), wasm
+//!   compiled (`'wasm-unsafe-eval'`), connections to this origin and to `ws:`/`wss:` trackers,
+//!   no plugins, and `frame-ancestors 'none'` (with `X-Frame-Options: DENY` for old browsers)
+//!   so no other site can frame the app.
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The inline `<script>` blocks of a page (those without `src`), as written.
+fn inline_scripts(html: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(open_end) = after.find('>') else { break };
+        let tag = &after[..open_end];
+        let body = &after[open_end + 1..];
+        let Some(close) = body.find("</script") else { break };
+        if !tag.contains(" src=") {
+            out.push(&body[..close]);
+        }
+        rest = &body[close..];
+    }
+    out
+}
+
+/// The Content-Security-Policy of the web app whose `index.html` is `index`.
+pub fn csp(index: &str) -> String {
+    let hashes: String = inline_scripts(index)
+        .iter()
+        .map(|s| {
+            format!(" 'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(s.as_bytes())))
+        })
+        .collect();
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The policy of the page shown when no app is built in (no script at all).
+const NO_APP_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
+/// For everything that is not a page: no framing.
+const NO_FRAMING: &str = "frame-ancestors 'none'";
+
+/// Adds the security headers: `csp` on an HTML page, no framing on anything.
+fn secure(h: &mut HeaderMap, csp: impl FnOnce() -> String) {
+    let html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
+    let policy = if html { csp() } else { NO_FRAMING.to_string() };
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// [`csp`] of the embedded app, computed once.
+fn embedded_csp() -> String {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        let index = embedded::ASSETS.iter().find(|a| a.path == "index.html");
+        csp(&index.map(|a| String::from_utf8_lossy(a.raw).into_owned()).unwrap_or_default())
+    })
+    .clone()
+}
 
 /// One file of the web app, with its compressed copies (when they are smaller).
 pub struct Asset {
@@ -126,6 +192,7 @@ pub fn asset_response(asset: &Asset, request: &HeaderMap) -> Response {
     if let Some(c) = coding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));
     }
+    secure(h, embedded_csp);
     resp
 }
 
@@ -169,12 +236,14 @@ fn no_app(uri: &Uri) -> Response {
     let status = if matches!(uri.path(), "/" | "/index.html") { StatusCode::OK } else { StatusCode::NOT_FOUND };
     let mut resp = (status, Html(NO_APP_PAGE)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    secure(resp.headers_mut(), || NO_APP_CSP.to_string());
     resp
 }
 
 /// Middleware for `--web-dir`: the cache rule above (`immutable` only for a hashed name that
-/// exists as a file in `dir`, so the index served for an unknown path is never cached), and
-/// `Vary: Accept-Encoding` on compressible files.
+/// exists as a file in `dir`, so the index served for an unknown path is never cached),
+/// `Vary: Accept-Encoding` on compressible files, and the security headers (the CSP from
+/// `dir/index.html` as it is now: the directory is for page development).
 pub async fn dir_headers(dir: PathBuf, req: Request, next: Next) -> Response {
     let path = req.uri().path().trim_start_matches('/').to_string();
     let mut resp = next.run(req).await;
@@ -193,6 +262,7 @@ pub async fn dir_headers(dir: PathBuf, req: Request, next: Next) -> Response {
     if compressible && !h.contains_key(header::VARY) {
         h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
+    secure(h, || csp(&std::fs::read_to_string(dir.join("index.html")).unwrap_or_default()));
     resp
 }
 
@@ -225,6 +295,27 @@ mod tests {
         assert_eq!(home.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
         assert!(NO_APP_PAGE.contains("scripts/build-web.sh") && NO_APP_PAGE.contains("/api/files"));
         assert_eq!(no_app(&Uri::from_static("/x%3Cb%3E")).status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_inline_loader() {
+        let page = "<html><head><script type=\"module\">import init from '/app.js';\nawait init();</script>\
+                    <script src=\"/x.js\"></script><script>b()</script></head></html>";
+        assert_eq!(inline_scripts(page), ["import init from '/app.js';\nawait init();", "b()"]);
+        let p = csp(page);
+        let h = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"b()"));
+        assert!(p.contains(&format!("'sha256-{h}'")), "{p}");
+        assert_eq!(p.matches("'sha256-").count(), 2);
+        for part in ["script-src 'self' 'wasm-unsafe-eval'", "frame-ancestors 'none'", "connect-src 'self' ws: wss:"] {
+            assert!(p.contains(part), "{part} in {p}");
+        }
+        assert!(!p.contains("'unsafe-inline' 'wasm") && !p.contains("script-src 'self' 'unsafe-inline'"));
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
+        secure(&mut h, || unreachable!("not a page"));
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], NO_FRAMING);
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(no_app(&Uri::from_static("/")).headers()[header::CONTENT_SECURITY_POLICY], NO_APP_CSP);
     }
 
     #[test]

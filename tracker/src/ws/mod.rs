@@ -51,6 +51,8 @@ pub async fn upgrade(
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded").into_response();
     };
+    // The connection's place in the caps counted at accept goes with the websocket.
+    let permit = req.extensions_mut().remove::<crate::conns::ConnPermit>();
     // Behind a trusted reverse proxy, the client it forwarded for; else the TCP peer.
     let ip = state.config.trusted_proxies.client_ip(addr.ip(), req.headers());
     if ip != addr.ip() {
@@ -59,7 +61,11 @@ pub async fn upgrade(
     tokio::spawn(async move {
         if let Some((stream, read)) = handshake::upgraded(on_upgrade).await {
             // A task of its own: this one's state (hyper's upgrade) is not kept around.
-            tokio::spawn(connection(Socket::new(stream, &read, admission::MAX_HELLO_BYTES), state, ip, host));
+            let socket = Socket::new(stream, &read, admission::MAX_HELLO_BYTES);
+            tokio::spawn(async move {
+                let _permit = permit;
+                connection(socket, state, ip, host).await
+            });
         }
     });
     handshake::switching_protocols::<Body>(&accept)
@@ -124,7 +130,10 @@ fn connection(
 ) -> impl Future<Output = ()> {
     Counters::add(&state.counters.ws_connections, 1);
     let max = state.config.limits.max_conns_per_ip;
-    let slot = state.ip_slot(ip, max).ok_or_else(|| format!("too many connections from {ip} (at most {max})"));
+    let slot = state.ip_slot(ip, max).ok_or_else(|| {
+        let addr = swarm_core::swarm::policy::addr_key(ip);
+        format!("too many connections from {addr} (at most {max})")
+    });
     async move {
         // `slot` is used in place (held until the end): moved into a local, it would be kept
         // twice.

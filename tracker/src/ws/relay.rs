@@ -1,15 +1,59 @@
-//! Relay frames from a welcomed peer: checked and readdressed to name their true sender
-//! ([`crate::relay::readdress`]), then queued on the recipient's outbox. A recipient that
-//! is gone or not keeping up costs the sender an error message, never the tracker memory.
+//! What one peer sends another through the tracker: relay frames (checked and readdressed
+//! to name their true sender, [`crate::relay::readdress`]) and `signal` messages (at most
+//! `--max-signal-bytes`). Both are queued on the recipient's outbox as forwarded frames
+//! ([`crate::outbox::Outbox::push_forwarded`]): they may fill only half of it, and their
+//! bytes count against the sender until the recipient takes them. A recipient that is gone
+//! or not keeping up, or a sender with too much waiting, costs the sender an error message
+//! and the frame, never the recipient its connection nor the tracker memory.
 
 use super::session::{Flow, Peer};
-use crate::outbox::Frame;
+use crate::outbox::{signal_cost, Frame, PushError};
 use crate::relay::readdress;
-use crate::state::Counters;
+use crate::state::{Counters, Inner};
 use axum::body::Bytes;
 use swarm_core::relay::RelayError;
 use swarm_core::wire::ErrorCode;
-use swarm_core::ServerMsg;
+use swarm_core::{ClientMsg, PeerId, ServerMsg};
+
+impl Peer<'_> {
+    /// The refusal of a `signal` over `--max-signal-bytes` (it goes no further).
+    pub(super) fn oversize_signal(&self, msg: &ClientMsg) -> Option<ServerMsg> {
+        let ClientMsg::Signal { to, signal, .. } = msg else { return None };
+        let (size, max) = (signal_cost(signal), self.state.config.limits.max_signal_bytes);
+        (size > max).then(|| {
+            Counters::add(&self.state.counters.limit_refusals, 1);
+            let msg = format!("signal to {to} refused: {size} bytes, more than the {max} a signal may take");
+            ServerMsg::error(None, ErrorCode::TooLarge, msg)
+        })
+    }
+}
+
+impl Inner {
+    /// Queues a `signal` from another peer (`from` in the message) for `to`, if connected
+    /// here. A refusal goes back to the sender (if connected here); `to` stays connected.
+    pub fn push_signal(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
+        let (Some(c), ServerMsg::Signal { from, .. }) = (self.connected.get(to), &msg) else { return };
+        let from = from.clone();
+        let sender = self.connected.get(&from).map(|s| &s.outbox);
+        let why = match c.outbox.push_forwarded(Frame::json(msg), sender) {
+            Ok(()) | Err(PushError::Closed) => return,
+            Err(PushError::Full) => {
+                (ErrorCode::PeerBusy, format!("peer {to} is not reading its signals: signal dropped; try again later"))
+            }
+            Err(PushError::SenderBusy) => (
+                ErrorCode::RateLimited,
+                format!(
+                    "too many of your signals wait for peers that have not read them ({} bytes): signal to {to} \
+                     dropped; slow down",
+                    sender.map_or(0, |s| s.forwarded_out())
+                ),
+            ),
+        };
+        if sender.is_some() {
+            self.push_local(&from, ServerMsg::error(None, why.0, why.1), closed);
+        }
+    }
+}
 
 impl Peer<'_> {
     /// Forwards one relay frame (already within the rate limits).
@@ -30,7 +74,9 @@ impl Peer<'_> {
         let pushed = {
             let inner = self.state.lock();
             match (inner.connected.get(&to), inner.homes.get(&to), &inner.cluster) {
-                (Some(c), _, _) if to != self.id => Some(c.outbox.push(Frame::Binary(out))),
+                (Some(c), _, _) if to != self.id => {
+                    Some(c.outbox.push_forwarded(Frame::Binary(out), Some(&self.outbox)))
+                }
                 // Connected to another node of the cluster: through NATS (its rate limits
                 // applied here already; the other node queues it like a local frame).
                 (None, Some(node), Some(cl)) => match crate::relay::raw_id(&to) {
@@ -48,6 +94,16 @@ impl Peer<'_> {
                 Counters::add(&c.relay_frames, 1);
                 Counters::add(&c.relay_bytes, len);
                 Flow::Go
+            }
+            Some(Err(PushError::SenderBusy)) => {
+                Counters::add(&c.relay_dropped, 1);
+                self.reply(ServerMsg::error(
+                    None,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many of your relay frames wait for peers that have not read them: frame to {to} dropped"
+                    ),
+                ))
             }
             Some(Err(_)) => {
                 Counters::add(&c.relay_dropped, 1);

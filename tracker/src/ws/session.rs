@@ -27,7 +27,7 @@ pub(super) struct Peer<'a> {
     pub(super) id: PeerId,
     pub(super) raw: [u8; 16],
     serial: u64,
-    outbox: Outbox,
+    pub(super) outbox: Outbox,
     msgs: TokenBucket,
     relay: TokenBucket,
     strikes: Strikes,
@@ -174,7 +174,7 @@ impl<'a> Peer<'a> {
                 Counters::add(&self.state.counters.closed_slow, 1);
                 Flow::Stop
             }
-            Err(PushError::Closed) => Flow::Stop,
+            Err(PushError::Closed | PushError::SenderBusy) => Flow::Stop,
         }
     }
 
@@ -279,6 +279,9 @@ impl<'a> Peer<'a> {
     }
 
     fn on_message(&mut self, msg: ClientMsg) -> Flow {
+        if let Some(refusal) = self.oversize_signal(&msg) {
+            return self.reply(refusal);
+        }
         if let Some(cluster) = &self.state.cluster {
             return self.on_message_in_cluster(cluster, msg);
         }
