@@ -68,8 +68,11 @@ async fn connection(
     _done: watch::Receiver<()>,
 ) {
     let router = TowerToHyperService::new(router);
+    // The address this connection arrived on: a hello signed for it is this tracker's.
+    let local = crate::ws::LocalAddr(stream.local_addr().ok());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
+        req.extensions_mut().insert(local);
         router.call(req)
     });
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
