@@ -716,7 +716,14 @@ impl Node {
 
     fn on_tracker(&self, ev: TrackerEvent) {
         match ev {
-            TrackerEvent::Open => self.drive(|p, inv, now| p.tracker_connected(inv, now)),
+            TrackerEvent::Open => {
+                // The hello is signed for the node this socket reached.
+                let url = self.state.borrow().link.as_ref().map(TrackerLink::url).unwrap_or_default();
+                self.drive(|p, inv, now| {
+                    p.set_tracker_origin(&url);
+                    p.tracker_connected(inv, now)
+                })
+            }
             TrackerEvent::Closed { retry_ms } => {
                 self.state.borrow_mut().peer.tracker_disconnected();
                 self.dispatch(Action::Conn(ConnStatus::Disconnected { retry_ms }));

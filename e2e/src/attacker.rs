@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use swarm_core::wire::{ProofItem, PROTOCOL_VERSION};
+use swarm_core::wire::ProofItem;
 use swarm_core::{ChunkId, ClientMsg, PeerId, PeerKind, ServerMsg};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -66,16 +66,21 @@ impl Attacker {
     pub async fn connect(url: &str, secret: &str, answer: Answer) -> anyhow::Result<Attacker> {
         let (mut ws, _) =
             tokio_tungstenite::connect_async(url).await.with_context(|| format!("attacker cannot connect to {url}"))?;
-        let hello =
-            ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None };
-        ws.send(Message::Text(hello.to_json().into())).await.context("attacker hello")?;
-        let frame = tokio::time::timeout(WELCOME_TIMEOUT, ws.next())
-            .await
-            .with_context(|| format!("no welcome from {url} in {WELCOME_TIMEOUT:?}"))?;
-        let Some(Ok(Message::Text(t))) = frame else { bail!("no welcome from {url}: {frame:?}") };
-        match serde_json::from_str(t.as_str()).with_context(|| format!("{url} answered hello with {t}"))? {
-            ServerMsg::Welcome { .. } => {}
-            other => bail!("expected welcome from {url}, got {other:?}"),
+        let keys = swarm_core::identity::Keypair::from_secret(secret);
+        ws.send(Message::Text(keys.hello(PeerKind::Native, None).to_json().into())).await.context("attacker hello")?;
+        loop {
+            let frame = tokio::time::timeout(WELCOME_TIMEOUT, ws.next())
+                .await
+                .with_context(|| format!("no welcome from {url} in {WELCOME_TIMEOUT:?}"))?;
+            let Some(Ok(Message::Text(t))) = frame else { bail!("no welcome from {url}: {frame:?}") };
+            match serde_json::from_str(t.as_str()).with_context(|| format!("{url} answered hello with {t}"))? {
+                ServerMsg::AuthChallenge { nonce } => {
+                    let proof = keys.proof(&nonce, url, None);
+                    ws.send(Message::Text(proof.to_json().into())).await.context("attacker proof")?;
+                }
+                ServerMsg::Welcome { .. } => break,
+                other => bail!("expected welcome from {url}, got {other:?}"),
+            }
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<ClientMsg>();
         let seen = Arc::new(Seen::default());

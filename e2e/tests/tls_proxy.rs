@@ -8,7 +8,7 @@
 //! Clients take distinct loopback source addresses (127.0.0.2, …) by binding their socket
 //! before connecting; all traffic stays on 127.0.0.0/8.
 
-use e2e::{bin, random_file, NativePeer, Nginx, Tracker};
+use e2e::{bin, free_port, random_file, NativePeer, Nginx, Tracker};
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
-use swarm_core::{ClientMsg, PeerKind, ServerMsg};
+use swarm_core::wire::ErrorCode;
+use swarm_core::{PeerKind, ServerMsg};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -91,19 +91,20 @@ async fn ws_from(
     Ok(ws)
 }
 
-/// Says hello; returns the tracker's first answer (welcome, or the error that refused us).
-async fn hello(ws: &mut Ws, n: u32) -> anyhow::Result<ServerMsg> {
-    let hello = ClientMsg::Hello {
-        version: PROTOCOL_VERSION,
-        kind: PeerKind::Native,
-        secret: format!("{n:064x}"),
-        token: None,
-    };
+/// Says hello and proves it for the tracker at `url`; returns the tracker's answer (welcome,
+/// or the error that refused us).
+async fn hello(ws: &mut Ws, n: u32, url: &str) -> anyhow::Result<ServerMsg> {
+    let keys = swarm_core::identity::Keypair::from_secret(&format!("{n:064x}"));
     // A refused connection may be closed already: its error is still there to read.
-    let _ = ws.send(Message::Text(hello.to_json().into())).await;
+    let _ = ws.send(Message::Text(keys.hello(PeerKind::Native, None).to_json().into())).await;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
+            Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str())? {
+                ServerMsg::AuthChallenge { nonce } => {
+                    let _ = ws.send(Message::Text(keys.proof(&nonce, url, None).to_json().into())).await;
+                }
+                m => return Ok(m),
+            },
             Some(Ok(_)) => {}
             other => anyhow::bail!("connection ended without an answer: {other:?}"),
         }
@@ -143,10 +144,17 @@ async fn native_peers_share_through_a_tls_proxy() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let pki = make_pki(tmp.path())?;
     let ca = pki.ca.to_string_lossy().into_owned();
-    let tracker =
-        Tracker::start_with("tls-tracker", None, &tmp.path().join("tracker"), 0, &["--trusted-proxy", "127.0.0.1/32"])?;
-    let nginx = Nginx::start("tls-nginx", &tmp.path().join("nginx"), tracker.port, &pki.cert, &pki.key)?;
+    // nginx first (on a port the tracker is told: peers sign their hello for it).
+    let port = free_port();
+    let nginx = Nginx::start("tls-nginx", &tmp.path().join("nginx"), port, &pki.cert, &pki.key)?;
     let url = nginx.wss_url();
+    let tracker = Tracker::start_with(
+        "tls-tracker",
+        None,
+        &tmp.path().join("tracker"),
+        port,
+        &["--trusted-proxy", "127.0.0.1/32", "--public-url", &url],
+    )?;
 
     // Two peers through wss://, one puts a file, the other gets it through the swarm.
     let a = NativePeer::start_with("tls-peer-a", &url, &tmp.path().join("a"), &["--tracker-ca", &ca], &[])?;
@@ -185,14 +193,15 @@ async fn native_peers_share_through_a_tls_proxy() -> anyhow::Result<()> {
 async fn per_address_limit_counts_the_client_behind_the_proxy() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let pki = make_pki(tmp.path())?;
+    let port = free_port();
+    let nginx = Nginx::start("limit-nginx", &tmp.path().join("nginx"), port, &pki.cert, &pki.key)?;
     let tracker = Tracker::start_with(
         "limit-tracker",
         None,
         &tmp.path().join("tracker"),
-        0,
-        &["--trusted-proxy", "127.0.0.1/32", "--max-conns-per-ip", "1"],
+        port,
+        &["--trusted-proxy", "127.0.0.1/32", "--max-conns-per-ip", "1", "--public-url", &nginx.wss_url()],
     )?;
-    let nginx = Nginx::start("limit-nginx", &tmp.path().join("nginx"), tracker.port, &pki.cert, &pki.key)?;
     let proxy: SocketAddr = format!("127.0.0.1:{}", nginx.port).parse()?;
     let direct: SocketAddr = format!("127.0.0.1:{}", tracker.port).parse()?;
     let (wss, ws) = (nginx.wss_url(), tracker.ws_url());
@@ -200,20 +209,20 @@ async fn per_address_limit_counts_the_client_behind_the_proxy() -> anyhow::Resul
 
     // Through nginx every connection comes from 127.0.0.1; the tracker counts the client.
     let mut first = ws_from("127.0.0.2", proxy, &wss, tls, None).await?;
-    assert_welcome(&hello(&mut first, 1).await?, "the first client from 127.0.0.2");
+    assert_welcome(&hello(&mut first, 1, &wss).await?, "the first client from 127.0.0.2");
     // Same source again, claiming another address: nginx appends the real one, which wins.
     let mut again = ws_from("127.0.0.2", proxy, &wss, tls, Some("127.0.0.3")).await?;
-    assert_refused_as(&hello(&mut again, 2).await?, "127.0.0.2", "a second client from 127.0.0.2");
+    assert_refused_as(&hello(&mut again, 2, &wss).await?, "127.0.0.2", "a second client from 127.0.0.2");
     let mut other = ws_from("127.0.0.3", proxy, &wss, tls, None).await?;
-    assert_welcome(&hello(&mut other, 3).await?, "a client from 127.0.0.3");
+    assert_welcome(&hello(&mut other, 3, &wss).await?, "a client from 127.0.0.3");
 
     // Direct, from an address that is no trusted proxy: its own X-Forwarded-For is ignored.
     // It names 127.0.0.2, whose slot is taken, and still gets in, counted as 127.0.0.4 ...
     let mut spoofer = ws_from("127.0.0.4", direct, &ws, None, Some("127.0.0.2")).await?;
-    assert_welcome(&hello(&mut spoofer, 4).await?, "a direct client from 127.0.0.4");
+    assert_welcome(&hello(&mut spoofer, 4, &ws).await?, "a direct client from 127.0.0.4");
     // ... so that a second one from 127.0.0.4, naming a fresh address, is refused.
     let mut spoofer2 = ws_from("127.0.0.4", direct, &ws, None, Some("127.0.0.9")).await?;
-    assert_refused_as(&hello(&mut spoofer2, 5).await?, "127.0.0.4", "a second direct client from 127.0.0.4");
+    assert_refused_as(&hello(&mut spoofer2, 5, &ws).await?, "127.0.0.4", "a second direct client from 127.0.0.4");
 
     // The first client's slot is freed when it goes: 127.0.0.2 gets in again.
     first.close(None).await?;
@@ -221,7 +230,7 @@ async fn per_address_limit_counts_the_client_behind_the_proxy() -> anyhow::Resul
     let mut back = None;
     for _ in 0..50 {
         let mut ws = ws_from("127.0.0.2", proxy, &wss, tls, None).await?;
-        if matches!(hello(&mut ws, 6).await?, ServerMsg::Welcome { .. }) {
+        if matches!(hello(&mut ws, 6, &wss).await?, ServerMsg::Welcome { .. }) {
             back = Some(ws);
             break;
         }

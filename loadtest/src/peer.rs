@@ -16,7 +16,7 @@ use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
+use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg, Signal};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -47,12 +47,14 @@ pub async fn join(url: &str, secret: &str) -> anyhow::Result<Joined> {
     // Small buffers: the load test holds thousands of these.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-    let hello =
-        ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Browser, secret: secret.to_owned(), token: None };
-    ws.send(Message::Text(hello.to_json().into())).await?;
+    let keys = swarm_core::identity::Keypair::from_secret(secret);
+    ws.send(Message::Text(keys.hello(PeerKind::Browser, None).to_json().into())).await?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMsg>(t.as_str())? {
+                ServerMsg::AuthChallenge { nonce } => {
+                    ws.send(Message::Text(keys.proof(&nonce, url, None).to_json().into())).await?;
+                }
                 ServerMsg::Welcome { peer_id, trackers, .. } => return Ok(Joined { ws, id: peer_id, trackers }),
                 other => anyhow::bail!("expected welcome, got {other:?}"),
             },

@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub no_nonces: bool,
     /// The join token of a private tracker (sent in `hello`).
     pub join_token: Option<String>,
+    /// The trackers are the configured ones (not a link's): a legacy identity may move its
+    /// files there ([`crate::identity`]).
+    pub migrate_identity: bool,
 }
 
 impl NodeConfig {
@@ -168,6 +171,9 @@ impl Inventory for Inv<'_> {
         self.pinned
             .get_or_init(|| self.store.files().into_iter().flat_map(|f| f.manifest.chunks).collect())
             .contains(chunk)
+    }
+    fn placed_elsewhere(&self, chunk: &ChunkId) -> bool {
+        self.store.placed_elsewhere(chunk)
     }
 }
 

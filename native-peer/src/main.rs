@@ -225,6 +225,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Rm { .. } => Kind::Rm,
         Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => Kind::Status,
     };
+    let mut link_tracker = false;
     let request = match args.cmd {
         Cmd::Run { http, scrub_every } => return run_peer(&settings, &data_dir, http, scrub_every).await,
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
@@ -243,7 +244,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Get { file, output, force } => {
             // Checks that can fail come before any connection: the link, the output path.
             if let Target::Link(link) = Target::parse(&file).map_err(cli::PeerError::from)? {
-                use_link_tracker(&mut settings, &link);
+                link_tracker = use_link_tracker(&mut settings, &link);
             }
             let output = output.map(std::path::absolute).transpose()?;
             if let Some(out) = &output {
@@ -275,7 +276,10 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             if matches!(request, Request::Leave) {
                 anyhow::bail!("no peer is running on {}", data_dir.display());
             }
-            let node = node::Node::start(settings.node_config(5)?, &data_dir).await?;
+            let mut config = settings.node_config(5)?;
+            // A link's tracker never hears a legacy identity's old secret.
+            config.migrate_identity = !link_tracker;
+            let node = node::Node::start(config, &data_dir).await?;
             let work = async {
                 let result = control::execute(&node, request, bars.sink()).await;
                 node.flush().await;
@@ -302,21 +306,23 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
 }
 
 /// A link names its tracker: use it unless one was configured, and say so when the
-/// configured one is another.
-fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::ShareLink) {
-    let Some((ws, token)) = link.web.as_deref().and_then(native_peer::links::tracker_of) else { return };
+/// configured one is another. Whether the link's tracker is used.
+fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::ShareLink) -> bool {
+    let Some((ws, token)) = link.web.as_deref().and_then(native_peer::links::tracker_of) else { return false };
     match &settings.tracker {
         None => {
             settings.tracker = Some(vec![ws]);
             if settings.join_token.is_none() {
                 settings.join_token = token;
             }
+            return true;
         }
         Some(t) if !t.iter().flat_map(|t| t.split(',')).any(|t| t.trim() == ws) => {
             tracing::warn!("the link was made for the tracker at {ws}; looking for the file through {}", t.join(","))
         }
         Some(_) => {}
     }
+    false
 }
 
 /// `pp-peer run`: join, serve, answer the control socket (and HTTP), until SIGINT, SIGTERM

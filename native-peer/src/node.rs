@@ -42,7 +42,14 @@ impl Node {
     /// Connects to the tracker, announces the whole inventory and starts the driver.
     pub async fn start(config: NodeConfig, data_dir: &Path) -> anyhow::Result<Arc<Self>> {
         let store = ChunkStore::open_with_capacity(data_dir, config.max_storage)?;
-        let secret = crate::identity::load_or_create_secret(data_dir)?;
+        let identity = crate::identity::load_or_create(data_dir)?;
+        // The swarm this session's copies are taken for: the first configured tracker's origin
+        // (every URL configured together, and the nodes a welcome names, are one swarm).
+        store.set_swarm(
+            swarm_core::identity::origin_of(&config.tracker_url).unwrap_or_else(|_| config.tracker_url.clone()),
+        );
+        // The core signs nothing here (this transport says hello): it gets the seed as its secret.
+        let secret = hex::encode(identity.keys.seed());
         let trackers = TrackerList::new(config.tracker_urls()).map_err(|e| anyhow::anyhow!("--tracker: {e}"))?;
         // Made up front when a configured tracker needs it, so a bad CA file is said at once.
         let tls = if config.tracker_urls().any(crate::tls::is_wss) {
@@ -55,7 +62,14 @@ impl Node {
         };
         let tls = TrackerTls { ca: config.tracker_ca.clone(), config: tls };
         let (tracker, incoming) =
-            TrackerClient::connect(trackers, &secret, config.join_token.as_deref(), config.connect_attempts, tls)
+            TrackerClient::connect(
+                trackers,
+                identity,
+                config.migrate_identity,
+                config.join_token.as_deref(),
+                config.connect_attempts,
+                tls,
+            )
                 .await
                 .map_err(PeerError::from)?;
         let ifaces =

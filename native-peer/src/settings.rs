@@ -160,6 +160,7 @@ impl PeerSettings {
             corrupt_serve: std::env::var_os("PP_TEST_CORRUPT_SERVE").is_some_and(|v| v == "1"),
             no_nonces: std::env::var_os("PP_NO_NONCES").is_some_and(|v| v == "1"),
             join_token: self.join_token.clone(),
+            migrate_identity: true,
         })
     }
 }

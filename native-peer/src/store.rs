@@ -1,6 +1,13 @@
 //! The chunk store on disk: content-addressed (`chunks/ab/abcd…`), every write atomic
 //! (temporary file, fsync, rename), every chunk verified before it is stored and again before
 //! it is served. Also keeps the manifests of files this peer knows, for `ls` and the gateway.
+//!
+//! Per-tracker accounting: each chunk this store takes is recorded with the swarm it was taken
+//! for (`placed/<chunk>`: the origin of the first configured tracker URL, see
+//! [`ChunkStore::set_swarm`]; the nodes of a cluster share it, as they share the welcome's
+//! node list). A `trim` from one swarm never deletes a copy another swarm placed
+//! ([`ChunkStore::placed_elsewhere`]); copies of files the user keeps are never trimmed at all.
+//! A chunk with no record (stored by a version before this one) counts as the current swarm's.
 
 use anyhow::Context;
 use std::io::Write;
@@ -35,6 +42,8 @@ pub struct ChunkStore {
     used: Arc<AtomicU64>,
     /// Told about every chunk found corrupt and dropped, so the tracker can be told too.
     on_corrupt: Arc<Mutex<Option<UnboundedSender<ChunkId>>>>,
+    /// The swarm new chunks are taken for (see the module doc).
+    swarm: Arc<Mutex<Option<String>>>,
 }
 
 /// What a scrub found.
@@ -62,7 +71,7 @@ impl ChunkStore {
 
     pub fn open_with_capacity(data_dir: &Path, capacity: u64) -> anyhow::Result<Self> {
         let root = data_dir.to_path_buf();
-        for sub in ["chunks", "files", "tmp"] {
+        for sub in ["chunks", "files", "tmp", "placed"] {
             std::fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating {}", root.join(sub).display()))?;
         }
@@ -72,7 +81,8 @@ impl ChunkStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let mut store = Self { root, capacity, used: Arc::default(), on_corrupt: Arc::default() };
+        let mut store =
+            Self { root, capacity, used: Arc::default(), on_corrupt: Arc::default(), swarm: Arc::default() };
         let used: u64 =
             store.list().iter().filter_map(|c| std::fs::metadata(store.chunk_path(c)).ok()).map(|m| m.len()).sum();
         store.used = Arc::new(AtomicU64::new(used));
@@ -132,8 +142,30 @@ impl ChunkStore {
         self.used().saturating_add(bytes) <= self.capacity
     }
 
+    /// The swarm (a tracker origin) chunks stored from now on are taken for.
+    pub fn set_swarm(&self, swarm: String) {
+        *self.swarm.lock().unwrap() = Some(swarm);
+    }
+
+    fn placed_path(&self, id: &ChunkId) -> PathBuf {
+        self.root.join("placed").join(id.to_hex())
+    }
+
+    /// The swarm chunk `id` was taken for, if recorded.
+    pub fn placed_by(&self, id: &ChunkId) -> Option<String> {
+        std::fs::read_to_string(self.placed_path(id)).ok()
+    }
+
+    /// Whether chunk `id` was taken for a swarm other than the current one: that swarm's
+    /// tracker may trim it, not this one.
+    pub fn placed_elsewhere(&self, id: &ChunkId) -> bool {
+        let current = self.swarm.lock().unwrap().clone();
+        matches!((self.placed_by(id), current), (Some(p), Some(c)) if p != c)
+    }
+
     /// Deletes a chunk (e.g. trimmed by the tracker). Returns whether it was there.
     pub fn remove(&self, id: &ChunkId) -> bool {
+        let _ = std::fs::remove_file(self.placed_path(id));
         let path = self.chunk_path(id);
         match std::fs::metadata(&path) {
             Ok(m) if std::fs::remove_file(&path).is_ok() => {
@@ -172,6 +204,11 @@ impl ChunkStore {
         if let Err(e) = self.write_atomic(&path, bytes) {
             self.used.fetch_sub(need, Ordering::AcqRel);
             return Err(e);
+        }
+        let swarm = self.swarm.lock().unwrap().clone();
+        if let Some(swarm) = swarm {
+            // Best effort: without the record the copy counts as the current swarm's.
+            let _ = std::fs::write(self.placed_path(id), swarm);
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! The native peer's transport to the tracker: says hello with this peer's secret (so that a
-//! refusal is reported before the peer starts), sends heartbeats, and hands every message and
+//! The native peer's transport to the tracker: says hello with this peer's key and answers the
+//! tracker's challenge signed for the tracker's origin as dialled (so that a refusal is reported
+//! before the peer starts; see [`swarm_core::identity`]), sends heartbeats, and hands every message and
 //! relay frame to the driver (the peer core matches answers to requests). When the tracker
 //! goes away it reconnects with jittered backoff ([`swarm_core::peer::backoff`]) and says so
 //! ([`Incoming::Reconnected`]); the core then re-announces the whole inventory and re-sends
@@ -20,7 +21,9 @@ use std::time::Duration;
 use swarm_core::peer::backoff::Backoff;
 use swarm_core::peer::trackers::TrackerList;
 use swarm_core::relay::RelayFrame;
-use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
+use crate::identity::Identity;
+use swarm_core::identity::Keypair;
+use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -190,7 +193,10 @@ impl TrackerTls {
 /// What it takes to open a session again.
 struct Session {
     trackers: TrackerList,
-    secret: String,
+    identity: Identity,
+    /// Whether these trackers are the configured ones (not a link's): only they may hear a
+    /// legacy identity's old secret, to move its files ([`crate::identity`]).
+    migrate: bool,
     token: Option<String>,
     tls: TrackerTls,
 }
@@ -198,6 +204,7 @@ struct Session {
 /// What a tracker's `welcome` says.
 struct Welcome {
     peer_id: PeerId,
+    migrated: Option<u32>,
     ice_servers: Vec<IceServer>,
     trackers: Vec<String>,
 }
@@ -206,7 +213,13 @@ impl Session {
     /// Opens a session with `url`.
     async fn open(&mut self, url: &str) -> Result<(Ws, Welcome), SessionError> {
         let tls = self.tls.for_url(url).map_err(anyhow::Error::new)?;
-        let opened = open_session(url, &self.secret, self.token.as_deref(), tls.as_ref()).await?;
+        let legacy = self.identity.legacy.clone().filter(|_| self.migrate);
+        let opened = open_session(url, &self.identity.keys, legacy, self.token.as_deref(), tls.as_ref()).await?;
+        if opened.1.migrated.is_some() {
+            if let Err(e) = self.identity.migrated() {
+                tracing::warn!("the tracker moved this identity's files, but: {e:#}");
+            }
+        }
         if self.trackers.learn(&opened.1.trackers, |_| true) {
             tracing::info!(trackers = ?self.trackers.urls().collect::<Vec<_>>(), "tracker nodes to fail over to");
         }
@@ -234,7 +247,8 @@ fn host_of(url: &str) -> &str {
 
 async fn open_session(
     url: &str,
-    secret: &str,
+    keys: &Keypair,
+    migrate: Option<String>,
     token: Option<&str>,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(Ws, Welcome), SessionError> {
@@ -251,13 +265,9 @@ async fn open_session(
             return Err(e.into());
         }
     };
-    let hello = ClientMsg::Hello {
-        version: PROTOCOL_VERSION,
-        kind: PeerKind::Native,
-        secret: secret.into(),
-        token: token.map(Into::into),
-    };
+    let hello = keys.hello(PeerKind::Native, token.map(Into::into));
     ws.send(Message::Text(hello.to_json().into())).await.map_err(anyhow::Error::new)?;
+    let mut proved = false;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -266,8 +276,13 @@ async fn open_session(
             .map_err(anyhow::Error::new)?;
         if let Message::Text(t) = msg {
             match serde_json::from_str::<ServerMsg>(t.as_str()).map_err(anyhow::Error::new)? {
-                ServerMsg::Welcome { peer_id, ice_servers, trackers, .. } => {
-                    return Ok((ws, Welcome { peer_id, ice_servers, trackers }))
+                ServerMsg::AuthChallenge { nonce } if !proved => {
+                    let proof = keys.proof(&nonce, url, migrate.clone());
+                    ws.send(Message::Text(proof.to_json().into())).await.map_err(anyhow::Error::new)?;
+                    proved = true;
+                }
+                ServerMsg::Welcome { peer_id, migrated, ice_servers, trackers, .. } => {
+                    return Ok((ws, Welcome { peer_id, migrated, ice_servers, trackers }))
                 }
                 ServerMsg::Error { message, code, .. } => return Err(TrackerError { code, message }.into()),
                 _ => {}
@@ -285,13 +300,14 @@ impl TrackerClient {
     /// `token`: the join token of a private tracker.
     pub async fn connect(
         trackers: TrackerList,
-        secret: &str,
+        identity: Identity,
+        migrate: bool,
         token: Option<&str>,
         first_attempts: u32,
         tls: TrackerTls,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>), ConnectError> {
         let max_attempts = first_attempts.max(trackers.len() as u32);
-        let mut session = Session { trackers, secret: secret.to_string(), token: token.map(Into::into), tls };
+        let mut session = Session { trackers, identity, migrate, token: token.map(Into::into), tls };
         let mut backoff = Backoff::default();
         let mut attempt = 0;
         let mut tried: Vec<Tried> = Vec::new();

@@ -21,6 +21,7 @@ fn config(first: String, more: Vec<String>) -> NodeConfig {
         corrupt_serve: false,
         no_nonces: false,
         join_token: None,
+        migrate_identity: true,
     }
 }
 

@@ -24,6 +24,7 @@ async fn a_connection_to_a_departed_peer_fails_at_once() {
         corrupt_serve: false,
         no_nonces: false,
         join_token: None,
+        migrate_identity: true,
     };
     let node = Node::start(config, dir.path()).await.expect("node joins the tracker");
     let nobody = PeerId::from_secret("a peer that left");

@@ -3,6 +3,7 @@
 //! - [`api`]: the answers of the tracker's REST API (JSON), for the tracker, the web app and tests.
 //! - [`content`]: content addressing: chunk and file ids (SHA-256), manifests, streaming chunking.
 //! - [`envelope`]: private files: AES-256-GCM around chunks and the sealed name, type and size.
+//! - [`identity`]: identities are Ed25519 key pairs; the hello's challenge, signature and origin.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
 //! - [`range`]: HTTP byte ranges, for the native gateway and the web app's media stream.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod chunk_proto;
 pub mod content;
 pub mod envelope;
+pub mod identity;
 pub mod peer;
 pub mod range;
 pub mod relay;

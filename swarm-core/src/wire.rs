@@ -1,35 +1,38 @@
 //! The tracker protocol: versioned JSON messages over the tracker's websocket (`/ws`).
 //!
-//! A connection starts with [`ClientMsg::Hello`]; the tracker answers [`ServerMsg::Welcome`]
-//! with the peer's id, which is derived from a secret only that peer knows
-//! (`peer_id = sha256(secret)[..16]`), so a connection can never speak for another peer and a
-//! native peer keeps its id across restarts by keeping its secret. Every request a peer may
-//! correlate carries its own `req` number, echoed in the answer or error.
+//! The handshake (version 2): the peer says [`ClientMsg::Hello`] with its Ed25519 public key;
+//! the tracker answers [`ServerMsg::AuthChallenge`] with a fresh random nonce; the peer sends
+//! [`ClientMsg::AuthProof`]: the origin of the tracker as it dialled it (`ws://host:port`,
+//! [`crate::identity::origin_of`]) and its signature over `HELLO_TAG ‖ nonce ‖ origin`
+//! ([`crate::identity::hello_payload`]); the tracker checks the origin is its own
+//! ([`crate::identity::origin_accepted`]) and the signature, and answers
+//! [`ServerMsg::Welcome`] with the peer's id, which derives from the key ([`PeerId::of_key`]).
+//! A peer may send its next messages right after the proof, without waiting for the welcome. No secret crosses the wire, so a connection can never speak for another
+//! peer, and a signature made for another host (a hostile tracker named in a link) is worthless
+//! here. A peer keeps its id across restarts by keeping its key. A peer whose identity predates
+//! keys sends its old secret once, in `migrate`, to its configured tracker (see
+//! [`crate::identity`]). Every request a peer may correlate carries its own `req` number, echoed
+//! in the answer or error.
 
 use crate::content::{ChunkId, FileId, Manifest};
 use crate::envelope::SealedMeta;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// Version of this protocol; a peer with another version is refused with a clear error.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest websocket text frame either side accepts.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Longest file name the tracker stores (in bytes).
 pub const MAX_NAME_BYTES: usize = 255;
 
-/// A peer's public identity: 32 hex digits, derived from its secret.
+/// A peer's public identity: 32 hex digits, derived from its public key
+/// ([`PeerId::of_key`], in [`crate::identity`]).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PeerId(pub String);
 
 impl PeerId {
-    /// The id that belongs to `secret`: the first 16 bytes of its SHA-256, in hex.
-    pub fn from_secret(secret: &str) -> Self {
-        let digest = Sha256::digest(secret.as_bytes());
-        PeerId(hex::encode(&digest[..16]))
-    }
     pub fn short(&self) -> &str {
         &self.0[..self.0.len().min(8)]
     }
@@ -179,14 +182,27 @@ pub struct FileSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// First message of every connection. `token`: a join token, for a private tracker
-    /// (one started with `--join-token`); an open tracker ignores it.
+    /// First message of every connection: `key`, the peer's Ed25519 public key (hex); the
+    /// tracker answers [`ServerMsg::AuthChallenge`]. `token`: a join token, for a private
+    /// tracker (one started with `--join-token`); an open tracker ignores it. (`key` defaults,
+    /// so an older peer's hello is answered `unsupported_version`.)
     Hello {
         version: u32,
         kind: PeerKind,
-        secret: String,
+        #[serde(default)]
+        key: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+    },
+    /// The answer to [`ServerMsg::AuthChallenge`]: `origin`, the tracker as the peer dialled it
+    /// (`ws://host:port`); `signature` (hex) over `HELLO_TAG ‖ nonce ‖ origin`. `migrate`: a
+    /// legacy identity's old secret, sent once, to the configured tracker only (see
+    /// [`crate::identity`]).
+    AuthProof {
+        origin: String,
+        signature: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        migrate: Option<String>,
     },
     /// Keeps the connection counted as alive.
     Heartbeat,
@@ -294,9 +310,18 @@ mod hex_opt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
+    /// The answer to `hello`: sign `nonce` (with the origin) in an `auth_proof`.
+    AuthChallenge {
+        #[serde(with = "hex_bytes")]
+        nonce: [u8; 32],
+    },
     Welcome {
         version: u32,
         peer_id: PeerId,
+        /// Answer to `hello.migrate`: the files the old identity owned now belong to this one
+        /// (how many moved; 0 when there were none or it migrated before). Absent: not done.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        migrated: Option<u32>,
         /// ICE servers to use for WebRTC (the shape of `RTCIceServer`): the tracker's own STUN
         /// service first, then any the operator configured (STUN, or TURN with credentials).
         #[serde(default)]
@@ -381,6 +406,8 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// A message other than `hello` before `hello`, or a second `hello`.
     NotWelcomed,
+    /// `hello.migrate` is not a secret (32 to 128 hex digits), or its identity moved to
+    /// another key already.
     BadSecret,
     UnknownFile,
     UnknownPeer,
@@ -402,12 +429,17 @@ pub enum ErrorCode {
     /// The tracker's state is near its memory budget and this address is among its heaviest
     /// users (or over its own share): no new identities, files or claims from it for now.
     OverBudget,
+    /// `hello`'s key or signature is malformed, or the signature does not verify.
+    BadSignature,
+    /// `hello` was signed for another origin than this tracker's (a link's host, a proxy the
+    /// tracker was not told about with `--public-url`).
+    WrongOrigin,
 }
 
 impl ErrorCode {
     /// Every variant once, in declaration order (the property tests draw from it). A test checks
     /// it against the enum itself, so a new variant that is not listed here fails the tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadMessage,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedVersion,
@@ -424,6 +456,8 @@ impl ErrorCode {
         ErrorCode::NotOwner,
         ErrorCode::Unavailable,
         ErrorCode::OverBudget,
+        ErrorCode::BadSignature,
+        ErrorCode::WrongOrigin,
     ];
 }
 
@@ -468,7 +502,7 @@ pub(crate) mod tests {
         any::<[u8; 32]>().prop_map(FileId)
     }
     pub(crate) fn peer_id() -> impl Strategy<Value = PeerId> {
-        any::<String>().prop_map(|s| PeerId::from_secret(&s))
+        any::<[u8; 16]>().prop_map(|b| PeerId(hex::encode(b)))
     }
     pub(crate) fn manifest() -> impl Strategy<Value = Manifest> {
         (any::<u64>(), any::<u32>(), prop::collection::vec(chunk_id(), 0..8))
@@ -511,7 +545,9 @@ pub(crate) mod tests {
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop_oneof![
             (any::<u32>(), kind(), any::<String>(), any::<Option<String>>())
-                .prop_map(|(version, kind, secret, token)| { ClientMsg::Hello { version, kind, secret, token } }),
+                .prop_map(|(version, kind, key, token)| { ClientMsg::Hello { version, kind, key, token } }),
+            (any::<String>(), any::<String>(), any::<Option<String>>())
+                .prop_map(|(origin, signature, migrate)| ClientMsg::AuthProof { origin, signature, migrate }),
             Just(ClientMsg::Heartbeat),
             (prop::collection::vec(chunk_id(), 0..5), any::<bool>())
                 .prop_map(|(chunks, full)| ClientMsg::Have { chunks, full }),
@@ -560,15 +596,18 @@ pub(crate) mod tests {
 
     fn server_msg() -> impl Strategy<Value = ServerMsg> {
         prop_oneof![
+            any::<[u8; 32]>().prop_map(|nonce| ServerMsg::AuthChallenge { nonce }),
             (
                 any::<u32>(),
                 peer_id(),
+                any::<Option<u32>>(),
                 prop::collection::vec(ice_server(), 0..3),
                 prop::collection::vec("wss?://[a-z0-9.:]{1,30}/ws", 0..3)
             )
-                .prop_map(|(version, peer_id, ice_servers, trackers)| ServerMsg::Welcome {
+                .prop_map(|(version, peer_id, migrated, ice_servers, trackers)| ServerMsg::Welcome {
                     version,
                     peer_id,
+                    migrated,
                     ice_servers,
                     trackers
                 }),
@@ -628,11 +667,6 @@ pub(crate) mod tests {
             prop_assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), msg);
         }
 
-        #[test]
-        fn peer_ids_are_stable_per_secret(secret in any::<String>()) {
-            prop_assert_eq!(PeerId::from_secret(&secret), PeerId::from_secret(&secret));
-            prop_assert_eq!(PeerId::from_secret(&secret).0.len(), 32);
-        }
     }
 
     /// Checks that `all` holds every variant of a fieldless enum once, in declaration order,
@@ -692,12 +726,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn hello_without_a_token_keeps_its_old_shape() {
-        let hello = ClientMsg::Hello { version: 1, kind: PeerKind::Native, secret: "s".into(), token: None };
-        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#);
+    fn a_version_1_hello_still_parses_so_it_can_be_told_its_version() {
         let old: ClientMsg =
             serde_json::from_str(r#"{"type":"hello","version":1,"kind":"native","secret":"s"}"#).unwrap();
-        assert_eq!(old, hello);
+        assert!(matches!(old, ClientMsg::Hello { version: 1, ref key, .. } if key.is_empty()), "{old:?}");
+        let hello = ClientMsg::Hello { version: 2, kind: PeerKind::Native, key: "k".into(), token: None };
+        assert_eq!(hello.to_json(), r#"{"type":"hello","version":2,"kind":"native","key":"k"}"#);
+        let proof = ClientMsg::AuthProof { origin: "ws://h:1".into(), signature: "s".into(), migrate: None };
+        assert_eq!(proof.to_json(), r#"{"type":"auth_proof","origin":"ws://h:1","signature":"s"}"#);
     }
 
     #[test]

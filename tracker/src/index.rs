@@ -7,6 +7,9 @@
 //! challenge nonces, [`TrustRecord`]) is kept in a second table, written in batches (see
 //! `swarm_core::swarm::trust`): after a restart, whoever claims a chunk first does not become
 //! its origin.
+//!
+//! A third table records legacy identities that moved to a key (old peer id → new peer id,
+//! see `tracker/src/ws/migrate.rs`), written in the transaction that moves their files.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,8 @@ use swarm_core::{ChunkId, FileId, Manifest, PeerId};
 const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
 /// Chunk id → JSON [`TrustRecord`].
 const TRUST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trust_v1");
+/// Legacy peer id → the peer id of the key it moved to.
+const MIGRATED: TableDefinition<&str, &str> = TableDefinition::new("migrated_v1");
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -70,6 +75,7 @@ impl FileIndex {
             let tx = db.begin_write()?;
             tx.open_table(FILES)?;
             tx.open_table(TRUST)?;
+            tx.open_table(MIGRATED)?;
             tx.commit()?;
             Ok(db)
         };
@@ -124,6 +130,33 @@ impl FileIndex {
             for id in ids {
                 table.remove(id.0.as_slice()).map_err(redb::Error::from)?;
             }
+        }
+        tx.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// The peer id a legacy identity moved to, if it did.
+    pub fn migrated_to(&self, old: &PeerId) -> Result<Option<PeerId>, IndexError> {
+        let tx = self.db.begin_read().map_err(redb::Error::from)?;
+        let table = tx.open_table(MIGRATED).map_err(redb::Error::from)?;
+        let to = table.get(old.0.as_str()).map_err(redb::Error::from)?;
+        Ok(to.map(|v| PeerId(v.value().to_string())))
+    }
+
+    /// Stores files whose owner moved from `old` to `new`, and the move (one transaction).
+    pub fn record_migration(&self, records: &[FileRecord], old: &PeerId, new: &PeerId) -> Result<(), IndexError> {
+        let rows = records
+            .iter()
+            .map(|r| Ok((r.manifest.file_id().0, encode_record(r)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let tx = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut table = tx.open_table(FILES).map_err(redb::Error::from)?;
+            for (key, value) in &rows {
+                table.insert(key.as_slice(), value.as_slice()).map_err(redb::Error::from)?;
+            }
+            let mut moved = tx.open_table(MIGRATED).map_err(redb::Error::from)?;
+            moved.insert(old.0.as_str(), new.0.as_str()).map_err(redb::Error::from)?;
         }
         tx.commit().map_err(redb::Error::from)?;
         Ok(())

@@ -82,6 +82,10 @@ pub struct Config {
     pub orphan_grace: Option<Duration>,
     /// Join a tracker cluster through NATS ([`cluster`]); `None`: a single tracker.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// This tracker's websocket URLs as peers reach it (`--public-url`): a `hello` is accepted
+    /// when signed for one of their origins, or for the socket address the connection arrived
+    /// on ([`swarm_core::identity::origin_accepted`]).
+    pub public_urls: Vec<String>,
 }
 
 /// Limits that keep one peer (or many) from taking the tracker down. Each refusal comes with
@@ -196,6 +200,7 @@ impl Default for Config {
             unavailable_ttl: Some(Duration::from_secs(24 * 3600)),
             orphan_grace: Some(Duration::from_secs(120)),
             cluster: None,
+            public_urls: Vec::new(),
         }
     }
 }

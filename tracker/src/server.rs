@@ -106,10 +106,13 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let router = TowerToHyperService::new(router);
+    // The address this connection arrived on: a hello signed for it is this tracker's.
+    let local = crate::ws::LocalAddr(stream.local_addr().ok());
     // The permit rides along with each request, so an upgraded websocket keeps its place.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
         req.extensions_mut().insert(permit.clone());
+        req.extensions_mut().insert(local);
         router.call(req)
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -216,8 +216,10 @@ pub struct Settings {
     /// (letters, digits, `_` and `-`) [default: pp]
     #[arg(long, env = "PP_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
-    /// This node's websocket URL as peers reach it, told to peers so they can fail over to it
-    /// [default: ws://LISTEN/ws with the port actually bound]
+    /// This tracker's websocket URL as peers reach it (e.g. wss://tracker.example.org/ws behind
+    /// a TLS proxy): peers sign their hello for it, and one signed for another name is refused
+    /// (the socket address a connection arrives on is always accepted). In a cluster, also told
+    /// to peers so they can fail over to it [default: ws://LISTEN/ws with the port actually bound]
     #[arg(long, env = "PP_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Shards the cluster's files are cut into; every node of a cluster must use the same
@@ -495,8 +497,13 @@ impl Settings {
         }
         let turn = secret.map(|s| crate::ice::TurnSecret { secret: s.to_string(), ttl: Duration::from_secs(turn_ttl) });
         let cluster = self.cluster_config()?;
+        let public_urls: Vec<String> = self.public_url.iter().filter(|u| !u.is_empty()).cloned().collect();
+        if let Some(bad) = public_urls.iter().find(|u| !(u.starts_with("ws://") || u.starts_with("wss://"))) {
+            return Err(SettingsError::Invalid(format!("public-url must be a ws:// or wss:// URL, not {bad:?}")));
+        }
         Ok(Config {
             cluster,
+            public_urls,
             data_dir: Some(match &self.data_dir {
                 Some(d) => d.clone(),
                 None => default_data_dir(

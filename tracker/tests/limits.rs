@@ -58,9 +58,7 @@ async fn peer_limit_refuses_hello() {
     let (mut a, mut b, mut c) = (connect(&url).await, connect(&url).await, connect(&url).await);
     hello(&mut a, &secret(1)).await;
     hello(&mut b, &secret(2)).await;
-    send(&mut c, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Browser, secret: secret(3), token: None })
-        .await;
-    let m = recv(&mut c).await;
+    let m = hello_answer(&mut c, &secret(3), swarm_core::PeerKind::Browser, None, None).await;
     assert_eq!(error_code(&m), ErrorCode::LimitReached);
     assert!(next_frame(&mut c).await.is_none(), "then closed");
     // A known peer reconnecting still gets in (it replaces its old connection).
@@ -179,8 +177,8 @@ async fn bad_input_and_departed_peers_damage_nothing() {
         futures_util::SinkExt::send(&mut a, Message::Text(junk.into())).await.unwrap();
         assert_eq!(error_code(&recv(&mut a).await), ErrorCode::BadMessage, "{junk:?}");
     }
-    send(&mut a, &ClientMsg::Hello { version: 1, kind: swarm_core::PeerKind::Native, secret: secret(1), token: None })
-        .await;
+    let keys = swarm_core::identity::Keypair::from_secret(&secret(1));
+    send(&mut a, &keys.hello(swarm_core::PeerKind::Native, None)).await;
     assert_eq!(error_code(&recv(&mut a).await), ErrorCode::NotWelcomed, "second hello");
     // Signalling to a peer that left.
     drop(b);

@@ -51,14 +51,7 @@ async fn search(ws: &mut Ws, query: &str) -> Vec<swarm_core::wire::FileSummary> 
 }
 
 async fn hello_with(ws: &mut Ws, n: u32, token: Option<&str>) -> ServerMsg {
-    let hello = ClientMsg::Hello {
-        version: PROTOCOL_VERSION,
-        kind: PeerKind::Native,
-        secret: secret(n),
-        token: token.map(Into::into),
-    };
-    send(ws, &hello).await;
-    recv(ws).await
+    hello_answer(ws, &secret(n), PeerKind::Native, token.map(Into::into), None).await
 }
 
 #[tokio::test]

@@ -41,17 +41,8 @@ async fn binding_requests_are_answered_and_welcome_names_the_service() {
     assert!(answer.len() <= req.bytes().len() + MAX_GROWTH, "no amplification");
 
     let mut ws = connect(&url).await;
-    send(
-        &mut ws,
-        &swarm_core::ClientMsg::Hello {
-            version: swarm_core::wire::PROTOCOL_VERSION,
-            kind: swarm_core::PeerKind::Native,
-            secret: secret(1),
-            token: None,
-        },
-    )
-    .await;
-    let ServerMsg::Welcome { ice_servers, .. } = recv(&mut ws).await else { panic!("welcome") };
+    let welcome = hello_answer(&mut ws, &secret(1), swarm_core::PeerKind::Native, None, None).await;
+    let ServerMsg::Welcome { ice_servers, .. } = welcome else { panic!("welcome") };
     assert_eq!(ice_servers[0].urls, [format!("stun:127.0.0.1:{}", stun_addr.port())], "{host}");
 
     let (_, stats) = get_json(&host, "/api/stats").await;

@@ -3,6 +3,7 @@
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
+use swarm_core::identity::Keypair;
 use swarm_core::{ClientMsg, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,13 +52,26 @@ async fn recv(ws: &mut Ws) -> ServerMsg {
     }
 }
 
+/// The tracker's origin as this socket dialled it.
+fn origin(ws: &Ws) -> String {
+    match ws.get_ref() {
+        MaybeTlsStream::Plain(s) => format!("ws://{}", s.peer_addr().unwrap()),
+        _ => panic!("a plain socket"),
+    }
+}
+
+/// Says hello as `keys`, and answers the challenge signed for `signed_for` (the tracker's own
+/// origin when `None`); the tracker's answer.
+async fn prove(ws: &mut Ws, keys: &Keypair, signed_for: Option<&str>) -> ServerMsg {
+    send(ws, &keys.hello(PeerKind::Native, None)).await;
+    let ServerMsg::AuthChallenge { nonce } = recv(ws).await else { panic!("a challenge") };
+    let url = signed_for.map_or_else(|| origin(ws), str::to_string);
+    send(ws, &keys.proof(&nonce, &url, None)).await;
+    recv(ws).await
+}
+
 async fn hello(ws: &mut Ws, secret: &str) -> PeerId {
-    send(
-        ws,
-        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None },
-    )
-    .await;
-    match recv(ws).await {
+    match prove(ws, &Keypair::from_secret(secret), None).await {
         ServerMsg::Welcome { peer_id, .. } => peer_id,
         other => panic!("expected welcome, got {other:?}"),
     }
@@ -83,14 +97,8 @@ async fn bad_input_gets_an_error_and_the_connection_lives_on() {
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
     send(&mut ws, &ClientMsg::Heartbeat).await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::NotWelcomed);
-    send(
-        &mut ws,
-        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: "short".into(), token: None },
-    )
-    .await;
-    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadSecret);
     let id = hello(&mut ws, SECRET_A).await;
-    assert_eq!(id, PeerId::from_secret(SECRET_A), "the id is derived from the secret");
+    assert_eq!(id, PeerId::from_secret(SECRET_A), "the id is derived from the key");
     send_raw(&mut ws, "[]").await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
     send(&mut ws, &ClientMsg::Locate { req: 9, file: swarm_core::FileId([1; 32]) }).await;
@@ -109,9 +117,45 @@ async fn bad_input_gets_an_error_and_the_connection_lives_on() {
 async fn wrong_version_is_refused_clearly() {
     let url = start().await;
     let mut ws = connect(&url).await;
-    send(&mut ws, &ClientMsg::Hello { version: 999, kind: PeerKind::Browser, secret: SECRET_A.into(), token: None })
-        .await;
+    send(&mut ws, &ClientMsg::Hello { version: 999, kind: PeerKind::Browser, key: String::new(), token: None }).await;
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::UnsupportedVersion);
+    // A peer of the version before keys: told which version this tracker speaks.
+    let mut old = connect(&url).await;
+    send_raw(&mut old, &format!(r#"{{"type":"hello","version":1,"kind":"native","secret":"{SECRET_A}"}}"#)).await;
+    let m = recv(&mut old).await;
+    assert_eq!(error_code(&m), ErrorCode::UnsupportedVersion);
+    assert!(format!("{m:?}").contains("speaks 2"), "{m:?}");
+}
+
+/// A hello is a proof of the key, bound to this tracker: a signature made for another host (a
+/// hostile tracker named in a link, relaying this tracker's challenge) or for another nonce
+/// gets nobody in, and a bad key is refused clearly.
+#[tokio::test]
+async fn only_a_proof_for_this_tracker_and_this_challenge_gets_in() {
+    let url = start().await;
+    let keys = Keypair::from_secret(SECRET_A);
+    let mut ws = connect(&url).await;
+    let port = url.rsplit(':').next().unwrap().trim_end_matches("/ws").parse::<u16>().unwrap();
+    for elsewhere in [format!("ws://evil.example:{port}"), format!("ws://127.0.0.1:{}", port.wrapping_add(1))] {
+        let m = prove(&mut ws, &keys, Some(&elsewhere)).await;
+        assert_eq!(error_code(&m), ErrorCode::WrongOrigin, "{elsewhere}: {m:?}");
+        ws = connect(&url).await;
+    }
+    // A signature over another nonce (a replayed proof).
+    send(&mut ws, &keys.hello(PeerKind::Native, None)).await;
+    let ServerMsg::AuthChallenge { .. } = recv(&mut ws).await else { panic!("a challenge") };
+    let replay = keys.proof(&[0; 32], &origin(&ws), None);
+    send(&mut ws, &replay).await;
+    assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadSignature);
+    // Not a key at all.
+    let mut bad = connect(&url).await;
+    send(&mut bad, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, key: "short".into(), token: None })
+        .await;
+    assert_eq!(error_code(&recv(&mut bad).await), ErrorCode::BadSignature);
+    // `localhost` on a loopback socket is this tracker too.
+    let mut local = connect(&url.replace("127.0.0.1", "localhost")).await;
+    let m = prove(&mut local, &keys, Some(&format!("ws://localhost:{port}"))).await;
+    assert!(matches!(m, ServerMsg::Welcome { .. }), "{m:?}");
 }
 
 #[tokio::test]

@@ -104,7 +104,15 @@ impl Tracker {
 
     /// [`Tracker::start`] with more flags.
     pub fn start_with(replication: u32, extra: &[&str]) -> Self {
+        Self::start_from(None, replication, extra)
+    }
+
+    /// [`Tracker::start_with`] on a copy of the data dir `from` (a fixture), if given.
+    pub fn start_from(from: Option<&Path>, replication: u32, extra: &[&str]) -> Self {
         let dir = test_root();
+        if let Some(from) = from {
+            copy_dir(from, &dir.path().join("tracker"));
+        }
         let mut args: Vec<String> = ["--grace-secs", "1", "--replication", &replication.to_string()]
             .iter()
             .chain(extra)
@@ -235,6 +243,19 @@ pub fn test_root() -> tempfile::TempDir {
         d.disable_cleanup(true);
     }
     d
+}
+
+/// Copies a directory tree (a fixture into a test's temporary directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
 
 pub fn tail(s: &str, n: usize) -> String {

@@ -72,14 +72,22 @@ pub trait Inventory {
     fn pinned(&self, _chunk: &ChunkId) -> bool {
         false
     }
+    /// A copy another tracker's swarm placed: this tracker may not trim it.
+    fn placed_elsewhere(&self, _chunk: &ChunkId) -> bool {
+        false
+    }
 }
 
 /// How the peer behaves; defaults are [`config`]'s.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub kind: PeerKind,
-    /// The identity secret (the tracker derives the peer id from it).
+    /// The identity secret: the peer's key derives from it ([`crate::identity::Keypair::from_secret`]).
     pub secret: String,
+    /// The tracker's origin as this peer dialled it (`ws://host:port`,
+    /// [`crate::identity::origin_of`]): the hello signature is bound to it. Set by the driver
+    /// before [`Peer::tracker_connected`].
+    pub origin: String,
     /// The join token of a private tracker (sent in `hello`).
     pub token: Option<String>,
     /// Never try WebRTC: every fetch goes through the relay, offers are refused.
@@ -97,6 +105,7 @@ impl PeerConfig {
         Self {
             kind,
             secret,
+            origin: String::new(),
             token: None,
             relay_only: false,
             direct_grace_ms: config::DIRECT_GRACE_MS,

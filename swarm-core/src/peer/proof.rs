@@ -156,11 +156,15 @@ mod tests {
     fn connected(inv: &Store) -> Peer<Vec<u8>> {
         let mut p = Peer::new(super::super::PeerConfig::new(PeerKind::Native, "00".repeat(16)));
         p.tracker_connected(inv, 0);
-        p.handle_server_msg(
-            ServerMsg::Welcome { version: 1, peer_id: PeerId::from_secret("x"), ice_servers: vec![], trackers: vec![] },
-            inv,
-            0,
-        );
+        p.handle_server_msg(ServerMsg::AuthChallenge { nonce: [1; 32] }, inv, 0);
+        let welcome = ServerMsg::Welcome {
+            version: 2,
+            peer_id: PeerId::from_secret("x"),
+            migrated: None,
+            ice_servers: vec![],
+            trackers: vec![],
+        };
+        p.handle_server_msg(welcome, inv, 0);
         while p.poll_output().is_some() {}
         p
     }

@@ -1,4 +1,5 @@
-//! The peer's side of the tracker protocol: hello and inventory on every (re)connect, `have`
+//! The peer's side of the tracker protocol: hello and the signed answer to the tracker's
+//! challenge (see [`crate::identity`]) and inventory on every (re)connect, `have`
 //! batching, storage and path reports, answers matched to requests, trims, signals routed to
 //! links, replication orders handed to the fetch side. A request the tracker answers
 //! `unavailable` (part of the swarm moving between tracker nodes) is sent again a few times
@@ -9,7 +10,7 @@ use super::config::{
 };
 use super::links::InLink;
 use super::{ChunkBuf, Event, Inventory, Output, Peer, Pending};
-use crate::wire::{ErrorCode, PROTOCOL_VERSION};
+use crate::wire::ErrorCode;
 use crate::{ChunkId, ClientMsg, PathReport, PeerId, ServerMsg, Signal};
 use std::collections::BTreeMap;
 
@@ -27,6 +28,8 @@ pub struct Duties {
     /// Requests the tracker answered `unavailable`: by request number, how many times, and
     /// when the request goes out again (`None`: it went out again).
     unavailable: BTreeMap<u32, (u32, Option<u64>)>,
+    /// `hello` went out and the tracker's challenge (the nonce to sign) is awaited.
+    awaiting_challenge: bool,
 }
 
 impl Duties {
@@ -37,17 +40,34 @@ impl Duties {
 }
 
 impl<B: ChunkBuf + Clone> Peer<B> {
-    /// The tracker connection is open (first time or again): say hello, announce the whole
-    /// inventory and the room offered, and send again every request still unanswered.
-    pub fn tracker_connected(&mut self, inv: &dyn Inventory, now_ms: u64) {
-        self.connected = true;
+    /// The tracker connection is open (first time or again): say hello (this peer's key), and
+    /// when the tracker's challenge comes, prove it (signed for
+    /// [`super::PeerConfig::origin`]), announce the whole inventory and the room offered, and
+    /// send again every request still unanswered.
+    pub fn tracker_connected(&mut self, _inv: &dyn Inventory, now_ms: u64) {
+        // Nothing else goes out before the proof (the tracker would refuse it unwelcomed).
+        self.connected = false;
+        self.tracker.awaiting_challenge = true;
         self.links.number_from(now_ms);
-        self.out.push_back(Output::Tracker(ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            kind: self.config.kind,
-            secret: self.config.secret.clone(),
-            token: self.config.token.clone(),
-        }));
+        let keys = crate::identity::Keypair::from_secret(&self.config.secret);
+        self.out.push_back(Output::Tracker(keys.hello(self.config.kind, self.config.token.clone())));
+    }
+
+    /// The tracker this peer dials next (any URL of it: its origin is kept, see
+    /// [`crate::identity::origin_of`]); the hello is signed for it.
+    pub fn set_tracker_origin(&mut self, url: &str) {
+        self.config.origin = crate::identity::origin_of(url).unwrap_or_else(|_| url.to_string());
+    }
+
+    /// The tracker's challenge: the proof, then everything a (re)connect sends.
+    fn on_auth_challenge(&mut self, nonce: [u8; 32], inv: &dyn Inventory, now_ms: u64) {
+        if !std::mem::take(&mut self.tracker.awaiting_challenge) {
+            return;
+        }
+        self.connected = true;
+        let keys = crate::identity::Keypair::from_secret(&self.config.secret);
+        let origin = self.config.origin.clone();
+        self.out.push_back(Output::Tracker(keys.proof(&nonce, &origin, None)));
         self.announce_all(inv, now_ms);
     }
 
@@ -96,6 +116,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// The tracker connection is down; the driver reconnects (see [`super::backoff`]).
     pub fn tracker_disconnected(&mut self) {
         self.connected = false;
+        self.tracker.awaiting_challenge = false;
     }
 
     /// Announces a newly stored chunk (batched for [`HAVE_BATCH_MS`]).
@@ -194,6 +215,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             }
         }
         match msg {
+            ServerMsg::AuthChallenge { nonce } => self.on_auth_challenge(nonce, inv, now_ms),
             ServerMsg::Welcome { peer_id, ice_servers, trackers, .. } => {
                 self.me = Some(peer_id.clone());
                 self.event(Event::Welcomed { peer_id, ice_servers, trackers });
@@ -233,9 +255,18 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             }
             ServerMsg::Trim { chunks } => {
                 // Chunks of files this peer's user keeps (even partly: a download resumes from
-                // them) stay; only surplus replica copies go.
-                let (kept, chunks): (Vec<ChunkId>, Vec<ChunkId>) =
-                    chunks.into_iter().filter(|c| inv.has(c)).partition(|c| inv.pinned(c));
+                // them) stay, and so do copies another tracker's swarm placed (a tracker only
+                // touches what it placed); only this swarm's surplus replica copies go.
+                let (kept, chunks): (Vec<ChunkId>, Vec<ChunkId>) = chunks
+                    .into_iter()
+                    .filter(|c| inv.has(c))
+                    .partition(|c| inv.pinned(c) || inv.placed_elsewhere(c));
+                let foreign = kept.iter().filter(|c| inv.placed_elsewhere(c)).count();
+                if foreign > 0 {
+                    self.event(Event::Notice(format!(
+                        "kept {foreign} copies another tracker placed (this one asked to trim them)"
+                    )));
+                }
                 if !chunks.is_empty() {
                     self.out.push_back(Output::Remove { chunks: chunks.clone() });
                     self.send(ClientMsg::Dropped { chunks });

@@ -37,6 +37,10 @@ pub fn check_url(url: &str) -> Result<(), TrackerUrlError> {
     Ok(())
 }
 
+fn is_wss(url: &str) -> bool {
+    url.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("wss://"))
+}
+
 /// The tracker URLs to connect to, and the one in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerList {
@@ -63,9 +67,12 @@ impl TrackerList {
 
     /// Takes the nodes a `welcome` named, replacing those of the previous one: the usable
     /// `ws://` / `wss://` URLs (`accept` may refuse more, e.g. `ws://` from an `https:` page)
-    /// that are not configured already, at most [`MAX_LEARNED_TRACKERS`]. Returns whether the
-    /// list changed.
+    /// that are not configured already, at most [`MAX_LEARNED_TRACKERS`]. A peer configured
+    /// with any `wss://` URL never learns a `ws://` one: a `welcome` cannot downgrade it to
+    /// plain text. Returns whether the list changed.
     pub fn learn(&mut self, trackers: &[String], accept: impl Fn(&str) -> bool) -> bool {
+        let secure = self.configured.iter().any(|u| is_wss(u));
+        let accept = |url: &str| accept(url) && (!secure || is_wss(url));
         let mut learned: Vec<String> = Vec::new();
         for url in trackers {
             if learned.len() == MAX_LEARNED_TRACKERS {
@@ -121,6 +128,16 @@ mod tests {
 
     fn owned(urls: &[&str]) -> Vec<String> {
         urls.iter().map(|u| u.to_string()).collect()
+    }
+
+    #[test]
+    fn a_welcome_never_downgrades_a_wss_peer_to_ws() {
+        let mut l = list(&["wss://a.example/ws"]);
+        l.learn(&owned(&["ws://b.example/ws", "wss://c.example/ws", "WS://d.example/ws"]), |_| true);
+        assert_eq!(l.urls().collect::<Vec<_>>(), ["wss://a.example/ws", "wss://c.example/ws"]);
+        let mut plain = list(&["ws://a:1/ws"]);
+        plain.learn(&owned(&["ws://b:1/ws", "wss://c/ws"]), |_| true);
+        assert_eq!(plain.len(), 3, "a ws:// peer takes both");
     }
 
     #[test]

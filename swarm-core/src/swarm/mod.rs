@@ -354,7 +354,7 @@ impl Swarm {
             return vec![self.error(from, None, ErrorCode::NotWelcomed, "say hello first")];
         }
         match msg {
-            ClientMsg::Hello { .. } => {
+            ClientMsg::Hello { .. } | ClientMsg::AuthProof { .. } => {
                 vec![self.error(from, None, ErrorCode::NotWelcomed, "hello was already said")]
             }
             ClientMsg::Heartbeat => vec![send(from, ServerMsg::Heartbeat)],

@@ -264,6 +264,8 @@ pub struct Net {
     next_conn: u64,
     /// The tracker's side: the live connection of each peer.
     tconns: HashMap<PeerId, u64>,
+    /// Per connection: the key and kind its hello named, until its proof comes.
+    hellos: HashMap<u64, (String, PeerKind)>,
     swarm_timer: Option<u64>,
     /// Open data channels: (node, link) -> (node, link).
     wires: HashMap<(usize, LinkId), (usize, LinkId)>,
@@ -306,6 +308,7 @@ impl Net {
             seq: 0,
             next_conn: 1,
             tconns: HashMap::new(),
+            hellos: HashMap::new(),
             swarm_timer: None,
             wires: HashMap::new(),
             dials: HashMap::new(),
@@ -681,7 +684,9 @@ impl Net {
                 let id = self.id(from);
                 let open = match msg {
                     // A hello arrives on a connection the peer still has open.
-                    ClientMsg::Hello { .. } => self.nodes[from].conn == Some(conn) && self.nodes[from].alive,
+                    ClientMsg::Hello { .. } | ClientMsg::AuthProof { .. } => {
+                        self.nodes[from].conn == Some(conn) && self.nodes[from].alive
+                    }
                     // Anything else on the connection the tracker admitted, if it did not
                     // break meanwhile (what was in flight on a broken connection is lost).
                     _ => self.tconns.get(&id) == Some(&conn) && self.nodes[from].conn == Some(conn),
@@ -690,15 +695,24 @@ impl Net {
                     return;
                 }
                 match msg {
-                    ClientMsg::Hello { version, kind, secret, .. } => {
+                    ClientMsg::Hello { version, kind, key, .. } => {
                         assert_eq!(version, PROTOCOL_VERSION);
-                        let peer_id = PeerId::from_secret(&secret);
+                        self.hellos.insert(conn, (key, kind));
+                        let challenge = ServerMsg::AuthChallenge { nonce: [conn as u8; 32] };
+                        self.push(now + self.tracker_ms, Ev::FromTracker { to: from, conn, msg: challenge });
+                    }
+                    ClientMsg::AuthProof { origin, signature, .. } => {
+                        let (key, kind) = self.hellos.remove(&conn).expect("a proof follows a hello");
+                        let nonce = [conn as u8; 32];
+                        let peer_id = swarm_core::identity::verify_hello(&key, &signature, &nonce, &origin)
+                            .expect("the proof is signed for the challenge");
                         assert_eq!(peer_id, id);
                         self.swarm.join(peer_id.clone(), kind, now);
                         self.tconns.insert(peer_id.clone(), conn);
                         let welcome = ServerMsg::Welcome {
                             version: PROTOCOL_VERSION,
                             peer_id,
+                            migrated: None,
                             ice_servers: vec![],
                             trackers: vec![],
                         };

@@ -3,16 +3,17 @@
 //! socket. Bad input gets an error message; the connection and the tracker live on.
 //!
 //! This module is the entry (`GET /ws`, the upgrade) and a connection from upgrade to close;
-//! [`admission`] is the hello phase (secret check, join, `welcome`), [`session`] the welcomed
+//! [`admission`] is the hello phase (greeting, signature and origin check, join, `welcome`), [`session`] the welcomed
 //! peer's loop (rate limits, messages into the swarm, writes), [`relay`] the forwarding of
-//! relay frames. Rules that need no I/O (secret format, publish limits) are
-//! [`swarm_core::swarm::policy`]'s.
+//! relay frames. Rules that need no I/O are [`swarm_core::identity`]'s (signatures,
+//! origins) and [`swarm_core::swarm::policy`]'s (publish limits).
 //!
 //! One task (not a reader and a writer), a lean [`Socket`] with no buffers while idle, and
 //! no timer per connection keep an idle peer cheap: the tracker is meant to hold tens of
 //! thousands of them.
 
 mod admission;
+mod migrate;
 mod relay;
 mod session;
 
@@ -30,6 +31,10 @@ use std::sync::Arc;
 use swarm_core::wire::{ErrorCode, MAX_MESSAGE_BYTES};
 use swarm_core::{ClientMsg, ServerMsg};
 use tokio::time::timeout;
+
+/// The socket address a connection arrived on (set by [`crate::server`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub Option<SocketAddr>);
 
 /// `GET /ws`: upgrades to a websocket served by [`connection`] on its own task.
 pub async fn upgrade(
@@ -55,6 +60,7 @@ pub async fn upgrade(
     let permit = req.extensions_mut().remove::<crate::conns::ConnPermit>();
     // Behind a trusted reverse proxy, the client it forwarded for; else the TCP peer.
     let ip = state.config.trusted_proxies.client_ip(addr.ip(), req.headers());
+    let local = req.extensions().get::<LocalAddr>().and_then(|l| l.0);
     if ip != addr.ip() {
         tracing::trace!(proxy = %addr, client = %ip, "websocket through a trusted proxy");
     }
@@ -64,7 +70,7 @@ pub async fn upgrade(
             let socket = Socket::new(stream, &read, admission::MAX_HELLO_BYTES);
             tokio::spawn(async move {
                 let _permit = permit;
-                connection(socket, state, ip, host).await
+                connection(socket, state, ip, host, local).await
             });
         }
     });
@@ -127,6 +133,7 @@ fn connection(
     state: Arc<AppState>,
     ip: IpAddr,
     host: Option<Box<str>>,
+    local: Option<SocketAddr>,
 ) -> impl Future<Output = ()> {
     Counters::add(&state.counters.ws_connections, 1);
     let max = state.config.limits.max_conns_per_ip;
@@ -141,7 +148,7 @@ fn connection(
             Ok(slot) => slot.ip(),
             Err(msg) => return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg.clone())).await,
         };
-        let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host, ip)).await else {
+        let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host, ip, local)).await else {
             return;
         };
         socket.set_max_message(MAX_MESSAGE_BYTES);

@@ -4,7 +4,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
-use swarm_core::wire::{ErrorCode, PROTOCOL_VERSION};
+use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, PeerId, PeerKind, ServerMsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,13 +55,36 @@ pub async fn recv(ws: &mut Ws) -> ServerMsg {
     }
 }
 
+/// The tracker's origin as this socket dialled it (`ws://ip:port`).
+pub fn origin(ws: &Ws) -> String {
+    match ws.get_ref() {
+        MaybeTlsStream::Plain(s) => format!("ws://{}", s.peer_addr().unwrap()),
+        _ => panic!("a plain socket"),
+    }
+}
+
+/// Says hello as the key of `secret`, proves it for this socket's tracker (and `migrate`s), and
+/// returns the tracker's answer (`welcome`, or an error).
+pub async fn hello_answer(
+    ws: &mut Ws,
+    secret: &str,
+    kind: PeerKind,
+    token: Option<String>,
+    migrate: Option<String>,
+) -> ServerMsg {
+    let keys = swarm_core::identity::Keypair::from_secret(secret);
+    send(ws, &keys.hello(kind, token)).await;
+    let nonce = match recv(ws).await {
+        ServerMsg::AuthChallenge { nonce } => nonce,
+        other => return other,
+    };
+    let url = origin(ws);
+    send(ws, &keys.proof(&nonce, &url, migrate)).await;
+    recv(ws).await
+}
+
 pub async fn hello(ws: &mut Ws, secret: &str) -> PeerId {
-    send(
-        ws,
-        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None },
-    )
-    .await;
-    match recv(ws).await {
+    match hello_answer(ws, secret, PeerKind::Native, None, None).await {
         ServerMsg::Welcome { peer_id, .. } => peer_id,
         other => panic!("expected welcome, got {other:?}"),
     }
