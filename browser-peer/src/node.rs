@@ -403,8 +403,14 @@ impl Node {
         let mut actions = Vec::new();
         let r = {
             let mut st = self.state.borrow_mut();
-            let State { peer, store, capacity, pinned, .. } = &mut *st;
+            let State { peer, store, capacity, pinned, conns, .. } = &mut *st;
             let r = f(peer, &StoreInventory { store: &**store, capacity: *capacity, pinned }, now_ms());
+            // What left the channels' buffers: serving is paced by what is still queued.
+            for (link, c) in conns.iter() {
+                for n in c.rtc.take_flushed() {
+                    peer.link_flushed(*link, n);
+                }
+            }
             self.carry_out(&mut st, &mut actions);
             progress(&mut st, &mut actions);
             self.arm_timer(&mut st);
@@ -446,10 +452,13 @@ impl Node {
                 }
                 Output::Relay { to, conn, payload } => {
                     let len = payload.len() as u64;
-                    if st.link.as_ref().is_some_and(|l| l.send_relay(&RelayFrame { peer: to, conn, payload })) {
+                    let frame = RelayFrame { peer: to.clone(), conn, payload };
+                    if st.link.as_ref().is_some_and(|l| l.send_relay(&frame)) {
                         let c = &self.relay_counters.sent;
                         c.set(c.get() + len);
                     }
+                    // Handed to the tab's websocket (its own buffer is the tracker module's).
+                    st.peer.relay_flushed(&to, conn, len as usize);
                 }
                 Output::Dial { link, peer: _ } => {
                     match RtcConn::offer(&st.ice_servers, self.counters.clone(), self.rtc_handler(link)) {
@@ -484,11 +493,10 @@ impl Node {
                         c.rtc.on_signal(signal);
                     }
                 }
-                Output::Send { link, bytes } => {
-                    if let Some(c) = st.conns.get(&link) {
-                        c.rtc.send(bytes);
-                    }
-                }
+                Output::Send { link, bytes } => match st.conns.get(&link) {
+                    Some(c) => c.rtc.send(bytes),
+                    None => st.peer.link_flushed(link, bytes.len()),
+                },
                 Output::Close { link } => {
                     if let Some(c) = st.conns.remove(&link) {
                         c.rtc.close();
@@ -784,6 +792,7 @@ impl Node {
                     self.drive(|p, _, _| p.link_path(link, path));
                 }
             }
+            RtcEvent::Drained => self.drive(|_, _, _| ()),
             RtcEvent::Message(bytes) => match split_incoming(&bytes) {
                 Ok(msg) => self.drive(|p, _, now| p.handle_link_msg(link, msg, now)),
                 Err(e) => gloo::console::warn!(format!("bad message on link {link}: {e}")),

@@ -19,7 +19,10 @@
 //! `bufferedAmount` is above [`HIGH_WATER`] and resume on `bufferedamountlow` (set to
 //! [`LOW_WATER`]). Measured between two tabs' connections on the project's 2-core machines:
 //! 64 KiB messages with these marks (4 MiB / 1 MiB) ran at about 30 MB/s, CPU-bound, and a
-//! higher high-water mark did not help.
+//! higher high-water mark did not help. The driver learns which messages have left the
+//! channel's buffer for the network ([`RtcConn::take_flushed`], and [`RtcEvent::Drained`] when
+//! the buffer ran low): the peer core paces serving by what is still queued, outbox and
+//! `bufferedAmount` together.
 //!
 //! Events are always delivered from a JS callback, never synchronously from a method call, so
 //! the driver may hold its own state borrowed while it calls into a connection.
@@ -88,6 +91,8 @@ pub enum RtcEvent {
     Message(Uint8Array),
     /// The channel's path became known or changed (from the selected ICE candidate pair).
     Path(LinkPath),
+    /// The channel's buffer ran low: [`RtcConn::take_flushed`] has news.
+    Drained,
     /// The connection is over (reported once).
     Closed(String),
 }
@@ -110,6 +115,11 @@ struct Inner {
     pc: RtcPeerConnection,
     dc: RefCell<Option<RtcDataChannel>>,
     outbox: RefCell<VecDeque<Vec<u8>>>,
+    /// Lengths of messages handed to the channel and perhaps still in its `bufferedAmount`.
+    in_buffer: RefCell<VecDeque<usize>>,
+    /// Bytes handed to the channel, and bytes of them known to have left it, since the start.
+    handed: Cell<u64>,
+    left: Cell<u64>,
     /// Remote candidates that arrived before the remote description.
     early_candidates: RefCell<Vec<(String, Option<String>)>>,
     /// Remote candidates taken so far (at most [`MAX_REMOTE_CANDIDATES`]).
@@ -207,6 +217,9 @@ impl RtcConn {
             pc,
             dc: RefCell::new(None),
             outbox: RefCell::new(VecDeque::new()),
+            in_buffer: RefCell::new(VecDeque::new()),
+            handed: Cell::new(0),
+            left: Cell::new(0),
             early_candidates: RefCell::new(Vec::new()),
             candidates_taken: Cell::new(0),
             remote_set: Cell::new(false),
@@ -347,6 +360,25 @@ impl RtcConn {
         pump(&self.inner);
     }
 
+    /// Lengths of the messages that left the channel's buffer (for the network) since the last
+    /// call, in order (nothing once closed: the core forgets a closed link's queue).
+    pub fn take_flushed(&self) -> Vec<usize> {
+        let inner = &self.inner;
+        let mut done = Vec::new();
+        let mut in_buffer = inner.in_buffer.borrow_mut();
+        let buffered = inner.dc.borrow().as_ref().map_or(0, |dc| dc.buffered_amount() as u64);
+        let gone = inner.handed.get().saturating_sub(buffered);
+        while let Some(&n) = in_buffer.front() {
+            if inner.left.get() + n as u64 > gone {
+                break;
+            }
+            inner.left.set(inner.left.get() + n as u64);
+            done.push(n);
+            in_buffer.pop_front();
+        }
+        done
+    }
+
     /// Messages still waiting in the outbox.
     pub fn queued(&self) -> usize {
         self.inner.outbox.borrow().len()
@@ -382,6 +414,7 @@ impl Inner {
 fn shut(inner: &Inner) {
     inner.timeout.borrow_mut().take();
     inner.outbox.borrow_mut().clear();
+    inner.in_buffer.borrow_mut().clear();
     if let Some(dc) = inner.dc.borrow().as_ref() {
         dc.set_onopen(None);
         dc.set_onmessage(None);
@@ -438,6 +471,7 @@ fn wire_channel(inner: &Rc<Inner>, dc: RtcDataChannel) {
     let on_low = Closure::<dyn FnMut(JsValue)>::new(move |_| {
         if let Some(inner) = weak.upgrade() {
             pump(&inner);
+            inner.emit(RtcEvent::Drained);
         }
     });
     dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -508,6 +542,8 @@ fn pump(inner: &Rc<Inner>) {
         }
         let c = &inner.counters.sent;
         c.set(c.get() + msg.len() as u64);
+        inner.handed.set(inner.handed.get() + msg.len() as u64);
+        inner.in_buffer.borrow_mut().push_back(msg.len());
     }
 }
 

@@ -7,7 +7,9 @@
 //! - takes every replication order and reports it done at once, without fetching anything
 //!   (`have` of the chunk and `order_done`);
 //! - re-sends every claim it made when a tracker node asks it to re-announce;
-//! - keeps its heartbeat, and counts what it received ([`Seen`]).
+//! - keeps its heartbeat, and counts what it received ([`Seen`]);
+//! - sends relay frames the test makes ([`Attacker::send_relay`], e.g. a flood of chunk
+//!   requests to one peer), reading every answer.
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -44,6 +46,8 @@ pub struct Seen {
     pub trims: AtomicU64,
     pub errors: AtomicU64,
     pub reannounces: AtomicU64,
+    /// Bytes of relay frames received (answers to its relayed requests).
+    pub relay_bytes: AtomicU64,
 }
 
 impl Seen {
@@ -58,6 +62,7 @@ pub struct Attacker {
     pub answer: Answer,
     pub seen: Arc<Seen>,
     tx: mpsc::UnboundedSender<ClientMsg>,
+    relay_tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl Attacker {
@@ -83,6 +88,7 @@ impl Attacker {
             }
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<ClientMsg>();
+        let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let seen = Arc::new(Seen::default());
         let s = seen.clone();
         // Every chunk this identity claimed, re-sent when a node asks for its inventory.
@@ -106,9 +112,19 @@ impl Attacker {
                         None => break,
                     },
                     _ = beat.tick() => vec![ClientMsg::Heartbeat],
+                    Some(frame) = relay_rx.recv() => {
+                        if ws.send(Message::Binary(frame.into())).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     frame = ws.next() => {
                         let t = match frame {
                             Some(Ok(Message::Text(t))) => t,
+                            Some(Ok(Message::Binary(b))) => {
+                                add(&s.relay_bytes, b.len() as u64);
+                                continue;
+                            }
                             Some(Ok(_)) => continue,
                             _ => break,
                         };
@@ -155,7 +171,13 @@ impl Attacker {
                 }
             }
         });
-        Ok(Attacker { peer_id: PeerId::from_secret(secret), answer, seen, tx })
+        Ok(Attacker { peer_id: PeerId::from_secret(secret), answer, seen, tx, relay_tx })
+    }
+
+    /// Sends a relay frame (to `frame.peer`) through the tracker.
+    pub fn send_relay(&self, frame: &swarm_core::relay::RelayFrame) -> anyhow::Result<()> {
+        let bytes = frame.encode()?;
+        self.relay_tx.send(bytes).map_err(|_| anyhow::anyhow!("the attacker {}'s connection is closed", self.peer_id))
     }
 
     /// Sends `msg` to the tracker as this identity.

@@ -3,7 +3,8 @@
 //!
 //! Everything that decides (downloads, links, serving, tracker duties) is the core's; this
 //! task only moves bytes: tracker messages and relay frames ([`TrackerClient`]), WebRTC links
-//! (one task each, plus a writer task so a slow link never blocks the loop), store reads and
+//! (one task each, plus a writer task so a slow link never blocks the loop; writers report
+//! what they flushed, and the core paces serving by it), store reads and
 //! hash checks on blocking threads, and commands from the [`crate::node::Node`] handle.
 
 use crate::rtc::{Link, LinkEvent, RtcEnv};
@@ -140,6 +141,10 @@ pub enum Input {
     },
     /// The store found these chunks corrupt and dropped them.
     Corrupt(Vec<ChunkId>),
+    /// A link's writer passed a message of this many bytes on to str0m (or dropped it).
+    LinkFlushed(LinkId, usize),
+    /// A relay frame (to, conn, payload bytes) went to the tracker connection (or was lost).
+    RelayFlushed(PeerId, u64, usize),
 }
 
 /// The disk store as the core sees it.
@@ -235,13 +240,17 @@ impl Driver {
         pc.frame_payload = FRAME_PAYLOAD;
         let (tx, rx) = mpsc::unbounded_channel();
         // Relay frames go out in order, waiting while the tracker's relay queue is full.
+        // Each is reported flushed once the tracker connection took it: the core paces serving
+        // by what is still queued here.
         let (relay_writer, mut relay_rx) = mpsc::unbounded_channel::<RelayFrame>();
         let t = tracker.clone();
+        let flushed = tx.clone();
         tokio::spawn(async move {
             while let Some(f) = relay_rx.recv().await {
                 if t.send_relay(&f).await.is_err() {
                     tracing::debug!("relay frame not sent: tracker connection closed");
                 }
+                let _ = flushed.send(Input::RelayFlushed(f.peer, f.conn, f.payload.len()));
             }
         });
         let forward = tx.clone();
@@ -372,6 +381,8 @@ impl Driver {
                 self.core.report_storage(&inv);
             }
             Input::Corrupt(chunks) => self.core.dropped(chunks, &inv),
+            Input::LinkFlushed(link, n) => self.core.link_flushed(link, n),
+            Input::RelayFlushed(to, conn, n) => self.core.relay_flushed(&to, conn, n),
         }
     }
 
@@ -477,12 +488,13 @@ impl Driver {
                         h.signals.deliver(signal);
                     }
                 }
-                Output::Send { link, bytes } => {
-                    if let Some(h) = self.links.get(&link) {
+                Output::Send { link, bytes } => match self.links.get(&link) {
+                    Some(h) => {
                         self.stats.sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         let _ = h.writer.send(bytes);
                     }
-                }
+                    None => self.core.link_flushed(link, bytes.len()),
+                },
                 Output::Close { link } => {
                     self.links.remove(&link);
                 }
@@ -548,11 +560,17 @@ impl Driver {
                 }
             }
         });
+        // Each message is reported flushed once str0m's side took it (at most 8 messages and
+        // the SCTP buffer wait there): the core paces serving by what is still queued here.
         let (writer, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
         let sender = l.sender.clone();
+        let flushed = self.inputs.clone();
         tokio::spawn(async move {
             while let Some(m) = wrx.recv().await {
-                if sender.send(m).await.is_err() {
+                let n = m.len();
+                let sent = sender.send(m).await;
+                let _ = flushed.send(Input::LinkFlushed(link, n));
+                if sent.is_err() {
                     break;
                 }
             }

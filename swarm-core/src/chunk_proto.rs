@@ -9,8 +9,16 @@
 //! request   0x01 | req u32 | chunk id [32]
 //! data      0x02 | req u32 | offset u32 | total u32 | bytes
 //! missing   0x03 | req u32
+//! busy      0x04 | req u32
+//! cancel    0x05 | req u32 × n          (1 ≤ n ≤ MAX_CANCEL)
 //! ```
 //! (integers big-endian)
+//!
+//! `busy`: the holder has the chunk, or may have it, but will not read it now (its send
+//! queues are full): ask again later or elsewhere; unlike `missing`, it says nothing about
+//! holding. `cancel`: the downloader no longer wants the answers to these requests (a
+//! cancelled download, a seek); the holder drops them if they are still queued. Frames
+//! already sent still arrive and are ignored.
 
 use crate::content::{ChunkId, MAX_CHUNK_SIZE};
 use thiserror::Error;
@@ -22,12 +30,18 @@ pub const DATA_HEADER: usize = 13;
 /// with 8-16 KiB messages, and str0m accepts a message only when all of it fits its send buffer
 /// (kept at 32 KiB, see the native peer's `rtc` module).
 pub const DEFAULT_FRAME_PAYLOAD: usize = 16 * 1024 - DATA_HEADER;
+/// Most requests one `cancel` names: the whole message stays within the 37 bytes of a
+/// request, the longest message a receiver reads whole before its payload.
+pub const MAX_CANCEL: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMsg {
     Request { req: u32, chunk: ChunkId },
     Data { req: u32, offset: u32, total: u32, bytes: Vec<u8> },
     Missing { req: u32 },
+    Busy { req: u32 },
+    /// 1 to [`MAX_CANCEL`] request numbers.
+    Cancel { reqs: Vec<u32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -50,8 +64,21 @@ pub enum ProtoError {
     SizeChanged,
     #[error("no request {0} is open")]
     UnknownRequest(u32),
+    #[error("a cancel names 1 to {MAX_CANCEL} requests")]
+    BadCancel,
     #[error(transparent)]
     BadChunk(#[from] crate::content::ContentError),
+}
+
+fn short(ty: u8, req: u32) -> Vec<u8> {
+    let mut v = vec![ty];
+    v.extend_from_slice(&req.to_be_bytes());
+    v
+}
+
+/// `cancel` messages for `reqs`, [`MAX_CANCEL`] at most in each.
+pub fn cancels(reqs: &[u32]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    reqs.chunks(MAX_CANCEL).map(|r| PeerMsg::Cancel { reqs: r.to_vec() }.encode())
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, ProtoError> {
@@ -69,9 +96,14 @@ impl PeerMsg {
                 v
             }
             PeerMsg::Data { req, offset, total, bytes } => encode_data(*req, *offset, *total, bytes),
-            PeerMsg::Missing { req } => {
-                let mut v = vec![3];
-                v.extend_from_slice(&req.to_be_bytes());
+            PeerMsg::Missing { req } => short(3, *req),
+            PeerMsg::Busy { req } => short(4, *req),
+            PeerMsg::Cancel { reqs } => {
+                let mut v = Vec::with_capacity(1 + 4 * reqs.len());
+                v.push(5);
+                for r in reqs {
+                    v.extend_from_slice(&r.to_be_bytes());
+                }
                 v
             }
         }
@@ -92,11 +124,18 @@ impl PeerMsg {
                 let DataHeader { req, offset, total } = DataHeader::parse(b)?;
                 Ok(PeerMsg::Data { req, offset, total, bytes: b[DATA_HEADER..].to_vec() })
             }
-            3 => {
+            3 | 4 => {
                 if b.len() > 5 {
                     return Err(ProtoError::Trailing);
                 }
-                Ok(PeerMsg::Missing { req })
+                Ok(if ty == 3 { PeerMsg::Missing { req } } else { PeerMsg::Busy { req } })
+            }
+            5 => {
+                let n = (b.len() - 1) / 4;
+                if (b.len() - 1) % 4 != 0 || n > MAX_CANCEL {
+                    return Err(ProtoError::BadCancel);
+                }
+                Ok(PeerMsg::Cancel { reqs: (0..n).map(|i| u32_at(b, 1 + 4 * i).expect("in bounds")).collect() })
             }
             t => Err(ProtoError::UnknownType(t)),
         }
@@ -210,6 +249,8 @@ mod tests {
             (any::<u32>(), any::<u32>(), 0..=MAX_CHUNK_SIZE, prop::collection::vec(any::<u8>(), 0..300))
                 .prop_map(|(req, offset, total, bytes)| PeerMsg::Data { req, offset, total, bytes }),
             any::<u32>().prop_map(|req| PeerMsg::Missing { req }),
+            any::<u32>().prop_map(|req| PeerMsg::Busy { req }),
+            prop::collection::vec(any::<u32>(), 1..=MAX_CANCEL).prop_map(|reqs| PeerMsg::Cancel { reqs }),
         ]
     }
 
@@ -229,6 +270,17 @@ mod tests {
                 (PeerMsg::Data { .. }, Err(e)) => prop_assert!(false, "header refused: {e}"),
                 (_, h) => prop_assert!(h.is_err(), "not a data frame: {h:?}"),
             }
+        }
+
+        #[test]
+        fn cancels_carry_every_request(reqs in prop::collection::vec(any::<u32>(), 0..40)) {
+            let mut back = Vec::new();
+            for m in cancels(&reqs) {
+                prop_assert!(m.len() <= 37);
+                let PeerMsg::Cancel { reqs } = PeerMsg::decode(&m).unwrap() else { panic!("not a cancel") };
+                back.extend(reqs);
+            }
+            prop_assert_eq!(back, reqs);
         }
 
         #[test]
@@ -265,6 +317,9 @@ mod tests {
         assert_eq!(asm.push(10, 1000, &[7u8; 991]), Err(ProtoError::Overrun));
         assert_eq!(PeerMsg::decode(&[9, 0, 0, 0, 0]), Err(ProtoError::UnknownType(9)));
         assert_eq!(PeerMsg::decode(&[]), Err(ProtoError::Empty));
+        assert_eq!(PeerMsg::decode(&[4, 0, 0, 0, 1, 0]), Err(ProtoError::Trailing));
+        assert_eq!(PeerMsg::decode(&[5, 0, 0, 0, 1, 0]), Err(ProtoError::BadCancel));
+        assert_eq!(PeerMsg::decode(&[5; 1 + 4 * (MAX_CANCEL + 1)]), Err(ProtoError::BadCancel));
         let mut big = encode_data(1, 0, MAX_CHUNK_SIZE + 1, &[]);
         assert!(matches!(PeerMsg::decode(&big), Err(ProtoError::TooLarge(_))));
         big.truncate(3);

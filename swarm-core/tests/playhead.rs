@@ -1,7 +1,7 @@
-//! The download's playhead rules, driven by hand (no network): which requests a seek makes,
-//! and how deep each source's queue is while a player plays.
+//! The download's playhead rules, driven by hand (no network): which requests a seek makes
+//! and withdraws, and how deep each source's queue is while a player plays.
 
-use swarm_core::peer::config::{PIPELINE, PLAYING_QUEUE_MS};
+use swarm_core::peer::config::{PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS};
 use swarm_core::peer::{Answer, Download, Step};
 use swarm_core::{ManifestBuilder, PeerId};
 
@@ -56,9 +56,15 @@ fn a_seek_to_a_chunk_queued_at_a_busy_source_asks_a_less_busy_one_too() {
     let (mut d, data, steps) = download(64, &[PIPELINE, 2]);
     let asked = requests(&steps, &data, &d);
     assert_eq!(asked.len(), PIPELINE + 2, "{asked:?}");
-    // The seek goes to the last chunk asked of slot 0: behind 15 others there.
+    // The seek goes to the last chunk asked of slot 0: behind 15 others there, each of
+    // which has begun to arrive (so the seek cannot withdraw them).
     let &(_, _, target) = asked.iter().rfind(|(s, _, _)| *s == 0).expect("slot 0 was asked");
+    for &(_, req, index) in asked.iter().filter(|(s, _, i)| *s == 0 && *i != target) {
+        let first = Answer::Data { req, offset: 0, total: CHUNK as u32, part: data[index][..1].to_vec() };
+        assert!(d.on_answer(0, first).is_empty());
+    }
     let seek = d.set_playhead(Some(target));
+    assert!(!seek.iter().any(|s| matches!(s, Step::Cancel { slot: 0, .. })), "answers under way are not withdrawn");
     let again = requests(&seek, &data, &d);
     assert!(
         again.iter().any(|&(slot, _, index)| slot == 1 && index == target),
@@ -95,4 +101,36 @@ fn a_playing_download_keeps_short_queues_at_slow_sources() {
     let expected = (2 * PLAYING_QUEUE_MS) as usize / CHUNK;
     assert_eq!(deepest_late, expected.max(1), "a slow source's queue while playing");
     assert_eq!(d.rate_of(0), 2048, "the measured rate (bytes per second)");
+}
+
+#[test]
+fn a_seek_withdraws_requests_queued_outside_the_new_window() {
+    let (mut d, data, steps) = download(64, &[PIPELINE, 2]);
+    let asked = requests(&steps, &data, &d);
+    let &(_, _, target) = asked.iter().rfind(|(s, _, _)| *s == 0).expect("slot 0 was asked");
+    let window = target..target + PLAYHEAD_WINDOW;
+    let seek = d.set_playhead(Some(target));
+    let mut cancelled: Vec<(usize, u32)> = seek
+        .iter()
+        .filter_map(|s| match s {
+            Step::Cancel { slot, reqs } => Some(reqs.iter().map(move |r| (*slot, *r))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    cancelled.sort_unstable();
+    let mut expected: Vec<(usize, u32)> =
+        asked.iter().filter(|(_, _, i)| !window.contains(i)).map(|&(s, r, _)| (s, r)).collect();
+    expected.sort_unstable();
+    assert_eq!(cancelled, expected, "every request outside the window, nothing else");
+    // What the seek asks instead is in the window; the seek's chunk is not asked twice.
+    let again = requests(&seek, &data, &d);
+    assert!(again.iter().all(|(_, _, i)| window.contains(i)), "{again:?}");
+    assert!(!again.iter().any(|(_, _, i)| *i == target), "{again:?}");
+    // A late answer to a withdrawn request is ignored.
+    let &(slot, req) = cancelled.first().expect("something was withdrawn");
+    let index = asked.iter().find(|a| (a.0, a.1) == (slot, req)).unwrap().2;
+    assert!(!answer(&mut d, slot, req, &data[index], 5).iter().any(|s| matches!(s, Step::Verify { .. })));
+    // Playing on within the window withdraws nothing.
+    assert!(!d.set_playhead(Some(target + 1)).iter().any(|s| matches!(s, Step::Cancel { .. })));
 }

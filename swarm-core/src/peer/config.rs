@@ -27,7 +27,7 @@ pub const RELAY_PIPELINE: usize = 4;
 /// after all of them (16 concurrent reads on 2 cores delayed the first chunk by 150 ms).
 pub const READS_PER_ROUTE: usize = 2;
 /// Requests queued per link (or relay route) beyond the reads in progress; more are
-/// answered `missing` at once (an honest peer keeps at most [`PIPELINE`] outstanding).
+/// answered `busy` at once (an honest peer keeps at most [`PIPELINE`] outstanding).
 pub const QUEUE_PER_ROUTE: usize = 64;
 /// Data frame payload: every data message is at most 64 KiB.
 pub const FRAME_PAYLOAD: usize = 64 * 1024 - DATA_HEADER;
@@ -68,9 +68,21 @@ pub const LINK_IDLE_MS: u64 = 30_000;
 pub const ORDER_CONCURRENCY: usize = 8;
 /// Serving links other peers may hold open to this peer at once.
 pub const MAX_INBOUND: usize = 64;
-/// Chunks being read to serve at once; requests beyond it get `missing` (the asker goes
-/// elsewhere) rather than queueing without bound.
-pub const MAX_READS: usize = 256;
+/// Bytes a serving route (a link, or a relay route) may have queued to send before it starts
+/// no new read: four 256 KiB chunks, ahead of what its writer is sending.
+pub const SEND_WINDOW: u64 = 1024 * 1024;
+/// Bytes the peer may have queued to send in all (frames and their [`SEND_FRAME_COST`], reads
+/// in progress at the largest chunk size): past it requests are answered `busy`.
+pub const SEND_BUDGET: u64 = 32 * 1024 * 1024;
+/// `busy` answers still sent past [`SEND_BUDGET`]; beyond, requests are dropped unanswered.
+pub const BUSY_SLACK: u64 = 64 * 1024;
+/// What one queued frame costs a driver beyond its bytes (allocation, channel slot, relay
+/// header), counted so that floods of tiny answers are bounded too.
+pub const SEND_FRAME_COST: u64 = 256;
+/// Requests waiting to be read, on every route together; more are answered `busy`.
+pub const MAX_WAITING: usize = 1024;
+/// A source that answered `busy` is asked nothing for this long (other holders are).
+pub const BUSY_BACKOFF_MS: u64 = 500;
 /// How often, at most, the tracker hears this peer's links by path (when they changed).
 pub const PATH_REPORT_MS: u64 = 5_000;
 /// Interval between heartbeats to the tracker (a browser's, answered: see [`super::liveness`]).

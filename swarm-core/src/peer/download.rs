@@ -29,12 +29,13 @@
 //! old window, measured in `e2e/tests/browser_stream.rs`). Until a source's rate is known it
 //! gets 2. A chunk under the playhead that was asked before the seek and waits behind others
 //! at its source is asked of a holder with a shorter queue too (the first verified copy wins,
-//! as in the endgame). Moving the playhead (a seek) re-schedules at once.
+//! as in the endgame). Moving the playhead re-schedules at once; a seek also cancels what is
+//! queued at sources outside the new window ([`Step::Cancel`], the chunk protocol's `cancel`).
 //!
 //! Request numbers in [`Step::Request`] are the download's own; the peer core
 //! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
 
-use super::config::{ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, STALL_MS};
+use super::config::{BUSY_BACKOFF_MS, ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, STALL_MS};
 use crate::chunk_proto::{PeerMsg, ProtoError};
 use crate::content::ContentError;
 use crate::{ChunkId, FileId, Manifest, PeerId};
@@ -100,6 +101,9 @@ impl ChunkBuf for Vec<u8> {
 pub enum Answer<P> {
     Data { req: u32, offset: u32, total: u32, part: P },
     Missing { req: u32 },
+    /// The holder will not read the chunk now (its send queues are full): not a verdict on
+    /// holding; asked again after [`BUSY_BACKOFF_MS`], preferring another holder.
+    Busy { req: u32 },
 }
 
 impl Answer<Vec<u8>> {
@@ -108,7 +112,8 @@ impl Answer<Vec<u8>> {
         match msg {
             PeerMsg::Data { req, offset, total, bytes } => Some(Answer::Data { req, offset, total, part: bytes }),
             PeerMsg::Missing { req } => Some(Answer::Missing { req }),
-            PeerMsg::Request { .. } => None,
+            PeerMsg::Busy { req } => Some(Answer::Busy { req }),
+            PeerMsg::Request { .. } | PeerMsg::Cancel { .. } => None,
         }
     }
 }
@@ -135,6 +140,8 @@ pub enum Step<B = Vec<u8>> {
     Complete,
     /// The download cannot finish.
     Failed(DownloadError),
+    /// Tell `slot` these requests are no longer wanted (a seek moved them out of the way).
+    Cancel { slot: usize, reqs: Vec<u32> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +210,8 @@ pub struct Download<B: ChunkBuf = Vec<u8>> {
     rate: Vec<f64>,
     /// Per slot: when its last whole chunk arrived.
     last_delivery: Vec<u64>,
+    /// Per slot: asked nothing before this time (it answered `busy`; 0: not busy).
+    busy_until: Vec<u64>,
     max_peers: usize,
     endgame: bool,
     /// A needed chunk with no live holder waits (others go on) instead of failing at once.
@@ -282,6 +291,7 @@ impl<B: ChunkBuf> Download<B> {
             delivered: Vec::new(),
             rate: Vec::new(),
             last_delivery: Vec::new(),
+            busy_until: Vec::new(),
             max_peers: MAX_SOURCES,
             endgame: true,
             wait_for_holders: false,
@@ -294,6 +304,7 @@ impl<B: ChunkBuf> Download<B> {
         self.delivered = vec![0; self.peers.len()];
         self.rate = vec![0.0; self.peers.len()];
         self.last_delivery = vec![0; self.peers.len()];
+        self.busy_until = vec![0; self.peers.len()];
         self
     }
 
@@ -324,13 +335,48 @@ impl<B: ChunkBuf> Download<B> {
 
     /// A player reads from chunk `index` on (`None`: nobody plays; back to rarest first):
     /// the window from there is asked first, in order. Returns the requests this makes at once.
+    ///
+    /// A seek (a first playhead, or one outside the previous window) cancels the requests
+    /// queued at sources for chunks outside the new window whose answer has not begun
+    /// ([`Step::Cancel`]): they are asked again later, and the window's chunks no longer wait
+    /// behind them. Moving along within the window cancels nothing.
     pub fn set_playhead(&mut self, index: Option<usize>) -> Vec<Step<B>> {
         let index = index.map(|i| i.min(self.total().saturating_sub(1)));
         if index == self.playhead {
             return Vec::new();
         }
+        let seek = match (self.playhead, index) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => new < old || new >= old + PLAYHEAD_WINDOW,
+        };
         self.playhead = index;
-        self.schedule()
+        let mut steps = if seek { self.cancel_outside_window() } else { Vec::new() };
+        steps.extend(self.schedule());
+        steps
+    }
+
+    /// Withdraws the requests for chunks outside the playhead window that no byte of has come.
+    fn cancel_outside_window(&mut self) -> Vec<Step<B>> {
+        let window = self.window();
+        let mut gone: Vec<(usize, u32)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.received == 0 && !window.contains(&p.index))
+            .map(|(k, _)| *k)
+            .collect();
+        gone.sort_unstable();
+        let mut by_slot: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (slot, req) in gone {
+            let p = self.pending.remove(&(slot, req)).expect("listed");
+            self.outstanding[slot] -= 1;
+            self.requeue(p.index, p.attempts, None);
+            match by_slot.last_mut() {
+                Some((s, reqs)) if *s == slot => reqs.push(req),
+                _ => by_slot.push((slot, vec![req])),
+            }
+        }
+        by_slot.into_iter().map(|(slot, reqs)| Step::Cancel { slot, reqs }).collect()
     }
 
     /// The chunk under the playhead, if a player set one.
@@ -549,7 +595,18 @@ impl<B: ChunkBuf> Download<B> {
                 steps.extend(self.peer_gone(slot));
             }
         }
+        // Sources whose `busy` wait is over are asked again.
+        let rested = self.busy_until.iter().any(|&t| t != 0 && t <= now);
+        if rested {
+            self.busy_until.iter_mut().filter(|t| **t <= now).for_each(|t| *t = 0);
+            steps.extend(self.schedule());
+        }
         steps
+    }
+
+    /// Whether `slot` answered `busy` and is left alone for now.
+    fn resting(&self, slot: usize) -> bool {
+        self.busy_until[slot] > self.clock
     }
 
     /// An answer from `slot` to one of its requests.
@@ -604,6 +661,15 @@ impl<B: ChunkBuf> Download<B> {
                     self.outstanding[slot] -= 1;
                     self.holders[p.index].retain(|&s| s != slot);
                     steps.push(Step::Rejected { slot, index: p.index, reason: "missing".into() });
+                    self.requeue(p.index, p.attempts, Some(slot));
+                }
+            }
+            Answer::Busy { req } => {
+                // Not the chunk's fault nor a verdict on holding: no attempt counted, the
+                // holder stays a holder, and rests a while.
+                if let Some(p) = self.pending.remove(&(slot, req)) {
+                    self.outstanding[slot] -= 1;
+                    self.busy_until[slot] = self.clock + BUSY_BACKOFF_MS;
                     self.requeue(p.index, p.attempts, Some(slot));
                 }
             }
@@ -782,14 +848,14 @@ impl<B: ChunkBuf> Download<B> {
             }
             let holders = &self.holders[index];
             let live = || holders.iter().copied().filter(|&s| self.slots[s] != SlotState::Gone);
-            let Some(first_live) = live().next() else {
+            if live().next().is_none() {
                 if self.wait_for_holders {
                     unheld.get_or_insert(index);
                     continue;
                 }
                 steps.push(self.fail(DownloadError::Unavailable { index }));
                 return steps;
-            };
+            }
             let several = live().nth(1).is_some();
             // The chunk under the playhead may go beyond the pipeline; while a player plays
             // the rest keep the queues short, so the next seek does not wait long.
@@ -803,7 +869,8 @@ impl<B: ChunkBuf> Download<B> {
                     self.pipeline[s]
                 }
             };
-            let ready = live().filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] < room(s));
+            let ready = live()
+                .filter(|&s| self.slots[s] == SlotState::Ready && !self.resting(s) && self.outstanding[s] < room(s));
             let pick = if under_playhead {
                 // The chunk a player waits for: the source expected to send it soonest.
                 let avoided = |s: usize| Some(s) == avoid && several;
@@ -820,10 +887,16 @@ impl<B: ChunkBuf> Download<B> {
                     self.request(slot, index, attempts, &mut steps);
                 }
                 None => {
-                    let waiting = live().any(|s| matches!(self.slots[s], SlotState::Connecting | SlotState::Ready));
-                    if !waiting {
-                        self.slots[first_live] = SlotState::Connecting;
-                        steps.push(Step::Connect { slot: first_live });
+                    // A holder that rests after `busy` does not keep another from being dialled.
+                    let waiting = live().any(|s| match self.slots[s] {
+                        SlotState::Connecting => true,
+                        SlotState::Ready => !self.resting(s),
+                        _ => false,
+                    });
+                    let unused = live().find(|&s| self.slots[s] == SlotState::Unused);
+                    if let (false, Some(s)) = (waiting, unused) {
+                        self.slots[s] = SlotState::Connecting;
+                        steps.push(Step::Connect { slot: s });
                     }
                 }
             }
@@ -877,7 +950,7 @@ impl<B: ChunkBuf> Download<B> {
         let pick = self.holders[index]
             .iter()
             .copied()
-            .filter(|&s| self.slots[s] == SlotState::Ready && !asked.contains(&s))
+            .filter(|&s| self.slots[s] == SlotState::Ready && !self.resting(s) && !asked.contains(&s))
             .map(|s| (s, self.queue_ms(s, 1)))
             .filter(|&(s, ms)| ms * 2.0 < waiting || (ms.is_infinite() && self.outstanding[s] + 1 < queued))
             .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -916,7 +989,12 @@ impl<B: ChunkBuf> Download<B> {
             let pick = self.holders[index]
                 .iter()
                 .copied()
-                .filter(|&s| self.slots[s] == SlotState::Ready && self.outstanding[s] == 0 && !asked.contains(&s))
+                .filter(|&s| {
+                    self.slots[s] == SlotState::Ready
+                        && !self.resting(s)
+                        && self.outstanding[s] == 0
+                        && !asked.contains(&s)
+                })
                 .min_by_key(|&s| self.outstanding[s]);
             let Some(slot) = pick else { continue };
             let attempts = self.attempts_of(index);

@@ -11,7 +11,7 @@ use super::config::{LINK_IDLE_MS, ORDER_CONCURRENCY, PIPELINE, RELAY_PIPELINE};
 use super::download::{Answer, Download, Step};
 use super::links::{Direct, OutLink};
 use super::{ChunkBuf, DownloadError, DownloadId, Event, Failure, Inventory, LinkId, Output, Peer, Pending, Purpose};
-use crate::chunk_proto::PeerMsg;
+use crate::chunk_proto::{cancels, PeerMsg};
 use crate::{ChunkId, ClientMsg, FileId, LinkPath, Manifest, PeerId, ServerMsg};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -312,6 +312,10 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                     self.on_failed(id, e, now_ms);
                     Vec::new()
                 }
+                Step::Cancel { slot, reqs } => {
+                    self.cancel_wire(|w| w.download == id && w.slot == slot && reqs.contains(&w.req));
+                    Vec::new()
+                }
             };
             queue.extend(more.into_iter().map(|s| (id, s)));
         }
@@ -362,8 +366,35 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 l.idle_since = now_ms;
             }
         }
-        self.fetch.wire.retain(|_, w| w.download != id);
+        // Its requests still queued at sources are withdrawn.
+        self.cancel_wire(|w| w.download == id);
         self.fetch.verifying.retain(|_, v| v.download != id);
+    }
+
+    /// Forgets the requests on the wire that `pick` picks and tells their sources (`cancel`,
+    /// the way each request went: over the open channel, or through the relay).
+    fn cancel_wire(&mut self, pick: impl Fn(&WireReq) -> bool) {
+        let mut gone: Vec<(PeerId, bool, u32)> =
+            self.fetch.wire.iter().filter(|(_, w)| pick(w)).map(|((p, n), w)| (p.clone(), w.on_direct, *n)).collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.fetch.wire.retain(|_, w| !pick(w));
+        gone.sort_unstable();
+        for group in gone.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            let (peer, on_direct) = (&group[0].0, group[0].1);
+            let Some(l) = self.links.out.get(peer) else { continue };
+            let reqs: Vec<u32> = group.iter().map(|g| g.2).collect();
+            let link = l.link;
+            let open = matches!(l.direct, Direct::Open(_));
+            for bytes in cancels(&reqs) {
+                if on_direct && open {
+                    self.out.push_back(Output::Send { link, bytes });
+                } else if !on_direct {
+                    self.out.push_back(Output::Relay { to: peer.clone(), conn: link, payload: bytes });
+                }
+            }
+        }
     }
 
     pub(super) fn finish(&mut self, id: DownloadId, result: Result<(), Failure>, now_ms: u64) {
@@ -522,7 +553,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// An answer from `peer` to one of this peer's requests.
     pub(super) fn on_answer(&mut self, peer: &PeerId, answer: Answer<B::Part>, now_ms: u64) {
         let wire_req = match &answer {
-            Answer::Data { req, .. } | Answer::Missing { req } => *req,
+            Answer::Data { req, .. } | Answer::Missing { req } | Answer::Busy { req } => *req,
         };
         let Some(w) = self.fetch.wire.get(&(peer.clone(), wire_req)).copied() else { return };
         let Some(dl) = self.fetch.runs.get_mut(&w.download).and_then(|r| r.dl.as_mut()) else {
@@ -532,6 +563,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         let answer = match answer {
             Answer::Data { offset, total, part, .. } => Answer::Data { req: w.req, offset, total, part },
             Answer::Missing { .. } => Answer::Missing { req: w.req },
+            Answer::Busy { .. } => Answer::Busy { req: w.req },
         };
         dl.advance(now_ms);
         let steps = dl.on_answer(w.slot, answer);

@@ -131,6 +131,8 @@ pub enum Purpose {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming<P> {
     Request { req: u32, chunk: ChunkId },
+    /// The remote no longer wants the answers to these requests of its.
+    Cancel { reqs: Vec<u32> },
     Answer(Answer<P>),
 }
 
@@ -139,7 +141,8 @@ impl Incoming<Vec<u8>> {
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
         Ok(match PeerMsg::decode(bytes)? {
             PeerMsg::Request { req, chunk } => Incoming::Request { req, chunk },
-            other => Incoming::Answer(Answer::from_msg(other).expect("not a request")),
+            PeerMsg::Cancel { reqs } => Incoming::Cancel { reqs },
+            other => Incoming::Answer(Answer::from_msg(other).expect("an answer")),
         })
     }
 }
@@ -166,6 +169,8 @@ impl<P> Incoming<P> {
         Ok(match PeerMsg::decode(head)? {
             PeerMsg::Request { req, chunk } => Incoming::Request { req, chunk },
             PeerMsg::Missing { req } => Incoming::Answer(Answer::Missing { req }),
+            PeerMsg::Busy { req } => Incoming::Answer(Answer::Busy { req }),
+            PeerMsg::Cancel { reqs } => Incoming::Cancel { reqs },
             PeerMsg::Data { .. } => unreachable!("data frames are read above"),
         })
     }
@@ -410,6 +415,8 @@ mod tests {
         for msg in [
             PeerMsg::Request { req: 7, chunk }.encode(),
             PeerMsg::Missing { req: 9 }.encode(),
+            PeerMsg::Busy { req: 10 }.encode(),
+            PeerMsg::Cancel { reqs: vec![1, 2, 3, 4, 5, 6, 7, 8] }.encode(),
             encode_data(3, 65_523, 200_000, &[5; 1000]),
         ] {
             assert_eq!(split(&msg), Incoming::decode(&msg), "{:?}", &msg[..1]);

@@ -1,17 +1,51 @@
 //! Serving: requests from other peers (over a link this peer accepted, or through the
-//! relay) become store reads, and reads become frames.
+//! relay) become store reads, and reads become frames, paced by what the link's writer has
+//! actually sent.
 //!
-//! In order and bounded: each link (or relay route) has at most [`READS_PER_ROUTE`] reads in
-//! progress and [`QUEUE_PER_ROUTE`] requests waiting, and the peer at most [`MAX_READS`]
-//! reads at once; beyond, the asker gets `missing` at once and goes to another holder. A
-//! chunk the store found corrupt is answered `missing` and reported `dropped`, so no peer is
+//! Every frame handed to the driver ([`super::Output::Send`], [`super::Output::Relay`]) counts
+//! as *queued* on its route (a link, or a relay route: remote peer and its link number) at its
+//! length plus [`SEND_FRAME_COST`] (what a queued frame costs the driver beyond its bytes),
+//! until the driver reports it flushed ([`Peer::link_flushed`], [`Peer::relay_flushed`]: the
+//! native writer handed it to str0m or to the tracker connection, the tab's `bufferedAmount`
+//! drained past it). A route starts a read only while its queued bytes are under
+//! [`SEND_WINDOW`] and it has fewer than [`READS_PER_ROUTE`] reads in progress, and only while
+//! the peer's queued bytes plus [`MAX_CHUNK_SIZE`] for every read in progress (the read's
+//! size is not known before it ends) leave room for one more chunk under [`SEND_BUDGET`]. A
+//! request waits (its id only) while its route may not read; one beyond [`QUEUE_PER_ROUTE`]
+//! on its route, or arriving while the peer's queue is over budget, is answered `busy` and
+//! never read. When [`MAX_WAITING`] requests wait in all, the route waiting the most gives up
+//! its newest (answered `busy`) to a route waiting less; budget that comes free goes to the
+//! routes with the least queued first. So a flood from a few askers over many routes slows
+//! an honest downloader (its requests wait their turn, some are answered `busy` and asked
+//! again), but does not shut it out. Past [`SEND_BUDGET`] + [`BUSY_SLACK`] not even
+//! `busy` is sent: the request is dropped (its asker's stall timer moves it elsewhere).
+//!
+//! **The bound.** What serving holds at once, however many requests arrive: at most
+//! [`SEND_BUDGET`] + [`BUSY_SLACK`] = 32 MiB + 64 KiB of queued frames (their bytes and
+//! per-frame cost; reads in progress included at their largest size), plus [`MAX_WAITING`]
+//! waiting request ids (about 64 KiB), plus what the transports buffer past the writer (per
+//! native link 8 frames and str0m's 32 KiB; the relay connection 64 frames; the tab's
+//! channels up to their high-water mark before the driver reports them drained).
+//!
+//! A `cancel` from the asker drops its named requests that still wait, and drops the answer
+//! of a read in progress; frames already handed to the driver still go.
+//!
+//! A chunk the store found corrupt is answered `missing` and reported `dropped`, so no peer is
 //! ever sent bytes that do not hash to what it asked for.
+//!
+//! A flush report for a route this module does not track (a fetching link's requests) is
+//! ignored; a relay request of this peer whose route number equals a serving route's of the
+//! same peer would lower that route's count by one request (both numbers are random-based:
+//! in practice never).
 
-use super::config::{MAX_READS, QUEUE_PER_ROUTE, READS_PER_ROUTE};
+use super::config::{
+    BUSY_SLACK, MAX_WAITING, QUEUE_PER_ROUTE, READS_PER_ROUTE, SEND_BUDGET, SEND_FRAME_COST, SEND_WINDOW,
+};
 use super::{ChunkBuf, Incoming, LinkId, Output, Peer, ReadResult};
 use crate::chunk_proto::{frames, PeerMsg};
+use crate::content::MAX_CHUNK_SIZE;
 use crate::{ChunkId, ClientMsg, LinkPath, PeerId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Checks bytes read from a store before they are served: `true` if they are `chunk`.
 pub fn check(chunk: &ChunkId, bytes: &[u8]) -> bool {
@@ -25,11 +59,58 @@ pub(super) enum Route {
     Relay { peer: PeerId, conn: u64 },
 }
 
-/// One route's requests: reads in progress and requests waiting, in arrival order.
+/// One route's requests: reads in progress, requests waiting in arrival order, and bytes
+/// handed to the driver not yet flushed.
 #[derive(Debug, Default)]
 struct RouteQueue {
     reading: usize,
     waiting: VecDeque<(u32, ChunkId)>,
+    queued: u64,
+}
+
+impl RouteQueue {
+    fn idle(&self) -> bool {
+        self.reading == 0 && self.waiting.is_empty() && self.queued == 0
+    }
+}
+
+/// A read in progress.
+#[derive(Debug)]
+struct Read {
+    route: Route,
+    req: u32,
+    chunk: ChunkId,
+    /// The asker cancelled it: nothing is sent.
+    cancelled: bool,
+}
+
+/// Counters of the serving side.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServeStats {
+    /// Chunks served (answered with data).
+    pub served: u64,
+    /// Requests answered `busy`.
+    pub busy: u64,
+    /// Requests dropped unanswered (over budget even for `busy`).
+    pub dropped: u64,
+    /// Requests cancelled by their asker before they were answered.
+    pub cancelled: u64,
+    /// Bytes queued to send now (frames and their per-frame cost), in all.
+    pub queued: u64,
+    /// The most ever queued at once.
+    pub queued_peak: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Serving {
+    reads: HashMap<u64, Read>,
+    queues: HashMap<Route, RouteQueue>,
+    next_token: u64,
+    /// Requests waiting, on every route.
+    waiting: usize,
+    /// Some route has requests it could read but for the peer's budget.
+    starved: bool,
+    pub stats: ServeStats,
 }
 
 impl Serving {
@@ -38,15 +119,32 @@ impl Serving {
         self.next_token += 1;
         self.next_token
     }
-}
 
-#[derive(Debug, Default)]
-pub struct Serving {
-    reads: HashMap<u64, (Route, u32, ChunkId)>,
-    queues: HashMap<Route, RouteQueue>,
-    next_token: u64,
-    /// Chunks served (answered with data).
-    pub served: u64,
+    /// Whether the peer's budget has room for one more read.
+    fn budget_allows_read(&self) -> bool {
+        let reserved = (self.reads.len() as u64 + 1) * MAX_CHUNK_SIZE as u64;
+        self.stats.queued + reserved <= SEND_BUDGET
+    }
+
+    /// Counts `len` bytes handed to the driver on `route`.
+    fn queue(&mut self, route: &Route, len: usize) {
+        let cost = len as u64 + SEND_FRAME_COST;
+        self.queues.entry(route.clone()).or_default().queued += cost;
+        self.stats.queued += cost;
+        self.stats.queued_peak = self.stats.queued_peak.max(self.stats.queued);
+    }
+
+    /// `len` bytes of `route` were flushed; whether the route is tracked.
+    fn flushed(&mut self, route: &Route, len: usize) -> bool {
+        let Some(q) = self.queues.get_mut(route) else { return false };
+        let cost = (len as u64 + SEND_FRAME_COST).min(q.queued);
+        q.queued -= cost;
+        self.stats.queued -= cost;
+        if q.idle() {
+            self.queues.remove(route);
+        }
+        true
+    }
 }
 
 impl<B: ChunkBuf + Clone> Peer<B> {
@@ -63,6 +161,11 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             Incoming::Request { req, chunk } => {
                 if self.links.inbound.contains_key(&link) {
                     self.serve_request(Route::Link(link), req, chunk);
+                }
+            }
+            Incoming::Cancel { reqs } => {
+                if self.links.inbound.contains_key(&link) {
+                    self.serve_cancel(Route::Link(link), &reqs);
                 }
             }
             Incoming::Answer(answer) => {
@@ -86,31 +189,147 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 }
             }
             Incoming::Request { req, chunk } => self.serve_request(Route::Relay { peer, conn }, req, chunk),
+            Incoming::Cancel { reqs } => self.serve_cancel(Route::Relay { peer, conn }, &reqs),
+        }
+    }
+
+    /// The driver's writer for `link` passed a message of `len` bytes on to the transport (or
+    /// dropped it with the link). Every [`Output::Send`] must be reported once.
+    pub fn link_flushed(&mut self, link: LinkId, len: usize) {
+        self.route_flushed(Route::Link(link), len);
+    }
+
+    /// The driver passed a relay frame to `to` under `conn` with a payload of `len` bytes on
+    /// to the tracker connection (or lost it with the connection). Every [`Output::Relay`]
+    /// must be reported once.
+    pub fn relay_flushed(&mut self, to: &PeerId, conn: u64, len: usize) {
+        self.route_flushed(Route::Relay { peer: to.clone(), conn }, len);
+    }
+
+    fn route_flushed(&mut self, route: Route, len: usize) {
+        if self.serve.flushed(&route, len) {
+            self.pump(&route);
+        }
+        if self.serve.starved {
+            self.pump_all();
         }
     }
 
     fn serve_request(&mut self, route: Route, req: u32, chunk: ChunkId) {
-        let busy = self.serve.reads.len() >= MAX_READS;
-        let q = self.serve.queues.entry(route.clone()).or_default();
-        if q.reading < READS_PER_ROUTE && !busy {
-            q.reading += 1;
-            self.start_read(route, req, chunk);
-        } else if q.waiting.len() < QUEUE_PER_ROUTE && !busy {
-            q.waiting.push_back((req, chunk));
+        let mine = self.serve.queues.get(&route).map_or(0, |q| q.waiting.len());
+        if self.serve.waiting >= MAX_WAITING && mine < QUEUE_PER_ROUTE {
+            self.make_room(mine);
+        }
+        let s = &self.serve;
+        let full = mine >= QUEUE_PER_ROUTE;
+        if full || s.waiting >= MAX_WAITING || s.stats.queued >= SEND_BUDGET {
+            return self.busy(&route, req);
+        }
+        self.serve.queues.entry(route.clone()).or_default().waiting.push_back((req, chunk));
+        self.serve.waiting += 1;
+        self.pump(&route);
+    }
+
+    /// Every waiting place is taken: the route waiting the most (if more than `mine`, the
+    /// asking route's) gives up its newest request (answered `busy`), so that many routes
+    /// from a few askers cannot keep a new one out.
+    fn make_room(&mut self, mine: usize) {
+        let Some((route, n)) =
+            self.serve.queues.iter().map(|(r, q)| (r, q.waiting.len())).max_by_key(|(_, n)| *n)
+        else {
+            return;
+        };
+        if n <= mine + 1 {
+            return;
+        }
+        let route = route.clone();
+        let (req, _) = self.serve.queues.get_mut(&route).and_then(|q| q.waiting.pop_back()).expect("waiting");
+        self.serve.waiting -= 1;
+        self.busy(&route, req);
+    }
+
+    /// Answers `busy`, or drops the request if even that would pass the budget's slack.
+    fn busy(&mut self, route: &Route, req: u32) {
+        let msg = PeerMsg::Busy { req }.encode();
+        if self.serve.stats.queued + msg.len() as u64 + SEND_FRAME_COST > SEND_BUDGET + BUSY_SLACK {
+            self.serve.stats.dropped += 1;
         } else {
-            self.answer(&route, vec![PeerMsg::Missing { req }.encode()]);
+            self.serve.stats.busy += 1;
+            self.answer(route, vec![msg]);
         }
     }
 
-    fn start_read(&mut self, route: Route, req: u32, chunk: ChunkId) {
-        let token = self.serve.new_token();
-        self.serve.reads.insert(token, (route, req, chunk));
-        self.out.push_back(Output::Read { token, chunk });
+    /// The asker of `route` no longer wants `reqs` answered.
+    fn serve_cancel(&mut self, route: Route, reqs: &[u32]) {
+        let reqs: HashSet<u32> = reqs.iter().copied().collect();
+        let mut n = 0;
+        for r in self.serve.reads.values_mut() {
+            if r.route == route && reqs.contains(&r.req) && !r.cancelled {
+                r.cancelled = true;
+                n += 1;
+            }
+        }
+        if let Some(q) = self.serve.queues.get_mut(&route) {
+            let before = q.waiting.len();
+            q.waiting.retain(|(req, _)| !reqs.contains(req));
+            let gone = before - q.waiting.len();
+            self.serve.waiting -= gone;
+            n += gone as u64;
+            if q.idle() {
+                self.serve.queues.remove(&route);
+            }
+        }
+        self.serve.stats.cancelled += n;
     }
 
-    /// A link closed: its waiting requests are dropped.
+    /// Starts the reads `route` may start now.
+    fn pump(&mut self, route: &Route) {
+        loop {
+            let Some(q) = self.serve.queues.get(route) else { return };
+            if q.waiting.is_empty() || q.reading >= READS_PER_ROUTE || q.queued >= SEND_WINDOW {
+                return;
+            }
+            if !self.serve.budget_allows_read() {
+                self.serve.starved = true;
+                return;
+            }
+            let q = self.serve.queues.get_mut(route).expect("present");
+            let (req, chunk) = q.waiting.pop_front().expect("not empty");
+            q.reading += 1;
+            self.serve.waiting -= 1;
+            let token = self.serve.new_token();
+            self.serve.reads.insert(token, Read { route: route.clone(), req, chunk, cancelled: false });
+            self.out.push_back(Output::Read { token, chunk });
+        }
+    }
+
+    /// Budget came free: every route with waiting requests gets its turn, the ones with the
+    /// least queued first (a flood's routes, their writer slow, come last).
+    fn pump_all(&mut self) {
+        self.serve.starved = false;
+        let mut routes: Vec<(u64, Route)> =
+            self.serve.queues.iter().filter(|(_, q)| !q.waiting.is_empty()).map(|(r, q)| (q.queued, r.clone())).collect();
+        routes.sort_unstable_by_key(|(queued, _)| *queued);
+        for (_, r) in routes {
+            self.pump(&r);
+            if self.serve.starved {
+                return;
+            }
+        }
+    }
+
+    /// A link closed: its waiting requests are dropped, its queued bytes no longer count.
     pub(super) fn forget_route_link(&mut self, link: LinkId) {
-        self.serve.queues.remove(&Route::Link(link));
+        if let Some(q) = self.serve.queues.remove(&Route::Link(link)) {
+            self.serve.waiting -= q.waiting.len();
+            self.serve.stats.queued -= q.queued;
+            if self.serve.starved {
+                self.pump_all();
+            }
+        }
+        for r in self.serve.reads.values_mut().filter(|r| r.route == Route::Link(link)) {
+            r.cancelled = true;
+        }
     }
 
     /// The store's answer to [`Output::Read`].
@@ -118,10 +337,11 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         if self.proof_read(token, &result) {
             return; // a read for a proof, not a serve
         }
-        let Some((route, req, chunk)) = self.serve.reads.remove(&token) else { return };
+        let Some(Read { route, req, chunk, cancelled }) = self.serve.reads.remove(&token) else { return };
         let msgs = match result {
+            _ if cancelled => Vec::new(),
             ReadResult::Found(bytes) => {
-                self.serve.served += 1;
+                self.serve.stats.served += 1;
                 frames(req, &bytes, self.config.frame_payload.max(1)).collect()
             }
             ReadResult::Missing => vec![PeerMsg::Missing { req }.encode()],
@@ -130,35 +350,30 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 vec![PeerMsg::Missing { req }.encode()]
             }
         };
+        if let Some(q) = self.serve.queues.get_mut(&route) {
+            q.reading = q.reading.saturating_sub(1);
+        }
         self.answer(&route, msgs);
-        // The route's next request, in order.
-        let next = match self.serve.queues.get_mut(&route) {
-            Some(q) => {
-                q.reading = q.reading.saturating_sub(1);
-                let next = q.waiting.pop_front();
-                if next.is_some() {
-                    q.reading += 1;
-                } else if q.reading == 0 {
-                    self.serve.queues.remove(&route);
-                }
-                next
-            }
-            None => None,
-        };
-        if let Some((req, chunk)) = next {
-            self.start_read(route, req, chunk);
+        if self.serve.queues.get(&route).is_some_and(RouteQueue::idle) {
+            self.serve.queues.remove(&route);
+        }
+        // The route's next request, in order; a read's reservation came free.
+        self.pump(&route);
+        if self.serve.starved {
+            self.pump_all();
         }
     }
 
     fn answer(&mut self, route: &Route, msgs: Vec<Vec<u8>>) {
+        if let Route::Link(link) = route {
+            if !self.links.inbound.contains_key(link) {
+                return; // closed meanwhile
+            }
+        }
         for bytes in msgs {
+            self.serve.queue(route, bytes.len());
             match route {
-                Route::Link(link) => {
-                    if !self.links.inbound.contains_key(link) {
-                        return; // closed meanwhile
-                    }
-                    self.out.push_back(Output::Send { link: *link, bytes });
-                }
+                Route::Link(link) => self.out.push_back(Output::Send { link: *link, bytes }),
                 Route::Relay { peer, conn } => {
                     self.out.push_back(Output::Relay { to: peer.clone(), conn: *conn, payload: bytes })
                 }
@@ -168,6 +383,186 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     /// Chunks served so far.
     pub fn chunks_served(&self) -> u64 {
-        self.serve.served
+        self.serve.stats.served
+    }
+
+    /// The serving side's counters (queued bytes, `busy` answers, cancels).
+    pub fn serve_stats(&self) -> ServeStats {
+        self.serve.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::{Inventory, PeerConfig};
+    use crate::{PeerKind, ServerMsg};
+
+    struct Nothing;
+    impl Inventory for Nothing {
+        fn has(&self, _: &ChunkId) -> bool {
+            false
+        }
+        fn ids(&self) -> Vec<ChunkId> {
+            Vec::new()
+        }
+        fn used(&self) -> u64 {
+            0
+        }
+        fn capacity(&self) -> u64 {
+            0
+        }
+    }
+
+    fn seeder() -> Peer<Vec<u8>> {
+        let mut p = Peer::new(PeerConfig::new(PeerKind::Native, "00".repeat(16)));
+        p.tracker_connected(&Nothing, 0);
+        let welcome =
+            ServerMsg::Welcome { version: 1, peer_id: PeerId::from_secret("s"), ice_servers: vec![], trackers: vec![] };
+        p.handle_server_msg(welcome, &Nothing, 0);
+        while p.poll_output().is_some() {}
+        p
+    }
+
+    const CHUNK: usize = 256 * 1024;
+
+    /// What came out: reads, and relay frames by (to, conn) with their decoded messages.
+    #[derive(Default)]
+    struct Out {
+        reads: Vec<u64>,
+        sent: Vec<(PeerId, u64, PeerMsg, usize)>,
+    }
+
+    fn take(p: &mut Peer<Vec<u8>>) -> Out {
+        let mut o = Out::default();
+        while let Some(x) = p.poll_output() {
+            match x {
+                Output::Read { token, .. } => o.reads.push(token),
+                Output::Relay { to, conn, payload } => {
+                    let m = PeerMsg::decode(&payload).unwrap();
+                    o.sent.push((to, conn, m, payload.len()));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        o
+    }
+
+    fn asker(n: u64) -> PeerId {
+        PeerId::from_secret(&format!("asker {n}"))
+    }
+
+    #[test]
+    fn a_request_flood_gets_busy_never_memory() {
+        let mut p = seeder();
+        let bytes = vec![7u8; CHUNK];
+        let chunk = ChunkId::of(&bytes);
+        let (mut busy, mut data_bytes, mut reads) = (0u64, 0u64, 0u64);
+        // Four identities, each on many relay routes, 20,000 requests; every read is answered
+        // at once, but the writer never flushes anything.
+        for i in 0..20_000u64 {
+            let (peer, conn) = (asker(i % 4), i % 97);
+            p.handle_relay(peer, conn, Incoming::Request { req: i as u32, chunk }, 0);
+            let mut out = take(&mut p);
+            while !out.reads.is_empty() {
+                for t in std::mem::take(&mut out.reads) {
+                    reads += 1;
+                    p.chunk_read(t, ReadResult::Found(bytes.clone()));
+                }
+                let more = take(&mut p);
+                out.reads = more.reads;
+                out.sent.extend(more.sent);
+            }
+            for (_, _, m, len) in out.sent {
+                match m {
+                    PeerMsg::Busy { .. } => busy += 1,
+                    PeerMsg::Data { .. } => data_bytes += len as u64,
+                    other => panic!("{other:?}"),
+                }
+            }
+            let s = p.serve_stats();
+            assert!(s.queued <= SEND_BUDGET + BUSY_SLACK, "{s:?}");
+        }
+        let s = p.serve_stats();
+        assert!(data_bytes <= SEND_BUDGET, "{data_bytes} bytes of answers queued");
+        assert!(reads * CHUNK as u64 <= SEND_BUDGET, "{reads} chunks read");
+        assert!(busy > 1_000 && s.dropped > 1_000, "busy {busy}, {s:?}");
+        assert_eq!(s.busy, busy);
+    }
+
+    #[test]
+    fn serving_goes_on_as_the_writer_flushes() {
+        let mut p = seeder();
+        let bytes = vec![3u8; CHUNK];
+        let chunk = ChunkId::of(&bytes);
+        let who = asker(1);
+        for req in 0..16 {
+            p.handle_relay(who.clone(), 5, Incoming::Request { req, chunk }, 0);
+        }
+        let mut answered = Vec::new();
+        let mut unflushed: VecDeque<usize> = VecDeque::new();
+        for _round in 0..200 {
+            let mut out = take(&mut p);
+            while !out.reads.is_empty() {
+                for t in std::mem::take(&mut out.reads) {
+                    p.chunk_read(t, ReadResult::Found(bytes.clone()));
+                }
+                let more = take(&mut p);
+                out.reads = more.reads;
+                out.sent.extend(more.sent);
+            }
+            for (_, _, m, len) in out.sent {
+                let PeerMsg::Data { req, offset, bytes: b, .. } = m else { panic!("{m:?}") };
+                if offset as usize + b.len() == CHUNK {
+                    answered.push(req);
+                }
+                unflushed.push_back(len);
+            }
+            // The route never has much more than its window queued.
+            let queued = p.serve_stats().queued;
+            assert!(queued <= SEND_WINDOW + (READS_PER_ROUTE * CHUNK) as u64 + 64 * SEND_FRAME_COST, "{queued}");
+            // The writer sends one frame per round.
+            match unflushed.pop_front() {
+                Some(len) => p.relay_flushed(&who, 5, len),
+                None => break,
+            }
+        }
+        assert_eq!(answered, (0..16).collect::<Vec<u32>>(), "every request answered, in order");
+        assert_eq!(p.serve_stats().queued, 0);
+        assert!(p.serve.queues.is_empty(), "idle routes are forgotten");
+    }
+
+    #[test]
+    fn a_cancel_drops_waiting_requests_and_a_read_in_progress() {
+        let mut p = seeder();
+        let bytes = vec![9u8; CHUNK];
+        let chunk = ChunkId::of(&bytes);
+        let who = asker(2);
+        for req in 0..10 {
+            p.handle_relay(who.clone(), 1, Incoming::Request { req, chunk }, 0);
+        }
+        let reads = take(&mut p).reads;
+        assert_eq!(reads.len(), READS_PER_ROUTE);
+        // Requests 0 (being read) and 2..10 (waiting) are cancelled; 1 is not.
+        p.handle_relay(who.clone(), 1, Incoming::Cancel { reqs: (2..10).chain([0]).collect() }, 0);
+        // Another route's requests with the same numbers are not touched.
+        p.handle_relay(asker(3), 1, Incoming::Request { req: 3, chunk }, 0);
+        let other = take(&mut p).reads;
+        assert_eq!(other.len(), 1);
+        for t in reads.into_iter().chain(other) {
+            p.chunk_read(t, ReadResult::Found(bytes.clone()));
+        }
+        let out = take(&mut p);
+        assert!(out.reads.is_empty(), "cancelled requests are never read");
+        let done: Vec<(PeerId, u32)> = out
+            .sent
+            .iter()
+            .filter_map(|(to, _, m, _)| match m {
+                PeerMsg::Data { req, offset: 0, .. } => Some((to.clone(), *req)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, vec![(who, 1), (asker(3), 3)]);
+        assert_eq!(p.serve_stats().cancelled, 9);
     }
 }

@@ -226,6 +226,15 @@ enum Ev {
         life: u64,
         link: LinkId,
     },
+    /// A message left its sender (the driver's writer reports it flushed).
+    Flushed {
+        node: usize,
+        life: u64,
+        link: LinkId,
+        /// For a relay frame: its recipient.
+        relay_to: Option<PeerId>,
+        len: usize,
+    },
     ReadDone {
         node: usize,
         life: u64,
@@ -518,10 +527,15 @@ impl Net {
                 self.push(at, Ev::ToTracker { from: i, conn, msg });
             }
             Output::Relay { to, conn: link, payload } => {
-                let Some(conn) = self.nodes[i].conn else { return };
+                let len = payload.len();
+                let Some(conn) = self.nodes[i].conn else {
+                    self.nodes[i].peer.relay_flushed(&to, link, len); // lost with the connection
+                    return;
+                };
                 let j = self.index.get(&to).copied().unwrap_or(i);
-                let at = self.sent_at(i, j, payload.len()) + self.tracker_ms;
-                self.push(at, Ev::RelayAtTracker { from: i, conn, to, link, payload });
+                let left = self.sent_at(i, j, len);
+                self.push(left, Ev::Flushed { node: i, life, link, relay_to: Some(to.clone()), len });
+                self.push(left + self.tracker_ms, Ev::RelayAtTracker { from: i, conn, to, link, payload });
             }
             Output::Dial { link, peer } => {
                 let j = *self.index.get(&peer).expect("dial to an unknown peer");
@@ -548,8 +562,14 @@ impl Net {
                 _ => {}
             },
             Output::Send { link, bytes } => {
-                let Some(&(j, l2)) = self.wires.get(&(i, link)) else { return };
-                let at = self.sent_at(i, j, bytes.len()) + self.pair_ms(self.link_ms, i, j);
+                let len = bytes.len();
+                let Some(&(j, l2)) = self.wires.get(&(i, link)) else {
+                    self.nodes[i].peer.link_flushed(link, len); // dropped with the link
+                    return;
+                };
+                let left = self.sent_at(i, j, len);
+                self.push(left, Ev::Flushed { node: i, life, link, relay_to: None, len });
+                let at = left + self.pair_ms(self.link_ms, i, j);
                 let life = self.nodes[j].life;
                 self.push(at, Ev::LinkMsg { to: j, life, link: l2, bytes });
             }
@@ -768,6 +788,15 @@ impl Net {
                 }
                 let msg = Incoming::decode(&payload).expect("peer cores send valid chunk messages");
                 self.with(to, |p, _| p.handle_relay(from, link, msg, now));
+            }
+            Ev::Flushed { node, life, link, relay_to, len } => {
+                if !self.live(node, life) {
+                    return;
+                }
+                match relay_to {
+                    Some(to) => self.with(node, |p, _| p.relay_flushed(&to, link, len)),
+                    None => self.with(node, |p, _| p.link_flushed(link, len)),
+                }
             }
             Ev::LinkMsg { to, life, link, bytes } => {
                 if !self.live(to, life) {
