@@ -11,7 +11,7 @@
 //! - a file's replication (`/api/files/{id}` `health`: verified copies, chunks lost, status;
 //!   search's `min_holders`) never counts a liar as a copy, on any node, and the holders a
 //!   downloader is given list the verified (honest) holders of each chunk before any liar;
-//! - liars are found out: challenged, and struck (`pp_trust_challenges_total`,
+//! - liars are found out: challenged, and struck (`pp_trust_challenges_sent_total`,
 //!   `pp_trust_strikes_total`, summed over the nodes, since each node checks the claims of
 //!   the shards it keeps);
 //! - false reports do not evict honest holders: their copies stay counted and on their disks;
@@ -211,7 +211,7 @@ fn liars_on_other_nodes_are_never_counted_and_harm_no_one() -> anyhow::Result<()
             && h["under_replicated"] == 0
             && h["status"] == "ok"
     };
-    let challenged_before = metric_sum(&c, "pp_trust_challenges_total{outcome=\"sent\"}");
+    let challenged_before = metric_sum(&c, "pp_trust_challenges_sent_total");
     for l in &liars {
         l.send(ClientMsg::Storage { used: 0, capacity: 1 << 50 })?;
         // A whole inventory of the file: surplus at R, so trimmed at once...
@@ -278,9 +278,9 @@ fn liars_on_other_nodes_are_never_counted_and_harm_no_one() -> anyhow::Result<()
         let s = metric_sum(&c, "pp_trust_strikes_total");
         Ok((s > 0).then_some(s))
     })?;
-    let challenged = metric_sum(&c, "pp_trust_challenges_total{outcome=\"sent\"}") - challenged_before;
-    let failed = metric_sum(&c, "pp_trust_challenges_total{outcome=\"failed\"}")
-        + metric_sum(&c, "pp_trust_challenges_total{outcome=\"expired\"}");
+    let challenged = metric_sum(&c, "pp_trust_challenges_sent_total") - challenged_before;
+    let failed = metric_sum(&c, "pp_trust_challenges_answered_total{outcome=\"failed\"}")
+        + metric_sum(&c, "pp_trust_challenges_answered_total{outcome=\"expired\"}");
     let liar_challenges: u64 = liars.iter().map(|l| Seen::get(&l.seen.challenges)).sum();
     ensure!(liar_challenges > 0 && challenged > 0, "challenges: {challenged} sent, liars saw {liar_challenges}");
     ensure!(failed > 0, "no challenge failed: {}", seen_line(&liars));

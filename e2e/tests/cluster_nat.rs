@@ -203,7 +203,7 @@ impl NatCluster {
             let metrics = match t.get_text("/metrics") {
                 Ok(m) => m
                     .lines()
-                    .filter(|l| l.starts_with("pp_cluster_") || l.starts_with("pp_peer_bytes_received"))
+                    .filter(|l| l.starts_with("pp_cluster_") || l.starts_with("pp_peer_received_bytes"))
                     .collect::<Vec<_>>()
                     .join(", "),
                 Err(e) => format!("/metrics: {e:#}"),
@@ -320,7 +320,7 @@ fn a_file_published_through_one_node_is_fetched_through_another_directly_across_
     let want = by_path(&status, "direct_reflexive");
     let deadline = Instant::now() + Duration::from_secs(20);
     let reported = loop {
-        let r = c.metric(1, "pp_peer_bytes_received{path=\"direct_reflexive\"}").unwrap_or(0);
+        let r = c.metric(1, "pp_peer_received_bytes{path=\"direct_reflexive\"}").unwrap_or(0);
         if r >= want || Instant::now() > deadline {
             break r;
         }

@@ -43,7 +43,7 @@ impl Transfer {
     }
     /// Bytes received by `path`, summed over the peers' reports in the tracker's `/metrics`.
     fn reported_bytes(&self, path: &str) -> u64 {
-        let prefix = format!("pp_peer_bytes_received{{path=\"{path}\"}} ");
+        let prefix = format!("pp_peer_received_bytes{{path=\"{path}\"}} ");
         self.metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
@@ -77,7 +77,7 @@ fn transfer(tag: &str, getter: Host, size: usize, expect: &str) -> anyhow::Resul
             let m = tracker.get_text("/metrics")?;
             let reported = |path: &str| {
                 m.lines().any(|l| {
-                    l.starts_with(&format!("pp_peer_bytes_received{{path=\"{path}\"}}"))
+                    l.starts_with(&format!("pp_peer_received_bytes{{path=\"{path}\"}}"))
                         && l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= size as u64)
                 })
             };

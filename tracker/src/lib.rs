@@ -16,6 +16,7 @@ pub mod index;
 pub mod limits;
 mod metrics;
 pub mod outbox;
+mod process_metrics;
 pub mod relay;
 mod server;
 pub mod settings;

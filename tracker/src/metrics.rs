@@ -94,7 +94,6 @@ pub fn prometheus(s: &Stats) -> String {
     };
     let gauge = "gauge";
     let counter = "counter";
-    metric("uptime_seconds", gauge, "Seconds since the tracker started.", &[("", s.uptime_secs)]);
     metric(
         "peers",
         gauge,
@@ -113,12 +112,12 @@ pub fn prometheus(s: &Stats) -> String {
     );
     metric("chunks_lost", gauge, "Chunks with no live copy.", &[("", s.lost)]);
     metric("repair_orders_in_flight", gauge, "Replication orders in flight.", &[("", s.orders_in_flight)]);
+    metric("repair_orders_issued_total", counter, "Replication orders issued.", &[("", s.orders_issued)]);
     metric(
-        "repair_orders_total",
+        "repair_orders_finished_total",
         counter,
-        "Replication orders by outcome.",
+        "Replication orders finished, by outcome.",
         &[
-            ("{outcome=\"issued\"}", s.orders_issued),
             ("{outcome=\"done\"}", s.orders_done),
             ("{outcome=\"failed\"}", s.orders_failed),
             ("{outcome=\"expired\"}", s.orders_expired),
@@ -159,24 +158,24 @@ pub fn prometheus(s: &Stats) -> String {
         &[("{reason=\"abuse\"}", s.closed_abuse), ("{reason=\"slow\"}", s.closed_slow)],
     );
     metric("limit_refusals_total", counter, "Requests refused by a configured limit.", &[("", s.limit_refusals)]);
+    metric("stun_datagrams_total", counter, "STUN datagrams received.", &[("", s.stun_requests)]);
     metric(
-        "stun_requests_total",
+        "stun_datagrams_handled_total",
         counter,
-        "STUN datagrams received, by outcome.",
+        "STUN datagrams received, by what was done with them.",
         &[
             ("{outcome=\"answered\"}", s.stun_answers),
             ("{outcome=\"ignored\"}", s.stun_ignored),
             ("{outcome=\"rate_limited\"}", s.stun_rate_limited),
-            ("{outcome=\"received\"}", s.stun_requests),
         ],
     );
     let t = &s.trust;
+    metric("trust_challenges_sent_total", counter, "Challenges of claimed holdings sent.", &[("", t.challenges_sent)]);
     metric(
-        "trust_challenges_total",
+        "trust_challenges_answered_total",
         counter,
         "Challenges of claimed holdings, by outcome.",
         &[
-            ("{outcome=\"sent\"}", t.challenges_sent),
             ("{outcome=\"passed\"}", t.proofs_passed),
             ("{outcome=\"failed\"}", t.proofs_failed),
             ("{outcome=\"expired\"}", t.challenges_expired),
@@ -215,7 +214,7 @@ pub fn prometheus(s: &Stats) -> String {
         &refs(&links),
     );
     metric(
-        "peer_bytes_received",
+        "peer_received_bytes",
         gauge,
         "Chunk bytes the connected peers received, by path, as they report them (unverified).",
         &refs(&bytes),
@@ -319,9 +318,14 @@ pub fn state_metrics(state: &AppState) -> String {
     let label = |k: &str, v: &dyn std::fmt::Display| format!("{{{k}=\"{v}\"}}");
     let kinds = bytes.kinds().iter().map(|(k, v)| (label("kind", k), *v)).collect();
     metric("state_bytes", "gauge", "Estimated bytes of tracker state, by kind.", kinds);
-    let budget =
-        vec![(label("scope", &"total"), l.state_budget), (label("scope", &"per_address"), l.state_budget_per_ip)];
-    metric("state_budget_bytes", "gauge", "The state budget (0: none) and one address's share of it.", budget);
+    metric("state_budget_bytes", "gauge", "The state budget (0: none).", vec![(String::new(), l.state_budget)]);
+    let share = vec![(String::new(), l.state_budget_per_ip)];
+    metric(
+        "state_budget_per_address_bytes",
+        "gauge",
+        "One client address's share of the state budget (0: none).",
+        share,
+    );
     let top = top.iter().map(|(a, v)| (label("addr", a), *v)).collect();
     let help = "Estimated bytes of tracker state charged to the heaviest client addresses (at most 5).";
     metric("state_bytes_by_address", "gauge", help, top);
@@ -342,5 +346,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     body.push_str(&state_metrics(&state));
     body.push_str(&cluster_metrics(&state));
     body.push_str(&state.conns.metrics());
+    body.push_str(&crate::process_metrics::exposition(crate::process_metrics::read().as_ref()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

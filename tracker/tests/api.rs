@@ -158,5 +158,101 @@ async fn metrics_parse_and_count() {
     assert_eq!(m["pp_signals_relayed_total"], 1.0);
     assert_eq!(m["pp_relay_bytes_total"], 0.0);
     assert!(m["pp_ws_messages_total{dir=\"in\"}"] >= 5.0);
-    assert!(m.contains_key("pp_repair_orders_total{outcome=\"issued\"}"));
+    assert!(m.contains_key("pp_repair_orders_issued_total"));
+}
+
+/// `/metrics` read as Prometheus reads it (the `prometheus-parse` exposition parser), checked
+/// against the naming conventions (<https://prometheus.io/docs/practices/naming/>): every
+/// family has HELP and TYPE, counters end in `_total` and nothing else does, units are base
+/// units named at the end, no label value stands for the sum of its siblings, and the
+/// `process_*` families and `pp_build_info` are there.
+#[tokio::test]
+async fn metrics_follow_the_prometheus_conventions() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let mut a = connect(&url).await;
+    hello(&mut a, &secret(1)).await;
+    publish(&mut a, 1, "x.txt", 1, 3).await;
+    let (status, text) = http_get(&host, "/metrics").await;
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let sample_lines = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
+    assert_eq!(scrape.samples.len(), sample_lines, "every sample line parsed");
+
+    let mut kinds: HashMap<&str, &str> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(kinds.insert(name, kind).is_none(), "{name} declared twice");
+        }
+    }
+    let valid_name = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    for sample in &scrape.samples {
+        let name = sample.metric.as_str();
+        let kind = kinds.get(name).unwrap_or_else(|| panic!("{name} has no TYPE"));
+        assert!(scrape.docs.contains_key(name), "{name} has no HELP");
+        assert!(valid_name(name), "{name}: not a valid metric name");
+        assert!(name.starts_with("pp_") || name.starts_with("process_"), "{name}: not in our namespace");
+        match *kind {
+            "counter" => assert!(name.ends_with("_total"), "counter {name} must end in _total"),
+            _ => assert!(!name.ends_with("_total"), "{kind} {name} must not end in _total"),
+        }
+        for unit in ["_ms", "_millis", "_us", "_kb", "_mb", "_mib", "_minutes", "_hours", "_percent"] {
+            assert!(!name.contains(unit), "{name}: use base units (seconds, bytes, ratios)");
+        }
+        for (label, value) in sample.labels.iter() {
+            assert!(valid_name(label), "{name}: bad label name {label}");
+            for all in ["total", "all", "sum", "received", "issued", "sent"] {
+                assert_ne!(
+                    value.as_str(),
+                    all,
+                    "{name}{{{label}={value:?}}} is the sum of its siblings: a family of its own"
+                );
+            }
+        }
+    }
+    for family in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "pp_build_info",
+    ] {
+        assert!(kinds.contains_key(family), "{family} is missing");
+    }
+    let info = scrape.samples.iter().find(|s| s.metric == "pp_build_info").unwrap();
+    assert_eq!(info.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
+}
+
+/// The Grafana dashboard in the repository (packaging/grafana/pp-tracker.json) queries only
+/// metric families `/metrics` has: renaming a metric without the dashboard fails here.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_metrics_that_exist() {
+    let (_url, host) = start(tracker::Config::default()).await;
+    let (_, text) = http_get(&host, "/metrics").await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/pp-tracker.json");
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut names = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            // Metric names in PromQL: words starting pp_ or process_ (functions and labels do not).
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("pp_") || word.starts_with("process_") {
+                    names += 1;
+                    if let Some(cluster) = word.strip_prefix("pp_cluster_") {
+                        // Only a cluster node exports these: look for them where they are made.
+                        let source = include_str!("../src/metrics.rs");
+                        assert!(source.contains(&format!("\"cluster_{cluster}\"")), "{word:?} is never exported");
+                        continue;
+                    }
+                    let declared = format!("# TYPE {word} ");
+                    assert!(text.contains(&declared), "the dashboard's {word:?} is not in /metrics");
+                }
+            }
+        }
+    }
+    assert!(names > 20, "the dashboard names {names} metrics");
 }

@@ -234,8 +234,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// asking route's) gives up its newest request (answered `busy`), so that many routes
     /// from a few askers cannot keep a new one out.
     fn make_room(&mut self, mine: usize) {
-        let Some((route, n)) =
-            self.serve.queues.iter().map(|(r, q)| (r, q.waiting.len())).max_by_key(|(_, n)| *n)
+        let Some((route, n)) = self.serve.queues.iter().map(|(r, q)| (r, q.waiting.len())).max_by_key(|(_, n)| *n)
         else {
             return;
         };
@@ -307,8 +306,13 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// least queued first (a flood's routes, their writer slow, come last).
     fn pump_all(&mut self) {
         self.serve.starved = false;
-        let mut routes: Vec<(u64, Route)> =
-            self.serve.queues.iter().filter(|(_, q)| !q.waiting.is_empty()).map(|(r, q)| (q.queued, r.clone())).collect();
+        let mut routes: Vec<(u64, Route)> = self
+            .serve
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.waiting.is_empty())
+            .map(|(r, q)| (q.queued, r.clone()))
+            .collect();
         routes.sort_unstable_by_key(|(queued, _)| *queued);
         for (_, r) in routes {
             self.pump(&r);
