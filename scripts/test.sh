@@ -3,49 +3,154 @@
 # builds everything (the web app too) and runs every test:
 # unit and property tests, integration tests against real trackers and peers, wasm tests in
 # headless Chromium, and the browser end-to-end tests. Screenshots and logs of the end-to-end
-# tests land in target/e2e-artifacts/.
+# tests land in target/e2e-artifacts/. Ends with a table of the time of every step and of every
+# end-to-end test file (also when a step fails).
+#
+# One build per profile and target, shared by clippy and the tests: the workspace's crates are
+# compiled by clippy-driver (RUSTC_WORKSPACE_WRAPPER, as `cargo clippy` does), so the build that
+# the tests run from is also the lint, and every later cargo command here selects the same
+# packages (`--workspace`), so cargo resolves the same features and rebuilds nothing. The
+# end-to-end test binaries run as built (one call per file), for the same reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-step() { printf '\n\033[1;32m== %s\033[0m\n' "$*"; }
 
-step "setup"
-scripts/setup.sh
+# --- timing table ---------------------------------------------------------------------------
+ROWS=()      # "label<TAB>seconds<TAB>result<TAB>load"
+FAILED=()    # what failed without stopping the run (end-to-end files, wasm tests)
+T_START=$EPOCHREALTIME
+# Runs "$@", records its time under label $1's name; returns its status.
+timed() {
+  local label=$1 t0=$EPOCHREALTIME rc=0
+  shift
+  "$@" || rc=$?
+  local secs
+  secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+  ROWS+=("$label"$'\t'"$secs"$'\t'"$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")"$'\t'"$(cut -d' ' -f1 /proc/loadavg)")
+  return $rc
+}
+# A step: a header, then timed. A failing step ends the run (set -e), with the table.
+step() {
+  printf '\n\033[1;32m== %s\033[0m\n' "$1"
+  timed "$@"
+}
+table() {
+  local rc=$?
+  local total
+  total=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+  printf '\n\033[1;34m== times (s; load: the 1-minute load average when the step ended, %s cores)\033[0m\n' "$(nproc)"
+  printf '%-46s %6s  %-12s %s\n' "step / end-to-end file" "secs" "result" "load"
+  local r
+  for r in "${ROWS[@]}"; do
+    IFS=$'\t' read -r label secs result load <<<"$r"
+    printf '%-46s %6s  %-12s %s\n' "$label" "$secs" "$result" "$load"
+  done
+  printf '%-46s %6s\n' "total" "$total"
+  if [ ${#FAILED[@]} -gt 0 ]; then
+    printf '\n\033[1;31mfailed: %s\033[0m\n' "${FAILED[*]}"
+  fi
+  exit $rc
+}
+trap table EXIT
 
-step "tidy: formatting, tidy tests, clippy (native and wasm32)"
-# Cheapest first. The tidy crate checks the code base itself (module docs, paths named in
-# docs): see tidy/src/lib.rs.
-cargo fmt --all --check
-cargo test -p tidy
-cargo clippy --workspace --all-targets -- -D warnings
-# The browser peer again as it ships, on wasm32 (wasm-bindgen expands differently there, and
-# usize is 32 bits), with the same toolchain as the wasm build.
-(
+# --- steps ----------------------------------------------------------------------------------
+step "setup" scripts/setup.sh
+
+step "fmt" cargo fmt --all --check
+
+# clippy-driver compiles the workspace's crates (lints denied as warnings, like
+# `cargo clippy -- -D warnings`); dependencies are compiled by rustc as usual.
+CLIPPY_DRIVER=$(command -v clippy-driver || true)
+[ -n "$CLIPPY_DRIVER" ] || { echo "test.sh: no clippy-driver (scripts/setup.sh installs clippy)" >&2; exit 1; }
+export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+
+# Cheapest first. The tidy crate checks the code base itself (module docs, paths named in docs):
+# see tidy/src/lib.rs. It has no dependencies, so its build is the one the workspace build uses.
+step "tidy" cargo test -p tidy
+
+# Before the native build: the tracker's build script embeds dist/ (tracker/build.rs), so the
+# tracker is built once, with the app in it. Not through clippy-driver: the release wasm is
+# linted as the wasm32 test build below, and on the Debian route it needs Debian's toolchain.
+step "web build (dist/, wasm-release)" env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/build-web.sh
+
+# Every target of every crate, lints included, in one build: libraries, binaries (target/debug/
+# pp-tracker, pp-peer, … that the tests start), unit, integration and end-to-end test binaries.
+# The JSON lists the test executables, to run the end-to-end files from.
+native_build() {
+  local rc=0
+  cargo test --workspace --all-targets --no-run --message-format=json-diagnostic-rendered-ansi \
+    >target/test-build.json || rc=$?
+  python3 -c '
+import json, sys
+for line in open("target/test-build.json"):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-message":
+        sys.stderr.write(m["message"]["rendered"])
+'
+  return $rc
+}
+mkdir -p target
+step "clippy + build native (all targets, one build)" native_build
+
+# The native tests: every crate's unit tests (the browser peer's pure logic runs natively too)
+# and every integration test outside e2e/. Same packages selected (--workspace), so nothing is
+# rebuilt; the e2e files run next, one at a time.
+native_tests=()
+for f in */tests/*.rs; do
+  case "$f" in e2e/* | browser-peer/*) continue ;; esac
+  native_tests+=(--test "$(basename "$f" .rs)")
+done
+step "native tests: unit, property, simulation, integration" \
+  cargo test --workspace --lib --bins "${native_tests[@]}" -- --test-threads=2
+# Doc tests (rustdoc builds them itself; the libraries are those built above).
+step "doc tests" cargo test --workspace --doc
+
+# End-to-end: real tracker, native peers, headless Chromium, network namespaces. One file at a
+# time, each as built above: each starts several processes (and browsers) on a 2-core machine.
+# Every file runs even after a failure, so one run reports every failing file.
+printf '\n\033[1;32m== %s\033[0m\n' "end-to-end tests (one file at a time)"
+e2e_exes=$(python3 -c '
+import json
+for line in open("target/test-build.json"):
+    m = json.loads(line)
+    t = m.get("target", {})
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and t.get("kind") == ["test"] \
+            and m["package_id"].split("#")[0].endswith("/e2e"):
+        print(t["name"], m["executable"])
+' | sort)
+[ -n "$e2e_exes" ] || { echo "test.sh: the build listed no end-to-end test binaries" >&2; exit 1; }
+[ "$(wc -l <<<"$e2e_exes")" = "$(ls e2e/tests/*.rs | wc -l)" ] \
+  || { echo "test.sh: the build listed $(wc -l <<<"$e2e_exes") end-to-end test binaries for $(ls e2e/tests/*.rs | wc -l) files" >&2; exit 1; }
+while read -r name exe; do
+  printf '\n\033[1;32m-- e2e %s\033[0m\n' "$name"
+  # As `cargo test` runs it: from the package's directory.
+  timed "e2e $name" bash -c 'cd e2e && CARGO_MANIFEST_DIR="$PWD" exec "$0" --test-threads=1' "$exe" \
+    || FAILED+=("e2e/tests/$name.rs")
+done <<<"$e2e_exes"
+
+printf '\n\033[1;32m== %s\033[0m\n' "wasm32: clippy, build, tests in headless Chromium"
+# In a subshell (its environment stays there); its rows come back on stdout, cargo's output goes
+# to stderr.
+wasm_rows=$(
+  ROWS=()
   source scripts/wasm-env.sh
-  cargo clippy -p browser-peer --all-targets --target wasm32-unknown-unknown -- -D warnings
-)
-
-step "build: web app (dist/)"
-scripts/build-web.sh
-
-step "build: native binaries"
-cargo build --bins
-
-step "native tests: unit, property, simulation, integration"
-cargo test --workspace --exclude e2e --exclude browser-peer -- --test-threads=2
-# The browser peer's pure logic (paths, relay-then-upgrade, page state) runs natively too.
-cargo test -p browser-peer --lib
-
-step "end-to-end tests: real tracker, native peers, headless Chromium, network namespaces"
-# One at a time: each starts several processes (and browsers) on a 2-core machine. Every
-# file runs even after a failure, so one run reports every failing test.
-cargo test -p e2e --no-fail-fast -- --test-threads=1
-
-step "wasm tests in headless Chromium"
-(
-  source scripts/wasm-env.sh
+  # The wasm build's own clippy-driver (Debian's on the Debian route: scripts/wasm-env.sh).
+  RUSTC_WORKSPACE_WRAPPER=$(command -v clippy-driver)
   export CHROMEDRIVER=/usr/bin/chromedriver
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
   export WASM_BINDGEN_TEST_TIMEOUT=120
-  cd browser-peer && cargo test --target wasm32-unknown-unknown
-)
-step "all tests passed"
+  cd browser-peer
+  # The browser peer as it ships, on wasm32 (wasm-bindgen expands differently there, and usize
+  # is 32 bits): lints and test build in one, then the tests in headless Chromium.
+  rc=0
+  timed "clippy + build wasm32 tests" cargo test --target wasm32-unknown-unknown --all-targets --no-run >&2 \
+    && timed "wasm tests in headless Chromium" cargo test --target wasm32-unknown-unknown >&2 || rc=$?
+  printf '%s\n' "${ROWS[@]}"
+  exit $rc
+) || FAILED+=("wasm32 tests")
+while IFS= read -r r; do [ -n "$r" ] && ROWS+=("$r"); done <<<"$wasm_rows"
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  exit 1
+fi
+printf '\n\033[1;32m== all tests passed\033[0m\n'

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up whatever is missing, builds everything (the web app too) and starts a local swarm:
+# Sets up what running needs (scripts/setup.sh run: no browser, proxy or test tools), builds the
+# web app, the tracker (with the app embedded) and pp-peer, in release, and starts a local swarm:
 # the tracker serving the web app on http://127.0.0.1:${PP_PORT:-8080} and two native peers
 # joined to it. Data lives under ${PP_DATA:-.pp-data}/. Runs until Ctrl-C.
 set -euo pipefail
@@ -7,9 +8,9 @@ cd "$(dirname "$0")/.."
 PORT="${PP_PORT:-8080}"
 DATA="${PP_DATA:-.pp-data}"
 
-scripts/setup.sh
+scripts/setup.sh run
 scripts/build-web.sh
-cargo build --release --bins
+cargo build --release -p tracker -p native-peer --bin pp-tracker --bin pp-peer
 mkdir -p "$DATA"
 
 pids=()

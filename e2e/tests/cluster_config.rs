@@ -19,6 +19,13 @@ fn a_node_with_another_shard_count_is_refused_at_start() -> anyhow::Result<()> {
     nats.wait_healthy(Duration::from_secs(20))?;
     let tmp = tempfile::tempdir()?;
     let first = node("shards-first", &nats.url(), "16", tmp.path())?;
+    // It listens before it has written its shard count to the cluster: until it has joined,
+    // the odd node could be the first to write one (and the first node the one refused).
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(artifacts_dir().join("shards-first.log"))?.contains("joined the tracker cluster") {
+        assert!(start.elapsed() < Duration::from_secs(20), "the first node never joined its cluster");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // It may bind its port before it reaches NATS: refused means it exits, with an error.
     if let Ok(mut odd) = node("shards-odd", &nats.url(), "8", tmp.path()) {
