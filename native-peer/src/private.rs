@@ -9,7 +9,7 @@
 //! output file.
 //!
 //! Passphrases never come from a command-line value (shell history, `ps`): `PP_PASSPHRASE`, or
-//! a prompt on the terminal with echo off.
+//! a prompt on the terminal with echo off (asked twice on `put`).
 
 use crate::cli::{safe_file_name, PeerError};
 use crate::control::{ProgressLine, ProgressSink};
@@ -43,8 +43,12 @@ impl std::fmt::Debug for PutSecret {
     }
 }
 
-/// The passphrase: `PP_PASSPHRASE`, or asked on the terminal (`what` says what for).
-pub fn read_passphrase(what: &str) -> anyhow::Result<String> {
+/// The passphrase: `PP_PASSPHRASE`, or asked on the terminal (`what` says what for); with
+/// `confirm` (a `put`: a typo would make the file unrecoverable) asked twice, and the two must
+/// match. The prompt is `rpassword`'s: it reads the terminal itself (not stdin) with echo off,
+/// and puts the terminal back before it passes a Ctrl-C on, so an interrupted prompt never
+/// leaves the shell without echo.
+pub fn read_passphrase(what: &str, confirm: bool) -> anyhow::Result<String> {
     if let Ok(p) = std::env::var("PP_PASSPHRASE") {
         if p.is_empty() {
             bail!("PP_PASSPHRASE is empty");
@@ -55,17 +59,15 @@ pub fn read_passphrase(what: &str) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("{what} needs a passphrase: set PP_PASSPHRASE (stdin is not a terminal to ask on)");
     }
-    eprint!("passphrase for {what}: ");
-    let stty = |arg: &str| std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status();
-    let _ = stty("-echo");
-    let mut line = String::new();
-    let read = std::io::stdin().read_line(&mut line);
-    let _ = stty("echo");
-    eprintln!();
-    read.context("cannot read the passphrase")?;
-    let p = line.trim_end_matches(['\r', '\n']).to_string();
+    let p = rpassword::prompt_password(format!("passphrase for {what}: ")).context("cannot read the passphrase")?;
     if p.is_empty() {
         bail!("empty passphrase");
+    }
+    if confirm {
+        let again = rpassword::prompt_password("the same passphrase again: ").context("cannot read the passphrase")?;
+        if again != p {
+            bail!("the two passphrases differ: nothing was shared (a typo would make the file unrecoverable)");
+        }
     }
     Ok(p)
 }
@@ -73,7 +75,7 @@ pub fn read_passphrase(what: &str) -> anyhow::Result<String> {
 /// What `put` was asked for (`--private`, `--passphrase`), with the passphrase read.
 pub fn put_secret(private: bool, passphrase: bool) -> anyhow::Result<Option<PutSecret>> {
     Ok(match (private, passphrase) {
-        (_, true) => Some(PutSecret::Passphrase(read_passphrase("the private files")?)),
+        (_, true) => Some(PutSecret::Passphrase(read_passphrase("the private files", true)?)),
         (true, false) => Some(PutSecret::Random),
         (false, false) => None,
     })
@@ -83,7 +85,7 @@ pub fn put_secret(private: bool, passphrase: bool) -> anyhow::Result<Option<PutS
 pub fn get_passphrase(target: &str) -> anyhow::Result<Option<String>> {
     match swarm_core::share::Target::parse(target) {
         Ok(swarm_core::share::Target::Link(ShareLink { secret: Some(Secret::Passphrase), .. })) => {
-            Ok(Some(read_passphrase("this link")?))
+            Ok(Some(read_passphrase("this link", false)?))
         }
         _ => Ok(None),
     }
