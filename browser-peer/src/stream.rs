@@ -39,7 +39,7 @@ use crate::node::Node;
 
 /// Where the page's files are streamed from (the service worker answers under it).
 pub const PREFIX: &str = "/stream/";
-/// The service worker's script (trunk copies `static/sw.js` to the root of dist/).
+/// The service worker's script (the web build copies `static/sw.js` to the root of dist/).
 pub const WORKER: &str = "/sw.js";
 /// How long a read waits for its chunk to arrive before it fails.
 pub const WAIT_MS: f64 = 120_000.0;
