@@ -21,9 +21,14 @@ impl Inner {
         peers + files
     }
 
-    /// Whether new `work` from `addr` (`None`: exempt from the per-address limits) fits the
+    /// Whether new `work` (with its estimated bytes) from `addr` (`None`: exempt from the per-address limits) fits the
     /// state budget; the refusal is the message the peer is sent.
-    pub fn check_budget(&self, budget: StateBudget, work: Work, addr: Option<AddrKey>) -> Result<(), Box<ServerMsg>> {
+    pub fn check_budget(
+        &self,
+        budget: StateBudget,
+        work: (Work, u64),
+        addr: Option<AddrKey>,
+    ) -> Result<(), Box<ServerMsg>> {
         if budget == StateBudget::NONE {
             return Ok(());
         }

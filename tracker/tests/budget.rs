@@ -215,3 +215,30 @@ fn hello_msg(secret: &str) -> ClientMsg {
         token: None,
     }
 }
+
+#[tokio::test]
+async fn claims_of_chunks_no_file_uses_are_forgotten_after_their_time() {
+    let mut config = config();
+    config.repair.claims.loose_ttl_ms = 1_000;
+    config.orphan_grace = None; // not trimmed: only forgotten for age
+    let (url, host) = start(config).await;
+    let mut attacker = connect_from(&url, ATTACKER).await;
+    hello(&mut attacker, &secret(2)).await;
+    send(&mut attacker, &ClientMsg::Have { chunks: made_up(1, 300), full: false }).await;
+    assert!(errors_until_synced(&mut attacker).await.is_empty());
+    let (_, st) = get_json(&host, "/api/stats").await;
+    assert_eq!(st["claims"], 300);
+    // The peer stays and keeps talking; its claims go all the same.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        send(&mut attacker, &ClientMsg::Have { chunks: made_up(1, 300)[..10].to_vec(), full: false }).await;
+        send(&mut attacker, &ClientMsg::Heartbeat).await;
+        let (_, st) = get_json(&host, "/api/stats").await;
+        if st["claims"].as_u64().unwrap() < 300 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "loose claims never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(metric(&host, "pp_claims_refused_total{reason=\"loose_expired\"}").await.unwrap() >= 290);
+}

@@ -4,16 +4,17 @@
 //!   of state takes ([`StateBytes`]: peers, claims, files with their manifests and chunk index,
 //!   verification state) from counters the swarm keeps as it changes and from map lengths: it
 //!   never walks the index, so `/metrics` can ask often. The per-entry figures are the heap
-//!   each entry takes in the swarm's maps, rounded up (measured by the tracker's `exhaust`
-//!   benchmark, `loadtest/src/exhaust.rs`).
+//!   each entry takes, calibrated on the resident memory a tracker grew by in the `exhaust`
+//!   benchmark (`loadtest/src/exhaust.rs`: about 1.2 KiB per chunk of a phantom file with its
+//!   publisher's claim, allocator overhead included).
 //! - **Charged to someone.** A peer's share is [`Swarm::peer_bytes`] (itself and its claims);
 //!   a file's is [`file_bytes`], charged to the address that published it. The tracker adds
 //!   them up per client address.
 //! - **Admission.** [`StateBudget::check`] decides whether new work (a new identity, a
-//!   publish, claims) from an address is taken: an address over its own share is refused
-//!   always; near the budget (7/8 of it) the heaviest addresses, those holding at least their
-//!   even share of what is used, are refused; at the budget every new identity and publish is
-//!   refused. Peers already in the swarm go on working (their downloads, their other
+//!   publish, claims) from an address is taken: work that would take an address over its
+//!   own share is refused always; near the budget (7/8 of it) the heaviest addresses, those
+//!   holding at least their even share of what is used, are refused; at the budget every new
+//!   identity and publish is refused. Peers already in the swarm go on working (their downloads, their other
 //!   messages): only growth is refused, with [`ErrorCode::OverBudget`].
 
 use super::Swarm;
@@ -24,12 +25,12 @@ use crate::wire::{ErrorCode, PeerId};
 pub const PEER_BYTES: u64 = 8 * 1024;
 /// Estimated bytes of one claim: the peer's set entry, the chunk's holder entry and the
 /// verification bookkeeping of it.
-pub const CLAIM_BYTES: u64 = 192;
+pub const CLAIM_BYTES: u64 = 384;
 /// Estimated bytes of one file beside its chunks (record, name, durable-index cache).
 pub const FILE_BYTES: u64 = 1024;
 /// Estimated bytes of one chunk of a manifest: its id in the manifest, the chunk index entry
 /// and the repair bookkeeping of it.
-pub const FILE_CHUNK_BYTES: u64 = 192;
+pub const FILE_CHUNK_BYTES: u64 = 768;
 /// Estimated bytes of a chunk's origin, of its nonce pool, of a challenge in flight, of an
 /// identity remembered.
 pub const ORIGIN_BYTES: u64 = 96;
@@ -95,6 +96,16 @@ pub enum Work {
 }
 
 impl Work {
+    /// Estimated bytes of the work: a new identity; a publish of `n` chunks (the file and its
+    /// publisher's claims); `n` claims.
+    pub fn cost(self, n: usize) -> u64 {
+        match self {
+            Work::Identity => PEER_BYTES,
+            Work::Publish => file_bytes(n) + n as u64 * CLAIM_BYTES,
+            Work::Claims => n as u64 * CLAIM_BYTES,
+        }
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Work::Identity => "identities",
@@ -139,19 +150,19 @@ impl BudgetRefusal {
 impl StateBudget {
     pub const NONE: StateBudget = StateBudget { total: 0, per_addr: 0 };
 
-    /// New `work` from an address (`addr`: its name and the bytes it holds; `None`: exempt from
-    /// the per-address limits) while the tracker holds `used` bytes over `addresses` active
-    /// addresses.
+    /// New `work` of `cost` bytes ([`Work::cost`]) from an address (`addr`: its name and the
+    /// bytes it holds; `None`: exempt from the per-address limits) while the tracker holds
+    /// `used` bytes over `addresses` active addresses.
     pub fn check(
         &self,
-        work: Work,
+        (work, cost): (Work, u64),
         addr: Option<(&str, u64)>,
         used: u64,
         addresses: usize,
     ) -> Result<(), BudgetRefusal> {
         let noun = work.noun();
         if let Some((name, mine)) = addr {
-            if self.per_addr > 0 && mine >= self.per_addr {
+            if self.per_addr > 0 && mine.saturating_add(cost) > self.per_addr {
                 return Err(BudgetRefusal::Address { addr: name.into(), used: mine, max: self.per_addr, noun });
             }
             let near = self.total > 0 && used >= self.total / 8 * 7;
@@ -204,19 +215,23 @@ mod tests {
     #[test]
     fn heavy_addresses_are_refused_first() {
         let b = StateBudget { total: 8_000, per_addr: 2_000 };
-        assert!(b.check(Work::Claims, Some(("a", 100)), 1_000, 4).is_ok());
-        let e = b.check(Work::Publish, Some(("a", 2_000)), 3_000, 4).unwrap_err();
+        assert!(b.check((Work::Claims, 0), Some(("a", 100)), 1_000, 4).is_ok());
+        assert!(b.check((Work::Publish, 1_900), Some(("a", 100)), 1_000, 4).is_ok(), "up to its share");
+        let e = b.check((Work::Publish, 1_901), Some(("a", 100)), 1_000, 4).unwrap_err();
+        assert!(matches!(e, BudgetRefusal::Address { .. }), "not beyond, cost included");
+        assert_eq!(Work::Publish.cost(10), file_bytes(10) + 10 * CLAIM_BYTES);
+        let e = b.check((Work::Publish, 1), Some(("a", 2_000)), 3_000, 4).unwrap_err();
         assert!(matches!(e, BudgetRefusal::Address { .. }));
         assert_eq!(e.code(), ErrorCode::OverBudget);
         assert!(e.to_string().contains("--state-budget-per-ip"), "{e}");
         // Near the budget: the heavy one is refused, a light one is not.
-        assert!(matches!(b.check(Work::Claims, Some(("h", 1_900)), 7_000, 4), Err(BudgetRefusal::Heavy { .. })));
-        assert!(b.check(Work::Claims, Some(("l", 100)), 7_000, 4).is_ok());
-        assert!(b.check(Work::Identity, Some(("l", 0)), 7_000, 4).is_ok());
+        assert!(matches!(b.check((Work::Claims, 0), Some(("h", 1_900)), 7_000, 4), Err(BudgetRefusal::Heavy { .. })));
+        assert!(b.check((Work::Claims, 0), Some(("l", 100)), 7_000, 4).is_ok());
+        assert!(b.check((Work::Identity, 0), Some(("l", 0)), 7_000, 4).is_ok());
         // At it: no new identity or file from anyone, claims of light addresses still.
-        assert!(matches!(b.check(Work::Identity, None, 8_000, 4), Err(BudgetRefusal::Full { .. })));
-        assert!(b.check(Work::Claims, Some(("l", 100)), 8_000, 4).is_ok());
-        assert!(StateBudget::NONE.check(Work::Publish, Some(("a", u64::MAX)), u64::MAX, 1).is_ok());
+        assert!(matches!(b.check((Work::Identity, 0), None, 8_000, 4), Err(BudgetRefusal::Full { .. })));
+        assert!(b.check((Work::Claims, 0), Some(("l", 100)), 8_000, 4).is_ok());
+        assert!(StateBudget::NONE.check((Work::Publish, 0), Some(("a", u64::MAX)), u64::MAX, 1).is_ok());
     }
 
     proptest! {
@@ -224,7 +239,7 @@ mod tests {
         #[test]
         fn near_the_budget_only_light_addresses_grow(mine in 0u64..10_000, used in 0u64..20_000, n in 1usize..50) {
             let b = StateBudget { total: 16_000, per_addr: 0 };
-            if used >= 14_000 && b.check(Work::Claims, Some(("x", mine)), used, n).is_ok() {
+            if used >= 14_000 && b.check((Work::Claims, 0), Some(("x", mine)), used, n).is_ok() {
                 prop_assert!(mine == 0 || mine * (n as u64) < used);
             }
         }

@@ -278,7 +278,7 @@ mod tests {
                 let p = s.peer(&a).unwrap();
                 prop_assert!(p.chunks.len() <= 50);
                 prop_assert!(p.loose.len() <= 8);
-                prop_assert!(p.loose.keys().all(|c| p.chunks.contains(c) && s.chunk_sizes.get(c).is_none()));
+                prop_assert!(p.loose.keys().all(|c| p.chunks.contains(c) && !s.chunk_sizes.contains_key(c)));
                 let walked: usize = s.holders.values().map(|h| h.len()).sum();
                 prop_assert_eq!(s.claims_kept(), walked);
             }

@@ -196,7 +196,8 @@ fn join(state: &AppState, id: &PeerId, kind: PeerKind, ip: IpAddr) -> Result<(u6
     }
     if !inner.connected.contains_key(id) {
         // A new identity is new state: refused near the budget ([`crate::budget`]).
-        let work = swarm_core::swarm::budget::Work::Identity;
+        let identity = swarm_core::swarm::budget::Work::Identity;
+        let work = (identity, identity.cost(0));
         inner.check_budget(limits.budget(), work, addr).inspect_err(|_| {
             Counters::add(&state.counters.over_budget, 1);
         })?;

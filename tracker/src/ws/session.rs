@@ -262,9 +262,13 @@ impl<'a> Peer<'a> {
     fn check_budget(&self, inner: &crate::state::Inner, msg: &ClientMsg) -> Result<(), Box<ServerMsg>> {
         use swarm_core::swarm::budget::Work;
         let (work, req) = match msg {
-            ClientMsg::Have { .. } => (Work::Claims, None),
+            ClientMsg::Have { chunks, full } => {
+                // A full inventory replaces the claims kept: only growth counts.
+                let kept = if *full { inner.swarm.peer(&self.id).map_or(0, |p| p.chunks.len()) } else { 0 };
+                ((Work::Claims, Work::Claims.cost(chunks.len().saturating_sub(kept))), None)
+            }
             ClientMsg::Publish { req, manifest, .. } if inner.swarm.file(&manifest.file_id()).is_none() => {
-                (Work::Publish, Some(*req))
+                ((Work::Publish, Work::Publish.cost(manifest.chunks.len())), Some(*req))
             }
             _ => return Ok(()),
         };
