@@ -61,17 +61,16 @@ impl Node {
             None
         };
         let tls = TrackerTls { ca: config.tracker_ca.clone(), config: tls };
-        let (tracker, incoming) =
-            TrackerClient::connect(
-                trackers,
-                identity,
-                config.migrate_identity,
-                config.join_token.as_deref(),
-                config.connect_attempts,
-                tls,
-            )
-                .await
-                .map_err(PeerError::from)?;
+        let (tracker, incoming) = TrackerClient::connect(
+            trackers,
+            identity,
+            config.migrate_identity,
+            config.join_token.as_deref(),
+            config.connect_attempts,
+            tls,
+        )
+        .await
+        .map_err(PeerError::from)?;
         let ifaces =
             crate::rtc::net::local_ifaces(config.rtc_ip, crate::rtc::net::tracker_on_loopback(&config.tracker_url));
         let env = Arc::new(Mutex::new(RtcEnv { ifaces, stun_servers: Vec::new() }));

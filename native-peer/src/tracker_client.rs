@@ -11,6 +11,7 @@
 //! URLs, then the learned ones ([`swarm_core::peer::trackers::TrackerList`]): the first that
 //! answers is used; after a session drops the node it was on is tried first, then the others.
 
+use crate::identity::Identity;
 use anyhow::{anyhow, Context};
 use futures_util::{SinkExt, StreamExt};
 use rustls::ClientConfig;
@@ -18,11 +19,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swarm_core::identity::Keypair;
 use swarm_core::peer::backoff::Backoff;
 use swarm_core::peer::trackers::TrackerList;
 use swarm_core::relay::RelayFrame;
-use crate::identity::Identity;
-use swarm_core::identity::Keypair;
 use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, IceServer, PeerId, PeerKind, ServerMsg};
 use tokio::net::TcpStream;

@@ -50,12 +50,8 @@ fn a_data_dir_made_before_keys_still_removes_its_file_and_serves_its_chunks() {
 
     // Its chunks are served: a fresh peer downloads the file.
     let out = root.path().join("got.txt");
-    let got = cli_in(
-        &tracker.ws_url(),
-        &root.path().join("fresh"),
-        &["get", LEGACY_FILE, "-o", out.to_str().unwrap()],
-        None,
-    );
+    let got =
+        cli_in(&tracker.ws_url(), &root.path().join("fresh"), &["get", LEGACY_FILE, "-o", out.to_str().unwrap()], None);
     assert!(got.status.success(), "get: {}", String::from_utf8_lossy(&got.stderr));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), LEGACY_TEXT);
 

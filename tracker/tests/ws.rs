@@ -2,8 +2,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
-use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
 use swarm_core::identity::Keypair;
+use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
 use swarm_core::{ClientMsg, ManifestBuilder, PeerId, PeerKind, ServerMsg, Signal};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -149,8 +149,11 @@ async fn only_a_proof_for_this_tracker_and_this_challenge_gets_in() {
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadSignature);
     // Not a key at all.
     let mut bad = connect(&url).await;
-    send(&mut bad, &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, key: "short".into(), token: None })
-        .await;
+    send(
+        &mut bad,
+        &ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, key: "short".into(), token: None },
+    )
+    .await;
     assert_eq!(error_code(&recv(&mut bad).await), ErrorCode::BadSignature);
     // `localhost` on a loopback socket is this tracker too.
     let mut local = connect(&url.replace("127.0.0.1", "localhost")).await;

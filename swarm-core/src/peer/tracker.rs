@@ -257,10 +257,8 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 // Chunks of files this peer's user keeps (even partly: a download resumes from
                 // them) stay, and so do copies another tracker's swarm placed (a tracker only
                 // touches what it placed); only this swarm's surplus replica copies go.
-                let (kept, chunks): (Vec<ChunkId>, Vec<ChunkId>) = chunks
-                    .into_iter()
-                    .filter(|c| inv.has(c))
-                    .partition(|c| inv.pinned(c) || inv.placed_elsewhere(c));
+                let (kept, chunks): (Vec<ChunkId>, Vec<ChunkId>) =
+                    chunks.into_iter().filter(|c| inv.has(c)).partition(|c| inv.pinned(c) || inv.placed_elsewhere(c));
                 let foreign = kept.iter().filter(|c| inv.placed_elsewhere(c)).count();
                 if foreign > 0 {
                     self.event(Event::Notice(format!(

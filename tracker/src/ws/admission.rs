@@ -127,8 +127,13 @@ async fn admit(
         },
     };
     let ice_servers = crate::ice::welcome_servers(host.as_deref(), state.config.stun_port, &state.config.ice_servers);
-    let welcome =
-        ServerMsg::Welcome { version: PROTOCOL_VERSION, peer_id: id.clone(), migrated, ice_servers, trackers: state.trackers() };
+    let welcome = ServerMsg::Welcome {
+        version: PROTOCOL_VERSION,
+        peer_id: id.clone(),
+        migrated,
+        ice_servers,
+        trackers: state.trackers(),
+    };
     if outbox.push(Frame::json(welcome)).is_err() {
         return None;
     }

@@ -140,7 +140,8 @@ fn connection(
             Ok(slot) => slot.ip(),
             Err(msg) => return Box::pin(refuse(&mut socket, &state, ErrorCode::LimitReached, msg.clone())).await,
         };
-        let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host, ip, local)).await else {
+        let Some((id, serial, outbox)) = Box::pin(admission::welcome(&mut socket, &state, host, ip, local)).await
+        else {
             return;
         };
         socket.set_max_message(MAX_MESSAGE_BYTES);
