@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 use swarm_core::content::ManifestBuilder;
-use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
+use swarm_core::wire::{ErrorCode, FileMeta};
 use swarm_core::{ClientMsg, Manifest, PeerKind, ServerMsg};
 
 /// A tracker whose per-address limits apply to loopback too (the tests' only address).
