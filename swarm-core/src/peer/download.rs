@@ -35,7 +35,9 @@
 //! Request numbers in [`Step::Request`] are the download's own; the peer core
 //! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
 
-use super::config::{BUSY_BACKOFF_MS, ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, STALL_MS};
+use super::config::{
+    BUSY_BACKOFF_MS, ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, STALL_MS,
+};
 use crate::chunk_proto::{PeerMsg, ProtoError};
 use crate::content::ContentError;
 use crate::{ChunkId, FileId, Manifest, PeerId};
@@ -99,11 +101,20 @@ impl ChunkBuf for Vec<u8> {
 /// A holder's answer to a request, its payload left wherever it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer<P> {
-    Data { req: u32, offset: u32, total: u32, part: P },
-    Missing { req: u32 },
+    Data {
+        req: u32,
+        offset: u32,
+        total: u32,
+        part: P,
+    },
+    Missing {
+        req: u32,
+    },
     /// The holder will not read the chunk now (its send queues are full): not a verdict on
     /// holding; asked again after [`BUSY_BACKOFF_MS`], preferring another holder.
-    Busy { req: u32 },
+    Busy {
+        req: u32,
+    },
 }
 
 impl Answer<Vec<u8>> {

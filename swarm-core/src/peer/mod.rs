@@ -121,9 +121,14 @@ pub enum Purpose {
 /// A chunk-protocol message from a remote, its payload left wherever it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming<P> {
-    Request { req: u32, chunk: ChunkId },
+    Request {
+        req: u32,
+        chunk: ChunkId,
+    },
     /// The remote no longer wants the answers to these requests of its.
-    Cancel { reqs: Vec<u32> },
+    Cancel {
+        reqs: Vec<u32>,
+    },
     Answer(Answer<P>),
 }
 
