@@ -36,12 +36,26 @@ pub const MAX_CANCEL: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMsg {
-    Request { req: u32, chunk: ChunkId },
-    Data { req: u32, offset: u32, total: u32, bytes: Vec<u8> },
-    Missing { req: u32 },
-    Busy { req: u32 },
+    Request {
+        req: u32,
+        chunk: ChunkId,
+    },
+    Data {
+        req: u32,
+        offset: u32,
+        total: u32,
+        bytes: Vec<u8>,
+    },
+    Missing {
+        req: u32,
+    },
+    Busy {
+        req: u32,
+    },
     /// 1 to [`MAX_CANCEL`] request numbers.
-    Cancel { reqs: Vec<u32> },
+    Cancel {
+        reqs: Vec<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
