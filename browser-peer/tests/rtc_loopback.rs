@@ -141,6 +141,7 @@ async fn chunks_flow_over_a_real_data_channel() {
                 apply(&w2, steps);
             }
             RtcEvent::Path(path) => w2.borrow_mut().path = Some(path),
+            RtcEvent::Drained => {}
             RtcEvent::Closed(reason) => w2.borrow_mut().log.push(format!("offerer closed: {reason}")),
         }),
     )

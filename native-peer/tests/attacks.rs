@@ -335,3 +335,94 @@ fn phantom_files_are_bounded_per_address_and_unlisted() {
         assert!(!late.status.success(), "{flag}: a publish past the limit was accepted");
     }
 }
+
+/// A process's resident memory now and at its peak (`VmRSS`, `VmHWM`), in bytes.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
+        line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).expect("kB") * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A request flood: four identities ask one seeder, through the tracker relay, for chunks it
+/// holds, about 4,000 requests a second for 15 s, reading every answer. The seeder only reads
+/// what its writers can send (the relay drains at the tracker's rate) and answers the rest
+/// `busy`: its memory stays bounded (serving holds at most 32 MiB queued), and an honest
+/// download from it during the flood completes, byte for byte. (Before pacing, the seeder
+/// grew by gigabytes: every request was read and queued for the relay.)
+#[test]
+fn a_request_flood_through_the_relay_leaves_the_seeder_bounded() {
+    use swarm_core::chunk_proto::PeerMsg;
+    use swarm_core::relay::RelayFrame;
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start(2);
+    let seeder = Peer::start("seeder", &tracker, root.path(), &[], &[]);
+    let bytes = data((CHUNKS - 1) * CHUNK + 5_000, 31);
+    let src = root.path().join("flooded.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let id = put(&seeder, &src);
+    let chunks = detail(&tracker, &id).manifest.chunks;
+    let pid = seeder.proc.as_ref().expect("running").pid();
+    let (base, _) = rss(pid);
+    let rt = runtime();
+    let url = tracker.ws_url();
+    let flooders: Vec<Attacker> =
+        (0..4).map(|n| rt.block_on(attacker(&url, &format!("{:064x}", 0xf100d + n), Answer::Silent))).collect();
+    let to = PeerId(seeder.peer_id.clone());
+    let honest = std::sync::Mutex::new(None);
+    let (mut peak, mut sent) = (0u64, 0u64);
+    std::thread::scope(|scope| {
+        let start = Instant::now();
+        let mut getter: Option<std::thread::ScopedJoinHandle<'_, ()>> = None;
+        let mut tick = 0u64;
+        while start.elapsed() < Duration::from_secs(15) || getter.as_ref().is_some_and(|g| !g.is_finished()) {
+            // 100 requests per identity every 100 ms, spread over 16 relay routes each.
+            for (n, f) in flooders.iter().enumerate() {
+                for k in 0..100u64 {
+                    let req = (tick * 100 + k) as u32;
+                    let chunk = chunks[(req as usize + n) % chunks.len()];
+                    let payload = PeerMsg::Request { req, chunk }.encode();
+                    f.send_relay(&RelayFrame { peer: to.clone(), conn: k % 16, payload }).unwrap();
+                    sent += 1;
+                }
+            }
+            tick += 1;
+            if getter.is_none() && start.elapsed() > Duration::from_secs(4) {
+                let (root, id, tracker, honest) = (root.path(), &id, &tracker, &honest);
+                getter = Some(scope.spawn(move || {
+                    let d = Peer::start("honest", tracker, root, &[], &[]);
+                    let out = root.join("flooded.out");
+                    let started = Instant::now();
+                    let v = d.cli(&["get", id, "-o", out.to_str().unwrap()]);
+                    *honest.lock().unwrap() = Some((v, std::fs::read(&out).ok(), started.elapsed()));
+                }));
+            }
+            peak = peak.max(rss(pid).0);
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(start.elapsed() < Duration::from_secs(120), "the honest download never ended");
+        }
+    });
+    let (_, hwm) = rss(pid);
+    let answered: u64 = flooders.iter().map(|f| f.seen.relay_bytes.load(Ordering::Relaxed)).sum();
+    eprintln!(
+        "flood: {sent} requests, {} MiB of answers read; seeder RSS {} MiB before, peak {} MiB (VmHWM {} MiB)",
+        answered >> 20,
+        base >> 20,
+        peak >> 20,
+        hwm >> 20
+    );
+    assert!(answered > 4 << 20, "the flood was not answered at all ({answered} bytes): no attack happened");
+    let (out, got, took) = honest.into_inner().unwrap().expect("the honest download ran");
+    assert!(
+        out.status.success(),
+        "the honest download failed during the flood: {}\nseeder log tail:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&seeder.log_text(), 30)
+    );
+    assert_eq!(got.as_deref(), Some(&bytes[..]), "downloaded bytes differ");
+    eprintln!("honest download of {} MiB during the flood took {took:?}", bytes.len() >> 20);
+    assert!(hwm < base + (160 << 20), "the seeder grew from {} MiB to {} MiB", base >> 20, hwm >> 20);
+}

@@ -146,7 +146,7 @@ impl PeerMsg {
             }
             5 => {
                 let n = (b.len() - 1) / 4;
-                if (b.len() - 1) % 4 != 0 || n > MAX_CANCEL {
+                if !(b.len() - 1).is_multiple_of(4) || n > MAX_CANCEL {
                     return Err(ProtoError::BadCancel);
                 }
                 Ok(PeerMsg::Cancel { reqs: (0..n).map(|i| u32_at(b, 1 + 4 * i).expect("in bounds")).collect() })

@@ -71,10 +71,11 @@ pub const MAX_INBOUND: usize = 64;
 /// Bytes a serving route (a link, or a relay route) may have queued to send before it starts
 /// no new read: four 256 KiB chunks, ahead of what its writer is sending.
 pub const SEND_WINDOW: u64 = 1024 * 1024;
-/// Bytes the peer may have queued to send in all (frames and their [`SEND_FRAME_COST`], reads
-/// in progress at the largest chunk size): past it requests are answered `busy`.
+/// Bytes of data the peer may have queued to send in all (frames and their
+/// [`SEND_FRAME_COST`], reads in progress at the largest chunk size): no read starts past it.
 pub const SEND_BUDGET: u64 = 32 * 1024 * 1024;
-/// `busy` answers still sent past [`SEND_BUDGET`]; beyond, requests are dropped unanswered.
+/// Bytes of `busy` and `missing` answers queued at once (apart from [`SEND_BUDGET`]); beyond,
+/// requests are dropped unanswered.
 pub const BUSY_SLACK: u64 = 64 * 1024;
 /// What one queued frame costs a driver beyond its bytes (allocation, channel slot, relay
 /// header), counted so that floods of tiny answers are bounded too.

@@ -46,6 +46,19 @@
 //! it with a pool nonce; the holding stays counted unless the audit fails. A reporter whose
 //! reports are refuted [`TrustConfig::max_report_strikes`] times is no longer heard.
 //!
+//! Collusion (see `SECURITY.md`): identities are cheap, so several may act together.
+//! - Replenishment rounds ask two verified holders picked *at random* (the generator below),
+//!   not by a rule a peer can aim at (the lowest ids, the fewest strikes): two colluders
+//!   among a chunk's verified holders are both asked, and can plant an agreed false entry,
+//!   only as often as chance picks them both.
+//! - Reports cannot steer audits onto a chosen holder: a holding that passed an audit is not
+//!   audited again on reports for [`AUDIT_COOLDOWN_MS`], a holder faces at most
+//!   [`MAX_AUDITS_PER_HOLDER`] report audits per cooldown whoever reports, and the pool entry an
+//!   audit uses is drawn at random (a planted entry is not the one every audit takes).
+//! - Strikes and report strikes outlive the connection: they are kept by peer id when it
+//!   leaves and given back when it returns within [`TrustConfig::distrust_ms`]; at most
+//!   [`MAX_REMEMBERED`] identities are remembered (the earliest to expire go first).
+//!
 //! Bounds: pools hold at most [`TrustConfig::pool_cap`] entries per chunk, a peer has at most
 //! [`TrustConfig::max_pending_per_peer`] challenges in flight, challenges go out in batches of
 //! [`MAX_CHALLENGE_ITEMS`], at most two replenishment rounds run per chunk, and the memory of
@@ -71,6 +84,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Pool entries kept for needed copies (see the module doc).
 pub const POOL_RESERVE: usize = 2;
+/// A holding that passed an audit is not audited again on reports for this long.
+pub const AUDIT_COOLDOWN_MS: u64 = 10 * 60_000;
+/// Report audits one holder faces per [`AUDIT_COOLDOWN_MS`], whoever reports.
+pub const MAX_AUDITS_PER_HOLDER: u32 = 16;
+/// Identities whose strikes (or audit history) are remembered after they leave.
+pub const MAX_REMEMBERED: usize = 65_536;
 
 /// Verification settings (part of [`super::repair::RepairConfig`]).
 #[derive(Debug, Clone)]
@@ -191,6 +210,12 @@ pub struct Trust {
     /// Distrusted identities, until when.
     distrusted: HashMap<PeerId, u64>,
     audits: HashSet<(PeerId, ChunkId)>,
+    /// Holdings that passed an audit, until when they are not audited again on reports.
+    audited: HashMap<(PeerId, ChunkId), u64>,
+    /// Report audits per holder in the current window: (window end, count).
+    audit_budget: HashMap<PeerId, (u64, u32)>,
+    /// Strikes and report strikes of peers that left, until when they are kept.
+    remembered: HashMap<PeerId, (u32, u32, u64)>,
     /// Chunks whose origin or pool changed since the driver last took the changes.
     dirty: BTreeSet<ChunkId>,
     pub stats: TrustStats,
@@ -239,6 +264,35 @@ impl Trust {
         h.update(self.counter.to_le_bytes());
         let d = h.finalize();
         d[..16].try_into().expect("16 bytes")
+    }
+
+    /// A number below `n` (> 0) from the same generator.
+    fn below(&mut self, seed: &[u8; 32], n: usize) -> usize {
+        let r = self.random(seed);
+        (u64::from_le_bytes(r[..8].try_into().expect("8 bytes")) % n as u64) as usize
+    }
+
+    /// Shuffles `v` (Fisher–Yates) with the generator.
+    fn shuffle<T>(&mut self, seed: &[u8; 32], v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(seed, i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Keeps `map` at most `cap` entries: the expired ones go, then the eighth that expires first.
+fn bound_by_expiry<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, cap: usize, now_ms: u64, until: fn(&V) -> u64) {
+    if map.len() <= cap {
+        return;
+    }
+    map.retain(|_, v| until(v) > now_ms);
+    if map.len() > cap {
+        let mut ends: Vec<u64> = map.values().map(until).collect();
+        let k = (map.len() - cap).max(cap / 8).min(ends.len() - 1);
+        let (_, cut, _) = ends.select_nth_unstable(k);
+        let cut = *cut;
+        map.retain(|_, v| until(v) > cut);
     }
 }
 
@@ -345,11 +399,16 @@ impl Swarm {
     }
 
     /// At join: a distrusted identity stays so.
+    /// At join: strikes it had when it last left come back.
     pub(super) fn trust_join(&mut self, id: &PeerId, now_ms: u64) {
         self.trust.distrusted.retain(|_, until| *until > now_ms);
-        if self.trust.distrusted.contains_key(id) {
-            if let Some(p) = self.peers.get_mut(id) {
-                p.trust.distrusted = true;
+        let distrusted = self.trust.distrusted.contains_key(id);
+        let kept = self.trust.remembered.remove(id).filter(|(_, _, until)| *until > now_ms);
+        if let Some(p) = self.peers.get_mut(id) {
+            p.trust.distrusted = distrusted;
+            if let Some((strikes, report_strikes, _)) = kept {
+                p.trust.strikes = strikes;
+                p.trust.report_strikes = report_strikes;
             }
         }
     }
@@ -369,6 +428,13 @@ impl Swarm {
             }
         }
         self.trust.ready.remove(id);
+        if let Some(p) = self.peers.get(id) {
+            if p.trust.strikes > 0 || p.trust.report_strikes > 0 {
+                let until = now_ms + self.config.trust.distrust_ms;
+                self.trust.remembered.insert(id.clone(), (p.trust.strikes, p.trust.report_strikes, until));
+                bound_by_expiry(&mut self.trust.remembered, MAX_REMEMBERED, now_ms, |v| v.2);
+            }
+        }
         if !verified.is_empty() && self.config.grace_ms > 0 {
             self.trust.recent.insert(id.clone(), (now_ms + self.config.grace_ms, verified));
         }
@@ -575,15 +641,52 @@ impl Swarm {
         if !p.trust.verified.contains(&chunk) || self.trust.audits.contains(&(peer.clone(), chunk)) {
             return; // counts nothing yet, or already being checked
         }
-        let Some(entry) = self.take_entry(&chunk) else {
+        // Not steerable: a holding audited lately, or a holder audited often lately, is not
+        // audited again on anyone's word.
+        let key = (peer.clone(), chunk);
+        if self.trust.audited.get(&key).is_some_and(|until| *until > now_ms) {
+            self.trust.stats.reports_ignored += 1;
+            return;
+        }
+        let budget = self.trust.audit_budget.get(peer).filter(|(end, _)| *end > now_ms).map_or(0, |(_, n)| *n);
+        if budget >= MAX_AUDITS_PER_HOLDER {
+            self.trust.stats.reports_ignored += 1;
+            return;
+        }
+        let Some(entry) = self.take_random_entry(&chunk) else {
             self.trust.stats.reports_ignored += 1;
             self.trust.hungry.insert(chunk);
             return;
         };
         self.trust.audits.insert((peer.clone(), chunk));
+        let b = self.trust.audit_budget.entry(peer.clone()).or_insert((now_ms + AUDIT_COOLDOWN_MS, 0));
+        if b.0 <= now_ms {
+            *b = (now_ms + AUDIT_COOLDOWN_MS, 0);
+        }
+        b.1 += 1;
+        bound_by_expiry(&mut self.trust.audit_budget, MAX_REMEMBERED, now_ms, |v| v.0);
         let purpose = Purpose::Audit { expected: entry.proof, confirmed: entry.confirmed, reporter: from.clone() };
         let item = self.new_challenge(peer, chunk, entry.nonce, purpose, now_ms);
         self.trust_out.entry(peer.clone()).or_default().push(item);
+    }
+
+    /// Pops a pool entry of `chunk` drawn at random, among the confirmed ones if any.
+    fn take_random_entry(&mut self, chunk: &ChunkId) -> Option<PoolEntry> {
+        let pool = self.trust.pools.get(chunk)?;
+        let picks: Vec<usize> = match pool.iter().any(|e| e.confirmed) {
+            true => (0..pool.len()).filter(|&i| pool[i].confirmed).collect(),
+            false => (0..pool.len()).collect(),
+        };
+        let seed = self.config.trust.seed;
+        let i = picks[self.trust.below(&seed, picks.len())];
+        let pool = self.trust.pools.get_mut(chunk).expect("present");
+        let e = pool.swap_remove(i);
+        self.trust.dirty.insert(*chunk);
+        if pool.is_empty() {
+            self.trust.pools.remove(chunk);
+        }
+        self.trust.hungry.insert(*chunk);
+        Some(e)
     }
 
     /// Pops a pool entry of `chunk`, confirmed ones first.
@@ -660,6 +763,8 @@ impl Swarm {
             Purpose::Audit { expected, confirmed, reporter } => {
                 self.trust.audits.remove(&(c.peer.clone(), c.chunk));
                 if proof == Some(expected) && !silent {
+                    self.trust.audited.insert((c.peer.clone(), c.chunk), now_ms + AUDIT_COOLDOWN_MS);
+                    bound_by_expiry(&mut self.trust.audited, MAX_REMEMBERED, now_ms, |v| *v);
                     self.trust.stats.proofs_passed += 1;
                     self.trust.stats.reports_refuted += 1;
                     if let Some(r) = self.peers.get_mut(&reporter) {
@@ -804,6 +909,11 @@ impl Swarm {
         self.trust.recent.retain(|_, (until, _)| *until >= now_ms);
     }
 
+    /// Identities whose strikes are remembered after they left (for tests and `/metrics`).
+    pub fn trust_remembered(&self) -> usize {
+        self.trust.remembered.len()
+    }
+
     /// The next challenge deadline.
     pub(super) fn trust_deadline(&self) -> Option<u64> {
         self.trust.deadlines.first().map(|(d, _)| *d)
@@ -865,6 +975,24 @@ impl Swarm {
         }
     }
 
+    /// The (at most two) verified holders a replenishment round of `chunk` asks: picked at
+    /// random (see the module doc); a leaving holder still answers (last, but it must: when it
+    /// is the last verified holder, its answer is what lets the copies that replace it count,
+    /// and it cannot leave before they do).
+    fn round_holders(&mut self, chunk: &ChunkId) -> Vec<PeerId> {
+        let max_pending = self.config.trust.max_pending_per_peer;
+        let mut asked: Vec<PeerId> = self
+            .verified_holders(chunk)
+            .filter(|p| self.peers.get(*p).is_some_and(|s| !s.trust.distrusted && s.trust.pending < max_pending))
+            .cloned()
+            .collect();
+        let seed = self.config.trust.seed;
+        self.trust.shuffle(&seed, &mut asked);
+        asked.sort_by_key(|p| self.peers[p].leaving);
+        asked.truncate(2);
+        asked
+    }
+
     /// Starts a replenishment round for `chunk` if its pool is short and holders can answer.
     fn start_round(&mut self, chunk: ChunkId, now_ms: u64) -> bool {
         if !self.chunk_sizes.contains_key(&chunk) {
@@ -881,20 +1009,7 @@ impl Swarm {
         if have + running >= want || running >= 2 {
             return false;
         }
-        let max_pending = self.config.trust.max_pending_per_peer;
-        let mut asked: Vec<PeerId> = self
-            .verified_holders(&chunk)
-            .filter(|p| self.peers.get(*p).is_some_and(|s| !s.trust.distrusted && s.trust.pending < max_pending))
-            .cloned()
-            .collect();
-        // A leaving holder still answers (last, but it must: when it is the last verified
-        // holder, its answer is what lets the copies that replace it count, and it cannot
-        // leave before they do).
-        asked.sort_by_key(|p| {
-            let s = &self.peers[p];
-            (s.leaving, s.trust.strikes, s.trust.pending)
-        });
-        asked.truncate(2);
+        let asked = self.round_holders(&chunk);
         let confirmed = asked.len() == 2;
         if !confirmed && (have > 0 || running > 0 || asked.len() != 1) {
             // One verified holder answers alone only while the pool is empty (trust on
@@ -1188,13 +1303,14 @@ mod tests {
         }
         assert_eq!(s.holder_count(&c), 3);
         let st = s.trust_stats();
-        assert!(st.reports_refuted >= 2 * 3, "{st:?}");
-        assert!(st.reports_refuted <= 2 * s.config.trust.max_report_strikes as u64, "then ignored: {st:?}");
+        // Each holding is audited once; then the cooldown ignores the rest, whoever reports.
+        assert_eq!(st.reports_refuted, 3, "{st:?}");
         assert_eq!(st.reports_upheld, 0);
-        // A true report: a holder that lost the chunk fails its audit.
+        // A true report (after the cooldown): a holder that lost the chunk fails its audit.
         holding.get_mut(&peer(2)).unwrap().clear();
-        let out = s.handle(&peer(1), ClientMsg::BadSource { peer: peer(2), chunk: c }, 20);
-        answer_all(&mut s, out, &holding, &bytes, 20);
+        let later = AUDIT_COOLDOWN_MS + 20;
+        let out = s.handle(&peer(1), ClientMsg::BadSource { peer: peer(2), chunk: c }, later);
+        answer_all(&mut s, out, &holding, &bytes, later);
         assert!(!s.holders(&c).any(|h| *h == peer(2)), "a failed audit removes the claim");
     }
 
@@ -1348,5 +1464,122 @@ mod tests {
         let holding = HashMap::from([(peer(1), m.chunks.iter().copied().collect::<HashSet<_>>())]);
         answer_all(&mut s, out, &holding, &bytes, 0);
         assert!(m.chunks.iter().all(|c| s.is_verified(&peer(1), c)), "all proved, batch after batch");
+    }
+
+    /// `n` verified holders of a one-chunk file (published with nonces by peer 0).
+    fn held_by(n: u8, seed: [u8; 32]) -> (Swarm, ChunkId) {
+        let mut s = swarm(n);
+        s.config.trust.seed = seed;
+        let (m, bytes) = file(10, 1);
+        let c = m.chunks[0];
+        publish(&mut s, &peer(0), &m, &bytes, true);
+        let mut holding = HashMap::from([(peer(0), HashSet::from([c]))]);
+        for k in 1..n {
+            holding.insert(peer(k), HashSet::from([c]));
+            let out = s.handle(&peer(k), ClientMsg::Have { chunks: vec![c], full: false }, 0);
+            answer_all(&mut s, out, &holding, &bytes, 0);
+        }
+        assert_eq!(s.verified_count(&c), n as usize);
+        (s, c)
+    }
+
+    #[test]
+    fn rounds_ask_holders_picked_at_random() {
+        let (mut s, c) = held_by(8, [3; 32]);
+        // The pair a rule would pick (the lowest ids: an attacker can grind ids to sort first).
+        let mut ids: Vec<PeerId> = s.verified_holders(&c).cloned().collect();
+        ids.sort();
+        let first_two: BTreeSet<PeerId> = ids[..2].iter().cloned().collect();
+        let mut pairs = HashMap::<BTreeSet<PeerId>, u32>::new();
+        let draws = 280;
+        for _ in 0..draws {
+            let asked = s.round_holders(&c);
+            assert_eq!(asked.len(), 2);
+            *pairs.entry(asked.into_iter().collect()).or_default() += 1;
+        }
+        // 28 pairs, each about 10 times.
+        assert!(pairs.len() >= 20, "{} distinct pairs", pairs.len());
+        let aimed = pairs.get(&first_two).copied().unwrap_or(0);
+        assert!(aimed < 30, "the lowest ids were asked together {aimed} times in {draws}");
+        // Deterministic for a seed, different for another.
+        let picks = |seed: [u8; 32]| {
+            let (mut s, c) = held_by(8, seed);
+            (0..20).map(|_| s.round_holders(&c)).collect::<Vec<_>>()
+        };
+        assert_eq!(picks([3; 32]), picks([3; 32]));
+        assert_ne!(picks([3; 32]), picks([4; 32]));
+    }
+
+    #[test]
+    fn reports_cannot_steer_audits_onto_a_holder() {
+        let mut s = swarm(30);
+        let (m, bytes) = file(11, 40);
+        publish(&mut s, &peer(0), &m, &bytes, true);
+        let mut holding = HashMap::from([(peer(0), m.chunks.iter().copied().collect::<HashSet<_>>())]);
+        holding.insert(peer(1), m.chunks.iter().copied().collect());
+        let out = s.handle(&peer(1), ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
+        answer_all(&mut s, out, &holding, &bytes, 0);
+        assert!(m.chunks.iter().all(|c| s.is_verified(&peer(1), c)));
+        // Audits settled (each one refuted: holder 1 answers right).
+        let audits = |s: &Swarm| (s.trust_stats().reports_refuted + s.trust_stats().reports_upheld) as usize;
+        // 25 identities report the honest holder 1, for one chunk, many times.
+        let c = m.chunks[0];
+        for r in 5..30u8 {
+            for t in 0..3 {
+                let out = s.handle(&peer(r), ClientMsg::BadSource { peer: peer(1), chunk: c }, 10 + t);
+                answer_all(&mut s, out, &holding, &bytes, 10 + t);
+            }
+        }
+        assert_eq!(audits(&s), 1, "one audit for the holding, whoever reports how often");
+        // ...and for every chunk it holds: a bounded number of audits per holder.
+        for (k, c) in m.chunks.iter().enumerate() {
+            let r = peer(5 + (k % 25) as u8);
+            let out = s.handle(&r, ClientMsg::BadSource { peer: peer(1), chunk: *c }, 100);
+            answer_all(&mut s, out, &holding, &bytes, 100);
+        }
+        let audited = audits(&s);
+        assert!(audited <= MAX_AUDITS_PER_HOLDER as usize, "{audited} audits of one holder");
+        assert!(m.chunks.iter().all(|c| s.is_verified(&peer(1), c)), "every copy still counts");
+        // After the cooldown a report is heard again.
+        let later = 100 + AUDIT_COOLDOWN_MS + 1;
+        let out = s.handle(&peer(29), ClientMsg::BadSource { peer: peer(1), chunk: m.chunks[39] }, later);
+        answer_all(&mut s, out, &holding, &bytes, later);
+        assert_eq!(audits(&s), audited + 1);
+    }
+
+    #[test]
+    fn strikes_survive_a_reconnect() {
+        let mut s = swarm(3);
+        s.config.trust.challenge_timeout_ms = 10;
+        let (m, bytes) = file(12, 1);
+        publish(&mut s, &peer(0), &m, &bytes, true);
+        let c = m.chunks[0];
+        s.handle(&peer(1), ClientMsg::Have { chunks: vec![c], full: false }, 0);
+        s.tick(20);
+        assert_eq!(s.peers[&peer(1)].trust.strikes, 1, "silence is a strike");
+        s.leave(&peer(1), 30);
+        s.join(peer(1), PeerKind::Native, 40);
+        assert_eq!(s.peers[&peer(1)].trust.strikes, 1, "the strike outlived the connection");
+        // A fresh connection under a fresh identity starts clean; the memory ends with the
+        // distrust period.
+        assert_eq!(s.peers[&peer(2)].trust.strikes, 0);
+        s.leave(&peer(1), 50);
+        s.join(peer(1), PeerKind::Native, 50 + s.config.trust.distrust_ms + 1);
+        assert_eq!(s.peers[&peer(1)].trust.strikes, 0);
+        assert_eq!(s.trust_remembered(), 0);
+    }
+
+    #[test]
+    fn remembered_identities_are_bounded() {
+        let mut m: HashMap<u32, u64> = (0..100).map(|i| (i, 1_000 + i as u64)).collect();
+        bound_by_expiry(&mut m, 100, 0, |v| *v);
+        assert_eq!(m.len(), 100, "within the cap nothing goes");
+        m.insert(100, 5_000);
+        bound_by_expiry(&mut m, 100, 0, |v| *v);
+        assert!(m.len() <= 100 && m.len() >= 80, "{}", m.len());
+        assert!(m.contains_key(&100) && !m.contains_key(&0), "the earliest to expire go first");
+        bound_by_expiry(&mut m, 10, 1_050, |v| *v);
+        assert!(m.len() <= 10);
+        assert!(m.values().all(|v| *v > 1_050));
     }
 }
