@@ -2,7 +2,9 @@
 //! `GET /files/{id}` streams a file, fetching the chunks this peer lacks from the swarm as the
 //! body goes out, with single-range `Range` support (206 / 416) and `HEAD`. `GET /healthz`
 //! answers while the process lives, `GET /readyz` while it is joined to the tracker (503 while
-//! it reconnects), for service managers and load balancers.
+//! it reconnects), for service managers and load balancers. Requests from web pages (DNS
+//! rebinding, cross-site) are refused, and slow or idle connections closed:
+//! [`crate::http_guard`].
 //!
 //! A file from the swarm is never rendered by a browser as an active page: it is always an
 //! attachment with a sanitised name, `nosniff`, a sandboxing CSP, and active types (HTML, SVG,
@@ -160,17 +162,30 @@ impl Gateway {
     }
 }
 
+/// Who may use the gateway and for how long ([`crate::http_guard`]).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Host names it answers to besides IP addresses and `localhost` (`--http-host`).
+    pub hosts: Vec<String>,
+    /// Time for a request head to arrive, and for an idle kept-alive connection to send more.
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { hosts: Vec::new(), header_timeout: std::time::Duration::from_secs(10) }
+    }
+}
+
 /// Starts the gateway on `addr`; returns the address it listens on.
-pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+pub async fn serve(node: Arc<Node>, addr: SocketAddr, options: Options) -> anyhow::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    let app = router(node);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("HTTP gateway stopped: {e}");
-        }
-    });
+    let guard = Arc::new(crate::http_guard::Guard::new(options.hosts));
+    let app = router(node)
+        .layer(axum::middleware::from_fn(move |req, next| crate::http_guard::enforce(guard.clone(), req, next)));
+    tokio::spawn(crate::http_guard::serve(listener, app, options.header_timeout));
     Ok(local)
 }
 

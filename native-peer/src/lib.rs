@@ -7,7 +7,7 @@
 //! - [`driver`]: the task that runs the peer core and carries out its outputs.
 //! - [`rtc`]: WebRTC data-channel links driven by str0m.
 //! - [`download`]: the caller's side of a download, and file assembly.
-//! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range).
+//! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range); [`http_guard`] its edges.
 //! - [`private`]: private files: encrypt on put, decrypt on get (the key is in the link).
 //! - [`store`]: the content-addressed chunk store on disk.
 //! - [`control`]: the local control socket of a running peer.
@@ -22,6 +22,7 @@ pub mod control;
 pub mod download;
 pub mod driver;
 pub mod gateway;
+pub mod http_guard;
 pub mod identity;
 pub mod links;
 pub mod node;

@@ -59,6 +59,14 @@ enum Cmd {
         /// in plaintext with `?key=` from its share link (or `?pass=`).
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
+        /// A host name the gateway answers to besides IP addresses and localhost (repeatable): the
+        /// name you reach it by; requests naming other hosts get 403 (no DNS rebinding)
+        #[arg(long = "http-host", value_name = "NAME", env = "PP_HTTP_HOST", value_delimiter = ',')]
+        http_hosts: Vec<String>,
+        /// Seconds for an HTTP request head to arrive whole, and for an idle kept-alive
+        /// connection to send its next request
+        #[arg(long, default_value_t = 10.0, value_name = "SECS", env = "PP_HTTP_HEADER_TIMEOUT")]
+        http_header_timeout: f64,
         /// Seconds between scrubs of the chunk store (0: never).
         #[arg(long, default_value_t = 3600, value_name = "SECS")]
         scrub_every: u64,
@@ -227,7 +235,16 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     };
     let mut link_tracker = false;
     let request = match args.cmd {
-        Cmd::Run { http, scrub_every } => return run_peer(&settings, &data_dir, http, scrub_every).await,
+        Cmd::Run { http, http_hosts, http_header_timeout, scrub_every } => {
+            if !(http_header_timeout.is_finite() && http_header_timeout > 0.0 && http_header_timeout <= 3600.0) {
+                anyhow::bail!("--http-header-timeout must be more than 0 and at most 3600 seconds");
+            }
+            let gateway = native_peer::gateway::Options {
+                hosts: http_hosts,
+                header_timeout: Duration::from_secs_f64(http_header_timeout),
+            };
+            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every).await;
+        }
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
         Cmd::Put { files, private, passphrase } => Request::Put {
@@ -330,7 +347,7 @@ fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::Share
 async fn run_peer(
     settings: &PeerSettings,
     data_dir: &std::path::Path,
-    http: Option<SocketAddr>,
+    http: Option<(SocketAddr, native_peer::gateway::Options)>,
     scrub_every: u64,
 ) -> anyhow::Result<()> {
     let config = settings.node_config(u32::MAX)?;
@@ -339,8 +356,8 @@ async fn run_peer(
     }
     let node = node::Node::start(config, data_dir).await?;
     let stop = control::listen(node.clone(), data_dir).await?;
-    if let Some(addr) = http {
-        let local = native_peer::gateway::serve(node.clone(), addr).await?;
+    if let Some((addr, options)) = http {
+        let local = native_peer::gateway::serve(node.clone(), addr, options).await?;
         println!("http gateway on http://{local}/files/{{id}}");
     }
     if scrub_every > 0 {
