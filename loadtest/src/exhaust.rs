@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
+use swarm_core::wire::{ErrorCode, FileMeta};
 use swarm_core::{ChunkId, ClientMsg, Manifest, PeerKind, ServerMsg, CHUNK_SIZE};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -87,12 +87,14 @@ async fn attacker(url: &str, addr: &str, secret: &str) -> anyhow::Result<crate::
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("x-forwarded-for", addr.parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
-    let hello =
-        ClientMsg::Hello { version: PROTOCOL_VERSION, kind: PeerKind::Native, secret: secret.into(), token: None };
-    ws.send(Message::Text(hello.to_json().into())).await?;
+    let keys = swarm_core::identity::Keypair::from_secret(secret);
+    ws.send(Message::Text(keys.hello(PeerKind::Native, None).to_json().into())).await?;
     while let Some(m) = ws.next().await {
         if let Message::Text(t) = m? {
             match serde_json::from_str::<ServerMsg>(t.as_str())? {
+                ServerMsg::AuthChallenge { nonce } => {
+                    ws.send(Message::Text(keys.proof(&nonce, url, None).to_json().into())).await?;
+                }
                 ServerMsg::Welcome { .. } => return Ok(ws),
                 ServerMsg::Error { code, message, .. } => anyhow::bail!("hello refused: {code:?}: {message}"),
                 _ => {}

@@ -172,8 +172,7 @@ async fn near_the_budget_the_heaviest_address_is_refused_and_others_keep_working
     let mut kept = Vec::new();
     'attack: for n in 0..40u32 {
         let mut ws = connect_from(&url, ATTACKER).await;
-        send(&mut ws, &hello_msg(&secret(100 + n))).await;
-        match recv(&mut ws).await {
+        match hello_answer(&mut ws, &secret(100 + n), swarm_core::PeerKind::Native, None, None).await {
             ServerMsg::Welcome { .. } => {}
             ServerMsg::Error { code, message, .. } => {
                 over_budget.push((code, message));
@@ -205,15 +204,6 @@ async fn near_the_budget_the_heaviest_address_is_refused_and_others_keep_working
     let mut newcomer = connect_from(&url, HONEST).await;
     hello(&mut newcomer, &secret(2)).await;
     honest_round(&mut newcomer, 20).await;
-}
-
-fn hello_msg(secret: &str) -> ClientMsg {
-    ClientMsg::Hello {
-        version: swarm_core::wire::PROTOCOL_VERSION,
-        kind: swarm_core::PeerKind::Native,
-        secret: secret.into(),
-        token: None,
-    }
 }
 
 #[tokio::test]

@@ -224,15 +224,11 @@ async fn turn_credentials_are_per_peer_short_lived_and_verify() {
     config.turn = Some(tracker::ice::TurnSecret { secret: "shared".into(), ttl: Duration::from_secs(120) });
     let (url, _) = start(config).await;
     let mut ws = connect(&url).await;
-    use futures_util::SinkExt;
-    let hello_msg = ClientMsg::Hello {
-        version: swarm_core::wire::PROTOCOL_VERSION,
-        kind: swarm_core::PeerKind::Native,
-        secret: secret(1),
-        token: None,
+    let ServerMsg::Welcome { peer_id, ice_servers, .. } =
+        hello_answer(&mut ws, &secret(1), swarm_core::PeerKind::Native, None, None).await
+    else {
+        panic!("welcome")
     };
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(hello_msg.to_json().into())).await.unwrap();
-    let ServerMsg::Welcome { peer_id, ice_servers, .. } = recv(&mut ws).await else { panic!("welcome") };
     let turn = ice_servers.iter().find(|s| s.urls[0].starts_with("turn:")).expect("the TURN server");
     let (user, cred) = (turn.username.clone().unwrap(), turn.credential.clone().unwrap());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

@@ -457,8 +457,13 @@ mod tests {
     fn seeder() -> Peer<Vec<u8>> {
         let mut p = Peer::new(PeerConfig::new(PeerKind::Native, "00".repeat(16)));
         p.tracker_connected(&Nothing, 0);
-        let welcome =
-            ServerMsg::Welcome { version: 1, peer_id: PeerId::from_secret("s"), ice_servers: vec![], trackers: vec![] };
+        let welcome = ServerMsg::Welcome {
+            version: 1,
+            peer_id: PeerId::from_secret("s"),
+            migrated: None,
+            ice_servers: vec![],
+            trackers: vec![],
+        };
         p.handle_server_msg(welcome, &Nothing, 0);
         while p.poll_output().is_some() {}
         p
