@@ -54,7 +54,7 @@ pub fn csp(index: &str) -> String {
         .collect();
     format!(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; \
+         img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss: blob:; worker-src 'self' blob:; \
          object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 }
@@ -306,7 +306,9 @@ mod tests {
         let h = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"b()"));
         assert!(p.contains(&format!("'sha256-{h}'")), "{p}");
         assert_eq!(p.matches("'sha256-").count(), 2);
-        for part in ["script-src 'self' 'wasm-unsafe-eval'", "frame-ancestors 'none'", "connect-src 'self' ws: wss:"] {
+        for part in
+            ["script-src 'self' 'wasm-unsafe-eval'", "frame-ancestors 'none'", "connect-src 'self' ws: wss: blob:"]
+        {
             assert!(p.contains(part), "{part} in {p}");
         }
         assert!(!p.contains("'unsafe-inline' 'wasm") && !p.contains("script-src 'self' 'unsafe-inline'"));
