@@ -6,8 +6,8 @@
 //!   more than [`ClaimLimits::max_claims`] (a peer that has not reported its storage gets that
 //!   hard cap).
 //! - **Loose claims**, of chunks no file uses: at most [`ClaimLimits::max_loose`] per peer (an
-//!   uploader announces its chunks just before its `publish`, which then claims the rest of
-//!   them for it), and each is forgotten [`ClaimLimits::loose_ttl_ms`] after it was made,
+//!   uploader announces its chunks just before its `publish`: beyond the cap it must announce
+//!   them again once published), and each is forgotten [`ClaimLimits::loose_ttl_ms`] after it was made,
 //!   whatever the peer keeps sending ([`Swarm::expire_loose`]). Forgotten, not trimmed: the
 //!   peer keeps its copy, the tracker only stops keeping the claim.
 //!
@@ -79,7 +79,7 @@ impl Refused {
             ),
             Refused::Loose(max) => format!(
                 "{dropped} claims of chunks no file uses dropped: this peer has {max} such claims, the most \
-                 this tracker keeps (--max-loose-claims); publish the file, then they count"
+                 this tracker keeps (--max-loose-claims); announce them again once their file is published"
             ),
         }
     }
@@ -199,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn a_publish_makes_its_chunks_count_and_claims_them_for_the_publisher() {
+    fn a_publish_makes_its_chunks_count_and_frees_room_for_loose_claims() {
         let mut s = swarm(limits(100, 2));
         let a = peer(1);
         s.join(a.clone(), PeerKind::Native, 0);
@@ -208,9 +208,9 @@ mod tests {
         assert_eq!(s.claims_kept(), 2, "only two loose claims kept");
         let meta = FileMeta::public("f", "x");
         s.handle(&a, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, 0);
-        assert_eq!(s.claims_kept(), 4, "the publish claims the rest");
-        assert!(m.chunks.iter().all(|c| s.holder_count(c) == 1));
         assert!(s.peer(&a).unwrap().loose.is_empty(), "none is loose any more");
+        s.handle(&a, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0);
+        assert_eq!(s.claims_kept(), 4, "announced again, they all count");
         // So room for loose claims is back.
         s.handle(&a, ClientMsg::Have { chunks: ids(0..2), full: false }, 0);
         assert_eq!(s.claims_kept(), 6);

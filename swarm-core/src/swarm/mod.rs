@@ -563,13 +563,6 @@ impl Swarm {
             new_chunks.dedup();
             self.note_chunks(&manifest);
             self.trust_publish(from, &new_chunks, now_ms);
-            // The publisher holds what it publishes: its claims of the chunks it announced
-            // beyond its loose-claim cap ([`claims`]) are made now (within its claim cap).
-            for c in &manifest.chunks {
-                if let Err(r) = self.add_holding(from, *c, now_ms, false) {
-                    self.count_refused(r);
-                }
-            }
             // Placement is repair of chunks that have one copy: check them all now.
             for c in &manifest.chunks {
                 self.check_at(*c, now_ms);
