@@ -582,6 +582,12 @@ impl Node {
                     actions.push(Action::TrackerNode { url: link.url(), nodes });
                 }
             }
+            Event::Trackers { trackers } => {
+                if let Some(link) = &st.link {
+                    let nodes = link.learn(&trackers);
+                    actions.push(Action::TrackerNode { url: link.url(), nodes });
+                }
+            }
             Event::Reply { req, msg } => {
                 if let Some(file) = st.unpublishing.remove(&req) {
                     match msg {

@@ -581,7 +581,8 @@ impl Driver {
 
     fn on_event(&mut self, e: Event<Vec<u8>>) {
         match e {
-            Event::Welcomed { .. } => {}
+            // The tracker client keeps the nodes to fail over to.
+            Event::Welcomed { .. } | Event::Trackers { .. } => {}
             Event::Reply { req, msg } => {
                 if let Some(reply) = self.requests.remove(&req) {
                     let _ = reply.send(msg);

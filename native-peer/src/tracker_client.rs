@@ -166,6 +166,9 @@ pub struct TrackerClient {
     pub ice_servers: Mutex<Vec<IceServer>>,
     /// The tracker node of the current (or latest) session.
     current: Mutex<String>,
+    /// The cluster's nodes as the tracker last listed them during a session (`trackers`),
+    /// taken into the rotation when the session ends.
+    learned: Mutex<Option<Vec<String>>>,
 }
 
 /// TLS for `wss://` trackers: the client configuration, made when the first `wss://` URL
@@ -364,6 +367,7 @@ impl TrackerClient {
             peer_id: welcome.peer_id,
             ice_servers: Mutex::new(welcome.ice_servers),
             current: Mutex::new(session.trackers.current().to_string()),
+            learned: Mutex::new(None),
         });
         tokio::spawn(client.clone().supervise(ws, session, out_rx, relay_rx, in_tx));
         Ok((client, in_rx))
@@ -386,6 +390,9 @@ impl TrackerClient {
             let end = self.session(ws, &mut out, &mut relay, &incoming).await;
             if end == SessionEnd::ClosedByUs || incoming.send(Incoming::Disconnected).is_err() {
                 return;
+            }
+            if let Some(nodes) = self.learned.lock().unwrap().take() {
+                session.trackers.learn(&nodes, |_| true);
             }
             let was = session.trackers.current().to_string();
             // After a close, the node it was on first (a restart, a blip), then the others in
@@ -495,6 +502,10 @@ impl TrackerClient {
     fn dispatch(&self, msg: ServerMsg, incoming: &mpsc::UnboundedSender<Incoming>) {
         if let ServerMsg::Error { req: None, code, message } = &msg {
             tracing::warn!(?code, "tracker: {message}");
+        }
+        if let ServerMsg::Trackers { trackers } = &msg {
+            tracing::info!(?trackers, "the tracker cluster's nodes changed");
+            *self.learned.lock().unwrap() = Some(trackers.clone());
         }
         let _ = incoming.send(Incoming::Msg(msg));
     }

@@ -5,6 +5,7 @@
 //! - [`envelope`]: private files: AES-256-GCM around chunks and the sealed name, type and size.
 //! - [`identity`]: identities are Ed25519 key pairs; the hello's challenge, signature and origin.
 //! - [`wire`]: the versioned JSON messages between peers and the tracker (websocket).
+//! - [`cluster`]: a tracker cluster's membership and shard leases as a sans-IO state machine.
 //! - [`chunk_proto`]: the binary peer-to-peer chunk protocol spoken over WebRTC data channels.
 //! - [`range`]: HTTP byte ranges, for the native gateway and the web app's media stream.
 //! - [`relay`]: binary frames that carry the chunk protocol through the tracker when WebRTC cannot.
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod chunk_proto;
+pub mod cluster;
 pub mod content;
 pub mod envelope;
 pub mod identity;

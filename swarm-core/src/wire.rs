@@ -393,6 +393,11 @@ pub enum ServerMsg {
     /// Answer to `heartbeat`: the node is alive (a browser cannot see websocket pongs; see
     /// [`crate::peer::liveness`]).
     Heartbeat,
+    /// The tracker cluster's nodes changed while this peer is connected (a node joined or went
+    /// silent): every node's public `/ws` URL, this one first, as in `welcome`.
+    Trackers {
+        trackers: Vec<String>,
+    },
 }
 
 /// Machine-readable error kinds; the message says the rest in words.
@@ -651,6 +656,8 @@ pub(crate) mod tests {
             (any::<u32>(), file_id()).prop_map(|(req, file)| ServerMsg::Unpublished { req, file }),
             Just(ServerMsg::Reannounce),
             Just(ServerMsg::Heartbeat),
+            prop::collection::vec("wss?://[a-z0-9.:]{1,30}/ws", 0..3)
+                .prop_map(|trackers| ServerMsg::Trackers { trackers }),
         ]
     }
 

@@ -172,26 +172,21 @@ async fn cluster(State(state): State<Arc<AppState>>) -> Response {
     let Some(c) = &state.cluster else {
         return error(StatusCode::NOT_FOUND, "this tracker is not part of a cluster (see --cluster)");
     };
-    let members = c.members();
-    let connected = c.connected();
     let here = state.lock().connected.len();
-    let v = c.view();
-    let nodes: Vec<serde_json::Value> = members
-        .iter()
-        .map(|t| match v.members.get(t) {
-            Some(m) => serde_json::json!({"node": t, "url": m.url, "peers": m.peers}),
-            None => serde_json::json!({"node": t, "url": c.config.public_url, "peers": here}),
-        })
-        .collect();
-    let mut owned: Vec<u16> = v.mine.iter().filter(|(_, h)| h.ready).map(|(s, _)| *s).collect();
-    owned.sort_unstable();
+    let (nodes, owned, owners, connected) = {
+        let m = c.machine();
+        let now = c.now_ms();
+        let mut nodes = vec![serde_json::json!({"node": c.tag, "url": c.config.public_url, "peers": here})];
+        nodes.extend(m.others(now).map(|(t, m)| serde_json::json!({"node": t, "url": m.url, "peers": m.peers})));
+        (nodes, m.owned(), m.owners(now), m.connected(now))
+    };
     Json(serde_json::json!({
         "node": c.tag,
         "url": c.config.public_url,
         "connected": connected,
         "shards": c.config.shards,
         "owned": owned,
-        "owners": v.owners,
+        "owners": owners,
         "members": nodes,
     }))
     .into_response()

@@ -96,8 +96,9 @@ pub const RECONNECT_MIN_MS: u64 = 500;
 pub const RECONNECT_MAX_MS: u64 = 10_000;
 /// Times a tracker request is sent while the tracker answers it `unavailable` (part of the
 /// swarm is moving between tracker nodes: nothing changed, try again shortly); the last such
-/// answer reaches the caller.
-pub const UNAVAILABLE_TRIES: u32 = 3;
+/// answer reaches the caller. About 6 s in all: a tracker node's lease time (5 s by default),
+/// after which a dead node's shards are kept by another.
+pub const UNAVAILABLE_TRIES: u32 = 12;
 /// The wait before a request answered `unavailable` is sent again.
 pub const UNAVAILABLE_RETRY_MS: u64 = 500;
 /// Tracker URLs kept from a `welcome`'s list of nodes (a tracker cannot make a peer keep more).

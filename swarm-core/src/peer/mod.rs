@@ -259,6 +259,9 @@ pub enum Event<B> {
         /// Every tracker node's public `/ws` URL (empty: a single tracker).
         trackers: Vec<String>,
     },
+    /// The tracker cluster's nodes changed (every node's public `/ws` URL): where to fail
+    /// over to from now on ([`trackers::TrackerList::learn`]).
+    Trackers { trackers: Vec<String> },
     /// The answer to [`Peer::request`] number `req`.
     Reply { req: u32, msg: ServerMsg },
     /// A download knows its file (after `locate`): it is running.

@@ -1,7 +1,8 @@
 //! Which tracker node a peer (re)connects to, for both drivers: the URLs its user configured,
 //! in their order, then the ones the latest `welcome` named (`ServerMsg::Welcome::trackers`,
 //! every node of a tracker cluster), deduplicated and bounded ([`MAX_LEARNED_TRACKERS`]), only
-//! `ws://` and `wss://` URLs.
+//! `ws://` and `wss://` URLs. A cluster sends the list again when its nodes change
+//! (`ServerMsg::Trackers`); a node once known by `wss://` is never taken back as `ws://`.
 //!
 //! The rotation: a driver connects to [`TrackerList::current`]; when an attempt fails it moves
 //! on with [`TrackerList::advance`] (wrapping around), keeping its reconnect backoff
@@ -41,6 +42,12 @@ fn is_wss(url: &str) -> bool {
     url.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("wss://"))
 }
 
+/// `wss://…` for a `ws://…` URL (`None` for any other).
+fn secure_twin(url: &str) -> Option<String> {
+    let rest = url.get(..5).filter(|s| s.eq_ignore_ascii_case("ws://")).map(|_| &url[5..])?;
+    Some(format!("wss://{rest}"))
+}
+
 /// The tracker URLs to connect to, and the one in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerList {
@@ -78,8 +85,14 @@ impl TrackerList {
             if learned.len() == MAX_LEARNED_TRACKERS {
                 break;
             }
-            if check_url(url).is_ok() && accept(url) && !self.configured.contains(url) && !learned.contains(url) {
-                learned.push(url.clone());
+            // A node known by `wss://` (configured, learned before or named in this list) is
+            // kept at `wss://`: a list naming it `ws://` does not downgrade it.
+            let url = match secure_twin(url) {
+                Some(tls) if self.urls().any(|u| u == tls) || trackers.contains(&tls) => tls,
+                _ => url.clone(),
+            };
+            if check_url(&url).is_ok() && accept(&url) && !self.configured.contains(&url) && !learned.contains(&url) {
+                learned.push(url);
             }
         }
         let changed = learned != self.learned;
@@ -175,6 +188,21 @@ mod tests {
         assert_eq!(l.urls().collect::<Vec<_>>(), ["ws://a/ws", "ws://ok/ws"]);
         l.learn(&owned(&["ws://plain/ws", "wss://tls/ws"]), |u| u.starts_with("wss://"));
         assert_eq!(l.urls().collect::<Vec<_>>(), ["ws://a/ws", "wss://tls/ws"], "the driver's filter applies");
+    }
+
+    #[test]
+    fn an_updated_node_list_adds_and_removes_nodes_and_never_downgrades_tls() {
+        let mut l = list(&["wss://a/ws"]);
+        assert!(l.learn(&owned(&["wss://a/ws", "wss://b/ws"]), |_| true));
+        // A node joined while connected; another list names the known ones without TLS.
+        assert!(l.learn(&owned(&["ws://a/ws", "ws://b/ws", "wss://c/ws"]), |_| true));
+        assert_eq!(l.urls().collect::<Vec<_>>(), ["wss://a/ws", "wss://b/ws", "wss://c/ws"], "kept at wss");
+        // Node b went silent: it leaves the list; a new plain node is taken as it is.
+        assert!(l.learn(&owned(&["wss://a/ws", "wss://c/ws", "ws://d/ws"]), |_| true));
+        assert_eq!(l.urls().collect::<Vec<_>>(), ["wss://a/ws", "wss://c/ws", "ws://d/ws"]);
+        let many: Vec<String> = (0..40).map(|i| format!("ws://n{i}/ws")).collect();
+        l.learn(&many, |_| true);
+        assert_eq!(l.len(), 1 + MAX_LEARNED_TRACKERS, "updates are bounded like welcomes");
     }
 
     #[test]

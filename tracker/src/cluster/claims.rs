@@ -109,7 +109,7 @@ fn send_have(cluster: &Cluster, node: u16, home: u16, peer: &PeerId, chunks: &[C
 pub fn from_local_peer(state: &AppState, cluster: &Cluster, from: &PeerId, msg: ClientMsg) {
     let me = cluster.tag;
     let members = cluster.members();
-    let owners = cluster.view().owners.clone();
+    let owners = cluster.owners();
     let split_of = |chunks: Vec<ChunkId>| split(chunks, me, &cluster.index(), &owners, &members);
     match msg {
         ClientMsg::Have { chunks, full } => {
@@ -166,7 +166,7 @@ pub fn loose_claims_of(state: &AppState, from: &PeerId, chunks: &[ChunkId]) -> V
 pub fn upkeep(state: &AppState, cluster: &Cluster) -> usize {
     let me = cluster.tag;
     let members = cluster.members();
-    let owners = cluster.view().owners.clone();
+    let owners = cluster.owners();
     // (node, peer) → chunks to send; (peer → chunks) that no longer stay here.
     let mut moves: BTreeMap<(u16, PeerId), Vec<ChunkId>> = BTreeMap::new();
     let mut leaving: BTreeMap<PeerId, Vec<ChunkId>> = BTreeMap::new();

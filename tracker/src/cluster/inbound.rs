@@ -9,7 +9,6 @@ use crate::outbox::Frame;
 use crate::state::{now_ms, AppState, Counters, Inner};
 use futures_util::StreamExt;
 use std::sync::Arc;
-use std::time::Instant;
 use swarm_core::{ClientMsg, PeerId, ServerMsg};
 
 /// How long a peer that left another node is not brought back by a late message of its own.
@@ -163,60 +162,48 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
     let me = cluster.tag;
     match m {
         NodeMsg::Beat { node, .. } if node == me => {
-            let was_cut = {
-                let mut v = cluster.view();
-                let cut = v.self_seen.is_some_and(|t| t.elapsed() >= cluster.config.lease_fresh());
-                v.self_seen = Some(Instant::now());
-                cut
-            };
-            if was_cut {
-                // What this node's peers announced while it was cut off did not reach the
-                // nodes that keep their chunks.
-                tracing::info!("this node hears the cluster again");
-                cluster.rewatch_index.notify_one();
-                cluster.want_reannounce();
-            }
+            cluster.machine().handle_beat(cluster.now_ms(), node, String::new(), 0);
+            cluster.wake.notify_one();
         }
-        NodeMsg::Took { node, shards, reannounce } if node != me => {
-            for shard in shards {
-                cluster.set_owner(shard, node);
-                if cluster.view().mine.contains_key(&shard) {
-                    // Its lease lapsed here unnoticed (this node was stopped or cut off).
-                    super::leases::let_go(state, cluster, shard, "another node took its lease");
+        NodeMsg::Took { node, shards, reannounce, revision } if node != me => {
+            {
+                let mut m = cluster.machine();
+                let now = cluster.now_ms();
+                for shard in shards {
+                    // A lease held here that lapsed unnoticed (this node was stopped or cut
+                    // off) is let go; a `took` older than what this node knows changes nothing.
+                    m.handle_took(now, node, shard, revision);
                 }
             }
+            cluster.wake.notify_one();
             if reannounce {
                 cluster.want_reannounce();
             }
         }
         NodeMsg::Beat { node, url, peers } => {
-            let timeout = cluster.config.member_timeout();
             let known = state.lock().homes.values().filter(|n| **n == node).count() as u32;
-            let (new, ask) = {
-                let mut v = cluster.view();
-                let old = v.members.get(&node).filter(|m| m.seen.elapsed() < timeout);
-                let new = old.is_none();
-                let off_count = match old {
-                    Some(m) if m.peers != known && peers != known => m.off_count + 1,
+            let ask = {
+                let mut m = cluster.machine();
+                let now = cluster.now_ms();
+                let old = m.others(now).find(|(t, _)| *t == node).map(|(_, m)| m.peers);
+                m.handle_beat(now, node, url, peers);
+                let mut offs = cluster.off_counts.lock().unwrap_or_else(|e| e.into_inner());
+                let off = offs.entry(node).or_insert(0);
+                *off = match old {
+                    Some(old) if old != known && peers != known => *off + 1,
                     _ => 0,
                 };
                 // Off for this many heartbeats (joins and leaves in flight settle sooner).
-                let ask = off_count >= ROSTER_AFTER_BEATS;
-                let off_count = if ask { 0 } else { off_count };
-                v.members.insert(node, super::Member { url, peers, seen: Instant::now(), off_count });
-                (new, ask)
+                let ask = *off >= ROSTER_AFTER_BEATS;
+                if ask {
+                    *off = 0;
+                }
+                ask
             };
+            cluster.wake.notify_one();
             if ask {
                 tracing::info!(node, known, told = peers, "asking a node for its peers again");
                 cluster.send_to(node, &NodeMsg::RosterPlease { node: me });
-            }
-            if new {
-                tracing::info!(node, "tracker node joined the cluster");
-                // It does not know the peers connected here (or forgot them while away).
-                let peers = roster(&state.lock());
-                for batch in peers.chunks(1000) {
-                    cluster.send_to(node, &NodeMsg::Roster { node: me, peers: batch.to_vec() });
-                }
             }
         }
         NodeMsg::Joined { node, peer } if node != me => {
@@ -237,12 +224,7 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
             // Known here only now: what they hold is not.
             reannounce(state, cluster, fresh);
         }
-        NodeMsg::RosterPlease { node } if node != me => {
-            let peers = roster(&state.lock());
-            for batch in peers.chunks(1000) {
-                cluster.send_to(node, &NodeMsg::Roster { node: me, peers: batch.to_vec() });
-            }
-        }
+        NodeMsg::RosterPlease { node } if node != me => send_roster(state, cluster, node),
         NodeMsg::Left { node, peer } if node != me => {
             let mut inner = state.lock();
             if inner.homes.get(&peer) == Some(&node) {
@@ -314,30 +296,43 @@ pub async fn reannounce_now(state: &AppState, peers: Vec<PeerId>) {
     }
 }
 
-/// Forgets the peers of nodes silent for too long; returns the nodes forgotten.
-pub fn forget_silent(state: &AppState, cluster: &Cluster) -> Vec<u16> {
-    let timeout = cluster.config.member_timeout();
-    let gone: Vec<u16> = {
-        let mut v = cluster.view();
-        let gone: Vec<u16> = v.members.iter().filter(|(_, m)| m.seen.elapsed() >= timeout).map(|(t, _)| *t).collect();
-        for t in &gone {
-            v.members.remove(t);
-        }
-        gone
-    };
-    {
-        let now = now_ms();
-        state.lock().departed.retain(|_, t| now.saturating_sub(*t) < DEPARTED_MS);
+/// Sends the peers connected here to `node`, in batches.
+pub fn send_roster(state: &AppState, cluster: &Cluster, node: u16) {
+    let peers = roster(&state.lock());
+    for batch in peers.chunks(1000) {
+        cluster.send_to(node, &NodeMsg::Roster { node: cluster.tag, peers: batch.to_vec() });
     }
-    if !gone.is_empty() {
-        let mut inner = state.lock();
-        let lost: Vec<PeerId> = inner.homes.iter().filter(|(_, n)| gone.contains(n)).map(|(p, _)| p.clone()).collect();
-        let now = now_ms();
-        for p in &lost {
-            inner.homes.remove(p);
-            inner.swarm.leave(p, now);
-        }
-        tracing::warn!(nodes = ?gone, peers = lost.len(), "tracker nodes went silent: their peers are gone until they reconnect");
+}
+
+/// Forgets the peers connected to `node`, silent for too long: they are gone until they
+/// reconnect (to another node, meanwhile).
+pub fn forget_node(state: &AppState, node: u16) {
+    let mut inner = state.lock();
+    let lost: Vec<PeerId> = inner.homes.iter().filter(|(_, n)| **n == node).map(|(p, _)| p.clone()).collect();
+    let now = now_ms();
+    for p in &lost {
+        inner.homes.remove(p);
+        inner.swarm.leave(p, now);
     }
-    gone
+    tracing::warn!(node, peers = lost.len(), "a tracker node went silent: its peers are gone until they reconnect");
+}
+
+/// Forgets, after [`DEPARTED_MS`], which peers left other nodes.
+pub fn forget_departed(state: &AppState) {
+    let now = now_ms();
+    state.lock().departed.retain(|_, t| now.saturating_sub(*t) < DEPARTED_MS);
+}
+
+/// Tells every peer connected here the cluster's nodes as they are now (a node joined or went
+/// silent): peers that joined before a node appeared learn it too.
+pub fn tell_nodes(state: &AppState, cluster: &Cluster) {
+    let msg = ServerMsg::Trackers { trackers: cluster.urls() };
+    let mut closed = 0;
+    let inner = state.lock();
+    let peers: Vec<PeerId> = inner.connected.keys().cloned().collect();
+    for p in &peers {
+        inner.push_local(p, msg.clone(), &mut closed);
+    }
+    drop(inner);
+    Counters::add(&state.counters.closed_slow, closed);
 }

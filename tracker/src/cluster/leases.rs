@@ -1,39 +1,158 @@
-//! The node's periodic work in a cluster: heartbeats, shard leases (renew, take, release,
-//! following [`super::shards::plan`]), loading a shard taken over and letting go of one lost,
-//! and writing the verification state of the chunks of the shards kept here.
+//! The driver of this node's lease machine ([`swarm_core::cluster::lease::Leases`], sans-IO):
+//! one task feeds it the time and the answers of the lease bucket and of shard loads, and
+//! carries out what it asks for (KV reads and writes, heartbeats, loading a shard taken over,
+//! letting go of one lost, telling the other nodes). Heartbeats and `took` messages heard are
+//! fed to it by [`super::inbound`], which then wakes this task. Also: writing the verification
+//! state of the chunks of the shards kept here, apart from the lease work.
 
-use super::inbound;
 use super::msg::NodeMsg;
-use super::shards::{plan, Seen, Step};
 use super::store::lease_key;
-use super::{Cluster, Held};
+use super::Cluster;
 use crate::state::AppState;
+use async_nats::jetstream::kv;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
+use swarm_core::cluster::lease::{KvOp, KvResult, Output};
+use swarm_core::cluster::plan::Seen;
 use swarm_core::FileId;
+use tokio::sync::mpsc;
 
-/// Runs heartbeats: every period, tells the others this node is alive, forgets nodes gone
-/// silent, and moves to another NATS server when its own heartbeats stop coming back. Apart
-/// from the lease work, which waits on JetStream: a slow KV must not make a node look dead.
-pub async fn beat(state: Arc<AppState>, cluster: Arc<Cluster>) {
-    let mut tick = tokio::time::interval(cluster.config.period());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_reconnect = Instant::now();
+/// A shard's files and the verification state of its chunks, as loaded from KV.
+type ShardData =
+    (Vec<swarm_core::swarm::FileRecord>, Vec<(swarm_core::ChunkId, swarm_core::swarm::trust::TrustRecord)>);
+
+/// What the tasks this driver spawns report back.
+enum Done {
+    Kv(u64, KvResult),
+    Loaded(u16, Option<ShardData>),
+}
+
+/// Drives the lease machine until the process ends.
+pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
     loop {
-        tick.tick().await;
-        let peers = state.lock().connected.len() as u32;
-        let beat = NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers };
-        // Straight to NATS, not through the queue other messages wait in.
-        match cluster.client.publish(cluster.subject_beat(), super::msg::encode(&beat).into()).await {
-            Ok(()) => super::add(&cluster.stats.msgs_out, 1),
-            Err(e) => tracing::debug!("cannot send a heartbeat: {e}"),
+        let outputs = {
+            let mut m = cluster.machine();
+            m.handle_timeout(cluster.now_ms());
+            std::iter::from_fn(|| m.poll_output()).collect::<Vec<_>>()
+        };
+        for o in outputs {
+            execute(&state, &cluster, &tx, o);
         }
-        inbound::forget_silent(&state, &cluster);
-        // Not hearing itself through NATS for a lease time: move to another NATS server now
-        // rather than wait for the client to give up on this one.
-        let cut = cluster.view().self_seen.is_some_and(|t| t.elapsed() > cluster.config.lease_ttl);
-        if cut && last_reconnect.elapsed() > cluster.config.lease_ttl {
-            last_reconnect = Instant::now();
+        let due = cluster.machine().poll_timeout();
+        let wait = Duration::from_millis(due.saturating_sub(cluster.now_ms()));
+        tokio::select! {
+            done = rx.recv() => match done {
+                Some(done) => on_done(&state, &cluster, done),
+                None => return,
+            },
+            _ = cluster.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// A KV answer or a loaded shard, fed to the machine.
+fn on_done(state: &AppState, cluster: &Cluster, done: Done) {
+    let now = cluster.now_ms();
+    match done {
+        Done::Kv(id, r) => cluster.machine().handle_kv(now, id, r),
+        Done::Loaded(shard, loaded) => {
+            // Dropped meanwhile (its lease lapsed while it loaded): its files stay out. (The
+            // machine's lock is never held while the state's is taken: the state's holders
+            // ask the machine.) A drop between here and `loaded` comes out of the machine as
+            // an output this task carries out next, after this restore.
+            if !cluster.machine().holds(shard) {
+                return;
+            }
+            match loaded {
+                Some((files, trust)) => {
+                    let n = files.len();
+                    let mut inner = state.lock();
+                    for f in files {
+                        for c in &f.manifest.chunks {
+                            inner.chunk_shards.insert(*c, shard);
+                        }
+                        inner.swarm.restore_file(f);
+                    }
+                    for (c, r) in trust {
+                        inner.swarm.restore_trust(c, r);
+                    }
+                    drop(inner);
+                    cluster.machine().loaded(now, shard, Some(n));
+                    tracing::info!(shard, files = n, "keeping a shard");
+                }
+                None => cluster.machine().loaded(now, shard, None),
+            }
+        }
+    }
+}
+
+fn execute(state: &Arc<AppState>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSender<Done>, o: Output) {
+    match o {
+        Output::Kv { id, op } => {
+            let (cluster, tx) = (cluster.clone(), tx.clone());
+            tokio::spawn(async move {
+                let bound = Duration::from_millis(cluster.machine().timing().kv_timeout_ms());
+                let r = tokio::time::timeout(bound, kv_op(&cluster, op)).await.unwrap_or(KvResult::Failed);
+                let _ = tx.send(Done::Kv(id, r));
+            });
+        }
+        Output::Beat => {
+            let peers = state.lock().connected.len() as u32;
+            let beat = NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers };
+            // Straight to NATS, not through the queue other messages wait in.
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                match cluster.client.publish(cluster.subject_beat(), super::msg::encode(&beat).into()).await {
+                    Ok(()) => super::add(&cluster.stats.msgs_out, 1),
+                    Err(e) => tracing::debug!("cannot send a heartbeat: {e}"),
+                }
+            });
+            super::inbound::forget_departed(state);
+        }
+        Output::Load { shard } => {
+            let (cluster, tx) = (cluster.clone(), tx.clone());
+            tokio::spawn(async move {
+                let bound = cluster.config.lease_ttl * 4;
+                let loaded = match tokio::time::timeout(bound, cluster.store.load_shard(shard)).await {
+                    Ok(Ok(x)) => Some(x),
+                    Ok(Err(e)) => {
+                        tracing::error!(shard, "cannot load a shard taken over: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::error!(shard, "cannot load a shard taken over: timed out");
+                        None
+                    }
+                };
+                let _ = tx.send(Done::Loaded(shard, loaded));
+            });
+        }
+        Output::Drop { shard, why } => let_go(state, cluster, shard, why),
+        Output::Took { shard, revision, reannounce } => {
+            // Every node routes this shard's claims here from now on; every node's peers
+            // re-announce (the shard's last node may have died with its claims).
+            cluster.broadcast(&NodeMsg::Took { node: cluster.tag, shards: vec![shard], reannounce, revision });
+            super::add(&cluster.stats.shards_taken, 1);
+            if reannounce {
+                tracing::info!(shard, "asking every node's peers to re-announce");
+                cluster.want_reannounce();
+            }
+        }
+        Output::Joined { node } => {
+            tracing::info!(node, "tracker node joined the cluster");
+            // It does not know the peers connected here (or forgot them while away).
+            super::inbound::send_roster(state, cluster, node);
+            super::inbound::tell_nodes(state, cluster);
+        }
+        Output::Left { node } => {
+            super::inbound::forget_node(state, node);
+            super::inbound::tell_nodes(state, cluster);
+        }
+        Output::Reconnect => {
+            // Not hearing itself through NATS for a lease time: move to another NATS server now
+            // rather than wait for the client to give up on this one.
             tracing::warn!("this node's heartbeats do not come back through NATS: reconnecting");
             let client = cluster.client.clone();
             tokio::spawn(async move {
@@ -42,21 +161,72 @@ pub async fn beat(state: Arc<AppState>, cluster: Arc<Cluster>) {
                 }
             });
         }
+        Output::Rejoined => {
+            // What this node's peers announced while it was cut off did not reach the nodes
+            // that keep their chunks.
+            tracing::info!("this node hears the cluster again");
+            cluster.rewatch_index.notify_one();
+            cluster.want_reannounce();
+        }
     }
 }
 
-/// Runs the lease rules, every period.
-pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
-    let mut tick = tokio::time::interval(cluster.config.period());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        leases(&state, &cluster).await;
+/// One operation on the lease bucket, its outcome as the machine sees it: a compare-and-set
+/// refused is a conflict; every other error is a failure that says nothing about the lease.
+async fn kv_op(cluster: &Cluster, op: KvOp) -> KvResult {
+    let leases = &cluster.store.leases;
+    let tag = || bytes::Bytes::from(cluster.tag.to_string());
+    match op {
+        KvOp::ReadAll => {
+            // Each read bounded on its own (a little under the machine's time-out for the
+            // whole), so one that hangs leaves the others' answers usable.
+            let bound = Duration::from_millis(cluster.machine().timing().kv_timeout_ms() * 3 / 4);
+            let reads = futures_util::future::join_all((0..cluster.config.shards).map(|s| async move {
+                match tokio::time::timeout(bound, leases.entry(lease_key(s))).await {
+                    Ok(Ok(e)) => Some(e.and_then(|e| {
+                        let owner = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
+                        matches!(e.operation, kv::Operation::Put).then_some(Seen { owner, revision: e.revision })
+                    })),
+                    Ok(Err(e)) => {
+                        tracing::debug!(shard = s, "cannot read a shard lease: {e}");
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }))
+            .await;
+            let failed = reads.iter().filter(|r| r.is_none()).count();
+            if failed > 0 {
+                tracing::warn!(failed, "cannot read some shard leases this round (leases held are kept while valid)");
+            }
+            KvResult::Leases(reads)
+        }
+        KvOp::Create { shard } => match leases.create(lease_key(shard), tag()).await {
+            Ok(rev) => KvResult::Done(rev),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => KvResult::Conflict,
+            Err(e) => {
+                tracing::debug!(shard, "cannot take a shard lease: {e}");
+                KvResult::Failed
+            }
+        },
+        KvOp::Update { shard, revision } => match leases.update(lease_key(shard), tag(), revision).await {
+            Ok(rev) => KvResult::Done(rev),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => KvResult::Conflict,
+            Err(e) => {
+                tracing::warn!(shard, "cannot renew a shard lease (kept while valid; tried again): {e}");
+                KvResult::Failed
+            }
+        },
+        KvOp::Delete { shard, revision } => match leases.delete_expect_revision(lease_key(shard), Some(revision)).await
+        {
+            Ok(()) => KvResult::Done(0),
+            Err(_) => KvResult::Failed,
+        },
     }
 }
 
-/// Writes verification state, every period, apart from the lease rules: thousands of
-/// changes (a swarm of peers re-announcing) must not hold a lease renewal back.
+/// Runs [`save_trust`] every period, apart from the lease rules: thousands of changes (a swarm
+/// of peers re-announcing) must not hold a lease renewal back.
 pub async fn persist(state: Arc<AppState>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.config.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,171 +236,9 @@ pub async fn persist(state: Arc<AppState>, cluster: Arc<Cluster>) {
     }
 }
 
-/// One KV call, given at most a lease time (a hung NATS server must not stall the loop).
-async fn bounded<T, E: std::fmt::Display>(
-    cluster: &Cluster,
-    f: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(cluster.config.lease_ttl, f).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// One round of the lease rules.
-async fn leases(state: &Arc<AppState>, cluster: &Arc<Cluster>) {
-    let shards = cluster.config.shards;
-    // Read together; a read that fails (a NATS server that hangs) leaves its shard as it was
-    // last seen, so one slow read does not stop every renewal.
-    // Bounded by two periods, not a lease time: a read that a silently dead NATS server was
-    // given times out for as long as its routes stay up (80 s measured), and a round that
-    // waited a lease time for it would renew too late.
-    let bound = cluster.config.period() * 2;
-    let reads = futures_util::future::join_all((0..shards).map(|s| async move {
-        match tokio::time::timeout(bound, cluster.store.leases.entry(lease_key(s))).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err("timed out".to_string()),
-        }
-    }))
-    .await;
-    let failed = reads.iter().filter(|r| r.is_err()).count();
-    if failed == reads.len() {
-        // Cut off from NATS: leases cannot be renewed; they go stale on their own and
-        // requests about them are refused until NATS is back.
-        tracing::warn!("cannot read the shard leases");
-        return;
-    }
-    if failed > 0 {
-        tracing::warn!(failed, "cannot read some shard leases this round");
-    }
-    let unknown: Vec<bool> = reads.iter().map(Result::is_err).collect();
-    let seen: Vec<Option<Seen>> = {
-        let v = cluster.view();
-        reads
-            .into_iter()
-            .enumerate()
-            .map(|(s, r)| match r {
-                Ok(e) => e.and_then(|e| {
-                    let owner = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
-                    matches!(e.operation, async_nats::jetstream::kv::Operation::Put)
-                        .then_some(Seen { owner, revision: e.revision })
-                }),
-                // Unknown: mine as held (renewed on the revision held), else taken by
-                // someone (never taken by this node on a guess).
-                Err(_) => match v.mine.get(&(s as u16)) {
-                    Some(h) => Some(Seen { owner: cluster.tag, revision: h.revision }),
-                    None => Some(Seen { owner: v.owners.get(s).copied().flatten().unwrap_or(0), revision: 0 }),
-                },
-            })
-            .collect()
-    };
-    // Leases this node thought it held but no longer does.
-    let lost: Vec<u16> = {
-        let mut v = cluster.view();
-        // A shard whose read failed keeps the owner seen last.
-        let owners: Vec<Option<u16>> = seen
-            .iter()
-            .zip(&unknown)
-            .enumerate()
-            .map(|(i, (s, unknown))| if *unknown { v.owners.get(i).copied().flatten() } else { s.map(|s| s.owner) })
-            .collect();
-        v.owners = owners;
-        let lost: Vec<u16> =
-            v.mine.keys().copied().filter(|s| seen[*s as usize].is_none_or(|x| x.owner != cluster.tag)).collect();
-        lost
-    };
-    for s in lost {
-        let_go(state, cluster, s, "its lease lapsed");
-    }
-    let members = cluster.members();
-    for step in plan(cluster.tag, &members, &seen) {
-        match step {
-            Step::Renew { shard, revision } => {
-                let renew = cluster.store.leases.update(lease_key(shard), cluster.tag.to_string().into(), revision);
-                match bounded(cluster, renew).await {
-                    Ok(rev) => {
-                        let held = match cluster.view().mine.get_mut(&shard) {
-                            Some(h) => {
-                                h.revision = rev;
-                                h.renewed = Instant::now();
-                                true
-                            }
-                            None => false,
-                        };
-                        if !held {
-                            // Held in the bucket but not loaded here (this node restarted
-                            // with the same tag, or a load failed): load it now.
-                            take(state, cluster, shard, rev).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(shard, "lost a shard lease: {e}");
-                        let_go(state, cluster, shard, "its lease was taken");
-                    }
-                }
-            }
-            Step::Take { shard } => {
-                let create = cluster.store.leases.create(lease_key(shard), cluster.tag.to_string().into());
-                if let Ok(rev) = bounded(cluster, create).await {
-                    take(state, cluster, shard, rev).await;
-                }
-            }
-            Step::Release { shard, revision } => {
-                let_go(state, cluster, shard, "another node holds fewer shards");
-                let _ = bounded(cluster, cluster.store.leases.delete_expect_revision(lease_key(shard), Some(revision)))
-                    .await;
-            }
-        }
-    }
-}
-
-/// This node now keeps `shard`: its files and verification state come from KV, then every
-/// peer is asked (in batches) to re-announce, so the chunks' holders are known here.
-async fn take(state: &Arc<AppState>, cluster: &Arc<Cluster>, shard: u16, revision: u64) {
-    cluster.view().mine.insert(shard, Held { revision, renewed: Instant::now(), ready: false });
-    let (files, trust) = match bounded(cluster, cluster.store.load_shard(shard)).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(shard, "cannot load a shard taken over: {e}");
-            cluster.view().mine.remove(&shard);
-            let _ = bounded(cluster, cluster.store.leases.delete(lease_key(shard))).await;
-            return;
-        }
-    };
-    let n = files.len();
-    {
-        let mut inner = state.lock();
-        for f in files {
-            for c in &f.manifest.chunks {
-                inner.chunk_shards.insert(*c, shard);
-            }
-            inner.swarm.restore_file(f);
-        }
-        for (c, r) in trust {
-            inner.swarm.restore_trust(c, r);
-        }
-    }
-    if let Some(h) = cluster.view().mine.get_mut(&shard) {
-        h.ready = true;
-        h.renewed = Instant::now();
-    }
-    // Every node routes this shard's claims here from now on; every node's peers re-announce
-    // (the shard's last node may have died with its claims).
-    cluster.set_owner(shard, cluster.tag);
-    cluster.broadcast(&NodeMsg::Took { node: cluster.tag, shards: vec![shard], reannounce: n > 0 });
-    super::add(&cluster.stats.shards_taken, 1);
-    tracing::info!(shard, files = n, "keeping a shard; asking every node's peers to re-announce");
-    if n > 0 {
-        cluster.want_reannounce();
-    }
-}
-
 /// This node no longer keeps `shard`: its files leave this node's swarm (they stay
 /// published: the new owner keeps them).
-pub fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
-    if cluster.view().mine.remove(&shard).is_none() {
-        return;
-    }
+fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
     super::add(&cluster.stats.shards_lost, 1);
     let mut inner = state.lock();
     let files: Vec<FileId> = inner.swarm.files().map(|(id, _)| *id).filter(|f| cluster.shard_of(f) == shard).collect();
@@ -268,10 +276,19 @@ async fn save_trust(state: &AppState, cluster: &Cluster) {
 /// period, not after the lease time.
 pub async fn release_all(state: &AppState, cluster: &Cluster) {
     save_trust(state, cluster).await;
-    let mine: Vec<(u16, u64)> = cluster.view().mine.iter().map(|(s, h)| (*s, h.revision)).collect();
-    for (shard, revision) in mine {
-        let_go(state, cluster, shard, "shutting down");
-        let _ = cluster.store.leases.delete_expect_revision(lease_key(shard), Some(revision)).await;
+    let outputs = {
+        let mut m = cluster.machine();
+        m.release_all(cluster.now_ms());
+        std::iter::from_fn(|| m.poll_output()).collect::<Vec<_>>()
+    };
+    for o in outputs {
+        match o {
+            Output::Drop { shard, why } => let_go(state, cluster, shard, why),
+            Output::Kv { op: op @ KvOp::Delete { .. }, .. } => {
+                let _ = tokio::time::timeout(cluster.config.lease_ttl, kv_op(cluster, op)).await;
+            }
+            _ => {}
+        }
     }
     let _ = cluster.client.flush().await;
 }

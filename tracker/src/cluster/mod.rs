@@ -35,6 +35,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use swarm_core::cluster::lease::Leases;
 use tokio::sync::mpsc;
 
 /// How to join a cluster.
@@ -57,16 +58,6 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A node is gone once silent for this long (its peers are forgotten; they reconnect to
-    /// another node meanwhile). Twice the lease time: a node's shards move after one lease
-    /// time; forgetting its peers costs re-announcements, so it waits for surer news.
-    pub fn member_timeout(&self) -> Duration {
-        self.lease_ttl * 2
-    }
-    /// A lease counts as ours for this long after its last renewal.
-    pub fn lease_fresh(&self) -> Duration {
-        self.lease_ttl.mul_f64(0.6)
-    }
     /// Time between lease renewals and heartbeats.
     pub fn period(&self) -> Duration {
         (self.lease_ttl / 5).clamp(Duration::from_millis(100), Duration::from_secs(2))
@@ -79,37 +70,6 @@ pub enum ClusterError {
     Connect { servers: String, source: async_nats::ConnectError },
     #[error(transparent)]
     Store(#[from] store::StoreError),
-}
-
-/// Another node, as its heartbeats describe it.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub url: String,
-    pub peers: u32,
-    pub seen: Instant,
-    /// Heartbeats in a row whose peer count differed from this node's count of that node's
-    /// peers (a lost roster or `joined`: see [`msg::NodeMsg::RosterPlease`]).
-    pub off_count: u32,
-}
-
-/// A lease this node holds.
-#[derive(Debug, Clone, Copy)]
-pub struct Held {
-    pub revision: u64,
-    pub renewed: Instant,
-    /// The shard's files are loaded: requests about them are answered.
-    pub ready: bool,
-}
-
-/// What this node knows of the cluster.
-#[derive(Debug, Default)]
-pub struct View {
-    pub members: HashMap<u16, Member>,
-    /// Every shard's owner as last read from the lease bucket.
-    pub owners: Vec<Option<u16>>,
-    pub mine: HashMap<u16, Held>,
-    /// When this node last heard its own heartbeat back through NATS (`None`: never).
-    pub self_seen: Option<Instant>,
 }
 
 /// Counters for `/metrics`.
@@ -153,7 +113,15 @@ pub struct Cluster {
     pub client: async_nats::Client,
     pub store: store::Store,
     out: mpsc::Sender<Outgoing>,
-    pub view: Mutex<View>,
+    /// Membership and leases, sans-IO ([`swarm_core::cluster::lease`]); [`leases::run`] drives it.
+    machine: Mutex<Leases>,
+    /// The machine's clock starts here (its times are milliseconds since).
+    epoch: Instant,
+    /// Wakes [`leases::run`]: an input fed from another task may have left outputs.
+    pub wake: tokio::sync::Notify,
+    /// Per node: heartbeats in a row whose peer count differed from this node's count of that
+    /// node's peers (a lost roster or `joined`: see [`msg::NodeMsg::RosterPlease`]).
+    pub off_counts: Mutex<HashMap<u16, u32>>,
     pub stats: ClusterStats,
     /// Which shards every chunk of every published file is in ([`index::follow`] keeps it).
     index: Mutex<index::ChunkIndex>,
@@ -222,7 +190,15 @@ impl Cluster {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
         let cluster = std::sync::Arc::new(Self {
             tag,
-            view: Mutex::new(View { owners: vec![None; config.shards as usize], ..Default::default() }),
+            machine: Mutex::new(Leases::new(
+                tag,
+                config.shards,
+                swarm_core::cluster::Timing::new(config.lease_ttl.as_millis() as u64),
+                0,
+            )),
+            epoch: Instant::now(),
+            wake: tokio::sync::Notify::new(),
+            off_counts: Mutex::new(HashMap::new()),
             config,
             client,
             store,
@@ -247,7 +223,6 @@ impl Cluster {
         vec![
             tokio::spawn(inbound::run(state.clone(), self.clone())),
             tokio::spawn(leases::run(state.clone(), self.clone())),
-            tokio::spawn(leases::beat(state.clone(), self.clone())),
             tokio::spawn(inbound::beats(state.clone(), self.clone())),
             tokio::spawn(leases::persist(state.clone(), self.clone())),
             tokio::spawn(index::follow(self.clone())),
@@ -279,8 +254,14 @@ impl Cluster {
         format!("{}.q", self.config.prefix)
     }
 
-    pub fn view(&self) -> std::sync::MutexGuard<'_, View> {
-        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    /// The lease machine (feed it, then [`Cluster::wake`] the driver if it may have outputs).
+    pub fn machine(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The machine's time now.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     pub fn index(&self) -> std::sync::MutexGuard<'_, index::ChunkIndex> {
@@ -290,13 +271,6 @@ impl Cluster {
     /// Asks this node's peers to re-announce (soon, in batches: [`claims::reannouncer`]).
     pub fn want_reannounce(&self) {
         self.reannounce_wanted.notify_one();
-    }
-
-    /// Notes that `node` keeps `shard` now (before the next read of the lease bucket).
-    pub fn set_owner(&self, shard: u16, node: u16) {
-        if let Some(o) = self.view().owners.get_mut(shard as usize) {
-            *o = Some(node);
-        }
     }
 
     fn queue(&self, o: Outgoing) {
@@ -329,19 +303,17 @@ impl Cluster {
         shards::shard_of(file, self.config.shards)
     }
 
-    /// Whether this node keeps `shard` now: it holds a lease renewed recently enough, the
-    /// shard's files are loaded, and NATS carries its messages.
+    /// Whether this node keeps `shard` now: it holds a lease whose last renewal was sent
+    /// recently enough, the shard's files are loaded, and NATS carries its messages.
     pub fn owns(&self, shard: u16) -> bool {
-        let fresh = self.config.lease_fresh();
-        self.connected() && self.view().mine.get(&shard).is_some_and(|h| h.ready && h.renewed.elapsed() < fresh)
+        self.machine().acts(self.now_ms(), shard)
     }
 
     /// Whether NATS carried this node's own heartbeat back lately: the one test that covers
     /// every way of being cut off (a dead or stopped NATS server, a partition, a full
     /// buffer), long before the client's own ping timeout notices.
     pub fn connected(&self) -> bool {
-        let fresh = self.config.lease_fresh();
-        self.view().self_seen.is_some_and(|t| t.elapsed() < fresh)
+        self.machine().connected(self.now_ms())
     }
 
     /// Whether this node can reach the shards it does not keep: it hears itself through NATS,
@@ -349,39 +321,40 @@ impl Cluster {
     /// still hears its own heartbeats (measured between namespaces), but no other node; a
     /// node truly alone keeps every shard.
     pub fn reaches_cluster(&self) -> bool {
-        self.connected() && (self.members().len() > 1 || self.shards_owned() == self.config.shards as usize)
+        self.machine().reaches_cluster(self.now_ms())
     }
 
-    /// The node that keeps `shard`, as last seen (`None`: no node right now).
+    /// The node that keeps `shard`, as heard within a lease time (`None`: no node right now,
+    /// or not known for sure).
     pub fn owner(&self, shard: u16) -> Option<u16> {
-        self.view().owners.get(shard as usize).copied().flatten()
+        self.machine().owner(self.now_ms(), shard)
+    }
+
+    /// Every shard's owner ([`Cluster::owner`]).
+    pub fn owners(&self) -> Vec<Option<u16>> {
+        self.machine().owners(self.now_ms())
     }
 
     /// Live nodes, this one included.
     pub fn members(&self) -> BTreeSet<u16> {
-        let v = self.view();
-        let timeout = self.config.member_timeout();
-        let mut m: BTreeSet<u16> =
-            v.members.iter().filter(|(_, m)| m.seen.elapsed() < timeout).map(|(t, _)| *t).collect();
-        m.insert(self.tag);
-        m
+        self.machine().members(self.now_ms())
     }
 
     /// Every live node's public `/ws` URL, this one first.
     pub fn urls(&self) -> Vec<String> {
-        let v = self.view();
-        let timeout = self.config.member_timeout();
+        let m = self.machine();
         let mut urls = vec![self.config.public_url.clone()];
-        let mut others: Vec<&Member> = v.members.values().filter(|m| m.seen.elapsed() < timeout).collect();
-        others.sort_by(|a, b| a.url.cmp(&b.url));
-        urls.extend(others.into_iter().map(|m| m.url.clone()).filter(|u| !u.is_empty()));
+        let mut others: Vec<String> =
+            m.others(self.now_ms()).map(|(_, m)| m.url.clone()).filter(|u| !u.is_empty()).collect();
+        others.sort();
+        urls.extend(others);
         urls.dedup();
         urls
     }
 
     /// Shards this node keeps now.
     pub fn shards_owned(&self) -> usize {
-        self.view().mine.values().filter(|h| h.ready).count()
+        self.machine().owned().len()
     }
 
     /// Asks every node (this one too) `query`; the answers that came within `wait`.

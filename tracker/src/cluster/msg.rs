@@ -55,6 +55,10 @@ pub enum NodeMsg {
         shards: Vec<u16>,
         #[serde(default)]
         reannounce: bool,
+        /// The lease's revision (the bucket's sequence: later takes have higher ones), so a
+        /// `took` that arrives late is told from a newer one (0: not said).
+        #[serde(default)]
+        revision: u64,
     },
 }
 
@@ -146,8 +150,8 @@ mod tests {
             any::<u16>().prop_map(|node| NodeMsg::RosterPlease { node }),
             (any::<u16>(), peer(), client_msg()).prop_map(|(node, peer, msg)| NodeMsg::FromPeer { node, peer, msg }),
             (any::<u16>(), peer(), server_msg()).prop_map(|(node, peer, msg)| NodeMsg::ToPeer { node, peer, msg }),
-            (any::<u16>(), prop::collection::vec(any::<u16>(), 0..4), any::<bool>())
-                .prop_map(|(node, shards, reannounce)| NodeMsg::Took { node, shards, reannounce }),
+            (any::<u16>(), prop::collection::vec(any::<u16>(), 0..4), any::<bool>(), any::<u64>())
+                .prop_map(|(node, shards, reannounce, revision)| NodeMsg::Took { node, shards, reannounce, revision }),
         ]
     }
 
