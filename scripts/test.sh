@@ -101,7 +101,7 @@ for f in */tests/*.rs; do
   native_tests+=(--test "$(basename "$f" .rs)")
 done
 step "native tests: unit, property, simulation, integration" \
-  cargo test --workspace --lib --bins "${native_tests[@]}" -- --test-threads=2
+  cargo test --workspace --no-fail-fast --lib --bins "${native_tests[@]}" -- --test-threads=2
 # Doc tests (rustdoc builds them itself; the libraries are those built above).
 step "doc tests" cargo test --workspace --doc
 
