@@ -16,7 +16,7 @@
 //!    holds the shard's entry in the KV (no split brain past a lease).
 //! 2. **A resumed node does not act on what it lost.** A node stopped while its shard moved
 //!    acts for it again only after a write of its own after it resumed.
-//! 3. **No stale view.** An owner a node reports held the shard in the KV within a lease time
+//! 3. **No stale view.** An owner a node reports held the shard in the KV within its view time (three lease times, `Timing::view_ttl_ms`)
 //!    (plus a KV time-out): a node stopped or cut off says "unknown", not what it knew.
 //! 4. **A failed KV operation is not a lost lease.** A node lets a shard go only when the KV
 //!    no longer names it (or it gives the shard up for balance, or shuts down).
