@@ -132,10 +132,11 @@ fn a_refused_renewal_or_a_newer_took_loses_the_shard_an_older_took_does_not() {
 }
 
 #[test]
-fn a_view_older_than_a_lease_time_is_not_reported() {
+fn a_view_older_than_its_view_time_is_not_reported() {
     let l = alone_with_all(2);
-    assert_eq!(l.owner(TTL - 1, 0), Some(1));
-    assert_eq!(l.owner(TTL, 0), None, "a node stopped for a lease time knows nothing for sure");
+    let view = l.timing().view_ttl_ms();
+    assert_eq!(l.owner(view - 1, 0), Some(1));
+    assert_eq!(l.owner(view, 0), None, "a node stopped for its view time knows nothing for sure");
 }
 
 #[test]
