@@ -166,6 +166,20 @@ impl Cluster {
     }
 }
 
+/// The shards the nodes' `/api/cluster` views say they keep: how many in all, and whether any
+/// is kept by two nodes at once.
+pub fn shards_kept(views: &[Value]) -> (usize, bool) {
+    let mut owned: Vec<u64> = views
+        .iter()
+        .flat_map(|v| v["owned"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s.as_u64())
+        .collect();
+    owned.sort_unstable();
+    let n = owned.len();
+    owned.dedup();
+    (n, owned.len() != n)
+}
+
 /// Waits until every chunk of `id` has R copies and none is under-replicated (asked of node `via`).
 pub fn wait_healthy(t: &Tracker, id: &str, timeout: Duration) -> anyhow::Result<Value> {
     let start = Instant::now();

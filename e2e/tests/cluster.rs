@@ -295,15 +295,8 @@ fn a_node_cut_off_refuses_to_act_on_what_it_lost_and_catches_up() -> anyhow::Res
     loop {
         let views: Vec<Value> = c.live().map(|(_, t)| t.get_json("/api/cluster")).collect::<Result<_, _>>()?;
         let owners: Vec<&Value> = views.iter().map(|v| &v["owners"]).collect();
-        let mut owned: Vec<u64> = views
-            .iter()
-            .flat_map(|v| v["owned"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| s.as_u64())
-            .collect();
-        owned.sort_unstable();
-        let n = owned.len();
-        owned.dedup();
-        assert_eq!(owned.len(), n, "no shard is kept by two nodes: {views:?}");
+        let (n, twice) = e2e::cluster::shards_kept(&views);
+        assert!(!twice, "no shard is kept by two nodes: {views:?}");
         if owners.windows(2).all(|w| w[0] == w[1]) && n == SHARDS as usize {
             break;
         }

@@ -679,6 +679,19 @@ impl Swarm {
         };
         let seed = self.config.trust.seed;
         let i = picks[self.trust.below(&seed, picks.len())];
+        Some(self.remove_entry(chunk, i))
+    }
+
+    /// Pops a pool entry of `chunk`, confirmed ones first.
+    fn take_entry(&mut self, chunk: &ChunkId) -> Option<PoolEntry> {
+        let pool = self.trust.pools.get(chunk)?;
+        let i = pool.iter().position(|e| e.confirmed).or(pool.len().checked_sub(1))?;
+        Some(self.remove_entry(chunk, i))
+    }
+
+    /// Removes entry `i` of `chunk`'s pool (present), forgets an emptied pool, and asks for a
+    /// spare for the next claimant or audit.
+    fn remove_entry(&mut self, chunk: &ChunkId, i: usize) -> PoolEntry {
         let pool = self.trust.pools.get_mut(chunk).expect("present");
         let e = pool.swap_remove(i);
         self.trust.dirty.insert(*chunk);
@@ -686,21 +699,7 @@ impl Swarm {
             self.trust.pools.remove(chunk);
         }
         self.trust.hungry.insert(*chunk);
-        Some(e)
-    }
-
-    /// Pops a pool entry of `chunk`, confirmed ones first.
-    fn take_entry(&mut self, chunk: &ChunkId) -> Option<PoolEntry> {
-        let pool = self.trust.pools.get_mut(chunk)?;
-        let i = pool.iter().position(|e| e.confirmed).or(pool.len().checked_sub(1))?;
-        let e = pool.swap_remove(i);
-        self.trust.dirty.insert(*chunk);
-        if pool.is_empty() {
-            self.trust.pools.remove(chunk);
-        }
-        // Keep a spare for the next claimant or audit.
-        self.trust.hungry.insert(*chunk);
-        Some(e)
+        e
     }
 
     fn new_challenge(
