@@ -33,8 +33,9 @@ step() {
   printf '\n\033[1;32m== %s\033[0m\n' "$1"
   timed "$@"
 }
+# The table, then exit with the run's status ($1, else the last command's).
 table() {
-  local rc=$?
+  local rc=${1:-$?}
   local total
   total=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
   printf '\n\033[1;34m== times (s; load: the 1-minute load average when the step ended, %s cores)\033[0m\n' "$(nproc)"
@@ -92,23 +93,14 @@ for line in open("target/test-build.json"):
 mkdir -p target
 step "clippy + build native (all targets, one build)" native_build
 
-# The native tests: every crate's unit tests (the browser peer's pure logic runs natively too)
-# and every integration test outside e2e/. Same packages selected (--workspace), so nothing is
-# rebuilt; the e2e files run next, one at a time.
-native_tests=()
-for f in */tests/*.rs; do
-  case "$f" in e2e/* | browser-peer/*) continue ;; esac
-  native_tests+=(--test "$(basename "$f" .rs)")
-done
-step "native tests: unit, property, simulation, integration" \
-  cargo test --workspace --no-fail-fast --lib --bins "${native_tests[@]}" -- --test-threads=2
-# Doc tests (rustdoc builds them itself; the libraries are those built above).
-step "doc tests" cargo test --workspace --doc
 
-# End-to-end: real tracker, native peers, headless Chromium, network namespaces. One file at a
-# time, each as built above: each starts several processes (and browsers) on a 2-core machine.
-# Every file runs even after a failure, so one run reports every failing file.
-printf '\n\033[1;32m== %s\033[0m\n' "end-to-end tests (one file at a time)"
+# End-to-end: real tracker, native peers, headless Chromium, network namespaces. Each file
+# starts several processes (and browsers) on a 2-core machine, so they run one at a time, in
+# two lanes: the tracker-cluster files (NATS servers and tracker nodes, mostly waiting on
+# lease times) run in the background from here, while the native tests, the other end-to-end
+# files and the wasm tests run in the foreground. Every file runs even after a failure, so
+# one run reports every failing file. (One lane took 1,009 s of the last CI run's 1,351 s;
+# the cluster files were 377 s of it.)
 e2e_exes=$(python3 -c '
 import json
 for line in open("target/test-build.json"):
@@ -121,12 +113,73 @@ for line in open("target/test-build.json"):
 [ -n "$e2e_exes" ] || { echo "test.sh: the build listed no end-to-end test binaries" >&2; exit 1; }
 [ "$(wc -l <<<"$e2e_exes")" = "$(ls e2e/tests/*.rs | wc -l)" ] \
   || { echo "test.sh: the build listed $(wc -l <<<"$e2e_exes") end-to-end test binaries for $(ls e2e/tests/*.rs | wc -l) files" >&2; exit 1; }
-while read -r name exe; do
-  printf '\n\033[1;32m-- e2e %s\033[0m\n' "$name"
-  # As `cargo test` runs it: from the package's directory.
-  timed "e2e $name" bash -c 'cd e2e && CARGO_MANIFEST_DIR="$PWD" exec "$0" --test-threads=1' "$exe" \
-    || FAILED+=("e2e/tests/$name.rs")
-done <<<"$e2e_exes"
+cluster_exes=$(grep -E '^(cluster|nats)' <<<"$e2e_exes" || true)
+other_exes=$(grep -vE '^(cluster|nats)' <<<"$e2e_exes" || true)
+
+# Runs the end-to-end files listed in $1 ("name exe" lines), one at a time.
+e2e_files() {
+  local name exe
+  while read -r name exe; do
+    [ -n "$name" ] || continue
+    printf '\n\033[1;32m-- e2e %s\033[0m\n' "$name"
+    # As `cargo test` runs it: from the package's directory.
+    timed "e2e $name" bash -c 'cd e2e && CARGO_MANIFEST_DIR="$PWD" exec "$0" --test-threads=1' "$exe" \
+      || FAILED+=("e2e/tests/$name.rs")
+  done <<<"$1"
+}
+
+# The cluster lane: its output goes to a log, printed when the lane is waited for; its rows
+# and failures come back through files. Job control on (set -m), so the lane is not started
+# with SIGINT ignored, as a non-interactive shell's background jobs are (a Ctrl-C test relies
+# on it).
+lane_dir=target/e2e-lane
+rm -rf "$lane_dir" && mkdir -p "$lane_dir"
+set -m
+(
+  ROWS=() FAILED=()
+  trap - EXIT
+  e2e_files "$cluster_exes"
+  printf '%s\n' "${ROWS[@]}" >"$lane_dir/rows"
+  printf '%s\n' "${FAILED[@]}" >"$lane_dir/failed"
+) >"$lane_dir/log" 2>&1 &
+lane_pid=$!
+set +m
+# Joins the cluster lane: its output, its rows, its failures. Also on the way out of a
+# failed foreground step (the EXIT trap), so no lane outlives the run.
+join_lane() {
+  [ -n "${lane_pid:-}" ] || return 0
+  local pid=$lane_pid
+  lane_pid=
+  wait "$pid" || true
+  printf '\n\033[1;32m== %s\033[0m\n' "end-to-end tests, cluster lane (run beside the steps above)"
+  cat "$lane_dir/log"
+  local r
+  while IFS= read -r r; do [ -n "$r" ] && ROWS+=("$r"); done <"$lane_dir/rows"
+  while IFS= read -r r; do [ -n "$r" ] && FAILED+=("$r"); done <"$lane_dir/failed"
+  [ -s "$lane_dir/rows" ] || FAILED+=("the cluster lane (it reported nothing)")
+}
+on_exit() {
+  local rc=$?
+  join_lane
+  table "$rc"
+}
+trap on_exit EXIT
+
+# The native tests: every crate's unit tests (the browser peer's pure logic runs natively too)
+# and every integration test outside e2e/. Same packages selected (--workspace), so nothing is
+# rebuilt; the e2e files run beside them and next.
+native_tests=()
+for f in */tests/*.rs; do
+  case "$f" in e2e/* | browser-peer/*) continue ;; esac
+  native_tests+=(--test "$(basename "$f" .rs)")
+done
+step "native tests: unit, property, simulation, integration" \
+  cargo test --workspace --no-fail-fast --lib --bins "${native_tests[@]}" -- --test-threads=2
+# Doc tests (rustdoc builds them itself; the libraries are those built above).
+step "doc tests" cargo test --workspace --doc
+
+printf '\n\033[1;32m== %s\033[0m\n' "end-to-end tests (one file at a time)"
+e2e_files "$other_exes"
 
 printf '\n\033[1;32m== %s\033[0m\n' "wasm32: clippy, build, tests in headless Chromium"
 # In a subshell (its environment stays there); its rows come back on stdout, cargo's output goes
@@ -150,6 +203,7 @@ wasm_rows=$(
 ) || FAILED+=("wasm32 tests")
 while IFS= read -r r; do [ -n "$r" ] && ROWS+=("$r"); done <<<"$wasm_rows"
 
+join_lane
 if [ ${#FAILED[@]} -gt 0 ]; then
   exit 1
 fi

@@ -166,18 +166,19 @@ impl Cluster {
     }
 }
 
-/// The shards the nodes' `/api/cluster` views say they keep: how many in all, and whether any
-/// is kept by two nodes at once.
-pub fn shards_kept(views: &[Value]) -> (usize, bool) {
+/// The shards the nodes' `/api/cluster` views say they keep (act for: a valid lease, loaded):
+/// how many in all, and those kept by two nodes at once. The views are read one node after
+/// the other, a few milliseconds apart: a shard handed over between two reads can show on
+/// both, once. A shard seen twice in two polls in a row is kept twice.
+pub fn shards_kept(views: &[Value]) -> (usize, std::collections::BTreeSet<u64>) {
     let mut owned: Vec<u64> = views
         .iter()
         .flat_map(|v| v["owned"].as_array().cloned().unwrap_or_default())
         .filter_map(|s| s.as_u64())
         .collect();
     owned.sort_unstable();
-    let n = owned.len();
-    owned.dedup();
-    (n, owned.len() != n)
+    let twice = owned.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    (owned.len(), twice)
 }
 
 /// Waits until every chunk of `id` has R copies and none is under-replicated (asked of node `via`).

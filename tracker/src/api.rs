@@ -178,7 +178,7 @@ async fn cluster(State(state): State<Arc<AppState>>) -> Response {
         let now = c.now_ms();
         let mut nodes = vec![serde_json::json!({"node": c.tag, "url": c.config.public_url, "peers": here})];
         nodes.extend(m.others(now).map(|(t, m)| serde_json::json!({"node": t, "url": m.url, "peers": m.peers})));
-        (nodes, m.owned(), m.owners(now), m.connected(now))
+        (nodes, m.kept(now), m.owners(now), m.connected(now))
     };
     Json(serde_json::json!({
         "node": c.tag,

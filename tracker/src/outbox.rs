@@ -12,7 +12,10 @@
 //! Frames another peer sends (signals, relay frames: [`Outbox::push_forwarded`]) may fill
 //! only half of the recipient's queue, and are refused rather than close the recipient when
 //! that half is full: the other half is kept for the recipient's own answers, so no flood
-//! from others makes the recipient look slow. Their bytes are charged to the sender until the
+//! from others makes the recipient look slow. Relay frames may fill three eighths: the last
+//! eighth of the half is kept for signals, so a relay flood at a peer does not stop others
+//! from opening a direct link to it (before, an honest `get` from a flooded seeder could fail
+//! to connect: `native-peer/tests/attacks.rs`). Their bytes are charged to the sender until the
 //! recipient's task takes them: a sender with a queue's worth of bytes waiting at recipients
 //! gets its next frames refused, whoever it floods.
 //!
@@ -136,6 +139,8 @@ struct Entry {
     cost: usize,
     /// From another peer: counted in `Queue::foreign_*`, and charged to its sender if known.
     forwarded: Option<Option<Charge>>,
+    /// A forwarded relay frame: counted in `Queue::relay_*` too.
+    relay: bool,
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +150,9 @@ struct Queue {
     /// Forwarded frames queued, and their bytes.
     foreign_frames: usize,
     foreign_bytes: usize,
+    /// Of those, relay frames (binary), and their bytes.
+    relay_frames: usize,
+    relay_bytes: usize,
     closed: bool,
     /// The connection task waiting for frames.
     waker: Option<Waker>,
@@ -202,14 +210,15 @@ impl Outbox {
             return Err(PushError::Full);
         }
         q.bytes += cost;
-        q.frames.push_back(Entry { frame, cost, forwarded: None });
+        q.frames.push_back(Entry { frame, cost, forwarded: None, relay: false });
         q.wake();
         Ok(())
     }
 
     /// Queues a frame another peer sent (`sender`, when it is connected here): it may fill
-    /// half of this queue, and counts against the sender's budget (as many bytes as its own
-    /// queue holds) until this peer's task takes it. A refusal never closes this peer.
+    /// half of this queue (relay frames three eighths: the rest of the half is kept for
+    /// signals), and counts against the sender's budget (as many bytes as its own queue holds)
+    /// until this peer's task takes it. A refusal never closes this peer.
     pub fn push_forwarded(&self, frame: Frame, sender: Option<&Outbox>) -> Result<(), PushError> {
         let cost = frame.cost();
         let charge = match sender {
@@ -234,6 +243,11 @@ impl Outbox {
         if q.foreign_frames > 0 && (q.foreign_frames >= half_frames || q.foreign_bytes + cost > half_bytes) {
             return Err(PushError::Full);
         }
+        let relay = matches!(frame, Frame::Binary(_));
+        let (relay_frames, relay_bytes) = ((half_frames * 3 / 4).max(1), (half_bytes * 3 / 4).max(1));
+        if relay && q.relay_frames > 0 && (q.relay_frames >= relay_frames || q.relay_bytes + cost > relay_bytes) {
+            return Err(PushError::Full);
+        }
         if !q.frames.is_empty()
             && (q.frames.len() >= self.max_frames as usize || q.bytes + cost > self.max_bytes as usize)
         {
@@ -242,7 +256,11 @@ impl Outbox {
         q.bytes += cost;
         q.foreign_frames += 1;
         q.foreign_bytes += cost;
-        q.frames.push_back(Entry { frame, cost, forwarded: Some(charge) });
+        if relay {
+            q.relay_frames += 1;
+            q.relay_bytes += cost;
+        }
+        q.frames.push_back(Entry { frame, cost, forwarded: Some(charge), relay });
         q.wake();
         Ok(())
     }
@@ -265,6 +283,8 @@ impl Outbox {
         q.bytes = 0;
         q.foreign_frames = 0;
         q.foreign_bytes = 0;
+        q.relay_frames = 0;
+        q.relay_bytes = 0;
         q.wake();
     }
 
@@ -323,6 +343,10 @@ impl Outbox {
             if e.forwarded.is_some() {
                 q.foreign_frames -= 1;
                 q.foreign_bytes -= e.cost;
+            }
+            if e.relay {
+                q.relay_frames -= 1;
+                q.relay_bytes -= e.cost;
             }
             batch.push(e.frame); // the sender's charge (if any) is given back here
         }
@@ -407,6 +431,26 @@ mod tests {
         victim.push_forwarded(signal(1000), Some(&sender)).unwrap();
         victim.close();
         assert_eq!(sender.forwarded_out(), 0, "dropped with a closed queue: given back too");
+    }
+
+    #[tokio::test]
+    async fn a_relay_flood_leaves_room_for_signals() {
+        let victim = Outbox::new(1000, 16_000);
+        let flooder = Outbox::new(1000, 1_000_000);
+        let honest = Outbox::new(1000, 1_000_000);
+        let relay = || Frame::Binary(Bytes::from(vec![0u8; 500]));
+        let mut n = 0;
+        while victim.push_forwarded(relay(), Some(&flooder)).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 12, "relay frames fill three eighths of 16,000 bytes");
+        assert_eq!(victim.push_forwarded(relay(), Some(&flooder)), Err(PushError::Full));
+        victim.push_forwarded(signal(1000), Some(&honest)).expect("a signal still goes through the flood");
+        // Once read, the relay's share is free again.
+        let mut batch = Vec::new();
+        assert!(victim.pop_batch(&mut batch, 1000).await);
+        assert_eq!(batch.len(), 13);
+        victim.push_forwarded(relay(), Some(&flooder)).expect("room again");
     }
 
     #[test]

@@ -496,7 +496,15 @@ impl Leases {
         self.mine.iter().map(|(s, h)| (*s, h))
     }
 
-    /// Loaded shards, in order.
+    /// The shards this node acts for now ([`Leases::acts`]), in order: what it reports as kept.
+    /// A lease held but no longer valid is not among them: a node that was stopped or cut off
+    /// still holds its leases until a read shows whom the bucket names now, and another node
+    /// may keep those shards by then.
+    pub fn kept(&self, now_ms: u64) -> Vec<u16> {
+        self.mine.keys().copied().filter(|s| self.acts(now_ms, *s)).collect()
+    }
+
+    /// Loaded shards, in order, valid or not ([`Leases::kept`]: the valid ones).
     pub fn owned(&self) -> Vec<u16> {
         self.mine.iter().filter(|(_, h)| h.ready).map(|(s, _)| *s).collect()
     }

@@ -352,9 +352,9 @@ impl Cluster {
         urls
     }
 
-    /// Shards this node keeps now.
+    /// Shards this node keeps now (acts for: [`Cluster::owns`]).
     pub fn shards_owned(&self) -> usize {
-        self.machine().owned().len()
+        self.machine().kept(self.now_ms()).len()
     }
 
     /// Asks every node (this one too) `query`; the answers that came within `wait`.

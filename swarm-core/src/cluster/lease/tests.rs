@@ -154,3 +154,36 @@ fn members_join_and_leave_and_a_silent_self_reconnects() {
     l.handle_beat(gone + 1, 1, String::new(), 0);
     assert!(drain(&mut l).contains(&Output::Rejoined));
 }
+
+#[test]
+fn a_resumed_node_reports_no_shard_kept_until_a_write_of_its_own_succeeds() {
+    // What `/api/cluster` says as "owned": a node stopped for 10 s hears itself again at once
+    // (its heartbeat comes back), and its reads still fail (its NATS client reconnects). It
+    // still holds its leases (a failed read is not a lost lease) but keeps none of them: the
+    // other nodes may keep those shards by now.
+    let mut l = alone_with_all(2);
+    assert_eq!(l.kept(10), vec![0, 1]);
+    let resumed = 10_000;
+    l.handle_beat(resumed, 1, String::new(), 0);
+    l.handle_timeout(resumed);
+    for (id, op) in kv_ops(&drain(&mut l)) {
+        let r = if op == KvOp::ReadAll { KvResult::Leases(vec![None, None]) } else { KvResult::Failed };
+        l.handle_kv(resumed, id, r);
+    }
+    assert!(l.connected(resumed) && l.holds(0) && l.holds(1));
+    assert_eq!(l.kept(resumed), Vec::<u16>::new(), "stale leases are not reported as kept");
+    assert_eq!(l.owned(), vec![0, 1], "held and loaded, to renew");
+    // A renewal sent after the resume succeeds: kept again.
+    let t = resumed + l.timing().period_ms();
+    l.handle_beat(t, 1, String::new(), 0);
+    l.handle_timeout(t);
+    for (id, op) in kv_ops(&drain(&mut l)) {
+        let r = match op {
+            KvOp::ReadAll => KvResult::Leases(vec![None, None]),
+            KvOp::Update { revision, .. } => KvResult::Done(revision + 10),
+            _ => KvResult::Failed,
+        };
+        l.handle_kv(t, id, r);
+    }
+    assert_eq!(l.kept(t), vec![0, 1]);
+}
