@@ -167,6 +167,10 @@ pub struct Stats {
     pub relay_dropped: u64,
     pub relay_refused: u64,
     pub rate_limited: u64,
+    /// Messages whose connection was not read for a while first: past its message byte rate,
+    /// or its address's.
+    #[serde(default)]
+    pub read_pauses: u64,
     pub closed_abuse: u64,
     pub closed_slow: u64,
     pub limit_refusals: u64,

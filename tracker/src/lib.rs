@@ -115,6 +115,15 @@ pub struct Limits {
     pub relay_bytes_per_sec: u64,
     /// ... and how many may come at once (at least one full relay frame).
     pub relay_burst_bytes: u64,
+    /// Bytes of messages (JSON text) per second per connection (0: no limit), and per client
+    /// address (not exempt ones) for all its connections together: past either, the
+    /// connection is not read until it may go on (backpressure: what a stranger sends costs
+    /// the tracker parsing and lock time, so an unlimited uplink must not buy more of it) ...
+    pub msg_bytes_per_sec: u64,
+    pub msg_bytes_per_sec_per_ip: u64,
+    /// ... and how many bytes may come at once (by default one largest message,
+    /// [`swarm_core::wire::MAX_MESSAGE_BYTES`]; a larger message waits for what it is over).
+    pub msg_burst_bytes: u64,
     /// Refused messages in one episode (no quiet second between) before the connection is
     /// closed.
     pub abuse_limit: u32,
@@ -168,6 +177,9 @@ impl Default for Limits {
             msg_burst: 2000,
             relay_bytes_per_sec: 8 << 20,
             relay_burst_bytes: 1 << 20,
+            msg_bytes_per_sec: 1 << 20,
+            msg_bytes_per_sec_per_ip: 4 << 20,
+            msg_burst_bytes: swarm_core::wire::MAX_MESSAGE_BYTES as u64,
             abuse_limit: 1_000,
             outbox_frames: 1_024,
             outbox_bytes: 2 << 20,

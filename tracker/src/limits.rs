@@ -1,5 +1,6 @@
-//! Per-connection rate limits: token buckets for messages and relay bytes, and the strike
-//! count that turns persistent abuse into a closed connection. Plain structs, time passed in.
+//! Per-connection rate limits: token buckets for messages, message bytes and relay bytes, and
+//! the strike count that turns persistent abuse into a closed connection. Plain structs, time
+//! passed in.
 
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.
 #[derive(Debug, Clone)]
@@ -32,6 +33,26 @@ impl TokenBucket {
         }
         self.refill(now_ms);
         Some(((n - self.tokens).max(0.0) / self.rate_per_ms).ceil() as u64)
+    }
+
+    /// Takes `n` tokens now, into debt if there are not enough, and says how long the caller
+    /// is to wait before it goes on (0: at once): callers that reserve one after another wait
+    /// their turn, each for what it took, and the debt is paid back at the rate, so the rate
+    /// holds however many callers share the bucket (the debt is bounded by what they can
+    /// reserve at once: one message per connection, each waiting before the next).
+    pub fn reserve(&mut self, n: f64, now_ms: u64) -> u64 {
+        if self.rate_per_ms <= 0.0 {
+            return 0;
+        }
+        self.refill(now_ms);
+        self.tokens -= n;
+        ((-self.tokens).max(0.0) / self.rate_per_ms).ceil() as u64
+    }
+
+    /// Whether more was reserved ([`TokenBucket::reserve`]) than the rate has paid back yet.
+    pub fn in_debt(&mut self, now_ms: u64) -> bool {
+        self.refill(now_ms);
+        self.tokens < 0.0
     }
 
     /// Takes `n` tokens if there are enough; otherwise takes none.
@@ -100,6 +121,20 @@ mod tests {
         assert!(b.take(50.0, 50));
         assert_eq!(b.wait_ms(101.0, 50), None, "more than the burst never fits");
         assert_eq!(TokenBucket::new(0.0, 0.0, 0).wait_ms(1e9, 0), Some(0), "unlimited");
+    }
+
+    #[test]
+    fn reservations_wait_their_turn() {
+        let mut b = TokenBucket::new(1000.0, 100.0, 0);
+        assert_eq!(b.reserve(100.0, 0), 0, "a burst goes at once");
+        assert_eq!(b.reserve(50.0, 0), 50, "then each waits for what it took");
+        assert_eq!(b.reserve(50.0, 0), 100, "behind the one before");
+        assert_eq!(b.reserve(0.0, 100), 0, "paid back at the rate");
+        // Many sharing one bucket get its rate in all, not each.
+        let mut shared = TokenBucket::new(1000.0, 100.0, 0);
+        let waits: Vec<u64> = (0..10).map(|_| shared.reserve(100.0, 0)).collect();
+        assert_eq!(waits.last(), Some(&900), "1,000 tokens at 1,000/s after a burst of 100: {waits:?}");
+        assert_eq!(TokenBucket::new(0.0, 0.0, 0).reserve(1e9, 0), 0, "unlimited");
     }
 
     #[test]

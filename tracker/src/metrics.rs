@@ -69,6 +69,7 @@ pub fn snapshot(state: &AppState) -> Stats {
         relay_dropped: g(&c.relay_dropped),
         relay_refused: g(&c.relay_refused),
         rate_limited: g(&c.rate_limited),
+        read_pauses: g(&c.read_pauses),
         closed_abuse: g(&c.closed_abuse),
         closed_slow: g(&c.closed_slow),
         limit_refusals: g(&c.limit_refusals),
@@ -151,6 +152,12 @@ pub fn prometheus(s: &Stats) -> String {
         &[("{reason=\"recipient_busy\"}", s.relay_dropped), ("{reason=\"invalid\"}", s.relay_refused)],
     );
     metric("rate_limited_total", counter, "Messages refused by rate limits.", &[("", s.rate_limited)]);
+    metric(
+        "ws_read_pauses_total",
+        counter,
+        "Messages whose connection was not read for a while first: past its message byte rate, or its address's.",
+        &[("", s.read_pauses)],
+    );
     metric(
         "connections_closed_total",
         counter,

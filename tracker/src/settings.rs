@@ -124,6 +124,17 @@ pub struct Settings {
     /// Relay bytes a connection may send in one burst [default: 1MiB]
     #[arg(long, env = "PP_RELAY_BURST_BYTES", value_name = "SIZE", value_parser = parse_size)]
     pub relay_burst_bytes: Option<ByteSize>,
+    /// Bytes of messages (JSON text) per second one connection may send, 0 for no limit: past
+    /// it the tracker stops reading the connection until it may go on [default: 1MiB]
+    #[arg(long, env = "PP_MSG_BYTES_PER_SEC", value_name = "SIZE", value_parser = parse_size)]
+    pub msg_bytes_per_sec: Option<ByteSize>,
+    /// The same for all connections from one client address together (not limit-exempt ones;
+    /// an IPv6 /64 counts as one), 0 for no limit [default: 4MiB]
+    #[arg(long, env = "PP_MSG_BYTES_PER_SEC_PER_IP", value_name = "SIZE", value_parser = parse_size)]
+    pub msg_bytes_per_sec_per_ip: Option<ByteSize>,
+    /// Bytes of messages a connection (and an address) may send at once [default: 8MiB]
+    #[arg(long, env = "PP_MSG_BURST_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    pub msg_burst_bytes: Option<ByteSize>,
     /// Refused messages in a row (no quiet second) before a connection is closed [default: 1000]
     #[arg(long, env = "PP_ABUSE_LIMIT")]
     pub abuse_limit: Option<u32>,
@@ -285,6 +296,9 @@ pp_cli::merge_options!(Settings {
     msg_burst,
     relay_bytes_per_sec,
     relay_burst_bytes,
+    msg_bytes_per_sec,
+    msg_bytes_per_sec_per_ip,
+    msg_burst_bytes,
     abuse_limit,
     outbox_frames,
     outbox_bytes,
@@ -539,6 +553,11 @@ impl Settings {
                 msg_burst: self.msg_burst.unwrap_or(dl.msg_burst),
                 relay_bytes_per_sec: self.relay_bytes_per_sec.map_or(dl.relay_bytes_per_sec, |b| b.as_u64()),
                 relay_burst_bytes: self.relay_burst_bytes.map_or(dl.relay_burst_bytes, |b| b.as_u64()),
+                msg_bytes_per_sec: self.msg_bytes_per_sec.map_or(dl.msg_bytes_per_sec, |b| b.as_u64()),
+                msg_bytes_per_sec_per_ip: self
+                    .msg_bytes_per_sec_per_ip
+                    .map_or(dl.msg_bytes_per_sec_per_ip, |b| b.as_u64()),
+                msg_burst_bytes: self.msg_burst_bytes.map_or(dl.msg_burst_bytes, |b| b.as_u64()).max(1),
                 abuse_limit: self.abuse_limit.unwrap_or(dl.abuse_limit),
                 outbox_frames: self.outbox_frames.unwrap_or(dl.outbox_frames).max(1),
                 outbox_bytes: self.outbox_bytes.map_or(dl.outbox_bytes, |b| b.as_u64() as usize).max(1),

@@ -4,6 +4,7 @@
 
 use crate::cluster::Cluster;
 use crate::index::{FileIndex, IndexError};
+use crate::limits::TokenBucket;
 use crate::outbox::{Frame, Outbox};
 use crate::Config;
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,8 @@ pub struct Counters {
     pub relay_refused: AtomicU64,
     /// Messages and relay frames refused by the rate limits.
     pub rate_limited: AtomicU64,
+    /// Messages whose connection was not read for a while first (message byte rates).
+    pub read_pauses: AtomicU64,
     /// Connections closed for persistent abuse or a slow reader.
     pub closed_abuse: AtomicU64,
     pub closed_slow: AtomicU64,
@@ -115,7 +118,7 @@ pub struct AppState {
     pub started_ms: u64,
     started: std::time::Instant,
     /// Open websocket connections per client address (an IPv6 /64 counts as one).
-    per_ip: Mutex<HashMap<AddrKey, u32>>,
+    per_ip: Mutex<HashMap<AddrKey, AddrConns>>,
     /// TCP connections, counted at accept ([`crate::conns`]).
     pub conns: Arc<crate::conns::ConnTable>,
 }
@@ -202,12 +205,32 @@ impl AppState {
     /// Takes one connection slot of `ip`, unless it has `max` already (0: no limit).
     pub fn ip_slot(self: &std::sync::Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(swarm_core::swarm::policy::addr_key(ip)).or_insert(0);
-        if max > 0 && *n as usize >= max {
+        let key = swarm_core::swarm::policy::addr_key(ip);
+        if map.len() >= MAX_QUIET_ADDRS && !map.contains_key(&key) {
+            // Addresses without connections are kept only for the debt of their byte rate.
+            map.retain(|_, a| a.conns > 0);
+        }
+        let l = &self.config.limits;
+        let (rate, burst, now) = (l.msg_bytes_per_sec_per_ip as f64, l.msg_burst_bytes as f64, self.mono_ms());
+        let a = map.entry(key).or_insert_with(|| AddrConns {
+            conns: 0,
+            msg_bytes: TokenBucket::new(rate, burst, now),
+        });
+        if max > 0 && a.conns as usize >= max {
             return None;
         }
-        *n += 1;
+        a.conns += 1;
         Some(IpSlot { state: self.clone(), ip })
+    }
+
+    /// Takes `len` bytes of a message from `ip`'s byte rate (per address: not for exempt
+    /// addresses): how long its connection is to wait before it goes on (ms).
+    pub fn reserve_msg_bytes(&self, ip: IpAddr, len: usize, now_ms: u64) -> u64 {
+        if self.config.limit_exempt.contains(ip) {
+            return 0;
+        }
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        map.get_mut(&swarm_core::swarm::policy::addr_key(ip)).map_or(0, |a| a.msg_bytes.reserve(len as f64, now_ms))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -256,15 +279,28 @@ impl IpSlot {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
+        let now = self.state.mono_ms();
         let mut map = self.state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let key = swarm_core::swarm::policy::addr_key(self.ip);
-        if let Some(n) = map.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(a) = map.get_mut(&key) {
+            a.conns -= 1;
+            // Kept while in debt: reconnecting does not wipe an address's byte rate.
+            if a.conns == 0 && !a.msg_bytes.in_debt(now) {
                 map.remove(&key);
             }
         }
     }
+}
+
+/// Addresses kept without connections (for the debt of their byte rate) at most, beyond
+/// which they are forgotten.
+const MAX_QUIET_ADDRS: usize = 65_536;
+
+/// One client address's open websocket connections, and the bytes of messages they may send
+/// together ([`crate::Limits::msg_bytes_per_sec_per_ip`]).
+struct AddrConns {
+    conns: u32,
+    msg_bytes: TokenBucket,
 }
 
 impl Inner {

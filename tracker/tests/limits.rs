@@ -216,3 +216,44 @@ async fn an_unwelcomed_connection_is_bounded() {
     ws.send(Message::Text("x".repeat(100_000).into())).await.unwrap();
     assert_eq!(error_code(&recv(&mut ws).await), ErrorCode::BadMessage);
 }
+
+/// Message bytes are paced before they are parsed: a connection that sends faster than its
+/// byte rate is not read until it may go on, and two connections from one address share the
+/// address's rate. Nothing is refused or lost: every message is answered, later. (The bound
+/// is a lower one: pacing can only make this slower, whatever the machine's load.)
+#[tokio::test]
+async fn message_bytes_are_paced_per_connection_and_per_address() {
+    let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
+    config.limits.msg_bytes_per_sec = 200_000;
+    config.limits.msg_bytes_per_sec_per_ip = 200_000;
+    config.limits.msg_burst_bytes = 100_000;
+    let (url, host) = start(config).await;
+    let big = |req| ClientMsg::Search { req, query: "x".repeat(100_000), limit: 1 };
+    let started = std::time::Instant::now();
+    // Two connections from 127.0.0.1, 500 kB each: 1 MB at 200 kB/s for the address after a
+    // 100 kB burst (alone, each connection's own rate would let them through in 2 s).
+    let run = |n: u64| {
+        let url = url.clone();
+        async move {
+            let mut ws = connect(&url).await;
+            hello(&mut ws, &secret(n)).await;
+            for req in 0..5 {
+                send(&mut ws, &big(req)).await;
+            }
+            let mut answered = 0;
+            while answered < 5 {
+                match recv(&mut ws).await {
+                    ServerMsg::SearchResults { .. } => answered += 1,
+                    ServerMsg::Heartbeat => {}
+                    other => panic!("a paced message is answered, not refused: {other:?}"),
+                }
+            }
+        }
+    };
+    tokio::join!(run(1), run(2));
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(4_000), "1 MB at 200 kB/s took only {took:?}");
+    let (_, st) = get_json(&host, "/api/stats").await;
+    assert!(st["read_pauses"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["rate_limited"], 0, "paced, never refused: {st}");
+}

@@ -154,7 +154,7 @@ fn connection(
         };
         socket.set_max_message(MAX_MESSAGE_BYTES);
         tracing::debug!(peer = %id, %ip, "peer joined");
-        Box::pin(Peer::new(&state, id, serial, outbox).run(&mut socket)).await;
+        Box::pin(Peer::new(&state, id, serial, outbox, ip).run(&mut socket)).await;
         let _ = Box::pin(timeout(state.config.send_timeout, socket.close(1000, ""))).await;
     }
 }

@@ -1,6 +1,12 @@
 //! A welcomed peer's connection: one loop that waits on the peer's outbox and its socket
 //! at once, writes queued frames in batches, applies the per-connection rate limits
 //! ([`crate::limits`]), feeds messages into the swarm and dispatches what it answers.
+//!
+//! Reading is paced by bytes before a message is parsed: past its connection's message byte
+//! rate, or its address's ([`crate::Limits::msg_bytes_per_sec`]), the socket is not read
+//! until the bytes are paid for. Parsing a message and handling it under the swarm's lock
+//! cost the tracker time in proportion to its size, so a stranger's unlimited uplink buys
+//! no more of it than the rate (measured with `pp-loadtest exhaust`: README, "Benchmarks").
 
 use super::{classify, Incoming};
 use crate::limits::{Strikes, TokenBucket, Verdict};
@@ -9,6 +15,7 @@ use crate::relay::{raw_id, MAX_RELAY_FRAME};
 use crate::state::{now_ms, AppState, Counters};
 use crate::websocket::{Message, Socket, SocketError};
 use std::future::Future;
+use std::net::IpAddr;
 use std::task::Poll;
 use swarm_core::swarm::policy::{AddrKey, PublishBudget, PublishLimits};
 use swarm_core::swarm::FileRecord;
@@ -20,6 +27,9 @@ use tokio::time::timeout;
 const MAX_RELAY_WAIT_MS: u64 = 2_000;
 /// Frames written to the socket before one flush.
 const WRITE_BATCH: usize = 64;
+/// While a connection waits for its message byte rate, its outbox is touched this often (a
+/// paced peer is not idle).
+const PACE_STEP_MS: u64 = 5_000;
 
 /// A welcomed peer's connection.
 pub(super) struct Peer<'a> {
@@ -30,6 +40,9 @@ pub(super) struct Peer<'a> {
     pub(super) outbox: Outbox,
     msgs: TokenBucket,
     relay: TokenBucket,
+    /// Bytes of messages (JSON text), before they are parsed.
+    msg_bytes: TokenBucket,
+    ip: IpAddr,
     strikes: Strikes,
 }
 
@@ -50,7 +63,7 @@ pub(super) enum Flow {
 }
 
 impl<'a> Peer<'a> {
-    pub(super) fn new(state: &'a AppState, id: PeerId, serial: u64, outbox: Outbox) -> Self {
+    pub(super) fn new(state: &'a AppState, id: PeerId, serial: u64, outbox: Outbox, ip: IpAddr) -> Self {
         let l = &state.config.limits;
         let now = state.mono_ms();
         let raw = raw_id(&id).expect("ids are 32 hex digits");
@@ -66,7 +79,29 @@ impl<'a> Peer<'a> {
                 l.relay_burst_bytes.max(MAX_RELAY_FRAME as u64) as f64,
                 now,
             ),
+            msg_bytes: TokenBucket::new(l.msg_bytes_per_sec as f64, l.msg_burst_bytes as f64, now),
+            ip,
             strikes: Strikes::default(),
+        }
+    }
+
+    /// Waits until a message of `len` bytes is paid for by this connection's message byte
+    /// rate and its address's (at once while within both).
+    async fn pace(&mut self, len: usize) {
+        let now = self.state.mono_ms();
+        let wait = self.msg_bytes.reserve(len as f64, now).max(self.state.reserve_msg_bytes(self.ip, len, now));
+        if wait == 0 {
+            return;
+        }
+        Counters::add(&self.state.counters.read_pauses, 1);
+        let end = now + wait;
+        loop {
+            let left = end.saturating_sub(self.state.mono_ms());
+            if left == 0 || self.outbox.is_closed() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(left.min(PACE_STEP_MS))).await;
+            self.outbox.touch(self.state.mono_ms());
         }
     }
 
@@ -117,6 +152,9 @@ impl<'a> Peer<'a> {
         batch: &mut Vec<Frame>,
     ) -> Flow {
         self.outbox.touch(self.state.mono_ms());
+        if let Some(Ok(Message::Text(text))) = &msg {
+            self.pace(text.len()).await;
+        }
         let incoming = classify(msg, self.state);
         if let Incoming::Relay(frame) = &incoming {
             // Backpressure, not loss: a relay frame over the byte rate waits for its budget
