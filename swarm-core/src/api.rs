@@ -263,7 +263,7 @@ mod tests {
 
     fn stats() -> impl Strategy<Value = Stats> {
         let paths = || prop::collection::vec((path(), any::<u64>()), 0..4);
-        let counts = (prop::collection::vec(any::<u64>(), 37), prop::collection::vec(any::<u64>(), 14));
+        let counts = (prop::collection::vec(any::<u64>(), 38), prop::collection::vec(any::<u64>(), 14));
         (counts, paths(), paths()).prop_map(|((n, t), reported_links, reported_bytes)| Stats {
             uptime_secs: n[0],
             peers: n[1],
@@ -295,6 +295,7 @@ mod tests {
             relay_dropped: n[25],
             relay_refused: n[26],
             rate_limited: n[27],
+            read_pauses: n[37],
             closed_abuse: n[28],
             closed_slow: n[29],
             limit_refusals: n[30],

@@ -178,7 +178,7 @@ impl Default for Limits {
             relay_bytes_per_sec: 8 << 20,
             relay_burst_bytes: 1 << 20,
             msg_bytes_per_sec: 1 << 20,
-            msg_bytes_per_sec_per_ip: 4 << 20,
+            msg_bytes_per_sec_per_ip: 2 << 20,
             msg_burst_bytes: swarm_core::wire::MAX_MESSAGE_BYTES as u64,
             abuse_limit: 1_000,
             outbox_frames: 1_024,

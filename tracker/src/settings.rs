@@ -129,7 +129,7 @@ pub struct Settings {
     #[arg(long, env = "PP_MSG_BYTES_PER_SEC", value_name = "SIZE", value_parser = parse_size)]
     pub msg_bytes_per_sec: Option<ByteSize>,
     /// The same for all connections from one client address together (not limit-exempt ones;
-    /// an IPv6 /64 counts as one), 0 for no limit [default: 4MiB]
+    /// an IPv6 /64 counts as one), 0 for no limit [default: 2MiB]
     #[arg(long, env = "PP_MSG_BYTES_PER_SEC_PER_IP", value_name = "SIZE", value_parser = parse_size)]
     pub msg_bytes_per_sec_per_ip: Option<ByteSize>,
     /// Bytes of messages a connection (and an address) may send at once [default: 8MiB]

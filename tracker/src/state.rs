@@ -212,10 +212,7 @@ impl AppState {
         }
         let l = &self.config.limits;
         let (rate, burst, now) = (l.msg_bytes_per_sec_per_ip as f64, l.msg_burst_bytes as f64, self.mono_ms());
-        let a = map.entry(key).or_insert_with(|| AddrConns {
-            conns: 0,
-            msg_bytes: TokenBucket::new(rate, burst, now),
-        });
+        let a = map.entry(key).or_insert_with(|| AddrConns { conns: 0, msg_bytes: TokenBucket::new(rate, burst, now) });
         if max > 0 && a.conns as usize >= max {
             return None;
         }
