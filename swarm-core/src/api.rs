@@ -460,8 +460,9 @@ mod tests {
             .unwrap()
         };
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 40);
+        assert_eq!(v.as_object().unwrap().len(), 41);
         assert_eq!(v["trust"]["proofs_failed"], 0, "an older tracker's stats read with zero trust counters");
+        assert_eq!(v["read_pauses"], 0, "and with no read pauses");
         assert_eq!(v["orphans_trimmed"], 0, "and with no orphans trimmed");
         assert_eq!(v["reported_links"], json!([[LinkPath::ALL[0].as_str(), 2]]));
     }
