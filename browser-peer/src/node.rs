@@ -611,6 +611,14 @@ impl Node {
                 match msg {
                     ServerMsg::Published { file, .. } => {
                         keep_file(st.store.as_ref(), file, &manifest, &meta);
+                        // Announced again now that they are a file's: before the publish
+                        // they were claims of chunks no file uses, of which the tracker keeps
+                        // only so many per peer (`--max-loose-claims`).
+                        let now = js_sys::Date::now() as u64;
+                        for c in &manifest.chunks {
+                            st.peer.announce(*c, now);
+                        }
+                        st.peer.flush_haves();
                         st.peer.publish_nonces(file, nonces);
                         st.uploaded.insert(file, manifest.clone());
                         actions.push(Action::UploadPublished { id: upload, file });

@@ -325,6 +325,10 @@ impl Node {
             .map_err(PeerError::from)?;
         let ServerMsg::Published { file, .. } = answer else { bail!("unexpected answer to publish: {answer:?}") };
         anyhow::ensure!(file == manifest.file_id(), "tracker computed another file id");
+        // Announced again now that they are a file's: before the publish they were claims of
+        // chunks no file uses, of which the tracker keeps only so many per peer
+        // (`--max-loose-claims`, 4096 by default: a 1 GiB file of 256 KiB chunks).
+        self.cmd(Cmd::Announce(manifest.chunks.clone()));
         if !items.is_empty() {
             self.cmd(Cmd::Nonces { file, items });
         }

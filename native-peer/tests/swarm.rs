@@ -417,3 +417,21 @@ fn a_private_tracker_takes_only_peers_with_its_token() {
     let peer = Peer::start("q", &tracker, root.path(), &[], &[("PP_JOIN_TOKEN", "letmein")]);
     assert!(peer.status()["peer_id"].is_string());
 }
+
+/// A file of more chunks than the tracker keeps loose claims of per peer (its chunks are
+/// announced before the publish, when no file uses them yet): the uploader announces them
+/// again once published, so every chunk has a holder and is replicated. (Before, only the
+/// first `--max-loose-claims` chunks were known held: 4,096 by default, a 1 GiB file.)
+#[test]
+fn a_file_of_more_chunks_than_the_loose_claims_cap_is_held_whole() {
+    let _g = serial();
+    let root = test_root();
+    let tracker = Tracker::start_with(2, &["--max-loose-claims", "8"]);
+    let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+    let _b = Peer::start("b", &tracker, root.path(), &[], &[]);
+    let bytes = data(20 * 256 * 1024 + 99, 7);
+    let src = root.path().join("wide.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    put(&a, &src);
+    wait_replicated(&a, "wide.bin", 2);
+}

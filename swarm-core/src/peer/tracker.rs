@@ -126,12 +126,13 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     }
 
     /// Sends the batched announcements now (before `order_done`, or before a short-lived
-    /// peer exits).
+    /// peer exits), [`INVENTORY_BATCH`] chunks a message at most (a whole large file's
+    /// chunks, announced at its upload, would go over the tracker's message size limit).
     pub fn flush_haves(&mut self) {
         self.tracker.have_due = None;
-        if !self.tracker.have_batch.is_empty() {
-            let chunks = std::mem::take(&mut self.tracker.have_batch);
-            self.send(ClientMsg::Have { chunks, full: false });
+        let all = std::mem::take(&mut self.tracker.have_batch);
+        for batch in all.chunks(INVENTORY_BATCH) {
+            self.send(ClientMsg::Have { chunks: batch.to_vec(), full: false });
         }
     }
 
