@@ -115,19 +115,6 @@ for line in open("target/test-build.json"):
   || { echo "test.sh: the build listed $(wc -l <<<"$e2e_exes") end-to-end test binaries for $(ls e2e/tests/*.rs | wc -l) files" >&2; exit 1; }
 cluster_exes=$(grep -E '^(cluster|nats)' <<<"$e2e_exes" || true)
 other_exes=$(grep -vE '^(cluster|nats)' <<<"$e2e_exes" || true)
-# The native attack tests (real tracker and peers under floods, 100–230 s, mostly waiting on
-# the flooded download) run in the cluster lane too, ahead of the cluster files: the lanes then
-# take about as long as each other.
-attacks_exe=$(python3 -c '
-import json
-for line in open("target/test-build.json"):
-    m = json.loads(line)
-    t = m.get("target", {})
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and t.get("kind") == ["test"] \
-            and t.get("name") == "attacks" and m["package_id"].split("#")[0].endswith("/native-peer"):
-        print(m["executable"])
-')
-[ -n "$attacks_exe" ] || { echo "test.sh: the build listed no native-peer/tests/attacks.rs binary" >&2; exit 1; }
 
 # Runs the end-to-end files listed in $1 ("name exe" lines), one at a time.
 e2e_files() {
@@ -151,9 +138,6 @@ set -m
 (
   ROWS=() FAILED=()
   trap - EXIT
-  printf '\n\033[1;32m-- %s\033[0m\n' "native-peer/tests/attacks.rs"
-  timed "native attacks" bash -c 'cd native-peer && CARGO_MANIFEST_DIR="$PWD" exec "$0" --test-threads=2' \
-    "$attacks_exe" || FAILED+=("native-peer/tests/attacks.rs")
   e2e_files "$cluster_exes"
   printf '%s\n' "${ROWS[@]}" >"$lane_dir/rows"
   printf '%s\n' "${FAILED[@]}" >"$lane_dir/failed"
@@ -182,11 +166,11 @@ on_exit() {
 trap on_exit EXIT
 
 # The native tests: every crate's unit tests (the browser peer's pure logic runs natively too)
-# and every integration test outside e2e/ (but the attack tests, in the cluster lane). Same
-# packages selected (--workspace), so nothing is rebuilt; the e2e files run beside them and next.
+# and every integration test outside e2e/. Same packages selected (--workspace), so nothing is
+# rebuilt; the e2e files run beside them and next.
 native_tests=()
 for f in */tests/*.rs; do
-  case "$f" in e2e/* | browser-peer/* | native-peer/tests/attacks.rs) continue ;; esac
+  case "$f" in e2e/* | browser-peer/*) continue ;; esac
   native_tests+=(--test "$(basename "$f" .rs)")
 done
 step "native tests: unit, property, simulation, integration" \
