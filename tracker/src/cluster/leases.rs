@@ -114,18 +114,7 @@ fn execute(state: &Arc<AppState>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSe
         Output::Load { shard } => {
             let (cluster, tx) = (cluster.clone(), tx.clone());
             tokio::spawn(async move {
-                let bound = cluster.config.lease_ttl * 4;
-                let loaded = match tokio::time::timeout(bound, cluster.store.load_shard(shard)).await {
-                    Ok(Ok(x)) => Some(x),
-                    Ok(Err(e)) => {
-                        tracing::error!(shard, "cannot load a shard taken over: {e}");
-                        None
-                    }
-                    Err(_) => {
-                        tracing::error!(shard, "cannot load a shard taken over: timed out");
-                        None
-                    }
-                };
+                let loaded = load_with_retries(&cluster, shard).await;
                 let _ = tx.send(Done::Loaded(shard, loaded));
             });
         }
@@ -168,6 +157,31 @@ fn execute(state: &Arc<AppState>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSe
             cluster.rewatch_index.notify_one();
             cluster.want_reannounce();
         }
+    }
+}
+
+/// Loads a shard taken over, trying again for a lease time after an error: JetStream answers
+/// "temporarily unavailable" for seconds while it elects a leader (seen in
+/// `e2e/tests/cluster_nat.rs` after a partition healed), and a load that fails gives the lease
+/// back at once, so without retries the shards churned between the nodes (108 takes on one
+/// node in one run). `None` once the lease time is spent, or after 4 lease times in all.
+async fn load_with_retries(cluster: &Cluster, shard: u16) -> Option<ShardData> {
+    let ttl = cluster.config.lease_ttl;
+    let start = tokio::time::Instant::now();
+    let pause = (ttl / 5).max(Duration::from_millis(100));
+    loop {
+        let left = (ttl * 4).saturating_sub(start.elapsed());
+        let why = match tokio::time::timeout(left, cluster.store.load_shard(shard)).await {
+            Ok(Ok(x)) => return Some(x),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        if start.elapsed() + pause >= ttl {
+            tracing::error!(shard, "cannot load a shard taken over: {why}");
+            return None;
+        }
+        tracing::warn!(shard, "cannot load a shard taken over yet (trying again): {why}");
+        tokio::time::sleep(pause).await;
     }
 }
 
