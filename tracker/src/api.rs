@@ -15,9 +15,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
-use swarm_core::api::{ApiError, FileDetail, FilesPage, Health, PeerInfo, PeersAnswer, SearchAnswer, Stats};
+use swarm_core::api::{ApiError, FilesPage, PeerInfo, PeersAnswer, SearchAnswer, Stats};
 use swarm_core::swarm::MAX_SEARCH_RESULTS;
-use swarm_core::{FileId, ServerMsg};
+use swarm_core::FileId;
 
 /// Longest page of `/api/files`.
 pub const MAX_PAGE: usize = 500;
@@ -106,42 +106,10 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
         };
     }
-    match detail(&state.lock(), &id) {
+    match state.lock().swarm.file_detail(&id) {
         Some(d) => Json(d).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
     }
-}
-
-/// A file of this node's swarm with its holders and replication health.
-pub(crate) fn detail(inner: &crate::state::Inner, id: &FileId) -> Option<FileDetail> {
-    let s = &inner.swarm;
-    let (Some(rec), Some(ServerMsg::Located { meta, manifest, peers, holders, .. })) = (s.file(id), s.locate(0, id))
-    else {
-        return None;
-    };
-    let r = s.config.replication;
-    let copies: Vec<usize> = manifest.chunks.iter().map(|c| s.verified_count(c)).collect();
-    let claimed: Vec<usize> = manifest.chunks.iter().map(|c| s.holder_count(c)).collect();
-    let staying: Vec<usize> = manifest.chunks.iter().map(|c| s.staying_copies(c)).collect();
-    Some(FileDetail {
-        id: *id,
-        name: meta.name,
-        mime: meta.mime,
-        published_at_ms: rec.published_at_ms,
-        manifest,
-        peers,
-        holders,
-        health: Health {
-            replication: count(r),
-            min_copies: count(copies.iter().min().copied().unwrap_or(0)),
-            max_copies: count(copies.iter().max().copied().unwrap_or(0)),
-            min_claimed: count(claimed.iter().min().copied().unwrap_or(0)),
-            max_claimed: count(claimed.iter().max().copied().unwrap_or(0)),
-            under_replicated: count(staying.iter().filter(|n| **n < r).count()),
-            lost: count(copies.iter().filter(|n| **n == 0).count()),
-            status: s.replication_status(rec),
-        },
-    })
 }
 
 async fn peers(State(state): State<Arc<AppState>>) -> Json<PeersAnswer> {

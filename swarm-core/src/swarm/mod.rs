@@ -7,10 +7,12 @@
 //! What the tracker admits before the swarm sees a message (secret format, publish limits)
 //! is [`policy`]'s. How files leave the index (unpublished by their owner, or expired with no
 //! holder) is [`lifecycle`]'s. What one peer's claims may cost is bounded by [`claims`]; what
-//! the whole state costs, estimated as it changes, is [`budget`]'s.
+//! the whole state costs, estimated as it changes, is [`budget`]'s. What the REST layer shows
+//! of one file ([`Swarm::file_detail`]) is built in `swarm-core/src/swarm/detail.rs`.
 
 pub mod budget;
 pub mod claims;
+mod detail;
 pub mod lifecycle;
 pub mod orphans;
 mod placement;

@@ -119,7 +119,7 @@ pub fn answer(state: &AppState, q: Query) -> Answer {
             let inner = state.lock();
             Answer::Files { files: inner.swarm.search(&query, limit.min(swarm_core::swarm::MAX_SEARCH_RESULTS)) }
         }
-        Query::Detail { file } => match crate::api::detail(&state.lock(), &file) {
+        Query::Detail { file } => match state.lock().swarm.file_detail(&file) {
             Some(d) => Answer::Detail { detail: Box::new(d) },
             None => Answer::NotMine,
         },
