@@ -223,11 +223,9 @@ impl AppState {
     /// Takes `len` bytes of a message from `ip`'s byte rate (per address: not for exempt
     /// addresses): how long its connection is to wait before it goes on (ms).
     pub fn reserve_msg_bytes(&self, ip: IpAddr, len: usize, now_ms: u64) -> u64 {
-        if self.config.limit_exempt.contains(ip) {
-            return 0;
-        }
+        let Some(key) = self.addr_key(ip) else { return 0 };
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        map.get_mut(&swarm_core::swarm::policy::addr_key(ip)).map_or(0, |a| a.msg_bytes.reserve(len as f64, now_ms))
+        map.get_mut(&key).map_or(0, |a| a.msg_bytes.reserve(len as f64, now_ms))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

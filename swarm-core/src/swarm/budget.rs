@@ -180,16 +180,13 @@ impl StateBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::repair::RepairConfig;
-    use crate::swarm::testkit::{manifest, peer, publish};
+    use crate::swarm::testkit::{manifest, peer, publish, trusting_swarm};
     use crate::wire::{ClientMsg, PeerKind};
     use proptest::prelude::*;
 
     #[test]
     fn the_estimate_follows_the_state_both_ways() {
-        let mut c = RepairConfig::default();
-        c.trust.verify = false;
-        let mut s = Swarm::with_config(c);
+        let mut s = trusting_swarm();
         assert_eq!(s.state_bytes().total(), 0);
         let (a, b) = (peer(1), peer(2));
         s.join(a.clone(), PeerKind::Native, 0);

@@ -49,17 +49,13 @@ impl Swarm {
 
 #[cfg(test)]
 mod tests {
-    use crate::swarm::repair::RepairConfig;
-    use crate::swarm::testkit::{manifest, peer, publish};
-    use crate::swarm::Swarm;
+    use crate::swarm::testkit::{manifest, peer, publish, trusting_swarm};
     use crate::wire::{ClientMsg, PeerKind};
     use crate::FileId;
 
     #[test]
     fn a_file_s_detail_names_its_holders_and_counts_its_copies() {
-        let mut c = RepairConfig::default();
-        c.trust.verify = false;
-        let mut s = Swarm::with_config(c);
+        let mut s = trusting_swarm();
         let (a, b) = (peer(1), peer(2));
         s.join(a.clone(), PeerKind::Native, 0);
         s.join(b.clone(), PeerKind::Native, 0);

@@ -795,9 +795,7 @@ mod tests {
 
     #[test]
     fn without_verification_a_bad_source_needs_two_reporters_to_lose_its_claim() {
-        let mut config = RepairConfig::default();
-        config.trust.verify = false;
-        let mut s = Swarm::with_config(config);
+        let mut s = testkit::trusting_swarm();
         let (liar, a, b) = (peer(1), peer(2), peer(3));
         for p in [&liar, &a, &b] {
             s.join(p.clone(), PeerKind::Native, 0);

@@ -14,6 +14,14 @@ pub fn manifest(chunks: &[&[u8]]) -> Manifest {
     b.finish()
 }
 
+/// A swarm of the default configuration that counts every claim at once (verification has
+/// its own tests in `trust`).
+pub fn trusting_swarm() -> Swarm {
+    let mut c = super::repair::RepairConfig::default();
+    c.trust.verify = false;
+    Swarm::with_config(c)
+}
+
 /// Peer `n`'s id (always the same for the same `n`).
 pub fn peer(n: u8) -> PeerId {
     PeerId::from_secret(&format!("secret-{n}"))
