@@ -64,6 +64,11 @@ CLIPPY_DRIVER=$(command -v clippy-driver || true)
 [ -n "$CLIPPY_DRIVER" ] || { echo "test.sh: no clippy-driver (scripts/setup.sh installs clippy)" >&2; exit 1; }
 export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# Every step builds once from a clean clone, so incremental compilation data would be written
+# for nothing: measured on a fresh target (2 cores), the native build took 289 s and 13 GB with
+# it and full debug info, 200 s and 4.1 GB without it and with line tables only (Cargo.toml,
+# [profile.dev]). CARGO_INCREMENTAL=1 keeps it for an edit-and-rerun loop.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Cheapest first. The tidy crate checks the code base itself (module docs, paths named in docs):
 # see tidy/src/lib.rs. It has no dependencies, so its build is the one the workspace build uses.

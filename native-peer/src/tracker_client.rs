@@ -436,6 +436,12 @@ impl TrackerClient {
     }
 
     /// Runs one websocket session until it ends; returns why.
+    ///
+    /// Reading and writing are two loops that never wait on each other: a peer that stopped
+    /// reading while one of its writes waited for the tracker (paced, or busy writing to this
+    /// peer) left both ends stalled until [`SILENT_AFTER`] ended the session (seen under a
+    /// relay flood: a seeder's signalling answer stuck behind its relayed data, the honest
+    /// downloader's link never opened). Messages go before relay frames.
     async fn session(
         &self,
         ws: Ws,
@@ -444,58 +450,65 @@ impl TrackerClient {
         incoming: &mpsc::UnboundedSender<Incoming>,
     ) -> SessionEnd {
         let (mut sink, mut stream) = ws.split();
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        let mut ping = tokio::time::interval(PING);
-        let mut heard = tokio::time::Instant::now();
-        loop {
-            let to_send = tokio::select! {
-                m = out.recv() => match m {
-                    Some(Outgoing::Json(m)) => Message::Text(m.to_json().into()),
-                    Some(Outgoing::Close(done)) => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        let _ = sink.close().await;
-                        let _ = done.send(());
-                        return SessionEnd::ClosedByUs;
-                    }
-                    None => return SessionEnd::ClosedByUs,
-                },
-                b = relay.recv() => match b {
-                    Some(b) => Message::Binary(b.into()),
-                    None => return SessionEnd::ClosedByUs,
-                },
-                _ = beat.tick() => Message::Text(ClientMsg::Heartbeat.to_json().into()),
-                _ = ping.tick() => {
-                    if heard.elapsed() > SILENT_AFTER {
-                        let secs = SILENT_AFTER.as_secs();
-                        return SessionEnd::Silent(format!("the tracker went silent (nothing for {secs} s)"));
-                    }
-                    Message::Ping(Vec::new().into())
-                }
-                m = stream.next() => {
-                    heard = tokio::time::Instant::now();
-                    match m {
-                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMsg>(t.as_str()) {
-                            Ok(m) => self.dispatch(m, incoming),
-                            Err(e) => tracing::warn!("unreadable message from the tracker: {e}"),
-                        },
-                        Some(Ok(Message::Binary(b))) => match RelayFrame::decode(&b) {
-                            Ok(f) => { let _ = incoming.send(Incoming::Relay(f)); }
-                            Err(e) => tracing::warn!("bad relay frame from the tracker: {e}"),
-                        },
-                        Some(Ok(Message::Close(_))) | None => return SessionEnd::Lost("closed by the tracker".into()),
-                        Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
-                        Some(Ok(_)) => {}
-                    }
-                    continue;
-                }
-            };
-            match tokio::time::timeout(SILENT_AFTER, sink.send(to_send)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return SessionEnd::Lost(e.to_string()),
-                Err(_) => {
-                    return SessionEnd::Silent(format!("the tracker took nothing for {} s", SILENT_AFTER.as_secs()))
+        let read = async {
+            loop {
+                let Ok(m) = tokio::time::timeout(SILENT_AFTER, stream.next()).await else {
+                    let secs = SILENT_AFTER.as_secs();
+                    return SessionEnd::Silent(format!("the tracker went silent (nothing for {secs} s)"));
+                };
+                match m {
+                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMsg>(t.as_str()) {
+                        Ok(m) => self.dispatch(m, incoming),
+                        Err(e) => tracing::warn!("unreadable message from the tracker: {e}"),
+                    },
+                    Some(Ok(Message::Binary(b))) => match RelayFrame::decode(&b) {
+                        Ok(f) => {
+                            let _ = incoming.send(Incoming::Relay(f));
+                        }
+                        Err(e) => tracing::warn!("bad relay frame from the tracker: {e}"),
+                    },
+                    Some(Ok(Message::Close(_))) | None => return SessionEnd::Lost("closed by the tracker".into()),
+                    Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                    Some(Ok(_)) => {}
                 }
             }
+        };
+        let write = async {
+            let mut beat = tokio::time::interval(HEARTBEAT);
+            let mut ping = tokio::time::interval(PING);
+            loop {
+                let to_send = tokio::select! {
+                    biased;
+                    m = out.recv() => match m {
+                        Some(Outgoing::Json(m)) => Message::Text(m.to_json().into()),
+                        Some(Outgoing::Close(done)) => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            let _ = sink.close().await;
+                            let _ = done.send(());
+                            return SessionEnd::ClosedByUs;
+                        }
+                        None => return SessionEnd::ClosedByUs,
+                    },
+                    _ = ping.tick() => Message::Ping(Vec::new().into()),
+                    _ = beat.tick() => Message::Text(ClientMsg::Heartbeat.to_json().into()),
+                    b = relay.recv() => match b {
+                        Some(b) => Message::Binary(b.into()),
+                        None => return SessionEnd::ClosedByUs,
+                    },
+                };
+                match tokio::time::timeout(SILENT_AFTER, sink.send(to_send)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                    Err(_) => {
+                        let secs = SILENT_AFTER.as_secs();
+                        return SessionEnd::Silent(format!("the tracker took nothing for {secs} s"));
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            end = read => end,
+            end = write => end,
         }
     }
 

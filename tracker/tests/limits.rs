@@ -257,3 +257,35 @@ async fn message_bytes_are_paced_per_connection_and_per_address() {
     assert!(st["read_pauses"].as_u64().unwrap() > 0, "{st}");
     assert_eq!(st["rate_limited"], 0, "paced, never refused: {st}");
 }
+
+/// A connection whose reading is paused for its message bytes still gets what it is sent:
+/// a signal from another peer reaches it while its own messages wait to be paid for (a paused
+/// peer that heard nothing kept a flooded seeder's downloaders from connecting to it).
+#[tokio::test]
+async fn a_paced_connection_still_receives() {
+    let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
+    config.limits.msg_bytes_per_sec = 100_000;
+    config.limits.msg_bytes_per_sec_per_ip = 10_000_000;
+    config.limits.msg_burst_bytes = 100_000;
+    let (url, _host) = start(config).await;
+    let mut paced = connect(&url).await;
+    let paced_id = hello(&mut paced, &secret(1)).await;
+    let mut other = connect(&url).await;
+    hello(&mut other, &secret(2)).await;
+    // 400 kB at 100 kB/s past a 100 kB burst: after handling it, the tracker reads nothing of
+    // this connection for 3 s.
+    send(&mut paced, &ClientMsg::Search { req: 1, query: "x".repeat(400_000), limit: 1 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sent = std::time::Instant::now();
+    let offer = Signal::Offer { sdp: "v=0".into() };
+    send(&mut other, &ClientMsg::Signal { to: paced_id, conn: 9, signal: offer }).await;
+    loop {
+        match recv(&mut paced).await {
+            ServerMsg::Signal { conn: 9, .. } => break,
+            ServerMsg::SearchResults { .. } | ServerMsg::Heartbeat => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let took = sent.elapsed();
+    assert!(took < std::time::Duration::from_millis(1_500), "the signal waited {took:?} for the pause to end");
+}

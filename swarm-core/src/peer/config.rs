@@ -74,6 +74,14 @@ pub const SEND_WINDOW: u64 = 1024 * 1024;
 /// Bytes of data the peer may have queued to send in all (frames and their
 /// [`SEND_FRAME_COST`], reads in progress at the largest chunk size): no read starts past it.
 pub const SEND_BUDGET: u64 = 32 * 1024 * 1024;
+/// Bytes of data the peer may have queued on relay routes together (frames and their
+/// [`SEND_FRAME_COST`], relay reads in progress at the largest chunk size), within
+/// [`SEND_BUDGET`]. The tracker passes a connection's relay frames on at its relay rate (8 MiB/s
+/// by default) in order, so this is how late an answer through the relay can be: with the whole
+/// [`SEND_BUDGET`] a flood of relayed requests kept 29 MiB queued (3.6 s at 8 MiB/s) ahead of
+/// an honest asker's answer, which then stalled past its asker's [`STALL_MS`]. 12 MiB: at most
+/// 1.5 s of queue at the default rate, and room for three relay reads at once.
+pub const RELAY_SEND_BUDGET: u64 = 12 * 1024 * 1024;
 /// Bytes of `busy` and `missing` answers queued at once (apart from [`SEND_BUDGET`]); beyond,
 /// requests are dropped unanswered.
 pub const BUSY_SLACK: u64 = 64 * 1024;

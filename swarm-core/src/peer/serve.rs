@@ -11,11 +11,14 @@
 //! [`SEND_WINDOW`] and it has fewer than [`READS_PER_ROUTE`] reads in progress, and only while
 //! the peer's queued data bytes plus [`MAX_CHUNK_SIZE`] for every read in progress (the
 //! read's size is not known before it ends) leave room for one more chunk under
-//! [`SEND_BUDGET`]. A request waits (its id only) while its route may not read; one beyond
+//! [`SEND_BUDGET`]; a relay route also only while the same sum over relay routes stays under
+//! [`RELAY_SEND_BUDGET`] (the tracker relays in order at a bounded rate, so this bounds how late
+//! a relayed answer is). A request waits (its id only) while its route may not read; one beyond
 //! [`QUEUE_PER_ROUTE`] on its route is answered `busy` and never read. When [`MAX_WAITING`]
 //! requests wait in all, the route waiting the most gives up its newest (answered `busy`) to
-//! a route waiting less; budget that comes free goes to the
-//! routes with the least queued first. So a flood from a few askers over many routes slows
+//! a route waiting less; while some route waits for the budget, budget that comes free goes
+//! to the askers with the least in flight first (over all their routes), not to the route
+//! that freed it. So a flood from a few askers over many routes slows
 //! an honest downloader (its requests wait their turn, some are answered `busy` and asked
 //! again), but does not shut it out. `busy` and `missing` answers have a budget of their own,
 //! [`BUSY_SLACK`] (answering a flood must not take the budget honest data needs); past it
@@ -40,7 +43,8 @@
 //! in practice never).
 
 use super::config::{
-    BUSY_SLACK, MAX_WAITING, QUEUE_PER_ROUTE, READS_PER_ROUTE, SEND_BUDGET, SEND_FRAME_COST, SEND_WINDOW,
+    BUSY_SLACK, MAX_WAITING, QUEUE_PER_ROUTE, READS_PER_ROUTE, RELAY_SEND_BUDGET, SEND_BUDGET, SEND_FRAME_COST,
+    SEND_WINDOW,
 };
 use super::{ChunkBuf, Incoming, LinkId, Output, Peer, ReadResult};
 use crate::chunk_proto::{frames, PeerMsg};
@@ -114,8 +118,12 @@ pub struct Serving {
     next_token: u64,
     /// Requests waiting, on every route.
     waiting: usize,
-    /// Some route has requests it could read but for the peer's budget.
+    /// Some route has requests it could read but for the peer's budget (or the relay's).
     starved: bool,
+    /// Data bytes queued on relay routes (frames and their cost, `busy` and `missing` not
+    /// counted), and reads in progress for relay routes.
+    relay_queued: u64,
+    relay_reads: usize,
     /// Bytes of `busy` and `missing` answers queued (within [`BUSY_SLACK`], apart from the
     /// budget for data, so that answering a flood does not take the budget honest data needs).
     control: u64,
@@ -135,6 +143,11 @@ impl Serving {
         self.stats.queued - self.control + reserved <= SEND_BUDGET
     }
 
+    /// Whether the relay's share of the budget has room for one more relay read.
+    fn relay_allows_read(&self) -> bool {
+        self.relay_queued + (self.relay_reads as u64 + 1) * MAX_CHUNK_SIZE as u64 <= RELAY_SEND_BUDGET
+    }
+
     /// Whether a `busy` or `missing` answer of `len` bytes fits [`BUSY_SLACK`].
     fn control_room(&self, len: usize) -> bool {
         self.control + len as u64 + SEND_FRAME_COST <= BUSY_SLACK
@@ -148,6 +161,8 @@ impl Serving {
         if len <= CONTROL_LEN {
             q.control += cost;
             self.control += cost;
+        } else if matches!(route, Route::Relay { .. }) {
+            self.relay_queued += cost;
         }
         self.stats.queued += cost;
         self.stats.queued_peak = self.stats.queued_peak.max(self.stats.queued);
@@ -163,6 +178,8 @@ impl Serving {
             let c = cost.min(q.control);
             q.control -= c;
             self.control -= c;
+        } else if matches!(route, Route::Relay { .. }) {
+            self.relay_queued -= cost.min(self.relay_queued);
         }
         if q.idle() {
             self.queues.remove(route);
@@ -232,10 +249,21 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     fn route_flushed(&mut self, route: Route, len: usize) {
         if self.serve.flushed(&route, len) {
-            self.pump(&route);
+            self.pump_freed(&route);
+        } else if self.serve.starved {
+            self.pump_all();
         }
+    }
+
+    /// Budget or window came free on `route`: while some route waits for the peer's budget,
+    /// every waiting route gets its turn in [`Self::pump_all`]'s order; else `route` goes on.
+    /// (Pumping `route` first let a flood's routes, flushing all the time, take every bit of
+    /// budget that came free: an honest downloader's link waited until its asker gave up.)
+    fn pump_freed(&mut self, route: &Route) {
         if self.serve.starved {
             self.pump_all();
+        } else {
+            self.pump(route);
         }
     }
 
@@ -323,13 +351,15 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             if q.waiting.is_empty() || q.reading >= READS_PER_ROUTE || q.queued >= SEND_WINDOW {
                 return;
             }
-            if !self.serve.budget_allows_read() {
+            let relay = matches!(route, Route::Relay { .. });
+            if !self.serve.budget_allows_read() || (relay && !self.serve.relay_allows_read()) {
                 self.serve.starved = true;
                 return;
             }
             let q = self.serve.queues.get_mut(route).expect("present");
             let (req, chunk) = q.waiting.pop_front().expect("not empty");
             q.reading += 1;
+            self.serve.relay_reads += usize::from(relay);
             self.serve.waiting -= 1;
             let token = self.serve.new_token();
             self.serve.reads.insert(token, Read { route: route.clone(), req, chunk, cancelled: false });
@@ -337,21 +367,32 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         }
     }
 
-    /// Budget came free: every route with waiting requests gets its turn, the ones with the
-    /// least queued first (a flood's routes, their writer slow, come last).
+    /// Budget came free: every route with waiting requests gets its turn, the routes of the
+    /// askers with the least in flight first (bytes queued to them and a chunk's largest size
+    /// for each of their reads in progress, over all their routes), then the route with the
+    /// least queued: a flood's askers, however many routes each opens, come last.
     fn pump_all(&mut self) {
         self.serve.starved = false;
-        let mut routes: Vec<(u64, Route)> = self
+        let asker = |r: &Route| match r {
+            Route::Relay { peer, .. } => Some(peer.clone()),
+            Route::Link(link) => self.links.inbound.get(link).map(|l| l.peer.clone()),
+        };
+        let mut in_flight: HashMap<Option<PeerId>, u64> = HashMap::new();
+        for (r, q) in &self.serve.queues {
+            *in_flight.entry(asker(r)).or_default() += q.queued + q.reading as u64 * MAX_CHUNK_SIZE as u64;
+        }
+        let mut routes: Vec<(u64, u64, Route)> = self
             .serve
             .queues
             .iter()
             .filter(|(_, q)| !q.waiting.is_empty())
-            .map(|(r, q)| (q.queued, r.clone()))
+            .map(|(r, q)| (in_flight[&asker(r)], q.queued, r.clone()))
             .collect();
-        routes.sort_unstable_by_key(|(queued, _)| *queued);
-        for (_, r) in routes {
+        routes.sort_unstable_by_key(|(flight, queued, _)| (*flight, *queued));
+        for (_, _, r) in routes {
             self.pump(&r);
-            if self.serve.starved {
+            // Out of the relay's share, a link may still read; out of the whole budget, none.
+            if self.serve.starved && !self.serve.budget_allows_read() {
                 return;
             }
         }
@@ -378,6 +419,9 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             return; // a read for a proof, not a serve
         }
         let Some(Read { route, req, chunk, cancelled }) = self.serve.reads.remove(&token) else { return };
+        if matches!(route, Route::Relay { .. }) {
+            self.serve.relay_reads -= 1;
+        }
         let msgs = match result {
             _ if cancelled => Vec::new(),
             ReadResult::Found(bytes) => {
@@ -398,10 +442,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             self.serve.queues.remove(&route);
         }
         // The route's next request, in order; a read's reservation came free.
-        self.pump(&route);
-        if self.serve.starved {
-            self.pump_all();
-        }
+        self.pump_freed(&route);
     }
 
     fn answer(&mut self, route: &Route, msgs: Vec<Vec<u8>>) {
@@ -529,10 +570,65 @@ mod tests {
             assert!(s.queued <= SEND_BUDGET + BUSY_SLACK, "{s:?}");
         }
         let s = p.serve_stats();
-        assert!(data_bytes <= SEND_BUDGET, "{data_bytes} bytes of answers queued");
-        assert!(reads * CHUNK as u64 <= SEND_BUDGET, "{reads} chunks read");
+        // Every route is a relay route: the relay's share bounds them all.
+        assert!(data_bytes <= RELAY_SEND_BUDGET, "{data_bytes} bytes of answers queued");
+        assert!(reads * CHUNK as u64 <= RELAY_SEND_BUDGET, "{reads} chunks read");
         assert!(busy > 100 && s.dropped > 10_000, "busy {busy}, {s:?}");
         assert_eq!(s.busy, busy);
+    }
+
+    #[test]
+    fn budget_that_comes_free_goes_to_an_honest_asker_before_a_flood() {
+        let mut p = seeder();
+        let bytes = vec![5u8; CHUNK];
+        let chunk = ChunkId::of(&bytes);
+        // Four identities ask over 16 relay routes each, 8 requests a route: far more than
+        // the budget, so the peer is starved. Reads are answered at once; frames wait for
+        // the writer, which sends one frame a round, oldest first.
+        let mut unflushed: VecDeque<(PeerId, u64, usize)> = VecDeque::new();
+        let serve = |p: &mut Peer<Vec<u8>>, unflushed: &mut VecDeque<(PeerId, u64, usize)>| {
+            let mut served = Vec::new();
+            let mut out = take(p);
+            while !out.reads.is_empty() {
+                for t in std::mem::take(&mut out.reads) {
+                    p.chunk_read(t, ReadResult::Found(bytes.clone()));
+                }
+                let more = take(p);
+                out.reads = more.reads;
+                out.sent.extend(more.sent);
+            }
+            for (to, conn, m, len) in out.sent {
+                if let PeerMsg::Data { req, offset, bytes: b, .. } = m {
+                    if offset as usize + b.len() == CHUNK {
+                        served.push((to.clone(), req));
+                    }
+                }
+                unflushed.push_back((to, conn, len));
+            }
+            served
+        };
+        for i in 0..(4 * 16 * 8) {
+            p.handle_relay(asker(i % 4), (i / 4) % 16, Incoming::Request { req: i as u32, chunk }, 0);
+        }
+        serve(&mut p, &mut unflushed);
+        assert!(p.serve.starved, "the flood fills the budget");
+        // The honest asker's request, then the writer goes on.
+        let honest = asker(99);
+        p.handle_relay(honest.clone(), 1, Incoming::Request { req: 7, chunk }, 0);
+        let mut rounds = 0;
+        loop {
+            let served = serve(&mut p, &mut unflushed);
+            if served.contains(&(honest.clone(), 7)) {
+                break;
+            }
+            let (to, conn, len) = unflushed.pop_front().expect("frames to flush");
+            p.relay_flushed(&to, conn, len);
+            rounds += 1;
+            assert!(rounds < 1_000, "the honest request waited past {rounds} frames of the flood");
+        }
+        // The budget's first chunk's worth of frames that came free was enough.
+        let frames_per_chunk = CHUNK / p.config.frame_payload.max(1);
+        assert!(rounds <= MAX_CHUNK_SIZE as usize / CHUNK * frames_per_chunk + 1, "{rounds} frames");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Reading is paced by bytes: past its connection's message byte rate, or its address's
 //! ([`crate::Limits::msg_bytes_per_sec`]), the socket is not read again until the bytes are
-//! paid for. Parsing a message and handling it under the swarm's lock cost the tracker time
+//! paid for, while what the peer is sent still goes out. Parsing a message and handling it under the swarm's lock cost the tracker time
 //! in proportion to its size, so a stranger's unlimited uplink buys no more of it than the
 //! rate (measured with `pp-loadtest exhaust`: README, "Benchmarks"). The wait comes after the
 //! message that ran over, not before it: a message waiting in the tracker's memory for its
@@ -91,22 +91,46 @@ impl<'a> Peer<'a> {
 
     /// Waits until a message of `len` bytes (just handled) is paid for by this connection's
     /// message byte rate and its address's (at once while within both): the socket is not
-    /// read meanwhile.
-    async fn pace(&mut self, len: usize) {
+    /// read meanwhile, but what the peer is sent still goes out ([`Self::hold_reads`]).
+    async fn pace(&mut self, len: usize, socket: &mut Socket, batch: &mut Vec<Frame>) -> Flow {
         let now = self.state.mono_ms();
         let wait = self.msg_bytes.reserve(len as f64, now).max(self.state.reserve_msg_bytes(self.ip, len, now));
         if wait == 0 {
-            return;
+            return Flow::Go;
         }
         Counters::add(&self.state.counters.read_pauses, 1);
-        let end = now + wait;
+        self.hold_reads(wait, socket, batch).await
+    }
+
+    /// Waits `ms` without reading the socket while still writing the peer's outbox: a peer
+    /// paced for what it sends keeps receiving its signals and relayed frames. (Waiting
+    /// without writing delayed a flooded seeder's signalling by seconds, and while the
+    /// peer blocks on writing to a tracker that does not read, a tracker that does not
+    /// write to it either lets both ends stall.) [`Flow::Stop`]: the peer is gone or its
+    /// outbox was closed.
+    async fn hold_reads(&mut self, ms: u64, socket: &mut Socket, batch: &mut Vec<Frame>) -> Flow {
+        let end = self.state.mono_ms() + ms;
         loop {
-            let left = end.saturating_sub(self.state.mono_ms());
-            if left == 0 || self.outbox.is_closed() {
-                return;
+            let now = self.state.mono_ms();
+            self.outbox.touch(now);
+            let left = end.saturating_sub(now);
+            if left == 0 {
+                return Flow::Go;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(left.min(PACE_STEP_MS))).await;
-            self.outbox.touch(self.state.mono_ms());
+            let sleep = tokio::time::sleep(std::time::Duration::from_millis(left.min(PACE_STEP_MS)));
+            tokio::pin!(sleep);
+            let popped = std::future::poll_fn(|cx| {
+                if let Poll::Ready(open) = self.outbox.poll_pop(cx, batch, WRITE_BATCH) {
+                    return Poll::Ready(Some(open));
+                }
+                sleep.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            if let Some(open) = popped {
+                if !open || !Box::pin(self.write(socket, batch)).await {
+                    return Flow::Stop;
+                }
+            }
         }
     }
 
@@ -167,7 +191,9 @@ impl<'a> Peer<'a> {
             // (the sender's socket is not read meanwhile).
             let now = self.state.mono_ms();
             if let Some(wait) = self.relay.wait_ms(frame.len() as f64, now).filter(|w| *w > 0) {
-                tokio::time::sleep(std::time::Duration::from_millis(wait.min(MAX_RELAY_WAIT_MS))).await;
+                if self.hold_reads(wait.min(MAX_RELAY_WAIT_MS), socket, batch).await == Flow::Stop {
+                    return Flow::Stop;
+                }
             }
         }
         if self.on_incoming(incoming) == Flow::Stop {
@@ -178,7 +204,7 @@ impl<'a> Peer<'a> {
             return Flow::Stop;
         }
         if text_len > 0 {
-            self.pace(text_len).await;
+            return self.pace(text_len, socket, batch).await;
         }
         Flow::Go
     }
