@@ -3,10 +3,11 @@
 //! file are asked of every node; the file list, peers and stats are this node's. Bad ids get 400, unknown ones
 //! 404, always with a JSON `{"error": ...}` body.
 
+use crate::app::AppState;
 use crate::cluster::msg::{Answer, Query as NodeQuery};
 use crate::cluster::route::QUERY_WAIT;
 use crate::metrics;
-use crate::state::{now_ms, AppState};
+use crate::state::now_ms;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

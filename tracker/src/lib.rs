@@ -7,6 +7,7 @@
 //! [`swarm_core::swarm::Swarm`], a plain struct; this crate only drives it.
 
 mod api;
+mod app;
 mod budget;
 pub mod client_addr;
 pub mod cluster;
@@ -36,7 +37,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
-pub use state::{AppState, Counters};
+pub use app::AppState;
+pub use state::{Counters, NodeLink, Shared};
 
 /// Tracker settings (the binary fills them from flags and environment).
 #[derive(Debug, Clone)]
@@ -284,14 +286,14 @@ pub async fn serve_with_stun(
         None => None,
     };
     let state = Arc::new(AppState::with_cluster(config, cluster.clone()).map_err(std::io::Error::other)?);
-    let cluster_tasks = cluster.as_ref().map(|c| c.start(&state)).unwrap_or_default();
+    let cluster_tasks = cluster.as_ref().map(|c| c.start(&state.shared)).unwrap_or_default();
     let stopping = state.clone();
     let repair = tokio::spawn(repair_loop(state.clone()));
     let sweep = tokio::spawn(idle_sweep(state.clone()));
     let expire = tokio::spawn(expire_unavailable(state.clone()));
     let orphans = tokio::spawn(trim_orphans(state.clone()));
     let save = tokio::spawn(save_trust(state.clone()));
-    let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.clone())));
+    let stun = stun.map(|s| tokio::spawn(stun::serve(s, state.shared.clone())));
     let options = server::Options { header_timeout: state.config.header_timeout, conns: state.conns.clone() };
     let result = server::run(listener, router(state.clone()), options, async move {
         shutdown.await;

@@ -2,7 +2,8 @@
 //! by `/api/stats` and in the Prometheus text format (version 0.0.4) by `/metrics`, with the
 //! state's estimated bytes by kind and its heaviest addresses ([`state_metrics`]).
 
-use crate::state::{AppState, Counters};
+use crate::app::AppState;
+use crate::state::Counters;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -2,12 +2,11 @@
 //! of every connected peer, connections per address, what each client address uses
 //! (identities, files, publish budget: [`AddrUse`]), and traffic counters.
 
-use crate::cluster::Cluster;
 use crate::index::{FileIndex, IndexError};
 use crate::limits::TokenBucket;
 use crate::outbox::{Frame, Outbox};
 use crate::Config;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,15 +101,35 @@ pub struct Inner {
     /// overtook the news must not bring them back).
     pub departed: HashMap<PeerId, u64>,
     /// In a cluster: the nodes that answered a leaving peer here, and the chunks they stranded.
-    pub leave_answers: HashMap<PeerId, (std::collections::BTreeSet<u16>, u32)>,
-    pub cluster: Option<Arc<Cluster>>,
+    pub leave_answers: HashMap<PeerId, (BTreeSet<u16>, u32)>,
+    /// This node's link to the other nodes of its cluster (`None`: a single tracker).
+    pub nodes: Option<Arc<dyn NodeLink>>,
 }
 
-pub struct AppState {
+/// What the shared state needs of the tracker cluster this node may belong to. The cluster
+/// layer implements it (`crate::cluster::Cluster`) and works on [`Shared`]; this module never
+/// names that layer, so the two are not tied in an import circle.
+pub trait NodeLink: Send + Sync {
+    /// This node's tag.
+    fn tag(&self) -> u16;
+    /// The public `/ws` URLs of every live node, this one's first.
+    fn urls(&self) -> Vec<String>;
+    /// The tags of the live nodes, this one's included.
+    fn members(&self) -> BTreeSet<u16>;
+    /// Tells the other nodes that `peer` left this one.
+    fn peer_left(&self, peer: &PeerId);
+    /// Sends `msg` to `peer`, connected to `node`.
+    fn to_peer(&self, node: u16, peer: PeerId, msg: ServerMsg);
+}
+
+/// The tracker's state that every layer shares: the swarm behind one lock, connections and
+/// their budgets, counters, the durable index. The HTTP and websocket layers see it through
+/// `crate::app::AppState`, beside the cluster membership.
+pub struct Shared {
     pub config: Config,
     pub index: Option<FileIndex>,
-    /// This node's membership of a tracker cluster (`None`: a single tracker).
-    pub cluster: Option<Arc<Cluster>>,
+    /// This node's link to its cluster's other nodes (`None`: a single tracker).
+    pub nodes: Option<Arc<dyn NodeLink>>,
     /// Flips to true when the server shuts down; connection tasks watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub inner: Mutex<Inner>,
@@ -127,23 +146,19 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-impl AppState {
+impl Shared {
     /// Opens the durable index (if configured) and restores every file from it. In a cluster
-    /// the index is the cluster's, and files come with the shards this node takes.
-    pub fn new(config: Config) -> Result<Self, IndexError> {
-        Self::with_cluster(config, None)
-    }
-
-    pub fn with_cluster(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Self, IndexError> {
+    /// (`nodes`) the index is the cluster's, and files come with the shards this node takes.
+    pub fn new(config: Config, nodes: Option<Arc<dyn NodeLink>>) -> Result<Self, IndexError> {
         let mut repair = config.repair.clone();
         // Challenge nonces must be unpredictable to peers: the swarm's generator is seeded
         // from the OS at every start.
         repair.trust.seed = rand::random();
         let mut swarm = Swarm::with_config(repair);
-        if let Some(c) = &cluster {
-            swarm.set_id_base((c.tag as u64) << swarm_core::swarm::ID_RANGE_BITS);
+        if let Some(n) = &nodes {
+            swarm.set_id_base((n.tag() as u64) << swarm_core::swarm::ID_RANGE_BITS);
         }
-        let data_dir = if cluster.is_some() { None } else { config.data_dir.as_ref() };
+        let data_dir = if nodes.is_some() { None } else { config.data_dir.as_ref() };
         let index = match data_dir {
             Some(dir) => {
                 let index = FileIndex::open(dir)?;
@@ -163,7 +178,7 @@ impl AppState {
         };
         Ok(Self {
             index,
-            cluster: cluster.clone(),
+            nodes: nodes.clone(),
             shutdown: tokio::sync::watch::Sender::new(false),
             inner: Mutex::new(Inner {
                 swarm,
@@ -176,7 +191,7 @@ impl AppState {
                 chunk_shards: HashMap::new(),
                 departed: HashMap::new(),
                 leave_answers: HashMap::new(),
-                cluster,
+                nodes,
             }),
             counters: Counters::default(),
             started_ms: now_ms(),
@@ -194,7 +209,7 @@ impl AppState {
     /// The public `/ws` URLs of every tracker node, told to peers in `welcome` (empty: a
     /// single tracker).
     pub fn trackers(&self) -> Vec<String> {
-        self.cluster.as_ref().map(|c| c.urls()).unwrap_or_default()
+        self.nodes.as_ref().map(|n| n.urls()).unwrap_or_default()
     }
 
     /// Milliseconds since start on a monotonic clock (for rate limits).
@@ -262,7 +277,7 @@ impl AppState {
 
 /// One open connection of an address; released on drop.
 pub struct IpSlot {
-    state: std::sync::Arc<AppState>,
+    state: std::sync::Arc<Shared>,
     ip: IpAddr,
 }
 
@@ -414,8 +429,8 @@ impl Inner {
                 return; // it connected to another node since: it is live there
             }
             self.swarm.leave(id, now_ms());
-            if let Some(cl) = &self.cluster {
-                cl.broadcast(&crate::cluster::msg::NodeMsg::Left { node: cl.tag, peer: id.clone() });
+            if let Some(n) = &self.nodes {
+                n.peer_left(id);
             }
         }
     }
@@ -424,7 +439,7 @@ impl Inner {
     /// answers `leave_ready`: the peer hears one answer, once every live node has answered
     /// (with the chunks stranded anywhere). `node` answered now.
     pub fn leave_answer(&mut self, peer: &PeerId, node: u16, stranded: u32) -> Option<ServerMsg> {
-        let members = self.cluster.as_ref()?.members();
+        let members = self.nodes.as_ref()?.members();
         let (answered, total) = self.leave_answers.entry(peer.clone()).or_default();
         answered.insert(node);
         *total += stranded;
@@ -460,9 +475,9 @@ impl Inner {
         for out in outputs {
             match out {
                 Output::Send { to, msg: ServerMsg::LeaveReady { stranded } }
-                    if self.cluster.is_some() && self.connected.contains_key(&to) =>
+                    if self.nodes.is_some() && self.connected.contains_key(&to) =>
                 {
-                    let me = self.cluster.as_ref().map_or(0, |c| c.tag);
+                    let me = self.nodes.as_ref().map_or(0, |n| n.tag());
                     if let Some(msg) = self.leave_answer(&to, me, stranded) {
                         self.push_local(&to, msg, &mut closed);
                     }
@@ -470,8 +485,8 @@ impl Inner {
                 Output::Send { to, msg } => {
                     if self.connected.contains_key(&to) {
                         self.push_local(&to, msg, &mut closed);
-                    } else if let (Some(cl), Some(node)) = (&self.cluster, self.homes.get(&to)) {
-                        cl.send_to(*node, &crate::cluster::msg::NodeMsg::ToPeer { node: cl.tag, peer: to, msg });
+                    } else if let (Some(n), Some(node)) = (&self.nodes, self.homes.get(&to)) {
+                        n.to_peer(*node, to, msg);
                     }
                 }
                 Output::FileAdded(_) | Output::FileRemoved(_) => {}

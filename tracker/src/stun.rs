@@ -5,7 +5,7 @@
 //! so the service cannot be used to flood a third party whose address was spoofed.
 
 use crate::limits::TokenBucket;
-use crate::state::{AppState, Counters};
+use crate::state::{Counters, Shared};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub const TOTAL_PER_SEC: f64 = 20_000.0;
 const MAX_TRACKED_SOURCES: usize = 65_536;
 
 /// Answers STUN binding requests on `socket` until the task is dropped.
-pub async fn serve(socket: UdpSocket, state: Arc<AppState>) {
+pub async fn serve(socket: UdpSocket, state: Arc<Shared>) {
     let mut buf = vec![0u8; 1500];
     let mut per_ip: HashMap<IpAddr, TokenBucket> = HashMap::new();
     let mut total = TokenBucket::new(TOTAL_PER_SEC, TOTAL_PER_SEC, state.mono_ms());

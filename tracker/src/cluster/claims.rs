@@ -18,7 +18,7 @@
 use super::index::ChunkIndex;
 use super::msg::NodeMsg;
 use super::Cluster;
-use crate::state::AppState;
+use crate::state::Shared;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use swarm_core::{ChunkId, ClientMsg, PeerId};
@@ -78,7 +78,7 @@ pub fn split(
 }
 
 /// The node `peer` is connected to, as this node knows it.
-fn home_of(state: &AppState, me: u16, peer: &PeerId) -> Option<u16> {
+fn home_of(state: &Shared, me: u16, peer: &PeerId) -> Option<u16> {
     let inner = state.lock();
     if inner.connected.contains_key(peer) {
         Some(me)
@@ -106,7 +106,7 @@ fn send_have(cluster: &Cluster, node: u16, home: u16, peer: &PeerId, chunks: &[C
 
 /// A claim message (`have`, `dropped`, `bad_source`) from `from`, connected here: each node
 /// gets its part, this node handles the rest.
-pub fn from_local_peer(state: &AppState, cluster: &Cluster, from: &PeerId, msg: ClientMsg) {
+pub fn from_local_peer(state: &Shared, cluster: &Cluster, from: &PeerId, msg: ClientMsg) {
     let me = cluster.tag;
     let members = cluster.members();
     let owners = cluster.owners();
@@ -122,7 +122,7 @@ pub fn from_local_peer(state: &AppState, cluster: &Cluster, from: &PeerId, msg: 
                     send_have(cluster, *node, me, from, &[], true);
                 }
             }
-            super::route::handle_here(state, from, ClientMsg::Have { chunks: s.here, full });
+            super::local::handle_here(state, from, ClientMsg::Have { chunks: s.here, full });
         }
         ClientMsg::Dropped { chunks } => {
             let s = split_of(chunks);
@@ -133,7 +133,7 @@ pub fn from_local_peer(state: &AppState, cluster: &Cluster, from: &PeerId, msg: 
                 }
             }
             if !s.here.is_empty() {
-                super::route::handle_here(state, from, ClientMsg::Dropped { chunks: s.here });
+                super::local::handle_here(state, from, ClientMsg::Dropped { chunks: s.here });
             }
         }
         ClientMsg::BadSource { peer, chunk } => {
@@ -143,16 +143,16 @@ pub fn from_local_peer(state: &AppState, cluster: &Cluster, from: &PeerId, msg: 
                 cluster.send_to(*node, &NodeMsg::FromPeer { node: me, peer: from.clone(), msg });
             }
             if !s.here.is_empty() {
-                super::route::handle_here(state, from, ClientMsg::BadSource { peer, chunk });
+                super::local::handle_here(state, from, ClientMsg::BadSource { peer, chunk });
             }
         }
-        other => super::route::handle_here(state, from, other),
+        other => super::local::handle_here(state, from, other),
     }
 }
 
 /// `from`'s loose claims among `chunks` (a publisher's claims, sent to the file's node ahead
 /// of its `publish`, so the file has its first holder the moment it is published).
-pub fn loose_claims_of(state: &AppState, from: &PeerId, chunks: &[ChunkId]) -> Vec<ChunkId> {
+pub fn loose_claims_of(state: &Shared, from: &PeerId, chunks: &[ChunkId]) -> Vec<ChunkId> {
     let inner = state.lock();
     let Some(p) = inner.swarm.peer(from) else { return Vec::new() };
     let mut held: Vec<ChunkId> = chunks.iter().filter(|c| p.chunks.contains(c)).copied().collect();
@@ -163,7 +163,7 @@ pub fn loose_claims_of(state: &AppState, from: &PeerId, chunks: &[ChunkId]) -> V
 
 /// Moves loose claims to the nodes that keep their chunks now (once a period; at most
 /// [`MOVES_PER_PERIOD`]). Returns how many claims moved.
-pub fn upkeep(state: &AppState, cluster: &Cluster) -> usize {
+pub fn upkeep(state: &Shared, cluster: &Cluster) -> usize {
     let me = cluster.tag;
     let members = cluster.members();
     let owners = cluster.owners();
@@ -201,7 +201,7 @@ pub fn upkeep(state: &AppState, cluster: &Cluster) -> usize {
         }
     }
     for (peer, chunks) in leaving {
-        super::route::handle_here(state, &peer, ClientMsg::Dropped { chunks });
+        super::local::handle_here(state, &peer, ClientMsg::Dropped { chunks });
     }
     if moved > 0 {
         super::add(&cluster.stats.claims_moved, moved as u64);
@@ -211,7 +211,7 @@ pub fn upkeep(state: &AppState, cluster: &Cluster) -> usize {
 }
 
 /// Runs [`upkeep`] once a period until the process ends.
-pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+pub async fn run(state: Arc<Shared>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.config.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -225,14 +225,14 @@ pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
 /// with their last node), or after this node was cut off from the cluster (what its peers
 /// announced meanwhile did not reach the other nodes). Wakes that come during a round are
 /// served by one more round.
-pub async fn reannouncer(state: Arc<AppState>, cluster: Arc<Cluster>) {
+pub async fn reannouncer(state: Arc<Shared>, cluster: Arc<Cluster>) {
     loop {
         cluster.reannounce_wanted.notified().await;
         // Shards taken together (a dead node's, at one lease round) make one round.
         tokio::time::sleep(cluster.config.period()).await;
         let peers: Vec<PeerId> = state.lock().connected.keys().cloned().collect();
         tracing::info!(peers = peers.len(), "asking this node's peers to re-announce");
-        super::inbound::reannounce_now(&state, peers).await;
+        super::local::reannounce_now(&state, peers).await;
     }
 }
 

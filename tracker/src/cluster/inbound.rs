@@ -3,10 +3,10 @@
 //! peers connected here, and questions about the shards kept here.
 
 use super::msg::{self, Answer, NodeMsg, Query, RosterPeer};
-use super::route;
 use super::Cluster;
+use super::{local, route};
 use crate::outbox::Frame;
-use crate::state::{now_ms, AppState, Counters, Inner};
+use crate::state::{now_ms, Counters, Inner, Shared};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use swarm_core::{ClientMsg, PeerId, ServerMsg};
@@ -18,10 +18,6 @@ const DEPARTED_MS: u64 = 60_000;
 /// before this node asks for that node's roster.
 const ROSTER_AFTER_BEATS: u32 = 5;
 
-/// Peers told to re-announce per batch, and the pause between batches (no reannounce storm).
-pub const REANNOUNCE_BATCH: usize = 500;
-pub const REANNOUNCE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
-
 enum Inbound {
     Node(async_nats::Message),
     Relay(async_nats::Message),
@@ -29,7 +25,7 @@ enum Inbound {
 }
 
 /// Listens to the cluster until the process ends.
-pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+pub async fn run(state: Arc<Shared>, cluster: Arc<Cluster>) {
     let c = &cluster.client;
     let subs = async {
         Ok::<_, async_nats::SubscribeError>((
@@ -79,7 +75,7 @@ pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
 
 /// Listens to heartbeats until the process ends (apart from [`run`]: heartbeats are never
 /// queued behind announcements).
-pub async fn beats(state: Arc<AppState>, cluster: Arc<Cluster>) {
+pub async fn beats(state: Arc<Shared>, cluster: Arc<Cluster>) {
     let mut sub = match cluster.client.subscribe(cluster.subject_beat()).await {
         Ok(s) => s,
         Err(e) => {
@@ -96,7 +92,7 @@ pub async fn beats(state: Arc<AppState>, cluster: Arc<Cluster>) {
     }
 }
 
-fn on_relay(state: &AppState, cluster: &Cluster, payload: &[u8]) {
+fn on_relay(state: &Shared, cluster: &Cluster, payload: &[u8]) {
     if payload.len() < 16 || payload.len() > 16 + crate::relay::MAX_RELAY_FRAME {
         return;
     }
@@ -104,7 +100,7 @@ fn on_relay(state: &AppState, cluster: &Cluster, payload: &[u8]) {
     let to = PeerId(hex::encode(&payload[..16]));
     let frame = bytes::Bytes::copy_from_slice(&payload[16..]);
     let c = &state.counters;
-    if route::deliver_local(state, &to, Frame::Binary(frame)) {
+    if local::deliver_local(state, &to, Frame::Binary(frame)) {
         Counters::add(&c.relay_frames, 1);
         Counters::add(&c.relay_bytes, (payload.len() - 16) as u64);
     } else {
@@ -113,7 +109,7 @@ fn on_relay(state: &AppState, cluster: &Cluster, payload: &[u8]) {
 }
 
 /// This node's answer about the shards it keeps.
-pub fn answer(state: &AppState, q: Query) -> Answer {
+pub fn answer(state: &Shared, q: Query) -> Answer {
     match q {
         Query::Search { query, limit } => {
             let inner = state.lock();
@@ -158,7 +154,7 @@ fn joined(inner: &mut Inner, node: u16, p: RosterPeer) -> bool {
     true
 }
 
-fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
+fn on_node_msg(state: &Arc<Shared>, cluster: &Arc<Cluster>, m: NodeMsg) {
     let me = cluster.tag;
     match m {
         NodeMsg::Beat { node, .. } if node == me => {
@@ -251,7 +247,7 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
             if route::file_of(&msg).is_some() {
                 route::handle_owned(state, cluster, peer, msg);
             } else {
-                route::handle_here(state, &peer, msg);
+                local::handle_here(state, &peer, msg);
             }
         }
         NodeMsg::ToPeer { node, peer, msg } => {
@@ -275,29 +271,16 @@ fn on_node_msg(state: &Arc<AppState>, cluster: &Arc<Cluster>, m: NodeMsg) {
 }
 
 /// Asks `peers` to re-announce what they hold, in batches, in a task of its own.
-pub fn reannounce(state: &Arc<AppState>, _cluster: &Arc<Cluster>, peers: Vec<PeerId>) {
+pub fn reannounce(state: &Arc<Shared>, _cluster: &Arc<Cluster>, peers: Vec<PeerId>) {
     if peers.is_empty() {
         return;
     }
     let state = state.clone();
-    tokio::spawn(async move { reannounce_now(&state, peers).await });
-}
-
-/// Asks `peers` to re-announce what they hold, in batches of [`REANNOUNCE_BATCH`] a
-/// [`REANNOUNCE_PAUSE`] apart.
-pub async fn reannounce_now(state: &AppState, peers: Vec<PeerId>) {
-    for (i, batch) in peers.chunks(REANNOUNCE_BATCH).enumerate() {
-        if i > 0 {
-            tokio::time::sleep(REANNOUNCE_PAUSE).await;
-        }
-        for p in batch {
-            route::tell(state, p, ServerMsg::Reannounce);
-        }
-    }
+    tokio::spawn(async move { local::reannounce_now(&state, peers).await });
 }
 
 /// Sends the peers connected here to `node`, in batches.
-pub fn send_roster(state: &AppState, cluster: &Cluster, node: u16) {
+pub fn send_roster(state: &Shared, cluster: &Cluster, node: u16) {
     let peers = roster(&state.lock());
     for batch in peers.chunks(1000) {
         cluster.send_to(node, &NodeMsg::Roster { node: cluster.tag, peers: batch.to_vec() });
@@ -306,7 +289,7 @@ pub fn send_roster(state: &AppState, cluster: &Cluster, node: u16) {
 
 /// Forgets the peers connected to `node`, silent for too long: they are gone until they
 /// reconnect (to another node, meanwhile).
-pub fn forget_node(state: &AppState, node: u16) {
+pub fn forget_node(state: &Shared, node: u16) {
     let mut inner = state.lock();
     let lost: Vec<PeerId> = inner.homes.iter().filter(|(_, n)| **n == node).map(|(p, _)| p.clone()).collect();
     let now = now_ms();
@@ -318,14 +301,14 @@ pub fn forget_node(state: &AppState, node: u16) {
 }
 
 /// Forgets, after [`DEPARTED_MS`], which peers left other nodes.
-pub fn forget_departed(state: &AppState) {
+pub fn forget_departed(state: &Shared) {
     let now = now_ms();
     state.lock().departed.retain(|_, t| now.saturating_sub(*t) < DEPARTED_MS);
 }
 
 /// Tells every peer connected here the cluster's nodes as they are now (a node joined or went
 /// silent): peers that joined before a node appeared learn it too.
-pub fn tell_nodes(state: &AppState, cluster: &Cluster) {
+pub fn tell_nodes(state: &Shared, cluster: &Cluster) {
     let msg = ServerMsg::Trackers { trackers: cluster.urls() };
     let mut closed = 0;
     let inner = state.lock();

@@ -8,7 +8,7 @@
 use super::msg::NodeMsg;
 use super::store::lease_key;
 use super::Cluster;
-use crate::state::AppState;
+use crate::state::Shared;
 use async_nats::jetstream::kv;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ enum Done {
 }
 
 /// Drives the lease machine until the process ends.
-pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
+pub async fn run(state: Arc<Shared>, cluster: Arc<Cluster>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
     loop {
         let outputs = {
@@ -53,7 +53,7 @@ pub async fn run(state: Arc<AppState>, cluster: Arc<Cluster>) {
 }
 
 /// A KV answer or a loaded shard, fed to the machine.
-fn on_done(state: &AppState, cluster: &Cluster, done: Done) {
+fn on_done(state: &Shared, cluster: &Cluster, done: Done) {
     let now = cluster.now_ms();
     match done {
         Done::Kv(id, r) => cluster.machine().handle_kv(now, id, r),
@@ -88,7 +88,7 @@ fn on_done(state: &AppState, cluster: &Cluster, done: Done) {
     }
 }
 
-fn execute(state: &Arc<AppState>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSender<Done>, o: Output) {
+fn execute(state: &Arc<Shared>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSender<Done>, o: Output) {
     match o {
         Output::Kv { id, op } => {
             let (cluster, tx) = (cluster.clone(), tx.clone());
@@ -241,7 +241,7 @@ async fn kv_op(cluster: &Cluster, op: KvOp) -> KvResult {
 
 /// Runs [`save_trust`] every period, apart from the lease rules: thousands of changes (a swarm
 /// of peers re-announcing) must not hold a lease renewal back.
-pub async fn persist(state: Arc<AppState>, cluster: Arc<Cluster>) {
+pub async fn persist(state: Arc<Shared>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.config.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -252,7 +252,7 @@ pub async fn persist(state: Arc<AppState>, cluster: Arc<Cluster>) {
 
 /// This node no longer keeps `shard`: its files leave this node's swarm (they stay
 /// published: the new owner keeps them).
-fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
+fn let_go(state: &Shared, cluster: &Cluster, shard: u16, why: &str) {
     super::add(&cluster.stats.shards_lost, 1);
     let mut inner = state.lock();
     let files: Vec<FileId> = inner.swarm.files().map(|(id, _)| *id).filter(|f| cluster.shard_of(f) == shard).collect();
@@ -262,7 +262,7 @@ fn let_go(state: &AppState, cluster: &Cluster, shard: u16, why: &str) {
 }
 
 /// Writes the verification changes of the chunks of the shards kept here.
-async fn save_trust(state: &AppState, cluster: &Cluster) {
+async fn save_trust(state: &Shared, cluster: &Cluster) {
     let changes: Vec<_> = {
         let mut inner = state.lock();
         let changes = inner.swarm.take_trust_changes();
@@ -288,7 +288,7 @@ async fn save_trust(state: &AppState, cluster: &Cluster) {
 
 /// Gives every lease up (a clean shutdown): the other nodes take the shards at their next
 /// period, not after the lease time.
-pub async fn release_all(state: &AppState, cluster: &Cluster) {
+pub async fn release_all(state: &Shared, cluster: &Cluster) {
     save_trust(state, cluster).await;
     let outputs = {
         let mut m = cluster.machine();

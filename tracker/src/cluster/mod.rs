@@ -25,6 +25,7 @@ pub mod claims;
 pub mod inbound;
 pub mod index;
 pub mod leases;
+pub mod local;
 pub mod msg;
 pub mod route;
 pub mod shards;
@@ -130,7 +131,30 @@ pub struct Cluster {
     /// Wakes [`claims::reannouncer`].
     pub reannounce_wanted: std::sync::Arc<tokio::sync::Notify>,
     /// The tracker's state, set once it exists (tasks spawned from a connection take it).
-    state: std::sync::OnceLock<std::sync::Weak<crate::AppState>>,
+    state: std::sync::OnceLock<std::sync::Weak<crate::state::Shared>>,
+}
+
+/// What the shared state asks of the cluster ([`crate::state::NodeLink`]).
+impl crate::state::NodeLink for Cluster {
+    fn tag(&self) -> u16 {
+        self.tag
+    }
+
+    fn urls(&self) -> Vec<String> {
+        Cluster::urls(self)
+    }
+
+    fn members(&self) -> BTreeSet<u16> {
+        Cluster::members(self)
+    }
+
+    fn peer_left(&self, peer: &swarm_core::PeerId) {
+        self.broadcast(&NodeMsg::Left { node: self.tag, peer: peer.clone() });
+    }
+
+    fn to_peer(&self, node: u16, peer: swarm_core::PeerId, msg: swarm_core::ServerMsg) {
+        self.send_to(node, &NodeMsg::ToPeer { node: self.tag, peer, msg });
+    }
 }
 
 impl Cluster {
@@ -217,7 +241,7 @@ impl Cluster {
     /// Starts this node's cluster work over the tracker's state.
     pub fn start(
         self: &std::sync::Arc<Self>,
-        state: &std::sync::Arc<crate::AppState>,
+        state: &std::sync::Arc<crate::state::Shared>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let _ = self.state.set(std::sync::Arc::downgrade(state));
         vec![
@@ -232,7 +256,7 @@ impl Cluster {
     }
 
     /// The tracker's state (`None` before [`Cluster::start`] or after shutdown).
-    pub fn state(&self) -> Option<std::sync::Arc<crate::AppState>> {
+    pub fn state(&self) -> Option<std::sync::Arc<crate::state::Shared>> {
         self.state.get().and_then(std::sync::Weak::upgrade)
     }
 

@@ -2,9 +2,8 @@
 //! [`super`]), and how the node that keeps a file's shard handles a request about it.
 
 use super::msg::{Answer, NodeMsg, Query};
-use super::Cluster;
-use crate::outbox::Frame;
-use crate::state::{now_ms, AppState};
+use super::{local, Cluster};
+use crate::state::{now_ms, Shared};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,20 +79,14 @@ pub fn route(msg: ClientMsg, shards: u16) -> (Route, Option<ClientMsg>) {
     }
 }
 
-/// Delivers `msg` to `peer`, wherever in the cluster it is connected.
-pub fn tell(state: &AppState, peer: &PeerId, msg: ServerMsg) {
-    let slow = state.lock().dispatch(vec![Output::Send { to: peer.clone(), msg }]);
-    crate::state::Counters::add(&state.counters.closed_slow, slow);
-}
-
-fn unavailable(state: &AppState, cluster: &Cluster, to: &PeerId, req: Option<u32>, why: &str) {
+fn unavailable(state: &Shared, cluster: &Cluster, to: &PeerId, req: Option<u32>, why: &str) {
     super::add(&cluster.stats.refused_unavailable, 1);
-    tell(state, to, ServerMsg::error(req, ErrorCode::Unavailable, why.to_string()));
+    local::tell(state, to, ServerMsg::error(req, ErrorCode::Unavailable, why.to_string()));
 }
 
 /// A message from `from` (connected to this node) in a cluster. Requests about a file the
 /// publish limits allowed already.
-pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, msg: ClientMsg) {
+pub fn from_local_peer(state: &Shared, cluster: &Arc<Cluster>, from: &PeerId, msg: ClientMsg) {
     let (route, msg) = route(msg, cluster.config.shards);
     if matches!(route, Route::Shard(_) | Route::Search) && !cluster.reaches_cluster() {
         if let Some(msg) = &msg {
@@ -102,10 +95,10 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
         }
     }
     match (route, msg) {
-        (Route::Here, Some(msg)) => handle_here(state, from, msg),
+        (Route::Here, Some(msg)) => local::handle_here(state, from, msg),
         (Route::Everywhere, Some(msg)) => {
             cluster.broadcast(&NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg: msg.clone() });
-            handle_here(state, from, msg);
+            local::handle_here(state, from, msg);
         }
         (Route::Claims, Some(msg)) => super::claims::from_local_peer(state, cluster, from, msg),
         (Route::Shard(shard), Some(msg)) => match cluster.owner(shard) {
@@ -126,7 +119,7 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
         (Route::Issuers(parts), _) => {
             for (node, msg) in parts {
                 if node == cluster.tag {
-                    handle_here(state, from, msg);
+                    local::handle_here(state, from, msg);
                 } else {
                     // An answer for a node that is gone goes nowhere: its orders are re-planned.
                     cluster.send_to(node, &NodeMsg::FromPeer { node: cluster.tag, peer: from.clone(), msg });
@@ -138,7 +131,7 @@ pub fn from_local_peer(state: &AppState, cluster: &Arc<Cluster>, from: &PeerId, 
             let (cluster, from) = (cluster.clone(), from.clone());
             tokio::spawn(async move {
                 let files = search(&cluster, query, limit).await;
-                tell(&state, &from, ServerMsg::SearchResults { req, files });
+                local::tell(&state, &from, ServerMsg::SearchResults { req, files });
             });
         }
         _ => {}
@@ -159,7 +152,7 @@ fn forward(cluster: &Arc<Cluster>, shard: u16, from: PeerId, msgs: Vec<ClientMsg
     });
 }
 
-async fn forward_one(state: &AppState, cluster: &Arc<Cluster>, shard: u16, from: &PeerId, msg: ClientMsg) {
+async fn forward_one(state: &Shared, cluster: &Arc<Cluster>, shard: u16, from: &PeerId, msg: ClientMsg) {
     let period = cluster.config.period();
     // Claims ahead of a request are tried once: they also move on their own once a period.
     let patience = if file_of(&msg).is_some() { cluster.config.lease_ttl * 2 } else { Duration::ZERO };
@@ -172,7 +165,7 @@ async fn forward_one(state: &AppState, cluster: &Arc<Cluster>, shard: u16, from:
                 return if file_of(&msg).is_some() {
                     handle_owned(state, cluster, from.clone(), msg)
                 } else {
-                    handle_here(state, from, msg)
+                    local::handle_here(state, from, msg)
                 };
             }
             Some(o) if o == cluster.tag => {}
@@ -217,21 +210,10 @@ pub async fn search(cluster: &Cluster, query: String, limit: u32) -> Vec<FileSum
     files
 }
 
-/// Handles `msg` with this node's swarm and delivers what it answers.
-pub fn handle_here(state: &AppState, from: &PeerId, msg: ClientMsg) {
-    let mut inner = state.lock();
-    if !inner.swarm.is_live(from) {
-        return;
-    }
-    let out = inner.swarm.handle(from, msg, now_ms());
-    let slow = inner.dispatch(out);
-    crate::state::Counters::add(&state.counters.closed_slow, slow);
-}
-
 /// A request about a file of a shard this node should keep (from a peer here or on another
 /// node). Refused with `unavailable` unless the lease is fresh; a new file is durable in KV
 /// before its publisher hears "published", and a file KV did not take is let go of again.
-pub fn handle_owned(state: &AppState, cluster: &Arc<Cluster>, from: PeerId, msg: ClientMsg) {
+pub fn handle_owned(state: &Shared, cluster: &Arc<Cluster>, from: PeerId, msg: ClientMsg) {
     let Some(file) = file_of(&msg) else { return };
     let shard = cluster.shard_of(&file);
     if !cluster.owns(shard) {
@@ -293,15 +275,6 @@ pub fn handle_owned(state: &AppState, cluster: &Arc<Cluster>, from: PeerId, msg:
         let slow = state.lock().dispatch(out);
         crate::state::Counters::add(&state.counters.closed_slow, slow);
     });
-}
-
-/// Queues a frame for a peer connected here; `false` if it is not.
-pub fn deliver_local(state: &AppState, peer: &PeerId, frame: Frame) -> bool {
-    let inner = state.lock();
-    match inner.connected.get(peer) {
-        Some(c) => c.outbox.push(frame).is_ok(),
-        None => false,
-    }
 }
 
 #[cfg(test)]

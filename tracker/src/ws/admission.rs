@@ -12,8 +12,9 @@
 //! its fresh outbox, after a legacy identity's one-time migration ([`super::migrate`]).
 
 use super::{classify, send_now, Incoming};
+use crate::app::AppState;
 use crate::outbox::{Frame, Outbox};
-use crate::state::{now_ms, AppState, Counters};
+use crate::state::{now_ms, Counters};
 use crate::websocket::Socket;
 use std::net::{IpAddr, SocketAddr};
 use swarm_core::identity::{accepted_text, origin_accepted, verify_hello, HelloError};

@@ -5,7 +5,7 @@
 //! that the old id moved, so the same secret (leaked to a host an old peer once visited) can
 //! never move them again to anyone else.
 
-use crate::state::AppState;
+use crate::app::AppState;
 use swarm_core::swarm::policy::check_secret;
 use swarm_core::swarm::FileRecord;
 use swarm_core::wire::ErrorCode;

@@ -17,7 +17,8 @@ mod migrate;
 mod relay;
 mod session;
 
-use crate::state::{AppState, Counters};
+use crate::app::AppState;
+use crate::state::Counters;
 use crate::websocket::{handshake, Message, Socket, SocketError};
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
@@ -137,7 +138,7 @@ fn connection(
 ) -> impl Future<Output = ()> {
     Counters::add(&state.counters.ws_connections, 1);
     let max = state.config.limits.max_conns_per_ip;
-    let slot = state.ip_slot(ip, max).ok_or_else(|| {
+    let slot = state.shared.ip_slot(ip, max).ok_or_else(|| {
         let addr = swarm_core::swarm::policy::addr_key(ip);
         format!("too many connections from {addr} (at most {max})")
     });

@@ -73,7 +73,7 @@ impl Peer<'_> {
         };
         let pushed = {
             let inner = self.state.lock();
-            match (inner.connected.get(&to), inner.homes.get(&to), &inner.cluster) {
+            match (inner.connected.get(&to), inner.homes.get(&to), &self.state.cluster) {
                 (Some(c), _, _) if to != self.id => {
                     Some(c.outbox.push_forwarded(Frame::Binary(out), Some(&self.outbox)))
                 }

@@ -13,10 +13,11 @@
 //! kernel's buffer.
 
 use super::{classify, Incoming};
+use crate::app::AppState;
 use crate::limits::{Strikes, TokenBucket, Verdict};
 use crate::outbox::{Frame, Outbox, PushError};
 use crate::relay::{raw_id, MAX_RELAY_FRAME};
-use crate::state::{now_ms, AppState, Counters};
+use crate::state::{now_ms, Counters};
 use crate::websocket::{Message, Socket, SocketError};
 use std::future::Future;
 use std::net::IpAddr;
