@@ -22,8 +22,14 @@
 //!   Other words with a slash (URLs, `/usr/bin/…`, `target/…`, `MB/s`, `src/…` relative to a
 //!   crate) are not paths into the repository as a whole and are left alone.
 //!
+//! - **The tracker imports no circle.** No file of `tracker/src` reaches itself through the
+//!   paths its code names ([`imports`] says how they are read).
+//!
 //! Lists of enum variants that tests draw from (`ErrorCode::ALL`, `LinkPath::ALL`) are checked
 //! against their enums next to them, in swarm-core's `wire` tests.
+
+#[cfg(test)]
+mod imports;
 
 #[cfg(test)]
 mod tests {
@@ -32,7 +38,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     /// The repository's root: the parent of this crate.
-    fn root() -> PathBuf {
+    pub(crate) fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tidy/ sits in the repository").to_path_buf()
     }
 
