@@ -63,6 +63,26 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
     e.chain().find_map(|c| c.downcast_ref::<PeerError>()).map_or(EXIT_FAILURE, PeerError::exit_code)
 }
 
+/// The name of an exit code, for machine-readable errors (`--json`).
+pub fn exit_kind(code: i32) -> &'static str {
+    match code {
+        EXIT_USAGE => "usage",
+        EXIT_NOT_FOUND => "not_found",
+        EXIT_OUTPUT_EXISTS => "output_exists",
+        EXIT_TRACKER_UNREACHABLE => "tracker_unreachable",
+        EXIT_NO_ROOM => "no_room",
+        EXIT_NOT_ALLOWED => "not_allowed",
+        _ => "failed",
+    }
+}
+
+/// The error as `--json` prints it on stdout:
+/// `{"error": {"kind": "not_found", "exit_code": 3, "message": "…"}}`.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    let code = exit_code(e);
+    serde_json::json!({ "error": { "kind": exit_kind(code), "exit_code": code, "message": error_text(e) } })
+}
+
 /// The error for people: each cause of the chain once. Libraries often repeat their source's
 /// text in their own message (`connect: refused` over `refused`); a cause already said by the
 /// text before it is left out.

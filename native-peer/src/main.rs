@@ -34,7 +34,8 @@ use swarm_core::share::Target;
 struct Args {
     #[command(flatten)]
     settings: PeerSettings,
-    /// Print results as JSON on stdout (progress bars, if any, stay on stderr).
+    /// Print results as JSON on stdout (progress bars, if any, stay on stderr), and errors too:
+    /// `{"error": {"kind", "exit_code", "message"}}`.
     #[arg(long, global = true)]
     json: bool,
     /// No progress bars.
@@ -153,10 +154,14 @@ fn main() {
     pp_cli::logging::init(args.verbose, default_log, args.log_format);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bars = Bars::new(args.quiet);
+    let json = args.json;
     let code = match rt.block_on(run(args, bars.clone())) {
         Ok(()) => 0,
         Err(e) => {
             bars.clear();
+            if json {
+                println!("{}", cli::error_json(&e));
+            }
             eprintln!("error: {}", cli::error_text(&e));
             cli::exit_code(&e)
         }

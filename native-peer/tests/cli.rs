@@ -116,9 +116,15 @@ fn checks_that_can_fail_come_before_any_transfer() {
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o.stderr));
         assert!(text(&o.stderr).starts_with("error: "), "{}", text(&o.stderr));
     }
-    // An id no file has: not found (3).
+    // An id no file has: not found (3); under --json, said as JSON on stdout.
     let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &"ab".repeat(32)], &cwd);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let o = pp(&["--json", "--tracker", &ws, "--data-dir", d_dir, "get", &"ab".repeat(32)], &cwd);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the error as JSON on stdout");
+    assert_eq!((v["error"]["kind"].as_str(), v["error"]["exit_code"].as_i64()), (Some("not_found"), Some(3)), "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap_or_default().is_empty(), "{v}");
+    assert!(text(&o.stderr).starts_with("error: "), "stderr keeps the line for people: {}", text(&o.stderr));
     // A key on a public file's link: the private-file path says the link is wrong.
     let private = format!("{link}?key={}", "A".repeat(43));
     let o = pp(&["--tracker", &ws, "--data-dir", d_dir, "get", &private], &cwd);
@@ -132,6 +138,9 @@ fn an_unreachable_tracker_is_said_once() {
     let dir = root.path().join("p");
     let o = pp(&["--tracker", "ws://127.0.0.1:1/ws", "--data-dir", dir.to_str().unwrap(), "ls"], root.path());
     assert_eq!(o.status.code(), Some(5));
+    let j = pp(&["--json", "--tracker", "ws://127.0.0.1:1/ws", "--data-dir", dir.to_str().unwrap(), "ls"], root.path());
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).expect("the error as JSON on stdout");
+    assert_eq!(v["error"]["kind"], "tracker_unreachable", "{v}");
     let err = text(&o.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("error: cannot reach the tracker at ws://127.0.0.1:1/ws"), "{err}");
