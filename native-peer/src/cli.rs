@@ -79,8 +79,12 @@ pub fn exit_kind(code: i32) -> &'static str {
 /// The error as `--json` prints it on stdout:
 /// `{"error": {"kind": "not_found", "exit_code": 3, "message": "…"}}`.
 pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
-    let code = exit_code(e);
-    serde_json::json!({ "error": { "kind": exit_kind(code), "exit_code": code, "message": error_text(e) } })
+    error_json_of(exit_code(e), &error_text(e))
+}
+
+/// [`error_json`] of an exit code and a message (a running peer's answer to a command).
+pub fn error_json_of(code: i32, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "kind": exit_kind(code), "exit_code": code, "message": message } })
 }
 
 /// The error for people: each cause of the chain once. Libraries often repeat their source's

@@ -291,8 +291,12 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Some(resp) if resp.ok => resp.result,
         Some(resp) => {
             bars.clear();
+            let code = resp.exit_code.max(1);
+            if args.json {
+                println!("{}", cli::error_json_of(code, &resp.error));
+            }
             eprintln!("error: {}", resp.error);
-            std::process::exit(resp.exit_code.max(1));
+            std::process::exit(code);
         }
         None => {
             if matches!(request, Request::Leave) {

@@ -43,7 +43,8 @@ fn get_fetches_from_several_sources_at_once() {
     // Getting by exact name works too, and an existing output is refused without --force.
     let o = d.cli(&["get", "movie.bin", "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(o.stdout.is_empty(), "no output on stdout on failure");
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).expect("under --json the error is JSON on stdout");
+    assert_eq!(e["error"]["kind"], "output_exists", "{e}");
     let v = d.cli_json(&["get", "movie.bin", "-o", out.to_str().unwrap(), "--force"]);
     assert_eq!(v["fetched_bytes"].as_u64(), Some(0), "everything was already stored");
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
@@ -345,7 +346,8 @@ fn only_the_publisher_can_rm_a_file_and_copies_are_trimmed() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(7), "{stderr}");
     assert!(stderr.contains("only the peer that published"), "{stderr}");
-    assert!(o.stdout.is_empty());
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).expect("under --json the error is JSON on stdout");
+    assert_eq!(e["error"]["kind"], "not_allowed", "{e}");
     wait_replicated(&a, "doomed.bin", 3);
 
     let v = a.cli_json(&["rm", "doomed.bin"]);

@@ -4,13 +4,13 @@
 //!
 //! Reading is paced by bytes: past its connection's message byte rate, or its address's
 //! ([`crate::Limits::msg_bytes_per_sec`]), the socket is not read again until the bytes are
-//! paid for, while what the peer is sent still goes out. Parsing a message and handling it under the swarm's lock cost the tracker time
-//! in proportion to its size, so a stranger's unlimited uplink buys no more of it than the
-//! rate (measured with `pp-loadtest exhaust`: README, "Benchmarks"). The wait comes after the
-//! message that ran over, not before it: a message waiting in the tracker's memory for its
-//! turn would cost up to 8 MiB per connection (100 identities paced before parsing grew the
-//! tracker by 236 MiB, after parsing by 135–159 MiB), where a socket not read costs only the
-//! kernel's buffer.
+//! paid for, while what the peer is sent still goes out. Parsing a message and handling it
+//! under the swarm's lock cost the tracker time in proportion to its size, so a stranger's
+//! unlimited uplink buys no more of it than the rate (measured with `pp-loadtest exhaust`:
+//! README, "Benchmarks"). The wait comes after the message that ran over, not before it: a
+//! message waiting in the tracker's memory for its turn would cost up to 8 MiB per
+//! connection (100 identities paced before parsing grew the tracker by 236 MiB, after parsing
+//! by 135–159 MiB), where a socket not read costs only the kernel's buffer.
 
 use super::{classify, Incoming};
 use crate::app::AppState;
