@@ -135,6 +135,10 @@ pub struct Settings {
     /// Bytes of messages a connection (and an address) may send at once [default: 8MiB]
     #[arg(long, env = "PP_MSG_BURST_BYTES", value_name = "SIZE", value_parser = parse_size)]
     pub msg_burst_bytes: Option<ByteSize>,
+    /// What a search costs of the message byte rates per file the swarm knows (it scans every
+    /// name under the swarm's lock), 0 for free [default: 8]
+    #[arg(long, env = "PP_SEARCH_BYTES_PER_FILE", value_name = "BYTES")]
+    pub search_bytes_per_file: Option<u64>,
     /// Refused messages in a row (no quiet second) before a connection is closed [default: 1000]
     #[arg(long, env = "PP_ABUSE_LIMIT")]
     pub abuse_limit: Option<u32>,
@@ -299,6 +303,7 @@ pp_cli::merge_options!(Settings {
     msg_bytes_per_sec,
     msg_bytes_per_sec_per_ip,
     msg_burst_bytes,
+    search_bytes_per_file,
     abuse_limit,
     outbox_frames,
     outbox_bytes,
@@ -558,6 +563,7 @@ impl Settings {
                     .msg_bytes_per_sec_per_ip
                     .map_or(dl.msg_bytes_per_sec_per_ip, |b| b.as_u64()),
                 msg_burst_bytes: self.msg_burst_bytes.map_or(dl.msg_burst_bytes, |b| b.as_u64()).max(1),
+                search_bytes_per_file: self.search_bytes_per_file.unwrap_or(dl.search_bytes_per_file),
                 abuse_limit: self.abuse_limit.unwrap_or(dl.abuse_limit),
                 outbox_frames: self.outbox_frames.unwrap_or(dl.outbox_frames).max(1),
                 outbox_bytes: self.outbox_bytes.map_or(dl.outbox_bytes, |b| b.as_u64() as usize).max(1),

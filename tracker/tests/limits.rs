@@ -289,3 +289,49 @@ async fn a_paced_connection_still_receives() {
     let took = sent.elapsed();
     assert!(took < std::time::Duration::from_millis(1_500), "the signal waited {took:?} for the pause to end");
 }
+
+/// A search is paid for by the files it scans (`search_bytes_per_file`), so a stranger cannot
+/// keep the swarm's lock busy with searches that cost a few bytes each. Same searches, same
+/// files, with the charge and without it.
+#[tokio::test]
+async fn searches_are_charged_by_the_files_they_scan() {
+    let three_searches = |per_file: u64| async move {
+        let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
+        config.limits.msg_bytes_per_sec = 100_000;
+        config.limits.msg_bytes_per_sec_per_ip = 10_000_000;
+        config.limits.msg_burst_bytes = 100_000;
+        config.limits.search_bytes_per_file = per_file;
+        let (url, host) = start(config).await;
+        let mut ws = connect(&url).await;
+        hello(&mut ws, &secret(1)).await;
+        for seed in 0..3u8 {
+            let mut mb = ManifestBuilder::new(4);
+            mb.push(&[seed, 0, 0, 0]);
+            let meta = FileMeta::public(format!("f{seed}"), "text/plain");
+            send(&mut ws, &ClientMsg::Publish { req: u32::from(seed), manifest: mb.finish(), meta }).await;
+            assert!(matches!(recv(&mut ws).await, ServerMsg::Published { .. }));
+        }
+        let started = std::time::Instant::now();
+        for req in 0..3 {
+            send(&mut ws, &ClientMsg::Search { req, query: "f".into(), limit: 10 }).await;
+        }
+        let mut answered = 0;
+        while answered < 3 {
+            match recv(&mut ws).await {
+                ServerMsg::SearchResults { .. } => answered += 1,
+                ServerMsg::Heartbeat => {}
+                other => panic!("a charged search is answered, not refused: {other:?}"),
+            }
+        }
+        let (_, st) = get_json(&host, "/api/stats").await;
+        (started.elapsed(), st["read_pauses"].as_u64().unwrap())
+    };
+    // 3 files at 100 kB each: 300 kB a search at 100 kB/s past a 100 kB burst; the third
+    // search is read once the first two are paid for (about 5 s).
+    let (charged, pauses) = three_searches(100_000).await;
+    let (free, free_pauses) = three_searches(0).await;
+    eprintln!("three searches: {charged:?} charged ({pauses} pauses), {free:?} free ({free_pauses} pauses)");
+    assert!(charged >= std::time::Duration::from_secs(4), "charged searches went through in {charged:?}");
+    assert!(pauses >= 2, "{pauses} read pauses");
+    assert_eq!(free_pauses, 0, "uncharged searches of a few bytes are not paced");
+}

@@ -187,6 +187,7 @@ impl<'a> Peer<'a> {
             _ => 0,
         };
         let incoming = classify(msg, self.state);
+        let searched = matches!(&incoming, Incoming::Msg(ClientMsg::Search { .. }));
         if let Incoming::Relay(frame) = &incoming {
             // Backpressure, not loss: a relay frame over the byte rate waits for its budget
             // (the sender's socket is not read meanwhile).
@@ -205,7 +206,14 @@ impl<'a> Peer<'a> {
             return Flow::Stop;
         }
         if text_len > 0 {
-            return self.pace(text_len, socket, batch).await;
+            // A search is paid for by the files it scanned, not only by its few bytes.
+            let scanned = if searched {
+                let per_file = self.state.config.limits.search_bytes_per_file as usize;
+                self.state.lock().swarm.file_count().saturating_mul(per_file)
+            } else {
+                0
+            };
+            return self.pace(text_len.saturating_add(scanned), socket, batch).await;
         }
         Flow::Go
     }
