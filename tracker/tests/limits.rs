@@ -220,13 +220,19 @@ async fn an_unwelcomed_connection_is_bounded() {
 /// Message bytes are paced: a connection that sends faster than its byte rate is not read
 /// again until it may go on, and two connections from one address share the address's rate. Nothing is refused or lost: every message is answered, later. (The bound
 /// is a lower one: pacing can only make this slower, whatever the machine's load.)
+/// A tracker config that paces message bytes (no address exempt): `per_conn` and `per_ip`
+/// bytes a second after a 100 kB burst.
+fn paced(per_conn: u64, per_ip: u64) -> tracker::Config {
+    let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
+    config.limits.msg_bytes_per_sec = per_conn;
+    config.limits.msg_bytes_per_sec_per_ip = per_ip;
+    config.limits.msg_burst_bytes = 100_000;
+    config
+}
+
 #[tokio::test]
 async fn message_bytes_are_paced_per_connection_and_per_address() {
-    let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
-    config.limits.msg_bytes_per_sec = 200_000;
-    config.limits.msg_bytes_per_sec_per_ip = 200_000;
-    config.limits.msg_burst_bytes = 100_000;
-    let (url, host) = start(config).await;
+    let (url, host) = start(paced(200_000, 200_000)).await;
     let big = |req| ClientMsg::Search { req, query: "x".repeat(100_000), limit: 1 };
     let started = std::time::Instant::now();
     // Two connections from 127.0.0.1, 500 kB each: 1 MB at 200 kB/s for the address after a
@@ -263,11 +269,7 @@ async fn message_bytes_are_paced_per_connection_and_per_address() {
 /// peer that heard nothing kept a flooded seeder's downloaders from connecting to it).
 #[tokio::test]
 async fn a_paced_connection_still_receives() {
-    let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
-    config.limits.msg_bytes_per_sec = 100_000;
-    config.limits.msg_bytes_per_sec_per_ip = 10_000_000;
-    config.limits.msg_burst_bytes = 100_000;
-    let (url, _host) = start(config).await;
+    let (url, _host) = start(paced(100_000, 10_000_000)).await;
     let mut paced = connect(&url).await;
     let paced_id = hello(&mut paced, &secret(1)).await;
     let mut other = connect(&url).await;
@@ -296,10 +298,7 @@ async fn a_paced_connection_still_receives() {
 #[tokio::test]
 async fn searches_are_charged_by_the_files_they_scan() {
     let three_searches = |per_file: u64| async move {
-        let mut config = tracker::Config { limit_exempt: Default::default(), ..Default::default() };
-        config.limits.msg_bytes_per_sec = 100_000;
-        config.limits.msg_bytes_per_sec_per_ip = 10_000_000;
-        config.limits.msg_burst_bytes = 100_000;
+        let mut config = paced(100_000, 10_000_000);
         config.limits.search_bytes_per_file = per_file;
         let (url, host) = start(config).await;
         let mut ws = connect(&url).await;
