@@ -377,16 +377,16 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             Route::Relay { peer, .. } => Some(peer.clone()),
             Route::Link(link) => self.links.inbound.get(link).map(|l| l.peer.clone()),
         };
-        let mut in_flight: HashMap<Option<PeerId>, u64> = HashMap::new();
-        for (r, q) in &self.serve.queues {
-            *in_flight.entry(asker(r)).or_default() += q.queued + q.reading as u64 * MAX_CHUNK_SIZE as u64;
+        let queues: Vec<(Option<PeerId>, &Route, &RouteQueue)> =
+            self.serve.queues.iter().map(|(r, q)| (asker(r), r, q)).collect();
+        let mut in_flight: HashMap<&Option<PeerId>, u64> = HashMap::new();
+        for (who, _, q) in &queues {
+            *in_flight.entry(who).or_default() += q.queued + q.reading as u64 * MAX_CHUNK_SIZE as u64;
         }
-        let mut routes: Vec<(u64, u64, Route)> = self
-            .serve
-            .queues
+        let mut routes: Vec<(u64, u64, Route)> = queues
             .iter()
-            .filter(|(_, q)| !q.waiting.is_empty())
-            .map(|(r, q)| (in_flight[&asker(r)], q.queued, r.clone()))
+            .filter(|(_, _, q)| !q.waiting.is_empty())
+            .map(|(who, r, q)| (in_flight[who], q.queued, (*r).clone()))
             .collect();
         routes.sort_unstable_by_key(|(flight, queued, _)| (*flight, *queued));
         for (_, _, r) in routes {
@@ -534,6 +534,23 @@ mod tests {
         o
     }
 
+    /// Takes the peer's outputs, answering every read with `bytes` (and the reads that leads
+    /// to): what was sent, and how many reads were answered.
+    fn take_answering(p: &mut Peer<Vec<u8>>, bytes: &[u8]) -> (Vec<(PeerId, u64, PeerMsg, usize)>, u64) {
+        let mut out = take(p);
+        let mut answered = 0;
+        while !out.reads.is_empty() {
+            for t in std::mem::take(&mut out.reads) {
+                answered += 1;
+                p.chunk_read(t, ReadResult::Found(bytes.to_vec()));
+            }
+            let more = take(p);
+            out.reads = more.reads;
+            out.sent.extend(more.sent);
+        }
+        (out.sent, answered)
+    }
+
     fn asker(n: u64) -> PeerId {
         PeerId::from_secret(&format!("asker {n}"))
     }
@@ -549,17 +566,9 @@ mod tests {
         for i in 0..20_000u64 {
             let (peer, conn) = (asker(i % 4), i % 97);
             p.handle_relay(peer, conn, Incoming::Request { req: i as u32, chunk }, 0);
-            let mut out = take(&mut p);
-            while !out.reads.is_empty() {
-                for t in std::mem::take(&mut out.reads) {
-                    reads += 1;
-                    p.chunk_read(t, ReadResult::Found(bytes.clone()));
-                }
-                let more = take(&mut p);
-                out.reads = more.reads;
-                out.sent.extend(more.sent);
-            }
-            for (_, _, m, len) in out.sent {
+            let (sent, answered) = take_answering(&mut p, &bytes);
+            reads += answered;
+            for (_, _, m, len) in sent {
                 match m {
                     PeerMsg::Busy { .. } => busy += 1,
                     PeerMsg::Data { .. } => data_bytes += len as u64,
@@ -588,16 +597,7 @@ mod tests {
         let mut unflushed: VecDeque<(PeerId, u64, usize)> = VecDeque::new();
         let serve = |p: &mut Peer<Vec<u8>>, unflushed: &mut VecDeque<(PeerId, u64, usize)>| {
             let mut served = Vec::new();
-            let mut out = take(p);
-            while !out.reads.is_empty() {
-                for t in std::mem::take(&mut out.reads) {
-                    p.chunk_read(t, ReadResult::Found(bytes.clone()));
-                }
-                let more = take(p);
-                out.reads = more.reads;
-                out.sent.extend(more.sent);
-            }
-            for (to, conn, m, len) in out.sent {
+            for (to, conn, m, len) in take_answering(p, &bytes).0 {
                 if let PeerMsg::Data { req, offset, bytes: b, .. } = m {
                     if offset as usize + b.len() == CHUNK {
                         served.push((to.clone(), req));
@@ -643,16 +643,7 @@ mod tests {
         let mut answered = Vec::new();
         let mut unflushed: VecDeque<usize> = VecDeque::new();
         for _round in 0..200 {
-            let mut out = take(&mut p);
-            while !out.reads.is_empty() {
-                for t in std::mem::take(&mut out.reads) {
-                    p.chunk_read(t, ReadResult::Found(bytes.clone()));
-                }
-                let more = take(&mut p);
-                out.reads = more.reads;
-                out.sent.extend(more.sent);
-            }
-            for (_, _, m, len) in out.sent {
+            for (_, _, m, len) in take_answering(&mut p, &bytes).0 {
                 let PeerMsg::Data { req, offset, bytes: b, .. } = m else { panic!("{m:?}") };
                 if offset as usize + b.len() == CHUNK {
                     answered.push(req);
