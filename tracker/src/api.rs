@@ -7,6 +7,7 @@ use crate::app::AppState;
 use crate::cluster::msg::{Answer, Query as NodeQuery};
 use crate::cluster::route::QUERY_WAIT;
 use crate::metrics;
+use crate::read_charge::ReadCost;
 use crate::state::now_ms;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -23,7 +24,8 @@ use swarm_core::FileId;
 /// Longest page of `/api/files`.
 pub const MAX_PAGE: usize = 500;
 
-pub fn routes() -> Router<Arc<AppState>> {
+/// The REST routes, each admitted and charged per address ([`crate::read_charge`]).
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/stats", get(stats))
         .route("/api/files", get(files))
@@ -31,6 +33,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/search", get(search))
         .route("/api/peers", get(peers))
         .route("/api/cluster", get(cluster))
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::read_charge::charge))
+}
+
+/// `answer` with the index entries walked for it (what the asker is charged).
+fn charged(answer: impl IntoResponse, entries: usize) -> Response {
+    let mut res = answer.into_response();
+    res.extensions_mut().insert(ReadCost(entries));
+    res
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -42,8 +52,10 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
-    Json(metrics::snapshot(&state))
+async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let stats: Stats = metrics::snapshot(&state);
+    let walked = stats.peers as usize; // it counts the peers by kind
+    charged(Json(stats), walked)
 }
 
 #[derive(Deserialize)]
@@ -58,12 +70,16 @@ async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>
     let limit = q.limit.unwrap_or(50).min(MAX_SEARCH_RESULTS);
     if let Some(cluster) = &state.cluster {
         let files = crate::cluster::route::search(cluster, q.q.clone(), limit).await;
-        let replication = state.lock().swarm.config.replication;
-        return Json(SearchAnswer { query: q.q, replication: count(replication), files }).into_response();
+        // Every node searched its own shards: charged as if this node's every file was looked at.
+        let (replication, entries) = {
+            let inner = state.lock();
+            (inner.swarm.config.replication, inner.swarm.file_count())
+        };
+        return charged(Json(SearchAnswer { query: q.q, replication: count(replication), files }), entries);
     }
     let inner = state.lock();
-    let (files, replication) = (inner.swarm.search(&q.q, limit), inner.swarm.config.replication);
-    Json(SearchAnswer { query: q.q, replication: count(replication), files }).into_response()
+    let ((files, entries), replication) = (inner.swarm.search_counted(&q.q, limit), inner.swarm.config.replication);
+    charged(Json(SearchAnswer { query: q.q, replication: count(replication), files }), entries)
 }
 
 #[derive(Deserialize)]
@@ -81,7 +97,10 @@ async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, Que
     // Files with a chunk nobody holds are not listed (still there by id until they expire).
     let files: Vec<_> = s.listed_files().skip(page.offset).take(limit).map(|(id, rec)| s.summary(id, rec)).collect();
     let (total, offset, limit) = (s.listed_files().count() as u64, page.offset as u64, limit as u64);
-    Json(FilesPage { total, offset, limit, files }).into_response()
+    // The total walks every file (and the page its offset): charged as such.
+    let walked = s.file_count() + page.offset.min(s.file_count());
+    drop(inner);
+    charged(Json(FilesPage { total, offset, limit, files }), walked)
 }
 
 async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
@@ -113,7 +132,7 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
     }
 }
 
-async fn peers(State(state): State<Arc<AppState>>) -> Json<PeersAnswer> {
+async fn peers(State(state): State<Arc<AppState>>) -> Response {
     let inner = state.lock();
     let now = now_ms();
     let default_capacity = inner.swarm.config.default_capacity;
@@ -133,7 +152,9 @@ async fn peers(State(state): State<Arc<AppState>>) -> Json<PeersAnswer> {
             leaving: p.leaving,
         })
         .collect();
-    Json(PeersAnswer { total: peers.len() as u64, peers })
+    drop(inner);
+    let walked = peers.len();
+    charged(Json(PeersAnswer { total: peers.len() as u64, peers }), walked)
 }
 
 /// `/api/cluster`: this node, the live nodes, and which node keeps each shard.

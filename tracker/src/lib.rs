@@ -18,6 +18,7 @@ pub mod limits;
 mod metrics;
 pub mod outbox;
 mod process_metrics;
+mod read_charge;
 pub mod relay;
 mod server;
 pub mod settings;
@@ -126,10 +127,10 @@ pub struct Limits {
     /// ... and how many bytes may come at once (by default one largest message,
     /// [`swarm_core::wire::MAX_MESSAGE_BYTES`]; a larger message waits for what it is over).
     pub msg_burst_bytes: u64,
-    /// What a `search` message costs of those byte rates beyond its own bytes, per file the
-    /// swarm knows: a search scans every name under the swarm's lock (25–44 ms at 100,000
-    /// files, release build), so at 8 bytes a file it costs 800 kB there (about 1.3 searches a
-    /// second per connection after the burst) and next to nothing in a small swarm (0: free).
+    /// What a search costs of the message byte rates per name index entry it looked at (a
+    /// precise query looks at a few, the broadest at every name: 0.02–7 ms at 100,000 files,
+    /// release build); REST reads are charged per entry they walk at the same price, against a
+    /// read budget per address (`tracker/src/read_charge.rs`). 0: free.
     pub search_bytes_per_file: u64,
     /// Refused messages in one episode (no quiet second between) before the connection is
     /// closed.
@@ -233,7 +234,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .merge(api::routes())
+        .merge(api::routes(state.clone()))
         .with_state(state.clone());
     match &state.config.web_dir {
         Some(dir) => {

@@ -135,8 +135,8 @@ pub struct Settings {
     /// Bytes of messages a connection (and an address) may send at once [default: 8MiB]
     #[arg(long, env = "PP_MSG_BURST_BYTES", value_name = "SIZE", value_parser = parse_size)]
     pub msg_burst_bytes: Option<ByteSize>,
-    /// What a search costs of the message byte rates per file the swarm knows (it scans every
-    /// name under the swarm's lock), 0 for free [default: 8]
+    /// What a search or REST read costs of the byte rates per index entry it walks, 0 for
+    /// free [default: 8]
     #[arg(long, env = "PP_SEARCH_BYTES_PER_FILE", value_name = "BYTES")]
     pub search_bytes_per_file: Option<u64>,
     /// Refused messages in a row (no quiet second) before a connection is closed [default: 1000]

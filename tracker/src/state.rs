@@ -227,12 +227,47 @@ impl Shared {
         }
         let l = &self.config.limits;
         let (rate, burst, now) = (l.msg_bytes_per_sec_per_ip as f64, l.msg_burst_bytes as f64, self.mono_ms());
-        let a = map.entry(key).or_insert_with(|| AddrConns { conns: 0, msg_bytes: TokenBucket::new(rate, burst, now) });
+        let a = map.entry(key).or_insert_with(|| AddrConns {
+            conns: 0,
+            msg_bytes: TokenBucket::new(rate, burst, now),
+            reads: TokenBucket::new(rate, burst, now),
+        });
         if max > 0 && a.conns as usize >= max {
             return None;
         }
         a.conns += 1;
         Some(IpSlot { state: self.clone(), ip })
+    }
+
+    /// Admits a REST read from `ip` if its read budget (at its message byte rate) is not in debt, taking `base` bytes
+    /// ([`crate::read_charge`]); `Err`: milliseconds until it may ask again.
+    pub fn admit_read(&self, ip: IpAddr, base: u64, now_ms: u64) -> Result<(), u64> {
+        let Some(key) = self.addr_key(ip) else { return Ok(()) };
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_QUIET_ADDRS && !map.contains_key(&key) {
+            map.retain(|_, a| a.conns > 0);
+        }
+        let l = &self.config.limits;
+        let (rate, burst) = (l.msg_bytes_per_sec_per_ip as f64, l.msg_burst_bytes as f64);
+        let a = map.entry(key).or_insert_with(|| AddrConns {
+            conns: 0,
+            msg_bytes: TokenBucket::new(rate, burst, now_ms),
+            reads: TokenBucket::new(rate, burst, now_ms),
+        });
+        if a.reads.take(base as f64, now_ms) {
+            Ok(())
+        } else {
+            Err(a.reads.wait_ms(base as f64, now_ms).unwrap_or(1000).max(1))
+        }
+    }
+
+    /// Charges `ip` for the work a REST read did (into debt if need be: its next read waits).
+    pub fn charge_read(&self, ip: IpAddr, bytes: u64, now_ms: u64) {
+        let Some(key) = self.addr_key(ip) else { return };
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = map.get_mut(&key) {
+            a.reads.reserve(bytes as f64, now_ms);
+        }
     }
 
     /// Takes `len` bytes of a message from `ip`'s byte rate (per address: not for exempt
@@ -311,6 +346,9 @@ const MAX_QUIET_ADDRS: usize = 65_536;
 struct AddrConns {
     conns: u32,
     msg_bytes: TokenBucket,
+    /// What its REST reads may cost ([`crate::read_charge`]): the same rate, a bucket of its
+    /// own (a page polling `/api/stats` does not slow the address's websocket messages).
+    reads: TokenBucket,
 }
 
 impl Inner {

@@ -292,24 +292,15 @@ async fn a_paced_connection_still_receives() {
     assert!(took < std::time::Duration::from_millis(1_500), "the signal waited {took:?} for the pause to end");
 }
 
-/// A search is paid for by the files it scans (`search_bytes_per_file`), so a stranger cannot
-/// keep the swarm's lock busy with searches that cost a few bytes each. Same searches, same
-/// files, with the charge and without it.
+/// A search is paid for by the name index entries it looks at (`search_bytes_per_file`), so a
+/// stranger cannot keep the swarm's lock busy with searches that cost a few bytes each. Same
+/// searches, same files, with the charge and without it.
 #[tokio::test]
-async fn searches_are_charged_by_the_files_they_scan() {
+async fn searches_are_charged_by_the_entries_they_look_at() {
     let three_searches = |per_file: u64| async move {
         let mut config = paced(100_000, 10_000_000);
         config.limits.search_bytes_per_file = per_file;
-        let (url, host) = start(config).await;
-        let mut ws = connect(&url).await;
-        hello(&mut ws, &secret(1)).await;
-        for seed in 0..3u8 {
-            let mut mb = ManifestBuilder::new(4);
-            mb.push(&[seed, 0, 0, 0]);
-            let meta = FileMeta::public(format!("f{seed}"), "text/plain");
-            send(&mut ws, &ClientMsg::Publish { req: u32::from(seed), manifest: mb.finish(), meta }).await;
-            assert!(matches!(recv(&mut ws).await, ServerMsg::Published { .. }));
-        }
+        let (host, mut ws) = three_files(config).await;
         let started = std::time::Instant::now();
         for req in 0..3 {
             send(&mut ws, &ClientMsg::Search { req, query: "f".into(), limit: 10 }).await;
@@ -333,4 +324,50 @@ async fn searches_are_charged_by_the_files_they_scan() {
     assert!(charged >= std::time::Duration::from_secs(4), "charged searches went through in {charged:?}");
     assert!(pauses >= 2, "{pauses} read pauses");
     assert_eq!(free_pauses, 0, "uncharged searches of a few bytes are not paced");
+}
+
+/// Three files named f0..f2 published by one peer of a tracker with `config`; its address.
+async fn three_files(config: tracker::Config) -> (String, Ws) {
+    let (url, host) = start(config).await;
+    let mut ws = connect(&url).await;
+    hello(&mut ws, &secret(1)).await;
+    for seed in 0..3u8 {
+        let mut mb = ManifestBuilder::new(4);
+        mb.push(&[seed, 0, 0, 0]);
+        let meta = FileMeta::public(format!("f{seed}"), "text/plain");
+        send(&mut ws, &ClientMsg::Publish { req: u32::from(seed), manifest: mb.finish(), meta }).await;
+        assert!(matches!(recv(&mut ws).await, ServerMsg::Published { .. }));
+    }
+    (host, ws)
+}
+
+/// `GET /api/search` is charged per address like a websocket search: a search that looked
+/// at 3 entries at 100 kB each puts the address 200 kB past its 100 kB burst, and its next
+/// REST read is refused with 429 and `Retry-After` before any work; without the charge the
+/// same reads all go through.
+#[tokio::test]
+async fn rest_searches_are_charged_and_refused_with_retry_after() {
+    let mut config = paced(100_000, 100_000);
+    config.limits.search_bytes_per_file = 100_000;
+    let (host, _ws) = three_files(config).await;
+    let (status, body) = get_json(&host, "/api/search?q=f").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["files"].is_array(), "{body}"); // (none available: no copy was announced; looked at all the same)
+    let (status, head, body) = http_get_with_head(&host, "/api/search?q=f").await;
+    assert_eq!(status, 429, "the second search went through: {body}");
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: ").or_else(|| l.strip_prefix("Retry-After: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After in {head}"));
+    assert!((1..=3).contains(&retry), "Retry-After: {retry}");
+    assert!(body.contains("too many requests"), "{body}");
+
+    let mut free = paced(100_000, 100_000);
+    free.limits.search_bytes_per_file = 0;
+    let (host, _ws) = three_files(free).await;
+    for _ in 0..5 {
+        let (status, body) = get_json(&host, "/api/search?q=f").await;
+        assert_eq!(status, 200, "an uncharged search was refused: {body}");
+    }
 }

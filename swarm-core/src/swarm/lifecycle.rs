@@ -95,6 +95,7 @@ impl Swarm {
         let mut candidates: HashSet<ChunkId> = HashSet::new();
         for id in ids {
             if let Some(rec) = self.files.remove(id) {
+                self.names.remove(id);
                 self.manifest_chunks -= rec.manifest.chunks.len();
                 self.unheld_since.remove(id);
                 candidates.extend(rec.manifest.chunks.iter().copied());

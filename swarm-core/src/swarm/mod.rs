@@ -8,7 +8,8 @@
 //! is [`policy`]'s. How files leave the index (unpublished by their owner, or expired with no
 //! holder) is [`lifecycle`]'s. What one peer's claims may cost is bounded by [`claims`]; what
 //! the whole state costs, estimated as it changes, is [`budget`]'s. What the REST layer shows
-//! of one file ([`Swarm::file_detail`]) is built in `swarm-core/src/swarm/detail.rs`.
+//! of one file ([`Swarm::file_detail`]) is built in `swarm-core/src/swarm/detail.rs`; what
+//! [`Swarm::search`] finds, by [`search`]'s name index.
 
 pub mod budget;
 pub mod claims;
@@ -18,6 +19,7 @@ pub mod orphans;
 mod placement;
 pub mod policy;
 pub mod repair;
+pub mod search;
 #[cfg(test)]
 mod testkit;
 pub mod trust;
@@ -138,6 +140,8 @@ pub struct SwarmStats {
     pub signals_relayed: u64,
     pub errors_sent: u64,
     pub bad_sources_reported: u64,
+    /// Name index entries searches looked at (what askers are charged for: [`search`]).
+    pub search_examined: u64,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +186,8 @@ pub struct Swarm {
     orphan_since: HashMap<ChunkId, u64>,
     /// Claims kept (the sum of every holder set's size, kept as it changes).
     claims_total: usize,
+    /// Public files' names, for [`Swarm::search`] ([`search`]).
+    names: search::NameIndex,
     /// Chunk ids in the manifests of the files kept (with repeats).
     manifest_chunks: usize,
     /// Claims refused or forgotten by the bounds ([`claims`]).
@@ -288,6 +294,11 @@ impl Swarm {
 
     fn insert_file(&mut self, id: FileId, record: FileRecord) {
         let chunks = record.manifest.chunks.len();
+        if record.meta.is_private() {
+            self.names.remove(&id);
+        } else {
+            self.names.insert(id, &record.meta.name, record.published_at_ms);
+        }
         if let Some(old) = self.files.insert(id, record) {
             self.manifest_chunks -= old.manifest.chunks.len();
         }
@@ -483,7 +494,8 @@ impl Swarm {
                 None => vec![self.error(from, Some(req), ErrorCode::UnknownFile, format!("no file {file}"))],
             },
             ClientMsg::Search { req, query, limit } => {
-                let files = self.search(&query, limit.min(MAX_SEARCH_RESULTS));
+                let (files, examined) = self.search_counted(&query, limit.min(MAX_SEARCH_RESULTS));
+                self.stats.search_examined += examined as u64;
                 vec![send(from, ServerMsg::SearchResults { req, files })]
             }
             ClientMsg::Signal { to, conn, signal } => {
@@ -625,45 +637,20 @@ impl Swarm {
         }
     }
 
-    /// Files whose name matches `query` (case-insensitive), best first: whole name, then
-    /// prefix, then word prefix, then substring; newer first within a rank. An empty query
-    /// lists the newest files. Files not available now ([`Swarm::is_available`]) and private files
-    /// are left out.
+    /// Public files whose name matches `query` (case-insensitive), best first, as ranked by
+    /// [`search`] (whole name, prefix, word prefix, then substring for queries of 3 characters
+    /// or more; newer first within a rank). An empty query lists the newest files. Files not
+    /// available now ([`Swarm::is_available`]) are left out.
     pub fn search(&self, query: &str, limit: u32) -> Vec<FileSummary> {
-        let q = query.trim().to_lowercase();
-        let mut hits: Vec<(u8, std::cmp::Reverse<u64>, &FileId, &FileRecord)> = self
-            .files
-            .iter()
-            .filter(|(_, rec)| !rec.meta.is_private())
-            .filter_map(|(id, rec)| {
-                let rank = match_rank(&rec.meta.name.to_lowercase(), &q)?;
-                Some((rank, std::cmp::Reverse(rec.published_at_ms), id, rec))
-            })
-            .collect();
-        hits.sort_by(|a, b| (a.0, a.1, &a.3.meta.name).cmp(&(b.0, b.1, &b.3.meta.name)));
-        hits.into_iter()
-            .filter(|(_, _, _, rec)| self.is_available(rec))
-            .take(limit as usize)
-            .map(|(_, _, id, rec)| self.summary(id, rec))
-            .collect()
+        self.search_counted(query, limit).0
     }
-}
 
-/// Lower is better; `None`: no match.
-fn match_rank(name: &str, q: &str) -> Option<u8> {
-    if q.is_empty() {
-        return Some(0);
-    }
-    if name == q {
-        Some(0)
-    } else if name.starts_with(q) {
-        Some(1)
-    } else if name.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with(q)) {
-        Some(2)
-    } else if name.contains(q) {
-        Some(3)
-    } else {
-        None
+    /// [`Swarm::search`] with the index entries it looked at (what the asker is charged).
+    pub fn search_counted(&self, query: &str, limit: u32) -> (Vec<FileSummary>, usize) {
+        let found =
+            self.names.search(query, limit as usize, |id| self.files.get(id).is_some_and(|rec| self.is_available(rec)));
+        let files = found.ranked.iter().filter_map(|id| Some(self.summary(id, self.files.get(id)?))).collect();
+        (files, found.examined)
     }
 }
 

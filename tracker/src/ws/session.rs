@@ -49,6 +49,8 @@ pub(super) struct Peer<'a> {
     msg_bytes: TokenBucket,
     ip: IpAddr,
     strikes: Strikes,
+    /// Name index entries the last message's search looked at (charged with its bytes).
+    searched: usize,
 }
 
 /// What woke an idle connection.
@@ -87,6 +89,7 @@ impl<'a> Peer<'a> {
             msg_bytes: TokenBucket::new(l.msg_bytes_per_sec as f64, l.msg_burst_bytes as f64, now),
             ip,
             strikes: Strikes::default(),
+            searched: 0,
         }
     }
 
@@ -187,7 +190,6 @@ impl<'a> Peer<'a> {
             _ => 0,
         };
         let incoming = classify(msg, self.state);
-        let searched = matches!(&incoming, Incoming::Msg(ClientMsg::Search { .. }));
         if let Incoming::Relay(frame) = &incoming {
             // Backpressure, not loss: a relay frame over the byte rate waits for its budget
             // (the sender's socket is not read meanwhile).
@@ -206,13 +208,9 @@ impl<'a> Peer<'a> {
             return Flow::Stop;
         }
         if text_len > 0 {
-            // A search is paid for by the files it scanned, not only by its few bytes.
-            let scanned = if searched {
-                let per_file = self.state.config.limits.search_bytes_per_file as usize;
-                self.state.lock().swarm.file_count().saturating_mul(per_file)
-            } else {
-                0
-            };
+            // A search is paid for by the index entries it looked at, not only by its few bytes.
+            let per_entry = self.state.config.limits.search_bytes_per_file as usize;
+            let scanned = std::mem::take(&mut self.searched).saturating_mul(per_entry);
             return self.pace(text_len.saturating_add(scanned), socket, batch).await;
         }
         Flow::Go
@@ -385,7 +383,9 @@ impl<'a> Peer<'a> {
                     return self.reply(*err);
                 }
             };
+            let examined = inner.swarm.stats.search_examined;
             let out = inner.swarm.handle(&self.id, msg, now_ms());
+            self.searched = (inner.swarm.stats.search_examined - examined) as usize;
             let addr = inner.connected.get(&self.id).and_then(|c| c.addr);
             let added: Vec<FileRecord> = inner.files_added(&out, addr);
             if !added.is_empty() {
@@ -443,6 +443,11 @@ impl Peer<'_> {
                     return self.reply(*err);
                 }
             }
+        }
+        if matches!(msg, ClientMsg::Search { .. }) {
+            // Every node searches its own shards: this node cannot see what the others looked
+            // at, so a search here is charged as if it looked at every file this node keeps.
+            self.searched = state.lock().swarm.file_count();
         }
         crate::cluster::route::from_local_peer(state, cluster, &self.id, msg);
         if self.outbox.is_closed() {

@@ -103,6 +103,12 @@ pub fn secret(n: u32) -> String {
 
 /// `GET path` over HTTP/1.1; returns the status code and the body.
 pub async fn http_get(host: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with_head(host, path).await;
+    (status, body)
+}
+
+/// A GET's status, header block and body.
+pub async fn http_get_with_head(host: &str, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(host).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -111,7 +117,7 @@ pub async fn http_get(host: &str, path: &str) -> (u16, String) {
     let text = String::from_utf8(buf).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("a response");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
 }
 
 pub async fn get_json(host: &str, path: &str) -> (u16, serde_json::Value) {
