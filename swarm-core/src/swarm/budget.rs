@@ -6,7 +6,11 @@
 //!   never walks the index, so `/metrics` can ask often. The per-entry figures are the heap
 //!   each entry takes, calibrated on the resident memory a tracker grew by in the `exhaust`
 //!   benchmark (`loadtest/src/exhaust.rs`: about 1.2 KiB per chunk of a phantom file with its
-//!   publisher's claim, allocator overhead included).
+//!   publisher's claim, allocator overhead included), and checked against the core's own
+//!   growth per entry by `swarm-core/tests/state_bytes_bench.rs` (a claim: 340 resident bytes
+//!   against 384 estimated; a loose claim: 477 against 528; a peer and a file take a sixth of
+//!   their estimates in the core, which also cover the tracker's connection and durable-index
+//!   bookkeeping of them).
 //! - **Charged to someone.** A peer's share is [`Swarm::peer_bytes`] (itself and its claims);
 //!   a file's is [`file_bytes`], charged to the address that published it. The tracker adds
 //!   them up per client address.
@@ -26,6 +30,11 @@ pub const PEER_BYTES: u64 = 8 * 1024;
 /// Estimated bytes of one claim: the peer's set entry, the chunk's holder entry and the
 /// verification bookkeeping of it.
 pub const CLAIM_BYTES: u64 = 384;
+/// Estimated bytes a claim of a chunk no file uses (a loose claim) takes beyond
+/// [`CLAIM_BYTES`]: the peer's loose entry (its made-up chunk's holder entry is new too). Measured by
+/// `swarm-core/tests/state_bytes_bench.rs`: 477 resident bytes a loose claim against 340 a
+/// claim of a published chunk (the estimate of a loose claim was 384: 1.24× under).
+pub const LOOSE_BYTES: u64 = 144;
 /// Estimated bytes of one file beside its chunks (record, name, durable-index cache).
 pub const FILE_BYTES: u64 = 1024;
 /// Estimated bytes of one chunk of a manifest: its id in the manifest, the chunk index entry
@@ -69,7 +78,7 @@ impl Swarm {
         let (origins, pools, challenges, remembered) = self.trust_sizes();
         StateBytes {
             peers: self.peers.len() as u64 * PEER_BYTES,
-            claims: self.claims_total as u64 * CLAIM_BYTES,
+            claims: self.claims_total as u64 * CLAIM_BYTES + self.loose_total as u64 * LOOSE_BYTES,
             files: self.files.len() as u64 * FILE_BYTES + self.manifest_chunks as u64 * FILE_CHUNK_BYTES,
             trust: origins as u64 * ORIGIN_BYTES
                 + pools as u64 * POOL_BYTES
@@ -80,7 +89,9 @@ impl Swarm {
 
     /// The estimated bytes live peer `id` takes (itself and its claims; 0 if not live).
     pub fn peer_bytes(&self, id: &PeerId) -> u64 {
-        self.peers.get(id).map_or(0, |p| PEER_BYTES + p.chunks.len() as u64 * CLAIM_BYTES)
+        self.peers
+            .get(id)
+            .map_or(0, |p| PEER_BYTES + p.chunks.len() as u64 * CLAIM_BYTES + p.loose.len() as u64 * LOOSE_BYTES)
     }
 }
 

@@ -112,7 +112,9 @@ impl Swarm {
         let Some(holders) = self.holders.get(chunk) else { return };
         for h in holders {
             if let Some(p) = self.peers.get_mut(h) {
-                p.loose.remove(chunk);
+                if p.loose.remove(chunk).is_some() {
+                    self.loose_total -= 1;
+                }
             }
         }
     }
@@ -281,6 +283,7 @@ mod tests {
                 prop_assert!(p.loose.keys().all(|c| p.chunks.contains(c) && !s.chunk_sizes.contains_key(c)));
                 let walked: usize = s.holders.values().map(|h| h.len()).sum();
                 prop_assert_eq!(s.claims_kept(), walked);
+                prop_assert_eq!(s.loose_total, s.peers.values().map(|p| p.loose.len()).sum::<usize>());
             }
         }
     }

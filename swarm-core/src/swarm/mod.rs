@@ -186,6 +186,8 @@ pub struct Swarm {
     orphan_since: HashMap<ChunkId, u64>,
     /// Claims kept (the sum of every holder set's size, kept as it changes).
     claims_total: usize,
+    /// Loose claims kept (the sum of every peer's `loose` size, kept as it changes).
+    loose_total: usize,
     /// Public files' names, for [`Swarm::search`] ([`search`]).
     names: search::NameIndex,
     /// Chunk ids in the manifests of the files kept (with repeats).
@@ -248,6 +250,7 @@ impl Swarm {
         let verified = std::mem::take(&mut self.peers.get_mut(id).expect("present").trust.verified);
         self.trust_leave(id, verified, now_ms);
         let p = self.peers.remove(id).expect("present");
+        self.loose_total -= p.loose.len();
         for c in p.chunks {
             self.unhold(&c, id);
             if self.chunk_sizes.contains_key(&c) {
@@ -261,7 +264,9 @@ impl Swarm {
     fn unhold(&mut self, chunk: &ChunkId, id: &PeerId) {
         self.unverify(id, chunk);
         if let Some(p) = self.peers.get_mut(id) {
-            p.loose.remove(chunk);
+            if p.loose.remove(chunk).is_some() {
+                self.loose_total -= 1;
+            }
         }
         if let Some(set) = self.holders.get_mut(chunk) {
             if set.remove(id) {
@@ -534,8 +539,8 @@ impl Swarm {
         self.claim_allowed(p, known)?;
         let p = self.peers.get_mut(from).expect("live");
         p.chunks.insert(chunk);
-        if !known {
-            p.loose.insert(chunk, self.now_ms);
+        if !known && p.loose.insert(chunk, self.now_ms).is_none() {
+            self.loose_total += 1;
         }
         if self.holders.entry(chunk).or_default().insert(from.clone()) {
             self.claims_total += 1;
