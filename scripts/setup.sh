@@ -25,8 +25,9 @@ esac
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- cargo-deny (scripts/test.sh runs `cargo deny --frozen check bans licenses sources`) -----
-# Measured: 4 min 12 s to build and install on this project's 2-core machine kind (the build
-# shared the cores). It has no cargo features to leave out.
+# Measured on this project's 2-core machine kind: 252 s and 354 s to build and install (211 s
+# and 239 s of CPU; other builds shared the cores both times). 0.20.2 has no cargo features to
+# leave out (--no-default-features builds the same).
 DENY_VERSION=0.20.2
 install_cargo_deny() {
   [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" = "$DENY_VERSION" ] && return 0

@@ -141,10 +141,11 @@ e2e_files() {
 lane_dir=target/e2e-lane
 rm -rf "$lane_dir" && mkdir -p "$lane_dir"
 # After the cluster files, in the same lane: cargo-deny's checks of the dependency graph
-# (deny.toml; offline, so not advisories), installed first where it is missing. Errors only:
-# the duplicates it warns about are upstream's (deny.toml says which ones fail).
+# (deny.toml; offline, so not advisories), installed first where it is missing (niced: on a
+# fresh machine its build shares the cores with the foreground's tests). Errors only: the
+# duplicates it warns about are upstream's (deny.toml says which ones fail).
 deny_check() {
-  scripts/setup.sh deny && cargo deny --frozen --log-level error check bans licenses sources
+  nice -n 10 scripts/setup.sh deny && cargo deny --frozen --log-level error check bans licenses sources
 }
 set -m
 (
