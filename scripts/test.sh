@@ -54,7 +54,8 @@ table() {
 trap table EXIT
 
 # --- steps ----------------------------------------------------------------------------------
-step "setup" scripts/setup.sh
+# cargo-deny is installed (once, minutes of compiling) in the background lane below, not here.
+step "setup" env PP_SETUP_DENY=later scripts/setup.sh
 
 step "fmt" cargo fmt --all --check
 
@@ -133,17 +134,27 @@ e2e_files() {
   done <<<"$1"
 }
 
-# The cluster lane: its output goes to a log, printed when the lane is waited for; its rows
-# and failures come back through files. Job control on (set -m), so the lane is not started
+# The cluster lane (and cargo deny): its output goes to a log, printed when the lane is waited
+# for; its rows and failures come back through files. Job control on (set -m), so the lane is not started
 # with SIGINT ignored, as a non-interactive shell's background jobs are (a Ctrl-C test relies
 # on it).
 lane_dir=target/e2e-lane
 rm -rf "$lane_dir" && mkdir -p "$lane_dir"
+# After the cluster files, in the same lane: cargo-deny's checks of the dependency graph
+# (deny.toml; offline, so not advisories), installed first where it is missing (niced: on a
+# fresh machine its build shares the cores with the foreground's tests). Errors only: the
+# duplicates it warns about are upstream's (deny.toml says which ones fail).
+deny_check() {
+  nice -n 10 scripts/setup.sh deny && cargo deny --frozen --log-level error check bans licenses sources
+}
 set -m
 (
   ROWS=() FAILED=()
   trap - EXIT
   e2e_files "$cluster_exes"
+  printf '\n\033[1;32m-- cargo deny check bans licenses sources\033[0m\n'
+  timed "cargo deny (deny.toml)" deny_check \
+    || FAILED+=("cargo deny: the dependency graph breaks deny.toml (its errors are in the cluster lane's output)")
   printf '%s\n' "${ROWS[@]}" >"$lane_dir/rows"
   printf '%s\n' "${FAILED[@]}" >"$lane_dir/failed"
 ) >"$lane_dir/log" 2>&1 &

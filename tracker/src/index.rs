@@ -27,6 +27,14 @@ const MIGRATED: TableDefinition<&str, &str> = TableDefinition::new("migrated_v1"
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The file cannot be opened as this tracker's index (damaged, written by a redb whose file
+    /// format this one does not read, or its tables of another type): it is left as it is.
+    #[error("cannot open the file index {path} (the file is left untouched)")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: redb::Error,
+    },
     #[error("index database: {0}")]
     Db(#[from] redb::Error),
     #[error("index record is damaged: {0}")]
@@ -68,10 +76,15 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
+    /// Opens (or creates) `dir/index.redb`. Files written by redb 4 open as they are: redb 5
+    /// kept the file format (version 3) and the encodings of the types used here (`&[u8]`,
+    /// `&str`; only `Option`s of strings, bools and chars changed), see
+    /// tracker/tests/upgrade.rs.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let path = dir.join("index.redb");
         let open = || -> Result<Database, redb::Error> {
             std::fs::create_dir_all(dir)?;
-            let db = Database::create(dir.join("index.redb"))?;
+            let db = Database::create(&path)?;
             let tx = db.begin_write()?;
             tx.open_table(FILES)?;
             tx.open_table(TRUST)?;
@@ -79,7 +92,8 @@ impl FileIndex {
             tx.commit()?;
             Ok(db)
         };
-        Ok(Self { db: open()? })
+        let db = open().map_err(|source| IndexError::Open { path: path.clone(), source })?;
+        Ok(Self { db })
     }
 
     /// Every file in the index (damaged records are skipped with a warning).
