@@ -36,7 +36,7 @@ fn measure(s: &mut Swarm, what: &str, units: usize, constant: u64, grow: impl Fn
 #[test]
 #[ignore = "benchmark: run with --release --ignored --nocapture"]
 fn state_bytes_against_resident_memory() {
-    use swarm_core::swarm::budget::{CLAIM_BYTES, FILE_BYTES, FILE_CHUNK_BYTES, PEER_BYTES};
+    use swarm_core::swarm::budget::{CLAIM_BYTES, FILE_BYTES, FILE_CHUNK_BYTES, LOOSE_BYTES, PEER_BYTES};
     let scale: usize = std::env::var("PP_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let (peers, files, chunks_per_file, claims_per_peer) = (2_000 * scale, 2_000 * scale, 64, 256);
     let mut s = Swarm::with_config(RepairConfig::default());
@@ -66,7 +66,7 @@ fn state_bytes_against_resident_memory() {
         }
     });
     let loose_per_peer = 64;
-    measure(&mut s, "loose claims (no file uses them)", peers * loose_per_peer, CLAIM_BYTES, |s| {
+    measure(&mut s, "loose claims (no file uses them)", peers * loose_per_peer, CLAIM_BYTES + LOOSE_BYTES, |s| {
         for (i, id) in ids.iter().enumerate() {
             let chunks = (0..loose_per_peer)
                 .map(|k| ChunkId::of(&[i.to_le_bytes(), k.to_le_bytes(), [1; 8]].concat()))

@@ -120,7 +120,8 @@ async fn a_flood_of_made_up_claims_keeps_a_bounded_number() {
     assert_eq!(st["claims"], 500, "the tracker keeps the cap, not the flood");
     assert_eq!(metric(&host, "pp_claims_refused_total{reason=\"loose_over_cap\"}").await, Some(19_500));
     let claims = metric(&host, "pp_state_bytes{kind=\"claims\"}").await.unwrap();
-    assert_eq!(claims, 500 * swarm_core::swarm::budget::CLAIM_BYTES);
+    use swarm_core::swarm::budget::{CLAIM_BYTES, LOOSE_BYTES};
+    assert_eq!(claims, 500 * (CLAIM_BYTES + LOOSE_BYTES), "500 loose claims, each charged as one");
     honest_round(&mut honest, 7).await;
 }
 
