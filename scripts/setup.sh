@@ -7,7 +7,7 @@
 # there, so a second run on a ready machine takes seconds.
 #
 # `test` also installs cargo-deny (deny.toml: the dependency graph's bans, licences, sources),
-# about 4 minutes of compiling, once; `scripts/setup.sh deny` installs only it (scripts/test.sh
+# about 2 minutes of compiling, once; `scripts/setup.sh deny` installs only it (scripts/test.sh
 # does that in its background lane, with PP_SETUP_DENY=later for its setup step).
 # `test` installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
@@ -25,15 +25,16 @@ esac
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- cargo-deny (scripts/test.sh runs `cargo deny --frozen check bans licenses sources`) -----
-# Measured on this project's 2-core machine kind: 252 s and 354 s to build and install (211 s
-# and 239 s of CPU; other builds shared the cores both times). 0.20.2 has no cargo features to
-# leave out (--no-default-features builds the same).
+# Built without optimisation (--debug): it checks this workspace in 6 s instead of 2, and its
+# build takes 128 s of CPU (144 s on the clock) instead of 211-239 s (252-354 s), measured on
+# this project's 2-core machine kind with other builds sharing the cores. 0.20.2 has no cargo
+# features to leave out (--no-default-features builds the same).
 DENY_VERSION=0.20.2
 install_cargo_deny() {
   [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" = "$DENY_VERSION" ] && return 0
-  log "cargo install cargo-deny $DENY_VERSION (about 4 minutes, once)"
+  log "cargo install cargo-deny $DENY_VERSION (about 2 minutes, once)"
   # As a crate of its own, not through the workspace's clippy-driver (scripts/test.sh sets it).
-  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install -q --locked cargo-deny --version "=$DENY_VERSION"
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install -q --locked --debug cargo-deny --version "=$DENY_VERSION"
 }
 if [ "$MODE" = deny ]; then
   install_cargo_deny

@@ -141,17 +141,20 @@ e2e_files() {
 lane_dir=target/e2e-lane
 rm -rf "$lane_dir" && mkdir -p "$lane_dir"
 # After the cluster files, in the same lane: cargo-deny's checks of the dependency graph
-# (deny.toml; offline, so not advisories), installed first where it is missing (niced: on a
-# fresh machine its build shares the cores with the foreground's tests). Errors only: the
-# duplicates it warns about are upstream's (deny.toml says which ones fail).
+# (deny.toml; offline, so not advisories). Where it is missing, it is built while the cluster
+# files run (they mostly wait on lease timers), niced so their processes come first. Errors
+# only: the duplicates it warns about are upstream's (deny.toml says which ones fail).
 deny_check() {
-  nice -n 10 scripts/setup.sh deny && cargo deny --frozen --log-level error check bans licenses sources
+  wait "$deny_install" && cargo deny --frozen --log-level error check bans licenses sources
 }
 set -m
 (
   ROWS=() FAILED=()
   trap - EXIT
+  nice -n 10 scripts/setup.sh deny >"$lane_dir/deny-install.log" 2>&1 &
+  deny_install=$!
   e2e_files "$cluster_exes"
+  cat "$lane_dir/deny-install.log"
   printf '\n\033[1;32m-- cargo deny check bans licenses sources\033[0m\n'
   timed "cargo deny (deny.toml)" deny_check \
     || FAILED+=("cargo deny: the dependency graph breaks deny.toml (its errors are in the cluster lane's output)")
