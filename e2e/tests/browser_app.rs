@@ -129,7 +129,9 @@ async fn the_publishing_tab_deletes_its_file_and_holders_drop_it() -> anyhow::Re
 
     // The tab that published it can: two clicks, then the swarm forgets it.
     browser.wait_for("#delete-file", Duration::from_secs(10)).await?.click().await?;
-    browser.wait_for("#delete-confirm", Duration::from_secs(10)).await?.click().await?;
+    let confirm = browser.wait_for("#delete-confirm", Duration::from_secs(10)).await?;
+    check_accessibility(&browser, "delete confirmation").await?;
+    confirm.click().await?;
     browser.wait_for("#file-deleted", Duration::from_secs(10)).await?;
     assert!(!detail(&tracker)?, "the tracker still knows the file");
     let started = Instant::now();
