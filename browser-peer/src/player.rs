@@ -58,7 +58,11 @@ pub fn player(props: &PlayerProps) -> Html {
                     <img id="player" class="player" data-file-id={id} alt={meta.name.clone()} {src} />
                 },
                 Kind::Pdf => html! {
-                    <object id="player" class="player" data-file-id={id} type="application/pdf" data={src}></object>
+                    <object id="player" class="player" data-file-id={id} type="application/pdf" data={src.clone()}
+                        title={meta.name.clone()}>
+                        // Shown where the browser has no PDF viewer (and the object's text alternative).
+                        <p class="muted">{format!("{} (PDF): ", meta.name)}<a href={src} target="_blank">{"open it"}</a></p>
+                    </object>
                 },
             } }
         </div>

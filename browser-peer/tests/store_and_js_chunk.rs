@@ -1,7 +1,8 @@
 //! Browser tests (wasm-bindgen-test in headless Chromium): the chunk stores (memory and
 //! IndexedDB: put, get, list, remove, blobs, manifests, persistence across a reopen) and the
-//! receive path that keeps chunk bytes in JS memory (`js_chunk`). The download state machine
-//! is the peer core's, tested in `swarm-core`.
+//! receive path that keeps chunk bytes in JS memory (`js_chunk`), and the known answers of the
+//! shared crypto (private files, identities) as the page computes them on wasm32. The download
+//! state machine is the peer core's, tested in `swarm-core`.
 
 use browser_peer::idb;
 use browser_peer::js_chunk::JsChunk;
@@ -13,6 +14,15 @@ use swarm_core::{ChunkId, FileId};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+/// The same known answers as `swarm-core/tests/crypto_vectors.rs` checks natively.
+#[path = "../../swarm-core/tests/vectors/crypto.rs"]
+mod crypto_vectors;
+
+#[wasm_bindgen_test]
+fn private_files_and_identities_match_their_known_answers() {
+    crypto_vectors::check_known_answers();
+}
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()

@@ -13,9 +13,11 @@
 //! [`nats::NatsCluster::start_in`] and [`Tracker::start_on`] run a cluster's NATS servers and
 //! tracker nodes on the public hosts of [`Topology::build_cluster`] instead.
 //!
-//! [`attacker`] is a lying tracker client for the attack tests.
+//! [`attacker`] is a lying tracker client for the attack tests; [`axe`] is the page's
+//! accessibility check (axe-core and visible labels).
 
 pub mod attacker;
+pub mod axe;
 pub mod cluster;
 pub mod nats;
 pub mod netns;

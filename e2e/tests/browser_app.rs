@@ -2,10 +2,14 @@
 //! native peers: upload by the file input, search as you type, download with the chunk map,
 //! share links, a reload that re-announces the tab's IndexedDB inventory, two tabs swapping a
 //! file, replication orders taken by the tab, and the tracker relay when WebRTC is refused.
-//! Screenshots of each state land in `target/e2e-artifacts/app-*.png`.
+//! Screenshots of each state land in `target/e2e-artifacts/app-*.png`. The page's main views
+//! (start, an upload listed, search results and none, a download running and done) pass the
+//! accessibility check of `e2e/src/axe.rs` (axe-core: nothing serious or critical; visible
+//! labels on every control).
 //!
 //! `bench_browser_peer` (ignored) prints the figures of the browser peer's benchmark.
 
+use e2e::axe::check_accessibility;
 use e2e::{num, random_file, wait_json, Browser, NativePeer, Tracker};
 use fantoccini::Locator;
 use std::time::{Duration, Instant};
@@ -60,11 +64,13 @@ async fn upload_is_found_by_search_placed_and_fetched_by_a_native_peer() -> anyh
     let native = NativePeer::start("app-up-native", &tracker, &tmp.path().join("n1"))?;
     let (browser, me) = open_app(&tracker, "app-up", "/").await?;
     browser.screenshot("app-1-empty").await?;
+    check_accessibility(&browser, "start").await?;
 
     let (path, bytes) = random_file(tmp.path(), "holiday photos <b>2025<i>.bin", 3 * MIB + 4321, 11)?;
     let id = upload(&browser, &path).await?;
     // The placement view shows where the swarm put the chunks.
     browser.wait_for(".placement[data-min-copies]", Duration::from_secs(10)).await?;
+    check_accessibility(&browser, "uploaded").await?;
 
     // Search as you type finds it; the name shows as text, not markup.
     let search = browser.client.find(Locator::Css("#search-input")).await?;
@@ -76,8 +82,10 @@ async fn upload_is_found_by_search_placed_and_fetched_by_a_native_peer() -> anyh
         browser.client.find(Locator::Css("#search-results b, #search-results i")).await.is_err(),
         "no HTML from the swarm"
     );
+    check_accessibility(&browser, "search results").await?;
     search.send_keys(" zzz-no-such").await?;
     browser.wait_for("#search-empty", Duration::from_secs(10)).await?;
+    check_accessibility(&browser, "search without results").await?;
     search.clear().await?;
     search.send_keys("photos").await?;
     browser.wait_for(&format!("#search-results li[data-file-id='{id}']"), Duration::from_secs(10)).await?;
@@ -121,7 +129,9 @@ async fn the_publishing_tab_deletes_its_file_and_holders_drop_it() -> anyhow::Re
 
     // The tab that published it can: two clicks, then the swarm forgets it.
     browser.wait_for("#delete-file", Duration::from_secs(10)).await?.click().await?;
-    browser.wait_for("#delete-confirm", Duration::from_secs(10)).await?.click().await?;
+    let confirm = browser.wait_for("#delete-confirm", Duration::from_secs(10)).await?;
+    check_accessibility(&browser, "delete confirmation").await?;
+    confirm.click().await?;
     browser.wait_for("#file-deleted", Duration::from_secs(10)).await?;
     assert!(!detail(&tracker)?, "the tracker still knows the file");
     let started = Instant::now();
@@ -149,7 +159,10 @@ async fn share_link_downloads_from_native_peers_with_a_chunk_map() -> anyhow::Re
     .await?;
 
     let (browser, _me) = open_app(&tracker, "app-share", &format!("/#/file/{id}")).await?;
+    browser.wait_for("li.download-item", Duration::from_secs(30)).await?;
+    check_accessibility(&browser, "download running").await?;
     let got = saved_bytes(&browser).await?;
+    check_accessibility(&browser, "download done").await?;
     assert!(got == bytes, "the share link downloaded the bytes");
     let cells = num(&browser, "#chunk-map", "data-cells").await?;
     assert_eq!(cells as usize, (6 * MIB + 99).div_ceil(256 * 1024));

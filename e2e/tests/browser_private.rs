@@ -4,10 +4,12 @@
 //! worker, as its player reads); a native holder without the key keeps ciphertext only (checked on the
 //! bytes at rest in its store); the name is nowhere in the tracker's index file or API, and the
 //! file is in no search or listing. Real tracker, real `pp-peer`, headless Chromium, IndexedDB.
+//! Both tabs' views pass the page's accessibility check (`e2e/src/axe.rs`).
 //!
 //! `bench_private_upload_in_the_tab` (ignored) prints the tab's upload time for a private file
 //! against a public one of the same size, in the same run.
 
+use e2e::axe::check_accessibility;
 use e2e::{random_file, Browser, NativePeer, Tracker};
 use fantoccini::Locator;
 use std::path::Path;
@@ -88,6 +90,7 @@ async fn private_upload_opens_only_through_its_link() -> anyhow::Result<()> {
     let (id, fragment) = upload(&up, &path, true).await?;
     assert!(fragment.starts_with(&format!("#/file/{id}?key=")), "the share link carries the key: {fragment}");
     up.screenshot("private-1-uploaded").await?;
+    check_accessibility(&up, "private upload").await?;
 
     // The native holder takes its copy without the key: ciphertext only at rest.
     tracker.wait_copies(&id, 2, Duration::from_secs(60))?;
@@ -119,6 +122,7 @@ async fn private_upload_opens_only_through_its_link() -> anyhow::Result<()> {
     let down = open_app(&tracker, "private-down", &format!("/{fragment}")).await?;
     down.wait_text("#download-status", Duration::from_secs(90), |t| t.contains("done")).await?;
     down.screenshot("private-2-opened").await?;
+    check_accessibility(&down, "private file opened").await?;
     let save = down.client.find(Locator::Css("#download-link")).await?;
     assert_eq!(save.attr("download").await?.as_deref(), Some(name), "the page shows the real name");
     let href = down.wait_attr("#download-link", "href", Duration::from_secs(5)).await?;

@@ -7,12 +7,15 @@
 //!
 //! Images and PDFs show in the page too: a PNG the test writes, published by a native peer,
 //! is drawn by the page's `<img>` at its own size, and a PDF is offered to the page's `<object>`
-//! as `application/pdf` through the service worker, with its bytes.
+//! as `application/pdf` through the service worker, with its bytes. The player's views (image,
+//! PDF, audio playing while the download runs) pass the page's accessibility check
+//! (`e2e/src/axe.rs`).
 //!
 //! `stream_benchmark` (ignored; run it with `--ignored --nocapture`) prints time to first
 //! frame for a 200 MiB file from 3 native peers over WebRTC, and after a seek to 90%, against
 //! the time to download the whole file in the same run.
 
+use e2e::axe::check_accessibility;
 use e2e::{Browser, NativePeer, Tracker};
 use fantoccini::Client;
 use fantoccini::Locator;
@@ -294,6 +297,7 @@ async fn images_and_pdfs_show_in_the_page() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     browser.screenshot("media-1-image").await?;
+    check_accessibility(&browser, "image shown").await?;
     assert_eq!(size, (w as u64, h as u64), "the page drew the PNG at its own size");
 
     // The PDF: offered to the page's <object> as application/pdf, through the service worker,
@@ -315,6 +319,7 @@ async fn images_and_pdfs_show_in_the_page() -> anyhow::Result<()> {
     let got: Vec<u8> = v[2].as_array().expect("bytes").iter().map(|x| x.as_u64().unwrap_or(256) as u8).collect();
     assert!(got == pdf_bytes, "the stream served other bytes than the PDF's");
     browser.screenshot("media-2-pdf").await?;
+    check_accessibility(&browser, "PDF shown").await?;
     Ok(())
 }
 
@@ -332,6 +337,7 @@ async fn media_plays_while_downloading_and_a_seek_plays_at_once() -> anyhow::Res
     let (done, all) = chunks(&browser).await?;
     let status = browser.wait_text("#download-status", Duration::from_secs(5), |_| true).await?;
     browser.screenshot("stream-1-playing").await?;
+    check_accessibility(&browser, "playing while downloading").await?;
     assert!(done < all / 2, "the player started only after {done} of {all} chunks were here ({status})");
     assert!(!status.contains("done"), "the download was complete when playing began: {status}");
 

@@ -22,6 +22,8 @@
 //!   Other words with a slash (URLs, `/usr/bin/…`, `target/…`, `MB/s`, `src/…` relative to a
 //!   crate) are not paths into the repository as a whole and are left alone.
 //!
+//! - **The web app's dependencies are one family each** ([`lockfile`]): one gloo, one
+//!   RustCrypto generation, as far as `Cargo.lock` shows what the browser peer reaches.
 //! - **The tracker imports no circle.** No file of `tracker/src` reaches itself through the
 //!   paths its code names ([`imports`] says how they are read).
 //!
@@ -30,6 +32,8 @@
 
 #[cfg(test)]
 mod imports;
+#[cfg(test)]
+mod lockfile;
 
 #[cfg(test)]
 mod tests {

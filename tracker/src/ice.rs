@@ -13,7 +13,7 @@
 //! configured that way explicitly.
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use std::time::Duration;
 use swarm_core::{IceServer, PeerId};
 
