@@ -122,22 +122,15 @@ pub async fn claim() -> Identity {
         }
         // Every slot is taken: a peer for this page only (its store is the last slot's name
         // plus one, never shared with a lock holder).
-        None => {
-            let key = match webkey::generate().await {
-                Ok(key) => key,
-                Err(e) => {
-                    gloo::console::warn!(format!("the tab's key is kept in the page: {e}"));
-                    TabKey::Seed(Rc::new(Keypair::from_secret(&random_secret())))
-                }
-            };
-            Identity { slot: MAX_SLOTS, key, fresh: true }
-        }
+        None => Identity { slot: MAX_SLOTS, key: page_key().await, fresh: true },
     }
 }
 
 /// The key of slot `slot` (held by this tab), and whether it was made now: the slot's
 /// WebCrypto key; or its legacy secret migrated to one; or a new one. Where WebCrypto cannot
-/// make or keep the key, the slot's secret in localStorage (made now if there is none).
+/// make or keep the key, the slot's secret in localStorage (made now if there is none). Where
+/// the key store cannot be read, a key for this page only (a new secret would hide the kept
+/// key, and the next load would replace it).
 pub async fn load_key(slot: u32) -> (TabKey, bool) {
     // Slot 0 adopts the session secret of earlier versions (same store).
     let session = (slot == 0).then(|| SessionStorage::raw().get_item(OLD_SESSION_SECRET).ok().flatten()).flatten();
@@ -156,7 +149,13 @@ pub async fn load_key(slot: u32) -> (TabKey, bool) {
             }
             (key, fresh)
         }
-        Err(e) => {
+        Err(Unkept::Unreadable(e)) => {
+            gloo::console::error!(format!(
+                "identity slot {slot}: its key store is unreadable ({e}); a key for this page only"
+            ));
+            (page_key().await, true)
+        }
+        Err(Unkept::NoKey(e)) => {
             gloo::console::warn!(format!(
                 "identity slot {slot}: the key stays a secret in localStorage (no non-extractable key: {e})"
             ));
@@ -168,21 +167,46 @@ pub async fn load_key(slot: u32) -> (TabKey, bool) {
     }
 }
 
+/// Why a slot has no WebCrypto key.
+enum Unkept {
+    /// None could be made or kept (no WebCrypto Ed25519, no IndexedDB): the secret is kept.
+    NoKey(KeyError),
+    /// The key store could not be read: there may be a key in it.
+    Unreadable(KeyError),
+}
+
 /// The slot's WebCrypto key: `legacy` imported (checked, kept and read back), else the one
 /// kept, else a new one (kept).
-async fn webcrypto_key(slot: u32, legacy: Option<&str>) -> Result<(TabKey, bool), KeyError> {
+async fn webcrypto_key(slot: u32, legacy: Option<&str>) -> Result<(TabKey, bool), Unkept> {
     let (key, fresh) = match legacy {
-        Some(secret) => (webkey::import(&Keypair::from_secret(secret)).await?, false),
-        None => match webkey::load(slot).await? {
-            Some(key) => return Ok((key, false)),
-            None => (webkey::generate().await?, true),
+        Some(secret) => (webkey::import(&Keypair::from_secret(secret)).await.map_err(Unkept::NoKey)?, false),
+        None => match webkey::load(slot).await {
+            Ok(Some(key)) => return Ok((key, false)),
+            Ok(None) => (webkey::generate().await.map_err(Unkept::NoKey)?, true),
+            // (No IndexedDB at all: nothing can be kept there either.)
+            Err(KeyError::Store(e)) if e.message.contains("not available") => {
+                return Err(Unkept::NoKey(KeyError::Store(e)))
+            }
+            Err(e) => return Err(Unkept::Unreadable(e)),
         },
     };
-    webkey::save(slot, &key).await?;
+    webkey::save(slot, &key).await.map_err(Unkept::NoKey)?;
     // Read back: the secret goes only once its key is known to be kept, as the same peer.
-    match webkey::load(slot).await? {
-        Some(kept) if kept.public() == key.public() => Ok((kept, fresh)),
-        _ => Err(KeyError::Mismatch),
+    match webkey::load(slot).await {
+        Ok(Some(kept)) if kept.public() == key.public() => Ok((kept, fresh)),
+        Ok(_) => Err(Unkept::NoKey(KeyError::Mismatch)),
+        Err(e) => Err(Unkept::NoKey(e)),
+    }
+}
+
+/// A key for this page only (every slot taken, or the key store unreadable).
+async fn page_key() -> TabKey {
+    match webkey::generate().await {
+        Ok(key) => key,
+        Err(e) => {
+            gloo::console::warn!(format!("the tab's key is kept in the page: {e}"));
+            TabKey::Seed(Rc::new(Keypair::from_secret(&random_secret())))
+        }
     }
 }
 
