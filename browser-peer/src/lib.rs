@@ -13,7 +13,8 @@
 //! - [`store`]: the `ChunkStore` seam: IndexedDB (batched blob writes) and in-memory.
 //! - [`idb`]: a thin async layer over IndexedDB (web-sys).
 //! - [`private`]: private files: encrypt uploads, keys from links, decrypt downloads.
-//! - [`identity`]: the tab's identity (secret and chunk store), kept across restarts, one per tab.
+//! - [`identity`]: the tab's identity (key and chunk store), kept across restarts, one per tab.
+//! - [`webkey`]: the tab's private key, a non-extractable WebCrypto key kept in IndexedDB.
 //! - [`clipboard`]: share links to the clipboard and the system share sheet.
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
 //! - [`stream`] and [`player`]: play while downloading: `/stream/<id>` answered from the tab's
@@ -71,3 +72,4 @@ pub mod state;
 pub mod store;
 pub mod stream;
 pub mod tracker;
+pub mod webkey;

@@ -22,7 +22,9 @@
 //!   publish) and downloads (several at once, each cancellable; `#/file/<id>`, assembled into
 //!   a `Blob` when done).
 //!
-//! The tab's identity (secret and chunk store) comes from [`crate::identity`]. The room it
+//! The tab's identity (key and chunk store) comes from [`crate::identity`]; the core asks for the
+//! tracker's challenge to be signed (`SignHello`), which the tab's key does
+//! ([`crate::webkey::TabKey::sign`], a non-extractable WebCrypto key where the browser has one). The room it
 //! offers the swarm is the user's choice (localStorage [`OFFER_KEY`]; by default the smaller of
 //! [`crate::state::MAX_DEFAULT_OFFER`] and a tenth of the origin's quota), reported as the core's
 //! [`Inventory::capacity`] and enforced here: a chunk kept for the swarm (not of a file the
@@ -72,6 +74,7 @@ use crate::rtc::{js_error, ByteCounters, RtcConn, RtcEvent};
 use crate::state::{Action, ConnStatus, LinkView, OfferView, SourceView, Stats, StorageInfo, TrimReport};
 use crate::store::{ChunkStore, IdbStore, MemoryStore, WriteFailure};
 use crate::tracker::{TrackerEvent, TrackerLink};
+use crate::webkey::TabKey;
 use swarm_core::peer::trackers::TrackerList;
 
 /// localStorage key of the room (bytes) the user chose to offer the swarm.
@@ -166,6 +169,8 @@ struct State {
     /// Chunks of files this tab's user put or fetched (even partly).
     pinned: HashSet<ChunkId>,
     conns: HashMap<LinkId, Conn>,
+    /// This tab's key (`None` until the identity is claimed).
+    key: Option<TabKey>,
     /// ICE servers from the tracker's latest `Welcome`, for every new connection.
     ice_servers: Vec<IceServer>,
     downloads: HashMap<DownloadId, PageDownload>,
@@ -231,8 +236,8 @@ fn page_token(search: &str) -> Option<String> {
 
 /// The peer's settings from the page's query string (`?relay=1`, `?relay_after=MS`, and
 /// `?token=…`, the join token of a private tracker: share links keep it, see [`share_link`]).
-fn peer_config(search: &str, secret: String) -> PeerConfig {
-    let mut config = PeerConfig::new(PeerKind::Browser, secret);
+fn peer_config(search: &str, key: [u8; 32]) -> PeerConfig {
+    let mut config = PeerConfig::new(PeerKind::Browser, key);
     config.relay_only = query_param(search, "relay") == Some("1");
     config.token = page_token(search);
     if let Some(ms) = query_param(search, "relay_after").and_then(|v| v.parse::<f64>().ok()) {
@@ -252,7 +257,7 @@ impl Node {
             weak: weak.clone(),
             state: RefCell::new(State {
                 // Replaced by the peer of this tab's identity before the tracker is reached.
-                peer: Peer::new(peer_config(&search, "0".repeat(64))),
+                peer: Peer::new(peer_config(&search, [0; 32])),
                 link: None,
                 store: Rc::new(MemoryStore::new()),
                 capacity: saved_offer().unwrap_or(DEFAULT_CAPACITY),
@@ -260,6 +265,7 @@ impl Node {
                 kept_files: HashMap::new(),
                 pinned: HashSet::new(),
                 conns: HashMap::new(),
+                key: None,
                 ice_servers: Vec::new(),
                 downloads: HashMap::new(),
                 publishing: HashMap::new(),
@@ -351,11 +357,14 @@ impl Node {
 
     /// Becomes the peer of `identity` (before the tracker is reached).
     fn take_identity(&self, identity: &Identity, search: &str) {
-        let mut peer = Peer::new(peer_config(search, identity.secret.clone()));
+        let mut peer = Peer::new(peer_config(search, identity.key.public()));
         // A reload keeps the peer id: new link numbers, so remotes do not mistake them for the
         // previous page's (below 2^52: exact in any JSON reader).
         peer.number_links_after((js_sys::Math::random() * (1u64 << 52) as f64) as u64);
-        self.state.borrow_mut().peer = peer;
+        let mut st = self.state.borrow_mut();
+        st.peer = peer;
+        st.key = Some(identity.key.clone());
+        drop(st);
         self.dispatch(Action::Identity { slot: identity.slot });
     }
 
@@ -450,6 +459,7 @@ impl Node {
                         link.send(&msg);
                     }
                 }
+                Output::SignHello { nonce, origin } => self.sign_hello(st, nonce, origin),
                 Output::Relay { to, conn, payload } => {
                     let len = payload.len() as u64;
                     let frame = RelayFrame { peer: to.clone(), conn, payload };
@@ -515,6 +525,25 @@ impl Node {
                 Output::Event(e) => self.on_event(st, e, actions),
             }
         }
+    }
+
+    /// Signs the tracker's challenge with the tab's key (WebCrypto signs asynchronously).
+    fn sign_hello(&self, st: &State, nonce: [u8; 32], origin: String) {
+        let Some(key) = st.key.clone() else {
+            gloo::console::error!("the tracker's challenge came before the tab had its key");
+            return;
+        };
+        let weak = self.weak.clone();
+        spawn_local(async move {
+            match key.sign(&swarm_core::identity::hello_payload(&nonce, &origin)).await {
+                Ok(signature) => {
+                    if let Some(node) = weak.upgrade() {
+                        node.drive(|p, inv, now| p.hello_signed(nonce, signature, inv, now));
+                    }
+                }
+                Err(e) => gloo::console::error!(format!("could not sign the tracker's challenge: {e}")),
+            }
+        });
     }
 
     /// Reads a chunk to serve it and checks it (the store does not verify on read).

@@ -3,7 +3,9 @@
 //! close and reopen (and a second tab being another peer), the storage the tab offers reaching
 //! the tracker, and absolute share links that open the file in another browser; the exact links
 //! `pp-peer put` prints (public, and `--private` with the key in the fragment) open the file
-//! in the page with its bytes and its real name.
+//! in the page with its bytes and its real name. The tab's private key is a non-extractable
+//! WebCrypto key the tracker accepts, and a secret of an earlier version migrates to one under
+//! the same peer id (and leaves localStorage).
 //! Screenshots land in `target/e2e-artifacts/page-*.png`.
 
 use e2e::{num, random_file, wait_json, Browser, NativePeer, Tracker};
@@ -384,5 +386,80 @@ async fn links_printed_by_pp_peer_put_open_in_the_page() -> anyhow::Result<()> {
         let shown = browser.client.find(Locator::Css(&format!("{} .name", item(&id)))).await?.text().await?;
         assert_eq!(shown, name, "the page shows the {what} file's name");
     }
+    Ok(())
+}
+
+/// The tab's key record of `slot` as the page sees it: the peer id of its public key, whether
+/// the private key refused `exportKey` (and with what), and whether it signs.
+async fn key_record(browser: &Browser, slot: u32) -> anyhow::Result<(String, String, bool)> {
+    let js = format!(
+        r#"const done = arguments[0];
+        const open = indexedDB.open("peer-pressure-keys");
+        open.onerror = () => done({{ error: String(open.error) }});
+        open.onsuccess = () => {{
+          const get = open.result.transaction("keys").objectStore("keys").get({slot});
+          get.onerror = () => done({{ error: String(get.error) }});
+          get.onsuccess = async () => {{
+            const rec = get.result;
+            if (!rec) return done({{ error: "no key record" }});
+            const hex = Array.from(rec.public, b => b.toString(16).padStart(2, "0")).join("");
+            let exported = "exported";
+            try {{ await crypto.subtle.exportKey("pkcs8", rec.private); }} catch (e) {{ exported = e.name; }}
+            let signs = false;
+            try {{ signs = (await crypto.subtle.sign("Ed25519", rec.private, new Uint8Array(8))).byteLength === 64; }} catch (e) {{}}
+            done({{ public: hex, exported, extractable: rec.private.extractable, signs }});
+          }};
+        }};"#
+    );
+    let v = browser.client.execute_async(&js, vec![]).await?;
+    anyhow::ensure!(v.get("error").is_none(), "key record of slot {slot}: {v}");
+    let mut public = [0u8; 32];
+    hex::decode_to_slice(v["public"].as_str().unwrap_or_default(), &mut public)?;
+    anyhow::ensure!(v["extractable"] == false, "the private key is marked extractable: {v}");
+    let id = swarm_core::PeerId::of_key(&public).0;
+    Ok((id, v["exported"].as_str().unwrap_or_default().to_string(), v["signs"] == true))
+}
+
+async fn local_secret(browser: &Browser, slot: u32) -> anyhow::Result<serde_json::Value> {
+    Ok(browser.client.execute(&format!("return localStorage.getItem('pp-secret-{slot}');"), vec![]).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tabs_key_is_non_extractable_and_a_legacy_secret_migrates_under_its_peer_id() -> anyhow::Result<()> {
+    let tracker = Tracker::start("page-key-tracker", Some(&e2e::web_dir()))?;
+    let browser = Browser::start("page-key").await?;
+    let c = &browser.client;
+    // A tab of an earlier version: its secret in localStorage before the app ever loads.
+    c.goto(&format!("{}/api/stats", tracker.http_url())).await?;
+    let secret = "5e".repeat(32);
+    c.execute(&format!("localStorage.setItem('pp-secret-0', '{secret}');"), vec![]).await?;
+    let before = swarm_core::PeerId::from_secret(&secret).0;
+    c.goto(&tracker.http_url()).await?;
+    // The tracker welcomed it (its proof signed with the migrated key): the same peer as before.
+    assert_eq!(browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?, before);
+    assert_eq!(local_secret(&browser, 0).await?, serde_json::Value::Null, "the secret is gone from localStorage");
+    let (id, exported, signs) = key_record(&browser, 0).await?;
+    assert_eq!(id, before, "the kept key is the secret's key");
+    assert_eq!(exported, "InvalidAccessError", "the private key is not extractable");
+    assert!(signs);
+    wait_json(&tracker, "/api/peers", Duration::from_secs(10), |v| peer_entry(v, &before).is_some()).await?;
+
+    // A reload: the kept key, the same peer, still no secret.
+    c.refresh().await?;
+    assert_eq!(browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?, before);
+    assert_eq!(local_secret(&browser, 0).await?, serde_json::Value::Null);
+
+    // A new identity (a second tab: slot 1) gets its key from WebCrypto, non-extractable, and joins.
+    let second = c.new_window(true).await?;
+    c.switch_to_window(second.handle).await?;
+    c.goto(&tracker.http_url()).await?;
+    let other = browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    assert_eq!(browser.wait_attr("#tab-identity", "data-slot", Duration::from_secs(5)).await?, "1");
+    let (id, exported, signs) = key_record(&browser, 1).await?;
+    assert_eq!(id, other, "the tracker welcomed the peer of the kept key");
+    assert_eq!(exported, "InvalidAccessError", "the private key is not extractable");
+    assert!(signs);
+    assert_eq!(local_secret(&browser, 1).await?, serde_json::Value::Null, "no secret in localStorage");
+    wait_json(&tracker, "/api/peers", Duration::from_secs(10), |v| peer_entry(v, &other).is_some()).await?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use swarm_core::identity::Keypair;
 use swarm_core::peer::{
     DownloadId, Event, Failure, Incoming, Inventory, LinkId, Output, Peer, PeerConfig, Purpose, ReadResult,
 };
@@ -204,6 +205,8 @@ pub enum DownloadOutcome {
 
 pub struct Driver {
     core: Peer<Vec<u8>>,
+    /// This peer's key: the driver signs what the core asks at once ([`Output::SignHello`]).
+    keys: Keypair,
     started: Instant,
     tracker: Arc<TrackerClient>,
     store: ChunkStore,
@@ -228,12 +231,12 @@ impl Driver {
         from_tracker: mpsc::UnboundedReceiver<FromTracker>,
         store: ChunkStore,
         config: NodeConfig,
-        secret: String,
+        keys: Keypair,
         stats: Arc<DataStats>,
         views: Arc<Mutex<Views>>,
         env: Arc<Mutex<RtcEnv>>,
     ) -> mpsc::UnboundedSender<Input> {
-        let mut pc = PeerConfig::new(PeerKind::Native, secret);
+        let mut pc = PeerConfig::new(PeerKind::Native, keys.public());
         pc.token = config.join_token.clone();
         pc.relay_only = config.relay_only;
         pc.direct_timeout_ms = config.rtc_timeout.as_millis() as u64;
@@ -264,6 +267,7 @@ impl Driver {
         });
         let mut driver = Driver {
             core: Peer::new(pc),
+            keys,
             started: Instant::now(),
             tracker,
             store,
@@ -456,6 +460,11 @@ impl Driver {
                         tracing::warn!(peer = %peer.short(), chunk = %chunk.short(), "refused a bad chunk");
                     }
                     self.tracker.send(msg)
+                }
+                // (Not while the tracker client says hello itself, as it does today.)
+                Output::SignHello { nonce, origin } => {
+                    let (signature, now) = (self.keys.sign_hello(&nonce, &origin), self.now());
+                    self.core.hello_signed(nonce, signature, &Inv::new(&self.store), now);
                 }
                 Output::Relay { to, conn, payload } => {
                     self.stats.relay_sent.fetch_add(payload.len() as u64, Ordering::Relaxed);

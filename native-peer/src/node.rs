@@ -48,8 +48,8 @@ impl Node {
         store.set_swarm(
             swarm_core::identity::origin_of(&config.tracker_url).unwrap_or_else(|_| config.tracker_url.clone()),
         );
-        // The core signs nothing here (this transport says hello): it gets the seed as its secret.
-        let secret = hex::encode(identity.keys.seed());
+        // The tracker client says hello itself; the driver keeps the key for what the core asks.
+        let keys = identity.keys.clone();
         let trackers = TrackerList::new(config.tracker_urls()).map_err(|e| anyhow::anyhow!("--tracker: {e}"))?;
         // Made up front when a configured tracker needs it, so a bad CA file is said at once.
         let tls = if config.tracker_urls().any(crate::tls::is_wss) {
@@ -86,7 +86,7 @@ impl Node {
             incoming,
             store.clone(),
             config.clone(),
-            secret,
+            keys,
             stats.clone(),
             views.clone(),
             env,

@@ -86,6 +86,21 @@ impl Keypair {
     }
 }
 
+/// The PKCS#8 `PrivateKeyInfo` (RFC 8410) of an Ed25519 key's 32-byte seed, the form WebCrypto
+/// imports a private key from: a fixed 16-byte DER header, then the seed.
+pub fn pkcs8_of_seed(seed: &[u8; 32]) -> [u8; 48] {
+    const HEADER: [u8; 16] = [
+        0x30, 0x2e, // SEQUENCE, 46 bytes
+        0x02, 0x01, 0x00, // INTEGER 0 (version)
+        0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, // AlgorithmIdentifier: OID 1.3.101.112 (Ed25519)
+        0x04, 0x22, 0x04, 0x20, // OCTET STRING { OCTET STRING, 32 bytes }: the seed
+    ];
+    let mut der = [0u8; 48];
+    der[..16].copy_from_slice(&HEADER);
+    der[16..].copy_from_slice(seed);
+    der
+}
+
 /// The seed a legacy secret's key is made from.
 pub fn seed_of_secret(secret: &str) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -264,6 +279,15 @@ mod tests {
         assert_eq!(verify_hello(&other, &sig, &nonce, origin), Err(HelloError::BadSignature));
         assert_eq!(verify_hello("zz", &sig, &nonce, origin), Err(HelloError::BadKey));
         assert_eq!(verify_hello(&key, "00", &nonce, origin), Err(HelloError::BadSignatureFormat));
+    }
+
+    #[test]
+    fn pkcs8_wraps_a_seed_as_rfc_8410_does() {
+        // RFC 8410 section 10.3: the example private key, and its seed.
+        let der = "302e020100300506032b657004220420\
+                   d4ee72dbf913584ad5b6d8f1f769f8ad3afe7c28cbf1d4fbe097a88f44755842";
+        let seed: [u8; 32] = hex::decode(&der[32..]).unwrap().try_into().unwrap();
+        assert_eq!(hex::encode(pkcs8_of_seed(&seed)), der);
     }
 
     #[test]

@@ -82,8 +82,11 @@ pub trait Inventory {
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub kind: PeerKind,
-    /// The identity secret: the peer's key derives from it ([`crate::identity::Keypair::from_secret`]).
-    pub secret: String,
+    /// The peer's Ed25519 public key (sent in `hello`). The core never holds the private key:
+    /// it asks its driver to sign the tracker's challenge ([`Output::SignHello`]), so a driver
+    /// may keep the key where the core cannot read it (the web app: a non-extractable WebCrypto
+    /// key).
+    pub key: [u8; 32],
     /// The tracker's origin as this peer dialled it (`ws://host:port`,
     /// [`crate::identity::origin_of`]): the hello signature is bound to it. Set by the driver
     /// before [`Peer::tracker_connected`].
@@ -101,10 +104,10 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
-    pub fn new(kind: PeerKind, secret: String) -> Self {
+    pub fn new(kind: PeerKind, key: [u8; 32]) -> Self {
         Self {
             kind,
-            secret,
+            key,
             origin: String::new(),
             token: None,
             relay_only: false,
@@ -198,6 +201,14 @@ pub enum ReadResult {
 pub enum Output<B> {
     /// Send to the tracker.
     Tracker(ClientMsg),
+    /// Sign the tracker's challenge with this peer's private key: the signature of
+    /// [`crate::identity::hello_payload`]`(nonce, origin)` (what
+    /// [`crate::identity::Keypair::sign_hello`] makes), answered with [`Peer::hello_signed`]
+    /// (a signature for a challenge of an earlier connection is ignored).
+    SignHello {
+        nonce: [u8; 32],
+        origin: String,
+    },
     /// Send a chunk-protocol message through the tracker relay.
     Relay {
         to: PeerId,

@@ -154,9 +154,10 @@ mod tests {
     }
 
     fn connected(inv: &Store) -> Peer<Vec<u8>> {
-        let mut p = Peer::new(super::super::PeerConfig::new(PeerKind::Native, "00".repeat(16)));
+        let mut p = Peer::new(super::super::PeerConfig::new(PeerKind::Native, [0; 32]));
         p.tracker_connected(inv, 0);
         p.handle_server_msg(ServerMsg::AuthChallenge { nonce: [1; 32] }, inv, 0);
+        p.hello_signed([1; 32], [0; 64], inv, 0);
         let welcome = ServerMsg::Welcome {
             version: 2,
             peer_id: PeerId::from_secret("x"),

@@ -496,7 +496,7 @@ mod tests {
     }
 
     fn seeder() -> Peer<Vec<u8>> {
-        let mut p = Peer::new(PeerConfig::new(PeerKind::Native, "00".repeat(16)));
+        let mut p = Peer::new(PeerConfig::new(PeerKind::Native, [0; 32]));
         p.tracker_connected(&Nothing, 0);
         let welcome = ServerMsg::Welcome {
             version: 1,

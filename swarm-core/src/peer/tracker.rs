@@ -30,6 +30,8 @@ pub struct Duties {
     unavailable: BTreeMap<u32, (u32, Option<u64>)>,
     /// `hello` went out and the tracker's challenge (the nonce to sign) is awaited.
     awaiting_challenge: bool,
+    /// The challenge the driver was asked to sign ([`Output::SignHello`]), until it answers.
+    signing: Option<[u8; 32]>,
 }
 
 impl Duties {
@@ -41,16 +43,23 @@ impl Duties {
 
 impl<B: ChunkBuf + Clone> Peer<B> {
     /// The tracker connection is open (first time or again): say hello (this peer's key), and
-    /// when the tracker's challenge comes, prove it (signed for
-    /// [`super::PeerConfig::origin`]), announce the whole inventory and the room offered, and
-    /// send again every request still unanswered.
+    /// when the tracker's challenge comes, have the driver sign it (for
+    /// [`super::PeerConfig::origin`], [`Output::SignHello`]); with the signature
+    /// ([`Peer::hello_signed`]), prove it, announce the whole inventory and the room offered,
+    /// and send again every request still unanswered.
     pub fn tracker_connected(&mut self, _inv: &dyn Inventory, now_ms: u64) {
         // Nothing else goes out before the proof (the tracker would refuse it unwelcomed).
         self.connected = false;
         self.tracker.awaiting_challenge = true;
+        self.tracker.signing = None;
         self.links.number_from(now_ms);
-        let keys = crate::identity::Keypair::from_secret(&self.config.secret);
-        self.out.push_back(Output::Tracker(keys.hello(self.config.kind, self.config.token.clone())));
+        let hello = ClientMsg::Hello {
+            version: crate::wire::PROTOCOL_VERSION,
+            kind: self.config.kind,
+            key: hex::encode(self.config.key),
+            token: self.config.token.clone(),
+        };
+        self.out.push_back(Output::Tracker(hello));
     }
 
     /// The tracker this peer dials next (any URL of it: its origin is kept, see
@@ -59,15 +68,30 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.config.origin = crate::identity::origin_of(url).unwrap_or_else(|_| url.to_string());
     }
 
-    /// The tracker's challenge: the proof, then everything a (re)connect sends.
-    fn on_auth_challenge(&mut self, nonce: [u8; 32], inv: &dyn Inventory, now_ms: u64) {
+    /// The tracker's challenge: the driver signs it.
+    fn on_auth_challenge(&mut self, nonce: [u8; 32]) {
         if !std::mem::take(&mut self.tracker.awaiting_challenge) {
             return;
         }
+        self.tracker.signing = Some(nonce);
+        self.out.push_back(Output::SignHello { nonce, origin: self.config.origin.clone() });
+    }
+
+    /// The driver's signature of the challenge `nonce` ([`Output::SignHello`]): the proof, then
+    /// everything a (re)connect sends. Ignored unless `nonce` is the challenge of the
+    /// connection open now (a signature that took longer than its connection is worthless).
+    pub fn hello_signed(&mut self, nonce: [u8; 32], signature: [u8; 64], inv: &dyn Inventory, now_ms: u64) {
+        if self.tracker.signing != Some(nonce) {
+            return;
+        }
+        self.tracker.signing = None;
         self.connected = true;
-        let keys = crate::identity::Keypair::from_secret(&self.config.secret);
-        let origin = self.config.origin.clone();
-        self.out.push_back(Output::Tracker(keys.proof(&nonce, &origin, None)));
+        let proof = ClientMsg::AuthProof {
+            signature: hex::encode(signature),
+            origin: self.config.origin.clone(),
+            migrate: None,
+        };
+        self.out.push_back(Output::Tracker(proof));
         self.announce_all(inv, now_ms);
     }
 
@@ -117,6 +141,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     pub fn tracker_disconnected(&mut self) {
         self.connected = false;
         self.tracker.awaiting_challenge = false;
+        self.tracker.signing = None;
     }
 
     /// Announces a newly stored chunk (batched for [`HAVE_BATCH_MS`]).
@@ -216,7 +241,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             }
         }
         match msg {
-            ServerMsg::AuthChallenge { nonce } => self.on_auth_challenge(nonce, inv, now_ms),
+            ServerMsg::AuthChallenge { nonce } => self.on_auth_challenge(nonce),
             ServerMsg::Welcome { peer_id, ice_servers, trackers, .. } => {
                 self.me = Some(peer_id.clone());
                 self.event(Event::Welcomed { peer_id, ice_servers, trackers });
@@ -372,7 +397,7 @@ mod tests {
     }
 
     fn welcomed() -> Peer<Vec<u8>> {
-        let mut p = Peer::new(PeerConfig::new(PeerKind::Native, "00".repeat(16)));
+        let mut p = Peer::new(PeerConfig::new(PeerKind::Native, [0; 32]));
         p.tracker_welcomed(PeerId::from_secret("me"), &Empty, 0);
         while p.poll_output().is_some() {}
         p
@@ -490,5 +515,43 @@ mod tests {
         assert_eq!(searches(drain(&mut p).0), 1, "re-sent with the inventory on reconnect");
         run_until(&mut p, 5_000);
         assert_eq!(searches(drain(&mut p).0), 0, "its retry is not sent again");
+    }
+
+    #[test]
+    fn the_driver_signs_the_challenge_and_only_a_signature_of_the_open_connection_counts() {
+        use crate::identity::{verify_hello, Keypair};
+        let keys = Keypair::from_seed([3; 32]);
+        let mut p = Peer::<Vec<u8>>::new(PeerConfig::new(PeerKind::Browser, keys.public()));
+        p.set_tracker_origin("ws://127.0.0.1:9/ws");
+        p.tracker_connected(&Empty, 0);
+        let (sent, _) = drain(&mut p);
+        assert!(matches!(&sent[..], [ClientMsg::Hello { key, .. }] if *key == hex::encode(keys.public())));
+        let sign = |p: &mut Peer<Vec<u8>>| {
+            let mut asked = Vec::new();
+            while let Some(o) = p.poll_output() {
+                match o {
+                    Output::SignHello { nonce, origin } => asked.push((nonce, origin)),
+                    other => panic!("nothing but the signing before the proof: {other:?}"),
+                }
+            }
+            asked
+        };
+        p.handle_server_msg(ServerMsg::AuthChallenge { nonce: [1; 32] }, &Empty, 0);
+        assert_eq!(sign(&mut p), vec![([1; 32], "ws://127.0.0.1:9".to_string())]);
+        // The connection drops while the driver signs; the next one has its own challenge.
+        p.tracker_disconnected();
+        p.tracker_connected(&Empty, 10);
+        drain(&mut p);
+        p.handle_server_msg(ServerMsg::AuthChallenge { nonce: [2; 32] }, &Empty, 10);
+        assert_eq!(sign(&mut p).len(), 1);
+        p.hello_signed([1; 32], keys.sign_hello(&[1; 32], "ws://127.0.0.1:9"), &Empty, 20);
+        assert!(drain(&mut p).0.is_empty(), "the old connection's signature is ignored");
+        p.hello_signed([2; 32], keys.sign_hello(&[2; 32], "ws://127.0.0.1:9"), &Empty, 20);
+        let (sent, _) = drain(&mut p);
+        let ClientMsg::AuthProof { signature, origin, migrate: None } = &sent[0] else { panic!("{sent:?}") };
+        assert_eq!(verify_hello(&hex::encode(keys.public()), signature, &[2; 32], origin), Ok(keys.peer_id()));
+        assert!(matches!(sent[1], ClientMsg::Have { full: true, .. }), "the inventory follows the proof");
+        p.hello_signed([2; 32], keys.sign_hello(&[2; 32], "ws://127.0.0.1:9"), &Empty, 30);
+        assert!(drain(&mut p).0.is_empty(), "one proof per challenge");
     }
 }

@@ -27,6 +27,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use swarm_core::identity::Keypair;
 use swarm_core::peer::{Event, Incoming, Inventory, LinkId, Output, Peer, PeerConfig, Purpose, ReadResult};
 use swarm_core::swarm::repair::RepairConfig;
 use swarm_core::swarm::{self, Swarm};
@@ -357,7 +358,7 @@ impl Net {
         self.nodes.push(Node {
             id: id.clone(),
             secret: secret.clone(),
-            peer: Peer::new(PeerConfig::new(PeerKind::Native, secret)),
+            peer: Peer::new(PeerConfig::new(PeerKind::Native, Keypair::from_secret(&secret).public())),
             store: Store { capacity, ..Store::default() },
             alive: false,
             life: 0,
@@ -386,7 +387,7 @@ impl Net {
         assert!(!n.alive);
         n.alive = true;
         n.life += 1;
-        let mut config = PeerConfig::new(PeerKind::Native, n.secret.clone());
+        let mut config = PeerConfig::new(PeerKind::Native, Keypair::from_secret(&n.secret).public());
         config.relay_only = n.relay_only;
         n.peer = Peer::new(config);
         n.closed.clear();
@@ -525,6 +526,12 @@ impl Net {
                 let Some(conn) = self.nodes[i].conn else { return };
                 let at = now + self.tracker_ms;
                 self.push(at, Ev::ToTracker { from: i, conn, msg });
+            }
+            Output::SignHello { nonce, origin } => {
+                // The driver signs at once (as the native peer's does).
+                let n = &mut self.nodes[i];
+                let signature = Keypair::from_secret(&n.secret).sign_hello(&nonce, &origin);
+                n.peer.hello_signed(nonce, signature, &n.store, now);
             }
             Output::Relay { to, conn: link, payload } => {
                 let len = payload.len();
