@@ -5,6 +5,7 @@
 use native_peer::output::{render, Kind};
 use native_peer::settings::PeerSettings;
 use native_peer::{cli, control, node};
+use pp_cli::duration::{parse_secs, Secs};
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -64,13 +65,14 @@ enum Cmd {
         /// name you reach it by; requests naming other hosts get 403 (no DNS rebinding)
         #[arg(long = "http-host", value_name = "NAME", env = "PP_HTTP_HOST", value_delimiter = ',')]
         http_hosts: Vec<String>,
-        /// Seconds for an HTTP request head to arrive whole, and for an idle kept-alive
-        /// connection to send its next request
-        #[arg(long, default_value_t = 10.0, value_name = "SECS", env = "PP_HTTP_HEADER_TIMEOUT")]
-        http_header_timeout: f64,
-        /// Seconds between scrubs of the chunk store (0: never).
-        #[arg(long, default_value_t = 3600, value_name = "SECS")]
-        scrub_every: u64,
+        /// Time for an HTTP request head to arrive whole, and for an idle kept-alive
+        /// connection to send its next request, at most 1h (a bare number is seconds)
+        #[arg(long, default_value = "10s", value_name = "DURATION", env = "PP_HTTP_HEADER_TIMEOUT",
+              value_parser = parse_secs)]
+        http_header_timeout: Secs,
+        /// Time between scrubs of the chunk store, 0 for never (a bare number is seconds)
+        #[arg(long, default_value = "1h", value_name = "DURATION", env = "PP_SCRUB_EVERY", value_parser = parse_secs)]
+        scrub_every: Secs,
     },
     /// Chunk, store and publish files.
     Put {
@@ -241,14 +243,12 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     let mut link_tracker = false;
     let request = match args.cmd {
         Cmd::Run { http, http_hosts, http_header_timeout, scrub_every } => {
-            if !(http_header_timeout.is_finite() && http_header_timeout > 0.0 && http_header_timeout <= 3600.0) {
-                anyhow::bail!("--http-header-timeout must be more than 0 and at most 3600 seconds");
+            let header_timeout = http_header_timeout.duration();
+            if header_timeout.is_zero() || header_timeout > Duration::from_secs(3600) {
+                anyhow::bail!("--http-header-timeout must be more than 0 and at most 1h, not {http_header_timeout}");
             }
-            let gateway = native_peer::gateway::Options {
-                hosts: http_hosts,
-                header_timeout: Duration::from_secs_f64(http_header_timeout),
-            };
-            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every).await;
+            let gateway = native_peer::gateway::Options { hosts: http_hosts, header_timeout };
+            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every.duration()).await;
         }
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
@@ -357,7 +357,7 @@ async fn run_peer(
     settings: &PeerSettings,
     data_dir: &std::path::Path,
     http: Option<(SocketAddr, native_peer::gateway::Options)>,
-    scrub_every: u64,
+    scrub_every: Duration,
 ) -> anyhow::Result<()> {
     let config = settings.node_config(u32::MAX)?;
     if config.corrupt_serve {
@@ -369,10 +369,10 @@ async fn run_peer(
         let local = native_peer::gateway::serve(node.clone(), addr, options).await?;
         println!("http gateway on http://{local}/files/{{id}}");
     }
-    if scrub_every > 0 {
+    if !scrub_every.is_zero() {
         let n = node.clone();
         tokio::spawn(async move {
-            let every = Duration::from_secs(scrub_every);
+            let every = scrub_every;
             loop {
                 tokio::time::sleep(every).await;
                 if let Err(e) = n.scrub().await {
