@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Put {
@@ -27,7 +27,8 @@ pub enum Request {
         private: Option<crate::private::PutSecret>,
     },
     /// `dir`: where the output goes when `output` is not given (the client's working
-    /// directory, not the running peer's).
+    /// directory, not the running peer's). `output` `-` is stdout: a short-lived peer's only
+    /// (a running peer refuses it; its client asks for a temporary file instead).
     Get {
         file: String,
         output: Option<PathBuf>,
@@ -119,6 +120,12 @@ async fn handle(node: Arc<Node>, stream: UnixStream, stop: Arc<tokio::sync::Noti
     });
     let work = async {
         match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Get { output: Some(out), .. }) if crate::download::is_stdout(&out) => Response {
+                ok: false,
+                result: Value::Null,
+                error: "a running peer cannot write to its client's stdout".into(),
+                exit_code: crate::cli::EXIT_USAGE,
+            },
             Ok(req) => match execute(&node, req, sink).await {
                 Ok(result) => {
                     if result.get("left").is_some() {

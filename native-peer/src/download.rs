@@ -7,6 +7,14 @@
 //! The output is written to a hidden temporary file beside it and renamed at the end, so the
 //! final name never holds half a file; on shutdown ([`stop_writing`]) the temporary files
 //! being written are removed.
+//!
+//! The output `-` is stdout ([`is_stdout`], `get -o -`): the bytes go there only once every
+//! chunk is fetched and verified, in order, each checked again as it is read from the store
+//! (and, for a private file, authenticated as it is decrypted). A failure before that writes
+//! nothing; one after it (the store losing a chunk, a closed pipe) stops the bytes where it
+//! happens, and the exit code says so. A running peer cannot write to its client's stdout: the
+//! client has it assemble the file into a temporary file in the data dir and copies that out
+//! ([`copy_out`]).
 
 use crate::cli::PeerError;
 use crate::node::Node;
@@ -39,18 +47,61 @@ pub fn stop_writing() {
     }
 }
 
-/// Fails with [`PeerError::OutputExists`] if `out` exists and `force` is not set.
+/// Whether `out` names stdout (`-`).
+pub fn is_stdout(out: &Path) -> bool {
+    out.as_os_str() == "-"
+}
+
+/// Fails with [`PeerError::OutputExists`] if `out` exists and `force` is not set (stdout
+/// always may be written).
 pub fn check_output(out: &Path, force: bool) -> Result<(), PeerError> {
-    if !force && (out.exists() || out.is_symlink()) {
+    if !force && !is_stdout(out) && (out.exists() || out.is_symlink()) {
         return Err(PeerError::OutputExists(out.to_owned()));
     }
     Ok(())
 }
 
-/// Writes the file's bytes from the store to `out` (through a temporary file, then rename).
+/// Writes the file's bytes from the store to stdout, chunk by chunk in order; `open` turns a
+/// stored chunk (checked as it is read) into the file's bytes: a private file's decryption.
+pub fn to_stdout(
+    node: &Node,
+    file: &StoredFile,
+    mut open: impl FnMut(u64, &mut Vec<u8>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    for (i, c) in file.manifest.chunks.iter().enumerate() {
+        if STOPPING.load(Ordering::SeqCst) {
+            bail!("stopped before the whole file was written to stdout");
+        }
+        let mut bytes = node.store.get(c)?.ok_or_else(|| anyhow!("chunk {i} vanished from the store"))?;
+        open(i as u64, &mut bytes)?;
+        w.write_all(&bytes).context("cannot write to stdout")?;
+    }
+    w.flush().context("cannot write to stdout")
+}
+
+/// Copies the file at `path` to stdout and removes it (the output a running peer assembled
+/// for `get -o -`); the file is unlinked first, so nothing is left behind whatever happens.
+pub fn copy_out(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let _ = std::fs::remove_file(path);
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    std::io::copy(&mut f, &mut w).context("cannot write to stdout")?;
+    w.flush().context("cannot write to stdout")
+}
+
+/// Writes the file's bytes from the store to `out` (through a temporary file, then rename),
+/// or to stdout if `out` is `-`.
 pub fn assemble(node: &Node, file: &StoredFile, out: &Path, force: bool) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     check_output(out, force)?;
+    if is_stdout(out) {
+        return to_stdout(node, file, |_, _| Ok(())).map(|_| out.to_owned());
+    }
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));
     PARTS.lock().unwrap().get_or_insert_default().insert(tmp.clone());

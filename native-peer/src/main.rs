@@ -94,7 +94,9 @@ enum Cmd {
         /// PP_PASSPHRASE or a prompt). A link names its tracker: without --tracker (or
         /// PP_TRACKER, or the config file) the file comes through that tracker.
         file: String,
-        /// Output path (default: the file's name, made safe, in the current directory).
+        /// Output path (default: the file's name, made safe, in the current directory); `-` writes
+        /// the file's bytes to stdout, once all of them are fetched and verified (then anything
+        /// else, the summary and errors included, even with --json, goes to stderr).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Overwrite the output if it exists.
@@ -135,6 +137,22 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// Whether stdout carries a file's bytes (`get -o -`): then it carries nothing else.
+    fn data_on_stdout(&self) -> bool {
+        matches!(self, Cmd::Get { output: Some(o), .. } if native_peer::download::is_stdout(o))
+    }
+}
+
+/// Prints a line of output: on stdout, or on stderr when stdout carries a file's bytes.
+fn say(data_on_stdout: bool, line: &str) {
+    if data_on_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
 fn main() {
     let args = Args::parse();
     match &args.cmd {
@@ -157,12 +175,13 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bars = Bars::new(args.quiet);
     let json = args.json;
+    let data_out = args.cmd.data_on_stdout();
     let code = match rt.block_on(run(args, bars.clone())) {
         Ok(()) => 0,
         Err(e) => {
             bars.clear();
             if json {
-                println!("{}", cli::error_json(&e));
+                say(data_out, &cli::error_json(&e).to_string());
             }
             eprintln!("error: {}", cli::error_text(&e));
             cli::exit_code(&e)
@@ -241,6 +260,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => Kind::Status,
     };
     let mut link_tracker = false;
+    let data_out = args.cmd.data_on_stdout();
     let request = match args.cmd {
         Cmd::Run { http, http_hosts, http_header_timeout, scrub_every } => {
             let header_timeout = http_header_timeout.duration();
@@ -268,7 +288,9 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             if let Target::Link(link) = Target::parse(&file).map_err(cli::PeerError::from)? {
                 link_tracker = use_link_tracker(&mut settings, &link);
             }
+            let output = output.filter(|o| !native_peer::download::is_stdout(o));
             let output = output.map(std::path::absolute).transpose()?;
+            let output = if data_out { Some(PathBuf::from("-")) } else { output };
             if let Some(out) = &output {
                 native_peer::download::check_output(out, force)?;
             }
@@ -287,13 +309,33 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Scrub => Request::Scrub,
         Cmd::Rm { file } => Request::Rm { file },
     };
-    let result = match control::try_remote(&data_dir, &request, bars.sink()).await? {
+    // A running peer cannot write to this process's stdout: it assembles the file into a
+    // temporary file in the data dir, copied out here.
+    let via_file = data_dir.join(format!(".get-{}.pp-out", std::process::id()));
+    let remote_request = match &request {
+        Request::Get { file, dir, passphrase, .. } if data_out => Request::Get {
+            file: file.clone(),
+            output: Some(via_file.clone()),
+            force: true,
+            dir: dir.clone(),
+            passphrase: passphrase.clone(),
+        },
+        other => other.clone(),
+    };
+    let result = match control::try_remote(&data_dir, &remote_request, bars.sink()).await? {
+        Some(resp) if resp.ok && data_out => {
+            bars.clear();
+            tokio::task::spawn_blocking(move || native_peer::download::copy_out(&via_file)).await??;
+            let mut result = resp.result;
+            result["output"] = "-".into();
+            result
+        }
         Some(resp) if resp.ok => resp.result,
         Some(resp) => {
             bars.clear();
             let code = resp.exit_code.max(1);
             if args.json {
-                println!("{}", cli::error_json_of(code, &resp.error));
+                say(data_out, &cli::error_json_of(code, &resp.error).to_string());
             }
             eprintln!("error: {}", resp.error);
             std::process::exit(code);
@@ -324,7 +366,9 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     };
     bars.clear();
     if args.json {
-        println!("{result}");
+        say(data_out, &result.to_string());
+    } else if data_out {
+        eprint!("{}", render(kind, &result));
     } else {
         print!("{}", render(kind, &result));
     }

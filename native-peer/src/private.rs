@@ -164,9 +164,7 @@ pub async fn get(
     };
     let (cipher, plain) = FileCipher::open(&key, &sealed, &manifest)?;
     let out = output.unwrap_or_else(|| dir.unwrap_or_default().join(safe_file_name(&plain.name, &id.to_hex())));
-    if out.exists() && !force {
-        bail!(PeerError::OutputExists(out));
-    }
+    crate::download::check_output(&out, force)?;
     let label = format!("get {}", safe_file_name(&plain.name, &id.short()));
     let on_progress: crate::download::Progress = Arc::new(move |done, total, _| {
         progress(ProgressLine { label: label.clone(), done, total });
@@ -186,11 +184,12 @@ pub async fn get(
 }
 
 /// Writes the decrypted file from the store's ciphertext chunks to `out` (temporary file, then
-/// rename; nothing is left behind on a failure).
+/// rename; nothing is left behind on a failure), or to stdout if `out` is `-`.
 pub fn assemble(node: &Node, file: &StoredFile, cipher: &FileCipher, out: &Path, force: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    if out.exists() && !force {
-        bail!(PeerError::OutputExists(out.to_owned()));
+    crate::download::check_output(out, force)?;
+    if crate::download::is_stdout(out) {
+        return crate::download::to_stdout(node, file, |i, bytes| Ok(cipher.open_chunk(i, bytes)?));
     }
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));
