@@ -162,6 +162,21 @@ fn completions_man_and_sizes() {
     let o = pp(&["--max-storage", "lots", "status"], root.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("20GiB"), "says what a size looks like: {}", text(&o.stderr));
+    // Durations: defaults shown with units; a bad one names its flag and what would do.
+    let help = ok(&pp(&["run", "--help"], root.path()), "run --help");
+    for (flag, default) in
+        [("--http-header-timeout <DURATION>", "[default: 10s]"), ("--scrub-every <DURATION>", "[default: 1h]")]
+    {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing: {help}"));
+        let next = help[at + 2..].find("\n      --").map_or(help.len(), |n| at + 2 + n);
+        assert!(help[at..next].contains(default), "{flag}: {}", &help[at..next]);
+    }
+    assert!(help.contains("--rtc-timeout <DURATION>") && help.contains("[default: 8s]"), "{help}");
+    let o = pp(&["--rtc-timeout", "5x", "status"], root.path());
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("'--rtc-timeout <DURATION>'") && err.contains("not a duration: \"5x\""), "{err}");
+    assert!(err.contains("30s, 2m, 500ms"), "says what a duration looks like: {err}");
 }
 
 #[test]
