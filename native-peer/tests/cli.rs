@@ -224,10 +224,8 @@ fn get_to_stdout_writes_the_files_bytes_and_nothing_else() {
     let src = root.path().join("data.bin");
     std::fs::write(&src, &bytes).unwrap();
     let id = a.cli_json(&["put", src.to_str().unwrap()])["files"][0]["id"].as_str().unwrap().to_string();
-    let link = a.cli_json(&["put", "--private", src.to_str().unwrap()])["files"][0]["link"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let link =
+        a.cli_json(&["put", "--private", src.to_str().unwrap()])["files"][0]["link"].as_str().unwrap().to_string();
     let ws = tracker.ws_url();
     // A file named `-` in the working directory is neither read nor written.
     let cwd = root.path().join("cwd");

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use swarm_core::swarm::repair::RepairConfig;
 
-pub use pp_cli::settings::SettingsError;
 use pp_cli::duration::{parse_secs, Secs};
+pub use pp_cli::settings::SettingsError;
 use pp_cli::size::ByteSize;
 
 fn parse_size(s: &str) -> Result<ByteSize, String> {
