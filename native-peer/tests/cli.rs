@@ -177,6 +177,15 @@ fn completions_man_and_sizes() {
     let err = text(&o.stderr);
     assert!(err.contains("'--rtc-timeout <DURATION>'") && err.contains("not a duration: \"5x\""), "{err}");
     assert!(err.contains("30s, 2m, 500ms"), "says what a duration looks like: {err}");
+    let o = Command::new(pp_peer())
+        .arg("--data-dir")
+        .arg(root.path().join("p"))
+        .arg("status")
+        .env("PP_RTC_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("'--rtc-timeout <DURATION>'"), "from the environment too: {}", text(&o.stderr));
 }
 
 #[test]

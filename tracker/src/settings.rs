@@ -72,8 +72,7 @@ pub struct Settings {
     /// Copies every chunk is kept on, at least 2 [default: 3]
     #[arg(long, env = "PP_REPLICATION")]
     pub replication: Option<u32>,
-    /// How long a departed peer's chunks wait before they are re-replicated (also `--grace`)
-    /// [default: 3s]
+    /// How long a departed peer's chunks wait before they are re-replicated [default: 3s]
     #[arg(long, visible_alias = "grace", env = "PP_GRACE_SECS", value_name = "DURATION", value_parser = parse_secs)]
     #[serde(alias = "grace")]
     pub grace_secs: Option<Secs>,
@@ -251,7 +250,7 @@ pub struct Settings {
     #[arg(long, env = "PP_CLUSTER_REPLICAS")]
     pub cluster_replicas: Option<usize>,
     /// How long a node's hold on a shard lasts without renewal: how long its shards wait after
-    /// it dies before another node takes them, 500ms to 10m (also `--cluster-lease`) [default: 5s]
+    /// it dies before another node takes them, 500ms to 10m [default: 5s]
     #[arg(long, visible_alias = "cluster-lease", env = "PP_CLUSTER_LEASE_SECS", value_name = "DURATION",
           value_parser = parse_secs)]
     #[serde(alias = "cluster-lease")]
