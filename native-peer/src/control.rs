@@ -255,9 +255,22 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 sink(ProgressLine { label: label.clone(), done, total });
             });
             let started = std::time::Instant::now();
-            let stored = crate::download::fetch(node, id, on_progress).await?;
+            let private =
+                || anyhow::anyhow!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
+            let to_stdout = crate::download::is_stdout(&out);
+            let stored = if to_stdout {
+                // (Checked before a byte is written: stdout never carries ciphertext.)
+                let (meta, manifest) = node.locate(id).await?;
+                if meta.is_private() {
+                    return Err(private());
+                }
+                let open: crate::download::Open = Box::new(|_, _| Ok(()));
+                crate::download::fetch_to_stdout(node, id, manifest.chunks, on_progress, open).await?
+            } else {
+                crate::download::fetch(node, id, on_progress).await?
+            };
             if stored.meta.is_private() {
-                anyhow::bail!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
+                return Err(private());
             }
             let fetch_secs = started.elapsed().as_secs_f64();
             let sources: serde_json::Map<String, Value> = node
@@ -272,10 +285,15 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 })
                 .collect();
             let n2 = node.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
-            })
-            .await??;
+            let written = match to_stdout {
+                true => (out, stored),
+                false => {
+                    tokio::task::spawn_blocking(move || {
+                        crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
+                    })
+                    .await??
+                }
+            };
             let secs = started.elapsed().as_secs_f64();
             Ok(json!({
                 "id": id,

@@ -169,10 +169,16 @@ pub async fn get(
     let on_progress: crate::download::Progress = Arc::new(move |done, total, _| {
         progress(ProgressLine { label: label.clone(), done, total });
     });
-    let stored = crate::download::fetch(node, id, on_progress).await?;
-    let n2 = node.clone();
-    let out2 = out.clone();
-    tokio::task::spawn_blocking(move || assemble(&n2, &stored, &cipher, &out2, force)).await??;
+    if crate::download::is_stdout(&out) {
+        let c = cipher.clone();
+        let open: crate::download::Open = Box::new(move |i, bytes| Ok(c.open_chunk(i, bytes)?));
+        crate::download::fetch_to_stdout(node, id, manifest.chunks.clone(), on_progress, open).await?;
+    } else {
+        let stored = crate::download::fetch(node, id, on_progress).await?;
+        let n2 = node.clone();
+        let out2 = out.clone();
+        tokio::task::spawn_blocking(move || assemble(&n2, &stored, &cipher, &out2, force)).await??;
+    }
     Ok(json!({
         "id": id,
         "name": plain.name,
@@ -184,13 +190,11 @@ pub async fn get(
 }
 
 /// Writes the decrypted file from the store's ciphertext chunks to `out` (temporary file, then
-/// rename; nothing is left behind on a failure), or to stdout if `out` is `-`.
+/// rename; nothing is left behind on a failure).
 pub fn assemble(node: &Node, file: &StoredFile, cipher: &FileCipher, out: &Path, force: bool) -> anyhow::Result<()> {
     use std::io::Write;
     crate::download::check_output(out, force)?;
-    if crate::download::is_stdout(out) {
-        return crate::download::to_stdout(node, file, |i, bytes| Ok(cipher.open_chunk(i, bytes)?));
-    }
+    anyhow::ensure!(!crate::download::is_stdout(out), "stdout is written while the file is fetched");
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));
     let result = (|| -> anyhow::Result<()> {

@@ -233,8 +233,9 @@ fn get_to_stdout_writes_the_files_bytes_and_nothing_else() {
     let src = root.path().join("data.bin");
     std::fs::write(&src, &bytes).unwrap();
     let id = a.cli_json(&["put", src.to_str().unwrap()])["files"][0]["id"].as_str().unwrap().to_string();
-    let link =
-        a.cli_json(&["put", "--private", src.to_str().unwrap()])["files"][0]["link"].as_str().unwrap().to_string();
+    let private = a.cli_json(&["put", "--private", src.to_str().unwrap()]);
+    let link = private["files"][0]["link"].as_str().unwrap().to_string();
+    let private_id = private["files"][0]["id"].as_str().unwrap().to_string();
     let ws = tracker.ws_url();
     // A file named `-` in the working directory is neither read nor written.
     let cwd = root.path().join("cwd");
@@ -287,6 +288,12 @@ fn get_to_stdout_writes_the_files_bytes_and_nothing_else() {
         assert!(o.stdout.is_empty(), "nothing on stdout: {:?}", text(&o.stdout));
         assert!(!json || text(&o.stderr).contains("\"kind\":\"not_found\""), "{}", text(&o.stderr));
     }
+
+    // A private file by its bare id: refused before a byte of ciphertext reaches stdout.
+    let o = pp(&["--tracker", &ws, "--data-dir", e.to_str().unwrap(), "get", &private_id, "-o", "-"], &cwd);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty(), "no ciphertext on stdout ({} bytes)", o.stdout.len());
+    assert!(text(&o.stderr).contains("is a private file: get it with its share link"), "{}", text(&o.stderr));
 
     // A reader that stops after 100 bytes: the write fails, and the exit code says so.
     let mut cmd = std::process::Command::new(pp_peer());
