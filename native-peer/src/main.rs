@@ -95,8 +95,9 @@ enum Cmd {
         /// PP_TRACKER, or the config file) the file comes through that tracker.
         file: String,
         /// Output path (default: the file's name, made safe, in the current directory); `-` writes
-        /// the file's bytes to stdout, once all of them are fetched and verified (then anything
-        /// else, the summary and errors included, even with --json, goes to stderr).
+        /// the file's bytes to stdout, in order, each chunk once it is verified (then anything
+        /// else, the summary and errors included, even with --json, goes to stderr; a failure
+        /// cuts the bytes short and exits non-zero).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Overwrite the output if it exists.
