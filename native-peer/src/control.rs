@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Put {
@@ -27,7 +27,8 @@ pub enum Request {
         private: Option<crate::private::PutSecret>,
     },
     /// `dir`: where the output goes when `output` is not given (the client's working
-    /// directory, not the running peer's).
+    /// directory, not the running peer's). `output` `-` is stdout: a short-lived peer's only
+    /// (a running peer refuses it; its client asks for a temporary file instead).
     Get {
         file: String,
         output: Option<PathBuf>,
@@ -119,6 +120,12 @@ async fn handle(node: Arc<Node>, stream: UnixStream, stop: Arc<tokio::sync::Noti
     });
     let work = async {
         match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Get { output: Some(out), .. }) if crate::download::is_stdout(&out) => Response {
+                ok: false,
+                result: Value::Null,
+                error: "a running peer cannot write to its client's stdout".into(),
+                exit_code: crate::cli::EXIT_USAGE,
+            },
             Ok(req) => match execute(&node, req, sink).await {
                 Ok(result) => {
                     if result.get("left").is_some() {
@@ -248,9 +255,22 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 sink(ProgressLine { label: label.clone(), done, total });
             });
             let started = std::time::Instant::now();
-            let stored = crate::download::fetch(node, id, on_progress).await?;
+            let private =
+                || anyhow::anyhow!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
+            let to_stdout = crate::download::is_stdout(&out);
+            let stored = if to_stdout {
+                // (Checked before a byte is written: stdout never carries ciphertext.)
+                let (meta, manifest) = node.locate(id).await?;
+                if meta.is_private() {
+                    return Err(private());
+                }
+                let open: crate::download::Open = Box::new(|_, _| Ok(()));
+                crate::download::fetch_to_stdout(node, id, manifest.chunks, on_progress, open).await?
+            } else {
+                crate::download::fetch(node, id, on_progress).await?
+            };
             if stored.meta.is_private() {
-                anyhow::bail!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
+                return Err(private());
             }
             let fetch_secs = started.elapsed().as_secs_f64();
             let sources: serde_json::Map<String, Value> = node
@@ -265,10 +285,15 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 })
                 .collect();
             let n2 = node.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
-            })
-            .await??;
+            let written = match to_stdout {
+                true => (out, stored),
+                false => {
+                    tokio::task::spawn_blocking(move || {
+                        crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
+                    })
+                    .await??
+                }
+            };
             let secs = started.elapsed().as_secs_f64();
             Ok(json!({
                 "id": id,

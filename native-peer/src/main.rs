@@ -5,6 +5,7 @@
 use native_peer::output::{render, Kind};
 use native_peer::settings::PeerSettings;
 use native_peer::{cli, control, node};
+use pp_cli::duration::{parse_secs, Secs};
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -64,13 +65,14 @@ enum Cmd {
         /// name you reach it by; requests naming other hosts get 403 (no DNS rebinding)
         #[arg(long = "http-host", value_name = "NAME", env = "PP_HTTP_HOST", value_delimiter = ',')]
         http_hosts: Vec<String>,
-        /// Seconds for an HTTP request head to arrive whole, and for an idle kept-alive
-        /// connection to send its next request
-        #[arg(long, default_value_t = 10.0, value_name = "SECS", env = "PP_HTTP_HEADER_TIMEOUT")]
-        http_header_timeout: f64,
-        /// Seconds between scrubs of the chunk store (0: never).
-        #[arg(long, default_value_t = 3600, value_name = "SECS")]
-        scrub_every: u64,
+        /// Time for an HTTP request head to arrive whole, and for an idle kept-alive
+        /// connection to send its next request, at most 1h (a bare number is seconds)
+        #[arg(long, default_value = "10s", value_name = "DURATION", env = "PP_HTTP_HEADER_TIMEOUT",
+              value_parser = parse_secs)]
+        http_header_timeout: Secs,
+        /// Time between scrubs of the chunk store, 0 for never (a bare number is seconds)
+        #[arg(long, default_value = "1h", value_name = "DURATION", env = "PP_SCRUB_EVERY", value_parser = parse_secs)]
+        scrub_every: Secs,
     },
     /// Chunk, store and publish files.
     Put {
@@ -92,7 +94,10 @@ enum Cmd {
         /// PP_PASSPHRASE or a prompt). A link names its tracker: without --tracker (or
         /// PP_TRACKER, or the config file) the file comes through that tracker.
         file: String,
-        /// Output path (default: the file's name, made safe, in the current directory).
+        /// Output path (default: the file's name, made safe, in the current directory); `-` writes
+        /// the file's bytes to stdout, in order, each chunk once it is verified (then anything
+        /// else, the summary and errors included, even with --json, goes to stderr; a failure
+        /// cuts the bytes short and exits non-zero).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Overwrite the output if it exists.
@@ -133,6 +138,22 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// Whether stdout carries a file's bytes (`get -o -`): then it carries nothing else.
+    fn data_on_stdout(&self) -> bool {
+        matches!(self, Cmd::Get { output: Some(o), .. } if native_peer::download::is_stdout(o))
+    }
+}
+
+/// Prints a line of output: on stdout, or on stderr when stdout carries a file's bytes.
+fn say(data_on_stdout: bool, line: &str) {
+    if data_on_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
 fn main() {
     let args = Args::parse();
     match &args.cmd {
@@ -155,12 +176,13 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bars = Bars::new(args.quiet);
     let json = args.json;
+    let data_out = args.cmd.data_on_stdout();
     let code = match rt.block_on(run(args, bars.clone())) {
         Ok(()) => 0,
         Err(e) => {
             bars.clear();
             if json {
-                println!("{}", cli::error_json(&e));
+                say(data_out, &cli::error_json(&e).to_string());
             }
             eprintln!("error: {}", cli::error_text(&e));
             cli::exit_code(&e)
@@ -239,16 +261,15 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => Kind::Status,
     };
     let mut link_tracker = false;
+    let data_out = args.cmd.data_on_stdout();
     let request = match args.cmd {
         Cmd::Run { http, http_hosts, http_header_timeout, scrub_every } => {
-            if !(http_header_timeout.is_finite() && http_header_timeout > 0.0 && http_header_timeout <= 3600.0) {
-                anyhow::bail!("--http-header-timeout must be more than 0 and at most 3600 seconds");
+            let header_timeout = http_header_timeout.duration();
+            if header_timeout.is_zero() || header_timeout > Duration::from_secs(3600) {
+                anyhow::bail!("--http-header-timeout must be more than 0 and at most 1h, not {http_header_timeout}");
             }
-            let gateway = native_peer::gateway::Options {
-                hosts: http_hosts,
-                header_timeout: Duration::from_secs_f64(http_header_timeout),
-            };
-            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every).await;
+            let gateway = native_peer::gateway::Options { hosts: http_hosts, header_timeout };
+            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every.duration()).await;
         }
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
@@ -268,7 +289,9 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             if let Target::Link(link) = Target::parse(&file).map_err(cli::PeerError::from)? {
                 link_tracker = use_link_tracker(&mut settings, &link);
             }
+            let output = output.filter(|o| !native_peer::download::is_stdout(o));
             let output = output.map(std::path::absolute).transpose()?;
+            let output = if data_out { Some(PathBuf::from("-")) } else { output };
             if let Some(out) = &output {
                 native_peer::download::check_output(out, force)?;
             }
@@ -287,13 +310,33 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Scrub => Request::Scrub,
         Cmd::Rm { file } => Request::Rm { file },
     };
-    let result = match control::try_remote(&data_dir, &request, bars.sink()).await? {
+    // A running peer cannot write to this process's stdout: it assembles the file into a
+    // temporary file in the data dir, copied out here.
+    let via_file = data_dir.join(format!(".get-{}.pp-out", std::process::id()));
+    let remote_request = match &request {
+        Request::Get { file, dir, passphrase, .. } if data_out => Request::Get {
+            file: file.clone(),
+            output: Some(via_file.clone()),
+            force: true,
+            dir: dir.clone(),
+            passphrase: passphrase.clone(),
+        },
+        other => other.clone(),
+    };
+    let result = match control::try_remote(&data_dir, &remote_request, bars.sink()).await? {
+        Some(resp) if resp.ok && data_out => {
+            bars.clear();
+            tokio::task::spawn_blocking(move || native_peer::download::copy_out(&via_file)).await??;
+            let mut result = resp.result;
+            result["output"] = "-".into();
+            result
+        }
         Some(resp) if resp.ok => resp.result,
         Some(resp) => {
             bars.clear();
             let code = resp.exit_code.max(1);
             if args.json {
-                println!("{}", cli::error_json_of(code, &resp.error));
+                say(data_out, &cli::error_json_of(code, &resp.error).to_string());
             }
             eprintln!("error: {}", resp.error);
             std::process::exit(code);
@@ -324,7 +367,9 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     };
     bars.clear();
     if args.json {
-        println!("{result}");
+        say(data_out, &result.to_string());
+    } else if data_out {
+        eprint!("{}", render(kind, &result));
     } else {
         print!("{}", render(kind, &result));
     }
@@ -357,7 +402,7 @@ async fn run_peer(
     settings: &PeerSettings,
     data_dir: &std::path::Path,
     http: Option<(SocketAddr, native_peer::gateway::Options)>,
-    scrub_every: u64,
+    scrub_every: Duration,
 ) -> anyhow::Result<()> {
     let config = settings.node_config(u32::MAX)?;
     if config.corrupt_serve {
@@ -369,10 +414,10 @@ async fn run_peer(
         let local = native_peer::gateway::serve(node.clone(), addr, options).await?;
         println!("http gateway on http://{local}/files/{{id}}");
     }
-    if scrub_every > 0 {
+    if !scrub_every.is_zero() {
         let n = node.clone();
         tokio::spawn(async move {
-            let every = Duration::from_secs(scrub_every);
+            let every = scrub_every;
             loop {
                 tokio::time::sleep(every).await;
                 if let Err(e) = n.scrub().await {

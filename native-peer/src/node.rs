@@ -209,9 +209,18 @@ impl Node {
 
     /// The name and type of a file in the swarm (asks the tracker).
     pub async fn describe(&self, file: FileId) -> anyhow::Result<FileMeta> {
+        Ok(self.locate(file).await?.0)
+    }
+
+    /// The file's meta and manifest, as the tracker has them (the manifest checked against
+    /// the id: its chunk ids are the ones to trust).
+    pub async fn locate(&self, file: FileId) -> anyhow::Result<(FileMeta, swarm_core::Manifest)> {
         let answer = self.request(move |req| ClientMsg::Locate { req, file }).await.map_err(PeerError::from)?;
-        let ServerMsg::Located { meta, .. } = answer else { bail!("unexpected answer to locate: {answer:?}") };
-        Ok(meta)
+        let ServerMsg::Located { meta, manifest, .. } = answer else {
+            bail!("unexpected answer to locate: {answer:?}")
+        };
+        anyhow::ensure!(manifest.file_id() == file, "the tracker answered with another file");
+        Ok((meta, manifest))
     }
 
     /// Reads every stored chunk, drops the corrupt ones and tells the tracker.

@@ -62,7 +62,12 @@ pub fn render(kind: Kind, v: &Value) -> String {
         }
         Kind::Get => {
             let secs = v["seconds"].as_f64().unwrap_or(0.0);
-            let _ = writeln!(out, "Saved {} ({} in {secs:.1} s)", s(&v["output"]), human(n(&v["size"])));
+            let size = human(n(&v["size"]));
+            if v["output"] == "-" {
+                let _ = writeln!(out, "Wrote {} to stdout ({size} in {secs:.1} s)", s(&v["name"]));
+            } else {
+                let _ = writeln!(out, "Saved {} ({size} in {secs:.1} s)", s(&v["output"]));
+            }
         }
         Kind::Search => {
             if files.is_empty() {

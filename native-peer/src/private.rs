@@ -164,17 +164,21 @@ pub async fn get(
     };
     let (cipher, plain) = FileCipher::open(&key, &sealed, &manifest)?;
     let out = output.unwrap_or_else(|| dir.unwrap_or_default().join(safe_file_name(&plain.name, &id.to_hex())));
-    if out.exists() && !force {
-        bail!(PeerError::OutputExists(out));
-    }
+    crate::download::check_output(&out, force)?;
     let label = format!("get {}", safe_file_name(&plain.name, &id.short()));
     let on_progress: crate::download::Progress = Arc::new(move |done, total, _| {
         progress(ProgressLine { label: label.clone(), done, total });
     });
-    let stored = crate::download::fetch(node, id, on_progress).await?;
-    let n2 = node.clone();
-    let out2 = out.clone();
-    tokio::task::spawn_blocking(move || assemble(&n2, &stored, &cipher, &out2, force)).await??;
+    if crate::download::is_stdout(&out) {
+        let c = cipher.clone();
+        let open: crate::download::Open = Box::new(move |i, bytes| Ok(c.open_chunk(i, bytes)?));
+        crate::download::fetch_to_stdout(node, id, manifest.chunks.clone(), on_progress, open).await?;
+    } else {
+        let stored = crate::download::fetch(node, id, on_progress).await?;
+        let n2 = node.clone();
+        let out2 = out.clone();
+        tokio::task::spawn_blocking(move || assemble(&n2, &stored, &cipher, &out2, force)).await??;
+    }
     Ok(json!({
         "id": id,
         "name": plain.name,
@@ -189,9 +193,8 @@ pub async fn get(
 /// rename; nothing is left behind on a failure).
 pub fn assemble(node: &Node, file: &StoredFile, cipher: &FileCipher, out: &Path, force: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    if out.exists() && !force {
-        bail!(PeerError::OutputExists(out.to_owned()));
-    }
+    crate::download::check_output(out, force)?;
+    anyhow::ensure!(!crate::download::is_stdout(out), "stdout is written while the file is fetched");
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.pp-part", file.manifest.file_id().short()));
     let result = (|| -> anyhow::Result<()> {

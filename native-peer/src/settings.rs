@@ -2,7 +2,8 @@
 //! way the tracker's are (`pp_cli::settings`): a flag beats its environment variable, which
 //! beats the `--config` file (default: `peer.toml` in the per-user config directory, when it
 //! exists), which beats the built-in default. File keys are the long option names
-//! (`max-storage = "20GB"`, `data-dir = "/srv/pp"`).
+//! (`max-storage = "20GB"`, `data-dir = "/srv/pp"`). Durations take units (`--rtc-timeout 3s`,
+//! `rtc-timeout = "500ms"`; a bare number is seconds, as before: `pp_cli::duration`).
 //!
 //! Several trackers (the nodes of a tracker cluster) are given by repeating `--tracker`, by
 //! commas (`--tracker ws://a/ws,ws://b/ws`, `PP_TRACKER=ws://a/ws,ws://b/ws`), or in the file
@@ -13,6 +14,7 @@
 //! chunks whatever the current directory is.
 
 use crate::driver::NodeConfig;
+use pp_cli::duration::{parse_secs, Secs};
 use pp_cli::settings::SettingsError;
 use pp_cli::size::ByteSize;
 use serde::Deserialize;
@@ -62,11 +64,11 @@ pub struct PeerSettings {
     /// Most bytes of chunks this peer keeps: 500MB, 20GB, 20GiB or bytes [default: 10GiB]
     #[arg(long, global = true, env = "PP_MAX_STORAGE", value_name = "SIZE", value_parser = parse_size)]
     pub max_storage: Option<ByteSize>,
-    /// Seconds a WebRTC data channel has to open before the attempt is given up (requests
-    /// travel through the tracker relay from 0.3 s on, and move to the channel when it opens)
-    /// [default: 8]
-    #[arg(long, global = true, env = "PP_RTC_TIMEOUT", value_name = "SECS")]
-    pub rtc_timeout: Option<f64>,
+    /// Time a WebRTC data channel has to open before the attempt is given up (requests
+    /// travel through the tracker relay from 300ms on, and move to the channel when it opens)
+    /// [default: 8s]
+    #[arg(long, global = true, env = "PP_RTC_TIMEOUT", value_name = "DURATION", value_parser = parse_secs)]
+    pub rtc_timeout: Option<Secs>,
     /// The join token of a private tracker (one started with --join-token).
     #[arg(long, global = true, env = "PP_JOIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
@@ -143,9 +145,9 @@ impl PeerSettings {
 
     /// The node's configuration, defaults filled in and values checked.
     pub fn node_config(&self, connect_attempts: u32) -> Result<NodeConfig, SettingsError> {
-        let rtc_timeout = self.rtc_timeout.unwrap_or(8.0);
-        if !(rtc_timeout.is_finite() && rtc_timeout > 0.0) {
-            return Err(SettingsError::Invalid(format!("rtc-timeout must be a positive number, not {rtc_timeout}")));
+        let rtc_timeout = self.rtc_timeout.map_or(Duration::from_secs(8), Secs::duration);
+        if rtc_timeout.is_zero() {
+            return Err(SettingsError::Invalid("rtc-timeout must be more than 0".into()));
         }
         let mut trackers = self.trackers()?.into_iter();
         Ok(NodeConfig {
@@ -154,7 +156,7 @@ impl PeerSettings {
             tracker_ca: self.tracker_ca.clone(),
             rtc_ip: self.rtc_ip,
             max_storage: self.max_storage.map_or(DEFAULT_MAX_STORAGE, |b| b.as_u64()),
-            rtc_timeout: Duration::from_secs_f64(rtc_timeout),
+            rtc_timeout,
             relay_only: self.relay_only.unwrap_or(false),
             connect_attempts,
             corrupt_serve: std::env::var_os("PP_TEST_CORRUPT_SERVE").is_some_and(|v| v == "1"),
@@ -209,7 +211,7 @@ mod tests {
     fn bad_settings_are_refused() {
         assert!(from_toml("max-storag = 5").is_err(), "a typo in a key");
         assert!(from_toml("max-storage = \"much\"").is_err());
-        assert!(PeerSettings { rtc_timeout: Some(0.0), ..Default::default() }.node_config(1).is_err());
+        assert!(PeerSettings { rtc_timeout: Some(Secs::from_secs(0)), ..Default::default() }.node_config(1).is_err());
         let e =
             PeerSettings { tracker: Some(vec!["http://x".into()]), ..Default::default() }.node_config(1).unwrap_err();
         assert!(e.to_string().contains("ws://"), "{e}");
@@ -261,6 +263,20 @@ mod tests {
         let e = trackers(from_toml("tracker = [\"ws://a/ws\", \"b:80\"]\n").unwrap()).unwrap_err();
         assert!(e.contains("\"b:80\""), "{e}");
         assert!(from_toml("tracker = 5\n").is_err(), "neither a string nor a list");
+    }
+
+    #[test]
+    fn the_rtc_timeout_takes_units() {
+        let t = |s: PeerSettings| s.node_config(1).unwrap().rtc_timeout;
+        assert_eq!(t(cli(&["--rtc-timeout", "500ms"])), Duration::from_millis(500));
+        assert_eq!(t(cli(&["--rtc-timeout", "3"])), Duration::from_secs(3), "a bare number is seconds");
+        assert_eq!(t(cli(&["--rtc-timeout", "0.25"])), Duration::from_millis(250));
+        assert_eq!(t(from_toml("rtc-timeout = \"1m\"\n").unwrap()), Duration::from_secs(60));
+        assert_eq!(t(PeerSettings::default()), Duration::from_secs(8));
+        let e = Cli::try_parse_from(["pp-peer", "--rtc-timeout", "5x"]).err().unwrap().to_string();
+        assert!(e.contains("--rtc-timeout") && e.contains("not a duration: \"5x\""), "{e}");
+        let e = from_toml("rtc-timeout = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("rtc-timeout") && e.contains("not a duration"), "{e}");
     }
 
     #[test]

@@ -162,6 +162,30 @@ fn completions_man_and_sizes() {
     let o = pp(&["--max-storage", "lots", "status"], root.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("20GiB"), "says what a size looks like: {}", text(&o.stderr));
+    // Durations: defaults shown with units; a bad one names its flag and what would do.
+    let help = ok(&pp(&["run", "--help"], root.path()), "run --help");
+    for (flag, default) in
+        [("--http-header-timeout <DURATION>", "[default: 10s]"), ("--scrub-every <DURATION>", "[default: 1h]")]
+    {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing: {help}"));
+        let next = help[at + 2..].find("\n      --").map_or(help.len(), |n| at + 2 + n);
+        assert!(help[at..next].contains(default), "{flag}: {}", &help[at..next]);
+    }
+    assert!(help.contains("--rtc-timeout <DURATION>") && help.contains("[default: 8s]"), "{help}");
+    let o = pp(&["--rtc-timeout", "5x", "status"], root.path());
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("'--rtc-timeout <DURATION>'") && err.contains("not a duration: \"5x\""), "{err}");
+    assert!(err.contains("30s, 2m, 500ms"), "says what a duration looks like: {err}");
+    let o = Command::new(pp_peer())
+        .arg("--data-dir")
+        .arg(root.path().join("p"))
+        .arg("status")
+        .env("PP_RTC_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("'--rtc-timeout <DURATION>'"), "from the environment too: {}", text(&o.stderr));
 }
 
 #[test]
@@ -192,4 +216,94 @@ fn config_file_under_env_under_flags() {
     std::fs::write(root.path().join("bad.toml"), "max-storag = 1\n").unwrap();
     let o = pp(&["--config", root.path().join("bad.toml").to_str().unwrap(), "status"], root.path());
     assert!(!o.status.success() && text(&o.stderr).contains("max-storag"), "{}", text(&o.stderr));
+}
+
+/// `get -o -`: the file's bytes on stdout and nothing else there (the summary, even under
+/// --json, goes to stderr), from a short-lived peer and through a running one, for a public
+/// and a private file; the downloader keeps the chunks (it becomes a source); a file that
+/// cannot be had writes nothing to stdout and exits non-zero; a reader that stops reading
+/// makes the exit code say so.
+#[test]
+fn get_to_stdout_writes_the_files_bytes_and_nothing_else() {
+    let _s = serial();
+    let tracker = Tracker::start(2);
+    let root = test_root();
+    let a = Peer::start("a", &tracker, root.path(), &[], &[]);
+    let bytes = data(700_000, 21);
+    let src = root.path().join("data.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let id = a.cli_json(&["put", src.to_str().unwrap()])["files"][0]["id"].as_str().unwrap().to_string();
+    let private = a.cli_json(&["put", "--private", src.to_str().unwrap()]);
+    let link = private["files"][0]["link"].as_str().unwrap().to_string();
+    let private_id = private["files"][0]["id"].as_str().unwrap().to_string();
+    let ws = tracker.ws_url();
+    // A file named `-` in the working directory is neither read nor written.
+    let cwd = root.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::write(cwd.join("-"), b"not this").unwrap();
+
+    // A short-lived peer, as people type it: bytes on stdout, one line for people on stderr.
+    let b = root.path().join("b");
+    let b_dir = b.to_str().unwrap();
+    let o = pp(&["--tracker", &ws, "--data-dir", b_dir, "get", &id, "-o", "-"], &cwd);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.stdout == bytes, "stdout is the file ({} bytes of {})", o.stdout.len(), bytes.len());
+    assert!(text(&o.stderr).starts_with("Wrote data.bin to stdout (683.6 KiB in"), "{}", text(&o.stderr));
+    assert!(count_files(&b.join("chunks")) >= 3, "the downloader keeps the chunks, to serve them");
+    let held = cli_in(&ws, &b, &["ls"], None);
+    let v: serde_json::Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!(v["local"][0]["chunks_held"], v["local"][0]["chunks"], "{v}");
+    assert_eq!(std::fs::read(cwd.join("-")).unwrap(), b"not this");
+
+    // --json: the summary is JSON on stderr, stdout is still only the file; a private file's
+    // link too.
+    let c = root.path().join("c");
+    for target in [id.as_str(), link.as_str()] {
+        let o = pp(&["--json", "--tracker", &ws, "--data-dir", c.to_str().unwrap(), "get", target, "-o", "-"], &cwd);
+        assert!(o.status.success(), "{target}: {}", text(&o.stderr));
+        assert!(o.stdout == bytes, "{target}: stdout is the file ({} bytes)", o.stdout.len());
+        let v: serde_json::Value = serde_json::from_str(text(&o.stderr).trim()).expect("the summary on stderr");
+        assert_eq!((v["output"].as_str(), v["size"].as_u64()), (Some("-"), Some(700_000)), "{v}");
+    }
+
+    // Through a running peer (its control socket): the same bytes, nothing left in its data dir.
+    let d = Peer::start("d", &tracker, root.path(), &[], &[]);
+    let o = pp(&["--json", "--data-dir", d.dir.to_str().unwrap(), "get", &link, "-o", "-"], &cwd);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.stdout == bytes, "through the running peer ({} bytes)", o.stdout.len());
+    let left: Vec<_> = std::fs::read_dir(&d.dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("pp-")), "{left:?}");
+
+    // No such file: exit 3, not a byte on stdout (under --json, the error JSON goes to stderr).
+    let e = root.path().join("e");
+    for json in [false, true] {
+        let mut args = vec!["--tracker", &ws, "--data-dir", e.to_str().unwrap(), "get"];
+        let missing = "ab".repeat(32);
+        args.extend([missing.as_str(), "-o", "-"]);
+        if json {
+            args.insert(0, "--json");
+        }
+        let o = pp(&args, &cwd);
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+        assert!(o.stdout.is_empty(), "nothing on stdout: {:?}", text(&o.stdout));
+        assert!(!json || text(&o.stderr).contains("\"kind\":\"not_found\""), "{}", text(&o.stderr));
+    }
+
+    // A private file by its bare id: refused before a byte of ciphertext reaches stdout.
+    let o = pp(&["--tracker", &ws, "--data-dir", e.to_str().unwrap(), "get", &private_id, "-o", "-"], &cwd);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty(), "no ciphertext on stdout ({} bytes)", o.stdout.len());
+    assert!(text(&o.stderr).contains("is a private file: get it with its share link"), "{}", text(&o.stderr));
+
+    // A reader that stops after 100 bytes: the write fails, and the exit code says so.
+    let mut cmd = std::process::Command::new(pp_peer());
+    cmd.args(["--tracker", &ws, "--data-dir", e.to_str().unwrap(), "get", &id, "-o", "-"]);
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(first[..], bytes[..100]);
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "a broken pipe is a failure: {}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("cannot write to stdout"), "{}", text(&o.stderr));
 }

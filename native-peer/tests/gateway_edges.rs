@@ -40,7 +40,7 @@ fn the_gateway_serves_only_its_own_host_and_origin_and_closes_slow_connections()
     let _g = serial();
     let root = test_root();
     let tracker = Tracker::start(2);
-    let flags = ["--http", "127.0.0.1:0", "--http-host", "media.lan", "--http-header-timeout", "0.3"];
+    let flags = ["--http", "127.0.0.1:0", "--http-host", "media.lan", "--http-header-timeout", "300ms"];
     let gw = Peer::start("gw", &tracker, root.path(), &flags, &[]);
     let port = gw.http.expect("gateway port");
 

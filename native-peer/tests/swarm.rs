@@ -144,6 +144,12 @@ fn chunks_from_a_lying_peer_are_refused() {
         .and_then(|l| l.split_whitespace().last()?.parse().ok())
         .unwrap_or_else(|| panic!("no bad_sources_total in {metrics}"));
     assert!(reported >= 1);
+    // Streamed to stdout (`get -o -`, chunks written as they are verified), still only the
+    // honest bytes.
+    let e = root.path().join("e");
+    let o = cli_in(&tracker.ws_url(), &e, &["get", &id, "-o", "-"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout == bytes, "stdout is the file ({} bytes of {})", o.stdout.len(), bytes.len());
 }
 
 /// The HTTP gateway streams files it does not hold, with Range, HEAD, 404, 400, 416.

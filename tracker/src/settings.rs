@@ -4,7 +4,9 @@
 //! `--config` file, which beats the built-in default. Every setting is optional in each
 //! source, so [`Merge::merge`] can layer them (`pp_cli::settings`, shared with `pp-peer`); the
 //! TOML file uses the flag names (`max-peers = 5000`) and unknown keys are an error, so a typo
-//! never goes unnoticed. Byte sizes take units (`relay-bytes-per-sec = "8MiB"`).
+//! never goes unnoticed. Byte sizes take units (`relay-bytes-per-sec = "8MiB"`), and so do
+//! durations (`idle-timeout = "2m"`, `--header-timeout 500ms`; a bare number is seconds, as
+//! before: `pp_cli::duration`).
 
 use crate::client_addr::TrustedProxies;
 use crate::{Config, Limits};
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use swarm_core::swarm::repair::RepairConfig;
 
+use pp_cli::duration::{parse_secs, Secs};
 pub use pp_cli::settings::SettingsError;
 use pp_cli::size::ByteSize;
 
@@ -69,18 +72,19 @@ pub struct Settings {
     /// Copies every chunk is kept on, at least 2 [default: 3]
     #[arg(long, env = "PP_REPLICATION")]
     pub replication: Option<u32>,
-    /// Seconds a departed peer's chunks wait before they are re-replicated [default: 3]
-    #[arg(long, env = "PP_GRACE_SECS")]
-    pub grace_secs: Option<f64>,
-    /// Seconds of silence after which a peer counts as gone [default: 45]
-    #[arg(long, env = "PP_IDLE_TIMEOUT")]
-    pub idle_timeout: Option<u64>,
-    /// Seconds a new connection has to say hello [default: 10]
-    #[arg(long, env = "PP_HELLO_TIMEOUT")]
-    pub hello_timeout: Option<u64>,
-    /// Seconds a peer may take to accept queued frames before it is dropped [default: 10]
-    #[arg(long, env = "PP_SEND_TIMEOUT")]
-    pub send_timeout: Option<u64>,
+    /// How long a departed peer's chunks wait before they are re-replicated [default: 3s]
+    #[arg(long, visible_alias = "grace", env = "PP_GRACE_SECS", value_name = "DURATION", value_parser = parse_secs)]
+    #[serde(alias = "grace")]
+    pub grace_secs: Option<Secs>,
+    /// Silence after which a peer counts as gone [default: 45s]
+    #[arg(long, env = "PP_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_secs)]
+    pub idle_timeout: Option<Secs>,
+    /// Time a new connection has to say hello [default: 10s]
+    #[arg(long, env = "PP_HELLO_TIMEOUT", value_name = "DURATION", value_parser = parse_secs)]
+    pub hello_timeout: Option<Secs>,
+    /// Time a peer may take to accept queued frames before it is dropped [default: 10s]
+    #[arg(long, env = "PP_SEND_TIMEOUT", value_name = "DURATION", value_parser = parse_secs)]
+    pub send_timeout: Option<Secs>,
     /// Live peers at once; more are refused with `limit_reached` [default: 20000]
     #[arg(long, env = "PP_MAX_PEERS")]
     pub max_peers: Option<usize>,
@@ -91,10 +95,10 @@ pub struct Settings {
     /// no limit [default: 30000]
     #[arg(long, env = "PP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Seconds for an HTTP request head to arrive whole, and for an idle kept-alive connection
-    /// to send its next request [default: 10]
-    #[arg(long, env = "PP_HEADER_TIMEOUT")]
-    pub header_timeout: Option<f64>,
+    /// Time for an HTTP request head to arrive whole, and for an idle kept-alive connection
+    /// to send its next request, at most 1h [default: 10s]
+    #[arg(long, env = "PP_HEADER_TIMEOUT", value_name = "DURATION", value_parser = parse_secs)]
+    pub header_timeout: Option<Secs>,
     /// Largest WebRTC `signal` message a peer may send (a size) [default: 64KiB]
     #[arg(long, env = "PP_MAX_SIGNAL_BYTES", value_name = "SIZE", value_parser = parse_size)]
     pub max_signal_bytes: Option<ByteSize>,
@@ -103,9 +107,9 @@ pub struct Settings {
     /// [default: none]
     #[arg(long, env = "PP_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
-    /// Seconds the TURN credentials handed to a peer stay valid [default: 3600]
-    #[arg(long, env = "PP_TURN_TTL")]
-    pub turn_ttl: Option<u64>,
+    /// How long the TURN credentials handed to a peer stay valid, 1m to 7days [default: 1h]
+    #[arg(long, env = "PP_TURN_TTL", value_name = "DURATION", value_parser = parse_secs)]
+    pub turn_ttl: Option<Secs>,
     /// Files one peer may publish (counted since start) [default: 10000]
     #[arg(long, env = "PP_MAX_FILES_PER_PEER")]
     pub max_files_per_peer: Option<u32>,
@@ -192,9 +196,9 @@ pub struct Settings {
     /// Claims of chunks no file uses kept for one peer at most [default: 4096]
     #[arg(long, env = "PP_MAX_LOOSE_CLAIMS")]
     pub max_loose_claims: Option<usize>,
-    /// Seconds a claim of a chunk no file uses is kept [default: 600]
-    #[arg(long, env = "PP_LOOSE_CLAIM_TTL")]
-    pub loose_claim_ttl: Option<f64>,
+    /// How long a claim of a chunk no file uses is kept [default: 10m]
+    #[arg(long, env = "PP_LOOSE_CLAIM_TTL", value_name = "DURATION", value_parser = parse_secs)]
+    pub loose_claim_ttl: Option<Secs>,
     /// Estimated bytes of tracker state near which new work from the heaviest client
     /// addresses is refused with `over_budget`, and at which no new identity or file is
     /// taken; 0 for no budget [default: 1GiB]
@@ -213,15 +217,15 @@ pub struct Settings {
     /// removing it and restarting [default: none, the swarm is open]
     #[arg(long, env = "PP_JOIN_TOKEN", value_name = "TOKEN", value_delimiter = ',', hide_env_values = true)]
     pub join_token: Option<Vec<String>>,
-    /// Seconds a file with a chunk nobody holds stays in the index (it is left out of search
-    /// and listings at once); 0 keeps such files for ever [default: 86400]
-    #[arg(long, env = "PP_UNAVAILABLE_FILE_TTL")]
-    pub unavailable_file_ttl: Option<f64>,
-    /// Seconds before a copy of a chunk no file uses is trimmed from its holder (a deleted
+    /// How long a file with a chunk nobody holds stays in the index (it is left out of search
+    /// and listings at once); 0 keeps such files for ever [default: 1day]
+    #[arg(long, env = "PP_UNAVAILABLE_FILE_TTL", value_name = "DURATION", value_parser = parse_secs)]
+    pub unavailable_file_ttl: Option<Secs>,
+    /// Time before a copy of a chunk no file uses is trimmed from its holder (a deleted
     /// file's copy made while it was deleted, or held by a peer that was offline); 0 never
-    /// trims them [default: 120]
-    #[arg(long, env = "PP_ORPHAN_GRACE")]
-    pub orphan_grace: Option<f64>,
+    /// trims them [default: 2m]
+    #[arg(long, env = "PP_ORPHAN_GRACE", value_name = "DURATION", value_parser = parse_secs)]
+    pub orphan_grace: Option<Secs>,
     /// Join a tracker cluster: the NATS servers (with JetStream) its nodes share, e.g.
     /// `nats://10.0.0.1:4222,nats://10.0.0.2:4222` (comma-separated or repeated). The file
     /// index then lives in NATS, not in --data-dir [default: none, a single tracker]
@@ -245,10 +249,12 @@ pub struct Settings {
     /// [default: the number of servers of the NATS cluster, at most 3]
     #[arg(long, env = "PP_CLUSTER_REPLICAS")]
     pub cluster_replicas: Option<usize>,
-    /// Seconds a node's hold on a shard lasts without renewal: how long its shards wait after
-    /// it dies before another node takes them [default: 5]
-    #[arg(long, env = "PP_CLUSTER_LEASE_SECS")]
-    pub cluster_lease_secs: Option<f64>,
+    /// How long a node's hold on a shard lasts without renewal: how long its shards wait after
+    /// it dies before another node takes them, 500ms to 10m [default: 5s]
+    #[arg(long, visible_alias = "cluster-lease", env = "PP_CLUSTER_LEASE_SECS", value_name = "DURATION",
+          value_parser = parse_secs)]
+    #[serde(alias = "cluster-lease")]
+    pub cluster_lease_secs: Option<Secs>,
 }
 
 /// Where the STUN service listens.
@@ -398,9 +404,12 @@ impl Settings {
         if !(1..=5).contains(&replicas) {
             return Err(SettingsError::Invalid(format!("cluster-replicas must be 1 to 5, not {replicas}")));
         }
-        let lease = self.cluster_lease_secs.unwrap_or(5.0);
-        if !(lease.is_finite() && (0.5..=600.0).contains(&lease)) {
-            return Err(SettingsError::Invalid(format!("cluster-lease-secs must be 0.5 to 600, not {lease}")));
+        let lease = self.cluster_lease_secs.map_or(Duration::from_secs(5), Secs::duration);
+        if !(Duration::from_millis(500)..=Duration::from_secs(600)).contains(&lease) {
+            return Err(SettingsError::Invalid(format!(
+                "cluster-lease-secs must be 500ms to 10m, not {}",
+                pp_cli::duration::human(lease)
+            )));
         }
         Ok(Some(crate::cluster::ClusterConfig {
             servers,
@@ -409,17 +418,18 @@ impl Settings {
             shards,
             replicas,
             replicas_auto: self.cluster_replicas.is_none(),
-            lease_ttl: Duration::from_secs_f64(lease),
+            lease_ttl: lease,
         }))
     }
 
     /// The claim bounds ([`swarm_core::swarm::claims`]), checked.
     fn claim_limits(&self) -> Result<swarm_core::swarm::claims::ClaimLimits, SettingsError> {
         let d = swarm_core::swarm::claims::ClaimLimits::default();
-        let ttl = self.loose_claim_ttl.unwrap_or(d.loose_ttl_ms as f64 / 1000.0);
-        if !(ttl.is_finite() && ttl > 0.0) {
+        let ttl = self.loose_claim_ttl.map_or(Duration::from_millis(d.loose_ttl_ms), Secs::duration);
+        if ttl.as_millis() == 0 {
             return Err(SettingsError::Invalid(format!(
-                "loose-claim-ttl must be a positive number of seconds, not {ttl}"
+                "loose-claim-ttl must be at least 1ms, not {}",
+                pp_cli::duration::human(ttl)
             )));
         }
         let max_claims = self.max_claims_per_peer.unwrap_or(d.max_claims);
@@ -429,7 +439,7 @@ impl Settings {
         Ok(swarm_core::swarm::claims::ClaimLimits {
             max_claims,
             max_loose: self.max_loose_claims.unwrap_or(d.max_loose),
-            loose_ttl_ms: (ttl * 1000.0) as u64,
+            loose_ttl_ms: ttl.as_millis() as u64,
             min_claims: d.min_claims.min(max_claims),
         })
     }
@@ -442,10 +452,7 @@ impl Settings {
         if replication < 2 {
             return Err(SettingsError::Invalid(format!("replication must be at least 2, not {replication}")));
         }
-        let grace = self.grace_secs.unwrap_or(3.0);
-        if !(grace.is_finite() && grace >= 0.0) {
-            return Err(SettingsError::Invalid(format!("grace-secs must be a non-negative number, not {grace}")));
-        }
+        let grace = self.grace_secs.map_or(Duration::from_secs(3), Secs::duration);
         let max_chunks = self.max_manifest_chunks.unwrap_or(dl.max_manifest_chunks);
         if max_chunks > swarm_core::content::MAX_CHUNKS {
             return Err(SettingsError::Invalid(format!(
@@ -465,29 +472,20 @@ impl Settings {
         if join_tokens.iter().any(String::is_empty) {
             return Err(SettingsError::Invalid("join-token must not be empty".into()));
         }
-        let ttl = self.unavailable_file_ttl.unwrap_or(86_400.0);
-        if !(ttl.is_finite() && ttl >= 0.0) {
-            return Err(SettingsError::Invalid(format!(
-                "unavailable-file-ttl must be a non-negative number of seconds, not {ttl}"
-            )));
-        }
-        let unavailable_ttl = (ttl > 0.0).then(|| Duration::from_secs_f64(ttl));
-        let orphan_secs = self.orphan_grace.unwrap_or(120.0);
-        if !(orphan_secs.is_finite() && orphan_secs >= 0.0) {
-            return Err(SettingsError::Invalid(format!(
-                "orphan-grace must be a non-negative number of seconds, not {orphan_secs}"
-            )));
-        }
-        let orphan_grace = (orphan_secs > 0.0).then(|| Duration::from_secs_f64(orphan_secs));
+        // (Durations are never negative: the parser refuses them. 0 means never.)
+        let ttl = self.unavailable_file_ttl.map_or(Duration::from_secs(86_400), Secs::duration);
+        let unavailable_ttl = (!ttl.is_zero()).then_some(ttl);
+        let orphan = self.orphan_grace.map_or(Duration::from_secs(120), Secs::duration);
+        let orphan_grace = (!orphan.is_zero()).then_some(orphan);
         let claims = self.claim_limits()?;
-        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
-        let header_secs = self.header_timeout.unwrap_or(d.header_timeout.as_secs_f64());
-        if !(header_secs.is_finite() && header_secs > 0.0 && header_secs <= 3600.0) {
+        let secs = |v: Option<Secs>, d: Duration| v.map_or(d, Secs::duration);
+        let header_timeout = secs(self.header_timeout, d.header_timeout);
+        if header_timeout.is_zero() || header_timeout > Duration::from_secs(3600) {
             return Err(SettingsError::Invalid(format!(
-                "header-timeout must be more than 0 and at most 3600 seconds, not {header_secs}"
+                "header-timeout must be more than 0 and at most 1h, not {}",
+                pp_cli::duration::human(header_timeout)
             )));
         }
-        let header_timeout = Duration::from_secs_f64(header_secs);
         self.stun_listen()?;
         use crate::ice::TurnAuth;
         let secret = self.turn_secret.as_deref().map(str::trim);
@@ -510,11 +508,14 @@ impl Settings {
             .flatten()
             .map(|url| crate::ice::parse_ice_server(url, auth).map_err(|e| SettingsError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        let turn_ttl = self.turn_ttl.unwrap_or(3600);
-        if !(60..=7 * 86_400).contains(&turn_ttl) {
-            return Err(SettingsError::Invalid(format!("turn-ttl must be 60 to 604800 seconds, not {turn_ttl}")));
+        let turn_ttl = secs(self.turn_ttl, Duration::from_secs(3600));
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 86_400)).contains(&turn_ttl) {
+            return Err(SettingsError::Invalid(format!(
+                "turn-ttl must be 1m to 7days, not {}",
+                pp_cli::duration::human(turn_ttl)
+            )));
         }
-        let turn = secret.map(|s| crate::ice::TurnSecret { secret: s.to_string(), ttl: Duration::from_secs(turn_ttl) });
+        let turn = secret.map(|s| crate::ice::TurnSecret { secret: s.to_string(), ttl: turn_ttl });
         let cluster = self.cluster_config()?;
         let public_urls: Vec<String> = self.public_url.iter().filter(|u| !u.is_empty()).cloned().collect();
         if let Some(bad) = public_urls.iter().find(|u| !(u.starts_with("ws://") || u.starts_with("wss://"))) {
@@ -543,7 +544,7 @@ impl Settings {
             header_timeout,
             repair: RepairConfig {
                 replication: replication as usize,
-                grace_ms: (grace * 1000.0) as u64,
+                grace_ms: grace.as_millis() as u64,
                 claims,
                 ..Default::default()
             },
@@ -718,8 +719,77 @@ mod tests {
         assert_eq!(c.repair.grace_ms, 2_000, "the repair grace is not the orphan grace");
         let off = Settings::from_toml("orphan-grace = 0\n").unwrap();
         assert_eq!(Settings::default().merge(off).to_config().unwrap().orphan_grace, None, "0: never");
-        let bad = Settings { orphan_grace: Some(-1.0), ..Default::default() };
-        assert!(bad.to_config().unwrap_err().to_string().contains("orphan-grace"));
+        let bad = Settings::try_parse_from(["tracker", "--orphan-grace=-1"]).unwrap_err().to_string();
+        assert!(bad.contains("--orphan-grace") && bad.contains("not a duration"), "{bad}");
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_numbers_stay_seconds() {
+        let c = Settings::try_parse_from([
+            "tracker",
+            "--idle-timeout",
+            "2m",
+            "--hello-timeout",
+            "1500ms",
+            "--header-timeout",
+            "0.5",
+            "--grace",
+            "250ms",
+            "--orphan-grace",
+            "1h",
+            "--turn-ttl",
+            "2h",
+            "--turn-secret",
+            "k",
+            "--loose-claim-ttl",
+            "30",
+        ])
+        .unwrap()
+        .to_config()
+        .unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.hello_timeout, Duration::from_millis(1500));
+        assert_eq!(c.header_timeout, Duration::from_millis(500), "a bare number is seconds, fractions too");
+        assert_eq!(c.repair.grace_ms, 250, "--grace is --grace-secs with a unit");
+        assert_eq!(c.orphan_grace, Some(Duration::from_secs(3600)));
+        assert_eq!(c.turn.unwrap().ttl, Duration::from_secs(7200));
+        assert_eq!(c.repair.claims.loose_ttl_ms, 30_000);
+        let old = Settings::try_parse_from(["tracker", "--grace-secs", "2", "--send-timeout", "7"]).unwrap();
+        let c = old.to_config().unwrap();
+        assert_eq!((c.repair.grace_ms, c.send_timeout), (2_000, Duration::from_secs(7)), "old spellings");
+        // The file takes numbers (seconds) and strings, under either name of a renamed key.
+        let file = Settings::from_toml("idle-timeout = \"90s\"\ngrace = \"1m\"\ncluster-lease = 2\n").unwrap();
+        assert_eq!(file.idle_timeout, Some(Secs::from_secs(90)));
+        assert_eq!((file.grace_secs, file.cluster_lease_secs), (Some(Secs::from_secs(60)), Some(Secs::from_secs(2))));
+        let e = Settings::from_toml("send-timeout = \"5x\"\n").unwrap_err().to_string();
+        assert!(e.contains("send-timeout") && e.contains("not a duration: \"5x\""), "{e}");
+        // A bad value names the flag it was given to.
+        let e = Settings::try_parse_from(["tracker", "--idle-timeout", "5x"]).unwrap_err().to_string();
+        assert!(e.contains("--idle-timeout") && e.contains("not a duration: \"5x\"") && e.contains("30s"), "{e}");
+        let e = Settings::try_parse_from(["tracker", "--header-timeout", "2h"]).unwrap().to_config().unwrap_err();
+        assert!(e.to_string().contains("header-timeout must be more than 0 and at most 1h, not 2h"), "{e}");
+    }
+
+    #[test]
+    fn help_shows_duration_defaults_with_units() {
+        use clap::CommandFactory;
+        let help = Settings::command().render_long_help().to_string();
+        for (flag, default) in [
+            ("--idle-timeout <DURATION>", "[default: 45s]"),
+            ("--header-timeout <DURATION>", "[default: 10s]"),
+            ("--turn-ttl <DURATION>", "[default: 1h]"),
+            ("--unavailable-file-ttl <DURATION>", "[default: 1day]"),
+            ("--orphan-grace <DURATION>", "[default: 2m]"),
+            ("--grace-secs <DURATION>", "[default: 3s]"),
+        ] {
+            let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing"));
+            let next = help[at + 2..].find("\n      --").map_or(help.len(), |n| at + 2 + n);
+            assert!(help[at..next].contains(default), "{flag}: {}", &help[at..next]);
+        }
+        // Each default in the help is the one used.
+        let (c, d) = (Settings::default().to_config().unwrap(), Config::default());
+        assert_eq!((c.idle_timeout, c.header_timeout), (Duration::from_secs(45), Duration::from_secs(10)));
+        assert_eq!((d.idle_timeout, c.unavailable_ttl), (c.idle_timeout, Some(Duration::from_secs(86_400))));
     }
 
     #[test]
@@ -761,8 +831,7 @@ mod tests {
         assert!(!c.limit_exempt.contains("127.0.0.1".parse().unwrap()));
         let bad = Settings { join_token: Some(vec![" ".into()]), ..Default::default() };
         assert!(bad.to_config().is_err());
-        let bad = Settings { unavailable_file_ttl: Some(-1.0), ..Default::default() };
-        assert!(bad.to_config().is_err());
+        assert!(Settings::from_toml("unavailable-file-ttl = -1\n").is_err(), "negative");
     }
 
     #[test]
