@@ -54,7 +54,7 @@ fn count(n: usize) -> u32 {
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
     let stats: Stats = metrics::snapshot(&state);
-    let walked = stats.peers as usize; // it counts the peers by kind
+    let walked = metrics::snapshot_walk(&stats);
     charged(Json(stats), walked)
 }
 
@@ -95,11 +95,19 @@ async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, Que
     let inner = state.lock();
     let s = &inner.swarm;
     // Files with a chunk nobody holds are not listed (still there by id until they expire).
-    let files: Vec<_> = s.listed_files().skip(page.offset).take(limit).map(|(id, rec)| s.summary(id, rec)).collect();
-    let (total, offset, limit) = (s.listed_files().count() as u64, page.offset as u64, limit as u64);
-    // The total walks every file (and the page its offset): charged as such.
-    let walked = s.file_count() + page.offset.min(s.file_count());
+    // One walk gives the page and the total.
+    let (mut files, mut total) = (Vec::new(), 0usize);
+    for (id, rec) in s.listed_files() {
+        if total >= page.offset && files.len() < limit {
+            files.push(s.summary(id, rec));
+        }
+        total += 1;
+    }
+    // The walk looked at every file and, for its availability, at up to every chunk of each:
+    // charged as such.
+    let walked = s.file_count() + s.manifest_chunk_count();
     drop(inner);
+    let (total, offset, limit) = (total as u64, page.offset as u64, limit as u64);
     charged(Json(FilesPage { total, offset, limit, files }), walked)
 }
 

@@ -231,7 +231,10 @@ impl Default for Config {
 pub fn router(state: Arc<AppState>) -> Router {
     let app = Router::new()
         .route("/ws", get(ws::upgrade))
-        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/metrics",
+            get(metrics::metrics).route_layer(axum::middleware::from_fn_with_state(state.clone(), read_charge::charge)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(api::routes(state.clone()))

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::state::Counters;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 use std::sync::Arc;
 use swarm_core::api::Stats;
@@ -29,6 +29,13 @@ fn sum_reports<T: Copy + Into<u64>>(
             (*path, total)
         })
         .collect()
+}
+
+/// Entries [`snapshot`] walked under the swarm lock (what a REST or `/metrics` read of it is
+/// charged, `tracker/src/read_charge.rs`): the peers, counted by kind, and every chunk twice, for
+/// its copies against R and for whether it has any.
+pub fn snapshot_walk(stats: &Stats) -> usize {
+    (stats.peers + 2 * stats.chunks) as usize
 }
 
 /// Every figure the tracker exposes, taken in one pass under the swarm lock.
@@ -349,11 +356,15 @@ pub fn state_metrics(state: &AppState) -> String {
     out
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut body = prometheus(&snapshot(&state));
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let stats = snapshot(&state);
+    let walked = snapshot_walk(&stats);
+    let mut body = prometheus(&stats);
     body.push_str(&state_metrics(&state));
     body.push_str(&cluster_metrics(&state));
     body.push_str(&state.conns.metrics());
     body.push_str(&crate::process_metrics::exposition(crate::process_metrics::read().as_ref()));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    let mut res = ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response();
+    res.extensions_mut().insert(crate::read_charge::ReadCost(walked));
+    res
 }

@@ -1,4 +1,4 @@
-//! What a REST read costs the address that asks: every `/api/*` request is admitted against
+//! What a REST read costs the address that asks: every `/api/*` and `/metrics` request is admitted against
 //! a read budget per address (at `--msg-bytes-per-sec-per-ip` with `--msg-burst-bytes`, the
 //! rate its websocket messages have, in a bucket of their own) and then charged for the work it did, in the units of
 //! `--search-bytes-per-file`: a handler names the entries it walked with [`ReadCost`] in its

@@ -371,3 +371,24 @@ async fn rest_searches_are_charged_and_refused_with_retry_after() {
         assert_eq!(status, 200, "an uncharged search was refused: {body}");
     }
 }
+
+/// `/metrics` and `/api/stats` walk every chunk under the swarm's lock (their copies against R):
+/// charged for it like a search, so a scrape of 3 files' chunks at 100 kB an entry leaves the
+/// address in debt and its next read is refused; without the charge both keep answering.
+#[tokio::test]
+async fn stats_and_metrics_are_charged_by_what_they_walk() {
+    let mut config = paced(100_000, 100_000);
+    config.limits.search_bytes_per_file = 100_000;
+    let (host, _ws) = three_files(config).await;
+    let (status, body) = http_get(&host, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&host, "/api/stats").await;
+    assert_eq!(status, 429, "a read past the budget went through: {body}");
+
+    let mut free = paced(100_000, 100_000);
+    free.limits.search_bytes_per_file = 0;
+    let (host, _ws) = three_files(free).await;
+    for path in ["/metrics", "/api/stats", "/metrics", "/api/stats"] {
+        assert_eq!(http_get(&host, path).await.0, 200, "{path} refused without a charge");
+    }
+}

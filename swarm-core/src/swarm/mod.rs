@@ -342,6 +342,10 @@ impl Swarm {
         self.files.len()
     }
     /// Distinct chunks of known files (read-only, for stats).
+    /// Chunks of every file's manifest, counted per file (read-only, for what a walk costs).
+    pub fn manifest_chunk_count(&self) -> usize {
+        self.manifest_chunks
+    }
     pub fn chunk_count(&self) -> usize {
         self.chunk_sizes.len()
     }
