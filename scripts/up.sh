@@ -9,15 +9,8 @@ PORT="${PP_PORT:-8080}"
 DATA="${PP_DATA:-.pp-data}"
 
 scripts/setup.sh run
-# The web app and the release binaries build at the same time (the wasm's one-unit LTO step and
-# each build's serial stretches leave a core idle otherwise): the web app in a target dir of its
-# own, so neither cargo waits for the other's lock. The tracker embeds dist/, so its own crate is
-# built once more when dist/ is new (its build script watches dist/).
-CARGO_TARGET_DIR=target/web-up scripts/build-web.sh &
-web=$!
+scripts/build-web.sh
 cargo build --release -p tracker -p native-peer --bin pp-tracker --bin pp-peer
-wait "$web" || { echo "up: the web app did not build (above)" >&2; exit 1; }
-cargo build --release -p tracker --bin pp-tracker
 mkdir -p "$DATA"
 
 pids=()
