@@ -326,6 +326,13 @@ async fn searches_are_charged_by_the_entries_they_look_at() {
     assert_eq!(free_pauses, 0, "uncharged searches of a few bytes are not paced");
 }
 
+/// Reads paced at 100 kB/s (100 kB burst) per address, each entry walked costing `per_entry`.
+fn reads_at(per_entry: u64) -> tracker::Config {
+    let mut config = paced(100_000, 100_000);
+    config.limits.search_bytes_per_file = per_entry;
+    config
+}
+
 /// Three files named f0..f2 published by one peer of a tracker with `config`; its address.
 async fn three_files(config: tracker::Config) -> (String, Ws) {
     let (url, host) = start(config).await;
@@ -347,9 +354,7 @@ async fn three_files(config: tracker::Config) -> (String, Ws) {
 /// same reads all go through.
 #[tokio::test]
 async fn rest_searches_are_charged_and_refused_with_retry_after() {
-    let mut config = paced(100_000, 100_000);
-    config.limits.search_bytes_per_file = 100_000;
-    let (host, _ws) = three_files(config).await;
+    let (host, _ws) = three_files(reads_at(100_000)).await;
     let (status, body) = get_json(&host, "/api/search?q=f").await;
     assert_eq!(status, 200, "{body}");
     assert!(body["files"].is_array(), "{body}"); // (none available: no copy was announced; looked at all the same)
@@ -363,9 +368,7 @@ async fn rest_searches_are_charged_and_refused_with_retry_after() {
     assert!((1..=3).contains(&retry), "Retry-After: {retry}");
     assert!(body.contains("too many requests"), "{body}");
 
-    let mut free = paced(100_000, 100_000);
-    free.limits.search_bytes_per_file = 0;
-    let (host, _ws) = three_files(free).await;
+    let (host, _ws) = three_files(reads_at(0)).await;
     for _ in 0..5 {
         let (status, body) = get_json(&host, "/api/search?q=f").await;
         assert_eq!(status, 200, "an uncharged search was refused: {body}");
@@ -377,17 +380,13 @@ async fn rest_searches_are_charged_and_refused_with_retry_after() {
 /// address in debt and its next read is refused; without the charge both keep answering.
 #[tokio::test]
 async fn stats_and_metrics_are_charged_by_what_they_walk() {
-    let mut config = paced(100_000, 100_000);
-    config.limits.search_bytes_per_file = 100_000;
-    let (host, _ws) = three_files(config).await;
+    let (host, _ws) = three_files(reads_at(100_000)).await;
     let (status, body) = http_get(&host, "/metrics").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = http_get(&host, "/api/stats").await;
     assert_eq!(status, 429, "a read past the budget went through: {body}");
 
-    let mut free = paced(100_000, 100_000);
-    free.limits.search_bytes_per_file = 0;
-    let (host, _ws) = three_files(free).await;
+    let (host, _ws) = three_files(reads_at(0)).await;
     for path in ["/metrics", "/api/stats", "/metrics", "/api/stats"] {
         assert_eq!(http_get(&host, path).await.0, 200, "{path} refused without a charge");
     }
