@@ -14,19 +14,14 @@
 
 use crate::Browser;
 use anyhow::{bail, Context};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where axe.min.js is read from (see the module doc).
 pub fn axe_js_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PP_AXE_JS").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
-        .unwrap_or_default();
-    data_home.join("peer-pressure/axe/axe.min.js")
+    crate::tools_dir().unwrap_or_default().join("axe/axe.min.js")
 }
 
 /// Runs axe and the visible-label check; resolves to a JSON string `[{id, impact, help,

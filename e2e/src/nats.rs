@@ -19,7 +19,7 @@ use crate::{artifacts_dir, wait_listening, Host, Proc, Topology};
 use anyhow::{anyhow, bail, Context};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,11 +44,7 @@ pub fn nats_server_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PP_NATS_SERVER").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")));
-    if let Some(installed) = data_home.map(|d| d.join("peer-pressure/nats/bin/nats-server")) {
+    if let Some(installed) = crate::tools_dir().map(|d| d.join("nats/bin/nats-server")) {
         if installed.is_file() {
             return installed;
         }

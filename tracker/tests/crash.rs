@@ -4,25 +4,19 @@
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use swarm_core::wire::FileMeta;
 use swarm_core::{ClientMsg, FileId, ManifestBuilder, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Starts `target/debug/pp-tracker` and returns it with its `host:port`.
 fn spawn_tracker(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pp-tracker"))
-        .args(["--listen", "127.0.0.1:0", "--msgs-per-sec", "0", "--max-files-per-peer", "1000000", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tracker binary runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let host = line.trim().rsplit("http://").next().unwrap().to_string();
-    (child, host)
+    spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_pp-tracker"))
+            .args(["--listen", "127.0.0.1:0", "--msgs-per-sec", "0", "--max-files-per-peer", "1000000", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,14 +245,7 @@ async fn message_bytes_are_paced_per_connection_and_per_address() {
             for req in 0..5 {
                 send(&mut ws, &big(req)).await;
             }
-            let mut answered = 0;
-            while answered < 5 {
-                match recv(&mut ws).await {
-                    ServerMsg::SearchResults { .. } => answered += 1,
-                    ServerMsg::Heartbeat => {}
-                    other => panic!("a paced message is answered, not refused: {other:?}"),
-                }
-            }
+            search_answers(&mut ws, 5, "a paced message is answered, not refused").await;
         }
     };
     tokio::join!(run(1), run(2));
@@ -305,14 +298,7 @@ async fn searches_are_charged_by_the_entries_they_look_at() {
         for req in 0..3 {
             send(&mut ws, &ClientMsg::Search { req, query: "f".into(), limit: 10 }).await;
         }
-        let mut answered = 0;
-        while answered < 3 {
-            match recv(&mut ws).await {
-                ServerMsg::SearchResults { .. } => answered += 1,
-                ServerMsg::Heartbeat => {}
-                other => panic!("a charged search is answered, not refused: {other:?}"),
-            }
-        }
+        search_answers(&mut ws, 3, "a charged search is answered, not refused").await;
         let (_, st) = get_json(&host, "/api/stats").await;
         (started.elapsed(), st["read_pauses"].as_u64().unwrap())
     };

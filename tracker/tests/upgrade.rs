@@ -42,17 +42,13 @@ struct Tracker {
 }
 
 fn spawn_tracker(bin: &Path, dir: &Path) -> Tracker {
-    let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--orphan-grace", "0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tracker binary runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let host = line.trim().rsplit("http://").next().unwrap().to_string();
+    let (mut child, host) = spawn_listening(
+        Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--orphan-grace", "0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped()),
+    );
     let (tx, logs) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

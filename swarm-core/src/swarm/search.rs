@@ -86,7 +86,7 @@ fn add<K: Ord>(map: &mut BTreeMap<K, Vec<u32>>, key: K, slot: u32) {
     map.entry(key).or_default().push(slot);
 }
 
-fn take<K: Ord>(map: &mut BTreeMap<K, Vec<u32>>, key: &K, slot: u32) {
+fn take<K: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(map: &mut BTreeMap<K, Vec<u32>>, key: &Q, slot: u32) {
     if let Some(list) = map.get_mut(key) {
         if let Some(i) = list.iter().position(|s| *s == slot) {
             list.swap_remove(i);
@@ -149,9 +149,9 @@ impl NameIndex {
     pub fn remove(&mut self, id: &FileId) {
         let Some(slot) = self.slot_of.remove(id) else { return };
         let Some(e) = self.entries[slot as usize].take() else { return };
-        take(&mut self.by_name, &e.lower, slot);
+        take(&mut self.by_name, &*e.lower, slot);
         for w in words(&e.lower) {
-            take(&mut self.by_word, &Box::<str>::from(w), slot);
+            take(&mut self.by_word, w, slot);
         }
         for g in grams(&e.lower) {
             if let Some(list) = self.by_gram.get_mut(&g) {

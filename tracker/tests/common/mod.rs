@@ -102,6 +102,30 @@ pub fn secret(n: u32) -> String {
 }
 
 /// `GET path` over HTTP/1.1; returns the status code and the body.
+/// Spawns a tracker binary `cmd` set up by the caller (its arguments include `--listen
+/// 127.0.0.1:0`), its stdout piped; returns it with the `host:port` its first line names.
+pub fn spawn_listening(cmd: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("tracker binary runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let host = line.trim().rsplit("http://").next().unwrap().to_string();
+    (child, host)
+}
+
+/// Sends nothing; reads until `n` search answers came (heartbeats skipped), panicking with
+/// `why` and the message on anything else.
+pub async fn search_answers(ws: &mut Ws, n: usize, why: &str) {
+    let mut answered = 0;
+    while answered < n {
+        match recv(ws).await {
+            ServerMsg::SearchResults { .. } => answered += 1,
+            ServerMsg::Heartbeat => {}
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+}
+
 pub async fn http_get(host: &str, path: &str) -> (u16, String) {
     let (status, _, body) = http_get_with_head(host, path).await;
     (status, body)
