@@ -72,13 +72,13 @@ async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>
         let files = crate::cluster::route::search(cluster, q.q.clone(), limit).await;
         // Every node searched its own shards: charged as if this node's every file was looked at.
         let (replication, entries) = {
-            let inner = state.lock();
-            (inner.swarm.config.replication, inner.swarm.file_count())
+            let core = state.core();
+            (core.swarm().config.replication, core.swarm().file_count())
         };
         return charged(Json(SearchAnswer { query: q.q, replication: count(replication), files }), entries);
     }
-    let inner = state.lock();
-    let ((files, entries), replication) = (inner.swarm.search_counted(&q.q, limit), inner.swarm.config.replication);
+    let core = state.core();
+    let ((files, entries), replication) = (core.swarm().search_counted(&q.q, limit), core.swarm().config.replication);
     charged(Json(SearchAnswer { query: q.q, replication: count(replication), files }), entries)
 }
 
@@ -92,8 +92,8 @@ struct Page {
 async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, QueryRejection>) -> Response {
     let Ok(Query(page)) = page else { return error(StatusCode::BAD_REQUEST, "expected ?offset=n&limit=n") };
     let limit = page.limit.unwrap_or(50).min(MAX_PAGE);
-    let inner = state.lock();
-    let s = &inner.swarm;
+    let core = state.core();
+    let s = core.swarm();
     // Files with a chunk nobody holds are not listed (still there by id until they expire).
     // One walk gives the page and the total.
     let (mut files, mut total) = (Vec::new(), 0usize);
@@ -106,7 +106,7 @@ async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, Que
     // The walk looked at every file and, for its availability, at up to every chunk of each:
     // charged as such.
     let walked = s.file_count() + s.manifest_chunk_count();
-    drop(inner);
+    drop(core);
     let (total, offset, limit) = (total as u64, page.offset as u64, limit as u64);
     charged(Json(FilesPage { total, offset, limit, files }), walked)
 }
@@ -134,18 +134,18 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
         };
     }
-    match state.lock().swarm.file_detail(&id) {
+    match state.core().swarm().file_detail(&id) {
         Some(d) => Json(d).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
     }
 }
 
 async fn peers(State(state): State<Arc<AppState>>) -> Response {
-    let inner = state.lock();
+    let core = state.core();
     let now = now_ms();
-    let default_capacity = inner.swarm.config.default_capacity;
-    let peers: Vec<PeerInfo> = inner
-        .swarm
+    let default_capacity = core.swarm().config.default_capacity;
+    let peers: Vec<PeerInfo> = core
+        .swarm()
         .peers()
         .map(|(id, p)| PeerInfo {
             id: id.clone(),
@@ -160,7 +160,7 @@ async fn peers(State(state): State<Arc<AppState>>) -> Response {
             leaving: p.leaving,
         })
         .collect();
-    drop(inner);
+    drop(core);
     let walked = peers.len();
     charged(Json(PeersAnswer { total: peers.len() as u64, peers }), walked)
 }
@@ -170,7 +170,7 @@ async fn cluster(State(state): State<Arc<AppState>>) -> Response {
     let Some(c) = &state.cluster else {
         return error(StatusCode::NOT_FOUND, "this tracker is not part of a cluster (see --cluster)");
     };
-    let here = state.lock().connected.len();
+    let here = state.core().peer_count();
     let (nodes, owned, owners, connected) = {
         let m = c.machine();
         let now = c.now_ms();

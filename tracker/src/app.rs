@@ -6,9 +6,10 @@
 //! neither imports the other.
 
 use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::core::NodeLink;
 use crate::index::IndexError;
-use crate::state::{NodeLink, Shared};
-use crate::Config;
+use crate::state::Shared;
 use std::ops::Deref;
 use std::sync::Arc;
 

@@ -42,10 +42,10 @@ pub fn snapshot_walk(stats: &Stats) -> usize {
 pub fn snapshot(state: &AppState) -> Stats {
     let c = &state.counters;
     let g = Counters::get;
-    let inner = state.lock();
-    let s = &inner.swarm;
+    let core = state.core();
+    let s = core.swarm();
     let native = s.peers().filter(|(_, p)| p.kind == PeerKind::Native).count();
-    let peers = inner.connected.len();
+    let peers = core.peer_count();
     Stats {
         uptime_secs: state.mono_ms() / 1000,
         peers: peers as u64,
@@ -242,7 +242,7 @@ pub fn cluster_metrics(state: &AppState) -> String {
     let Some(c) = &state.cluster else { return String::new() };
     let st = &c.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let remote = state.lock().homes.len() as u64;
+    let remote = state.core().remote_peer_count() as u64;
     let indexed = c.index().file_count();
     let lines: [(&str, &str, &str, String); 10] = [
         (
@@ -319,8 +319,8 @@ pub fn cluster_metrics(state: &AppState) -> String {
 /// and work refused by the bounds ([`swarm_core::swarm::budget`], [`swarm_core::swarm::claims`]).
 pub fn state_metrics(state: &AppState) -> String {
     let (bytes, top, claims) = {
-        let inner = state.lock();
-        (inner.swarm.state_bytes(), inner.top_consumers(), inner.swarm.claim_stats.clone())
+        let core = state.core();
+        (core.swarm().state_bytes(), core.top_consumers(), core.swarm().claim_stats.clone())
     };
     let l = &state.config.limits;
     let mut out = String::new();

@@ -9,7 +9,7 @@
 //! before: `pp_cli::duration`).
 
 use crate::client_addr::TrustedProxies;
-use crate::{Config, Limits};
+use crate::config::{Config, Limits};
 use clap::Parser;
 pub use pp_cli::settings::Merge;
 use serde::Deserialize;

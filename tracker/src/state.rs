@@ -1,21 +1,20 @@
-//! Shared state of the running tracker: the swarm index behind one lock, the outbound queue
-//! of every connected peer, connections per address, what each client address uses
-//! (identities, files, publish budget: [`AddrUse`]), and traffic counters.
+//! The driver's shared state: the tracker's core ([`crate::core::Core`]) behind one lock that
+//! only [`Shared::core`] takes, connections per address with their byte rates, the durable
+//! index, traffic counters. Every layer (websocket, HTTP, cluster) reaches the core through
+//! it and changes the core only through the core's own methods.
 
+use crate::config::Config;
+use crate::core::{Core, NodeLink, Timers};
 use crate::index::{FileIndex, IndexError};
 use crate::limits::TokenBucket;
-use crate::outbox::{Frame, Outbox};
-use crate::Config;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use swarm_core::swarm::policy::{AddrKey, PublishBudget};
-use swarm_core::swarm::{Output, Swarm};
+use swarm_core::swarm::policy::AddrKey;
+use swarm_core::swarm::Swarm;
 use swarm_core::FileId;
-use swarm_core::PeerId;
-use swarm_core::ServerMsg;
 
 /// Traffic counters, exposed by `/api/stats` (tests use them to prove file bytes did not
 /// pass through the tracker).
@@ -61,67 +60,6 @@ impl Counters {
     }
 }
 
-pub struct Connected {
-    /// Distinguishes two connections of one peer (a reconnect replaces the older one).
-    pub conn_serial: u64,
-    pub outbox: Outbox,
-    /// The client address it counts against (`None`: exempt from the per-address limits).
-    pub addr: Option<AddrKey>,
-}
-
-/// What one client address uses, for the per-address limits.
-#[derive(Debug)]
-pub struct AddrUse {
-    /// Identities live from it now.
-    pub identities: HashSet<PeerId>,
-    /// Files in the index published from it (since start).
-    pub files: u32,
-    /// Chunks of those files (manifest entries).
-    pub chunks: u64,
-    pub budget: PublishBudget,
-}
-
-pub struct Inner {
-    pub swarm: Swarm,
-    pub connected: HashMap<PeerId, Connected>,
-    next_serial: u64,
-    /// Files each peer added to the index since the tracker started (for `max_files_per_peer`).
-    pub published_by: HashMap<PeerId, u32>,
-    /// Per client address (not exempt ones): identities, files, publish budget.
-    pub addrs: HashMap<AddrKey, AddrUse>,
-    /// The address each file published since start came from, and its chunks (to count them
-    /// down on removal).
-    pub file_addr: HashMap<FileId, (AddrKey, u64)>,
-    /// In a cluster: the node each peer connected elsewhere is connected to.
-    pub homes: HashMap<PeerId, u16>,
-    /// In a cluster: the shard of each chunk of the files kept here (where its verification
-    /// state is stored).
-    pub chunk_shards: HashMap<swarm_core::ChunkId, u16>,
-    /// In a cluster: peers that left other nodes lately, and when (a message of theirs that
-    /// overtook the news must not bring them back).
-    pub departed: HashMap<PeerId, u64>,
-    /// In a cluster: the nodes that answered a leaving peer here, and the chunks they stranded.
-    pub leave_answers: HashMap<PeerId, (BTreeSet<u16>, u32)>,
-    /// This node's link to the other nodes of its cluster (`None`: a single tracker).
-    pub nodes: Option<Arc<dyn NodeLink>>,
-}
-
-/// What the shared state needs of the tracker cluster this node may belong to. The cluster
-/// layer implements it (`crate::cluster::Cluster`) and works on [`Shared`]; this module never
-/// names that layer, so the two are not tied in an import circle.
-pub trait NodeLink: Send + Sync {
-    /// This node's tag.
-    fn tag(&self) -> u16;
-    /// The public `/ws` URLs of every live node, this one's first.
-    fn urls(&self) -> Vec<String>;
-    /// The tags of the live nodes, this one's included.
-    fn members(&self) -> BTreeSet<u16>;
-    /// Tells the other nodes that `peer` left this one.
-    fn peer_left(&self, peer: &PeerId);
-    /// Sends `msg` to `peer`, connected to `node`.
-    fn to_peer(&self, node: u16, peer: PeerId, msg: ServerMsg);
-}
-
 /// The tracker's state that every layer shares: the swarm behind one lock, connections and
 /// their budgets, counters, the durable index. The HTTP and websocket layers see it through
 /// `crate::app::AppState`, beside the cluster membership.
@@ -132,7 +70,8 @@ pub struct Shared {
     pub nodes: Option<Arc<dyn NodeLink>>,
     /// Flips to true when the server shuts down; connection tasks watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
-    pub inner: Mutex<Inner>,
+    /// The core; [`Shared::core`] is the one place that locks it.
+    core: Mutex<Core>,
     pub counters: Counters,
     pub started_ms: u64,
     started: std::time::Instant,
@@ -158,6 +97,8 @@ impl Shared {
         if let Some(n) = &nodes {
             swarm.set_id_base((n.tag() as u64) << swarm_core::swarm::ID_RANGE_BITS);
         }
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        let timers = Timers::new(ms(config.idle_timeout), config.unavailable_ttl.map(ms), config.orphan_grace.map(ms));
         let data_dir = if nodes.is_some() { None } else { config.data_dir.as_ref() };
         let index = match data_dir {
             Some(dir) => {
@@ -180,19 +121,7 @@ impl Shared {
             index,
             nodes: nodes.clone(),
             shutdown: tokio::sync::watch::Sender::new(false),
-            inner: Mutex::new(Inner {
-                swarm,
-                connected: HashMap::new(),
-                next_serial: 1,
-                published_by: HashMap::new(),
-                addrs: HashMap::new(),
-                file_addr: HashMap::new(),
-                homes: HashMap::new(),
-                chunk_shards: HashMap::new(),
-                departed: HashMap::new(),
-                leave_answers: HashMap::new(),
-                nodes,
-            }),
+            core: Mutex::new(Core::new(swarm, config.limits.clone(), timers, nodes)),
             counters: Counters::default(),
             started_ms: now_ms(),
             started: std::time::Instant::now(),
@@ -278,8 +207,10 @@ impl Shared {
         map.get_mut(&key).map_or(0, |a| a.msg_bytes.reserve(len as f64, now_ms))
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The core, locked: take it for one step (handle an input, carry out nothing that
+    /// waits), then let go.
+    pub fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The key `ip` counts against for the per-address limits (`None`: exempt).
@@ -291,7 +222,7 @@ impl Shared {
     /// written outside it).
     pub fn save_trust(&self) {
         let Some(index) = &self.index else { return };
-        let changes = self.lock().swarm.take_trust_changes();
+        let changes = self.core().take_trust_changes();
         if changes.is_empty() {
             return;
         }
@@ -349,187 +280,4 @@ struct AddrConns {
     /// What its REST reads may cost ([`crate::read_charge`]): the same rate, a bucket of its
     /// own (a page polling `/api/stats` does not slow the address's websocket messages).
     reads: TokenBucket,
-}
-
-impl Inner {
-    /// Registers a welcomed connection; returns its serial. An older connection of the same
-    /// peer is dropped (its outbox closes, its task ends).
-    pub fn connect(&mut self, id: PeerId, outbox: Outbox, addr: Option<AddrKey>, mono_ms: u64) -> u64 {
-        let serial = self.next_serial;
-        self.next_serial += 1;
-        if let Some(a) = addr {
-            let used = self.addrs.entry(a).or_insert_with(|| AddrUse {
-                identities: HashSet::new(),
-                files: 0,
-                chunks: 0,
-                budget: PublishBudget::new(mono_ms),
-            });
-            used.identities.insert(id.clone());
-        }
-        if let Some(old) = self.connected.insert(id.clone(), Connected { conn_serial: serial, outbox, addr }) {
-            old.outbox.close();
-            if old.addr != addr {
-                self.forget_identity(&id, old.addr);
-            }
-        }
-        serial
-    }
-
-    fn forget_identity(&mut self, id: &PeerId, addr: Option<AddrKey>) {
-        if let Some(used) = addr.and_then(|a| self.addrs.get_mut(&a)) {
-            used.identities.remove(id);
-        }
-    }
-
-    /// Distinct identities live from `addr`, and whether `id` is one of them.
-    pub fn identities_at(&self, addr: AddrKey, id: &PeerId) -> (usize, bool) {
-        self.addrs.get(&addr).map_or((0, false), |u| (u.identities.len(), u.identities.contains(id)))
-    }
-
-    /// Counts new files against the address they were published from; returns the records
-    /// to store durably.
-    pub fn files_added(&mut self, out: &[Output], addr: Option<AddrKey>) -> Vec<swarm_core::swarm::FileRecord> {
-        let mut added = Vec::new();
-        for o in out {
-            if let Output::FileAdded(f) = o {
-                let chunks = self.swarm.file(f).map_or(0, |rec| rec.manifest.chunks.len() as u64);
-                if let Some(rec) = self.swarm.file(f) {
-                    added.push(rec.clone());
-                }
-                if let Some(a) = addr {
-                    self.file_addr.insert(*f, (a, chunks));
-                    if let Some(used) = self.addrs.get_mut(&a) {
-                        used.files += 1;
-                        used.chunks += chunks;
-                    }
-                }
-            }
-        }
-        added
-    }
-
-    /// Counts removed files down from the addresses that published them; returns their ids
-    /// (to remove durably).
-    pub fn files_removed(&mut self, out: &[Output]) -> Vec<FileId> {
-        let mut removed = Vec::new();
-        for o in out {
-            if let Output::FileRemoved(f) = o {
-                removed.push(*f);
-                if let Some((a, chunks)) = self.file_addr.remove(f) {
-                    if let Some(used) = self.addrs.get_mut(&a) {
-                        used.files = used.files.saturating_sub(1);
-                        used.chunks = used.chunks.saturating_sub(chunks);
-                    }
-                }
-            }
-        }
-        removed
-    }
-
-    /// Forgets addresses with no identity, no file and a full publish budget.
-    pub fn prune_addrs(&mut self, mono_ms: u64, per_hour: u32) {
-        self.addrs.retain(|_, u| !u.identities.is_empty() || u.files > 0 || !u.budget.is_full(per_hour, mono_ms));
-    }
-
-    /// Closes every peer's outbox: their connection tasks end (server shutdown).
-    pub fn close_all(&mut self) {
-        for c in self.connected.values() {
-            c.outbox.close();
-        }
-    }
-
-    /// Closes the outbox of every peer not heard from for `timeout_ms` (their connection
-    /// tasks end); returns how many.
-    pub fn close_idle(&self, now_ms: u64, timeout_ms: u64) -> usize {
-        let mut closed = 0;
-        for (id, c) in &self.connected {
-            if now_ms.saturating_sub(c.outbox.last_seen_ms()) >= timeout_ms && !c.outbox.is_closed() {
-                tracing::info!(peer = %id, "no heartbeat: dropping peer");
-                c.outbox.close();
-                closed += 1;
-            }
-        }
-        closed
-    }
-
-    /// Whether `serial` is still the live connection of `id`.
-    pub fn is_current(&self, id: &PeerId, serial: u64) -> bool {
-        self.connected.get(id).is_some_and(|c| c.conn_serial == serial)
-    }
-
-    /// Forgets a connection, unless a newer one of the same peer replaced it.
-    pub fn disconnect(&mut self, id: &PeerId, serial: u64) {
-        if self.connected.get(id).is_some_and(|c| c.conn_serial == serial) {
-            let c = self.connected.remove(id).expect("present");
-            self.forget_identity(id, c.addr);
-            self.leave_answers.remove(id);
-            if self.homes.contains_key(id) {
-                return; // it connected to another node since: it is live there
-            }
-            self.swarm.leave(id, now_ms());
-            if let Some(n) = &self.nodes {
-                n.peer_left(id);
-            }
-        }
-    }
-
-    /// In a cluster, every node hands a leaving peer's chunks of its own shards to others and
-    /// answers `leave_ready`: the peer hears one answer, once every live node has answered
-    /// (with the chunks stranded anywhere). `node` answered now.
-    pub fn leave_answer(&mut self, peer: &PeerId, node: u16, stranded: u32) -> Option<ServerMsg> {
-        let members = self.nodes.as_ref()?.members();
-        let (answered, total) = self.leave_answers.entry(peer.clone()).or_default();
-        answered.insert(node);
-        *total += stranded;
-        if members.is_subset(answered) {
-            let (_, total) = self.leave_answers.remove(peer)?;
-            return Some(ServerMsg::LeaveReady { stranded: total });
-        }
-        None
-    }
-
-    /// Queues `msg` for `to` if it is connected here; a peer whose outbox is full is closed
-    /// (counted in `closed`).
-    pub fn push_local(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
-        if let ServerMsg::Signal { from, .. } = &msg {
-            if from != to {
-                return self.push_signal(to, msg, closed); // sent by another peer: ws/relay.rs
-            }
-        }
-        if let Some(c) = self.connected.get(to) {
-            if c.outbox.push(Frame::json(msg)) == Err(crate::outbox::PushError::Full) {
-                tracing::warn!(peer = %to, "peer does not read its messages: dropping it");
-                c.outbox.close();
-                *closed += 1;
-            }
-        }
-    }
-
-    /// Carries the swarm's outputs to the peers' outboxes. A peer whose outbox is full is too
-    /// slow to keep up: its outbox is closed, which ends its connection (it may reconnect).
-    /// Returns how many peers were closed that way.
-    pub fn dispatch(&mut self, outputs: Vec<Output>) -> u64 {
-        let mut closed = 0;
-        for out in outputs {
-            match out {
-                Output::Send { to, msg: ServerMsg::LeaveReady { stranded } }
-                    if self.nodes.is_some() && self.connected.contains_key(&to) =>
-                {
-                    let me = self.nodes.as_ref().map_or(0, |n| n.tag());
-                    if let Some(msg) = self.leave_answer(&to, me, stranded) {
-                        self.push_local(&to, msg, &mut closed);
-                    }
-                }
-                Output::Send { to, msg } => {
-                    if self.connected.contains_key(&to) {
-                        self.push_local(&to, msg, &mut closed);
-                    } else if let (Some(n), Some(node)) = (&self.nodes, self.homes.get(&to)) {
-                        n.to_peer(*node, to, msg);
-                    }
-                }
-                Output::FileAdded(_) | Output::FileRemoved(_) => {}
-            }
-        }
-        closed
-    }
 }

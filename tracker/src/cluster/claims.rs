@@ -79,12 +79,7 @@ pub fn split(
 
 /// The node `peer` is connected to, as this node knows it.
 fn home_of(state: &Shared, me: u16, peer: &PeerId) -> Option<u16> {
-    let inner = state.lock();
-    if inner.connected.contains_key(peer) {
-        Some(me)
-    } else {
-        inner.homes.get(peer).copied()
-    }
+    state.core().home_of(me, peer)
 }
 
 /// Sends `peer`'s `have` of `chunks` to `node`, in messages of at most [`CLAIMS_PER_MSG`];
@@ -153,12 +148,7 @@ pub fn from_local_peer(state: &Shared, cluster: &Cluster, from: &PeerId, msg: Cl
 /// `from`'s loose claims among `chunks` (a publisher's claims, sent to the file's node ahead
 /// of its `publish`, so the file has its first holder the moment it is published).
 pub fn loose_claims_of(state: &Shared, from: &PeerId, chunks: &[ChunkId]) -> Vec<ChunkId> {
-    let inner = state.lock();
-    let Some(p) = inner.swarm.peer(from) else { return Vec::new() };
-    let mut held: Vec<ChunkId> = chunks.iter().filter(|c| p.chunks.contains(c)).copied().collect();
-    held.sort_unstable();
-    held.dedup();
-    held
+    state.core().claims_among(from, chunks)
 }
 
 /// Moves loose claims to the nodes that keep their chunks now (once a period; at most
@@ -172,9 +162,9 @@ pub fn upkeep(state: &Shared, cluster: &Cluster) -> usize {
     let mut leaving: BTreeMap<PeerId, Vec<ChunkId>> = BTreeMap::new();
     let mut moved = 0;
     {
-        let inner = state.lock();
+        let core = state.core();
         let index = cluster.index();
-        for (chunk, peers) in inner.swarm.loose_claims() {
+        for (chunk, peers) in core.swarm().loose_claims() {
             if moved >= MOVES_PER_PERIOD {
                 break;
             }
@@ -230,7 +220,7 @@ pub async fn reannouncer(state: Arc<Shared>, cluster: Arc<Cluster>) {
         cluster.reannounce_wanted.notified().await;
         // Shards taken together (a dead node's, at one lease round) make one round.
         tokio::time::sleep(cluster.config.period()).await;
-        let peers: Vec<PeerId> = state.lock().connected.keys().cloned().collect();
+        let peers: Vec<PeerId> = state.core().connected_peers();
         tracing::info!(peers = peers.len(), "asking this node's peers to re-announce");
         super::local::reannounce_now(&state, peers).await;
     }

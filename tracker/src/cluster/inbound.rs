@@ -2,14 +2,14 @@
 //! their announcements, requests for the shards kept here, messages and relay frames for the
 //! peers connected here, and questions about the shards kept here.
 
-use super::msg::{self, Answer, NodeMsg, Query, RosterPeer};
+use super::msg::{self, Answer, NodeMsg, Query};
 use super::Cluster;
 use super::{local, route};
 use crate::outbox::Frame;
-use crate::state::{now_ms, Counters, Inner, Shared};
+use crate::state::{now_ms, Counters, Shared};
 use futures_util::StreamExt;
 use std::sync::Arc;
-use swarm_core::{ClientMsg, PeerId, ServerMsg};
+use swarm_core::{PeerId, ServerMsg};
 
 /// How long a peer that left another node is not brought back by a late message of its own.
 const DEPARTED_MS: u64 = 60_000;
@@ -112,46 +112,14 @@ fn on_relay(state: &Shared, cluster: &Cluster, payload: &[u8]) {
 pub fn answer(state: &Shared, q: Query) -> Answer {
     match q {
         Query::Search { query, limit } => {
-            let inner = state.lock();
-            Answer::Files { files: inner.swarm.search(&query, limit.min(swarm_core::swarm::MAX_SEARCH_RESULTS)) }
+            let files = state.core().swarm().search(&query, limit.min(swarm_core::swarm::MAX_SEARCH_RESULTS));
+            Answer::Files { files }
         }
-        Query::Detail { file } => match state.lock().swarm.file_detail(&file) {
+        Query::Detail { file } => match state.core().swarm().file_detail(&file) {
             Some(d) => Answer::Detail { detail: Box::new(d) },
             None => Answer::NotMine,
         },
     }
-}
-
-/// The peers connected here, for another node.
-pub fn roster(inner: &Inner) -> Vec<RosterPeer> {
-    inner
-        .connected
-        .keys()
-        .filter_map(|id| {
-            let p = inner.swarm.peer(id)?;
-            Some(RosterPeer { peer: id.clone(), kind: p.kind, storage: p.capacity.map(|c| (p.used, c)) })
-        })
-        .collect()
-}
-
-/// A peer connected to `node`: known here from now on (a peer that moved here from this node
-/// loses its old connection). Returns whether it is new here.
-fn joined(inner: &mut Inner, node: u16, p: RosterPeer) -> bool {
-    if inner.homes.get(&p.peer) == Some(&node) && inner.swarm.is_live(&p.peer) {
-        return false;
-    }
-    if let Some(c) = inner.connected.get(&p.peer) {
-        // It connected to another node since: the connection here is stale.
-        c.outbox.close();
-    }
-    inner.departed.remove(&p.peer);
-    inner.homes.insert(p.peer.clone(), node);
-    let now = now_ms();
-    inner.swarm.join(p.peer.clone(), p.kind, now);
-    if let Some((used, capacity)) = p.storage {
-        inner.swarm.handle(&p.peer, ClientMsg::Storage { used, capacity }, now);
-    }
-    true
 }
 
 fn on_node_msg(state: &Arc<Shared>, cluster: &Arc<Cluster>, m: NodeMsg) {
@@ -177,7 +145,7 @@ fn on_node_msg(state: &Arc<Shared>, cluster: &Arc<Cluster>, m: NodeMsg) {
             }
         }
         NodeMsg::Beat { node, url, peers } => {
-            let known = state.lock().homes.values().filter(|n| **n == node).count() as u32;
+            let known = state.core().peers_at(node);
             let ask = {
                 let mut m = cluster.machine();
                 let now = cluster.now_ms();
@@ -204,16 +172,17 @@ fn on_node_msg(state: &Arc<Shared>, cluster: &Arc<Cluster>, m: NodeMsg) {
         }
         NodeMsg::Joined { node, peer } if node != me => {
             // Its inventory follows (it announces everything when welcomed).
-            joined(&mut state.lock(), node, peer);
+            state.core().joined_elsewhere(node, peer, now_ms());
         }
         NodeMsg::Roster { node, peers } if node != me => {
             let fresh: Vec<PeerId> = {
-                let mut inner = state.lock();
+                let mut core = state.core();
+                let now = now_ms();
                 peers
                     .into_iter()
                     .filter_map(|p| {
                         let id = p.peer.clone();
-                        joined(&mut inner, node, p).then_some(id)
+                        core.joined_elsewhere(node, p, now).then_some(id)
                     })
                     .collect()
             };
@@ -222,27 +191,12 @@ fn on_node_msg(state: &Arc<Shared>, cluster: &Arc<Cluster>, m: NodeMsg) {
         }
         NodeMsg::RosterPlease { node } if node != me => send_roster(state, cluster, node),
         NodeMsg::Left { node, peer } if node != me => {
-            let mut inner = state.lock();
-            if inner.homes.get(&peer) == Some(&node) {
-                inner.homes.remove(&peer);
-                inner.swarm.leave(&peer, now_ms());
-                inner.departed.insert(peer, now_ms());
-            }
+            state.core().left_elsewhere(node, peer, now_ms());
         }
         NodeMsg::FromPeer { node, peer, msg } if node != me => {
-            {
-                let mut inner = state.lock();
-                match inner.homes.get(&peer) {
-                    Some(n) if *n == node => {}
-                    Some(_) => return, // it is connected elsewhere by now
-                    // Not heard of yet: directed messages can overtake the broadcast `joined`
-                    // (they come on another subject). Known from here on; `joined` follows.
-                    None if !inner.connected.contains_key(&peer) && !inner.departed.contains_key(&peer) => {
-                        let kind = swarm_core::wire::PeerKind::Native;
-                        joined(&mut inner, node, RosterPeer { peer: peer.clone(), kind, storage: None });
-                    }
-                    None => return,
-                }
+            // Not from `node`'s peer (it is connected elsewhere by now, or left): dropped.
+            if !state.core().accept_from_node(node, &peer, now_ms()) {
+                return;
             }
             if route::file_of(&msg).is_some() {
                 route::handle_owned(state, cluster, peer, msg);
@@ -253,17 +207,7 @@ fn on_node_msg(state: &Arc<Shared>, cluster: &Arc<Cluster>, m: NodeMsg) {
         NodeMsg::ToPeer { node, peer, msg } => {
             // The same queueing as for messages from this node's own swarm (a peer too slow
             // for its queue is let go, not silently missing an order or a challenge).
-            let mut closed = 0;
-            let mut inner = state.lock();
-            let msg = match msg {
-                ServerMsg::LeaveReady { .. } if !inner.connected.contains_key(&peer) => None,
-                ServerMsg::LeaveReady { stranded } => inner.leave_answer(&peer, node, stranded),
-                msg => Some(msg),
-            };
-            if let Some(msg) = msg {
-                inner.push_local(&peer, msg, &mut closed);
-            }
-            drop(inner);
+            let closed = state.core().deliver_from_node(node, &peer, msg);
             Counters::add(&state.counters.closed_slow, closed);
         }
         _ => {}
@@ -281,7 +225,7 @@ pub fn reannounce(state: &Arc<Shared>, _cluster: &Arc<Cluster>, peers: Vec<PeerI
 
 /// Sends the peers connected here to `node`, in batches.
 pub fn send_roster(state: &Shared, cluster: &Cluster, node: u16) {
-    let peers = roster(&state.lock());
+    let peers = state.core().roster();
     for batch in peers.chunks(1000) {
         cluster.send_to(node, &NodeMsg::Roster { node: cluster.tag, peers: batch.to_vec() });
     }
@@ -290,32 +234,20 @@ pub fn send_roster(state: &Shared, cluster: &Cluster, node: u16) {
 /// Forgets the peers connected to `node`, silent for too long: they are gone until they
 /// reconnect (to another node, meanwhile).
 pub fn forget_node(state: &Shared, node: u16) {
-    let mut inner = state.lock();
-    let lost: Vec<PeerId> = inner.homes.iter().filter(|(_, n)| **n == node).map(|(p, _)| p.clone()).collect();
-    let now = now_ms();
-    for p in &lost {
-        inner.homes.remove(p);
-        inner.swarm.leave(p, now);
-    }
-    tracing::warn!(node, peers = lost.len(), "a tracker node went silent: its peers are gone until they reconnect");
+    let lost = state.core().forget_node(node, now_ms());
+    tracing::warn!(node, peers = lost, "a tracker node went silent: its peers are gone until they reconnect");
 }
 
 /// Forgets, after [`DEPARTED_MS`], which peers left other nodes.
 pub fn forget_departed(state: &Shared) {
     let now = now_ms();
-    state.lock().departed.retain(|_, t| now.saturating_sub(*t) < DEPARTED_MS);
+    state.core().forget_departed(now, DEPARTED_MS);
 }
 
 /// Tells every peer connected here the cluster's nodes as they are now (a node joined or went
 /// silent): peers that joined before a node appeared learn it too.
 pub fn tell_nodes(state: &Shared, cluster: &Cluster) {
     let msg = ServerMsg::Trackers { trackers: cluster.urls() };
-    let mut closed = 0;
-    let inner = state.lock();
-    let peers: Vec<PeerId> = inner.connected.keys().cloned().collect();
-    for p in &peers {
-        inner.push_local(p, msg.clone(), &mut closed);
-    }
-    drop(inner);
+    let closed = state.core().tell_all(&msg);
     Counters::add(&state.counters.closed_slow, closed);
 }

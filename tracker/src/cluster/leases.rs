@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use swarm_core::cluster::lease::{KvOp, KvResult, Output};
 use swarm_core::cluster::plan::Seen;
-use swarm_core::FileId;
 use tokio::sync::mpsc;
 
 /// A shard's files and the verification state of its chunks, as loaded from KV.
@@ -68,17 +67,7 @@ fn on_done(state: &Shared, cluster: &Cluster, done: Done) {
             match loaded {
                 Some((files, trust)) => {
                     let n = files.len();
-                    let mut inner = state.lock();
-                    for f in files {
-                        for c in &f.manifest.chunks {
-                            inner.chunk_shards.insert(*c, shard);
-                        }
-                        inner.swarm.restore_file(f);
-                    }
-                    for (c, r) in trust {
-                        inner.swarm.restore_trust(c, r);
-                    }
-                    drop(inner);
+                    state.core().load_shard(shard, files, trust);
                     cluster.machine().loaded(now, shard, Some(n));
                     tracing::info!(shard, files = n, "keeping a shard");
                 }
@@ -99,7 +88,7 @@ fn execute(state: &Arc<Shared>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSend
             });
         }
         Output::Beat => {
-            let peers = state.lock().connected.len() as u32;
+            let peers = state.core().peer_count() as u32;
             let beat = NodeMsg::Beat { node: cluster.tag, url: cluster.config.public_url.clone(), peers };
             // Straight to NATS, not through the queue other messages wait in.
             let cluster = cluster.clone();
@@ -254,29 +243,13 @@ pub async fn persist(state: Arc<Shared>, cluster: Arc<Cluster>) {
 /// published: the new owner keeps them).
 fn let_go(state: &Shared, cluster: &Cluster, shard: u16, why: &str) {
     super::add(&cluster.stats.shards_lost, 1);
-    let mut inner = state.lock();
-    let files: Vec<FileId> = inner.swarm.files().map(|(id, _)| *id).filter(|f| cluster.shard_of(f) == shard).collect();
-    inner.swarm.evict_files(&files);
-    inner.chunk_shards.retain(|_, s| *s != shard);
-    tracing::info!(shard, files = files.len(), "letting a shard go: {why}");
+    let files = state.core().let_go_shard(shard, |f| cluster.shard_of(f));
+    tracing::info!(shard, files, "letting a shard go: {why}");
 }
 
 /// Writes the verification changes of the chunks of the shards kept here.
 async fn save_trust(state: &Shared, cluster: &Cluster) {
-    let changes: Vec<_> = {
-        let mut inner = state.lock();
-        let changes = inner.swarm.take_trust_changes();
-        changes
-            .into_iter()
-            .filter_map(|(c, r)| {
-                let shard = inner.chunk_shards.get(&c).copied()?;
-                if r.is_none() {
-                    inner.chunk_shards.remove(&c);
-                }
-                Some((shard, c, r))
-            })
-            .collect()
-    };
+    let changes = state.core().take_trust_changes_by_shard();
     if !changes.is_empty() {
         // Not bounded by the lease time: each write has JetStream's own timeout, and a large
         // batch may take longer than a lease (it holds nothing else back).

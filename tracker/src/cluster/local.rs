@@ -13,28 +13,19 @@ pub const REANNOUNCE_PAUSE: std::time::Duration = std::time::Duration::from_mill
 
 /// Delivers `msg` to `peer`, wherever in the cluster it is connected.
 pub fn tell(state: &Shared, peer: &PeerId, msg: ServerMsg) {
-    let slow = state.lock().dispatch(vec![Output::Send { to: peer.clone(), msg }]);
+    let slow = state.core().dispatch(vec![Output::Send { to: peer.clone(), msg }]);
     crate::state::Counters::add(&state.counters.closed_slow, slow);
 }
 
 /// Handles `msg` with this node's swarm and delivers what it answers.
 pub fn handle_here(state: &Shared, from: &PeerId, msg: ClientMsg) {
-    let mut inner = state.lock();
-    if !inner.swarm.is_live(from) {
-        return;
-    }
-    let out = inner.swarm.handle(from, msg, now_ms());
-    let slow = inner.dispatch(out);
+    let slow = state.core().handle_here(from, msg, now_ms());
     crate::state::Counters::add(&state.counters.closed_slow, slow);
 }
 
 /// Queues a frame for a peer connected here; `false` if it is not.
 pub fn deliver_local(state: &Shared, peer: &PeerId, frame: Frame) -> bool {
-    let inner = state.lock();
-    match inner.connected.get(peer) {
-        Some(c) => c.outbox.push(frame).is_ok(),
-        None => false,
-    }
+    state.core().deliver_frame(peer, frame)
 }
 
 /// Asks `peers` to re-announce what they hold, in batches of [`REANNOUNCE_BATCH`] a

@@ -39,31 +39,7 @@ use std::time::{Duration, Instant};
 use swarm_core::cluster::lease::Leases;
 use tokio::sync::mpsc;
 
-/// How to join a cluster.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// NATS server URLs (`nats://host:port`); the client fails over between them.
-    pub servers: Vec<String>,
-    /// Prefix of every subject and bucket name: nodes with the same prefix share one swarm.
-    pub prefix: String,
-    /// This node's `/ws` URL as peers reach it, told to peers in `welcome`.
-    pub public_url: String,
-    /// Number of shards the files are cut into (fixed for the life of the cluster).
-    pub shards: u16,
-    /// Copies NATS keeps of each KV bucket (1 for a single NATS server, 3 for a cluster).
-    pub replicas: usize,
-    /// `replicas` was not set: use as many as the NATS cluster has servers (at most 3).
-    pub replicas_auto: bool,
-    /// A lease not renewed for this long expires: another node takes the shard.
-    pub lease_ttl: Duration,
-}
-
-impl ClusterConfig {
-    /// Time between lease renewals and heartbeats.
-    pub fn period(&self) -> Duration {
-        (self.lease_ttl / 5).clamp(Duration::from_millis(100), Duration::from_secs(2))
-    }
-}
+pub use crate::config::ClusterConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -134,8 +110,8 @@ pub struct Cluster {
     state: std::sync::OnceLock<std::sync::Weak<crate::state::Shared>>,
 }
 
-/// What the shared state asks of the cluster ([`crate::state::NodeLink`]).
-impl crate::state::NodeLink for Cluster {
+/// What the shared state asks of the cluster ([`crate::core::NodeLink`]).
+impl crate::core::NodeLink for Cluster {
     fn tag(&self) -> u16 {
         self.tag
     }

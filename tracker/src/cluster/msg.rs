@@ -13,21 +13,13 @@
 
 use serde::{Deserialize, Serialize};
 use swarm_core::api::FileDetail;
-use swarm_core::wire::{FileSummary, PeerKind};
+use swarm_core::wire::FileSummary;
 use swarm_core::{ClientMsg, FileId, PeerId, ServerMsg};
 
 /// Longest node message accepted (a `have` of a large store, re-sent, stays well below).
 pub const MAX_NODE_MSG: usize = 4 << 20;
 
-/// One live peer, as a node tells another about the peers connected to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RosterPeer {
-    pub peer: PeerId,
-    pub kind: PeerKind,
-    /// Its last storage report (`used`, `capacity`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<(u64, u64)>,
-}
+pub use crate::core::nodes::RosterPeer;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -107,7 +99,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeErr
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use swarm_core::wire::{ErrorCode, Signal};
+    use swarm_core::wire::{ErrorCode, PeerKind, Signal};
     use swarm_core::ChunkId;
 
     fn peer() -> impl Strategy<Value = PeerId> {

@@ -3,6 +3,7 @@
 
 use super::msg::{Answer, NodeMsg, Query};
 use super::{local, Cluster};
+use crate::core::Step;
 use crate::state::{now_ms, Shared};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -220,23 +221,11 @@ pub fn handle_owned(state: &Shared, cluster: &Arc<Cluster>, from: PeerId, msg: C
         let why = "this file's shard is moving between tracker nodes (or this node lost the cluster); nothing changed";
         return unavailable(state, cluster, &from, req_of(&msg), why);
     }
-    let (out, added, removed) = {
-        let mut inner = state.lock();
-        if !inner.swarm.is_live(&from) {
-            return;
-        }
-        let out = inner.swarm.handle(&from, msg, now_ms());
-        let added = inner.files_added(&out, None);
-        for r in &added {
-            for c in &r.manifest.chunks {
-                inner.chunk_shards.insert(*c, shard);
-            }
-        }
-        let removed = inner.files_removed(&out);
-        (out, added, removed)
+    let Some(Step { out, added, removed, .. }) = state.core().handle_owned(&from, msg, shard, now_ms()) else {
+        return;
     };
     if added.is_empty() && removed.is_empty() {
-        let slow = state.lock().dispatch(out);
+        let slow = state.core().dispatch(out);
         crate::state::Counters::add(&state.counters.closed_slow, slow);
         return;
     }
@@ -258,7 +247,7 @@ pub fn handle_owned(state: &Shared, cluster: &Arc<Cluster>, from: PeerId, msg: C
         let mut out = out;
         if !failed.is_empty() {
             // Not durable: not published. The publisher hears why and may try again.
-            state.lock().swarm.evict_files(&failed);
+            state.core().evict_files(&failed);
             for o in out.iter_mut() {
                 if let Output::Send { msg: ServerMsg::Published { req, file }, .. } = o {
                     if failed.contains(file) {
@@ -272,7 +261,7 @@ pub fn handle_owned(state: &Shared, cluster: &Arc<Cluster>, from: PeerId, msg: C
                 }
             }
         }
-        let slow = state.lock().dispatch(out);
+        let slow = state.core().dispatch(out);
         crate::state::Counters::add(&state.counters.closed_slow, slow);
     });
 }

@@ -179,38 +179,23 @@ fn check_proof(
 fn join(state: &AppState, id: &PeerId, kind: PeerKind, ip: IpAddr) -> Result<(u64, Outbox), Box<ServerMsg>> {
     let limits = &state.config.limits;
     let addr = state.addr_key(ip);
-    let mut inner = state.lock();
+    let mut core = state.core();
     if *state.shutdown.borrow() {
         // Shutting down: every outbox was closed under this lock.
         return Err(Box::new(ServerMsg::error(None, ErrorCode::LimitReached, "the tracker is shutting down")));
     }
-    if inner.connected.len() >= limits.max_peers && !inner.connected.contains_key(id) {
-        let max = limits.max_peers;
-        let msg = format!("the tracker is full ({max} peers); try again later");
-        return Err(Box::new(ServerMsg::error(None, ErrorCode::LimitReached, msg)));
-    }
-    if let Some(a) = addr {
-        let (live, already) = inner.identities_at(a, id);
-        if let Err(e) = limits.address().check_identity(a, live, already) {
-            return Err(Box::new(ServerMsg::error(None, e.code(), e.to_string())));
-        }
-    }
-    if !inner.connected.contains_key(id) {
-        // A new identity is new state: refused near the budget ([`crate::budget`]).
-        let identity = swarm_core::swarm::budget::Work::Identity;
-        let work = (identity, identity.cost(0));
-        inner.check_budget(limits.budget(), work, addr).inspect_err(|_| {
-            Counters::add(&state.counters.over_budget, 1);
-        })?;
-    }
     let outbox = Outbox::new(limits.outbox_frames, limits.outbox_bytes);
-    inner.swarm.join(id.clone(), kind, now_ms());
-    let serial = inner.connect(id.clone(), outbox.clone(), addr, state.mono_ms());
+    let serial = core.admit(id, kind, outbox.clone(), addr, now_ms(), state.mono_ms()).map_err(|r| {
+        if r.over_budget {
+            Counters::add(&state.counters.over_budget, 1);
+        }
+        r.msg
+    })?;
     if let Some(cl) = &state.cluster {
-        // Connected here now (it may have been connected to another node before).
-        inner.homes.remove(id);
+        // Under the core's lock: the other nodes hear `joined` before any `left` of this peer.
         let peer = crate::cluster::msg::RosterPeer { peer: id.clone(), kind, storage: None };
         cl.broadcast(&crate::cluster::msg::NodeMsg::Joined { node: cl.tag, peer });
     }
+    drop(core);
     Ok((serial, outbox))
 }

@@ -51,19 +51,7 @@ pub(super) fn migrate(state: &AppState, secret: &str, new: &PeerId) -> Result<u3
             None => {}
         }
     }
-    let moved: Vec<FileRecord> = {
-        let mut inner = state.lock();
-        let mut moved: Vec<FileRecord> =
-            inner.swarm.files().filter(|(_, r)| r.owner.as_ref() == Some(&old)).map(|(_, r)| r.clone()).collect();
-        for r in &mut moved {
-            r.owner = Some(new.clone());
-            inner.swarm.restore_file(r.clone());
-        }
-        if let Some(n) = inner.published_by.remove(&old) {
-            *inner.published_by.entry(new.clone()).or_insert(0) += n;
-        }
-        moved
-    };
+    let moved: Vec<FileRecord> = state.core().migrate_owner(&old, new);
     if let Some(index) = &state.index {
         blocking(|| index.record_migration(&moved, &old, new)).map_err(|e| MigrateError::Store(e.to_string()))?;
     }

@@ -7,13 +7,14 @@
 //! and the frame, never the recipient its connection nor the tracker memory.
 
 use super::session::{Flow, Peer};
+use crate::core::RelayRoute;
 use crate::outbox::{signal_cost, Frame, PushError};
 use crate::relay::readdress;
-use crate::state::{Counters, Inner};
+use crate::state::Counters;
 use axum::body::Bytes;
 use swarm_core::relay::RelayError;
 use swarm_core::wire::ErrorCode;
-use swarm_core::{ClientMsg, PeerId, ServerMsg};
+use swarm_core::{ClientMsg, ServerMsg};
 
 impl Peer<'_> {
     /// The refusal of a `signal` over `--max-signal-bytes` (it goes no further).
@@ -25,33 +26,6 @@ impl Peer<'_> {
             let msg = format!("signal to {to} refused: {size} bytes, more than the {max} a signal may take");
             ServerMsg::error(None, ErrorCode::TooLarge, msg)
         })
-    }
-}
-
-impl Inner {
-    /// Queues a `signal` from another peer (`from` in the message) for `to`, if connected
-    /// here. A refusal goes back to the sender (if connected here); `to` stays connected.
-    pub fn push_signal(&self, to: &PeerId, msg: ServerMsg, closed: &mut u64) {
-        let (Some(c), ServerMsg::Signal { from, .. }) = (self.connected.get(to), &msg) else { return };
-        let from = from.clone();
-        let sender = self.connected.get(&from).map(|s| &s.outbox);
-        let why = match c.outbox.push_forwarded(Frame::json(msg), sender) {
-            Ok(()) | Err(PushError::Closed) => return,
-            Err(PushError::Full) => {
-                (ErrorCode::PeerBusy, format!("peer {to} is not reading its signals: signal dropped; try again later"))
-            }
-            Err(PushError::SenderBusy) => (
-                ErrorCode::RateLimited,
-                format!(
-                    "too many of your signals wait for peers that have not read them ({} bytes): signal to {to} \
-                     dropped; slow down",
-                    sender.map_or(0, |s| s.forwarded_out())
-                ),
-            ),
-        };
-        if sender.is_some() {
-            self.push_local(&from, ServerMsg::error(None, why.0, why.1), closed);
-        }
     }
 }
 
@@ -72,16 +46,14 @@ impl Peer<'_> {
             }
         };
         let pushed = {
-            let inner = self.state.lock();
-            match (inner.connected.get(&to), inner.homes.get(&to), &self.state.cluster) {
-                (Some(c), _, _) if to != self.id => {
-                    Some(c.outbox.push_forwarded(Frame::Binary(out), Some(&self.outbox)))
-                }
+            let core = self.state.core();
+            match (core.relay_route(&self.id, &to), &self.state.cluster) {
+                (RelayRoute::Here(outbox), _) => Some(outbox.push_forwarded(Frame::Binary(out), Some(&self.outbox))),
                 // Connected to another node of the cluster: through NATS (its rate limits
                 // applied here already; the other node queues it like a local frame).
-                (None, Some(node), Some(cl)) => match crate::relay::raw_id(&to) {
+                (RelayRoute::Node(node), Some(cl)) => match crate::relay::raw_id(&to) {
                     Some(raw) => {
-                        cl.relay_to(*node, raw, &out);
+                        cl.relay_to(node, raw, &out);
                         Some(Ok(()))
                     }
                     None => None,

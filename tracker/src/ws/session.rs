@@ -14,6 +14,7 @@
 
 use super::{classify, Incoming};
 use crate::app::AppState;
+use crate::core::{Handled, Refusal, Step};
 use crate::limits::{Strikes, TokenBucket, Verdict};
 use crate::outbox::{Frame, Outbox, PushError};
 use crate::relay::{raw_id, MAX_RELAY_FRAME};
@@ -22,8 +23,6 @@ use crate::websocket::{Message, Socket, SocketError};
 use std::future::Future;
 use std::net::IpAddr;
 use std::task::Poll;
-use swarm_core::swarm::policy::{AddrKey, PublishBudget, PublishLimits};
-use swarm_core::swarm::FileRecord;
 use swarm_core::wire::ErrorCode;
 use swarm_core::{ClientMsg, PeerId, ServerMsg};
 use tokio::time::timeout;
@@ -172,7 +171,7 @@ impl<'a> Peer<'a> {
                     break;
                 }
             }
-            self.state.lock().disconnect(&self.id, self.serial);
+            self.state.core().disconnect(&self.id, self.serial, now_ms());
             tracing::debug!(peer = %self.id, "peer left");
         }
     }
@@ -246,7 +245,7 @@ impl<'a> Peer<'a> {
     /// Queues a message for this peer itself.
     pub(super) fn reply(&self, msg: ServerMsg) -> Flow {
         if matches!(msg, ServerMsg::Error { .. }) {
-            self.state.lock().swarm.stats.errors_sent += 1;
+            self.state.core().note_error_sent();
         }
         match self.outbox.push(Frame::json(msg)) {
             Ok(()) => Flow::Go,
@@ -256,6 +255,16 @@ impl<'a> Peer<'a> {
             }
             Err(PushError::Closed | PushError::SenderBusy) => Flow::Stop,
         }
+    }
+
+    /// A message the core refused (a limit, the state budget): counted, and the peer told why.
+    fn refused(&self, r: Refusal) -> Flow {
+        let c = &self.state.counters;
+        Counters::add(&c.limit_refusals, 1);
+        if r.over_budget {
+            Counters::add(&c.over_budget, 1);
+        }
+        self.reply(*r.msg)
     }
 
     /// A message or frame was over a rate limit.
@@ -310,58 +319,6 @@ impl<'a> Peer<'a> {
         }
     }
 
-    /// Limits the swarm does not know about ([`swarm_core::swarm::policy`]), checked before
-    /// it sees the message: per identity, then per client address. `Ok` carries the address's
-    /// publish budget after this publish, to keep if the publish adds a file.
-    fn check_publish(
-        &self,
-        inner: &crate::state::Inner,
-        msg: &ClientMsg,
-    ) -> Result<Option<(AddrKey, PublishBudget)>, Box<ServerMsg>> {
-        let ClientMsg::Publish { req, manifest, .. } = msg else { return Ok(None) };
-        let l = &self.state.config.limits;
-        let limits =
-            PublishLimits { max_manifest_chunks: l.max_manifest_chunks, max_files_per_peer: l.max_files_per_peer };
-        let mine = inner.published_by.get(&self.id).copied().unwrap_or(0);
-        let known = inner.swarm.file(&manifest.file_id()).is_some();
-        if let Err(refusal) = limits.check(manifest.chunks.len(), mine, known) {
-            return Err(Box::new(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string())));
-        }
-        let Some(addr) = inner.connected.get(&self.id).and_then(|c| c.addr) else { return Ok(None) };
-        let Some(used) = inner.addrs.get(&addr) else { return Ok(None) };
-        let mut budget = used.budget;
-        let (held, chunks, now) = ((used.files, used.chunks), manifest.chunks.len(), self.state.mono_ms());
-        match l.address().check_publish(addr, held, chunks, known, &mut budget, now) {
-            Ok(()) => Ok(Some((addr, budget))),
-            Err(refusal) => Err(Box::new(ServerMsg::error(Some(*req), refusal.code(), refusal.to_string()))),
-        }
-    }
-
-    /// New work (claims, a publish of a new file) against the state budget
-    /// ([`swarm_core::swarm::budget`]); `Err` is the refusal to send (with the request's id).
-    fn check_budget(&self, inner: &crate::state::Inner, msg: &ClientMsg) -> Result<(), Box<ServerMsg>> {
-        use swarm_core::swarm::budget::Work;
-        let (work, req) = match msg {
-            ClientMsg::Have { chunks, full } => {
-                // A full inventory replaces the claims kept: only growth counts.
-                let kept = if *full { inner.swarm.peer(&self.id).map_or(0, |p| p.chunks.len()) } else { 0 };
-                ((Work::Claims, Work::Claims.cost(chunks.len().saturating_sub(kept))), None)
-            }
-            ClientMsg::Publish { req, manifest, .. } if inner.swarm.file(&manifest.file_id()).is_none() => {
-                ((Work::Publish, Work::Publish.cost(manifest.chunks.len())), Some(*req))
-            }
-            _ => return Ok(()),
-        };
-        let addr = inner.connected.get(&self.id).and_then(|c| c.addr);
-        inner.check_budget(self.state.config.limits.budget(), work, addr).map_err(|mut e| {
-            if let ServerMsg::Error { req: r, .. } = e.as_mut() {
-                *r = req;
-            }
-            Counters::add(&self.state.counters.over_budget, 1);
-            e
-        })
-    }
-
     fn on_message(&mut self, msg: ClientMsg) -> Flow {
         if let Some(refusal) = self.oversize_signal(&msg) {
             return self.reply(refusal);
@@ -370,35 +327,13 @@ impl<'a> Peer<'a> {
             return self.on_message_in_cluster(cluster, msg);
         }
         let state = self.state;
-        let (out, added, removed) = {
-            let mut inner = state.lock();
-            if !inner.is_current(&self.id, self.serial) {
-                return Flow::Stop; // replaced by a newer connection of the same peer
-            }
-            let budget = match self.check_budget(&inner, &msg).and_then(|()| self.check_publish(&inner, &msg)) {
-                Ok(budget) => budget,
-                Err(err) => {
-                    drop(inner);
-                    Counters::add(&state.counters.limit_refusals, 1);
-                    return self.reply(*err);
-                }
-            };
-            let examined = inner.swarm.stats.search_examined;
-            let out = inner.swarm.handle(&self.id, msg, now_ms());
-            self.searched = (inner.swarm.stats.search_examined - examined) as usize;
-            let addr = inner.connected.get(&self.id).and_then(|c| c.addr);
-            let added: Vec<FileRecord> = inner.files_added(&out, addr);
-            if !added.is_empty() {
-                *inner.published_by.entry(self.id.clone()).or_insert(0) += added.len() as u32;
-                if let Some((a, budget)) = budget {
-                    if let Some(used) = inner.addrs.get_mut(&a) {
-                        used.budget = budget;
-                    }
-                }
-            }
-            let removed = inner.files_removed(&out);
-            (out, added, removed)
+        let handled = state.core().handle_peer_msg(&self.id, self.serial, msg, now_ms(), state.mono_ms());
+        let Step { out, added, removed, examined } = match handled {
+            Handled::Done(step) => step,
+            Handled::Stale => return Flow::Stop, // replaced by a newer connection of the same peer
+            Handled::Refused(r) => return self.refused(r),
         };
+        self.searched = examined as usize;
         // A file is durable before its publisher hears it was published (or unpublished).
         if let (Some(index), false) = (&state.index, added.is_empty()) {
             if let Err(e) = blocking(|| index.insert(&added)) {
@@ -408,7 +343,7 @@ impl<'a> Peer<'a> {
         if !removed.is_empty() {
             blocking(|| state.forget_durably(&removed));
         }
-        let slow = state.lock().dispatch(out);
+        let slow = state.core().dispatch(out);
         Counters::add(&state.counters.closed_slow, slow);
         if self.outbox.is_closed() {
             Flow::Stop
@@ -424,30 +359,25 @@ impl Peer<'_> {
     fn on_message_in_cluster(&mut self, cluster: &std::sync::Arc<crate::cluster::Cluster>, msg: ClientMsg) -> Flow {
         let state = self.state;
         {
-            let mut inner = state.lock();
-            if !inner.is_current(&self.id, self.serial) {
+            let mut core = state.core();
+            if !core.is_current(&self.id, self.serial) {
                 return Flow::Stop;
             }
-            match self.check_budget(&inner, &msg).and_then(|()| self.check_publish(&inner, &msg)) {
+            match core.check_peer_msg(&self.id, &msg, state.mono_ms()) {
                 // The address's budget is spent when the request leaves (the owner may be
                 // another node): a refused publish costs it too.
-                Ok(Some((a, budget))) => {
-                    if let Some(used) = inner.addrs.get_mut(&a) {
-                        used.budget = budget;
-                    }
-                }
+                Ok(Some((a, budget))) => core.spend_publish_budget(a, budget),
                 Ok(None) => {}
-                Err(err) => {
-                    drop(inner);
-                    Counters::add(&state.counters.limit_refusals, 1);
-                    return self.reply(*err);
+                Err(r) => {
+                    drop(core);
+                    return self.refused(r);
                 }
             }
         }
         if matches!(msg, ClientMsg::Search { .. }) {
             // Every node searches its own shards: this node cannot see what the others looked
             // at, so a search here is charged as if it looked at every file this node keeps.
-            self.searched = state.lock().swarm.file_count();
+            self.searched = state.core().swarm().file_count();
         }
         crate::cluster::route::from_local_peer(state, cluster, &self.id, msg);
         if self.outbox.is_closed() {
