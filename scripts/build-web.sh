@@ -4,7 +4,7 @@
 #   1. cargo builds browser-peer for wasm32 in the size-tuned wasm-release profile;
 #   2. wasm-bindgen (the CLI matching the pinned crate, scripts/setup.sh) writes the JS glue;
 #   3. scripts/lib/web-dist.py names the JS, wasm and CSS by their content (`name-<hash>`: the
-#      tracker caches such files for ever, tracker/src/web.rs), writes index.html from
+#      tracker caches such files for ever, tracker/src/http/web.rs), writes index.html from
 #      static/index.html with the loader, and copies sw.js as it is.
 # Why not trunk here: installing it is `cargo install trunk`, about 8 minutes on this project's
 # machines, for what is these three steps. dist/ is replaced whole, only once the build worked.

@@ -154,7 +154,7 @@ mod tests {
         let src = crate::tests::root().join("tracker/src");
         let edges = graph(&src);
         // The reading finds what it should: the layers above use the state below.
-        assert!(edges["ws/session.rs"].contains("state.rs"), "{:?}", edges["ws/session.rs"]);
+        assert!(edges["transport/ws/session.rs"].contains("driver.rs"), "{:?}", edges["transport/ws/session.rs"]);
         assert!(edges["cluster/route.rs"].contains("cluster/local.rs"), "{:?}", edges["cluster/route.rs"]);
         assert!(edges["app.rs"].contains("cluster/mod.rs"), "{:?}", edges["app.rs"]);
         if let Some(circle) = a_circle(&edges) {
@@ -164,6 +164,35 @@ mod tests {
                 circle.join(" -> ")
             );
         }
+    }
+
+    /// The core (tracker/src/core/) is the tracker's state as a plain struct: it names nothing of
+    /// the layers that drive it (driver, cluster, transports, HTTP), and nothing that waits or
+    /// reads a clock. Code up to a file's tests is read, comments left out.
+    #[test]
+    fn the_tracker_core_imports_nothing_above_it_and_no_io() {
+        let src = crate::tests::root().join("tracker/src");
+        let edges = graph(&src);
+        let mut core_files = 0;
+        for (file, to) in edges.iter().filter(|(f, _)| f.starts_with("core/")) {
+            core_files += 1;
+            for t in to {
+                assert!(
+                    t.starts_with("core/") || t == "config.rs",
+                    "{file} imports {t}: the core names no layer above it"
+                );
+            }
+            let text = fs::read_to_string(src.join(file)).expect("core file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+                for io in
+                    ["tokio::", "Instant::now", "SystemTime::now", "std::fs", "std::net::Tcp", "std::thread::sleep"]
+                {
+                    assert!(!line.contains(io), "{file} uses {io}: the core does no I/O and reads no clock ({line})");
+                }
+            }
+        }
+        assert!(core_files >= 5, "the core's files were read ({core_files})");
     }
 
     #[test]

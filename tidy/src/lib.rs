@@ -270,7 +270,7 @@ mod tests {
         let top = top_level(&root, &Ignored::read(&root));
         let check = |rel: &str, line: &str| path_problems(&root, &top, rel, &[(7, line.to_string())]);
         let fine = [
-            "see scripts/test.sh and tracker/src/ws/mod.rs, swarm-core/src/",
+            "see scripts/test.sh and tracker/src/transport/ws/mod.rs, swarm-core/src/",
             "files under `target/e2e-artifacts/` at 30 MB/s via https://example.org/a/b",
             "`e2e/tests/*.rs`, `tracker/src/{ws,api}.rs`, `scripts/…`, `swarm-core/src/<module>.rs`",
             "[the scripts](../../scripts/setup.sh)",

@@ -2,14 +2,14 @@
 //! ([`Shared`], reached through `Deref`) beside this node's cluster membership, if any.
 //!
 //! The cluster layer ([`crate::cluster`]) works on [`Shared`] alone and is known to it only
-//! as a [`crate::state::NodeLink`]: this struct is where the two meet, above both, so that
+//! as a [`crate::core::NodeLink`]: this struct is where the two meet, above both, so that
 //! neither imports the other.
 
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::core::NodeLink;
-use crate::index::IndexError;
-use crate::state::Shared;
+use crate::driver::Shared;
+use crate::persistence::index::IndexError;
 use std::ops::Deref;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! one peer, or many, from taking it down: [`Limits`]); `crate::settings` fills them from
 //! flags, environment and a file.
 
-use crate::{client_addr, ice};
+use crate::net::{client_addr, ice};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ pub struct Config {
     /// ICE servers configured by the operator, handed to peers after the tracker's own.
     pub ice_servers: Vec<swarm_core::IceServer>,
     /// The TURN servers' shared secret: TURN entries without credentials get short-lived
-    /// ones per peer ([`ice`]); `None`: only static credentials, if configured.
+    /// ones per peer ([`crate::net::ice`]); `None`: only static credentials, if configured.
     pub turn: Option<ice::TurnSecret>,
-    /// UDP port of the tracker's own STUN service ([`serve_with_stun`] sets it).
+    /// UDP port of the tracker's own STUN service ([`crate::serve_with_stun`] sets it).
     pub stun_port: Option<u16>,
     /// A peer that sends nothing for this long is dropped.
     pub idle_timeout: Duration,
@@ -27,7 +27,7 @@ pub struct Config {
     /// A peer whose socket does not take a batch of frames within this time is dropped.
     pub send_timeout: Duration,
     /// Time for an HTTP request head to arrive whole, and for an idle kept-alive HTTP
-    /// connection to send its next request ([`server`]).
+    /// connection to send its next request (`crate::http::server`).
     pub header_timeout: Duration,
     /// Replication factor, grace period and repair limits.
     pub repair: swarm_core::swarm::repair::RepairConfig,
@@ -49,7 +49,7 @@ pub struct Config {
     /// A copy of a chunk no file uses is trimmed once it has been so this long and its
     /// holder announced nothing for this long ([`swarm_core::swarm::orphans`]); `None`: never.
     pub orphan_grace: Option<Duration>,
-    /// Join a tracker cluster through NATS ([`cluster`]); `None`: a single tracker.
+    /// Join a tracker cluster through NATS ([`crate::cluster`]); `None`: a single tracker.
     pub cluster: Option<ClusterConfig>,
     /// This tracker's websocket URLs as peers reach it (`--public-url`): a `hello` is accepted
     /// when signed for one of their origins, or for the socket address the connection arrived
@@ -64,8 +64,8 @@ pub struct Limits {
     /// Live peers at once; a hello beyond it is refused with `limit_reached`.
     pub max_peers: usize,
     /// Open connections per client address (0: no limit; an IPv6 /64 counts as one address):
-    /// TCP connections at accept ([`conns`]), and behind a trusted proxy websockets by the
-    /// address the proxy forwarded (see [`client_addr`]).
+    /// TCP connections at accept ([`crate::net::conns`]), and behind a trusted proxy websockets by the
+    /// address the proxy forwarded (see [`crate::net::client_addr`]).
     pub max_conns_per_ip: usize,
     /// Open TCP connections in all, counted at accept (0: no limit).
     pub max_connections: usize,
@@ -95,7 +95,7 @@ pub struct Limits {
     /// What a search costs of the message byte rates per name index entry it looked at (a
     /// precise query looks at a few, the broadest at every name: 0.02–7 ms at 100,000 files,
     /// release build); REST reads are charged per entry they walk at the same price, against a
-    /// read budget per address (`tracker/src/read_charge.rs`). 0: free.
+    /// read budget per address (`tracker/src/http/read_charge.rs`). 0: free.
     pub search_bytes_per_file: u64,
     /// Refused messages in one episode (no quiet second between) before the connection is
     /// closed.

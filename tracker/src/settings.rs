@@ -8,8 +8,8 @@
 //! durations (`idle-timeout = "2m"`, `--header-timeout 500ms`; a bare number is seconds, as
 //! before: `pp_cli::duration`).
 
-use crate::client_addr::TrustedProxies;
 use crate::config::{Config, Limits};
+use crate::net::client_addr::TrustedProxies;
 use clap::Parser;
 pub use pp_cli::settings::Merge;
 use serde::Deserialize;
@@ -487,7 +487,7 @@ impl Settings {
             )));
         }
         self.stun_listen()?;
-        use crate::ice::TurnAuth;
+        use crate::net::ice::TurnAuth;
         let secret = self.turn_secret.as_deref().map(str::trim);
         let auth = match (secret, self.turn_username.as_deref(), self.turn_credential.as_deref()) {
             (Some(""), _, _) => return Err(SettingsError::Invalid("turn-secret must not be empty".into())),
@@ -506,7 +506,7 @@ impl Settings {
             .ice_server
             .iter()
             .flatten()
-            .map(|url| crate::ice::parse_ice_server(url, auth).map_err(|e| SettingsError::Invalid(e.to_string())))
+            .map(|url| crate::net::ice::parse_ice_server(url, auth).map_err(|e| SettingsError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let turn_ttl = secs(self.turn_ttl, Duration::from_secs(3600));
         if !(Duration::from_secs(60)..=Duration::from_secs(7 * 86_400)).contains(&turn_ttl) {
@@ -515,7 +515,7 @@ impl Settings {
                 pp_cli::duration::human(turn_ttl)
             )));
         }
-        let turn = secret.map(|s| crate::ice::TurnSecret { secret: s.to_string(), ttl: turn_ttl });
+        let turn = secret.map(|s| crate::net::ice::TurnSecret { secret: s.to_string(), ttl: turn_ttl });
         let cluster = self.cluster_config()?;
         let public_urls: Vec<String> = self.public_url.iter().filter(|u| !u.is_empty()).cloned().collect();
         if let Some(bad) = public_urls.iter().find(|u| !(u.starts_with("ws://") || u.starts_with("wss://"))) {

@@ -244,7 +244,7 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
                     names += 1;
                     if let Some(cluster) = word.strip_prefix("pp_cluster_") {
                         // Only a cluster node exports these: look for them where they are made.
-                        let source = include_str!("../src/metrics.rs");
+                        let source = include_str!("../src/http/metrics.rs");
                         assert!(source.contains(&format!("\"cluster_{cluster}\"")), "{word:?} is never exported");
                         continue;
                     }

@@ -7,7 +7,7 @@
 //! (virtual time, sequence number), so a run depends on nothing but its seed.
 //!
 //! What is simulated, and how it mirrors the real parts:
-//! - **the tracker** (`tracker/src/ws/admission.rs`, `tracker/src/state.rs`): a peer's `hello` makes
+//! - **the tracker** (`tracker/src/transport/ws/admission.rs`, `tracker/src/driver.rs`): a peer's `hello` makes
 //!   [`Swarm::join`] and is answered `welcome` with the id derived from the secret; every
 //!   other message goes to [`Swarm::handle`]; a connection that ends makes [`Swarm::leave`]
 //!   unless a newer connection of the same peer replaced it; the swarm is ticked at its
@@ -303,7 +303,7 @@ pub struct Net {
     pub events_processed: u64,
     /// A relay frame to a peer that is not connected also gets the sender
     /// `Signal { from: that peer, conn, Gone }`, as a signal to it would. NOT what
-    /// tracker/src/ws/relay.rs does today (an error only): for measuring what it would change.
+    /// tracker/src/transport/ws/relay.rs does today (an error only): for measuring what it would change.
     pub relay_gone: bool,
 }
 
@@ -778,7 +778,7 @@ impl Net {
                         self.push(at, Ev::RelayDeliver { to: j, conn: tconn, from: id, link, payload });
                     }
                     _ => {
-                        // What tracker/src/ws/relay.rs answers.
+                        // What tracker/src/transport/ws/relay.rs answers.
                         self.relay_unknown_peer_errors += 1;
                         let msg = ServerMsg::error(None, ErrorCode::UnknownPeer, format!("peer {to} is not connected"));
                         self.push(now + self.tracker_ms, Ev::FromTracker { to: from, conn, msg });

@@ -18,7 +18,7 @@
 use super::index::ChunkIndex;
 use super::msg::NodeMsg;
 use super::Cluster;
-use crate::state::Shared;
+use crate::driver::Shared;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use swarm_core::{ChunkId, ClientMsg, PeerId};

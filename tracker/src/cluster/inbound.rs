@@ -5,8 +5,8 @@
 use super::msg::{self, Answer, NodeMsg, Query};
 use super::Cluster;
 use super::{local, route};
-use crate::outbox::Frame;
-use crate::state::{now_ms, Counters, Shared};
+use crate::core::outbox::Frame;
+use crate::driver::{now_ms, Counters, Shared};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use swarm_core::{PeerId, ServerMsg};
@@ -93,7 +93,7 @@ pub async fn beats(state: Arc<Shared>, cluster: Arc<Cluster>) {
 }
 
 fn on_relay(state: &Shared, cluster: &Cluster, payload: &[u8]) {
-    if payload.len() < 16 || payload.len() > 16 + crate::relay::MAX_RELAY_FRAME {
+    if payload.len() < 16 || payload.len() > 16 + crate::net::relay::MAX_RELAY_FRAME {
         return;
     }
     super::add(&cluster.stats.relay_in, 1);

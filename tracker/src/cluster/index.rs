@@ -131,7 +131,7 @@ pub async fn follow(cluster: Arc<Cluster>) {
                 match entry.operation {
                     Operation::Put => {
                         if !cluster.index().contains_file(&file) {
-                            match crate::index::decode_record(&file.0, &entry.value) {
+                            match crate::persistence::index::decode_record(&file.0, &entry.value) {
                                 Some(r) => cluster.index().insert(shard, file, &r.manifest.chunks),
                                 None => tracing::warn!(shard, "skipping a damaged file record in the cluster index"),
                             }

@@ -8,7 +8,7 @@
 use super::msg::NodeMsg;
 use super::store::lease_key;
 use super::Cluster;
-use crate::state::Shared;
+use crate::driver::Shared;
 use async_nats::jetstream::kv;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! message with its swarm, reach a peer connected here, ask its peers to re-announce. The
 //! rest of the cluster layer builds on these; they use nothing of it.
 
-use crate::outbox::Frame;
-use crate::state::{now_ms, Shared};
+use crate::core::outbox::Frame;
+use crate::driver::{now_ms, Shared};
 use swarm_core::swarm::Output;
 use swarm_core::{ClientMsg, PeerId, ServerMsg};
 
@@ -14,13 +14,13 @@ pub const REANNOUNCE_PAUSE: std::time::Duration = std::time::Duration::from_mill
 /// Delivers `msg` to `peer`, wherever in the cluster it is connected.
 pub fn tell(state: &Shared, peer: &PeerId, msg: ServerMsg) {
     let slow = state.core().dispatch(vec![Output::Send { to: peer.clone(), msg }]);
-    crate::state::Counters::add(&state.counters.closed_slow, slow);
+    crate::driver::Counters::add(&state.counters.closed_slow, slow);
 }
 
 /// Handles `msg` with this node's swarm and delivers what it answers.
 pub fn handle_here(state: &Shared, from: &PeerId, msg: ClientMsg) {
     let slow = state.core().handle_here(from, msg, now_ms());
-    crate::state::Counters::add(&state.counters.closed_slow, slow);
+    crate::driver::Counters::add(&state.counters.closed_slow, slow);
 }
 
 /// Queues a frame for a peer connected here; `false` if it is not.

@@ -107,7 +107,7 @@ pub struct Cluster {
     /// Wakes [`claims::reannouncer`].
     pub reannounce_wanted: std::sync::Arc<tokio::sync::Notify>,
     /// The tracker's state, set once it exists (tasks spawned from a connection take it).
-    state: std::sync::OnceLock<std::sync::Weak<crate::state::Shared>>,
+    state: std::sync::OnceLock<std::sync::Weak<crate::driver::Shared>>,
 }
 
 /// What the shared state asks of the cluster ([`crate::core::NodeLink`]).
@@ -217,7 +217,7 @@ impl Cluster {
     /// Starts this node's cluster work over the tracker's state.
     pub fn start(
         self: &std::sync::Arc<Self>,
-        state: &std::sync::Arc<crate::state::Shared>,
+        state: &std::sync::Arc<crate::driver::Shared>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let _ = self.state.set(std::sync::Arc::downgrade(state));
         vec![
@@ -232,7 +232,7 @@ impl Cluster {
     }
 
     /// The tracker's state (`None` before [`Cluster::start`] or after shutdown).
-    pub fn state(&self) -> Option<std::sync::Arc<crate::state::Shared>> {
+    pub fn state(&self) -> Option<std::sync::Arc<crate::driver::Shared>> {
         self.state.get().and_then(std::sync::Weak::upgrade)
     }
 

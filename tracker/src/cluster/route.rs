@@ -4,7 +4,7 @@
 use super::msg::{Answer, NodeMsg, Query};
 use super::{local, Cluster};
 use crate::core::Step;
-use crate::state::{now_ms, Shared};
+use crate::driver::{now_ms, Shared};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,7 +226,7 @@ pub fn handle_owned(state: &Shared, cluster: &Arc<Cluster>, from: PeerId, msg: C
     };
     if added.is_empty() && removed.is_empty() {
         let slow = state.core().dispatch(out);
-        crate::state::Counters::add(&state.counters.closed_slow, slow);
+        crate::driver::Counters::add(&state.counters.closed_slow, slow);
         return;
     }
     let Some(state) = cluster.state() else { return };
@@ -262,7 +262,7 @@ pub fn handle_owned(state: &Shared, cluster: &Arc<Cluster>, from: PeerId, msg: C
             }
         }
         let slow = state.core().dispatch(out);
-        crate::state::Counters::add(&state.counters.closed_slow, slow);
+        crate::driver::Counters::add(&state.counters.closed_slow, slow);
     });
 }
 

@@ -1,5 +1,5 @@
 //! A cluster's durable index in JetStream KV buckets, replicated by NATS (R3 on a 3-server
-//! NATS cluster): what the single tracker keeps in redb ([`crate::index`]).
+//! NATS cluster): what the single tracker keeps in redb ([`crate::persistence::index`]).
 //!
 //! - `{prefix}_files`: key `s{shard}.{file id}` → the file record (manifest, metadata, owner),
 //!   written by the shard's owner before the publisher hears "published".
@@ -144,7 +144,7 @@ impl Store {
 
     /// Stores files of `shard`.
     pub async fn put_file(&self, shard: u16, record: &FileRecord) -> Result<(), StoreError> {
-        let bytes = crate::index::encode_record(record).map_err(|e| kv_err("encode")(e.into()))?;
+        let bytes = crate::persistence::index::encode_record(record).map_err(|e| kv_err("encode")(e.into()))?;
         self.files
             .put(shard_key(shard, &record.manifest.file_id().0), bytes.into())
             .await
@@ -185,7 +185,7 @@ impl Store {
             .await?
             .into_iter()
             .filter_map(|(id, v)| {
-                let r = crate::index::decode_record(&id, &v);
+                let r = crate::persistence::index::decode_record(&id, &v);
                 if r.is_none() {
                     tracing::warn!(shard, "skipping a damaged file record in the cluster index");
                 }

@@ -1,6 +1,6 @@
 //! The tracker's core: everything the tracker knows, as one plain struct ([`Core`]) with no
 //! I/O, no clock (times are passed in) and no lock of its own. The driver around it
-//! ([`crate::state::Shared`]) keeps it behind one lock and carries out what it returns: frames
+//! ([`crate::driver::Shared`]) keeps it behind one lock and carries out what it returns: frames
 //! into the peers' outboxes (bounded queues the connection tasks drain), records to write to
 //! the durable index, messages to the cluster's other nodes ([`NodeLink`]).
 //!
@@ -23,7 +23,9 @@
 //! deadline).
 
 pub mod addrs;
+pub mod limits;
 pub mod nodes;
+pub mod outbox;
 pub mod sessions;
 pub mod timers;
 

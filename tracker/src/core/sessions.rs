@@ -3,7 +3,7 @@
 //! to the node a peer is connected to (in a cluster).
 
 use super::{Core, Refusal};
-use crate::outbox::{Frame, Outbox, PushError};
+use crate::core::outbox::{Frame, Outbox, PushError};
 use std::collections::HashSet;
 use swarm_core::swarm::budget::Work;
 use swarm_core::swarm::policy::{AddrKey, PublishBudget};

@@ -2,7 +2,7 @@
 //! messages through the limits, reconnects, the timers.
 
 use super::*;
-use crate::outbox::{Frame, Outbox};
+use crate::core::outbox::{Frame, Outbox};
 use swarm_core::swarm::policy::addr_key;
 use swarm_core::wire::FileMeta;
 use swarm_core::{Manifest, ManifestBuilder, PeerKind};

@@ -1,16 +1,16 @@
 //! What one peer sends another through the tracker: relay frames (checked and readdressed
-//! to name their true sender, [`crate::relay::readdress`]) and `signal` messages (at most
+//! to name their true sender, [`crate::net::relay::readdress`]) and `signal` messages (at most
 //! `--max-signal-bytes`). Both are queued on the recipient's outbox as forwarded frames
-//! ([`crate::outbox::Outbox::push_forwarded`]): they may fill only half of it, and their
+//! ([`crate::core::outbox::Outbox::push_forwarded`]): they may fill only half of it, and their
 //! bytes count against the sender until the recipient takes them. A recipient that is gone
 //! or not keeping up, or a sender with too much waiting, costs the sender an error message
 //! and the frame, never the recipient its connection nor the tracker memory.
 
 use super::session::{Flow, Peer};
+use crate::core::outbox::{signal_cost, Frame, PushError};
 use crate::core::RelayRoute;
-use crate::outbox::{signal_cost, Frame, PushError};
-use crate::relay::readdress;
-use crate::state::Counters;
+use crate::driver::Counters;
+use crate::net::relay::readdress;
 use axum::body::Bytes;
 use swarm_core::relay::RelayError;
 use swarm_core::wire::ErrorCode;
@@ -51,7 +51,7 @@ impl Peer<'_> {
                 (RelayRoute::Here(outbox), _) => Some(outbox.push_forwarded(Frame::Binary(out), Some(&self.outbox))),
                 // Connected to another node of the cluster: through NATS (its rate limits
                 // applied here already; the other node queues it like a local frame).
-                (RelayRoute::Node(node), Some(cl)) => match crate::relay::raw_id(&to) {
+                (RelayRoute::Node(node), Some(cl)) => match crate::net::relay::raw_id(&to) {
                     Some(raw) => {
                         cl.relay_to(node, raw, &out);
                         Some(Ok(()))

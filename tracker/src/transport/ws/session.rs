@@ -1,6 +1,6 @@
 //! A welcomed peer's connection: one loop that waits on the peer's outbox and its socket
 //! at once, writes queued frames in batches, applies the per-connection rate limits
-//! ([`crate::limits`]), feeds messages into the swarm and dispatches what it answers.
+//! ([`crate::core::limits`]), feeds messages into the swarm and dispatches what it answers.
 //!
 //! Reading is paced by bytes: past its connection's message byte rate, or its address's
 //! ([`crate::Limits::msg_bytes_per_sec`]), the socket is not read again until the bytes are
@@ -14,12 +14,12 @@
 
 use super::{classify, Incoming};
 use crate::app::AppState;
+use crate::core::limits::{Strikes, TokenBucket, Verdict};
+use crate::core::outbox::{Frame, Outbox, PushError};
 use crate::core::{Handled, Refusal, Step};
-use crate::limits::{Strikes, TokenBucket, Verdict};
-use crate::outbox::{Frame, Outbox, PushError};
-use crate::relay::{raw_id, MAX_RELAY_FRAME};
-use crate::state::{now_ms, Counters};
-use crate::websocket::{Message, Socket, SocketError};
+use crate::driver::{now_ms, Counters};
+use crate::net::relay::{raw_id, MAX_RELAY_FRAME};
+use crate::transport::websocket::{Message, Socket, SocketError};
 use std::future::Future;
 use std::net::IpAddr;
 use std::task::Poll;

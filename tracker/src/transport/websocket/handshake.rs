@@ -1,7 +1,7 @@
 //! The HTTP side of a websocket: checks an upgrade request (RFC 6455, 4.2.1), answers
 //! `101 Switching Protocols`, and takes the raw [`TcpStream`] back from hyper once the
 //! response is out. Requires the connection to be served by hyper's HTTP/1 server over a
-//! `TokioIo<TcpStream>` (as `crate::server` does).
+//! `TokioIo<TcpStream>` (as `crate::http::server` does).
 
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use bytes::Bytes;

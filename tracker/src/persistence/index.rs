@@ -9,7 +9,7 @@
 //! its origin.
 //!
 //! A third table records legacy identities that moved to a key (old peer id → new peer id,
-//! see `tracker/src/ws/migrate.rs`), written in the transaction that moves their files.
+//! see `tracker/src/transport/ws/migrate.rs`), written in the transaction that moves their files.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};

@@ -7,13 +7,13 @@
 //! The address counted at accept is the TCP peer's. A reverse proxy the operator trusts
 //! (`--trusted-proxy`) carries many clients on its connections, so it is not capped per
 //! address here; its clients are counted by the address it forwards, at the websocket
-//! upgrade ([`crate::app::AppState::ip_slot`]). The global cap applies to every connection.
+//! upgrade ([`crate::driver::Shared::ip_slot`]). The global cap applies to every connection.
 //!
 //! A [`ConnPermit`] holds one connection's place until the connection ends: the HTTP
 //! connection's task holds it, and an upgraded websocket's task holds it after that (it is
 //! handed over in the request's extensions).
 
-use crate::client_addr::TrustedProxies;
+use crate::net::client_addr::TrustedProxies;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

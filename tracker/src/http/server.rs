@@ -3,18 +3,18 @@
 //!
 //! Not `axum::serve`: it wraps every stream (to sniff HTTP/2) so that an upgraded
 //! connection can only be used through hyper's boxed `Upgraded`; here the websocket
-//! handler gets the bare `TcpStream` back (see `crate::websocket::handshake`). Graceful
+//! handler gets the bare `TcpStream` back (see `crate::transport::websocket::handshake`). Graceful
 //! shutdown as in `axum::serve`: stop accepting, let HTTP connections finish their
 //! requests, wait for them.
 //!
 //! Strangers cannot hold connections for free: every connection takes a place in the
-//! [`ConnTable`] at accept (over a cap: `503` and closed, see [`crate::conns`]), and hyper
+//! [`ConnTable`] at accept (over a cap: `503` and closed, see [`crate::net::conns`]), and hyper
 //! runs with a timer, so a request head must arrive whole within the header timeout, and a
 //! kept-alive connection waiting for its next request is closed after the same time (hyper
 //! starts the header timer whenever it waits for a request head: a slowloris client
 //! trickling a header, or an idle keep-alive connection, is closed then).
 
-use crate::conns::{refusal_response, ConnPermit, ConnTable};
+use crate::net::conns::{refusal_response, ConnPermit, ConnTable};
 use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -107,7 +107,7 @@ async fn connection(
 ) {
     let router = TowerToHyperService::new(router);
     // The address this connection arrived on: a hello signed for it is this tracker's.
-    let local = crate::ws::LocalAddr(stream.local_addr().ok());
+    let local = crate::transport::ws::LocalAddr(stream.local_addr().ok());
     // The permit rides along with each request, so an upgraded websocket keeps its place.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));

@@ -13,9 +13,9 @@
 
 use super::{classify, send_now, Incoming};
 use crate::app::AppState;
-use crate::outbox::{Frame, Outbox};
-use crate::state::{now_ms, Counters};
-use crate::websocket::Socket;
+use crate::core::outbox::{Frame, Outbox};
+use crate::driver::{now_ms, Counters};
+use crate::transport::websocket::Socket;
 use std::net::{IpAddr, SocketAddr};
 use swarm_core::identity::{accepted_text, origin_accepted, verify_hello, HelloError};
 use swarm_core::swarm::policy::check_join_token;
@@ -127,8 +127,10 @@ async fn admit(
             Err(e) => (None, Some(ServerMsg::error(None, e.code(), e.to_string()))),
         },
     };
-    let ice_servers = crate::ice::welcome_servers(host.as_deref(), state.config.stun_port, &state.config.ice_servers);
-    let ice_servers = crate::ice::with_turn_credentials(ice_servers, state.config.turn.as_ref(), &id, now_ms() / 1000);
+    let ice_servers =
+        crate::net::ice::welcome_servers(host.as_deref(), state.config.stun_port, &state.config.ice_servers);
+    let ice_servers =
+        crate::net::ice::with_turn_credentials(ice_servers, state.config.turn.as_ref(), &id, now_ms() / 1000);
     let welcome = ServerMsg::Welcome {
         version: PROTOCOL_VERSION,
         peer_id: id.clone(),

@@ -16,7 +16,7 @@
 //! (no panic; unparsed bytes never above the message limit plus one frame header; an error,
 //! never a wait with no room to read; close codes 1002, 1007, 1009 as RFC 6455 asks), and a
 //! client that pings without reading gets no pongs beyond a bounded backlog. The tracker lowers
-//! the message limit until a peer is welcomed (see `crate::ws`).
+//! the message limit until a peer is welcomed (see `crate::transport::ws`).
 
 mod decode;
 mod frame;

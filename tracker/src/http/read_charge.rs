@@ -34,7 +34,7 @@ pub async fn charge(State(state): State<Arc<AppState>>, req: Request, next: Next
         .map(|ConnectInfo(a)| state.config.trusted_proxies.client_ip(a.ip(), req.headers()));
     let Some(ip) = ip else { return next.run(req).await };
     if let Err(wait_ms) = state.admit_read(ip, REQUEST_BYTES, state.mono_ms()) {
-        crate::state::Counters::add(&state.counters.rate_limited, 1);
+        crate::driver::Counters::add(&state.counters.rate_limited, 1);
         let secs = wait_ms.div_ceil(1000).max(1);
         let body = ApiError { error: format!("too many requests from this address: retry in {secs} s") };
         let mut res = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();

@@ -3,7 +3,7 @@
 //! state's estimated bytes by kind and its heaviest addresses ([`state_metrics`]).
 
 use crate::app::AppState;
-use crate::state::Counters;
+use crate::driver::Counters;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -32,7 +32,7 @@ fn sum_reports<T: Copy + Into<u64>>(
 }
 
 /// Entries [`snapshot`] walked under the swarm lock (what a REST or `/metrics` read of it is
-/// charged, `tracker/src/read_charge.rs`): the peers, counted by kind, and every chunk twice, for
+/// charged, `tracker/src/http/read_charge.rs`): the peers, counted by kind, and every chunk twice, for
 /// its copies against R and for whether it has any.
 pub fn snapshot_walk(stats: &Stats) -> usize {
     (stats.peers + 2 * stats.chunks) as usize
@@ -363,8 +363,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     body.push_str(&state_metrics(&state));
     body.push_str(&cluster_metrics(&state));
     body.push_str(&state.conns.metrics());
-    body.push_str(&crate::process_metrics::exposition(crate::process_metrics::read().as_ref()));
+    body.push_str(&crate::http::process_metrics::exposition(crate::http::process_metrics::read().as_ref()));
     let mut res = ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response();
-    res.extensions_mut().insert(crate::read_charge::ReadCost(walked));
+    res.extensions_mut().insert(crate::http::read_charge::ReadCost(walked));
     res
 }

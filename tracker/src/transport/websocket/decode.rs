@@ -167,7 +167,7 @@ fn message(opcode: u8, payload: Vec<u8>) -> Result<Message, SocketError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::websocket::frame::client_frame;
+    use crate::transport::websocket::frame::client_frame;
     use proptest::prelude::*;
 
     /// Feeds `input` in pieces of the given sizes (each capped by the room, as the socket

@@ -4,9 +4,9 @@
 //! it and changes the core only through the core's own methods.
 
 use crate::config::Config;
+use crate::core::limits::TokenBucket;
 use crate::core::{Core, NodeLink, Timers};
-use crate::index::{FileIndex, IndexError};
-use crate::limits::TokenBucket;
+use crate::persistence::index::{FileIndex, IndexError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,8 +77,8 @@ pub struct Shared {
     started: std::time::Instant,
     /// Open websocket connections per client address (an IPv6 /64 counts as one).
     per_ip: Mutex<HashMap<AddrKey, AddrConns>>,
-    /// TCP connections, counted at accept ([`crate::conns`]).
-    pub conns: Arc<crate::conns::ConnTable>,
+    /// TCP connections, counted at accept ([`crate::net::conns`]).
+    pub conns: Arc<crate::net::conns::ConnTable>,
 }
 
 pub fn now_ms() -> u64 {
@@ -126,7 +126,7 @@ impl Shared {
             started_ms: now_ms(),
             started: std::time::Instant::now(),
             per_ip: Mutex::new(HashMap::new()),
-            conns: crate::conns::ConnTable::new(
+            conns: crate::net::conns::ConnTable::new(
                 config.limits.max_connections,
                 config.limits.max_conns_per_ip,
                 config.trusted_proxies.clone(),
@@ -169,7 +169,7 @@ impl Shared {
     }
 
     /// Admits a REST read from `ip` if its read budget (at its message byte rate) is not in debt, taking `base` bytes
-    /// ([`crate::read_charge`]); `Err`: milliseconds until it may ask again.
+    /// (`crate::http::read_charge`); `Err`: milliseconds until it may ask again.
     pub fn admit_read(&self, ip: IpAddr, base: u64, now_ms: u64) -> Result<(), u64> {
         let Some(key) = self.addr_key(ip) else { return Ok(()) };
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
@@ -277,7 +277,7 @@ const MAX_QUIET_ADDRS: usize = 65_536;
 struct AddrConns {
     conns: u32,
     msg_bytes: TokenBucket,
-    /// What its REST reads may cost ([`crate::read_charge`]): the same rate, a bucket of its
+    /// What its REST reads may cost (`crate::http::read_charge`): the same rate, a bucket of its
     /// own (a page polling `/api/stats` does not slow the address's websocket messages).
     reads: TokenBucket,
 }

@@ -4,8 +4,8 @@
 //! `swarm_core::stun`'s policy; this driver adds rate limits per source address and in all,
 //! so the service cannot be used to flood a third party whose address was spoofed.
 
-use crate::limits::TokenBucket;
-use crate::state::{Counters, Shared};
+use crate::core::limits::TokenBucket;
+use crate::driver::{Counters, Shared};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

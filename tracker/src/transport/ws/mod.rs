@@ -18,8 +18,8 @@ mod relay;
 mod session;
 
 use crate::app::AppState;
-use crate::state::Counters;
-use crate::websocket::{handshake, Message, Socket, SocketError};
+use crate::driver::Counters;
+use crate::transport::websocket::{handshake, Message, Socket, SocketError};
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
@@ -33,7 +33,7 @@ use swarm_core::wire::{ErrorCode, MAX_MESSAGE_BYTES};
 use swarm_core::{ClientMsg, ServerMsg};
 use tokio::time::timeout;
 
-/// The socket address a connection arrived on (set by [`crate::server`]).
+/// The socket address a connection arrived on (set by [`crate::http::server`]).
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAddr(pub Option<SocketAddr>);
 
@@ -52,13 +52,13 @@ pub async fn upgrade(
         .headers()
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .and_then(crate::ice::host_of)
+        .and_then(crate::net::ice::host_of)
         .map(Into::into);
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded").into_response();
     };
     // The connection's place in the caps counted at accept goes with the websocket.
-    let permit = req.extensions_mut().remove::<crate::conns::ConnPermit>();
+    let permit = req.extensions_mut().remove::<crate::net::conns::ConnPermit>();
     // Behind a trusted reverse proxy, the client it forwarded for; else the TCP peer.
     let ip = state.config.trusted_proxies.client_ip(addr.ip(), req.headers());
     let local = req.extensions().get::<LocalAddr>().and_then(|l| l.0);
@@ -124,7 +124,7 @@ async fn refuse(socket: &mut Socket, state: &AppState, code: ErrorCode, message:
 ///
 /// Every byte of this future is memory each idle peer holds, so: not an `async fn` (its
 /// arguments would be copied into locals, the socket kept twice: rust-lang/rust#62958), the
-/// client address (see [`crate::client_addr`]) is used up before the block (only the
+/// client address (see [`crate::net::client_addr`]) is used up before the block (only the
 /// refusal message and the slot need it),
 /// and the phases are boxed (the hello phase's state is gone once the peer is in; the
 /// welcomed peer's state lives in one allocation of its own).

@@ -6,9 +6,9 @@
 use crate::app::AppState;
 use crate::cluster::msg::{Answer, Query as NodeQuery};
 use crate::cluster::route::QUERY_WAIT;
-use crate::metrics;
-use crate::read_charge::ReadCost;
-use crate::state::now_ms;
+use crate::driver::now_ms;
+use crate::http::metrics;
+use crate::http::read_charge::ReadCost;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -24,7 +24,7 @@ use swarm_core::FileId;
 /// Longest page of `/api/files`.
 pub const MAX_PAGE: usize = 500;
 
-/// The REST routes, each admitted and charged per address ([`crate::read_charge`]).
+/// The REST routes, each admitted and charged per address ([`crate::http::read_charge`]).
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/stats", get(stats))
@@ -33,7 +33,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/search", get(search))
         .route("/api/peers", get(peers))
         .route("/api/cluster", get(cluster))
-        .route_layer(axum::middleware::from_fn_with_state(state, crate::read_charge::charge))
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::http::read_charge::charge))
 }
 
 /// `answer` with the index entries walked for it (what the asker is charged).
