@@ -4,6 +4,7 @@
 //! it and changes the core only through the core's own methods.
 
 use crate::config::Config;
+use crate::core::figures::Figures;
 use crate::core::limits::TokenBucket;
 use crate::core::{Core, NodeLink, Timers};
 use crate::persistence::index::{FileIndex, IndexError};
@@ -79,6 +80,14 @@ pub struct Shared {
     per_ip: Mutex<HashMap<AddrKey, AddrConns>>,
     /// TCP connections, counted at accept ([`crate::net::conns`]).
     pub conns: Arc<crate::net::conns::ConnTable>,
+    /// The figures the core last published ([`Shared::figures`]) ...
+    figures: tokio::sync::watch::Sender<Arc<Figures>>,
+    /// ... readers' requests for figures so far ...
+    figures_asked: AtomicU64,
+    /// Times figures were taken (each a walk of the swarm under the lock).
+    pub figures_taken: AtomicU64,
+    /// ... and the wake-up of the timer loop, which takes them (`crate::serve`).
+    pub figures_wanted: tokio::sync::Notify,
 }
 
 pub fn now_ms() -> u64 {
@@ -125,6 +134,10 @@ impl Shared {
             counters: Counters::default(),
             started_ms: now_ms(),
             started: std::time::Instant::now(),
+            figures: tokio::sync::watch::Sender::new(Arc::new(Figures::default())),
+            figures_asked: AtomicU64::new(0),
+            figures_taken: AtomicU64::new(0),
+            figures_wanted: tokio::sync::Notify::new(),
             per_ip: Mutex::new(HashMap::new()),
             conns: crate::net::conns::ConnTable::new(
                 config.limits.max_connections,
@@ -213,6 +226,49 @@ impl Shared {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The swarm's figures, taken after this call began: HTTP reads of `/api/stats` and
+    /// `/metrics` wait for the timer loop to take them (one walk for every reader waiting, at
+    /// most [`FIGURES_MIN_MS`] apart), never walking the swarm under the lock themselves.
+    /// Without the timer loop (shutting down) they are taken here after a while.
+    pub async fn figures(&self) -> Arc<Figures> {
+        let want = self.figures_asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut rx = self.figures.subscribe();
+        let wait = async {
+            loop {
+                {
+                    let f = rx.borrow_and_update();
+                    if f.serves >= want {
+                        return f.clone();
+                    }
+                }
+                self.figures_wanted.notify_one();
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), wait).await {
+            Ok(f) => f,
+            Err(_) => {
+                self.figures_taken.fetch_add(1, Ordering::Relaxed);
+                Arc::new(self.core().figures(want))
+            }
+        }
+    }
+
+    /// Whether a reader waits for figures newer than the last ones.
+    pub fn figures_pending(&self) -> bool {
+        self.figures_asked.load(Ordering::SeqCst) > self.figures.borrow().serves
+    }
+
+    /// Takes the figures (under the core's lock, `core` held by the caller) and publishes
+    /// them to the readers waiting.
+    pub fn publish_figures(&self, core: &Core) {
+        let serves = self.figures_asked.load(Ordering::SeqCst);
+        self.figures.send_replace(Arc::new(core.figures(serves)));
+        self.figures_taken.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The key `ip` counts against for the per-address limits (`None`: exempt).
     pub fn addr_key(&self, ip: IpAddr) -> Option<AddrKey> {
         (!self.config.limit_exempt.contains(ip)).then(|| swarm_core::swarm::policy::addr_key(ip))
@@ -267,6 +323,9 @@ impl Drop for IpSlot {
         }
     }
 }
+
+/// Figures are taken at most this often, however many readers ask.
+pub const FIGURES_MIN_MS: u64 = 100;
 
 /// Addresses kept without connections (for the debt of their byte rate) at most, beyond
 /// which they are forgotten.

@@ -9,7 +9,7 @@
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::driver::{now_ms, Counters};
+use crate::driver::{now_ms, Counters, FIGURES_MIN_MS};
 use crate::transport::stun;
 use crate::{cluster, http};
 use std::future::Future;
@@ -80,12 +80,15 @@ pub async fn serve_with_stun(
     result
 }
 
-/// The one timer loop: waits for the core's deadline ([`core::Core::poll_timeout`]), hands it
-/// the time ([`core::Core::handle_timeout`]) and carries out what comes back: files that left
-/// the index are forgotten durably (in a task: the loop never waits on storage), the
-/// verification state is written once a second (one write at a time).
+/// The one timer loop: waits for the core's deadline ([`crate::core::Core::poll_timeout`]) or
+/// a reader's request for figures, hands the core the time
+/// ([`crate::core::Core::handle_timeout`]) and carries out what comes back: files that left the
+/// index are forgotten durably (in a task: the loop never waits on storage), the verification
+/// state is written once a second (one write at a time), figures are published for the
+/// readers waiting (at most every [`FIGURES_MIN_MS`]).
 async fn drive_timers(state: Arc<AppState>) {
     let mut saving: Option<tokio::task::JoinHandle<()>> = None;
+    let mut figures_at: Option<u64> = None;
     loop {
         let (step, wait) = {
             let mut core = state.core();
@@ -97,7 +100,18 @@ async fn drive_timers(state: Arc<AppState>) {
                 }
                 None => core.handle_timeout(now, mono, |_| false),
             };
-            (step, core.poll_timeout(state.mono_ms()))
+            let mono = state.mono_ms();
+            let mut wait = core.poll_timeout(mono);
+            if state.figures_pending() {
+                let next = figures_at.map_or(0, |t| t + FIGURES_MIN_MS);
+                if mono >= next {
+                    state.publish_figures(&core);
+                    figures_at = Some(mono);
+                } else {
+                    wait = wait.min(next - mono);
+                }
+            }
+            (step, wait)
         };
         Counters::add(&state.counters.closed_slow, step.closed_slow);
         if !step.removed.is_empty() {
@@ -107,7 +121,10 @@ async fn drive_timers(state: Arc<AppState>) {
             let state = state.clone();
             saving = Some(tokio::task::spawn_blocking(move || state.save_trust()));
         }
-        tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
+            () = state.figures_wanted.notified() => {}
+        }
     }
 }
 

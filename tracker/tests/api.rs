@@ -161,6 +161,39 @@ async fn metrics_parse_and_count() {
     assert!(m.contains_key("pp_repair_orders_issued_total"));
 }
 
+/// `/api/stats` and `/metrics` serve figures the core published after the request began (what
+/// just happened is seen), and readers at once share the walks of the swarm that take them:
+/// at most one per 100 ms however many ask (`tracker/src/driver.rs`, `Shared::figures`).
+#[tokio::test]
+async fn readers_of_the_figures_see_what_just_happened_and_share_the_walks() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let mut a = connect(&url).await;
+    hello(&mut a, &secret(1)).await;
+    for i in 0..3u8 {
+        publish(&mut a, i as u32, &format!("f{i}.txt"), i, 2).await;
+        let (_, st) = get_json(&host, "/api/stats").await;
+        assert_eq!(st["files"], u64::from(i) + 1, "a read right after a publish sees it");
+    }
+    let taken = |text: String| parse_prometheus(&text)["pp_figures_taken_total"];
+    let before = taken(http_get(&host, "/metrics").await.1);
+    let t0 = std::time::Instant::now();
+    let readers: Vec<_> = (0..200)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { get_json(&host, "/api/stats").await.0 })
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let elapsed_ms = t0.elapsed().as_millis() as f64;
+    let walks = taken(http_get(&host, "/metrics").await.1) - before;
+    assert!(
+        walks <= 2.0 + elapsed_ms / 100.0,
+        "200 readers in {elapsed_ms} ms took {walks} walks: at most one per 100 ms (plus the /metrics reads)"
+    );
+}
+
 /// `/metrics` read as Prometheus reads it (the `prometheus-parse` exposition parser), checked
 /// against the naming conventions (<https://prometheus.io/docs/practices/naming/>): every
 /// family has HELP and TYPE, counters end in `_total` and nothing else does, units are base

@@ -23,6 +23,7 @@
 //! deadline).
 
 pub mod addrs;
+pub mod figures;
 pub mod limits;
 pub mod nodes;
 pub mod outbox;

@@ -53,9 +53,8 @@ fn count(n: usize) -> u32 {
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
-    let stats: Stats = metrics::snapshot(&state);
-    let walked = metrics::snapshot_walk(&stats);
-    charged(Json(stats), walked)
+    let (stats, figures): (Stats, _) = metrics::stats(&state).await;
+    charged(Json(stats), figures.walked)
 }
 
 #[derive(Deserialize)]

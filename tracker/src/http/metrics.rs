@@ -1,8 +1,9 @@
-//! Swarm-wide figures, taken in one pass under the swarm lock ([`snapshot`]), served as JSON
+//! Swarm-wide figures, as the core last published them ([`stats`]), served as JSON
 //! by `/api/stats` and in the Prometheus text format (version 0.0.4) by `/metrics`, with the
 //! state's estimated bytes by kind and its heaviest addresses ([`state_metrics`]).
 
 use crate::app::AppState;
+use crate::core::figures::Figures;
 use crate::driver::Counters;
 use axum::extract::State;
 use axum::http::header;
@@ -10,63 +11,36 @@ use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 use std::sync::Arc;
 use swarm_core::api::Stats;
-use swarm_core::swarm::Swarm;
-use swarm_core::{LinkPath, PathReport, PeerKind};
+use swarm_core::LinkPath;
 
-/// Sums one field of every live peer's path report, per path (every path listed, zeros too).
-fn sum_reports<T: Copy + Into<u64>>(
-    s: &Swarm,
-    field: impl Fn(&PathReport) -> &Vec<(LinkPath, T)>,
-) -> Vec<(LinkPath, u64)> {
-    LinkPath::ALL
-        .iter()
-        .map(|path| {
-            let total = s
-                .peers()
-                .filter_map(|(_, p)| p.paths.as_deref())
-                .flat_map(|r| field(r).iter().filter(|(q, _)| q == path).map(|(_, n)| (*n).into()))
-                .fold(0u64, u64::saturating_add);
-            (*path, total)
-        })
-        .collect()
-}
-
-/// Entries [`snapshot`] walked under the swarm lock (what a REST or `/metrics` read of it is
-/// charged, `tracker/src/http/read_charge.rs`): the peers, counted by kind, and every chunk twice, for
-/// its copies against R and for whether it has any.
-pub fn snapshot_walk(stats: &Stats) -> usize {
-    (stats.peers + 2 * stats.chunks) as usize
-}
-
-/// Every figure the tracker exposes, taken in one pass under the swarm lock.
-pub fn snapshot(state: &AppState) -> Stats {
+/// Every figure the tracker exposes: the swarm's as the core last published them, taken after
+/// this call began ([`crate::driver::Shared::figures`]), beside the traffic counters read now.
+/// Also the figures themselves (for the state metrics).
+pub async fn stats(state: &AppState) -> (Stats, Arc<Figures>) {
+    let f = state.figures().await;
     let c = &state.counters;
     let g = Counters::get;
-    let core = state.core();
-    let s = core.swarm();
-    let native = s.peers().filter(|(_, p)| p.kind == PeerKind::Native).count();
-    let peers = core.peer_count();
-    Stats {
+    let stats = Stats {
         uptime_secs: state.mono_ms() / 1000,
-        peers: peers as u64,
-        peers_native: native as u64,
-        peers_browser: (s.peers().count() - native) as u64,
-        files: s.file_count() as u64,
-        chunks: s.chunk_count() as u64,
-        claims: s.claims_kept() as u64,
-        replication: s.config.replication as u64,
-        under_replicated: s.under_replicated() as u64,
-        lost: s.lost_chunks() as u64,
-        orders_in_flight: s.orders().count() as u64,
-        orders_issued: s.repair_stats.orders_issued,
-        orders_done: s.repair_stats.orders_done,
-        orders_failed: s.repair_stats.orders_failed,
-        orders_expired: s.repair_stats.orders_expired,
-        chunks_trimmed: s.repair_stats.chunks_trimmed,
-        orphans_trimmed: s.repair_stats.orphans_trimmed,
-        signals_relayed: s.stats.signals_relayed,
-        errors_sent: s.stats.errors_sent,
-        bad_sources_reported: s.stats.bad_sources_reported,
+        peers: f.peers,
+        peers_native: f.peers_native,
+        peers_browser: f.peers_browser,
+        files: f.files,
+        chunks: f.chunks,
+        claims: f.claims,
+        replication: f.replication,
+        under_replicated: f.under_replicated,
+        lost: f.lost,
+        orders_in_flight: f.orders_in_flight,
+        orders_issued: f.orders_issued,
+        orders_done: f.orders_done,
+        orders_failed: f.orders_failed,
+        orders_expired: f.orders_expired,
+        chunks_trimmed: f.chunks_trimmed,
+        orphans_trimmed: f.orphans_trimmed,
+        signals_relayed: f.signals_relayed,
+        errors_sent: f.errors_sent,
+        bad_sources_reported: f.bad_sources_reported,
         ws_connections_total: g(&c.ws_connections),
         ws_messages_in: g(&c.ws_messages_in),
         ws_messages_out: g(&c.ws_messages_out),
@@ -85,10 +59,11 @@ pub fn snapshot(state: &AppState) -> Stats {
         stun_answers: g(&c.stun_answers),
         stun_ignored: g(&c.stun_ignored),
         stun_rate_limited: g(&c.stun_rate_limited),
-        reported_links: sum_reports(s, |r| &r.links),
-        reported_bytes: sum_reports(s, |r| &r.bytes_received),
-        trust: s.trust_stats().clone(),
-    }
+        reported_links: f.reported_links.clone(),
+        reported_bytes: f.reported_bytes.clone(),
+        trust: f.trust.clone(),
+    };
+    (stats, f)
 }
 
 /// The Prometheus text exposition of a snapshot.
@@ -238,11 +213,11 @@ pub fn prometheus(s: &Stats) -> String {
 }
 
 /// The cluster's metrics of this node (nothing for a single tracker).
-pub fn cluster_metrics(state: &AppState) -> String {
+pub fn cluster_metrics(state: &AppState, figures: &Figures) -> String {
     let Some(c) = &state.cluster else { return String::new() };
     let st = &c.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let remote = state.core().remote_peer_count() as u64;
+    let remote = figures.remote_peers;
     let indexed = c.index().file_count();
     let lines: [(&str, &str, &str, String); 10] = [
         (
@@ -317,11 +292,8 @@ pub fn cluster_metrics(state: &AppState) -> String {
 
 /// The state's estimated bytes by kind, the budget, the heaviest addresses, and the claims
 /// and work refused by the bounds ([`swarm_core::swarm::budget`], [`swarm_core::swarm::claims`]).
-pub fn state_metrics(state: &AppState) -> String {
-    let (bytes, top, claims) = {
-        let core = state.core();
-        (core.swarm().state_bytes(), core.top_consumers(), core.swarm().claim_stats.clone())
-    };
+pub fn state_metrics(state: &AppState, figures: &Figures) -> String {
+    let (bytes, top, claims) = (figures.state_bytes, &figures.top_consumers, &figures.claim_stats);
     let l = &state.config.limits;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
@@ -350,6 +322,10 @@ pub fn state_metrics(state: &AppState) -> String {
         (label("reason", &"loose_expired"), claims.loose_expired),
     ];
     metric("claims_refused_total", "counter", "Claims not kept by the per-peer bounds, by reason.", refused);
+    let taken = Counters::get(&state.figures_taken);
+    let help =
+        "Times the swarm's figures were taken for /api/stats and /metrics (one walk serves every reader waiting).";
+    metric("figures_taken_total", "counter", help, vec![(String::new(), taken)]);
     let n = Counters::get(&state.counters.over_budget);
     let help = "New identities, files and claims refused for the state budget.";
     metric("over_budget_total", "counter", help, vec![(String::new(), n)]);
@@ -357,14 +333,13 @@ pub fn state_metrics(state: &AppState) -> String {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let stats = snapshot(&state);
-    let walked = snapshot_walk(&stats);
+    let (stats, figures) = stats(&state).await;
     let mut body = prometheus(&stats);
-    body.push_str(&state_metrics(&state));
-    body.push_str(&cluster_metrics(&state));
+    body.push_str(&state_metrics(&state, &figures));
+    body.push_str(&cluster_metrics(&state, &figures));
     body.push_str(&state.conns.metrics());
     body.push_str(&crate::http::process_metrics::exposition(crate::http::process_metrics::read().as_ref()));
     let mut res = ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response();
-    res.extensions_mut().insert(crate::http::read_charge::ReadCost(walked));
+    res.extensions_mut().insert(crate::http::read_charge::ReadCost(figures.walked));
     res
 }
