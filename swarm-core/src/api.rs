@@ -129,7 +129,7 @@ pub struct ApiError {
 }
 
 /// `/api/stats`: every figure the tracker exposes (also served as Prometheus text by `/metrics`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub uptime_secs: u64,
     /// Connections that completed the hello.

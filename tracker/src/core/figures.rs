@@ -3,10 +3,10 @@
 //! ask (`crate::driver::Shared::figures`), so an HTTP read never walks the swarm itself.
 
 use super::Core;
+use swarm_core::api::Stats;
 use swarm_core::swarm::budget::StateBytes;
 use swarm_core::swarm::claims::ClaimStats;
 use swarm_core::swarm::policy::AddrKey;
-use swarm_core::swarm::trust::TrustStats;
 use swarm_core::swarm::Swarm;
 use swarm_core::{LinkPath, PathReport, PeerKind};
 
@@ -16,31 +16,9 @@ pub struct Figures {
     /// Readers' requests this one answers: the driver's count of them when it was taken
     /// (a reader waits for figures taken after it asked).
     pub serves: u64,
-    /// Peers connected here, by kind (in a cluster: the other nodes' peers included in the
-    /// kinds).
-    pub peers: u64,
-    pub peers_native: u64,
-    pub peers_browser: u64,
-    pub files: u64,
-    pub chunks: u64,
-    pub claims: u64,
-    pub replication: u64,
-    pub under_replicated: u64,
-    pub lost: u64,
-    pub orders_in_flight: u64,
-    pub orders_issued: u64,
-    pub orders_done: u64,
-    pub orders_failed: u64,
-    pub orders_expired: u64,
-    pub chunks_trimmed: u64,
-    pub orphans_trimmed: u64,
-    pub signals_relayed: u64,
-    pub errors_sent: u64,
-    pub bad_sources_reported: u64,
-    /// Links and bytes received by path, summed over the peers' reports.
-    pub reported_links: Vec<(LinkPath, u64)>,
-    pub reported_bytes: Vec<(LinkPath, u64)>,
-    pub trust: TrustStats,
+    /// `/api/stats` as the swarm has it: the traffic counters and the uptime, which the driver
+    /// keeps beside the core, are left at 0 (the HTTP layer fills them in as it answers).
+    pub stats: Stats,
     pub state_bytes: StateBytes,
     pub top_consumers: Vec<(AddrKey, u64)>,
     pub claim_stats: ClaimStats,
@@ -75,8 +53,7 @@ impl Core {
         let s = &self.swarm;
         let native = s.peers().filter(|(_, p)| p.kind == PeerKind::Native).count() as u64;
         let (peers, chunks) = (self.connected.len() as u64, s.chunk_count() as u64);
-        Figures {
-            serves,
+        let stats = Stats {
             peers,
             peers_native: native,
             peers_browser: s.peers().count() as u64 - native,
@@ -99,6 +76,11 @@ impl Core {
             reported_links: sum_reports(s, |r| &r.links),
             reported_bytes: sum_reports(s, |r| &r.bytes_received),
             trust: s.trust_stats().clone(),
+            ..Stats::default()
+        };
+        Figures {
+            serves,
+            stats,
             state_bytes: s.state_bytes(),
             top_consumers: self.top_consumers(),
             claim_stats: s.claim_stats.clone(),

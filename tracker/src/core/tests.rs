@@ -147,8 +147,9 @@ fn the_figures_count_what_the_core_holds_and_what_their_walk_costs() {
     core.admit(&b, PeerKind::Browser, outbox(), addr(2), 0, 0).unwrap();
     assert!(matches!(publish(&mut core, &a, sa, &manifest(1, 5)), Handled::Done(_)));
     let f = core.figures(7);
-    assert_eq!((f.serves, f.peers, f.peers_native, f.peers_browser), (7, 2, 1, 1));
-    assert_eq!((f.files, f.chunks, f.claims), (1, 5, 5));
+    let st = &f.stats;
+    assert_eq!((f.serves, st.peers, st.peers_native, st.peers_browser), (7, 2, 1, 1));
+    assert_eq!((st.files, st.chunks, st.claims), (1, 5, 5));
     assert_eq!(f.walked, 2 + 2 * 5, "the peers, and every chunk twice");
     assert_eq!(f.top_consumers[0].0, addr(1).unwrap(), "the publisher's address is the heaviest");
 }

@@ -22,25 +22,6 @@ pub async fn stats(state: &AppState) -> (Stats, Arc<Figures>) {
     let g = Counters::get;
     let stats = Stats {
         uptime_secs: state.mono_ms() / 1000,
-        peers: f.peers,
-        peers_native: f.peers_native,
-        peers_browser: f.peers_browser,
-        files: f.files,
-        chunks: f.chunks,
-        claims: f.claims,
-        replication: f.replication,
-        under_replicated: f.under_replicated,
-        lost: f.lost,
-        orders_in_flight: f.orders_in_flight,
-        orders_issued: f.orders_issued,
-        orders_done: f.orders_done,
-        orders_failed: f.orders_failed,
-        orders_expired: f.orders_expired,
-        chunks_trimmed: f.chunks_trimmed,
-        orphans_trimmed: f.orphans_trimmed,
-        signals_relayed: f.signals_relayed,
-        errors_sent: f.errors_sent,
-        bad_sources_reported: f.bad_sources_reported,
         ws_connections_total: g(&c.ws_connections),
         ws_messages_in: g(&c.ws_messages_in),
         ws_messages_out: g(&c.ws_messages_out),
@@ -59,9 +40,7 @@ pub async fn stats(state: &AppState) -> (Stats, Arc<Figures>) {
         stun_answers: g(&c.stun_answers),
         stun_ignored: g(&c.stun_ignored),
         stun_rate_limited: g(&c.stun_rate_limited),
-        reported_links: f.reported_links.clone(),
-        reported_bytes: f.reported_bytes.clone(),
-        trust: f.trust.clone(),
+        ..f.stats.clone()
     };
     (stats, f)
 }
