@@ -323,12 +323,16 @@ pub fn placement(props: &PlacementProps) -> Html {
             </div>
             <div class="copies-map" title="one cell per chunk: copies in the swarm">
                 { for d.holders.iter().enumerate().map(|(i, h)| {
+                    let i = d.holders_offset as usize + i;
                     let n = h.len() as u32;
                     let class = if n >= r { "c3" } else if n == 2 { "c2" } else if n == 1 { "c1" } else { "c0" };
                     let who: Vec<String> = h.iter().filter_map(|&p| d.peers.get(p as usize)).map(|p| p.short().to_string()).collect();
                     html! { <span class={classes!("cell", class)} title={format!("chunk {i}: {n} copies ({})", who.join(", "))}></span> }
                 }) }
             </div>
+            if d.holders.len() < d.manifest.chunks.len() {
+                <div class="muted">{format!("the first {} of {} chunks", d.holders.len(), d.manifest.chunks.len())}</div>
+            }
             <ul class="holders">
                 { for d.peers.iter().zip(per_peer).map(|(p, n)| html! {
                     <li>

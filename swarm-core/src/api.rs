@@ -36,9 +36,29 @@ pub struct FileDetail {
     pub manifest: Manifest,
     /// The live peers holding any chunk of this file.
     pub peers: Vec<PeerId>,
-    /// Per chunk (in file order): indices into `peers` of its holders.
+    /// Per chunk (in file order) from chunk `holders_offset` on: indices into `peers` of its
+    /// holders. A page of at most [`MAX_HOLDERS_PAGE`] chunks (`?offset=&limit=`); the file has
+    /// `manifest.chunks.len()` in all.
     pub holders: Vec<Vec<u32>>,
+    /// The chunk `holders` starts at (absent in answers from older trackers: 0).
+    #[serde(default)]
+    pub holders_offset: u32,
     pub health: Health,
+}
+
+/// Chunks whose holders one `/api/files/{id}` answer lists at most (1 GiB of 256 KiB chunks:
+/// every file up to that size in one answer).
+pub const MAX_HOLDERS_PAGE: usize = 4096;
+
+impl FileDetail {
+    /// Keeps the holders of chunks `offset..offset + limit` only (at most [`MAX_HOLDERS_PAGE`]).
+    pub fn page_holders(mut self, offset: usize, limit: usize) -> Self {
+        let end = offset.saturating_add(limit.min(MAX_HOLDERS_PAGE)).min(self.holders.len());
+        let start = offset.min(end);
+        self.holders = self.holders.drain(start..end).collect();
+        self.holders_offset = start as u32;
+        self
+    }
 }
 
 /// How well a file's chunks are replicated.
@@ -232,6 +252,7 @@ mod tests {
                 manifest,
                 peers,
                 holders,
+                holders_offset: 0,
                 health,
             })
     }
@@ -393,10 +414,13 @@ mod tests {
             manifest: Manifest { size: 4, chunk_size: 4, chunks: vec![] },
             peers: vec![peer.clone()],
             holders: vec![vec![0]],
+            holders_offset: 0,
             health,
         };
         let d = serde_json::to_value(&detail).unwrap();
-        assert_eq!(keys(&d), ["health", "holders", "id", "manifest", "mime", "name", "peers", "published_at_ms"]);
+        let want =
+            ["health", "holders", "holders_offset", "id", "manifest", "mime", "name", "peers", "published_at_ms"];
+        assert_eq!(keys(&d), want);
         assert_eq!(
             d["health"],
             json!({"replication": 3, "min_copies": 1, "max_copies": 2, "min_claimed": 1, "max_claimed": 4,

@@ -139,6 +139,27 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     samples
 }
 
+/// A file's detail lists the holders of a page of its chunks (`?offset=&limit=`), with the
+/// chunk the page starts at; its health counts every chunk.
+#[tokio::test]
+async fn a_file_s_holders_come_in_pages() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let mut a = connect(&url).await;
+    hello(&mut a, &secret(1)).await;
+    let id = publish(&mut a, 1, "ten.bin", 9, 10).await;
+    let (status, all) = get_json(&host, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!((all["holders"].as_array().unwrap().len(), &all["holders_offset"]), (10, &serde_json::json!(0)));
+    let (_, page) = get_json(&host, &format!("/api/files/{id}?offset=4&limit=3")).await;
+    let d: FileDetail = serde_json::from_value(page).unwrap();
+    assert_eq!((d.holders.len(), d.holders_offset, d.manifest.chunks.len()), (3, 4, 10));
+    assert_eq!(d.holders, vec![vec![0]; 3], "the publisher holds chunks 4..7");
+    assert_eq!(d.health.min_copies, all["health"]["min_copies"].as_u64().unwrap() as u32, "health counts them all");
+    let (_, past) = get_json(&host, &format!("/api/files/{id}?offset=99")).await;
+    assert_eq!((past["holders"].as_array().unwrap().len(), &past["holders_offset"]), (0, &serde_json::json!(10)));
+    assert_eq!(get_json(&host, &format!("/api/files/{id}?offset=x")).await.0, 400);
+}
+
 #[tokio::test]
 async fn metrics_parse_and_count() {
     let (url, host) = start(tracker::Config::default()).await;

@@ -377,3 +377,22 @@ async fn stats_and_metrics_are_charged_by_what_they_walk() {
         assert_eq!(http_get(&host, path).await.0, 200, "{path} refused without a charge");
     }
 }
+
+/// `GET /api/files/{id}` is charged for the chunks its health walks (four walks of each) and
+/// its holders: at 100 kB an entry, the first detail of a one-chunk file puts the address past
+/// its burst and the next read waits; at 0 every read goes through.
+#[tokio::test]
+async fn a_file_detail_is_charged_by_the_chunks_it_walks() {
+    let mut mb = ManifestBuilder::new(4);
+    mb.push(&[0, 0, 0, 0]);
+    let path = format!("/api/files/{}", mb.finish().file_id());
+    let (host, _ws) = three_files(reads_at(100_000)).await;
+    let (status, body) = http_get(&host, &path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http_get(&host, &path).await.0, 429, "a detail read past the budget went through");
+
+    let (host, _ws) = three_files(reads_at(0)).await;
+    for _ in 0..4 {
+        assert_eq!(http_get(&host, &path).await.0, 200, "refused without a charge");
+    }
+}

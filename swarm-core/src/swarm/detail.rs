@@ -33,6 +33,7 @@ impl Swarm {
             manifest,
             peers,
             holders,
+            holders_offset: 0,
             health: Health {
                 replication: count(r),
                 min_copies: count(copies.iter().min().copied().unwrap_or(0)),

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
-use swarm_core::api::{ApiError, FilesPage, PeerInfo, PeersAnswer, SearchAnswer, Stats};
+use swarm_core::api::{ApiError, FileDetail, FilesPage, PeerInfo, PeersAnswer, SearchAnswer, Stats, MAX_HOLDERS_PAGE};
 use swarm_core::swarm::MAX_SEARCH_RESULTS;
 use swarm_core::FileId;
 
@@ -110,9 +110,28 @@ async fn files(State(state): State<Arc<AppState>>, page: Result<Query<Page>, Que
     charged(Json(FilesPage { total, offset, limit, files }), walked)
 }
 
-async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+/// Entries a file's detail walks: its chunks four times (who holds each, and its verified,
+/// claimed and staying copies) and its holders.
+fn detail_walk(d: &FileDetail) -> usize {
+    4 * d.manifest.chunks.len() + d.peers.len()
+}
+
+/// `/api/files/{id}?offset=&limit=`: a file, its replication health, and the holders of a page
+/// of its chunks (from chunk `offset`, at most `limit`, [`MAX_HOLDERS_PAGE`] at most and by
+/// default).
+async fn file(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Response {
     let Ok(id) = id.parse::<FileId>() else {
         return error(StatusCode::BAD_REQUEST, "file id must be 64 hex digits");
+    };
+    let Ok(Query(page)) = page else { return error(StatusCode::BAD_REQUEST, "expected ?offset=n&limit=n") };
+    let (offset, limit) = (page.offset, page.limit.unwrap_or(MAX_HOLDERS_PAGE));
+    let answer = |d: FileDetail| {
+        let walked = detail_walk(&d);
+        charged(Json(d.page_holders(offset, limit)), walked)
     };
     if let Some(cluster) = &state.cluster {
         // Kept by the node that owns its shard: ask them all.
@@ -121,7 +140,7 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             Answer::Detail { detail } => Some(detail),
             _ => None,
         }) {
-            Some(d) => Json(*d).into_response(),
+            Some(d) => answer(*d),
             // In the cluster's index, but no node answered for it: its shard is between nodes
             // (or its node is slow), which is not "no such file".
             None if cluster.index().contains_file(&id) => error(
@@ -133,8 +152,9 @@ async fn file(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
             None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
         };
     }
-    match state.core().swarm().file_detail(&id) {
-        Some(d) => Json(d).into_response(),
+    let detail = state.core().swarm().file_detail(&id);
+    match detail {
+        Some(d) => answer(d),
         None => error(StatusCode::NOT_FOUND, format!("no file {id}")),
     }
 }
