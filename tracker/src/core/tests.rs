@@ -153,3 +153,119 @@ fn the_figures_count_what_the_core_holds_and_what_their_walk_costs() {
     assert_eq!(f.walked, 2 + 2 * 5, "the peers, and every chunk twice");
     assert_eq!(f.top_consumers[0].0, addr(1).unwrap(), "the publisher's address is the heaviest");
 }
+
+/// A cluster's link as the core sees it, recording what it was asked to send.
+#[derive(Default)]
+struct Link {
+    left: std::sync::Mutex<Vec<PeerId>>,
+    to_peer: std::sync::Mutex<Vec<(u16, PeerId)>>,
+}
+
+impl NodeLink for Link {
+    fn tag(&self) -> u16 {
+        1
+    }
+    fn urls(&self) -> Vec<String> {
+        vec!["ws://node1/ws".into(), "ws://node2/ws".into()]
+    }
+    fn members(&self) -> BTreeSet<u16> {
+        [1, 2].into()
+    }
+    fn peer_left(&self, peer: &PeerId) {
+        self.left.lock().unwrap().push(peer.clone());
+    }
+    fn to_peer(&self, node: u16, peer: PeerId, _msg: ServerMsg) {
+        self.to_peer.lock().unwrap().push((node, peer));
+    }
+}
+
+fn node_core() -> (Core, Arc<Link>) {
+    let link = Arc::new(Link::default());
+    let mut repair = swarm_core::swarm::repair::RepairConfig::default();
+    repair.trust.verify = false;
+    let timers = Timers::new(1_000, None, None);
+    let core =
+        Core::new(Swarm::with_config(repair), Limits::default(), timers, Some(link.clone() as Arc<dyn NodeLink>));
+    (core, link)
+}
+
+fn remote(n: u8) -> nodes::RosterPeer {
+    nodes::RosterPeer { peer: peer(n), kind: PeerKind::Native, storage: Some((10, 1_000)) }
+}
+
+#[test]
+fn a_peer_of_another_node_is_known_until_it_leaves_there_and_a_late_message_does_not_bring_it_back() {
+    let (mut core, link) = node_core();
+    assert!(core.joined_elsewhere(2, remote(5), 0), "new here");
+    assert!(!core.joined_elsewhere(2, remote(5), 1), "told twice: nothing new");
+    assert_eq!((core.home_of(1, &peer(5)), core.peers_at(2), core.remote_peer_count()), (Some(2), 1, 1));
+    assert!(core.swarm().is_live(&peer(5)), "a repair target of this node's swarm too");
+    // What this node's swarm sends it goes to its node.
+    core.dispatch(vec![Output::Send { to: peer(5), msg: ServerMsg::Reannounce }]);
+    assert_eq!(link.to_peer.lock().unwrap().as_slice(), &[(2, peer(5))]);
+    assert!(core.accept_from_node(2, &peer(5), 2), "its node speaks for it");
+    assert!(!core.accept_from_node(3, &peer(5), 2), "another node does not");
+    core.left_elsewhere(2, peer(5), 3);
+    assert!(!core.swarm().is_live(&peer(5)) && core.home_of(1, &peer(5)).is_none());
+    assert!(!core.accept_from_node(2, &peer(5), 4), "a message that overtook the news of its leaving is dropped");
+    core.forget_departed(10_000, 1_000);
+    assert!(core.accept_from_node(2, &peer(5), 10_001), "once the departure is forgotten it may come back");
+    assert!(link.left.lock().unwrap().is_empty(), "no node is told of a leave that was not here");
+}
+
+#[test]
+fn a_peer_that_moved_here_from_another_node_ends_its_old_life_there_and_one_that_moved_away_is_not_lost() {
+    let (mut core, link) = node_core();
+    core.joined_elsewhere(2, remote(5), 0);
+    let ob = outbox();
+    let serial = core.admit(&peer(5), PeerKind::Native, ob.clone(), None, 1, 1).unwrap();
+    assert_eq!(core.home_of(1, &peer(5)), Some(1), "connected here now");
+    // It moves on to node 2: its connection here is stale and closed, its leave here is no leave.
+    assert!(core.joined_elsewhere(2, remote(5), 2));
+    assert!(ob.is_closed());
+    core.disconnect(&peer(5), serial, 3);
+    assert!(core.swarm().is_live(&peer(5)), "live at node 2");
+    assert!(link.left.lock().unwrap().is_empty(), "the other nodes are not told it left");
+}
+
+#[test]
+fn a_silent_node_s_peers_are_forgotten_and_a_shard_let_go_takes_its_files_and_chunks_with_it() {
+    let (mut core, _link) = node_core();
+    core.joined_elsewhere(2, remote(5), 0);
+    core.joined_elsewhere(2, remote(6), 0);
+    core.joined_elsewhere(3, remote(7), 0);
+    assert_eq!(core.forget_node(2, 1), 2);
+    assert_eq!((core.peers_at(2), core.peers_at(3)), (0, 1));
+    let p = peer(1);
+    let serial = core.admit(&p, PeerKind::Native, outbox(), None, 0, 0).unwrap();
+    let m = manifest(3, 4);
+    core.handle_peer_msg(&p, serial, ClientMsg::Have { chunks: m.chunks.clone(), full: false }, 0, 0);
+    let meta = FileMeta::public("s.txt", "text/plain");
+    let step = core.handle_owned(&p, ClientMsg::Publish { req: 1, manifest: m.clone(), meta }, 9, 0).expect("known");
+    assert_eq!(step.added.len(), 1);
+    assert_eq!(core.let_go_shard(8, |_| 9), 0, "another shard's let-go leaves the file");
+    assert_eq!(core.let_go_shard(9, |_| 9), 1, "the shard's one file leaves");
+    assert_eq!(core.swarm().file_count(), 0);
+}
+
+#[test]
+fn a_leaving_peer_hears_leave_ready_once_every_node_answered() {
+    let (mut core, _link) = node_core();
+    let ob = outbox();
+    core.admit(&peer(5), PeerKind::Native, ob.clone(), None, 0, 0).unwrap();
+    core.dispatch(vec![Output::Send { to: peer(5), msg: ServerMsg::LeaveReady { stranded: 1 } }]);
+    let mut batch = Vec::new();
+    ob.try_pop(&mut batch, 8);
+    assert!(batch.is_empty(), "node 2 has not answered yet");
+    core.deliver_from_node(2, &peer(5), ServerMsg::LeaveReady { stranded: 2 });
+    ob.try_pop(&mut batch, 8);
+    let texts: Vec<String> = batch
+        .iter()
+        .map(|f| match f {
+            Frame::Json(m) => m.to_json(),
+            Frame::Binary(_) => String::new(),
+        })
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("leave_ready") && texts[0].contains("\"stranded\":3"), "{texts:?}");
+}
