@@ -1,0 +1,161 @@
+//! Bytes received twice, with real peer cores in virtual time (harness: `peer_sim`): one
+//! downloader and four sources on links of different rates and latencies, one of them slow,
+//! for files of 1 to 4096 chunks.
+//!
+//! A byte is counted twice when the downloader's core received it for a chunk it had, or
+//! would have, from elsewhere: everything its links delivered beyond the file's size (the
+//! core counts the data bytes of every frame it is handed, [`swarm_core::peer::Peer::path_report`]).
+//!
+//! 1. With the default policy ([`Endgame::Late`]), duplicates stay within 2% of the file at
+//!    every size and seed, and every download completes.
+//! 2. A source that accepts requests and never answers does not hold a download back: it
+//!    completes long before the stall timeout, within the same 2%.
+//! 3. `endgame_benchmark` (ignored: `cargo test --release -p swarm-core --test endgame --
+//!    --ignored --nocapture`) prints duplicates and completion times of both policies side by
+//!    side, [`Endgame::Eager`] (the policy before) as the same-run baseline.
+
+mod peer_sim;
+
+use peer_sim::{make_file, Behaviour, Net, Rng};
+use swarm_core::peer::config::STALL_MS;
+use swarm_core::peer::Endgame;
+
+const GIB: u64 = 1 << 30;
+const CHUNK: usize = 256 * 1024;
+const MB: u64 = 1_000_000;
+
+/// Holder → downloader links: (bytes per second, one-way ms): a LAN neighbour, two WAN peers
+/// and a slow one.
+const LINKS: [(u64, u64); 4] = [(40 * MB, 2), (20 * MB, 15), (8 * MB, 30), (MB, 60)];
+
+/// What one download cost.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    file: u64,
+    /// Data bytes received beyond the file's size.
+    dup: u64,
+    /// From the download's start to its end (virtual ms).
+    ms: u64,
+}
+
+impl Run {
+    fn dup_pct(&self) -> f64 {
+        self.dup as f64 * 100.0 / self.file as f64
+    }
+}
+
+/// Four holders on [`LINKS`] (which holder gets which link, and ±20% on each rate, from
+/// `seed`), one downloader with `policy`; `silent`: holder 1 never answers.
+fn run(seed: u64, chunks: usize, chunk: usize, policy: Endgame, silent: bool) -> Run {
+    let mut rng = Rng(seed * 7919 + chunks as u64);
+    let mut net = Net::new(Net::no_repair());
+    let (m, data) = make_file(&mut rng, chunks, chunk);
+    let holders: Vec<usize> = (0..LINKS.len()).map(|h| net.add(&format!("holder{h}"), 4 * GIB)).collect();
+    for &h in &holders {
+        net.put(h, &data);
+    }
+    drop(data);
+    let b = net.add("downloader", 4 * GIB);
+    net.nodes[b].endgame = policy;
+    if silent {
+        net.nodes[holders[1]].behaviour = Behaviour::Silent;
+    }
+    let mut links = LINKS.to_vec();
+    for i in (1..links.len()).rev() {
+        links.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for (&h, &(rate, ms)) in holders.iter().zip(&links) {
+        let rate = rate * (80 + rng.below(41)) / 100;
+        net.pair_rates.insert((h, b), rate);
+        net.pair_rates.insert((b, h), rate);
+        net.pair_latency.insert((h.min(b), h.max(b)), ms);
+    }
+    for i in 0..net.nodes.len() {
+        net.start(i);
+    }
+    net.run_until(100);
+    net.publish(holders[0], &m, "file.bin");
+    net.run_until(200);
+    let start = net.now;
+    let d = net.download(b, m.file_id());
+    let limit = start + 600_000;
+    assert!(net.run_while(limit, |n| n.nodes[b].result_of(d).is_some()), "download did not end");
+    assert_eq!(net.nodes[b].result_of(d), Some(Ok(())), "seed {seed}, {chunks} chunks, {policy:?}");
+    let ms = net.now - start;
+    if std::env::var("DEBUG").is_ok() {
+        let from = net.nodes[b].sources_of(d);
+        for (&h, l) in holders.iter().zip(&links) {
+            println!("  holder {h} {l:?}: {} chunks", from.get(&net.id(h)).copied().unwrap_or(0));
+        }
+    }
+    // Whatever was already on its way still arrives (and counts).
+    net.run_until(net.now + 30_000);
+    for (i, c) in m.chunks.iter().enumerate() {
+        assert!(net.nodes[b].store.chunks.contains_key(c), "chunk {i} missing");
+    }
+    let received: u64 = net.nodes[b].peer.path_report().bytes_received.iter().map(|(_, n)| n).sum();
+    Run { file: m.size, dup: received.saturating_sub(m.size), ms }
+}
+
+const SIZES: [usize; 4] = [1, 5, 20, 64];
+
+#[test]
+fn duplicates_stay_within_two_percent_at_every_size() {
+    for chunks in SIZES {
+        for seed in 1..=4 {
+            let r = run(seed, chunks, CHUNK, Endgame::Late, false);
+            assert!(r.dup_pct() <= 2.0, "{chunks} chunks, seed {seed}: {:.1}% received twice ({r:?})", r.dup_pct());
+        }
+    }
+    // A large file (4096 chunks of 16 KiB, so that four holders fit in memory).
+    let r = run(1, 4096, 16 * 1024, Endgame::Late, false);
+    assert!(r.dup_pct() <= 2.0, "4096 chunks: {:.1}% received twice ({r:?})", r.dup_pct());
+}
+
+#[test]
+fn a_silent_source_does_not_hold_the_download_back() {
+    for chunks in [5, 20, 64] {
+        for seed in 1..=3 {
+            let r = run(seed, chunks, CHUNK, Endgame::Late, true);
+            assert!(r.ms < STALL_MS, "{chunks} chunks, seed {seed}: took {} ms", r.ms);
+            assert!(r.dup_pct() <= 2.0, "{chunks} chunks, seed {seed}: {:.1}% received twice", r.dup_pct());
+        }
+    }
+}
+
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn endgame_benchmark() {
+    let seeds = 1..=6u64;
+    println!("links: {LINKS:?} (bytes/s, one-way ms; ±20% per seed), {} seeds", seeds.clone().count());
+    println!("{:>6} {:>9} | {:>22} | {:>22}", "chunks", "", "eager (before)", "late (now)");
+    println!("{:>6} {:>9} | {:>10} {:>11} | {:>10} {:>11}", "", "", "dup max %", "mean ms", "dup max %", "mean ms");
+    let cases: Vec<(usize, usize, bool)> = SIZES
+        .iter()
+        .map(|&c| (c, CHUNK, false))
+        .chain([(4096, 64 * 1024, false)])
+        .chain([(20, CHUNK, true), (64, CHUNK, true)])
+        .collect();
+    for (chunks, chunk, silent) in cases {
+        let figures = |policy| {
+            let runs: Vec<Run> = seeds.clone().map(|s| run(s, chunks, chunk, policy, silent)).collect();
+            let max = runs.iter().map(Run::dup_pct).fold(0.0, f64::max);
+            let mean = runs.iter().map(|r| r.ms).sum::<u64>() as f64 / runs.len() as f64;
+            (max, mean)
+        };
+        let (e, l) = (figures(Endgame::Eager), figures(Endgame::Late));
+        let what = format!("{}K{}", chunk / 1024, if silent { " silent" } else { "" });
+        println!("{chunks:>6} {what:>9} | {:>10.1} {:>11.0} | {:>10.1} {:>11.0}", e.0, e.1, l.0, l.1);
+    }
+}
+
+#[test]
+#[ignore = "debug"]
+fn debug_one() {
+    let chunks: usize = std::env::var("CHUNKS").ok().and_then(|s| s.parse().ok()).unwrap_or(4096);
+    let chunk: usize = std::env::var("CHUNK").ok().and_then(|s| s.parse().ok()).unwrap_or(65536);
+    for policy in [Endgame::Eager, Endgame::Late] {
+        let r = run(1, chunks, chunk, policy, false);
+        println!("{policy:?}: {r:?} {:.2}%", r.dup_pct());
+    }
+}
