@@ -154,8 +154,12 @@ fn endgame_benchmark() {
 fn debug_one() {
     let chunks: usize = std::env::var("CHUNKS").ok().and_then(|s| s.parse().ok()).unwrap_or(4096);
     let chunk: usize = std::env::var("CHUNK").ok().and_then(|s| s.parse().ok()).unwrap_or(65536);
-    for policy in [Endgame::Eager, Endgame::Late] {
-        let r = run(1, chunks, chunk, policy, false);
-        println!("{policy:?}: {r:?} {:.2}%", r.dup_pct());
+    let seeds: u64 = std::env::var("SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let first: u64 = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    for seed in first..=seeds {
+        for policy in [Endgame::Eager, Endgame::Late] {
+            let r = run(seed, chunks, chunk, policy, false);
+            println!("seed {seed} {policy:?}: {r:?} {:.2}%", r.dup_pct());
+        }
     }
 }

@@ -61,8 +61,8 @@ pub const WORK_SHARE: f64 = 0.8;
 /// of a small download would wait for.
 pub const PROBE_MS: f64 = 250.0;
 /// While no source is measured, each probe in flight is reckoned to deliver this many bytes
-/// per ms (10 MB/s): a small file is asked of one or two sources at first, not of all.
-pub const PROBE_RATE: f64 = 10_000.0;
+/// per ms (40 MB/s): a small file is asked of one or two sources at first, not of all.
+pub const PROBE_RATE: f64 = 40_000.0;
 /// A request its source may already be sending is copied to an idle source only if it is
 /// expected this many times later than there.
 pub const LATE_FACTOR: f64 = 3.0;

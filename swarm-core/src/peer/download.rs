@@ -233,6 +233,8 @@ struct Pending<B> {
     received: usize,
     /// When it was sent (the download's clock).
     asked_at: u64,
+    /// When its first frame came, and that frame's length.
+    first: Option<(u64, usize)>,
 }
 
 /// One file being fetched from the swarm; `B` is where chunks are reassembled.
@@ -617,9 +619,19 @@ impl<B: ChunkBuf> Download<B> {
     /// took on the wire. Smoothed with half weight on the new sample: a source's first chunks
     /// often come in a burst (the tracker's relay lets 1 MiB through at once), and the rate
     /// after it should count within a few chunks.
-    fn measure(&mut self, slot: usize, len: usize, asked_at: u64) {
+    ///
+    /// [`Endgame::Late`] leaves the round trip out of a chunk asked of an idle slot: the bytes
+    /// after its first frame over the time since that frame (a rate that counts the round trip
+    /// made a source of a 30 ms link look three times slower than it is, and kept it idle).
+    fn measure(&mut self, slot: usize, len: usize, asked_at: u64, first: Option<(u64, usize)>) {
         let since = self.last_delivery[slot].max(asked_at);
-        let sample = len as f64 / self.clock.saturating_sub(since).max(1) as f64;
+        let idle_start = asked_at >= self.last_delivery[slot];
+        let sample = match first {
+            Some((at, n)) if self.endgame == Endgame::Late && idle_start && n < len && self.clock > at => {
+                (len - n) as f64 / (self.clock - at) as f64
+            }
+            _ => len as f64 / self.clock.saturating_sub(since).max(1) as f64,
+        };
         let r = &mut self.rate[slot];
         *r = if *r == 0.0 { sample } else { 0.5 * (*r + sample) };
         self.last_delivery[slot] = self.clock;
@@ -711,6 +723,9 @@ impl<B: ChunkBuf> Download<B> {
                     Some(ProtoError::Overrun)
                 } else {
                     p.buf.get_or_insert_with(|| B::with_len(expected)).write(p.received, &part);
+                    if p.received == 0 {
+                        p.first = Some((self.clock, len));
+                    }
                     p.received += len;
                     None
                 };
@@ -725,7 +740,7 @@ impl<B: ChunkBuf> Download<B> {
                 } else if p.received == expected {
                     let p = self.pending.remove(&(slot, req)).expect("present");
                     self.outstanding[slot] -= 1;
-                    self.measure(slot, expected, p.asked_at);
+                    self.measure(slot, expected, p.asked_at, p.first);
                     steps.extend(self.cancel_copies(p.index, (slot, req), false));
                     if self.state[p.index] == ChunkState::InFlight {
                         self.state[p.index] = ChunkState::Verifying { attempts: p.attempts, slot };
@@ -1029,7 +1044,10 @@ impl<B: ChunkBuf> Download<B> {
         let id = self.manifest.chunks[index];
         let req = self.next_req;
         self.next_req = self.next_req.wrapping_add(1).max(1);
-        self.pending.insert((slot, req), Pending { index, attempts, buf: None, received: 0, asked_at: self.clock });
+        self.pending.insert(
+            (slot, req),
+            Pending { index, attempts, buf: None, received: 0, asked_at: self.clock, first: None },
+        );
         if self.outstanding[slot] == 0 {
             self.last_heard[slot] = self.clock;
         }
@@ -1066,7 +1084,10 @@ impl<B: ChunkBuf> Download<B> {
             let r = self.rate[s];
             (r > 0.0).then(|| (queued[s] + len) as f64 / r)
         };
-        let best = usable.iter().filter_map(|&s| eta(s)).fold(f64::INFINITY, f64::min);
+        // The best holder, counting the ones being probed at their reckoned rate (a slow
+        // source measured first is not the best while faster ones may be on their way).
+        let best =
+            usable.iter().map(|&s| (queued[s] + len) as f64 / self.reckoned_rate(s)).fold(f64::INFINITY, f64::min);
         let several = usable.len() > 1;
         usable
             .iter()
@@ -1088,27 +1109,39 @@ impl<B: ChunkBuf> Download<B> {
     }
 
     /// How long the ready sources take to send what is left of the file (`needed` bytes not
-    /// asked yet and what they have queued): the measured ones at their rates together; while
-    /// none is measured, the sources asked less than [`PROBE_MS`] ago at [`PROBE_RATE`] each
-    /// (infinite if there are none: a probe that takes that long lets another source be tried).
+    /// asked yet and what they have queued): the measured ones at their rates, the ones being
+    /// probed (asked less than [`PROBE_MS`] ago) at [`PROBE_RATE`] each (infinite if there are
+    /// none: a probe that takes that long lets another source be tried). A slow source that
+    /// happens to be measured first does not take the whole file while the others are probed.
     fn work_ms(&self, queued: &[u64], needed: u64) -> f64 {
-        let ready = |s: &usize| self.slots[*s] == SlotState::Ready;
-        let measured: Vec<usize> = (0..self.slots.len()).filter(ready).filter(|&s| self.rate[s] > 0.0).collect();
-        let rate: f64 = measured.iter().map(|&s| self.rate[s]).sum();
-        if rate > 0.0 {
-            return (needed + measured.iter().map(|&s| queued[s]).sum::<u64>()) as f64 / rate;
+        let mut rate = 0.0;
+        let mut bytes = needed;
+        for s in (0..self.slots.len()).filter(|&s| self.slots[s] == SlotState::Ready) {
+            let r = self.reckoned_rate(s);
+            if r > 0.0 {
+                rate += r;
+                bytes += queued[s];
+            }
         }
-        let young = (0..self.slots.len())
-            .filter(ready)
-            .filter(|&s| {
-                let mine = self.pending.iter().filter(|((slot, _), _)| *slot == s);
-                mine.map(|(_, p)| p.asked_at).min().is_some_and(|t| self.clock < t + PROBE_MS as u64)
-            })
-            .count();
-        if young == 0 {
+        if rate <= 0.0 {
             return f64::INFINITY;
         }
-        (needed + queued.iter().sum::<u64>()) as f64 / (PROBE_RATE * young as f64)
+        bytes as f64 / rate
+    }
+
+    /// The rate `slot` is reckoned to send at (bytes per ms): its measured rate; [`PROBE_RATE`]
+    /// while its probe is younger than [`PROBE_MS`]; else 0.
+    fn reckoned_rate(&self, slot: usize) -> f64 {
+        if self.rate[slot] > 0.0 {
+            return self.rate[slot];
+        }
+        let mine = self.pending.iter().filter(|((s, _), _)| *s == slot);
+        let young = mine.map(|(_, p)| p.asked_at).min().is_some_and(|t| self.clock < t + PROBE_MS as u64);
+        if young {
+            PROBE_RATE
+        } else {
+            0.0
+        }
     }
 
     /// The rate `slot` sends at (bytes per ms): measured over whole chunks, else what its
