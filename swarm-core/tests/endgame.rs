@@ -82,12 +82,6 @@ fn run(seed: u64, chunks: usize, chunk: usize, policy: Endgame, silent: bool) ->
     assert!(net.run_while(limit, |n| n.nodes[b].result_of(d).is_some()), "download did not end");
     assert_eq!(net.nodes[b].result_of(d), Some(Ok(())), "seed {seed}, {chunks} chunks, {policy:?}");
     let ms = net.now - start;
-    if std::env::var("DEBUG").is_ok() {
-        let from = net.nodes[b].sources_of(d);
-        for (&h, l) in holders.iter().zip(&links) {
-            println!("  holder {h} {l:?}: {} chunks", from.get(&net.id(h)).copied().unwrap_or(0));
-        }
-    }
     // Whatever was already on its way still arrives (and counts).
     net.run_until(net.now + 30_000);
     for (i, c) in m.chunks.iter().enumerate() {
@@ -146,20 +140,5 @@ fn endgame_benchmark() {
         let (e, l) = (figures(Endgame::Eager), figures(Endgame::Late));
         let what = format!("{}K{}", chunk / 1024, if silent { " silent" } else { "" });
         println!("{chunks:>6} {what:>9} | {:>10.1} {:>11.0} | {:>10.1} {:>11.0}", e.0, e.1, l.0, l.1);
-    }
-}
-
-#[test]
-#[ignore = "debug"]
-fn debug_one() {
-    let chunks: usize = std::env::var("CHUNKS").ok().and_then(|s| s.parse().ok()).unwrap_or(4096);
-    let chunk: usize = std::env::var("CHUNK").ok().and_then(|s| s.parse().ok()).unwrap_or(65536);
-    let seeds: u64 = std::env::var("SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let first: u64 = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    for seed in first..=seeds {
-        for policy in [Endgame::Eager, Endgame::Late] {
-            let r = run(seed, chunks, chunk, policy, false);
-            println!("seed {seed} {policy:?}: {r:?} {:.2}%", r.dup_pct());
-        }
     }
 }

@@ -11,14 +11,17 @@
 //! [`Download::verified`]. A bad or missing chunk is retried, preferring another holder; a
 //! source that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
 //!
-//! Sharing out ([`Endgame::Late`], the default): a source whose rate is not known yet is
-//! asked one chunk at a time (a probe, so a slow source never holds a deep queue that the end
-//! of the download would wait for); a measured source is asked a chunk only while it would
-//! deliver it within [`ETA_SLACK`] times as soon as the best measured holder would (after
-//! what each has queued), or before the measured sources would finish the rest anyway
-//! ([`WORK_SHARE`] of that time): a slow source gets work only while the others are busy for
-//! longer than it takes it. Unmeasured sources are probed only while the measured ones have
-//! at least [`PROBE_MS`] of work queued (or none is measured yet).
+//! Sharing out ([`Endgame::Late`], the default; not while a player plays): a source whose
+//! rate is not known yet is asked one chunk at a time (a probe, so a slow source never holds a
+//! deep queue that the end of the download would wait for). A measured source is asked a
+//! chunk only while it would deliver it (after what it has queued) within [`ETA_SLACK`] times
+//! as soon as the best holder would (sources being probed reckoned at [`PROBE_RATE`]), or
+//! within [`WORK_SHARE`] of the time the sources need for the rest of the file anyway: a slow
+//! source works through the bulk of a download and stops in time for its end. A new source is
+//! probed only while the others have at least [`PROBE_MS`] of work left, or none answers
+//! within that time: a small file is asked of one or two sources, not of every one (a probe
+//! of a slow source is what its end would wait for). Rates leave out the round trip: a chunk
+//! asked of an idle source is timed from its first frame.
 //!
 //! Endgame: once every missing chunk is requested, a ready source with nothing outstanding
 //! (it has sent its share) takes over requests still waiting elsewhere, newest first, where it
