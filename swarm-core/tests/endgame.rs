@@ -10,15 +10,18 @@
 //!    every size and seed, and every download completes.
 //! 2. A source that accepts requests and never answers does not hold a download back: it
 //!    completes long before the stall timeout, within the same 2%.
-//! 3. `endgame_benchmark` (ignored: `cargo test --release -p swarm-core --test endgame --
+//! 3. Driven by hand: a silent source's request is copied after `SILENT_MS`, and the copy
+//!    that wins withdraws it (`cancel`).
+//! 4. `endgame_benchmark` (ignored: `cargo test --release -p swarm-core --test endgame --
 //!    --ignored --nocapture`) prints duplicates and completion times of both policies side by
 //!    side, [`Endgame::Eager`] (the policy before) as the same-run baseline.
 
 mod peer_sim;
 
 use peer_sim::{make_file, Behaviour, Net, Rng};
-use swarm_core::peer::config::STALL_MS;
-use swarm_core::peer::Endgame;
+use swarm_core::peer::config::{SILENT_MS, STALL_MS};
+use swarm_core::peer::{Answer, Download, Endgame, Step};
+use swarm_core::{ManifestBuilder, PeerId};
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 256 * 1024;
@@ -141,4 +144,45 @@ fn endgame_benchmark() {
         let what = format!("{}K{}", chunk / 1024, if silent { " silent" } else { "" });
         println!("{chunks:>6} {what:>9} | {:>10.1} {:>11.0} | {:>10.1} {:>11.0}", e.0, e.1, l.0, l.1);
     }
+}
+
+/// Driven by hand (no network): a source that stays silent has its request copied to an idle
+/// holder after [`SILENT_MS`]; the copy arriving whole withdraws the silent one's request.
+#[test]
+fn a_copy_that_wins_withdraws_the_other_request() {
+    let data = vec![7u8; 4096];
+    let mut b = ManifestBuilder::new(data.len() as u32);
+    b.push(&data);
+    let m = b.finish();
+    let peers: Vec<PeerId> = (1..=2).map(|i| PeerId(format!("{i:032x}"))).collect();
+    let mut d: Download = Download::new(m.file_id(), m.clone(), peers, vec![vec![0, 1]], None, |_| false).unwrap();
+    let _ = d.start();
+    let mut steps = d.peer_ready(0);
+    steps.extend(d.peer_ready(1));
+    let asked: Vec<(usize, u32)> = requests(&steps);
+    assert_eq!(asked.len(), 1, "one chunk, asked once: {steps:?}");
+    let (silent, req) = asked[0];
+    assert!(requests(&d.tick(SILENT_MS / 2)).is_empty(), "copied before the source went silent");
+    let copy = requests(&d.tick(SILENT_MS + 1));
+    assert_eq!(copy.len(), 1, "the silent source's request was not copied");
+    let (slot, creq) = copy[0];
+    assert_ne!(slot, silent);
+    d.advance(SILENT_MS + 5);
+    let got = d.on_answer(slot, Answer::Data { req: creq, offset: 0, total: data.len() as u32, part: data.clone() });
+    assert!(got.iter().any(|s| matches!(s, Step::Verify { .. })), "the copy was not taken");
+    let cancels: Vec<&Step> = got.iter().filter(|s| matches!(s, Step::Cancel { .. })).collect();
+    assert!(
+        got.iter().any(|s| matches!(s, Step::Cancel { slot: s, reqs } if *s == silent && reqs == &[req])),
+        "the losing request was not withdrawn: {cancels:?}"
+    );
+}
+
+fn requests(steps: &[Step]) -> Vec<(usize, u32)> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Request { slot, req, .. } => Some((*slot, *req)),
+            _ => None,
+        })
+        .collect()
 }
