@@ -11,7 +11,8 @@
 //! 2. A source that accepts requests and never answers does not hold a download back: it
 //!    completes long before the stall timeout, within the same 2%.
 //! 3. Driven by hand: a silent source's request is copied after `SILENT_MS`, and the copy
-//!    that wins withdraws it (`cancel`).
+//!    that wins withdraws it (`cancel`); requests queued deep at a source that stopped move to
+//!    an idle one (cancelled there), while the ones it may be sending stay.
 //! 4. `endgame_benchmark` (ignored: `cargo test --release -p swarm-core --test endgame --
 //!    --ignored --nocapture`) prints duplicates and completion times of both policies side by
 //!    side, [`Endgame::Eager`] (the policy before) as the same-run baseline.
@@ -185,4 +186,74 @@ fn requests(steps: &[Step]) -> Vec<(usize, u32)> {
             _ => None,
         })
         .collect()
+}
+
+/// Driven by hand: a source measured fast took a full pipeline, then stopped sending; once the
+/// other source has sent everything else, the requests queued deep at the first (where it
+/// cannot have begun to read them) move: cancelled there, asked of the idle one.
+#[test]
+fn requests_queued_deep_at_a_stopped_source_move_to_an_idle_one() {
+    let n = 64;
+    let data: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; CHUNK]).collect();
+    let mut b = ManifestBuilder::new(CHUNK as u32);
+    for c in &data {
+        b.push(c);
+    }
+    let m = b.finish();
+    let index = |id: &swarm_core::ChunkId| m.chunks.iter().position(|c| c == id).expect("a chunk of the file");
+    let peers: Vec<PeerId> = (1..=2).map(|i| PeerId(format!("{i:032x}"))).collect();
+    let mut d: Download = Download::new(m.file_id(), m.clone(), peers, vec![vec![0, 1]; n], None, |_| false).unwrap();
+    let _ = d.start();
+    let mut now = 0;
+    // Answers a request in two frames, 5 ms apart (so its rate is measured).
+    let answer = |d: &mut Download, slot: usize, req: u32, i: usize, now: &mut u64| {
+        let half = CHUNK / 4;
+        *now += 2;
+        d.advance(*now);
+        let first = Answer::Data { req, offset: 0, total: CHUNK as u32, part: data[i][..half].to_vec() };
+        let mut steps = d.on_answer(slot, first);
+        *now += 5;
+        d.advance(*now);
+        let rest = Answer::Data { req, offset: half as u32, total: CHUNK as u32, part: data[i][half..].to_vec() };
+        steps.extend(d.on_answer(slot, rest));
+        steps
+    };
+    let asked = |steps: &[Step]| -> Vec<(usize, u32, usize)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Request { slot, req, chunk } => Some((*slot, *req, index(chunk))),
+                _ => None,
+            })
+            .collect()
+    };
+    // Slot 0 alone: its probe is answered, then it gets a full pipeline.
+    let probe = asked(&d.peer_ready(0));
+    assert_eq!(probe.len(), 1);
+    let (_, req, i) = probe[0];
+    let at_zero = asked(&answer(&mut d, 0, req, i, &mut now));
+    assert!(at_zero.len() >= 8, "slot 0 measured fast got {} requests", at_zero.len());
+    // Slot 1 joins and sends everything it is asked; slot 0 sends nothing more.
+    let mut todo: Vec<(usize, u32, usize)> = asked(&d.peer_ready(1));
+    let (mut moved, mut cancelled) = (Vec::new(), Vec::new());
+    while let Some((slot, req, i)) = todo.pop() {
+        assert_eq!(slot, 1, "slot 0 was asked again");
+        let steps = answer(&mut d, 1, req, i, &mut now);
+        for s in &steps {
+            if let Step::Cancel { slot: 0, reqs } = s {
+                cancelled.extend(reqs.iter().copied());
+            }
+        }
+        let more = asked(&steps);
+        moved.extend(more.iter().filter(|r| at_zero.iter().any(|z| z.2 == r.2)).map(|r| r.2));
+        todo.extend(more);
+    }
+    assert!(!cancelled.is_empty(), "nothing queued at the stopped source was withdrawn");
+    assert_eq!(cancelled.len(), moved.len(), "each withdrawn request is asked of the idle source");
+    let withdrawn: Vec<usize> = at_zero.iter().filter(|z| cancelled.contains(&z.1)).map(|z| z.2).collect();
+    assert!(withdrawn.iter().all(|i| moved.contains(i)), "{withdrawn:?} vs {moved:?}");
+    // What stays at slot 0 is what it may already be sending: its first requests.
+    let kept = at_zero.len() - withdrawn.len();
+    let commit = swarm_core::peer::download::committed(CHUNK as u32);
+    assert!(kept as u64 * CHUNK as u64 <= commit + CHUNK as u64, "{kept} requests kept at slot 0");
 }
