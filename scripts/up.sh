@@ -16,7 +16,10 @@ scripts/setup.sh run
 mkdir -p target
 pending="$PWD/target/.web-pending"
 touch "$pending"
-(trap 'rm -f "$pending"' EXIT; scripts/build-web.sh) &
+# A new dist/ gets the pending file's time, from before cargo started: cargo compares the files
+# the build script watches with when it started it (early, to wait), and would otherwise
+# rebuild the tracker on the next run.
+(trap 'rm -f "$pending"' EXIT; scripts/build-web.sh && find dist -newer "$pending" -exec touch -r "$pending" {} +) &
 web=$!
 PP_WEB_PENDING="$pending" cargo build --release -p tracker -p native-peer --bin pp-tracker --bin pp-peer &
 native=$!
