@@ -24,8 +24,12 @@ trap 'rm -rf "$stage"' EXIT
 wasm-bindgen --target web --no-typescript --out-dir "$stage/bindgen" --out-name browser-peer \
   "$TARGET_DIR/wasm32-unknown-unknown/wasm-release/browser-peer.wasm"
 python3 scripts/lib/web-dist.py "$stage/bindgen" static "$stage/dist"
-rm -rf dist.old
-[ ! -e dist ] || mv dist dist.old
-mv "$stage/dist" dist
-rm -rf dist.old
+# The same app as before leaves dist/ as it is: the tracker's build script watches dist/, and a
+# new dist/ (new mtimes) would recompile the tracker on every scripts/up.sh.
+if ! diff -rq "$stage/dist" dist >/dev/null 2>&1; then
+  rm -rf dist.old
+  [ ! -e dist ] || mv dist dist.old
+  mv "$stage/dist" dist
+  rm -rf dist.old
+fi
 echo "build-web: dist/ ($(du -sh dist | cut -f1))"

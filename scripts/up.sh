@@ -9,8 +9,23 @@ PORT="${PP_PORT:-8080}"
 DATA="${PP_DATA:-.pp-data}"
 
 scripts/setup.sh run
-scripts/build-web.sh
-cargo build --release -p tracker -p native-peer --bin pp-tracker --bin pp-peer
+# The web app builds beside the release binaries (each build leaves a core idle in its serial
+# stretches). The tracker's crate embeds dist/, so its build script waits for the web build
+# (PP_WEB_PENDING, tracker/build.rs) while pp-peer and the tracker's dependencies compile: the
+# tracker is built once, with the app in it.
+mkdir -p target
+pending="$PWD/target/.web-pending"
+touch "$pending"
+# A new dist/ gets the pending file's time, from before cargo started: cargo compares the files
+# the build script watches with when it started it (early, to wait), and would otherwise
+# rebuild the tracker on the next run.
+(trap 'rm -f "$pending"' EXIT; scripts/build-web.sh && find dist -newer "$pending" -exec touch -r "$pending" {} +) &
+web=$!
+PP_WEB_PENDING="$pending" cargo build --release -p tracker -p native-peer --bin pp-tracker --bin pp-peer &
+native=$!
+trap 'kill "$web" "$native" 2>/dev/null || true; rm -f "$pending"' EXIT
+wait "$web" || { echo "up: the web app did not build (above)" >&2; exit 1; }
+wait "$native"
 mkdir -p "$DATA"
 
 pids=()

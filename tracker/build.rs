@@ -7,6 +7,11 @@
 //! (level 9), so the tracker answers `Accept-Encoding` with no work per request; a
 //! compressed copy is kept only when it is smaller. `.br` and `.gz` files already in `dist/`
 //! are not embedded as assets of their own.
+//!
+//! `PP_WEB_PENDING` names a file that exists while the web app is still being built beside this
+//! build (scripts/up.sh): the script waits until it is gone (at most 30 minutes, and not past cargo's end), so the rest
+//! of the native build runs meanwhile and the tracker's crate is compiled once, with the app.
+//! It is only a rendezvous, not an input: changing it reruns nothing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +49,26 @@ fn gzip(raw: &[u8]) -> Vec<u8> {
     enc.finish().expect("gzip into memory")
 }
 
+/// The process that started this one (cargo), where the platform says.
+fn parent() -> Option<u32> {
+    #[cfg(unix)]
+    return Some(std::os::unix::process::parent_id());
+    #[cfg(not(unix))]
+    None
+}
+
+/// Waits while the web app is being built beside this build (see the module doc).
+fn wait_for_web_build() {
+    let Some(pending) = std::env::var_os("PP_WEB_PENDING").map(PathBuf::from) else { return };
+    let (start, cargo) = (std::time::Instant::now(), parent());
+    // Not past cargo's end either (an interrupted scripts/up.sh).
+    while pending.exists() && start.elapsed() < std::time::Duration::from_secs(30 * 60) && parent() == cargo {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn main() {
+    wait_for_web_build();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     let dist = std::env::var_os("PP_WEB_DIST").map(PathBuf::from).unwrap_or_else(|| manifest.join("../dist"));

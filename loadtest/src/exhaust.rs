@@ -19,6 +19,7 @@
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
+use pp_cli::duration::Secs;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -38,9 +39,10 @@ const GET_BYTES: usize = 4 << 20;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExhaustArgs {
-    /// Seconds each attack lasts (the target is for 600).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub duration: u64,
+    /// How long each attack lasts (`60s`, `10m`; a bare number is seconds; at most 1h; the
+    /// issue's target is for 10m).
+    #[arg(long, default_value_t = Secs::from_secs(60), value_parser = |s: &str| crate::duration_in(s, 1, 3600))]
+    pub duration: Secs,
     /// Identities from one address in attack (b).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub identities: u32,
@@ -215,7 +217,7 @@ async fn attack(args: &ExhaustArgs, name: &str, identities: u32, addr: &'static 
     let tally = Arc::new(Tally::default());
     let floods: Vec<_> =
         (0..identities).map(|_| tokio::spawn(flood(s.tracker.ws_url(), addr, stop.clone(), tally.clone()))).collect();
-    let until = Instant::now() + Duration::from_secs(args.duration);
+    let until = Instant::now() + args.duration.duration();
     let mut peak = idle;
     let mut during = Vec::new();
     let mut failed_gets = 0;
@@ -243,7 +245,7 @@ async fn attack(args: &ExhaustArgs, name: &str, identities: u32, addr: &'static 
     let worst = during.iter().max().copied();
     let ratio = during_med.map(|d| d.as_secs_f64() / quiet.as_secs_f64());
     let errors = tally.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    println!("{name}: {identities} identities from {addr} for {} s", args.duration);
+    println!("{name}: {identities} identities from {addr} for {}", args.duration);
     println!(
         "  tracker RSS: idle {:.1} MiB, peak {:.1} MiB (+{:.1} MiB), at the end {:.1} MiB",
         mib(idle),

@@ -39,6 +39,7 @@ use claims::Files;
 use clap::Parser;
 use failover::Failover;
 use peer::{Plan, Round, Swarm};
+use pp_cli::duration::{parse_secs, Secs};
 use stats::{quantile, rss_bytes, tracker_stats, Stats};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -57,9 +58,9 @@ struct Args {
     /// Peers to connect (at most 30000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=30_000))]
     peers: u32,
-    /// Seconds of signalling (at most 600).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
-    duration: u64,
+    /// How long peers signal (`30s`, `2m`; a bare number is seconds; at most 10m).
+    #[arg(long, default_value_t = Secs::from_secs(10), value_parser = |s: &str| duration_in(s, 1, 600))]
+    duration: Secs,
     /// Signalling messages per second, over all peers (0: only connect and measure memory).
     #[arg(long, default_value_t = 10_000)]
     signal_rate: u32,
@@ -78,19 +79,20 @@ struct Args {
     /// how long its peers take to reconnect to another node and re-announce.
     #[arg(long)]
     failover_kill_pid: Option<u32>,
-    /// Seconds the peers of the killed node have to get back.
-    #[arg(long, default_value_t = 60)]
-    failover_timeout: u64,
-    /// Seconds of signalling (random receivers) once the failover is over, to check the moved
-    /// peers are reachable (0: none).
-    #[arg(long, default_value_t = 3)]
-    after_failover: u64,
+    /// How long the peers of the killed node have to get back (`90s`, `2m`; bare: seconds).
+    #[arg(long, default_value_t = Secs::from_secs(60), value_parser = |s: &str| duration_in(s, 1, 3600))]
+    failover_timeout: Secs,
+    /// How long peers signal (random receivers) once the failover is over, to check the moved
+    /// peers are reachable (`3s`; bare: seconds; 0: none).
+    #[arg(long, default_value_t = Secs::from_secs(3), value_parser = |s: &str| duration_in(s, 0, 600))]
+    after_failover: Secs,
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 128)]
     connect_concurrency: usize,
-    /// Seconds to wait after connecting before measuring memory (and before the kill).
-    #[arg(long, default_value_t = 2)]
-    settle: u64,
+    /// How long to wait after connecting before measuring memory (and before the kill)
+    /// (`2s`, `500ms`; bare: seconds).
+    #[arg(long, default_value_t = Secs::from_secs(2), value_parser = |s: &str| duration_in(s, 0, 600))]
+    settle: Secs,
     /// Synthetic files to publish after connecting (0: no claims phase); file f is published
     /// by a peer of the node `f mod nodes` (at most 100000).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
@@ -122,6 +124,16 @@ pub(crate) fn check_loopback(url: &str) -> anyhow::Result<()> {
         "the load test only runs against a tracker on this machine (127.0.0.1), not {host} ({url})"
     );
     Ok(())
+}
+
+/// A duration flag of the load test: with a unit (`30s`, `2m`, `500ms`; a bare number is seconds,
+/// as these flags took before), between `min` and `max` seconds.
+pub(crate) fn duration_in(s: &str, min: u64, max: u64) -> Result<Secs, String> {
+    let d = parse_secs(s)?;
+    if d < Secs::from_secs(min) || d > Secs::from_secs(max) {
+        return Err(format!("{d} is not between {} and {}", Secs::from_secs(min), Secs::from_secs(max)));
+    }
+    Ok(d)
 }
 
 fn mib(b: u64) -> f64 {
@@ -234,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
         moved: conns.iter().map(|_| AtomicBool::new(false)).collect(),
         lost: AtomicU64::new(0),
         epoch: Instant::now(),
-        failover: Failover::new(dead_url, Duration::from_secs(args.failover_timeout)),
+        failover: Failover::new(dead_url, args.failover_timeout.duration()),
         files: OnceLock::new(),
     });
     let (plan, plan_rx) = watch::channel(Plan::Idle);
@@ -244,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let peers = swarm.ids.len();
 
-    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    tokio::time::sleep(args.settle.duration()).await;
     let mut rss_idle = Vec::new();
     if !rss_before.is_empty() {
         let mut total = 0;
@@ -281,7 +293,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if args.signal_rate > 0 {
-        summary.extend(signal(&args, &swarm, &plan, args.duration, args.cross_node, "signalling").await);
+        summary.extend(signal(&args, &swarm, &plan, args.duration.duration(), args.cross_node, "signalling").await);
         for (node, pid) in args.tracker_pid.iter().enumerate() {
             println!("tracker memory after signalling, node {}: {:.1} MiB", node + 1, mib(rss_bytes(*pid)?));
         }
@@ -289,8 +301,10 @@ async fn main() -> anyhow::Result<()> {
 
     if let (Some(pid), Some(node)) = (args.failover_kill_pid, kill_node) {
         summary.extend(failover(&args, &swarm, pid, node).await?);
-        if args.signal_rate > 0 && args.after_failover > 0 {
-            let after = signal(&args, &swarm, &plan, args.after_failover, false, "signalling after the failover").await;
+        if args.signal_rate > 0 && !args.after_failover.duration().is_zero() {
+            let after =
+                signal(&args, &swarm, &plan, args.after_failover.duration(), false, "signalling after the failover")
+                    .await;
             summary.extend(after.into_iter().map(|kv| format!("after_{kv}")));
         }
     }
@@ -308,13 +322,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One signalling round of `secs` seconds; prints a line per second and the summary, and
+/// One signalling round of `length`; prints a line per second and the summary, and
 /// returns the summary's `key=value` words.
 async fn signal(
     args: &Args,
     swarm: &Swarm,
     plan: &watch::Sender<Plan>,
-    secs: u64,
+    length: Duration,
     cross_node: bool,
     what: &str,
 ) -> Vec<String> {
@@ -322,7 +336,7 @@ async fn signal(
     let senders = if args.senders == 0 { peers } else { (args.senders as usize).min(peers) };
     let stats = Arc::new(Stats::default());
     let start = Instant::now();
-    let until = start + Duration::from_secs(secs);
+    let until = start + length;
     let interval = Duration::from_secs_f64(senders as f64 / args.signal_rate as f64);
     let _ = plan.send(Plan::Signal(Arc::new(Round { stats: stats.clone(), until, interval, senders, cross_node })));
     let mut last = (0, 0);
@@ -335,7 +349,7 @@ async fn signal(
     // Let the last messages arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = plan.send(Plan::Idle);
-    let secs = secs as f64;
+    let secs = length.as_secs_f64();
     let (sent, received) = (Stats::get(&stats.sent), Stats::get(&stats.received));
     let lat = |q| stats.latency_quantile(q).map_or("-".into(), |us| format!("{:.1}", us as f64 / 1000.0));
     let lost = 100.0 * sent.saturating_sub(received) as f64 / sent.max(1) as f64;
@@ -526,7 +540,7 @@ async fn failover(args: &Args, swarm: &Swarm, pid: u32, node: usize) -> anyhow::
     let expected = swarm.by_node[node].len();
     let killed_at = f.kill(pid)?;
     println!("failover: killed node {} (pid {pid}, {}) with {expected} peers", node + 1, args.tracker[node]);
-    let deadline = killed_at + Duration::from_secs(args.failover_timeout) + Duration::from_secs(1);
+    let deadline = killed_at + args.failover_timeout.duration() + Duration::from_secs(1);
     let mut next_line = killed_at + Duration::from_secs(1);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -544,7 +558,7 @@ async fn failover(args: &Args, swarm: &Swarm, pid: u32, node: usize) -> anyhow::
     let never = expected.saturating_sub(times.len());
     println!(
         "failover: {} of {expected} peers welcomed by another node and re-announced, {never} never came back \
-         within {} s; time from the kill p50 {} p99 {} max {}; {} failed reconnection attempts",
+         within {}; time from the kill p50 {} p99 {} max {}; {} failed reconnection attempts",
         times.len(),
         args.failover_timeout,
         ms(quantile(&times, 0.5)),
@@ -555,7 +569,7 @@ async fn failover(args: &Args, swarm: &Swarm, pid: u32, node: usize) -> anyhow::
     if let Some(e) = f.first_error() {
         println!("  first failed attempt: {e}");
     }
-    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    tokio::time::sleep(args.settle.duration()).await;
     let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1000.0));
     Ok(vec![
         format!("failover_peers={expected}"),
@@ -584,6 +598,29 @@ mod tests {
         let base =
             ["pp-loadtest", "--tracker", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws", "--tracker", "ws://127.0.0.1:3/ws"];
         Ok(Args::try_parse_from(base.iter().chain(extra))?)
+    }
+
+    #[test]
+    fn duration_flags_take_units_and_bare_seconds() {
+        let a = args(&["--duration", "2m", "--settle", "500ms", "--failover-timeout", "90", "--after-failover", "0"])
+            .unwrap();
+        assert_eq!(a.duration.duration(), Duration::from_secs(120));
+        assert_eq!(a.settle.duration(), Duration::from_millis(500));
+        assert_eq!(a.failover_timeout.duration(), Duration::from_secs(90));
+        assert!(a.after_failover.duration().is_zero());
+        let d = args(&[]).unwrap();
+        assert_eq!(
+            [d.duration, d.settle, d.failover_timeout, d.after_failover].map(|s| s.duration().as_secs()),
+            [10, 2, 60, 3],
+            "the defaults are the seconds they were"
+        );
+        for bad in [["--duration", "11m"], ["--duration", "0s"], ["--duration", "soon"], ["--settle", "2 parsecs"]] {
+            assert!(args(&bad).is_err(), "{bad:?} is refused");
+        }
+        let e = Args::try_parse_from(["pp-loadtest", "exhaust", "--duration", "10m"]).unwrap();
+        let Some(Command::Exhaust(e)) = e.command else { panic!("the exhaust subcommand") };
+        assert_eq!(e.duration.duration(), Duration::from_secs(600));
+        assert!(Args::try_parse_from(["pp-loadtest", "exhaust", "--duration", "2h"]).is_err(), "at most 1h");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use native_peer::rtc::{Link, LinkEvent};
+use pp_cli::duration::{human, parse_secs, Secs};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -55,6 +56,10 @@ struct Args {
     /// Keep the work directory (data dirs and logs).
     #[arg(long)]
     keep: bool,
+    /// How long a file may take to reach 3 copies before the run fails (`30m`, `90s`; a bare
+    /// number is seconds).
+    #[arg(long, default_value_t = Secs::from_secs(1800), value_parser = parse_secs)]
+    copies_timeout: Secs,
     /// RUST_LOG for the peers.
     #[arg(long, default_value = "info,str0m=warn")]
     peer_log: String,
@@ -152,10 +157,12 @@ struct Swarm {
     _tracker: Proc,
     peers: Vec<Proc>,
     log: String,
+    /// `--copies-timeout`.
+    copies_timeout: Duration,
 }
 
 impl Swarm {
-    fn start(bin: &Path, work: &Path, log: &str) -> anyhow::Result<Self> {
+    fn start(bin: &Path, work: &Path, log: &str, copies_timeout: Duration) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin.join("pp-tracker"));
         cmd.args(["--listen", "127.0.0.1:0", "--replication", "3", "--msgs-per-sec", "0"])
             .arg("--data-dir")
@@ -170,6 +177,7 @@ impl Swarm {
             _tracker: tracker,
             peers: vec![],
             log: log.into(),
+            copies_timeout,
         })
     }
 
@@ -218,8 +226,8 @@ impl Swarm {
             if min >= copies {
                 return Ok(started.elapsed().as_secs_f64());
             }
-            if started.elapsed() > Duration::from_secs(1800) {
-                bail!("{name} never reached {copies} copies");
+            if started.elapsed() > self.copies_timeout {
+                bail!("{name} did not reach {copies} copies in {}", human(self.copies_timeout));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -324,8 +332,8 @@ impl Swarm {
             if v["health"]["min_copies"].as_u64().unwrap_or(0) >= copies {
                 return Ok(());
             }
-            if started.elapsed() > Duration::from_secs(1800) {
-                bail!("{id} never reached {copies} copies");
+            if started.elapsed() > self.copies_timeout {
+                bail!("{id} did not reach {copies} copies in {}", human(self.copies_timeout));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -395,7 +403,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn swarm_phases(args: &Args, bin: &Path, work: &Path, raw: Option<f64>) -> anyhow::Result<()> {
-    let mut swarm = Swarm::start(bin, work, &args.peer_log)?;
+    let mut swarm = Swarm::start(bin, work, &args.peer_log, args.copies_timeout.duration())?;
     for p in ["a", "b", "c"] {
         swarm.add_peer(p)?;
     }
@@ -463,4 +471,20 @@ fn swarm_phases(args: &Args, bin: &Path, work: &Path, raw: Option<f64>) -> anyho
         println!("largest peak RSS: {:.1} MiB (target < 64 MiB)", worst as f64 / 1024.0);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_timeout_takes_units_and_bare_seconds() {
+        let t =
+            |v: &str| Args::try_parse_from(["pp-bench", "--copies-timeout", v]).map(|a| a.copies_timeout.duration());
+        assert_eq!(t("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(t("90").unwrap(), Duration::from_secs(90), "a bare number is seconds");
+        assert!(t("soon").is_err());
+        let d = Args::try_parse_from(["pp-bench"]).unwrap();
+        assert_eq!(d.copies_timeout.duration(), Duration::from_secs(1800), "the 30 minutes it always waited");
+    }
 }
