@@ -125,10 +125,7 @@ fn chunks_from_a_lying_peer_are_refused() {
     wait_replicated(&honest, "doc.bin", 2);
     assert_eq!(liar.chunk_files(), 9, "the liar holds every chunk");
 
-    // Every holder asked at once (the download policy before issue 23, which pp-bench keeps as its
-    // baseline): the liar is certainly asked. Today's policy probes a second source only while
-    // the first has work left, and a 2 MiB file on loopback may be done before the liar is tried.
-    let d = Peer::start("d", &tracker, root.path(), &[], &[("PP_BENCH_EAGER_ENDGAME", "1")]);
+    let d = Peer::start("d", &tracker, root.path(), &[], &[]);
     let out = root.path().join("doc.out");
     let v = d.cli_json(&["get", &id, "-o", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
