@@ -76,8 +76,10 @@ async fn search(State(state): State<Arc<AppState>>, q: Result<Query<SearchQuery>
         };
         return charged(Json(SearchAnswer { query: q.q, replication: count(replication), files }), entries);
     }
-    let core = state.core();
-    let ((files, entries), replication) = (core.swarm().search_counted(&q.q, limit), core.swarm().config.replication);
+    let ((files, entries), replication) = {
+        let core = state.core();
+        (core.swarm().search_counted(&q.q, limit), core.swarm().config.replication)
+    };
     charged(Json(SearchAnswer { query: q.q, replication: count(replication), files }), entries)
 }
 
