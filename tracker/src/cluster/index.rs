@@ -66,6 +66,11 @@ impl ChunkIndex {
         self.chunks.get(chunk).into_iter().flatten().map(|(s, _)| *s)
     }
 
+    /// The indexed files of `shard`.
+    pub fn files_of(&self, shard: u16) -> HashSet<FileId> {
+        self.files.iter().filter(|(_, (s, _))| *s == shard).map(|(f, _)| *f).collect()
+    }
+
     pub fn contains_file(&self, file: &FileId) -> bool {
         self.files.contains_key(file)
     }
@@ -130,9 +135,15 @@ pub async fn follow(cluster: Arc<Cluster>) {
             if let Some((shard, file)) = parse_key(&entry.key) {
                 match entry.operation {
                     Operation::Put => {
-                        if !cluster.index().contains_file(&file) {
+                        let held = cluster.machine().holds(shard);
+                        if held || !cluster.index().contains_file(&file) {
                             match crate::persistence::index::decode_record(&file.0, &entry.value) {
-                                Some(r) => cluster.index().insert(shard, file, &r.manifest.chunks),
+                                Some(r) => {
+                                    cluster.index().insert(shard, file, &r.manifest.chunks);
+                                    if held {
+                                        adopt(&cluster, shard, r);
+                                    }
+                                }
                                 None => tracing::warn!(shard, "skipping a damaged file record in the cluster index"),
                             }
                         }
@@ -140,7 +151,14 @@ pub async fn follow(cluster: Arc<Cluster>) {
                             seen.insert(file);
                         }
                     }
-                    Operation::Delete | Operation::Purge => cluster.index().remove(&file),
+                    Operation::Delete | Operation::Purge => {
+                        cluster.index().remove(&file);
+                        if let Some(state) = cluster.state() {
+                            if state.core().forget_unindexed_file(&file) {
+                                tracing::info!(shard, "a file the cluster's index no longer has left this node");
+                            }
+                        }
+                    }
                 }
             }
             if entry.delta == 0 {
@@ -152,6 +170,35 @@ pub async fn follow(cluster: Arc<Cluster>) {
         }
         tokio::time::sleep(pause).await;
     }
+}
+
+/// A file put in the index for a shard this node holds: kept here if the shard's load did
+/// not bring it (a load behind the index), and every node's peers re-announce so its
+/// holders are known here. The lease is checked under the core's lock (the order the
+/// tracker takes them in): a shard let go after this is let go with the file.
+fn adopt(cluster: &Cluster, shard: u16, record: swarm_core::swarm::FileRecord) {
+    let Some(state) = cluster.state() else { return };
+    let ready_at = {
+        let mut core = state.core();
+        let held = cluster.machine().held().find(|(s, _)| *s == shard).map(|(_, h)| (h.ready, h.revision));
+        match held {
+            Some((ready, revision)) if core.adopt_file(shard, record) => ready.then_some(revision),
+            _ => return,
+        }
+    };
+    // Still loading: the load's own `took` counts it (see `leases::on_done`).
+    let Some(revision) = ready_at else { return };
+    tracing::warn!(
+        shard,
+        "a file of a shard kept here was missing from its load: kept now, its holders asked to re-announce"
+    );
+    cluster.broadcast(&super::msg::NodeMsg::Took {
+        node: cluster.tag,
+        shards: vec![shard],
+        reannounce: true,
+        revision,
+    });
+    cluster.want_reannounce();
 }
 
 #[cfg(test)]

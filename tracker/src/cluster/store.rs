@@ -152,6 +152,12 @@ impl Store {
         Ok(())
     }
 
+    /// One file of `shard` (`None`: not in the index, or damaged).
+    pub async fn file(&self, shard: u16, file: &FileId) -> Result<Option<FileRecord>, StoreError> {
+        let value = self.files.get(shard_key(shard, &file.0)).await.map_err(|e| kv_err("read file")(e.into()))?;
+        Ok(value.and_then(|v| crate::persistence::index::decode_record(&file.0, &v)))
+    }
+
     pub async fn remove_file(&self, shard: u16, file: &FileId) -> Result<(), StoreError> {
         self.files.purge(shard_key(shard, &file.0)).await.map_err(|e| kv_err("remove file")(e.into()))
     }

@@ -134,6 +134,28 @@ impl Core {
         }
     }
 
+    /// A file of `shard` (kept here) that the cluster's index has and this node's swarm does
+    /// not: a shard's load that was behind the index (JetStream still catching up after a
+    /// partition healed), or a put that raced a replay. Returns whether it was new here.
+    pub fn adopt_file(&mut self, shard: u16, record: FileRecord) -> bool {
+        if self.swarm.file(&record.manifest.file_id()).is_some() {
+            return false;
+        }
+        self.load_shard(shard, vec![record], Vec::new());
+        true
+    }
+
+    /// A file the cluster's index no longer has (unpublished or expired by its shard's owner,
+    /// which may be this node): it leaves the swarm here if a replay of the index brought it
+    /// back. Returns whether it was here.
+    pub fn forget_unindexed_file(&mut self, file: &FileId) -> bool {
+        if self.swarm.file(file).is_none() {
+            return false;
+        }
+        self.swarm.evict_files(&[*file]);
+        true
+    }
+
     /// This node no longer keeps `shard`: its files leave the swarm here (they stay published:
     /// the new owner keeps them). Returns how many.
     pub fn let_go_shard(&mut self, shard: u16, shard_of: impl Fn(&FileId) -> u16) -> usize {

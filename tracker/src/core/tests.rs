@@ -249,6 +249,37 @@ fn a_silent_node_s_peers_are_forgotten_and_a_shard_let_go_takes_its_files_and_ch
 }
 
 #[test]
+fn a_file_the_index_has_and_a_shard_s_load_lacked_is_adopted_once_and_leaves_when_the_index_drops_it() {
+    let (mut core, _link) = node_core();
+    let m = manifest(4, 3);
+    let record = swarm_core::swarm::FileRecord {
+        manifest: m.clone(),
+        meta: FileMeta::public("late.txt", "text/plain"),
+        published_at_ms: 0,
+        owner: Some(peer(1)),
+    };
+    core.load_shard(9, Vec::new(), Vec::new());
+    assert!(core.adopt_file(9, record.clone()), "missing from the load: adopted");
+    assert!(!core.adopt_file(9, record), "kept already: nothing changes");
+    assert_eq!(core.swarm().file_count(), 1);
+    assert!(core.swarm().file(&m.file_id()).is_some());
+    assert_eq!(core.let_go_shard(9, |_| 9), 1, "it belongs to its shard: let go with it");
+    assert!(!core.forget_unindexed_file(&m.file_id()), "gone already");
+    core.load_shard(9, Vec::new(), Vec::new());
+    core.adopt_file(
+        9,
+        swarm_core::swarm::FileRecord {
+            manifest: m.clone(),
+            meta: FileMeta::public("late.txt", "text/plain"),
+            published_at_ms: 0,
+            owner: Some(peer(1)),
+        },
+    );
+    assert!(core.forget_unindexed_file(&m.file_id()), "the index dropped it: it leaves");
+    assert_eq!(core.swarm().file_count(), 0);
+}
+
+#[test]
 fn a_leaving_peer_hears_leave_ready_once_every_node_answered() {
     let (mut core, _link) = node_core();
     let ob = outbox();
