@@ -9,6 +9,7 @@
 # `test` also installs cargo-deny (deny.toml: the dependency graph's bans, licences, sources),
 # about 2 minutes of compiling, once; `scripts/setup.sh deny` installs only it (scripts/test.sh
 # does that in its background lane, with PP_SETUP_DENY=later for its setup step).
+# `scripts/setup.sh bindgen` installs only wasm-bindgen-cli (scripts/up.sh: PP_SETUP_BINDGEN=later).
 # `test` installs: Debian's chromium + chromium-driver (browser tests), nginx (TLS proxy test), the wasm32 standard library
 # (rustup target where it can be downloaded, else Debian's rustc-web + rust-web-src + lld-22 and rust-web-clippy, see
 # scripts/wasm-env.sh), wasm-bindgen-cli matching the pinned wasm-bindgen; iproute2,
@@ -19,8 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-test}"
 case "$MODE" in
-  run | test | dev | deny) ;;
-  *) echo "usage: scripts/setup.sh [run|test|dev|deny]  (run: build and run only; test: everything scripts/test.sh needs; dev: test and trunk; deny: cargo-deny only)" >&2; exit 2 ;;
+  run | test | dev | deny | bindgen) ;;
+  *) echo "usage: scripts/setup.sh [run|test|dev|deny|bindgen]  (run: build and run only; test: everything scripts/test.sh needs; dev: test and trunk; deny: cargo-deny only; bindgen: wasm-bindgen-cli only)" >&2; exit 2 ;;
 esac
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
@@ -37,10 +38,28 @@ install_cargo_deny() {
   # As a crate of its own, not through the workspace's clippy-driver (scripts/test.sh sets it).
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install -q --locked --debug cargo-deny --version "=$DENY_VERSION"
 }
-if [ "$MODE" = deny ]; then
-  install_cargo_deny
-  exit 0
-fi
+# --- wasm-bindgen-cli, matching the pinned wasm-bindgen crate (scripts/build-web.sh, and the
+# wasm tests' runner) ------------------------------------------------------------------------
+# Built without optimisation or debug info (--debug, CARGO_PROFILE_DEV_DEBUG=0): 102 s of user
+# CPU (66 s on the clock) instead of 227 s (130 s) for a release build, measured on this
+# project's 2-core machine kind with the registry warm; it then turns the web app's wasm into
+# JS glue in 1.1 s instead of 0.25 s. On a first run its build is most of what stands between
+# a fresh machine and the swarm (scripts/up.sh builds it beside the native binaries).
+install_wasm_bindgen() {
+  local version
+  version=$(sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
+  [ -n "$version" ] || { echo "setup: cannot read the wasm-bindgen pin from Cargo.toml" >&2; exit 1; }
+  [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$version" ] && return 0
+  log "cargo install wasm-bindgen-cli $version (about a minute, once)"
+  # --locked fails against the registry mirror here (a locked dependency version is missing).
+  # As a crate of its own, not through the workspace's clippy-driver (scripts/test.sh sets it).
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS CARGO_PROFILE_DEV_DEBUG=0 \
+    cargo install -q --force --debug wasm-bindgen-cli --version "=$version"
+}
+case "$MODE" in
+  deny) install_cargo_deny; exit 0 ;;
+  bindgen) install_wasm_bindgen; exit 0 ;;
+esac
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
@@ -121,13 +140,9 @@ if [ "$MODE" != run ]; then
 fi
 
 # --- cargo tools ----------------------------------------------------------------------------
-WB_VERSION=$(sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
-[ -n "$WB_VERSION" ] || { echo "setup: cannot read the wasm-bindgen pin from Cargo.toml" >&2; exit 1; }
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION" ]; then
-  log "cargo install wasm-bindgen-cli $WB_VERSION (a few minutes, once)"
-  # --locked fails against the registry mirror here (a locked dependency version is missing)
-  cargo install -q --force wasm-bindgen-cli --version "=$WB_VERSION"
-fi
+# PP_SETUP_BINDGEN=later: the caller installs it itself (`scripts/setup.sh bindgen`), beside
+# other work (scripts/up.sh: while the native binaries build).
+[ "${PP_SETUP_BINDGEN:-}" = later ] || install_wasm_bindgen
 if [ "$MODE" = dev ] && ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
   log "cargo install trunk 0.21 (about 8 minutes, once)"
   cargo install -q --locked trunk --version '~0.21'

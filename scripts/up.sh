@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 PORT="${PP_PORT:-8080}"
 DATA="${PP_DATA:-.pp-data}"
 
-scripts/setup.sh run
+# wasm-bindgen-cli (a minute of compiling on a fresh machine) is built in the web app's lane
+# below, beside the native binaries, not before them.
+PP_SETUP_BINDGEN=later scripts/setup.sh run
 # The web app builds beside the release binaries (each build leaves a core idle in its serial
 # stretches). The tracker's crate embeds dist/, so its build script waits for the web build
 # (PP_WEB_PENDING, tracker/build.rs) while pp-peer and the tracker's dependencies compile: the
@@ -19,7 +21,7 @@ touch "$pending"
 # A new dist/ gets the pending file's time, from before cargo started: cargo compares the files
 # the build script watches with when it started it (early, to wait), and would otherwise
 # rebuild the tracker on the next run.
-(trap 'rm -f "$pending"' EXIT; scripts/build-web.sh && find dist -newer "$pending" -exec touch -r "$pending" {} +) &
+(trap 'rm -f "$pending"' EXIT; scripts/setup.sh bindgen && scripts/build-web.sh && find dist -newer "$pending" -exec touch -r "$pending" {} +) &
 web=$!
 PP_WEB_PENDING="$pending" cargo build --release -p tracker -p native-peer --bin pp-tracker --bin pp-peer &
 native=$!
