@@ -19,18 +19,30 @@
 //! 3. **No stale view.** An owner a node reports held the shard in the KV within its view time (three lease times, `Timing::view_ttl_ms`)
 //!    (plus a KV time-out): a node stopped or cut off says "unknown", not what it knew.
 //! 4. **A failed KV operation is not a lost lease.** A node lets a shard go only when the KV
-//!    no longer names it (or it gives the shard up for balance, or shuts down).
+//!    no longer names it (or it gives the shard up for balance, or shuts down, or could not
+//!    load the shard's files within a lease time).
 //! 5. **Bounded `Unavailable`.** No node acts for a shard for at most a lease time plus a
 //!    few periods after its gap began, the last node fault during it (the node that held or
 //!    just took the shard may be the one stopped), or the KV outage during it ended.
 //! 6. **Convergence.** Once faults heal, within a bound of periods, every node reports the
 //!    owner the KV names for every shard, and that owner acts for it (the time it took is
 //!    reported).
+//! 7. **No acknowledged publish lost.** Files are published all along to the node acting for
+//!    their shard (acknowledged once the KV has them); every node watches the file index
+//!    (lost while cut off, replayed when it hears NATS again). A node healed from a cut reads
+//!    the KV from a replica still catching up for a while (a view as of when it was cut off:
+//!    what JetStream did in `e2e/tests/cluster_nat.rs`). Loads go through
+//!    [`swarm_core::cluster::shard_load::ShardLoad`] as in the tracker, and a watched file of a
+//!    shard held is kept (adopted). At the end, the node acting for each shard keeps every
+//!    file acknowledged for it. `CLUSTER_SIM_UNPROTECT=check` or `=adopt` removes one of the
+//!    two protections (the tests below see each one's removal lose files).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use swarm_core::cluster::lease::{KvOp, KvResult, Leases, Output};
 use swarm_core::cluster::plan::Seen;
+use swarm_core::cluster::shard_load::{LoadStep, ShardLoad};
 use swarm_core::cluster::Timing;
+use swarm_core::FileId;
 
 const SHARDS: u16 = 16;
 const TTL: u64 = 3000;
@@ -90,12 +102,65 @@ enum Ev {
         inc: u32,
         msg: Msg,
     },
-    Loaded {
+    /// A publish reaches the node acting for the file's shard.
+    Publish,
+    /// Node `node`'s watch of the file index hears of `file`.
+    Watch {
+        node: usize,
+        inc: u32,
+        file: u64,
+    },
+    /// Node `node`'s watch starts over (it hears NATS again): the index's whole content.
+    Replay {
+        node: usize,
+        inc: u32,
+    },
+    /// The answer to a whole read of `shard` (load number `load`).
+    ShardRead {
         node: usize,
         inc: u32,
         shard: u16,
+        load: u64,
+    },
+    /// The answers to reads of single files.
+    FilesRead {
+        node: usize,
+        inc: u32,
+        shard: u16,
+        load: u64,
+        files: Vec<u64>,
     },
     Fault(Fault),
+}
+
+/// Which protections of the file index are on (both in the tracker).
+#[derive(Debug, Clone, Copy)]
+struct Protect {
+    /// Loads are checked against the watch ([`ShardLoad`]); off: the first read is believed.
+    check_load: bool,
+    /// A watched file of a shard held is kept.
+    adopt: bool,
+}
+
+impl Protect {
+    fn from_env() -> Self {
+        let off = std::env::var("CLUSTER_SIM_UNPROTECT").unwrap_or_default();
+        Protect { check_load: off != "check", adopt: off != "adopt" }
+    }
+}
+
+fn file_id(n: u64) -> FileId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&n.to_le_bytes());
+    FileId(id)
+}
+
+fn file_num(f: &FileId) -> u64 {
+    u64::from_le_bytes(f.0[..8].try_into().unwrap())
+}
+
+fn shard_of_file(n: u64) -> u16 {
+    (n % SHARDS as u64) as u16
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +262,43 @@ struct Node {
     lost_while_paused: BTreeSet<u16>,
     resumed_at: u64,
     pause_after_write: bool,
+    /// The files its watch of the index has heard of.
+    index: BTreeSet<u64>,
+    /// The files it keeps, per shard held.
+    kept: BTreeMap<u16, BTreeSet<u64>>,
+    /// Loads in progress: shard → (load number, machine, files read).
+    loads: BTreeMap<u16, (u64, ShardLoad, BTreeSet<u64>)>,
+    /// Until when its reads see the KV as of an earlier time: (until, as of).
+    behind: Option<(u64, u64)>,
+    cut_at: u64,
+}
+
+impl Node {
+    fn fresh(tag: u16, inc: u32, now: u64) -> Self {
+        Node {
+            tag,
+            inc,
+            m: Leases::new(tag, SHARDS, Timing::new(TTL), now),
+            alive: true,
+            paused: false,
+            cut: false,
+            held: Vec::new(),
+            gen: 0,
+            tick_at: None,
+            lost_while_paused: BTreeSet::new(),
+            resumed_at: 0,
+            pause_after_write: false,
+            index: BTreeSet::new(),
+            kept: BTreeMap::new(),
+            loads: BTreeMap::new(),
+            behind: None,
+            cut_at: 0,
+        }
+    }
+
+    fn indexed(&self, shard: u16) -> HashSet<FileId> {
+        self.index.iter().filter(|f| shard_of_file(**f) == shard).map(|f| file_id(*f)).collect()
+    }
 }
 
 struct Sim {
@@ -218,6 +320,13 @@ struct Sim {
     longest_gap: u64,
     loss: f64,
     breaches: Vec<String>,
+    /// Every file acknowledged to its publisher: file → when.
+    files: BTreeMap<u64, u64>,
+    next_file: u64,
+    next_load: u64,
+    /// Publishes stop after this (the last ones settle before the end).
+    publish_until: u64,
+    protect: Protect,
 }
 
 impl Sim {
@@ -238,26 +347,19 @@ impl Sim {
             longest_gap: 0,
             loss: 0.02,
             breaches: Vec::new(),
+            files: BTreeMap::new(),
+            next_file: 0,
+            next_load: 0,
+            publish_until: RUN_UNTIL - 15_000,
+            protect: Protect::from_env(),
         };
         for i in 0..n {
             let start = sim.rng.range(0, 500);
             let tag = sim.fresh_tag();
-            sim.nodes.push(Node {
-                tag,
-                inc: 0,
-                m: Leases::new(tag, SHARDS, Timing::new(TTL), start),
-                alive: true,
-                paused: false,
-                cut: false,
-                held: Vec::new(),
-                gen: 0,
-                tick_at: None,
-                lost_while_paused: BTreeSet::new(),
-                resumed_at: 0,
-                pause_after_write: false,
-            });
+            sim.nodes.push(Node::fresh(tag, 0, start));
             sim.wake(i, start);
         }
+        sim.at(1_000, Ev::Publish);
         sim
     }
 
@@ -316,7 +418,9 @@ impl Sim {
                     Ev::KvArrive { .. } => "arrive",
                     Ev::KvAnswer { .. } => "answer",
                     Ev::Deliver { .. } => "deliver",
-                    Ev::Loaded { .. } => "loaded",
+                    Ev::Publish => "publish",
+                    Ev::Watch { .. } | Ev::Replay { .. } => "watch",
+                    Ev::ShardRead { .. } | Ev::FilesRead { .. } => "load",
                     Ev::Fault(_) => "fault",
                 };
                 *kinds.entry(k).or_default() += 1;
@@ -347,9 +451,12 @@ impl Sim {
         // Events for a stopped node wait for it; for a dead incarnation they vanish.
         let (node, inc) = match &ev {
             Ev::Tick { node, .. } => (Some(*node), None),
-            Ev::KvAnswer { node, inc, .. } | Ev::Deliver { node, inc, .. } | Ev::Loaded { node, inc, .. } => {
-                (Some(*node), Some(*inc))
-            }
+            Ev::KvAnswer { node, inc, .. }
+            | Ev::Deliver { node, inc, .. }
+            | Ev::Watch { node, inc, .. }
+            | Ev::Replay { node, inc }
+            | Ev::ShardRead { node, inc, .. }
+            | Ev::FilesRead { node, inc, .. } => (Some(*node), Some(*inc)),
             _ => (None, None),
         };
         if let Some(i) = node {
@@ -406,7 +513,62 @@ impl Sim {
                     Msg::Took { from, shard, revision } => self.nodes[node].m.handle_took(now, from, shard, revision),
                 }
             }
-            Ev::Loaded { node, shard, .. } => self.nodes[node].m.loaded(now, shard, Some(1)),
+            Ev::Publish => {
+                self.publish();
+                return;
+            }
+            Ev::Watch { node, file, .. } => {
+                if self.nodes[node].cut {
+                    return; // lost: the replay after the cut brings it
+                }
+                self.watched(node, &[file]);
+            }
+            Ev::Replay { node, .. } => {
+                if self.nodes[node].cut {
+                    return;
+                }
+                let all: Vec<u64> = self.files.keys().copied().collect();
+                self.nodes[node].index.clear();
+                self.watched(node, &all);
+            }
+            Ev::ShardRead { node, shard, load, .. } => {
+                if self.nodes[node].loads.get(&shard).is_none_or(|(l, _, _)| *l != load) {
+                    return;
+                }
+                let read: Option<Vec<u64>> = (!self.kv.down && !self.nodes[node].cut).then(|| {
+                    let view = self.view_of(node, false);
+                    view.into_iter().filter(|f| shard_of_file(*f) == shard).collect()
+                });
+                let indexed = if self.protect.check_load { self.nodes[node].indexed(shard) } else { HashSet::new() };
+                let ids: Option<Vec<FileId>> = read.as_ref().map(|r| r.iter().map(|f| file_id(*f)).collect());
+                let n = &mut self.nodes[node];
+                let (_, machine, data) = n.loads.get_mut(&shard).expect("checked");
+                if let Some(r) = read {
+                    *data = r.into_iter().collect();
+                }
+                let step = machine.shard_read(now, ids.as_deref(), &indexed);
+                self.load_step(node, shard, load, step);
+            }
+            Ev::FilesRead { node, shard, load, files, .. } => {
+                if self.nodes[node].loads.get(&shard).is_none_or(|(l, _, _)| *l != load) {
+                    return;
+                }
+                let found: Vec<u64> = if self.kv.down || self.nodes[node].cut {
+                    Vec::new()
+                } else {
+                    // Single reads may be served by the replica catching up too (direct gets).
+                    let stale = self.rng.chance(0.5);
+                    let view = self.view_of(node, !stale);
+                    files.into_iter().filter(|f| view.contains(f)).collect()
+                };
+                let indexed = if self.protect.check_load { self.nodes[node].indexed(shard) } else { HashSet::new() };
+                let ids: Vec<FileId> = found.iter().map(|f| file_id(*f)).collect();
+                let n = &mut self.nodes[node];
+                let (_, machine, data) = n.loads.get_mut(&shard).expect("checked");
+                data.extend(found);
+                let step = machine.files_read(now, &ids, &indexed);
+                self.load_step(node, shard, load, step);
+            }
             Ev::Fault(f) => {
                 self.fault(f);
                 return;
@@ -467,8 +629,16 @@ impl Sim {
             Fault::Cut(i) if !self.faulty(i) && faulty < budget => {
                 self.node_fault_at = now;
                 self.nodes[i].cut = true;
+                self.nodes[i].cut_at = now;
             }
-            Fault::Heal(i) => self.nodes[i].cut = false,
+            Fault::Heal(i) if self.nodes[i].cut => {
+                self.nodes[i].cut = false;
+                // Its NATS server catches up for a while; its watch starts over.
+                let until = now + self.rng.range(500, 4_000);
+                self.nodes[i].behind = Some((until, self.nodes[i].cut_at));
+                let (t, inc) = (now + self.rng.range(0, 3_000), self.nodes[i].inc);
+                self.at(t, Ev::Replay { node: i, inc });
+            }
             Fault::Kill(i) if !self.faulty(i) && faulty < budget => {
                 self.node_fault_at = now;
                 let n = &mut self.nodes[i];
@@ -477,13 +647,12 @@ impl Sim {
             }
             Fault::Restart(i) if !self.nodes[i].alive => {
                 let tag = self.fresh_tag();
-                let n = &mut self.nodes[i];
-                n.alive = true;
-                n.tag = tag;
-                n.inc += 1;
-                n.m = Leases::new(tag, SHARDS, Timing::new(TTL), now);
-                n.tick_at = None;
+                let (inc, gen) = (self.nodes[i].inc + 1, self.nodes[i].gen);
+                self.nodes[i] = Node::fresh(tag, inc, now);
+                self.nodes[i].gen = gen; // a tick of the old incarnation must not pass for a new one
                 self.wake(i, now);
+                let t = now + self.rng.range(0, 1_000);
+                self.at(t, Ev::Replay { node: i, inc });
             }
             Fault::KvDown if !self.kv.down => self.kv.down = true,
             Fault::KvUp if self.kv.down => {
@@ -532,8 +701,11 @@ impl Sim {
                     if self.trace && std::env::var("CLUSTER_SIM_SHARD").is_ok_and(|x| x == shard.to_string()) {
                         eprintln!("{now}: node {tag} loads {shard}");
                     }
+                    self.next_load += 1;
+                    let load = self.next_load;
+                    self.nodes[i].loads.insert(shard, (load, ShardLoad::new(now, TTL), BTreeSet::new()));
                     let t = now + self.rng.range(5, 80);
-                    self.at(t, Ev::Loaded { node: i, inc, shard });
+                    self.at(t, Ev::ShardRead { node: i, inc, shard, load });
                 }
                 Output::Took { shard, revision, .. } => self.send(i, Msg::Took { from: tag, shard, revision }),
                 Output::Drop { shard, why } => {
@@ -541,17 +713,131 @@ impl Sim {
                         eprintln!("{now}: node {tag} drops {shard}: {why}");
                     }
                     // Invariant 4: let go only of what the KV no longer names this node for.
-                    let justified = matches!(why, "another node holds fewer shards" | "shutting down")
+                    // A load given up (its reads failed or stayed behind for a lease time) gives
+                    // the shard back: it is taken again later, from a fresh read.
+                    let justified = matches!(
+                        why,
+                        "another node holds fewer shards" | "shutting down" | "its files could not be loaded"
+                    )
                         || self.kv.live(shard, now).is_none_or(|(owner, _, _)| owner != tag);
                     if !justified {
                         self.breach(format!("node {tag} let shard {shard} go ({why}) while the KV still names it"));
                     }
+                    self.nodes[i].kept.remove(&shard);
+                    self.nodes[i].loads.remove(&shard);
                 }
                 Output::Joined { .. } | Output::Left { .. } | Output::Reconnect | Output::Rejoined => {}
             }
         }
         let t = self.nodes[i].m.poll_timeout().max(now);
         self.wake(i, t);
+    }
+
+    /// A publish of a new file, to the node acting for its shard: acknowledged once the KV
+    /// has it, then every node's watch hears of it.
+    fn publish(&mut self) {
+        let now = self.now;
+        if now < self.publish_until {
+            let t = now + self.rng.range(100, 600);
+            self.at(t, Ev::Publish);
+        }
+        let n = self.next_file;
+        self.next_file += 1;
+        let shard = shard_of_file(n);
+        let Some(i) = (0..self.nodes.len())
+            .find(|i| self.running(*i) && !self.nodes[*i].cut && self.nodes[*i].m.acts(now, shard))
+        else {
+            return; // `unavailable`: the publisher tries again later, nothing was acknowledged
+        };
+        if self.kv.down {
+            return;
+        }
+        self.files.insert(n, now);
+        self.nodes[i].kept.entry(shard).or_default().insert(n);
+        for j in 0..self.nodes.len() {
+            let t = now + self.rng.range(1, 60);
+            let inc = self.nodes[j].inc;
+            self.at(t, Ev::Watch { node: j, inc, file: n });
+        }
+    }
+
+    /// Node `i`'s watch heard of `files`: indexed, and kept if their shard is held here.
+    fn watched(&mut self, i: usize, files: &[u64]) {
+        let adopt = self.protect.adopt;
+        let n = &mut self.nodes[i];
+        for &f in files {
+            n.index.insert(f);
+            let shard = shard_of_file(f);
+            if adopt && n.m.holds(shard) {
+                n.kept.entry(shard).or_default().insert(f);
+            }
+        }
+    }
+
+    /// The files node `i`'s reads see: all, or as of when it was cut off while its NATS
+    /// server catches up (`fresh`: a read served by an up-to-date replica).
+    fn view_of(&self, i: usize, fresh: bool) -> BTreeSet<u64> {
+        let as_of = match self.nodes[i].behind {
+            Some((until, as_of)) if !fresh && self.now < until => as_of,
+            _ => u64::MAX,
+        };
+        self.files.iter().filter(|(_, at)| **at < as_of).map(|(f, _)| *f).collect()
+    }
+
+    /// Carries out a load's next step.
+    fn load_step(&mut self, i: usize, shard: u16, load: u64, step: LoadStep) {
+        let now = self.now;
+        let inc = self.nodes[i].inc;
+        match step {
+            LoadStep::ReadShard => {
+                let t = now + self.rng.range(5, 80);
+                self.at(t, Ev::ShardRead { node: i, inc, shard, load });
+            }
+            LoadStep::WaitUntil(until) => {
+                let t = until.max(now) + self.rng.range(5, 80);
+                self.at(t, Ev::ShardRead { node: i, inc, shard, load });
+            }
+            LoadStep::ReadFiles(ids) => {
+                let files = ids.iter().map(file_num).collect();
+                let t = now + self.rng.range(5, 40);
+                self.at(t, Ev::FilesRead { node: i, inc, shard, load, files });
+            }
+            LoadStep::Done => {
+                let n = &mut self.nodes[i];
+                let (_, _, data) = n.loads.remove(&shard).expect("a load in progress");
+                let kept = n.kept.entry(shard).or_default();
+                kept.extend(data);
+                let count = kept.len();
+                n.m.loaded(now, shard, Some(count));
+            }
+            LoadStep::GiveUp { .. } => {
+                let n = &mut self.nodes[i];
+                n.loads.remove(&shard);
+                n.kept.remove(&shard);
+                n.m.loaded(now, shard, None);
+            }
+        }
+    }
+
+    /// Invariant 7, at the end of a run: the node acting for each shard keeps every file
+    /// acknowledged for it.
+    fn check_files(&mut self) {
+        let now = self.now;
+        let mut found = Vec::new();
+        for (&f, &at) in &self.files {
+            let shard = shard_of_file(f);
+            for (i, n) in self.nodes.iter().enumerate() {
+                if self.running(i) && n.m.acts(now, shard) && !n.kept.get(&shard).is_some_and(|k| k.contains(&f)) {
+                    found.push(format!(
+                        "file {f} (shard {shard}) acknowledged at {at} ms is not kept by node {}, which acts for its shard",
+                        n.tag
+                    ));
+                }
+            }
+        }
+        for b in found {
+            self.breach(b);
+        }
     }
 
     fn breach(&mut self, what: String) {
@@ -675,6 +961,7 @@ fn run_seed(seed: u64) -> (Vec<String>, u64) {
     let mut sim = Sim::new(seed, n);
     sim.schedule_faults();
     sim.run();
+    sim.check_files();
     (sim.breaches, sim.longest_gap)
 }
 
@@ -718,6 +1005,7 @@ fn a_node_stopped_and_resumed_acts_on_nothing_it_lost_and_the_nodes_agree_again(
         sim.at(20_000, Ev::Fault(Fault::Resume(2)));
         sim.calm_from = 20_000;
         sim.run();
+        sim.check_files();
         assert!(sim.breaches.is_empty(), "seed {seed}: {:?}", sim.breaches);
         let converged = sim.converged_at.expect("converged");
         assert!(converged >= 20_000, "seed {seed}");
@@ -734,6 +1022,49 @@ fn a_kv_leader_election_loses_no_lease() {
         sim.at(11_500, Ev::Fault(Fault::KvUp));
         sim.calm_from = 11_500;
         sim.run();
+        sim.check_files();
         assert!(sim.breaches.is_empty(), "seed {seed}: {:?}", sim.breaches);
     }
+}
+
+/// The end-to-end case that lost a file once (`e2e/tests/cluster_nat.rs`,
+/// `a_node_cut_off_from_the_others_refuses_what_it_lost_and_catches_up_when_healed`): node 2
+/// of three cut off from NATS while files are published, then healed; its reads are behind for
+/// a while and its watch replays the index at some point. Every file acknowledged is kept by
+/// the node acting for its shard; with either protection removed, some seeds lose files (so
+/// the invariant is seen to fail, and each protection is needed).
+#[test]
+fn a_node_healed_from_a_cut_keeps_what_was_published_during_it_and_each_protection_is_needed() {
+    let failing = |protect: Protect| -> Vec<u64> {
+        let mut failed = Vec::new();
+        for seed in seeds().into_iter().take(40) {
+            let mut sim = Sim::new(seed, 3);
+            sim.protect = protect;
+            sim.at(8_000, Ev::Fault(Fault::Cut(2)));
+            sim.at(20_000, Ev::Fault(Fault::Heal(2)));
+            sim.calm_from = 20_000;
+            sim.run();
+            sim.check_files();
+            if !sim.breaches.is_empty() {
+                if protect.check_load && protect.adopt {
+                    eprintln!("seed {seed}: {:?}", sim.breaches);
+                }
+                failed.push(seed);
+            }
+        }
+        failed
+    };
+    let all = Protect { check_load: true, adopt: true };
+    assert_eq!(failing(all), Vec::<u64>::new(), "with both protections");
+    if std::env::var("CLUSTER_SIM_SEED").is_ok() {
+        return; // one seed replayed: it need not show the losses
+    }
+    let unchecked = failing(Protect { check_load: false, ..all });
+    let unadopted = failing(Protect { adopt: false, ..all });
+    eprintln!("seeds losing files: loads believed {unchecked:?}; watched files not adopted {unadopted:?}");
+    assert!(!unchecked.is_empty(), "a load believed while behind loses no file in 40 seeds: the sim misses the case");
+    assert!(
+        !unadopted.is_empty(),
+        "a watch replayed after the load loses no file in 40 seeds: the sim misses the case"
+    );
 }

@@ -6,9 +6,12 @@
 //! - [`plan`]: the balancing rule (which shard a file is in; take, renew, release).
 //! - [`lease`]: the state machine: rounds of lease reads and writes, the validity of each
 //!   lease held (counted from when its last successful write was *sent*), members heard.
+//! - [`shard_load`]: loading a shard taken over, checked against the node's watch of the
+//!   index (a read from a replica still catching up is behind).
 
 pub mod lease;
 pub mod plan;
+pub mod shard_load;
 
 /// The timing of a cluster, derived from its lease time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

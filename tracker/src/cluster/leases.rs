@@ -10,12 +10,11 @@ use super::store::lease_key;
 use super::Cluster;
 use crate::driver::Shared;
 use async_nats::jetstream::kv;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use swarm_core::cluster::lease::{KvOp, KvResult, Output};
 use swarm_core::cluster::plan::Seen;
-use swarm_core::swarm::FileRecord;
+use swarm_core::cluster::shard_load::{LoadStep, ShardLoad};
 use swarm_core::FileId;
 use tokio::sync::mpsc;
 
@@ -157,67 +156,76 @@ fn execute(state: &Arc<Shared>, cluster: &Arc<Cluster>, tx: &mpsc::UnboundedSend
     }
 }
 
-/// Loads a shard taken over, trying again for a lease time after an error: JetStream answers
-/// "temporarily unavailable" for seconds while it elects a leader (seen in
-/// `e2e/tests/cluster_nat.rs` after a partition healed), and a load that fails gives the lease
-/// back at once, so without retries the shards churned between the nodes (108 takes on one
-/// node in one run). `None` once the lease time is spent, or after 4 lease times in all.
+/// Loads a shard taken over ([`ShardLoad`]: checked against the files this node's watch of
+/// the index has seen, read again while behind or failing, for a lease time). JetStream
+/// answers "temporarily unavailable" for seconds while it elects a leader, and a replica
+/// catching up after a partition answers with an old view; a load that fails gives the lease
+/// back (without retries the shards churned between the nodes: 108 takes on one node in one
+/// run). `None`: not loaded within the lease time.
 async fn load_with_retries(cluster: &Cluster, shard: u16) -> Option<ShardData> {
     let ttl = cluster.config.lease_ttl;
-    let start = tokio::time::Instant::now();
-    let pause = (ttl / 5).max(Duration::from_millis(100));
+    let mut load = ShardLoad::new(cluster.now_ms(), ttl.as_millis() as u64);
+    let mut data: Option<ShardData> = None;
+    let mut step = LoadStep::ReadShard;
+    let mut why = String::new();
     loop {
-        let left = (ttl * 4).saturating_sub(start.elapsed());
-        let why = match tokio::time::timeout(left, cluster.store.load_shard(shard)).await {
-            Ok(Ok((mut files, trust))) => {
-                // JetStream can answer from a stream still catching up after a partition
-                // healed: a load that lacks files the index's watch has seen is behind (seen
-                // once in e2e/tests/cluster_nat.rs: every shard loaded empty after the heal and
-                // a file published during the cut was kept by no node). Those files are read
-                // one by one; what is still missing, the whole load is read again for.
-                let missing = missing_from_load(&cluster.index().files_of(shard), &files);
-                for f in &missing {
-                    if let Ok(Ok(Some(r))) = tokio::time::timeout(ttl, cluster.store.file(shard, f)).await {
-                        files.push(r);
+        step = match step {
+            LoadStep::ReadShard => {
+                let read = match tokio::time::timeout(ttl, cluster.store.load_shard(shard)).await {
+                    Ok(Ok(x)) => Some(x),
+                    Ok(Err(e)) => {
+                        why = e.to_string();
+                        None
                     }
-                }
-                let still = missing_from_load(&cluster.index().files_of(shard), &files);
-                if still.is_empty() || start.elapsed() + pause >= ttl {
-                    if !still.is_empty() {
-                        tracing::error!(
-                            shard,
-                            missing = still.len(),
-                            "a shard taken over loaded without files the cluster's index has"
-                        );
-                    } else if !missing.is_empty() {
-                        tracing::warn!(
-                            shard,
-                            files = missing.len(),
-                            "a shard's load was behind the cluster's index: read its missing files one by one"
-                        );
+                    Err(_) => {
+                        why = "timed out".to_string();
+                        None
                     }
-                    return Some((files, trust));
+                };
+                let ids: Option<Vec<FileId>> =
+                    read.as_ref().map(|(files, _)| files.iter().map(|r| r.manifest.file_id()).collect());
+                if read.is_some() {
+                    data = read;
                 }
-                format!("its load lacks {} files the cluster's index has", still.len())
+                let indexed = cluster.index().files_of(shard);
+                load.shard_read(cluster.now_ms(), ids.as_deref(), &indexed)
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".to_string(),
-        };
-        if start.elapsed() + pause >= ttl {
-            tracing::error!(shard, "cannot load a shard taken over: {why}");
-            return None;
+            LoadStep::ReadFiles(ids) => {
+                let mut found = Vec::new();
+                for f in &ids {
+                    if let Ok(Ok(Some(r))) = tokio::time::timeout(ttl, cluster.store.file(shard, f)).await {
+                        found.push(r);
+                    }
+                }
+                let found_ids: Vec<FileId> = found.iter().map(|r| r.manifest.file_id()).collect();
+                if let Some((files, _)) = data.as_mut() {
+                    files.extend(found);
+                }
+                why = format!("its load lacked {} files the cluster's index has", ids.len() - found_ids.len());
+                let indexed = cluster.index().files_of(shard);
+                load.files_read(cluster.now_ms(), &found_ids, &indexed)
+            }
+            LoadStep::WaitUntil(t) => {
+                tracing::warn!(shard, "cannot load a shard taken over yet (trying again): {why}");
+                tokio::time::sleep(Duration::from_millis(t.saturating_sub(cluster.now_ms()))).await;
+                LoadStep::ReadShard
+            }
+            LoadStep::Done => {
+                if load.reads_behind() > 0 {
+                    tracing::warn!(
+                        shard,
+                        reads = load.reads_behind(),
+                        "a shard's load caught up with the cluster's index"
+                    );
+                }
+                return data;
+            }
+            LoadStep::GiveUp { missing } => {
+                tracing::error!(shard, missing, "cannot load a shard taken over: {why}");
+                return None;
+            }
         }
-        tracing::warn!(shard, "cannot load a shard taken over yet (trying again): {why}");
-        tokio::time::sleep(pause).await;
     }
-}
-
-/// The files the index has for a shard that a load of it lacks (sorted).
-fn missing_from_load(indexed: &HashSet<FileId>, loaded: &[FileRecord]) -> Vec<FileId> {
-    let have: HashSet<FileId> = loaded.iter().map(|r| r.manifest.file_id()).collect();
-    let mut missing: Vec<FileId> = indexed.difference(&have).copied().collect();
-    missing.sort_unstable();
-    missing
 }
 
 /// One operation on the lease bucket, its outcome as the machine sees it: a compare-and-set
@@ -324,34 +332,4 @@ pub async fn release_all(state: &Shared, cluster: &Cluster) {
         }
     }
     let _ = cluster.client.flush().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use swarm_core::wire::FileMeta;
-    use swarm_core::ManifestBuilder;
-
-    fn record(seed: &[u8]) -> FileRecord {
-        let mut b = ManifestBuilder::new(4);
-        b.push(seed);
-        FileRecord { manifest: b.finish(), meta: FileMeta::public("f", "text/plain"), published_at_ms: 0, owner: None }
-    }
-
-    #[test]
-    fn a_load_lacking_an_indexed_file_is_behind_and_extra_files_are_not() {
-        let a = record(b"a");
-        let b = record(b"b");
-        let (ia, ib) = (a.manifest.file_id(), b.manifest.file_id());
-        let indexed: HashSet<FileId> = [ia, ib].into();
-        assert_eq!(missing_from_load(&indexed, &[]), {
-            let mut v = vec![ia, ib];
-            v.sort_unstable();
-            v
-        });
-        assert_eq!(missing_from_load(&indexed, std::slice::from_ref(&a)), vec![ib]);
-        assert!(missing_from_load(&indexed, &[a.clone(), b.clone()]).is_empty());
-        // A file the watch has not seen yet (or saw deleted) does not make a load behind.
-        assert!(missing_from_load(&[ia].into(), &[a, b]).is_empty());
-    }
 }
