@@ -790,7 +790,11 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                     }
                 }) }
                 </tbody>
-            </table></div>
+            </table>
+            { if a.total > a.peers.len() as u64 {
+                html! { <p class="muted" id="swarm-peers-more">{format!("{} of {} peers shown", a.peers.len(), a.total)}</p> }
+            } else { html! {} } }
+            </div>
         },
     };
     let by_path = |p: LinkPath| props.stats.by_path[crate::paths::index(p)];

@@ -114,10 +114,17 @@ pub struct SearchAnswer {
     pub files: Vec<FileSummary>,
 }
 
-/// `/api/peers`: the live peers.
+/// `/api/peers?offset=&limit=`: a page of the live peers, ordered by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeersAnswer {
+    /// Live peers in all.
     pub total: u64,
+    /// Where this page starts in the order by id.
+    #[serde(default)]
+    pub offset: u64,
+    /// The page's size as asked (bounded by the tracker).
+    #[serde(default)]
+    pub limit: u64,
     pub peers: Vec<PeerInfo>,
 }
 
@@ -362,8 +369,8 @@ mod tests {
         }
 
         #[test]
-        fn peers_answers_round_trip(peers in prop::collection::vec(peer_info(), 0..4)) {
-            round_trips(&PeersAnswer { total: peers.len() as u64, peers })?;
+        fn peers_answers_round_trip(peers in prop::collection::vec(peer_info(), 0..4), offset in any::<u64>(), limit in any::<u64>()) {
+            round_trips(&PeersAnswer { total: peers.len() as u64, offset, limit, peers })?;
         }
 
         #[test]
@@ -444,8 +451,8 @@ mod tests {
             orders_in_flight: 0,
             leaving: false,
         };
-        let p = serde_json::to_value(PeersAnswer { total: 1, peers: vec![info] }).unwrap();
-        assert_eq!(keys(&p), ["peers", "total"]);
+        let p = serde_json::to_value(PeersAnswer { total: 1, offset: 0, limit: 100, peers: vec![info] }).unwrap();
+        assert_eq!(keys(&p), ["limit", "offset", "peers", "total"]);
         assert_eq!(
             keys(&p["peers"][0]),
             [

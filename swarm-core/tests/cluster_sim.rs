@@ -718,8 +718,7 @@ impl Sim {
                     let justified = matches!(
                         why,
                         "another node holds fewer shards" | "shutting down" | "its files could not be loaded"
-                    )
-                        || self.kv.live(shard, now).is_none_or(|(owner, _, _)| owner != tag);
+                    ) || self.kv.live(shard, now).is_none_or(|(owner, _, _)| owner != tag);
                     if !justified {
                         self.breach(format!("node {tag} let shard {shard} go ({why}) while the KV still names it"));
                     }

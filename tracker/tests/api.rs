@@ -161,6 +161,37 @@ async fn a_file_s_holders_come_in_pages() {
 }
 
 #[tokio::test]
+async fn the_live_peers_come_in_pages_ordered_by_id() {
+    let (url, host) = start(tracker::Config::default()).await;
+    let mut conns = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..7u32 {
+        let mut ws = connect(&url).await;
+        ids.push(hello(&mut ws, &secret(n + 10)).await.to_string());
+        conns.push(ws);
+    }
+    ids.sort();
+    let mut paged = Vec::new();
+    for offset in [0, 3, 6] {
+        let (status, p) = get_json(&host, &format!("/api/peers?offset={offset}&limit=3")).await;
+        assert_eq!(status, 200);
+        let typed: PeersAnswer = serde_json::from_value(p).unwrap();
+        assert_eq!((typed.total, typed.offset, typed.limit), (7, offset, 3));
+        paged.extend(typed.peers.into_iter().map(|p| p.id.to_string()));
+    }
+    assert_eq!(paged, ids, "the pages, in turn, are every live peer once, in the order of their ids");
+    let (_, all) = get_json(&host, "/api/peers").await;
+    let typed: PeersAnswer = serde_json::from_value(all).unwrap();
+    assert_eq!((typed.peers.len(), typed.limit), (7, 100), "a page of 100 unless asked");
+    let (_, big) = get_json(&host, "/api/peers?limit=100000").await;
+    assert_eq!(big["limit"], 500, "a page is 500 peers at most");
+    let (_, beyond) = get_json(&host, "/api/peers?offset=50").await;
+    assert_eq!((beyond["total"].as_u64(), beyond["peers"].as_array().map(Vec::len)), (Some(7), Some(0)));
+    assert_eq!(get_json(&host, "/api/peers?limit=x").await.0, 400);
+    drop(conns);
+}
+
+#[tokio::test]
 async fn metrics_parse_and_count() {
     let (url, host) = start(tracker::Config::default()).await;
     let (mut a, mut b) = (connect(&url).await, connect(&url).await);
