@@ -33,6 +33,11 @@ pub fn app() -> Html {
         let dispatcher = state.dispatcher();
         use_state(move || NodeHandle(Node::start(Callback::from(move |a| dispatcher.dispatch(a)))))
     };
+    // The browser asks before the tab closes or reloads while work would be lost.
+    use_effect_with(state.unfinished_work(), |why| {
+        let guard = why.clone().map(crate::leave::LeaveGuard::new);
+        move || drop(guard)
+    });
     html! {
         <ContextProvider<NodeHandle> context={(*node).clone()}>
             <div class="app">

@@ -17,6 +17,7 @@
 //! - [`webkey`]: the tab's private key, a non-extractable WebCrypto key kept in IndexedDB.
 //! - [`clipboard`]: share links to the clipboard and the system share sheet.
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
+//! - [`leave`]: the browser's "leave this page?" while an upload or a download is unfinished.
 //! - [`stream`] and [`player`]: play while downloading: `/stream/<id>` answered from the tab's
 //!   store through the service worker `static/sw.js`, the element that plays it.
 //!
@@ -63,6 +64,7 @@ pub mod hooks;
 pub mod idb;
 pub mod identity;
 pub mod js_chunk;
+pub mod leave;
 pub mod node;
 pub mod paths;
 pub mod player;
