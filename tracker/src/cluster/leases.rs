@@ -168,10 +168,14 @@ async fn load_with_retries(cluster: &Cluster, shard: u16) -> Option<ShardData> {
     let mut data: Option<ShardData> = None;
     let mut step = LoadStep::ReadShard;
     let mut why = String::new();
+    // One read may take longer than the lease time (a slow JetStream after a NATS server
+    // died): the reads together are bounded by 4 lease times, the tries by the machine.
+    let start = tokio::time::Instant::now();
+    let left = || (ttl * 4).saturating_sub(start.elapsed());
     loop {
         step = match step {
             LoadStep::ReadShard => {
-                let read = match tokio::time::timeout(ttl, cluster.store.load_shard(shard)).await {
+                let read = match tokio::time::timeout(left(), cluster.store.load_shard(shard)).await {
                     Ok(Ok(x)) => Some(x),
                     Ok(Err(e)) => {
                         why = e.to_string();
@@ -193,7 +197,7 @@ async fn load_with_retries(cluster: &Cluster, shard: u16) -> Option<ShardData> {
             LoadStep::ReadFiles(ids) => {
                 let mut found = Vec::new();
                 for f in &ids {
-                    if let Ok(Ok(Some(r))) = tokio::time::timeout(ttl, cluster.store.file(shard, f)).await {
+                    if let Ok(Ok(Some(r))) = tokio::time::timeout(left(), cluster.store.file(shard, f)).await {
                         found.push(r);
                     }
                 }
