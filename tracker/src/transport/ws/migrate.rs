@@ -5,6 +5,7 @@
 //! that the old id moved, so the same secret (leaked to a host an old peer once visited) can
 //! never move them again to anyone else.
 
+use super::blocking;
 use crate::app::AppState;
 use swarm_core::swarm::policy::check_secret;
 use swarm_core::swarm::FileRecord;
@@ -57,12 +58,4 @@ pub(super) fn migrate(state: &AppState, secret: &str, new: &PeerId) -> Result<u3
     }
     tracing::info!(%old, %new, files = moved.len(), "legacy identity migrated");
     Ok(moved.len() as u32)
-}
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }

@@ -78,6 +78,15 @@ pub async fn upgrade(
     handshake::switching_protocols::<Body>(&accept)
 }
 
+/// Runs short blocking work (a database commit) without stalling other tasks on this worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// What arrived on the socket.
 pub(super) enum Incoming {
     Msg(ClientMsg),

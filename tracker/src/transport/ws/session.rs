@@ -12,7 +12,7 @@
 //! connection (100 identities paced before parsing grew the tracker by 236 MiB, after parsing
 //! by 135–159 MiB), where a socket not read costs only the kernel's buffer.
 
-use super::{classify, Incoming};
+use super::{blocking, classify, Incoming};
 use crate::app::AppState;
 use crate::core::limits::{Strikes, TokenBucket, Verdict};
 use crate::core::outbox::{Frame, Outbox, PushError};
@@ -385,14 +385,5 @@ impl Peer<'_> {
         } else {
             Flow::Go
         }
-    }
-}
-
-/// Runs short blocking work (a database commit) without stalling other tasks on this worker.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
