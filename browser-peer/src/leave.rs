@@ -1,7 +1,7 @@
 //! The browser's "leave this page?" question while leaving would lose work
 //! ([`crate::state::AppState::unfinished_work`]): an upload not yet published lives only in
-//! this tab, and a download does not resume after a reload. The question is asked only while
-//! such work runs (a page that always asks teaches people to click through it).
+//! this tab (downloads resume after a reload: [`crate::resume`]). The question is asked only
+//! while such work runs (a page that always asks teaches people to click through it).
 //!
 //! Browsers show their own text, not ours, and only once the user has interacted with the page;
 //! what the page controls is whether it asks: `preventDefault` (and the older `returnValue`)

@@ -17,7 +17,8 @@
 //! - [`webkey`]: the tab's private key, a non-extractable WebCrypto key kept in IndexedDB.
 //! - [`clipboard`]: share links to the clipboard and the system share sheet.
 //! - [`hooks`]: REST data for components (search, placement, peers) behind hooks.
-//! - [`leave`]: the browser's "leave this page?" while an upload or a download is unfinished.
+//! - [`leave`]: the browser's "leave this page?" while an upload is not yet published.
+//! - [`resume`]: the tab's unfinished downloads, kept across reloads and started again.
 //! - [`stream`] and [`player`]: play while downloading: `/stream/<id>` answered from the tab's
 //!   store through the service worker `static/sw.js`, the element that plays it.
 //!
@@ -69,6 +70,7 @@ pub mod node;
 pub mod paths;
 pub mod player;
 pub mod private;
+pub mod resume;
 pub mod rtc;
 pub mod state;
 pub mod store;

@@ -157,6 +157,10 @@ struct PageDownload {
 }
 
 struct State {
+    /// This tab's identity slot, once claimed.
+    slot: Option<u32>,
+    /// Downloads to start again when the page opens ([`crate::resume`]).
+    resume: Vec<FileId>,
     peer: Peer<JsChunk>,
     link: Option<TrackerLink>,
     store: Rc<dyn ChunkStore>,
@@ -256,6 +260,8 @@ impl Node {
         let node = Rc::new_cyclic(|weak| Node {
             weak: weak.clone(),
             state: RefCell::new(State {
+                slot: None,
+                resume: Vec::new(),
                 // Replaced by the peer of this tab's identity before the tracker is reached.
                 peer: Peer::new(peer_config(&search, [0; 32])),
                 link: None,
@@ -326,6 +332,7 @@ impl Node {
             node.connect_tracker();
             node.push_stats();
             node.follow_hash();
+            node.resume_downloads();
         });
         let every = |ms: u32, f: fn(&Node)| {
             let weak = Rc::downgrade(&node);
@@ -364,8 +371,28 @@ impl Node {
         let mut st = self.state.borrow_mut();
         st.peer = peer;
         st.key = Some(identity.key.clone());
+        st.slot = Some(identity.slot);
+        let kept = LocalStorage::raw().get_item(&crate::resume::key(identity.slot)).ok().flatten();
+        st.resume = crate::resume::decode(&kept.unwrap_or_default());
         drop(st);
         self.dispatch(Action::Identity { slot: identity.slot });
+    }
+
+    /// Starts again the downloads an earlier page of this slot left unfinished.
+    fn resume_downloads(&self) {
+        let files = self.state.borrow().resume.clone();
+        for f in files {
+            self.download(&f.to_string());
+        }
+    }
+
+    /// Changes the list of unfinished downloads and keeps it.
+    fn change_resume(&self, change: impl FnOnce(&[FileId]) -> Vec<FileId>) {
+        let mut st = self.state.borrow_mut();
+        st.resume = change(&st.resume);
+        if let Some(slot) = st.slot {
+            let _ = LocalStorage::raw().set_item(&crate::resume::key(slot), &crate::resume::encode(&st.resume));
+        }
     }
 
     fn connect_tracker(&self) {
@@ -755,6 +782,7 @@ impl Node {
                         let _ = Url::revoke_object_url(&old);
                     }
                     gloo::console::log!(format!("download of {} done", meta.name));
+                    node.change_resume(|kept| kept.iter().copied().filter(|f| *f != file).collect());
                     node.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
                     node.refresh_estimate(false).await;
                 }
@@ -1117,6 +1145,10 @@ impl Node {
             Ok(link) => (link.file, link.secret),
             Err(e) => return self.dispatch(Action::DownloadInputError(e.to_string())),
         };
+        if secret.is_none() {
+            // A private file's key is not kept: it does not resume.
+            self.change_resume(|kept| crate::resume::with(kept, file));
+        }
         {
             let mut st = self.state.borrow_mut();
             st.secrets.remember(file, secret);
@@ -1147,6 +1179,7 @@ impl Node {
             let id = st.downloads.iter().find(|(_, d)| d.file == file).map(|(id, _)| *id);
             id.and_then(|id| st.downloads.remove(&id).map(|d| (id, d)))
         };
+        self.change_resume(|kept| kept.iter().copied().filter(|f| *f != file).collect());
         let Some((id, d)) = removed else { return };
         self.drive(|p, _, now| p.cancel(id, now));
         if let Some((_, manifest, _)) = &d.located {

@@ -283,19 +283,11 @@ pub struct AppState {
 
 impl AppState {
     /// Why closing or reloading the tab now would lose work, if it would: an upload still
-    /// being chunked and published (its bytes are only in this tab), or a download still
-    /// fetching (it does not resume after a reload). `None`: nothing to warn about.
+    /// being chunked and published (its bytes are only in this tab). Downloads resume after a
+    /// reload ([`crate::resume`]). `None`: nothing to warn about.
     pub fn unfinished_work(&self) -> Option<String> {
         let uploading = self.uploads.iter().filter(|u| u.file.is_none() && u.error.is_none()).count();
-        let downloading = self.downloads.iter().filter(|d| d.phase.running()).count();
-        let mut parts = Vec::new();
-        if uploading > 0 {
-            parts.push(format!("{uploading} upload(s) not yet published"));
-        }
-        if downloading > 0 {
-            parts.push(format!("{downloading} download(s) still fetching"));
-        }
-        (!parts.is_empty()).then(|| format!("Leaving now stops {}.", parts.join(" and ")))
+        (uploading > 0).then(|| format!("Leaving now stops {uploading} upload(s) not yet published."))
     }
 }
 
@@ -552,20 +544,14 @@ mod tests {
     }
 
     #[test]
-    fn leaving_warns_only_while_an_upload_or_a_download_is_unfinished() {
+    fn leaving_warns_only_while_an_upload_is_unpublished() {
         let mut s = Rc::new(AppState::default());
         assert_eq!(s.unfinished_work(), None, "nothing going on: no nagging");
         s = s.reduce(Action::UploadStarted { id: 1, name: "a".into(), size: 10, chunks_total: 1, now: 0.0 });
         assert_eq!(s.unfinished_work().as_deref(), Some("Leaving now stops 1 upload(s) not yet published."));
-        let file = FileId([7; 32]);
-        s = s.reduce(Action::DownloadStarted { file, now: 0.0 });
-        assert_eq!(
-            s.unfinished_work().as_deref(),
-            Some("Leaving now stops 1 upload(s) not yet published and 1 download(s) still fetching.")
-        );
+        s = s.reduce(Action::DownloadStarted { file: FileId([7; 32]), now: 0.0 });
         s = s.reduce(Action::UploadPublished { id: 1, file: FileId([8; 32]) });
-        s = s.reduce(Action::DownloadDone { file, url: "blob:x".into(), now: 1.0 });
-        assert_eq!(s.unfinished_work(), None, "published and downloaded: nothing lost by leaving");
+        assert_eq!(s.unfinished_work(), None, "published; a download resumes after a reload");
         s = s.reduce(Action::UploadStarted { id: 2, name: "b".into(), size: 10, chunks_total: 1, now: 2.0 });
         s = s.reduce(Action::UploadFailed { id: 2, error: "quota".into() });
         assert_eq!(s.unfinished_work(), None, "a failed upload has nothing left to lose");

@@ -1,7 +1,7 @@
 //! The web app as a user drives it, in real headless Chromium against a real tracker and real
 //! native peers: upload by the file input, search as you type, download with the chunk map,
-//! share links, a reload that re-announces the tab's IndexedDB inventory, two tabs swapping a
-//! file, replication orders taken by the tab, and the tracker relay when WebRTC is refused.
+//! share links, a reload that re-announces the tab's IndexedDB inventory, a download that
+//! resumes when the page opens again, two tabs swapping a file, replication orders taken by the tab, and the tracker relay when WebRTC is refused.
 //! Screenshots of each state land in `target/e2e-artifacts/app-*.png`. The page's main views
 //! (start, an upload listed, search results and none, a download running and done) pass the
 //! accessibility check of `e2e/src/axe.rs` (axe-core: nothing serious or critical; visible
@@ -198,6 +198,42 @@ async fn reload_reannounces_the_indexeddb_inventory() -> anyhow::Result<()> {
     native.cli_json(&["get", &id, "-o", &out.to_string_lossy()])?;
     assert!(std::fs::read(&out)? == bytes, "served from IndexedDB after the reload");
     browser.screenshot("app-4-after-reload").await?;
+    Ok(())
+}
+
+/// A download the tab could not finish (its only holder went away) is started again when the
+/// page opens anew, without its link: it finishes once the holder is back, and leaves the
+/// tab's list of unfinished downloads then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_download_resumes_when_the_page_opens_again() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("app-resume-tracker", Some(&e2e::web_dir()))?;
+    let dir = tmp.path().join("n1");
+    let mut n1 = NativePeer::start("app-resume-n1", &tracker, &dir)?;
+    let (path, bytes) = random_file(tmp.path(), "later.bin", 3 * MIB + 5, 21)?;
+    let put = n1.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(30), |v| {
+        chunks_held_by(v, &n1.peer_id) == chunk_count(v)
+    })
+    .await?;
+    // Its only holder goes: the tab's download cannot finish.
+    n1.proc.kill();
+    wait_json(&tracker, "/api/stats", Duration::from_secs(30), |v| v["peers"] == 0).await?;
+    let (browser, _) = open_app(&tracker, "app-resume", &format!("/#/file/{id}")).await?;
+    browser.wait_for("li.download-item", Duration::from_secs(30)).await?;
+
+    // The page opens anew, without the link (a new document: the query differs).
+    browser.client.goto(&format!("{}/?again", tracker.http_url())).await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    let item = browser.wait_for("li.download-item", Duration::from_secs(30)).await?;
+    let state = item.attr("data-state").await?.unwrap_or_default();
+    assert!(state == "locating" || state == "downloading" || state == "failed", "listed again: {state}");
+    let _n1 = NativePeer::start("app-resume-n1-back", &tracker, &dir)?;
+    let got = saved_bytes(&browser).await?;
+    assert!(got == bytes, "the resumed download has the file's bytes");
+    let kept = browser.client.execute("return localStorage.getItem('pp-downloads-0');", vec![]).await?;
+    assert!(kept.as_str().is_some_and(|k| !k.contains(&id)), "done: no longer on the list ({kept})");
     Ok(())
 }
 
