@@ -410,7 +410,8 @@ pub struct DownloadItemProps {
 }
 
 /// One download: `li.download-item[data-file-id][data-state]` (`locating`, `downloading`,
-/// `done`, `failed`, `cancelled`).
+/// `done`, `failed`, `cancelled`, `paused`), with `.download-pause` / `.download-resume` and
+/// `.download-cancel` buttons.
 #[function_component(DownloadItem)]
 pub fn download_item(props: &DownloadItemProps) -> Html {
     let node = use_node();
@@ -427,6 +428,9 @@ pub fn download_item(props: &DownloadItemProps) -> Html {
             format!("cancelled after {}/{} chunks (kept here as copies for the swarm)", d.chunks_done, d.chunks_total),
             "cancelled",
         ),
+        DownloadPhase::Paused => {
+            (format!("paused after {}/{} chunks (resumes where it stopped)", d.chunks_done, d.chunks_total), "paused")
+        }
     };
     let done = matches!(d.phase, DownloadPhase::Done { .. });
     let eta = match (&d.phase, d.eta_secs()) {
@@ -434,7 +438,16 @@ pub fn download_item(props: &DownloadItemProps) -> Html {
         _ => String::new(),
     };
     let file = d.file;
-    let oncancel = Callback::from(move |_: MouseEvent| node.0.cancel(file));
+    let oncancel = {
+        let node = node.clone();
+        Callback::from(move |_: MouseEvent| node.0.cancel(file))
+    };
+    let onpause = {
+        let node = node.clone();
+        Callback::from(move |_: MouseEvent| node.0.pause(file))
+    };
+    let onresume = Callback::from(move |_: MouseEvent| node.0.download(&file.to_hex()));
+    let paused = d.phase == DownloadPhase::Paused;
     html! {
         <li class={classes!("download-item", d.phase.key())} data-file-id={d.file.to_hex()} data-state={d.phase.key()}>
             <div class="row">
@@ -460,6 +473,12 @@ pub fn download_item(props: &DownloadItemProps) -> Html {
             }
             <div class="download-actions">
                 if d.phase.running() {
+                    <button class="small download-pause" onclick={onpause}>{"Pause"}</button>
+                }
+                if paused {
+                    <button class="small download-resume" onclick={onresume}>{"Resume"}</button>
+                }
+                if d.phase.running() || paused {
                     <button class="small download-cancel" onclick={oncancel}>{"Cancel"}</button>
                 }
                 if let DownloadPhase::Done { url } = &d.phase {

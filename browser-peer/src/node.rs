@@ -160,7 +160,10 @@ struct State {
     /// This tab's identity slot, once claimed.
     slot: Option<u32>,
     /// Downloads to start again when the page opens ([`crate::resume`]).
-    resume: Vec<FileId>,
+    resume: Vec<crate::resume::Kept>,
+    /// Paused downloads of this page and the chunks they keep pinned until resumed or
+    /// cancelled.
+    paused: HashMap<FileId, Vec<ChunkId>>,
     peer: Peer<JsChunk>,
     link: Option<TrackerLink>,
     store: Rc<dyn ChunkStore>,
@@ -262,6 +265,7 @@ impl Node {
             state: RefCell::new(State {
                 slot: None,
                 resume: Vec::new(),
+                paused: HashMap::new(),
                 // Replaced by the peer of this tab's identity before the tracker is reached.
                 peer: Peer::new(peer_config(&search, [0; 32])),
                 link: None,
@@ -378,16 +382,23 @@ impl Node {
         self.dispatch(Action::Identity { slot: identity.slot });
     }
 
-    /// Starts again the downloads an earlier page of this slot left unfinished.
+    /// Starts again the downloads an earlier page of this slot left unfinished; lists the
+    /// paused ones as paused.
     fn resume_downloads(&self) {
-        let files = self.state.borrow().resume.clone();
-        for f in files {
-            self.download(&f.to_string());
+        let kept = self.state.borrow().resume.clone();
+        for k in kept {
+            if k.paused {
+                self.state.borrow_mut().paused.insert(k.file, Vec::new());
+                self.dispatch(Action::DownloadStarted { file: k.file, now: js_sys::Date::now() });
+                self.dispatch(Action::DownloadPaused { file: k.file });
+            } else {
+                self.download(&k.file.to_string());
+            }
         }
     }
 
     /// Changes the list of unfinished downloads and keeps it.
-    fn change_resume(&self, change: impl FnOnce(&[FileId]) -> Vec<FileId>) {
+    fn change_resume(&self, change: impl FnOnce(&[crate::resume::Kept]) -> Vec<crate::resume::Kept>) {
         let mut st = self.state.borrow_mut();
         st.resume = change(&st.resume);
         if let Some(slot) = st.slot {
@@ -782,7 +793,7 @@ impl Node {
                         let _ = Url::revoke_object_url(&old);
                     }
                     gloo::console::log!(format!("download of {} done", meta.name));
-                    node.change_resume(|kept| kept.iter().copied().filter(|f| *f != file).collect());
+                    node.change_resume(|kept| crate::resume::without(kept, file));
                     node.dispatch(Action::DownloadDone { file, url, now: js_sys::Date::now() });
                     node.refresh_estimate(false).await;
                 }
@@ -1147,11 +1158,12 @@ impl Node {
         };
         if secret.is_none() {
             // A private file's key is not kept: it does not resume.
-            self.change_resume(|kept| crate::resume::with(kept, file));
+            self.change_resume(|kept| crate::resume::with(kept, crate::resume::Kept::running(file)));
         }
         {
             let mut st = self.state.borrow_mut();
             st.secrets.remember(file, secret);
+            st.paused.remove(&file);
             if st.downloads.values().any(|d| d.file == file) {
                 return; // already running
             }
@@ -1174,33 +1186,62 @@ impl Node {
     /// swarm can use) but are no longer pinned unless another of the user's files needs them,
     /// so they count against the offer (and go if the store is above it).
     pub fn cancel(&self, file: FileId) {
+        self.change_resume(|kept| crate::resume::without(kept, file));
+        let was_paused = self.state.borrow_mut().paused.remove(&file);
+        let chunks = match (self.stop(file), was_paused) {
+            (Some(chunks), _) | (None, Some(chunks)) => chunks,
+            (None, None) => return,
+        };
+        self.unpin_unneeded(&chunks);
+        self.dispatch(Action::DownloadCancelled { file });
+        self.fit_offer();
+        self.drive(|p, inv, _| p.report_storage(inv));
+    }
+
+    /// Pauses the download of `file`: it fetches nothing more until resumed ([`Node::download`]
+    /// again), and stays paused across reloads. Its chunks stay pinned while this page lives.
+    pub fn pause(&self, file: FileId) {
+        let Some(chunks) = self.stop(file) else { return };
+        self.state.borrow_mut().paused.insert(file, chunks);
+        self.change_resume(|kept| {
+            if kept.iter().any(|k| k.file == file) {
+                crate::resume::with(kept, crate::resume::Kept { file, paused: true })
+            } else {
+                kept.to_vec() // a private file: not kept, so not kept paused either
+            }
+        });
+        self.dispatch(Action::DownloadPaused { file });
+    }
+
+    /// Stops the running download of `file`; the chunks of its file, if it was located.
+    fn stop(&self, file: FileId) -> Option<Vec<ChunkId>> {
         let removed = {
             let mut st = self.state.borrow_mut();
             let id = st.downloads.iter().find(|(_, d)| d.file == file).map(|(id, _)| *id);
             id.and_then(|id| st.downloads.remove(&id).map(|d| (id, d)))
         };
-        self.change_resume(|kept| kept.iter().copied().filter(|f| *f != file).collect());
-        let Some((id, d)) = removed else { return };
+        let (id, d) = removed?;
         self.drive(|p, _, now| p.cancel(id, now));
-        if let Some((_, manifest, _)) = &d.located {
-            let mut st = self.state.borrow_mut();
-            let needed: HashSet<ChunkId> = st
-                .uploaded
-                .values()
-                .flat_map(|m| m.chunks.iter())
-                .chain(st.kept_files.values().flatten())
-                .chain(st.downloads.values().filter_map(|d| d.located.as_ref()).flat_map(|l| l.1.chunks.iter()))
-                .copied()
-                .collect();
-            for c in &manifest.chunks {
-                if !needed.contains(c) {
-                    st.pinned.remove(c);
-                }
+        Some(d.located.map(|(_, manifest, _)| manifest.chunks).unwrap_or_default())
+    }
+
+    /// Unpins those of `chunks` that no file of the user's still needs.
+    fn unpin_unneeded(&self, chunks: &[ChunkId]) {
+        let mut st = self.state.borrow_mut();
+        let needed: HashSet<ChunkId> = st
+            .uploaded
+            .values()
+            .flat_map(|m| m.chunks.iter())
+            .chain(st.kept_files.values().flatten())
+            .chain(st.downloads.values().filter_map(|d| d.located.as_ref()).flat_map(|l| l.1.chunks.iter()))
+            .chain(st.paused.values().flatten())
+            .copied()
+            .collect();
+        for c in chunks {
+            if !needed.contains(c) {
+                st.pinned.remove(c);
             }
         }
-        self.dispatch(Action::DownloadCancelled { file });
-        self.fit_offer();
-        self.drive(|p, inv, _| p.report_storage(inv));
     }
 }
 

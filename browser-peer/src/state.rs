@@ -103,6 +103,8 @@ pub enum DownloadPhase {
     Failed(String),
     /// The user stopped it.
     Cancelled,
+    /// The user paused it: nothing is fetched until they resume it (kept so across reloads).
+    Paused,
 }
 
 impl DownloadPhase {
@@ -114,6 +116,7 @@ impl DownloadPhase {
             DownloadPhase::Done { .. } => "done",
             DownloadPhase::Failed(_) => "failed",
             DownloadPhase::Cancelled => "cancelled",
+            DownloadPhase::Paused => "paused",
         }
     }
 
@@ -372,6 +375,10 @@ pub enum Action {
     DownloadCancelled {
         file: FileId,
     },
+    /// The user paused it (or it was paused when the page last closed).
+    DownloadPaused {
+        file: FileId,
+    },
     /// What was typed (or opened) is not something the page can fetch.
     DownloadInputError(String),
     Offer(OfferView),
@@ -493,8 +500,17 @@ impl Reducible for AppState {
                 }
             }
             Action::DownloadCancelled { file } => {
-                if let Some(d) = running(&mut s, file) {
+                if let Some(d) = s
+                    .downloads
+                    .iter_mut()
+                    .find(|d| d.file == file && (d.phase.running() || d.phase == DownloadPhase::Paused))
+                {
                     d.phase = DownloadPhase::Cancelled;
+                }
+            }
+            Action::DownloadPaused { file } => {
+                if let Some(d) = running(&mut s, file) {
+                    d.phase = DownloadPhase::Paused;
                 }
             }
             Action::DownloadInputError(e) => s.download_error = Some(e),
@@ -541,6 +557,23 @@ mod tests {
             sources: Vec::new(),
             first_chunk_ms,
         }
+    }
+
+    #[test]
+    fn a_paused_download_waits_and_starts_over_when_resumed_or_ends_when_cancelled() {
+        let file = FileId([9; 32]);
+        let mut s = Rc::new(AppState::default());
+        s = s.reduce(Action::DownloadStarted { file, now: 0.0 });
+        s = s.reduce(Action::DownloadPaused { file });
+        assert_eq!(s.downloads[0].phase, DownloadPhase::Paused);
+        assert!(!s.downloads[0].phase.running());
+        s = s.reduce(Action::DownloadFailed { file, error: "late".into() });
+        assert_eq!(s.downloads[0].phase, DownloadPhase::Paused, "a paused download fetches nothing, fails nothing");
+        s = s.reduce(Action::DownloadStarted { file, now: 1.0 });
+        assert_eq!((s.downloads.len(), s.downloads[0].phase.key()), (1, "locating"), "resumed: one item, running");
+        s = s.reduce(Action::DownloadPaused { file });
+        s = s.reduce(Action::DownloadCancelled { file });
+        assert_eq!(s.downloads[0].phase, DownloadPhase::Cancelled, "a paused download can be cancelled");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The web app as a user drives it, in real headless Chromium against a real tracker and real
 //! native peers: upload by the file input, search as you type, download with the chunk map,
 //! share links, a reload that re-announces the tab's IndexedDB inventory, a download that
-//! resumes when the page opens again, two tabs swapping a file, replication orders taken by the tab, and the tracker relay when WebRTC is refused.
+//! resumes when the page opens again (and a paused one that waits for the user), two tabs
+//! swapping a file, replication orders taken by the tab, and the tracker relay when WebRTC is refused.
 //! Screenshots of each state land in `target/e2e-artifacts/app-*.png`. The page's main views
 //! (start, an upload listed, search results and none, a download running and done) pass the
 //! accessibility check of `e2e/src/axe.rs` (axe-core: nothing serious or critical; visible
@@ -201,6 +202,34 @@ async fn reload_reannounces_the_indexeddb_inventory() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file put by a native peer that is then killed: its only holder is gone (it comes back
+/// with [`NativePeer::start`] on the same data dir). Returns the file's id and bytes.
+async fn put_then_kill_holder(
+    tracker: &Tracker,
+    dir: &std::path::Path,
+    name: &str,
+    seed: u64,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut n1 = NativePeer::start(&format!("{name}-n1"), tracker, dir)?;
+    let (path, bytes) = random_file(dir.parent().unwrap(), &format!("{name}.bin"), 3 * MIB + 5, seed)?;
+    let put = n1.cli_json(&["put", &path.to_string_lossy()])?;
+    let id = put["files"][0]["id"].as_str().unwrap().to_string();
+    wait_json(tracker, &format!("/api/files/{id}"), Duration::from_secs(30), |v| {
+        chunks_held_by(v, &n1.peer_id) == chunk_count(v)
+    })
+    .await?;
+    n1.proc.kill();
+    wait_json(tracker, "/api/stats", Duration::from_secs(30), |v| v["peers"] == 0).await?;
+    Ok((id, bytes))
+}
+
+/// The page opened anew, without a link (a new document: the query differs).
+async fn open_again(browser: &Browser, tracker: &Tracker) -> anyhow::Result<()> {
+    browser.client.goto(&format!("{}/?again", tracker.http_url())).await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    Ok(())
+}
+
 /// A download the tab could not finish (its only holder went away) is started again when the
 /// page opens anew, without its link: it finishes once the holder is back, and leaves the
 /// tab's list of unfinished downloads then.
@@ -209,23 +238,11 @@ async fn an_unfinished_download_resumes_when_the_page_opens_again() -> anyhow::R
     let tmp = tempfile::tempdir()?;
     let tracker = Tracker::start("app-resume-tracker", Some(&e2e::web_dir()))?;
     let dir = tmp.path().join("n1");
-    let mut n1 = NativePeer::start("app-resume-n1", &tracker, &dir)?;
-    let (path, bytes) = random_file(tmp.path(), "later.bin", 3 * MIB + 5, 21)?;
-    let put = n1.cli_json(&["put", &path.to_string_lossy()])?;
-    let id = put["files"][0]["id"].as_str().unwrap().to_string();
-    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(30), |v| {
-        chunks_held_by(v, &n1.peer_id) == chunk_count(v)
-    })
-    .await?;
-    // Its only holder goes: the tab's download cannot finish.
-    n1.proc.kill();
-    wait_json(&tracker, "/api/stats", Duration::from_secs(30), |v| v["peers"] == 0).await?;
+    let (id, bytes) = put_then_kill_holder(&tracker, &dir, "app-resume", 21).await?;
     let (browser, _) = open_app(&tracker, "app-resume", &format!("/#/file/{id}")).await?;
     browser.wait_for("li.download-item", Duration::from_secs(30)).await?;
 
-    // The page opens anew, without the link (a new document: the query differs).
-    browser.client.goto(&format!("{}/?again", tracker.http_url())).await?;
-    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    open_again(&browser, &tracker).await?;
     let item = browser.wait_for("li.download-item", Duration::from_secs(30)).await?;
     let state = item.attr("data-state").await?.unwrap_or_default();
     assert!(state == "locating" || state == "downloading" || state == "failed", "listed again: {state}");
@@ -234,6 +251,33 @@ async fn an_unfinished_download_resumes_when_the_page_opens_again() -> anyhow::R
     assert!(got == bytes, "the resumed download has the file's bytes");
     let kept = browser.client.execute("return localStorage.getItem('pp-downloads-0');", vec![]).await?;
     assert!(kept.as_str().is_some_and(|k| !k.contains(&id)), "done: no longer on the list ({kept})");
+    Ok(())
+}
+
+/// A paused download stays paused when the page opens again, even with its holder back, and
+/// finishes once the user resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_download_stays_paused_across_a_reload_until_resumed() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("app-pause-tracker", Some(&e2e::web_dir()))?;
+    let dir = tmp.path().join("n1");
+    let (id, bytes) = put_then_kill_holder(&tracker, &dir, "app-pause", 22).await?;
+    let (browser, _) = open_app(&tracker, "app-pause", &format!("/#/file/{id}")).await?;
+    browser.wait_for("li.download-item .download-pause", Duration::from_secs(30)).await?.click().await?;
+    browser.wait_for("li.download-item[data-state=paused]", Duration::from_secs(10)).await?;
+
+    open_again(&browser, &tracker).await?;
+    browser.wait_for("li.download-item[data-state=paused]", Duration::from_secs(30)).await?;
+    let n1 = NativePeer::start("app-pause-n1-back", &tracker, &dir)?;
+    wait_json(&tracker, &format!("/api/files/{id}"), Duration::from_secs(30), |v| {
+        chunks_held_by(v, &n1.peer_id) == chunk_count(v)
+    })
+    .await?;
+    let state = browser.wait_for("li.download-item", Duration::from_secs(5)).await?.attr("data-state").await?;
+    assert_eq!(state.as_deref(), Some("paused"), "the holder is back, and the paused download waits for the user");
+    browser.wait_for("li.download-item .download-resume", Duration::from_secs(5)).await?.click().await?;
+    let got = saved_bytes(&browser).await?;
+    assert!(got == bytes, "resumed by the user: the file's bytes");
     Ok(())
 }
 
