@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use swarm_core::share::Target;
-use swarm_core::{ClientMsg, ServerMsg};
+use swarm_core::{ClientMsg, FileId, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -239,73 +239,23 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             let out =
                 output.unwrap_or_else(|| dir.unwrap_or_default().join(crate::cli::safe_file_name(&name, &id.to_hex())));
             crate::download::check_output(&out, force)?;
-            let label = format!("get {name}");
-            let sink = progress.clone();
-            let before: std::collections::HashMap<_, _> = node.stats.chunks_from.lock().unwrap().clone();
-            let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let fetched2 = fetched.clone();
-            // Time to first byte: from the request to the first verified chunk fetched.
-            let first_chunk = Arc::new(std::sync::OnceLock::<f64>::new());
-            let first2 = first_chunk.clone();
-            let on_progress: crate::download::Progress = Arc::new(move |done, total, bytes| {
-                if bytes > 0 {
-                    first2.get_or_init(|| t0.elapsed().as_secs_f64());
+            // Listed until it ends, so `run --resume` carries on if the process dies first (not
+            // the temporary file a get to a client's stdout goes through).
+            let via_stdout = out.extension().is_some_and(|e| e == "pp-out");
+            let pending = crate::pending::PendingGet { file: id, output: out.clone(), force };
+            if !crate::download::is_stdout(&out) && !via_stdout {
+                if let Err(e) = node.pending.add(pending.clone()) {
+                    tracing::warn!("cannot list the get of {} as unfinished: {e}", id.short());
                 }
-                fetched2.store(bytes, Ordering::Relaxed);
-                sink(ProgressLine { label: label.clone(), done, total });
-            });
-            let started = std::time::Instant::now();
-            let private =
-                || anyhow::anyhow!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
-            let to_stdout = crate::download::is_stdout(&out);
-            let stored = if to_stdout {
-                // (Checked before a byte is written: stdout never carries ciphertext.)
-                let (meta, manifest) = node.locate(id).await?;
-                if meta.is_private() {
-                    return Err(private());
-                }
-                let open: crate::download::Open = Box::new(|_, _| Ok(()));
-                crate::download::fetch_to_stdout(node, id, manifest.chunks, on_progress, open).await?
-            } else {
-                crate::download::fetch(node, id, on_progress).await?
-            };
-            if stored.meta.is_private() {
-                return Err(private());
             }
-            let fetch_secs = started.elapsed().as_secs_f64();
-            let sources: serde_json::Map<String, Value> = node
-                .stats
-                .chunks_from
-                .lock()
-                .unwrap()
-                .iter()
-                .filter_map(|(p, n)| {
-                    let d = n - before.get(p).copied().unwrap_or(0);
-                    (d > 0).then(|| (p.to_string(), json!(d)))
-                })
-                .collect();
-            let n2 = node.clone();
-            let written = match to_stdout {
-                true => (out, stored),
-                false => {
-                    tokio::task::spawn_blocking(move || {
-                        crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
-                    })
-                    .await??
+            let result = get_public(node, id, name, out, force, t0, progress).await;
+            // A get cut short by this peer's stop stays listed (`run --resume` goes on with it).
+            if !crate::download::stopping() {
+                if let Err(e) = node.pending.remove(&pending) {
+                    tracing::warn!("cannot unlist the get of {}: {e}", id.short());
                 }
-            };
-            let secs = started.elapsed().as_secs_f64();
-            Ok(json!({
-                "id": id,
-                "name": written.1.meta.name,
-                "size": written.1.manifest.size,
-                "output": written.0,
-                "seconds": secs,
-                "fetch_seconds": fetch_secs,
-                "fetched_bytes": fetched.load(Ordering::Relaxed),
-                "first_chunk_seconds": first_chunk.get(),
-                "chunks_from": sources,
-            }))
+            }
+            result
         }
         Request::Search { query, limit } => Ok(json!({ "files": summaries(&search(node, query, limit).await?) })),
         Request::Ls => {
@@ -386,4 +336,82 @@ pub async fn try_remote(data_dir: &Path, req: &Request, progress: ProgressSink) 
         return Ok(Some(serde_json::from_value(v).context("unreadable answer from the running peer")?));
     }
     anyhow::bail!("the running peer closed the control connection without an answer")
+}
+
+/// A public file's get once its output is checked: fetched, written, described.
+async fn get_public(
+    node: &Arc<Node>,
+    id: FileId,
+    name: String,
+    out: std::path::PathBuf,
+    force: bool,
+    t0: std::time::Instant,
+    progress: ProgressSink,
+) -> anyhow::Result<Value> {
+    let label = format!("get {name}");
+    let sink = progress.clone();
+    let before: std::collections::HashMap<_, _> = node.stats.chunks_from.lock().unwrap().clone();
+    let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let fetched2 = fetched.clone();
+    // Time to first byte: from the request to the first verified chunk fetched.
+    let first_chunk = Arc::new(std::sync::OnceLock::<f64>::new());
+    let first2 = first_chunk.clone();
+    let on_progress: crate::download::Progress = Arc::new(move |done, total, bytes| {
+        if bytes > 0 {
+            first2.get_or_init(|| t0.elapsed().as_secs_f64());
+        }
+        fetched2.store(bytes, Ordering::Relaxed);
+        sink(ProgressLine { label: label.clone(), done, total });
+    });
+    let started = std::time::Instant::now();
+    let private = || anyhow::anyhow!("{} is a private file: get it with its share link (…?key=… or ?pass)", id.short());
+    let to_stdout = crate::download::is_stdout(&out);
+    let stored = if to_stdout {
+        // (Checked before a byte is written: stdout never carries ciphertext.)
+        let (meta, manifest) = node.locate(id).await?;
+        if meta.is_private() {
+            return Err(private());
+        }
+        let open: crate::download::Open = Box::new(|_, _| Ok(()));
+        crate::download::fetch_to_stdout(node, id, manifest.chunks, on_progress, open).await?
+    } else {
+        crate::download::fetch(node, id, on_progress).await?
+    };
+    if stored.meta.is_private() {
+        return Err(private());
+    }
+    let fetch_secs = started.elapsed().as_secs_f64();
+    let sources: serde_json::Map<String, Value> = node
+        .stats
+        .chunks_from
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(p, n)| {
+            let d = n - before.get(p).copied().unwrap_or(0);
+            (d > 0).then(|| (p.to_string(), json!(d)))
+        })
+        .collect();
+    let n2 = node.clone();
+    let written = match to_stdout {
+        true => (out, stored),
+        false => {
+            tokio::task::spawn_blocking(move || {
+                crate::download::assemble(&n2, &stored, &out, force).map(|p| (p, stored))
+            })
+            .await??
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "id": id,
+        "name": written.1.meta.name,
+        "size": written.1.manifest.size,
+        "output": written.0,
+        "seconds": secs,
+        "fetch_seconds": fetch_secs,
+        "fetched_bytes": fetched.load(Ordering::Relaxed),
+        "first_chunk_seconds": first_chunk.get(),
+        "chunks_from": sources,
+    }))
 }

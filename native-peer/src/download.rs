@@ -48,6 +48,11 @@ pub fn stop_writing() {
     }
 }
 
+/// Whether this process is stopping ([`stop_writing`] was called).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 /// Whether `out` names stdout (`-`).
 pub fn is_stdout(out: &Path) -> bool {
     out.as_os_str() == "-"

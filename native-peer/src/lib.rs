@@ -10,7 +10,8 @@
 //! - [`gateway`]: the HTTP gateway (`GET /files/{id}` with Range); [`http_guard`] its edges.
 //! - [`private`]: private files: encrypt on put, decrypt on get (the key is in the link).
 //! - [`store`]: the content-addressed chunk store on disk.
-//! - [`control`]: the local control socket of a running peer.
+//! - [`control`]: the local control socket of a running peer; [`pending`]: its gets not
+//!   finished yet (`pp-peer run --resume`).
 //! - [`settings`]: `pp-peer`'s settings (flags, environment, TOML file, per-user data dir).
 //! - [`links`]: share links on the command line.
 //! - [`output`]: what commands print for people (without `--json`).
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod links;
 pub mod node;
 pub mod output;
+pub mod pending;
 pub mod private;
 pub mod rtc;
 pub mod settings;

@@ -73,6 +73,10 @@ enum Cmd {
         /// Time between scrubs of the chunk store, 0 for never (a bare number is seconds)
         #[arg(long, default_value = "1h", value_name = "DURATION", env = "PP_SCRUB_EVERY", value_parser = parse_secs)]
         scrub_every: Secs,
+        /// Carry on with the gets this peer had not finished when it last stopped or died
+        /// (their verified chunks are kept; listed in the data dir's pending-gets.json)
+        #[arg(long, env = "PP_RESUME")]
+        resume: bool,
     },
     /// Chunk, store and publish files.
     Put {
@@ -263,13 +267,13 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     let mut link_tracker = false;
     let data_out = args.cmd.data_on_stdout();
     let request = match args.cmd {
-        Cmd::Run { http, http_hosts, http_header_timeout, scrub_every } => {
+        Cmd::Run { http, http_hosts, http_header_timeout, scrub_every, resume } => {
             let header_timeout = http_header_timeout.duration();
             if header_timeout.is_zero() || header_timeout > Duration::from_secs(3600) {
                 anyhow::bail!("--http-header-timeout must be more than 0 and at most 1h, not {http_header_timeout}");
             }
             let gateway = native_peer::gateway::Options { hosts: http_hosts, header_timeout };
-            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every.duration()).await;
+            return run_peer(&settings, &data_dir, http.map(|a| (a, gateway)), scrub_every.duration(), resume).await;
         }
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
@@ -398,11 +402,48 @@ fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::Share
 
 /// `pp-peer run`: join, serve, answer the control socket (and HTTP), until SIGINT, SIGTERM
 /// or `leave`; then stop cleanly.
+/// Carries on with the gets the last run left unfinished (`--resume`), each on a task of its
+/// own; without the flag, says how many there are.
+fn resume_gets(node: &std::sync::Arc<node::Node>, resume: bool) {
+    let pending = node.pending.list();
+    if pending.is_empty() {
+        return;
+    }
+    if !resume {
+        tracing::info!(
+            gets = pending.len(),
+            "unfinished gets from the last run (pp-peer run --resume carries on with them)"
+        );
+        return;
+    }
+    for get in pending {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let to = get.output.display().to_string();
+            tracing::info!(file = %get.file, output = %to, "carrying on with an unfinished get");
+            let req = Request::Get {
+                file: get.file.to_hex(),
+                output: Some(get.output),
+                force: get.force,
+                dir: None,
+                passphrase: None,
+            };
+            match control::execute(&node, req, control::no_progress()).await {
+                Ok(_) => tracing::info!(file = %get.file, output = %to, "unfinished get done"),
+                Err(e) => {
+                    tracing::warn!(file = %get.file, output = %to, "unfinished get failed: {}", cli::error_text(&e))
+                }
+            }
+        });
+    }
+}
+
 async fn run_peer(
     settings: &PeerSettings,
     data_dir: &std::path::Path,
     http: Option<(SocketAddr, native_peer::gateway::Options)>,
     scrub_every: Duration,
+    resume: bool,
 ) -> anyhow::Result<()> {
     let config = settings.node_config(u32::MAX)?;
     if config.corrupt_serve {
@@ -427,6 +468,7 @@ async fn run_peer(
         });
     }
     println!("peer {} running (data dir {})", node.peer_id(), data_dir.display());
+    resume_gets(&node, resume);
     let why = tokio::select! {
         sig = pp_cli::signal::shutdown() => sig,
         _ = stop.notified() => "left the swarm",

@@ -32,6 +32,8 @@ pub struct Node {
     pub store: ChunkStore,
     pub config: NodeConfig,
     pub stats: Arc<DataStats>,
+    /// Gets not finished yet ([`crate::pending`]).
+    pub pending: crate::pending::PendingGets,
     peer_id: PeerId,
     inputs: mpsc::UnboundedSender<Input>,
     views: Arc<Mutex<Views>>,
@@ -102,7 +104,8 @@ impl Node {
             }
         });
         tracing::info!(peer = %peer_id, chunks, tracker = tracker.current_url(), "joined the swarm");
-        Ok(Arc::new(Self { store, config, stats, peer_id, inputs, views, tracker }))
+        let pending = crate::pending::PendingGets::new(data_dir);
+        Ok(Arc::new(Self { store, config, stats, pending, peer_id, inputs, views, tracker }))
     }
 
     pub fn peer_id(&self) -> &PeerId {

@@ -78,3 +78,43 @@ fn sigterm_stops_peer_and_tracker_cleanly() {
     assert_eq!(exit_code(&mut tracker.proc), Some(0), "tracker exits 0 on SIGTERM");
     assert!(tracker.proc.log_text().contains("SIGTERM"), "{}", tracker.proc.log_text());
 }
+
+/// A peer killed in the middle of a get (a crash: no clean stop) carries on with it when
+/// started again with `run --resume`: the file is written whole, from the chunks kept and the
+/// rest fetched, and the get leaves the list of unfinished ones.
+#[test]
+fn a_crashed_peer_carries_on_with_its_get_when_run_with_resume() {
+    let _s = serial();
+    // A slow relay, so that the download is still running when the peer dies.
+    let tracker = Tracker::start_with(2, &["--relay-bytes-per-sec", "256KiB", "--relay-burst-bytes", "256KiB"]);
+    let root = test_root();
+    let a = Peer::start("a", &tracker, root.path(), &["--relay-only"], &[]);
+    let mut b = Peer::start("b", &tracker, root.path(), &["--relay-only", "--resume"], &[]);
+    let bytes = data(3 << 20, 7);
+    let src = root.path().join("big.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let id = a.cli_json(&["put", src.to_str().unwrap()])["files"][0]["id"].as_str().unwrap().to_string();
+
+    let target = root.path().join("got.bin");
+    let mut get = std::process::Command::new(pp_peer())
+        .arg("--data-dir")
+        .arg(&b.dir)
+        .args(["--json", "get", &id, "-o"])
+        .arg(&target)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("b to store some chunks", || (count_files(&b.dir.join("chunks")) > 0).then_some(()));
+    let listed = std::fs::read_to_string(b.dir.join("pending-gets.json")).expect("the get is listed as unfinished");
+    assert!(listed.contains(&id), "{listed}");
+    b.kill();
+    let _ = get.wait();
+    assert!(!target.exists(), "not written before the crash");
+
+    b.restart();
+    wait_for("the resumed get to write the file", || target.exists().then_some(()));
+    assert!(std::fs::read(&target).unwrap() == bytes, "the file, whole");
+    wait_for("the get to leave the list", || (!b.dir.join("pending-gets.json").exists()).then_some(()));
+    assert!(b.log_text().contains("unfinished get done"), "{}", tail(&b.log_text(), 20));
+}
