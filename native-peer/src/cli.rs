@@ -39,6 +39,9 @@ pub enum PeerError {
     /// The chunk store failed (no room among others).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A value given is not one this command takes.
+    #[error("{0}")]
+    BadValue(String),
 }
 
 impl PeerError {
@@ -46,7 +49,7 @@ impl PeerError {
         match self {
             PeerError::NotFound(_) => EXIT_NOT_FOUND,
             PeerError::OutputExists(_) => EXIT_OUTPUT_EXISTS,
-            PeerError::BadLink(_) => EXIT_USAGE,
+            PeerError::BadLink(_) | PeerError::BadValue(_) => EXIT_USAGE,
             PeerError::Connect(ConnectError::Unreachable { .. }) => EXIT_TRACKER_UNREACHABLE,
             PeerError::Request(r) if r.code() == Some(ErrorCode::UnknownFile) => EXIT_NOT_FOUND,
             PeerError::Request(r) if r.code() == Some(ErrorCode::NotOwner) => EXIT_NOT_ALLOWED,

@@ -29,6 +29,10 @@ pub enum Request {
     /// `dir`: where the output goes when `output` is not given (the client's working
     /// directory, not the running peer's). `output` `-` is stdout: a short-lived peer's only
     /// (a running peer refuses it; its client asks for a temporary file instead).
+    /// Changes the running peer's upload limit (`2MB/s`, `off`).
+    Limit {
+        upload: String,
+    },
     Get {
         file: String,
         output: Option<PathBuf>,
@@ -287,7 +291,13 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             let stranded = node.leave(std::time::Duration::from_secs(300)).await?;
             Ok(json!({ "left": true, "stranded_chunks": stranded }))
         }
+        Request::Limit { upload } => {
+            let rate = pp_cli::size::parse_rate(&upload).map_err(crate::cli::PeerError::BadValue)?;
+            node.set_upload_limit(rate);
+            Ok(json!({ "upload_limit": rate }))
+        }
         Request::Status => {
+            let (upload_limit, upload_rate) = node.upload();
             let from: serde_json::Map<String, Value> =
                 node.stats.chunks_from.lock().unwrap().iter().map(|(p, n)| (p.to_string(), json!(n))).collect();
             Ok(json!({
@@ -302,6 +312,8 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
                 "relay_bytes_sent": node.stats.relay_sent.load(Ordering::Relaxed),
                 "bad_chunks_refused": node.stats.bad_chunks.load(Ordering::Relaxed),
                 "chunks_from": from,
+                "upload_limit": upload_limit,
+                "upload_rate": upload_rate,
                 "storage_used": node.store.used(),
                 "storage_capacity": node.store.capacity,
                 "links": node.links().iter().map(|(peer, path, role)| json!({

@@ -38,6 +38,10 @@ pub struct DataStats {
     pub sent: AtomicU64,
     pub relay_received: AtomicU64,
     pub relay_sent: AtomicU64,
+    /// Bytes per second sent lately (data channels and relay), sampled every second.
+    pub upload_rate: AtomicU64,
+    /// The upload limit in force (bytes per second; `u64::MAX`: none).
+    pub upload_limit: AtomicU64,
     /// Chunks received per source peer (verified and stored), for `status`.
     pub chunks_from: Mutex<HashMap<PeerId, u64>>,
     /// Chunks refused because they did not hash to their id.
@@ -67,6 +71,8 @@ pub struct NodeConfig {
     pub rtc_ip: Option<IpAddr>,
     /// Most bytes of chunks to keep.
     pub max_storage: u64,
+    /// Bytes per second this peer sends at most (`None`: no limit).
+    pub upload_limit: Option<u64>,
     /// Time a data channel has to open before the attempt is given up (the relay carries
     /// the requests after the core's grace period).
     pub rtc_timeout: Duration,
@@ -122,6 +128,8 @@ pub enum Cmd {
         items: Vec<swarm_core::wire::NonceItem>,
     },
     Flush(oneshot::Sender<()>),
+    /// A new upload limit (bytes per second; `None`: none).
+    UploadLimit(Option<u64>),
     Leave(oneshot::Sender<u32>),
     /// Stop: announce what is batched, close the tracker session (the tracker sees this peer
     /// go at once), then answer.
@@ -288,6 +296,21 @@ impl Driver {
         // numbers (the web app reads them).
         driver.core.number_links_after(rand::random::<u64>() >> 13);
         let now = driver.now();
+        driver.core.set_upload_limit(driver.config.upload_limit, now);
+        driver.stats.upload_limit.store(driver.config.upload_limit.unwrap_or(u64::MAX), Ordering::Relaxed);
+        // What was sent lately, for `status` (a second's worth, sampled every second).
+        let sampled = Arc::downgrade(&driver.stats);
+        tokio::spawn(async move {
+            let mut last = 0u64;
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let Some(stats) = sampled.upgrade() else { return };
+                let sent = stats.sent.load(Ordering::Relaxed) + stats.relay_sent.load(Ordering::Relaxed);
+                stats.upload_rate.store(sent.saturating_sub(last), Ordering::Relaxed);
+                last = sent;
+            }
+        });
         let me = driver.tracker.peer_id.clone();
         driver.core.tracker_welcomed(me, &Inv::new(&driver.store), now);
         driver.drain();
@@ -419,6 +442,10 @@ impl Driver {
                 self.core.report_storage(inv);
             }
             Cmd::Nonces { file, items } => self.core.publish_nonces(file, items),
+            Cmd::UploadLimit(rate) => {
+                self.core.set_upload_limit(rate, now);
+                self.stats.upload_limit.store(rate.unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
             Cmd::Flush(done) => {
                 self.core.flush_haves();
                 self.core.report_storage(inv);

@@ -123,6 +123,16 @@ enum Cmd {
     Scrub,
     /// Hand this peer's chunks to others, then stop the running peer.
     Leave,
+    /// Change the running peer's upload limit (what `status` shows; `--upload-limit` sets it
+    /// at start).
+    Limit {
+        /// Most bytes per second it sends: 2MB/s, 500KiB/s, or off.
+        #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+        upload: Option<String>,
+        /// No upload limit.
+        #[arg(long, conflicts_with = "upload")]
+        no_upload_limit: bool,
+    },
     /// Remove a file this peer published from the swarm (by id or exact name): it leaves the
     /// index and its chunks are dropped by the peers that hold copies. Only the identity that
     /// published a file may remove it.
@@ -261,6 +271,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         Cmd::Status => Kind::Status,
         Cmd::Scrub => Kind::Scrub,
         Cmd::Leave => Kind::Leave,
+        Cmd::Limit { .. } => Kind::Limit,
         Cmd::Rm { .. } => Kind::Rm,
         Cmd::Run { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => Kind::Status,
     };
@@ -277,6 +288,10 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
         }
         Cmd::Completions { .. } | Cmd::Man { .. } => return Ok(()),
         Cmd::Leave => Request::Leave,
+        Cmd::Limit { upload, no_upload_limit } => {
+            anyhow::ensure!(upload.is_some() || no_upload_limit, "say --upload RATE (e.g. 2MB/s) or --no-upload-limit");
+            Request::Limit { upload: upload.unwrap_or_else(|| "off".to_string()) }
+        }
         Cmd::Put { files, private, passphrase } => Request::Put {
             private: native_peer::private::put_secret(private, passphrase)?,
             paths: files
@@ -349,6 +364,12 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
             if matches!(request, Request::Leave) {
                 anyhow::bail!("no peer is running on {}", data_dir.display());
             }
+            if matches!(request, Request::Limit { .. }) {
+                anyhow::bail!(
+                    "no peer is running on {}: `pp-peer limit` changes a running one (start it with --upload-limit)",
+                    data_dir.display()
+                );
+            }
             let mut config = settings.node_config(5)?;
             // A link's tracker never hears a legacy identity's old secret.
             config.migrate_identity = !link_tracker;
@@ -402,6 +423,11 @@ fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::Share
 
 /// `pp-peer run`: join, serve, answer the control socket (and HTTP), until SIGINT, SIGTERM
 /// or `leave`; then stop cleanly.
+/// `--upload RATE`: checked here, sent as written.
+fn rate_arg(s: &str) -> Result<String, String> {
+    pp_cli::size::parse_rate(s).map(|_| s.to_string())
+}
+
 /// Carries on with the gets the last run left unfinished (`--resume`), each on a task of its
 /// own; without the flag, says how many there are.
 fn resume_gets(node: &std::sync::Arc<node::Node>, resume: bool) {

@@ -108,6 +108,17 @@ impl Node {
         Ok(Arc::new(Self { store, config, stats, pending, peer_id, inputs, views, tracker }))
     }
 
+    /// Changes the upload limit of this running peer (bytes per second; `None`: none).
+    pub fn set_upload_limit(&self, rate: Option<u64>) {
+        self.cmd(Cmd::UploadLimit(rate));
+    }
+
+    /// The upload limit in force, and what was sent in the last second (bytes per second).
+    pub fn upload(&self) -> (Option<u64>, u64) {
+        let limit = self.stats.upload_limit.load(std::sync::atomic::Ordering::Relaxed);
+        ((limit != u64::MAX).then_some(limit), self.stats.upload_rate.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn peer_id(&self) -> &PeerId {
         &self.peer_id
     }

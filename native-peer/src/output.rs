@@ -17,6 +17,7 @@ pub enum Kind {
     Scrub,
     Leave,
     Rm,
+    Limit,
 }
 
 fn s(v: &Value) -> &str {
@@ -115,6 +116,11 @@ pub fn render(kind: Kind, v: &Value) -> String {
                 human(n(&v["data_channel_bytes_sent"])),
                 human(n(&v["relay_bytes_sent"]))
             );
+            let limit = match v["upload_limit"].as_u64() {
+                Some(l) => format!("limit {}/s", human(l)),
+                None => "no limit".to_string(),
+            };
+            let _ = writeln!(out, "Upload    {}/s now, {limit}", human(n(&v["upload_rate"])));
             let _ = writeln!(out, "Links     {} open", links);
             if n(&v["bad_chunks_refused"]) > 0 {
                 let _ = writeln!(
@@ -123,6 +129,12 @@ pub fn render(kind: Kind, v: &Value) -> String {
                     plural(n(&v["bad_chunks_refused"]), "bad chunk")
                 );
             }
+        }
+        Kind::Limit => {
+            let _ = match v["upload_limit"].as_u64() {
+                Some(l) => writeln!(out, "Upload limit: {}/s", human(l)),
+                None => writeln!(out, "Upload limit: none"),
+            };
         }
         Kind::Scrub => {
             let dropped = v["dropped"].as_array().map_or(0, Vec::len) as u64;

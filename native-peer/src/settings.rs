@@ -64,6 +64,11 @@ pub struct PeerSettings {
     /// Most bytes of chunks this peer keeps: 500MB, 20GB, 20GiB or bytes [default: 10GiB]
     #[arg(long, global = true, env = "PP_MAX_STORAGE", value_name = "SIZE", value_parser = parse_size)]
     pub max_storage: Option<ByteSize>,
+    /// Most bytes per second this peer sends, for everything it serves (downloads, copies
+    /// for the swarm, the relay): 2MB/s, 500KiB/s, or off [default: off]. A running peer's
+    /// limit changes with `pp-peer limit`.
+    #[arg(long, global = true, env = "PP_UPLOAD_LIMIT", value_name = "RATE", value_parser = parse_rate_arg)]
+    pub upload_limit: Option<String>,
     /// Time a WebRTC data channel has to open before the attempt is given up (requests
     /// travel through the tracker relay from 300ms on, and move to the channel when it opens)
     /// [default: 8s]
@@ -76,6 +81,11 @@ pub struct PeerSettings {
     #[arg(long, global = true, env = "PP_RELAY_ONLY", num_args = 0..=1, default_missing_value = "true",
           value_name = "BOOL", require_equals = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub relay_only: Option<bool>,
+}
+
+/// `--upload-limit`: checked when given, kept as written (a config file may give it too).
+fn parse_rate_arg(s: &str) -> Result<String, String> {
+    pp_cli::size::parse_rate(s).map(|_| s.to_string())
 }
 
 /// A TOML value that is one string (maybe comma-separated) or a list of strings.
@@ -99,6 +109,7 @@ pp_cli::merge_options!(PeerSettings {
     data_dir,
     rtc_ip,
     max_storage,
+    upload_limit,
     rtc_timeout,
     join_token,
     relay_only
@@ -156,6 +167,12 @@ impl PeerSettings {
             tracker_ca: self.tracker_ca.clone(),
             rtc_ip: self.rtc_ip,
             max_storage: self.max_storage.map_or(DEFAULT_MAX_STORAGE, |b| b.as_u64()),
+            upload_limit: match &self.upload_limit {
+                Some(r) => {
+                    pp_cli::size::parse_rate(r).map_err(|e| SettingsError::Invalid(format!("upload-limit: {e}")))?
+                }
+                None => None,
+            },
             rtc_timeout,
             relay_only: self.relay_only.unwrap_or(false),
             connect_attempts,

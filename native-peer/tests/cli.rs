@@ -1,7 +1,7 @@
 //! `pp-peer` as a user meets it, with real tracker and peer processes: `put` prints a share
 //! link that `get` takes (as a URL, an id or a name), one-shot commands are quiet on success,
-//! checks that can fail come before any transfer, errors say each cause once, and people get
-//! text (sizes with units), not JSON.
+//! checks that can fail come before any transfer, errors say each cause once, people get
+//! text (sizes with units), not JSON, and an upload limit holds and changes while a peer runs.
 
 mod common;
 use common::*;
@@ -306,4 +306,42 @@ fn get_to_stdout_writes_the_files_bytes_and_nothing_else() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "a broken pipe is a failure: {}", text(&o.stderr));
     assert!(text(&o.stderr).contains("cannot write to stdout"), "{}", text(&o.stderr));
+}
+
+/// `--upload-limit` holds for everything a peer serves (the downloader's get and the swarm's
+/// own copies alike: what it sent never outruns the limit's burst plus the rate over its
+/// life), `status` shows it, and `pp-peer limit` lifts it while the peer runs.
+#[test]
+fn an_upload_limit_holds_shows_in_status_and_changes_while_the_peer_runs() {
+    let _s = serial();
+    let tracker = Tracker::start(2);
+    let root = test_root();
+    let rate = 1u64 << 20;
+    let t0 = std::time::Instant::now();
+    let a = Peer::start("a", &tracker, root.path(), &["--upload-limit", "1MiB/s"], &[]);
+    let b = Peer::start("b", &tracker, root.path(), &[], &[]);
+    let bytes = data(12 << 20, 11);
+    let src = root.path().join("limited.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let id = a.cli_json(&["put", src.to_str().unwrap()])["files"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(a.cli_json(&["status"])["upload_limit"], rate);
+
+    let out = root.path().join("got.bin");
+    b.cli_json(&["get", &id, "-o", out.to_str().unwrap()]);
+    assert!(std::fs::read(&out).unwrap() == bytes);
+    let st = a.cli_json(&["status"]);
+    let sent = st["data_channel_bytes_sent"].as_u64().unwrap() + st["relay_bytes_sent"].as_u64().unwrap();
+    // The burst (one largest chunk, 4 MiB), the rate over a's whole life, the chunk read
+    // last, and frame headers. Unlimited, 12 MiB go in well under a second.
+    let allowed = (4 << 20) + rate * t0.elapsed().as_millis() as u64 / 1000 + (256 << 10) + (64 << 10);
+    assert!(sent >= 12 << 20, "a sent the file: {sent}");
+    assert!(sent <= allowed, "a sent {sent} bytes within its 1 MiB/s limit's {allowed}");
+
+    let v = a.cli_json(&["limit", "--no-upload-limit"]);
+    assert!(v["upload_limit"].is_null(), "{v}");
+    wait_for("the limit to be lifted", || a.cli_json(&["status"])["upload_limit"].is_null().then_some(()));
+    let v = a.cli_json(&["limit", "--upload", "2MB/s"]);
+    assert_eq!(v["upload_limit"], 2_000_000);
+    let refused = a.cli(&["limit", "--upload", "fast"]);
+    assert_eq!(refused.status.code(), Some(2), "a rate that is not one is a usage error");
 }

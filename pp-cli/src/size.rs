@@ -13,6 +13,21 @@ pub fn parse(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("not a size: {s:?} (use e.g. 500MB, 20GB, 20GiB or a number of bytes)"))
 }
 
+/// Parses a rate limit: a size per second (`2MB`, `2MB/s`, `500KiB/s`), or `off` (also
+/// `none`, `unlimited`, `0`) for no limit.
+pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if ["off", "none", "unlimited", "0"].iter().any(|w| t.eq_ignore_ascii_case(w)) {
+        return Ok(None);
+    }
+    let per = t.strip_suffix("/s").or_else(|| t.strip_suffix("/S")).unwrap_or(t);
+    match parse(per) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(format!("not a rate: {s:?} (use e.g. 2MB/s, 500KiB/s, or off)")),
+    }
+}
+
 /// A size for people: `0 B`, `512 B`, `1.5 MiB`, `20.0 GiB`.
 pub fn human(bytes: u64) -> String {
     ByteSize::b(bytes).display().iec().to_string()
@@ -21,6 +36,16 @@ pub fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_with_units_or_off() {
+        assert_eq!(parse_rate("2MB/s"), Ok(Some(2_000_000)));
+        assert_eq!(parse_rate("2MB"), Ok(Some(2_000_000)));
+        assert_eq!(parse_rate("500 KiB/s"), Ok(Some(500 << 10)));
+        assert_eq!(parse_rate("off"), Ok(None));
+        assert_eq!(parse_rate("0"), Ok(None));
+        assert!(parse_rate("fast").unwrap_err().contains("not a rate"));
+    }
 
     #[test]
     fn sizes_with_units_in() {

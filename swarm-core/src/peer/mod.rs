@@ -42,6 +42,7 @@ pub mod download;
 mod fetch;
 pub mod links;
 pub mod liveness;
+pub mod pace;
 pub mod proof;
 pub mod serve;
 mod tracker;
@@ -363,7 +364,10 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     /// When [`Peer::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.tracker.deadline(), self.links.deadline(), self.fetch.deadline()].into_iter().flatten().min()
+        [self.tracker.deadline(), self.links.deadline(), self.fetch.deadline(), self.serve.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Time passed: stalls, link grace periods, batches, reports.
@@ -371,6 +375,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         self.links_timeout(now_ms);
         self.fetch_timeout(inv, now_ms);
         self.tracker_timeout(inv, now_ms);
+        self.serve_timeout(now_ms);
     }
 
     /// Sends a request to the tracker (`make` gets its number); the answer comes as

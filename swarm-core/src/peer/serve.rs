@@ -31,6 +31,11 @@
 //! native link 8 frames and str0m's 32 KiB; the relay connection 64 frames; the tab's
 //! channels up to their high-water mark before the driver reports them drained).
 //!
+//! **The user's upload limit** ([`super::pace::Pacer`], off by default): a read starts only
+//! while the limit's bucket is not in debt, and takes the chunk's bytes from it; routes left
+//! waiting for it are pumped again when [`Peer::poll_timeout`] says the bucket is out of debt.
+//! Everything served counts (downloads, replication, the relay), as the user asked.
+//!
 //! A `cancel` from the asker drops its named requests that still wait, and drops the answer
 //! of a read in progress; frames already handed to the driver still go.
 //!
@@ -127,10 +132,24 @@ pub struct Serving {
     /// Bytes of `busy` and `missing` answers queued (within [`BUSY_SLACK`], apart from the
     /// budget for data, so that answering a flood does not take the budget honest data needs).
     control: u64,
+    /// The user's upload limit, if any.
+    pacer: Option<super::pace::Pacer>,
+    /// Some route waits for the upload limit.
+    paced: bool,
+    /// The latest time an input brought (reads and flushes come without one).
+    now_ms: u64,
     pub stats: ServeStats,
 }
 
 impl Serving {
+    /// When the routes waiting for the upload limit may read again.
+    pub(super) fn deadline(&self) -> Option<u64> {
+        match (&self.pacer, self.paced) {
+            (Some(p), true) => Some(p.ready_at(self.now_ms)),
+            _ => None,
+        }
+    }
+
     /// A fresh store-read token (serves and proofs share the numbering).
     pub(super) fn new_token(&mut self) -> u64 {
         self.next_token += 1;
@@ -189,8 +208,33 @@ impl Serving {
 }
 
 impl<B: ChunkBuf + Clone> Peer<B> {
+    /// Sets the upload limit (bytes per second; `None`: none). Everything this peer serves
+    /// counts against it.
+    pub fn set_upload_limit(&mut self, rate: Option<u64>, now_ms: u64) {
+        self.serve.now_ms = self.serve.now_ms.max(now_ms);
+        self.serve.pacer = rate.map(|r| super::pace::Pacer::new(r, now_ms));
+        if self.serve.paced || self.serve.starved {
+            self.pump_all();
+        }
+    }
+
+    /// The upload limit (bytes per second), if one is set.
+    pub fn upload_limit(&self) -> Option<u64> {
+        self.serve.pacer.as_ref().map(|p| p.rate())
+    }
+
+    /// Time passed for serving: routes waiting for the upload limit read again once it allows.
+    pub(super) fn serve_timeout(&mut self, now_ms: u64) {
+        self.serve.now_ms = self.serve.now_ms.max(now_ms);
+        let now = self.serve.now_ms;
+        if self.serve.paced && self.serve.pacer.as_mut().is_none_or(|p| p.ready(now)) {
+            self.pump_all();
+        }
+    }
+
     /// A chunk-protocol message on a WebRTC link.
     pub fn handle_link_msg(&mut self, link: LinkId, msg: Incoming<B::Part>, now_ms: u64) {
+        self.serve.now_ms = self.serve.now_ms.max(now_ms);
         if let Some(path) = self.links.path_of(link) {
             let n = match &msg {
                 Incoming::Answer(super::Answer::Data { part, .. }) => B::part_len(part),
@@ -219,6 +263,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
 
     /// A chunk-protocol message through the relay, from `peer` under its `conn`.
     pub fn handle_relay(&mut self, peer: PeerId, conn: u64, msg: Incoming<B::Part>, now_ms: u64) {
+        self.serve.now_ms = self.serve.now_ms.max(now_ms);
         match msg {
             Incoming::Answer(answer) => {
                 // Answers only count on a fetching link of ours with that number.
@@ -356,6 +401,15 @@ impl<B: ChunkBuf + Clone> Peer<B> {
                 self.serve.starved = true;
                 return;
             }
+            let now = self.serve.now_ms;
+            if let Some(p) = self.serve.pacer.as_mut() {
+                if !p.ready(now) {
+                    self.serve.paced = true;
+                    return;
+                }
+                // A chunk's usual size now; set right when the read ends.
+                p.spend(crate::CHUNK_SIZE as u64, now);
+            }
             let q = self.serve.queues.get_mut(route).expect("present");
             let (req, chunk) = q.waiting.pop_front().expect("not empty");
             q.reading += 1;
@@ -373,6 +427,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
     /// least queued: a flood's askers, however many routes each opens, come last.
     fn pump_all(&mut self) {
         self.serve.starved = false;
+        self.serve.paced = false;
         let asker = |r: &Route| match r {
             Route::Relay { peer, .. } => Some(peer.clone()),
             Route::Link(link) => self.links.inbound.get(link).map(|l| l.peer.clone()),
@@ -421,6 +476,15 @@ impl<B: ChunkBuf + Clone> Peer<B> {
         let Some(Read { route, req, chunk, cancelled }) = self.serve.reads.remove(&token) else { return };
         if matches!(route, Route::Relay { .. }) {
             self.serve.relay_reads -= 1;
+        }
+        let sent = match &result {
+            ReadResult::Found(bytes) if !cancelled => bytes.len() as u64,
+            _ => 0,
+        };
+        let now = self.serve.now_ms;
+        if let Some(p) = self.serve.pacer.as_mut() {
+            p.refund(crate::CHUNK_SIZE as u64, now);
+            p.spend(sent, now);
         }
         let msgs = match result {
             _ if cancelled => Vec::new(),
@@ -629,6 +693,54 @@ mod tests {
         // The budget's first chunk's worth of frames that came free was enough.
         let frames_per_chunk = CHUNK / p.config.frame_payload.max(1);
         assert!(rounds <= MAX_CHUNK_SIZE as usize / CHUNK * frames_per_chunk + 1, "{rounds} frames");
+    }
+
+    #[test]
+    fn serving_keeps_to_the_upload_limit_and_answers_every_request_in_time() {
+        let mut p = seeder();
+        let bytes = vec![3u8; CHUNK];
+        let chunk = ChunkId::of(&bytes);
+        let rate = 1024 * 1024; // 1 MiB/s: four chunks a second
+        p.set_upload_limit(Some(rate), 0);
+        assert_eq!(p.upload_limit(), Some(rate));
+        // 40 chunks asked at once over two routes (10 MiB); the writer flushes at once.
+        for i in 0..40u32 {
+            p.handle_relay(asker(u64::from(i % 2)), 1, Incoming::Request { req: i, chunk }, 0);
+        }
+        let (mut now, mut data, mut served) = (0u64, 0u64, 0u32);
+        loop {
+            // Everything that can go now goes (reads answered, frames flushed at once).
+            loop {
+                let sent = take_answering(&mut p, &bytes).0;
+                if sent.is_empty() {
+                    break;
+                }
+                for (to, conn, m, len) in sent {
+                    if let PeerMsg::Data { offset, bytes: b, .. } = &m {
+                        data += b.len() as u64;
+                        if *offset as usize + b.len() == CHUNK {
+                            served += 1;
+                        }
+                    }
+                    p.relay_flushed(&to, conn, len);
+                }
+            }
+            // Never ahead of the limit: its burst, the rate over the time, and the chunk
+            // whose read started last.
+            let allowed = super::super::pace::MIN_BURST + rate * now / 1000 + CHUNK as u64;
+            assert!(data <= allowed, "{data} bytes by {now} ms, {allowed} allowed");
+            if served == 40 {
+                break;
+            }
+            let Some(next) = p.poll_timeout() else { panic!("requests wait and nothing will wake them") };
+            assert!(next > now, "woken for nothing at {now}");
+            now = next;
+            p.handle_timeout(&Nothing, now);
+        }
+        // 10 MiB at 1 MiB/s after a 4 MiB burst: about 6 s, not much more.
+        assert!((5_000..=7_000).contains(&now), "served in {now} ms");
+        p.set_upload_limit(None, now);
+        assert_eq!(p.upload_limit(), None);
     }
 
     #[test]
