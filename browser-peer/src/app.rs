@@ -57,7 +57,8 @@ pub fn app() -> Html {
                     <DownloadPanel downloads={Rc::new(state.downloads.clone())} error={state.download_error.clone()} />
                     <FilesPanel />
                     <SwarmPanel me={state.peer_id.clone()} stats={state.stats} storage={state.storage}
-                        links={state.links.clone()} offer={state.offer} trim={state.trim} slot={state.slot} />
+                        links={state.links.clone()} offer={state.offer} trim={state.trim} slot={state.slot}
+                        upload_limit={state.upload_limit} />
                 </main>
                 <footer class="footer">
                     <span>{format!("Holding {} chunks ({}) in IndexedDB", state.stats.store_chunks, fmt_bytes(state.stats.store_bytes))}</span>
@@ -746,6 +747,7 @@ pub struct SwarmPanelProps {
     /// This tab's connections, sorted by peer.
     pub links: Rc<Vec<LinkView>>,
     pub offer: OfferView,
+    pub upload_limit: Option<u64>,
     pub trim: Option<TrimReport>,
     pub slot: Option<u32>,
 }
@@ -843,6 +845,8 @@ pub fn swarm_panel(props: &SwarmPanelProps) -> Html {
                     }}</dd>
                     <dt>{"offered to the swarm"}</dt>
                     <dd><OfferForm offer={props.offer} trim={props.trim} held={props.stats.store_bytes} quota={s.quota} /></dd>
+                    <dt>{"upload limit"}</dt>
+                    <dd><UploadLimitForm limit={props.upload_limit} /></dd>
                     <dt>{"persistent storage"}</dt><dd>{persisted}</dd>
                     <dt>{"received by path"}</dt>
                     <dd id="path-stats"
@@ -932,6 +936,49 @@ pub fn offer_form(props: &OfferFormProps) -> Html {
             } else if over {
                 <div class="muted">{"This tab holds more than it offers (your own files): it takes no new copies for others."}</div>
             }
+        </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct UploadLimitFormProps {
+    pub limit: Option<u64>,
+}
+
+/// The most this tab sends per second, for everything it serves, in MiB/s, changeable (kept
+/// across reloads): `#tab-upload-limit[data-limit]` (bytes per second, empty for none),
+/// `#upload-limit-input`, `#upload-limit-save`.
+#[function_component(UploadLimitForm)]
+pub fn upload_limit_form(props: &UploadLimitFormProps) -> Html {
+    let node = use_node();
+    let input = use_node_ref();
+    let error = use_state(|| None::<String>);
+    let onsubmit = {
+        let (input, error) = (input.clone(), error.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(el) = input.cast::<HtmlInputElement>() else { return };
+            match crate::state::parse_limit_mib(&el.value()) {
+                Ok(rate) => {
+                    error.set(None);
+                    node.0.set_upload_limit(rate);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        })
+    };
+    html! {
+        <div id="tab-upload-limit" data-limit={props.limit.map(|l| l.to_string())}>
+            <span>{match props.limit {
+                Some(l) => format!("{}/s (your choice)", fmt_bytes(l)),
+                None => "none".to_string(),
+            }}</span>
+            <form class="offer" {onsubmit}>
+                <label class="muted" for="upload-limit-input">{"Upload limit (MiB/s; empty or 0: none)"}</label>
+                <input id="upload-limit-input" ref={input} type="number" min="0" step="0.1" />
+                <button id="upload-limit-save" class="small" type="submit">{"Set"}</button>
+            </form>
+            if let Some(e) = &*error { <div class="error">{e.clone()}</div> }
         </div>
     }
 }

@@ -79,6 +79,8 @@ use swarm_core::peer::trackers::TrackerList;
 
 /// localStorage key of the room (bytes) the user chose to offer the swarm.
 pub const OFFER_KEY: &str = "pp-offer-bytes";
+/// The upload limit the user set (bytes per second), kept in localStorage.
+pub const UPLOAD_LIMIT_KEY: &str = "pp-upload-limit";
 /// How often the byte counters are pushed to the page.
 pub const STATS_MS: u32 = 250;
 /// Least time between two progress updates of a download.
@@ -376,10 +378,13 @@ impl Node {
         st.peer = peer;
         st.key = Some(identity.key.clone());
         st.slot = Some(identity.slot);
+        let limit = LocalStorage::raw().get_item(UPLOAD_LIMIT_KEY).ok().flatten().and_then(|v| v.parse().ok());
+        st.peer.set_upload_limit(limit, now_ms());
         let kept = LocalStorage::raw().get_item(&crate::resume::key(identity.slot)).ok().flatten();
         st.resume = crate::resume::decode(&kept.unwrap_or_default());
         drop(st);
         self.dispatch(Action::Identity { slot: identity.slot });
+        self.dispatch(Action::UploadLimit(limit));
     }
 
     /// Starts again the downloads an earlier page of this slot left unfinished; lists the
@@ -956,6 +961,18 @@ impl Node {
 
     /// The user's offer: kept in localStorage, reported to the tracker, and enforced at once
     /// (chunks kept for the swarm above it are dropped; the user's own files stay).
+    /// Sets the upload limit (bytes per second; `None`: none), kept across reloads:
+    /// everything this tab serves counts against it.
+    pub fn set_upload_limit(&self, rate: Option<u64>) {
+        let storage = LocalStorage::raw();
+        let _ = match rate {
+            Some(r) => storage.set_item(UPLOAD_LIMIT_KEY, &r.to_string()),
+            None => storage.remove_item(UPLOAD_LIMIT_KEY),
+        };
+        self.drive(|p, _, now| p.set_upload_limit(rate, now));
+        self.dispatch(Action::UploadLimit(rate));
+    }
+
     pub fn set_offer(&self, bytes: u64) {
         let _ = LocalStorage::raw().set_item(OFFER_KEY, &bytes.to_string());
         {

@@ -250,6 +250,14 @@ pub fn parse_mib(text: &str) -> Result<u64, String> {
     Ok((mib * (1 << 20) as f64) as u64)
 }
 
+/// An upload limit typed in MiB/s: empty or 0 is none.
+pub fn parse_limit_mib(text: &str) -> Result<Option<u64>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_mib(text).map(|b| (b > 0).then_some(b))
+}
+
 /// What lowering the offer did to the chunks held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrimReport {
@@ -274,6 +282,8 @@ pub struct AppState {
     /// Why the last thing typed in the download box was not fetched.
     pub download_error: Option<String>,
     pub offer: OfferView,
+    /// The upload limit the user set (bytes per second), if any.
+    pub upload_limit: Option<u64>,
     /// The last shrink of the offer below what was held.
     pub trim: Option<TrimReport>,
     pub stats: Stats,
@@ -382,6 +392,8 @@ pub enum Action {
     /// What was typed (or opened) is not something the page can fetch.
     DownloadInputError(String),
     Offer(OfferView),
+    /// The upload limit in force (bytes per second; `None`: none).
+    UploadLimit(Option<u64>),
     Trimmed(TrimReport),
     Stats(Stats),
     Links(Rc<Vec<LinkView>>),
@@ -515,6 +527,7 @@ impl Reducible for AppState {
             }
             Action::DownloadInputError(e) => s.download_error = Some(e),
             Action::Offer(o) => s.offer = o,
+            Action::UploadLimit(l) => s.upload_limit = l,
             Action::Trimmed(t) => s.trim = Some(t),
             Action::Links(links) => s.links = links,
             Action::StorageInfo(info) => s.storage = info,
@@ -574,6 +587,15 @@ mod tests {
         s = s.reduce(Action::DownloadPaused { file });
         s = s.reduce(Action::DownloadCancelled { file });
         assert_eq!(s.downloads[0].phase, DownloadPhase::Cancelled, "a paused download can be cancelled");
+    }
+
+    #[test]
+    fn an_upload_limit_is_typed_in_mib_per_second_and_empty_or_zero_is_none() {
+        assert_eq!(parse_limit_mib("1.5"), Ok(Some(3 << 19)));
+        assert_eq!(parse_limit_mib(" "), Ok(None));
+        assert_eq!(parse_limit_mib("0"), Ok(None));
+        assert!(parse_limit_mib("fast").is_err());
+        assert!(parse_limit_mib("-1").is_err());
     }
 
     #[test]

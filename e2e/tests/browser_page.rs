@@ -295,6 +295,39 @@ async fn the_storage_offer_is_the_users_choice_and_reaches_the_tracker() -> anyh
     Ok(())
 }
 
+/// The upload limit the user sets holds for everything the tab serves (what it sent never
+/// outruns the limit's burst plus the rate since the page opened: a native peer's get and the
+/// swarm's copies alike), and is kept across reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_limit_is_the_users_choice_holds_and_survives_a_reload() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tracker = Tracker::start("page-limit-tracker", Some(&e2e::web_dir()))?;
+    let t0 = Instant::now();
+    let (browser, _me) = open_app(&tracker, "page-limit", "/").await?;
+    let limit = || async { browser.client.find(Locator::Css("#tab-upload-limit")).await?.attr("data-limit").await };
+    assert_eq!(limit().await?, None, "no limit unless the user sets one");
+    browser.client.find(Locator::Css("#upload-limit-input")).await?.send_keys("1").await?;
+    browser.client.find(Locator::Css("#upload-limit-save")).await?.click().await?;
+    assert_eq!(browser.wait_attr("#tab-upload-limit", "data-limit", Duration::from_secs(5)).await?, MIB.to_string());
+
+    let (path, bytes) = random_file(tmp.path(), "limited.bin", 12 * MIB, 71)?;
+    let id = upload(&browser, &path).await?;
+    let native = NativePeer::start("page-limit-n1", &tracker, &tmp.path().join("n1"))?;
+    let out = tmp.path().join("got.bin");
+    native.cli_json(&["get", &id, "-o", &out.to_string_lossy()])?;
+    assert!(std::fs::read(&out)? == bytes, "the native peer got the tab's file");
+    let sent = browser.num_attr_at_least("#dc-stats", "data-sent", bytes.len() as u64).await?;
+    // The burst (one largest chunk, 4 MiB), the rate since the page opened, the chunk read
+    // last, and frame headers. Unlimited, 12 MiB leave the tab in about a second.
+    let allowed = (4 * MIB as u64) + MIB as u64 * t0.elapsed().as_millis() as u64 / 1000 + (320 << 10);
+    assert!(sent <= allowed, "the tab sent {sent} bytes within its 1 MiB/s limit's {allowed}");
+
+    browser.client.refresh().await?;
+    browser.wait_attr("#peer-id", "data-peer-id", Duration::from_secs(30)).await?;
+    assert_eq!(browser.wait_attr("#tab-upload-limit", "data-limit", Duration::from_secs(10)).await?, MIB.to_string());
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_links_are_absolute_copyable_and_open_the_file_elsewhere() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
