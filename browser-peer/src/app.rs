@@ -890,34 +890,15 @@ pub struct OfferFormProps {
 #[function_component(OfferForm)]
 pub fn offer_form(props: &OfferFormProps) -> Html {
     let node = use_node();
-    let input = use_node_ref();
-    let error = use_state(|| None::<String>);
-    let onsubmit = {
-        let (input, error) = (input.clone(), error.clone());
-        Callback::from(move |e: SubmitEvent| {
-            e.prevent_default();
-            let Some(el) = input.cast::<HtmlInputElement>() else { return };
-            match crate::state::parse_mib(&el.value()) {
-                Ok(bytes) => {
-                    error.set(None);
-                    node.0.set_offer(bytes);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let on_set =
+        Callback::from(move |text: String| crate::state::parse_mib(&text).map(|bytes| node.0.set_offer(bytes)));
     let o = props.offer;
     let over = props.held > o.bytes;
     html! {
         <div id="tab-offer" data-offer-bytes={o.bytes.to_string()} data-chosen={o.chosen.to_string()}>
             <span>{format!("{} ({})", fmt_bytes(o.bytes), if o.chosen { "your choice" } else { "default: 10% of the quota, at most 2 GiB" })}</span>
-            <form class="offer" {onsubmit}>
-                <label class="muted" for="offer-input">{"Offer to the swarm (MiB)"}</label>
-                <input id="offer-input" ref={input} type="number" min="0" step="1"
-                    placeholder={format!("{}", o.bytes / (1 << 20))} />
-                <button id="offer-save" class="small" type="submit">{"Set"}</button>
-            </form>
-            if let Some(e) = &*error { <div class="error">{e.clone()}</div> }
+            <SettingForm id="offer" label="Offer to the swarm (MiB)" step="1"
+                placeholder={format!("{}", o.bytes / (1 << 20))} {on_set} />
             if let Some(q) = props.quota.filter(|q| o.bytes > *q) {
                 <div class="muted">{format!("More than the browser allows this site ({}): writes stop at its quota.", fmt_bytes(q))}</div>
             }
@@ -951,35 +932,56 @@ pub struct UploadLimitFormProps {
 #[function_component(UploadLimitForm)]
 pub fn upload_limit_form(props: &UploadLimitFormProps) -> Html {
     let node = use_node();
-    let input = use_node_ref();
-    let error = use_state(|| None::<String>);
-    let onsubmit = {
-        let (input, error) = (input.clone(), error.clone());
-        Callback::from(move |e: SubmitEvent| {
-            e.prevent_default();
-            let Some(el) = input.cast::<HtmlInputElement>() else { return };
-            match crate::state::parse_limit_mib(&el.value()) {
-                Ok(rate) => {
-                    error.set(None);
-                    node.0.set_upload_limit(rate);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        })
-    };
+    let on_set = Callback::from(move |text: String| {
+        crate::state::parse_limit_mib(&text).map(|rate| node.0.set_upload_limit(rate))
+    });
     html! {
         <div id="tab-upload-limit" data-limit={props.limit.map(|l| l.to_string())}>
             <span>{match props.limit {
                 Some(l) => format!("{}/s (your choice)", fmt_bytes(l)),
                 None => "none".to_string(),
             }}</span>
+            <SettingForm id="upload-limit" label="Upload limit (MiB/s; empty or 0: none)" step="0.1" {on_set} />
+        </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct SettingFormProps {
+    /// `#{id}-input` and `#{id}-save`.
+    pub id: AttrValue,
+    pub label: AttrValue,
+    pub step: AttrValue,
+    #[prop_or_default]
+    pub placeholder: Option<AttrValue>,
+    /// What was typed, when saved: `Err` is shown under the field.
+    pub on_set: Callback<String, Result<(), String>>,
+}
+
+/// A number the user sets in a panel: a labelled field and its Set button.
+#[function_component(SettingForm)]
+pub fn setting_form(props: &SettingFormProps) -> Html {
+    let input = use_node_ref();
+    let error = use_state(|| None::<String>);
+    let onsubmit = {
+        let (input, error, on_set) = (input.clone(), error.clone(), props.on_set.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(el) = input.cast::<HtmlInputElement>() else { return };
+            error.set(on_set.emit(el.value()).err());
+        })
+    };
+    let (input_id, save_id) = (format!("{}-input", props.id), format!("{}-save", props.id));
+    html! {
+        <>
             <form class="offer" {onsubmit}>
-                <label class="muted" for="upload-limit-input">{"Upload limit (MiB/s; empty or 0: none)"}</label>
-                <input id="upload-limit-input" ref={input} type="number" min="0" step="0.1" />
-                <button id="upload-limit-save" class="small" type="submit">{"Set"}</button>
+                <label class="muted" for={input_id.clone()}>{props.label.clone()}</label>
+                <input id={input_id} ref={input} type="number" min="0" step={props.step.clone()}
+                    placeholder={props.placeholder.clone()} />
+                <button id={save_id} class="small" type="submit">{"Set"}</button>
             </form>
             if let Some(e) = &*error { <div class="error">{e.clone()}</div> }
-        </div>
+        </>
     }
 }
 

@@ -6,6 +6,19 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
+/// `pp-peer get ID -o TARGET` through `peer`'s control socket, left running.
+fn spawn_get(peer: &Peer, id: &str, target: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(pp_peer())
+        .arg("--data-dir")
+        .arg(&peer.dir)
+        .args(["--json", "get", id, "-o"])
+        .arg(target)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn sigterm(pid: u32) {
     let st = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
     assert!(st.success());
@@ -53,15 +66,7 @@ fn sigterm_stops_peer_and_tracker_cleanly() {
     let out = root.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let target = out.join("big.bin");
-    let mut get = std::process::Command::new(pp_peer())
-        .arg("--data-dir")
-        .arg(&b.dir)
-        .args(["--json", "get", &id, "-o"])
-        .arg(&target)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut get = spawn_get(&b, &id, &target);
     wait_for("b to store some chunks", || (count_files(&b.dir.join("chunks")) > 0).then_some(()));
     let mut proc = b.proc.take().unwrap();
     sigterm(proc.pid());
@@ -96,15 +101,7 @@ fn a_crashed_peer_carries_on_with_its_get_when_run_with_resume() {
     let id = a.cli_json(&["put", src.to_str().unwrap()])["files"][0]["id"].as_str().unwrap().to_string();
 
     let target = root.path().join("got.bin");
-    let mut get = std::process::Command::new(pp_peer())
-        .arg("--data-dir")
-        .arg(&b.dir)
-        .args(["--json", "get", &id, "-o"])
-        .arg(&target)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut get = spawn_get(&b, &id, &target);
     wait_for("b to store some chunks", || (count_files(&b.dir.join("chunks")) > 0).then_some(()));
     let listed = std::fs::read_to_string(b.dir.join("pending-gets.json")).expect("the get is listed as unfinished");
     assert!(listed.contains(&id), "{listed}");
