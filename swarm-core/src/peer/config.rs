@@ -70,7 +70,8 @@ pub const LATE_FACTOR: f64 = 3.0;
 /// share of the file's bytes (per mille).
 pub const DUP_BUDGET_PERMILLE: u64 = 15;
 /// A source with requests outstanding that sent nothing for this long has its requests
-/// copied elsewhere, budget or not (it is dropped after [`STALL_MS`]).
+/// copied elsewhere, budget or not, and is asked nothing more (it is dropped after
+/// [`STALL_MS`]).
 pub const SILENT_MS: u64 = 1_000;
 /// How long newly stored chunks wait to be announced together (the tracker limits
 /// messages per second; a fast download stores hundreds of chunks a second).

@@ -19,9 +19,23 @@
 //! within [`WORK_SHARE`] of the time the sources need for the rest of the file anyway: a slow
 //! source works through the bulk of a download and stops in time for its end. A new source is
 //! probed only while the others have at least [`PROBE_MS`] of work left, or none answers
-//! within that time: a small file is asked of one or two sources, not of every one (a probe
-//! of a slow source is what its end would wait for). Rates leave out the round trip: a chunk
-//! asked of an idle source is timed from its first frame.
+//! within that time, or no holder of the chunk is reckoned to send at all (the sources
+//! measured may not hold it): a small file is asked of one or two sources, not of every one
+//! (a probe of a slow source is what its end would wait for), and a chunk that only sources
+//! not asked yet hold is still asked. Rates leave out the round trip: a chunk asked of an idle
+//! source is timed from its first frame. A source silent for [`SILENT_MS`] with requests
+//! outstanding is reckoned at no rate and asked nothing more (it is dropped after
+//! [`STALL_MS`]).
+//!
+//! Never waiting on nothing: these rules decide by time as well as by answers (a probe grows
+//! old, a source goes silent, a `busy` wait ends), so every [`Download::tick`] applies them
+//! again; and while nothing at all is outstanding, a needed chunk with a ready holder is asked
+//! of it at once, rules or not (no answer is coming to ask it later). Before, a download whose
+//! measured source held none of what was left never asked the source that did, and waited for
+//! ever (a `pp-peer get` in `e2e/tests/cluster.rs`); `swarm-core/tests/download_liveness.rs`
+//! checks after every input, against sources that stop, open late, answer `busy`, lose
+//! requests or go, that something is outstanding whenever a ready holder could send a needed
+//! chunk.
 //!
 //! Endgame: once every missing chunk is requested, a ready source with nothing outstanding
 //! (it has sent its share) takes over requests still waiting elsewhere, newest first, where it
@@ -662,7 +676,9 @@ impl<B: ChunkBuf> Download<B> {
         (chunks as usize).clamp(1, self.pipeline[slot])
     }
 
-    /// The driver's clock (ms), called about once a second: drops peers that stalled.
+    /// The driver's clock (ms), called about once a second: drops peers that stalled, asks
+    /// sources whose `busy` wait is over again, and ([`Endgame::Late`]) applies the sharing
+    /// rules again, which also go by time.
     pub fn tick(&mut self, now: u64) -> Vec<Step<B>> {
         self.clock = now;
         let mut steps = Vec::new();
@@ -675,23 +691,13 @@ impl<B: ChunkBuf> Download<B> {
                 steps.extend(self.peer_gone(slot));
             }
         }
-        // Sources whose `busy` wait is over are asked again; what waits at a source that went
-        // silent is asked elsewhere.
-        let silent = self.endgame == Endgame::Late
-            && (0..self.slots.len()).any(|s| {
-                self.slots[s] == SlotState::Ready
-                    && self.outstanding[s] > 0
-                    && now.saturating_sub(self.last_heard[s]) >= SILENT_MS
-            });
-        let probing = self.endgame == Endgame::Late
-            && !self.rate.iter().any(|&r| r > 0.0)
-            && self.state.iter().any(|s| matches!(s, ChunkState::Needed { .. }));
-        if (silent || probing) && !self.finished {
-            steps.extend(self.schedule());
-        }
+        // [`Endgame::Late`] decides by time as well as by answers (a probe grows old, a source
+        // goes silent, a `busy` wait ends): every tick looks again, so a decision to wait is
+        // never final. (Waiting only for answers, a download whose sources all had nothing
+        // outstanding waited for ever.)
         let rested = self.busy_until.iter().any(|&t| t != 0 && t <= now);
-        if rested {
-            self.busy_until.iter_mut().filter(|t| **t <= now).for_each(|t| *t = 0);
+        self.busy_until.iter_mut().filter(|t| **t <= now).for_each(|t| *t = 0);
+        if (rested || self.endgame == Endgame::Late) && !self.finished {
             steps.extend(self.schedule());
         }
         steps
@@ -700,6 +706,11 @@ impl<B: ChunkBuf> Download<B> {
     /// Whether `slot` answered `busy` and is left alone for now.
     fn resting(&self, slot: usize) -> bool {
         self.busy_until[slot] > self.clock
+    }
+
+    /// Whether `slot` has requests outstanding and sent nothing for [`SILENT_MS`].
+    fn silent(&self, slot: usize) -> bool {
+        self.outstanding[slot] > 0 && self.clock.saturating_sub(self.last_heard[slot]) >= SILENT_MS
     }
 
     /// An answer from `slot` to one of its requests.
@@ -985,7 +996,22 @@ impl<B: ChunkBuf> Download<B> {
             let pick = if late {
                 let len = self.manifest.chunk_len(index) as u64;
                 let work_ms = self.work_ms(&queued, needed);
-                self.pick_by_eta(live().collect(), &queued, len, avoid, work_ms)
+                self.pick_by_eta(live().collect(), &queued, len, avoid, work_ms).or_else(|| {
+                    // Nothing at all on its way: no answer will come to ask it later, so
+                    // it is asked now, of the ready holder expected to send it soonest.
+                    if !self.pending.is_empty() {
+                        return None;
+                    }
+                    let eta = |s: usize| {
+                        let r = self.reckoned_rate(s);
+                        if r > 0.0 {
+                            (queued[s] + len) as f64 / r
+                        } else {
+                            f64::INFINITY
+                        }
+                    };
+                    ready.min_by(|&a, &b| eta(a).total_cmp(&eta(b)))
+                })
             } else if under_playhead {
                 // The chunk a player waits for: the source expected to send it soonest.
                 let avoided = |s: usize| Some(s) == avoid && several;
@@ -1081,8 +1107,11 @@ impl<B: ChunkBuf> Download<B> {
         avoid: Option<usize>,
         work_ms: f64,
     ) -> Option<usize> {
-        let usable: Vec<usize> =
-            holders.into_iter().filter(|&s| self.slots[s] == SlotState::Ready && !self.resting(s)).collect();
+        // A silent source is not asked more (it is dropped after [`STALL_MS`]).
+        let usable: Vec<usize> = holders
+            .into_iter()
+            .filter(|&s| self.slots[s] == SlotState::Ready && !self.resting(s) && !self.silent(s))
+            .collect();
         let eta = |s: usize| {
             let r = self.rate[s];
             (r > 0.0).then(|| (queued[s] + len) as f64 / r)
@@ -1101,7 +1130,9 @@ impl<B: ChunkBuf> Download<B> {
                 // before the measured sources would finish the rest anyway.
                 Some(e) if e <= (best * ETA_SLACK).max(work_ms * WORK_SHARE) => Some((s, e)),
                 Some(_) => None,
-                None if self.outstanding[s] == 0 && work_ms >= PROBE_MS => Some((s, 0.0)),
+                // A probe: while the measured sources have work left, or when no holder of
+                // this chunk is reckoned to send at all (those measured may not hold it).
+                None if self.outstanding[s] == 0 && (work_ms >= PROBE_MS || best.is_infinite()) => Some((s, 0.0)),
                 None => None,
             })
             .min_by(|a, b| {
@@ -1135,6 +1166,9 @@ impl<B: ChunkBuf> Download<B> {
     /// The rate `slot` is reckoned to send at (bytes per ms): its measured rate; [`PROBE_RATE`]
     /// while its probe is younger than [`PROBE_MS`]; else 0.
     fn reckoned_rate(&self, slot: usize) -> f64 {
+        if self.silent(slot) {
+            return 0.0;
+        }
         if self.rate[slot] > 0.0 {
             return self.rate[slot];
         }
