@@ -167,7 +167,7 @@ impl Sim {
         s.sent += 1;
         let (rate, latency) = (s.rate, s.latency);
         let len = self.m.chunk_len(index) as usize;
-        let bytes = chunk_bytes(index, self.m.chunk_size as usize, len);
+        let bytes = chunk_bytes(index, len);
         let mut t = now;
         for off in (0..len).step_by(FRAME) {
             let part = bytes[off..(off + FRAME).min(len)].to_vec();
@@ -214,7 +214,7 @@ impl Sim {
                 Vec::new()
             }
             Ev::Frame(slot, req, offset, part) => {
-                let total = self.m.chunk_len(self.index_of_frame(slot, req, offset, &part)) as u32;
+                let total = self.m.chunk_len(index_of_frame(&part));
                 self.d.on_answer(slot, Answer::Data { req, offset, total, part })
             }
             Ev::Busy(slot, req) => {
@@ -231,7 +231,7 @@ impl Sim {
             }
             Ev::Verify(slot, index, bytes) => {
                 let actual = self.m.chunks[index];
-                assert_eq!(bytes, chunk_bytes(index, self.m.chunk_size as usize, bytes.len()));
+                assert_eq!(bytes, chunk_bytes(index, bytes.len()));
                 self.d.verified(slot, index, bytes, actual)
             }
             Ev::Tick => {
@@ -244,12 +244,6 @@ impl Sim {
         self.apply(steps);
         self.check();
         true
-    }
-
-    /// The chunk a frame belongs to (the harness knows what it sent: the bytes say it).
-    fn index_of_frame(&self, _slot: usize, _req: u32, offset: u32, part: &[u8]) -> usize {
-        let _ = offset;
-        u32::from_le_bytes(part[..4].try_into().expect("frames carry their chunk's index")) as usize
     }
 
     /// The invariant: unfinished, a needed chunk a usable holder could send now ⇒ something is
@@ -278,10 +272,14 @@ impl Sim {
     }
 }
 
+/// The chunk a frame belongs to (the harness knows what it sent: the bytes say it).
+fn index_of_frame(part: &[u8]) -> usize {
+    u32::from_le_bytes(part[..4].try_into().expect("frames carry their chunk's index")) as usize
+}
+
 /// Chunk `index`'s bytes: its index first (so frames say which chunk they carry), then a
 /// pattern (chunks differ, so no two share an id).
-fn chunk_bytes(index: usize, chunk_size: usize, len: usize) -> Vec<u8> {
-    let _ = chunk_size;
+fn chunk_bytes(index: usize, len: usize) -> Vec<u8> {
     let mut b: Vec<u8> = (0..len).map(|k| (k as u64 * 31 + index as u64 * 7) as u8).collect();
     // Every frame starts with the chunk's index.
     for off in (0..len).step_by(FRAME) {
@@ -294,7 +292,7 @@ fn chunk_bytes(index: usize, chunk_size: usize, len: usize) -> Vec<u8> {
 fn manifest(chunks: usize, chunk: usize) -> Manifest {
     let mut b = ManifestBuilder::new(chunk as u32);
     for i in 0..chunks {
-        b.push(&chunk_bytes(i, chunk, chunk));
+        b.push(&chunk_bytes(i, chunk));
     }
     b.finish()
 }

@@ -13,13 +13,16 @@
 //! 3. Driven by hand: a silent source's request is copied after `SILENT_MS`, and the copy
 //!    that wins withdraws it (`cancel`); requests queued deep at a source that stopped move to
 //!    an idle one (cancelled there), while the ones it may be sending stay.
-//! 4. `endgame_benchmark` (ignored: `cargo test --release -p swarm-core --test endgame --
+//! 4. A source that holds part of the file on a fast link does not keep the download from
+//!    asking the one that holds the rest, whose link opened later (the shape of the hung
+//!    `pp-peer get` in `e2e/tests/cluster.rs`: see `swarm-core/tests/download_liveness.rs`).
+//! 5. `endgame_benchmark` (ignored: `cargo test --release -p swarm-core --test endgame --
 //!    --ignored --nocapture`) prints duplicates and completion times of both policies side by
 //!    side, [`Endgame::Eager`] (the policy before) as the same-run baseline.
 
 mod peer_sim;
 
-use peer_sim::{make_file, Behaviour, Net, Rng};
+use peer_sim::{make_file, Behaviour, Net, NoDirect, Rng};
 use swarm_core::peer::config::{SILENT_MS, STALL_MS};
 use swarm_core::peer::{Answer, Download, Endgame, Step};
 use swarm_core::{ManifestBuilder, PeerId};
@@ -118,6 +121,42 @@ fn a_silent_source_does_not_hold_the_download_back() {
             assert!(r.ms < STALL_MS, "{chunks} chunks, seed {seed}: took {} ms", r.ms);
             assert!(r.dup_pct() <= 2.0, "{chunks} chunks, seed {seed}: {:.1}% received twice", r.dup_pct());
         }
+    }
+}
+
+/// Real peer cores: a replica on a fast LAN link holds the first half of a 1 MiB file; the
+/// publisher holds all of it, but no data channel opens to it (its requests go through the
+/// tracker relay once the channel has had its grace time). The replica is measured first and
+/// sends its half; the rest is then asked of the publisher, and the download completes.
+#[test]
+fn the_rest_of_the_file_is_asked_of_a_holder_whose_link_opened_later() {
+    for seed in 1..=4 {
+        let mut rng = Rng(seed);
+        let mut net = Net::new(Net::no_repair());
+        net.no_direct = NoDirect::Hang;
+        let (m, data) = make_file(&mut rng, 4, CHUNK);
+        let full = net.add("publisher", 4 * GIB);
+        let part = net.add("replica", 4 * GIB);
+        net.put(full, &data);
+        net.put(part, &data[..2]);
+        let b = net.add("downloader", 4 * GIB);
+        net.block_direct(full, b);
+        net.pair_rates.insert((part, b), 40 * MB);
+        net.pair_rates.insert((full, b), 8 * MB);
+        for i in 0..net.nodes.len() {
+            net.start(i);
+        }
+        net.run_until(100);
+        net.publish(full, &m, "file.bin");
+        net.run_until(200);
+        let start = net.now;
+        let d = net.download(b, m.file_id());
+        assert!(net.run_while(start + 600_000, |n| n.nodes[b].result_of(d).is_some()), "seed {seed}: did not end");
+        assert_eq!(net.nodes[b].result_of(d), Some(Ok(())), "seed {seed}");
+        let ms = net.now - start;
+        assert!(ms < STALL_MS, "seed {seed}: took {ms} ms");
+        let from = net.nodes[b].sources_of(d);
+        assert!(from.contains_key(&net.id(full)), "seed {seed}: the publisher sent nothing: {from:?}");
     }
 }
 
