@@ -249,6 +249,10 @@ impl Driver {
         pc.relay_only = config.relay_only;
         pc.direct_timeout_ms = config.rtc_timeout.as_millis() as u64;
         pc.frame_payload = FRAME_PAYLOAD;
+        // Benchmarks only (pp-bench's same-run baseline): the download policy before issue 23.
+        if std::env::var_os("PP_BENCH_EAGER_ENDGAME").is_some_and(|v| v == "1") {
+            pc.endgame = swarm_core::peer::Endgame::Eager;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         // Relay frames go out in order, waiting while the tracker's relay queue is full.
         // Each is reported flushed once the tracker connection took it: the core paces serving

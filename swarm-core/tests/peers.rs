@@ -500,8 +500,9 @@ fn equal_holders_each_send_a_share_not_the_whole_file() {
     // chunks sent, 2.15 s). The holder whose link opened first got a full pipeline (16): the
     // other takes from the end of that queue once it has sent its own share.
     assert!(served <= 20 + 8, "{served} chunks sent for a file of 20");
-    // 10 KiB from each holder at 8 KiB/s, plus set-up.
-    assert!(took < 1_800, "took {took} ms");
+    // 10 KiB from each holder at 8 KiB/s, plus set-up, plus the first chunk's time at 8 KiB/s
+    // (125 ms): for a file this small, a second source is asked once the first is measured.
+    assert!(took < 1_950, "took {took} ms");
 }
 
 #[test]

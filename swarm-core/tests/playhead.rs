@@ -2,7 +2,7 @@
 //! and withdraws, and how deep each source's queue is while a player plays.
 
 use swarm_core::peer::config::{PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS};
-use swarm_core::peer::{Answer, Download, Step};
+use swarm_core::peer::{Answer, Download, Endgame, Step};
 use swarm_core::{ManifestBuilder, PeerId};
 
 const CHUNK: usize = 1024;
@@ -20,6 +20,10 @@ fn download(n: usize, pipelines: &[usize]) -> (Download, Vec<Vec<u8>>, Vec<Step>
     let peers: Vec<PeerId> = (0..sources).map(|i| PeerId(format!("{:032x}", i + 1))).collect();
     let holders = vec![(0..sources as u32).collect(); n];
     let mut d = Download::new(m.file_id(), m, peers, holders, None, |_| false).expect("a download");
+    // These tests start from full pipelines, as [`Endgame::Eager`] shares chunks out (the
+    // default probes unmeasured sources one chunk at a time); the playhead's rules are the
+    // same under both.
+    d.set_endgame_mode(Endgame::Eager);
     for (slot, &p) in pipelines.iter().enumerate() {
         d.set_pipeline(slot, p);
     }

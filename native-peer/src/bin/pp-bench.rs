@@ -8,7 +8,9 @@
 //!    (`put --private`: AES-256-GCM before hashing) on one peer, replicated to 3, fetched by a
 //!    fresh peer (by id, and by the link with the key: decrypting). Prints ingest and get MB/s
 //!    of both, and the ratio.
-//! 4. Peak RSS (VmHWM) of every peer while a `--rss-file-mib` file is put, replicated and
+//! 4. Duplicates: `--dup-mib` files from 3 peers to a fresh one, bytes received beyond the
+//!    file, with the old download policy and today's (two files of each size, same run).
+//! 5. Peak RSS (VmHWM) of every peer while a `--rss-file-mib` file is put, replicated and
 //!    fetched (the peak is reset through /proc/PID/clear_refs before that phase).
 //!
 //! Build release first (`cargo build --release -p native-peer -p tracker`), then e.g.
@@ -43,6 +45,11 @@ struct Args {
     /// Size of the file moved while peak RSS is measured, MiB (0: skip).
     #[arg(long, default_value_t = 2048)]
     rss_file_mib: u64,
+    /// Sizes of the files moved from 3 peers to a fresh one to count duplicate bytes, MiB,
+    /// comma-separated (empty: skip); each size once with the old download policy
+    /// (`PP_BENCH_EAGER_ENDGAME=1`) and once with today's, on two files of that size.
+    #[arg(long, default_value = "5,64", value_delimiter = ',')]
+    dup_mib: Vec<u64>,
     /// Where the `pp-peer` and `tracker` binaries are (default: beside this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -175,7 +182,12 @@ impl Swarm {
     }
 
     fn add_peer(&mut self, name: &str) -> anyhow::Result<()> {
+        self.add_peer_env(name, &[])
+    }
+
+    fn add_peer_env(&mut self, name: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let mut cmd = Command::new(self.bin.join("pp-peer"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--tracker")
             .arg(&self.tracker_url)
             .arg("--data-dir")
@@ -250,6 +262,36 @@ impl Swarm {
 }
 
 impl Swarm {
+    /// Puts a `mib` MiB file on peer a, waits for 3 copies, then a fresh peer `getter` (with
+    /// `env`) gets it: returns (bytes its links received beyond the file's size, fetch MB/s).
+    fn duplicates(&mut self, name: &str, mib: u64, getter: &str, env: &[(&str, &str)]) -> anyhow::Result<(u64, f64)> {
+        let path = self.work.join(name);
+        write_random(&path, mib << 20)?;
+        let put = self.cli("a", &["put", path.to_str().unwrap()])?;
+        let id = put["files"][0]["id"].as_str().context("file id")?.to_string();
+        self.wait_copies(name, 3)?;
+        self.add_peer_env(getter, env)?;
+        let out = self.work.join(format!("{name}.out"));
+        let got = self.cli(getter, &["get", &id, "-o", out.to_str().unwrap()])?;
+        let fetch = mb_s(
+            got["fetched_bytes"].as_u64().context("fetched_bytes")?,
+            got["fetch_seconds"].as_f64().context("fetch_seconds")?,
+        );
+        // Answers already on their way when the download ended still arrive (and count).
+        std::thread::sleep(Duration::from_secs(2));
+        let status = self.cli(getter, &["status"])?;
+        let received: u64 = status["bytes_received_by_path"]
+            .as_object()
+            .context("bytes_received_by_path")?
+            .values()
+            .filter_map(Value::as_u64)
+            .sum();
+        self.peers.pop(); // the getter leaves: it takes no part in the next file
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&path);
+        Ok((received.saturating_sub(mib << 20), fetch))
+    }
+
     /// Puts a `mib` MiB file on peer a (private: `put --private`), waits for 3 copies, gets it
     /// on a fresh peer (by the link for a private file) that then leaves. Returns (ingest MB/s,
     /// get MB/s), both wall clock of the command.
@@ -347,7 +389,7 @@ fn main() -> anyhow::Result<()> {
         println!("raw str0m data channel (loopback, {} KiB messages, {} MiB): {r:.1} MB/s", args.msg_kib, args.raw_mib);
         raw = Some(r);
     }
-    if args.file_mib == 0 && args.rss_file_mib == 0 && args.private_mib == 0 {
+    if args.file_mib == 0 && args.rss_file_mib == 0 && args.private_mib == 0 && args.dup_mib.is_empty() {
         return Ok(());
     }
     let work = std::env::temp_dir().join(format!("pp-bench-{}", std::process::id()));
@@ -377,6 +419,20 @@ fn swarm_phases(args: &Args, bin: &Path, work: &Path, raw: Option<f64>) -> anyho
         if let Some(r) = raw {
             println!("ratio swarm fetch / raw data channel: {:.0}% (target >= 80%)", fetch / r * 100.0);
         }
+    }
+    for &mib in &args.dup_mib {
+        let eager = swarm.duplicates(
+            &format!("dup-eager-{mib}.bin"),
+            mib,
+            &format!("ge{mib}"),
+            &[("PP_BENCH_EAGER_ENDGAME", "1")],
+        )?;
+        let late = swarm.duplicates(&format!("dup-late-{mib}.bin"), mib, &format!("gl{mib}"), &[])?;
+        let pct = |d: u64| d as f64 * 100.0 / (mib << 20) as f64;
+        println!(
+            "duplicates, {mib} MiB from 3 peers: old policy {} bytes ({:.1}%, {:.1} MB/s); now {} bytes ({:.1}%, {:.1} MB/s) (target <= 2%)",
+            eager.0, pct(eager.0), eager.1, late.0, pct(late.0), late.1
+        );
     }
     if args.private_mib > 0 {
         let public = swarm.private_round("public.bin", args.private_mib, false)?;

@@ -49,6 +49,30 @@ pub const PLAYHEAD_WINDOW: usize = 16;
 pub const PLAYING_QUEUE_MS: u64 = 300;
 /// Most sources asked for one chunk at once during the endgame.
 pub const ENDGAME_COPIES: usize = 2;
+/// A measured source is asked a chunk only if it would deliver it within this many times as
+/// soon as the best measured holder (after what each has queued).
+pub const ETA_SLACK: f64 = 1.5;
+/// A measured source is also asked a chunk it would deliver within this share of the time the
+/// measured sources together need for the rest of the file (so a slower source keeps working
+/// through the bulk of a download and stops in time for its end).
+pub const WORK_SHARE: f64 = 0.8;
+/// Sources not measured yet are asked a chunk (one at a time) only while the measured ones
+/// have this much work queued, or none is measured: a probe of a slow source is what the end
+/// of a small download would wait for.
+pub const PROBE_MS: f64 = 250.0;
+/// While no source is measured, each probe in flight is reckoned to deliver this many bytes
+/// per ms (40 MB/s): a small file is asked of one or two sources at first, not of all.
+pub const PROBE_RATE: f64 = 40_000.0;
+/// A request its source may already be sending is copied to an idle source only if it is
+/// expected this many times later than there.
+pub const LATE_FACTOR: f64 = 3.0;
+/// Copies of requests a source may already be sending, each counted whole, stay within this
+/// share of the file's bytes (per mille).
+pub const DUP_BUDGET_PERMILLE: u64 = 15;
+/// A source with requests outstanding that sent nothing for this long has its requests
+/// copied elsewhere, budget or not, and is asked nothing more (it is dropped after
+/// [`STALL_MS`]).
+pub const SILENT_MS: u64 = 1_000;
 /// How long newly stored chunks wait to be announced together (the tracker limits
 /// messages per second; a fast download stores hundreds of chunks a second).
 pub const HAVE_BATCH_MS: u64 = 50;

@@ -11,12 +11,53 @@
 //! [`Download::verified`]. A bad or missing chunk is retried, preferring another holder; a
 //! source that stops answering is dropped after [`STALL_MS`] (time comes in through `tick`).
 //!
+//! Sharing out ([`Endgame::Late`], the default; not while a player plays): a source whose
+//! rate is not known yet is asked one chunk at a time (a probe, so a slow source never holds a
+//! deep queue that the end of the download would wait for). A measured source is asked a
+//! chunk only while it would deliver it (after what it has queued) within [`ETA_SLACK`] times
+//! as soon as the best holder would (sources being probed reckoned at [`PROBE_RATE`]), or
+//! within [`WORK_SHARE`] of the time the sources need for the rest of the file anyway: a slow
+//! source works through the bulk of a download and stops in time for its end. A new source is
+//! probed only while the others have at least [`PROBE_MS`] of work left, or none answers
+//! within that time, or no holder of the chunk is reckoned to send at all (the sources
+//! measured may not hold it): a small file is asked of one or two sources, not of every one
+//! (a probe of a slow source is what its end would wait for), and a chunk that only sources
+//! not asked yet hold is still asked. Rates leave out the round trip: a chunk asked of an idle
+//! source is timed from its first frame. A source silent for [`SILENT_MS`] with requests
+//! outstanding is reckoned at no rate and asked nothing more (it is dropped after
+//! [`STALL_MS`]).
+//!
+//! Never waiting on nothing: these rules decide by time as well as by answers (a probe grows
+//! old, a source goes silent, a `busy` wait ends), so every [`Download::tick`] applies them
+//! again; and while nothing at all is outstanding, a needed chunk with a ready holder is asked
+//! of it at once, rules or not (no answer is coming to ask it later). Before, a download whose
+//! measured source held none of what was left never asked the source that did, and waited for
+//! ever (a `pp-peer get` in `e2e/tests/cluster.rs`); `swarm-core/tests/download_liveness.rs`
+//! checks after every input, against sources that stop, open late, answer `busy`, lose
+//! requests or go, that something is outstanding whenever a ready holder could send a needed
+//! chunk.
+//!
 //! Endgame: once every missing chunk is requested, a ready source with nothing outstanding
-//! (it has sent its share) asks for a chunk already in flight at another source (at most
-//! [`ENDGAME_COPIES`] askers per chunk); the first verified answer wins, the later one is
-//! dropped. (Any room in a pipeline would be too eager: a file that fits in the sources'
-//! pipelines would be asked twice over from the start, every chunk sent twice.) A chunk id
-//! repeated in a file is fetched once.
+//! (it has sent its share) takes over requests still waiting elsewhere, newest first, where it
+//! is expected to deliver sooner:
+//! - a request queued so deep at its source that the source cannot have begun to read it
+//!   ([`committed`] bytes ahead of it: what an honest holder may have read ahead of its
+//!   writer, see [`super::serve`]) *moves*: it is cancelled there ([`Step::Cancel`], the
+//!   chunk protocol's `cancel`) and asked of the idle source; no byte is sent twice;
+//! - a request its source may already be sending is *copied* (at most [`ENDGAME_COPIES`]
+//!   askers per chunk) only when it is late: expected more than [`LATE_FACTOR`] times later
+//!   than the idle source would deliver it, at the rates measured, and only while the copies
+//!   made so far, each counted whole, stay within [`DUP_BUDGET_PERMILLE`] of the file's bytes;
+//!   or when its source has sent nothing for [`SILENT_MS`] (a stalled source holds nothing
+//!   back).
+//!
+//! The first copy of a chunk to arrive whole wins and the others are cancelled at once, as
+//! are the others of a copy whose first bytes arrive while theirs have not begun. Bytes a
+//! source had already handed to its transport still come (the protocol cannot stop them):
+//! that is what the budget bounds. [`Endgame::Eager`] is the policy before issue 23 (every
+//! source's pipeline filled, idle sources copying the newest requests elsewhere, no cancel),
+//! kept as the same-run baseline of `swarm-core/tests/endgame.rs`; a chunk id repeated in a
+//! file is fetched once.
 //!
 //! Playback: a download may be told where a player's playhead is ([`Download::set_playhead`]).
 //! The [`PLAYHEAD_WINDOW`] chunks from there on are then asked first, in file order, ahead of
@@ -36,7 +77,9 @@
 //! ([`super::Peer`]) maps them onto the numbers of the link they travel on.
 
 use super::config::{
-    BUSY_BACKOFF_MS, ENDGAME_COPIES, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE, PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, STALL_MS,
+    BUSY_BACKOFF_MS, DUP_BUDGET_PERMILLE, ENDGAME_COPIES, ETA_SLACK, LATE_FACTOR, MAX_ATTEMPTS, MAX_SOURCES, PIPELINE,
+    PLAYHEAD_WINDOW, PLAYING_QUEUE_MS, PROBE_MS, PROBE_RATE, READS_PER_ROUTE, SEND_WINDOW, SILENT_MS, STALL_MS,
+    WORK_SHARE,
 };
 use crate::chunk_proto::{PeerMsg, ProtoError};
 use crate::content::ContentError;
@@ -53,6 +96,26 @@ pub enum CellState {
     InFlight(usize),
     /// Stored; `Some(slot)` delivered it, `None`: it was stored here already.
     Done(Option<usize>),
+}
+
+/// How a download shares chunks out and asks again for chunks a source is slow to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Endgame {
+    /// Nothing is ever asked of two sources (a single-chunk replication order).
+    Off,
+    /// Probes, shares by expected delivery time, moves queued requests and copies only late
+    /// ones within a budget, cancels the losers (see the module documentation).
+    #[default]
+    Late,
+    /// Before issue 23: pipelines filled regardless of rate, idle sources copy what is in
+    /// flight elsewhere, nothing cancelled. The same-run baseline of the benchmarks.
+    Eager,
+}
+
+/// Bytes ahead of a request at its source past which the source cannot have begun to read
+/// it: its send window and the reads it may have in progress, for chunks of `chunk_size`.
+pub fn committed(chunk_size: u32) -> u64 {
+    SEND_WINDOW + (READS_PER_ROUTE as u64 + 1) * chunk_size as u64
 }
 
 /// Why a download cannot go on.
@@ -187,6 +250,8 @@ struct Pending<B> {
     received: usize,
     /// When it was sent (the download's clock).
     asked_at: u64,
+    /// When its first frame came, and that frame's length.
+    first: Option<(u64, usize)>,
 }
 
 /// One file being fetched from the swarm; `B` is where chunks are reassembled.
@@ -224,7 +289,9 @@ pub struct Download<B: ChunkBuf = Vec<u8>> {
     /// Per slot: asked nothing before this time (it answered `busy`; 0: not busy).
     busy_until: Vec<u64>,
     max_peers: usize,
-    endgame: bool,
+    endgame: Endgame,
+    /// Bytes of the copies made of requests their source may already be sending.
+    dup_bytes: u64,
     /// A needed chunk with no live holder waits (others go on) instead of failing at once.
     wait_for_holders: bool,
     /// The chunk under a player's playhead: it and the next [`PLAYHEAD_WINDOW`] - 1 go first.
@@ -304,7 +371,8 @@ impl<B: ChunkBuf> Download<B> {
             last_delivery: Vec::new(),
             busy_until: Vec::new(),
             max_peers: MAX_SOURCES,
-            endgame: true,
+            endgame: Endgame::Late,
+            dup_bytes: 0,
             wait_for_holders: false,
             playhead: None,
         }
@@ -324,9 +392,14 @@ impl<B: ChunkBuf> Download<B> {
         self.max_peers = n.max(1);
     }
 
-    /// Turns the endgame off (a single-chunk order must not fetch its chunk twice).
+    /// Turns the endgame off (a single-chunk order must not fetch its chunk twice), or back on.
     pub fn set_endgame(&mut self, on: bool) {
-        self.endgame = on;
+        self.endgame = if on { Endgame::Late } else { Endgame::Off };
+    }
+
+    /// Chooses how chunks are shared out and asked again ([`Endgame`]).
+    pub fn set_endgame_mode(&mut self, mode: Endgame) {
+        self.endgame = mode;
     }
 
     /// A chunk no live peer holds does not end the download while other chunks can still be
@@ -563,9 +636,19 @@ impl<B: ChunkBuf> Download<B> {
     /// took on the wire. Smoothed with half weight on the new sample: a source's first chunks
     /// often come in a burst (the tracker's relay lets 1 MiB through at once), and the rate
     /// after it should count within a few chunks.
-    fn measure(&mut self, slot: usize, len: usize, asked_at: u64) {
+    ///
+    /// [`Endgame::Late`] leaves the round trip out of a chunk asked of an idle slot: the bytes
+    /// after its first frame over the time since that frame (a rate that counts the round trip
+    /// made a source of a 30 ms link look three times slower than it is, and kept it idle).
+    fn measure(&mut self, slot: usize, len: usize, asked_at: u64, first: Option<(u64, usize)>) {
         let since = self.last_delivery[slot].max(asked_at);
-        let sample = len as f64 / self.clock.saturating_sub(since).max(1) as f64;
+        let idle_start = asked_at >= self.last_delivery[slot];
+        let sample = match first {
+            Some((at, n)) if self.endgame == Endgame::Late && idle_start && n < len && self.clock > at => {
+                (len - n) as f64 / (self.clock - at) as f64
+            }
+            _ => len as f64 / self.clock.saturating_sub(since).max(1) as f64,
+        };
         let r = &mut self.rate[slot];
         *r = if *r == 0.0 { sample } else { 0.5 * (*r + sample) };
         self.last_delivery[slot] = self.clock;
@@ -593,7 +676,9 @@ impl<B: ChunkBuf> Download<B> {
         (chunks as usize).clamp(1, self.pipeline[slot])
     }
 
-    /// The driver's clock (ms), called about once a second: drops peers that stalled.
+    /// The driver's clock (ms), called about once a second: drops peers that stalled, asks
+    /// sources whose `busy` wait is over again, and ([`Endgame::Late`]) applies the sharing
+    /// rules again, which also go by time.
     pub fn tick(&mut self, now: u64) -> Vec<Step<B>> {
         self.clock = now;
         let mut steps = Vec::new();
@@ -606,10 +691,13 @@ impl<B: ChunkBuf> Download<B> {
                 steps.extend(self.peer_gone(slot));
             }
         }
-        // Sources whose `busy` wait is over are asked again.
+        // [`Endgame::Late`] decides by time as well as by answers (a probe grows old, a source
+        // goes silent, a `busy` wait ends): every tick looks again, so a decision to wait is
+        // never final. (Waiting only for answers, a download whose sources all had nothing
+        // outstanding waited for ever.)
         let rested = self.busy_until.iter().any(|&t| t != 0 && t <= now);
-        if rested {
-            self.busy_until.iter_mut().filter(|t| **t <= now).for_each(|t| *t = 0);
+        self.busy_until.iter_mut().filter(|t| **t <= now).for_each(|t| *t = 0);
+        if (rested || self.endgame == Endgame::Late) && !self.finished {
             steps.extend(self.schedule());
         }
         steps
@@ -618,6 +706,11 @@ impl<B: ChunkBuf> Download<B> {
     /// Whether `slot` answered `busy` and is left alone for now.
     fn resting(&self, slot: usize) -> bool {
         self.busy_until[slot] > self.clock
+    }
+
+    /// Whether `slot` has requests outstanding and sent nothing for [`SILENT_MS`].
+    fn silent(&self, slot: usize) -> bool {
+        self.outstanding[slot] > 0 && self.clock.saturating_sub(self.last_heard[slot]) >= SILENT_MS
     }
 
     /// An answer from `slot` to one of its requests.
@@ -644,9 +737,13 @@ impl<B: ChunkBuf> Download<B> {
                     Some(ProtoError::Overrun)
                 } else {
                     p.buf.get_or_insert_with(|| B::with_len(expected)).write(p.received, &part);
+                    if p.received == 0 {
+                        p.first = Some((self.clock, len));
+                    }
                     p.received += len;
                     None
                 };
+                let (index, first) = (p.index, p.received == len && len > 0);
                 if let Some(e) = error {
                     let p = self.pending.remove(&(slot, req)).expect("present");
                     self.outstanding[slot] -= 1;
@@ -657,13 +754,18 @@ impl<B: ChunkBuf> Download<B> {
                 } else if p.received == expected {
                     let p = self.pending.remove(&(slot, req)).expect("present");
                     self.outstanding[slot] -= 1;
-                    self.measure(slot, expected, p.asked_at);
+                    self.measure(slot, expected, p.asked_at, p.first);
+                    steps.extend(self.cancel_copies(p.index, (slot, req), false));
                     if self.state[p.index] == ChunkState::InFlight {
                         self.state[p.index] = ChunkState::Verifying { attempts: p.attempts, slot };
                         let bytes = p.buf.unwrap_or_else(|| B::with_len(0));
                         steps.push(Step::Verify { slot, index: p.index, chunk: self.manifest.chunks[p.index], bytes });
                     } // else: the slower copy of an endgame duplicate
                 } else {
+                    if first {
+                        // This copy has begun: the others that have not are withdrawn.
+                        steps.extend(self.cancel_copies(index, (slot, req), true));
+                    }
                     return steps;
                 }
             }
@@ -845,6 +947,15 @@ impl<B: ChunkBuf> Download<B> {
         // chunks are requested by then, so they are skipped).
         let window = self.window();
         let playing = !window.is_empty();
+        // Sharing by expected delivery time: bytes each slot still has to send (kept up to
+        // date as requests are made below).
+        let late = self.endgame == Endgame::Late && !playing;
+        let mut queued = if late { self.queued_bytes() } else { Vec::new() };
+        let mut needed: u64 = if late {
+            (0..self.total()).filter(|&i| self.is_needed(i)).map(|i| self.manifest.chunk_len(i) as u64).sum()
+        } else {
+            0
+        };
         for k in 0..window.len() + self.order.len() {
             let (index, in_window) = match k.checked_sub(window.len()) {
                 None => (window.start + k, true),
@@ -882,7 +993,26 @@ impl<B: ChunkBuf> Download<B> {
             };
             let ready = live()
                 .filter(|&s| self.slots[s] == SlotState::Ready && !self.resting(s) && self.outstanding[s] < room(s));
-            let pick = if under_playhead {
+            let pick = if late {
+                let len = self.manifest.chunk_len(index) as u64;
+                let work_ms = self.work_ms(&queued, needed);
+                self.pick_by_eta(live().collect(), &queued, len, avoid, work_ms).or_else(|| {
+                    // Nothing at all on its way: no answer will come to ask it later, so
+                    // it is asked now, of the ready holder expected to send it soonest.
+                    if !self.pending.is_empty() {
+                        return None;
+                    }
+                    let eta = |s: usize| {
+                        let r = self.reckoned_rate(s);
+                        if r > 0.0 {
+                            (queued[s] + len) as f64 / r
+                        } else {
+                            f64::INFINITY
+                        }
+                    };
+                    ready.min_by(|&a, &b| eta(a).total_cmp(&eta(b)))
+                })
+            } else if under_playhead {
                 // The chunk a player waits for: the source expected to send it soonest.
                 let avoided = |s: usize| Some(s) == avoid && several;
                 ready.min_by(|&a, &b| {
@@ -895,6 +1025,10 @@ impl<B: ChunkBuf> Download<B> {
                 Some(slot) => {
                     self.state[index] = ChunkState::InFlight;
                     in_flight_ids.insert(id);
+                    if late {
+                        queued[slot] += self.manifest.chunk_len(index) as u64;
+                        needed -= self.manifest.chunk_len(index) as u64;
+                    }
                     self.request(slot, index, attempts, &mut steps);
                 }
                 None => {
@@ -915,8 +1049,12 @@ impl<B: ChunkBuf> Download<B> {
         if playing {
             self.hurry_playhead(window.start, &mut steps);
         }
-        if self.endgame && !self.state.iter().any(|s| matches!(s, ChunkState::Needed { .. })) {
-            self.endgame_requests(&mut steps);
+        if !self.state.iter().any(|s| matches!(s, ChunkState::Needed { .. })) {
+            match self.endgame {
+                Endgame::Off => {}
+                Endgame::Late => self.late_requests(&mut steps),
+                Endgame::Eager => self.endgame_requests(&mut steps),
+            }
         }
         if let Some(index) = unheld {
             let busy = !self.pending.is_empty()
@@ -935,12 +1073,229 @@ impl<B: ChunkBuf> Download<B> {
         let id = self.manifest.chunks[index];
         let req = self.next_req;
         self.next_req = self.next_req.wrapping_add(1).max(1);
-        self.pending.insert((slot, req), Pending { index, attempts, buf: None, received: 0, asked_at: self.clock });
+        self.pending.insert(
+            (slot, req),
+            Pending { index, attempts, buf: None, received: 0, asked_at: self.clock, first: None },
+        );
         if self.outstanding[slot] == 0 {
             self.last_heard[slot] = self.clock;
         }
         self.outstanding[slot] += 1;
         steps.push(Step::Request { slot, req, chunk: id });
+    }
+
+    /// Per slot: bytes it still has to send for the requests outstanding there.
+    fn queued_bytes(&self) -> Vec<u64> {
+        let mut q = vec![0u64; self.slots.len()];
+        for ((slot, _), p) in &self.pending {
+            q[*slot] += (self.manifest.chunk_len(p.index) as usize).saturating_sub(p.received) as u64;
+        }
+        q
+    }
+
+    /// [`Endgame::Late`]'s choice among the live holders of a needed chunk of `len` bytes
+    /// (`queued`: bytes each slot still has to send): the ready holder with room expected to
+    /// deliver it soonest, if within [`ETA_SLACK`] of the best measured holder (room or not)
+    /// or within [`WORK_SHARE`] of the time the measured sources need for the rest (`work_ms`);
+    /// an unmeasured one (a probe, one request at a time) only while the measured sources have
+    /// [`PROBE_MS`] of work left (`work_ms`), or none is measured.
+    fn pick_by_eta(
+        &self,
+        holders: Vec<usize>,
+        queued: &[u64],
+        len: u64,
+        avoid: Option<usize>,
+        work_ms: f64,
+    ) -> Option<usize> {
+        // A silent source is not asked more (it is dropped after [`STALL_MS`]).
+        let usable: Vec<usize> = holders
+            .into_iter()
+            .filter(|&s| self.slots[s] == SlotState::Ready && !self.resting(s) && !self.silent(s))
+            .collect();
+        let eta = |s: usize| {
+            let r = self.rate[s];
+            (r > 0.0).then(|| (queued[s] + len) as f64 / r)
+        };
+        // The best holder, counting the ones being probed at their reckoned rate (a slow
+        // source measured first is not the best while faster ones may be on their way).
+        let best =
+            usable.iter().map(|&s| (queued[s] + len) as f64 / self.reckoned_rate(s)).fold(f64::INFINITY, f64::min);
+        let several = usable.len() > 1;
+        usable
+            .iter()
+            .copied()
+            .filter(|&s| self.outstanding[s] < self.pipeline[s])
+            .filter_map(|s| match eta(s) {
+                // Useful if no later than the best measured holder (within a slack), or
+                // before the measured sources would finish the rest anyway.
+                Some(e) if e <= (best * ETA_SLACK).max(work_ms * WORK_SHARE) => Some((s, e)),
+                Some(_) => None,
+                // A probe: while the measured sources have work left, or when no holder of
+                // this chunk is reckoned to send at all (those measured may not hold it).
+                None if self.outstanding[s] == 0 && (work_ms >= PROBE_MS || best.is_infinite()) => Some((s, 0.0)),
+                None => None,
+            })
+            .min_by(|a, b| {
+                let avoided = |s: usize| Some(s) == avoid && several;
+                avoided(a.0).cmp(&avoided(b.0)).then(a.1.total_cmp(&b.1))
+            })
+            .map(|(s, _)| s)
+    }
+
+    /// How long the ready sources take to send what is left of the file (`needed` bytes not
+    /// asked yet and what they have queued): the measured ones at their rates, the ones being
+    /// probed (asked less than [`PROBE_MS`] ago) at [`PROBE_RATE`] each (infinite if there are
+    /// none: a probe that takes that long lets another source be tried). A slow source that
+    /// happens to be measured first does not take the whole file while the others are probed.
+    fn work_ms(&self, queued: &[u64], needed: u64) -> f64 {
+        let mut rate = 0.0;
+        let mut bytes = needed;
+        for s in (0..self.slots.len()).filter(|&s| self.slots[s] == SlotState::Ready) {
+            let r = self.reckoned_rate(s);
+            if r > 0.0 {
+                rate += r;
+                bytes += queued[s];
+            }
+        }
+        if rate <= 0.0 {
+            return f64::INFINITY;
+        }
+        bytes as f64 / rate
+    }
+
+    /// The rate `slot` is reckoned to send at (bytes per ms): its measured rate; [`PROBE_RATE`]
+    /// while its probe is younger than [`PROBE_MS`]; else 0.
+    fn reckoned_rate(&self, slot: usize) -> f64 {
+        if self.silent(slot) {
+            return 0.0;
+        }
+        if self.rate[slot] > 0.0 {
+            return self.rate[slot];
+        }
+        let mine = self.pending.iter().filter(|((s, _), _)| *s == slot);
+        let young = mine.map(|(_, p)| p.asked_at).min().is_some_and(|t| self.clock < t + PROBE_MS as u64);
+        if young {
+            PROBE_RATE
+        } else {
+            0.0
+        }
+    }
+
+    /// The rate `slot` sends at (bytes per ms): measured over whole chunks, else what its
+    /// requests in progress got so far (0: nothing known).
+    fn rate_now(&self, slot: usize) -> f64 {
+        if self.rate[slot] > 0.0 {
+            return self.rate[slot];
+        }
+        let mine = self.pending.iter().filter(|((s, _), _)| *s == slot).map(|(_, p)| p);
+        let (got, since) = mine.fold((0usize, u64::MAX), |(g, t), p| (g + p.received, t.min(p.asked_at)));
+        if got == 0 {
+            return 0.0;
+        }
+        got as f64 / self.clock.saturating_sub(since).max(1) as f64
+    }
+
+    /// [`Endgame::Late`]'s endgame: idle ready sources take over requests waiting elsewhere,
+    /// newest first: queued ones move (cancelled there), ones their source may be sending are
+    /// copied only when late and within the budget, or when their source went silent.
+    fn late_requests(&mut self, steps: &mut Vec<Step<B>>) {
+        let idle = |d: &Self, s: usize| d.slots[s] == SlotState::Ready && !d.resting(s) && d.outstanding[s] == 0;
+        if !(0..self.slots.len()).any(|s| idle(self, s)) {
+            return;
+        }
+        // Per request: bytes its source has to send before it (a source answers in order).
+        let mut by_slot: Vec<Vec<(u32, u64)>> = vec![Vec::new(); self.slots.len()];
+        for ((slot, req), p) in &self.pending {
+            let left = (self.manifest.chunk_len(p.index) as usize).saturating_sub(p.received) as u64;
+            by_slot[*slot].push((*req, left));
+        }
+        let mut ahead: HashMap<(usize, u32), u64> = HashMap::new();
+        for (slot, reqs) in by_slot.iter_mut().enumerate() {
+            reqs.sort_unstable();
+            let mut sum = 0;
+            for &(req, left) in reqs.iter() {
+                ahead.insert((slot, req), sum);
+                sum += left;
+            }
+        }
+        let mut inflight: Vec<(u32, usize)> = self.pending.keys().map(|(slot, req)| (*req, *slot)).collect();
+        inflight.sort_unstable_by(|a, b| b.cmp(a));
+        let budget = self.manifest.size * DUP_BUDGET_PERMILLE / 1000;
+        let commit = committed(self.manifest.chunk_size);
+        for (req, slot) in inflight {
+            let Some(p) = self.pending.get(&(slot, req)) else { continue };
+            let (index, received, attempts) = (p.index, p.received, p.attempts);
+            if self.state[index] != ChunkState::InFlight {
+                continue;
+            }
+            let asked = self.askers(index);
+            if asked.len() >= ENDGAME_COPIES {
+                continue;
+            }
+            let pick = self.holders[index]
+                .iter()
+                .copied()
+                .filter(|&s| idle(self, s) && !asked.contains(&s))
+                .max_by(|&a, &b| self.rate[a].total_cmp(&self.rate[b]));
+            let Some(to) = pick else { continue };
+            let len = self.manifest.chunk_len(index) as u64;
+            let before = ahead.get(&(slot, req)).copied().unwrap_or(0);
+            let silent = self.clock.saturating_sub(self.last_heard[slot]) >= SILENT_MS;
+            let r = self.rate_now(slot);
+            let here = if silent || r <= 0.0 { f64::INFINITY } else { (before + len - received as u64) as f64 / r };
+            let there = if self.rate[to] > 0.0 { len as f64 / self.rate[to] } else { f64::INFINITY };
+            if received == 0 && before >= commit {
+                if there < here {
+                    // Not begun there: it moves, nothing is sent twice.
+                    self.pending.remove(&(slot, req));
+                    self.outstanding[slot] -= 1;
+                    steps.push(Step::Cancel { slot, reqs: vec![req] });
+                    self.request(to, index, attempts, steps);
+                }
+            } else if silent || (here > LATE_FACTOR * there && self.dup_bytes + len <= budget) {
+                if !silent {
+                    self.dup_bytes += len;
+                }
+                self.request(to, index, attempts, steps);
+            }
+        }
+    }
+
+    /// The other requests for chunk `index` than `keep` are withdrawn: one copy is winning
+    /// ([`Endgame::Late`] only). With `unstarted` (`keep` has just begun), only those no byte
+    /// of came and that would not arrive sooner.
+    fn cancel_copies(&mut self, index: usize, keep: (usize, u32), unstarted: bool) -> Vec<Step<B>> {
+        if self.endgame != Endgame::Late {
+            return Vec::new();
+        }
+        let len = self.manifest.chunk_len(index) as f64;
+        let eta = |d: &Self, slot: usize, left: f64| {
+            let r = d.rate_now(slot);
+            if r > 0.0 {
+                left / r
+            } else {
+                f64::INFINITY
+            }
+        };
+        let kept = self.pending.get(&keep).map_or(0.0, |p| len - p.received as f64);
+        let kept_eta = eta(self, keep.0, kept);
+        let mut losers: Vec<(usize, u32)> = self
+            .pending
+            .iter()
+            .filter(|(k, p)| p.index == index && **k != keep)
+            // A copy that has not begun goes only if the one begun is expected sooner.
+            .filter(|(k, p)| !unstarted || (p.received == 0 && kept_eta <= eta(self, k.0, len)))
+            .map(|(k, _)| *k)
+            .collect();
+        losers.sort_unstable();
+        losers
+            .into_iter()
+            .map(|(slot, req)| {
+                self.pending.remove(&(slot, req));
+                self.outstanding[slot] -= 1;
+                Step::Cancel { slot, reqs: vec![req] }
+            })
+            .collect()
     }
 
     /// The chunk under the playhead is on its way, but queued behind others at its source (it

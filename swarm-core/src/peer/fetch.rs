@@ -194,6 +194,7 @@ impl<B: ChunkBuf + Clone> Peer<B> {
             Err(e) => return self.finish(download, Err(Failure::Failed(e.to_string())), now_ms),
         };
         dl.set_wait_for_holders(true);
+        dl.set_endgame_mode(self.config.endgame);
         // Chunks this peer lacks that the tracker knows no live holder of.
         let unheld = (0..dl.total()).filter(|&i| !inv.has(&manifest.chunks[i])).any(|i| dl.holders_of(i) == 0);
         run.unheld_since = if unheld { Some(run.unheld_since.unwrap_or(now_ms)) } else { None };

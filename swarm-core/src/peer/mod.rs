@@ -48,7 +48,7 @@ pub mod serve;
 mod tracker;
 pub mod trackers;
 
-pub use download::{Answer, CellState, ChunkBuf, Download, DownloadError, Step};
+pub use download::{Answer, CellState, ChunkBuf, Download, DownloadError, Endgame, Step};
 
 use crate::chunk_proto::{DataHeader, PeerMsg, ProtoError, DATA_HEADER};
 use crate::wire::{FileMeta, IceServer, PeerKind};
@@ -102,6 +102,9 @@ pub struct PeerConfig {
     /// 64 KiB messages best ([`config::FRAME_PAYLOAD`]); str0m writes a message only when all
     /// of it fits its SCTP buffer, so the native peer sends 16 KiB frames (see its `rtc`).
     pub frame_payload: usize,
+    /// How downloads share chunks out among sources and ask again for slow ones
+    /// ([`Endgame::Late`]; [`Endgame::Eager`] is the old policy, for same-run baselines).
+    pub endgame: Endgame,
 }
 
 impl PeerConfig {
@@ -115,6 +118,7 @@ impl PeerConfig {
             direct_grace_ms: config::DIRECT_GRACE_MS,
             direct_timeout_ms: config::DIRECT_TIMEOUT_MS,
             frame_payload: config::FRAME_PAYLOAD,
+            endgame: Endgame::Late,
         }
     }
 }

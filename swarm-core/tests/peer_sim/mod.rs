@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use swarm_core::identity::Keypair;
-use swarm_core::peer::{Event, Incoming, Inventory, LinkId, Output, Peer, PeerConfig, Purpose, ReadResult};
+use swarm_core::peer::{Endgame, Event, Incoming, Inventory, LinkId, Output, Peer, PeerConfig, Purpose, ReadResult};
 use swarm_core::swarm::repair::RepairConfig;
 use swarm_core::swarm::{self, Swarm};
 use swarm_core::wire::{ErrorCode, FileMeta, PROTOCOL_VERSION};
@@ -147,6 +147,8 @@ pub struct Node {
     pub relay_only: bool,
     /// WebRTC attempts this node's core dialled.
     pub dials: u64,
+    /// Its core's [`PeerConfig::endgame`] (from its next start).
+    pub endgame: Endgame,
 }
 
 impl Node {
@@ -296,6 +298,11 @@ pub struct Net {
     /// Bytes per second from one peer to another (data channel or relay), if limited: a
     /// message waits for the ones before it (so channels stay in order).
     pub pair_bytes_per_s: Option<u64>,
+    /// Bytes per second from one node to another (directed), overriding `pair_bytes_per_s`.
+    pub pair_rates: HashMap<(usize, usize), u64>,
+    /// One-way latency of a pair's data channel (ms; the pair as (low, high) index),
+    /// overriding `link_ms` and its per-pair variation.
+    pub pair_latency: HashMap<(usize, usize), u64>,
     busy_until: HashMap<(usize, usize), u64>,
     /// Messages of interest that reached the tracker (bad sources, orders).
     pub heard: Vec<Heard>,
@@ -331,6 +338,8 @@ impl Net {
             read_ms: 1,
             kill_detect_ms: 2_000,
             pair_bytes_per_s: None,
+            pair_rates: HashMap::new(),
+            pair_latency: HashMap::new(),
             consent_ms: 30_000,
             busy_until: HashMap::new(),
             heard: Vec::new(),
@@ -371,6 +380,7 @@ impl Net {
             reads_asked: 0,
             relay_only: false,
             dials: 0,
+            endgame: Endgame::default(),
             finished_runs: HashMap::new(),
         });
         self.index.insert(id, i);
@@ -389,6 +399,7 @@ impl Net {
         n.life += 1;
         let mut config = PeerConfig::new(PeerKind::Native, Keypair::from_secret(&n.secret).public());
         config.relay_only = n.relay_only;
+        config.endgame = n.endgame;
         n.peer = Peer::new(config);
         n.closed.clear();
         n.timer_at = None;
@@ -506,7 +517,7 @@ impl Net {
 
     /// When `len` bytes sent now from `a` to `b` have left `a` (bandwidth per pair).
     fn sent_at(&mut self, a: usize, b: usize, len: usize) -> u64 {
-        let Some(bw) = self.pair_bytes_per_s else { return self.now };
+        let Some(bw) = self.pair_rates.get(&(a, b)).copied().or(self.pair_bytes_per_s) else { return self.now };
         let busy = self.busy_until.entry((a, b)).or_insert(0);
         let start = (*busy).max(self.now);
         *busy = start + (len as u64 * 1000).div_ceil(bw);
@@ -514,6 +525,9 @@ impl Net {
     }
 
     fn pair_ms(&self, base: u64, a: usize, b: usize) -> u64 {
+        if let Some(ms) = self.pair_latency.get(&(a.min(b), a.max(b))) {
+            return *ms;
+        }
         // Fixed per pair (so every channel stays in order), varied between pairs.
         base + ((a * 7 + b * 13) % 5) as u64
     }
