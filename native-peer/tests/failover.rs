@@ -15,6 +15,7 @@ fn config(first: String, more: Vec<String>) -> NodeConfig {
         tracker_ca: None,
         rtc_ip: Some("127.0.0.1".parse().unwrap()),
         max_storage: 1 << 30,
+        upload_limit: None,
         rtc_timeout: Duration::from_secs(5),
         relay_only: true,
         connect_attempts: 3,

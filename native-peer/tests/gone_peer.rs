@@ -18,6 +18,7 @@ async fn a_connection_to_a_departed_peer_fails_at_once() {
         tracker_ca: None,
         rtc_ip: Some("127.0.0.1".parse().unwrap()),
         max_storage: 1 << 30,
+        upload_limit: None,
         rtc_timeout: Duration::from_secs(20),
         relay_only: false,
         connect_attempts: 3,
