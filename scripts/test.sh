@@ -145,7 +145,11 @@ rm -rf "$lane_dir" && mkdir -p "$lane_dir"
 # files run (they mostly wait on lease timers), niced so their processes come first. Errors
 # only: the duplicates it warns about are upstream's (deny.toml says which ones fail).
 deny_check() {
-  wait "$deny_install" && cargo deny --frozen --log-level error check bans licenses sources
+  # cargo-deny reads the crates of every platform in Cargo.lock, offline (--frozen): a Linux
+  # build never downloads windows-sys and its kin, so a fresh machine fetches them first
+  # (quick and quiet where they are there; this failed on a fresh machine without it).
+  wait "$deny_install" && cargo fetch --locked --quiet \
+    && cargo deny --frozen --log-level error check bans licenses sources
 }
 set -m
 (
