@@ -295,6 +295,35 @@ async fn the_storage_offer_is_the_users_choice_and_reaches_the_tracker() -> anyh
     Ok(())
 }
 
+/// The page declares itself an app (a web manifest with a name, a start URL, standalone
+/// display and an icon) that Chromium reads without errors; the manifest and the icon are
+/// served by the tracker with their types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_an_app_with_a_manifest_chromium_reads() -> anyhow::Result<()> {
+    let tracker = Tracker::start("page-manifest-tracker", Some(&e2e::web_dir()))?;
+    let (browser, _) = open_app(&tracker, "page-manifest", "/").await?;
+    let session = browser.client.session_id().await?.unwrap_or_default();
+    let m = e2e::cdp(browser.driver_port, &session, "Page.getAppManifest", serde_json::json!({}))?;
+    assert!(m["url"].as_str().is_some_and(|u| u.ends_with("/manifest.webmanifest")), "{m}");
+    assert_eq!(m["errors"].as_array().map(Vec::len), Some(0), "Chromium reads it without errors: {m}");
+    let data: serde_json::Value = serde_json::from_str(m["data"].as_str().unwrap_or_default())?;
+    assert_eq!((data["name"].as_str(), data["display"].as_str()), (Some("Peer Pressure"), Some("standalone")));
+    assert_eq!(data["start_url"], "/");
+    let icon = data["icons"][0]["src"].as_str().unwrap_or_default().to_string();
+    let types: Vec<String> = browser
+        .client
+        .execute_async(
+            "const [paths, done] = arguments;
+             Promise.all(paths.map(p => fetch(p).then(r => r.ok ? r.headers.get('content-type') : 'HTTP ' + r.status)))
+               .then(done, e => done([String(e)]));",
+            vec![serde_json::json!(["/manifest.webmanifest", icon])],
+        )
+        .await
+        .map(|v| serde_json::from_value(v).unwrap_or_default())?;
+    assert_eq!(types, ["application/manifest+json", "image/svg+xml"]);
+    Ok(())
+}
+
 /// The upload limit the user sets holds for everything the tab serves (what it sent never
 /// outruns the limit's burst plus the rate since the page opened: a native peer's get and the
 /// swarm's copies alike), and is kept across reloads.
