@@ -245,9 +245,8 @@ pub async fn execute(node: &Arc<Node>, req: Request, progress: ProgressSink) -> 
             crate::download::check_output(&out, force)?;
             // Listed until it ends, so `run --resume` carries on if the process dies first (not
             // the temporary file a get to a client's stdout goes through).
-            let via_stdout = out.extension().is_some_and(|e| e == "pp-out");
             let pending = crate::pending::PendingGet { file: id, output: out.clone(), force };
-            if !crate::download::is_stdout(&out) && !via_stdout {
+            if !crate::download::is_stdout(&out) && !crate::download::is_stdout_via_file(&out) {
                 if let Err(e) = node.pending.add(pending.clone()) {
                     tracing::warn!("cannot list the get of {} as unfinished: {e}", id.short());
                 }

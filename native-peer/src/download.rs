@@ -53,6 +53,19 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
 }
 
+/// Where a running peer writes a file its client prints to stdout (in the data dir, copied
+/// out by the client): one per client process.
+pub fn stdout_via_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!(".get-{}{STDOUT_VIA_SUFFIX}", std::process::id()))
+}
+
+const STDOUT_VIA_SUFFIX: &str = ".pp-out";
+
+/// Whether `out` is such a file ([`stdout_via_file`]).
+pub fn is_stdout_via_file(out: &Path) -> bool {
+    out.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".get-") && n.ends_with(STDOUT_VIA_SUFFIX))
+}
+
 /// Whether `out` names stdout (`-`).
 pub fn is_stdout(out: &Path) -> bool {
     out.as_os_str() == "-"

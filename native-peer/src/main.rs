@@ -127,7 +127,7 @@ enum Cmd {
     /// at start).
     Limit {
         /// Most bytes per second it sends: 2MB/s, 500KiB/s, or off.
-        #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+        #[arg(long, value_name = "RATE", value_parser = pp_cli::size::rate_arg)]
         upload: Option<String>,
         /// No upload limit.
         #[arg(long, conflicts_with = "upload")]
@@ -331,7 +331,7 @@ async fn run(args: Args, bars: Bars) -> anyhow::Result<()> {
     };
     // A running peer cannot write to this process's stdout: it assembles the file into a
     // temporary file in the data dir, copied out here.
-    let via_file = data_dir.join(format!(".get-{}.pp-out", std::process::id()));
+    let via_file = native_peer::download::stdout_via_file(&data_dir);
     let remote_request = match &request {
         Request::Get { file, dir, passphrase, .. } if data_out => Request::Get {
             file: file.clone(),
@@ -423,11 +423,6 @@ fn use_link_tracker(settings: &mut PeerSettings, link: &swarm_core::share::Share
 
 /// `pp-peer run`: join, serve, answer the control socket (and HTTP), until SIGINT, SIGTERM
 /// or `leave`; then stop cleanly.
-/// `--upload RATE`: checked here, sent as written.
-fn rate_arg(s: &str) -> Result<String, String> {
-    pp_cli::size::parse_rate(s).map(|_| s.to_string())
-}
-
 /// Carries on with the gets the last run left unfinished (`--resume`), each on a task of its
 /// own; without the flag, says how many there are.
 fn resume_gets(node: &std::sync::Arc<node::Node>, resume: bool) {

@@ -67,7 +67,7 @@ pub struct PeerSettings {
     /// Most bytes per second this peer sends, for everything it serves (downloads, copies
     /// for the swarm, the relay): 2MB/s, 500KiB/s, or off [default: off]. A running peer's
     /// limit changes with `pp-peer limit`.
-    #[arg(long, global = true, env = "PP_UPLOAD_LIMIT", value_name = "RATE", value_parser = parse_rate_arg)]
+    #[arg(long, global = true, env = "PP_UPLOAD_LIMIT", value_name = "RATE", value_parser = pp_cli::size::rate_arg)]
     pub upload_limit: Option<String>,
     /// Time a WebRTC data channel has to open before the attempt is given up (requests
     /// travel through the tracker relay from 300ms on, and move to the channel when it opens)
@@ -81,11 +81,6 @@ pub struct PeerSettings {
     #[arg(long, global = true, env = "PP_RELAY_ONLY", num_args = 0..=1, default_missing_value = "true",
           value_name = "BOOL", require_equals = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub relay_only: Option<bool>,
-}
-
-/// `--upload-limit`: checked when given, kept as written (a config file may give it too).
-fn parse_rate_arg(s: &str) -> Result<String, String> {
-    pp_cli::size::parse_rate(s).map(|_| s.to_string())
 }
 
 /// A TOML value that is one string (maybe comma-separated) or a list of strings.

@@ -28,6 +28,12 @@ pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// A clap value parser for a rate flag: checked with [`parse_rate`], kept as written (a
+/// config file may give the same setting, and a running peer parses it again).
+pub fn rate_arg(s: &str) -> Result<String, String> {
+    parse_rate(s).map(|_| s.to_string())
+}
+
 /// A size for people: `0 B`, `512 B`, `1.5 MiB`, `20.0 GiB`.
 pub fn human(bytes: u64) -> String {
     ByteSize::b(bytes).display().iec().to_string()
