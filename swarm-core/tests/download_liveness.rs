@@ -23,6 +23,9 @@
 //! full CI run met in `e2e/tests/cluster.rs` (a `pp-peer get` waiting for 20 minutes): one
 //! source measured, the rest of the file held only by a source that was never asked.
 
+mod peer_sim;
+
+use peer_sim::Rng;
 use std::collections::{BTreeMap, VecDeque};
 use swarm_core::peer::config::{BUSY_BACKOFF_MS, STALL_MS};
 use swarm_core::peer::{Answer, CellState, Download, Endgame, Step};
@@ -30,19 +33,6 @@ use swarm_core::{ChunkId, Manifest, ManifestBuilder, PeerId};
 
 const FRAME: usize = 64 * 1024;
 const TICK_MS: u64 = 500;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// How a source misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
